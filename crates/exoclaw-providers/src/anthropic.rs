@@ -1,0 +1,5 @@
+//! Anthropic provider (being written).
+
+/// Placeholder until the provider lands.
+#[derive(Debug)]
+pub struct Anthropic;

@@ -1,0 +1,28 @@
+//! exoclaw's model providers.
+//!
+//! - [`Anthropic`]: the Messages API.
+//! - [`OpenAiCompatible`]: OpenAI Chat Completions and the compatible family, each a [`Preset`]
+//!   (data, not a new type): OpenAI, OpenRouter, xAI, Ollama, llama.cpp, any "model manager" gateway.
+//! - [`Gemini`]: Google's Generative Language API.
+//!
+//! All stream over SSE, assemble tool calls whose arguments arrive in fragments, report usage as
+//! far as the vendor does (never a made-up 0), and fail with typed [`ProviderError`]s.
+//!
+//! [`ProviderError`]: exoclaw_core::ProviderError
+
+mod anthropic;
+mod gemini;
+mod openai;
+mod options;
+pub mod presets;
+mod sse;
+mod transport;
+mod wire;
+
+pub use anthropic::Anthropic;
+pub use gemini::Gemini;
+pub use openai::OpenAiCompatible;
+pub use options::{ProviderOptions, process_env};
+pub use presets::Preset;
+pub use sse::{SseEvent, SseParser};
+pub use transport::Timeouts;

@@ -1,0 +1,574 @@
+//! OpenAI Chat Completions (`POST {base}/chat/completions`) and every server that speaks it.
+//!
+//! Wire format: <https://platform.openai.com/docs/api-reference/chat/create> (request, response)
+//! and <https://platform.openai.com/docs/api-reference/chat-streaming> (chunks). Streamed tool calls
+//! arrive as `delta.tool_calls[]` keyed by `index`: the first fragment of a call carries its `id`
+//! and `function.name`, later ones only `function.arguments` pieces — except on servers such as
+//! llama-cpp-python, which repeat `id` and `name` in every chunk; those repeats are ignored.
+//! With `stream_options.include_usage`, usage arrives in a last chunk whose `choices` is empty,
+//! after the chunk carrying `finish_reason`, and before `data: [DONE]`.
+
+use crate::options::{missing_key, process_env, trim_base};
+use crate::presets::{ModelListing, Preset};
+use crate::transport::{Transport, unexpected};
+use crate::wire::{StreamDecoder, WireError, kind_for_status, parse_arguments, preview, retry_after, whole_tool_call};
+use crate::ProviderOptions;
+use async_trait::async_trait;
+use exoclaw_core::{Capabilities, ErrorKind, EventStream, ModelInfo, Provider, ProviderError, ResponseAssembler};
+use exoclaw_types::{
+    ChatRequest, ChatResponse, ImageSource, Message, ModelId, Part, Role, StopReason, StreamEvent, ToolCall,
+    ToolChoice, Usage,
+};
+use reqwest::header::HeaderMap;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+/// A provider for OpenAI's API or any member of the compatible family, chosen by [`Preset`].
+#[derive(Debug)]
+pub struct OpenAiCompatible {
+    preset: &'static Preset,
+    base_url: String,
+    transport: Transport,
+}
+
+impl OpenAiCompatible {
+    /// A provider for `preset` with these options; unset options take the preset's defaults.
+    /// Fails when the preset needs a key and none is given, or no base URL is known.
+    pub fn new(preset: &'static Preset, options: ProviderOptions) -> Result<Self, ProviderError> {
+        let name = options.name.unwrap_or_else(|| preset.name.to_owned());
+        let Some(base_url) = options.base_url.or(preset.default_base_url.map(str::to_owned)) else {
+            let var = preset.base_url_env.first().copied().unwrap_or("the provider's base URL variable");
+            return Err(ProviderError::new(
+                ErrorKind::InvalidRequest,
+                &name,
+                format!("no base URL configured: set `base_url` in the provider's config or {var}"),
+            ));
+        };
+        if preset.key_required && options.api_key.is_none() {
+            return Err(missing_key(&name, preset.api_key_env));
+        }
+        let transport = Transport::new(&name, options.timeouts, options.api_key, classify_error)?;
+        Ok(Self { preset, base_url: trim_base(&base_url), transport })
+    }
+
+    /// A provider for `preset` configured from the vendor's environment variables.
+    pub fn from_env(preset: &'static Preset) -> Result<Self, ProviderError> {
+        let options = ProviderOptions::default().with_env(preset.base_url_env, preset.api_key_env, process_env);
+        Self::new(preset, options)
+    }
+
+    /// The base URL requests go to.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    fn post(&self, body: &Value) -> reqwest::RequestBuilder {
+        self.authorized(self.transport.client().post(format!("{}/chat/completions", self.base_url))).json(body)
+    }
+
+    fn authorized(&self, mut request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if let Some(key) = self.transport.key() {
+            request = request.bearer_auth(key);
+        }
+        for (name, value) in self.preset.headers {
+            request = request.header(*name, *value);
+        }
+        request
+    }
+}
+
+#[async_trait]
+impl Provider for OpenAiCompatible {
+    fn name(&self) -> &str {
+        self.transport.name()
+    }
+
+    async fn stream(&self, request: ChatRequest) -> Result<EventStream, ProviderError> {
+        let body = encode_request(&request, self.preset, true);
+        let (response, started) = self.transport.send(self.post(&body)).await?;
+        Ok(self.transport.sse(response, OpenAiDecoder::default(), started))
+    }
+
+    async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, ProviderError> {
+        let body = encode_request(&request, self.preset, false);
+        let (response, started) = self.transport.send(self.post(&body)).await?;
+        let json = self.transport.json(response, started, "chat completion").await?;
+        let mut assembler = ResponseAssembler::new();
+        for event in decode_response(&json).map_err(|e| self.transport.error(e))? {
+            assembler.push(event);
+        }
+        assembler.finish(self.name())
+    }
+
+    fn capabilities(&self, _model: &ModelId) -> Capabilities {
+        Capabilities { images: true, ..Capabilities::default() }
+    }
+
+    async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {
+        let url = match self.preset.models {
+            ModelListing::OpenAi => format!("{}/models", self.base_url),
+            ModelListing::OllamaTags => {
+                format!("{}/api/tags", self.base_url.strip_suffix("/v1").unwrap_or(&self.base_url))
+            }
+        };
+        let (response, started) = self.transport.send(self.authorized(self.transport.client().get(url))).await?;
+        let json = self.transport.json(response, started, "model list").await?;
+        let (list, field) = match self.preset.models {
+            ModelListing::OpenAi => (&json["data"], "id"),
+            ModelListing::OllamaTags => (&json["models"], "name"),
+        };
+        let Some(list) = list.as_array() else {
+            return Err(self.transport.error(unexpected("model list", &json.to_string())));
+        };
+        Ok(list
+            .iter()
+            .filter_map(|m| m[field].as_str())
+            .map(|id| ModelInfo { id: ModelId::from(id), display_name: None })
+            .collect())
+    }
+}
+
+/// The request body for `request`, streamed or not.
+pub(crate) fn encode_request(request: &ChatRequest, preset: &Preset, stream: bool) -> Value {
+    let mut messages = Vec::with_capacity(request.messages.len() + 1);
+    if let Some(system) = &request.system {
+        messages.push(json!({"role": "system", "content": system}));
+    }
+    for message in &request.messages {
+        encode_message(message, &mut messages);
+    }
+    let mut body = Map::new();
+    body.insert("model".into(), json!(request.model));
+    body.insert("messages".into(), Value::Array(messages));
+    body.insert("stream".into(), json!(stream));
+    if stream {
+        body.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    if !request.tools.is_empty() {
+        let tools = request.tools.iter().map(|t| {
+            json!({"type": "function", "function": {
+                "name": t.name, "description": t.description, "parameters": t.input_schema,
+            }})
+        });
+        body.insert("tools".into(), Value::Array(tools.collect()));
+    }
+    if let Some(choice) = &request.tool_choice {
+        let choice = match choice {
+            ToolChoice::Auto => json!("auto"),
+            ToolChoice::None => json!("none"),
+            ToolChoice::Required => json!("required"),
+            ToolChoice::Tool { name } => json!({"type": "function", "function": {"name": name}}),
+        };
+        body.insert("tool_choice".into(), choice);
+    }
+    let p = &request.params;
+    if let Some(t) = p.temperature {
+        body.insert("temperature".into(), json!(t));
+    }
+    if let Some(n) = p.max_tokens {
+        body.insert(preset.max_tokens_field.into(), json!(n));
+    }
+    if let Some(top_p) = p.top_p {
+        body.insert("top_p".into(), json!(top_p));
+    }
+    if !p.stop.is_empty() {
+        body.insert("stop".into(), json!(p.stop));
+    }
+    if let Some(seed) = p.seed {
+        body.insert("seed".into(), json!(seed));
+    }
+    Value::Object(body)
+}
+
+/// Appends `message` in OpenAI's shape. Tool results become one `tool` message each, wherever they
+/// sit; thinking is not sent back (the API has no field for it).
+fn encode_message(message: &Message, out: &mut Vec<Value>) {
+    let mut content = Vec::new();
+    let mut calls = Vec::new();
+    for part in &message.parts {
+        match part {
+            Part::Text { text } => content.push(json!({"type": "text", "text": text})),
+            Part::Image { source } => {
+                let url = match source {
+                    ImageSource::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
+                    ImageSource::Url { url } => url.clone(),
+                };
+                content.push(json!({"type": "image_url", "image_url": {"url": url}}));
+            }
+            Part::ToolCall(call) => calls.push(json!({
+                "id": call.id, "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments.to_string()},
+            })),
+            Part::ToolResult(result) => {
+                let text = if result.is_error { format!("Error: {}", result.content) } else { result.content.clone() };
+                out.push(json!({"role": "tool", "tool_call_id": result.call_id, "content": text}));
+            }
+            Part::Thinking { .. } => {}
+        }
+    }
+    if content.is_empty() && calls.is_empty() {
+        return;
+    }
+    let role = match message.role {
+        Role::System => "system",
+        Role::User | Role::Tool => "user",
+        Role::Assistant => "assistant",
+    };
+    // Plain text goes as a string: older compatible servers reject the array form.
+    let all_text = content.iter().all(|c| c["type"] == "text");
+    let content = if all_text {
+        let text: String = content.iter().filter_map(|c| c["text"].as_str()).collect();
+        if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) }
+    } else {
+        Value::Array(content)
+    };
+    let mut m = json!({"role": role, "content": content});
+    if !calls.is_empty() {
+        m["tool_calls"] = Value::Array(calls);
+    }
+    out.push(m);
+}
+
+#[derive(Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    choices: Option<Vec<ChunkChoice>>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice {
+    #[serde(default)]
+    index: u32,
+    #[serde(default)]
+    delta: Option<Delta>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Delta {
+    #[serde(default)]
+    content: Option<String>,
+    /// DeepSeek, llama.cpp, vLLM.
+    #[serde(default)]
+    reasoning_content: Option<String>,
+    /// OpenRouter.
+    #[serde(default)]
+    reasoning: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<ToolCallDelta>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallDelta {
+    #[serde(default)]
+    index: Option<u32>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    function: Option<FunctionDelta>,
+}
+
+#[derive(Deserialize)]
+struct FunctionDelta {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptDetails>,
+}
+
+#[derive(Deserialize)]
+struct PromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+impl From<WireUsage> for Usage {
+    fn from(u: WireUsage) -> Self {
+        Usage {
+            input_tokens: u.prompt_tokens,
+            output_tokens: u.completion_tokens,
+            cache_read_tokens: u.prompt_tokens_details.and_then(|d| d.cached_tokens),
+            cache_write_tokens: None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct PartialCall {
+    vendor_index: u32,
+    id: String,
+    name: String,
+    arguments: String,
+}
+
+/// Decodes OpenAI chat-completion chunks.
+#[derive(Debug, Default)]
+pub(crate) struct OpenAiDecoder {
+    calls: Vec<PartialCall>,
+    calls_emitted: bool,
+    finish_reason: Option<String>,
+    usage: Option<Usage>,
+    done: bool,
+}
+
+impl OpenAiDecoder {
+    fn tool_delta(&mut self, delta: ToolCallDelta, out: &mut Vec<StreamEvent>) {
+        let vendor_index = delta.index.unwrap_or(0);
+        let (name, fragment) = match delta.function {
+            Some(f) => (f.name, f.arguments),
+            None => (None, None),
+        };
+        let position = match self.calls.iter().position(|c| c.vendor_index == vendor_index) {
+            Some(i) => i,
+            None => {
+                let index = self.calls.len();
+                let id = delta.id.filter(|s| !s.is_empty()).unwrap_or_else(|| format!("call_{index}"));
+                let name = name.unwrap_or_default();
+                out.push(StreamEvent::ToolCallStart { index: index as u32, id: id.clone(), name: name.clone() });
+                self.calls.push(PartialCall { vendor_index, id, name, arguments: String::new() });
+                index
+            }
+        };
+        if let Some(fragment) = fragment.filter(|f| !f.is_empty()) {
+            self.calls[position].arguments.push_str(&fragment);
+            out.push(StreamEvent::ToolCallArgsDelta { index: position as u32, fragment });
+        }
+    }
+
+    fn emit_calls(&mut self, out: &mut Vec<StreamEvent>) {
+        if self.calls_emitted {
+            return;
+        }
+        self.calls_emitted = true;
+        for (index, call) in self.calls.iter().enumerate() {
+            out.push(StreamEvent::ToolCall {
+                index: index as u32,
+                call: ToolCall {
+                    id: call.id.clone(),
+                    name: call.name.clone(),
+                    arguments: parse_arguments(&call.arguments),
+                },
+            });
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<StreamEvent>) {
+        self.emit_calls(out);
+        if let Some(usage) = self.usage.take() {
+            out.push(StreamEvent::Usage(usage));
+        }
+        let reason = self.finish_reason.as_deref().unwrap_or("stop");
+        out.push(StreamEvent::Finish { reason: stop_reason(reason, !self.calls.is_empty()) });
+    }
+}
+
+impl StreamDecoder for OpenAiDecoder {
+    fn event(&mut self, _event: &str, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), WireError> {
+        if data.trim() == "[DONE]" {
+            self.done = true;
+            return Ok(());
+        }
+        let chunk: Chunk = serde_json::from_str(data).map_err(|e| WireError::bad_json("stream chunk", data, &e))?;
+        if let Some(error) = chunk.error {
+            return Err(error_from_body(None, None, &json!({ "error": error })));
+        }
+        if let Some(usage) = chunk.usage {
+            self.usage = Some(usage.into());
+        }
+        for choice in chunk.choices.unwrap_or_default() {
+            if choice.index != 0 {
+                continue; // only the first of `n` choices is an answer we use
+            }
+            let delta = choice.delta.unwrap_or_default();
+            if let Some(text) = delta.reasoning_content.or(delta.reasoning).filter(|t| !t.is_empty()) {
+                out.push(StreamEvent::ThinkingDelta { text });
+            }
+            if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+                out.push(StreamEvent::TextDelta { text });
+            }
+            for call in delta.tool_calls.unwrap_or_default() {
+                self.tool_delta(call, out);
+            }
+            if let Some(reason) = choice.finish_reason {
+                self.finish_reason = Some(reason);
+                // Assembled calls go out as soon as the model is done with them; usage may follow.
+                self.emit_calls(out);
+            }
+        }
+        Ok(())
+    }
+
+    fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn end(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), WireError> {
+        if !self.done && self.finish_reason.is_none() {
+            return Err(WireError::protocol("the stream ended before the answer finished (no finish_reason, no [DONE])"));
+        }
+        self.finish(out);
+        Ok(())
+    }
+}
+
+/// The events a whole (non-streamed) chat completion amounts to.
+pub(crate) fn decode_response(body: &Value) -> Result<Vec<StreamEvent>, WireError> {
+    let Some(choice) = body["choices"].get(0) else {
+        return Err(unexpected("chat completion (no choices)", &body.to_string()));
+    };
+    let message = &choice["message"];
+    let mut out = Vec::new();
+    let thinking = message["reasoning_content"].as_str().or(message["reasoning"].as_str());
+    if let Some(text) = thinking.filter(|t| !t.is_empty()) {
+        out.push(StreamEvent::ThinkingDelta { text: text.to_owned() });
+    }
+    if let Some(text) = message["content"].as_str().filter(|t| !t.is_empty()) {
+        out.push(StreamEvent::TextDelta { text: text.to_owned() });
+    }
+    let calls = message["tool_calls"].as_array().map(Vec::as_slice).unwrap_or_default();
+    for (index, call) in calls.iter().enumerate() {
+        let function = &call["function"];
+        let arguments = match &function["arguments"] {
+            Value::String(raw) => parse_arguments(raw),
+            other => other.clone(), // some servers send an object
+        };
+        let id = call["id"].as_str().map_or_else(|| format!("call_{index}"), str::to_owned);
+        let name = function["name"].as_str().unwrap_or_default().to_owned();
+        whole_tool_call(index as u32, id, name, arguments, &mut out);
+    }
+    if let Ok(usage) = serde_json::from_value::<WireUsage>(body["usage"].clone()) {
+        out.push(StreamEvent::Usage(usage.into()));
+    }
+    let reason = choice["finish_reason"].as_str().unwrap_or("stop");
+    out.push(StreamEvent::Finish { reason: stop_reason(reason, !calls.is_empty()) });
+    Ok(out)
+}
+
+/// OpenAI's `finish_reason`. Some compatible servers say `stop` after tool calls; the caller still
+/// has tools to run, so that is a tool-use stop.
+fn stop_reason(reason: &str, has_tool_calls: bool) -> StopReason {
+    match reason {
+        "tool_calls" | "function_call" => StopReason::ToolUse,
+        _ if has_tool_calls => StopReason::ToolUse,
+        "stop" => StopReason::EndTurn,
+        "length" => StopReason::MaxTokens,
+        "content_filter" => StopReason::ContentFilter,
+        other => StopReason::Other(other.to_owned()),
+    }
+}
+
+/// Reads an error response: `{"error": {"message", "type", "param", "code"}}`
+/// (<https://platform.openai.com/docs/guides/error-codes>).
+pub(crate) fn classify_error(status: u16, headers: &HeaderMap, body: &str) -> WireError {
+    match serde_json::from_str::<Value>(body) {
+        Ok(json) if json.get("error").is_some() => error_from_body(Some(status), retry_after(headers), &json),
+        _ => {
+            let text = if body.trim().is_empty() { "(empty body)".to_owned() } else { preview(body.trim()) };
+            WireError::new(kind_for_status(status, retry_after(headers)), text)
+        }
+    }
+}
+
+fn error_from_body(status: Option<u16>, retry: Option<std::time::Duration>, json: &Value) -> WireError {
+    let error = &json["error"];
+    let message = error["message"].as_str().or(error.as_str()).unwrap_or("(no message)").to_owned();
+    let code = error["code"].as_str().unwrap_or_default();
+    let kind_text = error["type"].as_str().unwrap_or_default();
+    let by_code = match (code, kind_text) {
+        ("invalid_api_key", _) | (_, "authentication_error") => Some(ErrorKind::Auth),
+        ("model_not_found", _) => Some(ErrorKind::ModelNotFound),
+        // OpenAI's code; llama-server's type.
+        ("context_length_exceeded", _) | (_, "exceed_context_size_error") => Some(ErrorKind::ContextLength),
+        // Out of credit: waiting does not help, unlike a rate limit.
+        ("insufficient_quota", _) | (_, "insufficient_quota") => Some(ErrorKind::Permission),
+        ("rate_limit_exceeded", _) => Some(ErrorKind::RateLimited { retry_after: retry }),
+        ("server_error", _) | (_, "server_error") if status.is_none() => Some(ErrorKind::Server),
+        _ => None,
+    };
+    let kind = by_code.unwrap_or_else(|| match status {
+        Some(status) => kind_for_status(status, retry),
+        None => ErrorKind::Server, // an error event inside a 200 stream
+    });
+    let detail = [code, kind_text].into_iter().find(|s| !s.is_empty());
+    let message = match detail {
+        Some(d) => format!("{message} [{d}]"),
+        None => message,
+    };
+    WireError::new(kind, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::presets::{LLAMACPP, OPENAI};
+    use exoclaw_types::{GenerationParams, ToolResult, ToolSpec};
+
+    #[test]
+    fn request_carries_system_tools_params_and_tool_round_trip() {
+        let call = ToolCall { id: "call_1".into(), name: "get_weather".into(), arguments: json!({"city": "Paris"}) };
+        let request = ChatRequest::new(
+            "gpt-4o-mini",
+            vec![
+                Message::user("Weather?"),
+                Message::new(Role::Assistant, vec![Part::ToolCall(call)]),
+                Message::tool_results([ToolResult { call_id: "call_1".into(), content: "sunny".into(), is_error: false }]),
+            ],
+        )
+        .with_system("Be brief.")
+        .with_tools(vec![ToolSpec { name: "get_weather".into(), description: "Weather".into(), input_schema: json!({"type": "object"}) }])
+        .with_params(GenerationParams { temperature: Some(0.5), max_tokens: Some(64), top_p: Some(0.9), stop: vec!["END".into()], seed: Some(3) });
+        let body = encode_request(&request, &OPENAI, true);
+        assert_eq!(body["messages"][0], json!({"role": "system", "content": "Be brief."}));
+        assert_eq!(body["messages"][2]["content"], Value::Null);
+        assert_eq!(body["messages"][2]["tool_calls"][0]["function"]["arguments"], json!("{\"city\":\"Paris\"}"));
+        assert_eq!(body["messages"][3], json!({"role": "tool", "tool_call_id": "call_1", "content": "sunny"}));
+        assert_eq!(body["tools"][0]["function"]["parameters"], json!({"type": "object"}));
+        assert_eq!(body["max_completion_tokens"], json!(64));
+        assert_eq!(body["stream_options"], json!({"include_usage": true}));
+        assert_eq!((body["seed"].clone(), body["stop"].clone()), (json!(3), json!(["END"])));
+        let compat = encode_request(&request, &LLAMACPP, false);
+        assert_eq!(compat["max_tokens"], json!(64));
+        assert!(compat.get("stream_options").is_none());
+    }
+
+    #[test]
+    fn images_use_the_content_array_with_data_urls() {
+        let message = Message::new(
+            Role::User,
+            vec![Part::text("What is this?"), Part::Image { source: ImageSource::Base64 { media_type: "image/png".into(), data: "AAA".into() } }],
+        );
+        let body = encode_request(&ChatRequest::new("m", vec![message]), &OPENAI, false);
+        assert_eq!(body["messages"][0]["content"][1], json!({"type": "image_url", "image_url": {"url": "data:image/png;base64,AAA"}}));
+    }
+
+    #[test]
+    fn repeated_ids_and_names_in_every_chunk_do_not_start_new_calls() {
+        let mut d = OpenAiDecoder::default();
+        let mut out = Vec::new();
+        for args in ["{\"a\"", ":1}"] {
+            let chunk = json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_x", "type": "function", "function": {"name": "f", "arguments": args}}]}}]});
+            d.event("message", &chunk.to_string(), &mut out).unwrap();
+        }
+        d.event("message", &json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}).to_string(), &mut out).unwrap();
+        d.event("message", "[DONE]", &mut out).unwrap();
+        d.end(&mut out).unwrap();
+        let starts = out.iter().filter(|e| matches!(e, StreamEvent::ToolCallStart { .. })).count();
+        assert_eq!(starts, 1);
+        assert!(out.contains(&StreamEvent::ToolCall { index: 0, call: ToolCall { id: "call_x".into(), name: "f".into(), arguments: json!({"a": 1}) } }));
+    }
+}

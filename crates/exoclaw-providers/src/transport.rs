@@ -1,0 +1,286 @@
+//! HTTP for every provider: one `reqwest` client per provider, the connect / first-byte / idle
+//! deadlines, turning error responses into typed errors, and driving an SSE body through a
+//! vendor's [`StreamDecoder`].
+//!
+//! The API key lives here as a [`SecretString`]: it is exposed only to set a request header, and
+//! every error message passes through [`Transport::error`], which scrubs it out.
+
+use crate::sse::{SseEvent, SseParser};
+use crate::wire::{StreamDecoder, WireError, preview};
+use bytes::Bytes;
+use exoclaw_core::{ErrorKind, EventStream, ProviderError};
+use exoclaw_types::StreamEvent;
+use futures::{Stream, StreamExt};
+use reqwest::header::HeaderMap;
+use secrecy::{ExposeSecret, SecretString};
+use std::{collections::VecDeque, fmt, sync::Arc, time::Duration};
+use tokio::time::Instant;
+
+/// Deadlines for one model call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Establishing the TCP (and TLS) connection.
+    pub connect: Duration,
+    /// From sending the request to the first byte of the answer: covers the model's time to think.
+    pub first_byte: Duration,
+    /// Longest silence between two chunks of a streamed answer.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            first_byte: Duration::from_secs(120),
+            idle: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Reads a vendor's error response (status, headers, body text) into a typed failure.
+pub(crate) type ErrorClassifier = fn(u16, &HeaderMap, &str) -> WireError;
+
+/// Most bytes of an error body kept for the message.
+const ERROR_BODY_CAP: usize = 64 * 1024;
+
+/// The HTTP side of one provider instance.
+#[derive(Clone)]
+pub(crate) struct Transport {
+    name: Arc<str>,
+    client: reqwest::Client,
+    timeouts: Timeouts,
+    key: Option<SecretString>,
+    classify: ErrorClassifier,
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transport")
+            .field("name", &self.name)
+            .field("timeouts", &self.timeouts)
+            .field("key", &self.key.as_ref().map(|_| "[REDACTED]"))
+            .finish()
+    }
+}
+
+impl Transport {
+    pub fn new(
+        name: &str,
+        timeouts: Timeouts,
+        key: Option<SecretString>,
+        classify: ErrorClassifier,
+    ) -> Result<Self, ProviderError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .user_agent(concat!("exoclaw/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ProviderError::new(ErrorKind::Connect, name, format!("cannot build HTTP client: {e}")))?;
+        Ok(Self { name: name.into(), client, timeouts, key, classify })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// The key, for setting a request header. Never format it.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_ref().map(|k| k.expose_secret())
+    }
+
+    /// A provider error from a wire error, with the key scrubbed out of the message.
+    pub fn error(&self, wire: WireError) -> ProviderError {
+        let message = match self.key() {
+            Some(key) if !key.is_empty() && wire.message.contains(key) => wire.message.replace(key, "[REDACTED]"),
+            _ => wire.message,
+        };
+        ProviderError::new(wire.kind, &*self.name, message)
+    }
+
+    fn http_error(&self, e: &reqwest::Error, doing: &str) -> ProviderError {
+        let kind = if e.is_timeout() { ErrorKind::Timeout } else { ErrorKind::Connect };
+        // `{:#}`-style chains: reqwest's top-level message alone ("error sending request") hides the cause.
+        let mut message = format!("{doing}: {e}");
+        let mut source = std::error::Error::source(e);
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        self.error(WireError::new(kind, message))
+    }
+
+    /// Sends a request and waits for a successful status within the first-byte deadline. An error
+    /// status becomes a typed error built from the vendor's body.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<(reqwest::Response, Instant), ProviderError> {
+        let started = Instant::now();
+        let response = match tokio::time::timeout(self.timeouts.first_byte, request.send()).await {
+            Err(_) => return Err(self.first_byte_timeout()),
+            Ok(Err(e)) => return Err(self.http_error(&e, "request failed")),
+            Ok(Ok(response)) => response,
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Ok((response, started));
+        }
+        let headers = response.headers().clone();
+        let body = self.read_capped(response).await;
+        let wire = (self.classify)(status.as_u16(), &headers, &body);
+        Err(self.error(wire).with_status(status.as_u16()))
+    }
+
+    async fn read_capped(&self, response: reqwest::Response) -> String {
+        let mut body = Vec::new();
+        let mut chunks = response.bytes_stream();
+        while body.len() < ERROR_BODY_CAP {
+            match tokio::time::timeout(self.timeouts.idle, chunks.next()).await {
+                Ok(Some(Ok(chunk))) => body.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        body.truncate(ERROR_BODY_CAP);
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
+    fn first_byte_timeout(&self) -> ProviderError {
+        self.error(WireError::new(
+            ErrorKind::Timeout,
+            format!("no answer within the first-byte timeout of {:?}", self.timeouts.first_byte),
+        ))
+    }
+
+    /// Reads a whole JSON body (a non-streaming answer or a model list).
+    pub async fn json(
+        &self,
+        response: reqwest::Response,
+        started: Instant,
+        what: &str,
+    ) -> Result<serde_json::Value, ProviderError> {
+        let deadline = started + self.timeouts.first_byte;
+        let bytes = match tokio::time::timeout_at(deadline, response.bytes()).await {
+            Err(_) => return Err(self.first_byte_timeout()),
+            Ok(Err(e)) => return Err(self.http_error(&e, "reading the answer failed")),
+            Ok(Ok(bytes)) => bytes,
+        };
+        serde_json::from_slice(&bytes).map_err(|e| {
+            self.error(WireError::bad_json(what, &String::from_utf8_lossy(&bytes), &e))
+        })
+    }
+
+    /// Streams an SSE body through `decoder`. The first chunk must come within the first-byte
+    /// deadline (counted from `started`), later ones within the idle deadline. Dropping the stream
+    /// drops the body, which closes the connection and so cancels the request.
+    pub fn sse<D: StreamDecoder>(&self, response: reqwest::Response, decoder: D, started: Instant) -> EventStream {
+        decode_sse(self.clone(), response.bytes_stream(), decoder, started)
+    }
+}
+
+struct SseState<B, D> {
+    transport: Transport,
+    body: B,
+    parser: SseParser,
+    decoder: D,
+    pending: VecDeque<StreamEvent>,
+    failure: Option<ProviderError>,
+    first_chunk_deadline: Option<Instant>,
+    ended: bool,
+}
+
+/// The stream behind [`Transport::sse`], generic over the body so benchmarks and tests can feed
+/// bytes without a socket.
+pub(crate) fn decode_sse<B, D>(transport: Transport, body: B, decoder: D, started: Instant) -> EventStream
+where
+    B: Stream<Item = Result<Bytes, reqwest::Error>> + Send + Unpin + 'static,
+    D: StreamDecoder,
+{
+    let first_chunk_deadline = Some(started + transport.timeouts.first_byte);
+    let state = SseState {
+        transport,
+        body,
+        parser: SseParser::new(),
+        decoder,
+        pending: VecDeque::new(),
+        failure: None,
+        first_chunk_deadline,
+        ended: false,
+    };
+    Box::pin(futures::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(event) = st.pending.pop_front() {
+                return Some((Ok(event), st));
+            }
+            if let Some(failure) = st.failure.take() {
+                st.ended = true;
+                return Some((Err(failure), st));
+            }
+            if st.ended {
+                return None;
+            }
+            st.step().await;
+        }
+    }))
+}
+
+impl<B, D> SseState<B, D>
+where
+    B: Stream<Item = Result<Bytes, reqwest::Error>> + Send + Unpin + 'static,
+    D: StreamDecoder,
+{
+    /// Reads one chunk and decodes it into `pending`, or records why the stream ends.
+    async fn step(&mut self) {
+        let timeouts = self.transport.timeouts;
+        let (deadline, waiting) = match self.first_chunk_deadline.take() {
+            Some(deadline) => (deadline, format!("no answer within the first-byte timeout of {:?}", timeouts.first_byte)),
+            None => (Instant::now() + timeouts.idle, format!("the stream stalled: no data for {:?}", timeouts.idle)),
+        };
+        let mut out = Vec::new();
+        let result = match tokio::time::timeout_at(deadline, self.body.next()).await {
+            Err(_) => Err(WireError::new(ErrorKind::Timeout, waiting)),
+            Ok(Some(Err(e))) => {
+                self.failure = Some(self.transport.http_error(&e, "the connection broke mid-answer"));
+                Ok(())
+            }
+            Ok(Some(Ok(chunk))) => {
+                let decoder = &mut self.decoder;
+                self.parser.feed(&chunk, &mut |e: SseEvent<'_>| {
+                    // Anything after the end marker (trailing keep-alives) is ignored.
+                    if decoder.is_done() { Ok(()) } else { decoder.event(e.event, e.data, &mut out) }
+                })
+            }
+            Ok(None) => {
+                let decoder = &mut self.decoder;
+                let flushed = self.parser.finish(&mut |e: SseEvent<'_>| {
+                    if decoder.is_done() { Ok(()) } else { decoder.event(e.event, e.data, &mut out) }
+                });
+                self.ended = true;
+                flushed.and_then(|()| self.decoder.end(&mut out))
+            }
+        };
+        self.pending.extend(out);
+        match result {
+            Ok(()) if self.decoder.is_done() && !self.ended => {
+                // The answer is complete: emit what is held back and release the connection now
+                // rather than waiting for the server to close it.
+                let mut rest = Vec::new();
+                let ended = self.decoder.end(&mut rest);
+                self.pending.extend(rest);
+                if let Err(wire) = ended {
+                    self.failure = Some(self.transport.error(wire));
+                }
+                self.ended = true;
+            }
+            Ok(()) => {}
+            Err(wire) => {
+                self.ended = true;
+                self.failure = Some(self.transport.error(wire));
+            }
+        }
+    }
+}
+
+/// Wraps `text` for a protocol error about an unexpected payload.
+pub(crate) fn unexpected(what: &str, text: &str) -> WireError {
+    WireError::protocol(format!("unexpected {what}: `{}`", preview(text)))
+}

@@ -1,0 +1,15 @@
+//! Test support for exoclaw — never a runtime dependency.
+//!
+//! - [`server::ScriptedServer`]: a real HTTP server on loopback that replays scripted replies
+//!   (SSE chunks, pauses, aborts, stalls) and records requests;
+//! - [`sse`]: builders for event-stream text;
+//! - [`fixtures`]: each vendor's wire traffic, written from its published API reference;
+//! - [`conformance`]: the scenarios every provider must pass, instantiated per provider with
+//!   [`conformance_suite!`].
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod conformance;
+pub mod fixtures;
+pub mod server;
+pub mod sse;

@@ -1,0 +1,16 @@
+//! exoclaw's wire and domain types.
+//!
+//! Everything that crosses a crate or process boundary is defined here: conversation messages and
+//! their parts, tool specifications, the provider-neutral [`ChatRequest`], the [`StreamEvent`]s a
+//! provider streams back, and token [`Usage`]. The crate does no IO; every type round-trips through
+//! serde and has a JSON schema (schemars) so other languages can speak the same wire format.
+
+mod message;
+mod model;
+mod request;
+mod stream;
+
+pub use message::{ImageSource, Message, MessageId, Part, Role, ToolCall, ToolResult};
+pub use model::{ModelId, ModelRef, ModelRefError};
+pub use request::{ChatRequest, GenerationParams, ToolChoice, ToolSpec};
+pub use stream::{ChatResponse, StopReason, StreamEvent, Usage};
