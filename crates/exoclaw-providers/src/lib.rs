@@ -18,6 +18,7 @@ pub mod presets;
 mod sse;
 mod transport;
 mod wire;
+mod wire_format;
 
 pub use anthropic::Anthropic;
 pub use gemini::Gemini;
@@ -26,3 +27,4 @@ pub use options::{ProviderOptions, process_env};
 pub use presets::Preset;
 pub use sse::{SseEvent, SseParser};
 pub use transport::Timeouts;
+pub use wire_format::WireFormat;

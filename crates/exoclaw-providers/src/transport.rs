@@ -177,19 +177,63 @@ impl Transport {
     }
 }
 
+/// SSE parsing plus a vendor decoder: bytes in, [`StreamEvent`]s out, no IO. Shared by live
+/// streams and [`crate::WireFormat::decode_stream`].
+pub(crate) struct Decoding<D> {
+    parser: SseParser,
+    decoder: D,
+    ended: bool,
+}
+
+impl<D: StreamDecoder> Decoding<D> {
+    pub fn new(decoder: D) -> Self {
+        Self { parser: SseParser::new(), decoder, ended: false }
+    }
+
+    /// Decodes one chunk of the body. Returns `true` once the vendor's end marker has been seen
+    /// and the answer is complete; anything after it (trailing keep-alives) is ignored.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<bool, WireError> {
+        let decoder = &mut self.decoder;
+        self.parser.feed(chunk, &mut |e: SseEvent<'_>| {
+            if decoder.is_done() { Ok(()) } else { decoder.event(e.event, e.data, out) }
+        })?;
+        if self.decoder.is_done() {
+            self.end_once(out)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// The body ended: flushes the parser and lets the decoder emit what it held back (or fail if
+    /// the answer was cut short).
+    pub fn end(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), WireError> {
+        let decoder = &mut self.decoder;
+        self.parser.finish(&mut |e: SseEvent<'_>| {
+            if decoder.is_done() { Ok(()) } else { decoder.event(e.event, e.data, out) }
+        })?;
+        self.end_once(out)
+    }
+
+    fn end_once(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), WireError> {
+        if std::mem::replace(&mut self.ended, true) {
+            return Ok(());
+        }
+        self.decoder.end(out)
+    }
+}
+
 struct SseState<B, D> {
     transport: Transport,
     body: B,
-    parser: SseParser,
-    decoder: D,
+    decoding: Decoding<D>,
     pending: VecDeque<StreamEvent>,
     failure: Option<ProviderError>,
     first_chunk_deadline: Option<Instant>,
     ended: bool,
 }
 
-/// The stream behind [`Transport::sse`], generic over the body so benchmarks and tests can feed
-/// bytes without a socket.
+/// The stream behind [`Transport::sse`], generic over the body so tests can feed bytes without a
+/// socket.
 pub(crate) fn decode_sse<B, D>(transport: Transport, body: B, decoder: D, started: Instant) -> EventStream
 where
     B: Stream<Item = Result<Bytes, reqwest::Error>> + Send + Unpin + 'static,
@@ -199,8 +243,7 @@ where
     let state = SseState {
         transport,
         body,
-        parser: SseParser::new(),
-        decoder,
+        decoding: Decoding::new(decoder),
         pending: VecDeque::new(),
         failure: None,
         first_chunk_deadline,
@@ -228,7 +271,8 @@ where
     B: Stream<Item = Result<Bytes, reqwest::Error>> + Send + Unpin + 'static,
     D: StreamDecoder,
 {
-    /// Reads one chunk and decodes it into `pending`, or records why the stream ends.
+    /// Reads one chunk and decodes it into `pending`, or records why the stream ends. Once the
+    /// answer is complete the body is no longer read, so the connection is released at once.
     async fn step(&mut self) {
         let timeouts = self.transport.timeouts;
         let (deadline, waiting) = match self.first_chunk_deadline.take() {
@@ -239,43 +283,20 @@ where
         let result = match tokio::time::timeout_at(deadline, self.body.next()).await {
             Err(_) => Err(WireError::new(ErrorKind::Timeout, waiting)),
             Ok(Some(Err(e))) => {
+                self.ended = true;
                 self.failure = Some(self.transport.http_error(&e, "the connection broke mid-answer"));
                 Ok(())
             }
-            Ok(Some(Ok(chunk))) => {
-                let decoder = &mut self.decoder;
-                self.parser.feed(&chunk, &mut |e: SseEvent<'_>| {
-                    // Anything after the end marker (trailing keep-alives) is ignored.
-                    if decoder.is_done() { Ok(()) } else { decoder.event(e.event, e.data, &mut out) }
-                })
-            }
+            Ok(Some(Ok(chunk))) => self.decoding.feed(&chunk, &mut out).map(|complete| self.ended = complete),
             Ok(None) => {
-                let decoder = &mut self.decoder;
-                let flushed = self.parser.finish(&mut |e: SseEvent<'_>| {
-                    if decoder.is_done() { Ok(()) } else { decoder.event(e.event, e.data, &mut out) }
-                });
                 self.ended = true;
-                flushed.and_then(|()| self.decoder.end(&mut out))
+                self.decoding.end(&mut out)
             }
         };
         self.pending.extend(out);
-        match result {
-            Ok(()) if self.decoder.is_done() && !self.ended => {
-                // The answer is complete: emit what is held back and release the connection now
-                // rather than waiting for the server to close it.
-                let mut rest = Vec::new();
-                let ended = self.decoder.end(&mut rest);
-                self.pending.extend(rest);
-                if let Err(wire) = ended {
-                    self.failure = Some(self.transport.error(wire));
-                }
-                self.ended = true;
-            }
-            Ok(()) => {}
-            Err(wire) => {
-                self.ended = true;
-                self.failure = Some(self.transport.error(wire));
-            }
+        if let Err(wire) = result {
+            self.ended = true;
+            self.failure = Some(self.transport.error(wire));
         }
     }
 }

@@ -1,0 +1,71 @@
+//! Offline access to each vendor's wire format: build the request body a provider would send, and
+//! decode recorded response bytes into [`StreamEvent`]s exactly as a live stream would — for
+//! replaying captured traffic in tests, benchmarks and debugging tools.
+
+use crate::transport::Decoding;
+use crate::wire::{StreamDecoder, WireError};
+use crate::{openai, presets};
+use exoclaw_core::ProviderError;
+use exoclaw_types::{ChatRequest, StreamEvent};
+use serde_json::Value;
+
+/// A vendor API's wire format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WireFormat {
+    /// OpenAI Chat Completions (and the compatible family).
+    OpenAi,
+}
+
+impl WireFormat {
+    /// Every format.
+    pub const ALL: [WireFormat; 1] = [WireFormat::OpenAi];
+
+    /// The format's name, as used in errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            WireFormat::OpenAi => "openai",
+        }
+    }
+
+    /// The JSON body a provider of this format sends for `request`.
+    pub fn encode_request(self, request: &ChatRequest, stream: bool) -> Value {
+        match self {
+            WireFormat::OpenAi => openai::encode_request(request, &presets::OPENAI, stream),
+        }
+    }
+
+    /// Decodes a recorded SSE body, delivered in `chunks`, into the events a live stream yields.
+    /// Events before a failure are discarded; use a live provider to see partial answers.
+    pub fn decode_stream<'a>(
+        self,
+        chunks: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Vec<StreamEvent>, ProviderError> {
+        let result = match self {
+            WireFormat::OpenAi => decode_all(openai::OpenAiDecoder::default(), chunks),
+        };
+        result.map_err(|wire| ProviderError::new(wire.kind, self.name(), wire.message))
+    }
+
+    /// Decodes a whole (non-streamed) answer into the events it amounts to.
+    pub fn decode_response(self, body: &Value) -> Result<Vec<StreamEvent>, ProviderError> {
+        let result = match self {
+            WireFormat::OpenAi => openai::decode_response(body),
+        };
+        result.map_err(|wire| ProviderError::new(wire.kind, self.name(), wire.message))
+    }
+}
+
+fn decode_all<'a, D: StreamDecoder>(
+    decoder: D,
+    chunks: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Vec<StreamEvent>, WireError> {
+    let mut decoding = Decoding::new(decoder);
+    let mut out = Vec::new();
+    for chunk in chunks {
+        if decoding.feed(chunk, &mut out)? {
+            return Ok(out);
+        }
+    }
+    decoding.end(&mut out)?;
+    Ok(out)
+}
