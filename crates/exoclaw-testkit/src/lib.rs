@@ -4,6 +4,7 @@
 //!   (SSE chunks, pauses, aborts, stalls) and records requests;
 //! - [`sse`]: builders for event-stream text;
 //! - [`fixtures`]: each vendor's wire traffic, written from its published API reference;
+//! - [`peers`]: real servers (llama.cpp `llama-server`) obtained by the project's scripts;
 //! - [`conformance`]: the scenarios every provider must pass, instantiated per provider with
 //!   [`conformance_suite!`].
 
@@ -11,5 +12,6 @@
 
 pub mod conformance;
 pub mod fixtures;
+pub mod peers;
 pub mod server;
 pub mod sse;

@@ -1,0 +1,72 @@
+//! The OpenAI-compatible provider against a real llama.cpp `llama-server` running SmolLM2-135M.
+//! The peer is built and fetched by `scripts/peers/` (cached); it is never skipped.
+
+use exoclaw_core::Provider;
+use exoclaw_providers::{OpenAiCompatible, ProviderOptions, presets::LLAMACPP};
+use exoclaw_testkit::{conformance::drain, peers::LlamaServer};
+use exoclaw_types::{ChatRequest, GenerationParams, Message, StopReason, StreamEvent};
+
+/// Each test owns its server (it starts in well under a second), so it is killed when the test
+/// ends, pass or fail; nextest runs every test in its own process, where a shared static would
+/// never be dropped.
+fn provider(server: &LlamaServer) -> OpenAiCompatible {
+    OpenAiCompatible::new(&LLAMACPP, ProviderOptions::default().base_url(format!("{}/v1", server.url()))).unwrap()
+}
+
+/// With no system prompt, SmolLM2's chat template injects its own ("You are … SmolLM, trained by
+/// Hugging Face"), which derails the 135M model; exoclaw always sends one.
+fn capital_question(max_tokens: u32) -> ChatRequest {
+    ChatRequest::new("smollm2", vec![Message::user("What is the capital of France?")])
+        .with_system("You are a helpful assistant.")
+        .with_params(GenerationParams {
+        temperature: Some(0.0),
+        max_tokens: Some(max_tokens),
+        seed: Some(42),
+        ..GenerationParams::default()
+    })
+}
+
+#[tokio::test]
+async fn streams_a_real_answer_with_finish_reason_and_usage() {
+    let server = LlamaServer::start();
+    let provider = provider(&server);
+    let (events, error) = drain(provider.stream(capital_question(48)).await.unwrap()).await;
+    assert!(error.is_none(), "{error:?}");
+    exoclaw_testkit::conformance::assert_order("llama-server", &events);
+    let text: String = events
+        .iter()
+        .filter_map(|e| if let StreamEvent::TextDelta { text } = e { Some(text.as_str()) } else { None })
+        .collect();
+    let deltas = events.iter().filter(|e| matches!(e, StreamEvent::TextDelta { .. })).count();
+    assert!(text.contains("Paris"), "answer: {text:?}");
+    assert!(deltas > 3, "the answer should stream token by token, got {deltas} deltas");
+    assert_eq!(events.last(), Some(&StreamEvent::Finish { reason: StopReason::EndTurn }));
+    let usage = events.iter().find_map(|e| if let StreamEvent::Usage(u) = e { Some(*u) } else { None });
+    let usage = usage.expect("llama-server reports usage with stream_options.include_usage");
+    let (input, output) = (usage.input_tokens.unwrap(), usage.output_tokens.unwrap());
+    assert!((10..200).contains(&input), "prompt tokens: {input}");
+    assert!(output > 0 && output <= 48, "completion tokens: {output}");
+    assert!(output as usize >= deltas / 2, "usage {output} does not match {deltas} streamed deltas");
+}
+
+#[tokio::test]
+async fn a_whole_answer_and_the_token_limit() {
+    let server = LlamaServer::start();
+    let provider = provider(&server);
+    let whole = provider.complete(capital_question(48)).await.unwrap();
+    assert!(whole.message.text().contains("Paris"), "{:?}", whole.message.text());
+    assert_eq!(whole.stop_reason, StopReason::EndTurn);
+    assert!(whole.usage.output_tokens.is_some_and(|n| n > 0));
+
+    let cut = provider.complete(capital_question(2)).await.unwrap();
+    assert_eq!(cut.stop_reason, StopReason::MaxTokens);
+    assert_eq!(cut.usage.output_tokens, Some(2));
+}
+
+#[tokio::test]
+async fn lists_the_served_model() {
+    let server = LlamaServer::start();
+    let models = provider(&server).models().await.unwrap();
+    assert!(!models.is_empty(), "llama-server lists the model it serves");
+    provider(&server).health().await.unwrap();
+}
