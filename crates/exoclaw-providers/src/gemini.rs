@@ -214,7 +214,7 @@ pub(crate) fn encode_request(request: &ChatRequest) -> Value {
         let role = if message.role == Role::Assistant { "model" } else { "user" };
         for part in &message.parts {
             let (role, part) = match part {
-                Part::Text { text } if text.is_empty() => continue, // the API rejects empty parts
+                Part::Text { text } if text.is_empty() => continue, // an empty text part is a 400
                 Part::Text { text } => (role, json!({"text": text})),
                 Part::Image { source: ImageSource::Base64 { media_type, data } } => {
                     (role, json!({"inlineData": {"mimeType": media_type, "data": data}}))
@@ -235,7 +235,7 @@ pub(crate) fn encode_request(request: &ChatRequest) -> Value {
                     // Function responses are the user's turn, whichever message carries them.
                     ("user", json!({"functionResponse": {"name": name, "response": response}}))
                 }
-                // Thinking is not sent back: Gemini keeps its reasoning to itself between turns.
+                // Thought summaries are not sent back; the API does not take them as input.
                 Part::Thinking { .. } => continue,
             };
             push_part(&mut contents, role, part);

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, every crate's tests including the real-peer tests.
+# This is what CI runs (.ci/run). Real peers (llama.cpp llama-server, SmolLM2) are fetched and built
+# on first use and cached under ~/.cache/exoclaw-peers/ and ~/.cache/exoclaw/models/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "format (cargo fmt --check)"
+cargo fmt --all -- --check
+
+step "lints (clippy -D warnings)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "real peers (cached after the first run)"
+bash scripts/peers/smollm2.sh >/dev/null
+bash scripts/peers/llama-server.sh >/dev/null
+
+step "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+  cargo test --workspace --doc --locked
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
