@@ -30,7 +30,8 @@ impl ResponseAssembler {
                 _ => self.parts.push(Part::Thinking { text, signature: None }),
             },
             StreamEvent::ThinkingSignature { signature } => match self.parts.last_mut() {
-                Some(Part::Thinking { signature: slot, .. }) => *slot = Some(signature),
+                // A signature closes the thinking block it follows; one already closed keeps its own.
+                Some(Part::Thinking { signature: slot @ None, .. }) => *slot = Some(signature),
                 // Redacted thinking: a signature with no visible text.
                 _ => self.parts.push(Part::Thinking { text: String::new(), signature: Some(signature) }),
             },
@@ -56,12 +57,19 @@ impl ResponseAssembler {
                 "the answer ended without a finish event",
             ));
         };
-        Ok(ChatResponse { message: Message::new(Role::Assistant, self.parts), stop_reason, usage: self.usage })
+        Ok(ChatResponse {
+            message: Message::new(Role::Assistant, self.parts),
+            stop_reason,
+            usage: self.usage,
+        })
     }
 }
 
 /// Reads `events` to the end and assembles the answer; the first error ends it.
-pub async fn collect_response(provider: &str, mut events: EventStream) -> Result<ChatResponse, ProviderError> {
+pub async fn collect_response(
+    provider: &str,
+    mut events: EventStream,
+) -> Result<ChatResponse, ProviderError> {
     let mut assembler = ResponseAssembler::new();
     while let Some(event) = events.next().await {
         assembler.push(event?);
@@ -108,6 +116,22 @@ mod tests {
         );
         assert_eq!(r.usage, Usage { input_tokens: Some(5), output_tokens: Some(9), ..Usage::default() });
         assert_eq!(r.stop_reason, StopReason::ToolUse);
+    }
+
+    #[test]
+    fn a_second_signature_after_a_signed_block_is_a_new_redacted_block() {
+        let mut a = ResponseAssembler::new();
+        a.push(StreamEvent::ThinkingDelta { text: "plan".into() });
+        a.push(StreamEvent::ThinkingSignature { signature: "s1".into() });
+        a.push(StreamEvent::ThinkingSignature { signature: "s2".into() });
+        a.push(StreamEvent::Finish { reason: StopReason::EndTurn });
+        assert_eq!(
+            a.finish("p").unwrap().message.parts,
+            vec![
+                Part::Thinking { text: "plan".into(), signature: Some("s1".into()) },
+                Part::Thinking { text: String::new(), signature: Some("s2".into()) },
+            ]
+        );
     }
 
     #[test]

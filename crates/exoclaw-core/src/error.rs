@@ -112,17 +112,29 @@ impl ErrorKind {
     /// One sentence telling the user what to do.
     pub fn advice(self) -> &'static str {
         match self {
-            ErrorKind::Auth => "check the provider's API key (config `api_key`/`api_key_env` or the vendor's environment variable)",
-            ErrorKind::Permission => "the key lacks access to this model, or its quota or billing is exhausted; check the vendor's console",
-            ErrorKind::ModelNotFound => "check the model name; `exoclaw models` lists what each provider offers",
-            ErrorKind::InvalidRequest => "the vendor rejected the request; the message above says which field",
-            ErrorKind::ContextLength => "shorten the conversation (start a new session) or use a model with a larger context window",
+            ErrorKind::Auth => {
+                "check the provider's API key (config `api_key`/`api_key_env` or the vendor's environment variable)"
+            }
+            ErrorKind::Permission => {
+                "the key lacks access to this model, or its quota or billing is exhausted; check the vendor's console"
+            }
+            ErrorKind::ModelNotFound => {
+                "check the model name; `exoclaw models` lists what each provider offers"
+            }
+            ErrorKind::InvalidRequest => {
+                "the vendor rejected the request; the message above says which field"
+            }
+            ErrorKind::ContextLength => {
+                "shorten the conversation (start a new session) or use a model with a larger context window"
+            }
             ErrorKind::RateLimited { .. } => "wait and retry, or lower the request rate",
             ErrorKind::Overloaded => "the vendor is over capacity; retry shortly or use another provider",
             ErrorKind::Server => "the vendor failed internally; retry shortly",
             ErrorKind::Timeout => "the provider was too slow; retry, or raise the provider's timeouts",
             ErrorKind::Connect => "check that the server is running and the provider's `base_url` is right",
-            ErrorKind::Protocol => "the server's answer was malformed or cut off; retry, and check `base_url` points at the right kind of API",
+            ErrorKind::Protocol => {
+                "the server's answer was malformed or cut off; retry, and check `base_url` points at the right kind of API"
+            }
             ErrorKind::Cancelled => "the request was cancelled",
         }
     }

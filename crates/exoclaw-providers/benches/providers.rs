@@ -6,6 +6,8 @@
 //!
 //! Run: `cargo bench -p exoclaw-providers --bench providers`.
 
+#![allow(clippy::expect_used)] // a benchmark over fixed inputs; failing loudly is right
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use exoclaw_core::ResponseAssembler;
 use exoclaw_providers::{SseParser, WireFormat};
@@ -30,9 +32,53 @@ fn openai_answer(tokens: usize) -> String {
     out
 }
 
+fn anthropic_answer(tokens: usize) -> String {
+    let event = |name: &str, data: serde_json::Value| format!("event: {name}\ndata: {data}\n\n");
+    let mut out = event(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": "msg_1", "type": "message",
+        "role": "assistant", "content": [], "model": "claude-sonnet-4-5", "stop_reason": null, "stop_sequence": null,
+        "usage": {"input_tokens": 12, "output_tokens": 1}}}),
+    );
+    out.push_str(&event(
+        "content_block_start",
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+    ));
+    for i in 0..tokens {
+        out.push_str(&event(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "text_delta", "text": WORDS[i % WORDS.len()]}}),
+        ));
+    }
+    out.push_str(&event("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
+    out.push_str(&event("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": tokens}})));
+    out.push_str(&event("message_stop", json!({"type": "message_stop"})));
+    out
+}
+
+fn gemini_answer(tokens: usize) -> String {
+    let mut out = String::new();
+    for i in 0..tokens {
+        let last = i + 1 == tokens;
+        let mut chunk = json!({"candidates": [{"content": {"role": "model", "parts": [{"text": WORDS[i % WORDS.len()]}]}, "index": 0}],
+            "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": i + 1, "totalTokenCount": 13 + i},
+            "modelVersion": "gemini-2.5-flash", "responseId": "abc123"});
+        if last {
+            chunk["candidates"][0]["finishReason"] = json!("STOP");
+        }
+        out.push_str(&format!("data: {chunk}\r\n\r\n"));
+    }
+    out
+}
+
 /// Bodies for every wire format, each a streamed answer of `tokens` text deltas.
 fn answers(tokens: usize) -> Vec<(WireFormat, String)> {
-    vec![(WireFormat::OpenAi, openai_answer(tokens))]
+    vec![
+        (WireFormat::Anthropic, anthropic_answer(tokens)),
+        (WireFormat::OpenAi, openai_answer(tokens)),
+        (WireFormat::Gemini, gemini_answer(tokens)),
+    ]
 }
 
 fn request() -> ChatRequest {
@@ -66,7 +112,7 @@ fn sse_decode(c: &mut Criterion) {
             })
         });
     }
-    let (_, body) = &answers(8_000)[0];
+    let body = openai_answer(8_000);
     group.throughput(Throughput::Bytes(body.len() as u64));
     group.bench_function("sse_parser_only", |b| {
         b.iter(|| {
@@ -93,7 +139,8 @@ fn overhead(c: &mut Criterion) {
         assert!((800..2_000).contains(&body.len()), "{}: {} bytes", format.name(), body.len());
         group.bench_function(format.name(), |b| {
             b.iter(|| {
-                let wire = serde_json::to_vec(&format.encode_request(black_box(&request), true)).expect("serialises");
+                let wire = serde_json::to_vec(&format.encode_request(black_box(&request), true))
+                    .expect("serialises");
                 let events = format.decode_stream([body.as_bytes()]).expect("decodes");
                 let mut assembler = ResponseAssembler::new();
                 for event in events {

@@ -34,7 +34,11 @@ async fn main() -> std::process::ExitCode {
         let provider = OpenAiCompatible::new(&LLAMACPP, options)?;
         let request = ChatRequest::new("default", vec![Message::user(question)])
             .with_system("You are a helpful assistant.")
-            .with_params(GenerationParams { temperature: Some(0.0), max_tokens: Some(256), ..Default::default() });
+            .with_params(GenerationParams {
+                temperature: Some(0.0),
+                max_tokens: Some(256),
+                ..Default::default()
+            });
         let mut events = provider.stream(request).await?;
         let mut stdout = std::io::stdout();
         while let Some(event) = events.next().await {

@@ -8,13 +8,17 @@
 //! With `stream_options.include_usage`, usage arrives in a last chunk whose `choices` is empty,
 //! after the chunk carrying `finish_reason`, and before `data: [DONE]`.
 
+use crate::ProviderOptions;
 use crate::options::{missing_key, process_env, trim_base};
 use crate::presets::{ModelListing, Preset};
 use crate::transport::{Transport, unexpected};
-use crate::wire::{StreamDecoder, WireError, kind_for_status, parse_arguments, preview, retry_after, whole_tool_call};
-use crate::ProviderOptions;
+use crate::wire::{
+    StreamDecoder, WireError, kind_for_status, parse_arguments, preview, retry_after, whole_tool_call,
+};
 use async_trait::async_trait;
-use exoclaw_core::{Capabilities, ErrorKind, EventStream, ModelInfo, Provider, ProviderError, ResponseAssembler};
+use exoclaw_core::{
+    Capabilities, ErrorKind, EventStream, ModelInfo, Provider, ProviderError, ResponseAssembler,
+};
 use exoclaw_types::{
     ChatRequest, ChatResponse, ImageSource, Message, ModelId, Part, Role, StopReason, StreamEvent, ToolCall,
     ToolChoice, Usage,
@@ -53,7 +57,8 @@ impl OpenAiCompatible {
 
     /// A provider for `preset` configured from the vendor's environment variables.
     pub fn from_env(preset: &'static Preset) -> Result<Self, ProviderError> {
-        let options = ProviderOptions::default().with_env(preset.base_url_env, preset.api_key_env, process_env);
+        let options =
+            ProviderOptions::default().with_env(preset.base_url_env, preset.api_key_env, process_env);
         Self::new(preset, options)
     }
 
@@ -63,7 +68,8 @@ impl OpenAiCompatible {
     }
 
     fn post(&self, body: &Value) -> reqwest::RequestBuilder {
-        self.authorized(self.transport.client().post(format!("{}/chat/completions", self.base_url))).json(body)
+        self.authorized(self.transport.client().post(format!("{}/chat/completions", self.base_url)))
+            .json(body)
     }
 
     fn authorized(&self, mut request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -111,7 +117,8 @@ impl Provider for OpenAiCompatible {
                 format!("{}/api/tags", self.base_url.strip_suffix("/v1").unwrap_or(&self.base_url))
             }
         };
-        let (response, started) = self.transport.send(self.authorized(self.transport.client().get(url))).await?;
+        let (response, started) =
+            self.transport.send(self.authorized(self.transport.client().get(url))).await?;
         let json = self.transport.json(response, started, "model list").await?;
         let (list, field) = match self.preset.models {
             ModelListing::OpenAi => (&json["data"], "id"),
@@ -200,7 +207,11 @@ fn encode_message(message: &Message, out: &mut Vec<Value>) {
                 "function": {"name": call.name, "arguments": call.arguments.to_string()},
             })),
             Part::ToolResult(result) => {
-                let text = if result.is_error { format!("Error: {}", result.content) } else { result.content.clone() };
+                let text = if result.is_error {
+                    format!("Error: {}", result.content)
+                } else {
+                    result.content.clone()
+                };
                 out.push(json!({"role": "tool", "tool_call_id": result.call_id, "content": text}));
             }
             Part::Thinking { .. } => {}
@@ -339,7 +350,11 @@ impl OpenAiDecoder {
                 let index = self.calls.len();
                 let id = delta.id.filter(|s| !s.is_empty()).unwrap_or_else(|| format!("call_{index}"));
                 let name = name.unwrap_or_default();
-                out.push(StreamEvent::ToolCallStart { index: index as u32, id: id.clone(), name: name.clone() });
+                out.push(StreamEvent::ToolCallStart {
+                    index: index as u32,
+                    id: id.clone(),
+                    name: name.clone(),
+                });
                 self.calls.push(PartialCall { vendor_index, id, name, arguments: String::new() });
                 index
             }
@@ -383,7 +398,8 @@ impl StreamDecoder for OpenAiDecoder {
             self.done = true;
             return Ok(());
         }
-        let chunk: Chunk = serde_json::from_str(data).map_err(|e| WireError::bad_json("stream chunk", data, &e))?;
+        let chunk: Chunk =
+            serde_json::from_str(data).map_err(|e| WireError::bad_json("stream chunk", data, &e))?;
         if let Some(error) = chunk.error {
             return Err(error_from_body(None, None, &json!({ "error": error })));
         }
@@ -419,7 +435,9 @@ impl StreamDecoder for OpenAiDecoder {
 
     fn end(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), WireError> {
         if !self.done && self.finish_reason.is_none() {
-            return Err(WireError::protocol("the stream ended before the answer finished (no finish_reason, no [DONE])"));
+            return Err(WireError::protocol(
+                "the stream ended before the answer finished (no finish_reason, no [DONE])",
+            ));
         }
         self.finish(out);
         Ok(())
@@ -520,23 +538,44 @@ mod tests {
 
     #[test]
     fn request_carries_system_tools_params_and_tool_round_trip() {
-        let call = ToolCall { id: "call_1".into(), name: "get_weather".into(), arguments: json!({"city": "Paris"}) };
+        let call =
+            ToolCall { id: "call_1".into(), name: "get_weather".into(), arguments: json!({"city": "Paris"}) };
         let request = ChatRequest::new(
             "gpt-4o-mini",
             vec![
                 Message::user("Weather?"),
                 Message::new(Role::Assistant, vec![Part::ToolCall(call)]),
-                Message::tool_results([ToolResult { call_id: "call_1".into(), content: "sunny".into(), is_error: false }]),
+                Message::tool_results([ToolResult {
+                    call_id: "call_1".into(),
+                    content: "sunny".into(),
+                    is_error: false,
+                }]),
             ],
         )
         .with_system("Be brief.")
-        .with_tools(vec![ToolSpec { name: "get_weather".into(), description: "Weather".into(), input_schema: json!({"type": "object"}) }])
-        .with_params(GenerationParams { temperature: Some(0.5), max_tokens: Some(64), top_p: Some(0.9), stop: vec!["END".into()], seed: Some(3) });
+        .with_tools(vec![ToolSpec {
+            name: "get_weather".into(),
+            description: "Weather".into(),
+            input_schema: json!({"type": "object"}),
+        }])
+        .with_params(GenerationParams {
+            temperature: Some(0.5),
+            max_tokens: Some(64),
+            top_p: Some(0.9),
+            stop: vec!["END".into()],
+            seed: Some(3),
+        });
         let body = encode_request(&request, &OPENAI, true);
         assert_eq!(body["messages"][0], json!({"role": "system", "content": "Be brief."}));
         assert_eq!(body["messages"][2]["content"], Value::Null);
-        assert_eq!(body["messages"][2]["tool_calls"][0]["function"]["arguments"], json!("{\"city\":\"Paris\"}"));
-        assert_eq!(body["messages"][3], json!({"role": "tool", "tool_call_id": "call_1", "content": "sunny"}));
+        assert_eq!(
+            body["messages"][2]["tool_calls"][0]["function"]["arguments"],
+            json!("{\"city\":\"Paris\"}")
+        );
+        assert_eq!(
+            body["messages"][3],
+            json!({"role": "tool", "tool_call_id": "call_1", "content": "sunny"})
+        );
         assert_eq!(body["tools"][0]["function"]["parameters"], json!({"type": "object"}));
         assert_eq!(body["max_completion_tokens"], json!(64));
         assert_eq!(body["stream_options"], json!({"include_usage": true}));
@@ -550,10 +589,18 @@ mod tests {
     fn images_use_the_content_array_with_data_urls() {
         let message = Message::new(
             Role::User,
-            vec![Part::text("What is this?"), Part::Image { source: ImageSource::Base64 { media_type: "image/png".into(), data: "AAA".into() } }],
+            vec![
+                Part::text("What is this?"),
+                Part::Image {
+                    source: ImageSource::Base64 { media_type: "image/png".into(), data: "AAA".into() },
+                },
+            ],
         );
         let body = encode_request(&ChatRequest::new("m", vec![message]), &OPENAI, false);
-        assert_eq!(body["messages"][0]["content"][1], json!({"type": "image_url", "image_url": {"url": "data:image/png;base64,AAA"}}));
+        assert_eq!(
+            body["messages"][0]["content"][1],
+            json!({"type": "image_url", "image_url": {"url": "data:image/png;base64,AAA"}})
+        );
     }
 
     #[test]
@@ -564,11 +611,19 @@ mod tests {
             let chunk = json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_x", "type": "function", "function": {"name": "f", "arguments": args}}]}}]});
             d.event("message", &chunk.to_string(), &mut out).unwrap();
         }
-        d.event("message", &json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}).to_string(), &mut out).unwrap();
+        d.event(
+            "message",
+            &json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}).to_string(),
+            &mut out,
+        )
+        .unwrap();
         d.event("message", "[DONE]", &mut out).unwrap();
         d.end(&mut out).unwrap();
         let starts = out.iter().filter(|e| matches!(e, StreamEvent::ToolCallStart { .. })).count();
         assert_eq!(starts, 1);
-        assert!(out.contains(&StreamEvent::ToolCall { index: 0, call: ToolCall { id: "call_x".into(), name: "f".into(), arguments: json!({"a": 1}) } }));
+        assert!(out.contains(&StreamEvent::ToolCall {
+            index: 0,
+            call: ToolCall { id: "call_x".into(), name: "f".into(), arguments: json!({"a": 1}) }
+        }));
     }
 }

@@ -74,7 +74,9 @@ impl Transport {
             .connect_timeout(timeouts.connect)
             .user_agent(concat!("exoclaw/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ProviderError::new(ErrorKind::Connect, name, format!("cannot build HTTP client: {e}")))?;
+            .map_err(|e| {
+                ProviderError::new(ErrorKind::Connect, name, format!("cannot build HTTP client: {e}"))
+            })?;
         Ok(Self { name: name.into(), client, timeouts, key, classify })
     }
 
@@ -94,7 +96,9 @@ impl Transport {
     /// A provider error from a wire error, with the key scrubbed out of the message.
     pub fn error(&self, wire: WireError) -> ProviderError {
         let message = match self.key() {
-            Some(key) if !key.is_empty() && wire.message.contains(key) => wire.message.replace(key, "[REDACTED]"),
+            Some(key) if !key.is_empty() && wire.message.contains(key) => {
+                wire.message.replace(key, "[REDACTED]")
+            }
             _ => wire.message,
         };
         ProviderError::new(wire.kind, &*self.name, message)
@@ -114,7 +118,10 @@ impl Transport {
 
     /// Sends a request and waits for a successful status within the first-byte deadline. An error
     /// status becomes a typed error built from the vendor's body.
-    pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<(reqwest::Response, Instant), ProviderError> {
+    pub async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::Response, Instant), ProviderError> {
         let started = Instant::now();
         let response = match tokio::time::timeout(self.timeouts.first_byte, request.send()).await {
             Err(_) => return Err(self.first_byte_timeout()),
@@ -164,15 +171,19 @@ impl Transport {
             Ok(Err(e)) => return Err(self.http_error(&e, "reading the answer failed")),
             Ok(Ok(bytes)) => bytes,
         };
-        serde_json::from_slice(&bytes).map_err(|e| {
-            self.error(WireError::bad_json(what, &String::from_utf8_lossy(&bytes), &e))
-        })
+        serde_json::from_slice(&bytes)
+            .map_err(|e| self.error(WireError::bad_json(what, &String::from_utf8_lossy(&bytes), &e)))
     }
 
     /// Streams an SSE body through `decoder`. The first chunk must come within the first-byte
     /// deadline (counted from `started`), later ones within the idle deadline. Dropping the stream
     /// drops the body, which closes the connection and so cancels the request.
-    pub fn sse<D: StreamDecoder>(&self, response: reqwest::Response, decoder: D, started: Instant) -> EventStream {
+    pub fn sse<D: StreamDecoder>(
+        &self,
+        response: reqwest::Response,
+        decoder: D,
+        started: Instant,
+    ) -> EventStream {
         decode_sse(self.clone(), response.bytes_stream(), decoder, started)
     }
 }
@@ -276,8 +287,13 @@ where
     async fn step(&mut self) {
         let timeouts = self.transport.timeouts;
         let (deadline, waiting) = match self.first_chunk_deadline.take() {
-            Some(deadline) => (deadline, format!("no answer within the first-byte timeout of {:?}", timeouts.first_byte)),
-            None => (Instant::now() + timeouts.idle, format!("the stream stalled: no data for {:?}", timeouts.idle)),
+            Some(deadline) => {
+                (deadline, format!("no answer within the first-byte timeout of {:?}", timeouts.first_byte))
+            }
+            None => (
+                Instant::now() + timeouts.idle,
+                format!("the stream stalled: no data for {:?}", timeouts.idle),
+            ),
         };
         let mut out = Vec::new();
         let result = match tokio::time::timeout_at(deadline, self.body.next()).await {

@@ -60,7 +60,13 @@ pub(crate) fn parse_arguments(raw: &str) -> Value {
 }
 
 /// The events of one tool call that arrived whole (non-streaming answers, Gemini).
-pub(crate) fn whole_tool_call(index: u32, id: String, name: String, arguments: Value, out: &mut Vec<StreamEvent>) {
+pub(crate) fn whole_tool_call(
+    index: u32,
+    id: String,
+    name: String,
+    arguments: Value,
+    out: &mut Vec<StreamEvent>,
+) {
     out.push(StreamEvent::ToolCallStart { index, id: id.clone(), name: name.clone() });
     out.push(StreamEvent::ToolCallArgsDelta { index, fragment: arguments.to_string() });
     out.push(StreamEvent::ToolCall { index, call: ToolCall { id, name, arguments } });
@@ -151,6 +157,9 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("retry-after", HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"));
         assert_eq!(retry_after(&h), Some(Duration::ZERO), "a date in the past means now");
-        assert_eq!(httpdate("Sun, 06 Nov 1994 08:49:37 GMT"), Some(std::time::UNIX_EPOCH + Duration::from_secs(784_111_777)));
+        assert_eq!(
+            httpdate("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(std::time::UNIX_EPOCH + Duration::from_secs(784_111_777))
+        );
     }
 }

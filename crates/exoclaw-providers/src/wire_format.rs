@@ -4,7 +4,7 @@
 
 use crate::transport::Decoding;
 use crate::wire::{StreamDecoder, WireError};
-use crate::{openai, presets};
+use crate::{anthropic, gemini, openai, presets};
 use exoclaw_core::ProviderError;
 use exoclaw_types::{ChatRequest, StreamEvent};
 use serde_json::Value;
@@ -12,25 +12,34 @@ use serde_json::Value;
 /// A vendor API's wire format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WireFormat {
+    /// Anthropic Messages.
+    Anthropic,
     /// OpenAI Chat Completions (and the compatible family).
     OpenAi,
+    /// Google Gemini (Generative Language API).
+    Gemini,
 }
 
 impl WireFormat {
     /// Every format.
-    pub const ALL: [WireFormat; 1] = [WireFormat::OpenAi];
+    pub const ALL: [WireFormat; 3] = [WireFormat::Anthropic, WireFormat::OpenAi, WireFormat::Gemini];
 
     /// The format's name, as used in errors.
     pub fn name(self) -> &'static str {
         match self {
+            WireFormat::Anthropic => "anthropic",
             WireFormat::OpenAi => "openai",
+            WireFormat::Gemini => "gemini",
         }
     }
 
     /// The JSON body a provider of this format sends for `request`.
     pub fn encode_request(self, request: &ChatRequest, stream: bool) -> Value {
         match self {
+            WireFormat::Anthropic => anthropic::encode_request(request, stream),
             WireFormat::OpenAi => openai::encode_request(request, &presets::OPENAI, stream),
+            // Gemini streams by endpoint (`:streamGenerateContent`), not by a body field.
+            WireFormat::Gemini => gemini::encode_request(request),
         }
     }
 
@@ -41,7 +50,9 @@ impl WireFormat {
         chunks: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<Vec<StreamEvent>, ProviderError> {
         let result = match self {
+            WireFormat::Anthropic => decode_all(anthropic::AnthropicDecoder::default(), chunks),
             WireFormat::OpenAi => decode_all(openai::OpenAiDecoder::default(), chunks),
+            WireFormat::Gemini => decode_all(gemini::GeminiDecoder::default(), chunks),
         };
         result.map_err(|wire| ProviderError::new(wire.kind, self.name(), wire.message))
     }
@@ -49,7 +60,9 @@ impl WireFormat {
     /// Decodes a whole (non-streamed) answer into the events it amounts to.
     pub fn decode_response(self, body: &Value) -> Result<Vec<StreamEvent>, ProviderError> {
         let result = match self {
+            WireFormat::Anthropic => anthropic::decode_response(body),
             WireFormat::OpenAi => openai::decode_response(body),
+            WireFormat::Gemini => gemini::decode_response(body),
         };
         result.map_err(|wire| ProviderError::new(wire.kind, self.name(), wire.message))
     }

@@ -1,6 +1,8 @@
 //! The OpenAI-compatible provider against a real llama.cpp `llama-server` running SmolLM2-135M.
 //! The peer is built and fetched by `scripts/peers/` (cached); it is never skipped.
 
+#![allow(clippy::unwrap_used)]
+
 use exoclaw_core::Provider;
 use exoclaw_providers::{OpenAiCompatible, ProviderOptions, presets::LLAMACPP};
 use exoclaw_testkit::{conformance::drain, peers::LlamaServer};
@@ -10,7 +12,8 @@ use exoclaw_types::{ChatRequest, GenerationParams, Message, StopReason, StreamEv
 /// ends, pass or fail; nextest runs every test in its own process, where a shared static would
 /// never be dropped.
 fn provider(server: &LlamaServer) -> OpenAiCompatible {
-    OpenAiCompatible::new(&LLAMACPP, ProviderOptions::default().base_url(format!("{}/v1", server.url()))).unwrap()
+    OpenAiCompatible::new(&LLAMACPP, ProviderOptions::default().base_url(format!("{}/v1", server.url())))
+        .unwrap()
 }
 
 /// With no system prompt, SmolLM2's chat template injects its own ("You are … SmolLM, trained by
@@ -19,11 +22,11 @@ fn capital_question(max_tokens: u32) -> ChatRequest {
     ChatRequest::new("smollm2", vec![Message::user("What is the capital of France?")])
         .with_system("You are a helpful assistant.")
         .with_params(GenerationParams {
-        temperature: Some(0.0),
-        max_tokens: Some(max_tokens),
-        seed: Some(42),
-        ..GenerationParams::default()
-    })
+            temperature: Some(0.0),
+            max_tokens: Some(max_tokens),
+            seed: Some(42),
+            ..GenerationParams::default()
+        })
 }
 
 #[tokio::test]

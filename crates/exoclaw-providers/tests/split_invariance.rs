@@ -2,8 +2,10 @@
 //! Runs every vendor fixture through every possible kind of split: single bytes, random cut points,
 //! cuts inside CRLF pairs and multi-byte UTF-8 characters included.
 
+#![allow(clippy::unwrap_used)]
+
 use exoclaw_providers::WireFormat;
-use exoclaw_testkit::fixtures::{OpenAiWire, WireFixtures};
+use exoclaw_testkit::fixtures::{AnthropicWire, GeminiWire, OpenAiWire, WireFixtures};
 use proptest::prelude::*;
 
 fn streams(fixtures: &dyn WireFixtures) -> Vec<Vec<u8>> {
@@ -20,7 +22,12 @@ fn streams(fixtures: &dyn WireFixtures) -> Vec<Vec<u8>> {
 
 fn cases() -> Vec<(WireFormat, Vec<u8>)> {
     let mut out = Vec::new();
-    for (format, fixtures) in [(WireFormat::OpenAi, &OpenAiWire as &dyn WireFixtures)] {
+    let formats: [(WireFormat, &dyn WireFixtures); 3] = [
+        (WireFormat::Anthropic, &AnthropicWire),
+        (WireFormat::OpenAi, &OpenAiWire),
+        (WireFormat::Gemini, &GeminiWire),
+    ];
+    for (format, fixtures) in formats {
         for bytes in streams(fixtures) {
             out.push((format, bytes));
         }

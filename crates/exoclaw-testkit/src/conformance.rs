@@ -14,8 +14,8 @@ use crate::fixtures::WireFixtures;
 use crate::server::{Ending, Reply, ScriptedServer};
 use exoclaw_core::{ErrorKind, EventStream, Provider, ProviderError};
 use exoclaw_types::{
-    ChatRequest, GenerationParams, ImageSource, Message, Part, Role, StopReason, StreamEvent, ToolCall, ToolResult,
-    ToolSpec, Usage,
+    ChatRequest, GenerationParams, ImageSource, Message, Part, Role, StopReason, StreamEvent, ToolCall,
+    ToolResult, ToolSpec, Usage,
 };
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -82,20 +82,34 @@ pub fn hello_request() -> ChatRequest {
 }
 
 fn weather_tools() -> Vec<ToolSpec> {
-    let schema = |field: &str| {
-        json!({"type": "object", "properties": {field: {"type": "string"}}, "required": [field]})
-    };
+    let schema = |field: &str| json!({"type": "object", "properties": {field: {"type": "string"}}, "required": [field]});
     vec![
-        ToolSpec { name: "get_weather".into(), description: "Current weather in a city".into(), input_schema: schema("city") },
-        ToolSpec { name: "get_time".into(), description: "Current time in a zone".into(), input_schema: schema("timezone") },
+        ToolSpec {
+            name: "get_weather".into(),
+            description: "Current weather in a city".into(),
+            input_schema: schema("city"),
+        },
+        ToolSpec {
+            name: "get_time".into(),
+            description: "Current time in a zone".into(),
+            input_schema: schema("timezone"),
+        },
     ]
 }
 
 /// A conversation in which the model called two tools and got one result and one error back.
 pub fn tool_round_trip_request() -> ChatRequest {
     let calls = vec![
-        Part::ToolCall(ToolCall { id: "call_1".into(), name: "get_weather".into(), arguments: json!({"city": "Paris"}) }),
-        Part::ToolCall(ToolCall { id: "call_2".into(), name: "get_time".into(), arguments: json!({"timezone": "Mars/Olympus"}) }),
+        Part::ToolCall(ToolCall {
+            id: "call_1".into(),
+            name: "get_weather".into(),
+            arguments: json!({"city": "Paris"}),
+        }),
+        Part::ToolCall(ToolCall {
+            id: "call_2".into(),
+            name: "get_time".into(),
+            arguments: json!({"timezone": "Mars/Olympus"}),
+        }),
     ];
     ChatRequest::new(
         "test-model",
@@ -141,9 +155,16 @@ async fn stream_ok(vendor: &str, provider: &dyn Provider, request: ChatRequest) 
 pub fn assert_order(vendor: &str, events: &[StreamEvent]) {
     let finishes = events.iter().filter(|e| matches!(e, StreamEvent::Finish { .. })).count();
     assert_eq!(finishes, 1, "{vendor}: exactly one Finish expected: {events:#?}");
-    assert!(matches!(events.last(), Some(StreamEvent::Finish { .. })), "{vendor}: Finish must be last: {events:#?}");
-    let usages: Vec<usize> =
-        events.iter().enumerate().filter(|(_, e)| matches!(e, StreamEvent::Usage(_))).map(|(i, _)| i).collect();
+    assert!(
+        matches!(events.last(), Some(StreamEvent::Finish { .. })),
+        "{vendor}: Finish must be last: {events:#?}"
+    );
+    let usages: Vec<usize> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(e, StreamEvent::Usage(_)))
+        .map(|(i, _)| i)
+        .collect();
     assert!(usages.len() <= 1, "{vendor}: at most one Usage: {events:#?}");
     if let Some(&i) = usages.first() {
         assert_eq!(i, events.len() - 2, "{vendor}: Usage must come just before Finish: {events:#?}");
@@ -248,7 +269,12 @@ pub async fn tool_call_fragmented(h: &Harness) {
         })
         .collect();
     let expected = json!({"city": "Paris", "unit": "celsius"});
-    assert_eq!(serde_json::from_str::<Value>(&fragments).ok(), Some(expected.clone()), "{}: fragments {fragments:?}", h.vendor());
+    assert_eq!(
+        serde_json::from_str::<Value>(&fragments).ok(),
+        Some(expected.clone()),
+        "{}: fragments {fragments:?}",
+        h.vendor()
+    );
     let calls = calls_of(&events);
     assert_eq!(calls.len(), 1, "{}: {events:#?}", h.vendor());
     assert_eq!((calls[0].0, calls[0].1.name.as_str()), (0, "get_weather"));
@@ -260,11 +286,18 @@ pub async fn tool_call_fragmented(h: &Harness) {
 /// Two tool calls in one answer keep their own ids, names and arguments.
 pub async fn parallel_tool_calls(h: &Harness) {
     let server = ScriptedServer::start([Reply::sse(h.fixtures.parallel_tool_calls_stream())]).await;
-    let events = stream_ok(h.vendor(), &*h.provider(&server), hello_request().with_tools(weather_tools())).await;
+    let events =
+        stream_ok(h.vendor(), &*h.provider(&server), hello_request().with_tools(weather_tools())).await;
     let calls = calls_of(&events);
     assert_eq!(calls.len(), 2, "{}: {events:#?}", h.vendor());
-    assert_eq!((calls[0].0, calls[0].1.name.as_str(), &calls[0].1.arguments), (0, "get_weather", &json!({"city": "Paris"})));
-    assert_eq!((calls[1].0, calls[1].1.name.as_str(), &calls[1].1.arguments), (1, "get_time", &json!({"timezone": "Europe/Paris"})));
+    assert_eq!(
+        (calls[0].0, calls[0].1.name.as_str(), &calls[0].1.arguments),
+        (0, "get_weather", &json!({"city": "Paris"}))
+    );
+    assert_eq!(
+        (calls[1].0, calls[1].1.name.as_str(), &calls[1].1.arguments),
+        (1, "get_time", &json!({"timezone": "Europe/Paris"}))
+    );
     assert_ne!(calls[0].1.id, calls[1].1.id);
     assert_eq!(finish_of(&events), Some(&StopReason::ToolUse));
 }
@@ -298,7 +331,9 @@ pub async fn image_input(h: &Harness) {
         Role::User,
         vec![
             Part::text("What is in this picture?"),
-            Part::Image { source: ImageSource::Base64 { media_type: "image/png".into(), data: "iVBORw0KGgo=".into() } },
+            Part::Image {
+                source: ImageSource::Base64 { media_type: "image/png".into(), data: "iVBORw0KGgo=".into() },
+            },
         ],
     );
     stream_ok(h.vendor(), &*h.provider(&server), ChatRequest::new("test-model", vec![message])).await;
@@ -328,12 +363,18 @@ pub async fn http_error_kinds(h: &Harness) {
         }
         let server = ScriptedServer::start([reply]).await;
         let error = match h.provider(&server).stream(hello_request()).await {
-            Ok(stream) => drain(stream).await.1.unwrap_or_else(|| panic!("{}: {kind} fixture succeeded", h.vendor())),
+            Ok(stream) => {
+                drain(stream).await.1.unwrap_or_else(|| panic!("{}: {kind} fixture succeeded", h.vendor()))
+            }
             Err(error) => error,
         };
         assert_eq!(error.kind, kind, "{}: {error}", h.vendor());
         assert_eq!(error.status, Some(fixture.status), "{}: {error}", h.vendor());
-        assert!(error.message.contains(fixture.message_contains), "{}: {kind}: message lost: {error}", h.vendor());
+        assert!(
+            error.message.contains(fixture.message_contains),
+            "{}: {kind}: message lost: {error}",
+            h.vendor()
+        );
     }
     assert!(covered >= 7, "{}: only {covered} error kinds have fixtures", h.vendor());
 }
@@ -359,7 +400,8 @@ pub async fn malformed_stream(h: &Harness) {
 
 /// The connection breaking mid-answer: the text so far, then a connection error — no Finish.
 pub async fn disconnect_mid_stream(h: &Harness) {
-    let server = ScriptedServer::start([Reply::sse(h.fixtures.truncated_stream()).ending(Ending::Abort)]).await;
+    let server =
+        ScriptedServer::start([Reply::sse(h.fixtures.truncated_stream()).ending(Ending::Abort)]).await;
     let (events, error) = drain(h.provider(&server).stream(hello_request()).await.unwrap()).await;
     assert_eq!(text_of(&events), "Hel", "{}", h.vendor());
     assert!(finish_of(&events).is_none());
@@ -372,7 +414,8 @@ pub async fn truncated_stream(h: &Harness) {
     let server = ScriptedServer::start([Reply::sse(h.fixtures.truncated_stream())]).await;
     let (events, error) = drain(h.provider(&server).stream(hello_request()).await.unwrap()).await;
     assert_eq!(text_of(&events), "Hel", "{}", h.vendor());
-    let error = error.unwrap_or_else(|| panic!("{}: a cut-off answer looked complete: {events:#?}", h.vendor()));
+    let error =
+        error.unwrap_or_else(|| panic!("{}: a cut-off answer looked complete: {events:#?}", h.vendor()));
     assert_eq!(error.kind, ErrorKind::Protocol, "{}: {error}", h.vendor());
 }
 
@@ -383,7 +426,11 @@ pub async fn connect_refused(h: &Harness) {
         listener.local_addr().unwrap().port()
     };
     let provider = h.provider_with(&format!("http://127.0.0.1:{port}"), RELAXED, RELAXED);
-    let error = provider.stream(hello_request()).await.err().unwrap_or_else(|| panic!("{}: connected to nothing", h.vendor()));
+    let error = provider
+        .stream(hello_request())
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{}: connected to nothing", h.vendor()));
     assert_eq!(error.kind, ErrorKind::Connect, "{}: {error}", h.vendor());
     assert!(error.to_string().contains("base_url"), "{}: no advice: {error}", h.vendor());
 }
@@ -399,16 +446,24 @@ pub async fn first_byte_timeout(h: &Harness) {
         let started = Instant::now();
         let error = match provider.stream(hello_request()).await {
             Err(error) => error,
-            Ok(stream) => drain(stream).await.1.unwrap_or_else(|| panic!("{}: {case}: no timeout", h.vendor())),
+            Ok(stream) => {
+                drain(stream).await.1.unwrap_or_else(|| panic!("{}: {case}: no timeout", h.vendor()))
+            }
         };
         assert_eq!(error.kind, ErrorKind::Timeout, "{}: {case}: {error}", h.vendor());
-        assert!(started.elapsed() < Duration::from_secs(3), "{}: {case}: took {:?}", h.vendor(), started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{}: {case}: took {:?}",
+            h.vendor(),
+            started.elapsed()
+        );
     }
 }
 
 /// A stream that goes silent mid-answer ends with a timeout after the idle deadline.
 pub async fn idle_timeout(h: &Harness) {
-    let server = ScriptedServer::start([Reply::sse(h.fixtures.truncated_stream()).ending(Ending::Hang)]).await;
+    let server =
+        ScriptedServer::start([Reply::sse(h.fixtures.truncated_stream()).ending(Ending::Hang)]).await;
     let provider = h.provider_with(&server.url(), RELAXED, Duration::from_millis(300));
     let started = Instant::now();
     let (events, error) = drain(provider.stream(hello_request()).await.unwrap()).await;
@@ -426,7 +481,11 @@ pub async fn dropping_the_stream_cancels(h: &Harness) {
     let first = stream.next().await;
     assert!(matches!(first, Some(Ok(StreamEvent::TextDelta { .. }))), "{}: {first:?}", h.vendor());
     drop(stream);
-    assert!(server.hung_up(Duration::from_secs(3)).await, "{}: the request went on after the stream was dropped", h.vendor());
+    assert!(
+        server.hung_up(Duration::from_secs(3)).await,
+        "{}: the request went on after the stream was dropped",
+        h.vendor()
+    );
 }
 
 /// The API key never shows in an error's text or debug form, nor in the provider's debug form,
@@ -436,7 +495,8 @@ pub async fn key_never_leaks(h: &Harness) {
     let server = ScriptedServer::start([Reply::json(fixture.status, &fixture.body)]).await;
     let provider = h.provider(&server);
     assert!(!format!("{provider:?}").contains(KEY), "{}: key in provider Debug", h.vendor());
-    let error = provider.stream(hello_request()).await.err().unwrap_or_else(|| panic!("{}: no error", h.vendor()));
+    let error =
+        provider.stream(hello_request()).await.err().unwrap_or_else(|| panic!("{}: no error", h.vendor()));
     for shown in [error.to_string(), format!("{error:?}"), error.message.clone()] {
         assert!(!shown.contains(KEY), "{}: key leaked: {shown}", h.vendor());
     }

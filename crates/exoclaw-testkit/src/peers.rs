@@ -23,7 +23,12 @@ pub fn obtain(script: &str) -> PathBuf {
         .stderr(Stdio::inherit())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
-    assert!(output.status.success(), "{} failed ({}); run it by hand to see why", path.display(), output.status);
+    assert!(
+        output.status.success(),
+        "{} failed ({}); run it by hand to see why",
+        path.display(),
+        output.status
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let last = stdout.lines().last().unwrap_or_default().trim();
     assert!(!last.is_empty(), "{} printed no path", path.display());
@@ -47,7 +52,10 @@ impl LlamaServer {
     pub fn start() -> Self {
         let binary = obtain("llama-server.sh");
         let model = smollm2_gguf();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let child = Command::new(&binary)
             .args(["-m"])

@@ -59,7 +59,10 @@ impl Reply {
             delay: Duration::ZERO,
             status: 200,
             headers: vec![("content-type".into(), "text/event-stream".into())],
-            body: chunks.into_iter().map(|c| Piece::Bytes(Bytes::copy_from_slice(c.as_ref().as_bytes()))).collect(),
+            body: chunks
+                .into_iter()
+                .map(|c| Piece::Bytes(Bytes::copy_from_slice(c.as_ref().as_bytes())))
+                .collect(),
             ending: Ending::Close,
         }
     }
@@ -151,7 +154,8 @@ impl ScriptedServer {
     /// Starts a server answering requests with `replies`, one each, in order. Requests past the
     /// script get a 500 saying so.
     pub async fn start(replies: impl IntoIterator<Item = Reply>) -> Self {
-        let shared = Arc::new(Shared { replies: Mutex::new(replies.into_iter().collect()), ..Shared::default() });
+        let shared =
+            Arc::new(Shared { replies: Mutex::new(replies.into_iter().collect()), ..Shared::default() });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let state = shared.clone();
@@ -219,30 +223,36 @@ async fn answer(shared: Arc<Shared>, req: Request) -> Response {
         builder = builder.header(name, value);
     }
     let guard = HangupGuard { shared: shared.clone(), finished: false };
-    let body = futures::stream::unfold((reply.body.into_iter(), reply.ending, guard), |(mut pieces, ending, mut guard)| async move {
-        loop {
-            match pieces.next() {
-                Some(Piece::Pause(d)) => tokio::time::sleep(d).await,
-                Some(Piece::Bytes(b)) => return Some((Ok::<Bytes, std::io::Error>(b), (pieces, ending, guard))),
-                None => match ending {
-                    Ending::Close => {
-                        guard.finished = true;
-                        drop(guard);
-                        return None;
+    let body = futures::stream::unfold(
+        (reply.body.into_iter(), reply.ending, guard),
+        |(mut pieces, ending, mut guard)| async move {
+            loop {
+                match pieces.next() {
+                    Some(Piece::Pause(d)) => tokio::time::sleep(d).await,
+                    Some(Piece::Bytes(b)) => {
+                        return Some((Ok::<Bytes, std::io::Error>(b), (pieces, ending, guard)));
                     }
-                    Ending::Abort => {
-                        // Let what was sent reach the client first; hyper would otherwise drop
-                        // the buffered head and chunks along with the connection.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        guard.finished = true;
-                        let cut = std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "scripted abort");
-                        return Some((Err(cut), (pieces, Ending::Close, guard)));
-                    }
-                    Ending::Hang => futures::future::pending::<()>().await,
-                },
+                    None => match ending {
+                        Ending::Close => {
+                            guard.finished = true;
+                            drop(guard);
+                            return None;
+                        }
+                        Ending::Abort => {
+                            // Let what was sent reach the client first; hyper would otherwise drop
+                            // the buffered head and chunks along with the connection.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            guard.finished = true;
+                            let cut =
+                                std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "scripted abort");
+                            return Some((Err(cut), (pieces, Ending::Close, guard)));
+                        }
+                        Ending::Hang => futures::future::pending::<()>().await,
+                    },
+                }
             }
-        }
-    });
+        },
+    );
     builder.body(Body::from_stream(body.boxed())).unwrap_or_else(|_| plain(500, "bad scripted reply"))
 }
 

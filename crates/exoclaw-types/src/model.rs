@@ -49,7 +49,9 @@ pub struct ModelRef {
 
 /// Why a string is not a `provider/model` reference.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a model reference: write it as `provider/model`, e.g. `anthropic/claude-sonnet-4-5` or `local/smollm2`")]
+#[error(
+    "`{0}` is not a model reference: write it as `provider/model`, e.g. `anthropic/claude-sonnet-4-5` or `local/smollm2`"
+)]
 pub struct ModelRefError(pub String);
 
 impl FromStr for ModelRef {

@@ -105,11 +105,13 @@ impl ChatRequest {
         self
     }
 
-    /// The name of the tool that made call `call_id`, searching earlier assistant messages. Some
+    /// The name of the tool that made call `call_id`, searching assistant messages newest first
+    /// (vendors without call ids, like Gemini, get generated ids that repeat across turns). Some
     /// vendors (Gemini) key tool results by the tool's name rather than the call's id.
     pub fn tool_name_for_call(&self, call_id: &str) -> Option<&str> {
         self.messages
             .iter()
+            .rev()
             .flat_map(|m| m.tool_calls())
             .find(|c| c.id == call_id)
             .map(|c| c.name.as_str())

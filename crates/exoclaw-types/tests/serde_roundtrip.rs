@@ -7,10 +7,20 @@ use serde_json::json;
 fn every_part() -> Vec<Part> {
     vec![
         Part::text("hello"),
-        Part::Image { source: ImageSource::Base64 { media_type: "image/png".into(), data: "iVBORw0K".into() } },
+        Part::Image {
+            source: ImageSource::Base64 { media_type: "image/png".into(), data: "iVBORw0K".into() },
+        },
         Part::Image { source: ImageSource::Url { url: "https://example.com/cat.jpg".into() } },
-        Part::ToolCall(ToolCall { id: "call_1".into(), name: "read_file".into(), arguments: json!({"path": "a.txt"}) }),
-        Part::ToolResult(ToolResult { call_id: "call_1".into(), content: "contents".into(), is_error: false }),
+        Part::ToolCall(ToolCall {
+            id: "call_1".into(),
+            name: "read_file".into(),
+            arguments: json!({"path": "a.txt"}),
+        }),
+        Part::ToolResult(ToolResult {
+            call_id: "call_1".into(),
+            content: "contents".into(),
+            is_error: false,
+        }),
         Part::Thinking { text: "hmm".into(), signature: Some("sig".into()) },
         Part::Thinking { text: "hmm".into(), signature: None },
     ]
@@ -44,8 +54,16 @@ fn stream_events_round_trip() {
         StreamEvent::ThinkingSignature { signature: "abc".into() },
         StreamEvent::ToolCallStart { index: 0, id: "c".into(), name: "t".into() },
         StreamEvent::ToolCallArgsDelta { index: 0, fragment: "{\"a\"".into() },
-        StreamEvent::ToolCall { index: 0, call: ToolCall { id: "c".into(), name: "t".into(), arguments: json!({"a": 1}) } },
-        StreamEvent::Usage(Usage { input_tokens: Some(3), output_tokens: None, cache_read_tokens: Some(0), cache_write_tokens: None }),
+        StreamEvent::ToolCall {
+            index: 0,
+            call: ToolCall { id: "c".into(), name: "t".into(), arguments: json!({"a": 1}) },
+        },
+        StreamEvent::Usage(Usage {
+            input_tokens: Some(3),
+            output_tokens: None,
+            cache_read_tokens: Some(0),
+            cache_write_tokens: None,
+        }),
         StreamEvent::Finish { reason: StopReason::ToolUse },
         StreamEvent::Finish { reason: StopReason::Other("weird".into()) },
     ];
@@ -69,7 +87,15 @@ fn unreported_usage_stays_absent_not_zero() {
 fn usage_update_keeps_earlier_counts_the_later_report_omits() {
     let mut u = Usage { input_tokens: Some(25), cache_read_tokens: Some(5), ..Usage::default() };
     u.update(Usage { output_tokens: Some(12), ..Usage::default() });
-    assert_eq!(u, Usage { input_tokens: Some(25), output_tokens: Some(12), cache_read_tokens: Some(5), cache_write_tokens: None });
+    assert_eq!(
+        u,
+        Usage {
+            input_tokens: Some(25),
+            output_tokens: Some(12),
+            cache_read_tokens: Some(5),
+            cache_write_tokens: None
+        }
+    );
 }
 
 #[test]
@@ -80,12 +106,26 @@ fn chat_request_round_trips_and_finds_tool_names() {
         vec![
             Message::user("weather?"),
             Message::new(Role::Assistant, vec![Part::ToolCall(call)]),
-            Message::tool_results([ToolResult { call_id: "call_9".into(), content: "sunny".into(), is_error: false }]),
+            Message::tool_results([ToolResult {
+                call_id: "call_9".into(),
+                content: "sunny".into(),
+                is_error: false,
+            }]),
         ],
     )
     .with_system("be brief")
-    .with_tools(vec![ToolSpec { name: "get_weather".into(), description: "weather".into(), input_schema: json!({"type": "object"}) }])
-    .with_params(GenerationParams { temperature: Some(0.5), max_tokens: Some(100), top_p: None, stop: vec!["\n\n".into()], seed: Some(7) });
+    .with_tools(vec![ToolSpec {
+        name: "get_weather".into(),
+        description: "weather".into(),
+        input_schema: json!({"type": "object"}),
+    }])
+    .with_params(GenerationParams {
+        temperature: Some(0.5),
+        max_tokens: Some(100),
+        top_p: None,
+        stop: vec!["\n\n".into()],
+        seed: Some(7),
+    });
     let back: ChatRequest = serde_json::from_str(&serde_json::to_string(&req).unwrap()).unwrap();
     assert_eq!(back, req);
     assert_eq!(req.tool_name_for_call("call_9"), Some("get_weather"));
