@@ -82,3 +82,68 @@ pub(crate) fn missing_key(name: &str, vars: &[&str]) -> ProviderError {
 pub(crate) fn trim_base(base: &str) -> String {
     base.trim_end_matches('/').to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Anthropic, Gemini, OpenAiCompatible, presets};
+    use exoclaw_core::Provider;
+    use std::collections::HashMap;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn explicit_settings_beat_the_environment_which_beats_defaults() {
+        let lookup = env(&[("OPENAI_BASE_URL", "http://proxy:9000/v1/"), ("OPENAI_API_KEY", "sk-env")]);
+        let from_env =
+            ProviderOptions::default().with_env(&["OPENAI_BASE_URL"], &["OPENAI_API_KEY"], &lookup);
+        let provider = OpenAiCompatible::new(&presets::OPENAI, from_env).unwrap();
+        assert_eq!(provider.base_url(), "http://proxy:9000/v1");
+
+        let explicit = ProviderOptions::default().base_url("http://explicit/v1").with_env(
+            &["OPENAI_BASE_URL"],
+            &["OPENAI_API_KEY"],
+            &lookup,
+        );
+        assert_eq!(
+            OpenAiCompatible::new(&presets::OPENAI, explicit).unwrap().base_url(),
+            "http://explicit/v1"
+        );
+
+        let defaults = ProviderOptions::default().api_key("k");
+        assert_eq!(
+            OpenAiCompatible::new(&presets::OPENAI, defaults).unwrap().base_url(),
+            "https://api.openai.com/v1"
+        );
+    }
+
+    #[test]
+    fn the_first_set_variable_wins_and_blank_ones_are_ignored() {
+        let lookup = env(&[("GEMINI_API_KEY", "  "), ("GOOGLE_API_KEY", "g-key")]);
+        let options = ProviderOptions::default().with_env(&[], &["GEMINI_API_KEY", "GOOGLE_API_KEY"], lookup);
+        assert!(Gemini::new(options).is_ok());
+    }
+
+    #[test]
+    fn a_missing_key_is_refused_up_front_with_the_variable_to_set() {
+        let err = Anthropic::new(ProviderOptions::default()).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Auth);
+        assert!(err.to_string().contains("ANTHROPIC_API_KEY"), "{err}");
+        // Local servers need no key.
+        assert!(OpenAiCompatible::new(&presets::OLLAMA, ProviderOptions::default()).is_ok());
+        let err = OpenAiCompatible::new(&presets::MODEL_MANAGER, ProviderOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("MODEL_MANAGER_BASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_key() {
+        let options = ProviderOptions::default().api_key("sk-very-secret");
+        assert!(!format!("{options:?}").contains("sk-very-secret"));
+        let provider = OpenAiCompatible::new(&presets::OPENAI, options).unwrap();
+        assert!(!format!("{provider:?}").contains("sk-very-secret"));
+        assert_eq!(provider.name(), "openai");
+    }
+}
