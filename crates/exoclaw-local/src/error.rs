@@ -1,0 +1,74 @@
+//! [`LocalError`]: what can go wrong finding, loading and running an embedded model.
+
+use std::path::PathBuf;
+
+/// A failure of the embedded model.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    /// The model file is not on this machine and could not be downloaded.
+    #[error("model `{name}` is not available: {reason}\n{how_to_get}")]
+    ModelUnavailable {
+        /// The model's file name.
+        name: String,
+        /// Why it could not be found or fetched.
+        reason: String,
+        /// Exactly how to get the file onto this machine.
+        how_to_get: String,
+    },
+    /// The file exists but is not a usable GGUF model.
+    #[error("cannot load model {path}: {reason}")]
+    BadModel {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A downloaded or cached file's SHA-256 is not the expected one.
+    #[error("{path} is corrupt: SHA-256 {actual}, expected {expected}; delete it and fetch it again")]
+    Checksum {
+        /// The file.
+        path: PathBuf,
+        /// The expected digest.
+        expected: String,
+        /// The digest found.
+        actual: String,
+    },
+    /// The GGUF's tokenizer metadata is missing or unusable.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// The GGUF's chat template could not be parsed or rendered.
+    #[error("chat template: {0}")]
+    Template(String),
+    /// The conversation does not fit the model's context window.
+    #[error(
+        "the prompt is {prompt} tokens and the answer may take {max_new}, but the model's context window is {window} tokens"
+    )]
+    ContextOverflow {
+        /// Prompt length in tokens.
+        prompt: usize,
+        /// Tokens reserved for the answer.
+        max_new: usize,
+        /// The context window.
+        window: usize,
+    },
+    /// The tool-call grammar could not be built or was violated.
+    #[error("tool-call grammar: {0}")]
+    Grammar(String),
+    /// The inference engine failed.
+    #[error("inference failed: {0}")]
+    Inference(String),
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+impl From<candle_core::Error> for LocalError {
+    fn from(e: candle_core::Error) -> Self {
+        LocalError::Inference(e.to_string())
+    }
+}

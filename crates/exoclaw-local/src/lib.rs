@@ -1,0 +1,28 @@
+//! exoclaw's embedded local model: GGUF models of the llama family running in-process on candle,
+//! so `exoclaw chat` answers on a fresh machine with no API key and no model server.
+//!
+//! - [`fetch`]: finding the model: explicit path, cache, or a verified download;
+//! - [`gguf`]: reading GGUF metadata;
+//! - [`weights`]: the transformer weights by architecture (re-quantising types without fast CPU
+//!   kernels);
+//! - [`tokenizer`]: the BPE tokenizer rebuilt from GGUF metadata;
+//! - [`template`]: the chat template from GGUF metadata, rendered with minijinja.
+
+mod engine;
+mod error;
+pub mod fetch;
+pub mod gguf;
+pub mod guide;
+mod provider;
+mod sampling;
+mod stop;
+pub mod template;
+pub mod tokenizer;
+mod toktrie_env;
+mod tool_calls;
+pub mod weights;
+
+pub use engine::{Finished, GenerateOptions, Generated, LocalModel};
+pub use error::LocalError;
+pub use provider::{LocalOptions, LocalProvider};
+pub use sampling::SamplingOptions;

@@ -1,0 +1,134 @@
+//! The embedded model, for real: SmolLM2-135M-Instruct loaded in-process (fetched by
+//! `scripts/peers/smollm2.sh` when missing), driven through the `Provider` trait.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use exoclaw_core::{ErrorKind, Provider};
+use exoclaw_local::{LocalModel, LocalOptions, LocalProvider};
+use exoclaw_testkit::conformance::{assert_order, drain};
+use exoclaw_types::{ChatRequest, GenerationParams, Message, StopReason, StreamEvent};
+use futures::StreamExt;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+fn model() -> Arc<LocalModel> {
+    static MODEL: OnceLock<Arc<LocalModel>> = OnceLock::new();
+    MODEL.get_or_init(|| Arc::new(LocalModel::load(&exoclaw_testkit::peers::smollm2_gguf()).unwrap())).clone()
+}
+
+fn provider() -> LocalProvider {
+    LocalProvider::with_model(LocalOptions::default(), model())
+}
+
+fn ask(question: &str, params: GenerationParams) -> ChatRequest {
+    ChatRequest::new("smollm2", vec![Message::user(question)])
+        .with_system("You are a helpful assistant.")
+        .with_params(params)
+}
+
+fn greedy(max_tokens: u32) -> GenerationParams {
+    GenerationParams { temperature: Some(0.0), max_tokens: Some(max_tokens), ..GenerationParams::default() }
+}
+
+fn text_of(events: &[StreamEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|e| if let StreamEvent::TextDelta { text } = e { Some(text.as_str()) } else { None })
+        .collect()
+}
+
+#[tokio::test]
+async fn answers_the_capital_of_france_streaming_with_exact_usage() {
+    let provider = provider();
+    let request = ask("What is the capital of France?", greedy(48));
+    let prompt_len = model().prompt(&request).unwrap().len();
+    let (events, error) = drain(provider.stream(request).await.unwrap()).await;
+    assert!(error.is_none(), "{error:?}");
+    assert_order("local", &events);
+    let text = text_of(&events);
+    assert!(text.contains("Paris"), "{text:?}");
+    let deltas = events.iter().filter(|e| matches!(e, StreamEvent::TextDelta { .. })).count();
+    assert!(deltas >= 3, "streams token by token: {deltas} deltas");
+    assert_eq!(events.last(), Some(&StreamEvent::Finish { reason: StopReason::EndTurn }));
+    let StreamEvent::Usage(usage) = &events[events.len() - 2] else { panic!("no usage: {events:?}") };
+    assert_eq!(usage.input_tokens, Some(prompt_len as u64), "prompt tokens are exact");
+    // Every generated token is counted, the closing <|im_end|> included.
+    let retokenized = model().tokenizer().encode(&text).unwrap().len() as u64;
+    assert_eq!(usage.output_tokens, Some(retokenized + 1), "{text:?}");
+}
+
+#[tokio::test]
+async fn the_same_seed_gives_the_same_answer() {
+    let provider = provider();
+    let params = GenerationParams {
+        temperature: Some(0.9),
+        max_tokens: Some(24),
+        seed: Some(7),
+        ..GenerationParams::default()
+    };
+    let a = provider.complete(ask("Tell me about cats.", params.clone())).await.unwrap();
+    let b = provider.complete(ask("Tell me about cats.", params)).await.unwrap();
+    assert_eq!(a.message.text(), b.message.text());
+    assert!(!a.message.text().is_empty());
+}
+
+#[tokio::test]
+async fn max_tokens_and_stop_strings_end_the_answer() {
+    let provider = provider();
+    let cut = provider.complete(ask("Write a long story about a dragon.", greedy(5))).await.unwrap();
+    assert_eq!(cut.stop_reason, StopReason::MaxTokens);
+    assert_eq!(cut.usage.output_tokens, Some(5));
+
+    let params = GenerationParams { stop: vec!["Paris".into()], ..greedy(48) };
+    let stopped = provider.complete(ask("What is the capital of France?", params)).await.unwrap();
+    assert_eq!(stopped.stop_reason, StopReason::StopSequence);
+    assert!(!stopped.message.text().contains("Paris"), "{:?}", stopped.message.text());
+    assert!(stopped.message.text().contains("capital"), "{:?}", stopped.message.text());
+}
+
+#[tokio::test]
+async fn a_prompt_beyond_the_context_window_is_a_clear_error() {
+    let huge = "word ".repeat(model().context_length() + 100);
+    let err = provider().stream(ask(&huge, greedy(16))).await.err().expect("overflow is refused");
+    assert_eq!(err.kind, ErrorKind::ContextLength);
+    assert!(err.message.contains("context window is 8192 tokens"), "{err}");
+}
+
+#[tokio::test]
+async fn dropping_the_stream_stops_generation_within_a_token() {
+    // Its own model: the shared one's token counter moves with other tests running beside this one.
+    let model = Arc::new(LocalModel::load(&exoclaw_testkit::peers::smollm2_gguf()).unwrap());
+    let provider = LocalProvider::with_model(LocalOptions::default(), model.clone());
+    let mut stream = provider.stream(ask("Write a long story about a dragon.", greedy(400))).await.unwrap();
+    for _ in 0..2 {
+        stream.next().await.unwrap().unwrap();
+    }
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after_drop = model.tokens_generated();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(model.tokens_generated() <= after_drop + 1, "generation went on after the stream was dropped");
+}
+
+#[tokio::test]
+async fn generation_never_stalls_the_async_runtime() {
+    // `#[tokio::test]` runs on one thread: if generation ran on it, the ticker would starve.
+    let ticks = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = ticks.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let started = std::time::Instant::now();
+    let response = provider().complete(ask("Write a long story about a dragon.", greedy(40))).await.unwrap();
+    let elapsed = started.elapsed();
+    ticker.abort();
+    assert_eq!(response.usage.output_tokens, Some(40));
+    let expected = (elapsed.as_millis() / 10) as u32;
+    assert!(
+        ticks.load(std::sync::atomic::Ordering::Relaxed) * 2 >= expected,
+        "the runtime stalled during generation"
+    );
+}
