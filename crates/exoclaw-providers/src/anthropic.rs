@@ -12,7 +12,7 @@
 //! fragments of its `tool_use` block and are complete at that block's `content_block_stop`.
 
 use crate::ProviderOptions;
-use crate::options::{missing_key, process_env, trim_base};
+use crate::options::{keyed_transport, process_env};
 use crate::transport::{Transport, unexpected};
 use crate::wire::{
     StreamDecoder, WireError, kind_for_status, parse_arguments, preview, retry_after, whole_tool_call,
@@ -54,13 +54,9 @@ impl Anthropic {
     /// A provider with these options: name `anthropic` and base URL `https://api.anthropic.com`
     /// unless set. Fails when no API key is given.
     pub fn new(options: ProviderOptions) -> Result<Self, ProviderError> {
-        let name = options.name.unwrap_or_else(|| "anthropic".to_owned());
-        if options.api_key.is_none() {
-            return Err(missing_key(&name, API_KEY_ENV));
-        }
-        let base_url = options.base_url.unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
-        let transport = Transport::new(&name, options.timeouts, options.api_key, classify_error)?;
-        Ok(Self { base_url: trim_base(&base_url), transport })
+        let (base_url, transport) =
+            keyed_transport(options, "anthropic", DEFAULT_BASE_URL, API_KEY_ENV, classify_error)?;
+        Ok(Self { base_url, transport })
     }
 
     /// A provider configured from `ANTHROPIC_BASE_URL` and `ANTHROPIC_API_KEY`.

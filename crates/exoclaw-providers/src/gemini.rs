@@ -16,7 +16,7 @@
 //! in logs.
 
 use crate::ProviderOptions;
-use crate::options::{missing_key, process_env, trim_base};
+use crate::options::{keyed_transport, process_env};
 use crate::transport::{Transport, unexpected};
 use crate::wire::{StreamDecoder, WireError, kind_for_status, preview, retry_after, whole_tool_call};
 use async_trait::async_trait;
@@ -57,13 +57,9 @@ impl Gemini {
     /// A Gemini provider with these options. The instance name defaults to `gemini` and the base
     /// URL to `https://generativelanguage.googleapis.com/v1beta`. Fails when no key is given.
     pub fn new(options: ProviderOptions) -> Result<Self, ProviderError> {
-        let name = options.name.unwrap_or_else(|| "gemini".to_owned());
-        if options.api_key.is_none() {
-            return Err(missing_key(&name, API_KEY_ENV));
-        }
-        let base_url = options.base_url.unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
-        let transport = Transport::new(&name, options.timeouts, options.api_key, classify_error)?;
-        Ok(Self { base_url: trim_base(&base_url), transport })
+        let (base_url, transport) =
+            keyed_transport(options, "gemini", DEFAULT_BASE_URL, API_KEY_ENV, classify_error)?;
+        Ok(Self { base_url, transport })
     }
 
     /// A Gemini provider configured from `GEMINI_BASE_URL` / `GOOGLE_GEMINI_BASE_URL` and

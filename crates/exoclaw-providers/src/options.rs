@@ -2,6 +2,7 @@
 //! vendors' usual environment variables fill in what configuration leaves out.
 
 use crate::Timeouts;
+use crate::transport::{ErrorClassifier, Transport};
 use exoclaw_core::{ErrorKind, ProviderError};
 use secrecy::SecretString;
 
@@ -76,6 +77,24 @@ pub(crate) fn missing_key(name: &str, vars: &[&str]) -> ProviderError {
         None => "set `api_key` in the provider's config".to_owned(),
     };
     ProviderError::new(ErrorKind::Auth, name, format!("no API key configured: {how}"))
+}
+
+/// Instance name, base URL and transport for a vendor that always needs a key (Anthropic,
+/// Gemini): unset options take the vendor's defaults; no key is an error naming the variables.
+pub(crate) fn keyed_transport(
+    options: ProviderOptions,
+    default_name: &str,
+    default_base_url: &str,
+    key_vars: &[&str],
+    classify: ErrorClassifier,
+) -> Result<(String, Transport), ProviderError> {
+    let name = options.name.unwrap_or_else(|| default_name.to_owned());
+    if options.api_key.is_none() {
+        return Err(missing_key(&name, key_vars));
+    }
+    let base_url = trim_base(options.base_url.as_deref().unwrap_or(default_base_url));
+    let transport = Transport::new(&name, options.timeouts, options.api_key, classify)?;
+    Ok((base_url, transport))
 }
 
 /// `base` without trailing slashes, so paths can be appended with one `/`.
