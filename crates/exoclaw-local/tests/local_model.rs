@@ -114,6 +114,7 @@ async fn dropping_the_stream_stops_generation_within_a_token() {
 async fn generation_never_stalls_the_async_runtime() {
     // `#[tokio::test]` runs on one thread: if generation ran on it, the ticker could not run until
     // the answer was done. The longest gap between ticks shows it, however busy the machine is.
+    let provider = provider(); // loads the model (blocking) before the measurement
     let longest_gap = Arc::new(std::sync::Mutex::new(Duration::ZERO));
     let gap = longest_gap.clone();
     let ticker = tokio::spawn(async move {
@@ -128,7 +129,7 @@ async fn generation_never_stalls_the_async_runtime() {
     });
     tokio::time::sleep(Duration::from_millis(30)).await; // the ticker is running before the answer starts
     let started = std::time::Instant::now();
-    let response = provider().complete(ask("Write a long story about a dragon.", greedy(40))).await.unwrap();
+    let response = provider.complete(ask("Write a long story about a dragon.", greedy(40))).await.unwrap();
     let elapsed = started.elapsed();
     ticker.abort();
     assert_eq!(response.usage.output_tokens, Some(40));
