@@ -184,7 +184,7 @@ impl GgufTokenizer {
     }
 
     /// The bytes of token `id`; `None` for control tokens.
-    fn piece(&self, id: u32) -> Result<Option<&[u8]>, LocalError> {
+    pub(crate) fn piece(&self, id: u32) -> Result<Option<&[u8]>, LocalError> {
         match self.pieces.get(id as usize) {
             Some(piece) => Ok(piece.as_deref()),
             None => Err(err(format!("token id {id} is outside the vocabulary of {}", self.tokens.len()))),
@@ -327,6 +327,17 @@ fn byte_level_bytes(token: &str, map: &HashMap<char, u8>) -> Box<[u8]> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn the_alphabet_covers_every_byte_once() {
+        let alphabet = unicode_to_byte();
+        assert_eq!(alphabet.len(), 256);
+        assert_eq!(alphabet[&'Ġ'], b' ');
+        assert_eq!(alphabet[&'Ċ'], b'\n');
+        assert_eq!(alphabet[&'ĉ'], b'\t');
+        assert_eq!(alphabet[&'A'], b'A');
+        assert_eq!(alphabet[&'Ã'], 0xC3);
+    }
     use std::sync::OnceLock;
 
     /// SmolLM2-135M-Instruct's metadata and tokenizer, loaded once.

@@ -8,7 +8,6 @@
 
 use crate::LocalError;
 use crate::tokenizer::GgufTokenizer;
-use std::collections::HashMap;
 use std::sync::Arc;
 use toktrie::{TokEnv, TokRxInfo, TokTrie, TokenId, TokenizerEnv};
 
@@ -50,59 +49,24 @@ impl TokenizerEnv for GgufTokEnv {
     }
 }
 
-/// Every token's bytes, by id: raw bytes for ordinary tokens, the special-token marker and the
-/// token's text for control tokens.
+/// Every token's bytes, by id: the tokenizer's raw bytes for ordinary tokens, the special-token
+/// marker and the token's text for control tokens.
 pub(crate) fn token_bytes(tokenizer: &GgufTokenizer) -> Result<Vec<Vec<u8>>, LocalError> {
-    let alphabet = byte_level_alphabet();
     (0..tokenizer.vocab_size())
         .map(|id| {
             let id = u32::try_from(id).map_err(|_| grammar("vocabulary too large"))?;
+            if let Some(bytes) = tokenizer.piece(id)? {
+                return Ok(bytes.to_vec());
+            }
             let text = tokenizer
                 .token_text(id)
                 .ok_or_else(|| grammar(format!("token {id} has no vocabulary entry")))?;
-            // Control tokens are the ones that decode to nothing (every other token has bytes).
-            if tokenizer.decode(&[id])?.is_empty() {
-                let mut bytes = Vec::with_capacity(text.len() + 1);
-                bytes.push(TokTrie::SPECIAL_TOKEN_MARKER);
-                bytes.extend_from_slice(text.as_bytes());
-                return Ok(bytes);
-            }
-            Ok(byte_level_to_bytes(text, &alphabet))
+            let mut bytes = Vec::with_capacity(text.len() + 1);
+            bytes.push(TokTrie::SPECIAL_TOKEN_MARKER);
+            bytes.extend_from_slice(text.as_bytes());
+            Ok(bytes)
         })
         .collect()
-}
-
-/// GPT-2's byte-level alphabet, reversed: the character standing for each byte → the byte.
-/// Printable bytes stand for themselves; the others are mapped to U+0100 onwards, in order.
-fn byte_level_alphabet() -> HashMap<char, u8> {
-    let self_mapped = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
-    let mut next = 0x100u32;
-    let mut map = HashMap::with_capacity(256);
-    for b in 0..=255u8 {
-        let code = if self_mapped(b) {
-            u32::from(b)
-        } else {
-            next += 1;
-            next - 1
-        };
-        if let Some(c) = char::from_u32(code) {
-            map.insert(c, b);
-        }
-    }
-    map
-}
-
-/// A byte-level vocabulary string's bytes; characters outside the alphabet (user-defined tokens)
-/// are kept as their UTF-8, as the tokenizer decodes them.
-fn byte_level_to_bytes(text: &str, alphabet: &HashMap<char, u8>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len());
-    for c in text.chars() {
-        match alphabet.get(&c) {
-            Some(&b) => out.push(b),
-            None => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
-        }
-    }
-    out
 }
 
 fn grammar(msg: impl Into<String>) -> LocalError {
@@ -113,17 +77,6 @@ fn grammar(msg: impl Into<String>) -> LocalError {
 mod tests {
     use super::*;
     use crate::tokenizer::tests::smollm2;
-
-    #[test]
-    fn the_alphabet_covers_every_byte_once() {
-        let alphabet = byte_level_alphabet();
-        assert_eq!(alphabet.len(), 256);
-        assert_eq!(alphabet[&'Ġ'], b' ');
-        assert_eq!(alphabet[&'Ċ'], b'\n');
-        assert_eq!(alphabet[&'ĉ'], b'\t');
-        assert_eq!(alphabet[&'A'], b'A');
-        assert_eq!(alphabet[&'Ã'], 0xC3);
-    }
 
     #[test]
     fn token_bytes_are_raw_bytes_and_control_tokens_are_special() {
