@@ -18,9 +18,7 @@ use crate::wire::{
     StreamDecoder, WireError, kind_for_status, parse_arguments, preview, retry_after, whole_tool_call,
 };
 use async_trait::async_trait;
-use exoclaw_core::{
-    Capabilities, ErrorKind, EventStream, ModelInfo, Provider, ProviderError, ResponseAssembler,
-};
+use exoclaw_core::{Capabilities, ErrorKind, EventStream, ModelInfo, Provider, ProviderError};
 use exoclaw_types::{
     ChatRequest, ChatResponse, ImageSource, Message, ModelId, Part, Role, StopReason, StreamEvent, ToolCall,
     ToolChoice, Usage,
@@ -96,12 +94,7 @@ impl Provider for Anthropic {
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, ProviderError> {
         let body = encode_request(&request, false);
         let (response, started) = self.transport.send(self.post(&body)).await?;
-        let json = self.transport.json(response, started, "message").await?;
-        let mut assembler = ResponseAssembler::new();
-        for event in decode_response(&json).map_err(|e| self.transport.error(e))? {
-            assembler.push(event);
-        }
-        assembler.finish(self.name())
+        self.transport.whole_answer(response, started, "message", decode_response).await
     }
 
     fn capabilities(&self, _model: &ModelId) -> Capabilities {
@@ -691,6 +684,7 @@ fn error_from_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use exoclaw_core::ResponseAssembler;
     use exoclaw_types::{GenerationParams, ToolResult, ToolSpec};
     use pretty_assertions::assert_eq;
     use reqwest::header::HeaderValue;

@@ -20,9 +20,7 @@ use crate::options::{keyed_transport, process_env};
 use crate::transport::{Transport, unexpected};
 use crate::wire::{StreamDecoder, WireError, kind_for_status, preview, retry_after, whole_tool_call};
 use async_trait::async_trait;
-use exoclaw_core::{
-    Capabilities, ErrorKind, EventStream, ModelInfo, Provider, ProviderError, ResponseAssembler,
-};
+use exoclaw_core::{Capabilities, ErrorKind, EventStream, ModelInfo, Provider, ProviderError};
 use exoclaw_types::{
     ChatRequest, ChatResponse, ImageSource, ModelId, Part, Role, StopReason, StreamEvent, ToolChoice, Usage,
 };
@@ -117,12 +115,7 @@ impl Provider for Gemini {
         let body = encode_request(&request);
         let url = self.method_url(&request.model, "generateContent");
         let (response, started) = self.transport.send(self.post(url, &body)).await?;
-        let json = self.transport.json(response, started, "generateContent response").await?;
-        let mut assembler = ResponseAssembler::new();
-        for event in decode_response(&json).map_err(|e| self.transport.error(e))? {
-            assembler.push(event);
-        }
-        assembler.finish(self.name())
+        self.transport.whole_answer(response, started, "generateContent response", decode_response).await
     }
 
     fn capabilities(&self, _model: &ModelId) -> Capabilities {

@@ -16,9 +16,7 @@ use crate::wire::{
     StreamDecoder, WireError, kind_for_status, parse_arguments, preview, retry_after, whole_tool_call,
 };
 use async_trait::async_trait;
-use exoclaw_core::{
-    Capabilities, ErrorKind, EventStream, ModelInfo, Provider, ProviderError, ResponseAssembler,
-};
+use exoclaw_core::{Capabilities, ErrorKind, EventStream, ModelInfo, Provider, ProviderError};
 use exoclaw_types::{
     ChatRequest, ChatResponse, ImageSource, Message, ModelId, Part, Role, StopReason, StreamEvent, ToolCall,
     ToolChoice, Usage,
@@ -98,12 +96,7 @@ impl Provider for OpenAiCompatible {
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, ProviderError> {
         let body = encode_request(&request, self.preset, false);
         let (response, started) = self.transport.send(self.post(&body)).await?;
-        let json = self.transport.json(response, started, "chat completion").await?;
-        let mut assembler = ResponseAssembler::new();
-        for event in decode_response(&json).map_err(|e| self.transport.error(e))? {
-            assembler.push(event);
-        }
-        assembler.finish(self.name())
+        self.transport.whole_answer(response, started, "chat completion", decode_response).await
     }
 
     fn capabilities(&self, _model: &ModelId) -> Capabilities {

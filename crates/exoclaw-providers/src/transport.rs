@@ -8,8 +8,8 @@
 use crate::sse::{SseEvent, SseParser};
 use crate::wire::{StreamDecoder, WireError, preview};
 use bytes::Bytes;
-use exoclaw_core::{ErrorKind, EventStream, ProviderError};
-use exoclaw_types::StreamEvent;
+use exoclaw_core::{ErrorKind, EventStream, ProviderError, ResponseAssembler};
+use exoclaw_types::{ChatResponse, StreamEvent};
 use futures::{Stream, StreamExt};
 use reqwest::header::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
@@ -173,6 +173,23 @@ impl Transport {
         };
         serde_json::from_slice(&bytes)
             .map_err(|e| self.error(WireError::bad_json(what, &String::from_utf8_lossy(&bytes), &e)))
+    }
+
+    /// Reads a whole (non-streamed) answer and assembles it from the events `decode` says the
+    /// vendor's JSON amounts to.
+    pub async fn whole_answer(
+        &self,
+        response: reqwest::Response,
+        started: Instant,
+        what: &str,
+        decode: fn(&serde_json::Value) -> Result<Vec<StreamEvent>, WireError>,
+    ) -> Result<ChatResponse, ProviderError> {
+        let json = self.json(response, started, what).await?;
+        let mut assembler = ResponseAssembler::new();
+        for event in decode(&json).map_err(|e| self.error(e))? {
+            assembler.push(event);
+        }
+        assembler.finish(self.name())
     }
 
     /// Streams an SSE body through `decoder`. The first chunk must come within the first-byte
