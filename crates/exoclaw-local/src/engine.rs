@@ -108,11 +108,6 @@ impl LocalModel {
         self.tokenizer.encode(&text)
     }
 
-    /// The prompt as text, for debugging and for prompts that continue a forced prefix.
-    pub fn render(&self, request: &ChatRequest) -> Result<String, LocalError> {
-        self.template.render(request.system.as_deref(), &request.messages, &request.tools, true)
-    }
-
     /// How many new tokens fit after a `prompt_len`-token prompt, or a context overflow error.
     pub fn room_for(&self, prompt_len: usize, wanted: usize) -> Result<usize, LocalError> {
         if prompt_len >= self.context_length {

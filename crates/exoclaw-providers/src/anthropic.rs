@@ -13,9 +13,10 @@
 
 use crate::ProviderOptions;
 use crate::options::{keyed_transport, process_env};
-use crate::transport::{Transport, unexpected};
+use crate::transport::Transport;
 use crate::wire::{
-    StreamDecoder, WireError, kind_for_status, parse_arguments, preview, retry_after, whole_tool_call,
+    StreamDecoder, WireError, kind_for_status, parse_arguments, preview, retry_after, unexpected,
+    whole_tool_call,
 };
 use async_trait::async_trait;
 use exoclaw_core::{Capabilities, ErrorKind, EventStream, ModelInfo, Provider, ProviderError};

@@ -17,8 +17,10 @@
 
 use crate::ProviderOptions;
 use crate::options::{keyed_transport, process_env};
-use crate::transport::{Transport, unexpected};
-use crate::wire::{StreamDecoder, WireError, kind_for_status, preview, retry_after, whole_tool_call};
+use crate::transport::Transport;
+use crate::wire::{
+    StreamDecoder, WireError, kind_for_status, preview, retry_after, unexpected, whole_tool_call,
+};
 use async_trait::async_trait;
 use exoclaw_core::{Capabilities, ErrorKind, EventStream, ModelInfo, Provider, ProviderError};
 use exoclaw_types::{

@@ -6,7 +6,7 @@
 //! every error message passes through [`Transport::error`], which scrubs it out.
 
 use crate::sse::{SseEvent, SseParser};
-use crate::wire::{StreamDecoder, WireError, preview};
+use crate::wire::{StreamDecoder, WireError};
 use bytes::Bytes;
 use exoclaw_core::{ErrorKind, EventStream, ProviderError, ResponseAssembler};
 use exoclaw_types::{ChatResponse, StreamEvent};
@@ -260,8 +260,7 @@ struct SseState<B, D> {
     ended: bool,
 }
 
-/// The stream behind [`Transport::sse`], generic over the body so tests can feed bytes without a
-/// socket.
+/// The stream behind [`Transport::sse`].
 pub(crate) fn decode_sse<B, D>(transport: Transport, body: B, decoder: D, started: Instant) -> EventStream
 where
     B: Stream<Item = Result<Bytes, reqwest::Error>> + Send + Unpin + 'static,
@@ -332,9 +331,4 @@ where
             self.failure = Some(self.transport.error(wire));
         }
     }
-}
-
-/// Wraps `text` for a protocol error about an unexpected payload.
-pub(crate) fn unexpected(what: &str, text: &str) -> WireError {
-    WireError::protocol(format!("unexpected {what}: `{}`", preview(text)))
 }

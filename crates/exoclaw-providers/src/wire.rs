@@ -38,6 +38,11 @@ pub(crate) fn preview(text: &str) -> String {
     out
 }
 
+/// A protocol error about an unexpected payload, showing its start.
+pub(crate) fn unexpected(what: &str, text: &str) -> WireError {
+    WireError::protocol(format!("unexpected {what}: `{}`", preview(text)))
+}
+
 /// Turns one vendor's SSE events into [`StreamEvent`]s.
 pub(crate) trait StreamDecoder: Send + 'static {
     /// Decodes one SSE event, pushing what it means onto `out`.
