@@ -48,6 +48,17 @@ impl ResponseAssembler {
         self.stop.is_some()
     }
 
+    /// The token counts reported so far.
+    pub fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    /// What has been assembled so far, as an assistant message, whether or not the stream
+    /// finished: the text a user saw before a cancel or a broken stream.
+    pub fn into_partial(self) -> Message {
+        Message::new(Role::Assistant, self.parts)
+    }
+
     /// The whole answer; a protocol error if the stream never said it was finished.
     pub fn finish(self, provider: &str) -> Result<ChatResponse, ProviderError> {
         let Some(stop_reason) = self.stop else {

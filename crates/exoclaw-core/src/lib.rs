@@ -2,12 +2,28 @@
 //!
 //! This first slice holds the [`Provider`] trait through which every part of exoclaw talks to
 //! models, the typed [`ProviderError`] with its retry and recovery policy, and the
-//! [`ResponseAssembler`] that turns a stream of events into a whole answer.
+//! [`ResponseAssembler`] that turns a stream of events into a whole answer, the [`Tool`] trait,
+//! the storage traits, and the agent loop: the sans-IO [`Run`] state machine, its [`AgentRunner`]
+//! and the tool [`PermissionPolicy`].
 
+mod agent;
 mod assemble;
+mod context;
 mod error;
 mod provider;
+mod store;
+mod tool;
 
+pub use agent::{
+    AgentRunner, ApprovalRequest, Approver, DEFAULT_MAX_ITERATIONS, DEFAULT_TOOL_TIMEOUT, Decision,
+    EventSink, FixedApprover, Limits, Permission, PermissionPolicy, Run, RunConfig, RunError, RunTool,
+    SettledCall, Step, TurnResult, tool_calls_paired,
+};
 pub use assemble::{ResponseAssembler, collect_response};
+pub use context::{
+    CONTEXT_FILE_NAMES, ContextFile, MAX_CONTEXT_FILE_BYTES, discover_context_files, system_prompt,
+};
 pub use error::{ErrorKind, ProviderError, Recovery};
 pub use provider::{Capabilities, EventStream, ModelInfo, Provider};
+pub use store::{NewSession, SessionStore, StoreError, UsageStore};
+pub use tool::{Tool, ToolContext, ToolError, ToolRegistry, TypedTool};

@@ -7,8 +7,8 @@ use crate::sampling::{Sampler, SamplingOptions};
 use crate::stop::StopMatcher;
 use crate::template::ChatTemplate;
 use crate::tokenizer::GgufTokenizer;
-use crate::weights::{ModelFile, Weights, load_weights};
-use candle_core::{Device, Tensor};
+use crate::transformer::Transformer;
+use crate::weights::{ModelFile, load_weights};
 use exoclaw_types::{ChatRequest, StopReason};
 use std::{
     path::Path,
@@ -26,7 +26,7 @@ pub struct LocalModel {
     template: ChatTemplate,
     stop_tokens: Vec<u32>,
     context_length: usize,
-    weights: Mutex<Weights>,
+    weights: Mutex<Transformer>,
     generated: AtomicU64,
     /// How long loading took.
     pub load_time: std::time::Duration,
@@ -135,7 +135,7 @@ impl LocalModel {
         let mut weights = self.weights.lock().map_err(|_| {
             LocalError::Inference("a previous answer crashed the model; restart exoclaw".into())
         })?;
-        weights.clear_cache();
+        weights.start(prompt.len() + max_new)?;
         let mut sampler = Sampler::new(&options.sampling);
         let mut decoder = self.tokenizer.stream_decoder();
         let mut stops = StopMatcher::new(&options.stop);
@@ -145,8 +145,7 @@ impl LocalModel {
             prompt_tokens: prompt.len(),
             completion_tokens: generated,
         };
-        let input = Tensor::new(prompt, &Device::Cpu)?.unsqueeze(0)?;
-        let mut logits = weights.forward(&input, 0)?.squeeze(0)?;
+        let mut logits = weights.forward(prompt, 0)?;
         for generated in 0..max_new {
             let mask = match guide.as_deref_mut() {
                 Some(guide) => guide.allowed(&history[prompt.len()..])?,
@@ -185,8 +184,7 @@ impl LocalModel {
             if generated + 1 == max_new {
                 break;
             }
-            let input = Tensor::new(&[token], &Device::Cpu)?.unsqueeze(0)?;
-            logits = weights.forward(&input, prompt.len() + generated)?.squeeze(0)?;
+            logits = weights.forward(&[token], prompt.len() + generated)?;
         }
         if let Some(rest) = stops.flush() {
             emit(Generated::Text(rest));

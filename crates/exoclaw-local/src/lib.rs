@@ -20,6 +20,7 @@ pub mod template;
 pub mod tokenizer;
 mod toktrie_env;
 mod tool_calls;
+pub mod transformer;
 pub mod weights;
 
 pub use engine::{Finished, GenerateOptions, Generated, LocalModel};

@@ -5,11 +5,13 @@
 //! provider streams back, and token [`Usage`]. The crate does no IO; every type round-trips through
 //! serde and has a JSON schema (schemars) so other languages can speak the same wire format.
 
+mod agent;
 mod message;
 mod model;
 mod request;
 mod stream;
 
+pub use agent::{AgentEvent, SessionId, SessionInfo, SessionKey, ToolEffect, TurnOutcome, UsageRecord};
 pub use message::{ImageSource, Message, MessageId, Part, Role, ToolCall, ToolResult};
 pub use model::{ModelId, ModelRef, ModelRefError};
 pub use request::{ChatRequest, GenerationParams, ToolChoice, ToolSpec};

@@ -1,0 +1,788 @@
+//! [`Run`]: one agent turn as a sans-IO state machine.
+//!
+//! The run decides what happens next ([`Run::next_step`]) and is told what happened
+//! ([`Run::model_answered`], [`Run::approval`], [`Run::tools_finished`], [`Run::cancel`],
+//! [`Run::fail`]). It does no IO and knows no clock, so it is tested step by step without a
+//! runtime, and it is `Serialize + Deserialize`: a turn can be persisted between any two steps and
+//! resumed after a crash. [`crate::AgentRunner`] drives it.
+//!
+//! # The pairing invariant
+//!
+//! The messages a run hands back ([`Run::messages`]) never hold an assistant tool call without its
+//! tool result, nor a tool result without its call: a call's result always sits in the tool
+//! message right after the assistant message that made it. Vendors reject conversations that break
+//! this, so a session stored with an orphan would fail on every later turn. When a turn is cancelled
+//! or fails while calls are open, the run drops the unmatched tail: the assistant message that made
+//! the calls keeps only its text (and disappears if it had none). [`tool_calls_paired`] checks it.
+
+use crate::agent::permission::{ApprovalRequest, Decision, Permission, PermissionPolicy};
+use exoclaw_types::{
+    ChatRequest, ChatResponse, GenerationParams, Message, ModelId, Part, Role, StopReason, ToolCall,
+    ToolEffect, ToolResult, ToolSpec, TurnOutcome, UsageRecord,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// The iteration limit when none is configured.
+pub const DEFAULT_MAX_ITERATIONS: u32 = 20;
+
+/// A tool the model may call in a run: its spec (sent to the model) and its effect (for the
+/// permission check).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunTool {
+    /// Name, description and argument schema.
+    pub spec: ToolSpec,
+    /// Whether the tool only reads, changes things, or reaches outside.
+    pub effect: ToolEffect,
+}
+
+/// Everything fixed for the length of a turn: the model, the prompt, the tools, the limits and
+/// the permissions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// The model, as the provider names it.
+    pub model: ModelId,
+    /// The system prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// The tools the model may call.
+    #[serde(default)]
+    pub tools: Vec<RunTool>,
+    /// Sampling and length parameters of every model call.
+    #[serde(default)]
+    pub params: GenerationParams,
+    /// Most model calls in one turn.
+    pub max_iterations: u32,
+    /// Which calls run, ask or are refused.
+    #[serde(default)]
+    pub permissions: PermissionPolicy,
+}
+
+impl RunConfig {
+    /// A configuration for `model` with no system prompt, no tools, default parameters, the default
+    /// iteration limit and the default permissions.
+    pub fn new(model: impl Into<ModelId>) -> Self {
+        Self {
+            model: model.into(),
+            system: None,
+            tools: Vec::new(),
+            params: GenerationParams::default(),
+            max_iterations: DEFAULT_MAX_ITERATIONS,
+            permissions: PermissionPolicy::default(),
+        }
+    }
+
+    fn effect_of(&self, tool: &str) -> Option<ToolEffect> {
+        self.tools.iter().find(|t| t.spec.name == tool).map(|t| t.effect)
+    }
+}
+
+/// What the driver of a run must do next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Send this request to the model and report the answer with [`Run::model_answered`].
+    CallModel(ChatRequest),
+    /// Ask the user about each of these calls and report with [`Run::approval`].
+    AwaitApproval(Vec<ApprovalRequest>),
+    /// Run these calls (in parallel) and report with [`Run::tools_finished`]. A call naming a
+    /// tool the run does not know is included; its result should say so.
+    CallTools(Vec<ToolCall>),
+    /// The turn is over.
+    Done(TurnOutcome),
+}
+
+/// A call the run settled without running it (the permissions deny it, or the user did): the
+/// driver reports the result to the user like any other.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettledCall {
+    /// The call.
+    pub call: ToolCall,
+    /// Its result, as the model will see it.
+    pub result: ToolResult,
+}
+
+/// What a run was told that does not fit its state: a bug in the driver, never the model's doing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunError {
+    /// The input is for another phase of the turn.
+    #[error("the run expected {expected}, not {got}")]
+    UnexpectedInput {
+        /// What the run waits for.
+        expected: &'static str,
+        /// What it was given.
+        got: &'static str,
+    },
+    /// No open call has this id (in the state the input needs).
+    #[error("no open tool call with id `{0}` waits for this")]
+    UnknownCall(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+enum Phase {
+    /// The next thing is a model call.
+    Model,
+    /// The last answer made tool calls; some are not settled yet.
+    Tools { calls: Vec<OpenCall> },
+    /// The turn is over.
+    Done { outcome: TurnOutcome },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct OpenCall {
+    call: ToolCall,
+    /// `None` for a tool the run does not know.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    effect: Option<ToolEffect>,
+    state: CallState,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+enum CallState {
+    /// Waits for the user's decision.
+    Approval,
+    /// May run; waits for its result.
+    Ready,
+    /// Has its result.
+    Finished { result: ToolResult },
+}
+
+/// One agent turn: the conversation so far, this turn's new messages, the iteration count and the
+/// open tool calls, as a sans-IO state machine that can be persisted between any two steps.
+///
+/// **Pairing invariant.** Outside the tool phase, [`Run::messages`] never holds an assistant tool
+/// call without its tool result, nor a result without its call: the results of an answer's calls
+/// sit in the one tool message right after it. Cancelling or failing with calls open drops them
+/// (the assistant message keeps its text, or goes if it had none), so what a turn hands to storage
+/// can always be sent back to a vendor. [`tool_calls_paired`] checks it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    config: RunConfig,
+    history: Vec<Message>,
+    messages: Vec<Message>,
+    iterations: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_stop: Option<StopReason>,
+    phase: Phase,
+    #[serde(default)]
+    usage: Vec<UsageRecord>,
+}
+
+impl Run {
+    /// A turn answering `input` (normally a user message) after `history` (the session's stored
+    /// messages, oldest first).
+    pub fn new(config: RunConfig, history: Vec<Message>, input: Message) -> Self {
+        Self {
+            config,
+            history,
+            messages: vec![input],
+            iterations: 0,
+            last_stop: None,
+            phase: Phase::Model,
+            usage: Vec::new(),
+        }
+    }
+
+    /// What to do next. Asking twice without reporting anything gives the same step, so a run
+    /// restored from storage resumes where it stopped (repeating an unreported model call or tool
+    /// call).
+    pub fn next_step(&mut self) -> Step {
+        match &self.phase {
+            Phase::Done { outcome } => Step::Done(*outcome),
+            Phase::Model if self.iterations >= self.config.max_iterations => {
+                self.phase = Phase::Done { outcome: TurnOutcome::MaxIterations };
+                Step::Done(TurnOutcome::MaxIterations)
+            }
+            Phase::Model => Step::CallModel(self.request()),
+            Phase::Tools { calls } => {
+                let approvals: Vec<ApprovalRequest> = calls
+                    .iter()
+                    .filter(|c| c.state == CallState::Approval)
+                    .filter_map(|c| c.effect.map(|effect| ApprovalRequest { call: c.call.clone(), effect }))
+                    .collect();
+                if !approvals.is_empty() {
+                    return Step::AwaitApproval(approvals);
+                }
+                let ready: Vec<ToolCall> =
+                    calls.iter().filter(|c| c.state == CallState::Ready).map(|c| c.call.clone()).collect();
+                if !ready.is_empty() {
+                    return Step::CallTools(ready);
+                }
+                // Unreachable through the public API (the last settled call closes the phase), but
+                // a hand-edited stored run might get here: close it now.
+                self.close_tools();
+                self.next_step()
+            }
+        }
+    }
+
+    /// The request the next model call sends: the system prompt, the history and this turn's
+    /// messages, the tools and the parameters.
+    pub fn request(&self) -> ChatRequest {
+        let mut messages = Vec::with_capacity(self.history.len() + self.messages.len());
+        messages.extend_from_slice(&self.history);
+        messages.extend_from_slice(&self.messages);
+        ChatRequest {
+            model: self.config.model.clone(),
+            system: self.config.system.clone(),
+            messages,
+            tools: self.config.tools.iter().map(|t| t.spec.clone()).collect(),
+            tool_choice: None,
+            params: self.config.params.clone(),
+        }
+    }
+
+    /// Reports the model's answer: the assembled assistant `message` and why it stopped.
+    ///
+    /// An answer without tool calls completes the turn. Tool calls are checked against the
+    /// permissions: allowed calls (and calls of unknown tools, which run nothing) become ready,
+    /// `Ask` calls wait for approval, denied calls are settled with an error result at once and
+    /// returned, so the driver can show them.
+    pub fn model_answered(
+        &mut self,
+        message: Message,
+        stop: StopReason,
+    ) -> Result<Vec<SettledCall>, RunError> {
+        if self.phase != Phase::Model {
+            return Err(self.unexpected("a model answer"));
+        }
+        self.iterations += 1;
+        self.last_stop = Some(stop);
+        let calls: Vec<ToolCall> = message.tool_calls().cloned().collect();
+        if calls.is_empty() {
+            // Some vendors reject an empty assistant message when the conversation goes on.
+            if !message.parts.is_empty() {
+                self.messages.push(message);
+            }
+            self.phase = Phase::Done { outcome: TurnOutcome::Completed };
+            return Ok(Vec::new());
+        }
+        self.messages.push(message);
+        let mut settled = Vec::new();
+        let open = calls
+            .into_iter()
+            .map(|call| {
+                let effect = self.config.effect_of(&call.name);
+                let state = match effect.map(|e| self.config.permissions.decide(&call.name, e)) {
+                    // An unknown tool runs nothing, so there is nothing to approve: the driver
+                    // answers it with the list of tools that do exist.
+                    None | Some(Permission::Allow) => CallState::Ready,
+                    Some(Permission::Ask) => CallState::Approval,
+                    Some(Permission::Deny) => {
+                        let result = denied(
+                            &call,
+                            "the user's permission settings do not allow this tool; do not retry it, \
+                             ask the user or find another way",
+                        );
+                        settled.push(SettledCall { call: call.clone(), result: result.clone() });
+                        CallState::Finished { result }
+                    }
+                };
+                OpenCall { call, effect, state }
+            })
+            .collect();
+        self.phase = Phase::Tools { calls: open };
+        self.close_tools_if_settled();
+        Ok(settled)
+    }
+
+    /// [`Run::model_answered`] with a whole [`ChatResponse`].
+    pub fn model_responded(&mut self, response: ChatResponse) -> Result<Vec<SettledCall>, RunError> {
+        self.model_answered(response.message, response.stop_reason)
+    }
+
+    /// Reports the user's decision on the call `call_id`. A denial settles the call with an error
+    /// result, returned so the driver can show it.
+    pub fn approval(&mut self, call_id: &str, decision: Decision) -> Result<Option<SettledCall>, RunError> {
+        let Phase::Tools { calls } = &mut self.phase else {
+            return Err(self.unexpected("an approval"));
+        };
+        let Some(open) = calls.iter_mut().find(|c| c.call.id == call_id && c.state == CallState::Approval)
+        else {
+            return Err(RunError::UnknownCall(call_id.to_owned()));
+        };
+        let settled = match decision {
+            Decision::Approve => {
+                open.state = CallState::Ready;
+                None
+            }
+            Decision::Deny => {
+                let result =
+                    denied(&open.call, "the user denied this call; do not retry it unless the user asks");
+                open.state = CallState::Finished { result: result.clone() };
+                Some(SettledCall { call: open.call.clone(), result })
+            }
+        };
+        self.close_tools_if_settled();
+        Ok(settled)
+    }
+
+    /// Reports results of ready calls, in any order and any number at a time. When every call of
+    /// the answer is settled, their results go into one tool message, in the order the model made
+    /// the calls, and the next step is a model call. Nothing changes when any result fails to match
+    /// a ready call.
+    pub fn tools_finished(&mut self, results: Vec<ToolResult>) -> Result<(), RunError> {
+        let Phase::Tools { calls } = &mut self.phase else {
+            return Err(self.unexpected("tool results"));
+        };
+        // Match every result before changing anything, so a bad batch leaves the run as it was.
+        let mut targets = Vec::with_capacity(results.len());
+        for result in &results {
+            let slot = calls.iter().enumerate().position(|(i, c)| {
+                c.call.id == result.call_id && c.state == CallState::Ready && !targets.contains(&i)
+            });
+            match slot {
+                Some(i) => targets.push(i),
+                None => return Err(RunError::UnknownCall(result.call_id.clone())),
+            }
+        }
+        for (i, result) in targets.into_iter().zip(results) {
+            calls[i].state = CallState::Finished { result };
+        }
+        self.close_tools_if_settled();
+        Ok(())
+    }
+
+    /// Ends the turn as cancelled. `partial` is the assistant message streamed before the cancel,
+    /// if any: its text is kept (without thinking or tool calls). Open tool calls are dropped, see
+    /// the module docs. Does nothing when the turn is already over.
+    pub fn cancel(&mut self, partial: Option<Message>) {
+        self.end(TurnOutcome::Cancelled, partial);
+    }
+
+    /// Ends the turn as failed, dropping open tool calls. Does nothing when the turn is already
+    /// over.
+    pub fn fail(&mut self) {
+        self.end(TurnOutcome::Failed, None);
+    }
+
+    /// Records one model call's usage, kept with the run so a resumed turn commits all of it.
+    pub fn record_usage(&mut self, record: UsageRecord) {
+        self.usage.push(record);
+    }
+
+    /// This turn's new messages so far: the input, then the assistant and tool messages. Always
+    /// keeps the pairing invariant (see the module docs), except while tool calls are open.
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+
+    /// The conversation before this turn.
+    pub fn history(&self) -> &[Message] {
+        &self.history
+    }
+
+    /// The turn's fixed configuration.
+    pub fn config(&self) -> &RunConfig {
+        &self.config
+    }
+
+    /// How many model answers the turn has had.
+    pub fn iterations(&self) -> u32 {
+        self.iterations
+    }
+
+    /// Why the model stopped its last answer.
+    pub fn last_stop_reason(&self) -> Option<&StopReason> {
+        self.last_stop.as_ref()
+    }
+
+    /// The usage recorded so far, one record per model call.
+    pub fn usage(&self) -> &[UsageRecord] {
+        &self.usage
+    }
+
+    /// How the turn ended, once it has.
+    pub fn outcome(&self) -> Option<TurnOutcome> {
+        match self.phase {
+            Phase::Done { outcome } => Some(outcome),
+            Phase::Model | Phase::Tools { .. } => None,
+        }
+    }
+
+    /// Whether the turn is over.
+    pub fn is_done(&self) -> bool {
+        self.outcome().is_some()
+    }
+
+    /// Rough size of the next request, in characters: the system prompt, every message's content
+    /// and the tool specs. Used to estimate tokens when a provider does not report them.
+    pub fn prompt_chars(&self) -> usize {
+        let system = self.config.system.as_deref().map_or(0, |s| s.chars().count());
+        let tools: usize = self
+            .config
+            .tools
+            .iter()
+            .map(|t| {
+                t.spec.name.chars().count()
+                    + t.spec.description.chars().count()
+                    + t.spec.input_schema.to_string().len()
+            })
+            .sum();
+        system + tools + self.history.iter().chain(&self.messages).map(message_chars).sum::<usize>()
+    }
+
+    /// Consumes the run: this turn's messages, its usage and its outcome (`None` if it is not over).
+    pub fn into_parts(self) -> (Vec<Message>, Vec<UsageRecord>, Option<TurnOutcome>) {
+        let outcome = self.outcome();
+        (self.messages, self.usage, outcome)
+    }
+
+    fn end(&mut self, outcome: TurnOutcome, partial: Option<Message>) {
+        if self.is_done() {
+            return;
+        }
+        if matches!(self.phase, Phase::Tools { .. })
+            && let Some(last) = self.messages.pop()
+        {
+            // The assistant message whose calls are open; its text may stay, its calls may not.
+            if let Some(text) = text_only(last) {
+                self.messages.push(text);
+            }
+        }
+        if let Some(text) = partial.and_then(text_only) {
+            self.messages.push(text);
+        }
+        self.phase = Phase::Done { outcome };
+    }
+
+    fn close_tools_if_settled(&mut self) {
+        if let Phase::Tools { calls } = &self.phase
+            && calls.iter().all(|c| matches!(c.state, CallState::Finished { .. }))
+        {
+            self.close_tools();
+        }
+    }
+
+    /// Moves every settled result into one tool message, in call order, and goes back to the model.
+    fn close_tools(&mut self) {
+        let Phase::Tools { calls } = std::mem::replace(&mut self.phase, Phase::Model) else {
+            return;
+        };
+        let results = calls.into_iter().map(|c| match c.state {
+            CallState::Finished { result } => result,
+            // Only a hand-edited stored run gets here; an answer keeps every call paired.
+            CallState::Approval | CallState::Ready => {
+                ToolResult { call_id: c.call.id, content: "the call was not run".to_owned(), is_error: true }
+            }
+        });
+        self.messages.push(Message::tool_results(results));
+    }
+
+    fn unexpected(&self, got: &'static str) -> RunError {
+        let expected = match &self.phase {
+            Phase::Model => "a model answer",
+            Phase::Tools { calls } if calls.iter().any(|c| c.state == CallState::Approval) => "approvals",
+            Phase::Tools { .. } => "tool results",
+            Phase::Done { .. } => "nothing (the turn is over)",
+        };
+        RunError::UnexpectedInput { expected, got }
+    }
+}
+
+fn denied(call: &ToolCall, why: &str) -> ToolResult {
+    ToolResult {
+        call_id: call.id.clone(),
+        content: format!("permission denied: `{}` was not run: {why}", call.name),
+        is_error: true,
+    }
+}
+
+/// The assistant message holding only `message`'s text parts, or `None` if it has no text.
+fn text_only(mut message: Message) -> Option<Message> {
+    message.parts.retain(|p| matches!(p, Part::Text { text } if !text.is_empty()));
+    if message.parts.is_empty() {
+        return None;
+    }
+    message.role = Role::Assistant;
+    Some(message)
+}
+
+pub(crate) fn message_chars(message: &Message) -> usize {
+    message
+        .parts
+        .iter()
+        .map(|p| match p {
+            Part::Text { text } | Part::Thinking { text, .. } => text.chars().count(),
+            Part::ToolCall(call) => call.name.chars().count() + call.arguments.to_string().len(),
+            Part::ToolResult(result) => result.content.chars().count(),
+            // Vendors bill images by size, not by their encoding; a fixed guess will do.
+            Part::Image { .. } => 4 * 1_000,
+        })
+        .sum()
+}
+
+/// Whether `messages` keep the pairing invariant: every tool call of an assistant message is
+/// answered in the tool message(s) right after it, and every tool result answers such a call.
+pub fn tool_calls_paired(messages: &[Message]) -> bool {
+    let mut open: HashSet<&str> = HashSet::new();
+    for message in messages {
+        match message.role {
+            Role::Tool => {
+                for part in &message.parts {
+                    if let Part::ToolResult(result) = part
+                        && !open.remove(result.call_id.as_str())
+                    {
+                        return false;
+                    }
+                }
+            }
+            Role::Assistant | Role::User | Role::System => {
+                if !open.is_empty() {
+                    return false;
+                }
+                if message.role == Role::Assistant {
+                    open.extend(message.tool_calls().map(|c| c.id.as_str()));
+                }
+            }
+        }
+    }
+    open.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::permission::Permission;
+    use pretty_assertions::assert_eq;
+    use serde_json::json;
+
+    fn tool(name: &str, effect: ToolEffect) -> RunTool {
+        RunTool {
+            spec: ToolSpec {
+                name: name.into(),
+                description: format!("{name} tool"),
+                input_schema: json!({}),
+            },
+            effect,
+        }
+    }
+
+    fn config() -> RunConfig {
+        RunConfig {
+            system: Some("be brief".into()),
+            tools: vec![tool("read", ToolEffect::ReadOnly), tool("write", ToolEffect::Mutating)],
+            ..RunConfig::new("m")
+        }
+    }
+
+    fn call(id: &str, name: &str) -> ToolCall {
+        ToolCall { id: id.into(), name: name.into(), arguments: json!({"path": "a.txt"}) }
+    }
+
+    fn calling(text: &str, calls: &[ToolCall]) -> Message {
+        let mut parts = vec![Part::text(text)];
+        parts.extend(calls.iter().cloned().map(Part::ToolCall));
+        Message::new(Role::Assistant, parts)
+    }
+
+    fn ok(id: &str, content: &str) -> ToolResult {
+        ToolResult { call_id: id.into(), content: content.into(), is_error: false }
+    }
+
+    fn roles(messages: &[Message]) -> Vec<Role> {
+        messages.iter().map(|m| m.role).collect()
+    }
+
+    #[test]
+    fn a_plain_answer_completes_the_turn() {
+        let history = vec![Message::user("earlier"), Message::assistant("sure")];
+        let mut run = Run::new(config(), history, Message::user("hi"));
+        let Step::CallModel(request) = run.next_step() else { panic!("expected a model call") };
+        assert_eq!(request.system.as_deref(), Some("be brief"));
+        assert_eq!(request.messages.len(), 3);
+        assert_eq!(request.tools.len(), 2);
+        assert_eq!(run.model_answered(Message::assistant("hello"), StopReason::EndTurn).unwrap(), vec![]);
+        assert_eq!(run.next_step(), Step::Done(TurnOutcome::Completed));
+        assert_eq!(roles(run.messages()), vec![Role::User, Role::Assistant]);
+        assert_eq!(run.iterations(), 1);
+    }
+
+    #[test]
+    fn tool_calls_run_then_their_results_go_back_to_the_model_in_call_order() {
+        let mut run = Run::new(config(), vec![], Message::user("read two"));
+        run.next_step();
+        run.model_answered(
+            calling("reading", &[call("c1", "read"), call("c2", "read")]),
+            StopReason::ToolUse,
+        )
+        .unwrap();
+        assert_eq!(run.next_step(), Step::CallTools(vec![call("c1", "read"), call("c2", "read")]));
+        // Results arrive out of order, one at a time.
+        run.tools_finished(vec![ok("c2", "two")]).unwrap();
+        assert_eq!(run.next_step(), Step::CallTools(vec![call("c1", "read")]));
+        run.tools_finished(vec![ok("c1", "one")]).unwrap();
+        let Step::CallModel(request) = run.next_step() else { panic!("expected a model call") };
+        let tool_message = request.messages.last().unwrap();
+        assert_eq!(tool_message.role, Role::Tool);
+        assert_eq!(
+            tool_message.parts,
+            vec![Part::ToolResult(ok("c1", "one")), Part::ToolResult(ok("c2", "two"))]
+        );
+        run.model_answered(Message::assistant("done"), StopReason::EndTurn).unwrap();
+        assert_eq!(run.next_step(), Step::Done(TurnOutcome::Completed));
+        assert_eq!(roles(run.messages()), vec![Role::User, Role::Assistant, Role::Tool, Role::Assistant]);
+        assert!(tool_calls_paired(run.messages()));
+    }
+
+    #[test]
+    fn ask_waits_for_approval_and_a_denial_becomes_an_error_result() {
+        let mut run = Run::new(config(), vec![], Message::user("write"));
+        run.next_step();
+        run.model_answered(calling("", &[call("w1", "write"), call("w2", "write")]), StopReason::ToolUse)
+            .unwrap();
+        let Step::AwaitApproval(asks) = run.next_step() else { panic!("expected approvals") };
+        assert_eq!(asks.iter().map(|a| a.call.id.as_str()).collect::<Vec<_>>(), vec!["w1", "w2"]);
+        assert_eq!(asks[0].effect, ToolEffect::Mutating);
+        assert_eq!(run.approval("w1", Decision::Approve).unwrap(), None);
+        let denied = run.approval("w2", Decision::Deny).unwrap().unwrap();
+        assert!(denied.result.is_error);
+        assert!(denied.result.content.contains("denied"), "{}", denied.result.content);
+        assert_eq!(run.next_step(), Step::CallTools(vec![call("w1", "write")]));
+        run.tools_finished(vec![ok("w1", "written")]).unwrap();
+        let Step::CallModel(request) = run.next_step() else { panic!("expected a model call") };
+        let results: Vec<_> = request.messages.last().unwrap().parts.clone();
+        assert_eq!(results.len(), 2);
+        assert_eq!(results[1], Part::ToolResult(denied.result));
+    }
+
+    #[test]
+    fn denied_tools_are_settled_at_once_and_unknown_tools_pass_to_the_driver() {
+        let mut cfg = config();
+        cfg.permissions = PermissionPolicy::default().with_tool("read", Permission::Deny);
+        let mut run = Run::new(cfg, vec![], Message::user("x"));
+        run.next_step();
+        let settled = run
+            .model_answered(calling("", &[call("a", "read"), call("b", "nope")]), StopReason::ToolUse)
+            .unwrap();
+        assert_eq!(settled.len(), 1);
+        assert_eq!(settled[0].call.id, "a");
+        assert_eq!(run.next_step(), Step::CallTools(vec![call("b", "nope")]));
+    }
+
+    #[test]
+    fn every_call_denied_goes_straight_back_to_the_model() {
+        let mut cfg = config();
+        cfg.permissions.read_only = Permission::Deny;
+        let mut run = Run::new(cfg, vec![], Message::user("x"));
+        run.next_step();
+        run.model_answered(calling("", &[call("a", "read")]), StopReason::ToolUse).unwrap();
+        assert!(matches!(run.next_step(), Step::CallModel(_)));
+        assert!(tool_calls_paired(run.messages()));
+    }
+
+    #[test]
+    fn the_iteration_limit_ends_the_turn_after_the_last_tool_results() {
+        let mut cfg = config();
+        cfg.max_iterations = 2;
+        let mut run = Run::new(cfg, vec![], Message::user("loop"));
+        for i in 0..2 {
+            assert!(matches!(run.next_step(), Step::CallModel(_)));
+            let id = format!("c{i}");
+            run.model_answered(calling("", &[call(&id, "read")]), StopReason::ToolUse).unwrap();
+            assert!(matches!(run.next_step(), Step::CallTools(_)));
+            run.tools_finished(vec![ok(&id, "x")]).unwrap();
+        }
+        assert_eq!(run.next_step(), Step::Done(TurnOutcome::MaxIterations));
+        assert_eq!(run.outcome(), Some(TurnOutcome::MaxIterations));
+        assert_eq!(run.iterations(), 2);
+        assert!(tool_calls_paired(run.messages()));
+    }
+
+    #[test]
+    fn cancelling_with_open_calls_keeps_the_text_and_drops_the_calls() {
+        let mut run = Run::new(config(), vec![], Message::user("x"));
+        run.next_step();
+        run.model_answered(calling("let me look", &[call("a", "read")]), StopReason::ToolUse).unwrap();
+        run.cancel(None);
+        assert_eq!(run.next_step(), Step::Done(TurnOutcome::Cancelled));
+        assert_eq!(roles(run.messages()), vec![Role::User, Role::Assistant]);
+        assert_eq!(run.messages()[1].parts, vec![Part::text("let me look")]);
+        assert!(tool_calls_paired(run.messages()));
+    }
+
+    #[test]
+    fn failing_with_open_calls_and_no_text_drops_the_assistant_message() {
+        let mut run = Run::new(config(), vec![], Message::user("x"));
+        run.next_step();
+        run.model_answered(calling("", &[call("a", "read")]), StopReason::ToolUse).unwrap();
+        run.fail();
+        assert_eq!(roles(run.messages()), vec![Role::User]);
+        // The first ending wins.
+        run.cancel(Some(Message::assistant("late")));
+        assert_eq!(run.outcome(), Some(TurnOutcome::Failed));
+        assert_eq!(roles(run.messages()), vec![Role::User]);
+    }
+
+    #[test]
+    fn a_cancelled_stream_keeps_its_partial_text_without_tool_calls() {
+        let mut run = Run::new(config(), vec![], Message::user("x"));
+        run.next_step();
+        let partial = Message::new(
+            Role::Assistant,
+            vec![
+                Part::Thinking { text: "hmm".into(), signature: None },
+                Part::text("The answer is"),
+                Part::ToolCall(call("a", "read")),
+            ],
+        );
+        run.cancel(Some(partial));
+        assert_eq!(run.messages()[1].parts, vec![Part::text("The answer is")]);
+        assert!(tool_calls_paired(run.messages()));
+    }
+
+    #[test]
+    fn a_run_in_the_middle_of_a_turn_survives_a_serde_round_trip_and_resumes() {
+        let mut run = Run::new(config(), vec![Message::user("old")], Message::user("read and write"));
+        run.next_step();
+        run.model_answered(calling("", &[call("r", "read"), call("w", "write")]), StopReason::ToolUse)
+            .unwrap();
+        let Step::AwaitApproval(_) = run.next_step() else { panic!("expected approvals") };
+
+        let json = serde_json::to_string(&run).unwrap();
+        let mut resumed: Run = serde_json::from_str(&json).unwrap();
+        assert_eq!(resumed, run);
+
+        let Step::AwaitApproval(asks) = resumed.next_step() else { panic!("expected approvals") };
+        assert_eq!(asks.len(), 1);
+        resumed.approval("w", Decision::Approve).unwrap();
+        assert_eq!(resumed.next_step(), Step::CallTools(vec![call("r", "read"), call("w", "write")]));
+        resumed.tools_finished(vec![ok("r", "read it"), ok("w", "wrote it")]).unwrap();
+        assert!(matches!(resumed.next_step(), Step::CallModel(_)));
+        resumed.model_answered(Message::assistant("all done"), StopReason::EndTurn).unwrap();
+        assert_eq!(resumed.next_step(), Step::Done(TurnOutcome::Completed));
+        assert!(tool_calls_paired(resumed.messages()));
+        assert_eq!(resumed.history().len(), 1);
+    }
+
+    #[test]
+    fn input_that_does_not_fit_the_state_is_refused_without_changing_it() {
+        let mut run = Run::new(config(), vec![], Message::user("x"));
+        assert_eq!(
+            run.tools_finished(vec![ok("a", "x")]),
+            Err(RunError::UnexpectedInput { expected: "a model answer", got: "tool results" })
+        );
+        run.next_step();
+        run.model_answered(calling("", &[call("a", "read"), call("b", "read")]), StopReason::ToolUse)
+            .unwrap();
+        let before = run.clone();
+        assert_eq!(
+            run.tools_finished(vec![ok("a", "x"), ok("zzz", "y")]),
+            Err(RunError::UnknownCall("zzz".into()))
+        );
+        assert_eq!(run, before);
+        assert_eq!(run.approval("a", Decision::Approve), Err(RunError::UnknownCall("a".into())));
+        assert!(run.model_answered(Message::assistant("x"), StopReason::EndTurn).is_err());
+    }
+
+    #[test]
+    fn the_pairing_check_finds_orphans_both_ways() {
+        let call_msg = calling("", &[call("a", "read")]);
+        let result_msg = Message::tool_results([ok("a", "x")]);
+        assert!(tool_calls_paired(&[Message::user("q"), call_msg.clone(), result_msg.clone()]));
+        assert!(!tool_calls_paired(&[Message::user("q"), call_msg.clone()]));
+        assert!(!tool_calls_paired(&[Message::user("q"), result_msg.clone()]));
+        assert!(!tool_calls_paired(&[call_msg, Message::user("between"), result_msg]));
+    }
+}

@@ -1,0 +1,303 @@
+//! The forward pass of llama-family transformers (Llama, SmolLM, Mistral-style, Qwen2) over GGUF
+//! weights, written for one sequence on the CPU.
+//!
+//! It follows candle-transformers' `quantized_llama` (MIT/Apache-2.0) in its maths and tensor
+//! names, and differs where that model spends its time on small models:
+//! - the KV cache is allocated once per answer and written in place, instead of concatenating the
+//!   whole cache again for every token in every layer;
+//! - grouped-query attention multiplies each KV head with its group of query heads at once
+//!   (queries reshaped to `(kv_heads, group × seq, head_dim)`), instead of copying the keys and
+//!   values once per query head;
+//! - long prompts go through the weight matrices as dense f32 (see [`Linear`]).
+
+use candle_core::quantized::gguf_file::Content;
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{D, DType, Device, Module, Result, Tensor};
+use std::collections::HashMap;
+use std::io::{Read, Seek};
+
+/// Rows at or above which a matrix product dequantises the weights and multiplies in f32. A
+/// quantised product redoes the integer dot products for every row; a dense one uses a blocked
+/// f32 kernel whose cost per row is far lower once the dequantisation (a few hundred µs per
+/// matrix) is spread over enough rows.
+const DENSE_ROWS: usize = 16;
+
+/// A weight matrix (and bias, for Qwen2's attention) applied as `x · Wᵀ + b`.
+struct Linear {
+    weight: QMatMul,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    fn new(weight: QTensor, bias: Option<Tensor>) -> Result<Self> {
+        Ok(Self { weight: QMatMul::from_qtensor(weight)?, bias })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = match &self.weight {
+            QMatMul::QTensor(q) if x.dim(0)? >= DENSE_ROWS => x.matmul(&q.dequantize(&Device::Cpu)?.t()?)?,
+            weight => weight.forward(x)?,
+        };
+        match &self.bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+}
+
+struct Layer {
+    attn_norm: Tensor,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    wo: Linear,
+    ffn_norm: Tensor,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    /// `(kv_heads, capacity, head_dim)`, written in place.
+    k_cache: Tensor,
+    v_cache: Tensor,
+}
+
+/// Shapes and constants from the GGUF metadata.
+#[derive(Debug, Clone, Copy)]
+struct Hyper {
+    n_head: usize,
+    n_kv_head: usize,
+    head_dim: usize,
+    rms_eps: f32,
+    /// Non-interleaved ("neox") rotary embeddings, as Qwen2 uses; llama GGUFs are interleaved.
+    rope_neox: bool,
+}
+
+/// A loaded transformer with its KV cache.
+pub struct Transformer {
+    embeddings: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    output: QMatMul,
+    cos: Tensor,
+    sin: Tensor,
+    hyper: Hyper,
+    context_length: usize,
+    /// Positions the KV cache holds room for.
+    capacity: usize,
+    masks: HashMap<(usize, usize), Tensor>,
+}
+
+impl Transformer {
+    /// Builds the model from a GGUF whose architecture's metadata keys start with `prefix`
+    /// (`llama`, `qwen2`).
+    pub fn from_gguf<R: Read + Seek>(
+        content: &Content,
+        reader: &mut R,
+        prefix: &str,
+        context_length: usize,
+    ) -> Result<Self> {
+        let device = Device::Cpu;
+        let md = |key: &str| {
+            content
+                .metadata
+                .get(&format!("{prefix}.{key}"))
+                .ok_or_else(|| candle_core::Error::Msg(format!("no `{prefix}.{key}` in the metadata")))
+        };
+        let n_head = md("attention.head_count")?.to_u32()? as usize;
+        let n_kv_head = md("attention.head_count_kv")?.to_u32()? as usize;
+        let n_layer = md("block_count")?.to_u32()? as usize;
+        let dim = md("embedding_length")?.to_u32()? as usize;
+        let rms_eps = md("attention.layer_norm_rms_epsilon")?.to_f32()?;
+        let head_dim = dim / n_head;
+        let rope_dim = md("rope.dimension_count").and_then(|v| v.to_u32()).map_or(head_dim, |v| v as usize);
+        let freq_base = md("rope.freq_base").and_then(|v| v.to_f32()).unwrap_or(10_000.0);
+        if n_kv_head == 0 || n_head % n_kv_head != 0 || rope_dim != head_dim {
+            candle_core::bail!(
+                "unsupported attention shape: {n_head} heads, {n_kv_head} KV heads, rope over {rope_dim} of {head_dim}"
+            );
+        }
+        // Weight types without a fast CPU kernel are re-quantised to Q8_0 as they are read.
+        let tensor = |reader: &mut R, name: &str| {
+            let t = content.tensor(reader, name, &device)?;
+            if crate::weights::needs_requantising(t.dtype()) {
+                QTensor::quantize(&t.dequantize(&device)?, GgmlDType::Q8_0)
+            } else {
+                Ok(t)
+            }
+        };
+        let optional = |reader: &mut R, name: &str| {
+            if content.tensor_infos.contains_key(name) { tensor(reader, name).map(Some) } else { Ok(None) }
+        };
+        let dense = |t: QTensor| t.dequantize(&device);
+
+        let embeddings_q = tensor(reader, "token_embd.weight")?;
+        let embeddings = embeddings_q.dequantize(&device)?;
+        let output = match optional(reader, "output.weight")? {
+            Some(t) => t,
+            None => embeddings_q, // tied embeddings (SmolLM2)
+        };
+        let norm = dense(tensor(reader, "output_norm.weight")?)?;
+        let mut layers = Vec::with_capacity(n_layer);
+        for i in 0..n_layer {
+            let p = format!("blk.{i}");
+            let mut linear = |name: &str| -> Result<Linear> {
+                let weight = tensor(reader, &format!("{p}.{name}.weight"))?;
+                let bias = optional(reader, &format!("{p}.{name}.bias"))?.map(dense).transpose()?;
+                Linear::new(weight, bias)
+            };
+            let wq = linear("attn_q")?;
+            let wk = linear("attn_k")?;
+            let wv = linear("attn_v")?;
+            let wo = linear("attn_output")?;
+            let gate = linear("ffn_gate")?;
+            let up = linear("ffn_up")?;
+            let down = linear("ffn_down")?;
+            let empty = Tensor::zeros((n_kv_head, 0, head_dim), DType::F32, &device)?;
+            layers.push(Layer {
+                attn_norm: dense(tensor(reader, &format!("{p}.attn_norm.weight"))?)?,
+                ffn_norm: dense(tensor(reader, &format!("{p}.ffn_norm.weight"))?)?,
+                wq,
+                wk,
+                wv,
+                wo,
+                gate,
+                up,
+                down,
+                k_cache: empty.clone(),
+                v_cache: empty,
+            });
+        }
+        let (cos, sin) = rope_tables(head_dim, freq_base, context_length, &device)?;
+        let rope_neox = prefix == "qwen2";
+        Ok(Self {
+            embeddings,
+            layers,
+            norm,
+            output: QMatMul::from_qtensor(output)?,
+            cos,
+            sin,
+            hyper: Hyper { n_head, n_kv_head, head_dim, rms_eps, rope_neox },
+            context_length,
+            capacity: 0,
+            masks: HashMap::new(),
+        })
+    }
+
+    /// Starts a new sequence with room for `positions` tokens (prompt and answer), forgetting the
+    /// previous one. The cache is allocated here, once, rather than grown token by token.
+    pub fn start(&mut self, positions: usize) -> Result<()> {
+        let positions = positions.min(self.context_length);
+        let Hyper { n_kv_head, head_dim, .. } = self.hyper;
+        for layer in &mut self.layers {
+            layer.k_cache = Tensor::zeros((n_kv_head, positions, head_dim), DType::F32, &Device::Cpu)?;
+            layer.v_cache = Tensor::zeros((n_kv_head, positions, head_dim), DType::F32, &Device::Cpu)?;
+        }
+        self.capacity = positions;
+        Ok(())
+    }
+
+    /// Runs `tokens` at positions `position..position + tokens.len()`, extending the KV cache, and
+    /// returns the logits of the last position.
+    pub fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Tensor> {
+        let seq = tokens.len();
+        if seq == 0 || position + seq > self.capacity {
+            candle_core::bail!(
+                "positions {position}..{} do not fit the {} the cache was started with",
+                position + seq,
+                self.capacity
+            );
+        }
+        let ids = Tensor::new(tokens, &Device::Cpu)?;
+        let mut x = self.embeddings.index_select(&ids, 0)?;
+        let mask = if seq > 1 { Some(self.mask(seq, position)?) } else { None };
+        let cos = self.cos.narrow(0, position, seq)?;
+        let sin = self.sin.narrow(0, position, seq)?;
+        let hyper = self.hyper;
+        for layer in &mut self.layers {
+            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, hyper.rms_eps)?;
+            let attn = attention(layer, &h, position, mask.as_ref(), (&cos, &sin), hyper)?;
+            x = (x + layer.wo.forward(&attn)?)?;
+            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, hyper.rms_eps)?;
+            let ff = (candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?;
+            x = (x + layer.down.forward(&ff)?)?;
+        }
+        let last = x.narrow(0, seq - 1, 1)?;
+        let last = candle_nn::ops::rms_norm(&last, &self.norm, hyper.rms_eps)?;
+        self.output.forward(&last)?.squeeze(0)
+    }
+
+    /// The additive causal mask for `seq` new rows at `position`, repeated for each query head of
+    /// a KV group: `(group × seq, position + seq)`, `-inf` above the diagonal.
+    fn mask(&mut self, seq: usize, position: usize) -> Result<Tensor> {
+        let group = self.hyper.n_head / self.hyper.n_kv_head;
+        if let Some(mask) = self.masks.get(&(seq, position)) {
+            return Ok(mask.clone());
+        }
+        let width = position + seq;
+        let row = |i: usize| (0..width).map(move |j| if j > position + i { f32::NEG_INFINITY } else { 0.0 });
+        let values: Vec<f32> = (0..group).flat_map(|_| (0..seq).flat_map(row)).collect();
+        let mask = Tensor::from_vec(values, (group * seq, width), &Device::Cpu)?;
+        if self.masks.len() > 16 {
+            self.masks.clear();
+        }
+        self.masks.insert((seq, position), mask.clone());
+        Ok(mask)
+    }
+}
+
+/// Self-attention of `h` (`(seq, dim)`, already normed) against the cache, which it extends.
+/// Returns `(seq, n_head × head_dim)`, ready for the output projection.
+fn attention(
+    layer: &mut Layer,
+    h: &Tensor,
+    position: usize,
+    mask: Option<&Tensor>,
+    (cos, sin): (&Tensor, &Tensor),
+    hyper: Hyper,
+) -> Result<Tensor> {
+    let Hyper { n_head, n_kv_head, head_dim, rope_neox, .. } = hyper;
+    let seq = h.dim(0)?;
+    let heads = |t: Tensor, n: usize| t.reshape((1, seq, n, head_dim))?.transpose(1, 2)?.contiguous();
+    let rope = |t: Tensor| {
+        if rope_neox {
+            candle_nn::rotary_emb::rope(&t, cos, sin)
+        } else {
+            candle_nn::rotary_emb::rope_i(&t, cos, sin)
+        }
+    };
+    let q = rope(heads(layer.wq.forward(h)?, n_head)?)?.squeeze(0)?;
+    let k = rope(heads(layer.wk.forward(h)?, n_kv_head)?)?.squeeze(0)?;
+    let v = heads(layer.wv.forward(h)?, n_kv_head)?.squeeze(0)?;
+    layer.k_cache.slice_set(&k, 1, position)?;
+    layer.v_cache.slice_set(&v, 1, position)?;
+    let len = position + seq;
+    let keys = layer.k_cache.narrow(1, 0, len)?;
+    let values = layer.v_cache.narrow(1, 0, len)?;
+
+    // Query heads `g·group .. (g+1)·group` share KV head `g`: stack them as rows.
+    let group = n_head / n_kv_head;
+    let q = q.reshape((n_kv_head, group * seq, head_dim))?;
+    let scores = (q.matmul(&keys.t()?)? * (1.0 / (head_dim as f64).sqrt()))?;
+    let scores = match mask {
+        Some(mask) => scores.broadcast_add(mask)?,
+        None => scores,
+    };
+    let weights = candle_nn::ops::softmax_last_dim(&scores)?;
+    let out = weights.matmul(&values)?; // (n_kv, group·seq, head_dim)
+    out.reshape((n_head, seq, head_dim))?.transpose(0, 1)?.reshape((seq, n_head * head_dim))
+}
+
+/// Cosine and sine tables of the rotary embedding for every position: `(positions, head_dim / 2)`.
+fn rope_tables(
+    head_dim: usize,
+    freq_base: f32,
+    positions: usize,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
+    let inv_freq: Vec<f32> =
+        (0..head_dim).step_by(2).map(|i| 1.0 / freq_base.powf(i as f32 / head_dim as f32)).collect();
+    let inv_freq = Tensor::from_vec(inv_freq, (1, head_dim / 2), device)?;
+    let positions =
+        Tensor::arange(0, positions as u32, device)?.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?;
+    let angles = positions.broadcast_mul(&inv_freq)?;
+    Ok((angles.cos()?, angles.sin()?))
+}

@@ -1,0 +1,147 @@
+//! The SQLite store on a file in WAL mode (the default setup): committing a typical turn (a user
+//! message, an assistant answer of about 500 characters and one usage record) and reading back a
+//! 200-message session.
+//!
+//! Run with `cargo bench -p exoclaw-store --bench store`. The target is an append of at most 1 ms
+//! at the 99th percentile; criterion reports means and medians, so in bench mode this also times
+//! 10,000 single commits back to back (about 5,000 a second, far more than agents produce) and
+//! prints their percentiles. The slowest in a thousand are those that coincide with a background
+//! checkpoint's fsync on the same disk.
+
+// A benchmark over fixed inputs: failing loudly is right, and printing the percentiles is its job.
+#![allow(clippy::expect_used, clippy::print_stdout, missing_docs)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use criterion::Criterion;
+use exoclaw_store::{NewSession, SessionStore, Store};
+use exoclaw_types::{Message, SessionId, Usage, UsageRecord};
+use tokio::runtime::Runtime;
+
+const ANSWER: &str = "Sure. The failing test is `commit_turn_is_atomic`: the second insert violates the \
+unique constraint on message ids, and the transaction rolls back, so nothing of the turn is stored. \
+That is the intended behaviour; the assertion that fails expects the session's updated_at to have \
+moved, but a rolled-back turn must leave it alone. I changed the assertion to compare the whole \
+session before and after, and added a case where the duplicate id belongs to another session. Both \
+pass now, on SQLite and on Postgres. Want me to run the full suite as well?";
+
+/// A typical turn for `session`.
+fn turn(session: SessionId) -> (Vec<Message>, Vec<UsageRecord>) {
+    let messages =
+        vec![Message::user("Why does the atomicity test fail on my machine?"), Message::assistant(ANSWER)];
+    let usage = vec![UsageRecord {
+        at: Utc::now(),
+        session_id: Some(session),
+        agent: "main".into(),
+        provider: "anthropic".into(),
+        model: "claude-sonnet-4-5".into(),
+        usage: Usage {
+            input_tokens: Some(5_210),
+            output_tokens: Some(132),
+            cache_read_tokens: Some(4_800),
+            cache_write_tokens: None,
+        },
+        latency_ms: 2_340,
+        ttft_ms: Some(610),
+        cost_usd: Some(0.0042),
+        estimated: false,
+    }];
+    (messages, usage)
+}
+
+struct Fixture {
+    runtime: Runtime,
+    store: Store,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture() -> Fixture {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("exoclaw.db");
+    let store = runtime.block_on(Store::open(path.to_str().expect("UTF-8 path"))).expect("open the store");
+    Fixture { runtime, store, _dir: dir }
+}
+
+fn bench_commit(c: &mut Criterion) {
+    let f = fixture();
+    let session = f.runtime.block_on(f.store.create_session(NewSession::default())).expect("session").id;
+    c.bench_function("sqlite_wal/commit_turn (user + 500-char answer + usage)", |b| {
+        b.iter_batched(
+            || turn(session),
+            |(messages, usage)| {
+                f.runtime
+                    .block_on(f.store.commit_turn(
+                        session,
+                        &messages,
+                        &usage,
+                        Some("anthropic/claude-sonnet-4-5"),
+                    ))
+                    .expect("commit")
+            },
+            criterion::BatchSize::SmallInput,
+        );
+    });
+    f.runtime.block_on(f.store.close());
+}
+
+fn bench_read(c: &mut Criterion) {
+    let f = fixture();
+    let session = f.runtime.block_on(f.store.create_session(NewSession::default())).expect("session").id;
+    for _ in 0..100 {
+        let (messages, usage) = turn(session);
+        f.runtime.block_on(f.store.commit_turn(session, &messages, &usage, None)).expect("commit");
+    }
+    c.bench_function("sqlite_wal/messages (200-message session)", |b| {
+        b.iter(|| {
+            let messages = f.runtime.block_on(f.store.messages(black_box(session))).expect("read");
+            assert_eq!(messages.len(), 200);
+            messages
+        });
+    });
+    f.runtime.block_on(f.store.close());
+}
+
+/// Times single commits one by one and prints their percentiles.
+fn commit_percentiles() {
+    const WARM_UP: usize = 200;
+    const SAMPLES: usize = 10_000;
+    let f = fixture();
+    let session = f.runtime.block_on(f.store.create_session(NewSession::default())).expect("session").id;
+    let mut times = Vec::with_capacity(SAMPLES);
+    for i in 0..WARM_UP + SAMPLES {
+        let (messages, usage) = turn(session);
+        let start = Instant::now();
+        f.runtime.block_on(f.store.commit_turn(session, &messages, &usage, None)).expect("commit");
+        if i >= WARM_UP {
+            times.push(start.elapsed());
+        }
+    }
+    f.runtime.block_on(f.store.close());
+    times.sort();
+    let at = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
+    let micros = |d: Duration| d.as_secs_f64() * 1e6;
+    println!(
+        "sqlite_wal/commit_turn over {SAMPLES} single commits: p50 {:.0} µs, p90 {:.0} µs, p99 {:.0} µs, \
+         p99.9 {:.0} µs, max {:.0} µs (target: p99 ≤ 1000 µs)",
+        micros(at(0.50)),
+        micros(at(0.90)),
+        micros(at(0.99)),
+        micros(at(0.999)),
+        micros(at(1.0)),
+    );
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    bench_commit(&mut c);
+    bench_read(&mut c);
+    c.final_summary();
+    // `cargo bench` passes `--bench`; `cargo test --benches` does not, and only checks that the
+    // benchmarks run.
+    if std::env::args().any(|arg| arg == "--bench") {
+        commit_percentiles();
+    }
+}

@@ -1,0 +1,175 @@
+//! exoclaw's storage: sessions, their messages and metered usage, in SQLite (the default, one file
+//! on the machine) or PostgreSQL (shared by several exoclaw nodes), behind the
+//! [`SessionStore`] and [`UsageStore`] traits of `exoclaw-core`.
+//!
+//! [`Store::open`] takes the configured `storage.url`: `sqlite://PATH`, `sqlite::memory:`, a plain
+//! file path, or `postgres://…` / `postgresql://…`. Opening creates what is missing (the SQLite file
+//! and its directory; the tables in either database) and brings the schema up to date with the
+//! migrations embedded in the binary (`migrations/sqlite`, `migrations/postgres`).
+//!
+//! # Schema
+//!
+//! Three tables, the same in both databases:
+//!
+//! - `sessions`: id (a UUIDv7), the optional routing key as four nullable columns (so a conversation
+//!   is found through an index, not by parsing a string), title, model, created and updated times.
+//! - `messages`: one row per message, ordered by a per-session `seq` (`UNIQUE(session_id, seq)`),
+//!   with the parts as JSON text exactly as serialised. Parts are stored whole rather than in
+//!   tables of their own: they are always read back whole, in order, and new part kinds then need
+//!   no migration. Deleting a session deletes its messages (`ON DELETE CASCADE`).
+//! - `usage`: one row per model call. It is a ledger: deleting a session keeps its usage, with
+//!   `session_id` set to NULL, so budgets and cost reports stay right. Unreported token counts are
+//!   NULL, never 0.
+//!
+//! SQLite stores UUIDs as text and times as integer microseconds since the Unix epoch; Postgres
+//! uses `uuid`, `timestamptz`, `bigint` and `json` (not `jsonb`, which would reorder the keys of
+//! tool-call arguments). Either way times are kept to the microsecond, so both backends give back
+//! exactly the same values.
+//!
+//! # Durability
+//!
+//! [`SessionStore::commit_turn`] writes a turn's messages and usage in one transaction: after a
+//! crash either the whole turn is there or none of it. SQLite runs in WAL mode with
+//! `synchronous = NORMAL`: a crashed or killed process loses nothing that was committed; a power
+//! loss or OS crash may lose the last few transactions, but never leaves the file corrupt. (FULL
+//! would sync on every commit, several milliseconds on most disks, for turns that took seconds of
+//! model time to produce and can be asked again.) Postgres durability is the server's.
+
+mod codec;
+mod postgres;
+mod redact;
+mod sqlite;
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+pub use exoclaw_core::{NewSession, SessionStore, StoreError, UsageStore};
+use exoclaw_types::{Message, SessionId, SessionInfo, SessionKey, UsageRecord};
+
+pub use postgres::PgStore;
+pub use redact::redact_url;
+pub use sqlite::SqliteStore;
+
+/// A store on whichever database the configured URL names.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// An SQLite file (or in-memory database) on this machine.
+    Sqlite(SqliteStore),
+    /// A PostgreSQL database.
+    Postgres(PgStore),
+}
+
+impl Store {
+    /// Opens the store at `url`: `sqlite://PATH`, `sqlite:PATH`, `sqlite::memory:`, a plain file
+    /// path, or `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (`postgresql://` too). Creates what is
+    /// missing and migrates the schema. Errors say which database failed (passwords masked) and what
+    /// to do.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let url = url.trim();
+        if url.is_empty() {
+            return Err(StoreError::Open(
+                "the storage URL is empty; set storage.url to a file path, sqlite://PATH or \
+                 postgres://…"
+                    .into(),
+            ));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(PgStore::connect(url).await?))
+        } else if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite(SqliteStore::open_url(url).await?))
+        } else if url == ":memory:" {
+            Ok(Self::Sqlite(SqliteStore::open_in_memory().await?))
+        } else if let Some((scheme, _)) = url.split_once("://") {
+            Err(StoreError::Open(format!(
+                "storage URL scheme {scheme}:// is not supported; use a file path, sqlite://PATH or \
+                 postgres://…"
+            )))
+        } else {
+            Ok(Self::Sqlite(SqliteStore::open(Path::new(url)).await?))
+        }
+    }
+
+    /// Where the data lives: the SQLite file, or the Postgres URL with its password masked.
+    pub fn location(&self) -> &str {
+        match self {
+            Self::Sqlite(store) => store.location(),
+            Self::Postgres(store) => store.location(),
+        }
+    }
+
+    /// Closes every connection (for SQLite, checkpointing the WAL into the main file). Calls after
+    /// this fail.
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(store) => store.close().await,
+            Self::Postgres(store) => store.close().await,
+        }
+    }
+
+    fn sessions(&self) -> &dyn SessionStore {
+        match self {
+            Self::Sqlite(store) => store,
+            Self::Postgres(store) => store,
+        }
+    }
+
+    fn usage(&self) -> &dyn UsageStore {
+        match self {
+            Self::Sqlite(store) => store,
+            Self::Postgres(store) => store,
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for Store {
+    async fn create_session(&self, new: NewSession) -> Result<SessionInfo, StoreError> {
+        self.sessions().create_session(new).await
+    }
+
+    async fn session(&self, id: SessionId) -> Result<Option<SessionInfo>, StoreError> {
+        self.sessions().session(id).await
+    }
+
+    async fn session_by_key(&self, key: &SessionKey) -> Result<Option<SessionInfo>, StoreError> {
+        self.sessions().session_by_key(key).await
+    }
+
+    async fn list_sessions(&self, limit: u32) -> Result<Vec<SessionInfo>, StoreError> {
+        self.sessions().list_sessions(limit).await
+    }
+
+    async fn messages(&self, id: SessionId) -> Result<Vec<Message>, StoreError> {
+        self.sessions().messages(id).await
+    }
+
+    async fn commit_turn(
+        &self,
+        id: SessionId,
+        messages: &[Message],
+        usage: &[UsageRecord],
+        model: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.sessions().commit_turn(id, messages, usage, model).await
+    }
+
+    async fn clear_session(&self, id: SessionId) -> Result<(), StoreError> {
+        self.sessions().clear_session(id).await
+    }
+
+    async fn delete_session(&self, id: SessionId) -> Result<bool, StoreError> {
+        self.sessions().delete_session(id).await
+    }
+}
+
+#[async_trait]
+impl UsageStore for Store {
+    async fn record_usage(&self, record: &UsageRecord) -> Result<(), StoreError> {
+        self.usage().record_usage(record).await
+    }
+
+    async fn usage_since(&self, since: DateTime<Utc>) -> Result<Vec<UsageRecord>, StoreError> {
+        self.usage().usage_since(since).await
+    }
+}

@@ -1,0 +1,31 @@
+//! The scenarios, written once over [`exoclaw_store::Store`], and the backends that run them.
+
+/// Declares one `#[tokio::test]` per scenario, each run through `$harness`, an
+/// `async fn(impl FnOnce(Store) -> impl Future<Output = ()>)` that opens a fresh store.
+macro_rules! scenario_tests {
+    ($harness:path) => {
+        scenario_tests!(@each $harness;
+            a_turn_round_trips_every_part_kind,
+            turns_keep_their_order,
+            a_failing_turn_leaves_nothing,
+            unknown_sessions_are_reported,
+            concurrent_commits_all_land,
+            sessions_list_newest_first_and_are_found_by_key,
+            clear_keeps_the_session_and_delete_keeps_the_usage,
+            usage_is_a_ledger_that_keeps_unreported_counts,
+        );
+    };
+    (@each $harness:path; $($scenario:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $scenario() {
+                $harness($crate::suite::scenarios::$scenario).await;
+            }
+        )+
+    };
+}
+
+mod fixtures;
+mod postgres;
+mod scenarios;
+mod sqlite;

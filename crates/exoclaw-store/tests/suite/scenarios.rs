@@ -1,0 +1,292 @@
+//! What every backend must do, written once. Each scenario gets a fresh, empty store.
+
+use exoclaw_store::{NewSession, SessionStore, Store, StoreError, UsageStore};
+use exoclaw_types::{Message, Part, Role, SessionId};
+use pretty_assertions::assert_eq;
+
+use super::fixtures::{every_part_kind, key, message, now, turn, usage};
+
+pub async fn a_turn_round_trips_every_part_kind(store: Store) {
+    let before = now();
+    let created = store
+        .create_session(NewSession {
+            key: Some(key("U42")),
+            title: Some("pictures".into()),
+            model: Some("anthropic/claude-haiku-4-5".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(created.message_count, 0);
+    assert_eq!(created.created_at, created.updated_at);
+    assert!(created.created_at >= before);
+    assert_eq!(store.session(created.id).await.unwrap(), Some(created.clone()));
+    assert_eq!(store.list_sessions(10).await.unwrap(), vec![created.clone()]);
+    assert!(store.messages(created.id).await.unwrap().is_empty());
+
+    let messages = every_part_kind();
+    let records = vec![usage(Some(created.id), 1200, 80), usage(Some(created.id), 1500, 40)];
+    store.commit_turn(created.id, &messages, &records, Some("anthropic/claude-sonnet-4-5")).await.unwrap();
+
+    let stored = store.messages(created.id).await.unwrap();
+    assert_eq!(stored, messages);
+    // Byte for byte, not just equal: tool-call arguments keep their key order.
+    assert_eq!(serde_json::to_string(&stored).unwrap(), serde_json::to_string(&messages).unwrap());
+
+    let session = store.session(created.id).await.unwrap().unwrap();
+    assert_eq!(session.message_count, messages.len() as u64);
+    assert_eq!(session.model.as_deref(), Some("anthropic/claude-sonnet-4-5"));
+    assert_eq!(session.key, created.key);
+    assert_eq!(session.title, created.title);
+    assert_eq!(session.created_at, created.created_at);
+    assert!(session.updated_at >= created.updated_at);
+    assert_eq!(store.list_sessions(10).await.unwrap(), vec![session]);
+    assert_eq!(store.usage_since(before).await.unwrap(), records);
+
+    // A turn that names no model keeps the one set before.
+    store.commit_turn(created.id, &turn(2), &[], None).await.unwrap();
+    let session = store.session(created.id).await.unwrap().unwrap();
+    assert_eq!(session.model.as_deref(), Some("anthropic/claude-sonnet-4-5"));
+}
+
+pub async fn turns_keep_their_order(store: Store) {
+    let a = store.create_session(NewSession::default()).await.unwrap();
+    let b = store.create_session(NewSession::default()).await.unwrap();
+    let mut expected_a = Vec::new();
+    let mut expected_b = Vec::new();
+    for n in 0..60 {
+        let turn_a = turn(n);
+        store.commit_turn(a.id, &turn_a, &[], None).await.unwrap();
+        expected_a.extend(turn_a);
+        // Interleaved commits to another session do not disturb the first one's sequence.
+        if n % 3 == 0 {
+            let turn_b = turn(1000 + n);
+            store.commit_turn(b.id, &turn_b, &[], None).await.unwrap();
+            expected_b.extend(turn_b);
+        }
+    }
+    // A turn of one message and an empty turn are fine too.
+    let single = vec![message(Role::User, vec![Part::text("just one")])];
+    store.commit_turn(a.id, &single, &[], None).await.unwrap();
+    store.commit_turn(a.id, &[], &[], None).await.unwrap();
+    expected_a.extend(single);
+
+    assert_eq!(store.messages(a.id).await.unwrap(), expected_a);
+    assert_eq!(store.messages(b.id).await.unwrap(), expected_b);
+    assert_eq!(store.session(a.id).await.unwrap().unwrap().message_count, 121);
+    assert_eq!(store.session(b.id).await.unwrap().unwrap().message_count, 40);
+}
+
+pub async fn a_failing_turn_leaves_nothing(store: Store) {
+    let since = now();
+    let session = store
+        .create_session(NewSession { model: Some("openai/gpt-5".into()), ..NewSession::default() })
+        .await
+        .unwrap();
+    let first = turn(1);
+    store.commit_turn(session.id, &first, &[usage(Some(session.id), 10, 5)], None).await.unwrap();
+    let before = store.session(session.id).await.unwrap().unwrap();
+    let usage_before = store.usage_since(since).await.unwrap();
+
+    // The second message reuses the first one's id: the insert of the second message fails after
+    // the session was touched and the first message was written.
+    let mut broken = turn(2);
+    broken[1].id = broken[0].id;
+    let error = store
+        .commit_turn(session.id, &broken, &[usage(Some(session.id), 99, 99)], Some("other/model"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Database(_)), "{error:?}");
+    assert!(error.to_string().contains(&session.id.to_string()), "{error}");
+
+    // A message id that another session already holds fails the same way.
+    let other = store.create_session(NewSession::default()).await.unwrap();
+    let mut stolen = turn(3);
+    stolen[1].id = first[0].id;
+    store.commit_turn(other.id, &stolen, &[usage(Some(other.id), 7, 7)], Some("x/y")).await.unwrap_err();
+
+    assert_eq!(store.messages(session.id).await.unwrap(), first);
+    assert!(store.messages(other.id).await.unwrap().is_empty());
+    assert_eq!(store.session(session.id).await.unwrap().unwrap(), before);
+    assert_eq!(store.session(other.id).await.unwrap().unwrap().model, None);
+    assert_eq!(store.usage_since(since).await.unwrap(), usage_before);
+
+    // The store is still usable and the sequence continues where the good turn ended.
+    let good = turn(4);
+    store.commit_turn(session.id, &good, &[], None).await.unwrap();
+    let expected: Vec<Message> = first.into_iter().chain(good).collect();
+    assert_eq!(store.messages(session.id).await.unwrap(), expected);
+}
+
+pub async fn unknown_sessions_are_reported(store: Store) {
+    let ghost = SessionId::new();
+    let since = now();
+    let error = store.commit_turn(ghost, &turn(1), &[usage(Some(ghost), 1, 1)], None).await.unwrap_err();
+    assert!(matches!(error, StoreError::SessionNotFound(id) if id == ghost), "{error:?}");
+    // Nothing of the refused turn was kept, not even its usage.
+    assert!(store.usage_since(since).await.unwrap().is_empty());
+    assert!(matches!(store.messages(ghost).await, Err(StoreError::SessionNotFound(_))));
+    assert!(matches!(store.clear_session(ghost).await, Err(StoreError::SessionNotFound(_))));
+    assert!(!store.delete_session(ghost).await.unwrap());
+    assert_eq!(store.session(ghost).await.unwrap(), None);
+    assert_eq!(store.session_by_key(&key("nobody")).await.unwrap(), None);
+    assert!(store.list_sessions(10).await.unwrap().is_empty());
+}
+
+pub async fn concurrent_commits_all_land(store: Store) {
+    const SESSIONS: usize = 8;
+    const TURNS: usize = 10;
+    const SHARED_WRITERS: usize = 4;
+    let since = now();
+    let mut ids = Vec::new();
+    for _ in 0..SESSIONS {
+        ids.push(store.create_session(NewSession::default()).await.unwrap().id);
+    }
+    let shared = store.create_session(NewSession::default()).await.unwrap().id;
+
+    let mut tasks = Vec::new();
+    for (writer, id) in ids.iter().copied().enumerate() {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in 0..TURNS {
+                store.commit_turn(id, &turn(writer * 100 + n), &[usage(Some(id), 1, 1)], None).await.unwrap();
+            }
+        }));
+    }
+    // Several writers on one session: each turn stays whole and the sequence has no gaps.
+    for writer in 0..SHARED_WRITERS {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in 0..TURNS {
+                store.commit_turn(shared, &turn(10_000 + writer * 100 + n), &[], None).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    for (writer, id) in ids.iter().copied().enumerate() {
+        let expected: Vec<Message> = (0..TURNS).flat_map(|n| turn(writer * 100 + n)).collect();
+        let stored = store.messages(id).await.unwrap();
+        assert_eq!(texts(&stored), texts(&expected));
+    }
+    let stored = store.messages(shared).await.unwrap();
+    assert_eq!(stored.len(), SHARED_WRITERS * TURNS * 2);
+    for pair in stored.chunks(2) {
+        let question = pair[0].text();
+        assert_eq!(pair[1].text(), question.replace("question", "answer"), "a turn was split");
+    }
+    assert_eq!(store.usage_since(since).await.unwrap().len(), SESSIONS * TURNS);
+    let listed = store.list_sessions(100).await.unwrap();
+    assert_eq!(listed.len(), SESSIONS + 1);
+    assert_eq!(
+        listed.iter().map(|s| s.message_count).sum::<u64>(),
+        ((SESSIONS + SHARED_WRITERS) * TURNS * 2) as u64
+    );
+}
+
+pub async fn sessions_list_newest_first_and_are_found_by_key(store: Store) {
+    let a =
+        store.create_session(NewSession { key: Some(key("alice")), ..NewSession::default() }).await.unwrap();
+    let b =
+        store.create_session(NewSession { key: Some(key("bob")), ..NewSession::default() }).await.unwrap();
+    let c = store.create_session(NewSession::default()).await.unwrap();
+    assert_eq!(ids(&store.list_sessions(10).await.unwrap()), vec![c.id, b.id, a.id]);
+
+    store.commit_turn(a.id, &turn(1), &[], None).await.unwrap();
+    let listed = store.list_sessions(10).await.unwrap();
+    assert_eq!(ids(&listed), vec![a.id, c.id, b.id]);
+    assert_eq!(listed.iter().map(|s| s.message_count).collect::<Vec<_>>(), vec![2, 0, 0]);
+    assert_eq!(ids(&store.list_sessions(2).await.unwrap()), vec![a.id, c.id]);
+    assert!(store.list_sessions(0).await.unwrap().is_empty());
+
+    assert_eq!(store.session_by_key(&key("alice")).await.unwrap().map(|s| s.id), Some(a.id));
+    assert_eq!(store.session_by_key(&key("bob")).await.unwrap().map(|s| s.id), Some(b.id));
+    assert_eq!(store.session_by_key(&key("carol")).await.unwrap(), None);
+    let mut other_channel = key("alice");
+    other_channel.channel = "discord".into();
+    assert_eq!(store.session_by_key(&other_channel).await.unwrap(), None);
+
+    // A newer session for the same conversation wins, until the older one is used again.
+    let a2 =
+        store.create_session(NewSession { key: Some(key("alice")), ..NewSession::default() }).await.unwrap();
+    assert_eq!(store.session_by_key(&key("alice")).await.unwrap().map(|s| s.id), Some(a2.id));
+    store.commit_turn(a.id, &turn(2), &[], None).await.unwrap();
+    let found = store.session_by_key(&key("alice")).await.unwrap().unwrap();
+    assert_eq!((found.id, found.message_count), (a.id, 4));
+}
+
+pub async fn clear_keeps_the_session_and_delete_keeps_the_usage(store: Store) {
+    let since = now();
+    let doomed = store
+        .create_session(NewSession { title: Some("doomed".into()), ..NewSession::default() })
+        .await
+        .unwrap();
+    let bystander = store.create_session(NewSession::default()).await.unwrap();
+    store.commit_turn(doomed.id, &turn(1), &[usage(Some(doomed.id), 100, 10)], None).await.unwrap();
+    store.commit_turn(doomed.id, &turn(2), &[usage(Some(doomed.id), 200, 20)], None).await.unwrap();
+    let kept = turn(3);
+    store.commit_turn(bystander.id, &kept, &[usage(Some(bystander.id), 300, 30)], None).await.unwrap();
+
+    store.clear_session(doomed.id).await.unwrap();
+    assert!(store.messages(doomed.id).await.unwrap().is_empty());
+    let cleared = store.session(doomed.id).await.unwrap().unwrap();
+    assert_eq!((cleared.message_count, cleared.title.as_deref()), (0, Some("doomed")));
+    // A cleared session takes new turns.
+    let fresh = turn(4);
+    store.commit_turn(doomed.id, &fresh, &[], None).await.unwrap();
+    assert_eq!(store.messages(doomed.id).await.unwrap(), fresh);
+
+    assert!(store.delete_session(doomed.id).await.unwrap());
+    assert_eq!(store.session(doomed.id).await.unwrap(), None);
+    assert!(matches!(store.messages(doomed.id).await, Err(StoreError::SessionNotFound(_))));
+    assert!(!store.delete_session(doomed.id).await.unwrap());
+    assert_eq!(ids(&store.list_sessions(10).await.unwrap()), vec![bystander.id]);
+    assert_eq!(store.messages(bystander.id).await.unwrap(), kept);
+
+    // The ledger keeps what the deleted session cost, detached from it.
+    let ledger = store.usage_since(since).await.unwrap();
+    let sessions: Vec<_> = ledger.iter().map(|u| u.session_id).collect();
+    assert_eq!(sessions, vec![None, None, Some(bystander.id)]);
+    assert_eq!(
+        ledger.iter().map(|u| u.usage.input_tokens).collect::<Vec<_>>(),
+        vec![Some(100), Some(200), Some(300)]
+    );
+}
+
+pub async fn usage_is_a_ledger_that_keeps_unreported_counts(store: Store) {
+    let start = now();
+    let mut unreported = usage(None, 0, 0);
+    unreported.usage = exoclaw_types::Usage::default();
+    unreported.ttft_ms = None;
+    unreported.cost_usd = None;
+    unreported.estimated = true;
+    store.record_usage(&unreported).await.unwrap();
+
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let middle = now();
+    let mut zero = usage(None, 0, 0);
+    zero.usage.cache_write_tokens = Some(0);
+    zero.at = now();
+    store.record_usage(&zero).await.unwrap();
+    let mut big = usage(Some(SessionId::new()), u64::from(u32::MAX) * 4, 1);
+    big.at = now();
+    big.cost_usd = Some(12.345_678_9);
+    store.record_usage(&big).await.unwrap();
+
+    let all = store.usage_since(start).await.unwrap();
+    assert_eq!(all, vec![unreported.clone(), zero.clone(), big.clone()]);
+    // "Not reported" stays distinct from zero.
+    assert_eq!(all[0].usage.input_tokens, None);
+    assert_eq!(all[1].usage.input_tokens, Some(0));
+    assert_eq!(store.usage_since(middle).await.unwrap(), vec![zero, big]);
+    assert!(store.usage_since(now() + chrono::Duration::seconds(1)).await.unwrap().is_empty());
+}
+
+fn ids(sessions: &[exoclaw_types::SessionInfo]) -> Vec<SessionId> {
+    sessions.iter().map(|s| s.id).collect()
+}
+
+fn texts(messages: &[Message]) -> Vec<(Role, String)> {
+    messages.iter().map(|m| (m.role, m.text())).collect()
+}

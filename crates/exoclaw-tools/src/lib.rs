@@ -1,0 +1,65 @@
+//! exoclaw's builtin tools, each a [`TypedTool`](exoclaw_core::TypedTool) that a run can call:
+//!
+//! | tool | type | effect | what it does |
+//! |---|---|---|---|
+//! | `read_file` | [`ReadFile`] | read-only | a text file's lines, numbered, from an offset, capped |
+//! | `write_file` | [`WriteFile`] | mutating | writes a whole file, creating parent directories |
+//! | `edit_file` | [`EditFile`] | mutating | replaces an exact, unique string (or every copy) |
+//! | `list_dir` | [`ListDir`] | read-only | a directory's entries, sorted, `/` after directories |
+//! | `glob` | [`Glob`] | read-only | files matching a glob, honouring `.gitignore` |
+//! | `grep` | [`Grep`] | read-only | lines matching a regex as `path:line: text`, honouring `.gitignore` |
+//! | `shell` | [`Shell`] | mutating | `sh -c COMMAND` in its own process group, with a timeout |
+//! | `http_fetch` | [`HttpFetch`] | external | an http(s) request; HTML comes back as readable text |
+//!
+//! [`builtin_tools`] gives a registry holding all of them; [`register_builtins`] adds them to one.
+//!
+//! # The jail
+//!
+//! Every path a model names goes through [`jail::resolve`] against
+//! [`ToolContext::workspace_root`](exoclaw_core::ToolContext::workspace_root) before any file is
+//! touched. A path is refused ([`ToolError::Refused`](exoclaw_core::ToolError::Refused)) when it is
+//! absolute and outside the root, when a `..` climbs above the root, or when the deepest part of it
+//! that exists, once its symbolic links are followed, lies outside the root (so a link inside the
+//! workspace cannot be read, written or listed through to the outside). Walks (`glob`, `grep`) never
+//! follow symbolic links. `shell` and `http_fetch` are not jailed beyond `shell`'s starting
+//! directory: their reach is governed by permissions (their [`ToolEffect`](exoclaw_types::ToolEffect)).
+//!
+//! Every tool caps what it returns and says so with a visible `[…]` marker, so one call cannot flood
+//! the model's context.
+
+mod files;
+mod http;
+pub mod jail;
+mod output;
+mod search;
+mod shell;
+
+pub use files::{
+    EditFile, EditFileArgs, ListDir, ListDirArgs, ReadFile, ReadFileArgs, WriteFile, WriteFileArgs,
+};
+pub use http::{HttpFetch, HttpFetchArgs};
+pub use search::{Glob, GlobArgs, Grep, GrepArgs};
+pub use shell::{Shell, ShellArgs};
+
+use exoclaw_core::ToolRegistry;
+use std::sync::Arc;
+
+/// A registry holding every builtin tool with its default settings.
+pub fn builtin_tools() -> ToolRegistry {
+    let mut registry = ToolRegistry::new();
+    register_builtins(&mut registry);
+    registry
+}
+
+/// Adds every builtin tool, with its default settings, to `registry` (replacing tools of the same
+/// names).
+pub fn register_builtins(registry: &mut ToolRegistry) {
+    registry.register(Arc::new(ReadFile::default()));
+    registry.register(Arc::new(WriteFile));
+    registry.register(Arc::new(EditFile));
+    registry.register(Arc::new(ListDir::default()));
+    registry.register(Arc::new(Glob::default()));
+    registry.register(Arc::new(Grep::default()));
+    registry.register(Arc::new(Shell::default()));
+    registry.register(Arc::new(HttpFetch::default()));
+}
