@@ -1,64 +1,107 @@
-//! `exoclaw`: chat with a model from the terminal.
+//! `exoclaw`: your own AI agent in the terminal.
 //!
-//! This first slice streams one answer (`exoclaw chat "…"`) from the embedded local model or any
-//! configured cloud provider, and lists models (`exoclaw models`). The agent loop, tools, sessions,
-//! config files and the REPL come with the CLI-agent issue.
+//! `exoclaw chat "…"` runs one agent turn (the model may call tools: read, edit, search, run
+//! commands) and streams it; `exoclaw` alone opens the REPL. Sessions live in SQLite under
+//! `~/.exoclaw/` (or the configured database) and can be resumed, shown, exported and deleted.
 
+mod app;
+mod approve;
+mod chat;
+mod config_cmd;
+mod markdown;
 mod models;
 mod output;
+mod render;
+mod repl;
+mod sessions;
 
-use anyhow::Context;
-use clap::{Parser, Subcommand};
-use exoclaw_core::ErrorKind;
-use exoclaw_types::{ChatRequest, GenerationParams, Message, ModelRef, StreamEvent};
-use futures::StreamExt;
+use clap::{CommandFactory, Parser, Subcommand};
+use exoclaw_types::ModelRef;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Your own AI agents. With no API key, answers come from an embedded local model
-/// (SmolLM2-135M, fetched on first use); with `ANTHROPIC_API_KEY`, `OPENAI_API_KEY`,
+/// Your own AI agents. With no configuration and no API key, answers come from an embedded local
+/// model (SmolLM2-135M, fetched on first use); with `ANTHROPIC_API_KEY`, `OPENAI_API_KEY`,
 /// `GEMINI_API_KEY`, `XAI_API_KEY` or `OPENROUTER_API_KEY` set, from that cloud provider.
+///
+/// Run without a command to open the interactive REPL.
 #[derive(Debug, Parser)]
-#[command(name = "exoclaw", version, about, long_about = None, after_help = EXIT_CODES)]
+#[command(name = "exoclaw", version, about, after_help = AFTER_HELP)]
 struct Cli {
+    /// The configuration file (default: $EXOCLAW_CONFIG, else ~/.exoclaw/config.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
-const EXIT_CODES: &str = "Exit codes: 0 ok, 1 error, 2 usage error, 130 interrupted (Ctrl+C).";
+const AFTER_HELP: &str = "\
+Examples:
+  exoclaw chat \"What is the capital of France?\"
+  exoclaw chat -m anthropic/claude-sonnet-4-5 --yes \"Add a test for parse_args in src/cli.rs\"
+  exoclaw chat -c \"And now make it faster\"      continue the last session
+  exoclaw                                       the REPL
+  exoclaw session list
+
+Exit codes: 0 ok, 1 error, 2 usage error, 130 interrupted (Ctrl+C).
+Logs: RUST_LOG=debug (to stderr, never mixed into --json output).";
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Ask one question and stream the answer.
-    Chat(ChatArgs),
+    /// Ask once and stream the agent's answer (it may call tools).
+    Chat(chat::ChatArgs),
+    /// The interactive REPL (also what `exoclaw` alone opens).
+    Run(repl::ReplArgs),
+    /// Stored sessions: list, show, resume, delete, export.
+    #[command(subcommand)]
+    Session(sessions::SessionCommand),
     /// List the models each available provider offers.
     Models,
+    /// The configuration file: init, check, show.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+    /// Print a shell completion script: `exoclaw completions bash > ~/.local/share/bash-completion/completions/exoclaw`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
-#[derive(Debug, clap::Args)]
-struct ChatArgs {
-    /// The question.
-    #[arg(required = true, num_args = 1..)]
-    prompt: Vec<String>,
+/// Options every agent turn takes, in `chat` and the REPL alike.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TurnArgs {
     /// The model, as `provider/model`: `local/smollm2`, `anthropic/claude-sonnet-4-5`,
-    /// `openai/gpt-4o-mini`, `gemini/gemini-2.5-flash`, `ollama/llama3.2`, …
-    /// Default: the first cloud provider with a key, else `local/smollm2`.
+    /// `openai/gpt-4o-mini`, `gemini/gemini-2.5-flash`, `ollama/llama3.2`, or a configured
+    /// provider's name (`work/gpt-4o`). Default: the config's `model`, else the first cloud
+    /// provider with a key, else `local/smollm2`.
     #[arg(short, long, env = "EXOCLAW_MODEL")]
-    model: Option<ModelRef>,
-    /// A system prompt.
-    #[arg(long, default_value = "You are a helpful assistant.")]
-    system: String,
-    /// Most tokens in the answer.
+    pub model: Option<ModelRef>,
+    /// More system prompt, after the configured one and the project's AGENTS.md.
     #[arg(long)]
-    max_tokens: Option<u32>,
+    pub system: Option<String>,
+    /// Run tools that would ask first (write, edit, shell, http) without asking. Tools the
+    /// configuration denies stay denied.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Offer no tools to the model.
+    #[arg(long, conflicts_with = "tools")]
+    pub no_tools: bool,
+    /// Offer the tools even to the embedded model (off by default: a 135M model cannot use them
+    /// well, and their descriptions slow its first token).
+    #[arg(long)]
+    pub tools: bool,
+    /// The directory file tools are confined to and commands start in (default: the current one).
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// Most tokens in each answer.
+    #[arg(long)]
+    pub max_tokens: Option<u32>,
     /// Sampling temperature (0 = deterministic).
     #[arg(long)]
-    temperature: Option<f32>,
+    pub temperature: Option<f32>,
     /// Seed for repeatable sampling, where the provider supports it.
     #[arg(long)]
-    seed: Option<u64>,
-    /// Print the stream as JSON lines (one event per line) instead of text.
-    #[arg(long)]
-    json: bool,
+    pub seed: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -70,6 +113,10 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if let Some(Command::Completions { shell }) = &cli.command {
+        output::completions(*shell, &mut Cli::command());
+        return ExitCode::SUCCESS;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
@@ -81,65 +128,31 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Chat(args) => chat(args).await,
-            Command::Models => models::list().await.map(|()| ExitCode::SUCCESS),
+    let config = cli.config.as_deref();
+    let result = match cli.command {
+        None => repl::run(&runtime, config, repl::ReplArgs::default()),
+        Some(Command::Run(args)) => repl::run(&runtime, config, args),
+        Some(Command::Chat(args)) => runtime.block_on(chat::run(config, args)),
+        Some(Command::Session(sessions::SessionCommand::Resume { id, turn })) => {
+            match runtime.block_on(sessions::resolve(config, &id)) {
+                Ok(session) => repl::run(
+                    &runtime,
+                    config,
+                    repl::ReplArgs { turn, session: Some(session), continue_last: false },
+                ),
+                Err(e) => Err(e),
+            }
         }
-    });
+        Some(Command::Session(command)) => runtime.block_on(sessions::run(config, command)),
+        Some(Command::Models) => runtime.block_on(models::list(config)).map(|()| ExitCode::SUCCESS),
+        Some(Command::Config(command)) => config_cmd::run(config, command),
+        Some(Command::Completions { .. }) => Ok(ExitCode::SUCCESS),
+    };
     match result {
         Ok(code) => code,
         Err(e) => {
             output::error(&e);
             ExitCode::from(1)
-        }
-    }
-}
-
-async fn chat(args: ChatArgs) -> anyhow::Result<ExitCode> {
-    let model = args.model.clone().unwrap_or_else(models::default_model);
-    let provider = models::open(&model).await?;
-    let request = ChatRequest::new(model.model.clone(), vec![Message::user(args.prompt.join(" "))])
-        .with_system(args.system.clone())
-        .with_params(GenerationParams {
-            temperature: args.temperature,
-            max_tokens: args.max_tokens,
-            seed: args.seed,
-            ..GenerationParams::default()
-        });
-    let mut out = output::Answer::new(args.json);
-    let spinner = out.spinner();
-    let mut events = provider.stream(request).await.context(format!("{model} failed"))?;
-    let interrupted = tokio::signal::ctrl_c();
-    tokio::pin!(interrupted);
-    loop {
-        tokio::select! {
-            _ = &mut interrupted => {
-                drop(events); // cancels the request / stops local generation
-                out.interrupted();
-                return Ok(ExitCode::from(130));
-            }
-            event = events.next() => match event {
-                Some(Ok(event)) => {
-                    if let Some(spinner) = &spinner {
-                        spinner.finish_and_clear();
-                    }
-                    out.event(&event)?;
-                    if let StreamEvent::Finish { .. } = event {
-                        return Ok(ExitCode::SUCCESS);
-                    }
-                }
-                Some(Err(e)) => {
-                    out.end_line();
-                    let code = if e.kind == ErrorKind::Cancelled { 130 } else { 1 };
-                    output::error(&anyhow::Error::new(e));
-                    return Ok(ExitCode::from(code));
-                }
-                None => {
-                    out.end_line();
-                    anyhow::bail!("{} ended the answer without finishing it", provider.name());
-                }
-            }
         }
     }
 }

@@ -1,74 +1,9 @@
-//! Everything the CLI prints: the streamed answer (text or JSON lines), progress, errors.
-//! The only module allowed to write to stdout and stderr.
+//! What the CLI prints besides a turn's events (`render`): download progress, model listings,
+//! completions, errors and hints.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use exoclaw_types::StreamEvent;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::io::{IsTerminal, Write};
-use std::time::Duration;
-
-/// Prints one streamed answer.
-pub struct Answer {
-    json: bool,
-    wrote_text: bool,
-    ends_with_newline: bool,
-}
-
-impl Answer {
-    /// Text to stdout, or JSON lines when `json`.
-    pub fn new(json: bool) -> Self {
-        Self { json, wrote_text: false, ends_with_newline: true }
-    }
-
-    /// A spinner on stderr until the first token, when stderr is a terminal and output is text.
-    pub fn spinner(&self) -> Option<ProgressBar> {
-        if self.json || !std::io::stderr().is_terminal() {
-            return None;
-        }
-        let spinner = ProgressBar::new_spinner();
-        spinner.enable_steady_tick(Duration::from_millis(100));
-        spinner.set_message("thinking…");
-        Some(spinner)
-    }
-
-    /// Prints one event.
-    pub fn event(&mut self, event: &StreamEvent) -> anyhow::Result<()> {
-        let mut stdout = std::io::stdout().lock();
-        if self.json {
-            writeln!(stdout, "{}", serde_json::to_string(event)?)?;
-            return Ok(());
-        }
-        match event {
-            StreamEvent::TextDelta { text } => {
-                write!(stdout, "{text}")?;
-                stdout.flush()?;
-                self.wrote_text = true;
-                self.ends_with_newline = text.ends_with('\n');
-            }
-            StreamEvent::Finish { .. } => {
-                drop(stdout);
-                self.end_line();
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    /// Ends the answer's last line, if it has text.
-    pub fn end_line(&mut self) {
-        if self.wrote_text && !self.ends_with_newline && !self.json {
-            println!();
-            self.ends_with_newline = true;
-        }
-    }
-
-    /// Says the answer was interrupted.
-    pub fn interrupted(&mut self) {
-        self.end_line();
-        eprintln!("interrupted");
-    }
-}
 
 /// A download progress bar on stderr, shown only when something is downloaded.
 pub struct Download {
@@ -120,4 +55,14 @@ pub fn models(provider: &str, result: anyhow::Result<Vec<String>>) {
 /// Prints an error and its causes.
 pub fn error(e: &anyhow::Error) {
     eprintln!("error: {e:#}");
+}
+
+/// Prints a hint for what to do next, on stderr.
+pub fn hint(text: &str) {
+    eprintln!("{text}");
+}
+
+/// Prints the completion script for `shell`.
+pub fn completions(shell: clap_complete::Shell, command: &mut clap::Command) {
+    clap_complete::generate(shell, command, "exoclaw", &mut std::io::stdout());
 }

@@ -110,7 +110,7 @@ impl Transformer {
         let head_dim = dim / n_head;
         let rope_dim = md("rope.dimension_count").and_then(|v| v.to_u32()).map_or(head_dim, |v| v as usize);
         let freq_base = md("rope.freq_base").and_then(|v| v.to_f32()).unwrap_or(10_000.0);
-        if n_kv_head == 0 || n_head % n_kv_head != 0 || rope_dim != head_dim {
+        if n_kv_head == 0 || !n_head.is_multiple_of(n_kv_head) || rope_dim != head_dim {
             candle_core::bail!(
                 "unsupported attention shape: {n_head} heads, {n_kv_head} KV heads, rope over {rope_dim} of {head_dim}"
             );

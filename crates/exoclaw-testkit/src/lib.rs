@@ -3,6 +3,7 @@
 //! - [`server::ScriptedServer`]: a real HTTP server on loopback that replays scripted replies
 //!   (SSE chunks, pauses, aborts, stalls) and records requests;
 //! - [`sse`]: builders for event-stream text;
+//! - [`script`]: a scripted model behind an OpenAI-compatible endpoint, for end-to-end tool loops;
 //! - [`fixtures`]: each vendor's wire traffic, written from its published API reference;
 //! - [`peers`]: real servers (llama.cpp `llama-server`) obtained by the project's scripts;
 //! - [`conformance`]: the scenarios every provider must pass, instantiated per provider with
@@ -13,5 +14,6 @@
 pub mod conformance;
 pub mod fixtures;
 pub mod peers;
+pub mod script;
 pub mod server;
 pub mod sse;

@@ -1,98 +1,84 @@
-//! The `exoclaw` binary, driven as a user would, against the real embedded model.
+//! The binary against the real embedded model (SmolLM2-135M, from the project's peer script), with
+//! no configuration at all: the zero-config first minute.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+use super::*;
 
-use assert_cmd::Command;
-use exoclaw_types::StreamEvent;
-
-/// `exoclaw` with the model cache the project's script fills, and no cloud keys: the embedded
-/// model is the default.
-fn exoclaw() -> Command {
+/// `exoclaw ARGS` with the model cache the project's script fills.
+async fn local(env: &Env, args: &[&str]) -> Output {
     let model = exoclaw_testkit::peers::smollm2_gguf();
-    let mut cmd = Command::cargo_bin("exoclaw").unwrap();
-    cmd.env("EXOCLAW_MODELS_DIR", model.parent().unwrap()).env("EXOCLAW_OFFLINE", "1");
-    for key in [
-        "ANTHROPIC_API_KEY",
-        "OPENAI_API_KEY",
-        "GEMINI_API_KEY",
-        "XAI_API_KEY",
-        "OPENROUTER_API_KEY",
-        "EXOCLAW_MODEL",
-    ] {
-        cmd.env_remove(key);
-    }
-    cmd
+    let mut cmd = env.std_cmd();
+    cmd.env("EXOCLAW_MODELS_DIR", model.parent().unwrap()).args(args).stdin(std::process::Stdio::null());
+    tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap()
 }
 
-#[test]
-fn chat_streams_an_answer_from_the_embedded_model_with_no_configuration() {
-    let out =
-        exoclaw().args(["chat", "--temperature", "0", "What is the capital of France?"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).unwrap();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_streams_an_answer_from_the_embedded_model_with_no_configuration() {
+    let env = Env::new();
+    let out = local(&env, &["chat", "What is the capital of France?"]).await;
+    ok(&out);
+    let text = stdout(&out);
     assert!(text.contains("Paris"), "{text:?}");
     assert!(text.ends_with('\n'));
+    // Stored in a new SQLite database under the home.
+    assert!(env.home.path().join("exoclaw.db").exists());
+    let list = env.run(&["session", "list", "--json"]).await;
+    let sessions: Vec<serde_json::Value> = serde_json::from_str(&stdout(&list)).unwrap();
+    assert_eq!(sessions[0]["model"], "local/smollm2");
 }
 
-#[test]
-fn json_prints_one_event_per_line() {
-    let out = exoclaw()
-        .args([
-            "chat",
-            "--json",
-            "--temperature",
-            "0",
-            "--max-tokens",
-            "8",
-            "--model",
-            "local/smollm2",
-            "Hello",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let events: Vec<StreamEvent> =
-        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(matches!(events.last(), Some(StreamEvent::Finish { .. })), "{events:?}");
-    assert!(events.iter().any(|e| matches!(e, StreamEvent::Usage(_))));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_prints_one_agent_event_per_line() {
+    let env = Env::new();
+    let out =
+        local(&env, &["chat", "--json", "--max-tokens", "8", "--model", "local/smollm2", "Hello"]).await;
+    ok(&out);
+    let events = events(&out);
+    assert!(matches!(events.first(), Some(AgentEvent::TurnStarted { .. })), "{events:?}");
+    assert!(matches!(events.last(), Some(AgentEvent::Done { .. })), "{events:?}");
+    assert!(events.iter().any(|e| matches!(e, AgentEvent::Usage { .. })));
+    assert!(events.iter().any(|e| matches!(e, AgentEvent::Text { .. })));
 }
 
-#[test]
-fn usage_errors_exit_2_and_failures_exit_1_with_what_to_do() {
-    let out = exoclaw().args(["chat"]).output().unwrap();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_errors_exit_2_and_failures_exit_1_with_what_to_do() {
+    let env = Env::new();
+    let out = env.run(&["chat"]).await;
     assert_eq!(out.status.code(), Some(2));
 
-    let out = exoclaw().args(["chat", "--model", "nonsense", "hi"]).output().unwrap();
+    let out = env.run(&["chat", "--model", "nonsense", "hi"]).await;
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("provider/model"));
+    assert!(stderr(&out).contains("provider/model"));
 
-    let out = exoclaw().args(["chat", "--model", "acme/x", "hi"]).output().unwrap();
+    let out = env.run(&["chat", "--model", "acme/x", "hi"]).await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown provider `acme`"));
+    assert!(stderr(&out).contains("acme"), "{}", stderr(&out));
 
-    let out = exoclaw().args(["chat", "--model", "anthropic/claude-sonnet-4-5", "hi"]).output().unwrap();
+    let out = env.run(&["chat", "--model", "anthropic/claude-sonnet-4-5", "hi"]).await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("ANTHROPIC_API_KEY"));
+    assert!(stderr(&out).contains("ANTHROPIC_API_KEY"), "{}", stderr(&out));
 }
 
-#[test]
-fn a_cloud_model_with_no_server_fails_clearly() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloud_model_with_no_server_fails_clearly() {
+    let env = Env::new();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let out = exoclaw()
-        .env("LLAMACPP_BASE_URL", format!("http://127.0.0.1:{port}/v1"))
+    let mut cmd = env.std_cmd();
+    cmd.env("LLAMACPP_BASE_URL", format!("http://127.0.0.1:{port}/v1"))
         .args(["chat", "--model", "llamacpp/any", "hi"])
-        .output()
-        .unwrap();
+        .stdin(std::process::Stdio::null());
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
     assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = stderr(&out);
     assert!(stderr.contains("connect") && stderr.contains("base_url"), "{stderr}");
+    assert!(stderr.contains("the session is kept"), "{stderr}");
 }
 
-#[test]
-fn version_and_models() {
-    let out = exoclaw().arg("--version").output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("exoclaw "));
-    let out = exoclaw().arg("models").output().unwrap();
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("local/smollm2"));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_and_models() {
+    let env = Env::new();
+    let out = env.run(&["--version"]).await;
+    assert!(stdout(&out).starts_with("exoclaw "));
+    let out = env.run(&["models"]).await;
+    ok(&out);
+    assert!(stdout(&out).contains("local/smollm2"));
 }

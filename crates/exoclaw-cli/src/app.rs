@@ -1,0 +1,185 @@
+//! What every command sets up: the configuration, the session store, and an agent (model, tools,
+//! system prompt, permissions) ready to run turns.
+
+use crate::{TurnArgs, approve, output};
+use anyhow::Context;
+use exoclaw::config::{Config, LoadedConfig};
+use exoclaw_core::{
+    AgentRunner, EventSink, Limits, NewSession, SessionStore, TurnResult, discover_context_files,
+    system_prompt,
+};
+use exoclaw_store::Store;
+use exoclaw_types::{GenerationParams, Message, ModelRef, SessionId, SessionInfo};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The system prompt every agent starts from.
+const BASE_PROMPT: &str = "You are exoclaw, an AI agent working in the user's terminal. Answer \
+concisely. When the user asks about or wants changes to their files or project, use the tools: \
+look before you change, change only what was asked, and say what you did.";
+
+/// The embedded model's: short, since a 135M model derails on long instructions.
+const LOCAL_PROMPT: &str = "You are a helpful assistant.";
+
+/// Longest session title, in characters.
+const TITLE_CHARS: usize = 60;
+
+/// The loaded configuration and the open store.
+pub struct App {
+    /// The configuration, with the file it came from.
+    pub loaded: LoadedConfig,
+    /// Sessions and usage.
+    pub store: Store,
+}
+
+impl App {
+    /// Loads the configuration and opens the store it names.
+    pub async fn open(config: Option<&Path>) -> anyhow::Result<Self> {
+        let loaded = Config::load(config)?;
+        let url = loaded.config.storage_url(&loaded.home);
+        let store = Store::open(&url).await.context("cannot open the session store")?;
+        Ok(Self { loaded, store })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.loaded.config
+    }
+
+    /// An agent for `args`, opening its model's provider (and loading the embedded model).
+    pub async fn agent(&self, args: &TurnArgs, interactive: bool) -> anyhow::Result<Agent> {
+        let config = self.config();
+        let resolved = config.resolve_model(args.model.as_ref())?;
+        let model = resolved.model.clone();
+        let mut download = output::Download::new();
+        let provider = exoclaw::models::open_provider(&resolved, config, &mut |done, total| {
+            download.update(done, total)
+        })
+        .await
+        .with_context(|| format!("cannot use `{model}`"))?;
+        download.finish();
+        let local = resolved.provider.kind == exoclaw::ProviderKind::Local;
+
+        let workspace = match &args.workspace {
+            Some(dir) => dir.clone(),
+            None => std::env::current_dir().context("the current directory is not readable")?,
+        };
+        let workspace = workspace
+            .canonicalize()
+            .with_context(|| format!("the workspace {} does not exist", workspace.display()))?;
+        let tools_on = !args.no_tools && (args.tools || (!local && config.agent.tools));
+        let tools = if tools_on { exoclaw_tools::builtin_tools() } else { exoclaw_core::ToolRegistry::new() };
+
+        let context_files = discover_context_files(&workspace);
+        let mut extra: Vec<&str> = Vec::new();
+        if let Some(system) = &config.agent.system {
+            extra.push(system);
+        }
+        if let Some(system) = &args.system {
+            extra.push(system);
+        }
+        let base = if local { LOCAL_PROMPT } else { BASE_PROMPT };
+        let system = system_prompt(base, &context_files, &extra);
+
+        let policy =
+            config.permissions.clone().with_auto_approve(args.yes || config.permissions.auto_approve);
+        let approver =
+            if interactive { approve::for_this_terminal() } else { std::sync::Arc::new(approve::Unattended) };
+        let limits = Limits {
+            max_iterations: config.agent.max_iterations,
+            tool_timeout: Duration::from_secs(config.agent.tool_timeout_secs),
+        };
+        let params = GenerationParams {
+            temperature: args.temperature,
+            max_tokens: args.max_tokens,
+            seed: args.seed,
+            ..GenerationParams::default()
+        };
+        let runner = AgentRunner::new(provider, model.model.clone(), model.to_string())
+            .with_system(system)
+            .with_tools(tools)
+            .with_workspace_root(&workspace)
+            .with_permissions(policy, approver)
+            .with_limits(limits)
+            .with_params(params);
+        Ok(Agent {
+            runner,
+            model,
+            workspace,
+            context_files: context_files.into_iter().map(|f| f.path).collect(),
+        })
+    }
+
+    /// The session `id`, or the most recently used one for `latest`, or a new one.
+    pub async fn session(&self, id: Option<SessionId>, latest: bool) -> anyhow::Result<Option<SessionInfo>> {
+        if let Some(id) = id {
+            let session = self.store.session(id).await?;
+            return session.map(Some).ok_or_else(|| {
+                anyhow::anyhow!("no session {id}; `exoclaw session list` shows the stored ones")
+            });
+        }
+        if latest {
+            let last = self.store.list_sessions(1).await?.into_iter().next();
+            return last.map(Some).ok_or_else(|| {
+                anyhow::anyhow!("there is no session to continue yet; start one without --continue")
+            });
+        }
+        Ok(None)
+    }
+
+    /// Runs one turn of `agent` in `session` (created, titled by `input`, when `None`) and commits
+    /// it — messages and usage in one transaction — whatever its outcome.
+    pub async fn turn(
+        &self,
+        agent: &Agent,
+        session: &mut Option<SessionInfo>,
+        input: &str,
+        cancel: &CancellationToken,
+        events: &dyn EventSink,
+    ) -> anyhow::Result<TurnResult> {
+        let info = match session {
+            Some(info) => info.clone(),
+            None => {
+                let info = self
+                    .store
+                    .create_session(NewSession {
+                        key: None,
+                        title: Some(title(input)),
+                        model: Some(agent.model.to_string()),
+                    })
+                    .await?;
+                *session = Some(info.clone());
+                info
+            }
+        };
+        let history = self.store.messages(info.id).await?;
+        let result = agent.runner.run_turn(info.id, history, Message::user(input), cancel, events).await;
+        self.store
+            .commit_turn(info.id, &result.messages, &result.usage, Some(&agent.model.to_string()))
+            .await
+            .context("the turn could not be saved")?;
+        Ok(result)
+    }
+}
+
+/// A configured agent, ready for turns.
+pub struct Agent {
+    /// Runs the turns.
+    pub runner: AgentRunner,
+    /// The `provider/model` answering.
+    pub model: ModelRef,
+    /// Where its tools work.
+    pub workspace: PathBuf,
+    /// The AGENTS.md (and similar) files in its system prompt.
+    pub context_files: Vec<PathBuf>,
+}
+
+fn title(input: &str) -> String {
+    let line = input.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    if line.chars().count() > TITLE_CHARS {
+        format!("{}…", line.chars().take(TITLE_CHARS).collect::<String>())
+    } else {
+        line.to_owned()
+    }
+}

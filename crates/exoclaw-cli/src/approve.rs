@@ -1,0 +1,79 @@
+//! Asking the user before a tool changes something: a y/n/always prompt on the terminal, or, when
+//! nobody is there to answer, a refusal that says how to allow the call next time.
+
+#![allow(clippy::print_stderr)]
+
+use crate::render::summarize_call;
+use async_trait::async_trait;
+use exoclaw_core::{ApprovalRequest, Approver, Decision};
+use exoclaw_types::ToolEffect;
+use std::collections::HashSet;
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::Mutex;
+
+/// The approver for this run: a prompt when stdin and stderr are a terminal, else refusals.
+pub fn for_this_terminal() -> std::sync::Arc<dyn Approver> {
+    if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        std::sync::Arc::new(TerminalApprover::default())
+    } else {
+        std::sync::Arc::new(Unattended)
+    }
+}
+
+/// Prompts on the terminal; "always" approves the tool for the rest of the process.
+#[derive(Debug, Default)]
+pub struct TerminalApprover {
+    always: Mutex<HashSet<String>>,
+}
+
+#[async_trait]
+impl Approver for TerminalApprover {
+    async fn approve(&self, request: &ApprovalRequest) -> Decision {
+        let name = request.call.name.clone();
+        if self.always.lock().is_ok_and(|always| always.contains(&name)) {
+            return Decision::Approve;
+        }
+        let what = match request.effect {
+            ToolEffect::ReadOnly => "read",
+            ToolEffect::Mutating => "change files or run a command",
+            ToolEffect::External => "reach the network",
+        };
+        let question = format!(
+            "\x1b[1mThe model wants to {what}:\x1b[0m {}\n  allow? [y]es / [n]o / [a]lways allow `{name}` this session: ",
+            summarize_call(&request.call)
+        );
+        let answer = tokio::task::spawn_blocking(move || {
+            eprint!("{question}");
+            let _ = std::io::stderr().flush();
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).map(|_| line)
+        })
+        .await;
+        match answer.ok().and_then(Result::ok).as_deref().map(str::trim) {
+            Some("y" | "Y" | "yes") => Decision::Approve,
+            Some("a" | "A" | "always") => {
+                if let Ok(mut always) = self.always.lock() {
+                    always.insert(name);
+                }
+                Decision::Approve
+            }
+            _ => Decision::Deny,
+        }
+    }
+}
+
+/// Nobody can answer (piped input, `--json`): refuse, and tell the user how to allow the tool.
+#[derive(Debug, Clone, Copy)]
+pub struct Unattended;
+
+#[async_trait]
+impl Approver for Unattended {
+    async fn approve(&self, request: &ApprovalRequest) -> Decision {
+        let name = &request.call.name;
+        eprintln!(
+            "exoclaw: `{name}` needs approval and nobody is at a terminal to give it, so it was refused; \
+             rerun with --yes, or allow it in the config: [permissions] tools = {{ {name} = \"allow\" }}"
+        );
+        Decision::Deny
+    }
+}

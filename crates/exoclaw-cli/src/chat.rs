@@ -1,0 +1,75 @@
+//! `exoclaw chat "…"`: one agent turn, streamed, stored as a session.
+
+use crate::app::App;
+use crate::render::{Mode, Renderer};
+use crate::{TurnArgs, output};
+use exoclaw_types::{SessionId, TurnOutcome};
+use std::io::{IsTerminal, Read};
+use std::path::Path;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+/// `exoclaw chat`.
+#[derive(Debug, clap::Args)]
+pub struct ChatArgs {
+    /// The message. `-` reads it from stdin.
+    #[arg(required = true, num_args = 1..)]
+    prompt: Vec<String>,
+    #[command(flatten)]
+    turn: TurnArgs,
+    /// Continue this session (see `exoclaw session list`).
+    #[arg(short, long, value_name = "ID", conflicts_with = "continue_last")]
+    session: Option<SessionId>,
+    /// Continue the most recent session.
+    #[arg(short = 'c', long = "continue")]
+    continue_last: bool,
+    /// Print the turn's events as JSON lines (one `AgentEvent` per line) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs the turn; the exit code says how it ended (0 answered, 1 failed, 130 interrupted).
+pub async fn run(config: Option<&Path>, args: ChatArgs) -> anyhow::Result<ExitCode> {
+    let input = if args.prompt == ["-"] {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        text
+    } else {
+        args.prompt.join(" ")
+    };
+    if input.trim().is_empty() {
+        anyhow::bail!("the message is empty");
+    }
+    let app = App::open(config).await?;
+    let mut session = app.session(args.session, args.continue_last).await?;
+    let interactive = !args.json && std::io::stdin().is_terminal();
+    let agent = app.agent(&args.turn, interactive).await?;
+    let renderer = Renderer::new(Mode::detect(args.json));
+    let cancel = CancellationToken::new();
+    let on_interrupt = cancel_on_ctrl_c(cancel.clone());
+    let result = app.turn(&agent, &mut session, &input, &cancel, &renderer).await;
+    on_interrupt.abort();
+    let result = result?;
+    Ok(match result.outcome {
+        TurnOutcome::Completed => ExitCode::SUCCESS,
+        TurnOutcome::Cancelled => ExitCode::from(130),
+        TurnOutcome::MaxIterations | TurnOutcome::Failed => {
+            if let Some(session) = &session {
+                output::hint(&format!(
+                    "the session is kept: exoclaw chat --session {} \"…\" to go on",
+                    session.id
+                ));
+            }
+            ExitCode::from(1)
+        }
+    })
+}
+
+/// Cancels `cancel` on Ctrl+C, for as long as the returned task runs.
+pub fn cancel_on_ctrl_c(cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            cancel.cancel();
+        }
+    })
+}

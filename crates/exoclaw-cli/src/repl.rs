@@ -1,0 +1,275 @@
+//! The REPL (`exoclaw`, `exoclaw run`): a conversation in the terminal, with line editing and a
+//! history file, multi-line input, slash commands, Ctrl+C to stop a turn and Ctrl+D to leave.
+//!
+//! The model is opened on the first message, not at start, so an idle REPL stays small and quick.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use crate::TurnArgs;
+use crate::app::{Agent, App};
+use crate::chat::cancel_on_ctrl_c;
+use crate::render::{Mode, Renderer};
+use exoclaw_types::{ModelRef, SessionId, SessionInfo};
+use rustyline::error::ReadlineError;
+use rustyline::validate::{ValidationContext, ValidationResult, Validator};
+use std::path::Path;
+use std::process::ExitCode;
+use tokio::runtime::Runtime;
+use tokio_util::sync::CancellationToken;
+
+/// `exoclaw run`.
+#[derive(Debug, Default, clap::Args)]
+pub struct ReplArgs {
+    #[command(flatten)]
+    pub turn: TurnArgs,
+    /// Resume this session (see `exoclaw session list`).
+    #[arg(short, long, value_name = "ID", conflicts_with = "continue_last")]
+    pub session: Option<SessionId>,
+    /// Resume the most recent session.
+    #[arg(short = 'c', long = "continue")]
+    pub continue_last: bool,
+}
+
+impl Default for TurnArgs {
+    fn default() -> Self {
+        Self {
+            model: std::env::var("EXOCLAW_MODEL").ok().and_then(|m| m.parse().ok()),
+            system: None,
+            yes: false,
+            no_tools: false,
+            tools: false,
+            workspace: None,
+            max_tokens: None,
+            temperature: None,
+            seed: None,
+        }
+    }
+}
+
+const HELP: &str = "\
+Type a message and press Enter. End a line with \\ (or open a ``` block) to go on on the next line.
+  /help              this help
+  /model [P/MODEL]   show the model, or switch to another (the session goes on)
+  /tools             the tools the model may call, and whether each asks first
+  /session           the current session
+  /new               start a new session
+  /clear             forget this session's messages (the session stays)
+  /exit              leave (or Ctrl+D)
+Ctrl+C stops the answer being written; what was said so far is kept.";
+
+/// Runs the REPL until Ctrl+D or `/exit`.
+pub fn run(runtime: &Runtime, config: Option<&Path>, args: ReplArgs) -> anyhow::Result<ExitCode> {
+    let app = runtime.block_on(App::open(config))?;
+    let session = runtime.block_on(app.session(args.session, args.continue_last))?;
+    let mut repl = Repl { runtime, app, turn_args: args.turn, agent: None, session };
+    let mut editor: rustyline::Editor<InputHelper, rustyline::history::DefaultHistory> =
+        rustyline::Editor::new()?;
+    editor.set_helper(Some(InputHelper));
+    let history = repl.app.loaded.home.join("history");
+    let _ = editor.load_history(&history);
+
+    println!("exoclaw {} — /help for commands, Ctrl+D to leave", env!("CARGO_PKG_VERSION"));
+    if let Some(session) = &repl.session {
+        println!("resuming session {} ({} messages)", session.id, session.message_count);
+    }
+    loop {
+        let line = match editor.readline("› ") {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let input = line.replace("\\\n", "\n");
+        let input = input.trim();
+        if input.is_empty() {
+            continue;
+        }
+        let _ = editor.add_history_entry(input);
+        let _ = std::fs::create_dir_all(&repl.app.loaded.home);
+        let _ = editor.save_history(&history);
+        match repl.command(input) {
+            Flow::Continue => {}
+            Flow::Exit => break,
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+enum Flow {
+    Continue,
+    Exit,
+}
+
+struct Repl<'a> {
+    runtime: &'a Runtime,
+    app: App,
+    turn_args: TurnArgs,
+    agent: Option<Agent>,
+    session: Option<SessionInfo>,
+}
+
+impl Repl<'_> {
+    fn command(&mut self, input: &str) -> Flow {
+        let (head, rest) = input.split_once(char::is_whitespace).unwrap_or((input, ""));
+        let rest = rest.trim();
+        match head {
+            "/exit" | "/quit" => return Flow::Exit,
+            "/help" | "/?" => println!("{HELP}"),
+            "/model" => self.model(rest),
+            "/tools" => self.tools(),
+            "/session" => self.show_session(),
+            "/new" => {
+                self.session = None;
+                println!("new session (it is stored with its first message)");
+            }
+            "/clear" => self.clear(),
+            other if other.starts_with('/') && !other.contains(char::is_whitespace) && other.len() > 1 => {
+                eprintln!("unknown command {other}; /help lists them");
+            }
+            _ => self.turn(input),
+        }
+        Flow::Continue
+    }
+
+    fn agent(&mut self) -> Option<&Agent> {
+        if self.agent.is_none() {
+            match self.runtime.block_on(self.app.agent(&self.turn_args, true)) {
+                Ok(agent) => {
+                    let context: Vec<String> =
+                        agent.context_files.iter().map(|p| p.display().to_string()).collect();
+                    println!(
+                        "{} in {}{}",
+                        agent.model,
+                        agent.workspace.display(),
+                        if context.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", with {}", context.join(", "))
+                        }
+                    );
+                    self.agent = Some(agent);
+                }
+                Err(e) => {
+                    crate::output::error(&e);
+                    return None;
+                }
+            }
+        }
+        self.agent.as_ref()
+    }
+
+    fn turn(&mut self, input: &str) {
+        if self.agent().is_none() {
+            return;
+        }
+        let Repl { runtime, app, agent: Some(agent), session, .. } = self else { return };
+        let renderer = Renderer::new(Mode::detect(false));
+        let cancel = CancellationToken::new();
+        let result = runtime.block_on(async {
+            let on_interrupt = cancel_on_ctrl_c(cancel.clone());
+            let result = app.turn(agent, session, input, &cancel, &renderer).await;
+            on_interrupt.abort();
+            result
+        });
+        if let Err(e) = result {
+            crate::output::error(&e);
+        }
+    }
+
+    fn model(&mut self, rest: &str) {
+        if rest.is_empty() {
+            match &self.agent {
+                Some(agent) => println!("{}", agent.model),
+                None => match self.app.config().resolve_model(self.turn_args.model.as_ref()) {
+                    Ok(resolved) => println!("{} (opened with the first message)", resolved.model),
+                    Err(e) => crate::output::error(&e.into()),
+                },
+            }
+            return;
+        }
+        match rest.parse::<ModelRef>() {
+            Ok(model) => {
+                let previous = self.turn_args.model.replace(model);
+                let kept = self.agent.take();
+                if self.agent().is_some() {
+                    println!("now answering with {rest}");
+                } else {
+                    self.turn_args.model = previous;
+                    self.agent = kept;
+                }
+            }
+            Err(e) => eprintln!("{e}"),
+        }
+    }
+
+    fn tools(&mut self) {
+        let policy = self.app.config().permissions.clone().with_auto_approve(self.turn_args.yes);
+        let Some(agent) = self.agent() else { return };
+        let tools = agent.runner.tools();
+        if tools.is_empty() {
+            println!("no tools in this session (the embedded model gets none unless you start with --tools)");
+        }
+        for name in tools.names() {
+            if let Some(tool) = tools.get(name) {
+                let permission = policy.decide(name, tool.effect());
+                println!("  {name:<12} {:?}, {permission:?}", tool.effect());
+            }
+        }
+    }
+
+    fn show_session(&self) {
+        match &self.session {
+            None => println!("no session yet: it is created with the first message"),
+            Some(session) => {
+                use exoclaw_core::SessionStore;
+                let fresh = self.runtime.block_on(self.app.store.session(session.id)).ok().flatten();
+                let session = fresh.unwrap_or_else(|| session.clone());
+                println!(
+                    "session {}\n  title: {}\n  messages: {}\n  model: {}",
+                    session.id,
+                    session.title.as_deref().unwrap_or("-"),
+                    session.message_count,
+                    session.model.as_deref().unwrap_or("-"),
+                );
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        let Some(session) = &self.session else {
+            println!("nothing to clear yet");
+            return;
+        };
+        use exoclaw_core::SessionStore;
+        match self.runtime.block_on(self.app.store.clear_session(session.id)) {
+            Ok(()) => println!("session {} cleared", session.id),
+            Err(e) => crate::output::error(&e.into()),
+        }
+    }
+}
+
+/// Multi-line input: a line ending in `\` or an open ``` block goes on.
+struct InputHelper;
+
+impl Validator for InputHelper {
+    fn validate(&self, ctx: &mut ValidationContext<'_>) -> rustyline::Result<ValidationResult> {
+        let input = ctx.input();
+        Ok(if input.ends_with('\\') || input.matches("```").count() % 2 == 1 {
+            ValidationResult::Incomplete
+        } else {
+            ValidationResult::Valid(None)
+        })
+    }
+}
+
+impl rustyline::completion::Completer for InputHelper {
+    type Candidate = String;
+}
+
+impl rustyline::hint::Hinter for InputHelper {
+    type Hint = String;
+}
+
+impl rustyline::highlight::Highlighter for InputHelper {}
+
+impl rustyline::Helper for InputHelper {}

@@ -1,0 +1,71 @@
+//! Sessions as a user meets them: continued, listed, shown, exported, deleted.
+
+use super::*;
+use exoclaw_testkit::script::{Answer, request_messages, serve};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continued_session_sends_the_earlier_turns_and_every_command_sees_it() {
+    let env = Env::new();
+    let server = serve([Answer::text("Nice to meet you, Ada."), Answer::text("Your name is Ada.")]).await;
+    env.scripted(&server, "");
+    ok(&env.run(&["chat", "My name is Ada."]).await);
+    let out = env.run(&["chat", "--continue", "What is my name?"]).await;
+    ok(&out);
+    assert_eq!(stdout(&out), "Your name is Ada.\n");
+    let second = &server.requests()[1].body;
+    let texts: Vec<String> = request_messages(second)
+        .iter()
+        .filter(|m| m["role"] != "system")
+        .map(|m| format!("{}: {}", m["role"].as_str().unwrap(), m["content"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        texts,
+        ["user: My name is Ada.", "assistant: Nice to meet you, Ada.", "user: What is my name?"]
+    );
+
+    let list = env.run(&["session", "list", "--json"]).await;
+    ok(&list);
+    let sessions: Vec<serde_json::Value> = serde_json::from_str(&stdout(&list)).unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["message_count"], 4);
+    assert_eq!(sessions[0]["title"], "My name is Ada.");
+    assert_eq!(sessions[0]["model"], "script/scripted");
+    let id = sessions[0]["id"].as_str().unwrap().to_owned();
+
+    let table = env.run(&["session", "list"]).await;
+    ok(&table);
+    assert!(stdout(&table).contains(&id) && stdout(&table).contains("My name is Ada."));
+
+    let show = env.run(&["session", "show", &id[..8]]).await;
+    ok(&show);
+    assert!(stdout(&show).contains("## You\n\nWhat is my name?"), "{}", stdout(&show));
+    assert!(stdout(&show).contains("## Assistant\n\nYour name is Ada."), "{}", stdout(&show));
+
+    let export = env.run(&["session", "export", &id, "--format", "json"]).await;
+    ok(&export);
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&export)).unwrap();
+    assert_eq!(doc["session"]["id"], id.as_str());
+    assert_eq!(doc["messages"].as_array().unwrap().len(), 4);
+    let file = env.ws().join("chat.md");
+    ok(&env.run(&["session", "export", &id, "--format", "md", "-o", file.to_str().unwrap()]).await);
+    assert!(read(&file).starts_with("# My name is Ada."));
+
+    ok(&env.run(&["session", "delete", &id]).await);
+    let gone = env.run(&["session", "show", &id]).await;
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(stderr(&gone).contains("exoclaw session list"), "{}", stderr(&gone));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_or_ambiguous_session_is_a_clear_error() {
+    let env = Env::new();
+    let server = serve([]).await;
+    env.scripted(&server, "");
+    let out = env.run(&["chat", "--session", "0190e4a4-0000-7000-8000-000000000000", "hi"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no session 0190e4a4"), "{}", stderr(&out));
+    let out = env.run(&["chat", "--continue", "hi"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no session to continue"), "{}", stderr(&out));
+    assert!(server.requests().is_empty(), "no model call for a turn that cannot start");
+}

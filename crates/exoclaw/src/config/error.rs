@@ -1,0 +1,94 @@
+//! [`ConfigError`]: everything that can be wrong with exoclaw's configuration, each message saying
+//! where the problem is and what to do about it.
+
+/// A configuration that cannot be read or used.
+///
+/// No variant ever carries a secret: API keys are not echoed, and storage URLs are shown with
+/// their passwords masked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A config file named explicitly (`--config` or `EXOCLAW_CONFIG`) does not exist.
+    #[error(
+        "config file {file} (from {origin}) does not exist; check the path, or create it with `exoclaw config init`"
+    )]
+    NotFound {
+        /// The file, as shown to the user.
+        file: String,
+        /// Where the path came from: `--config` or `EXOCLAW_CONFIG`.
+        origin: &'static str,
+    },
+    /// The config file (or `.env`) exists but cannot be read.
+    #[error("cannot read {file}: {source}")]
+    Read {
+        /// The file, as shown to the user.
+        file: String,
+        /// The IO failure.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML, or a value in it is wrong.
+    #[error("{file}:{line}:{column}: {message} — fix it, then check with `exoclaw config check`")]
+    Parse {
+        /// The file, as shown to the user (`~/.exoclaw/config.toml`).
+        file: String,
+        /// 1-based line of the problem.
+        line: usize,
+        /// 1-based column (in characters) of the problem.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A `.env` file in the working directory cannot be parsed.
+    #[error("{file}:{line}: cannot parse this line{var} — write it as NAME=value")]
+    DotEnv {
+        /// The `.env` file, as shown to the user.
+        file: String,
+        /// 1-based line of the problem (0 when it cannot be found).
+        line: usize,
+        /// ` (variable NAME)` when the line names one; the value is never shown.
+        var: String,
+    },
+    /// An environment variable exoclaw reads holds an unusable value.
+    #[error("{var}: {message}")]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// Neither `EXOCLAW_HOME` nor `HOME` is set, so there is nowhere to look for the config.
+    #[error("cannot find exoclaw's home folder: set EXOCLAW_HOME (or HOME)")]
+    NoHome,
+    /// A model names a provider instance that is neither configured nor built in.
+    #[error(
+        "unknown provider `{name}` in `{requested}`; known providers: {known} — add a [providers.{name}] table with a `kind` to the config, or use one of those"
+    )]
+    UnknownProvider {
+        /// The provider name that was not found.
+        name: String,
+        /// The model as requested.
+        requested: String,
+        /// The configured and built-in names, comma-separated.
+        known: String,
+    },
+    /// Only a provider was named, and it has no default model.
+    #[error(
+        "provider `{provider}` has no default model: name the model as `{provider}/MODEL`, or set `default_model` in [providers.{provider}]"
+    )]
+    NoDefaultModel {
+        /// The provider instance.
+        provider: String,
+    },
+    /// The embedded provider was asked for a model it does not have.
+    #[error(
+        "the embedded provider `{provider}` runs one model, `{provider}/{expected}`; got `{requested}` (to run another GGUF file, set `model_path` in [local] and keep the name `{expected}`)"
+    )]
+    LocalModel {
+        /// The provider instance (`local`).
+        provider: String,
+        /// The model it runs.
+        expected: &'static str,
+        /// The model as requested.
+        requested: String,
+    },
+}

@@ -1,0 +1,110 @@
+//! exoclaw's configuration: the [`Config`] read from `config.toml` (every section optional), the
+//! environment variables that override it, and the commented template `exoclaw config init` writes.
+//!
+//! - [`load`](self::load): finding the file, `.env`, environment overrides, and parse errors with
+//!   `file:line:column`;
+//! - [`provider`](self::provider): `[providers.NAME]` instances and the built-in ones;
+//! - [`ConfigError`]: what can be wrong, each message saying how to fix it.
+
+mod error;
+pub mod load;
+pub mod provider;
+mod sections;
+
+pub use error::ConfigError;
+pub use load::LoadedConfig;
+pub use provider::{ProviderConfig, ProviderKind};
+pub use sections::{AgentConfig, LocalConfig, ModelChoice, StorageConfig};
+
+use exoclaw_core::PermissionPolicy;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The whole configuration. Every section has defaults, so an empty file (or none) is a working
+/// configuration: the embedded model, an SQLite file under exoclaw's home, tools asking before
+/// they change anything.
+///
+/// Unknown keys are errors, so a typo never silently does nothing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The default model, `provider/model` (or only `provider`, meaning its default model). Unset:
+    /// the first cloud provider with a key, else `local/smollm2`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelChoice>,
+    /// The agent loop's settings.
+    pub agent: AgentConfig,
+    /// Where sessions and usage are stored.
+    pub storage: StorageConfig,
+    /// Which tool calls run, ask or are refused.
+    #[serde(deserialize_with = "sections::strict_permissions")]
+    pub permissions: PermissionPolicy,
+    /// The embedded model's settings.
+    pub local: LocalConfig,
+    /// Provider instances by name; each entry's `name` is its key.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "sections::named_providers")]
+    pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+/// The SQLite file, inside exoclaw's home, used when `storage.url` is unset.
+pub const DEFAULT_DB_FILE: &str = "exoclaw.db";
+
+impl Config {
+    /// A fully commented `config.toml` documenting every setting, with every setting commented out:
+    /// what `exoclaw config init` writes. Parsed as it is, it gives the defaults.
+    pub fn template() -> &'static str {
+        include_str!("template.toml")
+    }
+
+    /// The configuration as TOML, as `exoclaw config show` prints it: every `api_key` is
+    /// `"<redacted>"` and a storage URL's password is masked. Keys that come from the environment
+    /// are not part of the configuration and so never appear.
+    pub fn redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        // `api_key` already serialises as `<redacted>`; URLs may carry a password.
+        shown.storage.url = shown.storage.url.as_deref().map(sections::redact_url);
+        for provider in shown.providers.values_mut() {
+            provider.base_url = provider.base_url.as_deref().map(sections::redact_url);
+        }
+        toml::to_string(&shown)
+            .unwrap_or_else(|e| format!("# the configuration cannot be shown as TOML: {e}\n"))
+    }
+
+    /// The storage URL to open: `storage.url` with a leading `~` expanded to the user's home, or
+    /// by default the SQLite file `exoclaw.db` in exoclaw's `home`.
+    pub fn storage_url(&self, home: &Path) -> String {
+        self.storage_url_in(home, load::user_home(&load::process_env).as_deref())
+    }
+
+    pub(crate) fn storage_url_in(&self, home: &Path, user_home: Option<&Path>) -> String {
+        match &self.storage.url {
+            Some(url) => sections::expand_url(url, user_home),
+            None => format!("sqlite://{}", home.join(DEFAULT_DB_FILE).display()),
+        }
+    }
+
+    /// The provider instance called `name`: the configured `[providers.NAME]`, else the built-in
+    /// instance of the kind with that name.
+    pub fn provider(&self, name: &str) -> Option<ProviderConfig> {
+        if let Some(configured) = self.providers.get(name) {
+            let mut configured = configured.clone();
+            // A `Config` built in code may have left it empty; the map key is the truth.
+            configured.name = name.to_owned();
+            return Some(configured);
+        }
+        ProviderKind::ALL.into_iter().find(|kind| kind.as_str() == name).map(ProviderConfig::builtin)
+    }
+
+    /// Every provider name a model may use: the built-in ones, then the other configured ones.
+    pub fn provider_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = ProviderKind::ALL.iter().map(|k| k.as_str().to_owned()).collect();
+        let extra: Vec<String> =
+            self.providers.keys().filter(|name| !names.contains(name)).cloned().collect();
+        names.extend(extra);
+        names
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,31 @@
+//! exoclaw as a library: what every front end (the CLI, a gateway, an embedding program) needs to
+//! go from "the user's machine" to "a model to talk to".
+//!
+//! - [`config`]: the [`Config`] from `config.toml`, `.env` and `EXOCLAW_*` variables, with errors
+//!   that name file, line and column; the commented template; a redacted view for printing.
+//! - [`models`]: which model to use ([`Config::resolve_model`]) and opening its provider instance
+//!   ([`open_provider`]).
+//!
+//! The crates underneath are re-exported, so one dependency on `exoclaw` is enough:
+//! [`exoclaw_core`] (the `Provider` and `Tool` traits, the agent loop), [`exoclaw_types`] (messages,
+//! requests, events), [`exoclaw_providers`] (the cloud APIs) and [`exoclaw_local`] (the embedded
+//! model).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let loaded = exoclaw::Config::load(None)?;
+//! let resolved = loaded.config.resolve_model(None)?;
+//! let provider = exoclaw::open_provider(&resolved, &loaded.config, &mut |_done, _total| {}).await?;
+//! # let _ = provider; Ok(()) }
+//! ```
+
+pub mod config;
+pub mod models;
+
+pub use config::{Config, ConfigError, LoadedConfig, ModelChoice, ProviderConfig, ProviderKind};
+pub use models::{OpenError, ResolvedModel, open_provider};
+
+pub use exoclaw_core;
+pub use exoclaw_local;
+pub use exoclaw_providers;
+pub use exoclaw_types;
