@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every crate's tests including the real-peer tests.
 # This is what CI runs (.ci/run). Real peers (llama.cpp llama-server, SmolLM2) are fetched and built
-# on first use and cached under ~/.cache/exoclaw-peers/ and ~/.cache/exoclaw/models/.
+# on first use and cached under ~/.cache/exoclaw-peers/ and ~/.cache/exoclaw/models/; the machine's
+# PostgreSQL is started if it is installed but stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,9 +14,10 @@ cargo fmt --all -- --check
 step "lints (clippy -D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "real peers (cached after the first run)"
+step "real peers (cached after the first run) and services"
 bash scripts/peers/smollm2.sh >/dev/null
 bash scripts/peers/llama-server.sh >/dev/null
+bash scripts/peers/postgres.sh
 
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -5,13 +5,11 @@ use crate::{TurnArgs, approve, output};
 use anyhow::Context;
 use exoclaw::config::{Config, LoadedConfig};
 use exoclaw_core::{
-    AgentRunner, EventSink, Limits, NewSession, SessionStore, TurnResult, discover_context_files,
-    system_prompt,
+    AgentRunner, EventSink, NewSession, SessionStore, TurnResult, discover_context_files, system_prompt,
 };
 use exoclaw_store::Store;
-use exoclaw_types::{GenerationParams, Message, ModelRef, SessionId, SessionInfo};
+use exoclaw_types::{GenerationParams, Message, ModelRef, SessionInfo};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// The system prompt every agent starts from.
@@ -50,7 +48,7 @@ impl App {
     /// An agent for `args`, opening its model's provider (and loading the embedded model).
     pub async fn agent(&self, args: &TurnArgs, interactive: bool) -> anyhow::Result<Agent> {
         let config = self.config();
-        let resolved = config.resolve_model(args.model.as_ref())?;
+        let resolved = config.resolve_choice(args.model.as_ref())?;
         let model = resolved.model.clone();
         let mut download = output::Download::new();
         let provider = exoclaw::models::open_provider(&resolved, config, &mut |done, total| {
@@ -79,17 +77,17 @@ impl App {
         if let Some(system) = &args.system {
             extra.push(system);
         }
-        let base = if local { LOCAL_PROMPT } else { BASE_PROMPT };
+        let base = match &config.agent.base_prompt {
+            Some(base) => base.as_str(),
+            None if local => LOCAL_PROMPT,
+            None => BASE_PROMPT,
+        };
         let system = system_prompt(base, &context_files, &extra);
 
         let policy =
             config.permissions.clone().with_auto_approve(args.yes || config.permissions.auto_approve);
         let approver =
             if interactive { approve::for_this_terminal() } else { std::sync::Arc::new(approve::Unattended) };
-        let limits = Limits {
-            max_iterations: config.agent.max_iterations,
-            tool_timeout: Duration::from_secs(config.agent.tool_timeout_secs),
-        };
         let params = GenerationParams {
             temperature: args.temperature,
             max_tokens: args.max_tokens,
@@ -101,7 +99,7 @@ impl App {
             .with_tools(tools)
             .with_workspace_root(&workspace)
             .with_permissions(policy, approver)
-            .with_limits(limits)
+            .with_limits(config.agent.limits())
             .with_params(params);
         Ok(Agent {
             runner,
@@ -111,13 +109,11 @@ impl App {
         })
     }
 
-    /// The session `id`, or the most recently used one for `latest`, or a new one.
-    pub async fn session(&self, id: Option<SessionId>, latest: bool) -> anyhow::Result<Option<SessionInfo>> {
+    /// The session `id` names (in full or by a unique prefix), or the most recently used one for
+    /// `latest`, or none: a new one is created with the first turn.
+    pub async fn session(&self, id: Option<&str>, latest: bool) -> anyhow::Result<Option<SessionInfo>> {
         if let Some(id) = id {
-            let session = self.store.session(id).await?;
-            return session.map(Some).ok_or_else(|| {
-                anyhow::anyhow!("no session {id}; `exoclaw session list` shows the stored ones")
-            });
+            return crate::sessions::find(self, id).await.map(Some);
         }
         if latest {
             let last = self.store.list_sessions(1).await?.into_iter().next();

@@ -20,7 +20,7 @@ pub fn for_this_terminal() -> std::sync::Arc<dyn Approver> {
     }
 }
 
-/// Prompts on the terminal; "always" approves the tool for the rest of the process.
+/// Prompts on the terminal; "always" approves the tool until exoclaw exits.
 #[derive(Debug, Default)]
 pub struct TerminalApprover {
     always: Mutex<HashSet<String>>,
@@ -39,7 +39,7 @@ impl Approver for TerminalApprover {
             ToolEffect::External => "reach the network",
         };
         let question = format!(
-            "\x1b[1mThe model wants to {what}:\x1b[0m {}\n  allow? [y]es / [n]o / [a]lways allow `{name}` this session: ",
+            "\x1b[1mThe model wants to {what}:\x1b[0m {}\n  allow? [y]es / [n]o / [a]lways allow `{name}` until exoclaw exits: ",
             summarize_call(&request.call)
         );
         let answer = tokio::task::spawn_blocking(move || {

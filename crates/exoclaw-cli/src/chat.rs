@@ -3,7 +3,7 @@
 use crate::app::App;
 use crate::render::{Mode, Renderer};
 use crate::{TurnArgs, output};
-use exoclaw_types::{SessionId, TurnOutcome};
+use exoclaw_types::TurnOutcome;
 use std::io::{IsTerminal, Read};
 use std::path::Path;
 use std::process::ExitCode;
@@ -17,9 +17,9 @@ pub struct ChatArgs {
     prompt: Vec<String>,
     #[command(flatten)]
     turn: TurnArgs,
-    /// Continue this session (see `exoclaw session list`).
+    /// Continue this session: its id, or a unique prefix of it (see `exoclaw session list`).
     #[arg(short, long, value_name = "ID", conflicts_with = "continue_last")]
-    session: Option<SessionId>,
+    session: Option<String>,
     /// Continue the most recent session.
     #[arg(short = 'c', long = "continue")]
     continue_last: bool,
@@ -38,10 +38,11 @@ pub async fn run(config: Option<&Path>, args: ChatArgs) -> anyhow::Result<ExitCo
         args.prompt.join(" ")
     };
     if input.trim().is_empty() {
-        anyhow::bail!("the message is empty");
+        output::hint("exoclaw: the message is empty; `exoclaw chat --help` shows how to ask");
+        return Ok(ExitCode::from(2));
     }
     let app = App::open(config).await?;
-    let mut session = app.session(args.session, args.continue_last).await?;
+    let mut session = app.session(args.session.as_deref(), args.continue_last).await?;
     let interactive = !args.json && std::io::stdin().is_terminal();
     let agent = app.agent(&args.turn, interactive).await?;
     let renderer = Renderer::new(Mode::detect(args.json));

@@ -16,7 +16,7 @@ mod repl;
 mod sessions;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use exoclaw_types::ModelRef;
+use exoclaw::ModelChoice;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -28,7 +28,8 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 #[command(name = "exoclaw", version, about, after_help = AFTER_HELP)]
 struct Cli {
-    /// The configuration file (default: $EXOCLAW_CONFIG, else ~/.exoclaw/config.toml).
+    /// The configuration file (default: $EXOCLAW_CONFIG, else $EXOCLAW_HOME/config.toml, where
+    /// EXOCLAW_HOME defaults to ~/.exoclaw).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -73,9 +74,10 @@ pub struct TurnArgs {
     /// The model, as `provider/model`: `local/smollm2`, `anthropic/claude-sonnet-4-5`,
     /// `openai/gpt-4o-mini`, `gemini/gemini-2.5-flash`, `ollama/llama3.2`, or a configured
     /// provider's name (`work/gpt-4o`). Default: the config's `model`, else the first cloud
-    /// provider with a key, else `local/smollm2`.
+    /// provider with a key, else `local/smollm2`. A provider's name alone (`work`) means its
+    /// `default_model`.
     #[arg(short, long, env = "EXOCLAW_MODEL")]
-    pub model: Option<ModelRef>,
+    pub model: Option<ModelChoice>,
     /// More system prompt, after the configured one and the project's AGENTS.md.
     #[arg(long)]
     pub system: Option<String>,
@@ -134,14 +136,7 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => repl::run(&runtime, config, args),
         Some(Command::Chat(args)) => runtime.block_on(chat::run(config, args)),
         Some(Command::Session(sessions::SessionCommand::Resume { id, turn })) => {
-            match runtime.block_on(sessions::resolve(config, &id)) {
-                Ok(session) => repl::run(
-                    &runtime,
-                    config,
-                    repl::ReplArgs { turn, session: Some(session), continue_last: false },
-                ),
-                Err(e) => Err(e),
-            }
+            repl::run(&runtime, config, repl::ReplArgs { turn, session: Some(id), continue_last: false })
         }
         Some(Command::Session(command)) => runtime.block_on(sessions::run(config, command)),
         Some(Command::Models) => runtime.block_on(models::list(config)).map(|()| ExitCode::SUCCESS),

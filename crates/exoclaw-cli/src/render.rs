@@ -28,9 +28,11 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// JSON when asked, else text styled when stdout is a terminal.
+    /// JSON when asked, else text, styled when stdout is a terminal and `NO_COLOR` is not set.
     pub fn detect(json: bool) -> Self {
-        if json { Self::Json } else { Self::Text { styled: std::io::stdout().is_terminal() } }
+        // https://no-color.org: any non-empty NO_COLOR turns colours off.
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        if json { Self::Json } else { Self::Text { styled: std::io::stdout().is_terminal() && !no_color } }
     }
 }
 
@@ -129,11 +131,7 @@ fn text_event(state: &mut State, styled: bool, event: AgentEvent) {
         AgentEvent::ApprovalNeeded { .. } => state.quiet(),
         AgentEvent::ToolResult { name, content, is_error, duration_ms, .. } => {
             let line = if is_error {
-                paint(
-                    styled,
-                    RED,
-                    &format!("  ✗ {name} failed ({duration_ms} ms): {}", first_line(&content, 160)),
-                )
+                paint(styled, RED, &format!("  ✗ {name} ({duration_ms} ms): {}", first_line(&content, 160)))
             } else {
                 paint(styled, DIM, &format!("  ✓ {name} ({duration_ms} ms, {})", size(&content)))
             };

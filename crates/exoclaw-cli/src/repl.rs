@@ -9,7 +9,8 @@ use crate::TurnArgs;
 use crate::app::{Agent, App};
 use crate::chat::cancel_on_ctrl_c;
 use crate::render::{Mode, Renderer};
-use exoclaw_types::{ModelRef, SessionId, SessionInfo};
+use exoclaw::ModelChoice;
+use exoclaw_types::SessionInfo;
 use rustyline::error::ReadlineError;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use std::path::Path;
@@ -22,9 +23,9 @@ use tokio_util::sync::CancellationToken;
 pub struct ReplArgs {
     #[command(flatten)]
     pub turn: TurnArgs,
-    /// Resume this session (see `exoclaw session list`).
+    /// Resume this session: its id, or a unique prefix of it (see `exoclaw session list`).
     #[arg(short, long, value_name = "ID", conflicts_with = "continue_last")]
-    pub session: Option<SessionId>,
+    pub session: Option<String>,
     /// Resume the most recent session.
     #[arg(short = 'c', long = "continue")]
     pub continue_last: bool,
@@ -60,7 +61,7 @@ Ctrl+C stops the answer being written; what was said so far is kept.";
 /// Runs the REPL until Ctrl+D or `/exit`.
 pub fn run(runtime: &Runtime, config: Option<&Path>, args: ReplArgs) -> anyhow::Result<ExitCode> {
     let app = runtime.block_on(App::open(config))?;
-    let session = runtime.block_on(app.session(args.session, args.continue_last))?;
+    let session = runtime.block_on(app.session(args.session.as_deref(), args.continue_last))?;
     let mut repl = Repl { runtime, app, turn_args: args.turn, agent: None, session };
     let mut editor: rustyline::Editor<InputHelper, rustyline::history::DefaultHistory> =
         rustyline::Editor::new()?;
@@ -123,7 +124,12 @@ impl Repl<'_> {
                 println!("new session (it is stored with its first message)");
             }
             "/clear" => self.clear(),
-            other if other.starts_with('/') && !other.contains(char::is_whitespace) && other.len() > 1 => {
+            // `/etc/hosts is broken` is a message, not a command.
+            other
+                if other.len() > 1
+                    && other.starts_with('/')
+                    && other[1..].chars().all(|c| c.is_ascii_alphabetic()) =>
+            {
                 eprintln!("unknown command {other}; /help lists them");
             }
             _ => self.turn(input),
@@ -180,14 +186,14 @@ impl Repl<'_> {
         if rest.is_empty() {
             match &self.agent {
                 Some(agent) => println!("{}", agent.model),
-                None => match self.app.config().resolve_model(self.turn_args.model.as_ref()) {
+                None => match self.app.config().resolve_choice(self.turn_args.model.as_ref()) {
                     Ok(resolved) => println!("{} (opened with the first message)", resolved.model),
                     Err(e) => crate::output::error(&e.into()),
                 },
             }
             return;
         }
-        match rest.parse::<ModelRef>() {
+        match rest.parse::<ModelChoice>() {
             Ok(model) => {
                 let previous = self.turn_args.model.replace(model);
                 let kept = self.agent.take();
@@ -203,11 +209,15 @@ impl Repl<'_> {
     }
 
     fn tools(&mut self) {
-        let policy = self.app.config().permissions.clone().with_auto_approve(self.turn_args.yes);
+        let permissions = &self.app.config().permissions;
+        let policy = permissions.clone().with_auto_approve(self.turn_args.yes || permissions.auto_approve);
         let Some(agent) = self.agent() else { return };
         let tools = agent.runner.tools();
         if tools.is_empty() {
-            println!("no tools in this session (the embedded model gets none unless you start with --tools)");
+            println!(
+                "no tools in this session: --no-tools, `[agent] tools = false`, or the embedded model \
+                 without --tools"
+            );
         }
         for name in tools.names() {
             if let Some(tool) = tools.get(name) {

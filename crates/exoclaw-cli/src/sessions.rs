@@ -122,12 +122,6 @@ async fn list(app: &App, limit: u32, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The id of the session `id` names (in full or by a prefix).
-pub async fn resolve(config: Option<&Path>, id: &str) -> anyhow::Result<SessionId> {
-    let app = App::open(config).await?;
-    Ok(find(&app, id).await?.id)
-}
-
 /// The session whose id is `id` or starts with it.
 pub async fn find(app: &App, id: &str) -> anyhow::Result<SessionInfo> {
     if let Ok(full) = id.parse::<SessionId>() {

@@ -544,26 +544,33 @@ impl SessionStore for SqliteStore {
         if updated.rows_affected() == 0 {
             return Err(StoreError::SessionNotFound(id));
         }
-        let last: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE session_id = ?1")
-                .bind(&session)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(failed)?;
-        for (seq, (message_id, role, parts, created_at)) in (last + 1..).zip(rows) {
-            sqlx::query(
+        // One statement for all of the turn's messages, numbering them after the session's last
+        // one: every statement is a round trip to sqlx's connection thread, the larger part of
+        // a commit's cost.
+        if !rows.is_empty() {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO messages (id, session_id, seq, role, parts, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .bind(message_id)
-            .bind(&session)
-            .bind(seq)
-            .bind(role)
-            .bind(parts)
-            .bind(to_micros(created_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
+                 SELECT v.column1, ",
+            );
+            insert.push_bind(&session);
+            insert.push(
+                ", base.last + v.column2, v.column3, v.column4, v.column5 \
+                 FROM (SELECT COALESCE(MAX(seq), 0) AS last FROM messages WHERE session_id = ",
+            );
+            insert.push_bind(&session);
+            insert.push(") AS base, (");
+            insert.push_values(
+                (1_i64..).zip(rows),
+                |mut row, (offset, (message_id, role, parts, created_at))| {
+                    row.push_bind(message_id)
+                        .push_bind(offset)
+                        .push_bind(role)
+                        .push_bind(parts)
+                        .push_bind(to_micros(created_at));
+                },
+            );
+            insert.push(") AS v");
+            insert.build().execute(&mut *tx).await.map_err(failed)?;
         }
         for record in usage {
             insert_usage(&mut tx, record).await?;

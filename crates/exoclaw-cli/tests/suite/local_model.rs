@@ -45,9 +45,13 @@ async fn usage_errors_exit_2_and_failures_exit_1_with_what_to_do() {
     let out = env.run(&["chat"]).await;
     assert_eq!(out.status.code(), Some(2));
 
-    let out = env.run(&["chat", "--model", "nonsense", "hi"]).await;
+    let out = env.run(&["chat", "--temperature", "warm", "hi"]).await;
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("provider/model"));
+    assert!(stderr(&out).contains("--temperature"));
+
+    let out = env.run(&["chat", " "]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("empty"));
 
     let out = env.run(&["chat", "--model", "acme/x", "hi"]).await;
     assert_eq!(out.status.code(), Some(1));

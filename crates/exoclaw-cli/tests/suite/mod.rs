@@ -4,6 +4,7 @@ mod agent;
 mod config;
 mod crash;
 mod local_model;
+mod peers;
 mod sessions;
 
 use exoclaw_testkit::server::ScriptedServer;

@@ -17,6 +17,10 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentConfig {
+    /// Replaces exoclaw's own opening system prompt (which tells a cloud model it is an agent
+    /// with tools, and the embedded one only that it is a helpful assistant).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_prompt: Option<String>,
     /// Extra system prompt, added to every session's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub system: Option<String>,
@@ -35,6 +39,7 @@ impl Default for AgentConfig {
     fn default() -> Self {
         let limits = Limits::default();
         Self {
+            base_prompt: None,
             system: None,
             max_iterations: limits.max_iterations,
             tool_timeout_secs: limits.tool_timeout.as_secs(),
