@@ -136,3 +136,45 @@ async fn generation_never_stalls_the_async_runtime() {
     let longest = *longest_gap.lock().unwrap();
     assert!(longest < elapsed / 2, "the runtime stalled for {longest:?} of a {elapsed:?} answer");
 }
+
+/// The three ways a position's logits are computed — a long prompt through dense f32 weights, a
+/// short one through the quantised ones, one token at a time through the decode attention — agree:
+/// the same next token, and logits within quantisation noise.
+#[test]
+fn batched_and_token_by_token_forward_passes_agree() {
+    use candle_core::quantized::gguf_file::Content;
+    let path = exoclaw_testkit::peers::smollm2_gguf();
+    let mut reader = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
+    let content = Content::read(&mut reader).unwrap();
+    let mut weights = exoclaw_local::weights::load_weights(&path, content, reader).unwrap().weights;
+    let tokens: Vec<u32> = model()
+        .tokenizer()
+        .encode("<|im_start|>user\nName three rivers in Europe and say which is longest.<|im_end|>\n<|im_start|>assistant\n")
+        .unwrap();
+    assert!(tokens.len() > 16, "long enough for the dense path");
+    let logits = |t: &candle_core::Tensor| t.to_vec1::<f32>().unwrap();
+    let argmax = |v: &[f32]| v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+
+    weights.start(tokens.len()).unwrap();
+    let batched = logits(&weights.forward(&tokens, 0).unwrap());
+
+    weights.start(tokens.len()).unwrap();
+    let mut stepped = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        stepped = logits(&weights.forward(&[*token], i).unwrap());
+    }
+
+    let (head, last) = tokens.split_at(tokens.len() - 4);
+    weights.start(tokens.len()).unwrap();
+    weights.forward(head, 0).unwrap();
+    let short = logits(&weights.forward(last, head.len()).unwrap());
+
+    let top = argmax(&batched);
+    assert_eq!(argmax(&stepped), top);
+    assert_eq!(argmax(&short), top);
+    let spread = batched.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    for other in [&stepped, &short] {
+        let diff = batched.iter().zip(other).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(diff < 0.05 * spread, "logits differ by {diff} (largest logit {spread})");
+    }
+}
