@@ -7,9 +7,11 @@ use exoclaw::config::{Config, LoadedConfig};
 use exoclaw_core::{
     AgentRunner, EventSink, NewSession, SessionStore, TurnResult, discover_context_files, system_prompt,
 };
+use exoclaw_core::{Metering, SystemClock, UsageStore};
 use exoclaw_store::Store;
 use exoclaw_types::{GenerationParams, Message, ModelRef, SessionInfo};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// The system prompt every agent starts from.
@@ -29,6 +31,9 @@ pub struct App {
     pub loaded: LoadedConfig,
     /// Sessions and usage.
     pub store: Store,
+    /// Prices and budgets, with the spend of the budgets' current windows restored from the
+    /// usage ledger; shared by every agent this process runs.
+    pub metering: Arc<Metering>,
 }
 
 impl App {
@@ -37,7 +42,14 @@ impl App {
         let loaded = Config::load(config)?;
         let url = loaded.config.storage_url(&loaded.home);
         let store = Store::open(&url).await.context("cannot open the session store")?;
-        Ok(Self { loaded, store })
+        let past = match loaded.config.usage_history_start(chrono::Utc::now()) {
+            Some(since) => {
+                store.usage_since(since).await.context("cannot read the usage ledger for the budgets")?
+            }
+            None => Vec::new(),
+        };
+        let metering = Arc::new(loaded.config.metering(Arc::new(SystemClock), &past));
+        Ok(Self { loaded, store, metering })
     }
 
     /// The configuration.
@@ -48,16 +60,17 @@ impl App {
     /// An agent for `args`, opening its model's provider (and loading the embedded model).
     pub async fn agent(&self, args: &TurnArgs, interactive: bool) -> anyhow::Result<Agent> {
         let config = self.config();
-        let resolved = config.resolve_choice(args.model.as_ref())?;
-        let model = resolved.model.clone();
+        let (requested, _) = config.route_chain(args.model.as_ref())?;
         let mut download = output::Download::new();
-        let provider = exoclaw::models::open_provider(&resolved, config, &mut |done, total| {
+        let routed = exoclaw::open_routed(config, args.model.as_ref(), &mut |done, total| {
             download.update(done, total)
         })
         .await
-        .with_context(|| format!("cannot use `{model}`"))?;
+        .with_context(|| format!("cannot use `{requested}`"))?;
         download.finish();
-        let local = resolved.provider.kind == exoclaw::ProviderKind::Local;
+        let model: ModelRef = routed.primary().parse()?;
+        let local = routed.primary_kind == exoclaw::ProviderKind::Local;
+        let provider = routed.provider.clone();
 
         let workspace = match &args.workspace {
             Some(dir) => dir.clone(),
@@ -94,12 +107,13 @@ impl App {
             seed: args.seed,
             ..GenerationParams::default()
         };
-        let runner = AgentRunner::new(provider, model.model.clone(), model.to_string())
+        let runner = AgentRunner::new(provider, routed.request_model.clone(), model.to_string())
             .with_system(system)
             .with_tools(tools)
             .with_workspace_root(&workspace)
             .with_permissions(policy, approver)
             .with_limits(config.agent.limits())
+            .with_metering(self.metering.clone())
             .with_params(params);
         Ok(Agent {
             runner,

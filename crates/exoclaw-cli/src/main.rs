@@ -11,9 +11,11 @@ mod config_cmd;
 mod markdown;
 mod models;
 mod output;
+mod providers;
 mod render;
 mod repl;
 mod sessions;
+mod usage;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use exoclaw::ModelChoice;
@@ -58,6 +60,11 @@ enum Command {
     Session(sessions::SessionCommand),
     /// List the models each available provider offers.
     Models,
+    /// Provider health: `exoclaw providers status`.
+    #[command(subcommand)]
+    Providers(providers::ProvidersCommand),
+    /// Tokens and cost of model calls, by day, model and agent.
+    Usage(usage::UsageArgs),
     /// The configuration file: init, check, show.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -139,6 +146,8 @@ fn main() -> ExitCode {
             repl::run(&runtime, config, repl::ReplArgs { turn, session: Some(id), continue_last: false })
         }
         Some(Command::Session(command)) => runtime.block_on(sessions::run(config, command)),
+        Some(Command::Providers(command)) => runtime.block_on(providers::run(config, command)),
+        Some(Command::Usage(args)) => runtime.block_on(usage::run(config, args)),
         Some(Command::Models) => runtime.block_on(models::list(config)).map(|()| ExitCode::SUCCESS),
         Some(Command::Config(command)) => config_cmd::run(config, command),
         Some(Command::Completions { .. }) => Ok(ExitCode::SUCCESS),

@@ -10,6 +10,7 @@ pub struct ResponseAssembler {
     parts: Vec<Part>,
     usage: Usage,
     stop: Option<StopReason>,
+    served: Option<(String, String)>,
 }
 
 impl ResponseAssembler {
@@ -39,8 +40,15 @@ impl ResponseAssembler {
             // The assembled `ToolCall` event carries everything these announce.
             StreamEvent::ToolCallStart { .. } | StreamEvent::ToolCallArgsDelta { .. } => {}
             StreamEvent::Usage(usage) => self.usage.update(usage),
+            StreamEvent::Served { provider, model } => self.served = Some((provider, model)),
             StreamEvent::Finish { reason } => self.stop = Some(reason),
         }
+    }
+
+    /// The provider instance and model a router said serve this answer
+    /// ([`StreamEvent::Served`]), if one did.
+    pub fn served(&self) -> Option<(&str, &str)> {
+        self.served.as_ref().map(|(p, m)| (p.as_str(), m.as_str()))
     }
 
     /// Whether a [`StreamEvent::Finish`] has been seen.

@@ -4,12 +4,14 @@
 //! models, the typed [`ProviderError`] with its retry and recovery policy, and the
 //! [`ResponseAssembler`] that turns a stream of events into a whole answer, the [`Tool`] trait,
 //! the storage traits, and the agent loop: the sans-IO [`Run`] state machine, its [`AgentRunner`]
-//! and the tool [`PermissionPolicy`].
+//! and the tool [`PermissionPolicy`]; and [`Metering`]: the [`PriceTable`] that costs each model
+//! call and the [`Budgets`] that cap them.
 
 mod agent;
 mod assemble;
 mod context;
 mod error;
+mod metering;
 mod provider;
 mod store;
 mod tool;
@@ -24,6 +26,11 @@ pub use context::{
     CONTEXT_FILE_NAMES, ContextFile, MAX_CONTEXT_FILE_BYTES, discover_context_files, system_prompt,
 };
 pub use error::{ErrorKind, ProviderError, Recovery};
+pub use metering::{
+    BudgetError, BudgetExceeded, BudgetLimit, BudgetScope, BudgetSpec, BudgetStatus, BudgetWindow, Budgets,
+    CallScope, Clock, DEFAULT_OUTPUT_ESTIMATE, Estimate, Metering, Price, PriceTable, Reservation,
+    SHIPPED_PRICES, SystemClock, TestClock,
+};
 pub use provider::{Capabilities, EventStream, ModelInfo, Provider};
 pub use store::{NewSession, SessionStore, StoreError, UsageStore};
 pub use tool::{Tool, ToolContext, ToolError, ToolRegistry, TypedTool};

@@ -8,13 +8,14 @@
 
 use async_trait::async_trait;
 use exoclaw_core::{
-    AgentRunner, ApprovalRequest, Approver, Decision, ErrorKind, EventSink, EventStream, Limits, Permission,
-    PermissionPolicy, Provider, ProviderError, Step, Tool, ToolContext, ToolError, ToolRegistry,
+    AgentRunner, ApprovalRequest, Approver, BudgetScope, BudgetSpec, BudgetWindow, Budgets, CallScope,
+    Decision, ErrorKind, EventSink, EventStream, Limits, Metering, Permission, PermissionPolicy, Price,
+    PriceTable, Provider, ProviderError, Step, SystemClock, Tool, ToolContext, ToolError, ToolRegistry,
     tool_calls_paired,
 };
 use exoclaw_types::{
-    AgentEvent, ChatRequest, Message, Part, Role, SessionId, StopReason, StreamEvent, ToolCall, ToolEffect,
-    ToolResult, ToolSpec, TurnOutcome, Usage,
+    AgentEvent, ChatRequest, GenerationParams, Message, Part, Role, SessionId, StopReason, StreamEvent,
+    ToolCall, ToolEffect, ToolResult, ToolSpec, TurnOutcome, Usage,
 };
 use futures::stream;
 use pretty_assertions::assert_eq;
@@ -758,4 +759,157 @@ async fn a_turn_can_be_spawned_and_report_through_a_channel() {
     assert_eq!(result.outcome, TurnOutcome::Completed);
     assert_eq!(events.last(), Some(&AgentEvent::Done { outcome: TurnOutcome::Completed }));
     assert!(events.iter().any(|e| matches!(e, AgentEvent::ToolResult { name, .. } if name == "echo")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metering
+
+/// `fake/fake-model` at $3 in and $15 out per million tokens, and these budgets.
+fn metered(budgets: Vec<BudgetSpec>) -> Arc<Metering> {
+    let mut prices = PriceTable::shipped();
+    prices.set("fake/fake-model", Price::new(3.0, 15.0));
+    Arc::new(Metering::new(prices, Budgets::new(budgets, Arc::new(SystemClock))))
+}
+
+fn global_tokens(max: u64) -> BudgetSpec {
+    BudgetSpec {
+        name: "cap".into(),
+        scope: BudgetScope::Global,
+        window: BudgetWindow::Daily,
+        max_tokens: Some(max),
+        max_usd: None,
+    }
+}
+
+/// (spent, held) tokens of the budgets `agent` falls under.
+fn budget_spend(metering: &Metering) -> (u64, u64) {
+    let status = metering.budgets.status(&CallScope { session: None, agent: "tester" });
+    (status[0].spent_tokens, status[0].held_tokens)
+}
+
+#[tokio::test]
+async fn every_usage_record_is_costed_from_the_price_table() {
+    let h = harness([Script::Answer(text("Priced."))]);
+    let runner = h.runner.clone().with_metering(metered(Vec::new()));
+    let out = turn(&Harness { runner, ..h }, "what does it cost?").await;
+    let [record] = out.result.usage.as_slice() else { panic!("{:?}", out.result.usage) };
+    // 12 prompt tokens at $3/M and 7 answer tokens at $15/M.
+    let cost = record.cost_usd.unwrap();
+    assert!((cost - (12.0 * 3.0 + 7.0 * 15.0) / 1e6).abs() < 1e-12, "{cost}");
+
+    // Without metering configured, the shipped prices apply: they know no `fake` provider.
+    let h = harness([Script::Answer(text("Unpriced."))]);
+    let out = turn(&h, "and now?").await;
+    assert_eq!(out.result.usage[0].cost_usd, None);
+}
+
+#[tokio::test]
+async fn a_spent_budget_refuses_the_call_before_the_provider_is_asked() {
+    let h = harness([Script::Answer(text("Never sent."))]);
+    let metering = metered(vec![global_tokens(10)]);
+    let runner = h.runner.clone().with_metering(metering.clone());
+    let h = Harness { runner, ..h };
+    let out = turn(&h, "hi").await;
+    assert!(h.provider.requests().is_empty(), "the provider was called");
+    assert_eq!(out.labels(), vec!["started fake/fake-model", "error budget_exceeded", "done Failed"]);
+    let (_, message) = out.error().unwrap();
+    assert!(
+        message.starts_with("fake/fake-model was not called: budget `cap` (all agents together, daily) would be exceeded: 0 tokens of 10 tokens spent today (UTC)"),
+        "{message}"
+    );
+    assert!(
+        message
+            .contains("raise `max_tokens` of this budget in config.toml, or wait for the window to reset at")
+    );
+    assert_eq!(out.roles(), vec![Role::User]);
+    assert!(out.result.usage.is_empty());
+    assert_eq!(budget_spend(&metering), (0, 0));
+}
+
+#[tokio::test]
+async fn each_call_is_settled_with_its_usage_and_a_turn_stops_when_the_budget_runs_out() {
+    let h = harness([
+        Script::Answer(calls(&[("c1", "echo", json!({"text": "x"}))])),
+        Script::Answer(text("Never sent.")),
+    ]);
+    let max_tokens = 100;
+    let runner =
+        h.runner.clone().with_params(GenerationParams { max_tokens: Some(max_tokens), ..Default::default() });
+    // Room for the first call's estimate (its prompt at four characters a token, plus
+    // `max_tokens`) and a little more: not for the second, whose prompt is longer.
+    let history = vec![Message::user("earlier"), Message::assistant("noted")];
+    let first_estimate = runner.start(history, Message::user("go")).prompt_chars().div_ceil(4) as u64 + 100;
+    let metering = metered(vec![global_tokens(first_estimate + 5)]);
+    let h = Harness { runner: runner.with_metering(metering.clone()), ..h };
+    let out = turn(&h, "go").await;
+
+    assert_eq!(h.provider.requests().len(), 1);
+    assert_eq!(out.result.outcome, TurnOutcome::Failed);
+    assert_eq!(out.error().unwrap().0, "budget_exceeded");
+    // The finished exchange is kept, calls paired with results.
+    assert_eq!(out.roles(), vec![Role::User, Role::Assistant, Role::Tool]);
+    // The first call was charged what it used (12 + 7), not what it reserved; nothing is held.
+    assert_eq!(budget_spend(&metering), (19, 0));
+    assert_eq!(out.result.usage.len(), 1);
+}
+
+#[tokio::test]
+async fn a_cancelled_call_is_charged_what_it_streamed_and_holds_nothing() {
+    let h = harness([Script::Hang(vec![StreamEvent::TextDelta { text: "a".repeat(40) }])]);
+    let metering = metered(vec![global_tokens(1_000_000)]);
+    let h = Harness { runner: h.runner.clone().with_metering(metering.clone()), ..h };
+    let cancel = CancellationToken::new();
+    let recorder = Recorder {
+        cancel_on: Some((|e| matches!(e, AgentEvent::Text { .. }), cancel.clone())),
+        ..Recorder::new()
+    };
+    let out = turn_with(&h, "answer slowly", &cancel, &recorder).await;
+    assert_eq!(out.result.outcome, TurnOutcome::Cancelled);
+    let [record] = out.result.usage.as_slice() else { panic!("{:?}", out.result.usage) };
+    assert!(record.estimated);
+    let tokens = record.usage.input_tokens.unwrap() + record.usage.output_tokens.unwrap();
+    assert_eq!(record.usage.output_tokens, Some(10), "40 characters streamed");
+    assert_eq!(budget_spend(&metering), (tokens, 0));
+    assert!(record.cost_usd.unwrap() > 0.0);
+
+    // A call cancelled before it began holds nothing and is charged nothing.
+    let h = harness([Script::Answer(text("late"))]);
+    let metering = metered(vec![global_tokens(1_000_000)]);
+    let h = Harness { runner: h.runner.clone().with_metering(metering.clone()), ..h };
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let out = turn_with(&h, "never mind", &cancel, &Recorder::new()).await;
+    assert_eq!(out.result.outcome, TurnOutcome::Cancelled);
+    assert_eq!(budget_spend(&metering), (0, 0));
+}
+
+#[tokio::test]
+async fn a_dollar_budget_prices_a_routed_call_as_its_primary_target_and_refuses_an_unpriced_one() {
+    let usd_budget = BudgetSpec { max_tokens: None, max_usd: Some(1.0), ..global_tokens(0) };
+    let mut prices = PriceTable::empty();
+    prices.set("primary/big-model", Price::new(1.0, 1.0));
+    let metering = Arc::new(Metering::new(prices, Budgets::new(vec![usd_budget], Arc::new(SystemClock))));
+    // A router's own name has no price; the display name shows where it sends the call.
+    let provider = FakeProvider::new([Script::Answer(text("Routed."))]);
+    let runner = AgentRunner::new(provider.clone(), "fake-model", "primary/big-model")
+        .with_agent("tester")
+        .with_metering(metering.clone());
+    let h = Harness { provider, runner, write: Arc::default(), hanging: Arc::default() };
+    let out = turn(&h, "hi").await;
+    assert_eq!(out.result.outcome, TurnOutcome::Completed);
+    // What it cost is priced by the record (`fake/fake-model`), which has no price here.
+    assert_eq!(out.result.usage[0].cost_usd, None);
+
+    let provider = FakeProvider::new([Script::Answer(text("Never sent."))]);
+    let runner =
+        AgentRunner::new(provider.clone(), "fake-model", "unknown/model").with_metering(metering.clone());
+    let h = Harness { provider, runner, write: Arc::default(), hanging: Arc::default() };
+    let out = turn(&h, "hi").await;
+    assert!(h.provider.requests().is_empty());
+    let (code, message) = out.error().unwrap();
+    assert_eq!(code, "budget_unpriced");
+    assert!(
+        message.starts_with("unknown/model was not called: budget `cap` caps spending in US dollars"),
+        "{message}"
+    );
 }

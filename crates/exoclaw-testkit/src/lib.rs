@@ -2,7 +2,11 @@
 //!
 //! - [`server::ScriptedServer`]: a real HTTP server on loopback that replays scripted replies
 //!   (SSE chunks, pauses, aborts, stalls) and records requests;
+//! - [`fault::FaultProxy`]: a real HTTP proxy on loopback in front of any upstream that injects a
+//!   scripted or seeded-random [`fault::Fault`] per request (error statuses, resets, stalls, cut
+//!   bodies, garbage) and otherwise streams the upstream's reply through;
 //! - [`sse`]: builders for event-stream text;
+//! - [`provider::ScriptedProvider`]: an in-process provider following a script of outcomes;
 //! - [`script`]: a scripted model behind an OpenAI-compatible endpoint, for end-to-end tool loops;
 //! - [`fixtures`]: each vendor's wire traffic, written from its published API reference;
 //! - [`peers`]: real servers (llama.cpp `llama-server`) obtained by the project's scripts;
@@ -12,8 +16,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod conformance;
+pub mod fault;
 pub mod fixtures;
 pub mod peers;
+pub mod provider;
 pub mod script;
 pub mod server;
 pub mod sse;

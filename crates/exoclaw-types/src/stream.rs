@@ -54,6 +54,14 @@ pub enum StreamEvent {
     },
     /// Token counts for the whole answer, as far as the vendor reported them.
     Usage(Usage),
+    /// Which provider instance and model serve this answer. A router sends it first, naming where
+    /// the request went (after any fallback); a single provider needs not send it.
+    Served {
+        /// The provider instance's name.
+        provider: String,
+        /// The model on it.
+        model: String,
+    },
     /// The answer is complete.
     Finish {
         /// Why the model stopped.

@@ -5,6 +5,8 @@
 //!   that name file, line and column; the commented template; a redacted view for printing.
 //! - [`models`]: which model to use ([`Config::resolve_model`]) and opening its provider instance
 //!   ([`open_provider`]).
+//! - [`routing`]: the provider router for a model ([`open_routed`]): its route, fallbacks,
+//!   retries and circuit breakers from `[routing]`.
 //!
 //! The crates underneath are re-exported, so one dependency on `exoclaw` is enough:
 //! [`exoclaw_core`] (the `Provider` and `Tool` traits, the agent loop), [`exoclaw_types`] (messages,
@@ -21,9 +23,11 @@
 
 pub mod config;
 pub mod models;
+pub mod routing;
 
 pub use config::{Config, ConfigError, LoadedConfig, ModelChoice, ProviderConfig, ProviderKind};
 pub use models::{OpenError, ResolvedModel, open_provider};
+pub use routing::{Routed, open_routed};
 
 pub use exoclaw_core;
 pub use exoclaw_local;

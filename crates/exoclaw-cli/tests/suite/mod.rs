@@ -5,6 +5,7 @@ mod config;
 mod crash;
 mod local_model;
 mod peers;
+mod routing;
 mod sessions;
 
 use exoclaw_testkit::server::ScriptedServer;

@@ -4,9 +4,9 @@
 
 use crate::agent::permission::{ApprovalRequest, Approver, Decision, FixedApprover, PermissionPolicy};
 use crate::agent::run::{DEFAULT_MAX_ITERATIONS, Run, RunConfig, RunError, RunTool, SettledCall, Step};
+use crate::metering::{BudgetError, CallScope, DEFAULT_OUTPUT_ESTIMATE, Metering, Reservation};
 use crate::{ErrorKind, Provider};
 use crate::{ProviderError, ResponseAssembler, ToolContext, ToolError, ToolRegistry};
-use chrono::Utc;
 use exoclaw_types::{
     AgentEvent, ChatRequest, GenerationParams, Message, ModelId, SessionId, StreamEvent, ToolCall,
     ToolResult, TurnOutcome, Usage, UsageRecord,
@@ -94,6 +94,7 @@ pub struct AgentRunner {
     approver: Arc<dyn Approver>,
     limits: Limits,
     params: GenerationParams,
+    metering: Arc<Metering>,
 }
 
 impl std::fmt::Debug for AgentRunner {
@@ -105,6 +106,7 @@ impl std::fmt::Debug for AgentRunner {
             .field("workspace_root", &self.workspace_root)
             .field("permissions", &self.permissions)
             .field("limits", &self.limits)
+            .field("budgets", &self.metering.budgets.specs().len())
             .finish_non_exhaustive()
     }
 }
@@ -115,7 +117,7 @@ impl AgentRunner {
     /// It starts with no system prompt, no tools, the current directory as workspace, the default
     /// permissions with an approver that denies (set a real one with
     /// [`AgentRunner::with_permissions`]), the default [`Limits`] and default parameters. Usage is
-    /// recorded for the agent `default`.
+    /// recorded for the agent `default`, priced with the shipped prices, under no budget.
     pub fn new(
         provider: Arc<dyn Provider>,
         model: impl Into<ModelId>,
@@ -134,6 +136,7 @@ impl AgentRunner {
             approver: Arc::new(FixedApprover(Decision::Deny)),
             limits: Limits::default(),
             params: GenerationParams::default(),
+            metering: Arc::new(Metering::default()),
         }
     }
 
@@ -183,6 +186,20 @@ impl AgentRunner {
     /// Sets the sampling and length parameters of every model call.
     pub fn with_params(mut self, params: GenerationParams) -> Self {
         self.params = params;
+        self
+    }
+
+    /// Sets the prices usage is costed with and the budgets model calls are held to.
+    ///
+    /// Before each model call the runner reserves an estimate (the prompt at four characters a
+    /// token plus the call's `max_tokens`, or [`DEFAULT_OUTPUT_ESTIMATE`]) against the budgets of
+    /// this session and agent; a refusal ends the turn `Failed` with an `Error` event
+    /// (`budget_exceeded`, or `budget_unpriced` when a dollar budget meets a model without a
+    /// price) before the provider is called. After the call the reservation is settled with the
+    /// usage recorded, and the record's `cost_usd` comes from the price table. Share one
+    /// `Metering` between every runner the budgets should count together.
+    pub fn with_metering(mut self, metering: Arc<Metering>) -> Self {
+        self.metering = metering;
         self
     }
 
@@ -274,6 +291,16 @@ struct Turn<'a> {
     events: &'a dyn EventSink,
 }
 
+/// What is known of one model call when its usage is recorded.
+struct Call {
+    /// Wall time, and time to the first event.
+    timing: (Duration, Option<Duration>),
+    /// The provider and model that served it, when a router said.
+    served: Option<(String, String)>,
+    /// The budget hold taken before the call.
+    reservation: Reservation,
+}
+
 /// How a model call's stream ended.
 enum Ending {
     Finished,
@@ -284,6 +311,19 @@ enum Ending {
 impl Turn<'_> {
     async fn call_model(&self, run: &mut Run, request: ChatRequest) {
         let provider = &self.runner.provider;
+        // Held until the call's usage is recorded; dropped (released) on every path that records
+        // none, because the model was never reached.
+        let reservation = match self.reserve(run, &request) {
+            Ok(reservation) => reservation,
+            Err(err) => {
+                self.events.emit(AgentEvent::Error {
+                    code: err.code().to_owned(),
+                    message: format!("{} was not called: {err}", self.runner.display_model),
+                });
+                run.fail();
+                return;
+            }
+        };
         let started = Instant::now();
         let opened = tokio::select! {
             biased;
@@ -329,10 +369,13 @@ impl Turn<'_> {
         // Dropping the stream ends the request: a cancelled answer stops costing tokens now.
         drop(stream);
         let timing = (started.elapsed(), ttft);
+        // A router names the provider that really served the call.
+        let served = assembler.served().map(|(p, m)| (p.to_owned(), m.to_owned()));
+        let call = Call { timing, served, reservation };
         match ending {
             Ending::Finished => match assembler.finish(provider.name()) {
                 Ok(response) => {
-                    self.record_usage(run, response.usage, &response.message, timing);
+                    self.record_usage(run, response.usage, &response.message, call);
                     match run.model_answered(response.message, response.stop_reason) {
                         Ok(settled) => settled.iter().for_each(|s| self.settled(s)),
                         Err(err) => self.bug(run, &err),
@@ -346,12 +389,12 @@ impl Turn<'_> {
             Ending::Cancelled => {
                 let usage = assembler.usage();
                 let partial = assembler.into_partial();
-                self.record_usage(run, usage, &partial, timing);
+                self.record_usage(run, usage, &partial, call);
                 run.cancel(Some(partial));
             }
             Ending::Failed(err) => {
                 let usage = assembler.usage();
-                self.record_usage(run, usage, &assembler.into_partial(), timing);
+                self.record_usage(run, usage, &assembler.into_partial(), call);
                 self.provider_error(&err);
                 run.fail();
             }
@@ -372,20 +415,41 @@ impl Turn<'_> {
             | StreamEvent::ToolCallStart { .. }
             | StreamEvent::ToolCallArgsDelta { .. }
             | StreamEvent::Usage(_)
+            | StreamEvent::Served { .. }
             | StreamEvent::Finish { .. } => return,
         };
         self.events.emit(out);
     }
 
-    /// Records one model call's usage with the run and reports it. Counts the provider did not
-    /// report are estimated at four characters a token and the record is marked `estimated`; the
-    /// event carries only what was reported.
+    /// Reserves the next call's estimate against the budgets of this session and agent.
+    fn reserve(&self, run: &Run, request: &ChatRequest) -> Result<Reservation, BudgetError> {
+        let metering = &self.runner.metering;
+        let max_output = request.params.max_tokens.map_or(DEFAULT_OUTPUT_ESTIMATE, u64::from);
+        let prompt = estimate_tokens(run.prompt_chars());
+        let mut estimate =
+            metering.estimate(self.runner.provider.name(), &self.runner.model.0, prompt, max_output);
+        if estimate.usd.is_none()
+            && let Some((provider, model)) = self.runner.display_model.split_once('/')
+        {
+            // A router (named `router`, say) has no price of its own: price the call as its
+            // primary target, which the display name shows. What the call really cost is settled
+            // from the usage record's own provider and model.
+            estimate = metering.estimate(provider, model, prompt, max_output);
+        }
+        let scope = CallScope { session: Some(self.session_id), agent: &self.runner.agent };
+        metering.budgets.reserve(&scope, estimate)
+    }
+
+    /// Records one model call's usage with the run, settles its budget reservation and reports
+    /// it. Counts the provider did not report are estimated at four characters a token and the
+    /// record is marked `estimated`; the cost comes from the price table (`None` without a
+    /// price); the event carries only what was reported.
     fn record_usage(
         &self,
         run: &mut Run,
         reported: Usage,
         output: &Message,
-        (latency, ttft): (Duration, Option<Duration>),
+        Call { timing: (latency, ttft), served, reservation }: Call,
     ) {
         let mut usage = reported;
         let mut estimated = false;
@@ -397,18 +461,27 @@ impl Turn<'_> {
             usage.output_tokens = Some(estimate_tokens(crate::agent::run::message_chars(output)));
             estimated = true;
         }
-        run.record_usage(UsageRecord {
-            at: Utc::now(),
+        let metering = &self.runner.metering;
+        let mut record = UsageRecord {
+            at: metering.now(),
             session_id: Some(self.session_id),
             agent: self.runner.agent.clone(),
-            provider: self.runner.provider.name().to_owned(),
-            model: self.runner.model.0.clone(),
+            provider: served
+                .as_ref()
+                .map_or_else(|| self.runner.provider.name().to_owned(), |(p, _)| p.clone()),
+            model: served.map_or_else(|| self.runner.model.0.clone(), |(_, m)| m),
             usage,
             latency_ms: millis(latency),
             ttft_ms: ttft.map(millis),
             cost_usd: None,
             estimated,
-        });
+        };
+        // Priced by what the record names, so that the stored cost and a restart's budget
+        // restore agree with the live spend.
+        record.cost_usd = metering.cost(&record.provider, &record.model, &record.usage);
+        let tokens = usage.input_tokens.unwrap_or(0).saturating_add(usage.output_tokens.unwrap_or(0));
+        reservation.settle(tokens, record.cost_usd);
+        run.record_usage(record);
         self.events.emit(AgentEvent::Usage { usage: reported });
     }
 

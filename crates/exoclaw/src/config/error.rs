@@ -71,6 +71,9 @@ pub enum ConfigError {
         /// The configured and built-in names, comma-separated.
         known: String,
     },
+    /// `[routing]` names something that does not exist, or a model has no route.
+    #[error("{0}")]
+    Routing(String),
     /// Only a provider was named, and it has no default model.
     #[error(
         "provider `{provider}` has no default model: name the model as `{provider}/MODEL`, or set `default_model` in [providers.{provider}]"

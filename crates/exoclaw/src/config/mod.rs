@@ -8,12 +8,16 @@
 
 mod error;
 pub mod load;
+mod metering;
 pub mod provider;
+pub mod routing;
 mod sections;
 
 pub use error::ConfigError;
 pub use load::LoadedConfig;
+pub use metering::{BudgetConfig, PriceConfig};
 pub use provider::{ProviderConfig, ProviderKind};
+pub use routing::{RouteRule, RoutingConfig};
 pub use sections::{AgentConfig, LocalConfig, ModelChoice, StorageConfig};
 
 use exoclaw_core::PermissionPolicy;
@@ -42,9 +46,17 @@ pub struct Config {
     pub permissions: PermissionPolicy,
     /// The embedded model's settings.
     pub local: LocalConfig,
+    /// Aliases, routing rules, fallback chains; retries and circuit breakers.
+    pub routing: RoutingConfig,
     /// Provider instances by name; each entry's `name` is its key.
     #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "sections::named_providers")]
     pub providers: BTreeMap<String, ProviderConfig>,
+    /// `[prices]`: USD per million tokens by `provider/model` pattern, over the shipped defaults.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "metering::prices")]
+    pub prices: BTreeMap<String, PriceConfig>,
+    /// `[[budgets]]`: limits in tokens and/or dollars on model calls.
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "metering::budgets")]
+    pub budgets: Vec<BudgetConfig>,
 }
 
 /// The SQLite file, inside exoclaw's home, used when `storage.url` is unset.

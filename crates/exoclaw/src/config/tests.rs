@@ -141,7 +141,7 @@ fn a_typo_in_a_key_is_reported_at_its_line_and_column_with_the_valid_keys() {
     assert_eq!(
         err.to_string(),
         "~/.exoclaw/config.toml:3:3: unknown field `modle`, expected one of `model`, `agent`, `storage`, \
-         `permissions`, `local`, `providers` — fix it, then check with `exoclaw config check`"
+         `permissions`, `local`, `routing`, `providers`, `prices`, `budgets` — fix it, then check with `exoclaw config check`"
     );
     assert!(file.exists());
 }
@@ -329,6 +329,9 @@ fn every_example_in_the_template_is_valid_when_uncommented() {
     assert_eq!(config.permissions.tools.get("shell"), Some(&Permission::Deny));
     assert_eq!(config.local.model_path, Some(PathBuf::from("/path/to/model.gguf")));
     assert_eq!(config.providers.keys().collect::<Vec<_>>(), ["anthropic", "box", "work"]);
+    assert_eq!(config.prices.keys().collect::<Vec<_>>(), ["*/gpt-4o", "work/*"]);
+    let budgets: Vec<&str> = config.budgets.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(budgets, ["daily-dollars", "per-chat"]);
     // The documented storage default is the real one when the home is ~/.exoclaw.
     let user_home = Path::new("/home/ada");
     assert_eq!(

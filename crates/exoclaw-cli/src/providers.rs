@@ -1,0 +1,87 @@
+//! `exoclaw providers status`: each available provider checked once through the router's
+//! circuit breakers — state, consecutive failures, last error.
+
+#![allow(clippy::print_stdout)]
+
+use exoclaw::ResolvedModel;
+use exoclaw::config::Config;
+use exoclaw_providers::router::Router;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// `exoclaw providers …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ProvidersCommand {
+    /// Check every available provider now (a model listing each) and show its breaker: closed
+    /// (healthy), open (failing; skipped by the router), with the last error. A one-shot command
+    /// starts with closed breakers, so this is the state after one check each; the embedded
+    /// model is not loaded for it.
+    Status {
+        /// Seconds each check may take.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a providers command.
+pub async fn run(config: Option<&Path>, command: ProvidersCommand) -> anyhow::Result<ExitCode> {
+    let ProvidersCommand::Status { timeout, json } = command;
+    let loaded = Config::load(config)?;
+    let config = &loaded.config;
+    // One failed check opens a breaker here: the table shows at once which providers fail.
+    let mut builder =
+        Router::builder("status").breaker(1, Duration::from_secs(config.routing.breaker_cool_down_secs));
+    let mut not_opened: Vec<(String, String)> = Vec::new();
+    let mut local = Vec::new();
+    for name in config.available_provider_names() {
+        if config.is_local(&name) {
+            local.push(name);
+            continue;
+        }
+        let resolved = match config.provider(&name) {
+            Some(provider) => ResolvedModel { model: format!("{name}/-").parse()?, provider },
+            None => continue,
+        };
+        match exoclaw::open_provider(&resolved, config, &mut |_, _| {}).await {
+            Ok(provider) => builder = builder.provider(provider, true),
+            Err(err) => not_opened.push((name, err.to_string())),
+        }
+    }
+    let router = builder.build(exoclaw_providers::Routes::default());
+    router.check_health(true, Duration::from_secs(timeout.max(1))).await;
+    let status = router.status();
+    if json {
+        let rows: Vec<serde_json::Value> = status
+            .iter()
+            .map(|s| {
+                serde_json::json!({"name": s.name, "state": s.state.as_str(), "failures": s.failures, "last_error": s.last_error})
+            })
+            .chain(not_opened.iter().map(|(name, err)| serde_json::json!({"name": name, "state": "unconfigured", "failures": 0, "last_error": err})))
+            .chain(local.iter().map(|name| serde_json::json!({"name": name, "state": "embedded", "failures": 0, "last_error": null})))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!("{:<16} {:<12} {:>8}  LAST ERROR", "PROVIDER", "STATE", "FAILURES");
+        for s in &status {
+            println!(
+                "{:<16} {:<12} {:>8}  {}",
+                s.name,
+                s.state.as_str(),
+                s.failures,
+                s.last_error.as_deref().unwrap_or("-")
+            );
+        }
+        for (name, err) in &not_opened {
+            println!("{name:<16} {:<12} {:>8}  {err}", "unconfigured", "-");
+        }
+        for name in &local {
+            println!("{name:<16} {:<12} {:>8}  -", "embedded", "-");
+        }
+    }
+    let healthy = status.iter().all(|s| s.failures == 0) && not_opened.is_empty();
+    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

@@ -1,0 +1,103 @@
+//! Metering: what model calls cost and the budgets that cap them.
+//!
+//! - [`PriceTable`] ([`prices`](self::prices)): USD per million tokens by `provider/model`
+//!   pattern, shipped defaults overridden by configuration; prices a [`Usage`] with cached prompt
+//!   tokens at their own rate.
+//! - [`BudgetSpec`] ([`budget`](self::budget)): a limit in tokens and/or dollars over a scope
+//!   (everyone, an agent, a session, each session, each agent) and a UTC window (total, daily,
+//!   monthly); [`BudgetError`] says why a call was refused and what to do.
+//! - [`Budgets`] ([`ledger`](self::ledger)): the spend per budget and window, reservations taken
+//!   atomically before a call and settled after it, restored from the usage ledger at start.
+//! - [`Clock`]: where windows read the time ([`TestClock`] in tests).
+//!
+//! [`Metering`] bundles the price table and the budgets for the agent runner
+//! (`AgentRunner::with_metering`).
+
+mod budget;
+mod clock;
+mod ledger;
+mod prices;
+
+pub use budget::{
+    BudgetError, BudgetExceeded, BudgetLimit, BudgetScope, BudgetSpec, BudgetWindow, CallScope, Estimate,
+};
+pub use clock::{Clock, SystemClock, TestClock};
+pub use ledger::{BudgetStatus, Budgets, Reservation};
+pub use prices::{Price, PriceTable, SHIPPED as SHIPPED_PRICES};
+
+use chrono::{DateTime, Utc};
+use exoclaw_types::{Usage, UsageRecord};
+use std::sync::Arc;
+
+/// The answer length reserved for a call that sets no `max_tokens`: the Anthropic provider's own
+/// default, and more than most answers of other vendors.
+pub const DEFAULT_OUTPUT_ESTIMATE: u64 = 4096;
+
+/// Prices and budgets, as one agent runner (or many: share it in an `Arc`) uses them.
+///
+/// The default has the shipped prices and no budgets: costs are filled in, nothing is refused.
+#[derive(Debug, Clone, Default)]
+pub struct Metering {
+    /// What calls cost.
+    pub prices: PriceTable,
+    /// What calls may spend.
+    pub budgets: Budgets,
+}
+
+impl Metering {
+    /// Metering with these prices and budgets.
+    pub fn new(prices: PriceTable, budgets: Budgets) -> Self {
+        Self { prices, budgets }
+    }
+
+    /// Metering with `specs` restored from `past_usage`, the usage ledger since
+    /// [`Budgets::history_start`] (see [`Budgets::load`]). Records stored without a cost (before
+    /// their model had a price, or by an older exoclaw) are priced with `prices` first, so a
+    /// dollar budget counts them.
+    pub fn load(
+        prices: PriceTable,
+        specs: Vec<BudgetSpec>,
+        clock: Arc<dyn Clock>,
+        past_usage: &[UsageRecord],
+    ) -> Self {
+        let budgets = Budgets::new(specs, clock);
+        for record in past_usage {
+            let usd = record.cost_usd.or_else(|| prices.cost(&record.provider, &record.model, &record.usage));
+            let scope = CallScope { session: record.session_id, agent: &record.agent };
+            budgets.add(&scope, record.at, ledger::record_tokens(record), usd);
+        }
+        Self { prices, budgets }
+    }
+
+    /// What a call to `model` on `provider` may cost at most: `prompt_tokens` plus
+    /// `max_output_tokens`, priced as uncached input and output (cache reads only make it
+    /// cheaper).
+    pub fn estimate(
+        &self,
+        provider: &str,
+        model: &str,
+        prompt_tokens: u64,
+        max_output_tokens: u64,
+    ) -> Estimate {
+        let usage = Usage {
+            input_tokens: Some(prompt_tokens),
+            output_tokens: Some(max_output_tokens),
+            ..Usage::default()
+        };
+        Estimate {
+            tokens: prompt_tokens.saturating_add(max_output_tokens),
+            usd: self.prices.cost(provider, model, &usage),
+        }
+    }
+
+    /// What `usage` of `model` on `provider` cost; `None` without a price.
+    pub fn cost(&self, provider: &str, model: &str, usage: &Usage) -> Option<f64> {
+        self.prices.cost(provider, model, usage)
+    }
+
+    /// The time, from the budgets' clock: usage records are stamped with it, so that a record
+    /// falls in the window its call was settled into.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.budgets.now()
+    }
+}

@@ -1,0 +1,405 @@
+//! The provider router: one [`Provider`] in front of several, that picks where each request goes
+//! ([`Routes`]), retries transient failures with full-jitter backoff ([`RetryPolicy`]), skips
+//! providers whose [`Breaker`] is open, and falls over along the route's fallback chain.
+//!
+//! Falling over is transparent only before an answer begins: the router waits for a provider's
+//! first event before committing to it (a stalled, refusing or failing provider costs at most the
+//! first-token timeout), then announces the choice with [`StreamEvent::Served`]. An error after
+//! that ends the stream as it would without a router: the caller keeps the partial answer, and no
+//! text is ever sent twice.
+
+mod breaker;
+mod retry;
+mod routes;
+
+pub use breaker::{Admission, Breaker, BreakerState, DEFAULT_COOL_DOWN, DEFAULT_FAILURE_THRESHOLD};
+pub use retry::RetryPolicy;
+pub use routes::{RouteError, Routes, Target};
+
+use async_trait::async_trait;
+use exoclaw_core::{ErrorKind, EventStream, ModelInfo, Provider, ProviderError, Recovery};
+use exoclaw_types::{ChatRequest, ModelId, StreamEvent};
+use futures::StreamExt;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// One provider behind the router.
+#[derive(Debug)]
+struct Member {
+    provider: Arc<dyn Provider>,
+    breaker: Breaker,
+    health_checks: bool,
+}
+
+/// What `exoclaw providers status` shows of one provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderStatus {
+    /// The provider instance's name.
+    pub name: String,
+    /// Its breaker.
+    pub state: BreakerState,
+    /// Consecutive failures.
+    pub failures: u32,
+    /// The last failure's message.
+    pub last_error: Option<String>,
+    /// Whether periodic health checks watch it.
+    pub health_checks: bool,
+}
+
+/// Builds a [`Router`].
+#[derive(Debug)]
+pub struct RouterBuilder {
+    name: String,
+    members: BTreeMap<String, Member>,
+    retry: RetryPolicy,
+    first_token_timeout: Option<Duration>,
+    threshold: u32,
+    cool_down: Duration,
+    seed: Option<u64>,
+}
+
+impl RouterBuilder {
+    /// Adds a provider under its [`Provider::name`]. `health_checks`: whether
+    /// [`Router::spawn_health_checks`] polls it (sensible for local servers; off for paid APIs,
+    /// whose listings may cost requests against a quota).
+    pub fn provider(mut self, provider: Arc<dyn Provider>, health_checks: bool) -> Self {
+        let breaker = Breaker::new(self.threshold, self.cool_down);
+        self.members.insert(provider.name().to_owned(), Member { provider, breaker, health_checks });
+        self
+    }
+
+    /// The retry policy (default: [`RetryPolicy::default`]).
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// How long a provider may take to send an answer's first event before the router gives up
+    /// on it and falls over (default: none beyond each provider's own first-byte timeout).
+    pub fn first_token_timeout(mut self, timeout: Duration) -> Self {
+        self.first_token_timeout = Some(timeout);
+        self
+    }
+
+    /// Breaker settings for providers added after this call: failures in a row that open it
+    /// (default 3) and the cool-down before a probe (default 30 s).
+    pub fn breaker(mut self, threshold: u32, cool_down: Duration) -> Self {
+        self.threshold = threshold;
+        self.cool_down = cool_down;
+        self
+    }
+
+    /// A fixed seed for the backoff jitter (tests).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The provider names, for building [`Routes`] over them.
+    pub fn provider_names(&self) -> Vec<String> {
+        self.members.keys().cloned().collect()
+    }
+
+    /// The router, with `routes` (built over [`RouterBuilder::provider_names`]).
+    pub fn build(self, routes: Routes) -> Router {
+        let rng = match self.seed {
+            Some(seed) => fastrand::Rng::with_seed(seed),
+            None => fastrand::Rng::new(),
+        };
+        Router {
+            name: self.name,
+            members: self.members.into_iter().map(|(name, m)| (name, Arc::new(m))).collect(),
+            routes,
+            retry: self.retry,
+            first_token_timeout: self.first_token_timeout,
+            rng: Mutex::new(rng),
+        }
+    }
+}
+
+/// Routes each request to a provider, with retries, breakers and fallback. See the module docs.
+#[derive(Debug)]
+pub struct Router {
+    name: String,
+    members: BTreeMap<String, Arc<Member>>,
+    routes: Routes,
+    retry: RetryPolicy,
+    first_token_timeout: Option<Duration>,
+    rng: Mutex<fastrand::Rng>,
+}
+
+/// Failures that say the provider itself is in trouble, and so count against its breaker. A bad
+/// request, a missing key or an unknown model say nothing about its health.
+fn counts_against_breaker(kind: ErrorKind) -> bool {
+    match kind {
+        ErrorKind::RateLimited { .. }
+        | ErrorKind::Overloaded
+        | ErrorKind::Server
+        | ErrorKind::Timeout
+        | ErrorKind::Connect
+        | ErrorKind::Protocol => true,
+        ErrorKind::Auth
+        | ErrorKind::Permission
+        | ErrorKind::ModelNotFound
+        | ErrorKind::InvalidRequest
+        | ErrorKind::ContextLength
+        | ErrorKind::Cancelled => false,
+    }
+}
+
+/// Reports an admitted probe as abandoned if the request is dropped before it is settled.
+struct ProbeGuard<'a> {
+    breaker: &'a Breaker,
+    armed: bool,
+}
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.breaker.abandon();
+        }
+    }
+}
+
+impl Router {
+    /// A builder for a router called `name` (the name its usage is reported under when a provider
+    /// does not say; answers name their real provider with [`StreamEvent::Served`]).
+    pub fn builder(name: impl Into<String>) -> RouterBuilder {
+        RouterBuilder {
+            name: name.into(),
+            members: BTreeMap::new(),
+            retry: RetryPolicy::default(),
+            first_token_timeout: None,
+            threshold: DEFAULT_FAILURE_THRESHOLD,
+            cool_down: DEFAULT_COOL_DOWN,
+            seed: None,
+        }
+    }
+
+    /// Where a request for `model` would go, primary first: the routing decision alone.
+    pub fn route(&self, model: &str) -> Result<Vec<Target>, RouteError> {
+        self.routes.resolve(model)
+    }
+
+    /// Each provider's breaker and last error, by name.
+    pub fn status(&self) -> Vec<ProviderStatus> {
+        self.members
+            .iter()
+            .map(|(name, m)| ProviderStatus {
+                name: name.clone(),
+                state: m.breaker.state(),
+                failures: m.breaker.failures(),
+                last_error: m.breaker.last_error(),
+                health_checks: m.health_checks,
+            })
+            .collect()
+    }
+
+    /// Checks every provider's health once (those with health checks on, or all with `all`),
+    /// feeding the breakers; each check may take up to `timeout`.
+    pub async fn check_health(&self, all: bool, timeout: Duration) {
+        let checks = self.members.values().filter(|m| all || m.health_checks).map(|m| async move {
+            match tokio::time::timeout(timeout, m.provider.health()).await {
+                Ok(Ok(())) => m.breaker.success(),
+                Ok(Err(err)) => m.breaker.failure(&err.to_string()),
+                Err(_) => m.breaker.failure(&format!("no health answer within {} s", timeout.as_secs())),
+            }
+        });
+        futures::future::join_all(checks).await;
+    }
+
+    /// Checks health every `every` until `cancel` is cancelled.
+    pub fn spawn_health_checks(
+        self: &Arc<Self>,
+        every: Duration,
+        cancel: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let router = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    _ = ticks.tick() => router.check_health(false, every.min(Duration::from_secs(10))).await,
+                }
+            }
+        })
+    }
+
+    fn unit(&self) -> f64 {
+        self.rng.lock().map(|mut rng| rng.f64()).unwrap_or(0.5)
+    }
+
+    /// Sends `request` to `member` and waits for its first event, within the first-token timeout
+    /// and what is left of the deadline.
+    async fn open(
+        &self,
+        member: &Member,
+        request: ChatRequest,
+        deadline: Instant,
+    ) -> Result<(StreamEvent, EventStream), ProviderError> {
+        let name = member.provider.name().to_owned();
+        let left = deadline.saturating_duration_since(Instant::now());
+        let limit = self.first_token_timeout.map_or(left, |t| t.min(left));
+        let first = async {
+            let mut stream = member.provider.stream(request).await?;
+            match stream.next().await {
+                Some(Ok(event)) => Ok((event, stream)),
+                Some(Err(err)) => Err(err),
+                None => {
+                    Err(ProviderError::new(ErrorKind::Protocol, &name, "the answer ended before it began"))
+                }
+            }
+        };
+        match tokio::time::timeout(limit, first).await {
+            Ok(result) => result,
+            Err(_) => Err(ProviderError::new(
+                ErrorKind::Timeout,
+                &name,
+                format!("no answer began within {} ms", limit.as_millis()),
+            )),
+        }
+    }
+
+    /// The answer's stream once committed to `target`: `Served`, the first event, the rest, with
+    /// a later failure still counted against the provider's breaker.
+    fn committed(
+        &self,
+        target: &Target,
+        member: Arc<Member>,
+        first: StreamEvent,
+        rest: EventStream,
+    ) -> EventStream {
+        let served = StreamEvent::Served { provider: target.provider.clone(), model: target.model.clone() };
+        let head = futures::stream::iter([Ok(served), Ok(first)]);
+        let rest = rest.inspect(move |item| {
+            if let Err(err) = item
+                && counts_against_breaker(err.kind)
+            {
+                member.breaker.failure(&err.to_string());
+            }
+        });
+        Box::pin(head.chain(rest))
+    }
+
+    fn exhausted(&self, model: &str, last: Option<ProviderError>, tried: &[String]) -> ProviderError {
+        let kind = last.as_ref().map_or(ErrorKind::Overloaded, |e| e.kind);
+        let mut err = ProviderError::new(
+            kind,
+            &self.name,
+            format!("no provider could answer `{model}`: {}", tried.join("; ")),
+        );
+        err.status = last.and_then(|e| e.status);
+        err
+    }
+}
+
+#[async_trait]
+impl Provider for Router {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn stream(&self, request: ChatRequest) -> Result<EventStream, ProviderError> {
+        let model = request.model.0.clone();
+        let targets = self
+            .routes
+            .resolve(&model)
+            .map_err(|e| ProviderError::new(ErrorKind::ModelNotFound, &self.name, e.0))?;
+        let deadline = Instant::now() + self.retry.deadline;
+        let mut tried: Vec<String> = Vec::new();
+        let mut last: Option<ProviderError> = None;
+        for (index, target) in targets.iter().enumerate() {
+            let Some(member) = self.members.get(&target.provider) else { continue };
+            let has_fallback = index + 1 < targets.len();
+            let mut retries = 0;
+            loop {
+                let admission = member.breaker.admit();
+                if let Admission::Rejected { retry_in } = admission {
+                    tried.push(format!(
+                        "{target} skipped: its circuit breaker is open (next probe in {} s)",
+                        retry_in.as_secs()
+                    ));
+                    break;
+                }
+                let mut guard = ProbeGuard { breaker: &member.breaker, armed: admission == Admission::Probe };
+                let mut attempt = request.clone();
+                attempt.model = ModelId(target.model.clone());
+                let err = match self.open(member, attempt, deadline).await {
+                    Ok((first, rest)) => {
+                        guard.armed = false;
+                        member.breaker.success();
+                        return Ok(self.committed(target, Arc::clone(member), first, rest));
+                    }
+                    Err(err) => err,
+                };
+                if counts_against_breaker(err.kind) {
+                    guard.armed = false;
+                    member.breaker.failure(&err.to_string());
+                }
+                drop(guard);
+                tracing::debug!(target = %target, error = %err, "provider attempt failed");
+                tried.push(format!("{target}: {err}"));
+                let recovery = err.recovery();
+                last = Some(err);
+                let wait = match recovery {
+                    Recovery::Fail => {
+                        return Err(last.unwrap_or_else(|| self.exhausted(&model, None, &tried)));
+                    }
+                    // A stalled provider would stall again: with somewhere else to go, go there.
+                    Recovery::Retry { .. }
+                        if has_fallback && last.as_ref().is_some_and(|e| e.kind == ErrorKind::Timeout) =>
+                    {
+                        None
+                    }
+                    Recovery::Retry { after } if retries < self.retry.retries => {
+                        self.retry.backoff(retries, after, self.unit())
+                    }
+                    Recovery::Retry { .. } | Recovery::FallBack | Recovery::OpenBreaker => None,
+                };
+                match wait {
+                    Some(wait) if Instant::now() + wait < deadline => {
+                        tokio::time::sleep(wait).await;
+                        retries += 1;
+                    }
+                    _ => break,
+                }
+            }
+            if Instant::now() >= deadline {
+                tried.push(format!("the {} s deadline passed", self.retry.deadline.as_secs()));
+                break;
+            }
+        }
+        Err(self.exhausted(&model, last, &tried))
+    }
+
+    async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {
+        let mut all = Vec::new();
+        for (name, member) in &self.members {
+            if let Ok(models) = member.provider.models().await {
+                all.extend(models.into_iter().map(|mut m| {
+                    m.id = ModelId(format!("{name}/{}", m.id.0));
+                    m
+                }));
+            }
+        }
+        Ok(all)
+    }
+
+    async fn health(&self) -> Result<(), ProviderError> {
+        let mut last = None;
+        for member in self.members.values() {
+            match member.provider.health().await {
+                Ok(()) => return Ok(()),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            ProviderError::new(ErrorKind::Connect, &self.name, "the router has no providers")
+        }))
+    }
+}

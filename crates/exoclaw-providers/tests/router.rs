@@ -1,0 +1,270 @@
+//! The router's decisions against scripted in-process providers, on paused virtual time: routing,
+//! transparent fallback before the first event, errors after it, retries and Retry-After, the
+//! circuit breaker, the deadline.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use exoclaw_core::{ErrorKind, Provider, ProviderError};
+use exoclaw_providers::router::{BreakerState, RetryPolicy, Router, Routes};
+use exoclaw_testkit::provider::{Outcome, ScriptedProvider};
+use exoclaw_types::{ChatRequest, Message, StreamEvent};
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A router over `primary` and `backup`, routing `m` to `primary/m` with `backup/b` as fallback.
+fn router(primary: &Arc<ScriptedProvider>, backup: &Arc<ScriptedProvider>, retry: RetryPolicy) -> Router {
+    let builder = Router::builder("router")
+        .retry(retry)
+        .seed(7)
+        .first_token_timeout(Duration::from_millis(500))
+        .provider(primary.clone(), false)
+        .provider(backup.clone(), false);
+    let routes =
+        Routes::new(builder.provider_names()).alias("m", "primary/m").fallbacks("m", &["backup/b"]).unwrap();
+    builder.build(routes)
+}
+
+fn request() -> ChatRequest {
+    ChatRequest::new("m", vec![Message::user("hi")])
+}
+
+/// Every event of the answer, or where it failed.
+async fn answer(router: &Router) -> Result<(Vec<StreamEvent>, Option<ProviderError>), ProviderError> {
+    let mut stream = router.stream(request()).await?;
+    let mut events = Vec::new();
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(event) => events.push(event),
+            Err(err) => return Ok((events, Some(err))),
+        }
+    }
+    Ok((events, None))
+}
+
+fn text(events: &[StreamEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::TextDelta { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn served(events: &[StreamEvent]) -> Option<String> {
+    events.iter().find_map(|e| match e {
+        StreamEvent::Served { provider, model } => Some(format!("{provider}/{model}")),
+        _ => None,
+    })
+}
+
+fn scripted(name: &str, script: impl IntoIterator<Item = Outcome>) -> Arc<ScriptedProvider> {
+    Arc::new(ScriptedProvider::new(name, script))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_primary_is_retried_then_the_fallback_answers_transparently() {
+    let primary =
+        Arc::new(ScriptedProvider::new("primary", []).with_default(Outcome::FailOpen(ErrorKind::Server)));
+    let backup = scripted("backup", [Outcome::Text("from the backup".into())]);
+    let r = router(&primary, &backup, RetryPolicy { retries: 2, ..RetryPolicy::default() });
+    let (events, err) = answer(&r).await.unwrap();
+    assert!(err.is_none());
+    assert_eq!(text(&events), "from the backup");
+    assert_eq!(served(&events).as_deref(), Some("backup/b"), "the answer names who served it");
+    assert!(matches!(events[0], StreamEvent::Served { .. }), "Served comes first");
+    assert_eq!(primary.calls(), 3, "the first attempt and two retries");
+    assert_eq!(primary.models(), ["m", "m", "m"]);
+    assert_eq!(backup.models(), ["b"], "the fallback gets its own model name");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_as_the_first_stream_item_also_falls_over() {
+    let primary = scripted("primary", [Outcome::FailFirst(ErrorKind::Protocol)]);
+    let backup = scripted("backup", []);
+    let r = router(&primary, &backup, RetryPolicy::none());
+    let (events, err) = answer(&r).await.unwrap();
+    assert!(err.is_none());
+    assert_eq!(served(&events).as_deref(), Some("backup/b"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_primary_falls_over_after_the_first_token_timeout_without_a_retry() {
+    let primary = scripted("primary", [Outcome::Stall, Outcome::Stall, Outcome::Stall]);
+    let backup = scripted("backup", [Outcome::Text("quick".into())]);
+    let r = router(&primary, &backup, RetryPolicy::default());
+    let started = Instant::now();
+    let (events, _) = answer(&r).await.unwrap();
+    assert_eq!(text(&events), "quick");
+    assert_eq!(started.elapsed(), Duration::from_millis(500), "exactly the first-token timeout");
+    assert_eq!(primary.calls(), 1, "a stalled provider is not asked again while a fallback exists");
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_the_first_event_an_error_reaches_the_caller_with_the_partial_text_once() {
+    let primary = scripted("primary", [Outcome::TextThenFail("half an answer".into(), ErrorKind::Connect)]);
+    let backup = scripted("backup", []);
+    let r = router(&primary, &backup, RetryPolicy::default());
+    let (events, err) = answer(&r).await.unwrap();
+    assert_eq!(text(&events), "half an answer", "never duplicated, never replaced");
+    assert_eq!(err.unwrap().kind, ErrorKind::Connect);
+    assert_eq!(backup.calls(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bad_request_is_neither_retried_nor_sent_elsewhere() {
+    let primary = scripted("primary", [Outcome::FailOpen(ErrorKind::InvalidRequest)]);
+    let backup = scripted("backup", []);
+    let r = router(&primary, &backup, RetryPolicy::default());
+    let err = answer(&r).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidRequest);
+    assert_eq!((primary.calls(), backup.calls()), (1, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missing_key_falls_back_at_once_and_does_not_count_against_the_breaker() {
+    let primary = scripted("primary", [Outcome::FailOpen(ErrorKind::Auth)]);
+    let backup = scripted("backup", []);
+    let r = router(&primary, &backup, RetryPolicy::default());
+    let (events, _) = answer(&r).await.unwrap();
+    assert_eq!(served(&events).as_deref(), Some("backup/b"));
+    assert_eq!(primary.calls(), 1);
+    assert_eq!(r.status()[1].failures, 0, "{:?}", r.status());
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_is_waited_for_and_a_too_long_one_sends_the_request_elsewhere() {
+    let limited =
+        |secs| Outcome::FailOpen(ErrorKind::RateLimited { retry_after: Some(Duration::from_secs(secs)) });
+    let primary = scripted("primary", [limited(2), Outcome::Text("after the wait".into())]);
+    let backup = scripted("backup", []);
+    let r = router(&primary, &backup, RetryPolicy::default());
+    let started = Instant::now();
+    let (events, _) = answer(&r).await.unwrap();
+    assert_eq!(text(&events), "after the wait");
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+
+    let primary = scripted("primary", [limited(600)]);
+    let backup = scripted("backup", []);
+    let r = router(&primary, &backup, RetryPolicy::default());
+    let started = Instant::now();
+    let (events, _) = answer(&r).await.unwrap();
+    assert_eq!(served(&events).as_deref(), Some("backup/b"));
+    assert_eq!(started.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_breaker_is_skipped_at_once_and_half_open_admits_one_probe() {
+    let primary =
+        Arc::new(ScriptedProvider::new("primary", []).with_default(Outcome::FailOpen(ErrorKind::Connect)));
+    let backup = scripted("backup", []);
+    let r = Arc::new(router(&primary, &backup, RetryPolicy::none()));
+    for _ in 0..3 {
+        answer(&r).await.unwrap();
+    }
+    assert_eq!(primary.calls(), 3);
+    let status = r.status();
+    let primary_status = status.iter().find(|s| s.name == "primary").unwrap();
+    assert_eq!(primary_status.state, BreakerState::Open);
+    assert!(primary_status.last_error.as_deref().unwrap().contains("connect"), "{primary_status:?}");
+
+    let started = Instant::now();
+    answer(&r).await.unwrap();
+    assert_eq!(primary.calls(), 3, "skipped without a call");
+    assert_eq!(started.elapsed(), Duration::ZERO, "skipped at once");
+
+    // After the cool-down, many concurrent requests: exactly one probes the primary.
+    tokio::time::advance(Duration::from_secs(31)).await;
+    let answers = futures::future::join_all((0..10).map(|_| answer(&r))).await;
+    assert!(answers.iter().all(Result::is_ok));
+    assert_eq!(primary.calls(), 4, "one probe");
+    assert_eq!(r.status().iter().find(|s| s.name == "primary").unwrap().state, BreakerState::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_successful_probe_closes_the_breaker() {
+    let primary = scripted(
+        "primary",
+        [
+            Outcome::FailOpen(ErrorKind::Server),
+            Outcome::FailOpen(ErrorKind::Server),
+            Outcome::FailOpen(ErrorKind::Server),
+        ],
+    );
+    let backup = scripted("backup", []);
+    let r = router(&primary, &backup, RetryPolicy::none());
+    for _ in 0..3 {
+        answer(&r).await.unwrap();
+    }
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let (events, _) = answer(&r).await.unwrap();
+    assert_eq!(served(&events).as_deref(), Some("primary/m"), "the probe succeeded");
+    assert_eq!(r.status().iter().find(|s| s.name == "primary").unwrap().state, BreakerState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_bounds_all_attempts() {
+    let primary =
+        Arc::new(ScriptedProvider::new("primary", []).with_default(Outcome::FailOpen(ErrorKind::Overloaded)));
+    let backup =
+        Arc::new(ScriptedProvider::new("backup", []).with_default(Outcome::FailOpen(ErrorKind::Overloaded)));
+    let policy = RetryPolicy {
+        retries: 100,
+        base: Duration::from_millis(400),
+        cap: Duration::from_secs(2),
+        deadline: Duration::from_secs(3),
+        ..RetryPolicy::default()
+    };
+    let r = router(&primary, &backup, policy);
+    let started = Instant::now();
+    let err = answer(&r).await.unwrap_err();
+    assert!(started.elapsed() <= Duration::from_secs(3), "{:?}", started.elapsed());
+    assert_eq!(err.kind, ErrorKind::Overloaded);
+    assert!(err.message.contains("no provider could answer `m`"), "{}", err.message);
+    assert!(err.message.contains("primary/m") && err.message.contains("backup/b"), "{}", err.message);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unknown_model_is_a_clear_error() {
+    let primary = scripted("primary", []);
+    let backup = scripted("backup", []);
+    let r = router(&primary, &backup, RetryPolicy::default());
+    let err = r.stream(ChatRequest::new("gpt-9", vec![Message::user("hi")])).await.err().unwrap();
+    assert_eq!(err.kind, ErrorKind::ModelNotFound);
+    assert!(
+        err.message.contains("aliases: m") && err.message.contains("providers: backup, primary"),
+        "{}",
+        err.message
+    );
+}
+
+/// The resilience target as a count, not a timing: 30% of the primary's calls fail with a
+/// 5xx, the fallback is healthy, and at least 999 of 1,000 turns succeed.
+#[tokio::test(start_paused = true)]
+async fn with_30_percent_failures_on_the_primary_999_of_1000_turns_succeed() {
+    let mut rng = fastrand::Rng::with_seed(42);
+    let script: Vec<Outcome> =
+        (0..4_000)
+            .map(|_| {
+                if rng.f64() < 0.3 {
+                    Outcome::FailOpen(ErrorKind::Server)
+                } else {
+                    Outcome::Text("ok".into())
+                }
+            })
+            .collect();
+    let primary = scripted("primary", script);
+    let backup = scripted("backup", []);
+    let r = router(&primary, &backup, RetryPolicy::default());
+    let mut ok = 0;
+    for _ in 0..1_000 {
+        if let Ok((events, None)) = answer(&r).await
+            && text(&events) == "ok"
+        {
+            ok += 1;
+        }
+    }
+    assert!(ok >= 999, "{ok} of 1000");
+}
