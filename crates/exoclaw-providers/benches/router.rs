@@ -76,16 +76,26 @@ fn request() -> ChatRequest {
     )
 }
 
-/// Streams one answer to its end; whether it finished.
+/// Streams one answer to its end; whether it finished (a failure is printed).
 async fn turn(router: &Router) -> bool {
-    let Ok(mut stream) = router.stream(request()).await else { return false };
+    let mut stream = match router.stream(request()).await {
+        Ok(stream) => stream,
+        Err(err) => {
+            println!("failed turn: {err}");
+            return false;
+        }
+    };
     while let Some(item) = stream.next().await {
         match item {
             Ok(StreamEvent::Finish { .. }) => return true,
             Ok(_) => {}
-            Err(_) => return false,
+            Err(err) => {
+                println!("failed turn, mid-stream: {err}");
+                return false;
+            }
         }
     }
+    println!("failed turn: the stream ended without a finish");
     false
 }
 

@@ -268,3 +268,19 @@ async fn with_30_percent_failures_on_the_primary_999_of_1000_turns_succeed() {
     }
     assert!(ok >= 999, "{ok} of 1000");
 }
+
+#[tokio::test(start_paused = true)]
+async fn with_no_fallback_left_a_dropped_connection_is_retried() {
+    let only = scripted("only", [Outcome::FailOpen(ErrorKind::Connect), Outcome::Text("second try".into())]);
+    let builder = Router::builder("router").seed(3).provider(only.clone(), false);
+    let r = builder.build(Routes::new(["only"]));
+    let mut stream = r.stream(ChatRequest::new("only/x", vec![Message::user("hi")])).await.unwrap();
+    let mut text = String::new();
+    while let Some(Ok(event)) = stream.next().await {
+        if let StreamEvent::TextDelta { text: t } = event {
+            text.push_str(&t);
+        }
+    }
+    assert_eq!(text, "second try");
+    assert_eq!(only.calls(), 2);
+}

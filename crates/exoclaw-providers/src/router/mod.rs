@@ -343,7 +343,7 @@ impl Provider for Router {
                 }
                 drop(guard);
                 tracing::debug!(target = %target, error = %err, "provider attempt failed");
-                tried.push(format!("{target}: {err}"));
+                tried.push(format!("{target}: {} ({})", err.message, err.kind.code()));
                 let recovery = err.recovery();
                 last = Some(err);
                 let wait = match recovery {
@@ -358,6 +358,11 @@ impl Provider for Router {
                     }
                     Recovery::Retry { after } if retries < self.retry.retries => {
                         self.retry.backoff(retries, after, self.unit())
+                    }
+                    // Nowhere else to go: a refused or dropped connection (a pooled connection the
+                    // server had just closed, a restart) is worth another try.
+                    Recovery::OpenBreaker if !has_fallback && retries < self.retry.retries => {
+                        self.retry.backoff(retries, None, self.unit())
                     }
                     Recovery::Retry { .. } | Recovery::FallBack | Recovery::OpenBreaker => None,
                 };
