@@ -284,3 +284,76 @@ async fn with_no_fallback_left_a_dropped_connection_is_retried() {
     assert_eq!(text, "second try");
     assert_eq!(only.calls(), 2);
 }
+
+/// A provider whose health check fails while `down` is set.
+#[derive(Debug)]
+struct Flaky {
+    down: std::sync::atomic::AtomicBool,
+    checks: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Provider for Flaky {
+    fn name(&self) -> &str {
+        "flaky"
+    }
+
+    async fn stream(&self, _request: ChatRequest) -> Result<exoclaw_core::EventStream, ProviderError> {
+        Err(ProviderError::new(ErrorKind::Server, "flaky", "not used"))
+    }
+
+    async fn health(&self) -> Result<(), ProviderError> {
+        self.checks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(ProviderError::new(ErrorKind::Connect, "flaky", "connection refused"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The same, under another name, registered without health checks.
+#[derive(Debug)]
+struct Paid(Flaky);
+
+#[async_trait::async_trait]
+impl Provider for Paid {
+    fn name(&self) -> &str {
+        "paid"
+    }
+
+    async fn stream(&self, request: ChatRequest) -> Result<exoclaw_core::EventStream, ProviderError> {
+        self.0.stream(request).await
+    }
+
+    async fn health(&self) -> Result<(), ProviderError> {
+        self.0.health().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn periodic_health_checks_feed_the_breaker_and_stop_when_cancelled() {
+    let flaky = Arc::new(Flaky { down: true.into(), checks: 0.into() });
+    let paid = Arc::new(Paid(Flaky { down: false.into(), checks: 0.into() }));
+    let r = Arc::new(
+        Router::builder("router")
+            .breaker(2, Duration::from_secs(30))
+            .provider(flaky.clone(), true)
+            .provider(paid.clone(), false)
+            .build(Routes::new(["flaky", "paid"])),
+    );
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let task = r.spawn_health_checks(Duration::from_secs(10), cancel.clone());
+    let state = |r: &Router| r.status().into_iter().find(|s| s.name == "flaky").unwrap().state;
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(state(&r), BreakerState::Open, "two failed checks (at 0 s and 10 s) open it");
+    flaky.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(state(&r), BreakerState::Closed, "a good check closes it");
+    assert_eq!(paid.0.checks.load(std::sync::atomic::Ordering::SeqCst), 0, "paid APIs are left alone");
+    cancel.cancel();
+    task.await.unwrap();
+    let checks = flaky.checks.load(std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(flaky.checks.load(std::sync::atomic::Ordering::SeqCst), checks, "no checks after cancel");
+}
