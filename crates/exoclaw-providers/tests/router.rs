@@ -43,15 +43,7 @@ async fn answer(router: &Router) -> Result<(Vec<StreamEvent>, Option<ProviderErr
     Ok((events, None))
 }
 
-fn text(events: &[StreamEvent]) -> String {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            StreamEvent::TextDelta { text } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect()
-}
+use exoclaw_testkit::conformance::text_of as text;
 
 fn served(events: &[StreamEvent]) -> Option<String> {
     events.iter().find_map(|e| match e {

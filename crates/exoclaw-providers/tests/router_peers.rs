@@ -56,15 +56,7 @@ fn served(events: &[StreamEvent]) -> Option<&str> {
     })
 }
 
-fn text(events: &[StreamEvent]) -> String {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            StreamEvent::TextDelta { text } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect()
-}
+use exoclaw_testkit::conformance::text_of as text;
 
 async fn start(script: impl IntoIterator<Item = Fault>) -> (LlamaServer, FaultProxy) {
     let server = tokio::task::spawn_blocking(LlamaServer::start).await.unwrap();

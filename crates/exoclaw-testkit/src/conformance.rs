@@ -182,7 +182,8 @@ pub fn assert_order(vendor: &str, events: &[StreamEvent]) {
     }
 }
 
-fn text_of(events: &[StreamEvent]) -> String {
+/// The answer text of `events`: every text delta, joined.
+pub fn text_of(events: &[StreamEvent]) -> String {
     events
         .iter()
         .filter_map(|e| match e {

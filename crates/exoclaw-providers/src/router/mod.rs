@@ -131,23 +131,11 @@ pub struct Router {
     rng: Mutex<fastrand::Rng>,
 }
 
-/// Failures that say the provider itself is in trouble, and so count against its breaker. A bad
-/// request, a missing key or an unknown model say nothing about its health.
+/// Failures that say the provider itself is in trouble, and so count against its breaker: exactly
+/// the retryable kinds (rate limits, overload, 5xx, timeouts, connection and protocol errors). A
+/// bad request, a missing key or an unknown model say nothing about its health.
 fn counts_against_breaker(kind: ErrorKind) -> bool {
-    match kind {
-        ErrorKind::RateLimited { .. }
-        | ErrorKind::Overloaded
-        | ErrorKind::Server
-        | ErrorKind::Timeout
-        | ErrorKind::Connect
-        | ErrorKind::Protocol => true,
-        ErrorKind::Auth
-        | ErrorKind::Permission
-        | ErrorKind::ModelNotFound
-        | ErrorKind::InvalidRequest
-        | ErrorKind::ContextLength
-        | ErrorKind::Cancelled => false,
-    }
+    kind.is_retryable()
 }
 
 /// Reports an admitted probe as abandoned if the request is dropped before it is settled.
