@@ -98,3 +98,20 @@ async fn configured_prices_cost_each_call() {
     // The scripted answer reports 20 input and 7 output tokens: $20 + $14.
     assert_eq!(report["total"]["cost_usd"], 34.0, "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_spend_survives_a_restart() {
+    let env = Env::new();
+    let server = serve([Answer::text("ok"), Answer::text("never")]).await;
+    // The scripted answer reports 27 tokens; each call's estimate here is a handful.
+    env.scripted(
+        &server,
+        "[agent]\nbase_prompt = \"Be brief.\"\n[[budgets]]\nname = \"small\"\nwindow = \"daily\"\nmax_tokens = 30\n",
+    );
+    ok(&env.run(&["chat", "--no-tools", "--max-tokens", "1", "hi"]).await);
+    // A new process: the 27 tokens spent come back from the usage ledger.
+    let out = env.run(&["chat", "--no-tools", "--max-tokens", "1", "-c", "again"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("small"), "{}", stderr(&out));
+    assert_eq!(server.requests().len(), 1, "the second call was refused before the provider");
+}
