@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use exoclaw_core::{ApprovalRequest, Approver, Decision};
 use exoclaw_types::ToolEffect;
 use std::collections::HashSet;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::Mutex;
 
 /// The approver for this run: a prompt when stdin and stderr are a terminal, else refusals.
@@ -38,15 +38,16 @@ impl Approver for TerminalApprover {
             ToolEffect::Mutating => "change files or run a command",
             ToolEffect::External => "reach the network",
         };
-        let question = format!(
-            "\x1b[1mThe model wants to {what}:\x1b[0m {}\n  allow? [y]es / [n]o / [a]lways allow `{name}` until exoclaw exits: ",
-            summarize_call(&request.call)
-        );
+        eprintln!("\x1b[1mThe model wants to {what}:\x1b[0m {}", summarize_call(&request.call));
+        let question = format!("  allow? [y]es / [n]o / [a]lways allow `{name}` until exoclaw exits: ");
+        // Read on the terminal itself (not stdin/stdout, which may be redirected), with line
+        // editing: Ctrl+C or Ctrl+D at the prompt answers "no" and leaves no read behind to
+        // swallow the next line typed.
         let answer = tokio::task::spawn_blocking(move || {
-            eprint!("{question}");
-            let _ = std::io::stderr().flush();
-            let mut line = String::new();
-            std::io::stdin().lock().read_line(&mut line).map(|_| line)
+            let config = rustyline::Config::builder().behavior(rustyline::Behavior::PreferTerm).build();
+            let mut editor =
+                rustyline::Editor::<(), rustyline::history::DefaultHistory>::with_config(config)?;
+            editor.readline(&question)
         })
         .await;
         match answer.ok().and_then(Result::ok).as_deref().map(str::trim) {
