@@ -9,7 +9,7 @@ use exoclaw_core::{
 };
 use exoclaw_core::{Metering, SystemClock, UsageStore};
 use exoclaw_store::Store;
-use exoclaw_types::{GenerationParams, Message, ModelRef, SessionInfo};
+use exoclaw_types::{GenerationParams, Message, ModelRef, SessionId, SessionInfo};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -60,13 +60,26 @@ impl App {
     /// An agent for `args`, opening its model's provider (and loading the embedded model).
     pub async fn agent(&self, args: &TurnArgs, interactive: bool) -> anyhow::Result<Agent> {
         let config = self.config();
-        let (requested, _) = config.route_chain(args.model.as_ref())?;
+        let (requested, chain) = config.route_chain(args.model.as_ref())?;
+        // Loading the embedded model takes a moment: say so (a download shows its own bar).
+        let loading = chain
+            .iter()
+            .any(|t| config.is_local(&t.provider))
+            .then(|| output::spinner("loading the embedded model…"))
+            .flatten();
         let mut download = output::Download::new();
         let routed = exoclaw::open_routed(config, args.model.as_ref(), &mut |done, total| {
+            if let Some(spinner) = &loading {
+                spinner.finish_and_clear();
+            }
             download.update(done, total)
         })
         .await
-        .with_context(|| format!("cannot use `{requested}`"))?;
+        .with_context(|| format!("cannot use `{requested}`"));
+        if let Some(spinner) = &loading {
+            spinner.finish_and_clear();
+        }
+        let routed = routed?;
         download.finish();
         let model: ModelRef = routed.primary().parse()?;
         let local = routed.primary_kind == exoclaw::ProviderKind::Local;
@@ -138,8 +151,9 @@ impl App {
         Ok(None)
     }
 
-    /// Runs one turn of `agent` in `session` (created, titled by `input`, when `None`) and commits
-    /// it — messages and usage in one transaction — whatever its outcome.
+    /// Runs one turn of `agent` in `session` and commits it — messages and usage in one
+    /// transaction — whatever its outcome. With no session yet, one titled by `input` is stored
+    /// when the turn ends, so a first turn killed mid-way leaves nothing behind.
     pub async fn turn(
         &self,
         agent: &Agent,
@@ -148,25 +162,22 @@ impl App {
         cancel: &CancellationToken,
         events: &dyn EventSink,
     ) -> anyhow::Result<TurnResult> {
-        let info = match session {
-            Some(info) => info.clone(),
-            None => {
-                let info = self
-                    .store
-                    .create_session(NewSession {
-                        key: None,
-                        title: Some(title(input)),
-                        model: Some(agent.model.to_string()),
-                    })
-                    .await?;
-                *session = Some(info.clone());
-                info
-            }
+        let (id, history) = match session {
+            Some(info) => (info.id, self.store.messages(info.id).await?),
+            None => (SessionId::new(), Vec::new()),
         };
-        let history = self.store.messages(info.id).await?;
-        let result = agent.runner.run_turn(info.id, history, Message::user(input), cancel, events).await;
+        let result = agent.runner.run_turn(id, history, Message::user(input), cancel, events).await;
+        if session.is_none() {
+            let new = NewSession {
+                id: Some(id),
+                key: None,
+                title: Some(title(input)),
+                model: Some(agent.model.to_string()),
+            };
+            *session = Some(self.store.create_session(new).await.context("the session could not be stored")?);
+        }
         self.store
-            .commit_turn(info.id, &result.messages, &result.usage, Some(&agent.model.to_string()))
+            .commit_turn(id, &result.messages, &result.usage, Some(&agent.model.to_string()))
             .await
             .context("the turn could not be saved")?;
         Ok(result)

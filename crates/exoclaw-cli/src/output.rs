@@ -57,6 +57,17 @@ pub fn error(e: &anyhow::Error) {
     eprintln!("error: {e:#}");
 }
 
+/// A spinner with `message` on stderr, when stderr is a terminal.
+pub fn spinner(message: &str) -> Option<ProgressBar> {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal().then(|| {
+        let spinner = ProgressBar::new_spinner();
+        spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+        spinner.set_message(message.to_owned());
+        spinner
+    })
+}
+
 /// Prints a hint for what to do next, on stderr.
 pub fn hint(text: &str) {
     eprintln!("{text}");

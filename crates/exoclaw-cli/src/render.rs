@@ -9,7 +9,6 @@ use exoclaw_types::{AgentEvent, ToolCall, TurnOutcome};
 use indicatif::ProgressBar;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
-use std::time::Duration;
 
 const DIM: &str = "\x1b[2m";
 const RED: &str = "\x1b[31m";
@@ -53,12 +52,7 @@ impl Renderer {
     /// A renderer, with a spinner on stderr until the first event worth showing when stderr is a
     /// terminal and the output is text.
     pub fn new(mode: Mode) -> Self {
-        let spinner = (mode != Mode::Json && std::io::stderr().is_terminal()).then(|| {
-            let spinner = ProgressBar::new_spinner();
-            spinner.enable_steady_tick(Duration::from_millis(100));
-            spinner.set_message("thinking…");
-            spinner
-        });
+        let spinner = if mode == Mode::Json { None } else { crate::output::spinner("thinking…") };
         let state = State { styler: MarkdownStyler::new(), spinner, open_line: false };
         Self { mode, state: Mutex::new(state) }
     }

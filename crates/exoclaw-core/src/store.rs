@@ -23,6 +23,9 @@ pub enum StoreError {
 /// A new session's details.
 #[derive(Debug, Clone, Default)]
 pub struct NewSession {
+    /// The id to give it; a fresh one when `None`. A front end that must name the session before
+    /// it is stored (a turn's events carry the id) picks one with [`SessionId::new`].
+    pub id: Option<SessionId>,
     /// The routing key, for channel conversations.
     pub key: Option<SessionKey>,
     /// A short title.

@@ -251,7 +251,7 @@ async fn insert_usage(conn: &mut PgConnection, record: &UsageRecord) -> Result<(
 #[async_trait]
 impl SessionStore for PgStore {
     async fn create_session(&self, new: NewSession) -> Result<SessionInfo, StoreError> {
-        let id = SessionId::new();
+        let id = new.id.unwrap_or_default();
         let at = now();
         let key = new.key.as_ref();
         sqlx::query(

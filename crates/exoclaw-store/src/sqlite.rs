@@ -435,7 +435,7 @@ async fn insert_usage(conn: &mut SqliteConnection, record: &UsageRecord) -> Resu
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn create_session(&self, new: NewSession) -> Result<SessionInfo, StoreError> {
-        let id = SessionId::new();
+        let id = new.id.unwrap_or_default();
         let at = now();
         let key = new.key.as_ref();
         sqlx::query(

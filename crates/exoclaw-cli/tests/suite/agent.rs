@@ -90,6 +90,14 @@ async fn shell_output_and_parallel_calls_go_back_to_the_model() {
     assert_eq!(events.last(), Some(&AgentEvent::Done { outcome: TurnOutcome::Completed }));
     let finished = events.iter().filter(|e| matches!(e, AgentEvent::ToolResult { .. })).count();
     assert_eq!(finished, 3);
+    let Some(AgentEvent::TurnStarted { session_id, .. }) = events.first() else { unreachable!() };
+    let list = env.run(&["session", "list", "--json"]).await;
+    let sessions: Vec<serde_json::Value> = serde_json::from_str(&stdout(&list)).unwrap();
+    assert_eq!(
+        sessions[0]["id"],
+        session_id.to_string(),
+        "the new session is stored under the id the turn announced"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -88,3 +88,15 @@ async fn a_killed_turn_leaves_the_database_intact_and_earlier_turns_load() {
         .collect();
     assert_eq!(users, ["first question", "third question"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_turn_killed_mid_way_leaves_no_empty_session() {
+    let env = Env::new();
+    let server = ScriptedServer::start([hanging("Half")]).await;
+    env.scripted(&server, "");
+    let out = interrupt(&env, &server, &["chat", "a question"], 1, Signal::SIGKILL).await;
+    assert_eq!(out.status.code(), None);
+    let list = env.run(&["session", "list", "--json"]).await;
+    ok(&list);
+    assert_eq!(stdout(&list).trim(), "[]");
+}

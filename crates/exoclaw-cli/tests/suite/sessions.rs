@@ -6,7 +6,9 @@ use exoclaw_testkit::script::{Answer, request_messages, serve};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_continued_session_sends_the_earlier_turns_and_every_command_sees_it() {
     let env = Env::new();
-    let server = serve([Answer::text("Nice to meet you, Ada."), Answer::text("Your name is Ada.")]).await;
+    let server =
+        serve([Answer::text("Nice to meet you, Ada."), Answer::text("Your name is Ada."), Answer::text("-")])
+            .await;
     env.scripted(&server, "");
     ok(&env.run(&["chat", "My name is Ada."]).await);
     let out = env.run(&["chat", "--continue", "What is my name?"]).await;
@@ -31,6 +33,12 @@ async fn a_continued_session_sends_the_earlier_turns_and_every_command_sees_it()
     assert_eq!(sessions[0]["title"], "My name is Ada.");
     assert_eq!(sessions[0]["model"], "script/scripted");
     let id = sessions[0]["id"].as_str().unwrap().to_owned();
+    let json = env.run(&["chat", "--json", "-c", "and now?"]).await;
+    let started = events(&json).into_iter().next();
+    assert!(
+        matches!(&started, Some(AgentEvent::TurnStarted { session_id, .. }) if session_id.to_string() == id),
+        "TurnStarted names the stored session: {started:?}"
+    );
 
     let table = env.run(&["session", "list"]).await;
     ok(&table);
@@ -45,7 +53,7 @@ async fn a_continued_session_sends_the_earlier_turns_and_every_command_sees_it()
     ok(&export);
     let doc: serde_json::Value = serde_json::from_str(&stdout(&export)).unwrap();
     assert_eq!(doc["session"]["id"], id.as_str());
-    assert_eq!(doc["messages"].as_array().unwrap().len(), 4);
+    assert_eq!(doc["messages"].as_array().unwrap().len(), 6);
     let file = env.ws().join("chat.md");
     ok(&env.run(&["session", "export", &id, "--format", "md", "-o", file.to_str().unwrap()]).await);
     assert!(read(&file).starts_with("# My name is Ada."));

@@ -10,6 +10,7 @@ pub async fn a_turn_round_trips_every_part_kind(store: Store) {
     let before = now();
     let created = store
         .create_session(NewSession {
+            id: None,
             key: Some(key("U42")),
             title: Some("pictures".into()),
             model: Some("anthropic/claude-haiku-4-5".into()),
