@@ -1,0 +1,192 @@
+//! [`GatewayError`]: everything the gateway refuses or fails at, and how each becomes an HTTP
+//! answer in OpenAI's error shape (`{"error":{"message","type","param","code"}}`), so OpenAI SDKs
+//! raise their usual typed exceptions.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use exoclaw_core::{ErrorKind, ProviderError};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+
+/// What went wrong serving a request, or setting the gateway up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// The request asked for a model this gateway does not serve.
+    #[error("the model `{model}` does not exist on this gateway; {hint}", hint = available_hint(available))]
+    ModelNotFound {
+        /// The name asked for.
+        model: String,
+        /// The names that are served.
+        available: Vec<String>,
+    },
+    /// The request body is malformed or asks for something impossible.
+    #[error("{message}")]
+    InvalidRequest {
+        /// What is wrong and how to fix it.
+        message: String,
+        /// The offending field, when one is known (`messages[2].content`).
+        param: Option<String>,
+    },
+    /// A token is required and the request carried none, or a wrong one.
+    #[error(
+        "{reason}: send `Authorization: Bearer <token>` with one of the gateway's tokens (the OpenAI SDKs send their `api_key` this way)"
+    )]
+    Unauthorized {
+        /// Whether the header was missing or the token wrong (never the token itself).
+        reason: &'static str,
+    },
+    /// The provider behind the model failed.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// The gateway would listen beyond loopback with no token configured.
+    #[error(
+        "refusing to listen on {addr} without a token: anyone who can reach this address could use your providers' keys; configure a token (the gateway keeps only its SHA-256 hash: `printf %s TOKEN | sha256sum`) or listen on 127.0.0.1"
+    )]
+    InsecureBind {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
+    /// A configured token hash is not 64 hex digits.
+    #[error(
+        "token hash #{index} is not a SHA-256 hash (64 hex digits); make one with `printf %s TOKEN | sha256sum`"
+    )]
+    BadTokenHash {
+        /// Its position in the configured list, from 0.
+        index: usize,
+    },
+}
+
+fn available_hint(available: &[String]) -> String {
+    if available.is_empty() {
+        "no models are configured".to_owned()
+    } else {
+        format!("use one of: {} (GET /v1/models lists them)", available.join(", "))
+    }
+}
+
+impl GatewayError {
+    /// An invalid-request error about `param`.
+    pub fn invalid(message: impl Into<String>, param: Option<&str>) -> Self {
+        GatewayError::InvalidRequest { message: message.into(), param: param.map(str::to_owned) }
+    }
+
+    /// The HTTP status this error is answered with.
+    ///
+    /// Provider failures: the upstream's key being rejected ([`ErrorKind::Auth`]) is the gateway
+    /// operator's configuration problem, not the caller's, so it is a 502 — a 401 would make an
+    /// OpenAI SDK tell its user that *their* key is wrong.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::ModelNotFound { .. } => StatusCode::NOT_FOUND,
+            GatewayError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            GatewayError::Provider(e) => provider_status(e.kind),
+            // Setup errors never reach a client; answer as an internal fault if one ever does.
+            GatewayError::InsecureBind { .. } | GatewayError::BadTokenHash { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    /// OpenAI's `error.type` and `error.code` for this error.
+    fn type_and_code(&self) -> (&'static str, &'static str) {
+        match self {
+            GatewayError::ModelNotFound { .. } => ("invalid_request_error", "model_not_found"),
+            GatewayError::InvalidRequest { .. } => ("invalid_request_error", "invalid_request"),
+            GatewayError::Unauthorized { .. } => ("invalid_request_error", "invalid_api_key"),
+            GatewayError::Provider(e) => provider_type_and_code(e.kind),
+            GatewayError::InsecureBind { .. } | GatewayError::BadTokenHash { .. } => {
+                ("server_error", "misconfigured")
+            }
+        }
+    }
+
+    /// The `{"error":{…}}` body, for an HTTP answer or a mid-stream SSE frame.
+    pub fn body(&self) -> Value {
+        let (kind, code) = self.type_and_code();
+        let param = match self {
+            GatewayError::InvalidRequest { param, .. } => json!(param),
+            GatewayError::ModelNotFound { .. } => json!("model"),
+            _ => Value::Null,
+        };
+        json!({"error": {"message": self.to_string(), "type": kind, "param": param, "code": code}})
+    }
+}
+
+fn provider_status(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::InvalidRequest | ErrorKind::ContextLength => StatusCode::BAD_REQUEST,
+        ErrorKind::Permission => StatusCode::FORBIDDEN,
+        ErrorKind::ModelNotFound => StatusCode::NOT_FOUND,
+        ErrorKind::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::Auth | ErrorKind::Server | ErrorKind::Connect | ErrorKind::Protocol => {
+            StatusCode::BAD_GATEWAY
+        }
+        // The request was given up on (a shutdown, or the caller left): nothing was served.
+        ErrorKind::Cancelled => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+fn provider_type_and_code(kind: ErrorKind) -> (&'static str, &'static str) {
+    match kind {
+        ErrorKind::InvalidRequest => ("invalid_request_error", "invalid_request"),
+        ErrorKind::ContextLength => ("invalid_request_error", "context_length_exceeded"),
+        ErrorKind::Permission => ("permission_error", "permission_denied"),
+        ErrorKind::ModelNotFound => ("invalid_request_error", "model_not_found"),
+        ErrorKind::RateLimited { .. } => ("rate_limit_error", "rate_limit_exceeded"),
+        ErrorKind::Overloaded => ("server_error", "overloaded"),
+        ErrorKind::Timeout => ("server_error", "timeout"),
+        ErrorKind::Auth => ("server_error", "upstream_auth"),
+        ErrorKind::Server => ("server_error", "upstream_server_error"),
+        ErrorKind::Connect => ("server_error", "upstream_unreachable"),
+        ErrorKind::Protocol => ("server_error", "upstream_protocol_error"),
+        ErrorKind::Cancelled => ("server_error", "cancelled"),
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status(), axum::Json(self.body())).into_response();
+        if let GatewayError::Provider(ProviderError {
+            kind: ErrorKind::RateLimited { retry_after: Some(after) },
+            ..
+        }) = &self
+        {
+            // Whole seconds, rounded up: a client that waits exactly this long is not early.
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if matches!(self, GatewayError::Unauthorized { .. }) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rate_limits_round_retry_after_up() {
+        let e = GatewayError::from(ProviderError::new(
+            ErrorKind::RateLimited { retry_after: Some(Duration::from_millis(2500)) },
+            "p",
+            "slow down",
+        ));
+        let r = e.into_response();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "3");
+    }
+
+    #[test]
+    fn upstream_auth_is_a_bad_gateway_not_the_callers_fault() {
+        let e = GatewayError::from(ProviderError::new(ErrorKind::Auth, "p", "bad key"));
+        assert_eq!(e.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(e.body()["error"]["code"], "upstream_auth");
+    }
+}

@@ -1,0 +1,615 @@
+//! The server side of OpenAI Chat Completions: the request body decoded into a [`ChatRequest`],
+//! and answers encoded back as a `chat.completion` object or a stream of `chat.completion.chunk`
+//! SSE frames. Field names mirror the client in `exoclaw-providers` (`openai.rs`).
+
+use crate::GatewayError;
+use exoclaw_core::{ErrorKind, EventStream, ProviderError};
+use exoclaw_types::{
+    ChatRequest, ChatResponse, GenerationParams, ImageSource, Message, Part, Role, StopReason, StreamEvent,
+    ToolCall, ToolChoice, ToolResult, ToolSpec, Usage,
+};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::{HashSet, VecDeque};
+
+/// A `POST /v1/chat/completions` body, as far as exoclaw understands it. Unknown fields
+/// (`user`, `n`, `logprobs`, …) are ignored, as OpenAI-compatible servers commonly do.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CompletionRequest {
+    pub(crate) model: String,
+    messages: Vec<WireMessage>,
+    #[serde(default)]
+    tools: Vec<WireTool>,
+    #[serde(default)]
+    tool_choice: Option<Value>,
+    #[serde(default)]
+    temperature: Option<f32>,
+    #[serde(default)]
+    top_p: Option<f32>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    stop: Option<Stop>,
+    #[serde(default)]
+    seed: Option<u64>,
+    /// How many choices to generate; only 1 is supported.
+    #[serde(default)]
+    n: Option<u32>,
+    #[serde(default)]
+    pub(crate) stream: bool,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+}
+
+impl CompletionRequest {
+    /// Whether a streamed answer ends with a usage chunk.
+    pub(crate) fn include_usage(&self) -> bool {
+        self.stream_options.as_ref().is_some_and(|o| o.include_usage)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+enum WireMessage {
+    System {
+        content: Content,
+    },
+    Developer {
+        content: Content,
+    },
+    User {
+        content: Content,
+    },
+    Assistant {
+        #[serde(default)]
+        content: Option<Content>,
+        #[serde(default)]
+        tool_calls: Vec<WireToolCall>,
+    },
+    Tool {
+        content: Content,
+        tool_call_id: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ContentPart {
+    Text {
+        text: String,
+    },
+    ImageUrl {
+        image_url: ImageUrl,
+    },
+    /// What assistant messages may carry instead of text.
+    Refusal {
+        refusal: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+struct ImageUrl {
+    url: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireToolCall {
+    id: String,
+    function: WireFunctionCall,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireFunctionCall {
+    name: String,
+    #[serde(default)]
+    arguments: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireTool {
+    #[serde(rename = "type")]
+    kind: String,
+    function: WireFunction,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireFunction {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    parameters: Option<Value>,
+}
+
+impl Content {
+    /// The content as exoclaw parts; images only where `images_allowed`.
+    fn into_parts(self, images_allowed: bool, param: &str) -> Result<Vec<Part>, GatewayError> {
+        match self {
+            Content::Text(text) => Ok(vec![Part::text(text)]),
+            Content::Parts(parts) => parts
+                .into_iter()
+                .map(|p| match p {
+                    ContentPart::Text { text } | ContentPart::Refusal { refusal: text } => {
+                        Ok(Part::text(text))
+                    }
+                    ContentPart::ImageUrl { image_url } if images_allowed => {
+                        Ok(Part::Image { source: image_source(image_url.url) })
+                    }
+                    ContentPart::ImageUrl { .. } => {
+                        Err(GatewayError::invalid("images are only accepted in user messages", Some(param)))
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// The text parts joined (system prompts and tool results are text only).
+    fn into_text(self, param: &str) -> Result<String, GatewayError> {
+        Ok(self
+            .into_parts(false, param)?
+            .into_iter()
+            .map(|p| match p {
+                Part::Text { text } => text,
+                _ => String::new(),
+            })
+            .collect())
+    }
+}
+
+/// `data:<type>;base64,<data>` URLs become inline images; anything else is fetched by the vendor.
+fn image_source(url: String) -> ImageSource {
+    if let Some(rest) = url.strip_prefix("data:")
+        && let Some((media_type, data)) = rest.split_once(";base64,")
+    {
+        return ImageSource::Base64 { media_type: media_type.to_owned(), data: data.to_owned() };
+    }
+    ImageSource::Url { url }
+}
+
+/// Tool arguments as JSON; text that is not JSON is kept verbatim as a string (as
+/// [`ToolCall::arguments`] documents). An empty string is an empty object: some clients send
+/// `""` for a call without arguments.
+fn parse_arguments(raw: String) -> Value {
+    if raw.trim().is_empty() {
+        return json!({});
+    }
+    serde_json::from_str(&raw).unwrap_or(Value::String(raw))
+}
+
+fn decode_tool_choice(choice: Value) -> Result<ToolChoice, GatewayError> {
+    let bad = || {
+        GatewayError::invalid(
+            "tool_choice must be \"auto\", \"none\", \"required\" or {\"type\":\"function\",\"function\":{\"name\":…}}",
+            Some("tool_choice"),
+        )
+    };
+    match &choice {
+        Value::String(mode) => match mode.as_str() {
+            "auto" => Ok(ToolChoice::Auto),
+            "none" => Ok(ToolChoice::None),
+            "required" => Ok(ToolChoice::Required),
+            _ => Err(bad()),
+        },
+        Value::Object(_) => match choice["function"]["name"].as_str() {
+            Some(name) => Ok(ToolChoice::Tool { name: name.to_owned() }),
+            None => Err(bad()),
+        },
+        _ => Err(bad()),
+    }
+}
+
+/// The provider-neutral request for an OpenAI chat-completions body, addressed to `model` (the
+/// name the provider knows the model by). System and developer messages, wherever they sit,
+/// become the system prompt; consecutive `tool` messages become one tool-results message.
+pub fn decode_request(body: Value, model: &str) -> Result<ChatRequest, GatewayError> {
+    let request: CompletionRequest = serde_json::from_value(body).map_err(|e| {
+        GatewayError::invalid(format!("the request body is not a chat completion request: {e}"), None)
+    })?;
+    to_chat_request(request, model)
+}
+
+pub(crate) fn to_chat_request(request: CompletionRequest, model: &str) -> Result<ChatRequest, GatewayError> {
+    if request.messages.is_empty() {
+        return Err(GatewayError::invalid("messages must hold at least one message", Some("messages")));
+    }
+    if request.n.is_some_and(|n| n != 1) {
+        // Answering fewer choices than asked would silently break a client that indexes them.
+        return Err(GatewayError::invalid("only n = 1 is supported; send one request per choice", Some("n")));
+    }
+    let mut system: Vec<String> = Vec::new();
+    let mut messages: Vec<Message> = Vec::new();
+    for (i, message) in request.messages.into_iter().enumerate() {
+        let param = format!("messages[{i}].content");
+        match message {
+            WireMessage::System { content } | WireMessage::Developer { content } => {
+                system.push(content.into_text(&param)?);
+            }
+            WireMessage::User { content } => {
+                messages.push(Message::new(Role::User, content.into_parts(true, &param)?));
+            }
+            WireMessage::Assistant { content, tool_calls } => {
+                let mut parts = match content {
+                    Some(content) => content.into_parts(false, &param)?,
+                    None => Vec::new(),
+                };
+                parts.retain(|p| !matches!(p, Part::Text { text } if text.is_empty()));
+                parts.extend(tool_calls.into_iter().map(|c| {
+                    Part::ToolCall(ToolCall {
+                        id: c.id,
+                        name: c.function.name,
+                        arguments: parse_arguments(c.function.arguments),
+                    })
+                }));
+                messages.push(Message::new(Role::Assistant, parts));
+            }
+            WireMessage::Tool { content, tool_call_id } => {
+                let result = ToolResult {
+                    call_id: tool_call_id,
+                    content: content.into_text(&param)?,
+                    is_error: false,
+                };
+                match messages.last_mut() {
+                    Some(last) if last.role == Role::Tool => last.parts.push(Part::ToolResult(result)),
+                    _ => messages.push(Message::tool_results([result])),
+                }
+            }
+        }
+    }
+    let tools = request
+        .tools
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            if t.kind != "function" {
+                return Err(GatewayError::invalid(
+                    format!("tool type `{}` is not supported; only \"function\" tools are", t.kind),
+                    Some(&format!("tools[{i}].type")),
+                ));
+            }
+            Ok(ToolSpec {
+                name: t.function.name,
+                description: t.function.description.unwrap_or_default(),
+                input_schema: t
+                    .function
+                    .parameters
+                    .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let tool_choice = request.tool_choice.map(decode_tool_choice).transpose()?;
+    let params = GenerationParams {
+        temperature: request.temperature,
+        // The newer name wins where a client sends both.
+        max_tokens: request.max_completion_tokens.or(request.max_tokens),
+        top_p: request.top_p,
+        stop: match request.stop {
+            None => Vec::new(),
+            Some(Stop::One(s)) => vec![s],
+            Some(Stop::Many(v)) => v,
+        },
+        seed: request.seed,
+    };
+    Ok(ChatRequest {
+        model: model.into(),
+        system: if system.is_empty() { None } else { Some(system.join("\n\n")) },
+        messages,
+        tools,
+        tool_choice,
+        params,
+    })
+}
+
+/// OpenAI's `finish_reason` for a stop reason.
+pub fn finish_reason(reason: &StopReason) -> &'static str {
+    match reason {
+        StopReason::EndTurn | StopReason::StopSequence => "stop",
+        StopReason::MaxTokens => "length",
+        StopReason::ToolUse => "tool_calls",
+        StopReason::ContentFilter => "content_filter",
+        // OpenAI SDKs know only the values above; "stop" is the honest approximation.
+        StopReason::Other(_) => "stop",
+    }
+}
+
+/// OpenAI's `usage` object, when the provider reported both counts.
+fn usage_json(usage: &Usage) -> Option<Value> {
+    let (prompt, completion) = (usage.input_tokens?, usage.output_tokens?);
+    let mut u = json!({
+        "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+    });
+    if let Some(cached) = usage.cache_read_tokens {
+        u["prompt_tokens_details"] = json!({"cached_tokens": cached});
+    }
+    Some(u)
+}
+
+/// What every answer object carries.
+#[derive(Debug, Clone)]
+pub(crate) struct AnswerMeta {
+    pub(crate) id: String,
+    pub(crate) created: u64,
+    /// The model name as the client asked for it.
+    pub(crate) model: String,
+}
+
+/// A whole answer as a `chat.completion` object. Thinking is not sent: the API has no field for it.
+pub(crate) fn encode_response(meta: &AnswerMeta, response: &ChatResponse) -> Value {
+    let text = response.message.text();
+    let calls: Vec<Value> = response
+        .message
+        .tool_calls()
+        .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": arguments_text(&c.arguments)}}))
+        .collect();
+    let mut message = json!({
+        "role": "assistant",
+        "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) },
+        "refusal": Value::Null,
+    });
+    if !calls.is_empty() {
+        message["tool_calls"] = Value::Array(calls);
+    }
+    let mut body = json!({
+        "id": meta.id, "object": "chat.completion", "created": meta.created, "model": meta.model,
+        "choices": [{"index": 0, "message": message, "logprobs": Value::Null,
+                     "finish_reason": finish_reason(&response.stop_reason)}],
+    });
+    if let Some(usage) = usage_json(&response.usage) {
+        body["usage"] = usage;
+    }
+    body
+}
+
+/// Arguments as OpenAI sends them: a JSON string. Arguments kept verbatim (not valid JSON) go back
+/// as they came.
+fn arguments_text(arguments: &Value) -> String {
+    match arguments {
+        Value::String(raw) => raw.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Turns stream events into `chat.completion.chunk` SSE frames.
+#[derive(Debug)]
+pub(crate) struct ChunkEncoder {
+    meta: AnswerMeta,
+    include_usage: bool,
+    usage: Usage,
+    /// Tool-call indices whose start was sent, and those whose arguments were streamed.
+    started: HashSet<u32>,
+    streamed_args: HashSet<u32>,
+    done: bool,
+}
+
+fn frame(data: &Value) -> String {
+    format!("data: {data}\n\n")
+}
+
+impl ChunkEncoder {
+    pub(crate) fn new(meta: AnswerMeta, include_usage: bool) -> Self {
+        Self {
+            meta,
+            include_usage,
+            usage: Usage::default(),
+            started: HashSet::new(),
+            streamed_args: HashSet::new(),
+            done: false,
+        }
+    }
+
+    fn chunk(&self, delta: Value, finish: Option<&str>) -> String {
+        frame(&json!({
+            "id": self.meta.id, "object": "chat.completion.chunk", "created": self.meta.created,
+            "model": self.meta.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": Value::Null, "finish_reason": finish}],
+        }))
+    }
+
+    /// The frame that opens every stream: the assistant role, no content yet.
+    pub(crate) fn opening(&self) -> String {
+        self.chunk(json!({"role": "assistant", "content": ""}), None)
+    }
+
+    /// Whether the stream has ended (finished or failed).
+    pub(crate) fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The frames for one stream item.
+    pub(crate) fn push(&mut self, item: Result<StreamEvent, ProviderError>, out: &mut VecDeque<String>) {
+        if self.done {
+            return;
+        }
+        let event = match item {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!(error = %e, "provider failed mid-stream");
+                return self.fail(GatewayError::Provider(e), out);
+            }
+        };
+        match event {
+            StreamEvent::TextDelta { text } if !text.is_empty() => {
+                out.push_back(self.chunk(json!({"content": text}), None))
+            }
+            StreamEvent::TextDelta { .. } => {}
+            StreamEvent::ToolCallStart { index, id, name } => {
+                self.started.insert(index);
+                out.push_back(self.tool_delta(json!({
+                    "index": index, "id": id, "type": "function", "function": {"name": name, "arguments": ""},
+                })));
+            }
+            StreamEvent::ToolCallArgsDelta { index, fragment } => {
+                self.streamed_args.insert(index);
+                out.push_back(self.tool_delta(json!({"index": index, "function": {"arguments": fragment}})));
+            }
+            // The assembled call repeats what was streamed; send only what a client has not seen.
+            StreamEvent::ToolCall { index, call } => {
+                let arguments = arguments_text(&call.arguments);
+                if !self.started.contains(&index) {
+                    self.started.insert(index);
+                    out.push_back(self.tool_delta(json!({
+                        "index": index, "id": call.id, "type": "function",
+                        "function": {"name": call.name, "arguments": arguments},
+                    })));
+                } else if !self.streamed_args.contains(&index) {
+                    out.push_back(
+                        self.tool_delta(json!({"index": index, "function": {"arguments": arguments}})),
+                    );
+                }
+                self.streamed_args.insert(index);
+            }
+            StreamEvent::Usage(usage) => self.usage.update(usage),
+            // Nothing in the OpenAI format carries these.
+            StreamEvent::ThinkingDelta { .. }
+            | StreamEvent::ThinkingSignature { .. }
+            | StreamEvent::Served { .. } => {}
+            StreamEvent::Finish { reason } => {
+                out.push_back(self.chunk(json!({}), Some(finish_reason(&reason))));
+                if self.include_usage {
+                    out.push_back(frame(&json!({
+                        "id": self.meta.id, "object": "chat.completion.chunk", "created": self.meta.created,
+                        "model": self.meta.model, "choices": [], "usage": usage_json(&self.usage),
+                    })));
+                }
+                out.push_back("data: [DONE]\n\n".to_owned());
+                self.done = true;
+            }
+        }
+    }
+
+    /// The frames when the provider's stream ends without a finish.
+    pub(crate) fn end(&mut self, provider: &str, out: &mut VecDeque<String>) {
+        if !self.done {
+            let e =
+                ProviderError::new(ErrorKind::Protocol, provider, "the answer ended without a finish event");
+            self.fail(GatewayError::Provider(e), out);
+        }
+    }
+
+    fn tool_delta(&self, call: Value) -> String {
+        self.chunk(json!({"tool_calls": [call]}), None)
+    }
+
+    /// An error frame; the stream ends after it (no `[DONE]`: the answer is not complete).
+    fn fail(&mut self, error: GatewayError, out: &mut VecDeque<String>) {
+        out.push_back(frame(&error.body()));
+        self.done = true;
+    }
+}
+
+/// The SSE body for a provider's stream: the opening frame, then frames as events arrive.
+/// Dropping the returned stream (the client went away) drops the provider's stream, which cancels
+/// the upstream request.
+pub(crate) fn sse_frames(
+    events: EventStream,
+    encoder: ChunkEncoder,
+    provider: String,
+) -> impl futures::Stream<Item = String> + Send + 'static {
+    let pending = VecDeque::from([encoder.opening()]);
+    futures::stream::unfold(
+        (events, encoder, pending, provider),
+        |(mut events, mut encoder, mut pending, provider)| async move {
+            loop {
+                if let Some(frame) = pending.pop_front() {
+                    return Some((frame, (events, encoder, pending, provider)));
+                }
+                if encoder.is_done() {
+                    return None;
+                }
+                match events.next().await {
+                    Some(item) => encoder.push(item, &mut pending),
+                    None => encoder.end(&provider, &mut pending),
+                }
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(body: Value) -> Result<ChatRequest, GatewayError> {
+        decode_request(body, "upstream")
+    }
+
+    #[test]
+    fn system_and_developer_messages_become_the_system_prompt() {
+        let r = decode(json!({"model": "m", "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "developer", "content": [{"type": "text", "text": "be kind"}]},
+            {"role": "user", "content": "hi"},
+        ]}))
+        .unwrap();
+        assert_eq!(r.system.as_deref(), Some("be brief\n\nbe kind"));
+        assert_eq!(r.messages.len(), 1);
+        assert_eq!(r.model.as_str(), "upstream");
+    }
+
+    #[test]
+    fn params_stop_and_max_completion_tokens() {
+        let r = decode(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+            "temperature": 0.5, "top_p": 0.9, "max_tokens": 10, "max_completion_tokens": 20,
+            "stop": "END", "seed": 7}))
+        .unwrap();
+        assert_eq!(r.params.max_tokens, Some(20));
+        assert_eq!(r.params.stop, vec!["END".to_owned()]);
+        assert_eq!(r.params.seed, Some(7));
+        assert_eq!(r.params.temperature, Some(0.5));
+    }
+
+    #[test]
+    fn arguments_that_are_not_json_are_kept_verbatim() {
+        let r = decode(json!({"model": "m", "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{oops"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "r1"},
+        ]}))
+        .unwrap();
+        let call = r.messages[1].tool_calls().next().unwrap();
+        assert_eq!(call.arguments, Value::String("{oops".into()));
+        assert_eq!(r.messages[2].role, Role::Tool);
+    }
+
+    #[test]
+    fn bad_tool_choice_and_empty_messages_are_invalid() {
+        let e = decode(
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": "sometimes"}),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("tool_choice"), "{e}");
+        let e = decode(json!({"model": "m", "messages": []})).unwrap_err();
+        assert!(e.to_string().contains("messages"), "{e}");
+    }
+
+    #[test]
+    fn data_urls_become_inline_images() {
+        assert_eq!(
+            image_source("data:image/png;base64,AAAA".into()),
+            ImageSource::Base64 { media_type: "image/png".into(), data: "AAAA".into() }
+        );
+    }
+}
