@@ -3,7 +3,6 @@
 
 #![allow(clippy::print_stdout)]
 
-use exoclaw::ResolvedModel;
 use exoclaw::config::Config;
 use exoclaw_providers::router::Router;
 use std::path::Path;
@@ -42,11 +41,7 @@ pub async fn run(config: Option<&Path>, command: ProvidersCommand) -> anyhow::Re
             local.push(name);
             continue;
         }
-        let resolved = match config.provider(&name) {
-            Some(provider) => ResolvedModel { model: format!("{name}/-").parse()?, provider },
-            None => continue,
-        };
-        match exoclaw::open_provider(&resolved, config, &mut |_, _| {}).await {
+        match crate::models::open_by_name(config, &name).await {
             Ok(provider) => builder = builder.provider(provider, true),
             Err(err) => not_opened.push((name, err.to_string())),
         }

@@ -59,7 +59,15 @@ impl Config {
 
     /// Where a request for `requested` (or the default model) goes, primary first.
     pub fn route_chain(&self, requested: Option<&ModelChoice>) -> Result<(String, Vec<Target>), ConfigError> {
-        let routes = self.routes()?;
+        self.chain_in(&self.routes()?, requested)
+    }
+
+    /// [`Config::route_chain`] over a routing table already built from this config.
+    fn chain_in(
+        &self,
+        routes: &Routes,
+        requested: Option<&ModelChoice>,
+    ) -> Result<(String, Vec<Target>), ConfigError> {
         // The configured default may be an alias or a rule's model too.
         let requested = requested.or(self.model.as_ref());
         let name = match requested {
@@ -102,7 +110,8 @@ pub async fn open_routed(
     requested: Option<&ModelChoice>,
     progress: Progress<'_>,
 ) -> Result<Routed, OpenError> {
-    let (request_model, chain) = config.route_chain(requested)?;
+    let routes = config.routes()?;
+    let (request_model, chain) = config.chain_in(&routes, requested)?;
     let routing = &config.routing;
     let mut builder = Router::builder("router")
         .retry(routing.retry_policy())
@@ -147,6 +156,5 @@ pub async fn open_routed(
     {
         return Err(err);
     }
-    let routes = config.routes()?;
     Ok(Routed { provider: Arc::new(builder.build(routes)), request_model, chain, primary_kind })
 }

@@ -333,17 +333,14 @@ impl Provider for Router {
                 tracing::debug!(target = %target, error = %err, "provider attempt failed");
                 tried.push(format!("{target}: {} ({})", err.message, err.kind.code()));
                 let recovery = err.recovery();
+                if recovery == Recovery::Fail {
+                    return Err(err);
+                }
+                let timed_out = err.kind == ErrorKind::Timeout;
                 last = Some(err);
                 let wait = match recovery {
-                    Recovery::Fail => {
-                        return Err(last.unwrap_or_else(|| self.exhausted(&model, None, &tried)));
-                    }
                     // A stalled provider would stall again: with somewhere else to go, go there.
-                    Recovery::Retry { .. }
-                        if has_fallback && last.as_ref().is_some_and(|e| e.kind == ErrorKind::Timeout) =>
-                    {
-                        None
-                    }
+                    Recovery::Retry { .. } if has_fallback && timed_out => None,
                     Recovery::Retry { after } if retries < self.retry.retries => {
                         self.retry.backoff(retries, after, self.unit())
                     }
@@ -352,7 +349,9 @@ impl Provider for Router {
                     Recovery::OpenBreaker if !has_fallback && retries < self.retry.retries => {
                         self.retry.backoff(retries, None, self.unit())
                     }
-                    Recovery::Retry { .. } | Recovery::FallBack | Recovery::OpenBreaker => None,
+                    Recovery::Retry { .. } | Recovery::FallBack | Recovery::OpenBreaker | Recovery::Fail => {
+                        None
+                    }
                 };
                 match wait {
                     Some(wait) if Instant::now() + wait < deadline => {

@@ -99,14 +99,11 @@ impl Routes {
 
     /// The targets for `model`, primary first, then its fallbacks.
     pub fn resolve(&self, model: &str) -> Result<Vec<Target>, RouteError> {
-        let (key, name) = match self.aliases.get(model) {
-            Some(aliased) => (model, aliased.as_str()),
-            None => (model, model),
-        };
+        let name = self.aliases.get(model).map_or(model, String::as_str);
         let (primary, rule_key) = self.primary(name)?;
         let fallbacks = self
             .fallbacks
-            .get(key)
+            .get(model)
             .or_else(|| self.fallbacks.get(&primary.to_string()))
             .or_else(|| rule_key.and_then(|pattern| self.fallbacks.get(pattern)));
         let mut chain = Vec::with_capacity(1 + fallbacks.map_or(0, Vec::len));
