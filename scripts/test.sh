@@ -18,6 +18,7 @@ step "real peers (cached after the first run) and services"
 bash scripts/peers/smollm2.sh >/dev/null
 bash scripts/peers/llama-server.sh >/dev/null
 bash scripts/peers/openai-sdk.sh >/dev/null
+bash scripts/peers/websockets.sh >/dev/null
 bash scripts/peers/postgres.sh
 
 step "tests"

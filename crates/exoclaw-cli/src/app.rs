@@ -20,7 +20,7 @@ concisely. When the user asks about or wants changes to their files or project, 
 look before you change, change only what was asked, and say what you did.";
 
 /// The embedded model's: short, since a 135M model derails on long instructions.
-const LOCAL_PROMPT: &str = "You are a helpful assistant.";
+pub(crate) const LOCAL_PROMPT: &str = "You are a helpful assistant.";
 
 /// Longest session title, in characters.
 const TITLE_CHARS: usize = 60;

@@ -8,6 +8,8 @@ mod app;
 mod approve;
 mod chat;
 mod config_cmd;
+mod gateway;
+mod keys;
 mod markdown;
 mod models;
 mod output;
@@ -65,6 +67,11 @@ enum Command {
     Providers(providers::ProvidersCommand),
     /// Tokens and cost of model calls, by day, model and agent.
     Usage(usage::UsageArgs),
+    /// Serve the OpenAI-compatible /v1 API, the WebSocket protocol and webhooks.
+    Gateway(gateway::GatewayArgs),
+    /// The gateway's virtual keys: create, list, revoke.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// The configuration file: init, check, show.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -148,6 +155,8 @@ fn main() -> ExitCode {
         Some(Command::Session(command)) => runtime.block_on(sessions::run(config, command)),
         Some(Command::Providers(command)) => runtime.block_on(providers::run(config, command)),
         Some(Command::Usage(args)) => runtime.block_on(usage::run(config, args)),
+        Some(Command::Gateway(args)) => runtime.block_on(gateway::run(config, args)),
+        Some(Command::Keys(command)) => runtime.block_on(keys::run(config, command)),
         Some(Command::Models) => runtime.block_on(models::list(config)).map(|()| ExitCode::SUCCESS),
         Some(Command::Config(command)) => config_cmd::run(config, command),
         Some(Command::Completions { .. }) => Ok(ExitCode::SUCCESS),

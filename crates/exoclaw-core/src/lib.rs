@@ -32,5 +32,5 @@ pub use metering::{
     SHIPPED_PRICES, SystemClock, TestClock,
 };
 pub use provider::{Capabilities, EventStream, ModelInfo, Provider};
-pub use store::{NewSession, SessionStore, StoreError, UsageStore};
+pub use store::{KeyStore, NewApiKey, NewSession, SessionStore, StoreError, UsageStore};
 pub use tool::{Tool, ToolContext, ToolError, ToolRegistry, TypedTool};

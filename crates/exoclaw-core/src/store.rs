@@ -1,7 +1,7 @@
 //! Storage traits, one per concern, implemented by `exoclaw-store` for SQLite and Postgres.
 
 use async_trait::async_trait;
-use exoclaw_types::{Message, SessionId, SessionInfo, SessionKey, UsageRecord};
+use exoclaw_types::{ApiKey, Message, SessionId, SessionInfo, SessionKey, UsageRecord};
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +15,9 @@ pub enum StoreError {
     /// A query failed.
     #[error("storage error: {0}")]
     Database(String),
+    /// A virtual key with this name exists already (and is not revoked).
+    #[error("a key named `{0}` exists already; revoke it first or choose another name")]
+    KeyExists(String),
     /// Stored data could not be decoded (written by a newer exoclaw, or corrupted).
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
@@ -77,7 +80,51 @@ pub trait UsageStore: Send + Sync {
     /// Records one model call's usage on its own (outside a turn).
     async fn record_usage(&self, record: &UsageRecord) -> Result<(), StoreError>;
 
+    /// Appends many usage records at once (in one transaction where the store can).
+    async fn record_usage_batch(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
+        for record in records {
+            self.record_usage(record).await?;
+        }
+        Ok(())
+    }
+
     /// Usage records from `since` on, oldest first.
     async fn usage_since(&self, since: chrono::DateTime<chrono::Utc>)
     -> Result<Vec<UsageRecord>, StoreError>;
+}
+
+/// A new virtual key's details; the key itself is never stored, only its hash.
+#[derive(Debug, Clone, Default)]
+pub struct NewApiKey {
+    /// Its name (unique among keys that are not revoked).
+    pub name: String,
+    /// The SHA-256 of the key, 64 lowercase hex digits.
+    pub hash: String,
+    /// Its first characters, for lists.
+    pub prefix: String,
+    /// Models it may use (exact names or `*` patterns); empty: all.
+    pub models: Vec<String>,
+    /// Most dollars it may spend.
+    pub budget_usd: Option<f64>,
+    /// Most requests per minute.
+    pub rpm: Option<u32>,
+}
+
+/// The gateway's virtual keys.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Stores a new key; [`StoreError::KeyExists`] when a live key has its name.
+    async fn create_key(&self, new: NewApiKey) -> Result<ApiKey, StoreError>;
+
+    /// Every key, revoked ones too, oldest first.
+    async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
+
+    /// The key whose SHA-256 is `hash`, revoked or not.
+    async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError>;
+
+    /// Revokes the live key called `name_or_id` (its name, or its id); whether one was found.
+    async fn revoke_key(&self, name_or_id: &str) -> Result<bool, StoreError>;
+
+    /// Adds `usd` to what the key has spent.
+    async fn add_key_spend(&self, id: &str, usd: f64) -> Result<(), StoreError>;
 }

@@ -74,23 +74,23 @@ impl TokenSet {
         if !self.is_required() {
             return Ok(());
         }
-        let Some(header) = authorization else {
+        let Some(token) = crate::keys::bearer(authorization)? else {
             return Err(GatewayError::Unauthorized {
                 reason: "this gateway requires a token and none was sent",
             });
         };
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .ok_or(GatewayError::Unauthorized { reason: "the Authorization header is not a bearer token" })?;
-        let candidate: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
-        // Compare against every hash, not stopping at a match, so timing does not reveal which.
-        let matched = self.hashes.iter().fold(false, |ok, h| ok | constant_time_eq(h, &candidate));
-        if matched {
+        if self.matches(token) {
             Ok(())
         } else {
             Err(GatewayError::Unauthorized { reason: "the token is not one of this gateway's tokens" })
         }
+    }
+
+    /// Whether `token` is one of the set's, comparing its hash against every one in constant time
+    /// (no early exit at a match, so timing does not reveal which, or how close a guess was).
+    pub fn matches(&self, token: &str) -> bool {
+        let candidate: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.hashes.iter().fold(false, |ok, h| ok | constant_time_eq(h, &candidate))
     }
 }
 

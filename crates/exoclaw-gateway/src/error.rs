@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::net::SocketAddr;
 
 /// What went wrong serving a request, or setting the gateway up.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum GatewayError {
     /// The request asked for a model this gateway does not serve.
@@ -35,6 +35,50 @@ pub enum GatewayError {
     Unauthorized {
         /// Whether the header was missing or the token wrong (never the token itself).
         reason: &'static str,
+    },
+    /// The virtual key may not use this model.
+    #[error("the key `{key}` may not use the model `{model}`; it may use: {}", allowed.join(", "))]
+    ModelNotAllowed {
+        /// The model asked for.
+        model: String,
+        /// The key's name.
+        key: String,
+        /// Its allow-list.
+        allowed: Vec<String>,
+    },
+    /// The virtual key was revoked.
+    #[error("the key `{key}` was revoked; ask the gateway's operator for a new one (`exoclaw keys create`)")]
+    KeyRevoked {
+        /// The key's name.
+        key: String,
+    },
+    /// The virtual key has spent its budget.
+    #[error(
+        "the key `{key}` has spent its budget (${spent_usd:.4} of ${budget_usd:.2}); ask the gateway's operator to raise it or for a new key"
+    )]
+    BudgetExceeded {
+        /// The key's name.
+        key: String,
+        /// Its budget, USD.
+        budget_usd: f64,
+        /// What it has spent, USD.
+        spent_usd: f64,
+    },
+    /// The virtual key is over its requests-per-minute limit.
+    #[error("the key `{key}` is limited to {rpm} requests a minute; retry in {} s", retry_after.as_secs() + 1)]
+    RateLimited {
+        /// The key's name.
+        key: String,
+        /// Its limit.
+        rpm: u32,
+        /// When the next request will be accepted.
+        retry_after: std::time::Duration,
+    },
+    /// Something the gateway depends on (its database) failed; the request can be retried.
+    #[error("the gateway cannot serve this now: {what}; retry shortly")]
+    Unavailable {
+        /// What failed.
+        what: String,
     },
     /// The provider behind the model failed.
     #[error(transparent)]
@@ -80,12 +124,46 @@ impl GatewayError {
         match self {
             GatewayError::ModelNotFound { .. } => StatusCode::NOT_FOUND,
             GatewayError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
-            GatewayError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            GatewayError::Unauthorized { .. } | GatewayError::KeyRevoked { .. } => StatusCode::UNAUTHORIZED,
+            GatewayError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
+            GatewayError::BudgetExceeded { .. } | GatewayError::RateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            GatewayError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Provider(e) => provider_status(e.kind),
             // Setup errors never reach a client; answer as an internal fault if one ever does.
             GatewayError::InsecureBind { .. } | GatewayError::BadTokenHash { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+        }
+    }
+
+    /// A short stable name for the kind of failure, for metrics and protocol error codes:
+    /// `unauthenticated`, `key_revoked`, `model_not_allowed`, `budget_exceeded`, `rate_limited`,
+    /// `model_not_found`, `invalid_request`, `unavailable`, `provider_unavailable`,
+    /// `provider_error`, `misconfigured`.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            GatewayError::ModelNotFound { .. } => "model_not_found",
+            GatewayError::InvalidRequest { .. } => "invalid_request",
+            GatewayError::Unauthorized { .. } => "unauthenticated",
+            GatewayError::KeyRevoked { .. } => "key_revoked",
+            GatewayError::ModelNotAllowed { .. } => "model_not_allowed",
+            GatewayError::BudgetExceeded { .. } => "budget_exceeded",
+            GatewayError::RateLimited { .. } => "rate_limited",
+            GatewayError::Unavailable { .. } => "unavailable",
+            GatewayError::Provider(e) => match e.kind {
+                ErrorKind::RateLimited { .. } => "rate_limited",
+                ErrorKind::InvalidRequest | ErrorKind::ContextLength => "invalid_request",
+                ErrorKind::ModelNotFound => "model_not_found",
+                ErrorKind::Overloaded | ErrorKind::Timeout | ErrorKind::Connect | ErrorKind::Server => {
+                    "provider_unavailable"
+                }
+                ErrorKind::Auth | ErrorKind::Permission | ErrorKind::Protocol | ErrorKind::Cancelled => {
+                    "provider_error"
+                }
+            },
+            GatewayError::InsecureBind { .. } | GatewayError::BadTokenHash { .. } => "misconfigured",
         }
     }
 
@@ -95,6 +173,11 @@ impl GatewayError {
             GatewayError::ModelNotFound { .. } => ("invalid_request_error", "model_not_found"),
             GatewayError::InvalidRequest { .. } => ("invalid_request_error", "invalid_request"),
             GatewayError::Unauthorized { .. } => ("invalid_request_error", "invalid_api_key"),
+            GatewayError::KeyRevoked { .. } => ("invalid_request_error", "key_revoked"),
+            GatewayError::ModelNotAllowed { .. } => ("permission_error", "model_not_allowed"),
+            GatewayError::BudgetExceeded { .. } => ("insufficient_quota", "budget_exceeded"),
+            GatewayError::RateLimited { .. } => ("rate_limit_error", "rate_limit_exceeded"),
+            GatewayError::Unavailable { .. } => ("server_error", "unavailable"),
             GatewayError::Provider(e) => provider_type_and_code(e.kind),
             GatewayError::InsecureBind { .. } | GatewayError::BadTokenHash { .. } => {
                 ("server_error", "misconfigured")
@@ -159,7 +242,15 @@ impl IntoResponse for GatewayError {
             let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if matches!(self, GatewayError::Unauthorized { .. }) {
+        if let GatewayError::RateLimited { retry_after, .. } = &self {
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        // A spent budget does not come back by retrying; OpenAI's SDKs honour this header.
+        if matches!(self, GatewayError::BudgetExceeded { .. }) {
+            response.headers_mut().insert("x-should-retry", HeaderValue::from_static("false"));
+        }
+        if matches!(self, GatewayError::Unauthorized { .. } | GatewayError::KeyRevoked { .. }) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response

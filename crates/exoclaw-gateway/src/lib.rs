@@ -1,20 +1,41 @@
-//! exoclaw's HTTP gateway.
+//! exoclaw's gateway: one server for many clients and chat platforms, in front of the providers.
 //!
-//! This first slice serves an OpenAI-compatible `/v1` API in front of any [`Provider`]
-//! (`exoclaw_core::Provider`): `POST /v1/chat/completions` (whole answers and SSE streaming, tool
-//! calls included), `GET /v1/models`, and the `GET /healthz` / `GET /readyz` probes. Which provider
-//! answers a model name is up to a [`ModelSource`], so the CLI can plug exoclaw's router in;
-//! [`StaticModels`] is a fixed table. Access is guarded by bearer tokens kept only as SHA-256
-//! hashes ([`TokenSet`]); [`check_bind`] refuses to expose an unguarded gateway beyond loopback.
+//! - an OpenAI-compatible `/v1` API ([`openai`](self::openai)'s decoding and encoding):
+//!   `POST /v1/chat/completions` (whole answers and SSE streaming, tool calls included) and
+//!   `GET /v1/models`, for operator tokens and virtual keys (per-key model allow-list, budget and
+//!   requests per minute; [`keys`]), every request's usage settled in the background
+//!   ([`accounting`]);
+//! - the WebSocket JSON-RPC protocol at `/ws` (`docs/protocol.md`), with the [`Agents`], the
+//!   [`Bindings`] router and per-session ordering;
+//! - `POST /webhook/{channel}` with per-channel verification ([`webhook`]);
+//! - `/healthz`, `/readyz` and Prometheus `/metrics` ([`metrics`]);
+//! - [`serve`]: graceful shutdown with a grace period.
 //!
-//! [`Provider`]: exoclaw_core::Provider
+//! Which provider answers a model name is up to a [`ModelSource`] (the CLI plugs exoclaw's router
+//! in; [`StaticModels`] is a fixed table). Tokens are kept only as SHA-256 hashes and compared in
+//! constant time ([`TokenSet`]); [`check_bind`] refuses to expose an unguarded gateway beyond
+//! loopback.
 
+pub mod accounting;
+mod agents;
 mod auth;
+pub mod bindings;
+mod chat;
 mod error;
+pub mod keys;
+pub mod metrics;
 mod openai;
+mod queue;
+pub mod rpc;
 mod server;
+mod state;
+pub mod webhook;
 
+pub use agents::{AgentEntry, Agents, DEFAULT_AGENT};
 pub use auth::{TokenSet, check_bind, hash_token};
+pub use bindings::Bindings;
+pub use chat::{Drained, drain};
 pub use error::GatewayError;
 pub use openai::{decode_request, finish_reason};
-pub use server::{Gateway, MAX_BODY_BYTES, ModelSource, StaticModels, app, serve};
+pub use server::{MAX_BODY_BYTES, ModelSource, StaticModels, app, serve};
+pub use state::{Gateway, GatewayBuilder, Limits};

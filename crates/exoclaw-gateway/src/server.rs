@@ -1,12 +1,15 @@
-//! The HTTP surface: the [`Gateway`] (where models come from, which tokens are accepted), the
-//! axum [`app`] routing `/healthz`, `/readyz`, `/v1/models` and `/v1/chat/completions`, and
-//! [`serve`].
+//! The HTTP surface: the axum [`app`] routing `/healthz`, `/readyz`, `/metrics`, `/v1/models`,
+//! `/v1/chat/completions`, the WebSocket and the webhooks, and [`serve`], which runs it until a
+//! shutdown signal and then drains.
 
+use crate::accounting::Bill;
+use crate::keys::{self, Caller};
 use crate::openai::{self, AnswerMeta, ChunkEncoder, CompletionRequest};
-use crate::{GatewayError, TokenSet, check_bind};
+use crate::state::now_secs;
+use crate::{Gateway, GatewayError, check_bind};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -17,8 +20,9 @@ use futures::StreamExt;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 /// Where the gateway finds the provider for a model name. The CLI implements it over exoclaw's
 /// router; [`StaticModels`] is a fixed table.
@@ -29,6 +33,18 @@ pub trait ModelSource: Send + Sync {
 
     /// The model names clients may ask for, as `GET /v1/models` lists them.
     fn models(&self) -> Vec<String>;
+
+    /// The `provider`, `model` whose prices a request for `model` is charged at (the route's
+    /// primary target). `None`: unpriced.
+    fn billed_as(&self, model: &str) -> Option<(String, String)> {
+        let _ = model;
+        None
+    }
+
+    /// Each provider's circuit breaker state (`closed`, `open`, `half_open`), for `/metrics`.
+    fn breaker_states(&self) -> Vec<(String, &'static str)> {
+        Vec::new()
+    }
 }
 
 /// A fixed table of model names, each served by one provider under its own name.
@@ -68,49 +84,22 @@ impl ModelSource for StaticModels {
     }
 }
 
-/// What a running gateway serves and whom it lets in.
-pub struct Gateway {
-    source: Arc<dyn ModelSource>,
-    tokens: TokenSet,
-    started: u64,
-}
-
-impl std::fmt::Debug for Gateway {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway")
-            .field("models", &self.source.models())
-            .field("tokens", &self.tokens)
-            .finish()
-    }
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
-}
-
-impl Gateway {
-    /// A gateway serving `source`'s models to holders of `tokens` (none: to anyone who can connect;
-    /// see [`check_bind`]).
-    pub fn new(source: Arc<dyn ModelSource>, tokens: TokenSet) -> Self {
-        Self { source, tokens, started: now_secs() }
-    }
-
-    /// The accepted tokens.
-    pub fn tokens(&self) -> &TokenSet {
-        &self.tokens
-    }
-}
-
 /// The gateway's routes. The probes need no token; everything under `/v1` does when tokens are
 /// configured.
 pub fn app(gateway: Arc<Gateway>) -> Router {
     let v1 = Router::new()
         .route("/v1/models", get(list_models))
         .route("/v1/chat/completions", post(chat_completions))
-        .route_layer(middleware::from_fn_with_state(gateway.clone(), require_token));
+        .route_layer(middleware::from_fn_with_state(gateway.clone(), require_caller));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route(
+            "/metrics",
+            get(metrics).route_layer(middleware::from_fn_with_state(gateway.clone(), require_operator)),
+        )
+        .route("/webhook/{channel}", post(webhook))
+        .merge(crate::rpc::routes())
         .merge(v1)
         .fallback(|| async {
             let e = GatewayError::invalid(
@@ -128,25 +117,121 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
 /// larger, and the conversation comes on top.
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
-/// Serves `app(gateway)` on `listener` until the process ends, after [`check_bind`] agrees to the
-/// listener's address.
-pub async fn serve(listener: tokio::net::TcpListener, gateway: Arc<Gateway>) -> std::io::Result<()> {
+/// Serves `app(gateway)` on `listener` until `shutdown` completes, after [`check_bind`] agrees to
+/// the listener's address. Then it stops accepting connections, tells WebSocket clients, gives
+/// running streams and turns up to the grace period to finish, and writes the usage still queued.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
-    check_bind(addr, gateway.tokens.is_required()).map_err(std::io::Error::other)?;
-    tracing::info!(%addr, models = gateway.source.models().len(), auth = gateway.tokens.is_required(), "gateway listening");
-    axum::serve(listener, app(gateway)).await
+    check_bind(addr, gateway.requires_auth()).map_err(std::io::Error::other)?;
+    tracing::info!(%addr, models = gateway.source.models().len(), auth = gateway.requires_auth(), "gateway listening");
+    let token = gateway.shutdown.clone();
+    let signalled = {
+        let token = token.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections; letting running requests finish");
+            token.cancel();
+        }
+    };
+    let server = axum::serve(listener, app(gateway.clone())).with_graceful_shutdown(signalled);
+    let grace = gateway.limits.shutdown_grace;
+    let server = tokio::spawn(async move { server.await });
+    token.cancelled().await;
+    // Connections still open after the grace period are cut.
+    match tokio::time::timeout(grace, server).await {
+        Ok(Ok(result)) => result?,
+        Ok(Err(join)) => tracing::error!(error = %join, "the server task failed"),
+        Err(_) => tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "requests still running after the grace period were cut off"
+        ),
+    }
+    gateway.flush_usage().await;
+    Ok(())
 }
 
-async fn require_token(State(gateway): State<Arc<Gateway>>, request: Request, next: Next) -> Response {
-    let header = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    match gateway.tokens.check(header) {
-        Ok(()) => next.run(request).await,
-        Err(e) => {
-            // The reason only; the header's value is never logged.
-            tracing::info!(path = %request.uri().path(), error = %e, "request refused");
-            e.into_response()
+/// Lets in operators, live virtual keys, or anyone when the gateway needs no token, and hands
+/// the [`Caller`] to the handler.
+async fn require_caller(State(gateway): State<Arc<Gateway>>, mut request: Request, next: Next) -> Response {
+    match caller(&gateway, authorization(&request)).await {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
         }
+        Err(e) => refuse(&gateway, request.uri().path(), e),
     }
+}
+
+/// Lets in operators only (or anyone, when the gateway needs no token): for `/metrics`.
+async fn require_operator(State(gateway): State<Arc<Gateway>>, request: Request, next: Next) -> Response {
+    match caller(&gateway, authorization(&request)).await {
+        Ok(Caller::Operator | Caller::Anyone) => next.run(request).await,
+        Ok(Caller::Key(_)) => {
+            let e = GatewayError::Unauthorized { reason: "metrics are for the gateway's operator tokens" };
+            refuse(&gateway, request.uri().path(), e)
+        }
+        Err(e) => refuse(&gateway, request.uri().path(), e),
+    }
+}
+
+/// The `Authorization` header, owned: a request body is not `Sync`, so a future awaiting the
+/// key store may not hold `&Request`.
+fn authorization(request: &Request) -> Option<String> {
+    request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+async fn caller(gateway: &Gateway, authorization: Option<String>) -> Result<Caller, GatewayError> {
+    keys::authenticate(gateway, keys::bearer(authorization.as_deref())?).await
+}
+
+fn refuse(gateway: &Gateway, path: &str, e: GatewayError) -> Response {
+    // The reason only; the header's value is never logged.
+    tracing::info!(path, error = %e, "request refused");
+    gateway.metrics.error(e.kind_name());
+    e.into_response()
+}
+
+/// A chat platform's delivery: 404 for a channel with no webhook, 401 when verification fails
+/// (the reason is logged, never sent), else what the channel answers.
+async fn webhook(
+    State(gateway): State<Arc<Gateway>>,
+    axum::extract::Path(channel): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let endpoint = format!("webhook:{channel}");
+    let response = match gateway.webhooks.get(&channel) {
+        None => {
+            let known = gateway.webhooks.channels();
+            let known = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
+            let message = format!("no webhook for the channel `{channel}`; channels with one: {known}");
+            (StatusCode::NOT_FOUND, Json(json!({"error": {"message": message, "code": "unknown_channel"}})))
+                .into_response()
+        }
+        Some(hook) => match hook.verify(&headers, &body) {
+            Err(reason) => {
+                tracing::warn!(%channel, %reason, "webhook delivery failed verification");
+                gateway.metrics.error("webhook_unverified");
+                let message = "the delivery could not be verified as coming from the platform";
+                (StatusCode::UNAUTHORIZED, Json(json!({"error": {"message": message, "code": "unverified"}})))
+                    .into_response()
+            }
+            Ok(()) => Json(hook.receive(body)).into_response(),
+        },
+    };
+    let endpoint = if gateway.webhooks.get(&channel).is_some() { endpoint } else { "webhook:unknown".into() };
+    gateway.metrics.request(&endpoint, response.status().as_str(), started.elapsed());
+    response
+}
+
+async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
+    let body = gateway.metrics.render(&gateway.source.breaker_states());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
 async fn ready(State(gateway): State<Arc<Gateway>>) -> Response {
@@ -157,11 +242,16 @@ async fn ready(State(gateway): State<Arc<Gateway>>) -> Response {
     }
 }
 
-async fn list_models(State(gateway): State<Arc<Gateway>>) -> Json<serde_json::Value> {
+async fn list_models(
+    State(gateway): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+) -> Json<serde_json::Value> {
+    // A key sees the models it may use.
     let data: Vec<_> = gateway
         .source
         .models()
         .into_iter()
+        .filter(|model| caller.check_model(model).is_ok())
         .map(|id| json!({"id": id, "object": "model", "created": gateway.started, "owned_by": "exoclaw"}))
         .collect();
     Json(json!({"object": "list", "data": data}))
@@ -179,25 +269,38 @@ fn rejection(e: JsonRejection) -> Response {
     (status, Json(error.body())).into_response()
 }
 
+const COMPLETIONS: &str = "/v1/chat/completions";
+
 async fn chat_completions(
     State(gateway): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
     body: Result<Json<CompletionRequest>, JsonRejection>,
 ) -> Response {
-    let Json(request) = match body {
-        Ok(body) => body,
-        Err(e) => return rejection(e),
+    let started = Instant::now();
+    let response = match body {
+        Ok(Json(request)) => match complete(&gateway, caller, request).await {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::info!(error = %e, "chat completion failed");
+                gateway.metrics.error(e.kind_name());
+                e.into_response()
+            }
+        },
+        Err(e) => rejection(e),
     };
-    match complete(&gateway, request).await {
-        Ok(response) => response,
-        Err(e) => {
-            tracing::info!(error = %e, "chat completion failed");
-            e.into_response()
-        }
-    }
+    // A stream's latency here is its time to the first byte; its bill records the whole.
+    gateway.metrics.request(COMPLETIONS, response.status().as_str(), started.elapsed());
+    response
 }
 
-async fn complete(gateway: &Gateway, request: CompletionRequest) -> Result<Response, GatewayError> {
+async fn complete(
+    gateway: &Arc<Gateway>,
+    caller: Caller,
+    request: CompletionRequest,
+) -> Result<Response, GatewayError> {
+    caller.check_model(&request.model)?;
     let (provider, upstream) = gateway.source.provider_for(&request.model)?;
+    let mut bill = Bill::new(Arc::clone(gateway), caller, &request.model);
     let meta = AnswerMeta {
         id: format!("chatcmpl-{}", uuid::Uuid::now_v7().simple()),
         created: now_secs(),
@@ -208,6 +311,9 @@ async fn complete(gateway: &Gateway, request: CompletionRequest) -> Result<Respo
     tracing::debug!(model = %meta.model, upstream = %upstream, provider = provider.name(), stream, "chat completion");
     if !stream {
         let answer = provider.complete(chat).await?;
+        bill.first_token();
+        bill.add_usage(&answer.usage);
+        bill.settle();
         return Ok(Json(openai::encode_response(&meta, &answer)).into_response());
     }
     let mut events = provider.stream(chat).await?;
@@ -218,7 +324,17 @@ async fn complete(gateway: &Gateway, request: CompletionRequest) -> Result<Respo
         Some(Err(e)) => return Err(e.into()),
         other => other,
     };
-    let events: exoclaw_core::EventStream = Box::pin(futures::stream::iter(first).chain(events));
+    bill.first_token();
+    // The bill travels with the stream: it is settled when the stream ends or the client leaves.
+    let bill = std::sync::Mutex::new(bill);
+    let events = futures::stream::iter(first).chain(events).inspect(move |event| {
+        if let Ok(exoclaw_types::StreamEvent::Usage(usage)) = event
+            && let Ok(mut bill) = bill.lock()
+        {
+            bill.add_usage(usage);
+        }
+    });
+    let events: exoclaw_core::EventStream = Box::pin(events);
     let frames =
         openai::sse_frames(events, ChunkEncoder::new(meta, include_usage), provider.name().to_owned())
             .map(|frame| Ok::<_, Infallible>(Bytes::from(frame)));

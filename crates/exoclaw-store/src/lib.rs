@@ -44,8 +44,8 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-pub use exoclaw_core::{NewSession, SessionStore, StoreError, UsageStore};
-use exoclaw_types::{Message, SessionId, SessionInfo, SessionKey, UsageRecord};
+pub use exoclaw_core::{KeyStore, NewApiKey, NewSession, SessionStore, StoreError, UsageStore};
+use exoclaw_types::{ApiKey, Message, SessionId, SessionInfo, SessionKey, UsageRecord};
 
 pub use postgres::PgStore;
 pub use redact::redact_url;
@@ -120,6 +120,13 @@ impl Store {
             Self::Postgres(store) => store,
         }
     }
+
+    fn keys(&self) -> &dyn KeyStore {
+        match self {
+            Self::Sqlite(store) => store,
+            Self::Postgres(store) => store,
+        }
+    }
 }
 
 #[async_trait]
@@ -169,7 +176,34 @@ impl UsageStore for Store {
         self.usage().record_usage(record).await
     }
 
+    async fn record_usage_batch(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
+        self.usage().record_usage_batch(records).await
+    }
+
     async fn usage_since(&self, since: DateTime<Utc>) -> Result<Vec<UsageRecord>, StoreError> {
         self.usage().usage_since(since).await
+    }
+}
+
+#[async_trait]
+impl KeyStore for Store {
+    async fn create_key(&self, new: NewApiKey) -> Result<ApiKey, StoreError> {
+        self.keys().create_key(new).await
+    }
+
+    async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        self.keys().list_keys().await
+    }
+
+    async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        self.keys().key_by_hash(hash).await
+    }
+
+    async fn revoke_key(&self, name_or_id: &str) -> Result<bool, StoreError> {
+        self.keys().revoke_key(name_or_id).await
+    }
+
+    async fn add_key_spend(&self, id: &str, usd: f64) -> Result<(), StoreError> {
+        self.keys().add_key_spend(id, usd).await
     }
 }

@@ -17,6 +17,8 @@ use sqlx::{ConnectOptions, Connection, Row, SqlSafeStr};
 use std::str::FromStr;
 use uuid::Uuid;
 
+mod keys;
+
 use crate::codec::{
     from_i64, key_from_columns, now, opt_from_i64, opt_to_i64, parts_from_json, parts_to_json, query_error,
     role_from_str, role_to_str, to_i64,
@@ -31,13 +33,22 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The schema, one migration per file in `migrations/postgres`, embedded in the binary.
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Borrowed("init"),
-        MigrationType::Simple,
-        include_str!("../migrations/postgres/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            Cow::Borrowed("init"),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0001_init.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            Cow::Borrowed("api_keys"),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0002_api_keys.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 /// The session columns and the message count, ready for a `WHERE` clause.
@@ -434,6 +445,14 @@ impl UsageStore for PgStore {
     async fn record_usage(&self, record: &UsageRecord) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await.map_err(|e| query_error("could not record usage", e))?;
         insert_usage(&mut conn, record).await
+    }
+
+    async fn record_usage_batch(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(|e| query_error("could not record usage", e))?;
+        for record in records {
+            insert_usage(&mut tx, record).await?;
+        }
+        tx.commit().await.map_err(|e| query_error("could not record usage", e))
     }
 
     async fn usage_since(&self, since: DateTime<Utc>) -> Result<Vec<UsageRecord>, StoreError> {

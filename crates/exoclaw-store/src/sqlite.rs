@@ -24,6 +24,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use exoclaw_core::{NewSession, SessionStore, StoreError, UsageStore};
 use exoclaw_types::{Message, MessageId, SessionId, SessionInfo, SessionKey, Usage, UsageRecord};
+use futures::StreamExt;
+use sqlx::Either;
 use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -32,6 +34,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlSafeStr};
 use tokio::sync::Notify;
 use uuid::Uuid;
+
+mod keys;
 
 use crate::codec::{
     from_i64, from_micros, key_from_columns, now, opt_from_i64, opt_to_i64, parts_from_json, parts_to_json,
@@ -58,13 +62,22 @@ const WRITER_AUTOCHECKPOINT: &str = "10000";
 
 /// The schema, one migration per file in `migrations/sqlite`, embedded in the binary.
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Borrowed("init"),
-        MigrationType::Simple,
-        include_str!("../migrations/sqlite/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            Cow::Borrowed("init"),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0001_init.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            Cow::Borrowed("api_keys"),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0002_api_keys.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 /// The session columns and the message count, ready for a `WHERE` clause.
@@ -432,6 +445,96 @@ async fn insert_usage(conn: &mut SqliteConnection, record: &UsageRecord) -> Resu
     Ok(())
 }
 
+/// Appends one `INSERT` of all of `usage` to `query`.
+fn push_usage_insert(
+    query: &mut sqlx::QueryBuilder<sqlx::Sqlite>,
+    usage: &[UsageRecord],
+) -> Result<(), StoreError> {
+    let rows = usage
+        .iter()
+        .map(|record| {
+            let tokens = &record.usage;
+            Ok((
+                record,
+                [
+                    opt_to_i64(tokens.input_tokens, "input_tokens")?,
+                    opt_to_i64(tokens.output_tokens, "output_tokens")?,
+                    opt_to_i64(tokens.cache_read_tokens, "cache_read_tokens")?,
+                    opt_to_i64(tokens.cache_write_tokens, "cache_write_tokens")?,
+                ],
+                to_i64(record.latency_ms, "latency_ms")?,
+                opt_to_i64(record.ttft_ms, "ttft_ms")?,
+            ))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    query.push(
+        "INSERT INTO usage (at, session_id, agent, provider, model, input_tokens, output_tokens, \
+         cache_read_tokens, cache_write_tokens, latency_ms, ttft_ms, cost_usd, estimated) ",
+    );
+    query.push_values(rows, |mut row, (record, tokens, latency_ms, ttft_ms)| {
+        row.push_bind(to_micros(record.at)).push_bind(record.session_id.map(|id| id.to_string()));
+        row.push_bind(&record.agent).push_bind(&record.provider).push_bind(&record.model);
+        for count in tokens {
+            row.push_bind(count);
+        }
+        row.push_bind(latency_ms).push_bind(ttft_ms).push_bind(record.cost_usd).push_bind(record.estimated);
+    });
+    Ok(())
+}
+
+/// Usage records per statement in [`UsageStore::record_usage_batch`]: 13 values each, under
+/// SQLite's 32,766 bound parameters.
+const USAGE_ROWS_PER_INSERT: usize = 2000;
+
+/// A message ready to insert: id, role, parts as JSON, creation time.
+type MessageRow = (String, &'static str, String, DateTime<Utc>);
+
+/// The statements of one turn's commit, as one query: the session's `UPDATE` (first, so its row
+/// count says whether the session exists), one `INSERT` numbering all of the turn's messages after
+/// the session's last one, one `INSERT` of its usage records.
+///
+/// Several statements in one query is an SQLite-only feature of sqlx that sqlx 0.9 deprecates in
+/// favour of `raw_sql` (which cannot bind values); it is kept because it saves two round trips
+/// per commit, and the store's tests cover it (the workspace pins sqlx 0.9).
+fn commit_batch(
+    session: &str,
+    at: i64,
+    model: Option<&str>,
+    messages: Vec<MessageRow>,
+    usage: &[UsageRecord],
+) -> Result<sqlx::QueryBuilder<sqlx::Sqlite>, StoreError> {
+    let mut batch =
+        sqlx::QueryBuilder::<sqlx::Sqlite>::new("UPDATE sessions SET updated_at = MAX(updated_at, ");
+    batch.push_bind(at).push("), model = COALESCE(").push_bind(model).push(", model) WHERE id = ");
+    batch.push_bind(session).push(";\n");
+    if !messages.is_empty() {
+        batch.push("INSERT INTO messages (id, session_id, seq, role, parts, created_at) SELECT v.column1, ");
+        batch.push_bind(session);
+        batch.push(
+            ", base.last + v.column2, v.column3, v.column4, v.column5 \
+             FROM (SELECT COALESCE(MAX(seq), 0) AS last FROM messages WHERE session_id = ",
+        );
+        batch.push_bind(session);
+        batch.push(") AS base, (");
+        batch.push_values(
+            (1_i64..).zip(messages),
+            |mut row, (offset, (message_id, role, parts, created_at))| {
+                row.push_bind(message_id)
+                    .push_bind(offset)
+                    .push_bind(role)
+                    .push_bind(parts)
+                    .push_bind(to_micros(created_at));
+            },
+        );
+        batch.push(") AS v;\n");
+    }
+    if !usage.is_empty() {
+        push_usage_insert(&mut batch, usage)?;
+        batch.push(";\n");
+    }
+    Ok(batch)
+}
+
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn create_session(&self, new: NewSession) -> Result<SessionInfo, StoreError> {
@@ -531,49 +634,23 @@ impl SessionStore for SqliteStore {
         let session = id.to_string();
         let failed = |e| query_error(&format!("could not commit the turn to session {id}"), e);
 
+        // The session update and every insert go as one batch of statements: each call is a round
+        // trip to sqlx's connection thread (≈ 80 µs here), the larger part of a commit's cost, so
+        // a commit is three of them (BEGIN, the batch, COMMIT) however long the turn.
+        let mut batch = commit_batch(&session, to_micros(now()), model, rows, usage)?;
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
-        let updated = sqlx::query(
-            "UPDATE sessions SET updated_at = MAX(updated_at, ?1), model = COALESCE(?2, model) WHERE id = ?3",
-        )
-        .bind(to_micros(now()))
-        .bind(model)
-        .bind(&session)
-        .execute(&mut *tx)
-        .await
-        .map_err(failed)?;
-        if updated.rows_affected() == 0 {
-            return Err(StoreError::SessionNotFound(id));
-        }
-        // One statement for all of the turn's messages, numbering them after the session's last
-        // one: every statement is a round trip to sqlx's connection thread, the larger part of
-        // a commit's cost.
-        if !rows.is_empty() {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO messages (id, session_id, seq, role, parts, created_at) \
-                 SELECT v.column1, ",
-            );
-            insert.push_bind(&session);
-            insert.push(
-                ", base.last + v.column2, v.column3, v.column4, v.column5 \
-                 FROM (SELECT COALESCE(MAX(seq), 0) AS last FROM messages WHERE session_id = ",
-            );
-            insert.push_bind(&session);
-            insert.push(") AS base, (");
-            insert.push_values(
-                (1_i64..).zip(rows),
-                |mut row, (offset, (message_id, role, parts, created_at))| {
-                    row.push_bind(message_id)
-                        .push_bind(offset)
-                        .push_bind(role)
-                        .push_bind(parts)
-                        .push_bind(to_micros(created_at));
-                },
-            );
-            insert.push(") AS v");
-            insert.build().execute(&mut *tx).await.map_err(failed)?;
-        }
-        for record in usage {
-            insert_usage(&mut tx, record).await?;
+        {
+            // Statement results arrive in order; the first is the session's UPDATE.
+            #[allow(deprecated)] // see `commit_batch`
+            let mut results = batch.build().fetch_many(&mut *tx);
+            let mut first = true;
+            while let Some(result) = results.next().await {
+                let Either::Left(done) = result.map_err(failed)? else { continue };
+                if std::mem::take(&mut first) && done.rows_affected() == 0 {
+                    // Dropping the transaction rolls it back.
+                    return Err(StoreError::SessionNotFound(id));
+                }
+            }
         }
         tx.commit().await.map_err(failed)?;
         if let Some(checkpointer) = &self.checkpointer {
@@ -627,6 +704,21 @@ impl UsageStore for SqliteStore {
     async fn record_usage(&self, record: &UsageRecord) -> Result<(), StoreError> {
         let mut conn = self.writer.acquire().await.map_err(|e| query_error("could not record usage", e))?;
         insert_usage(&mut conn, record).await
+    }
+
+    async fn record_usage_batch(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
+        let failed = |e| query_error("could not record usage", e);
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
+        for chunk in records.chunks(USAGE_ROWS_PER_INSERT) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new("");
+            push_usage_insert(&mut insert, chunk)?;
+            insert.build().execute(&mut *tx).await.map_err(failed)?;
+        }
+        tx.commit().await.map_err(failed)?;
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.committed();
+        }
+        Ok(())
     }
 
     async fn usage_since(&self, since: DateTime<Utc>) -> Result<Vec<UsageRecord>, StoreError> {

@@ -6,12 +6,16 @@
 //! serde and has a JSON schema (schemars) so other languages can speak the same wire format.
 
 mod agent;
+mod binding;
+mod key;
 mod message;
 mod model;
 mod request;
 mod stream;
 
 pub use agent::{AgentEvent, SessionId, SessionInfo, SessionKey, ToolEffect, TurnOutcome, UsageRecord};
+pub use binding::{Binding, Inbound};
+pub use key::ApiKey;
 pub use message::{ImageSource, Message, MessageId, Part, Role, ToolCall, ToolResult};
 pub use model::{ModelId, ModelRef, ModelRefError};
 pub use request::{ChatRequest, GenerationParams, ToolChoice, ToolSpec};

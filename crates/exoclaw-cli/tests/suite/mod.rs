@@ -3,6 +3,7 @@
 mod agent;
 mod config;
 mod crash;
+mod gateway;
 mod local_model;
 mod peers;
 mod routing;

@@ -1,6 +1,6 @@
 //! What every backend must do, written once. Each scenario gets a fresh, empty store.
 
-use exoclaw_store::{NewSession, SessionStore, Store, StoreError, UsageStore};
+use exoclaw_store::{KeyStore, NewApiKey, NewSession, SessionStore, Store, StoreError, UsageStore};
 use exoclaw_types::{Message, Part, Role, SessionId};
 use pretty_assertions::assert_eq;
 
@@ -290,4 +290,54 @@ fn ids(sessions: &[exoclaw_types::SessionInfo]) -> Vec<SessionId> {
 
 fn texts(messages: &[Message]) -> Vec<(Role, String)> {
     messages.iter().map(|m| (m.role, m.text())).collect()
+}
+
+pub async fn usage_batches_land_whole(store: Store) {
+    let since = now() - chrono::Duration::seconds(1);
+    // More rows than one SQLite statement may bind.
+    let records: Vec<_> = (0..2500).map(|i| usage(None, i, 1)).collect();
+    store.record_usage_batch(&records).await.unwrap();
+    let stored = store.usage_since(since).await.unwrap();
+    assert_eq!(stored.len(), 2500);
+    assert_eq!(stored.iter().map(|r| r.usage.input_tokens.unwrap()).sum::<u64>(), (0..2500).sum::<u64>());
+}
+
+pub async fn keys_are_stored_hashed_named_once_revoked_and_charged(store: Store) {
+    let new = |name: &str, hash: &str| NewApiKey {
+        name: name.into(),
+        hash: hash.into(),
+        prefix: "exo-12345678…".into(),
+        models: vec!["openai/*".into(), "fast".into()],
+        budget_usd: Some(5.0),
+        rpm: Some(60),
+    };
+    let hash_a = "a".repeat(64);
+    let created = store.create_key(new("ci", &hash_a)).await.unwrap();
+    assert_eq!(created.models, ["openai/*", "fast"]);
+    assert_eq!((created.budget_usd, created.spent_usd, created.rpm), (Some(5.0), 0.0, Some(60)));
+    // One live key per name.
+    match store.create_key(new("ci", &"b".repeat(64))).await {
+        Err(StoreError::KeyExists(name)) => assert_eq!(name, "ci"),
+        other => panic!("a second live `ci` key: {other:?}"),
+    }
+    let found = store.key_by_hash(&hash_a).await.unwrap().unwrap();
+    assert_eq!(found.id, created.id);
+    assert_eq!(found.created_at, created.created_at);
+    assert!(store.key_by_hash(&"c".repeat(64)).await.unwrap().is_none());
+
+    store.add_key_spend(&created.id, 0.25).await.unwrap();
+    store.add_key_spend(&created.id, 0.5).await.unwrap();
+    assert!((store.key_by_hash(&hash_a).await.unwrap().unwrap().spent_usd - 0.75).abs() < 1e-12);
+
+    assert!(store.revoke_key("ci").await.unwrap());
+    assert!(!store.revoke_key("ci").await.unwrap(), "revoking twice finds no live key");
+    assert!(store.key_by_hash(&hash_a).await.unwrap().unwrap().revoked_at.is_some());
+    // The name is free again; the revoked key stays listed, by id too.
+    let again = store.create_key(new("ci", &"d".repeat(64))).await.unwrap();
+    assert!(store.revoke_key(&again.id).await.unwrap());
+    let listed = store.list_keys().await.unwrap();
+    assert_eq!(
+        listed.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(),
+        [created.id.as_str(), again.id.as_str()]
+    );
 }

@@ -9,7 +9,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 /// Reads an environment variable.
-pub(crate) type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+pub(crate) type Lookup<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
 
 /// The process environment, as a [`Lookup`].
 pub(crate) fn process_env(name: &str) -> Option<String> {

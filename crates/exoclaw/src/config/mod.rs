@@ -7,6 +7,7 @@
 //! - [`ConfigError`]: what can be wrong, each message saying how to fix it.
 
 mod error;
+mod gateway;
 pub mod load;
 mod metering;
 pub mod provider;
@@ -14,6 +15,7 @@ pub mod routing;
 mod sections;
 
 pub use error::ConfigError;
+pub use gateway::{AgentProfile, DEFAULT_AGENT, GatewayConfig};
 pub use load::LoadedConfig;
 pub use metering::{BudgetConfig, PriceConfig};
 pub use provider::{ProviderConfig, ProviderKind};
@@ -57,6 +59,14 @@ pub struct Config {
     /// `[[budgets]]`: limits in tokens and/or dollars on model calls.
     #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "metering::budgets")]
     pub budgets: Vec<BudgetConfig>,
+    /// `[gateway]`: `exoclaw gateway`'s address, tokens and limits.
+    pub gateway: GatewayConfig,
+    /// `[agents.NAME]`: the agents the gateway serves besides `default`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "gateway::agents")]
+    pub agents: BTreeMap<String, AgentProfile>,
+    /// `[[bindings]]`: which agent answers which channel, account, peer, guild or team.
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "gateway::bindings")]
+    pub bindings: Vec<exoclaw_types::Binding>,
 }
 
 /// The SQLite file, inside exoclaw's home, used when `storage.url` is unset.

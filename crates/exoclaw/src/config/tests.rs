@@ -141,7 +141,7 @@ fn a_typo_in_a_key_is_reported_at_its_line_and_column_with_the_valid_keys() {
     assert_eq!(
         err.to_string(),
         "~/.exoclaw/config.toml:3:3: unknown field `modle`, expected one of `model`, `agent`, `storage`, \
-         `permissions`, `local`, `routing`, `providers`, `prices`, `budgets` — fix it, then check with `exoclaw config check`"
+         `permissions`, `local`, `routing`, `providers`, `prices`, `budgets`, `gateway`, `agents`, `bindings` — fix it, then check with `exoclaw config check`"
     );
     assert!(file.exists());
 }
@@ -332,6 +332,11 @@ fn every_example_in_the_template_is_valid_when_uncommented() {
     assert_eq!(config.prices.keys().collect::<Vec<_>>(), ["*/gpt-4o", "work/*"]);
     let budgets: Vec<&str> = config.budgets.iter().map(|b| b.name.as_str()).collect();
     assert_eq!(budgets, ["daily-dollars", "per-chat"]);
+    assert_eq!(config.gateway.allowed_origins, ["https://app.example.com"]);
+    assert_eq!(config.gateway.token_hashes.len(), 1);
+    assert_eq!(config.agents.keys().collect::<Vec<_>>(), ["support"]);
+    let bound: Vec<Option<&str>> = config.bindings.iter().map(|b| b.peer.as_deref()).collect();
+    assert_eq!(bound, [None, Some("alice")]);
     // The documented storage default is the real one when the home is ~/.exoclaw.
     let user_home = Path::new("/home/ada");
     assert_eq!(

@@ -1,0 +1,141 @@
+//! `exoclaw gateway` and `exoclaw keys` as an operator uses them: the real binary serving `/v1`
+//! through the configured router in front of a scripted OpenAI-compatible model.
+
+use super::*;
+use exoclaw_testkit::script::Answer;
+use exoclaw_testkit::server::ScriptedServer;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::time::Duration;
+
+/// A running `exoclaw gateway`, stopped (SIGTERM) when dropped.
+struct Running {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the gateway on a free loopback port and waits for its "listening on" line.
+async fn start(env: &Env, args: &[&str]) -> Running {
+    let mut cmd = env.std_cmd();
+    cmd.args(["gateway", "--bind", "127.0.0.1:0"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stderr).lines();
+        let line = lines.next().map(|l| l.unwrap()).unwrap_or_default();
+        // Keep draining so the gateway never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        line
+    })
+    .await
+    .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    Running { child, base: format!("http://{addr}") }
+}
+
+async fn chat(base: &str, key: Option<&str>, model: &str) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_serves_v1_to_a_key_and_drains_on_sigterm() {
+    let env = Env::new();
+    let server = ScriptedServer::start([Answer::text("Hello from upstream").reply()]).await;
+    env.scripted(&server, "");
+    let created = env.run(&["keys", "create", "--name", "ci", "--models", "script/*", "--quiet"]).await;
+    ok(&created);
+    let key = stdout(&created).trim().to_owned();
+    assert!(key.starts_with("exo-"), "{key}");
+    let listed = env.run(&["keys", "list"]).await;
+    ok(&listed);
+    assert!(stdout(&listed).contains("ci") && !stdout(&listed).contains(&key), "{}", stdout(&listed));
+
+    let gateway = start(&env, &[]).await;
+    let (status, body) = chat(&gateway.base, Some(&key), "script/scripted").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], "Hello from upstream");
+    assert_eq!(chat(&gateway.base, None, "script/scripted").await.0, 401);
+    assert_eq!(chat(&gateway.base, Some(&key), "local/smollm2").await.0, 403, "not on the key's list");
+
+    ok(&env.run(&["keys", "revoke", "ci"]).await);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (status, body) = chat(&gateway.base, Some(&key), "script/scripted").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("key_revoked")));
+
+    let Running { child, .. } = &gateway;
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let mut gateway = gateway;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = gateway.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "the gateway did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    // The request's usage reached the ledger before the process ended.
+    let usage = env.run(&["usage", "--json"]).await;
+    ok(&usage);
+    assert!(stdout(&usage).contains("api:ci"), "{}", stdout(&usage));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_gateway_is_refused_beyond_loopback() {
+    let env = Env::new();
+    let out = env.run(&["gateway", "--bind", "0.0.0.0:0"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("refusing to listen on 0.0.0.0"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("sha256sum"), "says how to make a token: {}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_explain_names_the_binding_that_wins() {
+    let env = Env::new();
+    env.config(
+        "[agents.support]\ndescription = \"help desk\"\n\n\
+         [[bindings]]\nagent = \"support\"\nchannel = \"slack\"\n\n\
+         [[bindings]]\nagent = \"default\"\nchannel = \"slack\"\npeer = \"U42\"\n",
+    );
+    let out = env.run(&["gateway", "routes", "--explain", "--channel", "slack", "--peer", "U7"]).await;
+    ok(&out);
+    assert!(stdout(&out).contains("agent:       support"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("support:slack:default:U7"), "{}", stdout(&out));
+    let out = env.run(&["gateway", "routes", "--channel", "slack", "--peer", "U42"]).await;
+    ok(&out);
+    assert!(
+        stdout(&out).contains("agent:       default"),
+        "the peer binding is more specific: {}",
+        stdout(&out)
+    );
+
+    env.config("[[bindings]]\nagent = \"nobody\"\nchannel = \"ws\"\n");
+    let out = env.run(&["gateway", "routes", "--channel", "ws"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("names the agent `nobody`"), "{}", stderr(&out));
+}

@@ -1,0 +1,532 @@
+//! Agent turns for WebSocket clients (`chat.send`): routing a message to an agent and a session,
+//! queueing it behind the session's running turn ([`crate::queue`]), running the turn on its own
+//! task with its events streamed to the client, committing it (messages and usage in one
+//! transaction), and answering. Also what shutdown waits for ([`ChatRuntime`], [`drain`]).
+//!
+//! A turn belongs to the gateway, not to the connection that asked for it: a client that
+//! disconnects mid-turn stops receiving events, but the turn runs to its end and is stored, so
+//! the next message on that session sees it. Only `chat.cancel` (or the end of the shutdown grace
+//! period) cuts a turn short, and then its partial answer is stored.
+
+use crate::Gateway;
+use crate::agents::AgentEntry;
+use crate::keys::{self, Caller};
+use crate::queue::{SessionQueues, Ticket};
+use crate::rpc::error::{Code, RpcError};
+use crate::rpc::frame;
+use crate::rpc::protocol::{ChatEventParams, ChatResult, ChatSendParams};
+use exoclaw_core::NewSession;
+use exoclaw_types::{
+    AgentEvent, Inbound, Message, Role, SessionId, SessionKey, TurnOutcome, Usage, UsageRecord,
+};
+use serde_json::Value;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+/// How long turns cancelled at the end of the grace period get to commit their partial answers.
+const COMMIT_GRACE: Duration = Duration::from_secs(10);
+
+/// How long closing connections get, after the turns, to send their close frames.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Characters of the first message kept as a new session's title.
+const TITLE_CHARS: usize = 60;
+
+/// What the WebSocket side of a gateway has running: the session queues, the turn tasks and the
+/// open connections, and the token that cancels every turn when the grace period is over.
+#[derive(Debug, Default)]
+pub struct ChatRuntime {
+    pub(crate) queues: SessionQueues,
+    turns: AtomicUsize,
+    connections: AtomicUsize,
+    /// What the `busy_sessions` gauge was last brought to.
+    reported_busy: AtomicI64,
+    changed: Notify,
+    stop: CancellationToken,
+}
+
+/// What a [`Live`] counts.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Turn,
+    Connection,
+}
+
+/// Counts one turn task or connection while it lives, and tells [`drain`] when it ends.
+#[derive(Debug)]
+pub(crate) struct Live {
+    gateway: Arc<Gateway>,
+    kind: Kind,
+}
+
+impl Live {
+    fn new(gateway: &Arc<Gateway>, kind: Kind) -> Self {
+        gateway.chat.counter(kind).fetch_add(1, Ordering::SeqCst);
+        Self { gateway: Arc::clone(gateway), kind }
+    }
+
+    /// Counts a connection until dropped.
+    pub(crate) fn connection(gateway: &Arc<Gateway>) -> Self {
+        Self::new(gateway, Kind::Connection)
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let chat = &self.gateway.chat;
+        chat.counter(self.kind).fetch_sub(1, Ordering::SeqCst);
+        chat.sync_busy_gauge(&self.gateway.metrics);
+        chat.changed.notify_waiters();
+    }
+}
+
+impl ChatRuntime {
+    /// Nothing running.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Turn tasks alive (running or waiting for their session).
+    pub fn turns(&self) -> usize {
+        self.turns.load(Ordering::SeqCst)
+    }
+
+    /// Open WebSocket connections.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    fn counter(&self, kind: Kind) -> &AtomicUsize {
+        match kind {
+            Kind::Turn => &self.turns,
+            Kind::Connection => &self.connections,
+        }
+    }
+
+    /// Brings the `busy_sessions` gauge to the number of busy sessions now. Every caller swaps in
+    /// what it saw, so the deltas always add up to the last count, whatever the interleaving.
+    pub(crate) fn sync_busy_gauge(&self, metrics: &crate::metrics::Metrics) {
+        let now = i64::try_from(self.queues.busy()).unwrap_or(i64::MAX);
+        let before = self.reported_busy.swap(now, Ordering::SeqCst);
+        if now != before {
+            metrics.busy_sessions(now - before);
+        }
+    }
+
+    /// Waits until `done` holds, re-checking whenever a turn or connection ends.
+    async fn until(&self, done: impl Fn(&Self) -> bool) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            // Registered before the check, so an end between the check and the wait is not missed.
+            changed.as_mut().enable();
+            if done(self) {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+/// What [`drain`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Whether every turn and connection ended within the grace period.
+    pub in_time: bool,
+    /// Turns still running when the grace period ended, cancelled (their partial answers
+    /// committed).
+    pub cancelled: usize,
+    /// Turns or connections still alive when `drain` gave up waiting.
+    pub abandoned: usize,
+}
+
+/// Shuts the WebSocket side down: marks the gateway as shutting down (new `chat.send` requests
+/// get `shutting_down`; connections without running requests are told with a `gateway.shutdown`
+/// notification and closed), waits up to `limits.shutdown_grace` for running turns to finish and
+/// their connections to close, then cancels the turns still running, waits for them to commit
+/// their partial answers (up to 10 s more), and for their connections to close (2 s).
+///
+/// Call it after axum's graceful shutdown returns (upgraded WebSocket connections are not
+/// awaited by it); it is idempotent.
+pub async fn drain(gateway: &Gateway) -> Drained {
+    gateway.shutdown.cancel();
+    let runtime = &gateway.chat;
+    let grace = gateway.limits.shutdown_grace;
+    let idle = |r: &ChatRuntime| r.turns() == 0 && r.connections() == 0;
+    if tokio::time::timeout(grace, runtime.until(idle)).await.is_ok() {
+        return Drained { in_time: true, cancelled: 0, abandoned: 0 };
+    }
+    let cancelled = runtime.turns();
+    tracing::warn!(
+        turns = cancelled,
+        grace_secs = grace.as_secs(),
+        "cancelling turns still running after the grace period"
+    );
+    runtime.stop.cancel();
+    let _ = tokio::time::timeout(COMMIT_GRACE, runtime.until(|r| r.turns() == 0)).await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, runtime.until(idle)).await;
+    let abandoned = runtime.turns() + runtime.connections();
+    if abandoned > 0 {
+        tracing::error!(abandoned, "turns or connections did not end in time");
+    }
+    Drained { in_time: false, cancelled, abandoned }
+}
+
+/// What a connection is sent by the turns it started.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// A frame to send (an event).
+    Frame(String),
+    /// A request is over: stop tracking it (`request` is [`request_key`] of its id) and send
+    /// `frame`, its answer (none for a notification).
+    Finished { request: String, frame: Option<String> },
+}
+
+/// A key for a request id, telling `1` from `"1"`.
+pub(crate) fn request_key(id: &Value) -> String {
+    id.to_string()
+}
+
+/// A virtual key's token, kept to re-check the key (revoked? over budget? over its rate?) on each
+/// `chat.send`. Never printed.
+#[derive(Clone)]
+pub(crate) struct Secret(pub(crate) String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Who sent a `chat.send`, and where its answer goes.
+#[derive(Debug, Clone)]
+pub(crate) struct Requester {
+    pub caller: Caller,
+    pub token: Option<Secret>,
+    pub out: mpsc::UnboundedSender<Outbound>,
+}
+
+/// Where a message goes: the agent and the session key.
+struct Routed {
+    agent: AgentEntry,
+    binding: Option<usize>,
+    key: SessionKey,
+}
+
+fn route(gateway: &Gateway, params: &ChatSendParams) -> Result<Routed, RpcError> {
+    for (field, value) in [("channel", &params.channel), ("account", &params.account), ("peer", &params.peer)]
+    {
+        if value.is_empty() {
+            return Err(RpcError::invalid_params("chat.send", format!("`{field}` is empty")));
+        }
+    }
+    let (name, binding) = match &params.agent {
+        Some(agent) => (agent.clone(), None),
+        None => {
+            let inbound = Inbound {
+                channel: params.channel.clone(),
+                account: params.account.clone(),
+                peer: params.peer.clone(),
+                guild: params.guild.clone(),
+                team: params.team.clone(),
+            };
+            let route = gateway.bindings().route(&inbound);
+            (route.agent, route.binding)
+        }
+    };
+    let Some(agent) = gateway.agents.get(&name) else {
+        let why = match (&params.agent, binding) {
+            (Some(_), _) => "the request names it".to_owned(),
+            (None, Some(index)) => format!("bindings[{index}] routes this message to it"),
+            (None, None) => "it is the default agent".to_owned(),
+        };
+        return Err(RpcError::new(
+            Code::NotFound,
+            format!(
+                "no agent `{name}` ({why}); this gateway has: {}",
+                if gateway.agents.is_empty() {
+                    "no agents".to_owned()
+                } else {
+                    gateway.agents.names().join(", ")
+                }
+            ),
+        )
+        .with("agent", name));
+    };
+    let key = SessionKey {
+        agent: agent.name.clone(),
+        channel: params.channel.clone(),
+        account: params.account.clone(),
+        peer: params.peer.clone(),
+    };
+    Ok(Routed { agent: agent.clone(), binding, key })
+}
+
+/// Accepts a `chat.send`: routes it, checks the caller may use the agent's model, takes its place
+/// in the session's queue (in the order requests are read) and starts its task. Returns the token
+/// that cancels it (`chat.cancel`), or why it was refused.
+pub(crate) fn start(
+    gateway: &Arc<Gateway>,
+    requester: Requester,
+    id: Option<Value>,
+    params: ChatSendParams,
+) -> Result<CancellationToken, RpcError> {
+    if gateway.shutdown.is_cancelled() {
+        return Err(RpcError::new(
+            Code::ShuttingDown,
+            "the gateway is shutting down and accepts no new messages; reconnect once it is back",
+        ));
+    }
+    if gateway.sessions.is_none() {
+        return Err(RpcError::new(
+            Code::Unavailable,
+            "this gateway has no session store, so it cannot hold conversations; configure `storage.url`",
+        ));
+    }
+    let routed = route(gateway, &params)?;
+    requester.caller.check_model(routed.agent.runner.display_model())?;
+    let ticket =
+        gateway.chat.queues.enter(&routed.key.to_string(), gateway.limits.session_queue).map_err(|busy| {
+            RpcError::new(Code::SessionBusy, busy.to_string())
+                .with("session_key", busy.key)
+                .with("waiting", busy.waiting)
+        })?;
+    gateway.chat.sync_busy_gauge(&gateway.metrics);
+    let cancel = gateway.chat.stop.child_token();
+    let live = Live::new(gateway, Kind::Turn);
+    let task = Task { gateway: Arc::clone(gateway), requester, id, params, routed, cancel: cancel.clone() };
+    tokio::spawn(async move {
+        let _live = live;
+        task.run(ticket).await;
+    });
+    Ok(cancel)
+}
+
+struct Task {
+    gateway: Arc<Gateway>,
+    requester: Requester,
+    id: Option<Value>,
+    params: ChatSendParams,
+    routed: Routed,
+    cancel: CancellationToken,
+}
+
+impl Task {
+    async fn run(self, ticket: Ticket) {
+        let started = Instant::now();
+        let answer = self.turn(ticket).await;
+        let status = match &answer {
+            Ok(_) => "ok",
+            Err(e) => {
+                self.gateway.metrics.error(e.code.name());
+                e.code.name()
+            }
+        };
+        self.gateway.metrics.request("ws:chat.send", status, started.elapsed());
+        let frame = self.id.as_ref().map(|id| match &answer {
+            Ok(result) => frame::result(id, result),
+            Err(e) => frame::error(id, e),
+        });
+        let request = self.id.as_ref().map(request_key).unwrap_or_default();
+        // The client may be gone; the turn is stored either way.
+        let _ = self.requester.out.send(Outbound::Finished { request, frame });
+    }
+
+    /// Resolves when the client cancelled this request, not when the whole gateway cancels its
+    /// turns (those still run, at once cancelled, so that their messages are stored).
+    async fn cancelled_by_client(&self) {
+        self.cancel.cancelled().await;
+        if self.gateway.chat.stop.is_cancelled() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    async fn turn(&self, ticket: Ticket) -> Result<ChatResult, RpcError> {
+        let held = tokio::select! {
+            held = ticket.ready() => held,
+            () = self.cancelled_by_client() => {
+                return Err(RpcError::new(Code::Cancelled, "cancelled before its turn began; nothing was stored"));
+            }
+        };
+        if let (Caller::Key(_), Some(token)) = (&self.requester.caller, &self.requester.token) {
+            // The key may have been revoked or run out of budget since `connect`; this also
+            // counts the request against its requests-per-minute limit.
+            keys::authenticate(&self.gateway, Some(&token.0)).await?;
+        }
+        let Some(store) = self.gateway.sessions.clone() else {
+            return Err(RpcError::new(Code::Unavailable, "this gateway has no session store"));
+        };
+        let key = &self.routed.key;
+        let existing = store.session_by_key(key).await?;
+        let (session_id, history) = match &existing {
+            Some(info) => (info.id, store.messages(info.id).await?),
+            None => (SessionId::new(), Vec::new()),
+        };
+        let runner = &self.routed.agent.runner;
+        let failure: Mutex<Option<(String, String)>> = Mutex::new(None);
+        let sink = |event: AgentEvent| {
+            if let AgentEvent::Error { code, message } = &event
+                && let Ok(mut slot) = failure.lock()
+            {
+                *slot = Some((code.clone(), message.clone()));
+            }
+            if let Some(id) = &self.id {
+                let params = ChatEventParams { request_id: id.clone(), event };
+                let _ = self.requester.out.send(Outbound::Frame(frame::notification("chat.event", &params)));
+            }
+        };
+        let result = runner
+            .run_turn(session_id, history, Message::user(self.params.content.clone()), &self.cancel, &sink)
+            .await;
+        let model = runner.display_model().to_owned();
+        if existing.is_none() {
+            let new = NewSession {
+                id: Some(session_id),
+                key: Some(key.clone()),
+                title: Some(title(&self.params.content)),
+                model: Some(model.clone()),
+            };
+            store.create_session(new).await.map_err(|e| stored_error(e.into(), session_id))?;
+        }
+        store
+            .commit_turn(session_id, &result.messages, &result.usage, Some(&model))
+            .await
+            .map_err(|e| stored_error(e.into(), session_id))?;
+        // Only now may the next turn of the session start: it must see this one.
+        drop(held);
+        self.settle(&result.usage).await;
+        let failure = failure.lock().map(|mut slot| slot.take()).unwrap_or_default();
+        if result.outcome == TurnOutcome::Failed {
+            let (code, message) =
+                failure.unwrap_or_else(|| ("internal".to_owned(), "the turn failed".to_owned()));
+            return Err(failed(&code, message)
+                .with("session_id", session_id.to_string())
+                .with("outcome", "failed"));
+        }
+        let text = result
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::Assistant)
+            .map(Message::text)
+            .unwrap_or_default();
+        Ok(ChatResult {
+            session_id,
+            session_key: key.to_string(),
+            agent: self.routed.agent.name.clone(),
+            binding: self.routed.binding,
+            outcome: result.outcome,
+            text,
+            usage: total_usage(&result.usage),
+        })
+    }
+
+    /// Tokens into the metrics, cost onto the virtual key.
+    async fn settle(&self, usage: &[UsageRecord]) {
+        for record in usage {
+            self.gateway.metrics.tokens(
+                &record.provider,
+                &record.model,
+                record.usage.input_tokens,
+                record.usage.output_tokens,
+            );
+        }
+        let Caller::Key(key) = &self.requester.caller else { return };
+        let cost: f64 = usage.iter().filter_map(|r| r.cost_usd).sum();
+        if cost <= 0.0 {
+            return;
+        }
+        self.gateway.key_cache.add_spend(&key.id, cost);
+        if let Some(keys) = &self.gateway.keys
+            && let Err(e) = keys.add_key_spend(&key.id, cost).await
+        {
+            tracing::error!(error = %e, key = %key.name, "could not record a key's spend");
+        }
+    }
+}
+
+/// A store failure after the turn ran: the client learns which session it was.
+fn stored_error(e: RpcError, session_id: SessionId) -> RpcError {
+    RpcError::new(e.code, format!("the turn ran but could not be stored: {}", e.message))
+        .with("session_id", session_id.to_string())
+}
+
+/// The error a failed turn is answered with, from its `error` event's code.
+fn failed(code: &str, message: String) -> RpcError {
+    let kind = match code {
+        "budget_exceeded" | "budget_unpriced" => Code::BudgetExceeded,
+        "internal" => Code::InternalError,
+        "invalid_request" | "context_length" => Code::ProviderRejected,
+        _ => Code::ProviderUnavailable,
+    };
+    RpcError::new(kind, message).with("kind", code)
+}
+
+fn total_usage(records: &[UsageRecord]) -> Usage {
+    fn add(total: Option<u64>, more: Option<u64>) -> Option<u64> {
+        match (total, more) {
+            (Some(a), Some(b)) => Some(a.saturating_add(b)),
+            (a, b) => a.or(b),
+        }
+    }
+    records.iter().fold(Usage::default(), |total, r| Usage {
+        input_tokens: add(total.input_tokens, r.usage.input_tokens),
+        output_tokens: add(total.output_tokens, r.usage.output_tokens),
+        cache_read_tokens: add(total.cache_read_tokens, r.usage.cache_read_tokens),
+        cache_write_tokens: add(total.cache_write_tokens, r.usage.cache_write_tokens),
+    })
+}
+
+/// The first non-blank line, cut to [`TITLE_CHARS`].
+fn title(input: &str) -> String {
+    let line = input.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    if line.chars().count() > TITLE_CHARS {
+        format!("{}…", line.chars().take(TITLE_CHARS).collect::<String>())
+    } else {
+        line.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_are_the_first_line_cut() {
+        assert_eq!(title("\n  hello there \nmore"), "hello there");
+        let long = "x".repeat(100);
+        assert_eq!(title(&long).chars().count(), TITLE_CHARS + 1);
+    }
+
+    #[test]
+    fn usage_adds_up_over_calls_keeping_unreported_counts_absent() {
+        let record = |input, output| UsageRecord {
+            at: chrono::Utc::now(),
+            session_id: None,
+            agent: "a".into(),
+            provider: "p".into(),
+            model: "m".into(),
+            usage: Usage { input_tokens: input, output_tokens: output, ..Usage::default() },
+            latency_ms: 0,
+            ttft_ms: None,
+            cost_usd: None,
+            estimated: false,
+        };
+        let total = total_usage(&[record(Some(3), None), record(Some(4), Some(5))]);
+        assert_eq!(
+            (total.input_tokens, total.output_tokens, total.cache_read_tokens),
+            (Some(7), Some(5), None)
+        );
+    }
+
+    #[test]
+    fn failed_turns_map_to_codes_by_their_event_code() {
+        assert_eq!(failed("budget_exceeded", String::new()).code, Code::BudgetExceeded);
+        assert_eq!(failed("context_length", String::new()).code, Code::ProviderRejected);
+        assert_eq!(failed("timeout", String::new()).code, Code::ProviderUnavailable);
+        assert_eq!(failed("internal", String::new()).code, Code::InternalError);
+    }
+}

@@ -1,0 +1,262 @@
+//! Who is calling: an operator (one of the configured tokens), the holder of a virtual key (with
+//! its model allow-list, budget and requests-per-minute limit), or anyone, on a gateway that
+//! requires no token. Virtual keys are made here ([`generate_key`]) and checked on every request;
+//! the key is shown once and only its SHA-256 is stored.
+
+use crate::{Gateway, GatewayError, hash_token};
+use exoclaw_types::ApiKey;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The start of every virtual key, so a leaked one is recognisable (and scannable) as exoclaw's.
+pub const KEY_PREFIX: &str = "exo-";
+
+/// Characters of a key kept (besides [`KEY_PREFIX`]) to tell keys apart in lists.
+const SHOWN_CHARS: usize = 8;
+
+/// A fresh virtual key: [`KEY_PREFIX`] and 64 hex digits (244 random bits, from the operating
+/// system's generator by way of two UUIDv4s), its SHA-256, and the prefix to show in lists.
+pub fn generate_key() -> GeneratedKey {
+    let secret = format!("{KEY_PREFIX}{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let hash = hash_token(&secret);
+    let prefix = format!("{}…", &secret[..KEY_PREFIX.len() + SHOWN_CHARS]);
+    GeneratedKey { secret, hash, prefix }
+}
+
+/// A key just made: print `secret` once, store `hash` and `prefix`.
+pub struct GeneratedKey {
+    /// The key itself.
+    pub secret: String,
+    /// Its SHA-256, 64 lowercase hex digits.
+    pub hash: String,
+    /// Its first characters, for lists.
+    pub prefix: String,
+}
+
+impl std::fmt::Debug for GeneratedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeneratedKey").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+/// Who made a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Caller {
+    /// No token is required on this gateway.
+    Anyone,
+    /// One of the configured operator tokens: every model, every method, no limits.
+    Operator,
+    /// A virtual key.
+    Key(ApiKey),
+}
+
+impl Caller {
+    /// The key's name, for logs and the usage ledger.
+    pub fn label(&self) -> &str {
+        match self {
+            Caller::Anyone => "anyone",
+            Caller::Operator => "operator",
+            Caller::Key(key) => &key.name,
+        }
+    }
+
+    /// Whether the caller may use `model`.
+    pub fn check_model(&self, model: &str) -> Result<(), GatewayError> {
+        match self {
+            Caller::Key(key) if !key.allows(model) => Err(GatewayError::ModelNotAllowed {
+                model: model.to_owned(),
+                key: key.name.clone(),
+                allowed: key.models.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The bearer token of an `Authorization` header value.
+pub fn bearer(header: Option<&str>) -> Result<Option<&str>, GatewayError> {
+    let Some(header) = header else { return Ok(None) };
+    header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(|token| Some(token.trim()))
+        .ok_or(GatewayError::Unauthorized { reason: "the Authorization header is not a bearer token" })
+}
+
+/// Who holds `token` (from an `Authorization: Bearer` header or a `connect` request), or why they
+/// are refused. Checks the operator tokens first (in constant time), then the virtual keys by
+/// hash; a key that is revoked, over its budget or over its rate is refused with its reason.
+pub async fn authenticate(gateway: &Gateway, token: Option<&str>) -> Result<Caller, GatewayError> {
+    if !gateway.requires_auth() {
+        return Ok(Caller::Anyone);
+    }
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return Err(GatewayError::Unauthorized { reason: "this gateway requires a token and none was sent" });
+    };
+    if gateway.tokens.matches(token) {
+        return Ok(Caller::Operator);
+    }
+    let Some(keys) = &gateway.keys else {
+        return Err(GatewayError::Unauthorized { reason: "the token is not one of this gateway's tokens" });
+    };
+    let hash = hash_token(token);
+    let key = match gateway.key_cache.get(&hash) {
+        Some(cached) => cached,
+        None => {
+            let stored = keys
+                .key_by_hash(&hash)
+                .await
+                .map_err(|e| GatewayError::Unavailable { what: format!("the key store failed: {e}") })?;
+            gateway.key_cache.put(hash, stored)
+        }
+    }
+    .ok_or(GatewayError::Unauthorized { reason: "the token is not one of this gateway's tokens" })?;
+    if key.revoked_at.is_some() {
+        return Err(GatewayError::KeyRevoked { key: key.name });
+    }
+    if let Some(budget) = key.budget_usd
+        && key.spent_usd >= budget
+    {
+        return Err(GatewayError::BudgetExceeded {
+            key: key.name,
+            budget_usd: budget,
+            spent_usd: key.spent_usd,
+        });
+    }
+    if let Some(rpm) = key.rpm {
+        gateway.rate.check(&key.id, rpm).map_err(|retry_after| GatewayError::RateLimited {
+            key: key.name.clone(),
+            rpm,
+            retry_after,
+        })?;
+    }
+    Ok(Caller::Key(key))
+}
+
+/// How long a key looked up in the store is trusted before it is read again: a key revoked (or a
+/// budget raised) by `exoclaw keys` in another process takes effect within this.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// Keys by hash, as last read from the store, plus the spend settled since (written to the store
+/// in batches): a busy gateway reads each key about once a second instead of once a request.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    entries: Mutex<HashMap<String, (Instant, Option<ApiKey>)>>,
+}
+
+impl KeyCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Option<ApiKey>)>> {
+        match self.entries.lock() {
+            Ok(entries) => entries,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// The key with this hash (`Some(None)`: known not to exist), while fresh.
+    fn get(&self, hash: &str) -> Option<Option<ApiKey>> {
+        let entries = self.lock();
+        let (at, key) = entries.get(hash)?;
+        (at.elapsed() < KEY_CACHE_TTL).then(|| key.clone())
+    }
+
+    /// Remembers what the store said, keeping the spend settled but perhaps not yet written.
+    fn put(&self, hash: String, key: Option<ApiKey>) -> Option<ApiKey> {
+        let mut entries = self.lock();
+        // Unknown hashes are remembered too (a client retrying a wrong key costs one read a
+        // second), but the map is kept from growing without bound by wrong guesses.
+        if entries.len() > 10_000 {
+            entries.retain(|_, (at, _)| at.elapsed() < KEY_CACHE_TTL);
+        }
+        let key = match (key, entries.get(&hash)) {
+            (Some(mut fresh), Some((_, Some(cached)))) => {
+                // The store lags the cache by the batches not yet written.
+                fresh.spent_usd = fresh.spent_usd.max(cached.spent_usd);
+                Some(fresh)
+            }
+            (key, _) => key,
+        };
+        entries.insert(hash, (Instant::now(), key.clone()));
+        key
+    }
+
+    /// Adds a settled request's cost to the cached key, so its budget applies at once.
+    pub(crate) fn add_spend(&self, id: &str, usd: f64) {
+        for (_, key) in self.lock().values_mut() {
+            if let Some(key) = key.as_mut().filter(|k| k.id == id) {
+                key.spent_usd += usd;
+            }
+        }
+    }
+}
+
+/// Requests-per-minute limits, one token bucket per key: `rpm` requests at once, refilled at
+/// `rpm` a minute. Kept in memory: a restart forgives the current minute.
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl RateLimiter {
+    /// Takes one request from `id`'s bucket, or says how long until one is free.
+    pub fn check(&self, id: &str, rpm: u32) -> Result<(), Duration> {
+        self.check_at(id, rpm, Instant::now())
+    }
+
+    fn check_at(&self, id: &str, rpm: u32, now: Instant) -> Result<(), Duration> {
+        let capacity = f64::from(rpm.max(1));
+        let per_sec = capacity / 60.0;
+        let mut buckets = match self.buckets.lock() {
+            Ok(buckets) => buckets,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let bucket = buckets.entry(id.to_owned()).or_insert(Bucket { tokens: capacity, at: now });
+        let refilled = bucket.tokens + now.saturating_duration_since(bucket.at).as_secs_f64() * per_sec;
+        bucket.tokens = refilled.min(capacity);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / per_sec))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_long_random_and_shown_only_by_prefix() {
+        let (a, b) = (generate_key(), generate_key());
+        assert_ne!(a.secret, b.secret);
+        assert_eq!(a.secret.len(), KEY_PREFIX.len() + 64);
+        assert!(a.secret.starts_with(KEY_PREFIX) && a.prefix.starts_with(&a.secret[..12]));
+        assert_eq!(a.hash, hash_token(&a.secret));
+        assert!(!format!("{a:?}").contains(&a.secret));
+    }
+
+    #[test]
+    fn a_bucket_allows_its_rpm_then_refills_steadily() {
+        let limiter = RateLimiter::default();
+        let start = Instant::now();
+        for _ in 0..3 {
+            assert!(limiter.check_at("k", 3, start).is_ok());
+        }
+        let wait = limiter.check_at("k", 3, start).unwrap_err();
+        assert!((19.0..=20.0).contains(&wait.as_secs_f64()), "{wait:?}");
+        // Another key has its own bucket.
+        assert!(limiter.check_at("other", 3, start).is_ok());
+        // 20 s later one request is free again, not more.
+        let later = start + Duration::from_secs(20);
+        assert!(limiter.check_at("k", 3, later).is_ok());
+        assert!(limiter.check_at("k", 3, later).is_err());
+    }
+}

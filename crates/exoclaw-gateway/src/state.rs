@@ -1,0 +1,255 @@
+//! The [`Gateway`]: what a running gateway serves (models, agents, sessions), whom it lets in
+//! (operator tokens, virtual keys), its limits and metrics, and the signal that it is shutting
+//! down. Built with [`Gateway::builder`]; shared by every connection as an `Arc<Gateway>`.
+
+use crate::TokenSet;
+use crate::accounting::Ledger;
+use crate::agents::Agents;
+use crate::bindings::Bindings;
+use crate::keys::{KeyCache, RateLimiter};
+use crate::metrics::Metrics;
+use crate::server::ModelSource;
+use crate::webhook::Webhooks;
+use exoclaw_core::{KeyStore, Metering, SessionStore, UsageStore};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio_util::sync::CancellationToken;
+
+/// What one client may send, and how long the gateway waits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest WebSocket frame and message, in bytes.
+    pub max_message_bytes: usize,
+    /// JSON-RPC requests one connection may send per second (a burst of as many is allowed).
+    pub requests_per_second: u32,
+    /// How long a connection may stay silent before it is closed.
+    pub idle_timeout: Duration,
+    /// Messages that may wait behind a running turn in one session before `session_busy`.
+    pub session_queue: usize,
+    /// How long running turns and streams get to finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 1024 * 1024,
+            requests_per_second: 20,
+            idle_timeout: Duration::from_secs(300),
+            session_queue: 8,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What a running gateway serves and whom it lets in.
+pub struct Gateway {
+    pub(crate) source: Arc<dyn ModelSource>,
+    pub(crate) tokens: TokenSet,
+    pub(crate) keys: Option<Arc<dyn KeyStore>>,
+    pub(crate) agents: Agents,
+    pub(crate) sessions: Option<Arc<dyn SessionStore>>,
+    pub(crate) usage: Option<Arc<dyn UsageStore>>,
+    bindings: RwLock<Arc<Bindings>>,
+    pub(crate) limits: Limits,
+    pub(crate) origins: Vec<String>,
+    pub(crate) webhooks: Webhooks,
+    pub(crate) metrics: Metrics,
+    pub(crate) rate: RateLimiter,
+    pub(crate) key_cache: KeyCache,
+    /// Prices, for what `/v1` requests cost.
+    pub(crate) metering: Option<Arc<Metering>>,
+    /// Where `/v1` requests' usage is written, in batches.
+    pub(crate) ledger: Option<Ledger>,
+    pub(crate) shutdown: CancellationToken,
+    /// The WebSocket side: session queues, running turns, open connections.
+    pub(crate) chat: crate::chat::ChatRuntime,
+    /// Unix seconds at start (`/v1/models`' `created`).
+    pub(crate) started: u64,
+    pub(crate) started_at: Instant,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("models", &self.source.models())
+            .field("tokens", &self.tokens)
+            .field("keys", &self.keys.is_some())
+            .field("agents", &self.agents.names())
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+}
+
+impl Gateway {
+    /// A gateway serving `source`'s models on `/v1` to holders of `tokens` (none: to anyone who
+    /// can connect; see [`crate::check_bind`]), with no agents, store or virtual keys.
+    pub fn new(source: Arc<dyn ModelSource>, tokens: TokenSet) -> Self {
+        Self::builder(source).tokens(tokens).build()
+    }
+
+    /// Starts building a gateway over `source`.
+    pub fn builder(source: Arc<dyn ModelSource>) -> GatewayBuilder {
+        GatewayBuilder {
+            gateway: Gateway {
+                source,
+                tokens: TokenSet::open(),
+                keys: None,
+                agents: Agents::new(),
+                sessions: None,
+                usage: None,
+                bindings: RwLock::new(Arc::new(Bindings::default())),
+                limits: Limits::default(),
+                origins: Vec::new(),
+                webhooks: Webhooks::new(),
+                metrics: Metrics::new(),
+                rate: RateLimiter::default(),
+                key_cache: KeyCache::default(),
+                metering: None,
+                ledger: None,
+                shutdown: CancellationToken::new(),
+                chat: crate::chat::ChatRuntime::new(),
+                started: now_secs(),
+                started_at: Instant::now(),
+            },
+        }
+    }
+
+    /// The accepted operator tokens.
+    pub fn tokens(&self) -> &TokenSet {
+        &self.tokens
+    }
+
+    /// Whether a caller must authenticate: operator tokens or a key store are configured.
+    pub fn requires_auth(&self) -> bool {
+        self.tokens.is_required() || self.keys.is_some()
+    }
+
+    /// The agents served over the WebSocket.
+    pub fn agents(&self) -> &Agents {
+        &self.agents
+    }
+
+    /// The bindings in force now.
+    pub fn bindings(&self) -> Arc<Bindings> {
+        match self.bindings.read() {
+            Ok(bindings) => Arc::clone(&bindings),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Replaces the bindings (on SIGHUP or a changed file); turns already routed keep their agent,
+    /// connections stay open.
+    pub fn reload_bindings(&self, bindings: Bindings) {
+        let bindings = Arc::new(bindings);
+        match self.bindings.write() {
+            Ok(mut slot) => *slot = bindings,
+            Err(poisoned) => *poisoned.into_inner() = bindings,
+        }
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Cancelled when the gateway starts shutting down.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until the usage of every request settled so far is written.
+    pub async fn flush_usage(&self) {
+        if let Some(ledger) = &self.ledger {
+            ledger.flush().await;
+        }
+    }
+
+    /// How long it has been running.
+    pub fn uptime(&self) -> Duration {
+        self.started_at.elapsed()
+    }
+}
+
+/// Builds a [`Gateway`].
+#[derive(Debug)]
+pub struct GatewayBuilder {
+    gateway: Gateway,
+}
+
+impl GatewayBuilder {
+    /// The operator tokens (full access).
+    pub fn tokens(mut self, tokens: TokenSet) -> Self {
+        self.gateway.tokens = tokens;
+        self
+    }
+
+    /// Where virtual keys are looked up; with a key store, every `/v1` and WebSocket caller needs
+    /// an operator token or a live key.
+    pub fn keys(mut self, keys: Arc<dyn KeyStore>) -> Self {
+        self.gateway.keys = Some(keys);
+        self
+    }
+
+    /// The agents served over the WebSocket.
+    pub fn agents(mut self, agents: Agents) -> Self {
+        self.gateway.agents = agents;
+        self
+    }
+
+    /// Where sessions and usage are kept. `/v1` requests' usage is written by a background task
+    /// started here (so this must be called inside a Tokio runtime).
+    pub fn store(mut self, sessions: Arc<dyn SessionStore>, usage: Arc<dyn UsageStore>) -> Self {
+        self.gateway.sessions = Some(sessions);
+        self.gateway.usage = Some(usage);
+        self
+    }
+
+    /// Prices (and budgets) for what requests cost.
+    pub fn metering(mut self, metering: Arc<Metering>) -> Self {
+        self.gateway.metering = Some(metering);
+        self
+    }
+
+    /// The bindings router.
+    pub fn bindings(self, bindings: Bindings) -> Self {
+        self.gateway.reload_bindings(bindings);
+        self
+    }
+
+    /// Per-client limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.gateway.limits = limits;
+        self
+    }
+
+    /// Web origins allowed to open the WebSocket (browsers send `Origin`; others do not).
+    pub fn allowed_origins(mut self, origins: Vec<String>) -> Self {
+        self.gateway.origins = origins;
+        self
+    }
+
+    /// The channels that receive webhooks.
+    pub fn webhooks(mut self, webhooks: Webhooks) -> Self {
+        self.gateway.webhooks = webhooks;
+        self
+    }
+
+    /// The gateway. With a store, starts the task that writes `/v1` usage (so this must be
+    /// called inside a Tokio runtime).
+    pub fn build(mut self) -> Gateway {
+        if let Some(usage) = &self.gateway.usage {
+            self.gateway.ledger = Some(Ledger::start(Arc::clone(usage), self.gateway.keys.clone()));
+        }
+        self.gateway
+    }
+}
