@@ -265,15 +265,15 @@ async fn browser_origins_are_checked_before_upgrading() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_over_its_rate_is_told_to_wait_not_dropped() {
-    let limits = Limits { requests_per_second: 3, ..Limits::default() };
+    let limits = Limits { requests_per_second: 2, ..Limits::default() };
     let server =
         Server::start(Agents::new().with(agent("default", Echo::new(""))), |b| b.limits(limits)).await;
     let mut client = server.client().await;
-    for id in 1..=5 {
+    for id in 1..=6 {
         client.send(json!({"jsonrpc": "2.0", "id": id, "method": "ping"})).await;
     }
     let mut limited = Vec::new();
-    for _ in 1..=5 {
+    for _ in 1..=6 {
         let response = client.next().await.unwrap();
         if response.get("error").is_some() {
             assert_eq!(response["error"]["code"], -32002, "{response}");
@@ -282,8 +282,8 @@ async fn a_connection_over_its_rate_is_told_to_wait_not_dropped() {
             limited.push(response["id"].as_i64().unwrap());
         }
     }
-    assert_eq!(limited, [4, 5], "a burst of 3 is allowed, then the rate");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(limited, [3, 4, 5, 6], "a burst of 2 is allowed, then the rate");
+    tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(client.ok("ping", json!({})).await, json!({"pong": true}), "the connection stayed");
 }
 
@@ -316,6 +316,8 @@ async fn two_clients_on_one_session_are_answered_in_order() {
     let a = first.request("chat.send", message("shared", "one")).await;
     echo.wait_calls(1).await;
     let b = second.request("chat.send", message("shared", "two")).await;
+    // A connection handles its messages in order: once this is answered, `two` is queued.
+    second.ok("ping", json!({})).await;
     // Another session is not held up by the first one's turn.
     let mut other = server.client().await;
     let c = other.request("chat.send", message("elsewhere", "three")).await;
