@@ -139,19 +139,43 @@ pub async fn serve(
     };
     let server = axum::serve(listener, app(gateway.clone())).with_graceful_shutdown(signalled);
     let grace = gateway.limits.shutdown_grace;
-    let server = tokio::spawn(async move { server.await });
-    token.cancelled().await;
-    // Connections still open after the grace period are cut.
-    match tokio::time::timeout(grace, server).await {
-        Ok(Ok(result)) => result?,
-        Ok(Err(join)) => tracing::error!(error = %join, "the server task failed"),
-        Err(_) => tracing::warn!(
-            grace_secs = grace.as_secs(),
-            "requests still running after the grace period were cut off"
-        ),
+    let mut server = tokio::spawn(async move { server.await });
+    tokio::select! {
+        // The server only ends by itself on an error.
+        ended = &mut server => {
+            gateway.flush_usage().await;
+            return match ended {
+                Ok(result) => result,
+                Err(join) => Err(std::io::Error::other(join)),
+            };
+        }
+        () = token.cancelled() => {}
+    }
+    // HTTP requests (axum's graceful shutdown) and WebSocket turns (`drain`: upgraded
+    // connections are not axum's to wait for) finish side by side within the grace period.
+    let http = async {
+        match tokio::time::timeout(grace, server).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(std::io::Error::other(join)),
+            Err(_) => {
+                tracing::warn!(
+                    grace_secs = grace.as_secs(),
+                    "HTTP requests still running after the grace period were cut off"
+                );
+                Ok(())
+            }
+        }
+    };
+    let (http, drained) = tokio::join!(http, crate::chat::drain(&gateway));
+    if !drained.in_time {
+        tracing::warn!(
+            cancelled = drained.cancelled,
+            abandoned = drained.abandoned,
+            "shutdown cut off running turns"
+        );
     }
     gateway.flush_usage().await;
-    Ok(())
+    http
 }
 
 /// Lets in operators, live virtual keys, or anyone when the gateway needs no token, and hands

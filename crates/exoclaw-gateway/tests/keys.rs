@@ -279,3 +279,22 @@ async fn shutdown_lets_a_running_stream_finish_and_writes_its_usage() {
     let ledger = store.usage_since(chrono::Utc::now() - chrono::Duration::hours(1)).await.unwrap();
     assert_eq!(ledger.len(), 1, "the stream's usage was written before serve returned");
 }
+
+#[tokio::test]
+async fn serve_tells_websocket_clients_it_is_shutting_down() {
+    use futures::StreamExt;
+    let gateway = Arc::new(Gateway::builder(Arc::new(StaticModels::new())).build());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, gateway, async move {
+        let _ = stopped.await;
+    }));
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await.unwrap();
+    stop.send(()).unwrap();
+    let frame = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap();
+    let note: Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
+    assert_eq!(note["method"], "gateway.shutdown", "{note}");
+    // And serve returns once the connection is gone, well within the grace period.
+    tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap().unwrap();
+}
