@@ -18,6 +18,11 @@ const QUEUE: usize = 16 * 1024;
 /// Most records written in one transaction.
 const BATCH: usize = 512;
 
+/// How long the writer lets records gather before a transaction: one write every tenth of a
+/// second at most, instead of one per request (a transaction costs the database thread about as
+/// much as a whole proxied request costs the gateway).
+const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// What the writer task is sent.
 #[derive(Debug)]
 enum Entry {
@@ -73,6 +78,16 @@ async fn write_batches(
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     while receiver.recv_many(&mut batch, BATCH).await > 0 {
+        // A flush is answered at once; otherwise let more records arrive.
+        if batch.len() < BATCH && !batch.iter().any(|e| matches!(e, Entry::Flush(_))) {
+            tokio::time::sleep(LINGER).await;
+            while batch.len() < BATCH {
+                match receiver.try_recv() {
+                    Ok(entry) => batch.push(entry),
+                    Err(_) => break,
+                }
+            }
+        }
         let mut spend: HashMap<String, f64> = HashMap::new();
         let mut records = Vec::with_capacity(batch.len());
         let mut flushes = Vec::new();

@@ -349,3 +349,39 @@ async fn periodic_health_checks_feed_the_breaker_and_stop_when_cancelled() {
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(flaky.checks.load(std::sync::atomic::Ordering::SeqCst), checks, "no checks after cancel");
 }
+
+/// Answers only whole (`complete`); a stream request is refused, so a test sees which was asked.
+#[derive(Debug)]
+struct WholeOnly;
+
+#[async_trait::async_trait]
+impl Provider for WholeOnly {
+    fn name(&self) -> &str {
+        "backup"
+    }
+
+    async fn stream(&self, _request: ChatRequest) -> Result<exoclaw_core::EventStream, ProviderError> {
+        Err(ProviderError::new(ErrorKind::InvalidRequest, "backup", "asked for a stream"))
+    }
+
+    async fn complete(&self, request: ChatRequest) -> Result<exoclaw_types::ChatResponse, ProviderError> {
+        Ok(exoclaw_types::ChatResponse {
+            message: Message::assistant(format!("whole answer from {}", request.model.0)),
+            stop_reason: exoclaw_types::StopReason::EndTurn,
+            usage: exoclaw_types::Usage::default(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_whole_answer_is_asked_for_whole_and_falls_over_like_a_stream() {
+    let primary = scripted("primary", [Outcome::FailOpen(ErrorKind::Overloaded)]);
+    let builder = Router::builder("router")
+        .retry(RetryPolicy::none())
+        .provider(primary.clone(), false)
+        .provider(Arc::new(WholeOnly), false);
+    let routes =
+        Routes::new(builder.provider_names()).alias("m", "primary/m").fallbacks("m", &["backup/b"]).unwrap();
+    let response = builder.build(routes).complete(request()).await.unwrap();
+    assert_eq!(response.message.text(), "whole answer from b");
+}

@@ -2,8 +2,7 @@
 //! through the configured router in front of a scripted OpenAI-compatible model.
 
 use super::*;
-use exoclaw_testkit::script::Answer;
-use exoclaw_testkit::server::ScriptedServer;
+use exoclaw_testkit::server::{Reply, ScriptedServer};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
@@ -65,7 +64,11 @@ async fn chat(base: &str, key: Option<&str>, model: &str) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_serves_v1_to_a_key_and_drains_on_sigterm() {
     let env = Env::new();
-    let server = ScriptedServer::start([Answer::text("Hello from upstream").reply()]).await;
+    // A whole answer, as OpenAI sends one when not asked to stream.
+    let whole = json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "scripted",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from upstream"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}});
+    let server = ScriptedServer::start([Reply::json(200, &whole)]).await;
     env.scripted(&server, "");
     let created = env.run(&["keys", "create", "--name", "ci", "--models", "script/*", "--quiet"]).await;
     ok(&created);
@@ -79,6 +82,8 @@ async fn the_gateway_serves_v1_to_a_key_and_drains_on_sigterm() {
     let (status, body) = chat(&gateway.base, Some(&key), "script/scripted").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["choices"][0]["message"]["content"], "Hello from upstream");
+    let upstream = &server.requests()[0].body;
+    assert_ne!(upstream["stream"], true, "a whole answer is asked for whole upstream too");
     assert_eq!(chat(&gateway.base, None, "script/scripted").await.0, 401);
     assert_eq!(chat(&gateway.base, Some(&key), "local/smollm2").await.0, 403, "not on the key's list");
 

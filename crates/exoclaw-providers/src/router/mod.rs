@@ -18,7 +18,7 @@ pub use routes::{RouteError, Routes, Target};
 
 use async_trait::async_trait;
 use exoclaw_core::{ErrorKind, EventStream, ModelInfo, Provider, ProviderError, Recovery};
-use exoclaw_types::{ChatRequest, ModelId, StreamEvent};
+use exoclaw_types::{ChatRequest, ChatResponse, ModelId, StreamEvent};
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -134,6 +134,19 @@ pub struct Router {
 /// Failures that say the provider itself is in trouble, and so count against its breaker: exactly
 /// the retryable kinds (rate limits, overload, 5xx, timeouts, connection and protocol errors). A
 /// bad request, a missing key or an unknown model say nothing about its health.
+/// What a caller of the router wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Stream,
+    Whole,
+}
+
+/// What a provider gave.
+enum Answer {
+    Stream(EventStream),
+    Whole(ChatResponse),
+}
+
 fn counts_against_breaker(kind: ErrorKind) -> bool {
     kind.is_retryable()
 }
@@ -274,25 +287,9 @@ impl Router {
         Box::pin(head.chain(rest))
     }
 
-    fn exhausted(&self, model: &str, last: Option<ProviderError>, tried: &[String]) -> ProviderError {
-        let kind = last.as_ref().map_or(ErrorKind::Overloaded, |e| e.kind);
-        let mut err = ProviderError::new(
-            kind,
-            &self.name,
-            format!("no provider could answer `{model}`: {}", tried.join("; ")),
-        );
-        err.status = last.and_then(|e| e.status);
-        err
-    }
-}
-
-#[async_trait]
-impl Provider for Router {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    async fn stream(&self, request: ChatRequest) -> Result<EventStream, ProviderError> {
+    /// Routes `request` down its chain (retries, breakers, fallbacks) for a stream or a whole
+    /// answer.
+    async fn answer(&self, request: ChatRequest, mode: Mode) -> Result<Answer, ProviderError> {
         let model = request.model.0.clone();
         let targets = self
             .routes
@@ -317,11 +314,19 @@ impl Provider for Router {
                 let mut guard = ProbeGuard { breaker: &member.breaker, armed: admission == Admission::Probe };
                 let mut attempt = request.clone();
                 attempt.model = ModelId(target.model.clone());
-                let err = match self.open(member, attempt, deadline).await {
-                    Ok((first, rest)) => {
+                let outcome = match mode {
+                    Mode::Stream => self.open(member, attempt, deadline).await.map(|(first, rest)| {
+                        Answer::Stream(self.committed(target, Arc::clone(member), first, rest))
+                    }),
+                    // A whole answer takes as long as the model writes; the provider's own
+                    // timeouts bound it, not the router's first-token one.
+                    Mode::Whole => member.provider.complete(attempt).await.map(Answer::Whole),
+                };
+                let err = match outcome {
+                    Ok(answer) => {
                         guard.armed = false;
                         member.breaker.success();
-                        return Ok(self.committed(target, Arc::clone(member), first, rest));
+                        return Ok(answer);
                     }
                     Err(err) => err,
                 };
@@ -367,6 +372,43 @@ impl Provider for Router {
             }
         }
         Err(self.exhausted(&model, last, &tried))
+    }
+
+    fn exhausted(&self, model: &str, last: Option<ProviderError>, tried: &[String]) -> ProviderError {
+        let kind = last.as_ref().map_or(ErrorKind::Overloaded, |e| e.kind);
+        let mut err = ProviderError::new(
+            kind,
+            &self.name,
+            format!("no provider could answer `{model}`: {}", tried.join("; ")),
+        );
+        err.status = last.and_then(|e| e.status);
+        err
+    }
+}
+
+#[async_trait]
+impl Provider for Router {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn stream(&self, request: ChatRequest) -> Result<EventStream, ProviderError> {
+        match self.answer(request, Mode::Stream).await? {
+            Answer::Stream(events) => Ok(events),
+            // `Mode::Stream` is only ever answered with a stream.
+            Answer::Whole(_) => {
+                Err(ProviderError::new(ErrorKind::Protocol, &self.name, "a stream was asked for"))
+            }
+        }
+    }
+
+    /// A whole answer from a provider's own non-streaming call (not a stream collected here), so
+    /// a proxy in front of the router asks upstream for exactly what its client asked for.
+    async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, ProviderError> {
+        match self.answer(request, Mode::Whole).await? {
+            Answer::Whole(response) => Ok(response),
+            Answer::Stream(events) => exoclaw_core::collect_response(&self.name, events).await,
+        }
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {
