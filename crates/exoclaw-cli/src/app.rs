@@ -22,9 +22,6 @@ look before you change, change only what was asked, and say what you did.";
 /// The embedded model's: short, since a 135M model derails on long instructions.
 pub(crate) const LOCAL_PROMPT: &str = "You are a helpful assistant.";
 
-/// Longest session title, in characters.
-const TITLE_CHARS: usize = 60;
-
 /// The loaded configuration and the open store.
 pub struct App {
     /// The configuration, with the file it came from.
@@ -171,7 +168,7 @@ impl App {
             let new = NewSession {
                 id: Some(id),
                 key: None,
-                title: Some(title(input)),
+                title: Some(exoclaw_core::session_title(input)),
                 model: Some(agent.model.to_string()),
             };
             *session = Some(self.store.create_session(new).await.context("the session could not be stored")?);
@@ -194,13 +191,4 @@ pub struct Agent {
     pub workspace: PathBuf,
     /// The AGENTS.md (and similar) files in its system prompt.
     pub context_files: Vec<PathBuf>,
-}
-
-fn title(input: &str) -> String {
-    let line = input.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
-    if line.chars().count() > TITLE_CHARS {
-        format!("{}…", line.chars().take(TITLE_CHARS).collect::<String>())
-    } else {
-        line.to_owned()
-    }
 }

@@ -32,5 +32,7 @@ pub use metering::{
     SHIPPED_PRICES, SystemClock, TestClock,
 };
 pub use provider::{Capabilities, EventStream, ModelInfo, Provider};
-pub use store::{KeyStore, NewApiKey, NewSession, SessionStore, StoreError, UsageStore};
+pub use store::{
+    KeyStore, NewApiKey, NewSession, SessionStore, StoreError, TITLE_CHARS, UsageStore, session_title,
+};
 pub use tool::{Tool, ToolContext, ToolError, ToolRegistry, TypedTool};

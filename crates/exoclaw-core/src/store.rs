@@ -37,6 +37,20 @@ pub struct NewSession {
     pub model: Option<String>,
 }
 
+/// Characters of a first message kept as a new session's title.
+pub const TITLE_CHARS: usize = 60;
+
+/// A new session's title from its first message: the first non-blank line, cut to
+/// [`TITLE_CHARS`] (with `…` when cut).
+pub fn session_title(input: &str) -> String {
+    let line = input.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    if line.chars().count() > TITLE_CHARS {
+        format!("{}…", line.chars().take(TITLE_CHARS).collect::<String>())
+    } else {
+        line.to_owned()
+    }
+}
+
 /// Sessions and their messages.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
@@ -127,4 +141,16 @@ pub trait KeyStore: Send + Sync {
 
     /// Adds `usd` to what the key has spent.
     async fn add_key_spend(&self, id: &str, usd: f64) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_are_the_first_line_cut() {
+        assert_eq!(session_title("\n  hello there \nmore"), "hello there");
+        let long = "x".repeat(100);
+        assert_eq!(session_title(&long).chars().count(), TITLE_CHARS + 1);
+    }
 }

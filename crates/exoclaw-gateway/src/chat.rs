@@ -32,9 +32,6 @@ const COMMIT_GRACE: Duration = Duration::from_secs(10);
 /// How long closing connections get, after the turns, to send their close frames.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// Characters of the first message kept as a new session's title.
-const TITLE_CHARS: usize = 60;
-
 /// What the WebSocket side of a gateway has running: the session queues, the turn tasks and the
 /// open connections, and the token that cancels every turn when the grace period is over.
 #[derive(Debug, Default)]
@@ -386,7 +383,7 @@ impl Task {
             let new = NewSession {
                 id: Some(session_id),
                 key: Some(key.clone()),
-                title: Some(title(&self.params.content)),
+                title: Some(exoclaw_core::session_title(&self.params.content)),
                 model: Some(model.clone()),
             };
             store.create_session(new).await.map_err(|e| stored_error(e.into(), session_id))?;
@@ -480,26 +477,9 @@ fn total_usage(records: &[UsageRecord]) -> Usage {
     })
 }
 
-/// The first non-blank line, cut to [`TITLE_CHARS`].
-fn title(input: &str) -> String {
-    let line = input.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
-    if line.chars().count() > TITLE_CHARS {
-        format!("{}…", line.chars().take(TITLE_CHARS).collect::<String>())
-    } else {
-        line.to_owned()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn titles_are_the_first_line_cut() {
-        assert_eq!(title("\n  hello there \nmore"), "hello there");
-        let long = "x".repeat(100);
-        assert_eq!(title(&long).chars().count(), TITLE_CHARS + 1);
-    }
 
     #[test]
     fn usage_adds_up_over_calls_keeping_unreported_counts_absent() {
