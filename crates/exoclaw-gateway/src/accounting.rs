@@ -4,10 +4,10 @@
 
 use crate::Gateway;
 use crate::keys::Caller;
-use exoclaw_core::{KeyStore, Metering, UsageStore};
+use exoclaw_core::{KeyStore, Price, UsageStore};
 use exoclaw_types::{Usage, UsageRecord};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -129,13 +129,51 @@ async fn write(
     }
 }
 
+/// Most model names whose billing is remembered; names past it are resolved per request (rules
+/// route unbounded sets of names, and a client may send any of them).
+const BILLING_ENTRIES: usize = 4096;
+
+/// Where a model name's usage is recorded and what it costs: resolved once per name, not per
+/// request (a route lookup and a walk of the price table).
+#[derive(Debug)]
+pub(crate) struct Billing {
+    /// `provider/model` the usage is recorded under, as routed.
+    provider: String,
+    model: String,
+    price: Option<Price>,
+}
+
+/// Each model name's [`Billing`]. The routes and prices behind it are fixed while the gateway
+/// runs (a reload changes bindings only), so entries never go stale.
+#[derive(Debug, Default)]
+pub(crate) struct BillingCache {
+    entries: RwLock<HashMap<String, Arc<Billing>>>,
+}
+
+impl BillingCache {
+    fn get(&self, gateway: &Gateway, model: &str) -> Arc<Billing> {
+        if let Some(billing) = self.entries.read().ok().and_then(|entries| entries.get(model).cloned()) {
+            return billing;
+        }
+        let (provider, routed) =
+            gateway.source.billed_as(model).unwrap_or_else(|| ("unknown".into(), "unknown".into()));
+        let price = gateway.metering.as_ref().and_then(|m| m.prices.price(&provider, &routed));
+        let billing = Arc::new(Billing { provider, model: routed, price });
+        if let Ok(mut entries) = self.entries.write()
+            && entries.len() < BILLING_ENTRIES
+        {
+            entries.insert(model.to_owned(), Arc::clone(&billing));
+        }
+        billing
+    }
+}
+
 /// A request being served: settles its usage when [`Bill::settle`] is called or, for a stream the
 /// client left, when dropped.
 pub(crate) struct Bill {
     gateway: Arc<Gateway>,
     caller: Caller,
-    /// `provider/model` prices are looked up under.
-    billed_as: Option<(String, String)>,
+    billing: Arc<Billing>,
     started: Instant,
     first_token: Option<Duration>,
     usage: Usage,
@@ -144,11 +182,11 @@ pub(crate) struct Bill {
 
 impl Bill {
     pub(crate) fn new(gateway: Arc<Gateway>, caller: Caller, model: &str) -> Self {
-        let billed_as = gateway.source.billed_as(model);
+        let billing = gateway.billing.get(&gateway, model);
         Self {
             gateway,
             caller,
-            billed_as,
+            billing,
             started: Instant::now(),
             first_token: None,
             usage: Usage::default(),
@@ -175,18 +213,22 @@ impl Bill {
         if std::mem::replace(&mut self.settled, true) {
             return;
         }
-        let (provider, model) =
-            self.billed_as.clone().unwrap_or_else(|| ("unknown".into(), "unknown".into()));
-        self.gateway.metrics.tokens(&provider, &model, self.usage.input_tokens, self.usage.output_tokens);
+        let billing = &self.billing;
+        let usage = &self.usage;
+        self.gateway.metrics.tokens(
+            &billing.provider,
+            &billing.model,
+            usage.input_tokens,
+            usage.output_tokens,
+        );
         let Some(ledger) = &self.gateway.ledger else { return };
-        let metering: Option<&Arc<Metering>> = self.gateway.metering.as_ref();
-        let cost = metering.and_then(|m| m.cost(&provider, &model, &self.usage));
+        let cost = billing.price.map(|price| price.cost(usage));
         let record = UsageRecord {
             at: chrono::Utc::now(),
             session_id: None,
             agent: format!("api:{}", self.caller.label()),
-            provider,
-            model,
+            provider: billing.provider.clone(),
+            model: billing.model.clone(),
             usage: self.usage,
             latency_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             ttft_ms: self.first_token.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),

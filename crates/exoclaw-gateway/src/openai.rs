@@ -8,10 +8,11 @@ use exoclaw_types::{
     ChatRequest, ChatResponse, GenerationParams, ImageSource, Message, Part, Role, StopReason, StreamEvent,
     ToolCall, ToolChoice, ToolResult, ToolSpec, Usage,
 };
-use futures::StreamExt;
-use serde::Deserialize;
+use futures::{FutureExt, StreamExt};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::collections::{HashSet, VecDeque};
+use std::borrow::Cow;
+use std::collections::HashSet;
 
 /// A `POST /v1/chat/completions` body, as far as exoclaw understands it. Unknown fields
 /// (`user`, `n`, `logprobs`, …) are ignored, as OpenAI-compatible servers commonly do.
@@ -335,15 +336,32 @@ pub fn finish_reason(reason: &StopReason) -> &'static str {
 }
 
 /// OpenAI's `usage` object, when the provider reported both counts.
-fn usage_json(usage: &Usage) -> Option<Value> {
-    let (prompt, completion) = (usage.input_tokens?, usage.output_tokens?);
-    let mut u = json!({
-        "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-    });
-    if let Some(cached) = usage.cache_read_tokens {
-        u["prompt_tokens_details"] = json!({"cached_tokens": cached});
+#[derive(Serialize)]
+struct UsageBody {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_tokens_details: Option<CachedTokens>,
+}
+
+#[derive(Serialize)]
+struct CachedTokens {
+    cached_tokens: u64,
+}
+
+impl UsageBody {
+    fn of(usage: &Usage) -> Option<Self> {
+        let (prompt, completion) = (usage.input_tokens?, usage.output_tokens?);
+        Some(Self {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            total_tokens: prompt + completion,
+            prompt_tokens_details: usage
+                .cache_read_tokens
+                .map(|cached_tokens| CachedTokens { cached_tokens }),
+        })
     }
-    Some(u)
 }
 
 /// What every answer object carries.
@@ -355,40 +373,120 @@ pub(crate) struct AnswerMeta {
     pub(crate) model: String,
 }
 
+/// A `chat.completion` object, borrowing the answer: serialized straight to the response body.
+#[derive(Serialize)]
+pub(crate) struct CompletionBody<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [CompletionChoice<'a>; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<UsageBody>,
+}
+
+#[derive(Serialize)]
+struct CompletionChoice<'a> {
+    index: u32,
+    message: AnswerMessage<'a>,
+    logprobs: Option<()>,
+    finish_reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct AnswerMessage<'a> {
+    role: &'static str,
+    /// `null` when the answer is only tool calls.
+    content: Option<String>,
+    refusal: Option<()>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<CallBody<'a>>,
+}
+
+#[derive(Serialize)]
+struct CallBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    function: FunctionBody<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    arguments: Cow<'a, str>,
+}
+
 /// A whole answer as a `chat.completion` object. Thinking is not sent: the API has no field for it.
-pub(crate) fn encode_response(meta: &AnswerMeta, response: &ChatResponse) -> Value {
+pub(crate) fn encode_response<'a>(meta: &'a AnswerMeta, response: &'a ChatResponse) -> CompletionBody<'a> {
     let text = response.message.text();
-    let calls: Vec<Value> = response
+    let calls: Vec<CallBody<'a>> = response
         .message
         .tool_calls()
-        .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": arguments_text(&c.arguments)}}))
+        .map(|c| CallBody {
+            index: None,
+            id: Some(&c.id),
+            kind: Some("function"),
+            function: FunctionBody { name: Some(&c.name), arguments: arguments_text(&c.arguments) },
+        })
         .collect();
-    let mut message = json!({
-        "role": "assistant",
-        "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) },
-        "refusal": Value::Null,
-    });
-    if !calls.is_empty() {
-        message["tool_calls"] = Value::Array(calls);
+    let content = if text.is_empty() && !calls.is_empty() { None } else { Some(text) };
+    CompletionBody {
+        id: &meta.id,
+        object: "chat.completion",
+        created: meta.created,
+        model: &meta.model,
+        choices: [CompletionChoice {
+            index: 0,
+            message: AnswerMessage { role: "assistant", content, refusal: None, tool_calls: calls },
+            logprobs: None,
+            finish_reason: finish_reason(&response.stop_reason),
+        }],
+        usage: UsageBody::of(&response.usage),
     }
-    let mut body = json!({
-        "id": meta.id, "object": "chat.completion", "created": meta.created, "model": meta.model,
-        "choices": [{"index": 0, "message": message, "logprobs": Value::Null,
-                     "finish_reason": finish_reason(&response.stop_reason)}],
-    });
-    if let Some(usage) = usage_json(&response.usage) {
-        body["usage"] = usage;
-    }
-    body
 }
 
 /// Arguments as OpenAI sends them: a JSON string. Arguments kept verbatim (not valid JSON) go back
 /// as they came.
-fn arguments_text(arguments: &Value) -> String {
+fn arguments_text(arguments: &Value) -> Cow<'_, str> {
     match arguments {
-        Value::String(raw) => raw.clone(),
-        other => other.to_string(),
+        Value::String(raw) => Cow::Borrowed(raw),
+        other => Cow::Owned(other.to_string()),
     }
+}
+
+/// One `chat.completion.chunk`.
+#[derive(Serialize)]
+struct ChunkBody<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: &'a [ChunkChoice<'a>],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Option<UsageBody>>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    logprobs: Option<()>,
+    finish_reason: Option<&'static str>,
+}
+
+#[derive(Serialize, Default)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<[CallBody<'a>; 1]>,
 }
 
 /// Turns stream events into `chat.completion.chunk` SSE frames.
@@ -403,8 +501,14 @@ pub(crate) struct ChunkEncoder {
     done: bool,
 }
 
-fn frame(data: &Value) -> String {
-    format!("data: {data}\n\n")
+/// Appends one SSE frame carrying `data` as JSON.
+fn frame(data: &impl Serialize, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"data: ");
+    if serde_json::to_writer(&mut *out, data).is_err() {
+        // Not reachable for these types (string keys only); an empty object keeps the frame valid.
+        out.extend_from_slice(b"{}");
+    }
+    out.extend_from_slice(b"\n\n");
 }
 
 impl ChunkEncoder {
@@ -419,17 +523,22 @@ impl ChunkEncoder {
         }
     }
 
-    fn chunk(&self, delta: Value, finish: Option<&str>) -> String {
-        frame(&json!({
-            "id": self.meta.id, "object": "chat.completion.chunk", "created": self.meta.created,
-            "model": self.meta.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": Value::Null, "finish_reason": finish}],
-        }))
+    fn chunk(&self, delta: Delta<'_>, finish: Option<&'static str>, out: &mut Vec<u8>) {
+        let choices = [ChunkChoice { index: 0, delta, logprobs: None, finish_reason: finish }];
+        let body = ChunkBody {
+            id: &self.meta.id,
+            object: "chat.completion.chunk",
+            created: self.meta.created,
+            model: &self.meta.model,
+            choices: &choices,
+            usage: None,
+        };
+        frame(&body, out);
     }
 
     /// The frame that opens every stream: the assistant role, no content yet.
-    pub(crate) fn opening(&self) -> String {
-        self.chunk(json!({"role": "assistant", "content": ""}), None)
+    pub(crate) fn opening(&self, out: &mut Vec<u8>) {
+        self.chunk(Delta { role: Some("assistant"), content: Some(""), ..Delta::default() }, None, out);
     }
 
     /// Whether the stream has ended (finished or failed).
@@ -437,8 +546,8 @@ impl ChunkEncoder {
         self.done
     }
 
-    /// The frames for one stream item.
-    pub(crate) fn push(&mut self, item: Result<StreamEvent, ProviderError>, out: &mut VecDeque<String>) {
+    /// Appends the frames for one stream item to `out`.
+    pub(crate) fn push(&mut self, item: Result<StreamEvent, ProviderError>, out: &mut Vec<u8>) {
         if self.done {
             return;
         }
@@ -451,32 +560,25 @@ impl ChunkEncoder {
         };
         match event {
             StreamEvent::TextDelta { text } if !text.is_empty() => {
-                out.push_back(self.chunk(json!({"content": text}), None))
+                self.chunk(Delta { content: Some(&text), ..Delta::default() }, None, out)
             }
             StreamEvent::TextDelta { .. } => {}
             StreamEvent::ToolCallStart { index, id, name } => {
                 self.started.insert(index);
-                out.push_back(self.tool_delta(json!({
-                    "index": index, "id": id, "type": "function", "function": {"name": name, "arguments": ""},
-                })));
+                self.tool_delta(index, Some((&id, &name)), Cow::Borrowed(""), out);
             }
             StreamEvent::ToolCallArgsDelta { index, fragment } => {
                 self.streamed_args.insert(index);
-                out.push_back(self.tool_delta(json!({"index": index, "function": {"arguments": fragment}})));
+                self.tool_delta(index, None, Cow::Borrowed(&fragment), out);
             }
             // The assembled call repeats what was streamed; send only what a client has not seen.
             StreamEvent::ToolCall { index, call } => {
                 let arguments = arguments_text(&call.arguments);
                 if !self.started.contains(&index) {
                     self.started.insert(index);
-                    out.push_back(self.tool_delta(json!({
-                        "index": index, "id": call.id, "type": "function",
-                        "function": {"name": call.name, "arguments": arguments},
-                    })));
+                    self.tool_delta(index, Some((&call.id, &call.name)), arguments, out);
                 } else if !self.streamed_args.contains(&index) {
-                    out.push_back(
-                        self.tool_delta(json!({"index": index, "function": {"arguments": arguments}})),
-                    );
+                    self.tool_delta(index, None, arguments, out);
                 }
                 self.streamed_args.insert(index);
             }
@@ -486,21 +588,26 @@ impl ChunkEncoder {
             | StreamEvent::ThinkingSignature { .. }
             | StreamEvent::Served { .. } => {}
             StreamEvent::Finish { reason } => {
-                out.push_back(self.chunk(json!({}), Some(finish_reason(&reason))));
+                self.chunk(Delta::default(), Some(finish_reason(&reason)), out);
                 if self.include_usage {
-                    out.push_back(frame(&json!({
-                        "id": self.meta.id, "object": "chat.completion.chunk", "created": self.meta.created,
-                        "model": self.meta.model, "choices": [], "usage": usage_json(&self.usage),
-                    })));
+                    let body = ChunkBody {
+                        id: &self.meta.id,
+                        object: "chat.completion.chunk",
+                        created: self.meta.created,
+                        model: &self.meta.model,
+                        choices: &[],
+                        usage: Some(UsageBody::of(&self.usage)),
+                    };
+                    frame(&body, out);
                 }
-                out.push_back("data: [DONE]\n\n".to_owned());
+                out.extend_from_slice(b"data: [DONE]\n\n");
                 self.done = true;
             }
         }
     }
 
     /// The frames when the provider's stream ends without a finish.
-    pub(crate) fn end(&mut self, provider: &str, out: &mut VecDeque<String>) {
+    pub(crate) fn end(&mut self, provider: &str, out: &mut Vec<u8>) {
         if !self.done {
             let e =
                 ProviderError::new(ErrorKind::Protocol, provider, "the answer ended without a finish event");
@@ -508,32 +615,55 @@ impl ChunkEncoder {
         }
     }
 
-    fn tool_delta(&self, call: Value) -> String {
-        self.chunk(json!({"tool_calls": [call]}), None)
+    /// A tool call's delta: its start (`id` and `name` given) or a piece of its arguments.
+    fn tool_delta(
+        &self,
+        index: u32,
+        start: Option<(&str, &str)>,
+        arguments: Cow<'_, str>,
+        out: &mut Vec<u8>,
+    ) {
+        let call = CallBody {
+            index: Some(index),
+            id: start.map(|(id, _)| id),
+            kind: start.map(|_| "function"),
+            function: FunctionBody { name: start.map(|(_, name)| name), arguments },
+        };
+        self.chunk(Delta { tool_calls: Some([call]), ..Delta::default() }, None, out);
     }
 
     /// An error frame; the stream ends after it (no `[DONE]`: the answer is not complete).
-    fn fail(&mut self, error: GatewayError, out: &mut VecDeque<String>) {
-        out.push_back(frame(&error.body()));
+    fn fail(&mut self, error: GatewayError, out: &mut Vec<u8>) {
+        frame(&error.body(), out);
         self.done = true;
     }
 }
 
-/// The SSE body for a provider's stream: the opening frame, then frames as events arrive.
+/// The SSE body for a provider's stream: the opening frame, then frames as events arrive. Events
+/// that have already arrived go out together, in one body chunk (one write, not one per frame).
 /// Dropping the returned stream (the client went away) drops the provider's stream, which cancels
 /// the upstream request.
 pub(crate) fn sse_frames(
     events: EventStream,
     encoder: ChunkEncoder,
     provider: String,
-) -> impl futures::Stream<Item = String> + Send + 'static {
-    let pending = VecDeque::from([encoder.opening()]);
+) -> impl futures::Stream<Item = Vec<u8>> + Send + 'static {
+    let mut opening = Vec::with_capacity(1024);
+    encoder.opening(&mut opening);
     futures::stream::unfold(
-        (events, encoder, pending, provider),
+        (events, encoder, opening, provider),
         |(mut events, mut encoder, mut pending, provider)| async move {
             loop {
-                if let Some(frame) = pending.pop_front() {
-                    return Some((frame, (events, encoder, pending, provider)));
+                while !encoder.is_done() {
+                    match events.next().now_or_never() {
+                        Some(Some(item)) => encoder.push(item, &mut pending),
+                        Some(None) => encoder.end(&provider, &mut pending),
+                        None => break,
+                    }
+                }
+                if !pending.is_empty() {
+                    let frames = std::mem::replace(&mut pending, Vec::with_capacity(1024));
+                    return Some((frames, (events, encoder, pending, provider)));
                 }
                 if encoder.is_done() {
                     return None;

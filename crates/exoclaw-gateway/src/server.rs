@@ -295,14 +295,37 @@ fn rejection(e: JsonRejection) -> Response {
 
 const COMPLETIONS: &str = "/v1/chat/completions";
 
+/// The body as a chat completion request. A JSON body is parsed straight from its bytes; any
+/// other body, and one that does not parse, goes through axum's `Json` extractor, whose rejection
+/// says what is wrong (the content type, or the path of the field at fault).
+async fn completion_request(
+    headers: axum::http::HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<CompletionRequest, JsonRejection> {
+    let body = body?;
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json && let Ok(request) = serde_json::from_slice(&body) {
+        return Ok(request);
+    }
+    let mut request = Request::new(Body::from(body));
+    *request.headers_mut() = headers;
+    let Json(request) =
+        <Json<CompletionRequest> as axum::extract::FromRequest<()>>::from_request(request, &()).await?;
+    Ok(request)
+}
+
 async fn chat_completions(
     State(gateway): State<Arc<Gateway>>,
     Extension(caller): Extension<Caller>,
-    body: Result<Json<CompletionRequest>, JsonRejection>,
+    headers: axum::http::HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    let response = match body {
-        Ok(Json(request)) => match complete(&gateway, caller, request).await {
+    let response = match completion_request(headers, body).await {
+        Ok(request) => match complete(&gateway, caller, request).await {
             Ok(response) => response,
             Err(e) => {
                 tracing::info!(error = %e, "chat completion failed");
@@ -317,6 +340,15 @@ async fn chat_completions(
     response
 }
 
+/// A fresh `chatcmpl-…` id: 24 random letters and digits, as OpenAI's look. Unique, not secret,
+/// so a fast thread-local generator does (a UUID asked the kernel for randomness per request).
+fn completion_id() -> String {
+    let mut id = String::with_capacity(33);
+    id.push_str("chatcmpl-");
+    id.extend(std::iter::repeat_with(fastrand::alphanumeric).take(24));
+    id
+}
+
 async fn complete(
     gateway: &Arc<Gateway>,
     caller: Caller,
@@ -325,11 +357,7 @@ async fn complete(
     caller.check_model(&request.model)?;
     let (provider, upstream) = gateway.source.provider_for(&request.model)?;
     let mut bill = Bill::new(Arc::clone(gateway), caller, &request.model);
-    let meta = AnswerMeta {
-        id: format!("chatcmpl-{}", uuid::Uuid::now_v7().simple()),
-        created: now_secs(),
-        model: request.model.clone(),
-    };
+    let meta = AnswerMeta { id: completion_id(), created: now_secs(), model: request.model.clone() };
     let (stream, include_usage) = (request.stream, request.include_usage());
     let chat = openai::to_chat_request(request, &upstream)?;
     tracing::debug!(model = %meta.model, upstream = %upstream, provider = provider.name(), stream, "chat completion");

@@ -3,7 +3,7 @@
 //! down. Built with [`Gateway::builder`]; shared by every connection as an `Arc<Gateway>`.
 
 use crate::TokenSet;
-use crate::accounting::Ledger;
+use crate::accounting::{BillingCache, Ledger};
 use crate::agents::Agents;
 use crate::bindings::Bindings;
 use crate::keys::{KeyCache, RateLimiter};
@@ -61,6 +61,8 @@ pub struct Gateway {
     pub(crate) metering: Option<Arc<Metering>>,
     /// Where `/v1` requests' usage is written, in batches.
     pub(crate) ledger: Option<Ledger>,
+    /// Each requested model's provider, routed name and price.
+    pub(crate) billing: BillingCache,
     pub(crate) shutdown: CancellationToken,
     /// The WebSocket side: session queues, running turns, open connections.
     pub(crate) chat: crate::chat::ChatRuntime,
@@ -111,6 +113,7 @@ impl Gateway {
                 key_cache: KeyCache::default(),
                 metering: None,
                 ledger: None,
+                billing: BillingCache::default(),
                 shutdown: CancellationToken::new(),
                 chat: crate::chat::ChatRuntime::new(),
                 started: now_secs(),

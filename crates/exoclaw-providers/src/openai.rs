@@ -13,7 +13,7 @@ use crate::options::{missing_key, process_env, trim_base};
 use crate::presets::{ModelListing, Preset};
 use crate::transport::Transport;
 use crate::wire::{
-    StreamDecoder, WireError, kind_for_status, parse_arguments, preview, retry_after, unexpected,
+    Count, StreamDecoder, WireError, kind_for_status, parse_arguments, preview, retry_after, unexpected,
     whole_tool_call,
 };
 use async_trait::async_trait;
@@ -23,14 +23,17 @@ use exoclaw_types::{
     ToolChoice, Usage,
 };
 use reqwest::header::HeaderMap;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::borrow::Cow;
 
 /// A provider for OpenAI's API or any member of the compatible family, chosen by [`Preset`].
 #[derive(Debug)]
 pub struct OpenAiCompatible {
     preset: &'static Preset,
     base_url: String,
+    /// `{base_url}/chat/completions`, parsed once.
+    completions: reqwest::Url,
     transport: Transport,
 }
 
@@ -50,8 +53,16 @@ impl OpenAiCompatible {
         if preset.key_required && options.api_key.is_none() {
             return Err(missing_key(&name, preset.api_key_env));
         }
+        let base_url = trim_base(&base_url);
+        let completions = reqwest::Url::parse(&format!("{base_url}/chat/completions")).map_err(|e| {
+            ProviderError::new(
+                ErrorKind::InvalidRequest,
+                &name,
+                format!("the base URL `{base_url}` is not a URL ({e}); write it as http://host:port/v1"),
+            )
+        })?;
         let transport = Transport::new(&name, options.timeouts, options.api_key, classify_error)?;
-        Ok(Self { preset, base_url: trim_base(&base_url), transport })
+        Ok(Self { preset, base_url, completions, transport })
     }
 
     /// A provider for `preset` configured from the vendor's environment variables.
@@ -66,9 +77,8 @@ impl OpenAiCompatible {
         &self.base_url
     }
 
-    fn post(&self, body: &Value) -> reqwest::RequestBuilder {
-        self.authorized(self.transport.client().post(format!("{}/chat/completions", self.base_url)))
-            .json(body)
+    fn post(&self, body: &WireRequest<'_>) -> reqwest::RequestBuilder {
+        self.authorized(self.transport.client().post(self.completions.clone())).json(body)
     }
 
     fn authorized(&self, mut request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -89,15 +99,15 @@ impl Provider for OpenAiCompatible {
     }
 
     async fn stream(&self, request: ChatRequest) -> Result<EventStream, ProviderError> {
-        let body = encode_request(&request, self.preset, true);
+        let body = WireRequest::new(&request, self.preset, true);
         let (response, started) = self.transport.send(self.post(&body)).await?;
         Ok(self.transport.sse(response, OpenAiDecoder::default(), started))
     }
 
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, ProviderError> {
-        let body = encode_request(&request, self.preset, false);
+        let body = WireRequest::new(&request, self.preset, false);
         let (response, started) = self.transport.send(self.post(&body)).await?;
-        self.transport.whole_answer(response, started, "chat completion", decode_response).await
+        self.transport.whole_answer_from_bytes(response, started, decode_response_bytes).await
     }
 
     fn capabilities(&self, _model: &ModelId) -> Capabilities {
@@ -129,84 +139,202 @@ impl Provider for OpenAiCompatible {
     }
 }
 
-/// The request body for `request`, streamed or not.
+/// The request body for `request`, streamed or not, as JSON (for [`crate::WireFormat`]).
 pub(crate) fn encode_request(request: &ChatRequest, preset: &Preset, stream: bool) -> Value {
-    let mut messages = Vec::with_capacity(request.messages.len() + 1);
-    if let Some(system) = &request.system {
-        messages.push(json!({"role": "system", "content": system}));
-    }
-    for message in &request.messages {
-        encode_message(message, &mut messages);
-    }
-    let mut body = Map::new();
-    body.insert("model".into(), json!(request.model));
-    body.insert("messages".into(), Value::Array(messages));
-    body.insert("stream".into(), json!(stream));
-    if stream {
-        body.insert("stream_options".into(), json!({"include_usage": true}));
-    }
-    if !request.tools.is_empty() {
-        let tools = request.tools.iter().map(|t| {
-            json!({"type": "function", "function": {
-                "name": t.name, "description": t.description, "parameters": t.input_schema,
-            }})
+    serde_json::to_value(WireRequest::new(request, preset, stream)).unwrap_or_default()
+}
+
+/// A chat completions request body, borrowing from the [`ChatRequest`]: serialized straight to
+/// bytes on the way out, without an intermediate JSON tree.
+#[derive(Serialize)]
+pub(crate) struct WireRequest<'a> {
+    model: &'a str,
+    messages: Vec<OutMessage<'a>>,
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<OutStreamOptions>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<OutTool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<OutToolChoice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f32>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<u64>,
+}
+
+impl<'a> WireRequest<'a> {
+    pub(crate) fn new(request: &'a ChatRequest, preset: &Preset, stream: bool) -> Self {
+        let mut messages = Vec::with_capacity(request.messages.len() + 1);
+        if let Some(system) = &request.system {
+            messages.push(OutMessage::new("system", Some(OutContent::Text(Cow::Borrowed(system)))));
+        }
+        for message in &request.messages {
+            encode_message(message, &mut messages);
+        }
+        let tools = request
+            .tools
+            .iter()
+            .map(|t| OutTool {
+                kind: "function",
+                function: OutFunction {
+                    name: &t.name,
+                    description: &t.description,
+                    parameters: &t.input_schema,
+                },
+            })
+            .collect();
+        let tool_choice = request.tool_choice.as_ref().map(|choice| match choice {
+            ToolChoice::Auto => OutToolChoice::Mode("auto"),
+            ToolChoice::None => OutToolChoice::Mode("none"),
+            ToolChoice::Required => OutToolChoice::Mode("required"),
+            ToolChoice::Tool { name } => {
+                OutToolChoice::Function { kind: "function", function: OutName { name } }
+            }
         });
-        body.insert("tools".into(), Value::Array(tools.collect()));
+        let p = &request.params;
+        let completion_field = preset.max_tokens_field == "max_completion_tokens";
+        Self {
+            model: request.model.as_str(),
+            messages,
+            stream,
+            stream_options: stream.then_some(OutStreamOptions { include_usage: true }),
+            tools,
+            tool_choice,
+            temperature: p.temperature,
+            max_tokens: p.max_tokens.filter(|_| !completion_field),
+            max_completion_tokens: p.max_tokens.filter(|_| completion_field),
+            top_p: p.top_p,
+            stop: &p.stop,
+            seed: p.seed,
+        }
     }
-    if let Some(choice) = &request.tool_choice {
-        let choice = match choice {
-            ToolChoice::Auto => json!("auto"),
-            ToolChoice::None => json!("none"),
-            ToolChoice::Required => json!("required"),
-            ToolChoice::Tool { name } => json!({"type": "function", "function": {"name": name}}),
-        };
-        body.insert("tool_choice".into(), choice);
+}
+
+#[derive(Serialize)]
+struct OutStreamOptions {
+    include_usage: bool,
+}
+
+#[derive(Serialize)]
+struct OutMessage<'a> {
+    role: &'static str,
+    /// `null` for an assistant message that only calls tools.
+    content: Option<OutContent<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<OutCall<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
+}
+
+impl<'a> OutMessage<'a> {
+    fn new(role: &'static str, content: Option<OutContent<'a>>) -> Self {
+        Self { role, content, tool_calls: Vec::new(), tool_call_id: None }
     }
-    let p = &request.params;
-    if let Some(t) = p.temperature {
-        body.insert("temperature".into(), json!(t));
-    }
-    if let Some(n) = p.max_tokens {
-        body.insert(preset.max_tokens_field.into(), json!(n));
-    }
-    if let Some(top_p) = p.top_p {
-        body.insert("top_p".into(), json!(top_p));
-    }
-    if !p.stop.is_empty() {
-        body.insert("stop".into(), json!(p.stop));
-    }
-    if let Some(seed) = p.seed {
-        body.insert("seed".into(), json!(seed));
-    }
-    Value::Object(body)
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum OutContent<'a> {
+    Text(Cow<'a, str>),
+    Parts(Vec<OutPart<'a>>),
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum OutPart<'a> {
+    Text { text: &'a str },
+    ImageUrl { image_url: OutImageUrl<'a> },
+}
+
+#[derive(Serialize)]
+struct OutImageUrl<'a> {
+    url: Cow<'a, str>,
+}
+
+#[derive(Serialize)]
+struct OutCall<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: OutCallFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct OutCallFunction<'a> {
+    name: &'a str,
+    arguments: String,
+}
+
+#[derive(Serialize)]
+struct OutTool<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: OutFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct OutFunction<'a> {
+    name: &'a str,
+    description: &'a str,
+    parameters: &'a Value,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum OutToolChoice<'a> {
+    Mode(&'static str),
+    Function {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        function: OutName<'a>,
+    },
+}
+
+#[derive(Serialize)]
+struct OutName<'a> {
+    name: &'a str,
 }
 
 /// Appends `message` in OpenAI's shape. Tool results become one `tool` message each, wherever they
 /// sit; thinking is not sent back (the API has no field for it).
-fn encode_message(message: &Message, out: &mut Vec<Value>) {
-    let mut content = Vec::new();
+fn encode_message<'a>(message: &'a Message, out: &mut Vec<OutMessage<'a>>) {
+    let mut content: Vec<OutPart<'a>> = Vec::new();
     let mut calls = Vec::new();
     for part in &message.parts {
         match part {
-            Part::Text { text } => content.push(json!({"type": "text", "text": text})),
+            Part::Text { text } => content.push(OutPart::Text { text }),
             Part::Image { source } => {
                 let url = match source {
-                    ImageSource::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
-                    ImageSource::Url { url } => url.clone(),
+                    ImageSource::Base64 { media_type, data } => {
+                        Cow::Owned(format!("data:{media_type};base64,{data}"))
+                    }
+                    ImageSource::Url { url } => Cow::Borrowed(url.as_str()),
                 };
-                content.push(json!({"type": "image_url", "image_url": {"url": url}}));
+                content.push(OutPart::ImageUrl { image_url: OutImageUrl { url } });
             }
-            Part::ToolCall(call) => calls.push(json!({
-                "id": call.id, "type": "function",
-                "function": {"name": call.name, "arguments": call.arguments.to_string()},
-            })),
+            Part::ToolCall(call) => calls.push(OutCall {
+                id: &call.id,
+                kind: "function",
+                function: OutCallFunction { name: &call.name, arguments: call.arguments.to_string() },
+            }),
             Part::ToolResult(result) => {
                 let text = if result.is_error {
-                    format!("Error: {}", result.content)
+                    Cow::Owned(format!("Error: {}", result.content))
                 } else {
-                    result.content.clone()
+                    Cow::Borrowed(result.content.as_str())
                 };
-                out.push(json!({"role": "tool", "tool_call_id": result.call_id, "content": text}));
+                let mut tool = OutMessage::new("tool", Some(OutContent::Text(text)));
+                tool.tool_call_id = Some(&result.call_id);
+                out.push(tool);
             }
             Part::Thinking { .. } => {}
         }
@@ -220,17 +348,27 @@ fn encode_message(message: &Message, out: &mut Vec<Value>) {
         Role::Assistant => "assistant",
     };
     // Plain text goes as a string: older compatible servers reject the array form.
-    let all_text = content.iter().all(|c| c["type"] == "text");
+    let all_text = content.iter().all(|c| matches!(c, OutPart::Text { .. }));
     let content = if all_text {
-        let text: String = content.iter().filter_map(|c| c["text"].as_str()).collect();
-        if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) }
+        let mut texts = content.iter().filter_map(|c| match c {
+            OutPart::Text { text } => Some(*text),
+            OutPart::ImageUrl { .. } => None,
+        });
+        let text = match (texts.next(), texts.next()) {
+            (None, _) => Cow::Borrowed(""),
+            (Some(only), None) => Cow::Borrowed(only),
+            (Some(first), Some(second)) => {
+                let mut joined = format!("{first}{second}");
+                texts.for_each(|t| joined.push_str(t));
+                Cow::Owned(joined)
+            }
+        };
+        if text.is_empty() && !calls.is_empty() { None } else { Some(OutContent::Text(text)) }
     } else {
-        Value::Array(content)
+        Some(OutContent::Parts(content))
     };
-    let mut m = json!({"role": role, "content": content});
-    if !calls.is_empty() {
-        m["tool_calls"] = Value::Array(calls);
-    }
+    let mut m = OutMessage::new(role, content);
+    m.tool_calls = calls;
     out.push(m);
 }
 
@@ -289,9 +427,9 @@ struct FunctionDelta {
 #[derive(Deserialize)]
 struct WireUsage {
     #[serde(default)]
-    prompt_tokens: Option<u64>,
+    prompt_tokens: Count,
     #[serde(default)]
-    completion_tokens: Option<u64>,
+    completion_tokens: Count,
     #[serde(default)]
     prompt_tokens_details: Option<PromptDetails>,
 }
@@ -299,15 +437,15 @@ struct WireUsage {
 #[derive(Deserialize)]
 struct PromptDetails {
     #[serde(default)]
-    cached_tokens: Option<u64>,
+    cached_tokens: Count,
 }
 
 impl From<WireUsage> for Usage {
     fn from(u: WireUsage) -> Self {
         Usage {
-            input_tokens: u.prompt_tokens,
-            output_tokens: u.completion_tokens,
-            cache_read_tokens: u.prompt_tokens_details.and_then(|d| d.cached_tokens),
+            input_tokens: u.prompt_tokens.0,
+            output_tokens: u.completion_tokens.0,
+            cache_read_tokens: u.prompt_tokens_details.and_then(|d| d.cached_tokens.0),
             cache_write_tokens: None,
         }
     }
@@ -438,36 +576,113 @@ impl StreamDecoder for OpenAiDecoder {
     }
 }
 
+/// A whole (non-streamed) chat completion, as far as exoclaw reads it. As lenient as the JSON
+/// lookups it replaced: any field may be missing, and text fields of another type are ignored.
+#[derive(Deserialize)]
+struct WireCompletion {
+    #[serde(default)]
+    choices: Vec<WholeChoice>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct WholeChoice {
+    #[serde(default)]
+    message: Option<WholeMessage>,
+    #[serde(default)]
+    finish_reason: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct WholeMessage {
+    #[serde(default)]
+    content: Option<Value>,
+    /// DeepSeek, llama.cpp, vLLM.
+    #[serde(default)]
+    reasoning_content: Option<Value>,
+    /// OpenRouter.
+    #[serde(default)]
+    reasoning: Option<Value>,
+    #[serde(default)]
+    tool_calls: Option<Vec<WholeCall>>,
+}
+
+#[derive(Deserialize)]
+struct WholeCall {
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    function: Option<WholeFunction>,
+}
+
+#[derive(Deserialize)]
+struct WholeFunction {
+    #[serde(default)]
+    name: Option<Value>,
+    #[serde(default)]
+    arguments: Option<Value>,
+}
+
+fn text(value: &Option<Value>) -> Option<&str> {
+    value.as_ref().and_then(Value::as_str)
+}
+
 /// The events a whole (non-streamed) chat completion amounts to.
 pub(crate) fn decode_response(body: &Value) -> Result<Vec<StreamEvent>, WireError> {
-    let Some(choice) = body["choices"].get(0) else {
-        return Err(unexpected("chat completion (no choices)", &body.to_string()));
+    let completion = WireCompletion::deserialize(body)
+        .map_err(|e| unexpected(&format!("chat completion ({e})"), &body.to_string()))?;
+    completion_events(completion, || body.to_string())
+}
+
+/// [`decode_response`] straight from the body's bytes, without a JSON tree in between.
+pub(crate) fn decode_response_bytes(bytes: &[u8]) -> Result<Vec<StreamEvent>, WireError> {
+    let completion: WireCompletion = serde_json::from_slice(bytes)
+        .map_err(|e| WireError::bad_json("chat completion", &String::from_utf8_lossy(bytes), &e))?;
+    completion_events(completion, || String::from_utf8_lossy(bytes).into_owned())
+}
+
+fn completion_events(
+    completion: WireCompletion,
+    body_text: impl FnOnce() -> String,
+) -> Result<Vec<StreamEvent>, WireError> {
+    let Some(choice) = completion.choices.into_iter().next() else {
+        return Err(unexpected("chat completion (no choices)", &body_text()));
     };
-    let message = &choice["message"];
     let mut out = Vec::new();
-    let thinking = message["reasoning_content"].as_str().or(message["reasoning"].as_str());
-    if let Some(text) = thinking.filter(|t| !t.is_empty()) {
-        out.push(StreamEvent::ThinkingDelta { text: text.to_owned() });
+    let mut has_calls = false;
+    if let Some(message) = choice.message {
+        let thinking = text(&message.reasoning_content).or(text(&message.reasoning));
+        if let Some(text) = thinking.filter(|t| !t.is_empty()) {
+            out.push(StreamEvent::ThinkingDelta { text: text.to_owned() });
+        }
+        if let Some(Value::String(content)) = message.content
+            && !content.is_empty()
+        {
+            out.push(StreamEvent::TextDelta { text: content });
+        }
+        let calls = message.tool_calls.unwrap_or_default();
+        has_calls = !calls.is_empty();
+        for (index, call) in calls.into_iter().enumerate() {
+            let (name, arguments) = match call.function {
+                Some(f) => (f.name, f.arguments),
+                None => (None, None),
+            };
+            let arguments = match arguments {
+                Some(Value::String(raw)) => parse_arguments(&raw),
+                Some(other) => other, // some servers send an object
+                None => Value::Null,
+            };
+            let id = text(&call.id).map_or_else(|| format!("call_{index}"), str::to_owned);
+            let name = text(&name).unwrap_or_default().to_owned();
+            whole_tool_call(index as u32, id, name, arguments, &mut out);
+        }
     }
-    if let Some(text) = message["content"].as_str().filter(|t| !t.is_empty()) {
-        out.push(StreamEvent::TextDelta { text: text.to_owned() });
-    }
-    let calls = message["tool_calls"].as_array().map(Vec::as_slice).unwrap_or_default();
-    for (index, call) in calls.iter().enumerate() {
-        let function = &call["function"];
-        let arguments = match &function["arguments"] {
-            Value::String(raw) => parse_arguments(raw),
-            other => other.clone(), // some servers send an object
-        };
-        let id = call["id"].as_str().map_or_else(|| format!("call_{index}"), str::to_owned);
-        let name = function["name"].as_str().unwrap_or_default().to_owned();
-        whole_tool_call(index as u32, id, name, arguments, &mut out);
-    }
-    if let Ok(usage) = serde_json::from_value::<WireUsage>(body["usage"].clone()) {
+    if let Some(usage) = completion.usage {
         out.push(StreamEvent::Usage(usage.into()));
     }
-    let reason = choice["finish_reason"].as_str().unwrap_or("stop");
-    out.push(StreamEvent::Finish { reason: stop_reason(reason, !calls.is_empty()) });
+    let reason = text(&choice.finish_reason).unwrap_or("stop");
+    out.push(StreamEvent::Finish { reason: stop_reason(reason, has_calls) });
     Ok(out)
 }
 

@@ -158,6 +158,16 @@ impl Transport {
         ))
     }
 
+    /// Reads a whole body within the first-byte deadline (counted from `started`).
+    async fn body(&self, response: reqwest::Response, started: Instant) -> Result<Bytes, ProviderError> {
+        let deadline = started + self.timeouts.first_byte;
+        match tokio::time::timeout_at(deadline, response.bytes()).await {
+            Err(_) => Err(self.first_byte_timeout()),
+            Ok(Err(e)) => Err(self.http_error(&e, "reading the answer failed")),
+            Ok(Ok(bytes)) => Ok(bytes),
+        }
+    }
+
     /// Reads a whole JSON body (a non-streaming answer or a model list).
     pub async fn json(
         &self,
@@ -165,12 +175,7 @@ impl Transport {
         started: Instant,
         what: &str,
     ) -> Result<serde_json::Value, ProviderError> {
-        let deadline = started + self.timeouts.first_byte;
-        let bytes = match tokio::time::timeout_at(deadline, response.bytes()).await {
-            Err(_) => return Err(self.first_byte_timeout()),
-            Ok(Err(e)) => return Err(self.http_error(&e, "reading the answer failed")),
-            Ok(Ok(bytes)) => bytes,
-        };
+        let bytes = self.body(response, started).await?;
         serde_json::from_slice(&bytes)
             .map_err(|e| self.error(WireError::bad_json(what, &String::from_utf8_lossy(&bytes), &e)))
     }
@@ -185,8 +190,24 @@ impl Transport {
         decode: fn(&serde_json::Value) -> Result<Vec<StreamEvent>, WireError>,
     ) -> Result<ChatResponse, ProviderError> {
         let json = self.json(response, started, what).await?;
+        self.assemble(decode(&json))
+    }
+
+    /// [`Transport::whole_answer`] for a decoder that reads the body's bytes itself (into typed
+    /// structs, without a JSON tree in between).
+    pub async fn whole_answer_from_bytes(
+        &self,
+        response: reqwest::Response,
+        started: Instant,
+        decode: fn(&[u8]) -> Result<Vec<StreamEvent>, WireError>,
+    ) -> Result<ChatResponse, ProviderError> {
+        let bytes = self.body(response, started).await?;
+        self.assemble(decode(&bytes))
+    }
+
+    fn assemble(&self, events: Result<Vec<StreamEvent>, WireError>) -> Result<ChatResponse, ProviderError> {
         let mut assembler = ResponseAssembler::new();
-        for event in decode(&json).map_err(|e| self.error(e))? {
+        for event in events.map_err(|e| self.error(e))? {
             assembler.push(event);
         }
         assembler.finish(self.name())

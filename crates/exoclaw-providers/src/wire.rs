@@ -29,6 +29,61 @@ impl WireError {
     }
 }
 
+/// A token count as a vendor reports it: a whole number, or `None` for anything else (`null`, a
+/// string, a negative number, an object). Usage never fails an answer: an odd count is dropped,
+/// not an error.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Count(pub Option<u64>);
+
+impl<'de> serde::Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct CountVisitor;
+        impl<'de> Visitor<'de> for CountVisitor {
+            type Value = Count;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a token count")
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Count, E> {
+                Ok(Count(Some(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Count, E> {
+                Ok(Count(u64::try_from(v).ok()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Count, E> {
+                // Whole, non-negative and below 2^53: the counts a float can carry exactly.
+                let whole = v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < 9_007_199_254_740_992.0;
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                Ok(Count(whole.then_some(v as u64)))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Count, E> {
+                Ok(Count(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Count, E> {
+                Ok(Count(None))
+            }
+            fn visit_unit<E>(self) -> Result<Count, E> {
+                Ok(Count(None))
+            }
+            fn visit_none<E>(self) -> Result<Count, E> {
+                Ok(Count(None))
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Count, D::Error> {
+                <Count as serde::Deserialize>::deserialize(d)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Count, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Count(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Count, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Count(None))
+            }
+        }
+        deserializer.deserialize_any(CountVisitor)
+    }
+}
+
 /// The first 200 characters of `text`, for error messages.
 pub(crate) fn preview(text: &str) -> String {
     let mut out: String = text.chars().take(200).collect();
@@ -143,6 +198,14 @@ pub(crate) fn kind_for_status(status: u16, retry_after: Option<Duration>) -> Err
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_take_whole_numbers_and_drop_anything_else() {
+        let counts: Vec<Count> =
+            serde_json::from_str(r#"[9, 12.0, -1, 1.5, "9", null, true, {"n": 1}, [1]]"#).unwrap();
+        let expected = [Some(9), Some(12), None, None, None, None, None, None, None];
+        assert_eq!(counts.iter().map(|c| c.0).collect::<Vec<_>>(), expected);
+    }
     use reqwest::header::HeaderValue;
 
     #[test]

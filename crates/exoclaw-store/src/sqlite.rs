@@ -484,9 +484,70 @@ fn push_usage_insert(
     Ok(())
 }
 
-/// Usage records per statement in [`UsageStore::record_usage_batch`]: 13 values each, under
-/// SQLite's 32,766 bound parameters.
-const USAGE_ROWS_PER_INSERT: usize = 2000;
+/// Usage records per statement in [`UsageStore::record_usage_batch`] (13 values each, well under
+/// SQLite's 32,766 bound parameters). A batch goes out in statements of this many rows and the
+/// rest in powers of two, so only seven statement texts ever occur, each built once and prepared
+/// once by sqlx (which caches statements by text).
+const USAGE_ROWS_PER_INSERT: usize = 64;
+
+/// `records` in the chunks [`USAGE_ROWS_PER_INSERT`] describes.
+fn usage_chunks(records: &[UsageRecord]) -> impl Iterator<Item = &[UsageRecord]> {
+    let mut rest = records;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let rows =
+            if rest.len() >= USAGE_ROWS_PER_INSERT { USAGE_ROWS_PER_INSERT } else { 1 << rest.len().ilog2() };
+        let (chunk, tail) = rest.split_at(rows);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+/// The `INSERT` of `rows` usage records, for the chunk sizes [`usage_chunks`] makes.
+fn usage_insert_sql(rows: usize) -> Arc<str> {
+    fn build(rows: usize) -> Arc<str> {
+        let row = format!("({})", ["?"; 13].join(", "));
+        let values = vec![row; rows].join(", ");
+        format!(
+            "INSERT INTO usage (at, session_id, agent, provider, model, input_tokens, output_tokens, \
+             cache_read_tokens, cache_write_tokens, latency_ms, ttft_ms, cost_usd, estimated) VALUES {values}"
+        )
+        .into()
+    }
+    static TEXTS: std::sync::OnceLock<Vec<Arc<str>>> = std::sync::OnceLock::new();
+    let texts = TEXTS.get_or_init(|| (0..=USAGE_ROWS_PER_INSERT.ilog2()).map(|k| build(1 << k)).collect());
+    match texts.get(rows.trailing_zeros() as usize) {
+        Some(text) if rows.is_power_of_two() => Arc::clone(text),
+        _ => build(rows),
+    }
+}
+
+/// Binds one usage record's 13 values, in [`usage_insert_sql`]'s column order.
+fn bind_usage(args: &mut sqlx::sqlite::SqliteArguments, record: &UsageRecord) -> Result<(), StoreError> {
+    use sqlx::Arguments;
+    let tokens = &record.usage;
+    let failed = |e: sqlx::error::BoxDynError| StoreError::Database(format!("could not record usage: {e}"));
+    args.add(to_micros(record.at)).map_err(failed)?;
+    args.add(record.session_id.map(|id| id.to_string())).map_err(failed)?;
+    for text in [&record.agent, &record.provider, &record.model] {
+        args.add(text.as_str()).map_err(failed)?;
+    }
+    for (count, what) in [
+        (tokens.input_tokens, "input_tokens"),
+        (tokens.output_tokens, "output_tokens"),
+        (tokens.cache_read_tokens, "cache_read_tokens"),
+        (tokens.cache_write_tokens, "cache_write_tokens"),
+    ] {
+        args.add(opt_to_i64(count, what)?).map_err(failed)?;
+    }
+    args.add(to_i64(record.latency_ms, "latency_ms")?).map_err(failed)?;
+    args.add(opt_to_i64(record.ttft_ms, "ttft_ms")?).map_err(failed)?;
+    args.add(record.cost_usd).map_err(failed)?;
+    args.add(record.estimated).map_err(failed)?;
+    Ok(())
+}
 
 /// A message ready to insert: id, role, parts as JSON, creation time.
 type MessageRow = (String, &'static str, String, DateTime<Utc>);
@@ -711,10 +772,13 @@ impl UsageStore for SqliteStore {
     async fn record_usage_batch(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
         let failed = |e| query_error("could not record usage", e);
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
-        for chunk in records.chunks(USAGE_ROWS_PER_INSERT) {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new("");
-            push_usage_insert(&mut insert, chunk)?;
-            insert.build().execute(&mut *tx).await.map_err(failed)?;
+        for chunk in usage_chunks(records) {
+            let mut args = sqlx::sqlite::SqliteArguments::default();
+            for record in chunk {
+                bind_usage(&mut args, record)?;
+            }
+            let sql = sqlx::AssertSqlSafe(usage_insert_sql(chunk.len()));
+            sqlx::query_with(sql, args).execute(&mut *tx).await.map_err(failed)?;
         }
         tx.commit().await.map_err(failed)?;
         if let Some(checkpointer) = &self.checkpointer {
@@ -750,6 +814,27 @@ mod tests {
         assert!(is_memory_url("sqlite://whatever?mode=memory"));
         assert!(!is_memory_url("sqlite://data/exoclaw.db"));
         assert!(!is_memory_url("sqlite:exoclaw.db?mode=rwc"));
+    }
+
+    #[test]
+    fn usage_batches_split_into_a_few_reusable_statement_sizes() {
+        let record = UsageRecord {
+            at: Utc::now(),
+            session_id: None,
+            agent: "a".into(),
+            provider: "p".into(),
+            model: "m".into(),
+            usage: exoclaw_types::Usage::default(),
+            latency_ms: 1,
+            ttft_ms: None,
+            cost_usd: None,
+            estimated: false,
+        };
+        let sizes = |n: usize| usage_chunks(&vec![record.clone(); n]).map(<[_]>::len).collect::<Vec<_>>();
+        assert_eq!(sizes(0), Vec::<usize>::new());
+        assert_eq!(sizes(1), vec![1]);
+        assert_eq!(sizes(200), vec![64, 64, 64, 8]);
+        assert_eq!(sizes(127), vec![64, 32, 16, 8, 4, 2, 1]);
     }
 
     #[test]

@@ -143,19 +143,21 @@ fn best_match(entries: &[(String, Price)], name: &str) -> Option<Price> {
 /// Whether `text` matches `pattern`, where `*` stands for any run of characters (none included)
 /// and everything else for itself, ignoring ASCII case.
 pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().map(|c| c.to_ascii_lowercase()).collect();
-    let t: Vec<char> = text.chars().map(|c| c.to_ascii_lowercase()).collect();
-    // Greedy with one backtrack point: on a mismatch, let the last `*` swallow one more character.
+    // Bytes, not chars: ASCII case folding never touches the bytes of a multi-byte character, and
+    // UTF-8 never lets a literal start inside one, so this matches exactly what a char-wise match
+    // would, without allocating (it runs for every priced request).
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    // Greedy with one backtrack point: on a mismatch, let the last `*` swallow one more byte.
     // Linear in practice, O(len(p)·len(t)) at worst.
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
         match p.get(pi) {
-            Some('*') => {
+            Some(b'*') => {
                 star = Some((pi, ti));
                 pi += 1;
             }
-            Some(c) if *c == t[ti] => {
+            Some(c) if c.eq_ignore_ascii_case(&t[ti]) => {
                 pi += 1;
                 ti += 1;
             }
@@ -169,7 +171,7 @@ pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
             },
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    p[pi..].iter().all(|c| *c == b'*')
 }
 
 /// The shipped prices: USD per million tokens, standard (not batch) tier, prompts under the

@@ -101,6 +101,9 @@ impl Routes {
     pub fn resolve(&self, model: &str) -> Result<Vec<Target>, RouteError> {
         let name = self.aliases.get(model).map_or(model, String::as_str);
         let (primary, rule_key) = self.primary(name)?;
+        if self.fallbacks.is_empty() {
+            return Ok(vec![primary]);
+        }
         let fallbacks = self
             .fallbacks
             .get(model)

@@ -294,12 +294,19 @@ fn texts(messages: &[Message]) -> Vec<(Role, String)> {
 
 pub async fn usage_batches_land_whole(store: Store) {
     let since = now() - chrono::Duration::seconds(1);
-    // More rows than one SQLite statement may bind.
-    let records: Vec<_> = (0..2500).map(|i| usage(None, i, 1)).collect();
+    // More rows than one SQLite statement may bind, and a remainder of several statement sizes
+    // (SQLite inserts them 64 rows at a time, then 4, 2 and 1): every value lands in its row.
+    let records: Vec<_> = (0..2503)
+        .map(|i| {
+            let mut record = usage((i % 2 == 1).then(SessionId::new), i, 1);
+            record.ttft_ms = (i % 3 != 0).then_some(i);
+            record
+        })
+        .collect();
     store.record_usage_batch(&records).await.unwrap();
     let stored = store.usage_since(since).await.unwrap();
-    assert_eq!(stored.len(), 2500);
-    assert_eq!(stored.iter().map(|r| r.usage.input_tokens.unwrap()).sum::<u64>(), (0..2500).sum::<u64>());
+    assert_eq!(stored.len(), 2503);
+    assert_eq!(stored, records);
 }
 
 pub async fn keys_are_stored_hashed_named_once_revoked_and_charged(store: Store) {
