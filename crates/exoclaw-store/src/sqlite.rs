@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -114,6 +114,9 @@ struct Checkpointer {
     commits: AtomicU32,
     /// Wakes the task before its tick.
     nudge: Arc<Notify>,
+    /// Whether anything was committed since the last checkpoint: an idle database is left alone
+    /// (the checkpointer's connection is opened on the first checkpoint that has work).
+    written: Arc<AtomicBool>,
 }
 
 impl Drop for Checkpointer {
@@ -126,20 +129,23 @@ impl Checkpointer {
     /// Starts checkpointing the WAL of the database that `pool` (one connection) opens.
     fn start(pool: SqlitePool, location: String) -> Self {
         let nudge = Arc::new(Notify::new());
-        let task = tokio::spawn(Self::run(pool.clone(), Arc::clone(&nudge), location));
-        Self { pool, task, commits: AtomicU32::new(0), nudge }
+        let written = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(Self::run(pool.clone(), Arc::clone(&nudge), Arc::clone(&written), location));
+        Self { pool, task, commits: AtomicU32::new(0), nudge, written }
     }
 
     /// Counts a commit, waking the task every [`CHECKPOINT_AFTER_COMMITS`].
     fn committed(&self) {
+        self.written.store(true, Ordering::Relaxed);
         if self.commits.fetch_add(1, Ordering::Relaxed) + 1 >= CHECKPOINT_AFTER_COMMITS {
             self.commits.store(0, Ordering::Relaxed);
             self.nudge.notify_one();
         }
     }
 
-    async fn run(pool: SqlitePool, nudge: Arc<Notify>, location: String) {
-        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    async fn run(pool: SqlitePool, nudge: Arc<Notify>, written: Arc<AtomicBool>, location: String) {
+        let first = tokio::time::Instant::now() + CHECKPOINT_EVERY;
+        let mut tick = tokio::time::interval_at(first, CHECKPOINT_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -147,11 +153,15 @@ impl Checkpointer {
                 _ = tick.tick() => {}
                 () = nudge.notified() => {}
             }
+            if !written.swap(false, Ordering::Relaxed) {
+                continue;
+            }
             // PASSIVE: copies what no reader still needs and never blocks the writer or readers.
             if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
                 if pool.is_closed() {
                     return;
                 }
+                written.store(true, Ordering::Relaxed);
                 tracing::warn!(path = %location, error = %e, "WAL checkpoint failed; will retry");
             }
         }
@@ -228,17 +238,14 @@ impl SqliteStore {
             .await
             .map_err(|e| open_error(&location, e))?;
         migrate(&writer, &location).await?;
+        // The writer has opened and migrated the database, so it is readable: readers and the
+        // checkpointer connect when first needed (each connection is a thread and its caches, which
+        // an idle gateway or REPL would carry for nothing).
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
-            .connect_with(options.clone().pragma("query_only", "ON"))
-            .await
-            .map_err(|e| open_error(&location, e))?;
+            .connect_lazy_with(options.clone().pragma("query_only", "ON"));
         let checkpointer = if background {
-            let pool = SqlitePoolOptions::new()
-                .max_connections(1)
-                .connect_with(options)
-                .await
-                .map_err(|e| open_error(&location, e))?;
+            let pool = SqlitePoolOptions::new().max_connections(1).connect_lazy_with(options);
             Some(Arc::new(Checkpointer::start(pool, location.clone())))
         } else {
             None
