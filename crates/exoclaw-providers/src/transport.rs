@@ -323,18 +323,16 @@ where
     /// answer is complete the body is no longer read, so the connection is released at once.
     async fn step(&mut self) {
         let timeouts = self.transport.timeouts;
-        let (deadline, waiting) = match self.first_chunk_deadline.take() {
-            Some(deadline) => {
-                (deadline, format!("no answer within the first-byte timeout of {:?}", timeouts.first_byte))
-            }
-            None => (
-                Instant::now() + timeouts.idle,
-                format!("the stream stalled: no data for {:?}", timeouts.idle),
-            ),
+        let first = self.first_chunk_deadline.take();
+        let deadline = first.unwrap_or_else(|| Instant::now() + timeouts.idle);
+        // The message is only written when the deadline passes (this runs for every chunk).
+        let waiting = || match first {
+            Some(_) => format!("no answer within the first-byte timeout of {:?}", timeouts.first_byte),
+            None => format!("the stream stalled: no data for {:?}", timeouts.idle),
         };
         let mut out = Vec::new();
         let result = match tokio::time::timeout_at(deadline, self.body.next()).await {
-            Err(_) => Err(WireError::new(ErrorKind::Timeout, waiting)),
+            Err(_) => Err(WireError::new(ErrorKind::Timeout, waiting())),
             Ok(Some(Err(e))) => {
                 self.ended = true;
                 self.failure = Some(self.transport.http_error(&e, "the connection broke mid-answer"));
