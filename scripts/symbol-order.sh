@@ -17,31 +17,9 @@ bin=target/release/exoclaw
 work=$(mktemp -d -t exoclaw-symbol-order.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-# An instant OpenAI-compatible upstream: a fixed answer, streamed or not.
-cat >"$work/upstream.py" <<'PY'
-import http.server, json, sys
-ANSWER = {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
-          "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi!"}, "finish_reason": "stop"}],
-          "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def log_message(self, *a): pass
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        if body.get("stream"):
-            chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m",
-                     "choices": [{"index": 0, "delta": {"content": "Hi!"}, "finish_reason": "stop"}]}
-            data = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode()
-            kind = "text/event-stream"
-        else:
-            data, kind = json.dumps(ANSWER).encode(), "application/json"
-        self.send_response(200); self.send_header("content-type", kind)
-        self.send_header("content-length", str(len(data))); self.end_headers(); self.wfile.write(data)
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-PY
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 up=$(port); gw=$(port)
-python3 "$work/upstream.py" "$up" & 
+python3 scripts/lib/instant-upstream.py "$up" &
 mkdir -p "$work/home"
 printf '[providers.fixed]\nkind = "openai"\nbase_url = "http://127.0.0.1:%s/v1"\napi_key = "sk-x"\n' "$up" >"$work/config.toml"
 export EXOCLAW_CONFIG="$work/config.toml" EXOCLAW_HOME="$work/home"
