@@ -134,19 +134,6 @@ pub struct Router {
 /// Failures that say the provider itself is in trouble, and so count against its breaker: exactly
 /// the retryable kinds (rate limits, overload, 5xx, timeouts, connection and protocol errors). A
 /// bad request, a missing key or an unknown model say nothing about its health.
-/// What a caller of the router wants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Stream,
-    Whole,
-}
-
-/// What a provider gave.
-enum Answer {
-    Stream(EventStream),
-    Whole(ChatResponse),
-}
-
 fn counts_against_breaker(kind: ErrorKind) -> bool {
     kind.is_retryable()
 }
@@ -270,12 +257,12 @@ impl Router {
     /// a later failure still counted against the provider's breaker.
     fn committed(
         &self,
-        target: &Target,
+        target: Target,
         member: Arc<Member>,
         first: StreamEvent,
         rest: EventStream,
     ) -> EventStream {
-        let served = StreamEvent::Served { provider: target.provider.clone(), model: target.model.clone() };
+        let served = StreamEvent::Served { provider: target.provider, model: target.model };
         let head = futures::stream::iter([Ok(served), Ok(first)]);
         let rest = rest.inspect(move |item| {
             if let Err(err) = item
@@ -287,9 +274,17 @@ impl Router {
         Box::pin(head.chain(rest))
     }
 
-    /// Routes `request` down its chain (retries, breakers, fallbacks) for a stream or a whole
-    /// answer.
-    async fn answer(&self, request: ChatRequest, mode: Mode) -> Result<Answer, ProviderError> {
+    /// Routes `request` down its chain (retries, breakers, fallbacks): `call` makes one attempt
+    /// on one target (with the request addressed to the target's model, and the deadline), and
+    /// its answer — a stream or a whole response — is the router's.
+    async fn answer<T, F>(
+        &self,
+        request: ChatRequest,
+        call: impl Fn(&Target, &Arc<Member>, ChatRequest, Instant) -> F,
+    ) -> Result<T, ProviderError>
+    where
+        F: Future<Output = Result<T, ProviderError>>,
+    {
         let model = request.model.0.clone();
         let targets = self
             .routes
@@ -314,15 +309,7 @@ impl Router {
                 let mut guard = ProbeGuard { breaker: &member.breaker, armed: admission == Admission::Probe };
                 let mut attempt = request.clone();
                 attempt.model = ModelId(target.model.clone());
-                let outcome = match mode {
-                    Mode::Stream => self.open(member, attempt, deadline).await.map(|(first, rest)| {
-                        Answer::Stream(self.committed(target, Arc::clone(member), first, rest))
-                    }),
-                    // A whole answer takes as long as the model writes; the provider's own
-                    // timeouts bound it, not the router's first-token one.
-                    Mode::Whole => member.provider.complete(attempt).await.map(Answer::Whole),
-                };
-                let err = match outcome {
+                let err = match call(target, member, attempt, deadline).await {
                     Ok(answer) => {
                         guard.armed = false;
                         member.breaker.success();
@@ -393,22 +380,26 @@ impl Provider for Router {
     }
 
     async fn stream(&self, request: ChatRequest) -> Result<EventStream, ProviderError> {
-        match self.answer(request, Mode::Stream).await? {
-            Answer::Stream(events) => Ok(events),
-            // `Mode::Stream` is only ever answered with a stream.
-            Answer::Whole(_) => {
-                Err(ProviderError::new(ErrorKind::Protocol, &self.name, "a stream was asked for"))
+        self.answer(request, |target, member, attempt, deadline| {
+            let (target, member) = (target.clone(), Arc::clone(member));
+            async move {
+                let (first, rest) = self.open(&member, attempt, deadline).await?;
+                Ok(self.committed(target, member, first, rest))
             }
-        }
+        })
+        .await
     }
 
     /// A whole answer from a provider's own non-streaming call (not a stream collected here), so
-    /// a proxy in front of the router asks upstream for exactly what its client asked for.
+    /// a proxy in front of the router asks upstream for exactly what its client asked for. It
+    /// takes as long as the model writes: the provider's own timeouts bound it, not the router's
+    /// first-token one.
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, ProviderError> {
-        match self.answer(request, Mode::Whole).await? {
-            Answer::Whole(response) => Ok(response),
-            Answer::Stream(events) => exoclaw_core::collect_response(&self.name, events).await,
-        }
+        self.answer(request, |_, member, attempt, _| {
+            let member = Arc::clone(member);
+            async move { member.provider.complete(attempt).await }
+        })
+        .await
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {
