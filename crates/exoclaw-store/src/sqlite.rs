@@ -428,31 +428,22 @@ fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
 }
 
 /// Appends one usage record on `conn`.
-async fn insert_usage(conn: &mut SqliteConnection, record: &UsageRecord) -> Result<(), StoreError> {
-    let usage = &record.usage;
-    sqlx::query(
-        "INSERT INTO usage (at, session_id, agent, provider, model, input_tokens, output_tokens, \
-         cache_read_tokens, cache_write_tokens, latency_ms, ttft_ms, cost_usd, estimated) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-    )
-    .bind(to_micros(record.at))
-    .bind(record.session_id.map(|id| id.to_string()))
-    .bind(&record.agent)
-    .bind(&record.provider)
-    .bind(&record.model)
-    .bind(opt_to_i64(usage.input_tokens, "input_tokens")?)
-    .bind(opt_to_i64(usage.output_tokens, "output_tokens")?)
-    .bind(opt_to_i64(usage.cache_read_tokens, "cache_read_tokens")?)
-    .bind(opt_to_i64(usage.cache_write_tokens, "cache_write_tokens")?)
-    .bind(to_i64(record.latency_ms, "latency_ms")?)
-    .bind(opt_to_i64(record.ttft_ms, "ttft_ms")?)
-    .bind(record.cost_usd)
-    .bind(record.estimated)
-    .execute(conn)
-    .await
-    .map_err(|e| query_error("could not record usage", e))?;
+/// Inserts `records` (a chunk [`usage_chunks`] made, or one record) with one statement.
+async fn insert_usage(conn: &mut SqliteConnection, records: &[UsageRecord]) -> Result<(), StoreError> {
+    let mut args = sqlx::sqlite::SqliteArguments::default();
+    for record in records {
+        bind_usage(&mut args, record)?;
+    }
+    sqlx::query_with(sqlx::AssertSqlSafe(usage_insert_sql(records.len())), args)
+        .execute(conn)
+        .await
+        .map_err(|e| query_error("could not record usage", e))?;
     Ok(())
 }
+
+/// The start of every `INSERT` into the usage table; the values follow in this column order.
+const USAGE_INSERT: &str = "INSERT INTO usage (at, session_id, agent, provider, model, input_tokens, \
+     output_tokens, cache_read_tokens, cache_write_tokens, latency_ms, ttft_ms, cost_usd, estimated) ";
 
 /// Appends one `INSERT` of all of `usage` to `query`.
 fn push_usage_insert(
@@ -476,10 +467,7 @@ fn push_usage_insert(
             ))
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
-    query.push(
-        "INSERT INTO usage (at, session_id, agent, provider, model, input_tokens, output_tokens, \
-         cache_read_tokens, cache_write_tokens, latency_ms, ttft_ms, cost_usd, estimated) ",
-    );
+    query.push(USAGE_INSERT);
     query.push_values(rows, |mut row, (record, tokens, latency_ms, ttft_ms)| {
         row.push_bind(to_micros(record.at)).push_bind(record.session_id.map(|id| id.to_string()));
         row.push_bind(&record.agent).push_bind(&record.provider).push_bind(&record.model);
@@ -517,11 +505,7 @@ fn usage_insert_sql(rows: usize) -> Arc<str> {
     fn build(rows: usize) -> Arc<str> {
         let row = format!("({})", ["?"; 13].join(", "));
         let values = vec![row; rows].join(", ");
-        format!(
-            "INSERT INTO usage (at, session_id, agent, provider, model, input_tokens, output_tokens, \
-             cache_read_tokens, cache_write_tokens, latency_ms, ttft_ms, cost_usd, estimated) VALUES {values}"
-        )
-        .into()
+        format!("{USAGE_INSERT}VALUES {values}").into()
     }
     static TEXTS: std::sync::OnceLock<Vec<Arc<str>>> = std::sync::OnceLock::new();
     let texts = TEXTS.get_or_init(|| (0..=USAGE_ROWS_PER_INSERT.ilog2()).map(|k| build(1 << k)).collect());
@@ -773,19 +757,14 @@ impl SessionStore for SqliteStore {
 impl UsageStore for SqliteStore {
     async fn record_usage(&self, record: &UsageRecord) -> Result<(), StoreError> {
         let mut conn = self.writer.acquire().await.map_err(|e| query_error("could not record usage", e))?;
-        insert_usage(&mut conn, record).await
+        insert_usage(&mut conn, std::slice::from_ref(record)).await
     }
 
     async fn record_usage_batch(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
         let failed = |e| query_error("could not record usage", e);
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
         for chunk in usage_chunks(records) {
-            let mut args = sqlx::sqlite::SqliteArguments::default();
-            for record in chunk {
-                bind_usage(&mut args, record)?;
-            }
-            let sql = sqlx::AssertSqlSafe(usage_insert_sql(chunk.len()));
-            sqlx::query_with(sql, args).execute(&mut *tx).await.map_err(failed)?;
+            insert_usage(&mut tx, chunk).await?;
         }
         tx.commit().await.map_err(failed)?;
         if let Some(checkpointer) = &self.checkpointer {
