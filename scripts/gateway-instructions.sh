@@ -26,18 +26,16 @@ bin=${EXOCLAW_BIN:-target/release/exoclaw}
 [ -n "${EXOCLAW_BIN:-}" ] || cargo build --release -p exoclaw-cli --locked
 work=$(mktemp -d -t exoclaw-instructions.XXXXXX)
 trap 'pkill -f "gateway --bind 127.0.0.1:$gw" 2>/dev/null || true; kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-up=$(port); gw=$(port)
-python3 scripts/lib/instant-upstream.py "$up" &
-mkdir -p "$work/home"
-printf '[providers.fixed]\nkind = "openai"\nbase_url = "http://127.0.0.1:%s/v1"\napi_key = "sk-x"\n' "$up" >"$work/config.toml"
+# shellcheck source=lib/instant-upstream.sh
+. scripts/lib/instant-upstream.sh
+instant_upstream "$work"
 cat >"$work/post.lua" <<'LUA'
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = os.getenv("BODY")
 function done(summary) io.write(string.format("REQUESTS\t%d\n", summary.requests)) end
 LUA
-EXOCLAW_CONFIG="$work/config.toml" EXOCLAW_HOME="$work/home" setsid valgrind --tool=callgrind \
+setsid valgrind --tool=callgrind \
   --callgrind-out-file="$work/cg.%p" "$bin" gateway --bind "127.0.0.1:$gw" >"$work/log" 2>&1 &
 for _ in $(seq 1 300); do curl -fs -o /dev/null "http://127.0.0.1:$gw/healthz" && break; sleep 0.2; done
 pid=$(pgrep -f "valgrind.*gateway --bind 127.0.0.1:$gw" | head -n 1)

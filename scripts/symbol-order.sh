@@ -17,12 +17,9 @@ bin=target/release/exoclaw
 work=$(mktemp -d -t exoclaw-symbol-order.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-up=$(port); gw=$(port)
-python3 scripts/lib/instant-upstream.py "$up" &
-mkdir -p "$work/home"
-printf '[providers.fixed]\nkind = "openai"\nbase_url = "http://127.0.0.1:%s/v1"\napi_key = "sk-x"\n' "$up" >"$work/config.toml"
-export EXOCLAW_CONFIG="$work/config.toml" EXOCLAW_HOME="$work/home"
+# shellcheck source=lib/instant-upstream.sh
+. scripts/lib/instant-upstream.sh
+instant_upstream "$work"
 grind() { valgrind --tool=callgrind --demangle=no --callgrind-out-file="$work/cg.%p" "$bin" "$@"; }
 
 for args in "--help" "config check" "session list" "keys list" "models" "usage"; do
