@@ -12,8 +12,8 @@
 //! fragments of its `tool_use` block and are complete at that block's `content_block_stop`.
 
 use crate::ProviderOptions;
-use crate::options::{keyed_transport, process_env};
-use crate::transport::Transport;
+use crate::options::{KeyedHeaders, keyed_transport, process_env};
+use crate::transport::{Outgoing, Transport};
 use crate::wire::{
     StreamDecoder, WireError, kind_for_status, parse_arguments, preview, retry_after, unexpected,
     whole_tool_call,
@@ -24,7 +24,7 @@ use exoclaw_types::{
     ChatRequest, ChatResponse, ImageSource, Message, ModelId, Part, Role, StopReason, StreamEvent, ToolCall,
     ToolChoice, Usage,
 };
-use reqwest::header::HeaderMap;
+use http::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::borrow::Cow;
@@ -35,6 +35,8 @@ use std::time::Duration;
 const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 /// The API version every request names (<https://docs.anthropic.com/en/api/versioning>).
 const API_VERSION: &str = "2023-06-01";
+/// The key goes in `x-api-key`; every request names the API version.
+const HEADERS: KeyedHeaders = KeyedHeaders { key: "x-api-key", fixed: &[("anthropic-version", API_VERSION)] };
 /// `max_tokens` is required by the API; this is sent when the request leaves it unset.
 const DEFAULT_MAX_TOKENS: u32 = 4096;
 const BASE_URL_ENV: &[&str] = &["ANTHROPIC_BASE_URL"];
@@ -54,7 +56,7 @@ impl Anthropic {
     /// unless set. Fails when no API key is given.
     pub fn new(options: ProviderOptions) -> Result<Self, ProviderError> {
         let (base_url, transport) =
-            keyed_transport(options, "anthropic", DEFAULT_BASE_URL, API_KEY_ENV, classify_error)?;
+            keyed_transport(options, "anthropic", DEFAULT_BASE_URL, API_KEY_ENV, HEADERS, classify_error)?;
         Ok(Self { base_url, transport })
     }
 
@@ -68,15 +70,9 @@ impl Anthropic {
         &self.base_url
     }
 
-    fn post(&self, body: &Value) -> reqwest::RequestBuilder {
-        self.authorized(self.transport.client().post(format!("{}/v1/messages", self.base_url))).json(body)
-    }
-
-    fn authorized(&self, mut request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        if let Some(key) = self.transport.key() {
-            request = request.header("x-api-key", key);
-        }
-        request.header("anthropic-version", API_VERSION)
+    fn post(&self, body: &Value) -> Result<Outgoing, ProviderError> {
+        let uri = self.transport.uri(format!("{}/v1/messages", self.base_url))?;
+        self.transport.post_json(uri, body)
     }
 }
 
@@ -88,13 +84,13 @@ impl Provider for Anthropic {
 
     async fn stream(&self, request: ChatRequest) -> Result<EventStream, ProviderError> {
         let body = encode_request(&request, true);
-        let (response, started) = self.transport.send(self.post(&body)).await?;
+        let (response, started) = self.transport.send(self.post(&body)?).await?;
         Ok(self.transport.sse(response, AnthropicDecoder::default(), started))
     }
 
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, ProviderError> {
         let body = encode_request(&request, false);
-        let (response, started) = self.transport.send(self.post(&body)).await?;
+        let (response, started) = self.transport.send(self.post(&body)?).await?;
         self.transport.whole_answer(response, started, "message", decode_response).await
     }
 
@@ -113,8 +109,7 @@ impl Provider for Anthropic {
                 url.push_str("&after_id=");
                 url.push_str(id);
             }
-            let request = self.authorized(self.transport.client().get(url));
-            let (response, started) = self.transport.send(request).await?;
+            let (response, started) = self.transport.send(self.transport.get(url)?).await?;
             let json = self.transport.json(response, started, "model list").await?;
             let Some(list) = json["data"].as_array() else {
                 return Err(self.transport.error(unexpected("model list", &json.to_string())));
@@ -687,8 +682,8 @@ mod tests {
     use super::*;
     use exoclaw_core::ResponseAssembler;
     use exoclaw_types::{GenerationParams, ToolResult, ToolSpec};
+    use http::header::HeaderValue;
     use pretty_assertions::assert_eq;
-    use reqwest::header::HeaderValue;
 
     fn decode(events: &[Value]) -> (Vec<StreamEvent>, Result<(), WireError>) {
         let mut d = AnthropicDecoder::default();

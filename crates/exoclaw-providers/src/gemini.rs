@@ -16,8 +16,8 @@
 //! in logs.
 
 use crate::ProviderOptions;
-use crate::options::{keyed_transport, process_env};
-use crate::transport::Transport;
+use crate::options::{KeyedHeaders, keyed_transport, process_env};
+use crate::transport::{Outgoing, Transport};
 use crate::wire::{
     StreamDecoder, WireError, kind_for_status, preview, retry_after, unexpected, whole_tool_call,
 };
@@ -26,7 +26,7 @@ use exoclaw_core::{Capabilities, ErrorKind, EventStream, ModelInfo, Provider, Pr
 use exoclaw_types::{
     ChatRequest, ChatResponse, ImageSource, ModelId, Part, Role, StopReason, StreamEvent, ToolChoice, Usage,
 };
-use reqwest::header::{HeaderMap, HeaderValue};
+use http::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::time::Duration;
@@ -37,8 +37,8 @@ const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com/v1beta
 const BASE_URL_ENV: &[&str] = &["GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL"];
 /// Variables holding an API key, first set one wins (Google's SDKs read the same two).
 const API_KEY_ENV: &[&str] = &["GEMINI_API_KEY", "GOOGLE_API_KEY"];
-/// The header carrying the key.
-const KEY_HEADER: &str = "x-goog-api-key";
+/// The key goes in `x-goog-api-key` (not in the URL, where it would reach logs).
+const HEADERS: KeyedHeaders = KeyedHeaders { key: "x-goog-api-key", fixed: &[] };
 /// `@type` of the `google.rpc.RetryInfo` error detail.
 const RETRY_INFO: &str = "type.googleapis.com/google.rpc.RetryInfo";
 /// `@type` of the `google.rpc.ErrorInfo` error detail.
@@ -58,7 +58,7 @@ impl Gemini {
     /// URL to `https://generativelanguage.googleapis.com/v1beta`. Fails when no key is given.
     pub fn new(options: ProviderOptions) -> Result<Self, ProviderError> {
         let (base_url, transport) =
-            keyed_transport(options, "gemini", DEFAULT_BASE_URL, API_KEY_ENV, classify_error)?;
+            keyed_transport(options, "gemini", DEFAULT_BASE_URL, API_KEY_ENV, HEADERS, classify_error)?;
         Ok(Self { base_url, transport })
     }
 
@@ -81,22 +81,8 @@ impl Gemini {
         format!("{}/models/{model}:{method}", self.base_url)
     }
 
-    fn post(&self, url: String, body: &Value) -> reqwest::RequestBuilder {
-        self.authorized(self.transport.client().post(url)).json(body)
-    }
-
-    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match self.transport.key() {
-            Some(key) => match HeaderValue::from_str(key) {
-                Ok(mut value) => {
-                    value.set_sensitive(true); // kept out of reqwest's Debug output
-                    request.header(KEY_HEADER, value)
-                }
-                // Not a valid header value: let reqwest report it when sending (without the key).
-                Err(_) => request.header(KEY_HEADER, key),
-            },
-            None => request,
-        }
+    fn post(&self, url: String, body: &Value) -> Result<Outgoing, ProviderError> {
+        self.transport.post_json(self.transport.uri(url)?, body)
     }
 }
 
@@ -109,14 +95,14 @@ impl Provider for Gemini {
     async fn stream(&self, request: ChatRequest) -> Result<EventStream, ProviderError> {
         let body = encode_request(&request);
         let url = format!("{}?alt=sse", self.method_url(&request.model, "streamGenerateContent"));
-        let (response, started) = self.transport.send(self.post(url, &body)).await?;
+        let (response, started) = self.transport.send(self.post(url, &body)?).await?;
         Ok(self.transport.sse(response, GeminiDecoder::default(), started))
     }
 
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, ProviderError> {
         let body = encode_request(&request);
         let url = self.method_url(&request.model, "generateContent");
-        let (response, started) = self.transport.send(self.post(url, &body)).await?;
+        let (response, started) = self.transport.send(self.post(url, &body)?).await?;
         self.transport.whole_answer(response, started, "generateContent response", decode_response).await
     }
 
@@ -136,8 +122,7 @@ impl Provider for Gemini {
                 url.push_str("&pageToken=");
                 url.push_str(&query_escape(token));
             }
-            let (response, started) =
-                self.transport.send(self.authorized(self.transport.client().get(url))).await?;
+            let (response, started) = self.transport.send(self.transport.get(url)?).await?;
             let json = self.transport.json(response, started, "model list").await?;
             let list = match json.get("models") {
                 Some(Value::Array(list)) => list.as_slice(),
@@ -606,8 +591,8 @@ fn proto_duration(text: &str) -> Option<Duration> {
 mod tests {
     use super::*;
     use exoclaw_types::{GenerationParams, Message, ToolCall, ToolResult, ToolSpec};
+    use http::header::HeaderValue;
     use pretty_assertions::assert_eq;
-    use reqwest::header::HeaderValue;
 
     fn call(id: &str, name: &str, arguments: Value) -> Part {
         Part::ToolCall(ToolCall { id: id.into(), name: name.into(), arguments })

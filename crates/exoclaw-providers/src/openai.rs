@@ -11,7 +11,7 @@
 use crate::ProviderOptions;
 use crate::options::{missing_key, process_env, trim_base};
 use crate::presets::{ModelListing, Preset};
-use crate::transport::Transport;
+use crate::transport::{Outgoing, Transport, secret_header};
 use crate::wire::{
     Count, StreamDecoder, WireError, kind_for_status, parse_arguments, preview, retry_after, unexpected,
     whole_tool_call,
@@ -22,7 +22,9 @@ use exoclaw_types::{
     ChatRequest, ChatResponse, ImageSource, Message, ModelId, Part, Role, StopReason, StreamEvent, ToolCall,
     ToolChoice, Usage,
 };
-use reqwest::header::HeaderMap;
+use http::Uri;
+use http::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::borrow::Cow;
@@ -33,7 +35,7 @@ pub struct OpenAiCompatible {
     preset: &'static Preset,
     base_url: String,
     /// `{base_url}/chat/completions`, parsed once.
-    completions: reqwest::Url,
+    completions: Uri,
     transport: Transport,
 }
 
@@ -54,14 +56,28 @@ impl OpenAiCompatible {
             return Err(missing_key(&name, preset.api_key_env));
         }
         let base_url = trim_base(&base_url);
-        let completions = reqwest::Url::parse(&format!("{base_url}/chat/completions")).map_err(|e| {
-            ProviderError::new(
-                ErrorKind::InvalidRequest,
-                &name,
-                format!("the base URL `{base_url}` is not a URL ({e}); write it as http://host:port/v1"),
-            )
-        })?;
-        let transport = Transport::new(&name, options.timeouts, options.api_key, classify_error)?;
+        let completions = format!("{base_url}/chat/completions");
+        let completions = match Uri::try_from(completions.as_str()) {
+            Ok(uri) if uri.scheme().is_some() && uri.host().is_some() => uri,
+            parsed => {
+                let why = parsed.err().map_or("no scheme or host".to_owned(), |e| e.to_string());
+                return Err(ProviderError::new(
+                    ErrorKind::InvalidRequest,
+                    &name,
+                    format!(
+                        "the base URL `{base_url}` is not a URL ({why}); write it as http://host:port/v1"
+                    ),
+                ));
+            }
+        };
+        let mut headers = HeaderMap::new();
+        if let Some(key) = &options.api_key {
+            headers.insert(AUTHORIZATION, secret_header(&name, &format!("Bearer {}", key.expose_secret()))?);
+        }
+        for (header, value) in preset.headers {
+            headers.insert(*header, HeaderValue::from_static(value));
+        }
+        let transport = Transport::new(&name, options.timeouts, options.api_key, headers, classify_error)?;
         Ok(Self { preset, base_url, completions, transport })
     }
 
@@ -77,18 +93,8 @@ impl OpenAiCompatible {
         &self.base_url
     }
 
-    fn post(&self, body: &WireRequest<'_>) -> reqwest::RequestBuilder {
-        self.authorized(self.transport.client().post(self.completions.clone())).json(body)
-    }
-
-    fn authorized(&self, mut request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        if let Some(key) = self.transport.key() {
-            request = request.bearer_auth(key);
-        }
-        for (name, value) in self.preset.headers {
-            request = request.header(*name, *value);
-        }
-        request
+    fn post(&self, body: &WireRequest<'_>) -> Result<Outgoing, ProviderError> {
+        self.transport.post_json(self.completions.clone(), body)
     }
 }
 
@@ -100,13 +106,13 @@ impl Provider for OpenAiCompatible {
 
     async fn stream(&self, request: ChatRequest) -> Result<EventStream, ProviderError> {
         let body = WireRequest::new(&request, self.preset, true);
-        let (response, started) = self.transport.send(self.post(&body)).await?;
+        let (response, started) = self.transport.send(self.post(&body)?).await?;
         Ok(self.transport.sse(response, OpenAiDecoder::default(), started))
     }
 
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, ProviderError> {
         let body = WireRequest::new(&request, self.preset, false);
-        let (response, started) = self.transport.send(self.post(&body)).await?;
+        let (response, started) = self.transport.send(self.post(&body)?).await?;
         self.transport.whole_answer_from_bytes(response, started, decode_response_bytes).await
     }
 
@@ -121,8 +127,7 @@ impl Provider for OpenAiCompatible {
                 format!("{}/api/tags", self.base_url.strip_suffix("/v1").unwrap_or(&self.base_url))
             }
         };
-        let (response, started) =
-            self.transport.send(self.authorized(self.transport.client().get(url))).await?;
+        let (response, started) = self.transport.send(self.transport.get(url)?).await?;
         let json = self.transport.json(response, started, "model list").await?;
         let (list, field) = match self.preset.models {
             ModelListing::OpenAi => (&json["data"], "id"),

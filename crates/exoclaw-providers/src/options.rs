@@ -2,8 +2,10 @@
 //! vendors' usual environment variables fill in what configuration leaves out.
 
 use crate::Timeouts;
-use crate::transport::{ErrorClassifier, Transport};
+use crate::transport::{ErrorClassifier, Transport, secret_header};
 use exoclaw_core::{ErrorKind, ProviderError};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use secrecy::ExposeSecret;
 use secrecy::SecretString;
 
 /// Settings shared by every provider. Unset fields fall back to environment variables (with
@@ -79,6 +81,14 @@ pub(crate) fn missing_key(name: &str, vars: &[&str]) -> ProviderError {
     ProviderError::new(ErrorKind::Auth, name, format!("no API key configured: {how}"))
 }
 
+/// How a keyed vendor's requests carry the key, and the fixed headers it wants besides.
+pub(crate) struct KeyedHeaders {
+    /// The header holding the key as is (`x-api-key`, `x-goog-api-key`; lower case).
+    pub key: &'static str,
+    /// Sent with every request (Anthropic's API version).
+    pub fixed: &'static [(&'static str, &'static str)],
+}
+
 /// Instance name, base URL and transport for a vendor that always needs a key (Anthropic,
 /// Gemini): unset options take the vendor's defaults; no key is an error naming the variables.
 pub(crate) fn keyed_transport(
@@ -86,14 +96,20 @@ pub(crate) fn keyed_transport(
     default_name: &str,
     default_base_url: &str,
     key_vars: &[&str],
+    wanted: KeyedHeaders,
     classify: ErrorClassifier,
 ) -> Result<(String, Transport), ProviderError> {
     let name = options.name.unwrap_or_else(|| default_name.to_owned());
-    if options.api_key.is_none() {
+    let Some(key) = &options.api_key else {
         return Err(missing_key(&name, key_vars));
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(HeaderName::from_static(wanted.key), secret_header(&name, key.expose_secret())?);
+    for (header, value) in wanted.fixed {
+        headers.insert(HeaderName::from_static(header), HeaderValue::from_static(value));
     }
     let base_url = trim_base(options.base_url.as_deref().unwrap_or(default_base_url));
-    let transport = Transport::new(&name, options.timeouts, options.api_key, classify)?;
+    let transport = Transport::new(&name, options.timeouts, options.api_key, headers, classify)?;
     Ok((base_url, transport))
 }
 

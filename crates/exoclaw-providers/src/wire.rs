@@ -3,7 +3,7 @@
 
 use exoclaw_core::ErrorKind;
 use exoclaw_types::{StreamEvent, ToolCall};
-use reqwest::header::HeaderMap;
+use http::header::HeaderMap;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -206,7 +206,7 @@ mod tests {
         let expected = [Some(9), Some(12), None, None, None, None, None, None, None];
         assert_eq!(counts.iter().map(|c| c.0).collect::<Vec<_>>(), expected);
     }
-    use reqwest::header::HeaderValue;
+    use http::header::HeaderValue;
 
     #[test]
     fn arguments_parse_or_are_kept_verbatim() {
