@@ -13,6 +13,7 @@ mod error;
 pub mod fetch;
 pub mod gguf;
 pub mod guide;
+mod kernels;
 mod provider;
 mod sampling;
 mod stop;

@@ -10,6 +10,7 @@
 //!   values once per query head;
 //! - long prompts go through the weight matrices as dense f32 (see [`Linear`]).
 
+use crate::kernels::q4_1::Q4_1Matrix;
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{D, DType, Device, Module, Result, Tensor};
@@ -24,19 +25,40 @@ const DENSE_ROWS: usize = 16;
 
 /// A weight matrix (and bias, for Qwen2's attention) applied as `x · Wᵀ + b`.
 struct Linear {
-    weight: QMatMul,
+    weight: Weight,
     bias: Option<Tensor>,
+}
+
+enum Weight {
+    /// Q4_1, multiplied by our kernel ([`crate::kernels::q4_1`]): candle's Q4_1 product is scalar.
+    Q4_1(Q4_1Matrix),
+    /// Any other type, multiplied by candle.
+    Candle(QMatMul),
 }
 
 impl Linear {
     fn new(weight: QTensor, bias: Option<Tensor>) -> Result<Self> {
-        Ok(Self { weight: QMatMul::from_qtensor(weight)?, bias })
+        let weight = match weight.dtype() {
+            GgmlDType::Q4_1 => Weight::Q4_1(Q4_1Matrix::from_qtensor(&weight)?),
+            _ => Weight::Candle(QMatMul::from_qtensor(weight)?),
+        };
+        Ok(Self { weight, bias })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let rows = x.dim(0)?;
         let y = match &self.weight {
-            QMatMul::QTensor(q) if x.dim(0)? >= DENSE_ROWS => x.matmul(&q.dequantize(&Device::Cpu)?.t()?)?,
-            weight => weight.forward(x)?,
+            Weight::Candle(QMatMul::QTensor(q)) if rows >= DENSE_ROWS => {
+                x.matmul(&q.dequantize(&Device::Cpu)?.t()?)?
+            }
+            Weight::Candle(weight) => weight.forward(x)?,
+            Weight::Q4_1(w) if rows >= DENSE_ROWS => {
+                x.matmul(&Tensor::from_vec(w.dequantize(), w.dims(), &Device::Cpu)?.t()?)?
+            }
+            Weight::Q4_1(w) => {
+                let y = w.matmul(&x.flatten_all()?.to_vec1::<f32>()?, rows)?;
+                Tensor::from_vec(y, (rows, w.dims().0), &Device::Cpu)?
+            }
         };
         match &self.bias {
             Some(b) => y.broadcast_add(b),
@@ -47,11 +69,11 @@ impl Linear {
 
 /// Projections that read the same input (attention's q, k and v; the FFN's gate and up).
 ///
-/// When their weights are re-quantised anyway, they are stacked into one matrix at load: one
-/// product per layer instead of three (or two) means the input is quantised once and candle's
-/// threads meet at one barrier, not three — about a tenth of a generated token's time on two
-/// cores. Q8_0 blocks never span rows, so the stacked matrix holds exactly the values the separate
-/// ones would. Other weight types keep separate matrices.
+/// When their weights are Q4_1 (our kernel), or re-quantised anyway, they are stacked into one
+/// matrix at load: one product per layer instead of three (or two) means the input is quantised
+/// once and the threads meet at one barrier, not three — about a tenth of a generated token's time
+/// on two cores. Q4_1 and Q8_0 blocks never span rows, so the stacked matrix holds exactly the
+/// values the separate ones would. Other weight types keep separate matrices.
 enum Projections {
     Stacked { linear: Linear, widths: Vec<usize> },
     Separate(Vec<Linear>),
@@ -107,7 +129,7 @@ pub struct Transformer {
     embeddings: Tensor,
     layers: Vec<Layer>,
     norm: Tensor,
-    output: QMatMul,
+    output: Linear,
     cos: Tensor,
     sin: Tensor,
     hyper: Hyper,
@@ -146,7 +168,8 @@ impl Transformer {
                 "unsupported attention shape: {n_head} heads, {n_kv_head} KV heads, rope over {rope_dim} of {head_dim}"
             );
         }
-        // Weight types without a fast CPU kernel are re-quantised to Q8_0 as they are read.
+        // Weight types without a fast CPU kernel (ours or candle's) are re-quantised to Q8_0 as
+        // they are read.
         let tensor = |reader: &mut R, name: &str| {
             let t = content.tensor(reader, name, &device)?;
             if crate::weights::needs_requantising(t.dtype()) {
@@ -176,13 +199,14 @@ impl Transformer {
                 Linear::new(weight, bias)
             };
             let projections = |reader: &mut R, names: &[&str]| -> Result<Projections> {
-                let stack = names.iter().all(|name| {
-                    content
-                        .tensor_infos
-                        .get(&format!("{p}.{name}.weight"))
-                        .is_some_and(|info| crate::weights::needs_requantising(info.ggml_dtype))
-                });
-                if !stack {
+                let dtypes: Vec<Option<GgmlDType>> = names
+                    .iter()
+                    .map(|name| content.tensor_infos.get(&format!("{p}.{name}.weight")).map(|i| i.ggml_dtype))
+                    .collect();
+                let all = |f: fn(GgmlDType) -> bool| dtypes.iter().all(|d| d.is_some_and(f));
+                let (q4_1, requantised) =
+                    (all(|d| d == GgmlDType::Q4_1), all(crate::weights::needs_requantising));
+                if !q4_1 && !requantised {
                     return names
                         .iter()
                         .map(|name| linear(reader, name))
@@ -192,21 +216,29 @@ impl Transformer {
                 let mut weights = Vec::with_capacity(names.len());
                 let mut biases = Vec::with_capacity(names.len());
                 for name in names {
-                    weights.push(
-                        content
-                            .tensor(reader, &format!("{p}.{name}.weight"), &device)?
-                            .dequantize(&device)?,
-                    );
+                    weights.push(content.tensor(reader, &format!("{p}.{name}.weight"), &device)?);
                     biases.push(optional(reader, &format!("{p}.{name}.bias"))?.map(dense).transpose()?);
                 }
-                let widths = weights.iter().map(|w| w.dim(0)).collect::<Result<Vec<_>>>()?;
-                let weight = QTensor::quantize(&Tensor::cat(&weights, 0)?, GgmlDType::Q8_0)?;
+                let widths = weights
+                    .iter()
+                    .map(|w| w.shape().dims2().map(|(rows, _)| rows))
+                    .collect::<Result<Vec<_>>>()?;
+                let weight = if q4_1 {
+                    let parts = weights.iter().map(Q4_1Matrix::from_qtensor).collect::<Result<Vec<_>>>()?;
+                    Weight::Q4_1(Q4_1Matrix::stack(parts)?)
+                } else {
+                    let dense = weights.iter().map(|w| w.dequantize(&device)).collect::<Result<Vec<_>>>()?;
+                    Weight::Candle(QMatMul::from_qtensor(QTensor::quantize(
+                        &Tensor::cat(&dense, 0)?,
+                        GgmlDType::Q8_0,
+                    )?)?)
+                };
                 let bias = match biases.iter().all(Option::is_some) {
                     true => Some(Tensor::cat(&biases.into_iter().flatten().collect::<Vec<_>>(), 0)?),
                     false if biases.iter().all(Option::is_none) => None,
                     false => candle_core::bail!("{p}: some of {names:?} have a bias and some do not"),
                 };
-                Ok(Projections::Stacked { linear: Linear::new(weight, bias)?, widths })
+                Ok(Projections::Stacked { linear: Linear { weight, bias }, widths })
             };
             let qkv = projections(reader, &["attn_q", "attn_k", "attn_v"])?;
             let gate_up = projections(reader, &["ffn_gate", "ffn_up"])?;
@@ -230,7 +262,7 @@ impl Transformer {
             embeddings,
             layers,
             norm,
-            output: QMatMul::from_qtensor(output)?,
+            output: Linear::new(output, None)?,
             cos,
             sin,
             hyper: Hyper { n_head, n_kv_head, head_dim, rms_eps, rope_neox },

@@ -7,11 +7,12 @@ use candle_core::quantized::GgmlDType;
 use candle_core::quantized::gguf_file::Content;
 use std::{fs::File, io::BufReader, path::Path};
 
-/// Weight types candle has no fast (AVX2/NEON) CPU kernel for. Matrix products over them fall back
-/// to scalar code ≈ 3× slower than Q8_0, so they are re-quantised to Q8_0 when loaded: the Q4_1
-/// SmolLM2 goes from ≈ 22 to ≈ 60 tokens/s on two cores, for about 70 MB more memory.
+/// Weight types neither candle nor this crate has a fast (AVX2/NEON) CPU kernel for. Candle's
+/// products over them are scalar code ≈ 3× slower than Q8_0, so they are re-quantised to Q8_0 when
+/// loaded. Q4_1 (SmolLM2's GGUF) is not among them: [`crate::kernels::q4_1`] multiplies it as it
+/// is stored.
 pub(crate) fn needs_requantising(dtype: GgmlDType) -> bool {
-    matches!(dtype, GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1)
+    matches!(dtype, GgmlDType::Q5_0 | GgmlDType::Q5_1)
 }
 
 /// The transformer families this crate runs.
