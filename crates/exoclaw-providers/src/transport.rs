@@ -183,11 +183,6 @@ impl Transport {
         &self.inner.name
     }
 
-    /// The key, for building the auth header at start. Never format it.
-    pub fn key(&self) -> Option<&str> {
-        self.inner.key.as_ref().map(|k| k.expose_secret())
-    }
-
     /// A URL as the request target, or an error that says how to write the base URL.
     pub fn uri(&self, url: String) -> Result<Uri, ProviderError> {
         Uri::try_from(url).map_err(|e| {
@@ -223,7 +218,8 @@ impl Transport {
 
     /// A provider error from a wire error, with the key scrubbed out of the message.
     pub fn error(&self, wire: WireError) -> ProviderError {
-        let message = match self.key() {
+        let key = self.inner.key.as_ref().map(|k| k.expose_secret());
+        let message = match key {
             Some(key) if !key.is_empty() && wire.message.contains(key) => {
                 wire.message.replace(key, "[REDACTED]")
             }
