@@ -10,7 +10,7 @@
 //!   values once per query head;
 //! - long prompts go through the weight matrices as dense f32 (see [`Linear`]).
 
-use crate::kernels::q4_1::Q4_1Matrix;
+use crate::kernels::{QuantMatrix, attention};
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{D, DType, Device, Module, Result, Tensor};
@@ -30,17 +30,17 @@ struct Linear {
 }
 
 enum Weight {
-    /// Q4_1, multiplied by our kernel ([`crate::kernels::q4_1`]): candle's Q4_1 product is scalar.
-    Q4_1(Q4_1Matrix),
+    /// Q4_1 and Q8_0, multiplied by our kernels ([`crate::kernels`]).
+    Ours(QuantMatrix),
     /// Any other type, multiplied by candle.
     Candle(QMatMul),
 }
 
 impl Linear {
     fn new(weight: QTensor, bias: Option<Tensor>) -> Result<Self> {
-        let weight = match weight.dtype() {
-            GgmlDType::Q4_1 => Weight::Q4_1(Q4_1Matrix::from_qtensor(&weight)?),
-            _ => Weight::Candle(QMatMul::from_qtensor(weight)?),
+        let weight = match QuantMatrix::from_qtensor(&weight)? {
+            Some(ours) => Weight::Ours(ours),
+            None => Weight::Candle(QMatMul::from_qtensor(weight)?),
         };
         Ok(Self { weight, bias })
     }
@@ -52,10 +52,10 @@ impl Linear {
                 x.matmul(&q.dequantize(&Device::Cpu)?.t()?)?
             }
             Weight::Candle(weight) => weight.forward(x)?,
-            Weight::Q4_1(w) if rows >= DENSE_ROWS => {
+            Weight::Ours(w) if rows >= DENSE_ROWS => {
                 x.matmul(&Tensor::from_vec(w.dequantize(), w.dims(), &Device::Cpu)?.t()?)?
             }
-            Weight::Q4_1(w) => {
+            Weight::Ours(w) => {
                 let y = w.matmul(&x.flatten_all()?.to_vec1::<f32>()?, rows)?;
                 Tensor::from_vec(y, (rows, w.dims().0), &Device::Cpu)?
             }
@@ -69,11 +69,12 @@ impl Linear {
 
 /// Projections that read the same input (attention's q, k and v; the FFN's gate and up).
 ///
-/// When their weights are Q4_1 (our kernel), or re-quantised anyway, they are stacked into one
-/// matrix at load: one product per layer instead of three (or two) means the input is quantised
-/// once and the threads meet at one barrier, not three — about a tenth of a generated token's time
-/// on two cores. Q4_1 and Q8_0 blocks never span rows, so the stacked matrix holds exactly the
-/// values the separate ones would. Other weight types keep separate matrices.
+/// When their weights are of one of our kernels' types (Q4_1, Q8_0, or re-quantised to Q8_0),
+/// they are stacked into one matrix at load: one product per layer instead of three (or two)
+/// means the input is quantised once and the threads meet at one barrier, not three — about a
+/// tenth of a generated token's time on two cores. Those blocks never span rows, so the stacked
+/// matrix holds exactly the values the separate ones would. Other weight types keep separate
+/// matrices.
 enum Projections {
     Stacked { linear: Linear, widths: Vec<usize> },
     Separate(Vec<Linear>),
@@ -199,46 +200,30 @@ impl Transformer {
                 Linear::new(weight, bias)
             };
             let projections = |reader: &mut R, names: &[&str]| -> Result<Projections> {
-                let dtypes: Vec<Option<GgmlDType>> = names
-                    .iter()
-                    .map(|name| content.tensor_infos.get(&format!("{p}.{name}.weight")).map(|i| i.ggml_dtype))
-                    .collect();
-                let all = |f: fn(GgmlDType) -> bool| dtypes.iter().all(|d| d.is_some_and(f));
-                let (q4_1, requantised) =
-                    (all(|d| d == GgmlDType::Q4_1), all(crate::weights::needs_requantising));
-                if !q4_1 && !requantised {
-                    return names
-                        .iter()
-                        .map(|name| linear(reader, name))
-                        .collect::<Result<_>>()
-                        .map(Projections::Separate);
-                }
                 let mut weights = Vec::with_capacity(names.len());
                 let mut biases = Vec::with_capacity(names.len());
                 for name in names {
-                    weights.push(content.tensor(reader, &format!("{p}.{name}.weight"), &device)?);
+                    weights.push(tensor(reader, &format!("{p}.{name}.weight"))?);
                     biases.push(optional(reader, &format!("{p}.{name}.bias"))?.map(dense).transpose()?);
                 }
                 let widths = weights
                     .iter()
                     .map(|w| w.shape().dims2().map(|(rows, _)| rows))
                     .collect::<Result<Vec<_>>>()?;
-                let weight = if q4_1 {
-                    let parts = weights.iter().map(Q4_1Matrix::from_qtensor).collect::<Result<Vec<_>>>()?;
-                    Weight::Q4_1(Q4_1Matrix::stack(parts)?)
-                } else {
-                    let dense = weights.iter().map(|w| w.dequantize(&device)).collect::<Result<Vec<_>>>()?;
-                    Weight::Candle(QMatMul::from_qtensor(QTensor::quantize(
-                        &Tensor::cat(&dense, 0)?,
-                        GgmlDType::Q8_0,
-                    )?)?)
+                let Some(weight) = QuantMatrix::stack(&weights)? else {
+                    return weights
+                        .into_iter()
+                        .zip(biases)
+                        .map(|(weight, bias)| Linear::new(weight, bias))
+                        .collect::<Result<_>>()
+                        .map(Projections::Separate);
                 };
                 let bias = match biases.iter().all(Option::is_some) {
                     true => Some(Tensor::cat(&biases.into_iter().flatten().collect::<Vec<_>>(), 0)?),
                     false if biases.iter().all(Option::is_none) => None,
                     false => candle_core::bail!("{p}: some of {names:?} have a bias and some do not"),
                 };
-                Ok(Projections::Stacked { linear: Linear { weight, bias }, widths })
+                Ok(Projections::Stacked { linear: Linear { weight: Weight::Ours(weight), bias }, widths })
             };
             let qkv = projections(reader, &["attn_q", "attn_k", "attn_v"])?;
             let gate_up = projections(reader, &["ffn_gate", "ffn_up"])?;
@@ -383,11 +368,7 @@ fn attention(
     out.reshape((n_head, seq, head_dim))?.transpose(0, 1)?.reshape((seq, n_head * head_dim))
 }
 
-/// Attention of one new token against the cache, in plain loops over the cache's memory.
-///
-/// With a single query row per head the products are tiny (a few hundred keys of 64 values), and
-/// handing them to a general matrix kernel — on a strided view of the cache, on one thread —
-/// cost about an eighth of a generated token's time at a few hundred tokens of context.
+/// Attention of one new token against the cache ([`crate::kernels::attention`]).
 fn decode_attention(layer: &Layer, q: &Tensor, len: usize, hyper: Hyper) -> Result<Tensor> {
     let Hyper { n_head, n_kv_head, head_dim, .. } = hyper;
     let q = q.flatten_all()?.to_vec1::<f32>()?;
@@ -400,49 +381,14 @@ fn decode_attention(layer: &Layer, q: &Tensor, len: usize, hyper: Hyper) -> Resu
     else {
         candle_core::bail!("the KV cache is not f32 on the CPU");
     };
-    let keys = &keys[k_layout.start_offset()..];
-    let values = &values[v_layout.start_offset()..];
-    let capacity = layer.k_cache.dim(1)?;
-    let group = n_head / n_kv_head;
-    let scale = 1.0 / (head_dim as f32).sqrt();
-    let mut out = vec![0.0f32; n_head * head_dim];
-    let mut scores = vec![0.0f32; len];
-    for head in 0..n_head {
-        let base = (head / group) * capacity * head_dim;
-        let query = &q[head * head_dim..(head + 1) * head_dim];
-        for (j, score) in scores.iter_mut().enumerate() {
-            let key = &keys[base + j * head_dim..base + (j + 1) * head_dim];
-            *score = dot(query, key) * scale;
-        }
-        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut total = 0.0;
-        for score in &mut scores {
-            *score = (*score - max).exp();
-            total += *score;
-        }
-        let row = &mut out[head * head_dim..(head + 1) * head_dim];
-        for (j, weight) in scores.iter().enumerate() {
-            let value = &values[base + j * head_dim..base + (j + 1) * head_dim];
-            let weight = weight / total;
-            for (o, v) in row.iter_mut().zip(value) {
-                *o += weight * v;
-            }
-        }
-    }
+    let cache = attention::Cache {
+        keys: &keys[k_layout.start_offset()..],
+        values: &values[v_layout.start_offset()..],
+        capacity: layer.k_cache.dim(1)?,
+        head_dim,
+    };
+    let out = attention::decode(&q, &cache, len, n_head / n_kv_head);
     Tensor::from_vec(out, (1, n_head * head_dim), &Device::Cpu)
-}
-
-/// A dot product with eight running sums, so that it vectorises.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut sums = [0.0f32; 8];
-    let (chunks_a, chunks_b) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = chunks_a.remainder().iter().zip(chunks_b.remainder()).map(|(x, y)| x * y).sum();
-    for (ca, cb) in chunks_a.zip(chunks_b) {
-        for i in 0..8 {
-            sums[i] += ca[i] * cb[i];
-        }
-    }
-    sums.iter().sum::<f32>() + tail
 }
 
 /// Cosine and sine tables of the rotary embedding for every position: `(positions, head_dim / 2)`.
