@@ -413,7 +413,7 @@ fn rows_per_part(rows: usize) -> usize {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::TWO_POW_112;
+    use super::{SCALE_GROUP, TWO_POW_112};
     use core::arch::x86_64::{__m256, __m256i};
     use pulp::x86::V3;
 
@@ -428,9 +428,34 @@ mod x86 {
         avx._mm256_mul_ps(pulp::cast(f32_bits), avx._mm256_set1_ps(TWO_POW_112))
     }
 
+    /// Scales `start..start + SCALE_GROUP` of one row, zeros where the slice ends. Past the row's
+    /// end (in its last group) these are the next row's scales, or padding; the activation's
+    /// scales (and sums) are zero there.
+    #[inline(always)]
+    pub(super) fn scale_group<T: Copy + Default>(scales: &[T], start: usize) -> [T; SCALE_GROUP] {
+        if let Some(group) = scales.get(start..start + SCALE_GROUP)
+            && let Ok(group) = group.try_into()
+        {
+            group
+        } else {
+            [T::default(); SCALE_GROUP]
+        }
+    }
+
+    /// Each row's accumulator summed. Not `acc.map(…)`: its closure may be compiled out of line,
+    /// without AVX2.
+    #[inline(always)]
+    pub(super) fn row_sums<const R: usize>(simd: V3, acc: [__m256; R]) -> [f32; R] {
+        let mut sums = [0.0; R];
+        for (sum_r, acc) in sums.iter_mut().zip(acc) {
+            *sum_r = sum(simd, acc);
+        }
+        sums
+    }
+
     /// The sum of the eight lanes.
     #[inline(always)]
-    pub(super) fn sum(simd: V3, v: __m256) -> f32 {
+    fn sum(simd: V3, v: __m256) -> f32 {
         let (avx, sse, sse3) = (simd.avx, simd.sse, simd.sse3);
         let quad = sse._mm_add_ps(avx._mm256_castps256_ps128(v), avx._mm256_extractf128_ps::<1>(v));
         let pair = sse._mm_add_ps(quad, sse._mm_movehl_ps(quad, quad));

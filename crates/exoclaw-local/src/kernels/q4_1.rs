@@ -79,7 +79,7 @@ impl Format for Q4_1 {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::super::x86::{halves_to_f32, sum};
+    use super::super::x86::{halves_to_f32, row_sums, scale_group};
     use super::super::{Q8Vector, SCALE_GROUP};
     use core::arch::x86_64::{__m128i, __m256, __m256i};
     use pulp::x86::V3;
@@ -116,13 +116,7 @@ mod x86 {
             let end = blocks.min(start + SCALE_GROUP);
             let mut block_scales = [[0.0f32; SCALE_GROUP]; R];
             for r in 0..R {
-                // Past the row's end (in its last group) these are the next row's scales, or
-                // padding; the activation's scales and sums are zero there.
-                let bits: [u32; SCALE_GROUP] = match scales[r].get(start..start + SCALE_GROUP) {
-                    Some(&[a, b, c, d, e, f, g, h]) => [a, b, c, d, e, f, g, h],
-                    _ => [0; SCALE_GROUP],
-                };
-                let bits: __m256i = pulp::cast(bits);
+                let bits: __m256i = pulp::cast(scale_group(scales[r], start));
                 let d = halves_to_f32(simd, bits);
                 let m = halves_to_f32(simd, avx2._mm256_srli_epi32::<16>(bits));
                 acc[r] = fma._mm256_fmadd_ps(m, pulp::cast(*sx), acc[r]);
@@ -136,12 +130,7 @@ mod x86 {
                 }
             }
         }
-        // Not `acc.map(…)`: its closure may be compiled out of line, without AVX2.
-        let mut sums = [0.0; R];
-        for (sum_r, acc) in sums.iter_mut().zip(acc) {
-            *sum_r = sum(simd, acc);
-        }
-        sums
+        row_sums(simd, acc)
     }
 }
 
