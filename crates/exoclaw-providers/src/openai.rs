@@ -56,20 +56,6 @@ impl OpenAiCompatible {
             return Err(missing_key(&name, preset.api_key_env));
         }
         let base_url = trim_base(&base_url);
-        let completions = format!("{base_url}/chat/completions");
-        let completions = match Uri::try_from(completions.as_str()) {
-            Ok(uri) if uri.scheme().is_some() && uri.host().is_some() => uri,
-            parsed => {
-                let why = parsed.err().map_or("no scheme or host".to_owned(), |e| e.to_string());
-                return Err(ProviderError::new(
-                    ErrorKind::InvalidRequest,
-                    &name,
-                    format!(
-                        "the base URL `{base_url}` is not a URL ({why}); write it as http://host:port/v1"
-                    ),
-                ));
-            }
-        };
         let mut headers = HeaderMap::new();
         if let Some(key) = &options.api_key {
             headers.insert(AUTHORIZATION, secret_header(&name, &format!("Bearer {}", key.expose_secret()))?);
@@ -78,6 +64,7 @@ impl OpenAiCompatible {
             headers.insert(*header, HeaderValue::from_static(value));
         }
         let transport = Transport::new(&name, options.timeouts, options.api_key, headers, classify_error)?;
+        let completions = transport.uri(format!("{base_url}/chat/completions"))?;
         Ok(Self { preset, base_url, completions, transport })
     }
 

@@ -183,14 +183,18 @@ impl Transport {
         &self.inner.name
     }
 
-    /// A URL as the request target, or an error that says how to write the base URL.
+    /// A URL as the request target, or an error that says how to write the base URL. A path
+    /// without a scheme and host is not a target.
     pub fn uri(&self, url: String) -> Result<Uri, ProviderError> {
-        Uri::try_from(url).map_err(|e| {
-            self.error(WireError::new(
-                ErrorKind::InvalidRequest,
-                format!("the request URL is not valid ({e}); write the base URL as http://host:port/v1"),
-            ))
-        })
+        let why = match Uri::try_from(url.as_str()) {
+            Ok(uri) if uri.scheme().is_some() && uri.host().is_some() => return Ok(uri),
+            Ok(_) => "no scheme or host".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        Err(self.error(WireError::new(
+            ErrorKind::InvalidRequest,
+            format!("`{url}` is not a URL ({why}); write the base URL as http://host:port/v1"),
+        )))
     }
 
     /// `POST uri` with `body` as JSON, plus the provider's headers.
