@@ -13,21 +13,29 @@ cd "$(dirname "$0")/.."
 
 usage() {
   cat <<'EOF'
-Usage: scripts/bench-gateway.sh [--skip-litellm] [--only exoclaw|litellm|nginx] [--seconds N]
+Usage: scripts/bench-gateway.sh [--skip-litellm] [--only exoclaw|litellm|nginx] [--seconds N] [--rounds N]
 
 Benchmarks exoclaw's /v1 gateway and the LiteLLM proxy in front of the same instant nginx upstream
 with wrk: for each target × {non-streaming, streaming} × {1 connection/1 thread, 8 connections/
 2 threads}, a warm-up, then a measured run. nginx direct is always measured: the added-latency
 columns and exoclaw's targets are relative to it.
 
+A shared machine's speed drifts from one minute to the next, so nginx direct and exoclaw are
+measured back to back, one pair after the other, for each mode and connection count, and that
+--rounds times over: the table shows each target's median over the rounds, and the added latency
+is the median of the per-round differences (exoclaw minus the nginx run just before it). LiteLLM,
+four hundred times slower, is measured once.
+
 Options:
   --skip-litellm     do not install or run LiteLLM (a quick run)
   --only TARGET      measure only TARGET (exoclaw, litellm or nginx) besides nginx direct
   --seconds N        length of each measured run (default: $BENCH_SECONDS or 10)
+  --rounds N         nginx/exoclaw pairs per mode and connection count (default: $BENCH_ROUNDS or 3)
   -h, --help         this text
 
 Environment:
   BENCH_SECONDS      length of each measured run, in seconds (default 10)
+  BENCH_ROUNDS       nginx/exoclaw pairs per mode and connection count (default 3)
   BENCH_WARMUP       length of each warm-up run, in seconds (default 2)
   BENCH_KEEP=1       keep the work folder (configs, server logs, raw wrk output)
   EXOCLAW_BIN=PATH   bench this exoclaw binary instead of building target/release/exoclaw
@@ -40,6 +48,7 @@ EOF
 }
 
 seconds=${BENCH_SECONDS:-10}
+rounds=${BENCH_ROUNDS:-3}
 warmup=${BENCH_WARMUP:-2}
 run_exoclaw=1; run_litellm=1
 while [ $# -gt 0 ]; do
@@ -58,11 +67,15 @@ while [ $# -gt 0 ]; do
     --seconds)
       [ $# -ge 2 ] || { echo "--seconds needs a number" >&2; exit 2; }
       seconds=$2; shift ;;
+    --rounds)
+      [ $# -ge 2 ] || { echo "--rounds needs a number" >&2; exit 2; }
+      rounds=$2; shift ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 [[ "$seconds" =~ ^[1-9][0-9]*$ ]] || { echo "the run length must be a whole number of seconds, not '$seconds'" >&2; exit 2; }
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "the number of rounds must be a whole number ≥ 1, not '$rounds'" >&2; exit 2; }
 [[ "$warmup" =~ ^[0-9]+$ ]] || { echo "BENCH_WARMUP must be a whole number of seconds, not '$warmup'" >&2; exit 2; }
 
 say() { printf '== %s\n' "$*" >&2; }
@@ -333,48 +346,80 @@ sanity() {  # TARGET MODE URL BODY LOG
   return 1
 }
 
-bench() {  # TARGET MODE URL MODEL LOG
-  local target=$1 mode=$2 url=$3 model=$4 log=$5 stream=0 conns threads line raw
-  [ "$mode" = sse ] && stream=1
-  local body; body=$(body_for "$model" "$stream")
-  if ! sanity "$target" "$mode" "$url" "$body" "$log"; then
-    for conns in 1 8; do printf '%s\t%s\t%s\tFAILED\n' "$target" "$mode" "$conns" >>"$results"; done
-    return 0
+# measure TARGET MODE CONNS ROUND URL BODY: a warm-up, then one measured wrk run; appends its line to
+# the results and prints it.
+measure() {
+  local target=$1 mode=$2 conns=$3 round=$4 url=$5 body=$6 threads line raw
+  threads=$([ "$conns" = 1 ] && echo 1 || echo 2)
+  raw="$work/wrk-$target-$mode-$conns-$round.txt"
+  if [ "$warmup" -gt 0 ]; then
+    BENCH_BODY=$body wrk -t"$threads" -c"$conns" -d"${warmup}s" -s "$work/chat.lua" "$url" >/dev/null 2>&1 || true
   fi
-  for conns in 1 8; do
-    threads=$([ "$conns" = 1 ] && echo 1 || echo 2)
-    raw="$work/wrk-$target-$mode-$conns.txt"
-    if [ "$warmup" -gt 0 ]; then
-      BENCH_BODY=$body wrk -t"$threads" -c"$conns" -d"${warmup}s" -s "$work/chat.lua" "$url" >/dev/null 2>&1 || true
-    fi
-    if ! BENCH_BODY=$body wrk -t"$threads" -c"$conns" -d"${seconds}s" --latency -s "$work/chat.lua" "$url" >"$raw" 2>&1; then
-      cat "$raw" >&2; die "wrk failed against $target ($url)"
-    fi
-    line=$(grep '^BENCH' "$raw" | tail -n 1) || { cat "$raw" >&2; die "wrk printed no result for $target"; }
-    line=${line#BENCH$'\t'}
-    printf '%s\t%s\t%s\t%s\n' "$target" "$mode" "$conns" "$line" >>"$results"
-    local rps p50 p99 n e_connect e_read e_write e_status e_timeout note=""
-    IFS=$'\t' read -r rps p50 p99 n e_connect e_read e_write e_status e_timeout <<<"$line"
-    if [ $((e_connect + e_read + e_write + e_status + e_timeout)) -gt 0 ]; then
-      note="  !! errors: status>=400 $e_status, connect $e_connect, read $e_read, write $e_write, timeout $e_timeout (of $n)"
-    fi
-    awk -v t="$target" -v m="$mode" -v c="$conns" -v r="$rps" -v a="$p50" -v b="$p99" -v note="$note" \
-      'BEGIN { printf "   %-8s %-4s c=%s %10.1f req/s  p50 %8.3f ms  p99 %8.3f ms%s\n", t, m, c, r, a / 1000, b / 1000, note }' >&2
-  done
+  if ! BENCH_BODY=$body wrk -t"$threads" -c"$conns" -d"${seconds}s" --latency -s "$work/chat.lua" "$url" >"$raw" 2>&1; then
+    cat "$raw" >&2; die "wrk failed against $target ($url)"
+  fi
+  line=$(grep '^BENCH' "$raw" | tail -n 1) || { cat "$raw" >&2; die "wrk printed no result for $target"; }
+  line=${line#BENCH$'\t'}
+  printf '%s\t%s\t%s\t%s\t%s\n' "$target" "$mode" "$conns" "$round" "$line" >>"$results"
+  local rps p50 p99 n e_connect e_read e_write e_status e_timeout note=""
+  IFS=$'\t' read -r rps p50 p99 n e_connect e_read e_write e_status e_timeout <<<"$line"
+  if [ $((e_connect + e_read + e_write + e_status + e_timeout)) -gt 0 ]; then
+    note="  !! errors: status>=400 $e_status, connect $e_connect, read $e_read, write $e_write, timeout $e_timeout (of $n)"
+  fi
+  awk -v t="$target" -v m="$mode" -v c="$conns" -v k="$round" -v r="$rps" -v a="$p50" -v b="$p99" -v note="$note" \
+    'BEGIN { printf "   round %s  %-8s %-4s c=%s %10.1f req/s  p50 %8.3f ms  p99 %8.3f ms%s\n", k, t, m, c, r, a / 1000, b / 1000, note }' >&2
 }
 
-say "load: ${seconds}s per run after a ${warmup}s warm-up"
-for mode in json sse; do
-  bench nginx "$mode" "$upstream/$mode/v1/chat/completions" gpt-bench ""
-done
+# Which targets get measured, per mode: URL, model and log of each; a target whose sanity request
+# fails is dropped from the runs (and reported FAILED).
+declare -A url_of model_of log_of
+url_of[nginx]=$upstream; model_of[nginx,json]=gpt-bench; model_of[nginx,sse]=gpt-bench; log_of[nginx]=""
 if [ -n "$exoclaw_url" ]; then
-  bench exoclaw json "$exoclaw_url/v1/chat/completions" fixed/gpt-bench "$work/exoclaw/log"
-  bench exoclaw sse "$exoclaw_url/v1/chat/completions" fixedsse/gpt-bench "$work/exoclaw/log"
-  record_rss exoclaw "$exoclaw_pid" loaded
+  url_of[exoclaw]=$exoclaw_url; model_of[exoclaw,json]=fixed/gpt-bench; model_of[exoclaw,sse]=fixedsse/gpt-bench
+  log_of[exoclaw]=$work/exoclaw/log
 fi
 if [ -n "$litellm_url" ]; then
-  bench litellm json "$litellm_url/v1/chat/completions" gpt-bench "$work/litellm/log"
-  bench litellm sse "$litellm_url/v1/chat/completions" gpt-bench-sse "$work/litellm/log"
+  url_of[litellm]=$litellm_url; model_of[litellm,json]=gpt-bench; model_of[litellm,sse]=gpt-bench-sse
+  log_of[litellm]=$work/litellm/log
+fi
+chat_url() {  # TARGET MODE
+  if [ "$1" = nginx ]; then echo "$upstream/$2/v1/chat/completions"; else echo "${url_of[$1]}/v1/chat/completions"; fi
+}
+declare -A usable
+for mode in json sse; do
+  stream=0; [ "$mode" = sse ] && stream=1
+  for target in nginx exoclaw litellm; do
+    [ -n "${url_of[$target]:-}" ] || continue
+    if sanity "$target" "$mode" "$(chat_url "$target" "$mode")" "$(body_for "${model_of[$target,$mode]}" "$stream")" "${log_of[$target]}"; then
+      usable[$target,$mode]=1
+    else
+      for conns in 1 8; do printf '%s\t%s\t%s\t0\tFAILED\n' "$target" "$mode" "$conns" >>"$results"; done
+    fi
+  done
+done
+
+say "load: ${seconds}s per run after a ${warmup}s warm-up; nginx direct and exoclaw in $rounds round(s) of pairs"
+for mode in json sse; do
+  stream=0; [ "$mode" = sse ] && stream=1
+  for conns in 1 8; do
+    for round in $(seq 1 "$rounds"); do
+      for target in nginx exoclaw; do
+        [ -n "${usable[$target,$mode]:-}" ] || continue
+        measure "$target" "$mode" "$conns" "$round" "$(chat_url "$target" "$mode")" \
+          "$(body_for "${model_of[$target,$mode]}" "$stream")"
+      done
+    done
+  done
+done
+if [ -n "$exoclaw_pid" ]; then record_rss exoclaw "$exoclaw_pid" loaded; fi
+if [ -n "$litellm_url" ]; then
+  for mode in json sse; do
+    [ -n "${usable[litellm,$mode]:-}" ] || continue
+    stream=0; [ "$mode" = sse ] && stream=1
+    for conns in 1 8; do
+      measure litellm "$mode" "$conns" 1 "$(chat_url litellm "$mode")" "$(body_for "${model_of[litellm,$mode]}" "$stream")"
+    done
+  done
   record_rss litellm "$litellm_pid" loaded
 fi
 for pid in "$nginx_pid" $exoclaw_pid $litellm_pid; do
@@ -383,27 +428,55 @@ done
 
 # ---------------------------------------------------------------------------------------------
 # The table, memory and the targets; exits 1 when a run had errors.
-python3 - "$results" "$memory" "$seconds" "$(nproc)" <<'PY' || table_failed=1
-import sys
-results_file, memory_file, seconds, cpus = sys.argv[1:5]
-rows, mem = {}, {}
+python3 - "$results" "$memory" "$seconds" "$(nproc)" "$rounds" <<'PY' || table_failed=1
+import statistics, sys
+results_file, memory_file, seconds, cpus, rounds = sys.argv[1:6]
+runs, failed, mem = {}, set(), {}
 for line in open(results_file):
     f = line.rstrip("\n").split("\t")
-    target, mode, conns = f[0], f[1], int(f[2])
-    if f[3] == "FAILED":
-        rows[target, mode, conns] = None
+    target, mode, conns, rnd = f[0], f[1], int(f[2]), int(f[3])
+    if f[4] == "FAILED":
+        failed.add((target, mode, conns))
         continue
-    rps, p50, p99, n, *errs = float(f[3]), int(f[4]), int(f[5]), int(f[6]), *map(int, f[7:12])
-    rows[target, mode, conns] = dict(rps=rps, p50=p50 / 1000, p99=p99 / 1000, n=n, errors=sum(errs),
-                                     detail=dict(zip(["connect", "read", "write", "status>=400", "timeout"], errs)))
+    rps, p50, p99, n, *errs = float(f[4]), int(f[5]), int(f[6]), int(f[7]), *map(int, f[8:13])
+    runs.setdefault((target, mode, conns), {})[rnd] = dict(
+        rps=rps, p50=p50 / 1000, p99=p99 / 1000, n=n, errors=sum(errs),
+        detail=dict(zip(["connect", "read", "write", "status>=400", "timeout"], errs)))
 for line in open(memory_file):
     target, when, kb, procs = line.split("\t")
     mem[target, when] = (int(kb) / 1024, int(procs))
 
+def median(values):
+    return statistics.median(values) if values else None
+
+# One row per target, mode and connection count: medians over its rounds, errors summed.
+rows = {}
+for key, by_round in runs.items():
+    rs = list(by_round.values())
+    rows[key] = dict(rps=median([r["rps"] for r in rs]), p50=median([r["p50"] for r in rs]),
+                     p99=median([r["p99"] for r in rs]), rps_min=min(r["rps"] for r in rs),
+                     rps_max=max(r["rps"] for r in rs), rounds=len(rs), n=sum(r["n"] for r in rs),
+                     errors=sum(r["errors"] for r in rs),
+                     detail={k: sum(r["detail"][k] for r in rs) for k in rs[0]["detail"]})
+for key in failed:
+    rows[key] = None
+
+def added(target, mode, conns, field):
+    """The median of the per-round differences to nginx direct (the run just before), or, for a
+    target measured in fewer rounds than nginx (LiteLLM), its value minus nginx's median."""
+    mine, base = runs.get((target, mode, conns)), runs.get(("nginx", mode, conns))
+    if not mine or not base:
+        return None
+    paired = [mine[k][field] - base[k][field] for k in mine if k in base]
+    if target == "exoclaw" and paired:
+        return median(paired)
+    return median([r[field] for r in mine.values()]) - median([r[field] for r in base.values()])
+
 modes = {"json": "non-streaming", "sse": "streaming"}
 print(f"\nexoclaw gateway vs LiteLLM proxy, instant nginx upstream; {seconds}s per run, {cpus} CPUs shared by wrk, proxy and upstream")
-print("(added = p50/p99 minus nginx direct's at the same mode and connections; ×litellm = exoclaw req/s / LiteLLM req/s)\n")
-hdr = f"{'target':<9}{'mode':<15}{'conns':>5}{'req/s':>11}{'p50 ms':>10}{'p99 ms':>10}{'added p50':>11}{'added p99':>11}{'×litellm':>10}  errors"
+print(f"(nginx direct and exoclaw: medians over {rounds} round(s) of back-to-back pairs, req/s range in brackets;")
+print(" added = p50/p99 minus nginx direct's, the median of the per-round differences; ×litellm = exoclaw req/s / LiteLLM req/s)\n")
+hdr = f"{'target':<9}{'mode':<15}{'conns':>5}{'req/s':>11}{'(range)':>19}{'p50 ms':>9}{'p99 ms':>9}{'added p50':>11}{'added p99':>11}{'×litellm':>10}  errors"
 print(hdr); print("-" * len(hdr))
 flagged = []
 for target in ["nginx", "exoclaw", "litellm"]:
@@ -416,9 +489,10 @@ for target in ["nginx", "exoclaw", "litellm"]:
             if r is None:
                 print(f"{target:<9}{modes[mode]:<15}{conns:>5}  FAILED (sanity request did not get the upstream's answer)")
                 flagged.append(key); continue
-            base = rows.get(("nginx", mode, conns))
-            add50 = f"{r['p50'] - base['p50']:+.3f}" if base and target != "nginx" else ""
-            add99 = f"{r['p99'] - base['p99']:+.3f}" if base and target != "nginx" else ""
+            spread = f"[{r['rps_min']:,.0f}–{r['rps_max']:,.0f}]" if r["rounds"] > 1 else ""
+            a50, a99 = added(target, mode, conns, "p50"), added(target, mode, conns, "p99")
+            add50 = f"{a50:+.3f}" if a50 is not None and target != "nginx" else ""
+            add99 = f"{a99:+.3f}" if a99 is not None and target != "nginx" else ""
             ratio = ""
             lite = rows.get(("litellm", mode, conns))
             if target == "exoclaw" and lite and lite["rps"] > 0:
@@ -427,7 +501,7 @@ for target in ["nginx", "exoclaw", "litellm"]:
             err = "0" if r["errors"] == 0 else "!! " + ", ".join(f"{k} {v}" for k, v in r["detail"].items() if v) + f" of {r['n']}"
             if r["errors"]:
                 flagged.append(key)
-            print(f"{target:<9}{modes[mode]:<15}{conns:>5}{r['rps']:>11.1f}{r['p50']:>10.3f}{r['p99']:>10.3f}{add50:>11}{add99:>11}{ratio:>10}  {err}")
+            print(f"{target:<9}{modes[mode]:<15}{conns:>5}{r['rps']:>11.1f}{spread:>19}{r['p50']:>9.3f}{r['p99']:>9.3f}{add50:>11}{add99:>11}{ratio:>10}  {err}")
 
 print("\nmemory (RSS summed over the process tree)")
 for target in ["exoclaw", "litellm"]:
@@ -448,14 +522,14 @@ if any(t == "exoclaw" for t, _, _ in rows):
             ok_all &= ok
             parts.append(f"{modes[mode]} {fmt.format(value)} {'ok' if ok else 'MISSED'}")
         print(f"  {label:<34} {'PASS' if ok_all else 'FAIL'}   ({'; '.join(parts)})")
-    def get(mode, conns, f):
-        r, b = rows.get(("exoclaw", mode, conns)), rows.get(("nginx", mode, conns))
+    def get(mode, conns, value):
+        r = rows.get(("exoclaw", mode, conns))
         if not r or r["errors"]:
             return None
-        return f(r, b) if b else None
-    check("req/s at 8 conns ≥ 20,000", [(m, get(m, 8, lambda r, b: r["rps"])) for m in modes], 20000, "higher", "{:,.0f} req/s")
-    check("added p50 at 1 conn ≤ 0.1 ms", [(m, get(m, 1, lambda r, b: r["p50"] - b["p50"])) for m in modes], 0.1, "lower", "{:+.3f} ms")
-    check("added p99 at 8 conns ≤ 1 ms", [(m, get(m, 8, lambda r, b: r["p99"] - b["p99"])) for m in modes], 1.0, "lower", "{:+.3f} ms")
+        return value(mode, conns, r)
+    check("req/s at 8 conns ≥ 20,000", [(m, get(m, 8, lambda m, c, r: r["rps"])) for m in modes], 20000, "higher", "{:,.0f} req/s")
+    check("added p50 at 1 conn ≤ 0.1 ms", [(m, get(m, 1, lambda m, c, r: added("exoclaw", m, c, "p50"))) for m in modes], 0.1, "lower", "{:+.3f} ms")
+    check("added p99 at 8 conns ≤ 1 ms", [(m, get(m, 8, lambda m, c, r: added("exoclaw", m, c, "p99"))) for m in modes], 1.0, "lower", "{:+.3f} ms")
     idle = mem.get(("exoclaw", "idle"))
     if idle:
         print(f"  {'idle RSS ≤ 15 MB':<34} {'PASS' if idle[0] <= 15 else 'FAIL'}   ({idle[0]:.1f} MB)")

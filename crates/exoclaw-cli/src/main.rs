@@ -142,7 +142,13 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(Command::Gateway(args)) = &cli.command
+        && let Some(workers) = args.workers()
+    {
+        runtime.worker_threads(workers.get());
+    }
+    let runtime = match runtime.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             output::error(&anyhow::anyhow!("cannot start the async runtime: {e}"));

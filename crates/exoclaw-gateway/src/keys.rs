@@ -15,14 +15,24 @@ pub const KEY_PREFIX: &str = "exo-";
 /// Characters of a key kept (besides [`KEY_PREFIX`]) to tell keys apart in lists.
 const SHOWN_CHARS: usize = 8;
 
-/// A fresh virtual key: [`KEY_PREFIX`] and 64 hex digits (244 random bits, from the operating
-/// system's generator by way of two UUIDv4s), its SHA-256, and the prefix to show in lists.
-pub fn generate_key() -> GeneratedKey {
-    let secret = format!("{KEY_PREFIX}{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+/// A fresh virtual key: [`KEY_PREFIX`] and 64 hex digits (256 random bits from the operating
+/// system's generator), its SHA-256, and the prefix to show in lists. Fails only when the
+/// operating system cannot give random bytes.
+pub fn generate_key() -> Result<GeneratedKey, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    let mut secret = String::with_capacity(KEY_PREFIX.len() + 64);
+    secret.push_str(KEY_PREFIX);
+    for byte in bytes {
+        secret.push(char::from(HEX[usize::from(byte >> 4)]));
+        secret.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
     let hash = hash_token(&secret);
     let prefix = format!("{}…", &secret[..KEY_PREFIX.len() + SHOWN_CHARS]);
-    GeneratedKey { secret, hash, prefix }
+    Ok(GeneratedKey { secret, hash, prefix })
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// A key just made: print `secret` once, store `hash` and `prefix`.
 pub struct GeneratedKey {
@@ -235,12 +245,13 @@ mod tests {
 
     #[test]
     fn keys_are_long_random_and_shown_only_by_prefix() {
-        let (a, b) = (generate_key(), generate_key());
+        let (a, b) = (generate_key().unwrap(), generate_key().unwrap());
         assert_ne!(a.secret, b.secret);
         assert_eq!(a.secret.len(), KEY_PREFIX.len() + 64);
         assert!(a.secret.starts_with(KEY_PREFIX) && a.prefix.starts_with(&a.secret[..12]));
         assert_eq!(a.hash, hash_token(&a.secret));
         assert!(!format!("{a:?}").contains(&a.secret));
+        assert!(a.secret[KEY_PREFIX.len()..].bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
     }
 
     #[test]

@@ -85,7 +85,7 @@ async fn start(tokens: TokenSet, webhooks: Webhooks) -> Fixture {
 
 impl Fixture {
     async fn key(&self, name: &str, models: &[&str], budget_usd: Option<f64>, rpm: Option<u32>) -> String {
-        let key = generate_key();
+        let key = generate_key().unwrap();
         self.store
             .create_key(NewApiKey {
                 name: name.into(),

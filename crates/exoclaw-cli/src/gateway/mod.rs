@@ -14,6 +14,7 @@ use exoclaw_gateway::{AgentEntry, Agents, Bindings, Gateway, Limits, TokenSet};
 use exoclaw_types::Inbound;
 use models::RoutedModels;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -27,8 +28,21 @@ pub struct GatewayArgs {
     /// loopback needs a token: `[gateway] token_hashes` or a virtual key (`exoclaw keys create`).
     #[arg(long, value_name = "ADDR")]
     bind: Option<SocketAddr>,
+    /// Threads that serve requests (default: one per CPU). On a machine whose cores the gateway
+    /// shares with its upstream or other busy programs, fewer threads than cores answer with a
+    /// shorter latency tail; see docs/gateway.md.
+    #[arg(long, value_name = "N", env = "EXOCLAW_GATEWAY_WORKERS")]
+    workers: Option<NonZeroUsize>,
     #[command(subcommand)]
     command: Option<GatewayCommand>,
+}
+
+impl GatewayArgs {
+    /// The runtime threads asked for with `--workers`, if any (the runtime is built before the
+    /// command runs).
+    pub fn workers(&self) -> Option<NonZeroUsize> {
+        self.workers
+    }
 }
 
 const GATEWAY_HELP: &str = "\
@@ -44,6 +58,7 @@ open. SIGINT/SIGTERM stop accepting, let running answers finish for shutdown_gra
 Examples:
   exoclaw gateway
   exoclaw gateway --bind 0.0.0.0:7878          needs a token or a virtual key
+  exoclaw gateway --workers 1                  one serving thread (a box shared with the upstream)
   exoclaw keys create --name ci --models 'openai/*' --budget 5 --rpm 60
   exoclaw gateway routes --explain --channel slack --account T01 --peer U42";
 
