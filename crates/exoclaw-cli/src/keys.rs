@@ -4,8 +4,8 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use crate::app::App;
-use exoclaw_core::{KeyStore, NewApiKey, StoreError};
 use anyhow::Context;
+use exoclaw_core::{KeyStore, NewApiKey, StoreError};
 use exoclaw_gateway::keys::generate_key;
 use std::path::Path;
 use std::process::ExitCode;
@@ -59,7 +59,8 @@ pub async fn run(config: Option<&Path>, command: KeysCommand) -> anyhow::Result<
             if rpm == Some(0) {
                 anyhow::bail!("--rpm 0 would refuse every request; give at least 1, or leave it out");
             }
-            let generated = generate_key().context("the operating system gave no random bytes for the key")?;
+            let generated =
+                generate_key().context("the operating system gave no random bytes for the key")?;
             let new = NewApiKey {
                 name: name.clone(),
                 hash: generated.hash.clone(),

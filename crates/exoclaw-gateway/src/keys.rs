@@ -251,7 +251,9 @@ mod tests {
         assert!(a.secret.starts_with(KEY_PREFIX) && a.prefix.starts_with(&a.secret[..12]));
         assert_eq!(a.hash, hash_token(&a.secret));
         assert!(!format!("{a:?}").contains(&a.secret));
-        assert!(a.secret[KEY_PREFIX.len()..].bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            a.secret[KEY_PREFIX.len()..].bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
     }
 
     #[test]
