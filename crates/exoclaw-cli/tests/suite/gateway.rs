@@ -50,6 +50,13 @@ async fn start(env: &Env, args: &[&str]) -> Running {
     Running { child, base: format!("http://{addr}") }
 }
 
+/// A whole answer saying `content`, as OpenAI sends one when not asked to stream.
+fn whole_answer(content: &str) -> Value {
+    json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "scripted",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}})
+}
+
 async fn chat(base: &str, key: Option<&str>, model: &str) -> (u16, Value) {
     let mut request = reqwest::Client::new()
         .post(format!("{base}/v1/chat/completions"))
@@ -64,11 +71,7 @@ async fn chat(base: &str, key: Option<&str>, model: &str) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_serves_v1_to_a_key_and_drains_on_sigterm() {
     let env = Env::new();
-    // A whole answer, as OpenAI sends one when not asked to stream.
-    let whole = json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "scripted",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from upstream"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}});
-    let server = ScriptedServer::start([Reply::json(200, &whole)]).await;
+    let server = ScriptedServer::start([Reply::json(200, &whole_answer("Hello from upstream"))]).await;
     env.scripted(&server, "");
     let created = env.run(&["keys", "create", "--name", "ci", "--models", "script/*", "--quiet"]).await;
     ok(&created);
@@ -108,6 +111,31 @@ async fn the_gateway_serves_v1_to_a_key_and_drains_on_sigterm() {
     let usage = env.run(&["usage", "--json"]).await;
     ok(&usage);
     assert!(stdout(&usage).contains("api:ci"), "{}", stdout(&usage));
+}
+
+/// The gateway's serving threads, as `top -H` shows them.
+fn serving_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim() == "tokio-rt-worker")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_sets_the_serving_threads_and_zero_is_refused() {
+    let env = Env::new();
+    let server = ScriptedServer::start([Reply::json(200, &whole_answer("one thread"))]).await;
+    env.scripted(&server, "");
+    let gateway = start(&env, &["--workers", "1"]).await;
+    let (status, body) = chat(&gateway.base, None, "script/scripted").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], "one thread");
+    assert_eq!(serving_threads(gateway.child.id()), 1);
+
+    let refused = env.run(&["gateway", "--workers", "0"]).await;
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("--workers"), "{}", stderr(&refused));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
