@@ -143,10 +143,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(Command::Gateway(args)) = &cli.command
-        && let Some(workers) = args.workers()
-    {
-        runtime.worker_threads(workers.get());
+    if let Some(Command::Gateway(args)) = &cli.command {
+        runtime.worker_threads(args.workers().get());
     }
     let runtime = match runtime.enable_all().build() {
         Ok(runtime) => runtime,

@@ -28,9 +28,9 @@ pub struct GatewayArgs {
     /// loopback needs a token: `[gateway] token_hashes` or a virtual key (`exoclaw keys create`).
     #[arg(long, value_name = "ADDR")]
     bind: Option<SocketAddr>,
-    /// Threads that serve requests (default: one per CPU). On a machine whose cores the gateway
-    /// shares with its upstream or other busy programs, fewer threads than cores answer with a
-    /// shorter latency tail; see docs/gateway.md.
+    /// Threads that serve requests (default: half the CPUs, at least one). The gateway forwards
+    /// and waits; the other cores stay free for what it usually shares the machine with (a local
+    /// model server, the agents' tools, its database). See docs/gateway.md.
     #[arg(long, value_name = "N", env = "EXOCLAW_GATEWAY_WORKERS")]
     workers: Option<NonZeroUsize>,
     #[command(subcommand)]
@@ -38,10 +38,13 @@ pub struct GatewayArgs {
 }
 
 impl GatewayArgs {
-    /// The runtime threads asked for with `--workers`, if any (the runtime is built before the
-    /// command runs).
-    pub fn workers(&self) -> Option<NonZeroUsize> {
-        self.workers
+    /// The threads the gateway's runtime gets (it is built before the command runs): `--workers`,
+    /// else half the CPUs this process may use, at least one.
+    pub fn workers(&self) -> NonZeroUsize {
+        self.workers.unwrap_or_else(|| {
+            let cpus = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+            NonZeroUsize::new(cpus / 2).unwrap_or(NonZeroUsize::MIN)
+        })
     }
 }
 
@@ -58,7 +61,7 @@ open. SIGINT/SIGTERM stop accepting, let running answers finish for shutdown_gra
 Examples:
   exoclaw gateway
   exoclaw gateway --bind 0.0.0.0:7878          needs a token or a virtual key
-  exoclaw gateway --workers 1                  one serving thread (a box shared with the upstream)
+  exoclaw gateway --workers 4                  four serving threads (default: half the CPUs)
   exoclaw keys create --name ci --models 'openai/*' --budget 5 --rpm 60
   exoclaw gateway routes --explain --channel slack --account T01 --peer U42";
 

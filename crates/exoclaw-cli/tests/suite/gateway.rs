@@ -123,15 +123,26 @@ fn serving_threads(pid: u32) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn workers_sets_the_serving_threads_and_zero_is_refused() {
+async fn the_gateway_serves_on_half_the_cpus_unless_workers_says_otherwise() {
     let env = Env::new();
-    let server = ScriptedServer::start([Reply::json(200, &whole_answer("one thread"))]).await;
+    let server = ScriptedServer::start([
+        Reply::json(200, &whole_answer("half the cores")),
+        Reply::json(200, &whole_answer("three threads")),
+    ])
+    .await;
     env.scripted(&server, "");
-    let gateway = start(&env, &["--workers", "1"]).await;
-    let (status, body) = chat(&gateway.base, None, "script/scripted").await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["choices"][0]["message"]["content"], "one thread");
-    assert_eq!(serving_threads(gateway.child.id()), 1);
+    let cpus = std::thread::available_parallelism().unwrap().get();
+
+    let default = start(&env, &[]).await;
+    let (status, body) = chat(&default.base, None, "script/scripted").await;
+    assert_eq!((status, body["choices"][0]["message"]["content"].as_str()), (200, Some("half the cores")));
+    assert_eq!(serving_threads(default.child.id()), (cpus / 2).max(1));
+    drop(default);
+
+    let three = start(&env, &["--workers", "3"]).await;
+    let (status, body) = chat(&three.base, None, "script/scripted").await;
+    assert_eq!((status, body["choices"][0]["message"]["content"].as_str()), (200, Some("three threads")));
+    assert_eq!(serving_threads(three.child.id()), 3);
 
     let refused = env.run(&["gateway", "--workers", "0"]).await;
     assert_eq!(refused.status.code(), Some(2));
