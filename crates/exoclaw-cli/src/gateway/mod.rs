@@ -130,9 +130,11 @@ pub async fn run(config_path: Option<&Path>, args: GatewayArgs) -> anyhow::Resul
     })?;
     let addr = listener.local_addr()?;
     exoclaw_gateway::check_bind(addr, gateway.requires_auth())?;
+    let threads = tokio::runtime::Handle::current().metrics().num_workers();
     eprintln!(
-        "exoclaw gateway listening on http://{addr} (OpenAI-compatible: http://{addr}/v1, WebSocket: ws://{addr}/ws){}",
-        if gateway.requires_auth() { "" } else { "; no token needed on loopback" }
+        "exoclaw gateway listening on http://{addr} (OpenAI-compatible: http://{addr}/v1, WebSocket: ws://{addr}/ws){}; {threads} serving thread{}",
+        if gateway.requires_auth() { "" } else { "; no token needed on loopback" },
+        if threads == 1 { "" } else { "s" }
     );
     spawn_reloader(Arc::clone(&gateway), app.loaded.path.clone(), config_path.map(Path::to_path_buf));
     exoclaw_gateway::serve(listener, gateway, shutdown_signal()).await?;
