@@ -21,7 +21,18 @@ impl std::fmt::Debug for TokenSet {
 
 /// The SHA-256 of `token` as 64 lowercase hex digits: what the configuration stores.
 pub fn hash_token(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    lower_hex(&Sha256::digest(token.as_bytes()))
+}
+
+/// `bytes` as lowercase hex digits, two per byte.
+pub(crate) fn lower_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        hex.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
+    hex
 }
 
 fn parse_hex_hash(hex: &str) -> Option<[u8; 32]> {

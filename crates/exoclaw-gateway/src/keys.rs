@@ -3,6 +3,7 @@
 //! requires no token. Virtual keys are made here ([`generate_key`]) and checked on every request;
 //! the key is shown once and only its SHA-256 is stored.
 
+use crate::auth::lower_hex;
 use crate::{Gateway, GatewayError, hash_token};
 use exoclaw_types::ApiKey;
 use std::collections::HashMap;
@@ -21,18 +22,11 @@ const SHOWN_CHARS: usize = 8;
 pub fn generate_key() -> Result<GeneratedKey, getrandom::Error> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)?;
-    let mut secret = String::with_capacity(KEY_PREFIX.len() + 64);
-    secret.push_str(KEY_PREFIX);
-    for byte in bytes {
-        secret.push(char::from(HEX[usize::from(byte >> 4)]));
-        secret.push(char::from(HEX[usize::from(byte & 0xf)]));
-    }
+    let secret = format!("{KEY_PREFIX}{}", lower_hex(&bytes));
     let hash = hash_token(&secret);
     let prefix = format!("{}…", &secret[..KEY_PREFIX.len() + SHOWN_CHARS]);
     Ok(GeneratedKey { secret, hash, prefix })
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// A key just made: print `secret` once, store `hash` and `prefix`.
 pub struct GeneratedKey {
