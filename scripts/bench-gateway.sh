@@ -317,8 +317,8 @@ function done(summary, latency, requests)
 end
 EOF
 
-body_for() {  # MODEL STREAM
-  if [ "$2" = 1 ]; then
+body_for() {  # MODEL MODE (json or sse)
+  if [ "$2" = sse ]; then
     printf '{"model":"%s","messages":[{"role":"user","content":"Say hi"}],"stream":true}' "$1"
   else
     printf '{"model":"%s","messages":[{"role":"user","content":"Say hi"}]}' "$1"
@@ -370,27 +370,32 @@ measure() {
     'BEGIN { printf "   round %s  %-8s %-4s c=%s %10.1f req/s  p50 %8.3f ms  p99 %8.3f ms%s\n", k, t, m, c, r, a / 1000, b / 1000, note }' >&2
 }
 
-# Which targets get measured, per mode: URL, model and log of each; a target whose sanity request
-# fails is dropped from the runs (and reported FAILED).
-declare -A url_of model_of log_of
-url_of[nginx]=$upstream; model_of[nginx,json]=gpt-bench; model_of[nginx,sse]=gpt-bench; log_of[nginx]=""
+# Which targets get measured: each one's chat URL and model per mode, and its log; a target whose
+# sanity request fails in a mode is dropped from that mode's runs (and reported FAILED).
+declare -A chat_of model_of log_of usable
+targets=(nginx)
+for mode in json sse; do chat_of[nginx,$mode]=$upstream/$mode/v1/chat/completions; model_of[nginx,$mode]=gpt-bench; done
+log_of[nginx]=""
 if [ -n "$exoclaw_url" ]; then
-  url_of[exoclaw]=$exoclaw_url; model_of[exoclaw,json]=fixed/gpt-bench; model_of[exoclaw,sse]=fixedsse/gpt-bench
+  targets+=(exoclaw)
+  chat_of[exoclaw,json]=$exoclaw_url/v1/chat/completions; chat_of[exoclaw,sse]=$exoclaw_url/v1/chat/completions
+  model_of[exoclaw,json]=fixed/gpt-bench; model_of[exoclaw,sse]=fixedsse/gpt-bench
   log_of[exoclaw]=$work/exoclaw/log
 fi
 if [ -n "$litellm_url" ]; then
-  url_of[litellm]=$litellm_url; model_of[litellm,json]=gpt-bench; model_of[litellm,sse]=gpt-bench-sse
+  targets+=(litellm)
+  chat_of[litellm,json]=$litellm_url/v1/chat/completions; chat_of[litellm,sse]=$litellm_url/v1/chat/completions
+  model_of[litellm,json]=gpt-bench; model_of[litellm,sse]=gpt-bench-sse
   log_of[litellm]=$work/litellm/log
 fi
-chat_url() {  # TARGET MODE
-  if [ "$1" = nginx ]; then echo "$upstream/$2/v1/chat/completions"; else echo "${url_of[$1]}/v1/chat/completions"; fi
+# run TARGET MODE CONNS ROUND: one measured run of TARGET, if usable in MODE.
+run() {
+  [ -n "${usable[$1,$2]:-}" ] || return 0
+  measure "$1" "$2" "$3" "$4" "${chat_of[$1,$2]}" "$(body_for "${model_of[$1,$2]}" "$2")"
 }
-declare -A usable
 for mode in json sse; do
-  stream=0; [ "$mode" = sse ] && stream=1
-  for target in nginx exoclaw litellm; do
-    [ -n "${url_of[$target]:-}" ] || continue
-    if sanity "$target" "$mode" "$(chat_url "$target" "$mode")" "$(body_for "${model_of[$target,$mode]}" "$stream")" "${log_of[$target]}"; then
+  for target in "${targets[@]}"; do
+    if sanity "$target" "$mode" "${chat_of[$target,$mode]}" "$(body_for "${model_of[$target,$mode]}" "$mode")" "${log_of[$target]}"; then
       usable[$target,$mode]=1
     else
       for conns in 1 8; do printf '%s\t%s\t%s\t0\tFAILED\n' "$target" "$mode" "$conns" >>"$results"; done
@@ -400,25 +405,17 @@ done
 
 say "load: ${seconds}s per run after a ${warmup}s warm-up; nginx direct and exoclaw in $rounds round(s) of pairs"
 for mode in json sse; do
-  stream=0; [ "$mode" = sse ] && stream=1
   for conns in 1 8; do
     for round in $(seq 1 "$rounds"); do
-      for target in nginx exoclaw; do
-        [ -n "${usable[$target,$mode]:-}" ] || continue
-        measure "$target" "$mode" "$conns" "$round" "$(chat_url "$target" "$mode")" \
-          "$(body_for "${model_of[$target,$mode]}" "$stream")"
-      done
+      run nginx "$mode" "$conns" "$round"
+      run exoclaw "$mode" "$conns" "$round"
     done
   done
 done
 if [ -n "$exoclaw_pid" ]; then record_rss exoclaw "$exoclaw_pid" loaded; fi
-if [ -n "$litellm_url" ]; then
+if [ -n "$litellm_pid" ]; then
   for mode in json sse; do
-    [ -n "${usable[litellm,$mode]:-}" ] || continue
-    stream=0; [ "$mode" = sse ] && stream=1
-    for conns in 1 8; do
-      measure litellm "$mode" "$conns" 1 "$(chat_url litellm "$mode")" "$(body_for "${model_of[litellm,$mode]}" "$stream")"
-    done
+    for conns in 1 8; do run litellm "$mode" "$conns" 1; done
   done
   record_rss litellm "$litellm_pid" loaded
 fi
