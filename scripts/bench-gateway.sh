@@ -2,8 +2,9 @@
 # exoclaw's OpenAI-compatible gateway (`exoclaw gateway`, /v1) against the LiteLLM proxy, side by
 # side in one run, both in front of the same instant upstream: an nginx on this machine that answers
 # every chat request with a fixed chat.completion (JSON) or a fixed SSE stream. wrk posts chat
-# requests to nginx directly (the baseline), through exoclaw and through LiteLLM; client, proxies and
-# upstream share the cores, as in the issue's measurements. Prints req/s, p50, p99, the latency each
+# requests to nginx directly (the baseline), through a second nginx as a plain reverse proxy (the
+# floor: what one process hop costs on this machine, whoever makes it), through exoclaw and through
+# LiteLLM; client, proxies and upstream share the cores, as in the issue's measurements. Prints req/s, p50, p99, the latency each
 # proxy adds over nginx direct, the ratio exoclaw/LiteLLM, idle and loaded RSS, and whether exoclaw
 # meets the issue's targets (non-streaming and streaming alike): ≥ 20,000 req/s at 8 connections,
 # added latency ≤ 0.1 ms p50 at 1 connection and ≤ 1 ms p99 at 8, idle gateway RSS ≤ 15 MB.
@@ -18,24 +19,28 @@ Usage: scripts/bench-gateway.sh [--skip-litellm] [--only exoclaw|litellm|nginx] 
 Benchmarks exoclaw's /v1 gateway and the LiteLLM proxy in front of the same instant nginx upstream
 with wrk: for each target × {non-streaming, streaming} × {1 connection/1 thread, 8 connections/
 2 threads}, a warm-up, then a measured run. nginx direct is always measured: the added-latency
-columns and exoclaw's targets are relative to it.
+columns and exoclaw's targets are relative to it. So is nginx-proxy, a second nginx (one worker,
+keep-alive upstream connections) that only passes requests through: the least any proxy adds
+here, since the client's request now wakes two processes instead of one.
 
-A shared machine's speed drifts from one minute to the next, so nginx direct and exoclaw are
-measured back to back, one pair after the other, for each mode and connection count, and that
---rounds times over: the table shows each target's median over the rounds, and the added latency
-is the median of the per-round differences (exoclaw minus the nginx run just before it). LiteLLM,
-four hundred times slower, is measured once.
+A shared machine's speed drifts from one minute to the next, so nginx direct, nginx-proxy and
+exoclaw are measured back to back, one after the other, for each mode and connection count, and
+that --rounds times over: the table shows each target's median over the rounds, and the added
+latency is the median of the per-round differences (the target minus the nginx direct run of the
+same round). LiteLLM, four hundred times slower, is measured once.
 
 Options:
   --skip-litellm     do not install or run LiteLLM (a quick run)
-  --only TARGET      measure only TARGET (exoclaw, litellm or nginx) besides nginx direct
+  --only TARGET      measure only TARGET (exoclaw, litellm or nginx) besides nginx direct and
+                     nginx-proxy
   --seconds N        length of each measured run (default: $BENCH_SECONDS or 10)
-  --rounds N         nginx/exoclaw pairs per mode and connection count (default: $BENCH_ROUNDS or 3)
+  --rounds N         rounds of nginx/nginx-proxy/exoclaw per mode and connection count
+                     (default: $BENCH_ROUNDS or 3)
   -h, --help         this text
 
 Environment:
   BENCH_SECONDS      length of each measured run, in seconds (default 10)
-  BENCH_ROUNDS       nginx/exoclaw pairs per mode and connection count (default 3)
+  BENCH_ROUNDS       rounds of nginx/nginx-proxy/exoclaw per mode and connection count (default 3)
   BENCH_WARMUP       length of each warm-up run, in seconds (default 2)
   BENCH_KEEP=1       keep the work folder (configs, server logs, raw wrk output)
   EXOCLAW_BIN=PATH   bench this exoclaw binary instead of building target/release/exoclaw
@@ -213,6 +218,44 @@ nginx_pid=$started
 upstream="http://127.0.0.1:$nginx_port"
 wait_http nginx "$nginx_pid" "$work/nginx/error.log" "$upstream/json/v1/models" 10
 
+# nginx-proxy: a second nginx, one worker, that passes every request to the upstream over
+# keep-alive connections and the answer back, changing nothing. No proxy can add less than it.
+proxy_port=$(free_port)
+mkdir -p "$work/nginx-proxy"
+cat >"$work/nginx-proxy/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $work/nginx-proxy/nginx.pid;
+error_log $work/nginx-proxy/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  server_tokens off;
+  keepalive_requests 10000000;
+  keepalive_timeout 300s;
+  client_body_temp_path $work/nginx-proxy/body;
+  proxy_temp_path $work/nginx-proxy/proxy;
+  fastcgi_temp_path $work/nginx-proxy/fastcgi;
+  uwsgi_temp_path $work/nginx-proxy/uwsgi;
+  scgi_temp_path $work/nginx-proxy/scgi;
+  upstream instant { server 127.0.0.1:$nginx_port; keepalive 32; keepalive_requests 10000000; }
+  server {
+    listen 127.0.0.1:$proxy_port;
+    location / {
+      proxy_pass http://instant;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+"$nginx_bin" -t -q -e "$work/nginx-proxy/error.log" -p "$work/nginx-proxy" -c "$work/nginx-proxy/nginx.conf" 2>"$work/nginx-proxy/test.log" \
+  || { log_tail "$work/nginx-proxy/test.log"; die "nginx rejected the proxy's config ($work/nginx-proxy/nginx.conf)"; }
+start nginx-proxy "$work/nginx-proxy/out.log" "$nginx_bin" -e "$work/nginx-proxy/error.log" -p "$work/nginx-proxy" -c "$work/nginx-proxy/nginx.conf"
+proxy_pid=$started
+proxy_url="http://127.0.0.1:$proxy_port"
+wait_http nginx-proxy "$proxy_pid" "$work/nginx-proxy/error.log" "$proxy_url/json/v1/models" 10
+
 # ---------------------------------------------------------------------------------------------
 # exoclaw gateway: two providers on the same nginx, one answering JSON and one SSE.
 exoclaw_url=""; exoclaw_pid=""
@@ -367,15 +410,18 @@ measure() {
     note="  !! errors: status>=400 $e_status, connect $e_connect, read $e_read, write $e_write, timeout $e_timeout (of $n)"
   fi
   awk -v t="$target" -v m="$mode" -v c="$conns" -v k="$round" -v r="$rps" -v a="$p50" -v b="$p99" -v note="$note" \
-    'BEGIN { printf "   round %s  %-8s %-4s c=%s %10.1f req/s  p50 %8.3f ms  p99 %8.3f ms%s\n", k, t, m, c, r, a / 1000, b / 1000, note }' >&2
+    'BEGIN { printf "   round %s  %-11s %-4s c=%s %10.1f req/s  p50 %8.3f ms  p99 %8.3f ms%s\n", k, t, m, c, r, a / 1000, b / 1000, note }' >&2
 }
 
 # Which targets get measured: each one's chat URL and model per mode, and its log; a target whose
 # sanity request fails in a mode is dropped from that mode's runs (and reported FAILED).
 declare -A chat_of model_of log_of usable
-targets=(nginx)
-for mode in json sse; do chat_of[nginx,$mode]=$upstream/$mode/v1/chat/completions; model_of[nginx,$mode]=gpt-bench; done
-log_of[nginx]=""
+targets=(nginx nginx-proxy)
+for mode in json sse; do
+  chat_of[nginx,$mode]=$upstream/$mode/v1/chat/completions; model_of[nginx,$mode]=gpt-bench
+  chat_of[nginx-proxy,$mode]=$proxy_url/$mode/v1/chat/completions; model_of[nginx-proxy,$mode]=gpt-bench
+done
+log_of[nginx]=""; log_of[nginx-proxy]=$work/nginx-proxy/error.log
 if [ -n "$exoclaw_url" ]; then
   targets+=(exoclaw)
   chat_of[exoclaw,json]=$exoclaw_url/v1/chat/completions; chat_of[exoclaw,sse]=$exoclaw_url/v1/chat/completions
@@ -403,11 +449,12 @@ for mode in json sse; do
   done
 done
 
-say "load: ${seconds}s per run after a ${warmup}s warm-up; nginx direct and exoclaw in $rounds round(s) of pairs"
+say "load: ${seconds}s per run after a ${warmup}s warm-up; nginx direct, nginx-proxy and exoclaw in $rounds round(s)"
 for mode in json sse; do
   for conns in 1 8; do
     for round in $(seq 1 "$rounds"); do
       run nginx "$mode" "$conns" "$round"
+      run nginx-proxy "$mode" "$conns" "$round"
       run exoclaw "$mode" "$conns" "$round"
     done
   done
@@ -419,7 +466,7 @@ if [ -n "$litellm_pid" ]; then
   done
   record_rss litellm "$litellm_pid" loaded
 fi
-for pid in "$nginx_pid" $exoclaw_pid $litellm_pid; do
+for pid in "$nginx_pid" "$proxy_pid" $exoclaw_pid $litellm_pid; do
   kill -0 "$pid" 2>/dev/null || { failures=$((failures + 1)); echo "!! process $pid exited during the load" >&2; }
 done
 
@@ -459,24 +506,24 @@ for key in failed:
     rows[key] = None
 
 def added(target, mode, conns, field):
-    """The median of the per-round differences to nginx direct (the run just before), or, for a
-    target measured in fewer rounds than nginx (LiteLLM), its value minus nginx's median."""
+    """The median of the per-round differences to nginx direct (the run of the same round), or,
+    for a target measured in fewer rounds than nginx (LiteLLM), its value minus nginx's median."""
     mine, base = runs.get((target, mode, conns)), runs.get(("nginx", mode, conns))
     if not mine or not base:
         return None
     paired = [mine[k][field] - base[k][field] for k in mine if k in base]
-    if target == "exoclaw" and paired:
+    if target in ("exoclaw", "nginx-proxy") and paired:
         return median(paired)
     return median([r[field] for r in mine.values()]) - median([r[field] for r in base.values()])
 
 modes = {"json": "non-streaming", "sse": "streaming"}
 print(f"\nexoclaw gateway vs LiteLLM proxy, instant nginx upstream; {seconds}s per run, {cpus} CPUs shared by wrk, proxy and upstream")
-print(f"(nginx direct and exoclaw: medians over {rounds} round(s) of back-to-back pairs, req/s range in brackets;")
+print(f"(nginx direct, nginx-proxy and exoclaw: medians over {rounds} round(s) run back to back, req/s range in brackets;")
 print(" added = p50/p99 minus nginx direct's, the median of the per-round differences; ×litellm = exoclaw req/s / LiteLLM req/s)\n")
-hdr = f"{'target':<9}{'mode':<15}{'conns':>5}{'req/s':>11}{'(range)':>19}{'p50 ms':>9}{'p99 ms':>9}{'added p50':>11}{'added p99':>11}{'×litellm':>10}  errors"
+hdr = f"{'target':<12}{'mode':<15}{'conns':>5}{'req/s':>11}{'(range)':>19}{'p50 ms':>9}{'p99 ms':>9}{'added p50':>11}{'added p99':>11}{'×litellm':>10}  errors"
 print(hdr); print("-" * len(hdr))
 flagged = []
-for target in ["nginx", "exoclaw", "litellm"]:
+for target in ["nginx", "nginx-proxy", "exoclaw", "litellm"]:
     for mode in ["json", "sse"]:
         for conns in [1, 8]:
             key = (target, mode, conns)
@@ -484,7 +531,7 @@ for target in ["nginx", "exoclaw", "litellm"]:
                 continue
             r = rows[key]
             if r is None:
-                print(f"{target:<9}{modes[mode]:<15}{conns:>5}  FAILED (sanity request did not get the upstream's answer)")
+                print(f"{target:<12}{modes[mode]:<15}{conns:>5}  FAILED (sanity request did not get the upstream's answer)")
                 flagged.append(key); continue
             spread = f"[{r['rps_min']:,.0f}–{r['rps_max']:,.0f}]" if r["rounds"] > 1 else ""
             a50, a99 = added(target, mode, conns, "p50"), added(target, mode, conns, "p99")
@@ -498,7 +545,7 @@ for target in ["nginx", "exoclaw", "litellm"]:
             err = "0" if r["errors"] == 0 else "!! " + ", ".join(f"{k} {v}" for k, v in r["detail"].items() if v) + f" of {r['n']}"
             if r["errors"]:
                 flagged.append(key)
-            print(f"{target:<9}{modes[mode]:<15}{conns:>5}{r['rps']:>11.1f}{spread:>19}{r['p50']:>9.3f}{r['p99']:>9.3f}{add50:>11}{add99:>11}{ratio:>10}  {err}")
+            print(f"{target:<12}{modes[mode]:<15}{conns:>5}{r['rps']:>11.1f}{spread:>19}{r['p50']:>9.3f}{r['p99']:>9.3f}{add50:>11}{add99:>11}{ratio:>10}  {err}")
 
 print("\nmemory (RSS summed over the process tree)")
 for target in ["exoclaw", "litellm"]:
@@ -530,6 +577,11 @@ if any(t == "exoclaw" for t, _, _ in rows):
     idle = mem.get(("exoclaw", "idle"))
     if idle:
         print(f"  {'idle RSS ≤ 15 MB':<34} {'PASS' if idle[0] <= 15 else 'FAIL'}   ({idle[0]:.1f} MB)")
+    floor = [(m, added("nginx-proxy", m, 1, "p50"), added("exoclaw", m, 1, "p50")) for m in modes]
+    if all(f is not None and e is not None for _, f, e in floor):
+        print("  the floor at 1 conn: a plain nginx reverse proxy adds "
+              + "; ".join(f"{modes[m]} {f:+.3f} ms" for m, f, _ in floor)
+              + " (exoclaw beyond it: " + "; ".join(f"{e - f:+.3f}" for _, f, e in floor) + ")")
 
 if flagged:
     print("\n!! runs with errors: " + ", ".join(f"{t} {modes[m]} c={c}" for t, m, c in flagged) + " — their numbers are not valid")
