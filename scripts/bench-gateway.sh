@@ -183,78 +183,64 @@ if [ "$run_exoclaw" = 1 ]; then
 fi
 
 # ---------------------------------------------------------------------------------------------
-# nginx: one worker, no access log, keep-alive connections that are never recycled during a run.
-nginx_port=$(free_port)
-mkdir -p "$work/nginx"
-cat >"$work/nginx/nginx.conf" <<EOF
+# start_nginx NAME PORT HTTP_BLOCKS: an nginx of its own under $work/NAME (one worker, no access
+# log, keep-alive connections that are never recycled during a run) serving HTTP_BLOCKS (its
+# `server`, and any `upstream`); checks the config, starts it and waits until PORT answers.
+# Sets $started.
+start_nginx() {
+  local name=$1 port=$2 blocks=$3 dir=$work/$1
+  mkdir -p "$dir"
+  cat >"$dir/nginx.conf" <<EOF
 worker_processes 1;
 daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
 events { worker_connections 1024; }
 http {
   access_log off;
   server_tokens off;
   keepalive_requests 10000000;
   keepalive_timeout 300s;
-  client_body_temp_path $work/nginx/body;
-  proxy_temp_path $work/nginx/proxy;
-  fastcgi_temp_path $work/nginx/fastcgi;
-  uwsgi_temp_path $work/nginx/uwsgi;
-  scgi_temp_path $work/nginx/scgi;
-  server {
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
+$blocks
+}
+EOF
+  "$nginx_bin" -t -q -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" 2>"$dir/test.log" \
+    || { log_tail "$dir/test.log"; die "nginx rejected the config of $name ($dir/nginx.conf)"; }
+  start "$name" "$dir/out.log" "$nginx_bin" -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf"
+  wait_http "$name" "$started" "$dir/error.log" "http://127.0.0.1:$port/json/v1/models" 10
+}
+
+# nginx: the instant upstream.
+nginx_port=$(free_port)
+start_nginx nginx "$nginx_port" "  server {
     listen 127.0.0.1:$nginx_port;
     location = /json/v1/chat/completions { types { } default_type application/json; return 200 '$json_body'; }
     location = /sse/v1/chat/completions { types { } default_type text/event-stream; return 200 '$sse_body'; }
     location ~ ^/(json|sse)/v1/models\$ { types { } default_type application/json; return 200 '$models_body'; }
-    location / { types { } default_type application/json; return 404 '{"error":{"message":"not found","type":"invalid_request_error","param":null,"code":null}}'; }
-  }
-}
-EOF
-"$nginx_bin" -t -q -e "$work/nginx/error.log" -p "$work/nginx" -c "$work/nginx/nginx.conf" 2>"$work/nginx/test.log" \
-  || { log_tail "$work/nginx/test.log"; die "nginx rejected its config ($work/nginx/nginx.conf)"; }
-start nginx "$work/nginx/out.log" "$nginx_bin" -e "$work/nginx/error.log" -p "$work/nginx" -c "$work/nginx/nginx.conf"
+    location / { types { } default_type application/json; return 404 '{\"error\":{\"message\":\"not found\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":null}}'; }
+  }"
 nginx_pid=$started
 upstream="http://127.0.0.1:$nginx_port"
-wait_http nginx "$nginx_pid" "$work/nginx/error.log" "$upstream/json/v1/models" 10
 
 # nginx-proxy: a second nginx, one worker, that passes every request to the upstream over
 # keep-alive connections and the answer back, changing nothing. No proxy can add less than it.
 proxy_port=$(free_port)
-mkdir -p "$work/nginx-proxy"
-cat >"$work/nginx-proxy/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $work/nginx-proxy/nginx.pid;
-error_log $work/nginx-proxy/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  server_tokens off;
-  keepalive_requests 10000000;
-  keepalive_timeout 300s;
-  client_body_temp_path $work/nginx-proxy/body;
-  proxy_temp_path $work/nginx-proxy/proxy;
-  fastcgi_temp_path $work/nginx-proxy/fastcgi;
-  uwsgi_temp_path $work/nginx-proxy/uwsgi;
-  scgi_temp_path $work/nginx-proxy/scgi;
-  upstream instant { server 127.0.0.1:$nginx_port; keepalive 32; keepalive_requests 10000000; }
+start_nginx nginx-proxy "$proxy_port" "  upstream instant { server 127.0.0.1:$nginx_port; keepalive 32; keepalive_requests 10000000; }
   server {
     listen 127.0.0.1:$proxy_port;
     location / {
       proxy_pass http://instant;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      proxy_set_header Connection \"\";
     }
-  }
-}
-EOF
-"$nginx_bin" -t -q -e "$work/nginx-proxy/error.log" -p "$work/nginx-proxy" -c "$work/nginx-proxy/nginx.conf" 2>"$work/nginx-proxy/test.log" \
-  || { log_tail "$work/nginx-proxy/test.log"; die "nginx rejected the proxy's config ($work/nginx-proxy/nginx.conf)"; }
-start nginx-proxy "$work/nginx-proxy/out.log" "$nginx_bin" -e "$work/nginx-proxy/error.log" -p "$work/nginx-proxy" -c "$work/nginx-proxy/nginx.conf"
+  }"
 proxy_pid=$started
 proxy_url="http://127.0.0.1:$proxy_port"
-wait_http nginx-proxy "$proxy_pid" "$work/nginx-proxy/error.log" "$proxy_url/json/v1/models" 10
 
 # ---------------------------------------------------------------------------------------------
 # exoclaw gateway: two providers on the same nginx, one answering JSON and one SSE.
