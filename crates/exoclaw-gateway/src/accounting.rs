@@ -4,6 +4,7 @@
 
 use crate::Gateway;
 use crate::keys::Caller;
+use crate::metrics::TokenCounters;
 use exoclaw_core::{KeyStore, Price, UsageStore};
 use exoclaw_types::{Usage, UsageRecord};
 use std::collections::HashMap;
@@ -133,14 +134,16 @@ async fn write(
 /// route unbounded sets of names, and a client may send any of them).
 const BILLING_ENTRIES: usize = 4096;
 
-/// Where a model name's usage is recorded and what it costs: resolved once per name, not per
-/// request (a route lookup and a walk of the price table).
+/// Where a model name's usage is recorded, what it costs and the token counters it adds to:
+/// resolved once per name, not per request (a route lookup, a walk of the price table, two
+/// label lookups).
 #[derive(Debug)]
 pub(crate) struct Billing {
     /// `provider/model` the usage is recorded under, as routed.
     provider: String,
     model: String,
     price: Option<Price>,
+    tokens: TokenCounters,
 }
 
 /// Each model name's [`Billing`]. The routes and prices behind it are fixed while the gateway
@@ -158,7 +161,8 @@ impl BillingCache {
         let (provider, routed) =
             gateway.source.billed_as(model).unwrap_or_else(|| ("unknown".into(), "unknown".into()));
         let price = gateway.metering.as_ref().and_then(|m| m.prices.price(&provider, &routed));
-        let billing = Arc::new(Billing { provider, model: routed, price });
+        let tokens = gateway.metrics.token_counters(&provider, &routed);
+        let billing = Arc::new(Billing { provider, model: routed, price, tokens });
         if let Ok(mut entries) = self.entries.write()
             && entries.len() < BILLING_ENTRIES
         {
@@ -215,12 +219,7 @@ impl Bill {
         }
         let billing = &self.billing;
         let usage = &self.usage;
-        self.gateway.metrics.tokens(
-            &billing.provider,
-            &billing.model,
-            usage.input_tokens,
-            usage.output_tokens,
-        );
+        billing.tokens.add(usage.input_tokens, usage.output_tokens);
         let Some(ledger) = &self.gateway.ledger else { return };
         let cost = billing.price.map(|price| price.cost(usage));
         let record = UsageRecord {

@@ -8,6 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -60,6 +61,31 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     connections: Gauge,
     busy_sessions: Gauge,
+    /// The busiest series, `/v1/chat/completions` answered 200, held once created: a request
+    /// then updates it without building labels (two strings) and hashing them.
+    completions_ok: OnceLock<(Counter, Histogram)>,
+}
+
+/// The endpoint whose successful requests [`Metrics::request`] counts through held series.
+const COMPLETIONS: &str = "/v1/chat/completions";
+
+/// One provider and model's input and output token counters, looked up once and then updated
+/// directly.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenCounters {
+    input: Counter,
+    output: Counter,
+}
+
+impl TokenCounters {
+    /// Adds a model call's reported tokens.
+    pub(crate) fn add(&self, input: Option<u64>, output: Option<u64>) {
+        for (counter, count) in [(&self.input, input), (&self.output, output)] {
+            if let Some(count) = count.filter(|c| *c > 0) {
+                counter.inc_by(count);
+            }
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -88,27 +114,53 @@ impl Metrics {
         registry.register("websocket_connections", "Open WebSocket connections", connections.clone());
         let busy_sessions = Gauge::default();
         registry.register("busy_sessions", "Sessions with a turn running or queued", busy_sessions.clone());
-        Self { registry, requests, latency, tokens, errors, connections, busy_sessions }
+        Self {
+            registry,
+            requests,
+            latency,
+            tokens,
+            errors,
+            connections,
+            busy_sessions,
+            completions_ok: OnceLock::new(),
+        }
     }
 
     /// One request to `endpoint` answered with `status` after `elapsed`.
     pub fn request(&self, endpoint: &str, status: &str, elapsed: Duration) {
-        self.requests
+        let (count, latency) = if endpoint == COMPLETIONS && status == "200" {
+            self.completions_ok.get_or_init(|| self.request_series(endpoint, status))
+        } else {
+            &self.request_series(endpoint, status)
+        };
+        count.inc();
+        latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// The request counter and latency histogram of `endpoint` and `status` (handles onto the
+    /// registered series).
+    fn request_series(&self, endpoint: &str, status: &str) -> (Counter, Histogram) {
+        let count = self
+            .requests
             .get_or_create(&RequestLabels { endpoint: endpoint.into(), status: status.into() })
-            .inc();
-        self.latency
-            .get_or_create(&EndpointLabels { endpoint: endpoint.into() })
-            .observe(elapsed.as_secs_f64());
+            .clone();
+        let latency = self.latency.get_or_create(&EndpointLabels { endpoint: endpoint.into() }).clone();
+        (count, latency)
     }
 
     /// Tokens a model call used.
     pub fn tokens(&self, provider: &str, model: &str, input: Option<u64>, output: Option<u64>) {
-        for (direction, count) in [("input", input), ("output", output)] {
-            if let Some(count) = count.filter(|c| *c > 0) {
-                let labels = TokenLabels { provider: provider.into(), model: model.into(), direction };
-                self.tokens.get_or_create(&labels).inc_by(count);
-            }
-        }
+        self.token_counters(provider, model).add(input, output);
+    }
+
+    /// The token counters of `provider` and `model`, to keep and update directly. Their series
+    /// exist (at zero) from this call on.
+    pub(crate) fn token_counters(&self, provider: &str, model: &str) -> TokenCounters {
+        let counter = |direction| {
+            let labels = TokenLabels { provider: provider.into(), model: model.into(), direction };
+            self.tokens.get_or_create(&labels).clone()
+        };
+        TokenCounters { input: counter("input"), output: counter("output") }
     }
 
     /// A failure of kind `kind` (`unauthenticated`, `rate_limited`, `provider_unavailable`, …).

@@ -9,9 +9,9 @@ use crate::state::now_secs;
 use crate::{Gateway, GatewayError, check_bind};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Extension, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -85,19 +85,15 @@ impl ModelSource for StaticModels {
 }
 
 /// The gateway's routes. The probes need no token; everything under `/v1` does when tokens are
-/// configured.
+/// configured: each `/v1` handler takes the [`Caller`], and `/metrics` an [`Operator`].
 pub fn app(gateway: Arc<Gateway>) -> Router {
     let v1 = Router::new()
         .route("/v1/models", get(list_models))
-        .route("/v1/chat/completions", post(chat_completions))
-        .route_layer(middleware::from_fn_with_state(gateway.clone(), require_caller));
+        .route("/v1/chat/completions", post(chat_completions));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .route(
-            "/metrics",
-            get(metrics).route_layer(middleware::from_fn_with_state(gateway.clone(), require_operator)),
-        )
+        .route("/metrics", get(metrics))
         .route("/webhook/{channel}", post(webhook))
         .merge(crate::rpc::routes())
         .merge(v1)
@@ -178,38 +174,43 @@ pub async fn serve(
     http
 }
 
-/// Lets in operators, live virtual keys, or anyone when the gateway needs no token, and hands
-/// the [`Caller`] to the handler.
-async fn require_caller(State(gateway): State<Arc<Gateway>>, mut request: Request, next: Next) -> Response {
-    match caller(&gateway, authorization(&request)).await {
-        Ok(caller) => {
-            request.extensions_mut().insert(caller);
-            next.run(request).await
-        }
-        Err(e) => refuse(&gateway, request.uri().path(), e),
+/// The caller of a `/v1` request: an operator, a live virtual key, or anyone when the gateway
+/// needs no token. As an extractor it runs before the body is read, so a refused request's body
+/// never is.
+impl FromRequestParts<Arc<Gateway>> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, gateway: &Arc<Gateway>) -> Result<Self, Response> {
+        authenticate(gateway, parts).await
     }
 }
 
-/// Lets in operators only (or anyone, when the gateway needs no token): for `/metrics`.
-async fn require_operator(State(gateway): State<Arc<Gateway>>, request: Request, next: Next) -> Response {
-    match caller(&gateway, authorization(&request)).await {
-        Ok(Caller::Operator | Caller::Anyone) => next.run(request).await,
-        Ok(Caller::Key(_)) => {
-            let e = GatewayError::Unauthorized { reason: "metrics are for the gateway's operator tokens" };
-            refuse(&gateway, request.uri().path(), e)
+/// An operator token's holder (or anyone, when the gateway needs no token): what `/metrics` asks.
+struct Operator;
+
+impl FromRequestParts<Arc<Gateway>> for Operator {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, gateway: &Arc<Gateway>) -> Result<Self, Response> {
+        match authenticate(gateway, parts).await? {
+            Caller::Operator | Caller::Anyone => Ok(Operator),
+            Caller::Key(_) => {
+                let e =
+                    GatewayError::Unauthorized { reason: "metrics are for the gateway's operator tokens" };
+                Err(refuse(gateway, parts.uri.path(), e))
+            }
         }
-        Err(e) => refuse(&gateway, request.uri().path(), e),
     }
 }
 
-/// The `Authorization` header, owned: a request body is not `Sync`, so a future awaiting the
-/// key store may not hold `&Request`.
-fn authorization(request: &Request) -> Option<String> {
-    request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned)
-}
-
-async fn caller(gateway: &Gateway, authorization: Option<String>) -> Result<Caller, GatewayError> {
-    keys::authenticate(gateway, keys::bearer(authorization.as_deref())?).await
+/// Who sent the request's `Authorization` header, or the refusal to answer with.
+async fn authenticate(gateway: &Gateway, parts: &Parts) -> Result<Caller, Response> {
+    let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let caller = match keys::bearer(header) {
+        Ok(token) => keys::authenticate(gateway, token).await,
+        Err(e) => Err(e),
+    };
+    caller.map_err(|e| refuse(gateway, parts.uri.path(), e))
 }
 
 fn refuse(gateway: &Gateway, path: &str, e: GatewayError) -> Response {
@@ -253,7 +254,7 @@ async fn webhook(
     response
 }
 
-async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
+async fn metrics(State(gateway): State<Arc<Gateway>>, _: Operator) -> Response {
     let body = gateway.metrics.render(&gateway.source.breaker_states());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
@@ -266,10 +267,7 @@ async fn ready(State(gateway): State<Arc<Gateway>>) -> Response {
     }
 }
 
-async fn list_models(
-    State(gateway): State<Arc<Gateway>>,
-    Extension(caller): Extension<Caller>,
-) -> Json<serde_json::Value> {
+async fn list_models(State(gateway): State<Arc<Gateway>>, caller: Caller) -> Json<serde_json::Value> {
     // A key sees the models it may use.
     let data: Vec<_> = gateway
         .source
@@ -298,33 +296,28 @@ const COMPLETIONS: &str = "/v1/chat/completions";
 /// The body as a chat completion request. A JSON body is parsed straight from its bytes; any
 /// other body, and one that does not parse, goes through axum's `Json` extractor, whose rejection
 /// says what is wrong (the content type, or the path of the field at fault).
-async fn completion_request(
-    headers: axum::http::HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<CompletionRequest, JsonRejection> {
-    let body = body?;
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
+async fn completion_request(request: Request) -> Result<CompletionRequest, JsonRejection> {
+    let content_type = request.headers().get(header::CONTENT_TYPE).cloned();
+    let body = Bytes::from_request(request, &()).await?;
+    let is_json = content_type
+        .as_ref()
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     if is_json && let Ok(request) = serde_json::from_slice(&body) {
         return Ok(request);
     }
+    // The content type is all the `Json` extractor looks at besides the body.
     let mut request = Request::new(Body::from(body));
-    *request.headers_mut() = headers;
-    let Json(request) =
-        <Json<CompletionRequest> as axum::extract::FromRequest<()>>::from_request(request, &()).await?;
+    if let Some(content_type) = content_type {
+        request.headers_mut().insert(header::CONTENT_TYPE, content_type);
+    }
+    let Json(request) = Json::<CompletionRequest>::from_request(request, &()).await?;
     Ok(request)
 }
 
-async fn chat_completions(
-    State(gateway): State<Arc<Gateway>>,
-    Extension(caller): Extension<Caller>,
-    headers: axum::http::HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
+async fn chat_completions(State(gateway): State<Arc<Gateway>>, caller: Caller, request: Request) -> Response {
     let started = Instant::now();
-    let response = match completion_request(headers, body).await {
+    let response = match completion_request(request).await {
         Ok(request) => match complete(&gateway, caller, request).await {
             Ok(response) => response,
             Err(e) => {
