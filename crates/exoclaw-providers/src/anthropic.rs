@@ -90,8 +90,7 @@ impl Provider for Anthropic {
 
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, ProviderError> {
         let body = encode_request(&request, false);
-        let (response, started) = self.transport.send(self.post(&body)?).await?;
-        self.transport.whole_answer(response, started, "message", decode_response).await
+        self.transport.whole_answer(self.post(&body)?, "message", decode_response).await
     }
 
     fn capabilities(&self, _model: &ModelId) -> Capabilities {
@@ -109,8 +108,7 @@ impl Provider for Anthropic {
                 url.push_str("&after_id=");
                 url.push_str(id);
             }
-            let (response, started) = self.transport.send(self.transport.get(url)?).await?;
-            let json = self.transport.json(response, started, "model list").await?;
+            let json = self.transport.json(self.transport.get(url)?, "model list").await?;
             let Some(list) = json["data"].as_array() else {
                 return Err(self.transport.error(unexpected("model list", &json.to_string())));
             };

@@ -102,8 +102,7 @@ impl Provider for Gemini {
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, ProviderError> {
         let body = encode_request(&request);
         let url = self.method_url(&request.model, "generateContent");
-        let (response, started) = self.transport.send(self.post(url, &body)?).await?;
-        self.transport.whole_answer(response, started, "generateContent response", decode_response).await
+        self.transport.whole_answer(self.post(url, &body)?, "generateContent response", decode_response).await
     }
 
     fn capabilities(&self, _model: &ModelId) -> Capabilities {
@@ -122,8 +121,7 @@ impl Provider for Gemini {
                 url.push_str("&pageToken=");
                 url.push_str(&query_escape(token));
             }
-            let (response, started) = self.transport.send(self.transport.get(url)?).await?;
-            let json = self.transport.json(response, started, "model list").await?;
+            let json = self.transport.json(self.transport.get(url)?, "model list").await?;
             let list = match json.get("models") {
                 Some(Value::Array(list)) => list.as_slice(),
                 // An account with no models answers `{}`.

@@ -99,8 +99,7 @@ impl Provider for OpenAiCompatible {
 
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, ProviderError> {
         let body = WireRequest::new(&request, self.preset, false);
-        let (response, started) = self.transport.send(self.post(&body)?).await?;
-        self.transport.whole_answer_from_bytes(response, started, decode_response_bytes).await
+        self.transport.whole_answer_from_bytes(self.post(&body)?, decode_response_bytes).await
     }
 
     fn capabilities(&self, _model: &ModelId) -> Capabilities {
@@ -114,8 +113,7 @@ impl Provider for OpenAiCompatible {
                 format!("{}/api/tags", self.base_url.strip_suffix("/v1").unwrap_or(&self.base_url))
             }
         };
-        let (response, started) = self.transport.send(self.transport.get(url)?).await?;
-        let json = self.transport.json(response, started, "model list").await?;
+        let json = self.transport.json(self.transport.get(url)?, "model list").await?;
         let (list, field) = match self.preset.models {
             ModelListing::OpenAi => (&json["data"], "id"),
             ModelListing::OllamaTags => (&json["models"], "name"),

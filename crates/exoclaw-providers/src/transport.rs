@@ -20,8 +20,9 @@ use bytes::Bytes;
 use exoclaw_core::{ErrorKind, EventStream, ProviderError, ResponseAssembler};
 use exoclaw_types::{ChatResponse, StreamEvent};
 use futures::{Stream, StreamExt};
-use http::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, USER_AGENT};
-use http::{Method, Request, Uri, uri::Scheme};
+use http::header::{CONTENT_TYPE, HOST, HeaderMap, HeaderValue, LOCATION, USER_AGENT};
+use http::uri::{Authority, Scheme};
+use http::{Method, Request, Uri};
 use http_body_util::{BodyDataStream, BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper_util::client::legacy::{Client as HyperClient, connect::HttpConnector};
 use hyper_util::client::proxy::matcher::Matcher;
@@ -85,6 +86,8 @@ struct Inner {
     headers: HeaderMap,
     classify: ErrorClassifier,
     clients: Clients,
+    /// The `Host` header of the first address a request went to, with that address.
+    host: std::sync::OnceLock<(Authority, HeaderValue)>,
 }
 
 /// The two ways out (see the module docs).
@@ -175,7 +178,15 @@ impl Transport {
             ProviderError::new(ErrorKind::Connect, name, format!("cannot build HTTP client: {e}"))
         })?;
         headers.insert(USER_AGENT, HeaderValue::from_static(concat!("exoclaw/", env!("CARGO_PKG_VERSION"))));
-        let inner = Inner { name: name.into(), timeouts, key, headers, classify, clients };
+        let inner = Inner {
+            name: name.into(),
+            timeouts,
+            key,
+            headers,
+            classify,
+            clients,
+            host: std::sync::OnceLock::new(),
+        };
         Ok(Self { inner: Arc::new(inner) })
     }
 
@@ -253,15 +264,45 @@ impl Transport {
 
     async fn send_by(&self, route: Route, request: Outgoing) -> Result<(Response, Instant), ProviderError> {
         let started = Instant::now();
-        let first_byte = self.inner.timeouts.first_byte;
-        let response = match tokio::time::timeout(first_byte, self.inner.clients.send(route, request)).await {
-            Err(_) => return Err(self.first_byte_timeout()),
-            Ok(Err(e)) => return Err(self.http_error(&*e, "request failed")),
-            Ok(Ok(response)) => response,
+        match tokio::time::timeout(self.inner.timeouts.first_byte, self.answer(route, request)).await {
+            Err(_) => Err(self.first_byte_timeout()),
+            Ok(answer) => Ok((answer?, started)),
+        }
+    }
+
+    /// Sends a request and reads its whole body, both within the first-byte deadline (one timer
+    /// for the two).
+    async fn fetch(&self, request: Outgoing) -> Result<Bytes, ProviderError> {
+        self.fetch_by(self.inner.clients.route(request.uri()), request).await
+    }
+
+    async fn fetch_by(&self, route: Route, request: Outgoing) -> Result<Bytes, ProviderError> {
+        let whole = async {
+            let body = self.answer(route, request).await?.into_body();
+            match body.collect().await {
+                Ok(collected) => Ok(collected.to_bytes()),
+                Err(e) => Err(self.http_error(&*e, "reading the answer failed")),
+            }
+        };
+        match tokio::time::timeout(self.inner.timeouts.first_byte, whole).await {
+            Err(_) => Err(self.first_byte_timeout()),
+            Ok(whole) => whole,
+        }
+    }
+
+    /// The answer to a request once its status is in (no deadline of its own): a successful one,
+    /// or the typed error for a redirect or an error status.
+    async fn answer(&self, route: Route, mut request: Outgoing) -> Result<Response, ProviderError> {
+        if let Some(host) = self.host(request.uri()) {
+            request.headers_mut().insert(HOST, host);
+        }
+        let response = match self.inner.clients.send(route, request).await {
+            Err(e) => return Err(self.http_error(&*e, "request failed")),
+            Ok(response) => response,
         };
         let status = response.status();
         if status.is_success() {
-            return Ok((response, started));
+            return Ok(response);
         }
         if status.is_redirection() {
             return Err(self.redirected(status.as_u16(), response.headers()));
@@ -270,6 +311,32 @@ impl Transport {
         let body = self.read_capped(body).await;
         let wire = (self.inner.classify)(status.as_u16(), &parts.headers, &body);
         Err(self.error(wire).with_status(status.as_u16()))
+    }
+
+    /// The `Host` header for `uri` (its host, and its port unless the scheme's default), as the
+    /// HTTP clients would write it; kept for the first address asked, which is the base URL's for
+    /// almost every request, so it is not formatted anew for each.
+    fn host(&self, uri: &Uri) -> Option<HeaderValue> {
+        let authority = uri.authority()?;
+        if let Some((known, value)) = self.inner.host.get()
+            && known == authority
+        {
+            return Some(value.clone());
+        }
+        let default_port = match uri.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        };
+        let value = match authority.port_u16() {
+            Some(port) if Some(port) != default_port => {
+                HeaderValue::try_from(format!("{}:{port}", authority.host()))
+            }
+            _ => HeaderValue::from_str(authority.host()),
+        }
+        .ok()?;
+        let _ = self.inner.host.set((authority.clone(), value.clone()));
+        Some(value)
     }
 
     fn redirected(&self, status: u16, headers: &HeaderMap) -> ProviderError {
@@ -307,38 +374,22 @@ impl Transport {
         ))
     }
 
-    /// Reads a whole body within the first-byte deadline (counted from `started`).
-    async fn body(&self, response: Response, started: Instant) -> Result<Bytes, ProviderError> {
-        let deadline = started + self.inner.timeouts.first_byte;
-        match tokio::time::timeout_at(deadline, response.into_body().collect()).await {
-            Err(_) => Err(self.first_byte_timeout()),
-            Ok(Err(e)) => Err(self.http_error(&*e, "reading the answer failed")),
-            Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        }
-    }
-
-    /// Reads a whole JSON body (a non-streaming answer or a model list).
-    pub async fn json(
-        &self,
-        response: Response,
-        started: Instant,
-        what: &str,
-    ) -> Result<serde_json::Value, ProviderError> {
-        let bytes = self.body(response, started).await?;
+    /// Sends a request and reads its answer as JSON (a non-streaming answer or a model list).
+    pub async fn json(&self, request: Outgoing, what: &str) -> Result<serde_json::Value, ProviderError> {
+        let bytes = self.fetch(request).await?;
         serde_json::from_slice(&bytes)
             .map_err(|e| self.error(WireError::bad_json(what, &String::from_utf8_lossy(&bytes), &e)))
     }
 
-    /// Reads a whole (non-streamed) answer and assembles it from the events `decode` says the
-    /// vendor's JSON amounts to.
+    /// Sends a request for a whole (non-streamed) answer and assembles it from the events
+    /// `decode` says the vendor's JSON amounts to.
     pub async fn whole_answer(
         &self,
-        response: Response,
-        started: Instant,
+        request: Outgoing,
         what: &str,
         decode: fn(&serde_json::Value) -> Result<Vec<StreamEvent>, WireError>,
     ) -> Result<ChatResponse, ProviderError> {
-        let json = self.json(response, started, what).await?;
+        let json = self.json(request, what).await?;
         self.assemble(decode(&json))
     }
 
@@ -346,11 +397,10 @@ impl Transport {
     /// structs, without a JSON tree in between).
     pub async fn whole_answer_from_bytes(
         &self,
-        response: Response,
-        started: Instant,
+        request: Outgoing,
         decode: fn(&[u8]) -> Result<Vec<StreamEvent>, WireError>,
     ) -> Result<ChatResponse, ProviderError> {
-        let bytes = self.body(response, started).await?;
+        let bytes = self.fetch(request).await?;
         self.assemble(decode(&bytes))
     }
 
@@ -560,8 +610,8 @@ mod tests {
             let t = transport();
             let uri = t.uri(format!("{}/v1/thing?x=1", server.url())).unwrap();
             let request = t.post_json(uri.clone(), &json!({"question": "?"})).unwrap();
-            let (response, started) = t.send_by(route, request).await.unwrap();
-            let json = t.json(response, started, "answer").await.unwrap();
+            let body = t.fetch_by(route, request).await.unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(json, json!({"answer": 42}), "{route:?}");
 
             let (response, _) = t.send_by(route, t.get(uri.to_string()).unwrap()).await.unwrap();
@@ -585,6 +635,7 @@ mod tests {
             for r in [post, get] {
                 assert_eq!(r.header("x-api-key"), Some("sk-secret"), "{route:?}");
                 assert!(r.header("user-agent").unwrap().starts_with("exoclaw/"), "{route:?}");
+                assert_eq!(r.header("host"), uri.authority().map(|a| a.as_str()), "{route:?}");
             }
         }
     }
