@@ -92,6 +92,7 @@ pub fn bearer(header: Option<&str>) -> Result<Option<&str>, GatewayError> {
 /// are refused. Checks the operator tokens first (in constant time), then the virtual keys by
 /// hash; a key that is revoked, over its budget or over its rate is refused with its reason.
 pub async fn authenticate(gateway: &Gateway, token: Option<&str>) -> Result<Caller, GatewayError> {
+    gateway.notice_new_keys().await;
     if !gateway.requires_auth() {
         return Ok(Caller::Anyone);
     }

@@ -38,4 +38,4 @@ pub use chat::{Drained, drain};
 pub use error::GatewayError;
 pub use openai::{decode_request, finish_reason};
 pub use server::{MAX_BODY_BYTES, ModelSource, StaticModels, app, serve};
-pub use state::{Gateway, GatewayBuilder, Limits};
+pub use state::{Gateway, GatewayBuilder, KEY_CHECK_INTERVAL, Limits};

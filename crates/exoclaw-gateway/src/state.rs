@@ -11,9 +11,13 @@ use crate::metrics::Metrics;
 use crate::server::ModelSource;
 use crate::webhook::Webhooks;
 use exoclaw_core::{KeyStore, Metering, SessionStore, UsageStore};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
+
+/// How often a gateway whose key store holds no key asks it whether one has been made.
+pub const KEY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What one client may send, and how long the gateway waits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +51,12 @@ pub struct Gateway {
     pub(crate) source: Arc<dyn ModelSource>,
     pub(crate) tokens: TokenSet,
     pub(crate) keys: Option<Arc<dyn KeyStore>>,
+    /// Whether callers need a key (or an operator token): from the start with
+    /// [`GatewayBuilder::keys`], from the first key made with [`GatewayBuilder::keys_once_made`].
+    /// Once set it stays set: a revoked key is still a key.
+    keys_required: AtomicBool,
+    /// When the key store was last asked whether a key has been made (milliseconds after start).
+    keys_checked_ms: AtomicU64,
     pub(crate) agents: Agents,
     pub(crate) sessions: Option<Arc<dyn SessionStore>>,
     pub(crate) usage: Option<Arc<dyn UsageStore>>,
@@ -101,6 +111,8 @@ impl Gateway {
                 source,
                 tokens: TokenSet::open(),
                 keys: None,
+                keys_required: AtomicBool::new(false),
+                keys_checked_ms: AtomicU64::new(0),
                 agents: Agents::new(),
                 sessions: None,
                 usage: None,
@@ -127,9 +139,37 @@ impl Gateway {
         &self.tokens
     }
 
-    /// Whether a caller must authenticate: operator tokens or a key store are configured.
+    /// Whether a caller must authenticate: operator tokens are configured, or virtual keys are
+    /// required (see [`GatewayBuilder::keys_once_made`]).
     pub fn requires_auth(&self) -> bool {
-        self.tokens.is_required() || self.keys.is_some()
+        self.tokens.is_required() || self.keys_required.load(Ordering::Relaxed)
+    }
+
+    /// While nothing requires a token but a key store is attached, asks the store (at most once
+    /// every [`KEY_CHECK_INTERVAL`]) whether a key has been made: from then on every caller needs
+    /// a key or an operator token, with no restart.
+    pub(crate) async fn notice_new_keys(&self) {
+        if self.requires_auth() {
+            return;
+        }
+        let Some(keys) = &self.keys else { return };
+        let now = u64::try_from(self.started_at.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.keys_checked_ms.load(Ordering::Relaxed);
+        let interval = u64::try_from(KEY_CHECK_INTERVAL.as_millis()).unwrap_or(u64::MAX);
+        // One caller asks; the others go on as before.
+        if now.saturating_sub(last) < interval
+            || self.keys_checked_ms.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            return;
+        }
+        match keys.list_keys().await {
+            Ok(made) if !made.is_empty() => {
+                self.keys_required.store(true, Ordering::Relaxed);
+                tracing::info!("a virtual key exists now: every request needs a key or an operator token");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not ask the key store whether a key was made"),
+        }
     }
 
     /// The agents served over the WebSocket.
@@ -200,6 +240,16 @@ impl GatewayBuilder {
     /// an operator token or a live key.
     pub fn keys(mut self, keys: Arc<dyn KeyStore>) -> Self {
         self.gateway.keys = Some(keys);
+        self.gateway.keys_required = AtomicBool::new(true);
+        self
+    }
+
+    /// Where virtual keys are looked up, for a store that holds none yet: callers need no key
+    /// until one is made (the gateway notices within [`KEY_CHECK_INTERVAL`]), then every caller
+    /// needs a key or an operator token, as with [`GatewayBuilder::keys`].
+    pub fn keys_once_made(mut self, keys: Arc<dyn KeyStore>) -> Self {
+        self.gateway.keys = Some(keys);
+        self.gateway.keys_required = AtomicBool::new(false);
         self
     }
 

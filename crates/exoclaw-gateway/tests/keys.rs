@@ -63,14 +63,20 @@ struct Fixture {
 }
 
 async fn start(tokens: TokenSet, webhooks: Webhooks) -> Fixture {
+    start_keys(tokens, webhooks, true).await
+}
+
+/// A gateway whose keys are required from the start, or (`required` false) once one is made.
+async fn start_keys(tokens: TokenSet, webhooks: Webhooks, required: bool) -> Fixture {
     let store = Store::open("sqlite::memory:").await.unwrap();
     let provider: Arc<dyn Provider> = Arc::new(Thousand);
     let source = StaticModels::new().with("fast", provider.clone(), "m").with("smart", provider, "m");
     let shared = Arc::new(store.clone());
+    let builder = Gateway::builder(Arc::new(Priced(source))).tokens(tokens);
+    let builder =
+        if required { builder.keys(shared.clone()) } else { builder.keys_once_made(shared.clone()) };
     let gateway = Arc::new(
-        Gateway::builder(Arc::new(Priced(source)))
-            .tokens(tokens)
-            .keys(shared.clone())
+        builder
             .store(shared.clone(), shared)
             .metering(Arc::new(Metering::new(Default::default(), Default::default())))
             .webhooks(webhooks)
@@ -111,6 +117,21 @@ impl Fixture {
         let response = request.send().await.unwrap();
         (response.status().as_u16(), response.json().await.unwrap())
     }
+}
+
+#[tokio::test]
+async fn an_open_gateway_requires_keys_soon_after_the_first_is_made() {
+    let f = start_keys(TokenSet::open(), Webhooks::new(), false).await;
+    assert!(!f.gateway.requires_auth());
+    let (status, body) = f.chat(None, "fast").await;
+    assert_eq!(status, 200, "no key made yet, so none is needed: {body}");
+    let key = f.key("first", &["fast"], None, None).await;
+    tokio::time::sleep(exoclaw_gateway::KEY_CHECK_INTERVAL + Duration::from_millis(100)).await;
+    let (status, body) = f.chat(None, "fast").await;
+    assert_eq!(status, 401, "a key exists now, so a request without one is refused: {body}");
+    assert!(f.gateway.requires_auth());
+    let (status, body) = f.chat(Some(&key), "fast").await;
+    assert_eq!(status, 200, "{body}");
 }
 
 #[tokio::test]

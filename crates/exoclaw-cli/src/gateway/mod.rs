@@ -119,11 +119,10 @@ pub async fn run(config_path: Option<&Path>, args: GatewayArgs) -> anyhow::Resul
         .bindings(bindings(&config)?)
         .limits(limits(settings))
         .allowed_origins(settings.allowed_origins.clone());
-    // Without any key made, the key store is left out, so a loopback gateway with no token stays
-    // open; once a key exists, every request needs one (or an operator token).
-    if has_keys {
-        builder = builder.keys(store.clone());
-    }
+    // Without any key made, a loopback gateway with no token stays open until the first key is
+    // made (it notices within a second); from then on every request needs one (or an operator
+    // token).
+    builder = if has_keys { builder.keys(store.clone()) } else { builder.keys_once_made(store.clone()) };
     let gateway = Arc::new(builder.build());
     let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| {
         format!("cannot listen on {bind}; is another program using it? Choose another with --bind")

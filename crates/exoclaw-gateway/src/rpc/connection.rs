@@ -449,6 +449,8 @@ impl Connection {
         let Request { id, method, params: p } = request;
         let gateway = Arc::clone(&self.gateway);
         let g = &*gateway;
+        // A key made since the last request closes an open gateway to callers without one.
+        g.notice_new_keys().await;
         let answer = match method.as_str() {
             "connect" => self.connect(params(&method, p)).await,
             "ping" => json(PingResult { pong: true }),
