@@ -81,8 +81,8 @@ pub async fn run(config: Option<&Path>, command: KeysCommand) -> anyhow::Result<
                 println!("{}", generated.secret);
                 eprintln!(
                     "\nThis is the key `{}`; it is shown only now — store it somewhere safe. Use it as an \
-                     OpenAI API key with base_url http://GATEWAY/v1. A running gateway that started \
-                     without any key needs a restart to require keys.",
+                     OpenAI API key with base_url http://GATEWAY/v1. A running gateway that needed \
+                     no key so far requires one within a second.",
                     key.name
                 );
             }
