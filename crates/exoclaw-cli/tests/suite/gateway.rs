@@ -115,6 +115,28 @@ async fn the_gateway_serves_v1_to_a_key_and_drains_on_sigterm() {
     assert!(stdout(&usage).contains("api:ci"), "{}", stdout(&usage));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_made_while_an_open_gateway_runs_is_required_without_a_restart() {
+    let env = Env::new();
+    let answers = [Reply::json(200, &whole_answer("one")), Reply::json(200, &whole_answer("two"))];
+    let server = ScriptedServer::start(answers).await;
+    env.scripted(&server, "");
+    let gateway = start(&env, &[]).await;
+    assert!(gateway.banner.contains("no token needed on loopback"), "{}", gateway.banner);
+    let (status, body) = chat(&gateway.base, None, "script/scripted").await;
+    assert_eq!(status, 200, "no key exists yet: {body}");
+
+    let created = env.run(&["keys", "create", "--name", "late", "--quiet"]).await;
+    ok(&created);
+    let key = stdout(&created).trim().to_owned();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (status, body) = chat(&gateway.base, None, "script/scripted").await;
+    assert_eq!(status, 401, "a key exists now: {body}");
+    let (status, body) = chat(&gateway.base, Some(&key), "script/scripted").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], "two");
+}
+
 /// The gateway's runtime threads, as `top -H` shows them (tokio names its workers and its
 /// blocking-pool threads alike, so this is at least the serving threads).
 fn runtime_threads(pid: u32) -> usize {
