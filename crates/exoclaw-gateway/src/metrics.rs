@@ -2,6 +2,7 @@
 //! latency by endpoint and status, tokens by provider and model, errors by kind, open WebSocket
 //! connections and sessions with a turn running, and each provider's circuit breaker.
 
+use crate::server::COMPLETIONS;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -65,9 +66,6 @@ pub struct Metrics {
     /// then updates it without building labels (two strings) and hashing them.
     completions_ok: OnceLock<(Counter, Histogram)>,
 }
-
-/// The endpoint whose successful requests [`Metrics::request`] counts through held series.
-const COMPLETIONS: &str = "/v1/chat/completions";
 
 /// One provider and model's input and output token counters, looked up once and then updated
 /// directly.

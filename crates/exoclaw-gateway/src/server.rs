@@ -87,9 +87,7 @@ impl ModelSource for StaticModels {
 /// The gateway's routes. The probes need no token; everything under `/v1` does when tokens are
 /// configured: each `/v1` handler takes the [`Caller`], and `/metrics` an [`Operator`].
 pub fn app(gateway: Arc<Gateway>) -> Router {
-    let v1 = Router::new()
-        .route("/v1/models", get(list_models))
-        .route("/v1/chat/completions", post(chat_completions));
+    let v1 = Router::new().route("/v1/models", get(list_models)).route(COMPLETIONS, post(chat_completions));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
@@ -291,7 +289,8 @@ fn rejection(e: JsonRejection) -> Response {
     (status, Json(error.body())).into_response()
 }
 
-const COMPLETIONS: &str = "/v1/chat/completions";
+/// The chat completions endpoint, as routed and as its metrics are labelled.
+pub(crate) const COMPLETIONS: &str = "/v1/chat/completions";
 
 /// The body as a chat completion request. A JSON body is parsed straight from its bytes; any
 /// other body, and one that does not parse, goes through axum's `Json` extractor, whose rejection
