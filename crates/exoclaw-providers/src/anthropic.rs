@@ -12,6 +12,7 @@
 //! fragments of its `tool_use` block and are complete at that block's `content_block_stop`.
 
 use crate::ProviderOptions;
+use crate::model_name;
 use crate::options::{KeyedHeaders, keyed_transport, process_env};
 use crate::transport::{Outgoing, Transport};
 use crate::wire::{
@@ -83,12 +84,14 @@ impl Provider for Anthropic {
     }
 
     async fn stream(&self, request: ChatRequest) -> Result<EventStream, ProviderError> {
+        model_name::check(self.name(), request.model.as_str())?;
         let body = encode_request(&request, true);
         let (response, started) = self.transport.send(self.post(&body)?).await?;
         Ok(self.transport.sse(response, AnthropicDecoder::default(), started))
     }
 
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, ProviderError> {
+        model_name::check(self.name(), request.model.as_str())?;
         let body = encode_request(&request, false);
         self.transport.whole_answer(self.post(&body)?, "message", decode_response).await
     }
@@ -106,7 +109,8 @@ impl Provider for Anthropic {
             let mut url = format!("{}/v1/models?limit=1000", self.base_url);
             if let Some(id) = &after {
                 url.push_str("&after_id=");
-                url.push_str(id);
+                // The server's own id, but still text from the network: kept inside its parameter.
+                url.push_str(&model_name::percent_encode(id));
             }
             let json = self.transport.json(self.transport.get(url)?, "model list").await?;
             let Some(list) = json["data"].as_array() else {

@@ -16,6 +16,7 @@
 //! in logs.
 
 use crate::ProviderOptions;
+use crate::model_name;
 use crate::options::{KeyedHeaders, keyed_transport, process_env};
 use crate::transport::{Outgoing, Transport};
 use crate::wire::{
@@ -74,11 +75,14 @@ impl Gemini {
     }
 
     /// `{base}/models/{model}:{method}`; a model given as `models/…` (the API's resource name) is
-    /// accepted too.
-    fn method_url(&self, model: &ModelId, method: &str) -> String {
+    /// accepted too. The name is caller text in a URL path: it must be one segment (no further
+    /// `/`, no `..`) and is percent-encoded, so it can never add a query (`?key=…`), a fragment or
+    /// another method; anything else is refused as an invalid request.
+    fn method_url(&self, model: &ModelId, method: &str) -> Result<String, ProviderError> {
         let model = model.as_str();
         let model = model.strip_prefix("models/").unwrap_or(model);
-        format!("{}/models/{model}:{method}", self.base_url)
+        let segment = model_name::path_segment(self.transport.name(), model)?;
+        Ok(format!("{}/models/{segment}:{method}", self.base_url))
     }
 
     fn post(&self, url: String, body: &Value) -> Result<Outgoing, ProviderError> {
@@ -94,14 +98,14 @@ impl Provider for Gemini {
 
     async fn stream(&self, request: ChatRequest) -> Result<EventStream, ProviderError> {
         let body = encode_request(&request);
-        let url = format!("{}?alt=sse", self.method_url(&request.model, "streamGenerateContent"));
+        let url = format!("{}?alt=sse", self.method_url(&request.model, "streamGenerateContent")?);
         let (response, started) = self.transport.send(self.post(url, &body)?).await?;
         Ok(self.transport.sse(response, GeminiDecoder::default(), started))
     }
 
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, ProviderError> {
         let body = encode_request(&request);
-        let url = self.method_url(&request.model, "generateContent");
+        let url = self.method_url(&request.model, "generateContent")?;
         self.transport.whole_answer(self.post(url, &body)?, "generateContent response", decode_response).await
     }
 
@@ -119,7 +123,7 @@ impl Provider for Gemini {
             let mut url = format!("{}/models?pageSize=1000", self.base_url);
             if let Some(token) = &page_token {
                 url.push_str("&pageToken=");
-                url.push_str(&query_escape(token));
+                url.push_str(&model_name::percent_encode(token));
             }
             let json = self.transport.json(self.transport.get(url)?, "model list").await?;
             let list = match json.get("models") {
@@ -151,22 +155,6 @@ fn can_generate(model: &Value) -> bool {
         Some(methods) => methods.iter().any(|m| m == "generateContent"),
         None => true,
     }
-}
-
-/// Percent-encodes a query-parameter value (RFC 3986 unreserved characters pass through).
-fn query_escape(value: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xF)]));
-        }
-    }
-    out
 }
 
 /// The request body for `request`; the same for streamed and whole answers (the endpoint decides).
@@ -943,11 +931,10 @@ mod tests {
     }
 
     #[test]
-    fn durations_and_query_escaping() {
+    fn durations() {
         assert_eq!(proto_duration("7s"), Some(Duration::from_secs(7)));
         assert_eq!(proto_duration("0.25s"), Some(Duration::from_millis(250)));
         assert_eq!(proto_duration("7"), None);
-        assert_eq!(query_escape("a+b/c=="), "a%2Bb%2Fc%3D%3D");
     }
 
     #[test]
@@ -959,7 +946,7 @@ mod tests {
         assert_eq!(gemini.name(), "gemini");
         assert_eq!(gemini.base_url(), DEFAULT_BASE_URL);
         assert_eq!(
-            gemini.method_url(&ModelId::from("models/gemini-2.5-flash"), "generateContent"),
+            gemini.method_url(&ModelId::from("models/gemini-2.5-flash"), "generateContent").unwrap(),
             format!("{DEFAULT_BASE_URL}/models/gemini-2.5-flash:generateContent")
         );
         let env = |var: &str| match var {

@@ -13,6 +13,7 @@
 
 mod anthropic;
 mod gemini;
+mod model_name;
 mod openai;
 mod options;
 pub mod presets;

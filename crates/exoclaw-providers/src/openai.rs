@@ -9,6 +9,7 @@
 //! after the chunk carrying `finish_reason`, and before `data: [DONE]`.
 
 use crate::ProviderOptions;
+use crate::model_name;
 use crate::options::{missing_key, process_env, trim_base};
 use crate::presets::{ModelListing, Preset};
 use crate::transport::{Outgoing, Transport, secret_header};
@@ -92,12 +93,14 @@ impl Provider for OpenAiCompatible {
     }
 
     async fn stream(&self, request: ChatRequest) -> Result<EventStream, ProviderError> {
+        model_name::check(self.name(), request.model.as_str())?;
         let body = WireRequest::new(&request, self.preset, true);
         let (response, started) = self.transport.send(self.post(&body)?).await?;
         Ok(self.transport.sse(response, OpenAiDecoder::default(), started))
     }
 
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, ProviderError> {
+        model_name::check(self.name(), request.model.as_str())?;
         let body = WireRequest::new(&request, self.preset, false);
         self.transport.whole_answer_from_bytes(self.post(&body)?, decode_response_bytes).await
     }

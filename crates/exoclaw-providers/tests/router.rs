@@ -153,43 +153,38 @@ async fn an_open_breaker_is_skipped_at_once_and_half_open_admits_one_probe() {
         Arc::new(ScriptedProvider::new("primary", []).with_default(Outcome::FailOpen(ErrorKind::Connect)));
     let backup = scripted("backup", []);
     let r = Arc::new(router(&primary, &backup, RetryPolicy::none()));
-    for _ in 0..3 {
+    for _ in 0..5 {
         answer(&r).await.unwrap();
     }
-    assert_eq!(primary.calls(), 3);
+    assert_eq!(primary.calls(), 5);
     let status = r.status();
     let primary_status = status.iter().find(|s| s.name == "primary").unwrap();
-    assert_eq!(primary_status.state, BreakerState::Open);
+    assert_eq!(primary_status.state, BreakerState::Open, "five failed requests, all of them");
+    assert_eq!((primary_status.calls, primary_status.failures), (5, 5));
     assert!(primary_status.last_error.as_deref().unwrap().contains("connect"), "{primary_status:?}");
 
     let started = Instant::now();
     answer(&r).await.unwrap();
-    assert_eq!(primary.calls(), 3, "skipped without a call");
+    assert_eq!(primary.calls(), 5, "skipped without a call");
     assert_eq!(started.elapsed(), Duration::ZERO, "skipped at once");
 
     // After the cool-down, many concurrent requests: exactly one probes the primary.
     tokio::time::advance(Duration::from_secs(31)).await;
     let answers = futures::future::join_all((0..10).map(|_| answer(&r))).await;
     assert!(answers.iter().all(Result::is_ok));
-    assert_eq!(primary.calls(), 4, "one probe");
+    assert_eq!(primary.calls(), 6, "one probe");
     assert_eq!(r.status().iter().find(|s| s.name == "primary").unwrap().state, BreakerState::Open);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_successful_probe_closes_the_breaker() {
-    let primary = scripted(
-        "primary",
-        [
-            Outcome::FailOpen(ErrorKind::Server),
-            Outcome::FailOpen(ErrorKind::Server),
-            Outcome::FailOpen(ErrorKind::Server),
-        ],
-    );
+    let primary = scripted("primary", (0..5).map(|_| Outcome::FailOpen(ErrorKind::Server)));
     let backup = scripted("backup", []);
     let r = router(&primary, &backup, RetryPolicy::none());
-    for _ in 0..3 {
+    for _ in 0..5 {
         answer(&r).await.unwrap();
     }
+    assert_eq!(r.status().iter().find(|s| s.name == "primary").unwrap().state, BreakerState::Open);
     tokio::time::advance(Duration::from_secs(30)).await;
     let (events, _) = answer(&r).await.unwrap();
     assert_eq!(served(&events).as_deref(), Some("primary/m"), "the probe succeeded");
@@ -384,4 +379,113 @@ async fn a_whole_answer_is_asked_for_whole_and_falls_over_like_a_stream() {
         Routes::new(builder.provider_names()).alias("m", "primary/m").fallbacks("m", &["backup/b"]).unwrap();
     let response = builder.build(routes).complete(request()).await.unwrap();
     assert_eq!(response.message.text(), "whole answer from b");
+}
+
+/// The partial outage, in process: the primary and its fallback each fail 30 % of
+/// attempts at random (seeded), two retries, 8 requests at a time. A request is lost only when all
+/// six of its attempts fail (0.3^6 ≈ 0.07 %); before, three failures in a row opened a breaker,
+/// and once both were open every request failed at once.
+#[tokio::test(start_paused = true)]
+async fn thirty_percent_failures_on_every_provider_keep_both_breakers_closed() {
+    let flaky = |name: &str, seed: u64| {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let script: Vec<Outcome> = (0..4_000)
+            .map(|_| {
+                if rng.f64() < 0.3 {
+                    Outcome::FailOpen(ErrorKind::Server)
+                } else {
+                    Outcome::Text("ok".into())
+                }
+            })
+            .collect();
+        scripted(name, script)
+    };
+    let (primary, backup) = (flaky("primary", 11), flaky("backup", 12));
+    let r = router(&primary, &backup, RetryPolicy::default());
+    let results: Vec<bool> = futures::stream::iter(0..1_000)
+        .map(|_| async { matches!(answer(&r).await, Ok((events, None)) if text(&events) == "ok") })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let ok = results.iter().filter(|ok| **ok).count();
+    assert!(ok >= 999, "{ok} of 1000 succeeded: {:?}", r.status());
+    for status in r.status() {
+        assert_eq!(status.state, BreakerState::Closed, "{status:?}");
+    }
+    assert!(primary.calls() > 1_200 && backup.calls() > 0, "both were failing: {}", primary.calls());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_provider_that_is_down_opens_quickly_and_the_fallback_serves_without_trying_it() {
+    let primary =
+        Arc::new(ScriptedProvider::new("primary", []).with_default(Outcome::FailOpen(ErrorKind::Server)));
+    let backup = scripted("backup", []);
+    let r = router(&primary, &backup, RetryPolicy::default());
+    for _ in 0..100 {
+        let (events, _) = answer(&r).await.unwrap();
+        assert_eq!(served(&events).as_deref(), Some("backup/b"));
+    }
+    assert_eq!(primary.calls(), 15, "five requests of three attempts each, then no more");
+    let status = r.status().into_iter().find(|s| s.name == "primary").unwrap();
+    assert_eq!(status.state, BreakerState::Open, "{status:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_every_provider_on_the_route_is_open_each_is_tried_anyway_in_order() {
+    let primary =
+        Arc::new(ScriptedProvider::new("primary", []).with_default(Outcome::FailOpen(ErrorKind::Server)));
+    let backup = scripted("backup", (0..6).map(|_| Outcome::FailOpen(ErrorKind::Server)));
+    let r = router(&primary, &backup, RetryPolicy::none());
+    for _ in 0..5 {
+        assert!(answer(&r).await.is_err());
+    }
+    assert!(r.status().iter().all(|s| s.state == BreakerState::Open), "{:?}", r.status());
+
+    // Both still down: each is tried once more, in order, and the error says so.
+    let err = answer(&r).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Server, "the last provider's failure, not a refusal: {err}");
+    assert!(err.message.contains("primary/m, tried though its breaker is open"), "{}", err.message);
+    assert_eq!((primary.calls(), backup.calls()), (6, 6));
+
+    // The backup is back (its script is spent): with both breakers still open, the next request
+    // tries the primary first, then gets the backup's answer, which closes the backup's breaker.
+    let (events, err) = answer(&r).await.unwrap();
+    assert!(err.is_none());
+    assert_eq!(served(&events).as_deref(), Some("backup/b"));
+    assert_eq!((primary.calls(), backup.calls()), (7, 7));
+    let state = |name: &str| r.status().into_iter().find(|s| s.name == name).unwrap().state;
+    assert_eq!((state("primary"), state("backup")), (BreakerState::Open, BreakerState::Closed));
+    // From now on the backup serves without the primary being asked.
+    answer(&r).await.unwrap();
+    assert_eq!((primary.calls(), backup.calls()), (7, 8));
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_that_say_nothing_about_the_server_never_count_against_its_breaker() {
+    for kind in [
+        ErrorKind::Auth,
+        ErrorKind::Permission,
+        ErrorKind::ModelNotFound,
+        ErrorKind::InvalidRequest,
+        ErrorKind::ContextLength,
+        ErrorKind::Cancelled,
+    ] {
+        let primary = Arc::new(ScriptedProvider::new("primary", []).with_default(Outcome::FailOpen(kind)));
+        let backup = scripted("backup", []);
+        let r = router(&primary, &backup, RetryPolicy::default());
+        for _ in 0..50 {
+            let _ = answer(&r).await;
+        }
+        assert_eq!(primary.calls(), 50, "{kind}: never skipped");
+        let status = r.status().into_iter().find(|s| s.name == "primary").unwrap();
+        assert_eq!((status.state, status.calls, status.failures), (BreakerState::Closed, 0, 0), "{kind}");
+    }
+    // The same run with server failures opens it: the loop above could have seen it open.
+    let primary =
+        Arc::new(ScriptedProvider::new("primary", []).with_default(Outcome::FailOpen(ErrorKind::Overloaded)));
+    let r = router(&primary, &scripted("backup", []), RetryPolicy::default());
+    for _ in 0..50 {
+        let _ = answer(&r).await;
+    }
+    assert_eq!(r.status().into_iter().find(|s| s.name == "primary").unwrap().state, BreakerState::Open);
 }

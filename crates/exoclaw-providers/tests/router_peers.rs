@@ -90,12 +90,25 @@ async fn a_primary_that_keeps_failing_falls_over_to_the_fallback() {
     assert!(text(&events).contains("Paris"), "{}", text(&events));
     assert_eq!(proxy.count(), 3, "one attempt and two retries");
     let flaky = r.status().into_iter().find(|s| s.name == "flaky").unwrap();
-    assert_eq!(flaky.state, BreakerState::Open, "three failures in a row open the breaker");
+    assert_eq!(
+        (flaky.state, flaky.calls, flaky.failures),
+        (BreakerState::Closed, 1, 1),
+        "one failed request"
+    );
+
+    // Five failed requests (every one of them) open the breaker.
+    for _ in 0..4 {
+        let (events, _) = drain(r.stream(question(8)).await.unwrap()).await;
+        assert_eq!(served(&events), Some("steady"));
+    }
+    assert_eq!(proxy.count(), 15);
+    let flaky = r.status().into_iter().find(|s| s.name == "flaky").unwrap();
+    assert_eq!(flaky.state, BreakerState::Open, "{flaky:?}");
 
     // While open, the primary is not even tried.
     let (events, _) = drain(r.stream(question(8)).await.unwrap()).await;
     assert_eq!(served(&events), Some("steady"));
-    assert_eq!(proxy.count(), 3);
+    assert_eq!(proxy.count(), 15);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

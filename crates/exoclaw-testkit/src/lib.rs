@@ -5,6 +5,8 @@
 //! - [`fault::FaultProxy`]: a real HTTP proxy on loopback in front of any upstream that injects a
 //!   scripted or seeded-random [`fault::Fault`] per request (error statuses, resets, stalls, cut
 //!   bodies, garbage) and otherwise streams the upstream's reply through;
+//! - [`flaky::FlakyServer`]: an OpenAI-compatible server failing a share of attempts at random,
+//!   reproducibly per request whatever the arrival order;
 //! - [`sse`]: builders for event-stream text;
 //! - [`provider::ScriptedProvider`]: an in-process provider following a script of outcomes;
 //! - [`script`]: a scripted model behind an OpenAI-compatible endpoint, for end-to-end tool loops;
@@ -18,6 +20,7 @@
 pub mod conformance;
 pub mod fault;
 pub mod fixtures;
+pub mod flaky;
 pub mod peers;
 pub mod provider;
 pub mod script;

@@ -113,9 +113,8 @@ pub async fn open_routed(
     let routes = config.routes()?;
     let (request_model, chain) = config.chain_in(&routes, requested)?;
     let routing = &config.routing;
-    let mut builder = Router::builder("router")
-        .retry(routing.retry_policy())
-        .breaker(routing.breaker_failures, std::time::Duration::from_secs(routing.breaker_cool_down_secs));
+    let mut builder =
+        Router::builder("router").retry(routing.retry_policy()).breaker_policy(routing.breaker_policy());
     if let Some(timeout) = routing.first_token_timeout() {
         builder = builder.first_token_timeout(timeout);
     }

@@ -2,6 +2,14 @@
 //! ([`Routes`]), retries transient failures with full-jitter backoff ([`RetryPolicy`]), skips
 //! providers whose [`Breaker`] is open, and falls over along the route's fallback chain.
 //!
+//! Breakers rank providers; they never leave a request with nothing to try. When every provider
+//! of a route has been tried or skipped for an open breaker and none answered, the skipped ones
+//! are tried anyway, once each, in route order (as Envoy's panic threshold sends traffic to
+//! ejected hosts when too few healthy ones are left): a route whose providers are all open still
+//! answers whenever one of them does, instead of failing every request for a whole cool-down.
+//! Each request reports one outcome per provider to its breaker — an answer after retries counts
+//! as a success — see [`breaker`](Breaker) for how the breaker decides.
+//!
 //! Falling over is transparent only before an answer begins: the router waits for a provider's
 //! first event before committing to it (a stalled, refusing or failing provider costs at most the
 //! first-token timeout), then announces the choice with [`StreamEvent::Served`]. An error after
@@ -12,7 +20,10 @@ mod breaker;
 mod retry;
 mod routes;
 
-pub use breaker::{Admission, Breaker, BreakerState, DEFAULT_COOL_DOWN, DEFAULT_FAILURE_THRESHOLD};
+pub use breaker::{
+    Admission, Breaker, BreakerPolicy, BreakerState, DEFAULT_COOL_DOWN, DEFAULT_FAILURE_RATE,
+    DEFAULT_MIN_FAILURES, DEFAULT_WINDOW,
+};
 pub use retry::RetryPolicy;
 pub use routes::{RouteError, Routes, Target};
 
@@ -41,7 +52,9 @@ pub struct ProviderStatus {
     pub name: String,
     /// Its breaker.
     pub state: BreakerState,
-    /// Consecutive failures.
+    /// Requests the breaker counted within its window (see [`BreakerPolicy::window`]).
+    pub calls: u32,
+    /// How many of those failed at the provider.
     pub failures: u32,
     /// The last failure's message.
     pub last_error: Option<String>,
@@ -56,8 +69,7 @@ pub struct RouterBuilder {
     members: BTreeMap<String, Member>,
     retry: RetryPolicy,
     first_token_timeout: Option<Duration>,
-    threshold: u32,
-    cool_down: Duration,
+    breaker: BreakerPolicy,
     seed: Option<u64>,
 }
 
@@ -66,7 +78,7 @@ impl RouterBuilder {
     /// [`Router::spawn_health_checks`] polls it (sensible for local servers; off for paid APIs,
     /// whose listings may cost requests against a quota).
     pub fn provider(mut self, provider: Arc<dyn Provider>, health_checks: bool) -> Self {
-        let breaker = Breaker::new(self.threshold, self.cool_down);
+        let breaker = Breaker::new(self.breaker);
         self.members.insert(provider.name().to_owned(), Member { provider, breaker, health_checks });
         self
     }
@@ -84,11 +96,19 @@ impl RouterBuilder {
         self
     }
 
-    /// Breaker settings for providers added after this call: failures in a row that open it
-    /// (default 3) and the cool-down before a probe (default 30 s).
-    pub fn breaker(mut self, threshold: u32, cool_down: Duration) -> Self {
-        self.threshold = threshold;
-        self.cool_down = cool_down;
+    /// Breaker settings for providers added after this call: the failed requests within the
+    /// window needed before it may open (default 5) and the cool-down before a probe (default
+    /// 30 s); the failure rate and window keep their current values. See [`BreakerPolicy`].
+    pub fn breaker(mut self, min_failures: u32, cool_down: Duration) -> Self {
+        self.breaker.min_failures = min_failures;
+        self.breaker.cool_down = cool_down;
+        self
+    }
+
+    /// The whole breaker policy for providers added after this call (default:
+    /// [`BreakerPolicy::default`]).
+    pub fn breaker_policy(mut self, policy: BreakerPolicy) -> Self {
+        self.breaker = policy;
         self
     }
 
@@ -131,25 +151,84 @@ pub struct Router {
     rng: Mutex<fastrand::Rng>,
 }
 
-/// Failures that say the provider itself is in trouble, and so count against its breaker: exactly
-/// the retryable kinds (rate limits, overload, 5xx, timeouts, connection and protocol errors). A
-/// bad request, a missing key or an unknown model say nothing about its health.
+/// Failures that say the provider cannot serve requests now, and so count against its breaker:
+/// 5xx, overload, timeouts, refused or broken connections, malformed streams — and rate limits:
+/// a provider refusing most of our requests with 429 is as unusable to this route as one
+/// answering 503, and sending it less helps its limit recover. A bad request, a missing or
+/// refused key, an unknown model, a context too long or a cancelled call say nothing about the
+/// server's health and never count.
 fn counts_against_breaker(kind: ErrorKind) -> bool {
-    kind.is_retryable()
+    match kind {
+        ErrorKind::RateLimited { .. }
+        | ErrorKind::Overloaded
+        | ErrorKind::Server
+        | ErrorKind::Timeout
+        | ErrorKind::Connect
+        | ErrorKind::Protocol => true,
+        ErrorKind::Auth
+        | ErrorKind::Permission
+        | ErrorKind::ModelNotFound
+        | ErrorKind::InvalidRequest
+        | ErrorKind::ContextLength
+        | ErrorKind::Cancelled => false,
+    }
 }
 
-/// Reports an admitted probe as abandoned if the request is dropped before it is settled.
-struct ProbeGuard<'a> {
+/// The one outcome a request reports to a provider's breaker, however many attempts it made
+/// there: set to the last counting failure as attempts fail, reported when the request leaves
+/// the provider — or is dropped, so a caller that gives up mid-retry still reports what it saw.
+/// An admitted probe that ends with no verdict either way is reported abandoned.
+struct Verdict<'a> {
     breaker: &'a Breaker,
-    armed: bool,
+    failure: Option<String>,
+    probe: bool,
 }
 
-impl Drop for ProbeGuard<'_> {
+impl<'a> Verdict<'a> {
+    fn new(breaker: &'a Breaker) -> Self {
+        Self { breaker, failure: None, probe: false }
+    }
+
+    /// The provider answered. `fresh`: proof it works now (a probe, or a last resort tried while
+    /// its breaker was open), which closes an open breaker.
+    fn answered(mut self, fresh: bool) {
+        self.failure = None;
+        if fresh || self.probe {
+            self.breaker.recovered();
+        } else {
+            self.breaker.success();
+        }
+        self.probe = false;
+    }
+}
+
+impl Drop for Verdict<'_> {
     fn drop(&mut self) {
-        if self.armed {
+        if let Some(error) = self.failure.take() {
+            self.breaker.failure(&error);
+        } else if self.probe {
             self.breaker.abandon();
         }
     }
+}
+
+/// Where one provider left a request.
+enum Step<T> {
+    /// It answered.
+    Answered(T),
+    /// It failed in a way no other provider can help with.
+    Failed(ProviderError),
+    /// Its breaker was open: not tried.
+    Skipped,
+    /// It was tried and did not answer: on to the next.
+    Next,
+}
+
+/// What a request went through, for the error when nothing answers.
+#[derive(Default)]
+struct Trail {
+    tried: Vec<String>,
+    last: Option<ProviderError>,
 }
 
 impl Router {
@@ -161,8 +240,7 @@ impl Router {
             members: BTreeMap::new(),
             retry: RetryPolicy::default(),
             first_token_timeout: None,
-            threshold: DEFAULT_FAILURE_THRESHOLD,
-            cool_down: DEFAULT_COOL_DOWN,
+            breaker: BreakerPolicy::default(),
             seed: None,
         }
     }
@@ -176,22 +254,27 @@ impl Router {
     pub fn status(&self) -> Vec<ProviderStatus> {
         self.members
             .iter()
-            .map(|(name, m)| ProviderStatus {
-                name: name.clone(),
-                state: m.breaker.state(),
-                failures: m.breaker.failures(),
-                last_error: m.breaker.last_error(),
-                health_checks: m.health_checks,
+            .map(|(name, m)| {
+                let (calls, failures) = m.breaker.window();
+                ProviderStatus {
+                    name: name.clone(),
+                    state: m.breaker.state(),
+                    calls,
+                    failures,
+                    last_error: m.breaker.last_error(),
+                    health_checks: m.health_checks,
+                }
             })
             .collect()
     }
 
     /// Checks every provider's health once (those with health checks on, or all with `all`),
-    /// feeding the breakers; each check may take up to `timeout`.
+    /// feeding the breakers (a passed check closes an open one); each check may take up to
+    /// `timeout`.
     pub async fn check_health(&self, all: bool, timeout: Duration) {
         let checks = self.members.values().filter(|m| all || m.health_checks).map(|m| async move {
             match tokio::time::timeout(timeout, m.provider.health()).await {
-                Ok(Ok(())) => m.breaker.success(),
+                Ok(Ok(())) => m.breaker.recovered(),
                 Ok(Err(err)) => m.breaker.failure(&err.to_string()),
                 Err(_) => m.breaker.failure(&format!("no health answer within {} s", timeout.as_secs())),
             }
@@ -253,8 +336,9 @@ impl Router {
         }
     }
 
-    /// The answer's stream once committed to `target`: `Served`, the first event, the rest, with
-    /// a later failure still counted against the provider's breaker.
+    /// The answer's stream once committed to `target`: `Served`, the first event, the rest. The
+    /// request already counted as a success when its first event came; a server failure after
+    /// that (a cut stream) is counted as a failure as well, rare enough not to skew the rate.
     fn committed(
         &self,
         target: Target,
@@ -291,77 +375,158 @@ impl Router {
             .resolve(&model)
             .map_err(|e| ProviderError::new(ErrorKind::ModelNotFound, &self.name, e.0))?;
         let deadline = Instant::now() + self.retry.deadline;
-        let mut tried: Vec<String> = Vec::new();
-        let mut last: Option<ProviderError> = None;
+        let mut trail = Trail::default();
+        let mut skipped: Vec<(&Target, &Arc<Member>)> = Vec::new();
         for (index, target) in targets.iter().enumerate() {
             let Some(member) = self.members.get(&target.provider) else { continue };
             let has_fallback = index + 1 < targets.len();
-            let mut retries = 0;
-            loop {
-                let admission = member.breaker.admit();
-                if let Admission::Rejected { retry_in } = admission {
-                    tried.push(format!(
-                        "{target} skipped: its circuit breaker is open (next probe in {} s)",
-                        retry_in.as_secs()
-                    ));
-                    break;
-                }
-                let mut guard = ProbeGuard { breaker: &member.breaker, armed: admission == Admission::Probe };
-                let mut attempt = request.clone();
-                attempt.model = ModelId(target.model.clone());
-                let err = match call(target, member, attempt, deadline).await {
-                    Ok(answer) => {
-                        guard.armed = false;
-                        member.breaker.success();
-                        return Ok(answer);
-                    }
-                    Err(err) => err,
-                };
-                if counts_against_breaker(err.kind) {
-                    guard.armed = false;
-                    member.breaker.failure(&err.to_string());
-                }
-                drop(guard);
-                tracing::debug!(target = %target, error = %err, "provider attempt failed");
-                tried.push(format!("{target}: {} ({})", err.message, err.kind.code()));
-                let recovery = err.recovery();
-                if recovery == Recovery::Fail {
-                    return Err(err);
-                }
-                let timed_out = err.kind == ErrorKind::Timeout;
-                last = Some(err);
-                let wait = match recovery {
-                    // A stalled provider would stall again: with somewhere else to go, go there.
-                    Recovery::Retry { .. } if has_fallback && timed_out => None,
-                    Recovery::Retry { after } if retries < self.retry.retries => {
-                        self.retry.backoff(retries, after, self.unit())
-                    }
-                    // Nowhere else to go: a refused or dropped connection (a pooled connection the
-                    // server had just closed, a restart) is worth another try.
-                    Recovery::OpenBreaker if !has_fallback && retries < self.retry.retries => {
-                        self.retry.backoff(retries, None, self.unit())
-                    }
-                    Recovery::Retry { .. } | Recovery::FallBack | Recovery::OpenBreaker | Recovery::Fail => {
-                        None
-                    }
-                };
-                match wait {
-                    Some(wait) if Instant::now() + wait < deadline => {
-                        tokio::time::sleep(wait).await;
-                        retries += 1;
-                    }
-                    _ => break,
-                }
+            match self.try_target(target, member, has_fallback, &request, deadline, &call, &mut trail).await {
+                Step::Answered(answer) => return Ok(answer),
+                Step::Failed(err) => return Err(err),
+                Step::Skipped => skipped.push((target, member)),
+                Step::Next => {}
             }
             if Instant::now() >= deadline {
-                tried.push(format!("the {} s deadline passed", self.retry.deadline.as_secs()));
-                break;
+                trail.tried.push(format!("the {} s deadline passed", self.retry.deadline.as_secs()));
+                return Err(self.exhausted(&model, trail));
             }
         }
-        Err(self.exhausted(&model, last, &tried))
+        // Nothing answered, and the providers skipped for an open breaker are all that is left:
+        // try each once rather than fail without trying (Envoy's panic mode). An open breaker
+        // says "probably down", not "certainly down", and a request has no better option.
+        for (target, member) in skipped {
+            if Instant::now() >= deadline {
+                trail.tried.push(format!("the {} s deadline passed", self.retry.deadline.as_secs()));
+                break;
+            }
+            match self.last_resort(target, member, &request, deadline, &call, &mut trail).await {
+                Step::Answered(answer) => return Ok(answer),
+                Step::Failed(err) => return Err(err),
+                Step::Skipped | Step::Next => {}
+            }
+        }
+        Err(self.exhausted(&model, trail))
     }
 
-    fn exhausted(&self, model: &str, last: Option<ProviderError>, tried: &[String]) -> ProviderError {
+    /// Attempts `target` with retries while its breaker admits it.
+    #[allow(clippy::too_many_arguments)]
+    async fn try_target<T, F>(
+        &self,
+        target: &Target,
+        member: &Arc<Member>,
+        has_fallback: bool,
+        request: &ChatRequest,
+        deadline: Instant,
+        call: &impl Fn(&Target, &Arc<Member>, ChatRequest, Instant) -> F,
+        trail: &mut Trail,
+    ) -> Step<T>
+    where
+        F: Future<Output = Result<T, ProviderError>>,
+    {
+        let mut verdict = Verdict::new(&member.breaker);
+        let mut retries = 0;
+        loop {
+            let admission = member.breaker.admit();
+            if let Admission::Rejected { retry_in } = admission {
+                trail.tried.push(format!(
+                    "{target} skipped: its circuit breaker is open (next probe in {} s)",
+                    retry_in.as_secs()
+                ));
+                // Opened by other requests while this one was retrying: it was tried all the same.
+                return if retries == 0 && verdict.failure.is_none() { Step::Skipped } else { Step::Next };
+            }
+            verdict.probe = admission == Admission::Probe;
+            let mut attempt = request.clone();
+            attempt.model = ModelId(target.model.clone());
+            let err = match call(target, member, attempt, deadline).await {
+                Ok(answer) => {
+                    verdict.answered(false);
+                    return Step::Answered(answer);
+                }
+                Err(err) => err,
+            };
+            let counts = counts_against_breaker(err.kind);
+            if counts {
+                verdict.failure = Some(err.to_string());
+            }
+            tracing::debug!(target = %target, error = %err, "provider attempt failed");
+            trail.tried.push(format!("{target}: {} ({})", err.message, err.kind.code()));
+            let recovery = err.recovery();
+            if recovery == Recovery::Fail {
+                return Step::Failed(err);
+            }
+            let timed_out = err.kind == ErrorKind::Timeout;
+            // A failed probe reopens the breaker (when the verdict is reported, below): retrying
+            // would only meet it open.
+            let probe_failed = verdict.probe && counts;
+            trail.last = Some(err);
+            let wait = match recovery {
+                _ if probe_failed => None,
+                // A stalled provider would stall again: with somewhere else to go, go there.
+                Recovery::Retry { .. } if has_fallback && timed_out => None,
+                Recovery::Retry { after } if retries < self.retry.retries => {
+                    self.retry.backoff(retries, after, self.unit())
+                }
+                // Nowhere else to go: a refused or dropped connection (a pooled connection the
+                // server had just closed, a restart) is worth another try.
+                Recovery::OpenBreaker if !has_fallback && retries < self.retry.retries => {
+                    self.retry.backoff(retries, None, self.unit())
+                }
+                Recovery::Retry { .. } | Recovery::FallBack | Recovery::OpenBreaker | Recovery::Fail => None,
+            };
+            match wait {
+                Some(wait) if Instant::now() + wait < deadline => {
+                    tokio::time::sleep(wait).await;
+                    retries += 1;
+                }
+                _ => return Step::Next,
+            }
+        }
+    }
+
+    /// One attempt on `target`, skipped earlier for its open breaker, now that nothing else is
+    /// left. Its answer closes the breaker; its failure is reported like any other.
+    async fn last_resort<T, F>(
+        &self,
+        target: &Target,
+        member: &Arc<Member>,
+        request: &ChatRequest,
+        deadline: Instant,
+        call: &impl Fn(&Target, &Arc<Member>, ChatRequest, Instant) -> F,
+        trail: &mut Trail,
+    ) -> Step<T>
+    where
+        F: Future<Output = Result<T, ProviderError>>,
+    {
+        let mut verdict = Verdict::new(&member.breaker);
+        let mut attempt = request.clone();
+        attempt.model = ModelId(target.model.clone());
+        match call(target, member, attempt, deadline).await {
+            Ok(answer) => {
+                verdict.answered(true);
+                Step::Answered(answer)
+            }
+            Err(err) => {
+                if counts_against_breaker(err.kind) {
+                    verdict.failure = Some(err.to_string());
+                }
+                tracing::debug!(target = %target, error = %err, "last-resort attempt failed");
+                trail.tried.push(format!(
+                    "{target}, tried though its breaker is open as nothing else was left: {} ({})",
+                    err.message,
+                    err.kind.code()
+                ));
+                if err.recovery() == Recovery::Fail {
+                    return Step::Failed(err);
+                }
+                trail.last = Some(err);
+                Step::Next
+            }
+        }
+    }
+
+    fn exhausted(&self, model: &str, trail: Trail) -> ProviderError {
+        let Trail { tried, last } = trail;
         let kind = last.as_ref().map_or(ErrorKind::Overloaded, |e| e.kind);
         let mut err = ProviderError::new(
             kind,
