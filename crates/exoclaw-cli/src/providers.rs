@@ -41,7 +41,7 @@ pub async fn run(config: Option<&Path>, command: ProvidersCommand) -> anyhow::Re
             local.push(name);
             continue;
         }
-        match crate::models::open_by_name(config, &name).await {
+        match exoclaw::models::open_instance(config, &name, &mut |_, _| {}).await {
             Ok(provider) => builder = builder.provider(provider, true),
             Err(err) => not_opened.push((name, err.to_string())),
         }

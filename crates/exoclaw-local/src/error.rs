@@ -1,10 +1,21 @@
 //! [`LocalError`]: what can go wrong finding, loading and running an embedded model.
 
+use exoclaw_core::ErrorKind;
 use std::path::PathBuf;
 
 /// A failure of the embedded model.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
+    /// A request named a model the embedded provider does not serve.
+    #[error("the embedded provider `{provider}` has no model `{requested}`; it serves `{provider}/{served}`")]
+    UnknownModel {
+        /// The provider instance's name.
+        provider: String,
+        /// The model asked for.
+        requested: String,
+        /// The model it serves.
+        served: &'static str,
+    },
     /// The model file is not on this machine and could not be downloaded.
     #[error("model `{name}` is not available: {reason}\n{how_to_get}")]
     ModelUnavailable {
@@ -65,6 +76,24 @@ pub enum LocalError {
         /// The underlying error.
         source: std::io::Error,
     },
+}
+
+impl LocalError {
+    /// How the rest of exoclaw (retries, fallbacks, circuit breakers) treats this failure. Only
+    /// failures of the engine itself are [`ErrorKind::Server`]; a name or a file that is not
+    /// there is [`ErrorKind::ModelNotFound`], which never counts against a breaker.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            LocalError::ContextOverflow { .. } => ErrorKind::ContextLength,
+            LocalError::Template(_) | LocalError::Tokenizer(_) => ErrorKind::InvalidRequest,
+            LocalError::UnknownModel { .. } | LocalError::ModelUnavailable { .. } => ErrorKind::ModelNotFound,
+            LocalError::BadModel { .. }
+            | LocalError::Checksum { .. }
+            | LocalError::Grammar(_)
+            | LocalError::Inference(_)
+            | LocalError::Io { .. } => ErrorKind::Server,
+        }
+    }
 }
 
 impl From<candle_core::Error> for LocalError {

@@ -72,6 +72,24 @@ impl Default for Locator {
 pub type Progress<'a> = &'a mut (dyn FnMut(u64, Option<u64>) + Send);
 
 impl Locator {
+    /// The model file for `spec` if it is on this machine already (the explicit path, or a cached
+    /// copy of the right size), without downloading anything: [`Locator::locate`] would then
+    /// return it at once. Otherwise [`LocalError::ModelUnavailable`], saying how to get it.
+    pub fn find(&self, spec: &ModelSpec) -> Result<PathBuf, LocalError> {
+        if let Some(path) = &self.explicit {
+            return if path.is_file() {
+                Ok(path.clone())
+            } else {
+                Err(self.unavailable(spec, format!("{} does not exist", path.display())))
+            };
+        }
+        let cached = self.cache_dir.join(spec.file_name);
+        match std::fs::metadata(&cached) {
+            Ok(meta) if meta.len() == spec.size => Ok(cached),
+            _ => Err(self.unavailable(spec, format!("it is not in the model cache {} yet", self.cache_dir.display()))),
+        }
+    }
+
     /// The model file for `spec`: the explicit path if set (it must exist), else the cached copy,
     /// else a verified download into the cache.
     pub async fn locate(&self, spec: &ModelSpec, progress: Progress<'_>) -> Result<PathBuf, LocalError> {

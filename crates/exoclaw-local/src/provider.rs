@@ -76,17 +76,19 @@ impl LocalProvider {
     }
 
     fn error(&self, e: LocalError) -> ProviderError {
-        let kind = match &e {
-            LocalError::ContextOverflow { .. } => ErrorKind::ContextLength,
-            LocalError::Template(_) | LocalError::Tokenizer(_) => ErrorKind::InvalidRequest,
-            LocalError::ModelUnavailable { .. } => ErrorKind::ModelNotFound,
-            LocalError::BadModel { .. }
-            | LocalError::Checksum { .. }
-            | LocalError::Grammar(_)
-            | LocalError::Inference(_)
-            | LocalError::Io { .. } => ErrorKind::Server,
-        };
-        ProviderError::new(kind, &self.options.name, e.to_string())
+        ProviderError::new(e.kind(), &self.options.name, e.to_string())
+    }
+
+    /// Refuses a request for a model this provider does not serve (`local/bogus`), before any work.
+    fn check_model(&self, model: &ModelId) -> Result<(), ProviderError> {
+        if model.as_str() == self.options.spec.name {
+            return Ok(());
+        }
+        Err(self.error(LocalError::UnknownModel {
+            provider: self.options.name.clone(),
+            requested: model.as_str().to_owned(),
+            served: self.options.spec.name,
+        }))
     }
 
     fn generate_options(&self, request: &ChatRequest) -> GenerateOptions {
@@ -119,6 +121,7 @@ impl Provider for LocalProvider {
     }
 
     async fn stream(&self, request: ChatRequest) -> Result<EventStream, ProviderError> {
+        self.check_model(&request.model)?;
         let prompt = self.model.prompt(&request).map_err(|e| self.error(e))?;
         let options = self.generate_options(&request);
         // Overflow is reported before any event, like a vendor's 400.

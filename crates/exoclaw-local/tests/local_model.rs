@@ -186,3 +186,13 @@ fn batched_and_token_by_token_forward_passes_agree() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_unknown_model_name_is_model_not_found_naming_it() {
+    let request = ChatRequest::new("bogus", vec![Message::user("hi")]);
+    let Err(err) = provider().stream(request).await else { panic!("`bogus` was served") };
+    // Not a server failure: a circuit breaker must never count it.
+    assert_eq!(err.kind, ErrorKind::ModelNotFound, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("`bogus`") && text.contains("local/smollm2"), "{text}");
+}

@@ -7,7 +7,7 @@
 use crate::config::load::{Lookup, process_env};
 use crate::config::provider::Api;
 use crate::config::{Config, ConfigError, ModelChoice, ProviderConfig, ProviderKind};
-use exoclaw_core::{Provider, ProviderError};
+use exoclaw_core::{ErrorKind, Provider, ProviderError};
 use exoclaw_local::fetch::Progress;
 use exoclaw_local::{LocalError, LocalOptions, LocalProvider};
 use exoclaw_providers::{Anthropic, Gemini, OpenAiCompatible, ProviderOptions};
@@ -60,6 +60,28 @@ pub enum OpenError {
     /// The embedded model could not be found, fetched or loaded.
     #[error(transparent)]
     Local(#[from] LocalError),
+}
+
+impl OpenError {
+    /// The kind of provider failure this is, for a caller that opens providers on demand (the
+    /// gateway opens each on its first request): a configuration or a missing file is not a
+    /// failing server, so it must not trip a circuit breaker or be retried.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            OpenError::Config(_) => ErrorKind::ModelNotFound,
+            OpenError::KeyVarUnset { .. } | OpenError::NoKey { .. } => ErrorKind::Auth,
+            OpenError::Provider(e) => e.kind,
+            OpenError::Local(e) => e.kind(),
+        }
+    }
+
+    /// This error as a [`ProviderError`] of the instance `provider`.
+    pub fn into_provider_error(self, provider: &str) -> ProviderError {
+        match self {
+            OpenError::Provider(e) => e,
+            other => ProviderError::new(other.kind(), provider, other.to_string()),
+        }
+    }
 }
 
 impl Config {
@@ -193,6 +215,47 @@ pub async fn open_provider(
     open_in(resolved, config, progress, &process_env).await
 }
 
+/// Opens the provider instance `name` on its own, not for one model: for listing or checking it, or
+/// for serving any of its models (the gateway). Cloud instances are built without a network call;
+/// the embedded model is located (fetched the first time, with `progress`) and loaded.
+pub async fn open_instance(
+    config: &Config,
+    name: &str,
+    progress: Progress<'_>,
+) -> Result<Arc<dyn Provider>, OpenError> {
+    let provider = instance(config, name)?;
+    // Any model name will do except for the embedded provider, which checks it is its own.
+    let model = provider.default_model().unwrap_or("-").into();
+    let resolved = ResolvedModel { model: ModelRef { provider: name.to_owned(), model }, provider };
+    open_in(&resolved, config, progress, &process_env).await
+}
+
+/// Whether the embedded instance `name` can be opened without downloading: its model file is on
+/// this machine. Otherwise why not, and how to get the file. (Other instances open without any
+/// network call, so opening them is the check.)
+pub fn check_local_file(config: &Config, name: &str) -> Result<(), OpenError> {
+    let provider = instance(config, name)?;
+    local_options(&provider, config).locator.find(&exoclaw_local::fetch::SMOLLM2_135M)?;
+    Ok(())
+}
+
+/// The provider instance `name`, configured or built in.
+fn instance(config: &Config, name: &str) -> Result<ProviderConfig, ConfigError> {
+    config.provider(name).ok_or_else(|| ConfigError::UnknownProvider {
+        name: name.to_owned(),
+        requested: name.to_owned(),
+        known: config.provider_names().join(", "),
+    })
+}
+
+/// The embedded instance's options: its name, answer length and model file.
+fn local_options(provider: &ProviderConfig, config: &Config) -> LocalOptions {
+    let mut options =
+        LocalOptions { name: provider.name.clone(), max_tokens: config.local.max_tokens, ..LocalOptions::default() };
+    options.locator.explicit.clone_from(&config.local.model_path);
+    options
+}
+
 pub(crate) async fn open_in(
     resolved: &ResolvedModel,
     config: &Config,
@@ -203,13 +266,7 @@ pub(crate) async fn open_in(
     Ok(match provider.kind.api() {
         Api::Local => {
             check_local(provider, &resolved.model)?;
-            let mut options = LocalOptions {
-                name: provider.name.clone(),
-                max_tokens: config.local.max_tokens,
-                ..LocalOptions::default()
-            };
-            options.locator.explicit.clone_from(&config.local.model_path);
-            Arc::new(LocalProvider::open(options, progress).await?)
+            Arc::new(LocalProvider::open(local_options(provider, config), progress).await?)
         }
         Api::Anthropic => Arc::new(Anthropic::new(provider_options(provider, lookup)?)?),
         Api::Gemini => Arc::new(Gemini::new(provider_options(provider, lookup)?)?),

@@ -4,7 +4,7 @@
 
 use exoclaw::config::Config;
 use exoclaw_core::{EventStream, ModelInfo, Provider, ProviderError};
-use exoclaw_gateway::{GatewayError, ModelSource};
+use exoclaw_gateway::{GatewayError, ModelFailure, ModelSource, NotReady};
 use exoclaw_providers::router::{Router, Routes};
 use exoclaw_types::ChatRequest;
 use std::sync::Arc;
@@ -35,9 +35,11 @@ impl LazyProvider {
         self.opened
             .get_or_try_init(|| async {
                 tracing::info!(provider = %self.name, "opening provider on its first request");
-                crate::models::open_by_name(&self.config, &self.name).await.map_err(|e| {
-                    ProviderError::new(exoclaw_core::ErrorKind::Connect, &self.name, e.to_string())
-                })
+                // Typed by what went wrong: a model file that is missing or a key that is not set
+                // is not a failing server, and must not trip the breaker.
+                exoclaw::models::open_instance(&self.config, &self.name, &mut |_, _| {})
+                    .await
+                    .map_err(|e| e.into_provider_error(&self.name))
             })
             .await
     }
@@ -71,6 +73,8 @@ pub struct RoutedModels {
     router: Arc<Router>,
     routes: Routes,
     listed: Vec<String>,
+    /// Each provider behind the router, with the model `/v1/models` lists for it (else its name).
+    providers: Vec<(Arc<LazyProvider>, String)>,
 }
 
 impl RoutedModels {
@@ -78,24 +82,26 @@ impl RoutedModels {
     pub fn open(config: Arc<Config>) -> anyhow::Result<Self> {
         let routes = config.routes()?;
         let routing = &config.routing;
-        let mut builder = Router::builder("gateway").retry(routing.retry_policy()).breaker(
-            routing.breaker_failures,
-            std::time::Duration::from_secs(routing.breaker_cool_down_secs),
-        );
+        let mut builder =
+            Router::builder("gateway").retry(routing.retry_policy()).breaker_policy(routing.breaker_policy());
         if let Some(timeout) = routing.first_token_timeout() {
             builder = builder.first_token_timeout(timeout);
         }
         let mut listed: Vec<String> = routing.aliases.keys().cloned().collect();
+        let mut providers = Vec::new();
         for name in config.available_provider_names() {
             let Some(provider) = config.provider(&name) else { continue };
             // Keyless servers on this machine are checked in the background; paid APIs are not.
             let health_checks = !provider.kind.needs_key() && !config.is_local(&name);
             let model =
                 provider.default_model.clone().or_else(|| provider.kind.default_model().map(str::to_owned));
-            if let Some(model) = model {
-                listed.push(format!("{name}/{model}"));
+            let shown = model.map_or_else(|| name.clone(), |model| format!("{name}/{model}"));
+            if shown != name {
+                listed.push(shown.clone());
             }
-            builder = builder.provider(Arc::new(LazyProvider::new(name, Arc::clone(&config))), health_checks);
+            let lazy = Arc::new(LazyProvider::new(name, Arc::clone(&config)));
+            builder = builder.provider(Arc::clone(&lazy) as Arc<dyn Provider>, health_checks);
+            providers.push((lazy, shown));
         }
         if let Ok((name, _)) = config.route_chain(None)
             && !listed.contains(&name)
@@ -103,7 +109,7 @@ impl RoutedModels {
             listed.insert(0, name);
         }
         let router = Arc::new(builder.build(routes.clone()));
-        Ok(Self { router, routes, listed })
+        Ok(Self { router, routes, listed, providers })
     }
 
     /// The router, as the agents' provider.
@@ -112,6 +118,7 @@ impl RoutedModels {
     }
 }
 
+#[async_trait::async_trait]
 impl ModelSource for RoutedModels {
     fn provider_for(&self, model: &str) -> Result<(Arc<dyn Provider>, String), GatewayError> {
         match self.routes.resolve(model) {
@@ -131,5 +138,27 @@ impl ModelSource for RoutedModels {
 
     fn breaker_states(&self) -> Vec<(String, &'static str)> {
         self.router.status().into_iter().map(|s| (s.name, s.state.as_str())).collect()
+    }
+
+    /// Ready when one provider can be opened now: the embedded model once its file is on this
+    /// machine (checked without loading it, so a probe never makes an idle gateway hold a model),
+    /// any other provider once it opens (no network; kept open for its first request).
+    async fn ready(&self) -> Result<(), NotReady> {
+        if self.providers.is_empty() {
+            return Err(NotReady::NoModels);
+        }
+        let mut failures = Vec::new();
+        for (provider, shown) in &self.providers {
+            let opened = if provider.config.is_local(&provider.name) {
+                exoclaw::models::check_local_file(&provider.config, &provider.name).map_err(|e| e.to_string())
+            } else {
+                provider.get().await.map(|_| ()).map_err(|e| e.to_string())
+            };
+            match opened {
+                Ok(()) => return Ok(()),
+                Err(reason) => failures.push(ModelFailure::new(shown, reason)),
+            }
+        }
+        Err(NotReady::NoModelOpens { failures })
     }
 }

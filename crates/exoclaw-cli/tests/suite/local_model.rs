@@ -3,18 +3,10 @@
 
 use super::*;
 
-/// `exoclaw ARGS` with the model cache the project's script fills.
-async fn local(env: &Env, args: &[&str]) -> Output {
-    let model = exoclaw_testkit::peers::smollm2_gguf();
-    let mut cmd = env.std_cmd();
-    cmd.env("EXOCLAW_MODELS_DIR", model.parent().unwrap()).args(args).stdin(std::process::Stdio::null());
-    tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_streams_an_answer_from_the_embedded_model_with_no_configuration() {
-    let env = Env::new();
-    let out = local(&env, &["chat", "What is the capital of France?"]).await;
+    let env = Env::with_embedded_model();
+    let out = env.run(&["chat", "What is the capital of France?"]).await;
     ok(&out);
     let text = stdout(&out);
     assert!(text.contains("Paris"), "{text:?}");
@@ -28,9 +20,8 @@ async fn chat_streams_an_answer_from_the_embedded_model_with_no_configuration() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_prints_one_agent_event_per_line() {
-    let env = Env::new();
-    let out =
-        local(&env, &["chat", "--json", "--max-tokens", "8", "--model", "local/smollm2", "Hello"]).await;
+    let env = Env::with_embedded_model();
+    let out = env.run(&["chat", "--json", "--max-tokens", "8", "--model", "local/smollm2", "Hello"]).await;
     ok(&out);
     let events = events(&out);
     assert!(matches!(events.first(), Some(AgentEvent::TurnStarted { .. })), "{events:?}");
@@ -85,4 +76,40 @@ async fn version_and_models() {
     let out = env.run(&["models"]).await;
     ok(&out);
     assert!(stdout(&out).contains("local/smollm2"));
+}
+
+/// A gateway with no configuration file serves the embedded model to the official `openai` SDK,
+/// whole and streamed; `local/bogus` is `model_not_found` and leaves `local/smollm2` usable (it
+/// used to open the `local` breaker for everyone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_with_no_configuration_serves_the_embedded_model_to_the_openai_sdk() {
+    let python =
+        tokio::task::spawn_blocking(|| exoclaw_testkit::peers::obtain("openai-sdk.sh")).await.unwrap();
+    let env = Env::with_embedded_model();
+    assert!(!env.config_path().exists());
+    let gateway = super::gateway::start(&env, &[]).await;
+    let ready = reqwest::get(format!("{}/readyz", gateway.base)).await.unwrap();
+    assert_eq!(ready.status(), 200, "the embedded model's file is here, so the gateway is ready");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/embedded_model_sdk.py");
+    let base = format!("{}/v1", gateway.base);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python).args([script, &base]).output().unwrap()
+    })
+    .await
+    .unwrap();
+    ok(&out);
+    assert!(stdout(&out).contains("embedded model via the openai sdk ok"), "{}", stdout(&out));
+}
+
+/// `/readyz` is 503 while no listed model can be opened, and says which and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_says_why_while_no_model_can_be_opened() {
+    let env = Env::new();
+    let missing = env.ws().join("missing.gguf");
+    env.config(&format!("[local]\nmodel_path = \"{}\"\n", missing.display()));
+    let gateway = super::gateway::start(&env, &[]).await;
+    let ready = reqwest::get(format!("{}/readyz", gateway.base)).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let why = ready.text().await.unwrap();
+    assert!(why.contains("local/smollm2") && why.contains("missing.gguf"), "{why}");
 }
