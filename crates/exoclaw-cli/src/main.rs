@@ -17,6 +17,7 @@ mod providers;
 mod render;
 mod repl;
 mod sessions;
+mod trust;
 mod usage;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -77,6 +78,8 @@ enum Command {
     /// The gateway's virtual keys: create, list, revoke.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Trust a folder's .env with settings that widen what the agent may do.
+    Trust(trust::TrustArgs),
     /// The configuration file: init, check, show.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -142,6 +145,14 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
+    // The current folder's `.env`, before any thread reads the environment. `trust` reads none: it
+    // decides whether to.
+    if !matches!(cli.command, Some(Command::Trust(_)))
+        && let Err(e) = trust::load_dotenv()
+    {
+        output::error(&e);
+        return ExitCode::from(1);
+    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(Command::Gateway(args)) = &cli.command {
         runtime.worker_threads(args.workers().get());
@@ -167,6 +178,7 @@ fn main() -> ExitCode {
         Some(Command::Gateway(args)) => runtime.block_on(gateway::run(config, args)),
         Some(Command::Keys(command)) => runtime.block_on(keys::run(config, command)),
         Some(Command::Models) => runtime.block_on(models::list(config)).map(|()| ExitCode::SUCCESS),
+        Some(Command::Trust(args)) => trust::run(args),
         Some(Command::Config(command)) => config_cmd::run(config, command),
         Some(Command::Completions { .. }) => Ok(ExitCode::SUCCESS),
     };

@@ -1,12 +1,16 @@
 //! `exoclaw session list|show|resume|delete|export`.
+//!
+//! Titles, model names and messages came from users, models and tools: on the way to a terminal,
+//! their control characters are escaped ([`crate::output::escape_untrusted`]).
 
 #![allow(clippy::print_stdout)]
 
 use crate::app::App;
+use crate::output::escape_untrusted;
 use anyhow::{Context, bail};
 use exoclaw_core::SessionStore;
 use exoclaw_types::{Message, Part, Role, SessionId, SessionInfo};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -69,7 +73,7 @@ pub async fn run(config: Option<&Path>, command: SessionCommand) -> anyhow::Resu
         SessionCommand::Show { id } => {
             let session = find(&app, &id).await?;
             let messages = app.store.messages(session.id).await?;
-            print!("{}", markdown(&session, &messages));
+            print!("{}", escape_untrusted(&markdown(&session, &messages), true));
         }
         SessionCommand::Resume { .. } => bail!("`session resume` runs in the REPL"),
         SessionCommand::Delete { id } => {
@@ -90,6 +94,10 @@ pub async fn run(config: Option<&Path>, command: SessionCommand) -> anyhow::Resu
             match output {
                 Some(path) => {
                     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?
+                }
+                // JSON escapes control characters itself; a transcript on a terminal needs it done.
+                None if format == Format::Md && std::io::stdout().is_terminal() => {
+                    std::io::stdout().lock().write_all(escape_untrusted(&text, true).as_bytes())?
                 }
                 None => std::io::stdout().lock().write_all(text.as_bytes())?,
             }
@@ -115,8 +123,8 @@ async fn list(app: &App, limit: u32, json: bool) -> anyhow::Result<()> {
             s.id,
             s.updated_at.format("%Y-%m-%d %H:%M"),
             s.message_count,
-            s.model.as_deref().unwrap_or("-"),
-            s.title.as_deref().unwrap_or("")
+            escape_untrusted(s.model.as_deref().unwrap_or("-"), false),
+            escape_untrusted(s.title.as_deref().unwrap_or(""), false)
         );
     }
     Ok(())

@@ -40,15 +40,68 @@ pub struct NewSession {
 /// Characters of a first message kept as a new session's title.
 pub const TITLE_CHARS: usize = 60;
 
-/// A new session's title from its first message: the first non-blank line, cut to
-/// [`TITLE_CHARS`] (with `…` when cut).
+/// A new session's title from its first message: the first line with something printable on it,
+/// terminal escape sequences removed and other control characters made spaces, cut to
+/// [`TITLE_CHARS`] (with `…` when cut). Titles are shown on terminals (`exoclaw session list`)
+/// and the message is anybody's: a channel's sender, a web client.
 pub fn session_title(input: &str) -> String {
-    let line = input.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    let line = input.lines().map(printable).find(|l| !l.trim().is_empty()).unwrap_or_default();
+    let line = line.trim();
     if line.chars().count() > TITLE_CHARS {
         format!("{}…", line.chars().take(TITLE_CHARS).collect::<String>())
     } else {
         line.to_owned()
     }
+}
+
+/// `line` without escape sequences (`ESC [ … final`, `ESC ] … BEL` or `ESC \`, `ESC` and one
+/// character; the C1 forms too) and with every other control character, and the invisible marks
+/// that reorder text, made a space.
+fn printable(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        let introducer = match c {
+            '\u{1b}' => chars.next(),
+            '\u{9b}' => Some('['),
+            '\u{9d}' => Some(']'),
+            '\u{90}' | '\u{98}' | '\u{9e}' | '\u{9f}' => Some('P'),
+            _ => None,
+        };
+        match introducer {
+            // CSI: parameters and intermediates up to a final byte in `@`..=`~`.
+            Some('[') => {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            // OSC, DCS, SOS, PM, APC: a string up to BEL or ST (`ESC \` or U+009C).
+            Some(']' | 'P' | 'X' | '^' | '_') => {
+                while let Some(c) = chars.next() {
+                    if c == '\u{7}' || c == '\u{9c}' {
+                        break;
+                    }
+                    if c == '\u{1b}' && chars.peek() == Some(&'\\') {
+                        chars.next();
+                        break;
+                    }
+                }
+            }
+            // Any other escape: ESC and the one character after it.
+            Some(_) => {}
+            None if c.is_control()
+                || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}')
+                || ('\u{202a}'..='\u{202e}').contains(&c)
+                || ('\u{2066}'..='\u{2069}').contains(&c) =>
+            {
+                out.push(' ')
+            }
+            None => out.push(c),
+        }
+    }
+    out
 }
 
 /// Sessions and their messages.
@@ -152,5 +205,14 @@ mod tests {
         assert_eq!(session_title("\n  hello there \nmore"), "hello there");
         let long = "x".repeat(100);
         assert_eq!(session_title(&long).chars().count(), TITLE_CHARS + 1);
+    }
+
+    #[test]
+    fn titles_carry_no_control_characters() {
+        assert_eq!(session_title("\x1b[2J\x1b[1;31mred\x1b[0m alert\x07"), "red alert");
+        assert_eq!(session_title("\x1b]0;pwned\x07title\x1b]52;c;eA==\x1b\\ here"), "title here");
+        assert_eq!(session_title("tab\there\rand\u{9b}2Jthere\u{202e}x"), "tab here andthere x");
+        assert_eq!(session_title("\x1b[2J\n\x1b[H\nreal title"), "real title", "a line of escapes is blank");
+        assert_eq!(session_title("a trailing \x1b"), "a trailing");
     }
 }

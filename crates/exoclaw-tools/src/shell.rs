@@ -42,8 +42,10 @@ pub struct ShellArgs {
     pub timeout_secs: Option<u64>,
 }
 
-/// `shell`: runs a command line with `sh -c`, in the workspace or a directory inside it, and returns
-/// its exit code and merged output (capped, with a marker).
+/// `shell`: runs a command line with `sh -c`, starting in the workspace or a directory inside it,
+/// and returns its exit code and merged output (capped, with a marker). Only its starting folder
+/// is checked against the workspace: the command runs with the user's full rights, which its
+/// description tells the model, and which is why it asks by default.
 #[derive(Debug, Clone)]
 pub struct Shell {
     default_timeout: Duration,
@@ -76,10 +78,12 @@ impl TypedTool for Shell {
 
     fn description(&self) -> String {
         format!(
-            "Run a shell command (`sh -c`) in the workspace and get its exit code and output (stdout and \
-             stderr together; when long, the start and the end are kept). A non-zero exit code is \
-             reported, not an error. The command and everything it starts are killed after \
-             `timeout_secs` (default {}). No input is given on stdin.",
+            "Run a shell command (`sh -c`) and get its exit code and output (stdout and stderr \
+             together; when long, the start and the end are kept). It starts in the workspace (or \
+             `cwd` inside it) but is not confined to it: it runs with the user's full rights on this \
+             machine (every file they can reach, the network, other programs), so run only what the \
+             task needs. A non-zero exit code is reported, not an error. The command and everything \
+             it starts are killed after `timeout_secs` (default {}). No input is given on stdin.",
             self.default_timeout.as_secs()
         )
     }
@@ -240,5 +244,18 @@ impl GroupGuard {
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_description_says_the_shell_is_not_confined_to_the_workspace() {
+        let description = Shell::default().description();
+        assert!(description.contains("starts in the workspace"), "{description}");
+        assert!(description.contains("not confined"), "{description}");
+        assert!(description.contains("full rights"), "{description}");
     }
 }

@@ -8,6 +8,7 @@ mod local_model;
 mod peers;
 mod routing;
 mod sessions;
+mod trust;
 
 use exoclaw_testkit::server::ScriptedServer;
 use exoclaw_types::AgentEvent;

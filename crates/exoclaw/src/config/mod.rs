@@ -4,6 +4,8 @@
 //! - [`load`](self::load): finding the file, `.env`, environment overrides, and parse errors with
 //!   `file:line:column`;
 //! - [`provider`](self::provider): `[providers.NAME]` instances and the built-in ones;
+//! - [`trust`](self::trust): which variables a folder's `.env` may set only once the user trusts
+//!   the folder, and the trusted folders;
 //! - [`ConfigError`]: what can be wrong, each message saying how to fix it.
 
 mod error;
@@ -13,10 +15,11 @@ mod metering;
 pub mod provider;
 pub mod routing;
 mod sections;
+pub mod trust;
 
 pub use error::ConfigError;
 pub use gateway::{AgentProfile, DEFAULT_AGENT, GatewayConfig};
-pub use load::LoadedConfig;
+pub use load::{DotEnvReport, LoadedConfig};
 pub use metering::{BudgetConfig, PriceConfig};
 pub use provider::{ProviderConfig, ProviderKind};
 pub use routing::{RouteRule, RoutingConfig};
