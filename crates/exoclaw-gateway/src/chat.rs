@@ -213,11 +213,37 @@ struct Routed {
     key: SessionKey,
 }
 
+/// The longest part of a session key (`agent`, `channel`, `account`, `peer`, `guild`, `team`), in
+/// bytes: far above any platform's ids (Slack's and Discord's are under 30 characters, an email
+/// address at most 254), far below what would bloat every stored session and log line.
+pub const MAX_KEY_PART_BYTES: usize = 256;
+
 fn route(gateway: &Gateway, params: &ChatSendParams) -> Result<Routed, RpcError> {
     for (field, value) in [("channel", &params.channel), ("account", &params.account), ("peer", &params.peer)]
     {
         if value.is_empty() {
             return Err(RpcError::invalid_params("chat.send", format!("`{field}` is empty")));
+        }
+    }
+    let parts = [
+        ("agent", params.agent.as_deref()),
+        ("channel", Some(params.channel.as_str())),
+        ("account", Some(params.account.as_str())),
+        ("peer", Some(params.peer.as_str())),
+        ("guild", params.guild.as_deref()),
+        ("team", params.team.as_deref()),
+    ];
+    for (field, value) in parts {
+        if let Some(value) = value.filter(|v| v.len() > MAX_KEY_PART_BYTES) {
+            return Err(RpcError::invalid_params(
+                "chat.send",
+                format!(
+                    "`{field}` is {} bytes; each part of a session key may be at most {MAX_KEY_PART_BYTES} bytes (use an id, not a description)",
+                    value.len()
+                ),
+            )
+            .with("field", field)
+            .with("limit", MAX_KEY_PART_BYTES));
         }
     }
     let (name, binding) = match &params.agent {

@@ -80,6 +80,82 @@ pub enum GatewayError {
         /// What failed.
         what: String,
     },
+    /// A web page sent the request (browsers say which in `Origin`) and its origin is not allowed.
+    #[error(
+        "requests from the web page `{shown}` are refused: this gateway answers browsers only for pages it is told to trust; to allow this one, add it to `[gateway] allowed_origins` (exactly as the browser sends it, scheme://host[:port])",
+        shown = crate::text::Escaped(origin)
+    )]
+    ForbiddenOrigin {
+        /// The `Origin` header, as sent.
+        origin: String,
+    },
+    /// A gateway that needs no token was addressed by a name that is not this machine's: what a
+    /// web page that rebinds its own name to 127.0.0.1 (DNS rebinding) would send.
+    #[error(
+        "requests addressed to `{shown}` are refused: this gateway needs no token, so it answers only requests addressed to this machine (localhost, 127.0.0.1, [::1]); call it at http://127.0.0.1:PORT, add an origin with this host to `[gateway] allowed_origins`, or configure a token (`[gateway] token_hashes` or `exoclaw keys create`)",
+        shown = crate::text::Escaped(host)
+    )]
+    ForbiddenHost {
+        /// The `Host` header, as sent.
+        host: String,
+    },
+    /// The request bodies being read or held already fill `[gateway] max_body_bytes_in_flight`.
+    #[error(
+        "the gateway is busy reading other requests' bodies: this one ({what}) does not fit in `[gateway] max_body_bytes_in_flight` ({limit} bytes) now; retry in a moment (Retry-After says when), or ask the operator to raise the limit",
+        what = match size { Some(n) => format!("{n} bytes"), None => "of unknown length".to_owned() }
+    )]
+    BodiesInFlight {
+        /// The body's length, when it was announced.
+        size: Option<u64>,
+        /// `max_body_bytes_in_flight`.
+        limit: usize,
+    },
+    /// The request body is larger than the gateway accepts.
+    #[error(
+        "the request body is {size} bytes, more than the {limit} bytes this gateway accepts in one request; send less (an image by URL rather than inline base64){hint}",
+        hint = if *over_budget { ", or ask the operator to raise `[gateway] max_body_bytes_in_flight`" } else { "" }
+    )]
+    BodyTooLarge {
+        /// Its length.
+        size: u64,
+        /// The most accepted.
+        limit: u64,
+        /// Whether the limit is `max_body_bytes_in_flight` (smaller than the largest body).
+        over_budget: bool,
+    },
+    /// The request body did not arrive in time.
+    #[error(
+        "the request body did not arrive within {secs} s of its headers (`[gateway] body_timeout_secs`); send it faster, or ask the operator to raise the limit"
+    )]
+    BodyTimeout {
+        /// `body_timeout_secs`.
+        secs: u64,
+    },
+    /// A request's head (request line and headers) did not arrive in time.
+    #[error(
+        "the request's headers did not arrive within {secs} s of its first byte (`[gateway] header_timeout_secs`); the connection is closed"
+    )]
+    HeaderTimeout {
+        /// `header_timeout_secs`.
+        secs: u64,
+    },
+    /// As many connections are open as `[gateway] max_connections` allows.
+    #[error(
+        "the gateway has as many connections open as `[gateway] max_connections` ({limit}) allows; retry in a moment (Retry-After says when), or ask the operator to raise the limit"
+    )]
+    TooManyConnections {
+        /// `max_connections`.
+        limit: usize,
+    },
+    /// As many WebSocket connections wait to authenticate as `[gateway] max_unauthenticated`
+    /// allows.
+    #[error(
+        "the gateway has as many WebSocket connections waiting to authenticate as `[gateway] max_unauthenticated` ({limit}) allows; retry in a moment, or send `Authorization: Bearer <token>` with the upgrade (such connections do not count)"
+    )]
+    TooManyUnauthenticated {
+        /// `max_unauthenticated`.
+        limit: usize,
+    },
     /// The provider behind the model failed.
     #[error(transparent)]
     Provider(#[from] ProviderError),
@@ -100,6 +176,9 @@ pub enum GatewayError {
         index: usize,
     },
 }
+
+/// What a client told the gateway is busy (`Retry-After`, seconds) waits before trying again.
+pub(crate) const BUSY_RETRY_AFTER: &str = "1";
 
 fn available_hint(available: &[String]) -> String {
     if available.is_empty() {
@@ -129,7 +208,17 @@ impl GatewayError {
             GatewayError::BudgetExceeded { .. } | GatewayError::RateLimited { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            GatewayError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::Unavailable { .. }
+            | GatewayError::BodiesInFlight { .. }
+            | GatewayError::TooManyConnections { .. }
+            | GatewayError::TooManyUnauthenticated { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::ForbiddenOrigin { .. } | GatewayError::ForbiddenHost { .. } => {
+                StatusCode::FORBIDDEN
+            }
+            GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::BodyTimeout { .. } | GatewayError::HeaderTimeout { .. } => {
+                StatusCode::REQUEST_TIMEOUT
+            }
             GatewayError::Provider(e) => provider_status(e.kind),
             // Setup errors never reach a client; answer as an internal fault if one ever does.
             GatewayError::InsecureBind { .. } | GatewayError::BadTokenHash { .. } => {
@@ -140,8 +229,9 @@ impl GatewayError {
 
     /// A short stable name for the kind of failure, for metrics and protocol error codes:
     /// `unauthenticated`, `key_revoked`, `model_not_allowed`, `budget_exceeded`, `rate_limited`,
-    /// `model_not_found`, `invalid_request`, `unavailable`, `provider_unavailable`,
-    /// `provider_error`, `misconfigured`.
+    /// `model_not_found`, `invalid_request`, `unavailable`, `forbidden_origin`, `forbidden_host`,
+    /// `bodies_in_flight`, `request_too_large`, `request_timeout`, `header_timeout`, `too_many_connections`,
+    /// `too_many_unauthenticated`, `provider_unavailable`, `provider_error`, `misconfigured`.
     pub fn kind_name(&self) -> &'static str {
         match self {
             GatewayError::ModelNotFound { .. } => "model_not_found",
@@ -152,6 +242,14 @@ impl GatewayError {
             GatewayError::BudgetExceeded { .. } => "budget_exceeded",
             GatewayError::RateLimited { .. } => "rate_limited",
             GatewayError::Unavailable { .. } => "unavailable",
+            GatewayError::ForbiddenOrigin { .. } => "forbidden_origin",
+            GatewayError::ForbiddenHost { .. } => "forbidden_host",
+            GatewayError::BodiesInFlight { .. } => "bodies_in_flight",
+            GatewayError::BodyTooLarge { .. } => "request_too_large",
+            GatewayError::BodyTimeout { .. } => "request_timeout",
+            GatewayError::HeaderTimeout { .. } => "header_timeout",
+            GatewayError::TooManyConnections { .. } => "too_many_connections",
+            GatewayError::TooManyUnauthenticated { .. } => "too_many_unauthenticated",
             GatewayError::Provider(e) => match e.kind {
                 ErrorKind::RateLimited { .. } => "rate_limited",
                 ErrorKind::InvalidRequest | ErrorKind::ContextLength => "invalid_request",
@@ -178,6 +276,15 @@ impl GatewayError {
             GatewayError::BudgetExceeded { .. } => ("insufficient_quota", "budget_exceeded"),
             GatewayError::RateLimited { .. } => ("rate_limit_error", "rate_limit_exceeded"),
             GatewayError::Unavailable { .. } => ("server_error", "unavailable"),
+            GatewayError::ForbiddenOrigin { .. } => ("permission_error", "forbidden_origin"),
+            GatewayError::ForbiddenHost { .. } => ("permission_error", "forbidden_host"),
+            GatewayError::BodiesInFlight { .. }
+            | GatewayError::TooManyConnections { .. }
+            | GatewayError::TooManyUnauthenticated { .. } => ("server_error", "server_busy"),
+            GatewayError::BodyTooLarge { .. } => ("invalid_request_error", "request_too_large"),
+            GatewayError::BodyTimeout { .. } | GatewayError::HeaderTimeout { .. } => {
+                ("invalid_request_error", "request_timeout")
+            }
             GatewayError::Provider(e) => provider_type_and_code(e.kind),
             GatewayError::InsecureBind { .. } | GatewayError::BadTokenHash { .. } => {
                 ("server_error", "misconfigured")
@@ -245,6 +352,15 @@ impl IntoResponse for GatewayError {
         if let GatewayError::RateLimited { retry_after, .. } = &self {
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if matches!(
+            self,
+            GatewayError::BodiesInFlight { .. }
+                | GatewayError::TooManyConnections { .. }
+                | GatewayError::TooManyUnauthenticated { .. }
+        ) {
+            // Room comes back as soon as another request's body is read or a connection ends.
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(BUSY_RETRY_AFTER));
         }
         // A spent budget does not come back by retrying; OpenAI's SDKs honour this header.
         if matches!(self, GatewayError::BudgetExceeded { .. }) {

@@ -78,14 +78,16 @@ impl Caller {
     }
 }
 
-/// The bearer token of an `Authorization` header value.
+/// The bearer token of an `Authorization` header value. The scheme is case-insensitive
+/// (`Bearer`, `bearer`, `BEARER`: RFC 9110 §11.1), and may be followed by more than one space.
 pub fn bearer(header: Option<&str>) -> Result<Option<&str>, GatewayError> {
     let Some(header) = header else { return Ok(None) };
-    header
-        .strip_prefix("Bearer ")
-        .or_else(|| header.strip_prefix("bearer "))
-        .map(|token| Some(token.trim()))
-        .ok_or(GatewayError::Unauthorized { reason: "the Authorization header is not a bearer token" })
+    let (scheme, token) = header.trim_start().split_once(' ').unwrap_or((header, ""));
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Ok(Some(token.trim()))
+    } else {
+        Err(GatewayError::Unauthorized { reason: "the Authorization header is not a bearer token" })
+    }
 }
 
 /// Who holds `token` (from an `Authorization: Bearer` header or a `connect` request), or why they
@@ -102,6 +104,41 @@ pub async fn authenticate(gateway: &Gateway, token: Option<&str>) -> Result<Call
     if gateway.tokens.matches(token) {
         return Ok(Caller::Operator);
     }
+    let key = live_key(gateway, token).await?;
+    if let Some(rpm) = key.rpm {
+        gateway.rate.check(&key.id, rpm).map_err(|retry_after| GatewayError::RateLimited {
+            key: key.name.clone(),
+            rpm,
+            retry_after,
+        })?;
+    }
+    Ok(Caller::Key(key))
+}
+
+/// Checks again, for a connection that authenticated earlier, that its caller may still call:
+/// a virtual key not revoked nor over its budget since (`token` is the key), and a caller let in
+/// as `anyone` not on a gateway that has required keys since. Unlike [`authenticate`] this does
+/// not count against the key's requests per minute; the key is read from the one-second cache.
+pub async fn recheck(gateway: &Gateway, caller: &Caller, token: Option<&str>) -> Result<(), GatewayError> {
+    match caller {
+        Caller::Operator => Ok(()),
+        Caller::Anyone => {
+            gateway.notice_new_keys().await;
+            if gateway.requires_auth() {
+                Err(GatewayError::Unauthorized { reason: "this gateway requires a token now" })
+            } else {
+                Ok(())
+            }
+        }
+        Caller::Key(key) => match token {
+            Some(token) => live_key(gateway, token).await.map(drop),
+            None => Err(GatewayError::KeyRevoked { key: key.name.clone() }),
+        },
+    }
+}
+
+/// The virtual key `token` is, if it exists, is not revoked and has budget left.
+async fn live_key(gateway: &Gateway, token: &str) -> Result<ApiKey, GatewayError> {
     let Some(keys) = &gateway.keys else {
         return Err(GatewayError::Unauthorized { reason: "the token is not one of this gateway's tokens" });
     };
@@ -129,14 +166,7 @@ pub async fn authenticate(gateway: &Gateway, token: Option<&str>) -> Result<Call
             spent_usd: key.spent_usd,
         });
     }
-    if let Some(rpm) = key.rpm {
-        gateway.rate.check(&key.id, rpm).map_err(|retry_after| GatewayError::RateLimited {
-            key: key.name.clone(),
-            rpm,
-            retry_after,
-        })?;
-    }
-    Ok(Caller::Key(key))
+    Ok(key)
 }
 
 /// How long a key looked up in the store is trusted before it is read again: a key revoked (or a
@@ -249,6 +279,16 @@ mod tests {
         assert!(
             a.secret[KEY_PREFIX.len()..].bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
         );
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for header in ["Bearer tok", "bearer tok", "BEARER tok", "BeArEr   tok "] {
+            assert_eq!(bearer(Some(header)).unwrap(), Some("tok"), "{header}");
+        }
+        assert!(bearer(Some("Basic dG9r")).is_err());
+        assert!(bearer(Some("Bearertok")).is_err());
+        assert_eq!(bearer(None).unwrap(), None);
     }
 
     #[test]

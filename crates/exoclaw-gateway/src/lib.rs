@@ -8,8 +8,15 @@
 //! - the WebSocket JSON-RPC protocol at `/ws` (`docs/protocol.md`), with the [`Agents`], the
 //!   [`Bindings`] router and per-session ordering;
 //! - `POST /webhook/{channel}` with per-channel verification ([`webhook`]);
-//! - `/healthz`, `/readyz` and Prometheus `/metrics` ([`metrics`]);
-//! - [`serve`]: graceful shutdown with a grace period.
+//! - `/healthz`, `/readyz` (ready while [`ModelSource::ready`] says so) and Prometheus
+//!   `/metrics` ([`metrics`]);
+//! - [`serve`]: its own accept loop (`listen`: connection cap, header timeout, keep-alive), and
+//!   graceful shutdown with a grace period.
+//!
+//! In front of every route, as tower layers: `guard` (web pages whose `Origin` is not allowed,
+//! and on a gateway that needs no token requests addressed to other names than this machine's,
+//! are refused: DNS rebinding) and `body` (request bodies held at once, and how long one may
+//! take to arrive). Untrusted text reaches log lines only through [`text::Escaped`].
 //!
 //! Which provider answers a model name is up to a [`ModelSource`] (the CLI plugs exoclaw's router
 //! in; [`StaticModels`] is a fixed table). Tokens are kept only as SHA-256 hashes and compared in
@@ -20,22 +27,26 @@ pub mod accounting;
 mod agents;
 mod auth;
 pub mod bindings;
+mod body;
 mod chat;
 mod error;
+mod guard;
 pub mod keys;
+mod listen;
 pub mod metrics;
 mod openai;
 mod queue;
 pub mod rpc;
 mod server;
 mod state;
+pub mod text;
 pub mod webhook;
 
 pub use agents::{AgentEntry, Agents, DEFAULT_AGENT};
 pub use auth::{TokenSet, check_bind, hash_token};
 pub use bindings::Bindings;
-pub use chat::{Drained, drain};
+pub use chat::{Drained, MAX_KEY_PART_BYTES, drain};
 pub use error::GatewayError;
 pub use openai::{decode_request, finish_reason};
-pub use server::{MAX_BODY_BYTES, ModelSource, StaticModels, app, serve};
+pub use server::{MAX_BODY_BYTES, ModelFailure, ModelSource, NotReady, StaticModels, app, serve};
 pub use state::{Gateway, GatewayBuilder, KEY_CHECK_INTERVAL, Limits};

@@ -554,7 +554,7 @@ impl ChunkEncoder {
         let event = match item {
             Ok(event) => event,
             Err(e) => {
-                tracing::warn!(error = %e, "provider failed mid-stream");
+                tracing::warn!(error = %crate::text::Escaped(&e), "provider failed mid-stream");
                 return self.fail(GatewayError::Provider(e), out);
             }
         };

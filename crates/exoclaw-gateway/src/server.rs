@@ -6,6 +6,7 @@ use crate::accounting::Bill;
 use crate::keys::{self, Caller};
 use crate::openai::{self, AnswerMeta, ChunkEncoder, CompletionRequest};
 use crate::state::now_secs;
+use crate::text::Escaped;
 use crate::{Gateway, GatewayError, check_bind};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::JsonRejection;
@@ -25,7 +26,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Where the gateway finds the provider for a model name. The CLI implements it over exoclaw's
-/// router; [`StaticModels`] is a fixed table.
+/// router; [`StaticModels`] is a fixed table. Object-safe (the gateway holds an
+/// `Arc<dyn ModelSource>`); an implementation that overrides [`ModelSource::ready`] puts
+/// `#[async_trait::async_trait]` on its `impl` block.
+#[async_trait::async_trait]
 pub trait ModelSource: Send + Sync {
     /// The provider serving `model` (the name a client sent) and the model name to send it.
     /// An unknown name is [`GatewayError::ModelNotFound`].
@@ -44,6 +48,51 @@ pub trait ModelSource: Send + Sync {
     /// Each provider's circuit breaker state (`closed`, `open`, `half_open`), for `/metrics`.
     fn breaker_states(&self) -> Vec<(String, &'static str)> {
         Vec::new()
+    }
+
+    /// Whether the gateway can serve now, as `GET /readyz` answers (503 with the reason while
+    /// not): at least one of [`ModelSource::models`] can be opened. Asked on every probe, so an
+    /// implementation should answer from what it knows rather than call a model. The default:
+    /// ready whenever a model is listed.
+    async fn ready(&self) -> Result<(), NotReady> {
+        if self.models().is_empty() { Err(NotReady::NoModels) } else { Ok(()) }
+    }
+}
+
+/// Why the gateway is not ready to serve (`GET /readyz` answers 503 with this).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotReady {
+    /// No model is listed at all.
+    #[error(
+        "no models are configured; configure a provider (docs/configuration.md) or set a provider's API key"
+    )]
+    NoModels,
+    /// Models are listed, but none of them can be opened.
+    #[error(
+        "none of the models this gateway lists can be opened: {}",
+        failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    NoModelOpens {
+        /// Each model tried, and why it cannot be opened.
+        failures: Vec<ModelFailure>,
+    },
+}
+
+/// A listed model that cannot be opened, and why (part of [`NotReady::NoModelOpens`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{model}: {reason}")]
+pub struct ModelFailure {
+    /// The model name, as `/v1/models` lists it.
+    pub model: String,
+    /// Why it cannot be opened, and what to do about it.
+    pub reason: String,
+}
+
+impl ModelFailure {
+    /// `model` cannot be opened because of `reason`.
+    pub fn new(model: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Self { model: model.into(), reason: reason.to_string() }
     }
 }
 
@@ -85,7 +134,10 @@ impl ModelSource for StaticModels {
 }
 
 /// The gateway's routes. The probes need no token; everything under `/v1` does when tokens are
-/// configured: each `/v1` handler takes the [`Caller`], and `/metrics` an [`Operator`].
+/// configured: each `/v1` handler takes the [`Caller`], and `/metrics` an [`Operator`]. In front
+/// of every route: the `Origin`/`Host` check ([`crate::guard`]: web pages that are not allowed,
+/// and on a gateway that needs no token other names than this machine's, are refused) and the
+/// request-body budget and timeout ([`crate::body`]).
 pub fn app(gateway: Arc<Gateway>) -> Router {
     let v1 = Router::new().route("/v1/models", get(list_models)).route(COMPLETIONS, post(chat_completions));
     Router::new()
@@ -104,6 +156,9 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
         })
         // Inline base64 images are large; axum's 2 MiB default would refuse a single photo.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(crate::body::BodyLayer::new(Arc::clone(&gateway)))
+        // Outermost: a request that may not be answered at all is refused before anything else.
+        .layer(crate::guard::GuardLayer::new(Arc::clone(&gateway)))
         .with_state(gateway)
 }
 
@@ -112,8 +167,10 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 /// Serves `app(gateway)` on `listener` until `shutdown` completes, after [`check_bind`] agrees to
-/// the listener's address. Then it stops accepting connections, tells WebSocket clients, gives
-/// running streams and turns up to the grace period to finish, and writes the usage still queued.
+/// the listener's address, holding connections to the gateway's [`Limits`](crate::Limits)
+/// (connection cap, header timeout, keep-alive; see `listen.rs`). Then it stops accepting
+/// connections, tells WebSocket clients, gives running streams and turns up to the grace period
+/// to finish, and writes the usage still queued.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     gateway: Arc<Gateway>,
@@ -131,25 +188,23 @@ pub async fn serve(
             token.cancel();
         }
     };
-    let server = axum::serve(listener, app(gateway.clone())).with_graceful_shutdown(signalled);
+    let server = crate::listen::run(listener, app(gateway.clone()), gateway.clone(), signalled);
     let grace = gateway.limits.shutdown_grace;
-    let mut server = tokio::spawn(async move { server.await });
+    let mut server = tokio::spawn(server);
     tokio::select! {
-        // The server only ends by itself on an error.
+        // The server only ends by itself if its task does.
         ended = &mut server => {
             gateway.flush_usage().await;
-            return match ended {
-                Ok(result) => result,
-                Err(join) => Err(std::io::Error::other(join)),
-            };
+            return ended.map_err(std::io::Error::other);
         }
         () = token.cancelled() => {}
     }
-    // HTTP requests (axum's graceful shutdown) and WebSocket turns (`drain`: upgraded
-    // connections are not axum's to wait for) finish side by side within the grace period.
+    // HTTP requests (the accept loop's graceful shutdown) and WebSocket turns (`drain`: upgraded
+    // connections are not the accept loop's to wait for) finish side by side within the grace
+    // period.
     let http = async {
         match tokio::time::timeout(grace, server).await {
-            Ok(Ok(result)) => result,
+            Ok(Ok(())) => Ok(()),
             Ok(Err(join)) => Err(std::io::Error::other(join)),
             Err(_) => {
                 tracing::warn!(
@@ -213,7 +268,7 @@ async fn authenticate(gateway: &Gateway, parts: &Parts) -> Result<Caller, Respon
 
 fn refuse(gateway: &Gateway, path: &str, e: GatewayError) -> Response {
     // The reason only; the header's value is never logged.
-    tracing::info!(path, error = %e, "request refused");
+    tracing::info!(path = %Escaped(path), error = %Escaped(&e), "request refused");
     gateway.metrics.error(e.kind_name());
     e.into_response()
 }
@@ -238,7 +293,11 @@ async fn webhook(
         }
         Some(hook) => match hook.verify(&headers, &body) {
             Err(reason) => {
-                tracing::warn!(%channel, %reason, "webhook delivery failed verification");
+                tracing::warn!(
+                    channel = %Escaped(&channel),
+                    reason = %Escaped(&reason),
+                    "webhook delivery failed verification"
+                );
                 gateway.metrics.error("webhook_unverified");
                 let message = "the delivery could not be verified as coming from the platform";
                 (StatusCode::UNAUTHORIZED, Json(json!({"error": {"message": message, "code": "unverified"}})))
@@ -258,10 +317,9 @@ async fn metrics(State(gateway): State<Arc<Gateway>>, _: Operator) -> Response {
 }
 
 async fn ready(State(gateway): State<Arc<Gateway>>) -> Response {
-    if gateway.source.models().is_empty() {
-        (StatusCode::SERVICE_UNAVAILABLE, "no models configured").into_response()
-    } else {
-        "ready".into_response()
+    match gateway.source.ready().await {
+        Ok(()) => "ready".into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why.to_string()).into_response(),
     }
 }
 
@@ -320,7 +378,7 @@ async fn chat_completions(State(gateway): State<Arc<Gateway>>, caller: Caller, r
         Ok(request) => match complete(&gateway, caller, request).await {
             Ok(response) => response,
             Err(e) => {
-                tracing::info!(error = %e, "chat completion failed");
+                tracing::info!(error = %Escaped(&e), "chat completion failed");
                 gateway.metrics.error(e.kind_name());
                 e.into_response()
             }
@@ -352,7 +410,13 @@ async fn complete(
     let meta = AnswerMeta { id: completion_id(), created: now_secs(), model: request.model.clone() };
     let (stream, include_usage) = (request.stream, request.include_usage());
     let chat = openai::to_chat_request(request, &upstream)?;
-    tracing::debug!(model = %meta.model, upstream = %upstream, provider = provider.name(), stream, "chat completion");
+    tracing::debug!(
+        model = %Escaped(&meta.model),
+        upstream = %Escaped(&upstream),
+        provider = provider.name(),
+        stream,
+        "chat completion"
+    );
     if !stream {
         let answer = provider.complete(chat).await?;
         bill.first_token();

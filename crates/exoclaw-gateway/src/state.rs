@@ -14,24 +14,45 @@ use exoclaw_core::{KeyStore, Metering, SessionStore, UsageStore};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 /// How often a gateway whose key store holds no key asks it whether one has been made.
 pub const KEY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// What one client may send, and how long the gateway waits.
+/// What one client may send, how long the gateway waits, and how much it holds for all clients
+/// together. The defaults are the `[gateway]` defaults of `docs/configuration.md`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// The largest WebSocket frame and message, in bytes.
     pub max_message_bytes: usize,
     /// JSON-RPC requests one connection may send per second (a burst of as many is allowed).
     pub requests_per_second: u32,
-    /// How long a connection may stay silent before it is closed.
+    /// How long a WebSocket connection may stay silent before it is closed.
     pub idle_timeout: Duration,
     /// Messages that may wait behind a running turn in one session before `session_busy`.
     pub session_queue: usize,
     /// How long running turns and streams get to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// How long a request's head (request line and headers) may take to arrive, from its first
+    /// byte; a new connection must send its first byte within this too. Past it, the connection
+    /// is answered 408 (a new silent one is just closed). Applies under [`crate::serve`].
+    pub header_timeout: Duration,
+    /// How long a request's body may take to arrive, from the end of its head; past it, 408.
+    pub body_timeout: Duration,
+    /// How long an HTTP connection with no request running is kept open for the next request.
+    /// Applies under [`crate::serve`].
+    pub keep_alive: Duration,
+    /// Most connections open at once, HTTP and WebSocket; past it a new connection is answered
+    /// 503 (with `Retry-After`) and closed. Applies under [`crate::serve`].
+    pub max_connections: usize,
+    /// Most WebSocket connections open at once that have not authenticated (no bearer header on
+    /// the upgrade, no successful `connect` yet), on a gateway that requires a token; past it
+    /// the upgrade is answered 503.
+    pub max_unauthenticated: usize,
+    /// Most request-body bytes being read or held at once, over all requests; a body that does
+    /// not fit is answered 503 with `Retry-After` (one larger than the whole budget, 413).
+    pub max_body_bytes_in_flight: usize,
 }
 
 impl Default for Limits {
@@ -42,6 +63,12 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(300),
             session_queue: 8,
             shutdown_grace: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
+            keep_alive: Duration::from_secs(60),
+            max_connections: 1024,
+            max_unauthenticated: 256,
+            max_body_bytes_in_flight: 64 * 1024 * 1024,
         }
     }
 }
@@ -62,7 +89,12 @@ pub struct Gateway {
     pub(crate) usage: Option<Arc<dyn UsageStore>>,
     bindings: RwLock<Arc<Bindings>>,
     pub(crate) limits: Limits,
-    pub(crate) origins: Vec<String>,
+    /// Web origins allowed to call, and the host names they imply (see [`crate::guard`]).
+    pub(crate) origins: crate::guard::Origins,
+    /// The request-body bytes still free under `limits.max_body_bytes_in_flight`.
+    pub(crate) body_budget: Arc<Semaphore>,
+    /// Room for WebSocket connections that have not authenticated yet.
+    pub(crate) unauthenticated: Arc<Semaphore>,
     pub(crate) webhooks: Webhooks,
     pub(crate) metrics: Metrics,
     pub(crate) rate: RateLimiter,
@@ -118,7 +150,9 @@ impl Gateway {
                 usage: None,
                 bindings: RwLock::new(Arc::new(Bindings::default())),
                 limits: Limits::default(),
-                origins: Vec::new(),
+                origins: crate::guard::Origins::default(),
+                body_budget: Arc::new(Semaphore::new(0)),
+                unauthenticated: Arc::new(Semaphore::new(0)),
                 webhooks: Webhooks::new(),
                 metrics: Metrics::new(),
                 rate: RateLimiter::default(),
@@ -285,9 +319,12 @@ impl GatewayBuilder {
         self
     }
 
-    /// Web origins allowed to open the WebSocket (browsers send `Origin`; others do not).
+    /// Web origins (`https://app.example.com`, or `*` for any) allowed to call the gateway from a
+    /// browser: browsers send `Origin` with what a page asks for, other clients send none. On a
+    /// gateway that needs no token their host names are also accepted in `Host` (besides this
+    /// machine's names).
     pub fn allowed_origins(mut self, origins: Vec<String>) -> Self {
-        self.gateway.origins = origins;
+        self.gateway.origins = crate::guard::Origins::new(origins);
         self
     }
 
@@ -300,6 +337,10 @@ impl GatewayBuilder {
     /// The gateway. With a store, starts the task that writes `/v1` usage (so this must be
     /// called inside a Tokio runtime).
     pub fn build(mut self) -> Gateway {
+        let limits = &self.gateway.limits;
+        let permits = |n: usize| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS)));
+        self.gateway.body_budget = permits(limits.max_body_bytes_in_flight);
+        self.gateway.unauthenticated = permits(limits.max_unauthenticated);
         if let Some(usage) = &self.gateway.usage {
             self.gateway.ledger = Some(Ledger::start(Arc::clone(usage), self.gateway.keys.clone()));
         }

@@ -578,3 +578,85 @@ async fn the_python_websockets_client_chats_end_to_end() {
     );
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_while_connected_is_refused_for_every_method() {
+    let keys = Arc::new(exoclaw_store::Store::open("sqlite::memory:").await.unwrap());
+    let store = Arc::clone(&keys);
+    let server = Server::start(Agents::new().with(agent("default", Echo::new(""))), |b| b.keys(store)).await;
+    let key = exoclaw_gateway::keys::generate_key().unwrap();
+    let new = exoclaw_core::NewApiKey {
+        name: "leaky".into(),
+        hash: key.hash,
+        prefix: key.prefix,
+        models: Vec::new(),
+        budget_usd: None,
+        rpm: None,
+    };
+    exoclaw_core::KeyStore::create_key(&*keys, new).await.unwrap();
+    let mut client = server.client().await;
+    assert_eq!(
+        client.ok("connect", json!({"protocol": 1, "token": key.secret})).await["session"]["caller"],
+        "key:leaky"
+    );
+    assert_eq!(client.ok("status", json!({})).await["agents"], json!(["default"]));
+
+    assert!(exoclaw_core::KeyStore::revoke_key(&*keys, "leaky").await.unwrap());
+    // Keys are cached for a second.
+    tokio::time::sleep(exoclaw_gateway::keys::KEY_CACHE_TTL + Duration::from_millis(100)).await;
+    for method in ["status", "agents.list", "tools.list", "chat.send"] {
+        let params = if method == "chat.send" { message("p", "hi") } else { json!({}) };
+        let refused = client.call(method, params).await;
+        assert_eq!(error_name(&refused), "unauthenticated", "{method}: {refused}");
+        assert_eq!(refused["error"]["data"]["reason"], "key_revoked", "{method}: {refused}");
+    }
+    assert_eq!(client.ok("ping", json!({})).await, json!({"pong": true}), "ping needs no caller");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_session_key_part_is_refused_saying_the_limit() {
+    let echo = Echo::new("");
+    let server = Server::with(echo.clone()).await;
+    let mut client = server.client().await;
+    let huge = "p".repeat(900_000);
+    let refused = client.call("chat.send", message(&huge, "hi")).await;
+    assert_eq!(error_name(&refused), "invalid_params", "{}", &refused.to_string()[..200]);
+    assert_eq!(refused["error"]["data"]["field"], "peer");
+    assert_eq!(refused["error"]["data"]["limit"], exoclaw_gateway::MAX_KEY_PART_BYTES);
+    let text = refused["error"]["message"].as_str().unwrap();
+    assert!(text.contains("900000 bytes") && text.contains("at most 256 bytes"), "{text}");
+    let long_team =
+        json!({"channel": "ws", "account": "a", "peer": "p", "team": "t".repeat(257), "content": "hi"});
+    assert_eq!(client.call("chat.send", long_team).await["error"]["data"]["field"], "team");
+    assert_eq!(echo.calls(), 0, "nothing ran");
+    // At the limit is fine.
+    let at_limit = "p".repeat(exoclaw_gateway::MAX_KEY_PART_BYTES);
+    assert_eq!(client.ok("chat.send", message(&at_limit, "hi")).await["outcome"], "completed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_waiting_to_authenticate_are_capped_and_connect_frees_a_place() {
+    let limits = Limits { max_unauthenticated: 2, ..Limits::default() };
+    let server = Server::start(Agents::new().with(agent("default", Echo::new(""))), |b| {
+        b.tokens(TokenSet::from_tokens(["s3cret"])).limits(limits)
+    })
+    .await;
+    let mut first = server.client().await;
+    let _second = server.client().await;
+    match tokio_tungstenite::connect_async(server.url()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+            assert_eq!(response.headers()["retry-after"], "1");
+            let body = String::from_utf8(response.into_body().unwrap_or_default()).unwrap();
+            assert!(body.contains("server_busy") && body.contains("max_unauthenticated"), "{body}");
+        }
+        other => panic!("expected 503, got {other:?}"),
+    }
+    // A bearer header on the upgrade never waits unauthenticated.
+    let mut request = server.url().into_client_request().unwrap();
+    request.headers_mut().insert("authorization", "Bearer s3cret".parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(request).await.is_ok());
+    // Authenticating gives the place back.
+    first.ok("connect", json!({"protocol": 1, "token": "s3cret"})).await;
+    assert!(tokio_tungstenite::connect_async(server.url()).await.is_ok());
+}

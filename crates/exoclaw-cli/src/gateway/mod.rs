@@ -142,7 +142,8 @@ pub async fn run(config_path: Option<&Path>, args: GatewayArgs) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
-/// The WebSocket limits from `[gateway]`.
+/// The limits from `[gateway]`: per WebSocket connection, per HTTP connection (timeouts), and
+/// over all clients (connections, unauthenticated WebSockets, request bodies in flight).
 fn limits(settings: &GatewayConfig) -> Limits {
     Limits {
         max_message_bytes: settings.max_message_bytes,
@@ -150,6 +151,12 @@ fn limits(settings: &GatewayConfig) -> Limits {
         idle_timeout: Duration::from_secs(settings.idle_timeout_secs),
         session_queue: settings.session_queue,
         shutdown_grace: Duration::from_secs(settings.shutdown_grace_secs),
+        header_timeout: Duration::from_secs(settings.header_timeout_secs),
+        body_timeout: Duration::from_secs(settings.body_timeout_secs),
+        keep_alive: Duration::from_secs(settings.keep_alive_secs),
+        max_connections: settings.max_connections,
+        max_unauthenticated: settings.max_unauthenticated,
+        max_body_bytes_in_flight: settings.max_body_bytes_in_flight,
     }
 }
 
@@ -308,4 +315,14 @@ fn explain_routes(config_path: Option<&Path>, args: &RoutesArgs) -> anyhow::Resu
         println!("{}", bindings.explain(&inbound));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_configured_defaults_are_the_gateways_own() {
+        assert_eq!(limits(&GatewayConfig::default()), Limits::default());
+    }
 }

@@ -7,12 +7,13 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A running `exoclaw gateway`, stopped (SIGTERM) when dropped.
-struct Running {
-    child: std::process::Child,
-    base: String,
+pub(super) struct Running {
+    pub(super) child: std::process::Child,
+    pub(super) base: String,
     /// The line it printed when it started listening.
     banner: String,
 }
@@ -25,7 +26,7 @@ impl Drop for Running {
 }
 
 /// Starts the gateway on a free loopback port and waits for its "listening on" line.
-async fn start(env: &Env, args: &[&str]) -> Running {
+pub(super) async fn start(env: &Env, args: &[&str]) -> Running {
     let mut cmd = env.std_cmd();
     cmd.args(["gateway", "--bind", "127.0.0.1:0"])
         .args(args)
@@ -211,4 +212,109 @@ async fn routes_explain_names_the_binding_that_wins() {
     let out = env.run(&["gateway", "routes", "--channel", "ws"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("names the agent `nobody`"), "{}", stderr(&out));
+}
+
+/// The gateway's address, `127.0.0.1:PORT`.
+fn address(gateway: &Running) -> String {
+    gateway.base.trim_start_matches("http://").to_owned()
+}
+
+/// A line of `/proc/PID/status` in KiB: `VmRSS` (resident now) or `VmHWM` (the peak so far).
+fn memory_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Sends `head` then `body` on one connection while reading the answer, as a client uploading a
+/// large request does; the status of the answer, or `None` when the connection was cut without
+/// one. Blocking: run it off the async runtime.
+fn upload(addr: &str, head: &[u8], body: Arc<Vec<u8>>) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let head = head.to_vec();
+    // A refused upload is cut off mid-body: the writer's errors are expected.
+    let sending = std::thread::spawn(move || {
+        let _ = writer.write_all(&head).and_then(|()| writer.write_all(&body));
+    });
+    stream.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = sending.join();
+    let text = String::from_utf8_lossy(&answer);
+    text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slowloris_client_is_cut_off_after_the_header_timeout() {
+    use std::io::{Read, Write};
+    let env = Env::new();
+    env.config("[gateway]\nheader_timeout_secs = 1\n");
+    let gateway = start(&env, &[]).await;
+    let addr = address(&gateway);
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        // Half a request head, and then nothing more.
+        stream.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty").unwrap();
+        // Only so that a gateway that never cuts it off fails instead of hanging.
+        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).expect("the gateway closes the connection");
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{answer}");
+    assert!(answer.contains("header_timeout_secs"), "says which setting: {answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_sheds_concurrent_large_bodies_and_stays_small() {
+    let env = Env::new();
+    let gateway = start(&env, &[]).await;
+    let (addr, pid) = (address(&gateway), gateway.child.id());
+    // 31 MB of JSON each: one long user message, for a model this gateway does not have (so an
+    // admitted body is read and parsed whole, and answered without calling anyone).
+    let body = format!(
+        r#"{{"model":"nobody/none","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "a".repeat(31_000_000)
+    );
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let body = Arc::new(body.into_bytes());
+    let uploads: Vec<_> = (0..30)
+        .map(|_| {
+            let (addr, head, body) = (addr.clone(), head.clone(), Arc::clone(&body));
+            tokio::task::spawn_blocking(move || upload(&addr, head.as_bytes(), body))
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for upload in uploads {
+        statuses.push(upload.await.unwrap());
+    }
+    let peak_mb = memory_kib(pid, "VmHWM:") as f64 / 1024.0;
+    let busy = statuses.iter().filter(|s| **s == Some(503)).count();
+    let served = statuses.iter().filter(|s| s.is_some_and(|s| s != 503 && s != 413)).count();
+    println!(
+        "30 concurrent 31 MB bodies: {busy} answered 503, {served} read and answered; gateway peak RSS {peak_mb:.0} MB; {statuses:?}"
+    );
+    assert!(busy >= 1, "past the in-flight budget bodies are refused with 503: {statuses:?}");
+    assert!(served >= 1, "bodies within the budget are read: {statuses:?}");
+    assert!(
+        peak_mb <= 300.0,
+        "the gateway's resident memory peaked at {peak_mb:.0} MB; the target is ≤ 300 MB"
+    );
+    // Nothing is left held: a small request is served.
+    let (status, _) = chat(&gateway.base, None, "nobody/none").await;
+    assert_ne!(status, 503);
 }

@@ -1,7 +1,10 @@
-//! One WebSocket connection: the upgrade (Origin check, an optional `Authorization` header), then
-//! a task that reads requests, answers them, forwards the events of the turns it started, and
-//! enforces the limits: message size (close 1009), requests per second (`rate_limited`, the
-//! connection stays), idle time (close 4008), shutdown (`gateway.shutdown`, close 1001).
+//! One WebSocket connection: the upgrade (an optional `Authorization` header; without one, on a
+//! gateway that requires a token, a place among the few connections allowed to wait
+//! unauthenticated), then a task that reads requests, checks the caller again for each (a key
+//! revoked meanwhile is refused at once), answers them, forwards the events of the turns it
+//! started, and enforces the limits: message size (close 1009), requests per second
+//! (`rate_limited`, the connection stays), idle time (close 4008), shutdown (`gateway.shutdown`,
+//! close 1001).
 
 use super::error::{Code, RpcError};
 use super::frame::{self, Request};
@@ -10,9 +13,10 @@ use super::protocol::{
     ChatCancelParams, ChatCancelResult, ConnectParams, ConnectResult, ConnectionInfo, LimitsInfo,
     PROTOCOL_VERSION, PingResult, SUPPORTED_PROTOCOLS, ServerInfo, ShutdownParams,
 };
-use crate::Gateway;
 use crate::chat::{self, Outbound, Requester, Secret, request_key};
 use crate::keys::{self, Caller};
+use crate::text::Escaped;
+use crate::{Gateway, GatewayError};
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -21,10 +25,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// The read buffer each connection starts with; it grows for larger messages. Small, so that
@@ -63,28 +66,16 @@ fn refuse(status: StatusCode, code: &str, message: String) -> Response {
     (status, axum::Json(json!({"error": {"code": code, "message": message}}))).into_response()
 }
 
-/// `GET /ws`: checks the Origin (browsers) and an `Authorization: Bearer` header (other clients
-/// may authenticate here instead of in `connect`), then upgrades.
+/// `GET /ws`: checks an `Authorization: Bearer` header (other clients may authenticate here
+/// instead of in `connect`), and on a gateway that requires a token, without one, that there is
+/// room for another unauthenticated connection; then upgrades. (The `Origin` of browsers was
+/// checked before any route, by [`crate::guard`].)
 pub(super) async fn upgrade(
     State(gateway): State<Arc<Gateway>>,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let origin = origin.to_str().unwrap_or_default();
-        if !origin_allowed(&gateway.origins, origin, text(header::HOST)) {
-            tracing::info!(%origin, "WebSocket refused: origin not allowed");
-            gateway.metrics.request("ws:upgrade", "forbidden_origin", Duration::ZERO);
-            return refuse(
-                StatusCode::FORBIDDEN,
-                "forbidden_origin",
-                format!(
-                    "the origin `{origin}` may not open this gateway's WebSocket; add it to the gateway's allowed origins (`[gateway] origins`)"
-                ),
-            );
-        }
-    }
     let ws = match ws {
         Ok(ws) => ws,
         Err(rejection) => {
@@ -116,6 +107,20 @@ pub(super) async fn upgrade(
         },
         Err(e) => return e.into_response(),
     };
+    // A connection that has not authenticated costs the gateway without anyone answering for it:
+    // their number is capped, and one that authenticates gives its place back.
+    let waiting = match &pre {
+        None if gateway.requires_auth() => match Arc::clone(&gateway.unauthenticated).try_acquire_owned() {
+            Ok(place) => Some(place),
+            Err(_) => {
+                let e = GatewayError::TooManyUnauthenticated { limit: gateway.limits.max_unauthenticated };
+                tracing::debug!(error = %e, "WebSocket refused");
+                gateway.metrics.error(e.kind_name());
+                return e.into_response();
+            }
+        },
+        _ => None,
+    };
     let limit = gateway.limits.max_message_bytes;
     ws.max_message_size(limit)
         .max_frame_size(limit)
@@ -123,28 +128,7 @@ pub(super) async fn upgrade(
         // Each message is written at once: answers and events are not held back to fill a buffer.
         .write_buffer_size(0)
         .on_failed_upgrade(|e| tracing::info!(error = %e, "WebSocket upgrade failed"))
-        .on_upgrade(move |socket| serve(gateway, socket, pre))
-}
-
-/// Whether a browser page from `origin` may open the socket: when the origin is configured
-/// (exactly, or `*`), or when both the page and the address it used for the gateway (`host`) are
-/// on this machine, so a page on another site can never drive a local gateway.
-fn origin_allowed(allowed: &[String], origin: &str, host: Option<&str>) -> bool {
-    let origin = origin.trim().trim_end_matches('/');
-    if allowed.iter().any(|a| a == "*" || a.trim().trim_end_matches('/').eq_ignore_ascii_case(origin)) {
-        return true;
-    }
-    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
-    origin_host.is_some_and(is_loopback_host) && host.is_some_and(is_loopback_host)
-}
-
-/// Whether `authority` (`host[:port]`, `[v6]:port`) names this machine.
-fn is_loopback_host(authority: &str) -> bool {
-    let host = match authority.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or_default(),
-        None => authority.rsplit_once(':').map_or(authority, |(host, _)| host),
-    };
-    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        .on_upgrade(move |socket| serve(gateway, socket, pre, waiting))
 }
 
 /// A per-connection token bucket: `rate` requests at once, refilled at `rate` a second.
@@ -194,8 +178,10 @@ struct Connection {
     id: String,
     /// Set by `connect` (or the upgrade's `Authorization` header).
     caller: Option<Caller>,
-    /// A virtual key's token, to re-check the key on every `chat.send`.
+    /// A virtual key's token, to re-check the key on every request.
     token: Option<Secret>,
+    /// Its place among the connections that have not authenticated, until it does.
+    waiting: Option<OwnedSemaphorePermit>,
     out: mpsc::UnboundedSender<Outbound>,
     /// `chat.send` requests running, by [`request_key`] of their id.
     running: HashMap<String, CancellationToken>,
@@ -214,7 +200,12 @@ fn json<T: Serialize>(value: T) -> Result<Value, RpcError> {
     serde_json::to_value(value).map_err(|e| RpcError::internal(format!("a result could not be encoded: {e}")))
 }
 
-async fn serve(gateway: Arc<Gateway>, mut socket: WebSocket, pre: Option<(Caller, Secret)>) {
+async fn serve(
+    gateway: Arc<Gateway>,
+    mut socket: WebSocket,
+    pre: Option<(Caller, Secret)>,
+    waiting: Option<OwnedSemaphorePermit>,
+) {
     let _live = chat::Live::connection(&gateway);
     gateway.metrics.connections(1);
     let (out, mut outbound) = mpsc::unbounded_channel();
@@ -230,6 +221,7 @@ async fn serve(gateway: Arc<Gateway>, mut socket: WebSocket, pre: Option<(Caller
         gateway,
         caller,
         token,
+        waiting,
         out,
         running: HashMap::new(),
     };
@@ -434,9 +426,18 @@ impl Connection {
         }
     }
 
+    /// The caller, checked again for this request: a key revoked or over its budget since
+    /// `connect`, or a gateway that has required keys since an open `connect`, is refused.
+    async fn authorized(&self) -> Result<Caller, RpcError> {
+        let caller = self.caller()?;
+        let token = self.token.as_ref().map(|t| t.0.as_str());
+        keys::recheck(&self.gateway, &caller, token).await?;
+        Ok(caller)
+    }
+
     /// Operator methods (other people's sessions, usage) are not for virtual keys.
-    fn operator(&self, method: &str) -> Result<(), RpcError> {
-        match self.caller()? {
+    fn operator(caller: &Caller, method: &str) -> Result<(), RpcError> {
+        match caller {
             Caller::Key(key) => Err(RpcError::new(
                 Code::Forbidden,
                 format!("`{method}` is for the gateway's operators; the key `{}` may not call it", key.name),
@@ -459,7 +460,9 @@ impl Connection {
                 format!("no method `{method}`; this gateway has: {}", METHODS.join(", ")),
             )
             .with("methods", METHODS)),
-            _ => match self.caller() {
+            // Every method past `connect` checks its caller again: a key revoked while its
+            // connection is open may not even ask for `status`.
+            _ => match self.authorized().await {
                 Err(e) => Err(e),
                 Ok(caller) => match method.as_str() {
                     "chat.send" => return self.chat_send(caller, id, &method, p),
@@ -470,15 +473,15 @@ impl Connection {
                         Ok(p) => methods::tools_list(g, p).and_then(json),
                         Err(e) => Err(e),
                     },
-                    _ => self.operator_method(&method, p).await,
+                    _ => self.operator_method(&caller, &method, p).await,
                 },
             },
         };
         Reply::Now(answer)
     }
 
-    async fn operator_method(&self, method: &str, p: Value) -> Result<Value, RpcError> {
-        self.operator(method)?;
+    async fn operator_method(&self, caller: &Caller, method: &str, p: Value) -> Result<Value, RpcError> {
+        Self::operator(caller, method)?;
         let g = &*self.gateway;
         match method {
             "sessions.list" => json(methods::sessions_list(g, params(method, p)?).await?),
@@ -514,12 +517,13 @@ impl Connection {
         };
         tracing::info!(
             connection = %self.id,
-            caller = %label,
-            client = p.client.as_ref().map_or("", |c| c.name.as_str()),
-            version = p.client.as_ref().and_then(|c| c.version.as_deref()).unwrap_or(""),
+            caller = %Escaped(&label),
+            client = %Escaped(p.client.as_ref().map_or("", |c| c.name.as_str())),
+            version = %Escaped(p.client.as_ref().and_then(|c| c.version.as_deref()).unwrap_or("")),
             "WebSocket client connected"
         );
         self.caller = Some(caller);
+        self.waiting = None;
         let limits = &self.gateway.limits;
         json(ConnectResult {
             protocol: PROTOCOL_VERSION,
@@ -583,22 +587,6 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn origins_are_allowed_when_listed_or_both_ends_are_local() {
-        let listed = vec!["https://app.example.com".to_owned()];
-        assert!(origin_allowed(&listed, "https://app.example.com", Some("gw.example.com")));
-        assert!(origin_allowed(&listed, "HTTPS://APP.EXAMPLE.COM/", Some("gw.example.com")));
-        assert!(!origin_allowed(&listed, "https://evil.example.com", Some("gw.example.com")));
-        // A local page talking to a gateway it reached on this machine.
-        assert!(origin_allowed(&[], "http://localhost:3000", Some("127.0.0.1:8080")));
-        assert!(origin_allowed(&[], "http://[::1]:3000", Some("localhost:8080")));
-        // Another site may never drive a local gateway, nor a local page a remote one.
-        assert!(!origin_allowed(&[], "https://evil.example.com", Some("127.0.0.1:8080")));
-        assert!(!origin_allowed(&[], "http://localhost:3000", Some("gw.example.com")));
-        assert!(!origin_allowed(&[], "null", Some("127.0.0.1:8080")));
-        assert!(origin_allowed(&["*".to_owned()], "https://anything.example", None));
-    }
 
     #[test]
     fn the_bucket_allows_a_burst_then_its_rate() {

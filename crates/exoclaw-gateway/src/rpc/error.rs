@@ -163,7 +163,7 @@ impl RpcError {
 
     /// `-32603`, logging the detail.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
-        tracing::error!(%detail, "internal error answering a JSON-RPC request");
+        tracing::error!(detail = %crate::text::Escaped(&detail), "internal error answering a JSON-RPC request");
         Self::new(Code::InternalError, format!("internal error: {detail}; please report this bug"))
     }
 }
@@ -223,8 +223,21 @@ impl From<GatewayError> for RpcError {
             GatewayError::ModelNotFound { .. } => RpcError::new(Code::NotFound, message),
             GatewayError::InvalidRequest { .. } => RpcError::new(Code::InvalidParams, message),
             GatewayError::Provider(e) => e.into(),
+            // HTTP-level refusals; a WebSocket request meets them only as its upgrade.
+            GatewayError::ForbiddenOrigin { .. } | GatewayError::ForbiddenHost { .. } => {
+                RpcError::new(Code::Forbidden, message)
+            }
+            GatewayError::BodiesInFlight { .. }
+            | GatewayError::TooManyConnections { .. }
+            | GatewayError::TooManyUnauthenticated { .. } => RpcError::new(Code::Unavailable, message),
+            GatewayError::BodyTooLarge { .. } => RpcError::new(Code::MessageTooLarge, message),
+            GatewayError::BodyTimeout { .. } | GatewayError::HeaderTimeout { .. } => {
+                RpcError::new(Code::InvalidRequest, message)
+            }
             // Setup errors never come from a request; answer as a fault if one ever does.
-            other => RpcError::internal(other),
+            other @ (GatewayError::InsecureBind { .. } | GatewayError::BadTokenHash { .. }) => {
+                RpcError::internal(other)
+            }
         }
     }
 }

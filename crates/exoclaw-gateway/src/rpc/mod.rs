@@ -4,8 +4,10 @@
 //! - [`frame`]: reading a request from a message, writing responses and notifications;
 //! - [`error`]: the error codes, standard and exoclaw's, each with a stable name;
 //! - [`protocol`]: every method's params and result, and the schema;
-//! - `connection`: the upgrade (Origin check, optional bearer header), then one task per
-//!   connection: limits (size, rate, idle), dispatch, the events of its turns, shutdown;
+//! - `connection`: the upgrade (optional bearer header, the cap on unauthenticated connections;
+//!   browsers' `Origin` is checked for every route by `crate::guard`), then one task per
+//!   connection: limits (size, rate, idle), the caller re-checked per request, dispatch, the
+//!   events of its turns, shutdown;
 //! - `methods`: the methods other than `chat.*` (which live in [`crate::chat`]).
 
 mod connection;

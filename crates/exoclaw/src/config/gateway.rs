@@ -16,9 +16,12 @@ pub struct GatewayConfig {
     /// and the gateway listens on loopback only.
     #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "token_hashes")]
     pub token_hashes: Vec<String>,
-    /// Web pages (origins, `https://app.example.com`) allowed to open the WebSocket. Browsers
-    /// always send `Origin`; a connection from any other page is refused. Clients that are not
-    /// browsers send none and are not affected.
+    /// Web pages (origins, `https://app.example.com`; `*` for any) allowed to call the gateway
+    /// from a browser: browsers send `Origin` with every request a page makes, and a request from
+    /// any other page is refused (403), on every route. Pages on this machine may call a gateway
+    /// reached on this machine. Clients that are not browsers send no `Origin` and are not
+    /// affected. On a gateway that needs no token, these origins' hosts are also accepted as
+    /// the `Host` a request is addressed to, besides localhost, 127.0.0.0/8 and [::1].
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allowed_origins: Vec<String>,
     /// The largest WebSocket frame, and the largest whole message, in bytes.
@@ -31,6 +34,32 @@ pub struct GatewayConfig {
     pub session_queue: usize,
     /// Seconds running turns and streams get to finish on shutdown before they are cut off.
     pub shutdown_grace_secs: u64,
+    /// Seconds a request's head (request line and headers) may take to arrive, from its first
+    /// byte; a new connection must send its first byte within this too. Past it the connection
+    /// is answered 408 (a silent new one is just closed).
+    #[serde(deserialize_with = "positive")]
+    pub header_timeout_secs: u64,
+    /// Seconds a request's body may take to arrive once the gateway starts reading it; past it,
+    /// 408.
+    #[serde(deserialize_with = "positive")]
+    pub body_timeout_secs: u64,
+    /// Seconds an HTTP connection with no request running is kept open for the next request.
+    #[serde(deserialize_with = "positive")]
+    pub keep_alive_secs: u64,
+    /// Most connections open at once, HTTP and WebSocket; past it a new connection is answered
+    /// 503 with `Retry-After` and closed. Keep it below the open-file limit (`ulimit -n`).
+    #[serde(deserialize_with = "positive")]
+    pub max_connections: usize,
+    /// Most WebSocket connections open at once that have not authenticated (no bearer header on
+    /// the upgrade, no successful `connect` yet), on a gateway that requires a token; past it
+    /// the upgrade is answered 503.
+    #[serde(deserialize_with = "positive")]
+    pub max_unauthenticated: usize,
+    /// Most request-body bytes read or held at once, over all requests. A body that does not fit
+    /// now is answered 503 with `Retry-After` (the OpenAI SDKs retry it); one larger than this
+    /// (or than the largest body, 32 MiB), 413.
+    #[serde(deserialize_with = "positive")]
+    pub max_body_bytes_in_flight: usize,
 }
 
 impl Default for GatewayConfig {
@@ -44,8 +73,29 @@ impl Default for GatewayConfig {
             idle_timeout_secs: 300,
             session_queue: 8,
             shutdown_grace_secs: 30,
+            header_timeout_secs: 10,
+            body_timeout_secs: 60,
+            keep_alive_secs: 60,
+            max_connections: 1024,
+            max_unauthenticated: 256,
+            max_body_bytes_in_flight: 64 * 1024 * 1024,
         }
     }
+}
+
+/// A count or a number of seconds that 0 would make useless (no connection, no time to send).
+fn positive<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default + PartialEq,
+{
+    let value = T::deserialize(d)?;
+    if value == T::default() {
+        return Err(D::Error::custom(
+            "must be at least 1 (0 would refuse every request); remove it for the default",
+        ));
+    }
+    Ok(value)
 }
 
 fn token_hashes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -106,4 +156,20 @@ pub(crate) fn agents<'de, D: Deserializer<'de>>(
         }
     }
     Ok(agents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_of_zero_are_refused_saying_why() {
+        for key in ["header_timeout_secs", "max_connections", "max_body_bytes_in_flight"] {
+            let e = toml::from_str::<GatewayConfig>(&format!("{key} = 0")).unwrap_err().to_string();
+            assert!(e.contains("must be at least 1") && e.contains(key), "{key}: {e}");
+        }
+        let set: GatewayConfig = toml::from_str("header_timeout_secs = 3\nmax_unauthenticated = 7").unwrap();
+        assert_eq!((set.header_timeout_secs, set.max_unauthenticated), (3, 7));
+        assert_eq!(set.keep_alive_secs, GatewayConfig::default().keep_alive_secs);
+    }
 }
