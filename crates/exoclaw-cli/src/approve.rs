@@ -3,7 +3,7 @@
 
 #![allow(clippy::print_stderr)]
 
-use crate::render::summarize_call;
+use crate::render::describe_call_in_full;
 use async_trait::async_trait;
 use exoclaw_core::{ApprovalRequest, Approver, Decision};
 use exoclaw_types::ToolEffect;
@@ -38,7 +38,7 @@ impl Approver for TerminalApprover {
             ToolEffect::Mutating => "change files or run a command",
             ToolEffect::External => "reach the network",
         };
-        eprintln!("\x1b[1mThe model wants to {what}:\x1b[0m {}", summarize_call(&request.call));
+        eprintln!("\x1b[1mThe model wants to {what}:\x1b[0m {}", describe_call_in_full(&request.call));
         let question = format!("  allow? [y]es / [n]o / [a]lways allow `{name}` until exoclaw exits: ");
         // Read on the terminal itself (not stdin/stdout, which may be redirected), with line
         // editing: Ctrl+C or Ctrl+D at the prompt answers "no" and leaves no read behind to

@@ -237,7 +237,7 @@ impl Repl<'_> {
                 println!(
                     "session {}\n  title: {}\n  messages: {}\n  model: {}",
                     session.id,
-                    session.title.as_deref().unwrap_or("-"),
+                    crate::output::escape_untrusted(session.title.as_deref().unwrap_or("-"), false),
                     session.message_count,
                     session.model.as_deref().unwrap_or("-"),
                 );
