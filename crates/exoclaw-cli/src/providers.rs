@@ -1,5 +1,5 @@
 //! `exoclaw providers status`: each available provider checked once through the router's
-//! circuit breakers — state, consecutive failures, last error.
+//! circuit breakers — state, failures within the breaker's window, last error.
 
 #![allow(clippy::print_stdout)]
 

@@ -33,11 +33,21 @@ const FOREIGN_VARS: &[&str] = &[
 pub struct Env {
     pub home: tempfile::TempDir,
     pub workspace: tempfile::TempDir,
+    /// The model cache the binary is pointed at (`EXOCLAW_MODELS_DIR`), when it may use the
+    /// embedded model.
+    models: Option<PathBuf>,
 }
 
 impl Env {
     pub fn new() -> Self {
-        Self { home: tempfile::tempdir().unwrap(), workspace: tempfile::tempdir().unwrap() }
+        Self { home: tempfile::tempdir().unwrap(), workspace: tempfile::tempdir().unwrap(), models: None }
+    }
+
+    /// An environment whose binary finds the embedded model in the cache the project's peer
+    /// script fills (it stays offline: nothing is downloaded).
+    pub fn with_embedded_model() -> Self {
+        let model = exoclaw_testkit::peers::smollm2_gguf();
+        Self { models: model.parent().map(Path::to_path_buf), ..Self::new() }
     }
 
     /// The workspace directory (canonical: temp dirs may sit behind a symlink).
@@ -75,6 +85,9 @@ impl Env {
         }
         if self.config_path().exists() {
             cmd.env("EXOCLAW_CONFIG", self.config_path());
+        }
+        if let Some(models) = &self.models {
+            cmd.env("EXOCLAW_MODELS_DIR", models);
         }
         cmd
     }
