@@ -1,5 +1,5 @@
-//! Request bodies: a tower [`Layer`] that keeps what the gateway holds of them bounded, in front of
-//! every route.
+//! Request bodies: what the gateway holds of them is kept bounded, before any route reads one
+//! (applied by [`crate::front`]).
 //!
 //! - **In flight**: every request with a body reserves its bytes from one budget shared by all
 //!   requests (`limits.max_body_bytes_in_flight`), and keeps them until its handler has answered,
@@ -21,86 +21,50 @@ use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
-use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tower::{Layer, Service};
 
-/// The [`Layer`] that puts [`Bodies`] in front of a service.
-#[derive(Debug, Clone)]
-pub(crate) struct BodyLayer {
-    gateway: Arc<Gateway>,
+/// What [`admit`] decided for a request.
+pub(crate) enum Admission {
+    /// No body to watch: the request as it came.
+    Pass(Request),
+    /// Its body watched, and its reservation held until its handler has answered.
+    Watched(Request, Hold),
+    /// Refused before any of its body is read.
+    Refused(GatewayError),
 }
 
-impl BodyLayer {
-    pub(crate) fn new(gateway: Arc<Gateway>) -> Self {
-        Self { gateway }
+/// Admits `request`'s body under the budget and the body timeout; see the module docs.
+pub(crate) fn admit(gateway: &Arc<Gateway>, request: Request) -> Admission {
+    let body = request.body();
+    if body.is_end_stream() {
+        return Admission::Pass(request);
     }
-}
-
-impl<S> Layer<S> for BodyLayer {
-    type Service = Bodies<S>;
-
-    fn layer(&self, inner: S) -> Bodies<S> {
-        Bodies { inner, gateway: Arc::clone(&self.gateway) }
-    }
-}
-
-/// Admits request bodies under the budget and the body timeout; see the module docs.
-#[derive(Debug, Clone)]
-pub(crate) struct Bodies<S> {
-    inner: S,
-    gateway: Arc<Gateway>,
-}
-
-impl<S> Service<Request> for Bodies<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible>,
-    S::Future: Unpin,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Admitted<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        let body = request.body();
-        if body.is_end_stream() {
-            return Admitted::Pass(self.inner.call(request));
-        }
-        let gateway = &self.gateway;
-        let size = body.size_hint().exact();
-        let budget = gateway.limits.max_body_bytes_in_flight;
-        // A body of known length reserves it all now; one of unknown length, chunk by chunk.
-        let (permit, per_chunk) = match size {
-            Some(0) => return Admitted::Pass(self.inner.call(request)),
-            Some(n) => match reserve(gateway, n) {
-                Ok(permit) => (Some(permit), None),
-                Err(e) => return Admitted::Refused(Some(refuse(gateway, e))),
-            },
-            None => (None, Some(Arc::clone(&gateway.body_budget))),
-        };
-        let watch = Arc::new(Watch::default());
-        let (parts, body) = request.into_parts();
-        let metered = Metered {
-            inner: body,
-            timeout: gateway.limits.body_timeout,
-            deadline: None,
-            watch: Arc::clone(&watch),
-            per_chunk,
-        };
-        let inner = self.inner.call(Request::from_parts(parts, Body::new(metered)));
-        let hold = Hold { _permit: permit, watch, gateway: Arc::clone(gateway), budget };
-        Admitted::Held { inner, hold: Some(hold) }
-    }
+    // A body of known length reserves it all now; one of unknown length, chunk by chunk.
+    let (permit, per_chunk) = match body.size_hint().exact() {
+        Some(0) => return Admission::Pass(request),
+        Some(size) => match reserve(gateway, size) {
+            Ok(permit) => (Some(permit), None),
+            Err(e) => return Admission::Refused(e),
+        },
+        None => (None, Some(Arc::clone(&gateway.body_budget))),
+    };
+    let watch = Arc::new(Watch::default());
+    let (parts, body) = request.into_parts();
+    let metered = Metered {
+        inner: body,
+        timeout: gateway.limits.body_timeout,
+        deadline: None,
+        watch: Arc::clone(&watch),
+        per_chunk,
+    };
+    let hold = Hold { _permit: permit, watch, gateway: Arc::clone(gateway) };
+    Admission::Watched(Request::from_parts(parts, Body::new(metered)), hold)
 }
 
 /// Reserves `size` bytes of the budget, or says why the body is refused.
@@ -120,7 +84,7 @@ fn reserve(gateway: &Gateway, size: u64) -> Result<OwnedSemaphorePermit, Gateway
         .ok_or(GatewayError::BodiesInFlight { size: Some(size), limit: budget })
 }
 
-fn refuse(gateway: &Gateway, e: GatewayError) -> Response {
+pub(crate) fn refuse(gateway: &Gateway, e: GatewayError) -> Response {
     tracing::debug!(error = %e, "request body refused");
     gateway.metrics.error(e.kind_name());
     e.into_response()
@@ -219,45 +183,20 @@ pub(crate) struct Hold {
     _permit: Option<OwnedSemaphorePermit>,
     watch: Arc<Watch>,
     gateway: Arc<Gateway>,
-    budget: usize,
 }
 
-/// The response future of [`Bodies`]: the handler's, holding the body's reservation until it
-/// answers (the body is decoded by then), and answering 408 or 503 in place of the handler's
-/// answer to a body cut off here.
-pub(crate) enum Admitted<F> {
-    /// No body to watch.
-    Pass(F),
-    /// A watched body.
-    Held { inner: F, hold: Option<Hold> },
-    /// Refused before the handler ran.
-    Refused(Option<Response>),
-}
-
-impl<F> Future for Admitted<F>
-where
-    F: Future<Output = Result<Response, Infallible>> + Unpin,
-{
-    type Output = Result<Response, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.get_mut() {
-            Admitted::Pass(inner) => Pin::new(inner).poll(cx),
-            Admitted::Held { inner, hold } => {
-                let response = ready!(Pin::new(inner).poll(cx));
-                let Some(hold) = hold.take() else { return Poll::Ready(response) };
-                let e = match hold.watch.outcome.load(Ordering::Relaxed) {
-                    TIMED_OUT => {
-                        GatewayError::BodyTimeout { secs: hold.gateway.limits.body_timeout.as_secs() }
-                    }
-                    OVER_BUDGET => GatewayError::BodiesInFlight { size: None, limit: hold.budget },
-                    _ => return Poll::Ready(response),
-                };
-                Poll::Ready(Ok(refuse(&hold.gateway, e)))
+impl Hold {
+    /// The handler's `response`, or, for a body cut off here, the 408 or 503 that says why (the
+    /// handler only saw its body fail). The reservation is given back now.
+    pub(crate) fn finish(self, response: Response) -> Response {
+        let limits = &self.gateway.limits;
+        let e = match self.watch.outcome.load(Ordering::Relaxed) {
+            TIMED_OUT => GatewayError::BodyTimeout { secs: limits.body_timeout.as_secs() },
+            OVER_BUDGET => {
+                GatewayError::BodiesInFlight { size: None, limit: limits.max_body_bytes_in_flight }
             }
-            Admitted::Refused(response) => Poll::Ready(Ok(response
-                .take()
-                .unwrap_or_else(|| axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response()))),
-        }
+            _ => return response,
+        };
+        refuse(&self.gateway, e)
     }
 }

@@ -1,5 +1,5 @@
-//! Which web pages and which addresses the gateway answers: a tower [`Layer`] in front of every
-//! route, so no handler can forget it.
+//! Which web pages and which addresses the gateway answers, checked before every route (by
+//! [`crate::front`]), so no handler can forget it.
 //!
 //! - **`Origin`**, on every route, whether or not tokens are required: browsers send it with what
 //!   a page asks for (other clients send none). A page may call the gateway only when its origin
@@ -16,16 +16,8 @@
 //! Cheap by design: one header lookup for `Origin`, and on an open gateway one parse of `Host`.
 
 use crate::{Gateway, GatewayError};
-use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
-use axum::response::{IntoResponse, Response};
-use futures::future::Either;
-use std::convert::Infallible;
-use std::future::{Ready, ready};
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::task::{Context, Poll};
-use tower::{Layer, Service};
 
 /// The configured `allowed_origins`, normalised once, and the host names they imply.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -85,7 +77,10 @@ fn host_name(authority: &str) -> &str {
 /// in 127.0.0.0/8, or `::1`.
 pub(crate) fn is_loopback_host(authority: &str) -> bool {
     let host = host_name(authority);
-    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    // The names nearly every local client uses, before parsing an address.
+    host == "127.0.0.1"
+        || host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The request's `Origin` and `Host` checked against the gateway's settings.
@@ -116,62 +111,6 @@ pub(crate) fn check(gateway: &Gateway, headers: &HeaderMap, uri: &Uri) -> Result
 /// allows.
 fn text(value: &HeaderValue) -> &str {
     value.to_str().unwrap_or_default()
-}
-
-/// The [`Layer`] that puts [`Guard`] in front of a service.
-#[derive(Debug, Clone)]
-pub(crate) struct GuardLayer {
-    gateway: Arc<Gateway>,
-}
-
-impl GuardLayer {
-    pub(crate) fn new(gateway: Arc<Gateway>) -> Self {
-        Self { gateway }
-    }
-}
-
-impl<S> Layer<S> for GuardLayer {
-    type Service = Guard<S>;
-
-    fn layer(&self, inner: S) -> Guard<S> {
-        Guard { inner, gateway: Arc::clone(&self.gateway) }
-    }
-}
-
-/// Refuses requests from web pages and, on an open gateway, to names, that are not allowed; passes
-/// the rest to `S` untouched (no allocation, no boxing).
-#[derive(Debug, Clone)]
-pub(crate) struct Guard<S> {
-    inner: S,
-    gateway: Arc<Gateway>,
-}
-
-impl<S> Service<Request> for Guard<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible>,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Either<S::Future, Ready<Result<Response, Infallible>>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        match check(&self.gateway, request.headers(), request.uri()) {
-            Ok(()) => Either::Left(self.inner.call(request)),
-            Err(e) => {
-                tracing::info!(
-                    path = %crate::text::Escaped(request.uri().path()),
-                    error = %crate::text::Escaped(&e),
-                    "request refused"
-                );
-                self.gateway.metrics.error(e.kind_name());
-                Either::Right(ready(Ok(e.into_response())))
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -13,10 +13,10 @@
 //! - [`serve`]: its own accept loop (`listen`: connection cap, header timeout, keep-alive), and
 //!   graceful shutdown with a grace period.
 //!
-//! In front of every route, as tower layers: `guard` (web pages whose `Origin` is not allowed,
-//! and on a gateway that needs no token requests addressed to other names than this machine's,
-//! are refused: DNS rebinding) and `body` (request bodies held at once, and how long one may
-//! take to arrive). Untrusted text reaches log lines only through [`text::Escaped`].
+//! In front of every route, as one tower layer (`front`): `guard` (web pages whose `Origin` is
+//! not allowed, and on a gateway that needs no token requests addressed to other names than
+//! this machine's, are refused: DNS rebinding) and `body` (request bodies held at once, and how
+//! long one may take to arrive). Untrusted text reaches log lines only through [`text::Escaped`].
 //!
 //! Which provider answers a model name is up to a [`ModelSource`] (the CLI plugs exoclaw's router
 //! in; [`StaticModels`] is a fixed table). Tokens are kept only as SHA-256 hashes and compared in
@@ -30,6 +30,7 @@ pub mod bindings;
 mod body;
 mod chat;
 mod error;
+mod front;
 mod guard;
 pub mod keys;
 mod listen;

@@ -21,10 +21,12 @@
 //! comes from [`Tracked`], hyper's service, which counts a request from its head until its
 //! response body is done.
 
+use crate::front::{Admitted, Front};
 use crate::{Gateway, GatewayError};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{Request, Response, StatusCode};
+use axum::routing::future::RouteFuture;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -41,12 +43,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, Sleep};
 
-/// Serves `router` on `listener` until `signal` completes, then stops accepting, asks every
+/// Serves `router` (the routes behind their front layer) on `listener` until `signal` completes, then stops accepting, asks every
 /// connection to finish its request and close, and returns once all have (upgraded WebSockets
 /// are not waited for here: [`crate::chat::drain`] does).
 pub(crate) async fn run(
     listener: TcpListener,
-    router: Router,
+    router: Front<Router>,
     gateway: Arc<Gateway>,
     signal: impl Future<Output = ()> + Send + 'static,
 ) {
@@ -223,9 +225,13 @@ struct Watched {
     phase: Phase,
     /// When the current phase's time is up.
     until: Instant,
+    /// Whether the current head's time has been started.
+    head_timed: bool,
     /// The timer, and the deadline it is set to (reset only when it must fire sooner or later).
     timer: Pin<Box<Sleep>>,
     armed: Instant,
+    /// Whether the timer has been polled (and so will wake the connection) since it was set.
+    registered: bool,
     /// The stalled-write timer, made the first time a write has to wait; and whether it is
     /// running for the current wait.
     write_timer: Option<Pin<Box<Sleep>>>,
@@ -252,8 +258,10 @@ impl Watched {
             conn,
             phase: Phase::Fresh,
             until,
+            head_timed: false,
             timer: Box::pin(tokio::time::sleep_until(until)),
             armed: until,
+            registered: false,
             write_timer: None,
             write_waiting: false,
             header_timeout: limits.header_timeout,
@@ -265,7 +273,9 @@ impl Watched {
         }
     }
 
-    /// Bytes arrived. With no request running they begin a head, whose time starts now.
+    /// Bytes arrived. With no request running they begin a head. Its time is started when the
+    /// head is found unfinished ([`Watched::on_wait`]), in the same moment when it trickles: a
+    /// head that arrives whole costs no clock reading and no timer.
     fn on_bytes(&mut self) {
         if self.phase == Phase::Head || self.conn.upgraded.load(Ordering::Relaxed) {
             return;
@@ -274,7 +284,7 @@ impl Watched {
             self.phase = Phase::Busy;
         } else {
             self.phase = Phase::Head;
-            self.until = Instant::now() + self.header_timeout;
+            self.head_timed = false;
         }
     }
 
@@ -286,34 +296,55 @@ impl Watched {
         }
         if self.conn.running.load(Ordering::Relaxed) > 0 {
             // Nothing is due while a request runs. But hyper does not read again when it ends
-            // (it waits for the socket), so look again within the keep-alive time: by then the
-            // connection is idle, or still busy and looked at again later.
+            // (it waits for the socket), so whatever the timer is set to stays: when it fires,
+            // the connection is idle by then, or still busy and looked at again later.
             self.phase = Phase::Busy;
-            self.until = Instant::now() + self.keep_alive;
-        } else if self.phase == Phase::Busy {
-            self.phase = Phase::Idle;
-            self.until = self.conn.ended_at() + self.keep_alive;
-        }
-        if self.armed != self.until {
-            self.timer.as_mut().reset(self.until);
-            self.armed = self.until;
-        }
-        ready!(self.timer.as_mut().poll(cx));
-        match self.phase {
-            Phase::Head => {
-                self.gateway.metrics.error("header_timeout");
-                tracing::debug!(
-                    secs = self.header_timeout.as_secs_f64(),
-                    "connection closed: its request head did not arrive in time"
-                );
-                // One try, never waiting: the client is not reading or not sending, or both.
-                let _ = Pin::new(&mut self.stream).poll_write(cx, &self.canned.slow_head);
+        } else {
+            match self.phase {
+                Phase::Busy => {
+                    self.phase = Phase::Idle;
+                    self.until = self.conn.ended_at() + self.keep_alive;
+                }
+                Phase::Head if !self.head_timed => {
+                    self.head_timed = true;
+                    self.until = Instant::now() + self.header_timeout;
+                }
+                Phase::Fresh | Phase::Idle | Phase::Head => {}
             }
-            // Only with no keep-alive time at all: there is nothing to close yet.
-            Phase::Busy => return Poll::Pending,
-            Phase::Fresh | Phase::Idle => {}
         }
-        Poll::Ready(Ok(()))
+        loop {
+            if self.armed != self.until {
+                // Later than before: cheap (the timer is only told it may sleep longer).
+                self.timer.as_mut().reset(self.until);
+                self.armed = self.until;
+                self.registered = false;
+            }
+            // Polled once per deadline: the connection's task is always the one to wake, so
+            // until the timer fires there is nothing to tell it.
+            if self.registered && !self.timer.is_elapsed() {
+                return Poll::Pending;
+            }
+            if self.timer.as_mut().poll(cx).is_pending() {
+                self.registered = true;
+                return Poll::Pending;
+            }
+            self.registered = false;
+            match self.phase {
+                // Fired while a request runs: look again within the keep-alive time.
+                Phase::Busy => self.until = Instant::now() + self.keep_alive,
+                Phase::Head => {
+                    self.gateway.metrics.error("header_timeout");
+                    tracing::debug!(
+                        secs = self.header_timeout.as_secs_f64(),
+                        "connection closed: its request head did not arrive in time"
+                    );
+                    // One try, never waiting: the client is not reading or not sending, or both.
+                    let _ = Pin::new(&mut self.stream).poll_write(cx, &self.canned.slow_head);
+                    return Poll::Ready(Ok(()));
+                }
+                Phase::Fresh | Phase::Idle => return Poll::Ready(Ok(())),
+            }
+        }
     }
 }
 
@@ -396,10 +427,10 @@ impl AsyncWrite for Watched {
     }
 }
 
-/// hyper's service for one connection: the router, counting each request as running from its
-/// head until its response body is done, and noting an upgrade.
+/// hyper's service for one connection: the router behind its front layer, counting each request
+/// as running from its head until its response body is done, and noting an upgrade.
 struct Tracked {
-    router: Router,
+    router: Front<Router>,
     conn: Arc<ConnState>,
 }
 
@@ -411,14 +442,14 @@ impl hyper::service::Service<Request<Incoming>> for Tracked {
     fn call(&self, request: Request<Incoming>) -> TrackedFuture {
         self.conn.running.fetch_add(1, Ordering::Relaxed);
         let mut router = self.router.clone();
-        let future = tower::Service::call(&mut router, request);
+        let future = tower::Service::call(&mut router, request.map(Body::new));
         TrackedFuture { future, done: Some(Done(Arc::clone(&self.conn))) }
     }
 }
 
 /// The router's answer, its body tracked.
 struct TrackedFuture {
-    future: axum::routing::future::RouteFuture<Infallible>,
+    future: Admitted<RouteFuture<Infallible>>,
     /// Moves to the response body once there is one.
     done: Option<Done>,
 }

@@ -135,10 +135,17 @@ impl ModelSource for StaticModels {
 
 /// The gateway's routes. The probes need no token; everything under `/v1` does when tokens are
 /// configured: each `/v1` handler takes the [`Caller`], and `/metrics` an [`Operator`]. In front
-/// of every route: the `Origin`/`Host` check ([`crate::guard`]: web pages that are not allowed,
-/// and on a gateway that needs no token other names than this machine's, are refused) and the
-/// request-body budget and timeout ([`crate::body`]).
+/// of every route ([`crate::front`]): the `Origin`/`Host` check ([`crate::guard`]: web pages
+/// that are not allowed, and on a gateway that needs no token other names than this machine's,
+/// are refused) and the request-body budget and timeout ([`crate::body`]). For `axum::serve`;
+/// [`serve`] puts the same layer once around the whole router instead of around each route
+/// (which costs every request a boxed service and future).
 pub fn app(gateway: Arc<Gateway>) -> Router {
+    routes(Arc::clone(&gateway)).layer(crate::front::FrontLayer::new(gateway))
+}
+
+/// [`app`]'s routes, without the front layer.
+pub(crate) fn routes(gateway: Arc<Gateway>) -> Router {
     let v1 = Router::new().route("/v1/models", get(list_models)).route(COMPLETIONS, post(chat_completions));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -156,9 +163,6 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
         })
         // Inline base64 images are large; axum's 2 MiB default would refuse a single photo.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(crate::body::BodyLayer::new(Arc::clone(&gateway)))
-        // Outermost: a request that may not be answered at all is refused before anything else.
-        .layer(crate::guard::GuardLayer::new(Arc::clone(&gateway)))
         .with_state(gateway)
 }
 
@@ -166,7 +170,7 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
 /// larger, and the conversation comes on top.
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
-/// Serves `app(gateway)` on `listener` until `shutdown` completes, after [`check_bind`] agrees to
+/// Serves [`app`]`(gateway)` on `listener` until `shutdown` completes, after [`check_bind`] agrees to
 /// the listener's address, holding connections to the gateway's [`Limits`](crate::Limits)
 /// (connection cap, header timeout, keep-alive; see `listen.rs`). Then it stops accepting
 /// connections, tells WebSocket clients, gives running streams and turns up to the grace period
@@ -188,7 +192,8 @@ pub async fn serve(
             token.cancel();
         }
     };
-    let server = crate::listen::run(listener, app(gateway.clone()), gateway.clone(), signalled);
+    let front = tower::Layer::layer(&crate::front::FrontLayer::new(gateway.clone()), routes(gateway.clone()));
+    let server = crate::listen::run(listener, front, gateway.clone(), signalled);
     let grace = gateway.limits.shutdown_grace;
     let mut server = tokio::spawn(server);
     tokio::select! {

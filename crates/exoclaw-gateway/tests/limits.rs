@@ -236,3 +236,29 @@ async fn a_client_that_stops_reading_its_answer_is_cut_off() {
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     assert!(answer.len() < HUGE, "the whole answer was kept for a client that did not read it");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_a_rebinding_page_like_app_does() {
+    // `serve` puts the guard around the whole router rather than each route: the same answers.
+    let addr = start(Limits::default()).await;
+    let mut page = TcpStream::connect(addr).await.unwrap();
+    page.write_all(b"GET /v1/models HTTP/1.1\r\nhost: evil.example:7878\r\n\r\n").await.unwrap();
+    let answer = read_response(&mut page).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 403 Forbidden\r\n") && answer.contains("forbidden_host"),
+        "{answer}"
+    );
+    let mut foreign = TcpStream::connect(addr).await.unwrap();
+    foreign
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\norigin: https://evil.example\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_response(&mut foreign).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 403 Forbidden\r\n") && answer.contains("forbidden_origin"),
+        "{answer}"
+    );
+    let mut local = TcpStream::connect(addr).await.unwrap();
+    local.write_all(b"GET /v1/models HTTP/1.1\r\nhost: localhost:7878\r\n\r\n").await.unwrap();
+    assert!(read_response(&mut local).await.starts_with("HTTP/1.1 200 OK\r\n"));
+}
