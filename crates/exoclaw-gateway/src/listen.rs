@@ -43,9 +43,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, Sleep};
 
-/// Serves `router` (the routes behind their front layer) on `listener` until `signal` completes, then stops accepting, asks every
-/// connection to finish its request and close, and returns once all have (upgraded WebSockets
-/// are not waited for here: [`crate::chat::drain`] does).
+/// Serves `router` (the routes behind their front layer) on `listener` until `signal` completes,
+/// then stops accepting, asks every connection to finish its request and close, and returns once
+/// all have (upgraded WebSockets are not waited for here: [`crate::chat::drain`] does).
 pub(crate) async fn run(
     listener: TcpListener,
     router: Front<Router>,
