@@ -86,7 +86,8 @@ impl Locator {
         let cached = self.cache_dir.join(spec.file_name);
         match std::fs::metadata(&cached) {
             Ok(meta) if meta.len() == spec.size => Ok(cached),
-            _ => Err(self.unavailable(spec, format!("it is not in the model cache {} yet", self.cache_dir.display()))),
+            _ => Err(self
+                .unavailable(spec, format!("it is not in the model cache {} yet", self.cache_dir.display()))),
         }
     }
 

@@ -250,8 +250,11 @@ fn instance(config: &Config, name: &str) -> Result<ProviderConfig, ConfigError> 
 
 /// The embedded instance's options: its name, answer length and model file.
 fn local_options(provider: &ProviderConfig, config: &Config) -> LocalOptions {
-    let mut options =
-        LocalOptions { name: provider.name.clone(), max_tokens: config.local.max_tokens, ..LocalOptions::default() };
+    let mut options = LocalOptions {
+        name: provider.name.clone(),
+        max_tokens: config.local.max_tokens,
+        ..LocalOptions::default()
+    };
     options.locator.explicit.clone_from(&config.local.model_path);
     options
 }
