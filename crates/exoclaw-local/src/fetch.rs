@@ -94,21 +94,18 @@ impl Locator {
     /// The model file for `spec`: the explicit path if set (it must exist), else the cached copy,
     /// else a verified download into the cache.
     pub async fn locate(&self, spec: &ModelSpec, progress: Progress<'_>) -> Result<PathBuf, LocalError> {
-        if let Some(path) = &self.explicit {
-            return if path.is_file() {
-                Ok(path.clone())
-            } else {
-                Err(self.unavailable(spec, format!("{} does not exist", path.display())))
-            };
+        match self.find(spec) {
+            Ok(path) => return Ok(path),
+            // An explicit path is used as is or not at all.
+            Err(missing) if self.explicit.is_some() => return Err(missing),
+            Err(_) => {}
         }
         let cached = self.cache_dir.join(spec.file_name);
-        match std::fs::metadata(&cached) {
-            Ok(meta) if meta.len() == spec.size => return Ok(cached),
-            Ok(meta) => tracing::warn!(
+        if let Ok(meta) = std::fs::metadata(&cached) {
+            tracing::warn!(
                 path = %cached.display(), size = meta.len(), expected = spec.size,
                 "cached model has the wrong size; fetching it again"
-            ),
-            Err(_) => {}
+            );
         }
         if self.offline {
             return Err(self.unavailable(
