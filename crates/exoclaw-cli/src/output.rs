@@ -3,6 +3,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use exoclaw_core::text::is_terminal_unsafe;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -80,21 +81,12 @@ pub fn completions(shell: clap_complete::Shell, command: &mut clap::Command) {
     clap_complete::generate(shell, command, "exoclaw", &mut std::io::stdout());
 }
 
-/// Whether `c` must not reach a terminal as it is: C0 controls (ESC starts the sequences that move
-/// the cursor, clear the screen, retitle the window or write the clipboard), DEL, C1 controls
-/// (U+009B is a one-character CSI), and the invisible marks that reorder or split the text
-/// around them (bidirectional overrides and isolates, line and paragraph separators).
-fn is_unsafe(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
 /// `text` (from a message, a model or a stored session: anything exoclaw did not write itself)
-/// made safe to print on a terminal: every character [`is_unsafe`] says so of is shown as an
+/// made safe to print on a terminal: every character [`is_terminal_unsafe`] says so of is shown as an
 /// escape (`\x1b`, `\r`, `\u{202e}`), visible and inert. With `keep_lines`, line breaks
 /// (`\n`, `\r\n`) and tabs stay as they are, for multi-line text.
 pub fn escape_untrusted(text: &str, keep_lines: bool) -> Cow<'_, str> {
-    if !text.chars().any(is_unsafe) {
+    if !text.chars().any(is_terminal_unsafe) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 16);
@@ -106,10 +98,10 @@ pub fn escape_untrusted(text: &str, keep_lines: bool) -> Cow<'_, str> {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if is_unsafe(c) && u32::from(c) < 0x80 => {
+            c if is_terminal_unsafe(c) && u32::from(c) < 0x80 => {
                 let _ = write!(out, "\\x{:02x}", u32::from(c));
             }
-            c if is_unsafe(c) => {
+            c if is_terminal_unsafe(c) => {
                 let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
             }
             c => out.push(c),

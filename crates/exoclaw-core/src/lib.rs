@@ -14,6 +14,7 @@ mod error;
 mod metering;
 mod provider;
 mod store;
+pub mod text;
 mod tool;
 
 pub use agent::{

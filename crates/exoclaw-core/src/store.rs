@@ -91,13 +91,7 @@ fn printable(line: &str) -> String {
             }
             // Any other escape: ESC and the one character after it.
             Some(_) => {}
-            None if c.is_control()
-                || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}')
-                || ('\u{202a}'..='\u{202e}').contains(&c)
-                || ('\u{2066}'..='\u{2069}').contains(&c) =>
-            {
-                out.push(' ')
-            }
+            None if crate::text::is_terminal_unsafe(c) => out.push(' '),
             None => out.push(c),
         }
     }

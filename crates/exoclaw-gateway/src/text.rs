@@ -3,6 +3,7 @@
 //! and cuts what is too long to read. Model names, origins, channel names, client names and the
 //! errors that quote them come from clients, and the operator reads the log on a terminal.
 
+use exoclaw_core::text::is_terminal_unsafe;
 use std::fmt::{self, Display, Write};
 
 /// Characters of untrusted text shown before it is cut (`…` and how much more there was).
@@ -25,14 +26,6 @@ impl<T: Display> Display for Escaped<T> {
     }
 }
 
-/// Whether `c` must not reach a terminal as it is: C0 and C1 controls (ESC starts ANSI
-/// sequences; CR and LF forge lines), DEL, and the invisible characters that reorder or hide
-/// text (bidirectional overrides and isolates, zero-width characters).
-pub(crate) fn is_unsafe(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
-}
-
 struct EscapingWriter<'a, 'b> {
     out: &'a mut fmt::Formatter<'b>,
     shown: usize,
@@ -52,7 +45,7 @@ impl Write for EscapingWriter<'_, '_> {
             let mut end = 0;
             let mut taken = 0;
             for (at, c) in rest.char_indices() {
-                if taken == room || is_unsafe(c) {
+                if taken == room || is_terminal_unsafe(c) {
                     break;
                 }
                 end = at + c.len_utf8();
