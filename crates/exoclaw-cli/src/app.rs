@@ -36,7 +36,7 @@ pub struct App {
 impl App {
     /// Loads the configuration and opens the store it names.
     pub async fn open(config: Option<&Path>) -> anyhow::Result<Self> {
-        let loaded = Config::load(config)?;
+        let loaded = Config::load_after_dotenv(config)?;
         let url = loaded.config.storage_url(&loaded.home);
         let store = Store::open(&url).await.context("cannot open the session store")?;
         let past = match loaded.config.usage_history_start(chrono::Utc::now()) {

@@ -43,7 +43,7 @@ pub fn run(config: Option<&Path>, command: ConfigCommand) -> anyhow::Result<Exit
             println!("wrote {}: every setting is there, commented out, with what it does", path.display());
         }
         ConfigCommand::Check => {
-            let loaded = Config::load(config)?;
+            let loaded = Config::load_after_dotenv(config)?;
             let resolved = loaded.config.resolve_model(None)?;
             match &loaded.path {
                 Some(path) => println!("{}: ok", path.display()),
@@ -55,7 +55,7 @@ pub fn run(config: Option<&Path>, command: ConfigCommand) -> anyhow::Result<Exit
             println!("storage: {}", exoclaw_store::redact_url(&loaded.config.storage_url(&loaded.home)));
         }
         ConfigCommand::Show => {
-            let loaded = Config::load(config)?;
+            let loaded = Config::load_after_dotenv(config)?;
             if let Some(path) = &loaded.path {
                 println!("# from {}", path.display());
             }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// Prints each available provider's models; a provider that fails is reported, not fatal.
 pub async fn list(config: Option<&Path>) -> anyhow::Result<()> {
-    let loaded = Config::load(config)?;
+    let loaded = Config::load_after_dotenv(config)?;
     let config = &loaded.config;
     for name in config.available_provider_names() {
         let result = if config.is_local(&name) {

@@ -29,7 +29,7 @@ pub enum ProvidersCommand {
 /// Runs a providers command.
 pub async fn run(config: Option<&Path>, command: ProvidersCommand) -> anyhow::Result<ExitCode> {
     let ProvidersCommand::Status { timeout, json } = command;
-    let loaded = Config::load(config)?;
+    let loaded = Config::load_after_dotenv(config)?;
     let config = &loaded.config;
     // One failed check opens a breaker here: the table shows at once which providers fail.
     let mut builder =

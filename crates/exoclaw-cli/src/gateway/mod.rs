@@ -275,7 +275,7 @@ fn spawn_reloader(gateway: Arc<Gateway>, file: Option<PathBuf>, explicit: Option
                 }
                 () = stopping.cancelled() => return,
             };
-            match Config::load(explicit.as_deref())
+            match Config::load_after_dotenv(explicit.as_deref())
                 .map_err(anyhow::Error::from)
                 .and_then(|l| bindings(&l.config))
             {
@@ -292,7 +292,7 @@ fn spawn_reloader(gateway: Arc<Gateway>, file: Option<PathBuf>, explicit: Option
 
 /// `exoclaw gateway routes`.
 fn explain_routes(config_path: Option<&Path>, args: &RoutesArgs) -> anyhow::Result<ExitCode> {
-    let loaded = Config::load(config_path)?;
+    let loaded = Config::load_after_dotenv(config_path)?;
     let bindings = bindings(&loaded.config)?;
     let inbound = Inbound {
         channel: args.channel.clone(),

@@ -85,6 +85,14 @@ impl Config {
         Ok(loaded)
     }
 
+    /// [`Config::load`] for a program that has loaded the current folder's `.env` itself, with
+    /// [`load_folder_env`] (the CLI does, before its runtime starts, to ask the user about
+    /// trusting the folder): steps 2 and 3 only, so the `.env` and the trust store are not read
+    /// a second time.
+    pub fn load_after_dotenv(explicit: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
+        Self::load_in(explicit, &process_env)
+    }
+
     /// Parses `text` as a config file; errors name `path` with the line and column.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         parse_in(text, path, &process_env)
