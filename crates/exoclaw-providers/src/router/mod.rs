@@ -152,26 +152,13 @@ pub struct Router {
 }
 
 /// Failures that say the provider cannot serve requests now, and so count against its breaker:
-/// 5xx, overload, timeouts, refused or broken connections, malformed streams — and rate limits:
-/// a provider refusing most of our requests with 429 is as unusable to this route as one
-/// answering 503, and sending it less helps its limit recover. A bad request, a missing or
-/// refused key, an unknown model, a context too long or a cancelled call say nothing about the
+/// exactly the ones worth retrying ([`ErrorKind::is_retryable`]: 5xx, overload, timeouts, refused
+/// or broken connections, malformed streams, and rate limits — a provider refusing most of our
+/// requests with 429 is as unusable to this route as one answering 503). A bad request, a missing
+/// or refused key, an unknown model, a context too long or a cancelled call say nothing about the
 /// server's health and never count.
 fn counts_against_breaker(kind: ErrorKind) -> bool {
-    match kind {
-        ErrorKind::RateLimited { .. }
-        | ErrorKind::Overloaded
-        | ErrorKind::Server
-        | ErrorKind::Timeout
-        | ErrorKind::Connect
-        | ErrorKind::Protocol => true,
-        ErrorKind::Auth
-        | ErrorKind::Permission
-        | ErrorKind::ModelNotFound
-        | ErrorKind::InvalidRequest
-        | ErrorKind::ContextLength
-        | ErrorKind::Cancelled => false,
-    }
+    kind.is_retryable()
 }
 
 /// The one outcome a request reports to a provider's breaker, however many attempts it made
