@@ -237,6 +237,21 @@ async fn tokens_are_required_before_anything_but_connect_and_ping() {
     }
 }
 
+/// Makes a virtual key named `name`, with no limits, in `store`; returns its secret.
+async fn make_key(store: &exoclaw_store::Store, name: &str) -> String {
+    let key = exoclaw_gateway::keys::generate_key().unwrap();
+    let new = exoclaw_core::NewApiKey {
+        name: name.into(),
+        hash: key.hash,
+        prefix: key.prefix,
+        models: Vec::new(),
+        budget_usd: None,
+        rpm: None,
+    };
+    exoclaw_core::KeyStore::create_key(store, new).await.unwrap();
+    key.secret
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_made_while_connected_closes_an_open_gateway_to_clients_without_one() {
     let keys = Arc::new(exoclaw_store::Store::open("sqlite::memory:").await.unwrap());
@@ -245,19 +260,10 @@ async fn a_key_made_while_connected_closes_an_open_gateway_to_clients_without_on
         Server::start(Agents::new().with(agent("default", Echo::new(""))), |b| b.keys_once_made(store)).await;
     let mut client = server.client().await;
     assert_eq!(client.ok("status", json!({})).await["agents"], json!(["default"]));
-    let key = exoclaw_gateway::keys::generate_key().unwrap();
-    let new = exoclaw_core::NewApiKey {
-        name: "first".into(),
-        hash: key.hash,
-        prefix: key.prefix,
-        models: Vec::new(),
-        budget_usd: None,
-        rpm: None,
-    };
-    exoclaw_core::KeyStore::create_key(&*keys, new).await.unwrap();
+    let secret = make_key(&keys, "first").await;
     tokio::time::sleep(exoclaw_gateway::KEY_CHECK_INTERVAL + Duration::from_millis(100)).await;
     assert_eq!(error_name(&client.call("status", json!({})).await), "unauthenticated");
-    let hello = client.ok("connect", json!({"protocol": 1, "token": key.secret})).await;
+    let hello = client.ok("connect", json!({"protocol": 1, "token": secret})).await;
     assert_eq!(hello["session"]["caller"], "key:first");
     assert_eq!(client.ok("status", json!({})).await["agents"], json!(["default"]));
 }
@@ -584,19 +590,10 @@ async fn a_key_revoked_while_connected_is_refused_for_every_method() {
     let keys = Arc::new(exoclaw_store::Store::open("sqlite::memory:").await.unwrap());
     let store = Arc::clone(&keys);
     let server = Server::start(Agents::new().with(agent("default", Echo::new(""))), |b| b.keys(store)).await;
-    let key = exoclaw_gateway::keys::generate_key().unwrap();
-    let new = exoclaw_core::NewApiKey {
-        name: "leaky".into(),
-        hash: key.hash,
-        prefix: key.prefix,
-        models: Vec::new(),
-        budget_usd: None,
-        rpm: None,
-    };
-    exoclaw_core::KeyStore::create_key(&*keys, new).await.unwrap();
+    let secret = make_key(&keys, "leaky").await;
     let mut client = server.client().await;
     assert_eq!(
-        client.ok("connect", json!({"protocol": 1, "token": key.secret})).await["session"]["caller"],
+        client.ok("connect", json!({"protocol": 1, "token": secret})).await["session"]["caller"],
         "key:leaky"
     );
     assert_eq!(client.ok("status", json!({})).await["agents"], json!(["default"]));

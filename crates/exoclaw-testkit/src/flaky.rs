@@ -13,12 +13,12 @@
 //! [`Answer`] as SSE) saying `ok`; a failing one gets `503` with OpenAI's error body.
 
 use crate::fault::error_body;
-use crate::script::Answer;
+use crate::script::{Answer, request_messages};
+use crate::server::Loopback;
 use axum::{body::Body, extract::Request, response::Response};
 use serde_json::{Value, json};
 use std::{
     collections::HashMap,
-    net::SocketAddr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -39,9 +39,8 @@ struct Shared {
 
 /// The running server; stops when dropped.
 pub struct FlakyServer {
-    addr: SocketAddr,
+    server: Loopback,
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl FlakyServer {
@@ -56,19 +55,16 @@ impl FlakyServer {
             requests: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local addr");
         let state = shared.clone();
-        let app = axum::Router::new().fallback(move |req: Request| answer(state.clone(), req));
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self { addr, shared, task }
+        let server =
+            Loopback::serve(axum::Router::new().fallback(move |req: Request| answer(state.clone(), req)))
+                .await;
+        Self { server, shared }
     }
 
     /// `http://127.0.0.1:PORT` (the OpenAI base URL is this plus `/v1`).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// Chat requests received so far.
@@ -85,12 +81,6 @@ impl FlakyServer {
     /// `key` fails (or failed).
     pub fn fails(&self, key: &str, attempt: u32) -> bool {
         draw(self.shared.seed, key, attempt) < self.shared.fail_rate
-    }
-}
-
-impl Drop for FlakyServer {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -111,7 +101,7 @@ fn draw(seed: u64, key: &str, attempt: u32) -> f64 {
 
 /// The text of the last message of a Chat Completions body (string content, or its text parts).
 fn last_message(body: &Value) -> String {
-    let content = &body["messages"].as_array().and_then(|m| m.last()).map_or(&Value::Null, |m| &m["content"]);
+    let content = request_messages(body).last().map_or(&Value::Null, |m| &m["content"]);
     match content {
         Value::String(text) => text.clone(),
         Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect(),

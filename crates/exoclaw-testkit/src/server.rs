@@ -143,11 +143,39 @@ struct Shared {
     hangup: Notify,
 }
 
+/// An axum app served on `127.0.0.1:0` until dropped: the test servers of this crate run on it.
+pub(crate) struct Loopback {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Loopback {
+    /// Binds a free loopback port and serves `app` on it.
+    pub(crate) async fn serve(app: axum::Router) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, task }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Loopback {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// The running server; stops when dropped.
 pub struct ScriptedServer {
-    addr: SocketAddr,
+    server: Loopback,
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl ScriptedServer {
@@ -156,19 +184,16 @@ impl ScriptedServer {
     pub async fn start(replies: impl IntoIterator<Item = Reply>) -> Self {
         let shared =
             Arc::new(Shared { replies: Mutex::new(replies.into_iter().collect()), ..Shared::default() });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local addr");
         let state = shared.clone();
-        let app = axum::Router::new().fallback(move |req: Request| answer(state.clone(), req));
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self { addr, shared, task }
+        let server =
+            Loopback::serve(axum::Router::new().fallback(move |req: Request| answer(state.clone(), req)))
+                .await;
+        Self { server, shared }
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// Every request received so far.
@@ -190,12 +215,6 @@ impl ScriptedServer {
             return true;
         }
         tokio::time::timeout(within, notified).await.is_ok() || self.shared.hangups.load(Ordering::SeqCst) > 0
-    }
-}
-
-impl Drop for ScriptedServer {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
