@@ -1,6 +1,6 @@
 //! `exoclaw chat "…"`: one agent turn, streamed, stored as a session.
 
-use crate::app::App;
+use crate::app::{self, App};
 use crate::render::{Mode, Renderer};
 use crate::{TurnArgs, output};
 use exoclaw_types::TurnOutcome;
@@ -26,6 +26,10 @@ pub struct ChatArgs {
     /// Print the turn's events as JSON lines (one `AgentEvent` per line) instead of text.
     #[arg(long)]
     json: bool,
+    /// Fail at once, naming the process, when another exoclaw is running a turn in the session
+    /// (without it, this turn waits for that one to finish).
+    #[arg(long)]
+    no_wait: bool,
 }
 
 /// Runs the turn; the exit code says how it ended (0 answered, 1 failed, 130 interrupted).
@@ -44,13 +48,10 @@ pub async fn run(config: Option<&Path>, args: ChatArgs) -> anyhow::Result<ExitCo
     let app = App::open(config).await?;
     let mut session = app.session(args.session.as_deref(), args.continue_last).await?;
     let interactive = !args.json && std::io::stdin().is_terminal();
-    let agent = app.agent(&args.turn, interactive).await?;
+    let runtime = app.runtime(&args.turn, interactive).await?;
+    app::prepare(&runtime).await?;
     let renderer = Renderer::new(Mode::detect(args.json));
-    let cancel = CancellationToken::new();
-    let on_interrupt = cancel_on_ctrl_c(cancel.clone());
-    let result = app.turn(&agent, &mut session, &input, &cancel, &renderer).await;
-    on_interrupt.abort();
-    let result = result?;
+    let result = app::turn(&runtime, &mut session, Some(&input), !args.no_wait, &renderer).await?;
     Ok(match result.outcome {
         TurnOutcome::Completed => ExitCode::SUCCESS,
         TurnOutcome::Cancelled => ExitCode::from(130),

@@ -6,17 +6,17 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use crate::TurnArgs;
-use crate::app::{Agent, App};
-use crate::chat::cancel_on_ctrl_c;
+use crate::app::{self, App};
 use crate::render::{Mode, Renderer};
 use exoclaw::ModelChoice;
+use exoclaw::runtime::Agent;
 use exoclaw_types::SessionInfo;
 use rustyline::error::ReadlineError;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use tokio::runtime::Runtime;
-use tokio_util::sync::CancellationToken;
 
 /// `exoclaw run`.
 #[derive(Debug, Default, clap::Args)]
@@ -62,7 +62,7 @@ Ctrl+C stops the answer being written; what was said so far is kept.";
 pub fn run(runtime: &Runtime, config: Option<&Path>, args: ReplArgs) -> anyhow::Result<ExitCode> {
     let app = runtime.block_on(App::open(config))?;
     let session = runtime.block_on(app.session(args.session.as_deref(), args.continue_last))?;
-    let mut repl = Repl { runtime, app, turn_args: args.turn, agent: None, session };
+    let mut repl = Repl { runtime, app, turn_args: args.turn, agents: None, session };
     let mut editor: rustyline::Editor<InputHelper, rustyline::history::DefaultHistory> =
         rustyline::Editor::new()?;
     editor.set_helper(Some(InputHelper));
@@ -72,6 +72,10 @@ pub fn run(runtime: &Runtime, config: Option<&Path>, args: ReplArgs) -> anyhow::
     println!("exoclaw {} — /help for commands, Ctrl+D to leave", env!("CARGO_PKG_VERSION"));
     if let Some(session) = &repl.session {
         println!("resuming session {} ({} messages)", session.id, session.message_count);
+        if session.interrupted {
+            println!("its last turn was interrupted; finishing it from where it stopped");
+            repl.resume();
+        }
     }
     loop {
         let line = match editor.readline("› ") {
@@ -105,7 +109,8 @@ struct Repl<'a> {
     runtime: &'a Runtime,
     app: App,
     turn_args: TurnArgs,
-    agent: Option<Agent>,
+    /// The agent runtime and its default agent, once the first message opened them.
+    agents: Option<(exoclaw::Runtime, Arc<Agent>)>,
     session: Option<SessionInfo>,
 }
 
@@ -137,10 +142,16 @@ impl Repl<'_> {
         Flow::Continue
     }
 
-    fn agent(&mut self) -> Option<&Agent> {
-        if self.agent.is_none() {
-            match self.runtime.block_on(self.app.agent(&self.turn_args, true)) {
-                Ok(agent) => {
+    /// Opens the runtime and the default agent's model on first use.
+    fn agent(&mut self) -> Option<&Arc<Agent>> {
+        if self.agents.is_none() {
+            let opened = self.runtime.block_on(async {
+                let agents = self.app.runtime(&self.turn_args, true).await?;
+                let agent = app::prepare(&agents).await?;
+                anyhow::Ok((agents, agent))
+            });
+            match opened {
+                Ok((agents, agent)) => {
                     let context: Vec<String> =
                         agent.context_files.iter().map(|p| p.display().to_string()).collect();
                     println!(
@@ -153,7 +164,7 @@ impl Repl<'_> {
                             format!(", with {}", context.join(", "))
                         }
                     );
-                    self.agent = Some(agent);
+                    self.agents = Some((agents, agent));
                 }
                 Err(e) => {
                     crate::output::error(&e);
@@ -161,31 +172,33 @@ impl Repl<'_> {
                 }
             }
         }
-        self.agent.as_ref()
+        self.agents.as_ref().map(|(_, agent)| agent)
     }
 
     fn turn(&mut self, input: &str) {
+        self.submit(Some(input));
+    }
+
+    /// Finishes the session's interrupted turn.
+    fn resume(&mut self) {
+        self.submit(None);
+    }
+
+    fn submit(&mut self, input: Option<&str>) {
         if self.agent().is_none() {
             return;
         }
-        let Repl { runtime, app, agent: Some(agent), session, .. } = self else { return };
+        let Repl { runtime, agents: Some((agents, _)), session, .. } = self else { return };
         let renderer = Renderer::new(Mode::detect(false));
-        let cancel = CancellationToken::new();
-        let result = runtime.block_on(async {
-            let on_interrupt = cancel_on_ctrl_c(cancel.clone());
-            let result = app.turn(agent, session, input, &cancel, &renderer).await;
-            on_interrupt.abort();
-            result
-        });
-        if let Err(e) = result {
+        if let Err(e) = runtime.block_on(app::turn(agents, session, input, true, &renderer)) {
             crate::output::error(&e);
         }
     }
 
     fn model(&mut self, rest: &str) {
         if rest.is_empty() {
-            match &self.agent {
-                Some(agent) => println!("{}", agent.model),
+            match &self.agents {
+                Some((_, agent)) => println!("{}", agent.model),
                 None => match self.app.config().resolve_choice(self.turn_args.model.as_ref()) {
                     Ok(resolved) => println!("{} (opened with the first message)", resolved.model),
                     Err(e) => crate::output::error(&e.into()),
@@ -196,12 +209,12 @@ impl Repl<'_> {
         match rest.parse::<ModelChoice>() {
             Ok(model) => {
                 let previous = self.turn_args.model.replace(model);
-                let kept = self.agent.take();
+                let kept = self.agents.take();
                 if self.agent().is_some() {
                     println!("now answering with {rest}");
                 } else {
                     self.turn_args.model = previous;
-                    self.agent = kept;
+                    self.agents = kept;
                 }
             }
             Err(e) => eprintln!("{e}"),

@@ -31,7 +31,8 @@ pub enum SessionCommand {
         /// The session's id, or a unique prefix of it.
         id: String,
     },
-    /// Go on with a session in the REPL.
+    /// Go on with a session in the REPL; a turn that was interrupted (the process stopped
+    /// mid-turn) is finished first, from its last checkpoint.
     Resume {
         /// The session's id, or a unique prefix of it.
         id: String,
@@ -116,6 +117,7 @@ async fn list(app: &App, limit: u32, json: bool) -> anyhow::Result<()> {
         println!("no sessions yet: `exoclaw chat \"…\"` or `exoclaw` starts one");
         return Ok(());
     }
+    let interrupted = sessions.iter().filter(|s| s.interrupted).count();
     println!("{:<36}  {:<16}  {:>5}  {:<28}  TITLE", "ID", "UPDATED (UTC)", "MSGS", "MODEL");
     for s in sessions {
         println!(
@@ -124,7 +126,16 @@ async fn list(app: &App, limit: u32, json: bool) -> anyhow::Result<()> {
             s.updated_at.format("%Y-%m-%d %H:%M"),
             s.message_count,
             escape_untrusted(s.model.as_deref().unwrap_or("-"), false),
-            escape_untrusted(s.title.as_deref().unwrap_or(""), false)
+            format!(
+                "{}{}",
+                if s.interrupted { "(interrupted) " } else { "" },
+                escape_untrusted(s.title.as_deref().unwrap_or(""), false)
+            )
+        );
+    }
+    if interrupted > 0 {
+        println!(
+            "\n(interrupted): a turn stopped mid-way; `exoclaw session resume ID` (or `exoclaw chat -s ID …`) finishes it"
         );
     }
     Ok(())

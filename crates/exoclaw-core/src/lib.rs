@@ -13,6 +13,7 @@ mod context;
 mod error;
 mod metering;
 mod provider;
+pub mod runtime;
 mod store;
 pub mod text;
 mod tool;
@@ -21,6 +22,10 @@ pub use agent::{
     AgentRunner, ApprovalRequest, Approver, DEFAULT_MAX_ITERATIONS, DEFAULT_TOOL_TIMEOUT, Decision,
     EventSink, FixedApprover, Limits, Permission, PermissionPolicy, Run, RunConfig, RunError, RunTool,
     SettledCall, Step, TurnResult, tool_calls_paired,
+};
+pub use agent::{
+    Checkpoints, DenyToolsHook, HOOK_STOPPED, Hook, HookContext, ModelAction, Monitor, NoCheckpoints,
+    PatternError, RedactHook, ResultAction, ToolAction,
 };
 pub use assemble::{ResponseAssembler, collect_response};
 pub use context::{
@@ -36,4 +41,8 @@ pub use provider::{Capabilities, EventStream, ModelInfo, Provider};
 pub use store::{
     KeyStore, NewApiKey, NewSession, SessionStore, StoreError, TITLE_CHARS, UsageStore, session_title,
 };
+pub use runtime::{
+    AgentRuntime, Bindings, ContextAssembler, DEFAULT_AGENT, Target, TurnError, TurnHandle, TurnInput, TurnReport,
+};
+pub use store::{RunStore, SessionLease, SessionLocks};
 pub use tool::{Tool, ToolContext, ToolError, ToolRegistry, TypedTool};

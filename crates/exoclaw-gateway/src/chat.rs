@@ -1,7 +1,7 @@
-//! Agent turns for WebSocket clients (`chat.send`): routing a message to an agent and a session,
-//! queueing it behind the session's running turn ([`crate::queue`]), running the turn on its own
-//! task with its events streamed to the client, committing it (messages and usage in one
-//! transaction), and answering. Also what shutdown waits for ([`ChatRuntime`], [`drain`]).
+//! Agent turns for WebSocket clients (`chat.send`): each message is submitted to the gateway's
+//! [`AgentRuntime`] (which routes it by the bindings, queues it behind the session's running turn,
+//! runs and commits it), its events are streamed to the client, and the answer is sent when the
+//! turn is stored. Also what shutdown waits for ([`ChatRuntime`], [`drain`]).
 //!
 //! A turn belongs to the gateway, not to the connection that asked for it: a client that
 //! disconnects mid-turn stops receiving events, but the turn runs to its end and is stored, so
@@ -9,19 +9,16 @@
 //! period) cuts a turn short, and then its partial answer is stored.
 
 use crate::Gateway;
-use crate::agents::AgentEntry;
-use crate::keys::{self, Caller};
-use crate::queue::{SessionQueues, Ticket};
+use crate::keys::Caller;
 use crate::rpc::error::{Code, RpcError};
 use crate::rpc::frame;
 use crate::rpc::protocol::{ChatEventParams, ChatResult, ChatSendParams};
-use exoclaw_core::NewSession;
-use exoclaw_types::{
-    AgentEvent, Inbound, Message, Role, SessionId, SessionKey, TurnOutcome, Usage, UsageRecord,
-};
+use exoclaw_core::runtime::Route;
+use exoclaw_core::{AgentRuntime, Target, TurnError, TurnHandle, TurnInput, TurnReport};
+use exoclaw_types::{AgentEvent, Inbound, TurnOutcome, Usage, UsageRecord};
 use serde_json::Value;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -36,7 +33,6 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// open connections, and the token that cancels every turn when the grace period is over.
 #[derive(Debug, Default)]
 pub struct ChatRuntime {
-    pub(crate) queues: SessionQueues,
     turns: AtomicUsize,
     connections: AtomicUsize,
     /// What the `busy_sessions` gauge was last brought to.
@@ -75,7 +71,7 @@ impl Drop for Live {
     fn drop(&mut self) {
         let chat = &self.gateway.chat;
         chat.counter(self.kind).fetch_sub(1, Ordering::SeqCst);
-        chat.sync_busy_gauge(&self.gateway.metrics);
+        chat.sync_busy_gauge(self.gateway.runtime.as_deref(), &self.gateway.metrics);
         chat.changed.notify_waiters();
     }
 }
@@ -105,8 +101,13 @@ impl ChatRuntime {
 
     /// Brings the `busy_sessions` gauge to the number of busy sessions now. Every caller swaps in
     /// what it saw, so the deltas always add up to the last count, whatever the interleaving.
-    pub(crate) fn sync_busy_gauge(&self, metrics: &crate::metrics::Metrics) {
-        let now = i64::try_from(self.queues.busy()).unwrap_or(i64::MAX);
+    pub(crate) fn sync_busy_gauge(
+        &self,
+        runtime: Option<&dyn AgentRuntime>,
+        metrics: &crate::metrics::Metrics,
+    ) {
+        let busy = runtime.map_or(0, |r| r.queues().busy());
+        let now = i64::try_from(busy).unwrap_or(i64::MAX);
         let before = self.reported_busy.swap(now, Ordering::SeqCst);
         if now != before {
             metrics.busy_sessions(now - before);
@@ -202,128 +203,100 @@ impl std::fmt::Debug for Secret {
 #[derive(Debug, Clone)]
 pub(crate) struct Requester {
     pub caller: Caller,
-    pub token: Option<Secret>,
     pub out: mpsc::UnboundedSender<Outbound>,
 }
 
-/// Where a message goes: the agent and the session key.
-struct Routed {
-    agent: AgentEntry,
-    binding: Option<usize>,
-    key: SessionKey,
+/// The error a refused or failed submission is answered with.
+fn refused(e: TurnError) -> RpcError {
+    match e {
+        TurnError::NoAgent { ref name, .. } => {
+            let name = name.clone();
+            RpcError::new(Code::NotFound, e.to_string()).with("agent", name)
+        }
+        TurnError::InvalidTarget { field, .. } => {
+            let mut error = RpcError::invalid_params("chat.send", e.to_string()).with("field", field);
+            if e.to_string().contains("at most") {
+                error = error.with("limit", exoclaw_core::runtime::MAX_KEY_PART_BYTES);
+            }
+            error
+        }
+        TurnError::SessionBusy(busy) => RpcError::new(Code::SessionBusy, busy.to_string())
+            .with("session_key", busy.key)
+            .with("waiting", busy.waiting),
+        TurnError::ShuttingDown => RpcError::new(
+            Code::ShuttingDown,
+            "the gateway is shutting down and accepts no new messages; reconnect once it is back",
+        ),
+        TurnError::CancelledBeforeStart => RpcError::new(Code::Cancelled, e.to_string()),
+        TurnError::SessionLocked { session, .. } => {
+            RpcError::new(Code::SessionBusy, e.to_string()).with("session_id", session.to_string())
+        }
+        TurnError::Store { session, .. } => {
+            let mut error = RpcError::new(Code::InternalError, format!("the turn could not be stored: {e}"));
+            if let Some(session) = session {
+                error = error.with("session_id", session.to_string());
+            }
+            error
+        }
+        other => RpcError::new(Code::InternalError, other.to_string()),
+    }
 }
 
-/// The longest part of a session key (`agent`, `channel`, `account`, `peer`, `guild`, `team`), in
-/// bytes: far above any platform's ids (Slack's and Discord's are under 30 characters, an email
-/// address at most 254), far below what would bloat every stored session and log line.
-pub const MAX_KEY_PART_BYTES: usize = 256;
-
-fn route(gateway: &Gateway, params: &ChatSendParams) -> Result<Routed, RpcError> {
-    for (field, value) in [("channel", &params.channel), ("account", &params.account), ("peer", &params.peer)]
-    {
-        if value.is_empty() {
-            return Err(RpcError::invalid_params("chat.send", format!("`{field}` is empty")));
-        }
-    }
-    let parts = [
-        ("agent", params.agent.as_deref()),
-        ("channel", Some(params.channel.as_str())),
-        ("account", Some(params.account.as_str())),
-        ("peer", Some(params.peer.as_str())),
-        ("guild", params.guild.as_deref()),
-        ("team", params.team.as_deref()),
-    ];
-    for (field, value) in parts {
-        if let Some(value) = value.filter(|v| v.len() > MAX_KEY_PART_BYTES) {
-            return Err(RpcError::invalid_params(
-                "chat.send",
-                format!(
-                    "`{field}` is {} bytes; each part of a session key may be at most {MAX_KEY_PART_BYTES} bytes (use an id, not a description)",
-                    value.len()
-                ),
-            )
-            .with("field", field)
-            .with("limit", MAX_KEY_PART_BYTES));
-        }
-    }
-    let (name, binding) = match &params.agent {
-        Some(agent) => (agent.clone(), None),
-        None => {
-            let inbound = Inbound {
-                channel: params.channel.clone(),
-                account: params.account.clone(),
-                peer: params.peer.clone(),
-                guild: params.guild.clone(),
-                team: params.team.clone(),
-            };
-            let route = gateway.bindings().route(&inbound);
-            (route.agent, route.binding)
-        }
-    };
-    let Some(agent) = gateway.agents.get(&name) else {
-        let why = match (&params.agent, binding) {
-            (Some(_), _) => "the request names it".to_owned(),
-            (None, Some(index)) => format!("bindings[{index}] routes this message to it"),
-            (None, None) => "it is the default agent".to_owned(),
-        };
-        return Err(RpcError::new(
-            Code::NotFound,
-            format!(
-                "no agent `{name}` ({why}); this gateway has: {}",
-                if gateway.agents.is_empty() {
-                    "no agents".to_owned()
-                } else {
-                    gateway.agents.names().join(", ")
-                }
-            ),
-        )
-        .with("agent", name));
-    };
-    let key = SessionKey {
-        agent: agent.name.clone(),
-        channel: params.channel.clone(),
-        account: params.account.clone(),
-        peer: params.peer.clone(),
-    };
-    Ok(Routed { agent: agent.clone(), binding, key })
-}
-
-/// Accepts a `chat.send`: routes it, checks the caller may use the agent's model, takes its place
-/// in the session's queue (in the order requests are read) and starts its task. Returns the token
-/// that cancels it (`chat.cancel`), or why it was refused.
+/// Accepts a `chat.send`: routes it, checks the caller may use the agent's model, submits it to
+/// the runtime (which takes its place in the session's queue now, in the order requests are read)
+/// and starts the task that streams its events. Returns the token that cancels it
+/// (`chat.cancel`), or why it was refused.
 pub(crate) fn start(
     gateway: &Arc<Gateway>,
     requester: Requester,
     id: Option<Value>,
     params: ChatSendParams,
-) -> Result<CancellationToken, RpcError> {
+) -> Result<tokio_util::sync::CancellationToken, RpcError> {
     if gateway.shutdown.is_cancelled() {
-        return Err(RpcError::new(
-            Code::ShuttingDown,
-            "the gateway is shutting down and accepts no new messages; reconnect once it is back",
-        ));
+        return Err(refused(TurnError::ShuttingDown));
     }
-    if gateway.sessions.is_none() {
+    let Some(runtime) = gateway.runtime.clone() else {
         return Err(RpcError::new(
             Code::Unavailable,
-            "this gateway has no session store, so it cannot hold conversations; configure `storage.url`",
+            "this gateway runs no agents, so it cannot hold conversations; it serves `/v1` only",
         ));
-    }
-    let routed = route(gateway, &params)?;
-    requester.caller.check_model(routed.agent.runner.display_model())?;
-    let ticket =
-        gateway.chat.queues.enter(&routed.key.to_string(), gateway.limits.session_queue).map_err(|busy| {
-            RpcError::new(Code::SessionBusy, busy.to_string())
-                .with("session_key", busy.key)
-                .with("waiting", busy.waiting)
+    };
+    let inbound = Inbound {
+        channel: params.channel.clone(),
+        account: params.account.clone(),
+        peer: params.peer.clone(),
+        guild: params.guild.clone(),
+        team: params.team.clone(),
+    };
+    let route = runtime.route(&Target::Inbound { inbound, agent: params.agent.clone() }).map_err(refused)?;
+    requester.caller.check_model(&route.model)?;
+    if let Caller::Key(key) = &requester.caller
+        && let Some(rpm) = key.rpm
+    {
+        // A message is a request against the key's rate, like a `/v1` call.
+        gateway.rate.check(&key.id, rpm).map_err(|retry_after| {
+            RpcError::from(crate::GatewayError::RateLimited { key: key.name.clone(), rpm, retry_after })
         })?;
-    gateway.chat.sync_busy_gauge(&gateway.metrics);
-    let cancel = gateway.chat.stop.child_token();
+    }
+    let handle = runtime.submit_routed(route.clone(), TurnInput::message(params.content)).map_err(refused)?;
+    gateway.chat.sync_busy_gauge(Some(&*runtime), &gateway.metrics);
+    let cancel = handle.cancel_token();
     let live = Live::new(gateway, Kind::Turn);
-    let task = Task { gateway: Arc::clone(gateway), requester, id, params, routed, cancel: cancel.clone() };
+    let task = Task { gateway: Arc::clone(gateway), requester, id, route };
+    let stop = gateway.chat.stop.clone();
     tokio::spawn(async move {
         let _live = live;
-        task.run(ticket).await;
+        // The end of the shutdown grace period cancels every turn (their partial answers are
+        // stored).
+        let stopping = {
+            let cancel = handle.cancel_token();
+            tokio::spawn(async move {
+                stop.cancelled().await;
+                cancel.cancel();
+            })
+        };
+        task.run(handle).await;
+        stopping.abort();
     });
     Ok(cancel)
 }
@@ -332,15 +305,13 @@ struct Task {
     gateway: Arc<Gateway>,
     requester: Requester,
     id: Option<Value>,
-    params: ChatSendParams,
-    routed: Routed,
-    cancel: CancellationToken,
+    route: Route,
 }
 
 impl Task {
-    async fn run(self, ticket: Ticket) {
+    async fn run(self, handle: TurnHandle) {
         let started = Instant::now();
-        let answer = self.turn(ticket).await;
+        let answer = self.turn(handle).await;
         let status = match &answer {
             Ok(_) => "ok",
             Err(e) => {
@@ -358,93 +329,24 @@ impl Task {
         let _ = self.requester.out.send(Outbound::Finished { request, frame });
     }
 
-    /// Resolves when the client cancelled this request, not when the whole gateway cancels its
-    /// turns (those still run, at once cancelled, so that their messages are stored).
-    async fn cancelled_by_client(&self) {
-        self.cancel.cancelled().await;
-        if self.gateway.chat.stop.is_cancelled() {
-            std::future::pending::<()>().await;
-        }
-    }
-
-    async fn turn(&self, ticket: Ticket) -> Result<ChatResult, RpcError> {
-        let held = tokio::select! {
-            held = ticket.ready() => held,
-            () = self.cancelled_by_client() => {
-                return Err(RpcError::new(Code::Cancelled, "cancelled before its turn began; nothing was stored"));
-            }
-        };
-        if let (Caller::Key(_), Some(token)) = (&self.requester.caller, &self.requester.token) {
-            // The key may have been revoked or run out of budget since `connect`; this also
-            // counts the request against its requests-per-minute limit.
-            keys::authenticate(&self.gateway, Some(&token.0)).await?;
-        }
-        let Some(store) = self.gateway.sessions.clone() else {
-            return Err(RpcError::new(Code::Unavailable, "this gateway has no session store"));
-        };
-        let key = &self.routed.key;
-        let existing = store.session_by_key(key).await?;
-        let (session_id, history) = match &existing {
-            Some(info) => (info.id, store.messages(info.id).await?),
-            None => (SessionId::new(), Vec::new()),
-        };
-        let runner = &self.routed.agent.runner;
-        let failure: Mutex<Option<(String, String)>> = Mutex::new(None);
+    async fn turn(&self, handle: TurnHandle) -> Result<ChatResult, RpcError> {
         let sink = |event: AgentEvent| {
-            if let AgentEvent::Error { code, message } = &event
-                && let Ok(mut slot) = failure.lock()
-            {
-                *slot = Some((code.clone(), message.clone()));
-            }
             if let Some(id) = &self.id {
                 let params = ChatEventParams { request_id: id.clone(), event };
                 let _ = self.requester.out.send(Outbound::Frame(frame::notification("chat.event", &params)));
             }
         };
-        let result = runner
-            .run_turn(session_id, history, Message::user(self.params.content.clone()), &self.cancel, &sink)
-            .await;
-        let model = runner.display_model().to_owned();
-        if existing.is_none() {
-            let new = NewSession {
-                id: Some(session_id),
-                key: Some(key.clone()),
-                title: Some(exoclaw_core::session_title(&self.params.content)),
-                model: Some(model.clone()),
-            };
-            store.create_session(new).await.map_err(|e| stored_error(e.into(), session_id))?;
-        }
-        store
-            .commit_turn(session_id, &result.messages, &result.usage, Some(&model))
-            .await
-            .map_err(|e| stored_error(e.into(), session_id))?;
-        // Only now may the next turn of the session start: it must see this one.
-        drop(held);
-        self.settle(&result.usage).await;
-        let failure = failure.lock().map(|mut slot| slot.take()).unwrap_or_default();
-        if result.outcome == TurnOutcome::Failed {
+        let report = handle.finish(&sink).await.map_err(refused)?;
+        self.settle(&report.usage).await;
+        let session_id = report.session_id;
+        if report.outcome == TurnOutcome::Failed {
             let (code, message) =
-                failure.unwrap_or_else(|| ("internal".to_owned(), "the turn failed".to_owned()));
+                report.error.clone().unwrap_or_else(|| ("internal".to_owned(), "the turn failed".to_owned()));
             return Err(failed(&code, message)
                 .with("session_id", session_id.to_string())
                 .with("outcome", "failed"));
         }
-        let text = result
-            .messages
-            .iter()
-            .rev()
-            .find(|m| m.role == Role::Assistant)
-            .map(Message::text)
-            .unwrap_or_default();
-        Ok(ChatResult {
-            session_id,
-            session_key: key.to_string(),
-            agent: self.routed.agent.name.clone(),
-            binding: self.routed.binding,
-            outcome: result.outcome,
-            text,
-            usage: total_usage(&result.usage),
-        })
+        Ok(chat_result(&report, &self.route))
     }
 
     /// Tokens into the metrics, cost onto the virtual key.
@@ -471,10 +373,16 @@ impl Task {
     }
 }
 
-/// A store failure after the turn ran: the client learns which session it was.
-fn stored_error(e: RpcError, session_id: SessionId) -> RpcError {
-    RpcError::new(e.code, format!("the turn ran but could not be stored: {}", e.message))
-        .with("session_id", session_id.to_string())
+fn chat_result(report: &TurnReport, route: &Route) -> ChatResult {
+    ChatResult {
+        session_id: report.session_id,
+        session_key: report.session_key.as_ref().map_or_else(|| route.queue_key(), ToString::to_string),
+        agent: report.agent.clone(),
+        binding: report.binding,
+        outcome: report.outcome,
+        text: report.text(),
+        usage: total_usage(&report.usage),
+    }
 }
 
 /// The error a failed turn is answered with, from its `error` event's code.

@@ -24,9 +24,7 @@
 //! loopback.
 
 pub mod accounting;
-mod agents;
 mod auth;
-pub mod bindings;
 mod body;
 mod chat;
 mod error;
@@ -36,17 +34,15 @@ pub mod keys;
 mod listen;
 pub mod metrics;
 mod openai;
-mod queue;
 pub mod rpc;
 mod server;
 mod state;
 pub mod text;
 pub mod webhook;
 
-pub use agents::{AgentEntry, Agents, DEFAULT_AGENT};
 pub use auth::{TokenSet, check_bind, hash_token};
-pub use bindings::Bindings;
-pub use chat::{Drained, MAX_KEY_PART_BYTES, drain};
+pub use exoclaw_core::runtime::{Bindings, DEFAULT_AGENT, MAX_KEY_PART_BYTES, bindings};
+pub use chat::{Drained, drain};
 pub use error::GatewayError;
 pub use openai::{decode_request, finish_reason};
 pub use server::{MAX_BODY_BYTES, ModelFailure, ModelSource, NotReady, StaticModels, app, serve};

@@ -4,15 +4,13 @@
 
 use crate::TokenSet;
 use crate::accounting::{BillingCache, Ledger};
-use crate::agents::Agents;
-use crate::bindings::Bindings;
 use crate::keys::{KeyCache, RateLimiter};
 use crate::metrics::Metrics;
 use crate::server::ModelSource;
 use crate::webhook::Webhooks;
-use exoclaw_core::{KeyStore, Metering, SessionStore, UsageStore};
+use exoclaw_core::{AgentRuntime, Bindings, KeyStore, Metering, SessionStore, UsageStore};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -84,10 +82,10 @@ pub struct Gateway {
     keys_required: AtomicBool,
     /// When the key store was last asked whether a key has been made (milliseconds after start).
     keys_checked_ms: AtomicU64,
-    pub(crate) agents: Agents,
+    /// Where `chat.send` turns go: the agents, the bindings, the session queues.
+    pub(crate) runtime: Option<Arc<dyn AgentRuntime>>,
     pub(crate) sessions: Option<Arc<dyn SessionStore>>,
     pub(crate) usage: Option<Arc<dyn UsageStore>>,
-    bindings: RwLock<Arc<Bindings>>,
     pub(crate) limits: Limits,
     /// Web origins allowed to call, and the host names they imply (see [`crate::guard`]).
     pub(crate) origins: crate::guard::Origins,
@@ -119,7 +117,7 @@ impl std::fmt::Debug for Gateway {
             .field("models", &self.source.models())
             .field("tokens", &self.tokens)
             .field("keys", &self.keys.is_some())
-            .field("agents", &self.agents.names())
+            .field("agents", &self.runtime.as_ref().map(|r| r.agents().len()))
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
@@ -145,10 +143,9 @@ impl Gateway {
                 keys: None,
                 keys_required: AtomicBool::new(false),
                 keys_checked_ms: AtomicU64::new(0),
-                agents: Agents::new(),
+                runtime: None,
                 sessions: None,
                 usage: None,
-                bindings: RwLock::new(Arc::new(Bindings::default())),
                 limits: Limits::default(),
                 origins: crate::guard::Origins::default(),
                 body_budget: Arc::new(Semaphore::new(0)),
@@ -206,26 +203,21 @@ impl Gateway {
         }
     }
 
-    /// The agents served over the WebSocket.
-    pub fn agents(&self) -> &Agents {
-        &self.agents
+    /// The runtime `chat.send` turns go to, if the gateway runs agents.
+    pub fn runtime(&self) -> Option<&Arc<dyn AgentRuntime>> {
+        self.runtime.as_ref()
     }
 
-    /// The bindings in force now.
+    /// The bindings in force now (none without a runtime).
     pub fn bindings(&self) -> Arc<Bindings> {
-        match self.bindings.read() {
-            Ok(bindings) => Arc::clone(&bindings),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
+        self.runtime.as_ref().map_or_else(|| Arc::new(Bindings::default()), |r| r.bindings())
     }
 
     /// Replaces the bindings (on SIGHUP or a changed file); turns already routed keep their agent,
     /// connections stay open.
     pub fn reload_bindings(&self, bindings: Bindings) {
-        let bindings = Arc::new(bindings);
-        match self.bindings.write() {
-            Ok(mut slot) => *slot = bindings,
-            Err(poisoned) => *poisoned.into_inner() = bindings,
+        if let Some(runtime) = &self.runtime {
+            runtime.reload_bindings(bindings);
         }
     }
 
@@ -287,9 +279,9 @@ impl GatewayBuilder {
         self
     }
 
-    /// The agents served over the WebSocket.
-    pub fn agents(mut self, agents: Agents) -> Self {
-        self.gateway.agents = agents;
+    /// The runtime that runs `chat.send` turns: its agents, bindings and session queues.
+    pub fn runtime(mut self, runtime: Arc<dyn AgentRuntime>) -> Self {
+        self.gateway.runtime = Some(runtime);
         self
     }
 
@@ -304,12 +296,6 @@ impl GatewayBuilder {
     /// Prices (and budgets) for what requests cost.
     pub fn metering(mut self, metering: Arc<Metering>) -> Self {
         self.gateway.metering = Some(metering);
-        self
-    }
-
-    /// The bindings router.
-    pub fn bindings(self, bindings: Bindings) -> Self {
-        self.gateway.reload_bindings(bindings);
         self
     }
 

@@ -7,7 +7,7 @@
 mod ws_common;
 
 use exoclaw_core::{SessionStore, UsageStore};
-use exoclaw_gateway::{Agents, Bindings, Limits, TokenSet, drain};
+use exoclaw_gateway::{Bindings, Limits, TokenSet, drain};
 use exoclaw_types::{Binding, SessionId, SessionKey};
 use futures::SinkExt;
 use serde_json::{Value, json};
@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use ws_common::Agents;
 use ws_common::{Client, Echo, Server, agent, error_name, message};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -455,7 +456,7 @@ async fn bindings_route_a_peer_to_its_agent_and_an_explicit_agent_wins() {
     }]);
     let agents =
         Agents::new().with(agent("default", Echo::new("default: "))).with(agent("vip", Echo::new("vip: ")));
-    let server = Server::start(agents, |b| b.bindings(bindings)).await;
+    let server = Server::start(agents.bindings(bindings), |b| b).await;
     let mut client = server.client().await;
     let alice = client.ok("chat.send", message("alice", "hi")).await;
     assert_eq!((alice["agent"].clone(), alice["binding"].clone()), (json!("vip"), json!(0)));
@@ -471,7 +472,7 @@ async fn bindings_route_a_peer_to_its_agent_and_an_explicit_agent_wins() {
     let refused = client.call("chat.send", unknown).await;
     assert_eq!(error_name(&refused), "not_found");
     assert!(
-        refused["error"]["message"].as_str().unwrap().contains("this gateway has: default, vip"),
+        refused["error"]["message"].as_str().unwrap().contains("this runtime has: default, vip"),
         "{refused}"
     );
 

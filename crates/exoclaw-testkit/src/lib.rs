@@ -9,6 +9,7 @@
 //!   reproducibly per request whatever the arrival order;
 //! - [`sse`]: builders for event-stream text;
 //! - [`provider::ScriptedProvider`]: an in-process provider following a script of outcomes;
+//! - [`runtime::ScriptedRuntime`]: an agent runtime over in-process agents, for front-end tests;
 //! - [`script`]: a scripted model behind an OpenAI-compatible endpoint, for end-to-end tool loops;
 //! - [`fixtures`]: each vendor's wire traffic, written from its published API reference;
 //! - [`peers`]: real servers (llama.cpp `llama-server`) obtained by the project's scripts;
@@ -23,6 +24,7 @@ pub mod fixtures;
 pub mod flaky;
 pub mod peers;
 pub mod provider;
+pub mod runtime;
 pub mod script;
 pub mod server;
 pub mod sse;

@@ -24,12 +24,16 @@
 pub mod config;
 pub mod models;
 pub mod routing;
+pub mod runtime;
 
 pub use config::{Config, ConfigError, LoadedConfig, ModelChoice, ProviderConfig, ProviderKind};
 pub use models::{OpenError, ResolvedModel, open_provider};
 pub use routing::{Routed, open_routed};
+pub use runtime::{AgentSpec, Runtime, RuntimeBuilder, RuntimeError};
 
 pub use exoclaw_core;
 pub use exoclaw_local;
 pub use exoclaw_providers;
+pub use exoclaw_store;
+pub use exoclaw_tools;
 pub use exoclaw_types;

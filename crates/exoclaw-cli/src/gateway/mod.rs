@@ -8,11 +8,12 @@ mod models;
 
 use crate::app::App;
 use anyhow::Context;
-use exoclaw::config::{Config, DEFAULT_AGENT, GatewayConfig};
-use exoclaw_core::{AgentRunner, Provider, system_prompt};
-use exoclaw_gateway::{AgentEntry, Agents, Bindings, Gateway, Limits, TokenSet};
+use exoclaw::config::{Config, GatewayConfig};
+use exoclaw::runtime::{Runtime, bindings};
+use exoclaw_core::AgentRuntime;
+use exoclaw_gateway::{Gateway, Limits, TokenSet};
 use exoclaw_types::Inbound;
-use models::RoutedModels;
+use models::RuntimeModels;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -99,31 +100,50 @@ pub async fn run(config_path: Option<&Path>, args: GatewayArgs) -> anyhow::Resul
         return explain_routes(config_path, &routes);
     }
     let app = App::open(config_path).await?;
-    let config = Arc::new(app.config().clone());
-    let settings = &config.gateway;
+    let settings = app.config().gateway.clone();
     let bind: SocketAddr = match args.bind {
         Some(bind) => bind,
         None => settings.bind.parse().with_context(|| {
             format!("[gateway] bind = {:?} is not an address; write it as 127.0.0.1:7878", settings.bind)
         })?,
     };
-    let models = RoutedModels::open(Arc::clone(&config))?;
-    let agents = agents(&config, &app, models.router())?;
+    // The agents: the default one and every [agents.NAME]. Tools are off unless an agent's
+    // profile turns them on; with nobody to approve a change, tools that would ask are refused.
+    let runtime = Runtime::builder()
+        .config(app.config().clone())
+        .store(app.store.clone())
+        .approver(Arc::new(crate::approve::Unattended))
+        .session_queue(settings.session_queue)
+        .default_agent(|spec| spec.tools = Some(spec.tools.unwrap_or(false)))
+        .build()
+        .await?;
+    for name in runtime.agent_names() {
+        if let Some(agent) = runtime.agent(&name)
+            && agent.spec.tools.is_none()
+        {
+            let mut spec = agent.spec.clone();
+            spec.tools = Some(false);
+            runtime.set_agent(spec)?;
+        }
+    }
     let store = Arc::new(app.store.clone());
     let has_keys = !exoclaw_core::KeyStore::list_keys(&*store).await?.is_empty();
-    let mut builder = Gateway::builder(Arc::new(models))
+    let mut builder = Gateway::builder(Arc::new(RuntimeModels(Arc::clone(runtime.models()))))
         .tokens(TokenSet::from_hashes(&settings.token_hashes)?)
-        .agents(agents)
+        .runtime(Arc::new(runtime.clone()) as Arc<dyn AgentRuntime>)
         .store(store.clone(), store.clone())
-        .metering(app.metering.clone())
-        .bindings(bindings(&config)?)
-        .limits(limits(settings))
+        .metering(Arc::clone(runtime.metering()))
+        .limits(limits(&settings))
         .allowed_origins(settings.allowed_origins.clone());
     // Without any key made, a loopback gateway with no token stays open until the first key is
     // made (it notices within a second); from then on every request needs one (or an operator
     // token).
     builder = if has_keys { builder.keys(store.clone()) } else { builder.keys_once_made(store.clone()) };
     let gateway = Arc::new(builder.build());
+    // Keyless servers (ollama, llama.cpp, model managers) are checked in the background, so a
+    // dead one's breaker opens before a request finds out and a revived one's closes.
+    runtime.models().router().spawn_health_checks(HEALTH_CHECK_INTERVAL, gateway.shutdown_token());
+    resume_interrupted(&runtime).await;
     let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| {
         format!("cannot listen on {bind}; is another program using it? Choose another with --bind")
     })?;
@@ -137,6 +157,7 @@ pub async fn run(config_path: Option<&Path>, args: GatewayArgs) -> anyhow::Resul
     );
     spawn_reloader(Arc::clone(&gateway), app.loaded.path.clone(), config_path.map(Path::to_path_buf));
     exoclaw_gateway::serve(listener, gateway, shutdown_signal()).await?;
+    runtime.stop();
     app.store.close().await;
     eprintln!("exoclaw gateway stopped");
     Ok(ExitCode::SUCCESS)
@@ -160,65 +181,34 @@ fn limits(settings: &GatewayConfig) -> Limits {
     }
 }
 
-/// `[[bindings]]`, every agent they name checked against the configured agents.
-fn bindings(config: &Config) -> anyhow::Result<Bindings> {
-    for (index, binding) in config.bindings.iter().enumerate() {
-        if binding.agent != DEFAULT_AGENT && !config.agents.contains_key(&binding.agent) {
-            let known: Vec<&str> =
-                std::iter::once(DEFAULT_AGENT).chain(config.agents.keys().map(String::as_str)).collect();
-            anyhow::bail!(
-                "bindings[{index}] names the agent `{}`, which is not configured; add [agents.{}] or use one of: {}",
-                binding.agent,
-                binding.agent,
-                known.join(", ")
-            );
+/// How often keyless provider servers get a health check while the gateway runs.
+const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Finishes, in the background, the turns of the gateway's sessions that a previous run left
+/// interrupted (killed mid-turn): each continues from its last checkpoint.
+async fn resume_interrupted(runtime: &Runtime) {
+    let sessions = match runtime.interrupted_sessions().await {
+        Ok(sessions) => sessions,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot list interrupted turns");
+            return;
+        }
+    };
+    for session in sessions {
+        let keyed = exoclaw_core::SessionStore::session(runtime.store(), session).await.ok().flatten();
+        let Some(key) = keyed.and_then(|info| info.key) else { continue };
+        match runtime.submit(exoclaw_core::Target::Key(key), exoclaw_core::TurnInput::resume()) {
+            Ok(handle) => {
+                eprintln!("exoclaw gateway: resuming the interrupted turn of session {session}");
+                tokio::spawn(async move {
+                    if let Err(e) = handle.report().await {
+                        tracing::error!(%session, error = %e, "could not resume an interrupted turn");
+                    }
+                });
+            }
+            Err(e) => tracing::error!(%session, error = %e, "could not resume an interrupted turn"),
         }
     }
-    Ok(Bindings::new(config.bindings.clone()))
-}
-
-/// The `default` agent and every `[agents.NAME]`, all on the gateway's router. Tools are off
-/// unless an agent's profile turns them on; with nobody to approve a change, tools that would
-/// ask are refused.
-fn agents(
-    config: &Config,
-    app: &App,
-    router: Arc<exoclaw_providers::router::Router>,
-) -> anyhow::Result<Agents> {
-    let provider: Arc<dyn Provider> = router;
-    let workspace = std::env::current_dir().context("the current directory is not readable")?;
-    let mut agents = Agents::new();
-    let profiles = std::iter::once((DEFAULT_AGENT.to_owned(), exoclaw::config::AgentProfile::default()))
-        .chain(config.agents.iter().map(|(name, profile)| (name.clone(), profile.clone())));
-    for (name, profile) in profiles {
-        let (request_model, chain) = config
-            .route_chain(profile.model.as_ref())
-            .with_context(|| format!("the agent `{name}` cannot use its model"))?;
-        let display = chain.first().map(ToString::to_string).unwrap_or_else(|| request_model.clone());
-        let local = chain.first().is_some_and(|t| config.is_local(&t.provider));
-        let base = config.agent.base_prompt.as_deref().unwrap_or(if local {
-            crate::app::LOCAL_PROMPT
-        } else {
-            "You are exoclaw, a helpful AI agent. Answer concisely."
-        });
-        let extra: Vec<&str> =
-            config.agent.system.iter().chain(profile.system.iter()).map(String::as_str).collect();
-        let tools = if profile.tools == Some(true) {
-            exoclaw_tools::builtin_tools()
-        } else {
-            exoclaw_core::ToolRegistry::new()
-        };
-        let runner = AgentRunner::new(Arc::clone(&provider), request_model, display)
-            .with_agent(name.clone())
-            .with_system(system_prompt(base, &[], &extra))
-            .with_tools(tools)
-            .with_workspace_root(&workspace)
-            .with_permissions(config.permissions.clone(), Arc::new(crate::approve::Unattended))
-            .with_limits(config.agent.limits())
-            .with_metering(app.metering.clone());
-        agents = agents.with(AgentEntry { name, description: profile.description, runner: Arc::new(runner) });
-    }
-    Ok(agents)
 }
 
 /// Completes on SIGINT or SIGTERM.
@@ -277,7 +267,7 @@ fn spawn_reloader(gateway: Arc<Gateway>, file: Option<PathBuf>, explicit: Option
             };
             match Config::load_after_dotenv(explicit.as_deref())
                 .map_err(anyhow::Error::from)
-                .and_then(|l| bindings(&l.config))
+                .and_then(|l| bindings(&l.config).map_err(anyhow::Error::from))
             {
                 Ok(fresh) => {
                     let count = fresh.list().len();

@@ -558,7 +558,7 @@ impl Connection {
                 ),
             ));
         }
-        let requester = Requester { caller, token: self.token.clone(), out: self.out.clone() };
+        let requester = Requester { caller, out: self.out.clone() };
         match chat::start(&self.gateway, requester, id, p) {
             Ok(cancel) => {
                 if let Some(key) = key {

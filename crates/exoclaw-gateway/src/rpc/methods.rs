@@ -44,11 +44,15 @@ pub(super) fn status(gateway: &Gateway) -> StatusResult {
     StatusResult {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         protocol: PROTOCOL_VERSION,
-        agents: gateway.agents.names(),
+        agents: gateway
+            .runtime
+            .as_ref()
+            .map(|r| r.agents().into_iter().map(|a| a.name).collect())
+            .unwrap_or_default(),
         providers: gateway.source.models(),
         sessions: SessionsStatus {
-            busy: chat.queues.busy(),
-            queued: chat.queues.waiting(),
+            busy: gateway.runtime.as_ref().map_or(0, |r| r.queues().busy()),
+            queued: gateway.runtime.as_ref().map_or(0, |r| r.queues().waiting()),
             turns: chat.turns(),
         },
         connections: chat.connections(),
@@ -98,34 +102,40 @@ pub(super) async fn sessions_reset(
     gateway: &Gateway,
     p: SessionParams,
 ) -> Result<SessionsResetResult, RpcError> {
-    let store = sessions(gateway)?;
-    let session = session_info(&**store, &p).await?;
-    // Hold the session while clearing it, so no turn reads or writes it meanwhile; one running
-    // or waiting makes this `session_busy`.
-    let _held = match &session.key {
-        Some(key) => Some(gateway.chat.queues.enter(&key.to_string(), 0).map_err(|busy| {
-            RpcError::new(
-                Code::SessionBusy,
-                format!("the session `{}` has a turn running; reset it once the turn is over", busy.key),
-            )
-        })?),
-        None => None,
+    let Some(runtime) = &gateway.runtime else {
+        return Err(RpcError::new(Code::Unavailable, "this gateway runs no agents, so it holds no sessions"));
     };
-    store.clear_session(p.session_id).await?;
-    Ok(SessionsResetResult { session_id: p.session_id, removed: session.message_count })
+    // The runtime holds the session while clearing it, so no turn reads or writes it meanwhile;
+    // one running or waiting makes this `session_busy`.
+    let removed = runtime.clear_session(p.session_id).await.map_err(|e| match e {
+        exoclaw_core::TurnError::SessionNotFound(id) => {
+            RpcError::new(Code::NotFound, format!("no session {id}; `sessions.list` lists them"))
+                .with("session_id", id.to_string())
+        }
+        exoclaw_core::TurnError::SessionBusy(busy) => RpcError::new(
+            Code::SessionBusy,
+            format!("the session `{}` has a turn running; reset it once the turn is over", busy.key),
+        ),
+        exoclaw_core::TurnError::SessionLocked { .. } => {
+            RpcError::new(Code::SessionBusy, format!("{e}; reset it once the turn is over"))
+        }
+        other => RpcError::new(Code::InternalError, other.to_string()),
+    })?;
+    Ok(SessionsResetResult { session_id: p.session_id, removed })
 }
 
 pub(super) fn agents_list(gateway: &Gateway) -> AgentsListResult {
     let default = gateway.bindings().default_agent().to_owned();
     let agents = gateway
-        .agents
+        .runtime
         .iter()
+        .flat_map(|r| r.agents())
         .map(|a| AgentInfo {
-            name: a.name.clone(),
-            description: a.description.clone(),
-            model: a.runner.display_model().to_owned(),
-            tools: a.runner.tools().names().map(str::to_owned).collect(),
             default: a.name == default,
+            name: a.name,
+            description: a.description,
+            model: a.model,
+            tools: a.tools.iter().map(|t| t.name.clone()).collect(),
         })
         .collect();
     AgentsListResult { agents }
@@ -133,14 +143,16 @@ pub(super) fn agents_list(gateway: &Gateway) -> AgentsListResult {
 
 pub(super) fn tools_list(gateway: &Gateway, p: ToolsListParams) -> Result<ToolsListResult, RpcError> {
     let name = p.agent.unwrap_or_else(|| gateway.bindings().default_agent().to_owned());
-    let agent = gateway.agents.get(&name).ok_or_else(|| {
-        RpcError::new(
+    let agents = gateway.runtime.as_ref().map(|r| r.agents()).unwrap_or_default();
+    let Some(agent) = agents.iter().find(|a| a.name == name) else {
+        let names: Vec<&str> = agents.iter().map(|a| a.name.as_str()).collect();
+        return Err(RpcError::new(
             Code::NotFound,
-            format!("no agent `{name}`; `agents.list` lists them ({})", gateway.agents.names().join(", ")),
+            format!("no agent `{name}`; `agents.list` lists them ({})", names.join(", ")),
         )
-        .with("agent", name.clone())
-    })?;
-    Ok(ToolsListResult { agent: name, tools: agent.runner.tools().specs() })
+        .with("agent", name.clone()));
+    };
+    Ok(ToolsListResult { agent: name, tools: agent.tools.clone() })
 }
 
 fn add(totals: &mut UsageTotals, record: &UsageRecord) {

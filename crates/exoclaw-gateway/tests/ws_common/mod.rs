@@ -5,8 +5,10 @@
 
 use async_trait::async_trait;
 use exoclaw_core::{AgentRunner, EventStream, Provider, ProviderError};
-use exoclaw_gateway::{AgentEntry, Agents, Gateway, GatewayBuilder, StaticModels, app};
+use exoclaw_core::{AgentRuntime, Bindings};
+use exoclaw_gateway::{Gateway, GatewayBuilder, StaticModels, app};
 use exoclaw_store::Store;
+use exoclaw_testkit::runtime::ScriptedRuntime;
 use exoclaw_types::{ChatRequest, Role, StopReason, StreamEvent, Usage};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -134,9 +136,31 @@ impl Provider for Echo {
 }
 
 /// An agent called `name` answering with `provider`.
-pub fn agent(name: &str, provider: Arc<dyn Provider>) -> AgentEntry {
-    let runner = AgentRunner::new(provider, "m", format!("echo/{name}")).with_agent(name);
-    AgentEntry { name: name.into(), description: Some(format!("the {name} agent")), runner: Arc::new(runner) }
+pub fn agent(name: &str, provider: Arc<dyn Provider>) -> (String, AgentRunner) {
+    (name.to_owned(), AgentRunner::new(provider, "m", format!("echo/{name}")).with_agent(name))
+}
+
+/// The agents (and bindings) a test gateway serves.
+#[derive(Default)]
+pub struct Agents {
+    agents: Vec<(String, AgentRunner)>,
+    bindings: Option<Bindings>,
+}
+
+impl Agents {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with(mut self, agent: (String, AgentRunner)) -> Self {
+        self.agents.push(agent);
+        self
+    }
+
+    pub fn bindings(mut self, bindings: Bindings) -> Self {
+        self.bindings = Some(bindings);
+        self
+    }
 }
 
 /// A gateway on loopback.
@@ -151,10 +175,19 @@ impl Server {
     /// Serves `agents` with an in-memory store; `configure` sets the rest.
     pub async fn start(agents: Agents, configure: impl FnOnce(GatewayBuilder) -> GatewayBuilder) -> Self {
         let store = Arc::new(Store::open("sqlite::memory:").await.unwrap());
+        let mut runtime = ScriptedRuntime::new(store.clone());
+        for (name, runner) in agents.agents {
+            runtime = runtime.agent(&name, Some(format!("the {name} agent")), runner);
+        }
+        if let Some(bindings) = agents.bindings {
+            runtime = runtime.with_bindings(bindings);
+        }
+        let runtime = Arc::new(runtime);
         let builder = Gateway::builder(Arc::new(StaticModels::new()))
-            .agents(agents)
+            .runtime(runtime.clone() as Arc<dyn AgentRuntime>)
             .store(store.clone(), store.clone());
         let gateway = Arc::new(configure(builder).build());
+        runtime.set_session_queue(gateway.limits().session_queue);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = gateway.shutdown_token();

@@ -92,7 +92,6 @@ impl SessionQueues {
 
 impl Ticket {
     /// Whether the ticket holds the session already (nobody was ahead).
-    #[cfg(test)]
     pub fn is_ready(&self) -> bool {
         self.turn.wait.is_none()
     }

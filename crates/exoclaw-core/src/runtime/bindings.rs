@@ -11,7 +11,7 @@
 //! Whether each binding's agent exists is checked by whoever builds the [`Bindings`] (the CLI,
 //! against the configured agents); the router only names agents.
 
-use crate::agents::DEFAULT_AGENT;
+use super::DEFAULT_AGENT;
 use exoclaw_types::{Binding, Inbound};
 use std::fmt;
 

@@ -1,0 +1,201 @@
+//! The agents a runtime serves: each an [`AgentSpec`] (what the configuration, or a front end's
+//! flags, say about it) turned into an [`Agent`] ready for turns on the runtime's one router.
+
+use crate::config::{AgentProfile, Config, ConfigError, ModelChoice};
+use exoclaw_core::{
+    AgentRunner, Approver, Decision, FixedApprover, Limits, PermissionPolicy, Provider, ToolRegistry,
+    discover_context_files, system_prompt,
+};
+use exoclaw_providers::router::Target;
+use exoclaw_types::GenerationParams;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The opening system prompt of an agent with tools on a cloud model.
+pub const TOOLS_PROMPT: &str = "You are exoclaw, an AI agent working in the user's terminal. Answer \
+concisely. When the user asks about or wants changes to their files or project, use the tools: \
+look before you change, change only what was asked, and say what you did.";
+
+/// The opening system prompt of an agent without tools on a cloud model.
+pub const CHAT_PROMPT: &str = "You are exoclaw, a helpful AI agent. Answer concisely.";
+
+/// The embedded model's: short, since a 135M model derails on long instructions.
+pub const LOCAL_PROMPT: &str = "You are a helpful assistant.";
+
+/// What an agent is: its model, prompt, tools, permissions and limits.
+#[derive(Clone)]
+pub struct AgentSpec {
+    /// Its name, as bindings and session keys name it.
+    pub name: String,
+    /// What it is for.
+    pub description: Option<String>,
+    /// Its model; the default model when `None`.
+    pub model: Option<ModelChoice>,
+    /// Replaces the opening system prompt ([`TOOLS_PROMPT`], [`CHAT_PROMPT`] or
+    /// [`LOCAL_PROMPT`], by model and tools).
+    pub base_prompt: Option<String>,
+    /// More system prompt, in order, after the opening one and the context files.
+    pub system: Vec<String>,
+    /// Whether its model is offered the runtime's tools; `None`: `[agent] tools` for cloud
+    /// models, off for the embedded one.
+    pub tools: Option<bool>,
+    /// Where its tools work; the current directory when `None`.
+    pub workspace: Option<PathBuf>,
+    /// Whether the workspace's `AGENTS.md` (and similar files) go into the system prompt.
+    pub context_files: bool,
+    /// Which tool calls run, ask or are refused.
+    pub permissions: PermissionPolicy,
+    /// Who is asked when the policy says ask; `None`: the runtime's approver.
+    pub approver: Option<Arc<dyn Approver>>,
+    /// Sampling and length parameters.
+    pub params: GenerationParams,
+    /// Iteration and tool-time limits.
+    pub limits: Limits,
+}
+
+impl std::fmt::Debug for AgentSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentSpec")
+            .field("name", &self.name)
+            .field("model", &self.model)
+            .field("tools", &self.tools)
+            .field("workspace", &self.workspace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentSpec {
+    /// The agent `[agent]` and `profile` describe.
+    pub fn from_profile(config: &Config, name: &str, profile: &AgentProfile) -> Self {
+        Self {
+            name: name.to_owned(),
+            description: profile.description.clone(),
+            model: profile.model.clone(),
+            base_prompt: config.agent.base_prompt.clone(),
+            system: config.agent.system.iter().chain(profile.system.iter()).cloned().collect(),
+            tools: profile.tools,
+            workspace: None,
+            context_files: false,
+            permissions: config.permissions.clone(),
+            approver: None,
+            params: GenerationParams::default(),
+            limits: config.agent.limits(),
+        }
+    }
+}
+
+/// An agent ready for turns.
+#[derive(Debug)]
+pub struct Agent {
+    /// What it was built from.
+    pub spec: AgentSpec,
+    /// Runs its turns.
+    pub runner: AgentRunner,
+    /// The `provider/model` answering (the primary target).
+    pub model: String,
+    /// Where requests go, primary first.
+    pub chain: Vec<Target>,
+    /// Whether the primary target is the embedded model.
+    pub local: bool,
+    /// Where its tools work.
+    pub workspace: PathBuf,
+    /// The context files in its system prompt.
+    pub context_files: Vec<PathBuf>,
+}
+
+/// What is needed to build any agent.
+pub(crate) struct Parts<'a> {
+    pub config: &'a Config,
+    pub provider: Arc<dyn Provider>,
+    pub tools: &'a ToolRegistry,
+    pub approver: &'a Arc<dyn Approver>,
+    pub metering: &'a Arc<exoclaw_core::Metering>,
+    pub hooks: &'a super::Extensions,
+}
+
+/// Why an agent could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// Its model has no route.
+    #[error("the agent `{agent}` cannot use its model: {source}")]
+    Model {
+        /// The agent.
+        agent: String,
+        /// Why.
+        #[source]
+        source: ConfigError,
+    },
+    /// Its workspace is not a readable directory.
+    #[error("the workspace {} of the agent `{agent}` cannot be used: {source}", path.display())]
+    Workspace {
+        /// The agent.
+        agent: String,
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Agent {
+    /// Builds `spec` on `parts`' router, tools and metering. Opens nothing.
+    pub(crate) fn build(spec: AgentSpec, parts: &Parts<'_>) -> Result<Self, AgentError> {
+        let config = parts.config;
+        let model_error = |source| AgentError::Model { agent: spec.name.clone(), source };
+        let (request_model, chain) = config.route_chain(spec.model.as_ref()).map_err(model_error)?;
+        let model = chain.first().map_or_else(|| request_model.clone(), ToString::to_string);
+        let local = chain.first().is_some_and(|t| config.is_local(&t.provider));
+
+        let workspace = match &spec.workspace {
+            Some(dir) => dir.clone(),
+            None => std::env::current_dir().map_err(|source| AgentError::Workspace {
+                agent: spec.name.clone(),
+                path: PathBuf::from("."),
+                source,
+            })?,
+        };
+        let workspace = workspace.canonicalize().map_err(|source| AgentError::Workspace {
+            agent: spec.name.clone(),
+            path: workspace.clone(),
+            source,
+        })?;
+        let tools_on = spec.tools.unwrap_or(!local && config.agent.tools);
+        let tools = if tools_on { parts.tools.clone() } else { ToolRegistry::new() };
+        let context_files = if spec.context_files { discover_context_files(&workspace) } else { Vec::new() };
+        let base = match &spec.base_prompt {
+            Some(base) => base.as_str(),
+            None if local => LOCAL_PROMPT,
+            None if tools_on => TOOLS_PROMPT,
+            None => CHAT_PROMPT,
+        };
+        let extra: Vec<&str> = spec.system.iter().map(String::as_str).collect();
+        let system = system_prompt(base, &context_files, &extra);
+        let approver = spec.approver.clone().unwrap_or_else(|| Arc::clone(parts.approver));
+        let mut runner = AgentRunner::new(Arc::clone(&parts.provider), request_model, model.clone())
+            .with_agent(spec.name.clone())
+            .with_system(system)
+            .with_tools(tools)
+            .with_workspace_root(&workspace)
+            .with_permissions(spec.permissions.clone(), approver)
+            .with_limits(spec.limits)
+            .with_metering(Arc::clone(parts.metering))
+            .with_params(spec.params.clone());
+        runner = parts.hooks.apply(runner);
+        Ok(Self {
+            spec,
+            runner,
+            model,
+            chain,
+            local,
+            workspace,
+            context_files: context_files.into_iter().map(|f| f.path).collect(),
+        })
+    }
+}
+
+/// The approver of a runtime nobody watches: every call that would ask is refused.
+pub fn unattended() -> Arc<dyn Approver> {
+    Arc::new(FixedApprover(Decision::Deny))
+}

@@ -1,0 +1,237 @@
+//! [`RuntimeBuilder`]: the configuration and the store are required — `build` exists only once
+//! both are set — and everything else has a default.
+
+use super::agents::{AgentSpec, unattended};
+use super::{Extensions, Inner, Models, Runtime, RuntimeError};
+use crate::config::{AgentProfile, Config, DEFAULT_AGENT};
+use exoclaw_core::runtime::{AfterTurn, HistoryAssembler, SessionQueues};
+use exoclaw_core::{
+    Approver, Bindings, ContextAssembler, Hook, Monitor, SystemClock, ToolRegistry, UsageStore,
+};
+use exoclaw_store::Store;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use tokio_util::sync::CancellationToken;
+
+/// The configuration is not set yet.
+#[derive(Debug, Default)]
+pub struct NoConfig;
+/// The configuration is set.
+#[derive(Debug)]
+pub struct WithConfig(Config);
+/// The store is not set yet.
+#[derive(Debug, Default)]
+pub struct NoStore;
+/// The store is set.
+#[derive(Debug)]
+pub struct WithStore(Store);
+
+/// Builds a [`Runtime`]. `C` and `S` track whether the configuration and the store are set.
+pub struct RuntimeBuilder<C, S> {
+    config: C,
+    store: S,
+    tools: Option<ToolRegistry>,
+    approver: Option<Arc<dyn Approver>>,
+    assembler: Option<Arc<dyn ContextAssembler>>,
+    extensions: Extensions,
+    default_agent: Option<Box<dyn FnOnce(&mut AgentSpec) + Send>>,
+    session_queue: usize,
+}
+
+impl<C, S> std::fmt::Debug for RuntimeBuilder<C, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeBuilder").finish_non_exhaustive()
+    }
+}
+
+/// Turns that may wait behind a running one in a session when none is set.
+pub const DEFAULT_SESSION_QUEUE: usize = 8;
+
+impl RuntimeBuilder<NoConfig, NoStore> {
+    pub(crate) fn new() -> Self {
+        Self {
+            config: NoConfig,
+            store: NoStore,
+            tools: None,
+            approver: None,
+            assembler: None,
+            extensions: Extensions::default(),
+            default_agent: None,
+            session_queue: DEFAULT_SESSION_QUEUE,
+        }
+    }
+}
+
+impl<S> RuntimeBuilder<NoConfig, S> {
+    /// The configuration: providers, routing, agents, bindings, budgets, permissions.
+    pub fn config(self, config: Config) -> RuntimeBuilder<WithConfig, S> {
+        let RuntimeBuilder {
+            store,
+            tools,
+            approver,
+            assembler,
+            extensions,
+            default_agent,
+            session_queue,
+            ..
+        } = self;
+        RuntimeBuilder {
+            config: WithConfig(config),
+            store,
+            tools,
+            approver,
+            assembler,
+            extensions,
+            default_agent,
+            session_queue,
+        }
+    }
+}
+
+impl<C> RuntimeBuilder<C, NoStore> {
+    /// The store sessions, usage and run checkpoints go to (see `exoclaw_store::Store::open`).
+    pub fn store(self, store: Store) -> RuntimeBuilder<C, WithStore> {
+        let RuntimeBuilder {
+            config,
+            tools,
+            approver,
+            assembler,
+            extensions,
+            default_agent,
+            session_queue,
+            ..
+        } = self;
+        RuntimeBuilder {
+            config,
+            store: WithStore(store),
+            tools,
+            approver,
+            assembler,
+            extensions,
+            default_agent,
+            session_queue,
+        }
+    }
+}
+
+impl<C, S> RuntimeBuilder<C, S> {
+    /// The tools agents with tools are offered (default: the built-in tools).
+    pub fn tools(mut self, tools: ToolRegistry) -> Self {
+        self.tools = Some(tools);
+        self
+    }
+
+    /// Who is asked when a tool call needs approval (default: nobody, so such calls are refused
+    /// with a result that tells the model so).
+    pub fn approver(mut self, approver: Arc<dyn Approver>) -> Self {
+        self.approver = Some(approver);
+        self
+    }
+
+    /// What a turn starts from (default: the session's stored messages).
+    pub fn assembler(mut self, assembler: Arc<dyn ContextAssembler>) -> Self {
+        self.assembler = Some(assembler);
+        self
+    }
+
+    /// Adds a hook every agent runs (after those from `[hooks]`).
+    pub fn hook(mut self, hook: Arc<dyn Hook>) -> Self {
+        self.extensions.hooks.push(hook);
+        self
+    }
+
+    /// Adds a monitor that sees every event of every turn.
+    pub fn monitor(mut self, monitor: Arc<dyn Monitor>) -> Self {
+        self.extensions.monitors.push(monitor);
+        self
+    }
+
+    /// Adds work to run in the background after every stored turn.
+    pub fn after_turn(mut self, work: Arc<dyn AfterTurn>) -> Self {
+        self.extensions.after_turn.push(work);
+        self
+    }
+
+    /// Changes the default agent's spec (the CLI's `--model`, `--system`, `--tools`…).
+    pub fn default_agent(mut self, change: impl FnOnce(&mut AgentSpec) + Send + 'static) -> Self {
+        self.default_agent = Some(Box::new(change));
+        self
+    }
+
+    /// Turns that may wait behind a running one in a session before `session_busy` (default 8).
+    pub fn session_queue(mut self, bound: usize) -> Self {
+        self.session_queue = bound;
+        self
+    }
+}
+
+impl RuntimeBuilder<WithConfig, WithStore> {
+    /// The runtime: budgets restored from the usage ledger, every agent built (nothing opened:
+    /// providers open on their first request, or with [`Runtime::prepare`]).
+    pub async fn build(self) -> Result<Runtime, RuntimeError> {
+        let RuntimeBuilder {
+            config: WithConfig(config),
+            store: WithStore(store),
+            tools,
+            approver,
+            assembler,
+            mut extensions,
+            default_agent,
+            session_queue,
+        } = self;
+        let past = match config.usage_history_start(chrono::Utc::now()) {
+            Some(since) => store.usage_since(since).await?,
+            None => Vec::new(),
+        };
+        let metering = Arc::new(config.metering(Arc::new(SystemClock), &past));
+        let bindings = bindings(&config)?;
+        let mut hooks: Vec<Arc<dyn Hook>> = Vec::new(); // PENDING-CONFIG-HOOKS
+        hooks.append(&mut extensions.hooks);
+        extensions.hooks = hooks;
+        let config = Arc::new(config);
+        let models = Arc::new(Models::new(Arc::clone(&config))?);
+        let assembler = assembler.unwrap_or_else(|| Arc::new(HistoryAssembler::new(Arc::new(store.clone()))));
+        let runtime = Runtime {
+            inner: Arc::new(Inner {
+                config: Arc::clone(&config),
+                store,
+                metering,
+                models,
+                tools: tools.unwrap_or_else(exoclaw_tools::builtin_tools),
+                approver: approver.unwrap_or_else(unattended),
+                extensions,
+                assembler,
+                agents: RwLock::new(BTreeMap::new()),
+                bindings: RwLock::new(Arc::new(bindings)),
+                queues: SessionQueues::default(),
+                session_queue,
+                stop: CancellationToken::new(),
+            }),
+        };
+        let mut default = AgentSpec::from_profile(&config, DEFAULT_AGENT, &AgentProfile::default());
+        if let Some(change) = default_agent {
+            change(&mut default);
+        }
+        runtime.set_agent(default)?;
+        for (name, profile) in &config.agents {
+            runtime.set_agent(AgentSpec::from_profile(&config, name, profile))?;
+        }
+        Ok(runtime)
+    }
+}
+
+/// `[[bindings]]`, every agent they name checked against the configured agents.
+pub fn bindings(config: &Config) -> Result<Bindings, RuntimeError> {
+    for (index, binding) in config.bindings.iter().enumerate() {
+        if binding.agent != DEFAULT_AGENT && !config.agents.contains_key(&binding.agent) {
+            let known: Vec<&str> =
+                std::iter::once(DEFAULT_AGENT).chain(config.agents.keys().map(String::as_str)).collect();
+            return Err(RuntimeError::UnknownBindingAgent {
+                index,
+                agent: binding.agent.clone(),
+                known: known.join(", "),
+            });
+        }
+    }
+    Ok(Bindings::new(config.bindings.clone()))
+}

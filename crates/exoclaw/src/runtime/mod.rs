@@ -1,0 +1,282 @@
+//! [`Runtime`]: the one object every front end submits turns to.
+//!
+//! It owns the configuration, the store, metering and budgets, one lazily opened router over
+//! every provider ([`Models`]), the agents (the default agent and every `[agents.NAME]`), the
+//! tools, the bindings and the per-session queues. [`Runtime::submit`] (from
+//! [`exoclaw_core::AgentRuntime`]) runs a turn from input to commit: route → the session's queue
+//! and its cross-process lock → an interrupted turn of the session is finished first → context
+//! assembly → the agent loop (budgets reserved and settled per model call; hooks; the run
+//! checkpointed after every step) → commit (messages and usage in one transaction) → after-turn
+//! work in the background.
+//!
+//! ```no_run
+//! use exoclaw::runtime::Runtime;
+//! use exoclaw::exoclaw_core::{AgentRuntime, Target, TurnInput};
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let loaded = exoclaw::Config::load(None)?;
+//! let store = exoclaw::exoclaw_store::Store::open(&loaded.storage_url()).await?;
+//! let runtime = Runtime::builder().config(loaded.config).store(store).build().await?;
+//! let turn = runtime.submit(Target::New { agent: None }, TurnInput::message("Hello!"))?;
+//! let report = turn.finish(&|event| println!("{event:?}")).await?;
+//! println!("{}", report.text());
+//! # Ok(()) }
+//! ```
+
+mod agents;
+mod builder;
+mod models;
+mod turn;
+
+pub use agents::Agent;
+pub use agents::{AgentError, AgentSpec, CHAT_PROMPT, LOCAL_PROMPT, TOOLS_PROMPT, unattended};
+pub use builder::{
+    DEFAULT_SESSION_QUEUE, NoConfig, NoStore, RuntimeBuilder, WithConfig, WithStore, bindings,
+};
+pub use models::{LazyProvider, Models, Unopened};
+
+use crate::config::{Config, ConfigError};
+use crate::models::OpenError;
+use async_trait::async_trait;
+use exoclaw_core::runtime::{AfterTurn, AgentSummary, Route, SessionQueues, Target, resolve_target};
+use exoclaw_core::{
+    AgentRunner, AgentRuntime, Approver, Bindings, ContextAssembler, Metering, SessionStore, StoreError,
+    ToolRegistry, TurnError, TurnHandle, TurnInput,
+};
+use exoclaw_local::fetch::Progress;
+use exoclaw_store::Store;
+use exoclaw_types::SessionId;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use tokio_util::sync::CancellationToken;
+
+/// Why a runtime could not be built or changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// The configuration does not fit together (routes, bindings).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// An agent could not be built.
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    /// A binding names an agent that is not configured.
+    #[error(
+        "bindings[{index}] names the agent `{agent}`, which is not configured; add [agents.{agent}] or use one of: {known}"
+    )]
+    UnknownBindingAgent {
+        /// The binding's index.
+        index: usize,
+        /// The agent it names.
+        agent: String,
+        /// The agents there are.
+        known: String,
+    },
+    /// The store could not be read (the usage ledger, for the budgets).
+    #[error("cannot read the usage ledger for the budgets: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// What hooks, monitors and after-turn work a runtime adds to every agent and turn.
+#[derive(Clone, Default)]
+pub(crate) struct Extensions {
+    pub hooks: Vec<Arc<dyn exoclaw_core::Hook>>,
+    pub monitors: Vec<Arc<dyn exoclaw_core::Monitor>>,
+    pub after_turn: Vec<Arc<dyn AfterTurn>>,
+}
+
+impl Extensions {
+    /// `runner` with every hook and monitor.
+    pub(crate) fn apply(&self, mut runner: AgentRunner) -> AgentRunner {
+        for hook in &self.hooks {
+            runner = runner.with_hook(Arc::clone(hook));
+        }
+        for monitor in &self.monitors {
+            runner = runner.with_monitor(Arc::clone(monitor));
+        }
+        runner
+    }
+}
+
+/// The runtime. Cheap to clone: clones share everything.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub metering: Arc<Metering>,
+    pub models: Arc<Models>,
+    pub tools: ToolRegistry,
+    pub approver: Arc<dyn Approver>,
+    pub extensions: Extensions,
+    pub assembler: Arc<dyn ContextAssembler>,
+    pub agents: RwLock<BTreeMap<String, Arc<Agent>>>,
+    pub bindings: RwLock<Arc<Bindings>>,
+    pub queues: SessionQueues,
+    /// Turns that may wait behind a running one in a session.
+    pub session_queue: usize,
+    /// Cancels every turn (the end of a shutdown's grace period).
+    pub stop: CancellationToken,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("store", &self.inner.store.location())
+            .field("agents", &self.agent_names())
+            .finish_non_exhaustive()
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Runtime {
+    /// Starts building a runtime; [`RuntimeBuilder::build`] exists once the configuration and
+    /// the store are set.
+    pub fn builder() -> RuntimeBuilder<NoConfig, NoStore> {
+        RuntimeBuilder::new()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The store: sessions, usage, virtual keys, run checkpoints, session locks.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Prices and budgets, shared by every agent.
+    pub fn metering(&self) -> &Arc<Metering> {
+        &self.inner.metering
+    }
+
+    /// The router and its providers.
+    pub fn models(&self) -> &Arc<Models> {
+        &self.inner.models
+    }
+
+    /// The agent called `name`.
+    pub fn agent(&self, name: &str) -> Option<Arc<Agent>> {
+        read(&self.inner.agents).get(name).cloned()
+    }
+
+    /// The agents' names, sorted.
+    pub fn agent_names(&self) -> Vec<String> {
+        read(&self.inner.agents).keys().cloned().collect()
+    }
+
+    /// Adds an agent, or replaces the one with its name (turns already running keep the old one).
+    pub fn set_agent(&self, spec: AgentSpec) -> Result<Arc<Agent>, RuntimeError> {
+        let agent = Arc::new(self.build_agent(spec)?);
+        write(&self.inner.agents).insert(agent.spec.name.clone(), Arc::clone(&agent));
+        Ok(agent)
+    }
+
+    pub(crate) fn build_agent(&self, spec: AgentSpec) -> Result<Agent, AgentError> {
+        let inner = &self.inner;
+        let parts = agents::Parts {
+            config: &inner.config,
+            provider: Arc::clone(inner.models.router()) as Arc<dyn exoclaw_core::Provider>,
+            tools: &inner.tools,
+            approver: &inner.approver,
+            metering: &inner.metering,
+            hooks: &inner.extensions,
+        };
+        Agent::build(spec, &parts)
+    }
+
+    /// Opens the providers `agent`'s turns go to now, reporting the embedded model's download to
+    /// `progress`, so a front end can show it and fail before the first turn.
+    pub async fn prepare(&self, agent: &str, progress: Progress<'_>) -> Result<(), OpenError> {
+        let Some(agent) = self.agent(agent) else { return Ok(()) };
+        self.inner.models.prepare(&agent.chain, progress).await
+    }
+
+    /// Cancels every running turn (their partial answers are stored) and refuses new ones.
+    pub fn stop(&self) {
+        self.inner.stop.cancel();
+    }
+
+    /// Sessions with a turn that never committed (the process stopped mid-turn).
+    pub async fn interrupted_sessions(&self) -> Result<Vec<SessionId>, StoreError> {
+        exoclaw_core::RunStore::interrupted_sessions(&self.inner.store).await
+    }
+}
+
+#[async_trait]
+impl AgentRuntime for Runtime {
+    fn route(&self, target: &Target) -> Result<Route, TurnError> {
+        let bindings = self.bindings();
+        let agents = read(&self.inner.agents);
+        resolve_target(
+            target,
+            &bindings,
+            |name| agents.get(name).map(|a| a.model.clone()),
+            || agents.keys().cloned().collect(),
+        )
+    }
+
+    fn submit_routed(&self, route: Route, input: TurnInput) -> Result<TurnHandle, TurnError> {
+        if self.inner.stop.is_cancelled() {
+            return Err(TurnError::ShuttingDown);
+        }
+        let agent = self.agent(&route.agent).ok_or_else(|| TurnError::NoAgent {
+            name: route.agent.clone(),
+            why: "it was removed".to_owned(),
+            known: self.agent_names(),
+        })?;
+        let ticket = self.inner.queues.enter(&route.queue_key(), self.inner.session_queue)?;
+        Ok(turn::start(Arc::clone(&self.inner), agent, route, input, ticket))
+    }
+
+    fn agents(&self) -> Vec<AgentSummary> {
+        read(&self.inner.agents)
+            .values()
+            .map(|a| AgentSummary {
+                name: a.spec.name.clone(),
+                description: a.spec.description.clone(),
+                model: a.model.clone(),
+                tools: a.runner.tools().specs(),
+            })
+            .collect()
+    }
+
+    fn bindings(&self) -> Arc<Bindings> {
+        Arc::clone(&read(&self.inner.bindings))
+    }
+
+    fn reload_bindings(&self, bindings: Bindings) {
+        *write(&self.inner.bindings) = Arc::new(bindings);
+    }
+
+    fn queues(&self) -> &SessionQueues {
+        &self.inner.queues
+    }
+
+    async fn clear_session(&self, session: SessionId) -> Result<u64, TurnError> {
+        let store = &self.inner.store;
+        let context = "cannot clear the session";
+        let info = store
+            .session(session)
+            .await
+            .map_err(|e| TurnError::store(context, e, Some(session)))?
+            .ok_or(TurnError::SessionNotFound(session))?;
+        let queue = info.key.as_ref().map_or_else(|| session.to_string(), ToString::to_string);
+        let _held = self.inner.queues.enter(&queue, 0)?;
+        let _lease = exoclaw_core::SessionLocks::lock_session(store, session, false)
+            .await
+            .map_err(|e| TurnError::store(context, e, Some(session)))?;
+        store.clear_session(session).await.map_err(|e| TurnError::store(context, e, Some(session)))?;
+        Ok(info.message_count)
+    }
+}
