@@ -299,25 +299,27 @@ struct Outcome {
     events: Vec<AgentEvent>,
 }
 
+/// One event as a short label, for order assertions.
+fn label(event: &AgentEvent) -> String {
+    match event {
+        AgentEvent::TurnStarted { model, .. } => format!("started {model}"),
+        AgentEvent::Text { text } => format!("text {text}"),
+        AgentEvent::Thinking { text } => format!("thinking {text}"),
+        AgentEvent::ToolUse { call } => format!("tool_use {} {}", call.id, call.name),
+        AgentEvent::ApprovalNeeded { call, .. } => format!("approval {}", call.id),
+        AgentEvent::ToolResult { call_id, is_error, .. } => {
+            format!("result {call_id}{}", if *is_error { " error" } else { "" })
+        }
+        AgentEvent::Usage { .. } => "usage".to_owned(),
+        AgentEvent::Error { code, .. } => format!("error {code}"),
+        AgentEvent::Done { outcome } => format!("done {outcome:?}"),
+    }
+}
+
 impl Outcome {
     /// The events, one short label each, for order assertions.
     fn labels(&self) -> Vec<String> {
-        self.events
-            .iter()
-            .map(|e| match e {
-                AgentEvent::TurnStarted { model, .. } => format!("started {model}"),
-                AgentEvent::Text { text } => format!("text {text}"),
-                AgentEvent::Thinking { text } => format!("thinking {text}"),
-                AgentEvent::ToolUse { call } => format!("tool_use {} {}", call.id, call.name),
-                AgentEvent::ApprovalNeeded { call, .. } => format!("approval {}", call.id),
-                AgentEvent::ToolResult { call_id, is_error, .. } => {
-                    format!("result {call_id}{}", if *is_error { " error" } else { "" })
-                }
-                AgentEvent::Usage { .. } => "usage".to_owned(),
-                AgentEvent::Error { code, .. } => format!("error {code}"),
-                AgentEvent::Done { outcome } => format!("done {outcome:?}"),
-            })
-            .collect()
+        self.events.iter().map(label).collect()
     }
 
     fn error(&self) -> Option<(String, String)> {
@@ -337,6 +339,11 @@ impl Outcome {
 async fn turn_with(h: &Harness, input: &str, cancel: &CancellationToken, recorder: &Recorder) -> Outcome {
     let history = vec![Message::user("earlier"), Message::assistant("noted")];
     let result = h.runner.run_turn(SessionId::new(), history, Message::user(input), cancel, recorder).await;
+    checked(result, recorder, input)
+}
+
+/// What every turn must do (see [`turn_with`]), checked on a finished one.
+fn checked(result: exoclaw_core::TurnResult, recorder: &Recorder, input: &str) -> Outcome {
     let events = recorder.events();
     assert!(matches!(events.first(), Some(AgentEvent::TurnStarted { .. })), "{events:#?}");
     assert_eq!(events.last(), Some(&AgentEvent::Done { outcome: result.outcome }), "{events:#?}");
@@ -913,3 +920,11 @@ async fn a_dollar_budget_prices_a_routed_call_as_its_primary_target_and_refuses_
         "{message}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints, hooks and monitors
+
+#[path = "agent/checkpoints.rs"]
+mod checkpoints;
+#[path = "agent/hooks.rs"]
+mod hooks;

@@ -1,10 +1,21 @@
 //! [`Run`]: one agent turn as a sans-IO state machine.
 //!
 //! The run decides what happens next ([`Run::next_step`]) and is told what happened
-//! ([`Run::model_answered`], [`Run::approval`], [`Run::tools_finished`], [`Run::cancel`],
-//! [`Run::fail`]). It does no IO and knows no clock, so it is tested step by step without a
-//! runtime, and it is `Serialize + Deserialize`: a turn can be persisted between any two steps and
-//! resumed after a crash. [`crate::AgentRunner`] drives it.
+//! ([`Run::model_answered`], [`Run::approval`], [`Run::tools_started`], [`Run::tools_finished`],
+//! [`Run::cancel`], [`Run::fail`]). It does no IO and knows no clock, so it is tested step by step
+//! without a runtime. [`crate::AgentRunner`] drives it.
+//!
+//! # Checkpoints
+//!
+//! A run is `Serialize + Deserialize`: a turn can be checkpointed between any two steps and resumed
+//! after a crash. The serialised form holds everything but the session's history (which may be
+//! thousands of messages and is in the store already), so a checkpoint costs the same on the first
+//! turn and the thousandth. Restore one in three moves:
+//!
+//! 1. deserialise it, and give back the history with [`Run::resume`];
+//! 2. [`Run::recover_interrupted`]: calls that were running when the process stopped are never run
+//!    again silently; the model is told they were interrupted, or the user is asked again;
+//! 3. drive it as usual ([`crate::AgentRunner::drive`] does step 2 itself).
 //!
 //! # The pairing invariant
 //!
@@ -84,15 +95,17 @@ pub enum Step {
     CallModel(ChatRequest),
     /// Ask the user about each of these calls and report with [`Run::approval`].
     AwaitApproval(Vec<ApprovalRequest>),
-    /// Run these calls (in parallel) and report with [`Run::tools_finished`]. A call naming a
-    /// tool the run does not know is included; its result should say so.
+    /// Run these calls (in parallel): report that they started with [`Run::tools_started`], then
+    /// each result with [`Run::tools_finished`]. A call naming a tool the run does not know is
+    /// included; its result should say so.
     CallTools(Vec<ToolCall>),
     /// The turn is over.
     Done(TurnOutcome),
 }
 
-/// A call the run settled without running it (the permissions deny it, or the user did): the
-/// driver reports the result to the user like any other.
+/// A call the run settled without running it (the permissions deny it, the user did, a hook
+/// answered it, or it was interrupted by a crash): the driver reports the result to the user like
+/// any other.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SettledCall {
     /// The call.
@@ -142,14 +155,20 @@ struct OpenCall {
 enum CallState {
     /// Waits for the user's decision.
     Approval,
-    /// May run; waits for its result.
+    /// May run; not started yet.
     Ready,
+    /// Started ([`Run::tools_started`]); waits for its result. Found in a checkpoint, it means the
+    /// process stopped while the call ran: see [`Run::recover_interrupted`].
+    Running,
     /// Has its result.
     Finished { result: ToolResult },
 }
 
 /// One agent turn: the conversation so far, this turn's new messages, the iteration count and the
 /// open tool calls, as a sans-IO state machine that can be persisted between any two steps.
+///
+/// **Checkpoints.** The serde form leaves out the history: put it back with [`Run::resume`] after
+/// deserialising, see the module docs.
 ///
 /// **Pairing invariant.** Outside the tool phase, [`Run::messages`] never holds an assistant tool
 /// call without its tool result, nor a result without its call: the results of an answer's calls
@@ -159,6 +178,8 @@ enum CallState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Run {
     config: RunConfig,
+    /// Not part of a checkpoint: the store has it, and it may be long ([`Run::resume`]).
+    #[serde(skip)]
     history: Vec<Message>,
     messages: Vec<Message>,
     iterations: u32,
@@ -184,9 +205,62 @@ impl Run {
         }
     }
 
+    /// A run restored from a checkpoint, with the session's `history` put back: the serde form
+    /// leaves the history out (see the module docs), so a deserialised run has none until it is
+    /// resumed. Give it the history the turn started with, as the store has it.
+    #[must_use]
+    pub fn resume(mut self, history: Vec<Message>) -> Self {
+        self.history = history;
+        self
+    }
+
+    /// Settles the calls a restored run shows as running: the process stopped while they ran, so
+    /// whether they took effect is unknown, and none is run again silently.
+    ///
+    /// - A call whose tool needs the user's approval under the run's permissions
+    ///   ([`Permission::Ask`]) waits for approval again: the user decides whether to repeat it.
+    /// - Any other call is settled with an error result telling the model it was interrupted and
+    ///   may or may not have taken effect; the settled calls are returned for the driver to show.
+    /// - A call of a tool the run does not know runs nothing, so it simply becomes ready again.
+    ///
+    /// Finished results are kept and calls not yet started stay ready. Does nothing to a run with
+    /// no running calls, so a driver may call it on every run it is handed.
+    pub fn recover_interrupted(&mut self) -> Vec<SettledCall> {
+        let Phase::Tools { calls } = &mut self.phase else {
+            return Vec::new();
+        };
+        let mut settled = Vec::new();
+        for open in calls.iter_mut().filter(|c| c.state == CallState::Running) {
+            let permission = open.effect.map(|e| self.config.permissions.decide(&open.call.name, e));
+            open.state = match permission {
+                None => CallState::Ready,
+                Some(Permission::Ask) => CallState::Approval,
+                Some(Permission::Allow | Permission::Deny) => {
+                    let result = ToolResult {
+                        call_id: open.call.id.clone(),
+                        content: format!(
+                            "`{}` was interrupted: the process stopped while this call ran; it may or \
+                             may not have taken effect — check before retrying",
+                            open.call.name
+                        ),
+                        is_error: true,
+                    };
+                    settled.push(SettledCall { call: open.call.clone(), result: result.clone() });
+                    CallState::Finished { result }
+                }
+            };
+        }
+        self.close_tools_if_settled();
+        settled
+    }
+
     /// What to do next. Asking twice without reporting anything gives the same step, so a run
-    /// restored from storage resumes where it stopped (repeating an unreported model call or tool
-    /// call).
+    /// restored from storage resumes where it stopped (repeating an unreported model call, or a
+    /// tool call that was not started).
+    ///
+    /// Ask only when no started call is still running: calls the run shows as running are taken
+    /// for interrupted and settled as [`Run::recover_interrupted`] does (without returning them;
+    /// a driver restoring a run calls that first, to show them).
     pub fn next_step(&mut self) -> Step {
         match &self.phase {
             Phase::Done { outcome } => Step::Done(*outcome),
@@ -208,6 +282,10 @@ impl Run {
                     calls.iter().filter(|c| c.state == CallState::Ready).map(|c| c.call.clone()).collect();
                 if !ready.is_empty() {
                     return Step::CallTools(ready);
+                }
+                if calls.iter().any(|c| c.state == CallState::Running) {
+                    self.recover_interrupted();
+                    return self.next_step();
                 }
                 // Unreachable through the public API (the last settled call closes the phase), but
                 // a hand-edited stored run might get here: close it now.
@@ -318,10 +396,86 @@ impl Run {
         Ok(settled)
     }
 
-    /// Reports results of ready calls, in any order and any number at a time. When every call of
-    /// the answer is settled, their results go into one tool message, in the order the model made
-    /// the calls, and the next step is a model call. Nothing changes when any result fails to match
-    /// a ready call.
+    /// The calls of the last answer that are neither started nor settled (waiting for approval,
+    /// or ready), with their tools' effects (`None` for a tool the run does not know), in call
+    /// order: what a driver's hooks look at before anything runs ([`crate::Hook::before_tool`]).
+    pub fn pending_calls(&self) -> impl Iterator<Item = (&ToolCall, Option<ToolEffect>)> {
+        let calls = match &self.phase {
+            Phase::Tools { calls } => calls.as_slice(),
+            Phase::Model | Phase::Done { .. } => &[],
+        };
+        calls
+            .iter()
+            .filter(|c| matches!(c.state, CallState::Approval | CallState::Ready))
+            .map(|c| (&c.call, c.effect))
+    }
+
+    /// Replaces the arguments a pending call (see [`Run::pending_calls`]) will run with; the
+    /// approval request, the tool and a checkpoint see the new ones. The model's own message keeps
+    /// what the model wrote.
+    pub fn rewrite_call(&mut self, call_id: &str, arguments: serde_json::Value) -> Result<(), RunError> {
+        let open = self.pending_mut(call_id, "a rewritten call")?;
+        open.call.arguments = arguments;
+        Ok(())
+    }
+
+    /// Settles a pending call (see [`Run::pending_calls`]) with `content` without running it: a
+    /// hook answered it. Returned, so the driver can show it.
+    pub fn answer_call(
+        &mut self,
+        call_id: &str,
+        content: String,
+        is_error: bool,
+    ) -> Result<SettledCall, RunError> {
+        let open = self.pending_mut(call_id, "an answered call")?;
+        let result = ToolResult { call_id: open.call.id.clone(), content, is_error };
+        open.state = CallState::Finished { result: result.clone() };
+        let settled = SettledCall { call: open.call.clone(), result };
+        self.close_tools_if_settled();
+        Ok(settled)
+    }
+
+    fn pending_mut(&mut self, call_id: &str, got: &'static str) -> Result<&mut OpenCall, RunError> {
+        if !matches!(self.phase, Phase::Tools { .. }) {
+            return Err(self.unexpected(got));
+        }
+        let Phase::Tools { calls } = &mut self.phase else {
+            return Err(RunError::UnknownCall(call_id.to_owned()));
+        };
+        calls
+            .iter_mut()
+            .find(|c| c.call.id == call_id && matches!(c.state, CallState::Approval | CallState::Ready))
+            .ok_or_else(|| RunError::UnknownCall(call_id.to_owned()))
+    }
+
+    /// Reports that these ready calls started, so that a checkpoint taken while they run says so
+    /// (see [`Run::recover_interrupted`]). Nothing changes when any id fails to match a ready call.
+    pub fn tools_started<S: AsRef<str>>(&mut self, call_ids: &[S]) -> Result<(), RunError> {
+        let Phase::Tools { calls } = &mut self.phase else {
+            return Err(self.unexpected("started tools"));
+        };
+        let mut targets = Vec::with_capacity(call_ids.len());
+        for id in call_ids {
+            let id = id.as_ref();
+            let slot = calls
+                .iter()
+                .enumerate()
+                .position(|(i, c)| c.call.id == id && c.state == CallState::Ready && !targets.contains(&i));
+            match slot {
+                Some(i) => targets.push(i),
+                None => return Err(RunError::UnknownCall(id.to_owned())),
+            }
+        }
+        for i in targets {
+            calls[i].state = CallState::Running;
+        }
+        Ok(())
+    }
+
+    /// Reports results of ready or running calls, in any order and any number at a time (one at a
+    /// time as each finishes keeps the most in a checkpoint). When every call of the answer is
+    /// settled, their results go into one tool message, in the order the model made the calls, and
+    /// the next step is a model call. Nothing changes when any result fails to match an open call.
     pub fn tools_finished(&mut self, results: Vec<ToolResult>) -> Result<(), RunError> {
         let Phase::Tools { calls } = &mut self.phase else {
             return Err(self.unexpected("tool results"));
@@ -330,7 +484,9 @@ impl Run {
         let mut targets = Vec::with_capacity(results.len());
         for result in &results {
             let slot = calls.iter().enumerate().position(|(i, c)| {
-                c.call.id == result.call_id && c.state == CallState::Ready && !targets.contains(&i)
+                c.call.id == result.call_id
+                    && matches!(c.state, CallState::Ready | CallState::Running)
+                    && !targets.contains(&i)
             });
             match slot {
                 Some(i) => targets.push(i),
@@ -368,7 +524,8 @@ impl Run {
         &self.messages
     }
 
-    /// The conversation before this turn.
+    /// The conversation before this turn; empty in a run deserialised and not yet given it back
+    /// with [`Run::resume`].
     pub fn history(&self) -> &[Message] {
         &self.history
     }
@@ -463,7 +620,7 @@ impl Run {
         let results = calls.into_iter().map(|c| match c.state {
             CallState::Finished { result } => result,
             // Only a hand-edited stored run gets here; an answer keeps every call paired.
-            CallState::Approval | CallState::Ready => {
+            CallState::Approval | CallState::Ready | CallState::Running => {
                 ToolResult { call_id: c.call.id, content: "the call was not run".to_owned(), is_error: true }
             }
         });
@@ -542,247 +699,4 @@ pub fn tool_calls_paired(messages: &[Message]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::agent::permission::Permission;
-    use pretty_assertions::assert_eq;
-    use serde_json::json;
-
-    fn tool(name: &str, effect: ToolEffect) -> RunTool {
-        RunTool {
-            spec: ToolSpec {
-                name: name.into(),
-                description: format!("{name} tool"),
-                input_schema: json!({}),
-            },
-            effect,
-        }
-    }
-
-    fn config() -> RunConfig {
-        RunConfig {
-            system: Some("be brief".into()),
-            tools: vec![tool("read", ToolEffect::ReadOnly), tool("write", ToolEffect::Mutating)],
-            ..RunConfig::new("m")
-        }
-    }
-
-    fn call(id: &str, name: &str) -> ToolCall {
-        ToolCall { id: id.into(), name: name.into(), arguments: json!({"path": "a.txt"}) }
-    }
-
-    fn calling(text: &str, calls: &[ToolCall]) -> Message {
-        let mut parts = vec![Part::text(text)];
-        parts.extend(calls.iter().cloned().map(Part::ToolCall));
-        Message::new(Role::Assistant, parts)
-    }
-
-    fn ok(id: &str, content: &str) -> ToolResult {
-        ToolResult { call_id: id.into(), content: content.into(), is_error: false }
-    }
-
-    fn roles(messages: &[Message]) -> Vec<Role> {
-        messages.iter().map(|m| m.role).collect()
-    }
-
-    #[test]
-    fn a_plain_answer_completes_the_turn() {
-        let history = vec![Message::user("earlier"), Message::assistant("sure")];
-        let mut run = Run::new(config(), history, Message::user("hi"));
-        let Step::CallModel(request) = run.next_step() else { panic!("expected a model call") };
-        assert_eq!(request.system.as_deref(), Some("be brief"));
-        assert_eq!(request.messages.len(), 3);
-        assert_eq!(request.tools.len(), 2);
-        assert_eq!(run.model_answered(Message::assistant("hello"), StopReason::EndTurn).unwrap(), vec![]);
-        assert_eq!(run.next_step(), Step::Done(TurnOutcome::Completed));
-        assert_eq!(roles(run.messages()), vec![Role::User, Role::Assistant]);
-        assert_eq!(run.iterations(), 1);
-    }
-
-    #[test]
-    fn tool_calls_run_then_their_results_go_back_to_the_model_in_call_order() {
-        let mut run = Run::new(config(), vec![], Message::user("read two"));
-        run.next_step();
-        run.model_answered(
-            calling("reading", &[call("c1", "read"), call("c2", "read")]),
-            StopReason::ToolUse,
-        )
-        .unwrap();
-        assert_eq!(run.next_step(), Step::CallTools(vec![call("c1", "read"), call("c2", "read")]));
-        // Results arrive out of order, one at a time.
-        run.tools_finished(vec![ok("c2", "two")]).unwrap();
-        assert_eq!(run.next_step(), Step::CallTools(vec![call("c1", "read")]));
-        run.tools_finished(vec![ok("c1", "one")]).unwrap();
-        let Step::CallModel(request) = run.next_step() else { panic!("expected a model call") };
-        let tool_message = request.messages.last().unwrap();
-        assert_eq!(tool_message.role, Role::Tool);
-        assert_eq!(
-            tool_message.parts,
-            vec![Part::ToolResult(ok("c1", "one")), Part::ToolResult(ok("c2", "two"))]
-        );
-        run.model_answered(Message::assistant("done"), StopReason::EndTurn).unwrap();
-        assert_eq!(run.next_step(), Step::Done(TurnOutcome::Completed));
-        assert_eq!(roles(run.messages()), vec![Role::User, Role::Assistant, Role::Tool, Role::Assistant]);
-        assert!(tool_calls_paired(run.messages()));
-    }
-
-    #[test]
-    fn ask_waits_for_approval_and_a_denial_becomes_an_error_result() {
-        let mut run = Run::new(config(), vec![], Message::user("write"));
-        run.next_step();
-        run.model_answered(calling("", &[call("w1", "write"), call("w2", "write")]), StopReason::ToolUse)
-            .unwrap();
-        let Step::AwaitApproval(asks) = run.next_step() else { panic!("expected approvals") };
-        assert_eq!(asks.iter().map(|a| a.call.id.as_str()).collect::<Vec<_>>(), vec!["w1", "w2"]);
-        assert_eq!(asks[0].effect, ToolEffect::Mutating);
-        assert_eq!(run.approval("w1", Decision::Approve).unwrap(), None);
-        let denied = run.approval("w2", Decision::Deny).unwrap().unwrap();
-        assert!(denied.result.is_error);
-        assert!(denied.result.content.contains("denied"), "{}", denied.result.content);
-        assert_eq!(run.next_step(), Step::CallTools(vec![call("w1", "write")]));
-        run.tools_finished(vec![ok("w1", "written")]).unwrap();
-        let Step::CallModel(request) = run.next_step() else { panic!("expected a model call") };
-        let results: Vec<_> = request.messages.last().unwrap().parts.clone();
-        assert_eq!(results.len(), 2);
-        assert_eq!(results[1], Part::ToolResult(denied.result));
-    }
-
-    #[test]
-    fn denied_tools_are_settled_at_once_and_unknown_tools_pass_to_the_driver() {
-        let mut cfg = config();
-        cfg.permissions = PermissionPolicy::default().with_tool("read", Permission::Deny);
-        let mut run = Run::new(cfg, vec![], Message::user("x"));
-        run.next_step();
-        let settled = run
-            .model_answered(calling("", &[call("a", "read"), call("b", "nope")]), StopReason::ToolUse)
-            .unwrap();
-        assert_eq!(settled.len(), 1);
-        assert_eq!(settled[0].call.id, "a");
-        assert_eq!(run.next_step(), Step::CallTools(vec![call("b", "nope")]));
-    }
-
-    #[test]
-    fn every_call_denied_goes_straight_back_to_the_model() {
-        let mut cfg = config();
-        cfg.permissions.read_only = Permission::Deny;
-        let mut run = Run::new(cfg, vec![], Message::user("x"));
-        run.next_step();
-        run.model_answered(calling("", &[call("a", "read")]), StopReason::ToolUse).unwrap();
-        assert!(matches!(run.next_step(), Step::CallModel(_)));
-        assert!(tool_calls_paired(run.messages()));
-    }
-
-    #[test]
-    fn the_iteration_limit_ends_the_turn_after_the_last_tool_results() {
-        let mut cfg = config();
-        cfg.max_iterations = 2;
-        let mut run = Run::new(cfg, vec![], Message::user("loop"));
-        for i in 0..2 {
-            assert!(matches!(run.next_step(), Step::CallModel(_)));
-            let id = format!("c{i}");
-            run.model_answered(calling("", &[call(&id, "read")]), StopReason::ToolUse).unwrap();
-            assert!(matches!(run.next_step(), Step::CallTools(_)));
-            run.tools_finished(vec![ok(&id, "x")]).unwrap();
-        }
-        assert_eq!(run.next_step(), Step::Done(TurnOutcome::MaxIterations));
-        assert_eq!(run.outcome(), Some(TurnOutcome::MaxIterations));
-        assert_eq!(run.iterations(), 2);
-        assert!(tool_calls_paired(run.messages()));
-    }
-
-    #[test]
-    fn cancelling_with_open_calls_keeps_the_text_and_drops_the_calls() {
-        let mut run = Run::new(config(), vec![], Message::user("x"));
-        run.next_step();
-        run.model_answered(calling("let me look", &[call("a", "read")]), StopReason::ToolUse).unwrap();
-        run.cancel(None);
-        assert_eq!(run.next_step(), Step::Done(TurnOutcome::Cancelled));
-        assert_eq!(roles(run.messages()), vec![Role::User, Role::Assistant]);
-        assert_eq!(run.messages()[1].parts, vec![Part::text("let me look")]);
-        assert!(tool_calls_paired(run.messages()));
-    }
-
-    #[test]
-    fn failing_with_open_calls_and_no_text_drops_the_assistant_message() {
-        let mut run = Run::new(config(), vec![], Message::user("x"));
-        run.next_step();
-        run.model_answered(calling("", &[call("a", "read")]), StopReason::ToolUse).unwrap();
-        run.fail();
-        assert_eq!(roles(run.messages()), vec![Role::User]);
-        // The first ending wins.
-        run.cancel(Some(Message::assistant("late")));
-        assert_eq!(run.outcome(), Some(TurnOutcome::Failed));
-        assert_eq!(roles(run.messages()), vec![Role::User]);
-    }
-
-    #[test]
-    fn a_cancelled_stream_keeps_its_partial_text_without_tool_calls() {
-        let mut run = Run::new(config(), vec![], Message::user("x"));
-        run.next_step();
-        let partial = Message::new(
-            Role::Assistant,
-            vec![
-                Part::Thinking { text: "hmm".into(), signature: None },
-                Part::text("The answer is"),
-                Part::ToolCall(call("a", "read")),
-            ],
-        );
-        run.cancel(Some(partial));
-        assert_eq!(run.messages()[1].parts, vec![Part::text("The answer is")]);
-        assert!(tool_calls_paired(run.messages()));
-    }
-
-    #[test]
-    fn a_run_in_the_middle_of_a_turn_survives_a_serde_round_trip_and_resumes() {
-        let mut run = Run::new(config(), vec![Message::user("old")], Message::user("read and write"));
-        run.next_step();
-        run.model_answered(calling("", &[call("r", "read"), call("w", "write")]), StopReason::ToolUse)
-            .unwrap();
-        let Step::AwaitApproval(_) = run.next_step() else { panic!("expected approvals") };
-
-        let json = serde_json::to_string(&run).unwrap();
-        let mut resumed: Run = serde_json::from_str(&json).unwrap();
-        assert_eq!(resumed, run);
-
-        let Step::AwaitApproval(asks) = resumed.next_step() else { panic!("expected approvals") };
-        assert_eq!(asks.len(), 1);
-        resumed.approval("w", Decision::Approve).unwrap();
-        assert_eq!(resumed.next_step(), Step::CallTools(vec![call("r", "read"), call("w", "write")]));
-        resumed.tools_finished(vec![ok("r", "read it"), ok("w", "wrote it")]).unwrap();
-        assert!(matches!(resumed.next_step(), Step::CallModel(_)));
-        resumed.model_answered(Message::assistant("all done"), StopReason::EndTurn).unwrap();
-        assert_eq!(resumed.next_step(), Step::Done(TurnOutcome::Completed));
-        assert!(tool_calls_paired(resumed.messages()));
-        assert_eq!(resumed.history().len(), 1);
-    }
-
-    #[test]
-    fn input_that_does_not_fit_the_state_is_refused_without_changing_it() {
-        let mut run = Run::new(config(), vec![], Message::user("x"));
-        assert_eq!(
-            run.tools_finished(vec![ok("a", "x")]),
-            Err(RunError::UnexpectedInput { expected: "a model answer", got: "tool results" })
-        );
-        run.next_step();
-        run.model_answered(calling("", &[call("a", "read"), call("b", "read")]), StopReason::ToolUse)
-            .unwrap();
-        let before = run.clone();
-        assert_eq!(
-            run.tools_finished(vec![ok("a", "x"), ok("zzz", "y")]),
-            Err(RunError::UnknownCall("zzz".into()))
-        );
-        assert_eq!(run, before);
-        assert_eq!(run.approval("a", Decision::Approve), Err(RunError::UnknownCall("a".into())));
-        assert!(run.model_answered(Message::assistant("x"), StopReason::EndTurn).is_err());
-    }
-
-    #[test]
-    fn the_pairing_check_finds_orphans_both_ways() {
-        let call_msg = calling("", &[call("a", "read")]);
-        let result_msg = Message::tool_results([ok("a", "x")]);
-        assert!(tool_calls_paired(&[Message::user("q"), call_msg.clone(), result_msg.clone()]));
-        assert!(!tool_calls_paired(&[Message::user("q"), call_msg.clone()]));
-        assert!(!tool_calls_paired(&[Message::user("q"), result_msg.clone()]));
-        assert!(!tool_calls_paired(&[call_msg, Message::user("between"), result_msg]));
-    }
-}
+mod tests;
