@@ -1,12 +1,19 @@
-//! What each `/v1` request cost, settled off the request path: the usage ledger gets a record, a
-//! virtual key its spend, the metrics their tokens. A background task writes records in batches
-//! (one transaction for many requests), so a busy gateway does not queue behind its database.
+//! What each `/v1` request may cost and what it did. Before a request goes upstream its bill
+//! (`Bill`) reserves an estimate against its virtual key's budget and the `[budgets]` it falls under
+//! (refusing it with a [`BudgetRefusal`] when that does not fit); after the answer (or when the
+//! client leaves mid-stream) the bill settles what it really used, priced as the provider and model
+//! that served it. The usage ledger gets a record, the key its spend, the metrics their tokens; a
+//! background task writes records in batches (one transaction for many requests), so a busy
+//! gateway does not queue behind its database.
 
-use crate::Gateway;
 use crate::keys::Caller;
 use crate::metrics::TokenCounters;
-use exoclaw_core::{KeyStore, Price, UsageStore};
-use exoclaw_types::{Usage, UsageRecord};
+use crate::{Gateway, GatewayError};
+use exoclaw_core::{
+    BudgetError, BudgetExceeded, CallScope, DEFAULT_OUTPUT_ESTIMATE, Estimate, KeyStore, Price, Reservation,
+    UsageStore,
+};
+use exoclaw_types::{ChatRequest, ChatResponse, StreamEvent, Usage, UsageRecord};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -172,30 +179,181 @@ impl BillingCache {
     }
 }
 
-/// A request being served: settles its usage when [`Bill::settle`] is called or, for a stream the
-/// client left, when dropped.
+/// Why a budget refused a `/v1` request. Every refusal comes before anything is sent upstream.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BudgetRefusal {
+    /// The virtual key has spent its whole budget.
+    #[error(
+        "the key `{key}` has spent its budget (${spent_usd:.4} of ${budget_usd:.2}); ask the gateway's operator to raise it or for a new key"
+    )]
+    KeySpent {
+        /// The key's name.
+        key: String,
+        /// Its budget, USD.
+        budget_usd: f64,
+        /// What it has spent, USD.
+        spent_usd: f64,
+    },
+    /// What the request may cost does not fit in what the key has left.
+    #[error(
+        "the key `{key}` cannot cover this request: ${spent_usd:.4} of its ${budget_usd:.2} budget is spent and ${held_usd:.4} is held by its requests in progress, and this one may cost up to ${request_usd:.4} (its prompt at four characters a token, plus `max_tokens`, or 4096 tokens without it); send a smaller `max_tokens`, wait for requests in progress to finish, or ask the gateway's operator to raise the budget"
+    )]
+    KeyShort {
+        /// The key's name.
+        key: String,
+        /// Its budget, USD.
+        budget_usd: f64,
+        /// What it has spent, USD.
+        spent_usd: f64,
+        /// What its requests in progress hold, USD.
+        held_usd: f64,
+        /// The most this request may cost, USD.
+        request_usd: f64,
+    },
+    /// One of the gateway's `[budgets]` would be exceeded (the message says which, and when it
+    /// resets).
+    #[error("the gateway's {0}")]
+    Limit(Box<BudgetExceeded>),
+    /// The model has no price and a budget counts dollars: what the request costs could not be
+    /// counted, so it is not made (rather than billed as free).
+    #[error(
+        "no price is known for `{priced_as}` (where the model `{model}` is routed), so what this request costs cannot be counted against {budget}; the gateway's operator can add its price under [prices] in config.toml (USD per million tokens: `\"{priced_as}\" = {{ input = …, output = … }}`), or use a model with a known price"
+    )]
+    Unpriced {
+        /// The model as the client asked for it.
+        model: String,
+        /// The `provider/model` it is billed as, as `[prices]` patterns match it.
+        priced_as: String,
+        /// What counts dollars: "the key `NAME`'s budget", or "budget `NAME`".
+        budget: String,
+    },
+}
+
+impl BudgetRefusal {
+    /// The stable code: `budget_unpriced` for [`BudgetRefusal::Unpriced`], else
+    /// `budget_exceeded`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unpriced { .. } => "budget_unpriced",
+            Self::KeySpent { .. } | Self::KeyShort { .. } | Self::Limit(_) => "budget_exceeded",
+        }
+    }
+}
+
+/// A `/v1` request from the moment its budgets are reserved ([`Bill::open`]) until it is settled
+/// ([`Bill::settle`], or on drop: a stream the client left, a request that failed). Settling
+/// charges the key and the `[budgets]` what the request really used in place of what they held,
+/// and writes its usage record; a request that was never sent upstream only releases its holds.
 pub(crate) struct Bill {
     gateway: Arc<Gateway>,
     caller: Caller,
     billing: Arc<Billing>,
+    /// The provider and model that served the answer, when the stream named others than
+    /// `billing` ([`StreamEvent::Served`], after a router's fallback).
+    served: Option<(String, String)>,
+    /// Characters of the prompt, and of the answer seen so far: what counts the provider did not
+    /// report are estimated from.
+    prompt_chars: usize,
+    answer_chars: usize,
+    /// Dollars held of the key's budget.
+    key_hold: Option<f64>,
+    /// The hold on the `[budgets]` this request falls under.
+    budget_hold: Option<Reservation>,
     started: Instant,
     first_token: Option<Duration>,
     usage: Usage,
+    /// Whether the request went upstream.
+    sent: bool,
     settled: bool,
 }
 
 impl Bill {
-    pub(crate) fn new(gateway: Arc<Gateway>, caller: Caller, model: &str) -> Self {
-        let billing = gateway.billing.get(&gateway, model);
-        Self {
-            gateway,
+    /// Opens the bill of `request`, made for the model the client called `model`: reserves what
+    /// it may cost (its prompt at four characters a token plus `max_tokens`, or
+    /// [`DEFAULT_OUTPUT_ESTIMATE`]) against the caller's key budget and the `[budgets]` it falls
+    /// under (scope: agent `api:NAME`, no session), or refuses it. A caller with neither pays for
+    /// no reservation.
+    pub(crate) fn open(
+        gateway: &Arc<Gateway>,
+        caller: Caller,
+        model: &str,
+        request: &ChatRequest,
+    ) -> Result<Self, GatewayError> {
+        let billing = gateway.billing.get(gateway, model);
+        let mut bill = Self {
+            gateway: Arc::clone(gateway),
             caller,
             billing,
+            served: None,
+            prompt_chars: Estimate::prompt_chars(request),
+            answer_chars: 0,
+            key_hold: None,
+            budget_hold: None,
             started: Instant::now(),
             first_token: None,
             usage: Usage::default(),
+            sent: false,
             settled: false,
+        };
+        let key_budget = match &bill.caller {
+            Caller::Key(key) => key.budget_usd,
+            Caller::Anyone | Caller::Operator => None,
+        };
+        let budgets = gateway.metering.as_deref().map(|m| &m.budgets).filter(|b| !b.specs().is_empty());
+        if key_budget.is_none() && budgets.is_none() {
+            return Ok(bill);
         }
+        let max_output = request.params.max_tokens.map_or(DEFAULT_OUTPUT_ESTIMATE, u64::from);
+        let estimate =
+            Estimate::priced(Estimate::tokens_for_chars(bill.prompt_chars), max_output, bill.billing.price);
+        // Dropping `bill` on a refusal releases whatever it holds already.
+        if let (Caller::Key(key), Some(budget_usd)) = (&bill.caller, key_budget) {
+            let Some(usd) = estimate.usd else {
+                return Err(bill.unpriced(model, format!("the key `{}`'s budget", key.name)));
+            };
+            if let Err(short) = gateway.key_cache.reserve(&key.id, budget_usd, usd) {
+                return Err(GatewayError::BudgetExceeded(BudgetRefusal::KeyShort {
+                    key: key.name.clone(),
+                    budget_usd,
+                    spent_usd: short.spent_usd,
+                    held_usd: short.held_usd,
+                    request_usd: usd,
+                }));
+            }
+            bill.key_hold = Some(usd);
+        }
+        if let Some(budgets) = budgets {
+            let agent = bill.agent();
+            match budgets.reserve(&CallScope { session: None, agent: &agent }, estimate) {
+                Ok(hold) => bill.budget_hold = Some(hold),
+                Err(BudgetError::Exceeded(exceeded)) => {
+                    return Err(GatewayError::BudgetExceeded(BudgetRefusal::Limit(exceeded)));
+                }
+                Err(BudgetError::Unpriced { budget }) => {
+                    return Err(bill.unpriced(model, format!("budget `{budget}`")));
+                }
+            }
+        }
+        Ok(bill)
+    }
+
+    fn unpriced(&self, model: &str, budget: String) -> GatewayError {
+        GatewayError::BudgetExceeded(BudgetRefusal::Unpriced {
+            model: model.to_owned(),
+            priced_as: format!("{}/{}", self.billing.provider, self.billing.model),
+            budget,
+        })
+    }
+
+    /// The caller as the usage ledger and `[budgets]` scopes name it.
+    fn agent(&self) -> String {
+        format!("api:{}", self.caller.label())
+    }
+
+    /// The request is about to go upstream: from now on it is charged what it uses.
+    pub(crate) fn sent(&mut self) {
+        self.sent = true;
     }
 
     /// The answer has begun.
@@ -203,9 +361,34 @@ impl Bill {
         self.first_token.get_or_insert_with(|| self.started.elapsed());
     }
 
-    /// Adds reported usage (a stream may report it in parts).
-    pub(crate) fn add_usage(&mut self, usage: &Usage) {
-        self.usage.update(*usage);
+    /// A whole answer arrived.
+    pub(crate) fn answered(&mut self, answer: &ChatResponse) {
+        self.first_token();
+        self.usage.update(answer.usage);
+        if answer.usage.output_tokens.is_none() {
+            self.answer_chars = Estimate::message_chars(&answer.message);
+        }
+    }
+
+    /// Notes what a streamed event tells the bill: usage (a stream may report it in parts), who
+    /// serves the answer, and how much of it there is so far.
+    pub(crate) fn observe(&mut self, event: &StreamEvent) {
+        match event {
+            StreamEvent::TextDelta { text } | StreamEvent::ThinkingDelta { text } => {
+                self.answer_chars += text.chars().count();
+            }
+            StreamEvent::ToolCallStart { name, .. } => self.answer_chars += name.chars().count(),
+            StreamEvent::ToolCallArgsDelta { fragment, .. } => self.answer_chars += fragment.len(),
+            StreamEvent::Usage(usage) => self.usage.update(*usage),
+            StreamEvent::Served { provider, model } => {
+                // A router names its target even without a fallback: keep only news.
+                let same = *provider == self.billing.provider && *model == self.billing.model;
+                self.served = (!same).then(|| (provider.clone(), model.clone()));
+            }
+            StreamEvent::ThinkingSignature { .. }
+            | StreamEvent::ToolCall { .. }
+            | StreamEvent::Finish { .. } => {}
+        }
     }
 
     /// Settles the request now.
@@ -217,33 +400,77 @@ impl Bill {
         if std::mem::replace(&mut self.settled, true) {
             return;
         }
+        let gateway = Arc::clone(&self.gateway);
+        let key_id = match &self.caller {
+            Caller::Key(key) => Some(key.id.as_str()),
+            Caller::Anyone | Caller::Operator => None,
+        };
+        let (key_hold, budget_hold) = (self.key_hold.take(), self.budget_hold.take());
+        if !self.sent {
+            // Refused before it went upstream: nothing was used, so nothing is charged or recorded.
+            if let (Some(id), Some(held)) = (key_id, key_hold) {
+                gateway.key_cache.settle(id, held, 0.0);
+            }
+            drop(budget_hold);
+            return;
+        }
         let billing = &self.billing;
-        let usage = &self.usage;
-        billing.tokens.add(usage.input_tokens, usage.output_tokens);
-        let Some(ledger) = &self.gateway.ledger else { return };
-        let cost = billing.price.map(|price| price.cost(usage));
+        let served_tokens;
+        let (provider, model, price, tokens) = match &self.served {
+            Some((provider, model)) => {
+                served_tokens = gateway.metrics.token_counters(provider, model);
+                let price = gateway.metering.as_ref().and_then(|m| m.prices.price(provider, model));
+                // A fallback to a model without a price is charged at the price the request was
+                // admitted at, so a budget never sees it as free.
+                (provider.as_str(), model.as_str(), price.or(billing.price), &served_tokens)
+            }
+            None => (billing.provider.as_str(), billing.model.as_str(), billing.price, &billing.tokens),
+        };
+        let mut usage = self.usage;
+        let mut estimated = false;
+        if self.first_token.is_some() {
+            // An answer began, so tokens were used even if the provider did not say how many (a
+            // client that left mid-stream, before the usage that comes last).
+            if usage.input_tokens.is_none() {
+                usage.input_tokens = Some(Estimate::tokens_for_chars(self.prompt_chars));
+                estimated = true;
+            }
+            if usage.output_tokens.is_none() {
+                usage.output_tokens = Some(Estimate::tokens_for_chars(self.answer_chars));
+                estimated = true;
+            }
+        }
+        tokens.add(usage.input_tokens, usage.output_tokens);
+        let cost = price.map(|price| price.cost(&usage));
+        if let Some(id) = key_id {
+            match key_hold {
+                Some(held) => gateway.key_cache.settle(id, held, cost.unwrap_or(0.0)),
+                None => {
+                    if let Some(cost) = cost {
+                        gateway.key_cache.add_spend(id, cost);
+                    }
+                }
+            }
+        }
+        if let Some(hold) = budget_hold {
+            let used = usage.input_tokens.unwrap_or(0).saturating_add(usage.output_tokens.unwrap_or(0));
+            hold.settle(used, cost);
+        }
+        let Some(ledger) = &gateway.ledger else { return };
         let record = UsageRecord {
-            at: chrono::Utc::now(),
+            // The budgets' clock, so the record falls in the window it was settled into.
+            at: gateway.metering.as_ref().map_or_else(chrono::Utc::now, |m| m.now()),
             session_id: None,
-            agent: format!("api:{}", self.caller.label()),
-            provider: billing.provider.clone(),
-            model: billing.model.clone(),
-            usage: self.usage,
+            agent: self.agent(),
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+            usage,
             latency_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             ttft_ms: self.first_token.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             cost_usd: cost,
-            estimated: false,
+            estimated,
         };
-        let key_id = match &self.caller {
-            Caller::Key(key) => {
-                if let Some(cost) = cost {
-                    self.gateway.key_cache.add_spend(&key.id, cost);
-                }
-                Some(key.id.clone())
-            }
-            _ => None,
-        };
-        ledger.push(record, key_id);
+        ledger.push(record, key_id.map(str::to_owned));
     }
 }
 

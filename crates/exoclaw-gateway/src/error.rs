@@ -2,6 +2,7 @@
 //! answer in OpenAI's error shape (`{"error":{"message","type","param","code"}}`), so OpenAI SDKs
 //! raise their usual typed exceptions.
 
+use crate::accounting::BudgetRefusal;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use exoclaw_core::{ErrorKind, ProviderError};
@@ -52,18 +53,10 @@ pub enum GatewayError {
         /// The key's name.
         key: String,
     },
-    /// The virtual key has spent its budget.
-    #[error(
-        "the key `{key}` has spent its budget (${spent_usd:.4} of ${budget_usd:.2}); ask the gateway's operator to raise it or for a new key"
-    )]
-    BudgetExceeded {
-        /// The key's name.
-        key: String,
-        /// Its budget, USD.
-        budget_usd: f64,
-        /// What it has spent, USD.
-        spent_usd: f64,
-    },
+    /// A budget refuses the request, before anything is sent upstream: the virtual key's, or one
+    /// of the gateway's `[budgets]`; or the model has no price and a budget counts dollars.
+    #[error("{0}")]
+    BudgetExceeded(BudgetRefusal),
     /// The virtual key is over its requests-per-minute limit.
     #[error("the key `{key}` is limited to {rpm} requests a minute; retry in {} s", retry_after.as_secs() + 1)]
     RateLimited {
@@ -205,9 +198,12 @@ impl GatewayError {
             GatewayError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             GatewayError::Unauthorized { .. } | GatewayError::KeyRevoked { .. } => StatusCode::UNAUTHORIZED,
             GatewayError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
-            GatewayError::BudgetExceeded { .. } | GatewayError::RateLimited { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            // Not a limit that lifts by waiting: the model cannot be used under a budget at all.
+            GatewayError::BudgetExceeded(BudgetRefusal::Unpriced { .. }) => StatusCode::FORBIDDEN,
+            GatewayError::BudgetExceeded(
+                BudgetRefusal::KeySpent { .. } | BudgetRefusal::KeyShort { .. } | BudgetRefusal::Limit(_),
+            )
+            | GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::Unavailable { .. }
             | GatewayError::BodiesInFlight { .. }
             | GatewayError::TooManyConnections { .. }
@@ -228,10 +224,11 @@ impl GatewayError {
     }
 
     /// A short stable name for the kind of failure, for metrics and protocol error codes:
-    /// `unauthenticated`, `key_revoked`, `model_not_allowed`, `budget_exceeded`, `rate_limited`,
-    /// `model_not_found`, `invalid_request`, `unavailable`, `forbidden_origin`, `forbidden_host`,
-    /// `bodies_in_flight`, `request_too_large`, `request_timeout`, `header_timeout`, `too_many_connections`,
-    /// `too_many_unauthenticated`, `provider_unavailable`, `provider_error`, `misconfigured`.
+    /// `unauthenticated`, `key_revoked`, `model_not_allowed`, `budget_exceeded`, `budget_unpriced`,
+    /// `rate_limited`, `model_not_found`, `invalid_request`, `unavailable`, `forbidden_origin`,
+    /// `forbidden_host`, `bodies_in_flight`, `request_too_large`, `request_timeout`,
+    /// `header_timeout`, `too_many_connections`, `too_many_unauthenticated`,
+    /// `provider_unavailable`, `provider_error`, `misconfigured`.
     pub fn kind_name(&self) -> &'static str {
         match self {
             GatewayError::ModelNotFound { .. } => "model_not_found",
@@ -239,7 +236,7 @@ impl GatewayError {
             GatewayError::Unauthorized { .. } => "unauthenticated",
             GatewayError::KeyRevoked { .. } => "key_revoked",
             GatewayError::ModelNotAllowed { .. } => "model_not_allowed",
-            GatewayError::BudgetExceeded { .. } => "budget_exceeded",
+            GatewayError::BudgetExceeded(refusal) => refusal.code(),
             GatewayError::RateLimited { .. } => "rate_limited",
             GatewayError::Unavailable { .. } => "unavailable",
             GatewayError::ForbiddenOrigin { .. } => "forbidden_origin",
@@ -273,7 +270,12 @@ impl GatewayError {
             GatewayError::Unauthorized { .. } => ("invalid_request_error", "invalid_api_key"),
             GatewayError::KeyRevoked { .. } => ("invalid_request_error", "key_revoked"),
             GatewayError::ModelNotAllowed { .. } => ("permission_error", "model_not_allowed"),
-            GatewayError::BudgetExceeded { .. } => ("insufficient_quota", "budget_exceeded"),
+            GatewayError::BudgetExceeded(BudgetRefusal::Unpriced { .. }) => {
+                ("permission_error", "budget_unpriced")
+            }
+            GatewayError::BudgetExceeded(
+                BudgetRefusal::KeySpent { .. } | BudgetRefusal::KeyShort { .. } | BudgetRefusal::Limit(_),
+            ) => ("insufficient_quota", "budget_exceeded"),
             GatewayError::RateLimited { .. } => ("rate_limit_error", "rate_limit_exceeded"),
             GatewayError::Unavailable { .. } => ("server_error", "unavailable"),
             GatewayError::ForbiddenOrigin { .. } => ("permission_error", "forbidden_origin"),
@@ -362,7 +364,8 @@ impl IntoResponse for GatewayError {
             // Room comes back as soon as another request's body is read or a connection ends.
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(BUSY_RETRY_AFTER));
         }
-        // A spent budget does not come back by retrying; OpenAI's SDKs honour this header.
+        // A spent budget does not come back by retrying at once (nor does a price); OpenAI's SDKs
+        // honour this header.
         if matches!(self, GatewayError::BudgetExceeded { .. }) {
             response.headers_mut().insert("x-should-retry", HeaderValue::from_static("false"));
         }

@@ -3,6 +3,7 @@
 //! requires no token. Virtual keys are made here ([`generate_key`]) and checked on every request;
 //! the key is shown once and only its SHA-256 is stored.
 
+use crate::accounting::BudgetRefusal;
 use crate::auth::lower_hex;
 use crate::{Gateway, GatewayError, hash_token};
 use exoclaw_types::ApiKey;
@@ -160,11 +161,11 @@ async fn live_key(gateway: &Gateway, token: &str) -> Result<ApiKey, GatewayError
     if let Some(budget) = key.budget_usd
         && key.spent_usd >= budget
     {
-        return Err(GatewayError::BudgetExceeded {
+        return Err(GatewayError::BudgetExceeded(BudgetRefusal::KeySpent {
             key: key.name,
             budget_usd: budget,
             spent_usd: key.spent_usd,
-        });
+        }));
     }
     Ok(key)
 }
@@ -173,55 +174,128 @@ async fn live_key(gateway: &Gateway, token: &str) -> Result<ApiKey, GatewayError
 /// budget raised) by `exoclaw keys` in another process takes effect within this.
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
 
-/// Keys by hash, as last read from the store, plus the spend settled since (written to the store
-/// in batches): a busy gateway reads each key about once a second instead of once a request.
+/// Dollar sums are floating point: a request that lands exactly on a key's budget must not be
+/// refused for a rounding error.
+const USD_EPSILON: f64 = 1e-9;
+
+/// Keys by hash, as last read from the store, and each key's books: what it has spent (the store
+/// lags by the spend not yet written in a batch) and what requests in progress hold. A busy
+/// gateway reads each key about once a second instead of once a request.
 #[derive(Debug, Default)]
 pub struct KeyCache {
-    entries: Mutex<HashMap<String, (Instant, Option<ApiKey>)>>,
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Debug, Default)]
+struct CacheInner {
+    /// Keys by hash, with when they were read (`None`: no such key).
+    entries: HashMap<String, (Instant, Option<ApiKey>)>,
+    /// Each key's books, by key id. Kept apart from `entries`, which may be swept, so the spend
+    /// not yet written is never forgotten; bounded by the number of keys.
+    books: HashMap<String, Book>,
+}
+
+impl CacheInner {
+    /// Runs `f` on the key `id`'s books (fresh ones if it has none yet), without allocating for a
+    /// key that has them.
+    fn with_book<R>(&mut self, id: &str, f: impl FnOnce(&mut Book) -> R) -> R {
+        if let Some(book) = self.books.get_mut(id) {
+            return f(book);
+        }
+        f(self.books.entry(id.to_owned()).or_default())
+    }
+}
+
+/// One key's spend as this process knows it.
+#[derive(Debug, Default, Clone, Copy)]
+struct Book {
+    /// Dollars spent: what the store said, plus what was settled here since.
+    spent: f64,
+    /// Dollars reserved by requests still running.
+    held: f64,
+    /// How many requests hold them: with none, `held` is exactly 0 (not the rounding error that
+    /// adding and taking away dollar amounts leaves).
+    holds: u32,
+}
+
+/// A key's budget refused a reservation: what it had spent and what was held then.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Short {
+    pub(crate) spent_usd: f64,
+    pub(crate) held_usd: f64,
 }
 
 impl KeyCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Option<ApiKey>)>> {
-        match self.entries.lock() {
-            Ok(entries) => entries,
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        match self.inner.lock() {
+            Ok(inner) => inner,
             Err(poisoned) => poisoned.into_inner(),
         }
     }
 
-    /// The key with this hash (`Some(None)`: known not to exist), while fresh.
+    /// The key with this hash (`Some(None)`: known not to exist), while fresh, with the spend this
+    /// process knows of.
     fn get(&self, hash: &str) -> Option<Option<ApiKey>> {
-        let entries = self.lock();
-        let (at, key) = entries.get(hash)?;
-        (at.elapsed() < KEY_CACHE_TTL).then(|| key.clone())
+        let inner = self.lock();
+        let (at, key) = inner.entries.get(hash)?;
+        if at.elapsed() >= KEY_CACHE_TTL {
+            return None;
+        }
+        Some(key.clone().map(|mut key| {
+            if let Some(book) = inner.books.get(&key.id) {
+                key.spent_usd = book.spent;
+            }
+            key
+        }))
     }
 
     /// Remembers what the store said, keeping the spend settled but perhaps not yet written.
     fn put(&self, hash: String, key: Option<ApiKey>) -> Option<ApiKey> {
-        let mut entries = self.lock();
+        let mut inner = self.lock();
         // Unknown hashes are remembered too (a client retrying a wrong key costs one read a
         // second), but the map is kept from growing without bound by wrong guesses.
-        if entries.len() > 10_000 {
-            entries.retain(|_, (at, _)| at.elapsed() < KEY_CACHE_TTL);
+        if inner.entries.len() > 10_000 {
+            inner.entries.retain(|_, (at, _)| at.elapsed() < KEY_CACHE_TTL);
         }
-        let key = match (key, entries.get(&hash)) {
-            (Some(mut fresh), Some((_, Some(cached)))) => {
-                // The store lags the cache by the batches not yet written.
-                fresh.spent_usd = fresh.spent_usd.max(cached.spent_usd);
-                Some(fresh)
-            }
-            (key, _) => key,
-        };
-        entries.insert(hash, (Instant::now(), key.clone()));
+        let key = key.map(|mut fresh| {
+            // The store lags these books by the batches not yet written.
+            let book = inner.books.entry(fresh.id.clone()).or_default();
+            book.spent = book.spent.max(fresh.spent_usd);
+            fresh.spent_usd = book.spent;
+            fresh
+        });
+        inner.entries.insert(hash, (Instant::now(), key.clone()));
         key
     }
 
-    /// Adds a settled request's cost to the cached key, so its budget applies at once.
-    pub(crate) fn add_spend(&self, id: &str, usd: f64) {
-        for (_, key) in self.lock().values_mut() {
-            if let Some(key) = key.as_mut().filter(|k| k.id == id) {
-                key.spent_usd += usd;
+    /// Holds `usd` of the key `id`'s `budget_usd` for a request about to run, if what it has
+    /// spent, what requests in progress hold and `usd` fit in the budget; else says what was
+    /// spent and held. Atomic: concurrent requests cannot all see room and overspend together.
+    pub(crate) fn reserve(&self, id: &str, budget_usd: f64, usd: f64) -> Result<(), Short> {
+        self.lock().with_book(id, |book| {
+            if book.spent + book.held + usd > budget_usd + USD_EPSILON {
+                return Err(Short { spent_usd: book.spent, held_usd: book.held });
             }
-        }
+            book.held += usd;
+            book.holds += 1;
+            Ok(())
+        })
+    }
+
+    /// Ends a hold of `held` dollars taken by [`KeyCache::reserve`] and adds what the request
+    /// really cost, so the budget applies to it at once (the store is written in batches).
+    pub(crate) fn settle(&self, id: &str, held: f64, usd: f64) {
+        self.lock().with_book(id, |book| {
+            book.holds = book.holds.saturating_sub(1);
+            book.held = if book.holds == 0 { 0.0 } else { (book.held - held).max(0.0) };
+            book.spent += usd;
+        });
+    }
+
+    /// Adds the cost of a request that held nothing to the key's spend, so its budget applies at
+    /// once.
+    pub(crate) fn add_spend(&self, id: &str, usd: f64) {
+        self.lock().with_book(id, |book| book.spent += usd);
     }
 }
 

@@ -38,8 +38,12 @@ pub trait ModelSource: Send + Sync {
     /// The model names clients may ask for, as `GET /v1/models` lists them.
     fn models(&self) -> Vec<String>;
 
-    /// The `provider`, `model` whose prices a request for `model` is charged at (the route's
-    /// primary target). `None`: unpriced.
+    /// The `provider`, `model` whose prices a request for `model` is reserved and charged at (the
+    /// route's primary target; an answer that names another with [`StreamEvent::Served`] is
+    /// charged as that one). `None`: recorded as `unknown/unknown`, unpriced, so refused to
+    /// callers with a dollar budget.
+    ///
+    /// [`StreamEvent::Served`]: exoclaw_types::StreamEvent::Served
     fn billed_as(&self, model: &str) -> Option<(String, String)> {
         let _ = model;
         None
@@ -130,6 +134,11 @@ impl ModelSource for StaticModels {
 
     fn models(&self) -> Vec<String> {
         self.table.keys().cloned().collect()
+    }
+
+    /// The provider's own name and the model name it is sent: what its usage is recorded under.
+    fn billed_as(&self, model: &str) -> Option<(String, String)> {
+        self.table.get(model).map(|(provider, upstream)| (provider.name().to_owned(), upstream.clone()))
     }
 }
 
@@ -411,10 +420,11 @@ async fn complete(
 ) -> Result<Response, GatewayError> {
     caller.check_model(&request.model)?;
     let (provider, upstream) = gateway.source.provider_for(&request.model)?;
-    let mut bill = Bill::new(Arc::clone(gateway), caller, &request.model);
     let meta = AnswerMeta { id: completion_id(), created: now_secs(), model: request.model.clone() };
     let (stream, include_usage) = (request.stream, request.include_usage());
     let chat = openai::to_chat_request(request, &upstream)?;
+    // Budgets are reserved here, before anything goes upstream; a refusal costs nothing.
+    let mut bill = Bill::open(gateway, caller, &meta.model, &chat)?;
     tracing::debug!(
         model = %Escaped(&meta.model),
         upstream = %Escaped(&upstream),
@@ -422,10 +432,10 @@ async fn complete(
         stream,
         "chat completion"
     );
+    bill.sent();
     if !stream {
         let answer = provider.complete(chat).await?;
-        bill.first_token();
-        bill.add_usage(&answer.usage);
+        bill.answered(&answer);
         bill.settle();
         return Ok(Json(openai::encode_response(&meta, &answer)).into_response());
     }
@@ -438,13 +448,11 @@ async fn complete(
         other => other,
     };
     bill.first_token();
-    // The bill travels with the stream: it is settled when the stream ends or the client leaves.
-    let bill = std::sync::Mutex::new(bill);
+    // The bill travels with the stream: it is settled when the stream ends or the client leaves
+    // (then with what was generated so far).
     let events = futures::stream::iter(first).chain(events).inspect(move |event| {
-        if let Ok(exoclaw_types::StreamEvent::Usage(usage)) = event
-            && let Ok(mut bill) = bill.lock()
-        {
-            bill.add_usage(usage);
+        if let Ok(event) = event {
+            bill.observe(event);
         }
     });
     let events: exoclaw_core::EventStream = Box::pin(events);

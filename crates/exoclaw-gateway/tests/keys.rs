@@ -178,15 +178,26 @@ async fn with_keys_a_token_is_required_and_wrong_or_revoked_ones_are_refused() {
 }
 
 #[tokio::test]
-async fn a_spent_budget_refuses_further_requests_and_the_spend_is_stored() {
+async fn a_budget_refuses_what_it_cannot_cover_and_the_spend_is_stored() {
     let f = start(TokenSet::open(), Webhooks::new()).await;
-    // Each request costs $0.00075: the second takes the key past $0.001.
-    let key = f.key("budgeted", &[], Some(0.001), None).await;
-    assert_eq!(f.chat(Some(&key), "fast").await.0, 200);
-    assert_eq!(f.chat(Some(&key), "fast").await.0, 200);
-    let (status, body) = f.chat(Some(&key), "fast").await;
-    assert_eq!(status, 429, "{body}");
+    // Each request reserves "hi" (1 token) plus max_tokens 1,000 at gpt-4o-mini's price,
+    // $0.00060015, and costs $0.00075: after two, $0.0015 is spent and a third no longer fits.
+    let key = f.key("budgeted", &[], Some(0.002), None).await;
+    let chat = || {
+        f.client
+            .post(format!("{}/v1/chat/completions", f.base))
+            .bearer_auth(&key)
+            .json(&json!({"model": "fast", "max_tokens": 1000, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+    };
+    assert_eq!(chat().await.unwrap().status(), 200);
+    assert_eq!(chat().await.unwrap().status(), 200);
+    let response = chat().await.unwrap();
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["x-should-retry"], "false");
+    let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "budget_exceeded");
+    assert!(body["error"]["message"].as_str().unwrap().contains("cannot cover this request"), "{body}");
     f.gateway.flush_usage().await;
     let stored = f.store.list_keys().await.unwrap();
     assert!((stored[0].spent_usd - 0.0015).abs() < 1e-9, "{stored:?}");
@@ -194,6 +205,10 @@ async fn a_spent_budget_refuses_further_requests_and_the_spend_is_stored() {
     assert_eq!(ledger.len(), 2);
     assert_eq!(ledger[0].agent, "api:budgeted");
     assert_eq!(ledger[0].usage.output_tokens, Some(1000));
+
+    // Without max_tokens a request reserves 4,096 answer tokens, more than the key has left.
+    let (status, body) = f.chat(Some(&key), "fast").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("budget_exceeded")), "{body}");
 }
 
 #[tokio::test]

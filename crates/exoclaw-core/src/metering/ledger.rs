@@ -109,7 +109,13 @@ impl State {
             && spend.window_start == window_start
         {
             spend.held_tokens = spend.held_tokens.saturating_sub(estimate.tokens);
-            spend.held_usd = (spend.held_usd - estimate.usd.unwrap_or(0.0)).max(0.0);
+            // With no tokens held no call holds anything: clear the rounding error that adding
+            // and taking away dollar amounts leaves, which a refusal would show as held.
+            spend.held_usd = if spend.held_tokens == 0 {
+                0.0
+            } else {
+                (spend.held_usd - estimate.usd.unwrap_or(0.0)).max(0.0)
+            };
         }
     }
 }

@@ -26,12 +26,54 @@ pub use ledger::{BudgetStatus, Budgets, Reservation};
 pub use prices::{Price, PriceTable, SHIPPED as SHIPPED_PRICES};
 
 use chrono::{DateTime, Utc};
-use exoclaw_types::{Usage, UsageRecord};
+use exoclaw_types::{ChatRequest, Message, Usage, UsageRecord};
 use std::sync::Arc;
 
 /// The answer length reserved for a call that sets no `max_tokens`: the Anthropic provider's own
 /// default, and more than most answers of other vendors.
 pub const DEFAULT_OUTPUT_ESTIMATE: u64 = 4096;
+
+/// How calls made outside the agent runner (the gateway's `/v1` API) estimate themselves the way
+/// the runner does: the prompt at four characters a token, the answer at its `max_tokens` (or
+/// [`DEFAULT_OUTPUT_ESTIMATE`]).
+impl Estimate {
+    /// `prompt_tokens` plus `max_output_tokens`, priced at `price` as uncached input and output
+    /// (`usd` is `None` without a price).
+    pub fn priced(prompt_tokens: u64, max_output_tokens: u64, price: Option<Price>) -> Self {
+        let usage = Usage {
+            input_tokens: Some(prompt_tokens),
+            output_tokens: Some(max_output_tokens),
+            ..Usage::default()
+        };
+        Self { tokens: prompt_tokens.saturating_add(max_output_tokens), usd: price.map(|p| p.cost(&usage)) }
+    }
+
+    /// Tokens in `chars` characters of text, at four characters a token, rounded up.
+    pub fn tokens_for_chars(chars: usize) -> u64 {
+        u64::try_from(chars.div_ceil(4)).unwrap_or(u64::MAX)
+    }
+
+    /// Characters of what `request` sends the model, as the runner counts a prompt: the system
+    /// prompt, every message (an image counts as 4,000) and the tools' names, descriptions and
+    /// schemas.
+    pub fn prompt_chars(request: &ChatRequest) -> usize {
+        let system = request.system.as_deref().map_or(0, |s| s.chars().count());
+        let tools: usize = request
+            .tools
+            .iter()
+            .map(|t| {
+                t.name.chars().count() + t.description.chars().count() + t.input_schema.to_string().len()
+            })
+            .sum();
+        system + tools + request.messages.iter().map(Self::message_chars).sum::<usize>()
+    }
+
+    /// Characters of one message (text, thinking, tool calls and results; an image counts as
+    /// 4,000): what an answer whose length the provider did not report is estimated from.
+    pub fn message_chars(message: &Message) -> usize {
+        crate::agent::run::message_chars(message)
+    }
+}
 
 /// Prices and budgets, as one agent runner (or many: share it in an `Arc`) uses them.
 ///
@@ -79,15 +121,7 @@ impl Metering {
         prompt_tokens: u64,
         max_output_tokens: u64,
     ) -> Estimate {
-        let usage = Usage {
-            input_tokens: Some(prompt_tokens),
-            output_tokens: Some(max_output_tokens),
-            ..Usage::default()
-        };
-        Estimate {
-            tokens: prompt_tokens.saturating_add(max_output_tokens),
-            usd: self.prices.cost(provider, model, &usage),
-        }
+        Estimate::priced(prompt_tokens, max_output_tokens, self.prices.price(provider, model))
     }
 
     /// What `usage` of `model` on `provider` cost; `None` without a price.
