@@ -1,7 +1,11 @@
 //! Storage traits, one per concern, implemented by `exoclaw-store` for SQLite and Postgres.
 
+use std::fmt;
+
 use async_trait::async_trait;
 use exoclaw_types::{ApiKey, Message, SessionId, SessionInfo, SessionKey, UsageRecord};
+
+use crate::Run;
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +25,19 @@ pub enum StoreError {
     /// Stored data could not be decoded (written by a newer exoclaw, or corrupted).
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
+    /// Another turn holds the session's lock (see [`SessionLocks`]) and the caller asked not to
+    /// wait.
+    #[error(
+        "session {session} is in use by {holder}; wait for it to finish, or run without --no-wait \
+         to wait"
+    )]
+    SessionLocked {
+        /// The session.
+        session: SessionId,
+        /// Who holds it, for a person: the process (`pid N (exoclaw chat) on HOST since TIME`)
+        /// when the holder said.
+        holder: String,
+    },
 }
 
 /// A new session's details.
@@ -117,7 +134,9 @@ pub trait SessionStore: Send + Sync {
     async fn messages(&self, id: SessionId) -> Result<Vec<Message>, StoreError>;
 
     /// Appends one turn's messages and its usage records in a single transaction: after a crash
-    /// either the whole turn is there or none of it. Sets `model` and bumps `updated_at`.
+    /// either the whole turn is there or none of it. Sets `model` and bumps `updated_at`, and
+    /// removes the session's run checkpoint ([`RunStore`]) in the same transaction, so a committed
+    /// turn is never also an interrupted one.
     async fn commit_turn(
         &self,
         id: SessionId,
@@ -126,13 +145,74 @@ pub trait SessionStore: Send + Sync {
         model: Option<&str>,
     ) -> Result<(), StoreError>;
 
-    /// Removes every message of the session, keeping the session.
+    /// Removes every message of the session, and its interrupted run, keeping the session.
     async fn clear_session(&self, id: SessionId) -> Result<(), StoreError>;
 
-    /// Deletes the session and its messages; `false` when there was none. Its usage records stay,
+    /// Deletes the session, its messages and its interrupted run; `false` when there was none. Its usage records stay,
     /// detached from it (`session_id` becomes `None`): usage is a ledger that budgets and cost
     /// reports rely on, and deleting a conversation must not erase what it cost.
     async fn delete_session(&self, id: SessionId) -> Result<bool, StoreError>;
+}
+
+/// Turns in progress, checkpointed after every step so that a crash or a kill loses at most the
+/// step under way: the run is stored whole (a few KB: the [`Run`] without the session's history,
+/// which is in the session's messages) and replaced at each step, and
+/// [`SessionStore::commit_turn`] removes it in the transaction that stores the turn's messages.
+/// A run still stored is therefore a turn that never committed: an interrupted run, to resume or
+/// discard. Deleting a session deletes its run; clearing one discards it.
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// Stores `run` as the latest state of the turn in progress in `session`, replacing the
+    /// previous one. [`StoreError::SessionNotFound`] when there is no such session.
+    async fn save_run(&self, session: SessionId, run: &Run) -> Result<(), StoreError>;
+
+    /// The turn in progress in `session` that never committed (an interrupted run), if any.
+    /// [`StoreError::Corrupt`] when the stored run cannot be read (written by a newer exoclaw, or
+    /// damaged); [`RunStore::discard_run`] removes it.
+    async fn interrupted_run(&self, session: SessionId) -> Result<Option<Run>, StoreError>;
+
+    /// Sessions with an interrupted run, the most recently saved first.
+    async fn interrupted_sessions(&self) -> Result<Vec<SessionId>, StoreError>;
+
+    /// Forgets the session's run without committing it (nothing when it has none).
+    async fn discard_run(&self, session: SessionId) -> Result<(), StoreError>;
+}
+
+/// One turn at a time per session, across processes: two `exoclaw chat -c`, or a CLI and a
+/// gateway, sharing one database never interleave turns on a session.
+#[async_trait]
+pub trait SessionLocks: Send + Sync {
+    /// Takes the session's lock until the lease is dropped. With `wait`, waits for the holder to
+    /// let go; without, fails at once with [`StoreError::SessionLocked`] naming the holder. A
+    /// lock is exclusive within a process too: a second lease on the same session waits for (or
+    /// is refused by) the first. A process that dies loses its locks.
+    async fn lock_session(&self, session: SessionId, wait: bool) -> Result<SessionLease, StoreError>;
+}
+
+/// A session's lock, held while a turn runs; dropping it releases the lock (without blocking).
+pub struct SessionLease {
+    session: SessionId,
+    /// Whatever releases the lock when dropped: an open lock file, a database connection.
+    _guard: Box<dyn Send + Sync>,
+}
+
+impl SessionLease {
+    /// A lease on `session` that holds `guard` until dropped; for [`SessionLocks`]
+    /// implementations.
+    pub fn new(session: SessionId, guard: impl Send + Sync + 'static) -> Self {
+        Self { session, _guard: Box::new(guard) }
+    }
+
+    /// The session it locks.
+    pub fn session(&self) -> SessionId {
+        self.session
+    }
+}
+
+impl fmt::Debug for SessionLease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionLease").field("session", &self.session).finish_non_exhaustive()
+    }
 }
 
 /// Metered usage.

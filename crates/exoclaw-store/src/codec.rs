@@ -2,8 +2,8 @@
 //! parts as JSON text, counters as `i64`, timestamps truncated to the microsecond.
 
 use chrono::{DateTime, SubsecRound, Utc};
-use exoclaw_core::StoreError;
-use exoclaw_types::{Part, Role, SessionKey};
+use exoclaw_core::{Run, StoreError};
+use exoclaw_types::{Part, Role, SessionId, SessionKey};
 
 /// The role's stored name (the same as its serde name).
 pub(crate) fn role_to_str(role: Role) -> &'static str {
@@ -39,6 +39,33 @@ pub(crate) fn parts_from_json(json: &str) -> Result<Vec<Part>, StoreError> {
     serde_json::from_str(json).map_err(|e| {
         StoreError::Corrupt(format!("message parts are not valid (written by a newer exoclaw?): {e}"))
     })
+}
+
+/// A turn in progress as the JSON text that is stored.
+pub(crate) fn run_to_json(session: SessionId, run: &Run) -> Result<String, StoreError> {
+    serde_json::to_string(run)
+        .map_err(|e| StoreError::Database(format!("could not serialise the run of session {session}: {e}")))
+}
+
+/// A turn in progress from its stored JSON text.
+pub(crate) fn run_from_json(session: SessionId, json: &str) -> Result<Run, StoreError> {
+    serde_json::from_str(json).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "the interrupted turn of session {session} is not valid (written by a newer exoclaw, or \
+             damaged): {e}; discard it to go on with the session"
+        ))
+    })
+}
+
+/// A failed write of a session's row in another table: [`StoreError::SessionNotFound`] when the
+/// session is missing (the foreign key refused it), otherwise a query error saying what was done.
+pub(crate) fn write_error(session: SessionId, doing: &str, error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::ForeignKeyViolation => {
+            StoreError::SessionNotFound(session)
+        }
+        _ => query_error(doing, error),
+    }
 }
 
 /// A count as the signed 64-bit integer both databases store.

@@ -36,6 +36,7 @@
 //! model time to produce and can be asked again.) Postgres durability is the server's.
 
 mod codec;
+mod lock;
 mod postgres;
 mod redact;
 mod sqlite;
@@ -44,7 +45,11 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-pub use exoclaw_core::{KeyStore, NewApiKey, NewSession, SessionStore, StoreError, UsageStore};
+use exoclaw_core::Run;
+pub use exoclaw_core::{
+    KeyStore, NewApiKey, NewSession, RunStore, SessionLease, SessionLocks, SessionStore, StoreError,
+    UsageStore,
+};
 use exoclaw_types::{ApiKey, Message, SessionId, SessionInfo, SessionKey, UsageRecord};
 
 pub use postgres::PgStore;
@@ -122,6 +127,20 @@ impl Store {
     }
 
     fn keys(&self) -> &dyn KeyStore {
+        match self {
+            Self::Sqlite(store) => store,
+            Self::Postgres(store) => store,
+        }
+    }
+
+    fn runs(&self) -> &dyn RunStore {
+        match self {
+            Self::Sqlite(store) => store,
+            Self::Postgres(store) => store,
+        }
+    }
+
+    fn locks(&self) -> &dyn SessionLocks {
         match self {
             Self::Sqlite(store) => store,
             Self::Postgres(store) => store,
@@ -205,5 +224,31 @@ impl KeyStore for Store {
 
     async fn add_key_spend(&self, id: &str, usd: f64) -> Result<(), StoreError> {
         self.keys().add_key_spend(id, usd).await
+    }
+}
+
+#[async_trait]
+impl RunStore for Store {
+    async fn save_run(&self, session: SessionId, run: &Run) -> Result<(), StoreError> {
+        self.runs().save_run(session, run).await
+    }
+
+    async fn interrupted_run(&self, session: SessionId) -> Result<Option<Run>, StoreError> {
+        self.runs().interrupted_run(session).await
+    }
+
+    async fn interrupted_sessions(&self) -> Result<Vec<SessionId>, StoreError> {
+        self.runs().interrupted_sessions().await
+    }
+
+    async fn discard_run(&self, session: SessionId) -> Result<(), StoreError> {
+        self.runs().discard_run(session).await
+    }
+}
+
+#[async_trait]
+impl SessionLocks for Store {
+    async fn lock_session(&self, session: SessionId, wait: bool) -> Result<SessionLease, StoreError> {
+        self.locks().lock_session(session, wait).await
     }
 }

@@ -2,14 +2,15 @@
 //!
 //! `commit_turn` locks the session's row first (`UPDATE sessions …`), so turns committed to the
 //! same session from several nodes at once queue up and each continues the sequence where the
-//! previous one ended.
+//! previous one ended. Session locks (whole turns, across processes and nodes) are advisory locks:
+//! see `postgres/lock.rs`.
 
 use std::borrow::Cow;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use exoclaw_core::{NewSession, SessionStore, StoreError, UsageStore};
+use exoclaw_core::{NewSession, Run, RunStore, SessionStore, StoreError, UsageStore};
 use exoclaw_types::{Message, MessageId, SessionId, SessionInfo, SessionKey, Usage, UsageRecord};
 use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
@@ -18,10 +19,11 @@ use std::str::FromStr;
 use uuid::Uuid;
 
 mod keys;
+mod lock;
 
 use crate::codec::{
     from_i64, key_from_columns, now, opt_from_i64, opt_to_i64, parts_from_json, parts_to_json, query_error,
-    role_from_str, role_to_str, to_i64,
+    role_from_str, role_to_str, run_from_json, run_to_json, to_i64, write_error,
 };
 use crate::redact::{redact_url, scrub};
 
@@ -48,14 +50,23 @@ fn migrator() -> Migrator {
             include_str!("../migrations/postgres/0002_api_keys.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            3,
+            Cow::Borrowed("runs"),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0003_runs.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
-/// The session columns and the message count, ready for a `WHERE` clause.
+/// The session columns, the message count and whether a run was interrupted, ready for a `WHERE`
+/// clause.
 macro_rules! select_session {
     () => {
         "SELECT s.id, s.agent, s.channel, s.account, s.peer, s.title, s.model, s.created_at, \
-         s.updated_at, (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS message_count \
+         s.updated_at, (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS message_count, \
+         EXISTS (SELECT 1 FROM runs r WHERE r.session_id = s.id) AS interrupted \
          FROM sessions s "
     };
 }
@@ -66,6 +77,8 @@ pub struct PgStore {
     pool: PgPool,
     /// The URL with its password masked, for messages.
     location: String,
+    /// Lock connections of this process being released (see `postgres/lock.rs`).
+    releasing: lock::Releasing,
 }
 
 impl PgStore {
@@ -98,7 +111,7 @@ impl PgStore {
             .map_err(failed)?;
         migrator().run(&pool).await.map_err(|e| migrate_error(&location, url, e))?;
         tracing::debug!(url = %location, "opened the PostgreSQL store");
-        Ok(Self { pool, location })
+        Ok(Self { pool, location, releasing: lock::Releasing::default() })
     }
 
     /// The database URL, with any password masked.
@@ -193,6 +206,7 @@ fn session_from_row(row: &PgRow) -> Result<SessionInfo, StoreError> {
         created_at: row.try_get("created_at").map_err(decode)?,
         updated_at: row.try_get("updated_at").map_err(decode)?,
         message_count: from_i64(row.try_get("message_count").map_err(decode)?, "message count")?,
+        interrupted: row.try_get("interrupted").map_err(decode)?,
     })
 }
 
@@ -288,6 +302,7 @@ impl SessionStore for PgStore {
             created_at: at,
             updated_at: at,
             message_count: 0,
+            interrupted: false,
         })
     }
 
@@ -397,6 +412,12 @@ impl SessionStore for PgStore {
         for record in usage {
             insert_usage(&mut tx, record).await?;
         }
+        // The turn is stored: it is no longer in progress.
+        sqlx::query("DELETE FROM runs WHERE session_id = $1")
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
         tx.commit().await.map_err(failed)
     }
 
@@ -412,11 +433,10 @@ impl SessionStore for PgStore {
         if updated.rows_affected() == 0 {
             return Err(StoreError::SessionNotFound(id));
         }
-        sqlx::query("DELETE FROM messages WHERE session_id = $1")
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
+        for delete in ["DELETE FROM messages WHERE session_id = $1", "DELETE FROM runs WHERE session_id = $1"]
+        {
+            sqlx::query(delete).bind(id.0).execute(&mut *tx).await.map_err(failed)?;
+        }
         tx.commit().await.map_err(failed)
     }
 
@@ -429,7 +449,7 @@ impl SessionStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(failed)?;
-        // Messages go with the session (ON DELETE CASCADE).
+        // Messages and the run go with the session (ON DELETE CASCADE).
         let deleted = sqlx::query("DELETE FROM sessions WHERE id = $1")
             .bind(id.0)
             .execute(&mut *tx)
@@ -468,6 +488,57 @@ impl UsageStore for PgStore {
         .iter()
         .map(usage_from_row)
         .collect()
+    }
+}
+
+#[async_trait]
+impl RunStore for PgStore {
+    async fn save_run(&self, session: SessionId, run: &Run) -> Result<(), StoreError> {
+        let json = run_to_json(session, run)?;
+        sqlx::query(
+            "INSERT INTO runs (session_id, run, saved_at) VALUES ($1, $2::json, $3) \
+             ON CONFLICT (session_id) DO UPDATE SET run = excluded.run, saved_at = excluded.saved_at",
+        )
+        .bind(session.0)
+        .bind(json)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            write_error(session, &format!("could not save the turn in progress in session {session}"), e)
+        })?;
+        Ok(())
+    }
+
+    async fn interrupted_run(&self, session: SessionId) -> Result<Option<Run>, StoreError> {
+        let json: Option<String> = sqlx::query_scalar("SELECT run::text FROM runs WHERE session_id = $1")
+            .bind(session.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| {
+                query_error(&format!("could not read the interrupted turn of session {session}"), e)
+            })?;
+        json.map(|json| run_from_json(session, &json)).transpose()
+    }
+
+    async fn interrupted_sessions(&self) -> Result<Vec<SessionId>, StoreError> {
+        let ids: Vec<Uuid> =
+            sqlx::query_scalar("SELECT session_id FROM runs ORDER BY saved_at DESC, session_id DESC")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| query_error("could not list the interrupted turns", e))?;
+        Ok(ids.into_iter().map(SessionId).collect())
+    }
+
+    async fn discard_run(&self, session: SessionId) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM runs WHERE session_id = $1")
+            .bind(session.0)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                query_error(&format!("could not discard the turn in progress in session {session}"), e)
+            })?;
+        Ok(())
     }
 }
 

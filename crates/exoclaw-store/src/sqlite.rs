@@ -22,7 +22,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use exoclaw_core::{NewSession, SessionStore, StoreError, UsageStore};
+use exoclaw_core::{
+    NewSession, Run, RunStore, SessionLease, SessionLocks, SessionStore, StoreError, UsageStore,
+};
 use exoclaw_types::{Message, MessageId, SessionId, SessionInfo, SessionKey, Usage, UsageRecord};
 use futures::StreamExt;
 use sqlx::Either;
@@ -39,8 +41,9 @@ mod keys;
 
 use crate::codec::{
     from_i64, from_micros, key_from_columns, now, opt_from_i64, opt_to_i64, parts_from_json, parts_to_json,
-    query_error, role_from_str, role_to_str, to_i64, to_micros,
+    query_error, role_from_str, role_to_str, run_from_json, run_to_json, to_i64, to_micros, write_error,
 };
+use crate::lock::{Locks, MemoryLocks};
 
 /// How long a statement waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -79,14 +82,23 @@ fn migrator() -> Migrator {
             include_str!("../migrations/sqlite/0002_api_keys.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            3,
+            Cow::Borrowed("runs"),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0003_runs.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
-/// The session columns and the message count, ready for a `WHERE` clause.
+/// The session columns, the message count and whether a run was interrupted, ready for a `WHERE`
+/// clause.
 macro_rules! select_session {
     () => {
         "SELECT s.id, s.agent, s.channel, s.account, s.peer, s.title, s.model, s.created_at, \
-         s.updated_at, (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS message_count \
+         s.updated_at, (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS message_count, \
+         EXISTS (SELECT 1 FROM runs r WHERE r.session_id = s.id) AS interrupted \
          FROM sessions s "
     };
 }
@@ -102,6 +114,8 @@ pub struct SqliteStore {
     location: String,
     /// The background checkpoints, stopped when the last clone of the store is dropped.
     checkpointer: Option<Arc<Checkpointer>>,
+    /// The sessions' locks: files beside the database, or in memory for an in-memory one.
+    locks: Arc<Locks>,
 }
 
 /// The task that checkpoints the WAL in the background; aborted when dropped.
@@ -192,7 +206,13 @@ impl SqliteStore {
             .map_err(|e| open_error(":memory:", e))?;
         migrate(&pool, ":memory:").await?;
         // An in-memory database has no WAL to checkpoint.
-        Ok(Self { writer: pool.clone(), reader: pool, location: ":memory:".into(), checkpointer: None })
+        Ok(Self {
+            writer: pool.clone(),
+            reader: pool,
+            location: ":memory:".into(),
+            checkpointer: None,
+            locks: Arc::new(Locks::Memory(MemoryLocks::default())),
+        })
     }
 
     /// Opens the database named by an `sqlite:` URL (`sqlite://PATH`, `sqlite:PATH?mode=…`,
@@ -251,7 +271,8 @@ impl SqliteStore {
             None
         };
         tracing::debug!(path = %location, "opened the SQLite store");
-        Ok(Self { writer, reader, location, checkpointer })
+        let locks = Arc::new(Locks::beside(&path));
+        Ok(Self { writer, reader, location, checkpointer, locks })
     }
 
     /// The settings every connection gets.
@@ -382,6 +403,7 @@ fn session_from_row(row: &SqliteRow) -> Result<SessionInfo, StoreError> {
         created_at: from_micros(row.try_get("created_at").map_err(decode)?)?,
         updated_at: from_micros(row.try_get("updated_at").map_err(decode)?)?,
         message_count: from_i64(row.try_get("message_count").map_err(decode)?, "message count")?,
+        interrupted: row.try_get("interrupted").map_err(decode)?,
     })
 }
 
@@ -545,7 +567,8 @@ type MessageRow = (String, &'static str, String, DateTime<Utc>);
 
 /// The statements of one turn's commit, as one query: the session's `UPDATE` (first, so its row
 /// count says whether the session exists), one `INSERT` numbering all of the turn's messages after
-/// the session's last one, one `INSERT` of its usage records.
+/// the session's last one, one `INSERT` of its usage records, and the `DELETE` of the turn's run
+/// checkpoint.
 ///
 /// Several statements in one query is an SQLite-only feature of sqlx that sqlx 0.9 deprecates in
 /// favour of `raw_sql` (which cannot bind values); it is kept because it saves two round trips
@@ -586,6 +609,7 @@ fn commit_batch(
         push_usage_insert(&mut batch, usage)?;
         batch.push(";\n");
     }
+    batch.push("DELETE FROM runs WHERE session_id = ").push_bind(session).push(";\n");
     Ok(batch)
 }
 
@@ -618,6 +642,7 @@ impl SessionStore for SqliteStore {
             created_at: at,
             updated_at: at,
             message_count: 0,
+            interrupted: false,
         })
     }
 
@@ -725,11 +750,10 @@ impl SessionStore for SqliteStore {
         if updated.rows_affected() == 0 {
             return Err(StoreError::SessionNotFound(id));
         }
-        sqlx::query("DELETE FROM messages WHERE session_id = ?1")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
+        for delete in ["DELETE FROM messages WHERE session_id = ?1", "DELETE FROM runs WHERE session_id = ?1"]
+        {
+            sqlx::query(delete).bind(id.to_string()).execute(&mut *tx).await.map_err(failed)?;
+        }
         tx.commit().await.map_err(failed)
     }
 
@@ -742,7 +766,7 @@ impl SessionStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(failed)?;
-        // Messages go with the session (ON DELETE CASCADE).
+        // Messages and the run go with the session (ON DELETE CASCADE).
         let deleted = sqlx::query("DELETE FROM sessions WHERE id = ?1")
             .bind(id.to_string())
             .execute(&mut *tx)
@@ -786,6 +810,69 @@ impl UsageStore for SqliteStore {
         .iter()
         .map(usage_from_row)
         .collect()
+    }
+}
+
+#[async_trait]
+impl RunStore for SqliteStore {
+    async fn save_run(&self, session: SessionId, run: &Run) -> Result<(), StoreError> {
+        let json = run_to_json(session, run)?;
+        // One statement in autocommit: one round trip to the connection's thread, and the write
+        // lock is taken by the statement itself (no read first, so no lock upgrade to wait for).
+        sqlx::query(
+            "INSERT INTO runs (session_id, run, saved_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (session_id) DO UPDATE SET run = excluded.run, saved_at = excluded.saved_at",
+        )
+        .bind(session.to_string())
+        .bind(json)
+        .bind(to_micros(now()))
+        .execute(&self.writer)
+        .await
+        .map_err(|e| {
+            write_error(session, &format!("could not save the turn in progress in session {session}"), e)
+        })?;
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.committed();
+        }
+        Ok(())
+    }
+
+    async fn interrupted_run(&self, session: SessionId) -> Result<Option<Run>, StoreError> {
+        let json: Option<String> = sqlx::query_scalar("SELECT run FROM runs WHERE session_id = ?1")
+            .bind(session.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| {
+                query_error(&format!("could not read the interrupted turn of session {session}"), e)
+            })?;
+        json.map(|json| run_from_json(session, &json)).transpose()
+    }
+
+    async fn interrupted_sessions(&self) -> Result<Vec<SessionId>, StoreError> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT session_id FROM runs ORDER BY saved_at DESC, session_id DESC")
+                .fetch_all(&self.reader)
+                .await
+                .map_err(|e| query_error("could not list the interrupted turns", e))?;
+        ids.iter().map(|id| parse_uuid(id).map(SessionId)).collect()
+    }
+
+    async fn discard_run(&self, session: SessionId) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM runs WHERE session_id = ?1")
+            .bind(session.to_string())
+            .execute(&self.writer)
+            .await
+            .map_err(|e| {
+                query_error(&format!("could not discard the turn in progress in session {session}"), e)
+            })?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SessionLocks for SqliteStore {
+    async fn lock_session(&self, session: SessionId, wait: bool) -> Result<SessionLease, StoreError> {
+        self.locks.lock(session, wait).await
     }
 }
 

@@ -80,6 +80,9 @@ pub struct SessionInfo {
     pub updated_at: DateTime<Utc>,
     /// How many messages the session holds.
     pub message_count: u64,
+    /// Whether a turn was interrupted (the process stopped mid-turn) and can be resumed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
 }
 
 /// How a turn ended.

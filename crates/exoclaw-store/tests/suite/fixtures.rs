@@ -1,9 +1,10 @@
 //! Messages, usage records and keys for the scenarios.
 
 use chrono::{DateTime, SubsecRound, Utc};
+use exoclaw_core::{Run, RunConfig};
 use exoclaw_types::{
-    ImageSource, Message, MessageId, Part, Role, SessionId, SessionKey, ToolCall, ToolResult, Usage,
-    UsageRecord,
+    ImageSource, Message, MessageId, Part, Role, SessionId, SessionKey, StopReason, ToolCall, ToolResult,
+    Usage, UsageRecord,
 };
 use serde_json::json;
 
@@ -23,6 +24,28 @@ pub fn turn(n: usize) -> Vec<Message> {
         message(Role::User, vec![Part::text(format!("question {n}"))]),
         message(Role::Assistant, vec![Part::text(format!("answer {n}"))]),
     ]
+}
+
+/// A turn in progress, as the agent checkpoints it: `question` asked, the model's answer a tool
+/// call (of a tool the run does not know, so it needs no approval) waiting for its result.
+pub fn run(question: &str) -> Run {
+    let mut config = RunConfig::new("claude-sonnet-4-5");
+    config.system = Some("You are terse. Ünïcødé ✓".into());
+    let mut run = Run::new(config, Vec::new(), message(Role::User, vec![Part::text(question)]));
+    let answer = message(
+        Role::Assistant,
+        vec![
+            Part::text("Let me look."),
+            Part::ToolCall(ToolCall {
+                id: "call_1".into(),
+                name: "read_file".into(),
+                arguments: json!({"zeta": 1, "alpha": "src/lib.rs"}),
+            }),
+        ],
+    );
+    run.model_answered(answer, StopReason::ToolUse).unwrap();
+    run.record_usage(usage(None, 1200, 80));
+    run
 }
 
 /// A routing key.

@@ -15,6 +15,10 @@ macro_rules! scenario_tests {
             usage_is_a_ledger_that_keeps_unreported_counts,
             usage_batches_land_whole,
             keys_are_stored_hashed_named_once_revoked_and_charged,
+            a_saved_run_is_interrupted_until_its_turn_commits,
+            interrupted_sessions_are_newest_first_and_go_with_discard_clear_and_delete,
+            a_locked_session_refuses_a_second_lock_that_will_not_wait,
+            a_waiting_lock_gets_the_session_when_the_holder_lets_go,
         );
     };
     (@each $harness:path; $($scenario:ident),+ $(,)?) => {
@@ -31,3 +35,12 @@ mod fixtures;
 mod postgres;
 mod scenarios;
 mod sqlite;
+
+/// Not a test: the process that the lock scenarios start and kill to show that a dead holder's
+/// lock goes with it (see [`scenarios::a_killed_holder_releases_its_lock`]). Run on its own it
+/// does nothing.
+#[tokio::test]
+#[ignore = "a helper process that the lock tests start themselves"]
+async fn lock_holder_process() {
+    scenarios::hold_a_lock_until_killed().await;
+}

@@ -7,7 +7,7 @@
 
 use std::future::Future;
 
-use exoclaw_store::{NewSession, SessionStore, Store, StoreError};
+use exoclaw_store::{NewSession, SessionLocks, SessionStore, Store, StoreError};
 use sqlx::{Connection, PgConnection};
 
 /// The server's maintenance database, where test databases are created and dropped.
@@ -79,13 +79,22 @@ where
     F: FnOnce(Store) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    with_postgres_url(|store, _url| scenario(store)).await;
+}
+
+/// Runs `scenario` on a fresh database, telling it the database's URL.
+async fn with_postgres_url<F, Fut>(scenario: F)
+where
+    F: FnOnce(Store, String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let (name, url) = create_database().await;
     let outcome = match Store::open(&url).await {
         Ok(store) => {
             assert!(matches!(store, Store::Postgres(_)));
             // On a task of its own, so a failing assertion comes back here as an error and the
             // database is still dropped.
-            let outcome = tokio::spawn(scenario(store.clone())).await;
+            let outcome = tokio::spawn(scenario(store.clone(), url.clone())).await;
             store.close().await;
             outcome.map_err(|e| e.into_panic())
         }
@@ -98,6 +107,67 @@ where
 }
 
 scenario_tests!(with_postgres);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_corrupt_run_is_an_error_that_discarding_clears() {
+    with_postgres_url(|store, url| {
+        super::scenarios::a_corrupt_run_is_an_error_that_discarding_clears(store, async move |session| {
+            // The column is `json`, so what is stored is JSON; this JSON is no run.
+            let mut conn = PgConnection::connect(&url).await.unwrap();
+            sqlx::query("UPDATE runs SET run = '{\"phase\": \"from the future\"}' WHERE session_id = $1")
+                .bind(session.0)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            conn.close().await.unwrap();
+        })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_holder_releases_its_lock() {
+    with_postgres_url(super::scenarios::a_killed_holder_releases_its_lock).await;
+}
+
+/// The advisory lock lives on a connection of its own: while a lease is held, the server shows it
+/// (`pg_locks`) and who holds it (`session_locks`); once released, neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lease_is_an_advisory_lock_that_names_its_holder() {
+    with_postgres_url(|store, url| async move {
+        let session = exoclaw_types::SessionId::new();
+        let lease = store.lock_session(session, false).await.unwrap();
+        let mut conn = PgConnection::connect(&url).await.unwrap();
+        let held = || {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            )
+        };
+        assert_eq!(held().fetch_one(&mut conn).await.unwrap(), 1);
+        let holder: String = sqlx::query_scalar("SELECT holder FROM session_locks WHERE session_id = $1")
+            .bind(session.0)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert!(holder.starts_with(&format!("pid {} (", std::process::id())), "{holder}");
+        drop(lease);
+        // Released on a task: the next lock waits for it, then the server shows nothing held.
+        drop(store.lock_session(session, true).await.unwrap());
+        for _ in 0..100 {
+            if held().fetch_one(&mut conn).await.unwrap() == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(held().fetch_one(&mut conn).await.unwrap(), 0);
+        let rows: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM session_locks").fetch_one(&mut conn).await.unwrap();
+        assert_eq!(rows, 0);
+        conn.close().await.unwrap();
+    })
+    .await;
+}
 
 #[test]
 fn the_database_is_swapped_in_the_url() {

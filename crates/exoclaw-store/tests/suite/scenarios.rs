@@ -1,10 +1,17 @@
 //! What every backend must do, written once. Each scenario gets a fresh, empty store.
 
-use exoclaw_store::{KeyStore, NewApiKey, NewSession, SessionStore, Store, StoreError, UsageStore};
+use std::future::Future;
+use std::io::{BufRead, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use exoclaw_store::{
+    KeyStore, NewApiKey, NewSession, RunStore, SessionLocks, SessionStore, Store, StoreError, UsageStore,
+};
 use exoclaw_types::{Message, Part, Role, SessionId};
 use pretty_assertions::assert_eq;
 
-use super::fixtures::{every_part_kind, key, message, now, turn, usage};
+use super::fixtures::{every_part_kind, key, message, now, run, turn, usage};
 
 pub async fn a_turn_round_trips_every_part_kind(store: Store) {
     let before = now();
@@ -347,4 +354,223 @@ pub async fn keys_are_stored_hashed_named_once_revoked_and_charged(store: Store)
         listed.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(),
         [created.id.as_str(), again.id.as_str()]
     );
+}
+
+pub async fn a_saved_run_is_interrupted_until_its_turn_commits(store: Store) {
+    let session = store.create_session(NewSession::default()).await.unwrap();
+    assert!(!session.interrupted);
+    assert_eq!(store.interrupted_run(session.id).await.unwrap(), None);
+
+    let first = run("what is in src/lib.rs?");
+    store.save_run(session.id, &first).await.unwrap();
+    assert_eq!(store.interrupted_run(session.id).await.unwrap(), Some(first.clone()));
+    assert!(store.session(session.id).await.unwrap().unwrap().interrupted);
+    assert!(store.list_sessions(10).await.unwrap()[0].interrupted);
+    assert_eq!(store.interrupted_sessions().await.unwrap(), vec![session.id]);
+
+    // Each step replaces the one before.
+    let mut second = first.clone();
+    second.record_usage(usage(Some(session.id), 2000, 40));
+    store.save_run(session.id, &second).await.unwrap();
+    assert_eq!(store.interrupted_run(session.id).await.unwrap(), Some(second));
+    assert_eq!(store.interrupted_sessions().await.unwrap(), vec![session.id]);
+
+    // Committing the turn ends it: nothing is left to resume.
+    store.commit_turn(session.id, &turn(1), &[], None).await.unwrap();
+    assert_eq!(store.interrupted_run(session.id).await.unwrap(), None);
+    assert!(store.interrupted_sessions().await.unwrap().is_empty());
+    let committed = store.session(session.id).await.unwrap().unwrap();
+    assert!(!committed.interrupted);
+    assert_eq!(committed.message_count, 2);
+
+    // A turn that failed to commit keeps its run.
+    store.save_run(session.id, &first).await.unwrap();
+    let mut duplicate = turn(2);
+    duplicate[1].id = duplicate[0].id;
+    assert!(store.commit_turn(session.id, &duplicate, &[], None).await.is_err());
+    assert_eq!(store.interrupted_run(session.id).await.unwrap(), Some(first.clone()));
+
+    let unknown = SessionId::new();
+    match store.save_run(unknown, &first).await {
+        Err(StoreError::SessionNotFound(id)) => assert_eq!(id, unknown),
+        other => panic!("a run saved for a missing session: {other:?}"),
+    }
+    assert_eq!(store.interrupted_run(unknown).await.unwrap(), None);
+}
+
+pub async fn interrupted_sessions_are_newest_first_and_go_with_discard_clear_and_delete(store: Store) {
+    let mut sessions = Vec::new();
+    for n in 0..4 {
+        let session = store.create_session(NewSession::default()).await.unwrap();
+        store.commit_turn(session.id, &turn(n), &[], None).await.unwrap();
+        store.save_run(session.id, &run(&format!("question {n}"))).await.unwrap();
+        sessions.push(session.id);
+        // Saved at distinct microseconds whatever the clock's resolution.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let bystander = store.create_session(NewSession::default()).await.unwrap();
+    let [a, b, c, d] = sessions[..] else { unreachable!() };
+    assert_eq!(store.interrupted_sessions().await.unwrap(), vec![d, c, b, a]);
+    store.save_run(a, &run("question 0, step 2")).await.unwrap();
+    assert_eq!(store.interrupted_sessions().await.unwrap(), vec![a, d, c, b]);
+
+    store.discard_run(b).await.unwrap();
+    store.discard_run(b).await.unwrap();
+    store.discard_run(bystander.id).await.unwrap();
+    assert_eq!(store.interrupted_run(b).await.unwrap(), None);
+    assert_eq!(store.messages(b).await.unwrap().len(), 2, "discarding keeps the committed turns");
+
+    store.clear_session(c).await.unwrap();
+    assert_eq!(store.interrupted_run(c).await.unwrap(), None);
+    assert!(store.delete_session(d).await.unwrap());
+    assert_eq!(store.interrupted_run(d).await.unwrap(), None);
+
+    assert_eq!(store.interrupted_sessions().await.unwrap(), vec![a]);
+    let flags: Vec<_> =
+        store.list_sessions(10).await.unwrap().iter().map(|s| (s.id, s.interrupted)).collect();
+    // Clearing bumps the session's `updated_at`; saving and discarding runs do not.
+    assert_eq!(flags, vec![(c, false), (bystander.id, false), (b, false), (a, true)]);
+}
+
+pub async fn a_locked_session_refuses_a_second_lock_that_will_not_wait(store: Store) {
+    // Locks need no stored session: a front end may lock an id before it creates the session.
+    let session = SessionId::new();
+    let lease = store.lock_session(session, false).await.unwrap();
+    assert_eq!(lease.session(), session);
+    let refused = store.lock_session(session, false).await.unwrap_err();
+    let message = refused.to_string();
+    match refused {
+        StoreError::SessionLocked { session: locked, holder } => {
+            assert_eq!(locked, session);
+            assert!(holder.contains(&format!("pid {} (", std::process::id())), "{holder}");
+        }
+        other => panic!("a second lock: {other:?}"),
+    }
+    assert!(message.contains(&session.to_string()) && message.contains("--no-wait"), "{message}");
+
+    // Other sessions are not affected.
+    let other = store.lock_session(SessionId::new(), false).await.unwrap();
+    drop(other);
+
+    // Dropping the lease lets the next one have it, without waiting.
+    drop(lease);
+    let again = store.lock_session(session, false).await.unwrap();
+    drop(again);
+}
+
+pub async fn a_waiting_lock_gets_the_session_when_the_holder_lets_go(store: Store) {
+    let session = SessionId::new();
+    let lease = store.lock_session(session, false).await.unwrap();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let waiter = tokio::spawn({
+        let (store, events) = (store.clone(), Arc::clone(&events));
+        async move {
+            let lease = store.lock_session(session, true).await.unwrap();
+            events.lock().unwrap().push("waiter locked");
+            lease
+        }
+    });
+    // Long enough for the waiter to be waiting; it must still be.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "the waiter got a lock that is held");
+    events.lock().unwrap().push("holder let go");
+    drop(lease);
+    let second = tokio::time::timeout(Duration::from_secs(30), waiter).await.unwrap().unwrap();
+    assert_eq!(*events.lock().unwrap(), ["holder let go", "waiter locked"]);
+    assert_eq!(second.session(), session);
+    // The waiter holds it now.
+    assert!(matches!(store.lock_session(session, false).await, Err(StoreError::SessionLocked { .. })));
+}
+
+/// A stored run that cannot be read is a `Corrupt` error (never a panic) naming the session, and
+/// can be discarded. `corrupt` overwrites the stored run of a session with something that is not
+/// a run, as only the backend's own SQL can.
+pub async fn a_corrupt_run_is_an_error_that_discarding_clears<F, Fut>(store: Store, corrupt: F)
+where
+    F: FnOnce(SessionId) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let session = store.create_session(NewSession::default()).await.unwrap();
+    store.save_run(session.id, &run("first")).await.unwrap();
+    corrupt(session.id).await;
+
+    match store.interrupted_run(session.id).await {
+        Err(StoreError::Corrupt(message)) => {
+            assert!(message.contains(&session.id.to_string()), "{message}");
+            assert!(message.contains("discard"), "{message}");
+        }
+        other => panic!("a corrupt run read back as {other:?}"),
+    }
+    // Listing does not read the run, so the session can still be found and its run discarded.
+    assert_eq!(store.interrupted_sessions().await.unwrap(), vec![session.id]);
+    assert!(store.session(session.id).await.unwrap().unwrap().interrupted);
+    store.discard_run(session.id).await.unwrap();
+    assert_eq!(store.interrupted_run(session.id).await.unwrap(), None);
+}
+
+/// The variables through which [`hold_a_lock_until_killed`] learns what to lock.
+const HOLDER_URL: &str = "EXOCLAW_TEST_LOCK_HOLDER_URL";
+const HOLDER_SESSION: &str = "EXOCLAW_TEST_LOCK_HOLDER_SESSION";
+/// What the holder says once it holds the lock.
+const LOCKED: &str = "lock holder: locked";
+
+/// In a child process (the test binary running `suite::lock_holder_process`): opens the store at
+/// `$EXOCLAW_TEST_LOCK_HOLDER_URL`, locks the session, says [`LOCKED`] on stdout and waits to be
+/// killed. Does nothing when the variables are not set.
+pub async fn hold_a_lock_until_killed() {
+    let (Ok(url), Ok(session)) = (std::env::var(HOLDER_URL), std::env::var(HOLDER_SESSION)) else {
+        return;
+    };
+    let store = Store::open(&url).await.unwrap();
+    let session: SessionId = session.parse().unwrap();
+    let _lease = store.lock_session(session, false).await.unwrap();
+    let mut stdout = std::io::stdout();
+    // On a line of its own: libtest's "test … ..." has no line end yet.
+    writeln!(stdout, "\n{LOCKED}").unwrap();
+    stdout.flush().unwrap();
+    tokio::time::sleep(Duration::from_secs(600)).await;
+}
+
+/// A child process holding `session`'s lock in the store at `url`, started and waited for until
+/// it holds it.
+fn start_holder(url: &str, session: SessionId) -> std::process::Child {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "suite::lock_holder_process", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(HOLDER_URL, url)
+        .env(HOLDER_SESSION, session.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    for line in std::io::BufReader::new(stdout).lines() {
+        if line.unwrap().trim() == LOCKED {
+            return child;
+        }
+    }
+    let status = child.wait().unwrap();
+    panic!("the lock holder process ended ({status}) without taking the lock; its stderr is above");
+}
+
+/// A process that holds a session's lock and is killed (SIGKILL: no destructor runs) leaves the
+/// session free. Runs on a store that another process can open at `url`.
+pub async fn a_killed_holder_releases_its_lock(store: Store, url: String) {
+    let session = SessionId::new();
+    let mut child = tokio::task::spawn_blocking(move || start_holder(&url, session)).await.unwrap();
+    let holder = match store.lock_session(session, false).await {
+        Err(StoreError::SessionLocked { holder, .. }) => holder,
+        other => {
+            let _ = child.kill();
+            panic!("a session locked by another process: {other:?}")
+        }
+    };
+    assert!(holder.contains(&format!("pid {} (", child.id())), "{holder}");
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let lease = tokio::time::timeout(Duration::from_secs(30), store.lock_session(session, true))
+        .await
+        .expect("the killed process's lock was never released")
+        .unwrap();
+    assert_eq!(lease.session(), session);
 }

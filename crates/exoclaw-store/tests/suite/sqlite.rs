@@ -2,12 +2,14 @@
 //! WAL mode, reopening, URL forms and the errors of a bad file.
 
 use std::future::Future;
+use std::path::PathBuf;
 
-use exoclaw_store::{NewSession, SessionStore, SqliteStore, Store, StoreError};
+use exoclaw_store::{NewSession, SessionLocks, SessionStore, SqliteStore, Store, StoreError};
 use pretty_assertions::assert_eq;
 use sqlx::Connection;
 
 use super::fixtures::turn;
+use super::scenarios;
 
 /// Runs `scenario` on a fresh database file in a temporary directory.
 async fn with_sqlite<F, Fut>(scenario: F)
@@ -15,14 +17,63 @@ where
     F: FnOnce(Store) -> Fut,
     Fut: Future<Output = ()>,
 {
+    with_sqlite_file(|store, _path| scenario(store)).await;
+}
+
+/// Runs `scenario` on a fresh database file, telling it where the file is.
+async fn with_sqlite_file<F, Fut>(scenario: F)
+where
+    F: FnOnce(Store, PathBuf) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("exoclaw.db").to_str().unwrap()).await.unwrap();
+    let path = dir.path().join("exoclaw.db");
+    let store = Store::open(path.to_str().unwrap()).await.unwrap();
     assert!(matches!(store, Store::Sqlite(_)));
-    scenario(store.clone()).await;
+    scenario(store.clone(), path).await;
     store.close().await;
 }
 
 scenario_tests!(with_sqlite);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_corrupt_run_is_an_error_that_discarding_clears() {
+    with_sqlite_file(|store, path| {
+        scenarios::a_corrupt_run_is_an_error_that_discarding_clears(store, async move |session| {
+            let mut conn =
+                sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+            sqlx::query("UPDATE runs SET run = '{\"phase\": \"from the future\", [' WHERE session_id = ?1")
+                .bind(session.to_string())
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            conn.close().await.unwrap();
+        })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_holder_releases_its_lock() {
+    with_sqlite_file(|store, path| {
+        scenarios::a_killed_holder_releases_its_lock(store, path.display().to_string())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn lock_files_sit_beside_the_database_and_go_when_released() {
+    with_sqlite_file(|store, path| async move {
+        let session = exoclaw_types::SessionId::new();
+        let lease = store.lock_session(session, false).await.unwrap();
+        let file = PathBuf::from(format!("{}.locks/{session}.lock", path.display()));
+        let holder = std::fs::read_to_string(&file).unwrap();
+        assert!(holder.starts_with(&format!("pid {} (", std::process::id())), "{holder}");
+        drop(lease);
+        assert!(!file.exists(), "the lock file outlived its lease");
+    })
+    .await;
+}
 
 /// Runs the same scenarios on an in-memory database, which shares one connection for reads and
 /// writes.
