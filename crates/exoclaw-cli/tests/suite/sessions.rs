@@ -120,3 +120,52 @@ async fn control_characters_in_titles_and_messages_are_escaped_on_the_terminal()
     assert_eq!(raw_controls(&stdout(&show)), Vec::<char>::new(), "{:?}", stdout(&show));
     assert!(stdout(&show).contains(r"\x1b[2J\x1b[1mhello\x1b[0m\x07 there"), "{}", stdout(&show));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_session_take_turns_and_no_wait_names_the_holder() {
+    use exoclaw_testkit::server::ScriptedServer;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let env = Env::new();
+    // The second answer is slow, so the first process holds the session while the others try.
+    let server = ScriptedServer::start([
+        Answer::text("Started.").reply(),
+        Answer::text("Slow answer.").reply().delayed(Duration::from_secs(3)),
+        Answer::text("Waited answer.").reply(),
+    ])
+    .await;
+    env.scripted(&server, "");
+    ok(&env.run(&["chat", "first"]).await);
+    let spawn = |args: &[&str]| {
+        let mut cmd = env.std_cmd();
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    let holder = spawn(&["chat", "-c", "slow question"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.requests().len() < 2 {
+        assert!(Instant::now() < deadline, "the first process never asked the model");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = env.run(&["chat", "-c", "--no-wait", "impatient"]).await;
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("is in use by pid"), "{}", stderr(&refused));
+    let waiter = spawn(&["chat", "-c", "patient question"]);
+    let holder = tokio::task::spawn_blocking(move || holder.wait_with_output().unwrap()).await.unwrap();
+    let waiter = tokio::task::spawn_blocking(move || waiter.wait_with_output().unwrap()).await.unwrap();
+    ok(&holder);
+    ok(&waiter);
+    assert_eq!(stdout(&waiter), "Waited answer.\n");
+
+    // The waiting turn saw the slow one's answer: the turns did not interleave.
+    let third = &server.requests()[2].body;
+    let texts: Vec<String> = request_messages(third)
+        .iter()
+        .filter(|m| m["role"] != "system")
+        .map(|m| m["content"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(texts, ["first", "Started.", "slow question", "Slow answer.", "patient question"]);
+    let list = env.run(&["session", "list", "--json"]).await;
+    let sessions: Vec<serde_json::Value> = serde_json::from_str(&stdout(&list)).unwrap();
+    assert_eq!(sessions[0]["message_count"], 6, "nothing lost: the impatient message was never stored");
+}
