@@ -5,8 +5,10 @@
 //!   that name file, line and column; the commented template; a redacted view for printing.
 //! - [`models`]: which model to use ([`Config::resolve_model`]) and opening its provider instance
 //!   ([`open_provider`]).
-//! - [`routing`]: the provider router for a model ([`open_routed`]): its route, fallbacks,
-//!   retries and circuit breakers from `[routing]`.
+//! - [`routing`]: where a model name goes ([`Config::route_chain`]): its route and fallbacks from
+//!   `[routing]`.
+//! - [`runtime`]: the [`Runtime`] every front end submits turns to: one lazily opened router
+//!   (retries, circuit breakers), the agents, tools, sessions, budgets, hooks and durable runs.
 //!
 //! The crates underneath are re-exported, so one dependency on `exoclaw` is enough:
 //! [`exoclaw_core`] (the `Provider` and `Tool` traits, the agent loop), [`exoclaw_types`] (messages,
@@ -28,7 +30,6 @@ pub mod runtime;
 
 pub use config::{Config, ConfigError, LoadedConfig, ModelChoice, ProviderConfig, ProviderKind};
 pub use models::{OpenError, ResolvedModel, open_provider};
-pub use routing::{Routed, open_routed};
 pub use runtime::{AgentSpec, Runtime, RuntimeBuilder, RuntimeError};
 
 pub use exoclaw_core;

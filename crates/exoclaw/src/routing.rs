@@ -1,43 +1,10 @@
-//! Opening the provider router for a requested model: the route (alias, `provider/model`, pattern
-//! rule, or the default model) and its fallback chain, with only the providers on that chain
-//! opened — the embedded model is loaded only when the route can reach it.
+//! Where a requested model goes: the routing table `[routing]` describes ([`Config::routes`]) and
+//! the route (alias, `provider/model`, pattern rule, or the default model) with its fallback chain
+//! ([`Config::route_chain`]). The one router over these routes is the runtime's
+//! ([`crate::runtime::Models`]).
 
-use crate::config::{Config, ConfigError, ModelChoice, ProviderKind};
-use crate::models::{OpenError, ResolvedModel, open_provider};
-use exoclaw_core::Provider;
-use exoclaw_local::fetch::Progress;
-use exoclaw_providers::router::{Router, Routes, Target};
-use exoclaw_types::ModelRef;
-use std::sync::Arc;
-
-/// A router ready for requests to one model.
-pub struct Routed {
-    /// The router, as a provider. Its answers name the provider that served them
-    /// ([`exoclaw_types::StreamEvent::Served`]).
-    pub provider: Arc<dyn Provider>,
-    /// The model name to put in requests (the router resolves it again on every call).
-    pub request_model: String,
-    /// Where requests go first, then the fallbacks.
-    pub chain: Vec<Target>,
-    /// The primary target's provider kind.
-    pub primary_kind: ProviderKind,
-}
-
-impl std::fmt::Debug for Routed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Routed")
-            .field("request_model", &self.request_model)
-            .field("chain", &self.chain)
-            .finish()
-    }
-}
-
-impl Routed {
-    /// The primary target, `provider/model`.
-    pub fn primary(&self) -> String {
-        self.chain.first().map(ToString::to_string).unwrap_or_default()
-    }
-}
+use crate::config::{Config, ConfigError, ModelChoice};
+use exoclaw_providers::router::{Routes, Target};
 
 impl Config {
     /// The routing table `[routing]` describes, over every provider name the config knows.
@@ -100,60 +67,4 @@ impl Config {
             _ => ConfigError::Routing(route_error),
         }
     }
-}
-
-/// Opens the providers on the route for `requested` (or the default model) and a router over
-/// them. A fallback that cannot be opened (no key, say) is left out with a warning; the primary
-/// must open unless a fallback did.
-pub async fn open_routed(
-    config: &Config,
-    requested: Option<&ModelChoice>,
-    progress: Progress<'_>,
-) -> Result<Routed, OpenError> {
-    let routes = config.routes()?;
-    let (request_model, chain) = config.chain_in(&routes, requested)?;
-    let routing = &config.routing;
-    let mut builder =
-        Router::builder("router").retry(routing.retry_policy()).breaker_policy(routing.breaker_policy());
-    if let Some(timeout) = routing.first_token_timeout() {
-        builder = builder.first_token_timeout(timeout);
-    }
-    let mut opened: Vec<String> = Vec::new();
-    let mut first_error = None;
-    let mut primary_kind = ProviderKind::Local;
-    for (index, target) in chain.iter().enumerate() {
-        let provider = config.provider(&target.provider).ok_or_else(|| ConfigError::UnknownProvider {
-            name: target.provider.clone(),
-            requested: request_model.clone(),
-            known: config.provider_names().join(", "),
-        })?;
-        if index == 0 {
-            primary_kind = provider.kind;
-        }
-        if opened.contains(&target.provider) {
-            continue;
-        }
-        let health_checks = !provider.kind.needs_key();
-        let resolved = ResolvedModel {
-            model: ModelRef {
-                provider: target.provider.clone(),
-                model: exoclaw_types::ModelId(target.model.clone()),
-            },
-            provider,
-        };
-        match open_provider(&resolved, config, &mut *progress).await {
-            Ok(provider) => {
-                builder = builder.provider(provider, health_checks);
-                opened.push(target.provider.clone());
-            }
-            Err(err) if index > 0 => tracing::warn!(fallback = %target, %err, "fallback left out"),
-            Err(err) => first_error = Some(err),
-        }
-    }
-    if let Some(err) = first_error
-        && opened.is_empty()
-    {
-        return Err(err);
-    }
-    Ok(Routed { provider: Arc::new(builder.build(routes)), request_model, chain, primary_kind })
 }
