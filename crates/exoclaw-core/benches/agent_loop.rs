@@ -7,6 +7,11 @@
 //! answers, permission checks, the tool's timeout, usage records, the run's bookkeeping), plus the
 //! fake provider's cloning of its scripted events. Target: ≤ 100 µs per turn.
 //!
+//! And what a checkpoint costs the agent loop (the store's write comes on top):
+//! - `checkpoint/serialize_mid_turn_10k_history`: serialising a run waiting for two tool results
+//!   after a 10,000-message session, as [`exoclaw_core::Checkpoints::save`] is handed it. The
+//!   history is not part of a checkpoint, so this must not grow with the session. Target: ≪ 1 ms.
+//!
 //! Run: `cargo bench -p exoclaw-core --bench agent_loop`.
 
 #![allow(clippy::expect_used, missing_docs)] // a benchmark over fixed inputs; failing loudly is right
@@ -133,5 +138,34 @@ fn bench_turns(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_turns);
+fn bench_checkpoint(c: &mut Criterion) {
+    let history: Vec<Message> = (0..10_000)
+        .map(|i| {
+            if i % 2 == 0 {
+                Message::user(format!("question {i}"))
+            } else {
+                Message::assistant(WORDS.concat())
+            }
+        })
+        .collect();
+    let mut run = runner(true).start(history, Message::user("What is the capital of France?"));
+    run.next_step();
+    let calls = ["call_1", "call_2"].map(|id| {
+        exoclaw_types::Part::ToolCall(ToolCall {
+            id: id.into(),
+            name: "echo".into(),
+            arguments: json!({"text": id}),
+        })
+    });
+    run.model_answered(Message::new(Role::Assistant, calls.to_vec()), StopReason::ToolUse)
+        .expect("the run takes the answer");
+    run.tools_started(&["call_1", "call_2"]).expect("both calls are ready");
+    let size = serde_json::to_vec(&run).expect("a run serialises").len();
+    assert!(size < 4_096, "the checkpoint holds the history: {size} bytes");
+    c.bench_function("checkpoint/serialize_mid_turn_10k_history", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&run)).expect("a run serialises"));
+    });
+}
+
+criterion_group!(benches, bench_turns, bench_checkpoint);
 criterion_main!(benches);
