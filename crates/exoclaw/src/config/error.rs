@@ -92,6 +92,14 @@ pub enum ConfigError {
     /// `[routing]` names something that does not exist, or a model has no route.
     #[error("{0}")]
     Routing(String),
+    /// `[hooks]` holds a pattern that cannot be used.
+    #[error("`{key}`: {message} — fix the pattern in config.toml, then check with `exoclaw config check`")]
+    Hook {
+        /// The setting, as `hooks.redact`.
+        key: &'static str,
+        /// What is wrong with which pattern.
+        message: String,
+    },
     /// Only a provider was named, and it has no default model.
     #[error(
         "provider `{provider}` has no default model: name the model as `{provider}/MODEL`, or set `default_model` in [providers.{provider}]"

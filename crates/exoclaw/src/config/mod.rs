@@ -10,6 +10,7 @@
 
 mod error;
 mod gateway;
+mod hooks;
 pub mod load;
 mod metering;
 pub mod provider;
@@ -19,6 +20,7 @@ pub mod trust;
 
 pub use error::ConfigError;
 pub use gateway::{AgentProfile, DEFAULT_AGENT, GatewayConfig};
+pub use hooks::HooksConfig;
 pub use load::{DotEnvReport, LoadedConfig};
 pub use metering::{BudgetConfig, PriceConfig};
 pub use provider::{ProviderConfig, ProviderKind};
@@ -49,6 +51,9 @@ pub struct Config {
     /// Which tool calls run, ask or are refused.
     #[serde(deserialize_with = "sections::strict_permissions")]
     pub permissions: PermissionPolicy,
+    /// `[hooks]`: redaction of tool output and tools no agent may run ([`Config::hooks`]).
+    #[serde(skip_serializing_if = "HooksConfig::is_empty")]
+    pub hooks: HooksConfig,
     /// The embedded model's settings.
     pub local: LocalConfig,
     /// Aliases, routing rules, fallback chains; retries and circuit breakers.
