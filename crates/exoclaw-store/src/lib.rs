@@ -1,6 +1,7 @@
 //! exoclaw's storage: sessions, their messages and metered usage, in SQLite (the default, one file
 //! on the machine) or PostgreSQL (shared by several exoclaw nodes), behind the
-//! [`SessionStore`] and [`UsageStore`] traits of `exoclaw-core`.
+//! [`SessionStore`], [`UsageStore`], [`KeyStore`], [`RunStore`] and [`SessionLocks`] traits of
+//! `exoclaw-core`.
 //!
 //! [`Store::open`] takes the configured `storage.url`: `sqlite://PATH`, `sqlite::memory:`, a plain
 //! file path, or `postgres://…` / `postgresql://…`. Opening creates what is missing (the SQLite file
@@ -9,7 +10,7 @@
 //!
 //! # Schema
 //!
-//! Three tables, the same in both databases:
+//! The same tables in both databases:
 //!
 //! - `sessions`: id (a UUIDv7), the optional routing key as four nullable columns (so a conversation
 //!   is found through an index, not by parsing a string), title, model, created and updated times.
@@ -20,6 +21,17 @@
 //! - `usage`: one row per model call. It is a ledger: deleting a session keeps its usage, with
 //!   `session_id` set to NULL, so budgets and cost reports stay right. Unreported token counts are
 //!   NULL, never 0.
+//! - `api_keys`: the gateway's virtual keys, by hash.
+//! - `runs`: the checkpoint of each turn in progress ([`RunStore`]), one row per session, replaced
+//!   after every step and deleted by the commit of the turn; a row left over is an interrupted
+//!   turn.
+//!
+//! PostgreSQL also has `session_locks`, saying who holds each session's lock; SQLite keeps that in
+//! the lock files beside the database ([`SessionLocks`]: OS file locks in `<database>.locks/`, or
+//! advisory locks in PostgreSQL).
+//!
+//! The SQL the two backends share is written once (`sql.rs`); [`Store`] hands every trait method
+//! to its backend through one macro.
 //!
 //! SQLite stores UUIDs as text and times as integer microseconds since the Unix epoch; Postgres
 //! uses `uuid`, `timestamptz`, `bigint` and `json` (not `jsonb`, which would reorder the keys of
@@ -39,6 +51,7 @@ mod codec;
 mod lock;
 mod postgres;
 mod redact;
+mod sql;
 mod sqlite;
 
 use std::path::Path;
@@ -111,144 +124,70 @@ impl Store {
             Self::Postgres(store) => store.close().await,
         }
     }
-
-    fn sessions(&self) -> &dyn SessionStore {
-        match self {
-            Self::Sqlite(store) => store,
-            Self::Postgres(store) => store,
-        }
-    }
-
-    fn usage(&self) -> &dyn UsageStore {
-        match self {
-            Self::Sqlite(store) => store,
-            Self::Postgres(store) => store,
-        }
-    }
-
-    fn keys(&self) -> &dyn KeyStore {
-        match self {
-            Self::Sqlite(store) => store,
-            Self::Postgres(store) => store,
-        }
-    }
-
-    fn runs(&self) -> &dyn RunStore {
-        match self {
-            Self::Sqlite(store) => store,
-            Self::Postgres(store) => store,
-        }
-    }
-
-    fn locks(&self) -> &dyn SessionLocks {
-        match self {
-            Self::Sqlite(store) => store,
-            Self::Postgres(store) => store,
-        }
-    }
 }
 
-#[async_trait]
-impl SessionStore for Store {
-    async fn create_session(&self, new: NewSession) -> Result<SessionInfo, StoreError> {
-        self.sessions().create_session(new).await
-    }
-
-    async fn session(&self, id: SessionId) -> Result<Option<SessionInfo>, StoreError> {
-        self.sessions().session(id).await
-    }
-
-    async fn session_by_key(&self, key: &SessionKey) -> Result<Option<SessionInfo>, StoreError> {
-        self.sessions().session_by_key(key).await
-    }
-
-    async fn list_sessions(&self, limit: u32) -> Result<Vec<SessionInfo>, StoreError> {
-        self.sessions().list_sessions(limit).await
-    }
-
-    async fn messages(&self, id: SessionId) -> Result<Vec<Message>, StoreError> {
-        self.sessions().messages(id).await
-    }
-
-    async fn commit_turn(
-        &self,
-        id: SessionId,
-        messages: &[Message],
-        usage: &[UsageRecord],
-        model: Option<&str>,
-    ) -> Result<(), StoreError> {
-        self.sessions().commit_turn(id, messages, usage, model).await
-    }
-
-    async fn clear_session(&self, id: SessionId) -> Result<(), StoreError> {
-        self.sessions().clear_session(id).await
-    }
-
-    async fn delete_session(&self, id: SessionId) -> Result<bool, StoreError> {
-        self.sessions().delete_session(id).await
-    }
+/// Implements store traits for [`Store`] by handing each call to the backend it holds, so every
+/// method is forwarded by the same two lines. A method left out of a list would silently run the
+/// trait's default (where it has one) instead of the backend's, so each list names every method
+/// of its trait.
+macro_rules! forward_to_backend {
+    ($(
+        $trait:ident {
+            $(fn $method:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)+
+        }
+    )+) => {
+        $(
+            #[async_trait]
+            impl $trait for Store {
+                $(
+                    async fn $method(&self $(, $arg: $ty)*) -> $ret {
+                        match self {
+                            Self::Sqlite(store) => store.$method($($arg),*).await,
+                            Self::Postgres(store) => store.$method($($arg),*).await,
+                        }
+                    }
+                )+
+            }
+        )+
+    };
 }
 
-#[async_trait]
-impl UsageStore for Store {
-    async fn record_usage(&self, record: &UsageRecord) -> Result<(), StoreError> {
-        self.usage().record_usage(record).await
+forward_to_backend! {
+    SessionStore {
+        fn create_session(&self, new: NewSession) -> Result<SessionInfo, StoreError>;
+        fn session(&self, id: SessionId) -> Result<Option<SessionInfo>, StoreError>;
+        fn session_by_key(&self, key: &SessionKey) -> Result<Option<SessionInfo>, StoreError>;
+        fn list_sessions(&self, limit: u32) -> Result<Vec<SessionInfo>, StoreError>;
+        fn messages(&self, id: SessionId) -> Result<Vec<Message>, StoreError>;
+        fn commit_turn(
+            &self,
+            id: SessionId,
+            messages: &[Message],
+            usage: &[UsageRecord],
+            model: Option<&str>
+        ) -> Result<(), StoreError>;
+        fn clear_session(&self, id: SessionId) -> Result<(), StoreError>;
+        fn delete_session(&self, id: SessionId) -> Result<bool, StoreError>;
     }
-
-    async fn record_usage_batch(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
-        self.usage().record_usage_batch(records).await
+    UsageStore {
+        fn record_usage(&self, record: &UsageRecord) -> Result<(), StoreError>;
+        fn record_usage_batch(&self, records: &[UsageRecord]) -> Result<(), StoreError>;
+        fn usage_since(&self, since: DateTime<Utc>) -> Result<Vec<UsageRecord>, StoreError>;
     }
-
-    async fn usage_since(&self, since: DateTime<Utc>) -> Result<Vec<UsageRecord>, StoreError> {
-        self.usage().usage_since(since).await
+    KeyStore {
+        fn create_key(&self, new: NewApiKey) -> Result<ApiKey, StoreError>;
+        fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
+        fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError>;
+        fn revoke_key(&self, name_or_id: &str) -> Result<bool, StoreError>;
+        fn add_key_spend(&self, id: &str, usd: f64) -> Result<(), StoreError>;
     }
-}
-
-#[async_trait]
-impl KeyStore for Store {
-    async fn create_key(&self, new: NewApiKey) -> Result<ApiKey, StoreError> {
-        self.keys().create_key(new).await
+    RunStore {
+        fn save_run(&self, session: SessionId, run: &Run) -> Result<(), StoreError>;
+        fn interrupted_run(&self, session: SessionId) -> Result<Option<Run>, StoreError>;
+        fn interrupted_sessions(&self) -> Result<Vec<SessionId>, StoreError>;
+        fn discard_run(&self, session: SessionId) -> Result<(), StoreError>;
     }
-
-    async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
-        self.keys().list_keys().await
-    }
-
-    async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
-        self.keys().key_by_hash(hash).await
-    }
-
-    async fn revoke_key(&self, name_or_id: &str) -> Result<bool, StoreError> {
-        self.keys().revoke_key(name_or_id).await
-    }
-
-    async fn add_key_spend(&self, id: &str, usd: f64) -> Result<(), StoreError> {
-        self.keys().add_key_spend(id, usd).await
-    }
-}
-
-#[async_trait]
-impl RunStore for Store {
-    async fn save_run(&self, session: SessionId, run: &Run) -> Result<(), StoreError> {
-        self.runs().save_run(session, run).await
-    }
-
-    async fn interrupted_run(&self, session: SessionId) -> Result<Option<Run>, StoreError> {
-        self.runs().interrupted_run(session).await
-    }
-
-    async fn interrupted_sessions(&self) -> Result<Vec<SessionId>, StoreError> {
-        self.runs().interrupted_sessions().await
-    }
-
-    async fn discard_run(&self, session: SessionId) -> Result<(), StoreError> {
-        self.runs().discard_run(session).await
-    }
-}
-
-#[async_trait]
-impl SessionLocks for Store {
-    async fn lock_session(&self, session: SessionId, wait: bool) -> Result<SessionLease, StoreError> {
-        self.locks().lock_session(session, wait).await
+    SessionLocks {
+        fn lock_session(&self, session: SessionId, wait: bool) -> Result<SessionLease, StoreError>;
     }
 }

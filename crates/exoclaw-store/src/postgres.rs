@@ -26,6 +26,7 @@ use crate::codec::{
     role_from_str, role_to_str, run_from_json, run_to_json, to_i64, write_error,
 };
 use crate::redact::{redact_url, scrub};
+use crate::sql;
 
 /// Connections per node; the server's default limit is 100 for all clients together.
 const CONNECTIONS: u32 = 8;
@@ -58,17 +59,6 @@ fn migrator() -> Migrator {
             false,
         ),
     ])
-}
-
-/// The session columns, the message count and whether a run was interrupted, ready for a `WHERE`
-/// clause.
-macro_rules! select_session {
-    () => {
-        "SELECT s.id, s.agent, s.channel, s.account, s.peer, s.title, s.model, s.created_at, \
-         s.updated_at, (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS message_count, \
-         EXISTS (SELECT 1 FROM runs r WHERE r.session_id = s.id) AS interrupted \
-         FROM sessions s "
-    };
 }
 
 /// Sessions, messages and usage in a PostgreSQL database.
@@ -125,7 +115,7 @@ impl PgStore {
     }
 
     async fn session_exists(&self, id: SessionId) -> Result<bool, StoreError> {
-        let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM sessions WHERE id = $1")
+        let found: Option<i32> = sqlx::query_scalar(sql::SESSION_EXISTS)
             .bind(id.0)
             .fetch_optional(&self.pool)
             .await
@@ -279,21 +269,18 @@ impl SessionStore for PgStore {
         let id = new.id.unwrap_or_default();
         let at = now();
         let key = new.key.as_ref();
-        sqlx::query(
-            "INSERT INTO sessions (id, agent, channel, account, peer, title, model, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
-        )
-        .bind(id.0)
-        .bind(key.map(|k| k.agent.as_str()))
-        .bind(key.map(|k| k.channel.as_str()))
-        .bind(key.map(|k| k.account.as_str()))
-        .bind(key.map(|k| k.peer.as_str()))
-        .bind(new.title.as_deref())
-        .bind(new.model.as_deref())
-        .bind(at)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| query_error("could not create the session", e))?;
+        sqlx::query(sql::INSERT_SESSION)
+            .bind(id.0)
+            .bind(key.map(|k| k.agent.as_str()))
+            .bind(key.map(|k| k.channel.as_str()))
+            .bind(key.map(|k| k.account.as_str()))
+            .bind(key.map(|k| k.peer.as_str()))
+            .bind(new.title.as_deref())
+            .bind(new.model.as_deref())
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| query_error("could not create the session", e))?;
         Ok(SessionInfo {
             id,
             key: new.key,
@@ -307,7 +294,7 @@ impl SessionStore for PgStore {
     }
 
     async fn session(&self, id: SessionId) -> Result<Option<SessionInfo>, StoreError> {
-        sqlx::query(concat!(select_session!(), "WHERE s.id = $1"))
+        sqlx::query(sql::SESSION_BY_ID)
             .bind(id.0)
             .fetch_optional(&self.pool)
             .await
@@ -317,24 +304,20 @@ impl SessionStore for PgStore {
     }
 
     async fn session_by_key(&self, key: &SessionKey) -> Result<Option<SessionInfo>, StoreError> {
-        sqlx::query(concat!(
-            select_session!(),
-            "WHERE s.agent = $1 AND s.channel = $2 AND s.account = $3 AND s.peer = $4 \
-             ORDER BY s.updated_at DESC, s.id DESC LIMIT 1"
-        ))
-        .bind(&key.agent)
-        .bind(&key.channel)
-        .bind(&key.account)
-        .bind(&key.peer)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| query_error("could not look up the session by key", e))?
-        .map(|row| session_from_row(&row))
-        .transpose()
+        sqlx::query(sql::SESSION_BY_KEY)
+            .bind(&key.agent)
+            .bind(&key.channel)
+            .bind(&key.account)
+            .bind(&key.peer)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| query_error("could not look up the session by key", e))?
+            .map(|row| session_from_row(&row))
+            .transpose()
     }
 
     async fn list_sessions(&self, limit: u32) -> Result<Vec<SessionInfo>, StoreError> {
-        sqlx::query(concat!(select_session!(), "ORDER BY s.updated_at DESC, s.id DESC LIMIT $1"))
+        sqlx::query(sql::LIST_SESSIONS)
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
@@ -345,14 +328,11 @@ impl SessionStore for PgStore {
     }
 
     async fn messages(&self, id: SessionId) -> Result<Vec<Message>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, role, parts::text AS parts, created_at FROM messages \
-             WHERE session_id = $1 ORDER BY seq",
-        )
-        .bind(id.0)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| query_error("could not read the session's messages", e))?;
+        let rows = sqlx::query(sql::MESSAGES)
+            .bind(id.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| query_error("could not read the session's messages", e))?;
         if rows.is_empty() && !self.session_exists(id).await? {
             return Err(StoreError::SessionNotFound(id));
         }
@@ -413,28 +393,19 @@ impl SessionStore for PgStore {
             insert_usage(&mut tx, record).await?;
         }
         // The turn is stored: it is no longer in progress.
-        sqlx::query("DELETE FROM runs WHERE session_id = $1")
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
+        sqlx::query(sql::DELETE_RUN).bind(id.0).execute(&mut *tx).await.map_err(failed)?;
         tx.commit().await.map_err(failed)
     }
 
     async fn clear_session(&self, id: SessionId) -> Result<(), StoreError> {
         let failed = |e| query_error(&format!("could not clear session {id}"), e);
         let mut tx = self.pool.begin().await.map_err(failed)?;
-        let updated = sqlx::query("UPDATE sessions SET updated_at = GREATEST(updated_at, $1) WHERE id = $2")
-            .bind(now())
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
+        let updated =
+            sqlx::query(sql::TOUCH_SESSION).bind(now()).bind(id.0).execute(&mut *tx).await.map_err(failed)?;
         if updated.rows_affected() == 0 {
             return Err(StoreError::SessionNotFound(id));
         }
-        for delete in ["DELETE FROM messages WHERE session_id = $1", "DELETE FROM runs WHERE session_id = $1"]
-        {
+        for delete in [sql::DELETE_MESSAGES, sql::DELETE_RUN] {
             sqlx::query(delete).bind(id.0).execute(&mut *tx).await.map_err(failed)?;
         }
         tx.commit().await.map_err(failed)
@@ -444,17 +415,9 @@ impl SessionStore for PgStore {
         let failed = |e| query_error(&format!("could not delete session {id}"), e);
         let mut tx = self.pool.begin().await.map_err(failed)?;
         // Usage stays in the ledger, detached from the session.
-        sqlx::query("UPDATE usage SET session_id = NULL WHERE session_id = $1")
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
+        sqlx::query(sql::DETACH_USAGE).bind(id.0).execute(&mut *tx).await.map_err(failed)?;
         // Messages and the run go with the session (ON DELETE CASCADE).
-        let deleted = sqlx::query("DELETE FROM sessions WHERE id = $1")
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
+        let deleted = sqlx::query(sql::DELETE_SESSION).bind(id.0).execute(&mut *tx).await.map_err(failed)?;
         tx.commit().await.map_err(failed)?;
         Ok(deleted.rows_affected() > 0)
     }
@@ -476,18 +439,14 @@ impl UsageStore for PgStore {
     }
 
     async fn usage_since(&self, since: DateTime<Utc>) -> Result<Vec<UsageRecord>, StoreError> {
-        sqlx::query(
-            "SELECT at, session_id, agent, provider, model, input_tokens, output_tokens, \
-             cache_read_tokens, cache_write_tokens, latency_ms, ttft_ms, cost_usd, estimated \
-             FROM usage WHERE at >= $1 ORDER BY at, id",
-        )
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| query_error("could not read usage", e))?
-        .iter()
-        .map(usage_from_row)
-        .collect()
+        sqlx::query(sql::USAGE_SINCE)
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| query_error("could not read usage", e))?
+            .iter()
+            .map(usage_from_row)
+            .collect()
     }
 }
 
@@ -495,49 +454,39 @@ impl UsageStore for PgStore {
 impl RunStore for PgStore {
     async fn save_run(&self, session: SessionId, run: &Run) -> Result<(), StoreError> {
         let json = run_to_json(session, run)?;
-        sqlx::query(
-            "INSERT INTO runs (session_id, run, saved_at) VALUES ($1, $2::json, $3) \
-             ON CONFLICT (session_id) DO UPDATE SET run = excluded.run, saved_at = excluded.saved_at",
-        )
-        .bind(session.0)
-        .bind(json)
-        .bind(now())
-        .execute(&self.pool)
-        .await
-        .map_err(|e| {
-            write_error(session, &format!("could not save the turn in progress in session {session}"), e)
-        })?;
+        // The run travels as text and is stored as `json`, byte for byte.
+        sqlx::query(sql::upsert_run!("$2::json"))
+            .bind(session.0)
+            .bind(json)
+            .bind(now())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                write_error(session, &format!("could not save the turn in progress in session {session}"), e)
+            })?;
         Ok(())
     }
 
     async fn interrupted_run(&self, session: SessionId) -> Result<Option<Run>, StoreError> {
-        let json: Option<String> = sqlx::query_scalar("SELECT run::text FROM runs WHERE session_id = $1")
-            .bind(session.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| {
+        let json: Option<String> =
+            sqlx::query_scalar(sql::RUN).bind(session.0).fetch_optional(&self.pool).await.map_err(|e| {
                 query_error(&format!("could not read the interrupted turn of session {session}"), e)
             })?;
         json.map(|json| run_from_json(session, &json)).transpose()
     }
 
     async fn interrupted_sessions(&self) -> Result<Vec<SessionId>, StoreError> {
-        let ids: Vec<Uuid> =
-            sqlx::query_scalar("SELECT session_id FROM runs ORDER BY saved_at DESC, session_id DESC")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| query_error("could not list the interrupted turns", e))?;
+        let ids: Vec<Uuid> = sqlx::query_scalar(sql::INTERRUPTED_SESSIONS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| query_error("could not list the interrupted turns", e))?;
         Ok(ids.into_iter().map(SessionId).collect())
     }
 
     async fn discard_run(&self, session: SessionId) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM runs WHERE session_id = $1")
-            .bind(session.0)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| {
-                query_error(&format!("could not discard the turn in progress in session {session}"), e)
-            })?;
+        sqlx::query(sql::DELETE_RUN).bind(session.0).execute(&self.pool).await.map_err(|e| {
+            query_error(&format!("could not discard the turn in progress in session {session}"), e)
+        })?;
         Ok(())
     }
 }

@@ -44,6 +44,7 @@ use crate::codec::{
     query_error, role_from_str, role_to_str, run_from_json, run_to_json, to_i64, to_micros, write_error,
 };
 use crate::lock::{Locks, MemoryLocks};
+use crate::sql;
 
 /// How long a statement waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -90,17 +91,6 @@ fn migrator() -> Migrator {
             false,
         ),
     ])
-}
-
-/// The session columns, the message count and whether a run was interrupted, ready for a `WHERE`
-/// clause.
-macro_rules! select_session {
-    () => {
-        "SELECT s.id, s.agent, s.channel, s.account, s.peer, s.title, s.model, s.created_at, \
-         s.updated_at, (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS message_count, \
-         EXISTS (SELECT 1 FROM runs r WHERE r.session_id = s.id) AS interrupted \
-         FROM sessions s "
-    };
 }
 
 /// Sessions, messages and usage in an SQLite database file (or in memory).
@@ -303,7 +293,7 @@ impl SqliteStore {
     }
 
     async fn session_exists(&self, id: SessionId) -> Result<bool, StoreError> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM sessions WHERE id = ?1")
+        let found: Option<i64> = sqlx::query_scalar(sql::SESSION_EXISTS)
             .bind(id.to_string())
             .fetch_optional(&self.reader)
             .await
@@ -386,7 +376,7 @@ fn open_error(location: &str, error: sqlx::Error) -> StoreError {
     StoreError::Open(format!("{advice} ({error})"))
 }
 
-/// A session from a row of [`select_session!`].
+/// A session from a row of [`sql::SESSION_BY_ID`] and the like.
 fn session_from_row(row: &SqliteRow) -> Result<SessionInfo, StoreError> {
     let decode = |e: sqlx::Error| StoreError::Corrupt(format!("a session row could not be read: {e}"));
     let id: String = row.try_get("id").map_err(decode)?;
@@ -619,21 +609,18 @@ impl SessionStore for SqliteStore {
         let id = new.id.unwrap_or_default();
         let at = now();
         let key = new.key.as_ref();
-        sqlx::query(
-            "INSERT INTO sessions (id, agent, channel, account, peer, title, model, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
-        )
-        .bind(id.to_string())
-        .bind(key.map(|k| k.agent.as_str()))
-        .bind(key.map(|k| k.channel.as_str()))
-        .bind(key.map(|k| k.account.as_str()))
-        .bind(key.map(|k| k.peer.as_str()))
-        .bind(new.title.as_deref())
-        .bind(new.model.as_deref())
-        .bind(to_micros(at))
-        .execute(&self.writer)
-        .await
-        .map_err(|e| query_error("could not create the session", e))?;
+        sqlx::query(sql::INSERT_SESSION)
+            .bind(id.to_string())
+            .bind(key.map(|k| k.agent.as_str()))
+            .bind(key.map(|k| k.channel.as_str()))
+            .bind(key.map(|k| k.account.as_str()))
+            .bind(key.map(|k| k.peer.as_str()))
+            .bind(new.title.as_deref())
+            .bind(new.model.as_deref())
+            .bind(to_micros(at))
+            .execute(&self.writer)
+            .await
+            .map_err(|e| query_error("could not create the session", e))?;
         Ok(SessionInfo {
             id,
             key: new.key,
@@ -647,7 +634,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn session(&self, id: SessionId) -> Result<Option<SessionInfo>, StoreError> {
-        sqlx::query(concat!(select_session!(), "WHERE s.id = ?1"))
+        sqlx::query(sql::SESSION_BY_ID)
             .bind(id.to_string())
             .fetch_optional(&self.reader)
             .await
@@ -657,24 +644,20 @@ impl SessionStore for SqliteStore {
     }
 
     async fn session_by_key(&self, key: &SessionKey) -> Result<Option<SessionInfo>, StoreError> {
-        sqlx::query(concat!(
-            select_session!(),
-            "WHERE s.agent = ?1 AND s.channel = ?2 AND s.account = ?3 AND s.peer = ?4 \
-             ORDER BY s.updated_at DESC, s.id DESC LIMIT 1"
-        ))
-        .bind(&key.agent)
-        .bind(&key.channel)
-        .bind(&key.account)
-        .bind(&key.peer)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(|e| query_error("could not look up the session by key", e))?
-        .map(|row| session_from_row(&row))
-        .transpose()
+        sqlx::query(sql::SESSION_BY_KEY)
+            .bind(&key.agent)
+            .bind(&key.channel)
+            .bind(&key.account)
+            .bind(&key.peer)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| query_error("could not look up the session by key", e))?
+            .map(|row| session_from_row(&row))
+            .transpose()
     }
 
     async fn list_sessions(&self, limit: u32) -> Result<Vec<SessionInfo>, StoreError> {
-        sqlx::query(concat!(select_session!(), "ORDER BY s.updated_at DESC, s.id DESC LIMIT ?1"))
+        sqlx::query(sql::LIST_SESSIONS)
             .bind(i64::from(limit))
             .fetch_all(&self.reader)
             .await
@@ -685,13 +668,11 @@ impl SessionStore for SqliteStore {
     }
 
     async fn messages(&self, id: SessionId) -> Result<Vec<Message>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, role, parts, created_at FROM messages WHERE session_id = ?1 ORDER BY seq",
-        )
-        .bind(id.to_string())
-        .fetch_all(&self.reader)
-        .await
-        .map_err(|e| query_error("could not read the session's messages", e))?;
+        let rows = sqlx::query(sql::MESSAGES)
+            .bind(id.to_string())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| query_error("could not read the session's messages", e))?;
         if rows.is_empty() && !self.session_exists(id).await? {
             return Err(StoreError::SessionNotFound(id));
         }
@@ -741,7 +722,7 @@ impl SessionStore for SqliteStore {
     async fn clear_session(&self, id: SessionId) -> Result<(), StoreError> {
         let failed = |e| query_error(&format!("could not clear session {id}"), e);
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
-        let updated = sqlx::query("UPDATE sessions SET updated_at = MAX(updated_at, ?1) WHERE id = ?2")
+        let updated = sqlx::query(sql::TOUCH_SESSION)
             .bind(to_micros(now()))
             .bind(id.to_string())
             .execute(&mut *tx)
@@ -750,8 +731,7 @@ impl SessionStore for SqliteStore {
         if updated.rows_affected() == 0 {
             return Err(StoreError::SessionNotFound(id));
         }
-        for delete in ["DELETE FROM messages WHERE session_id = ?1", "DELETE FROM runs WHERE session_id = ?1"]
-        {
+        for delete in [sql::DELETE_MESSAGES, sql::DELETE_RUN] {
             sqlx::query(delete).bind(id.to_string()).execute(&mut *tx).await.map_err(failed)?;
         }
         tx.commit().await.map_err(failed)
@@ -761,17 +741,10 @@ impl SessionStore for SqliteStore {
         let failed = |e| query_error(&format!("could not delete session {id}"), e);
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
         // Usage stays in the ledger, detached from the session.
-        sqlx::query("UPDATE usage SET session_id = NULL WHERE session_id = ?1")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
+        sqlx::query(sql::DETACH_USAGE).bind(id.to_string()).execute(&mut *tx).await.map_err(failed)?;
         // Messages and the run go with the session (ON DELETE CASCADE).
-        let deleted = sqlx::query("DELETE FROM sessions WHERE id = ?1")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
+        let deleted =
+            sqlx::query(sql::DELETE_SESSION).bind(id.to_string()).execute(&mut *tx).await.map_err(failed)?;
         tx.commit().await.map_err(failed)?;
         Ok(deleted.rows_affected() > 0)
     }
@@ -798,18 +771,14 @@ impl UsageStore for SqliteStore {
     }
 
     async fn usage_since(&self, since: DateTime<Utc>) -> Result<Vec<UsageRecord>, StoreError> {
-        sqlx::query(
-            "SELECT at, session_id, agent, provider, model, input_tokens, output_tokens, \
-             cache_read_tokens, cache_write_tokens, latency_ms, ttft_ms, cost_usd, estimated \
-             FROM usage WHERE at >= ?1 ORDER BY at, id",
-        )
-        .bind(to_micros(since))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(|e| query_error("could not read usage", e))?
-        .iter()
-        .map(usage_from_row)
-        .collect()
+        sqlx::query(sql::USAGE_SINCE)
+            .bind(to_micros(since))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| query_error("could not read usage", e))?
+            .iter()
+            .map(usage_from_row)
+            .collect()
     }
 }
 
@@ -819,18 +788,15 @@ impl RunStore for SqliteStore {
         let json = run_to_json(session, run)?;
         // One statement in autocommit: one round trip to the connection's thread, and the write
         // lock is taken by the statement itself (no read first, so no lock upgrade to wait for).
-        sqlx::query(
-            "INSERT INTO runs (session_id, run, saved_at) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (session_id) DO UPDATE SET run = excluded.run, saved_at = excluded.saved_at",
-        )
-        .bind(session.to_string())
-        .bind(json)
-        .bind(to_micros(now()))
-        .execute(&self.writer)
-        .await
-        .map_err(|e| {
-            write_error(session, &format!("could not save the turn in progress in session {session}"), e)
-        })?;
+        sqlx::query(sql::upsert_run!("$2"))
+            .bind(session.to_string())
+            .bind(json)
+            .bind(to_micros(now()))
+            .execute(&self.writer)
+            .await
+            .map_err(|e| {
+                write_error(session, &format!("could not save the turn in progress in session {session}"), e)
+            })?;
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.committed();
         }
@@ -838,7 +804,7 @@ impl RunStore for SqliteStore {
     }
 
     async fn interrupted_run(&self, session: SessionId) -> Result<Option<Run>, StoreError> {
-        let json: Option<String> = sqlx::query_scalar("SELECT run FROM runs WHERE session_id = ?1")
+        let json: Option<String> = sqlx::query_scalar(sql::RUN)
             .bind(session.to_string())
             .fetch_optional(&self.reader)
             .await
@@ -849,22 +815,17 @@ impl RunStore for SqliteStore {
     }
 
     async fn interrupted_sessions(&self) -> Result<Vec<SessionId>, StoreError> {
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT session_id FROM runs ORDER BY saved_at DESC, session_id DESC")
-                .fetch_all(&self.reader)
-                .await
-                .map_err(|e| query_error("could not list the interrupted turns", e))?;
+        let ids: Vec<String> = sqlx::query_scalar(sql::INTERRUPTED_SESSIONS)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| query_error("could not list the interrupted turns", e))?;
         ids.iter().map(|id| parse_uuid(id).map(SessionId)).collect()
     }
 
     async fn discard_run(&self, session: SessionId) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM runs WHERE session_id = ?1")
-            .bind(session.to_string())
-            .execute(&self.writer)
-            .await
-            .map_err(|e| {
-                query_error(&format!("could not discard the turn in progress in session {session}"), e)
-            })?;
+        sqlx::query(sql::DELETE_RUN).bind(session.to_string()).execute(&self.writer).await.map_err(|e| {
+            query_error(&format!("could not discard the turn in progress in session {session}"), e)
+        })?;
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 
 use super::PgStore;
 use crate::codec::{now, query_error};
+use crate::sql;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use exoclaw_core::{KeyStore, NewApiKey, StoreError};
@@ -9,13 +10,6 @@ use exoclaw_types::ApiKey;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
-
-/// The key columns, ready for a `WHERE` or `ORDER BY`.
-macro_rules! select_key {
-    () => {
-        "SELECT id, name, prefix, models, budget_usd, spent_usd, rpm, created_at, revoked_at FROM api_keys "
-    };
-}
 
 fn key_from_row(row: &PgRow) -> Result<ApiKey, StoreError> {
     let decode = |e: sqlx::Error| StoreError::Corrupt(format!("a key row could not be read: {e}"));
@@ -55,20 +49,17 @@ impl KeyStore for PgStore {
                 i32::try_from(rpm).map_err(|_| StoreError::Database(format!("rpm {rpm} is too large")))
             })
             .transpose()?;
-        let inserted = sqlx::query(
-            "INSERT INTO api_keys (id, name, hash, prefix, models, budget_usd, rpm, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(id)
-        .bind(&new.name)
-        .bind(&new.hash)
-        .bind(&new.prefix)
-        .bind(&new.models)
-        .bind(new.budget_usd)
-        .bind(rpm)
-        .bind(created_at)
-        .execute(&self.pool)
-        .await;
+        let inserted = sqlx::query(sql::INSERT_KEY)
+            .bind(id)
+            .bind(&new.name)
+            .bind(&new.hash)
+            .bind(&new.prefix)
+            .bind(&new.models)
+            .bind(new.budget_usd)
+            .bind(rpm)
+            .bind(created_at)
+            .execute(&self.pool)
+            .await;
         match inserted {
             Ok(_) => Ok(ApiKey {
                 id: id.to_string(),
@@ -89,7 +80,7 @@ impl KeyStore for PgStore {
     }
 
     async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
-        sqlx::query(concat!(select_key!(), "ORDER BY created_at, id"))
+        sqlx::query(sql::LIST_KEYS)
             .fetch_all(&self.pool)
             .await
             .map_err(|e| query_error("could not list the keys", e))?
@@ -99,7 +90,7 @@ impl KeyStore for PgStore {
     }
 
     async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
-        sqlx::query(concat!(select_key!(), "WHERE hash = $1"))
+        sqlx::query(sql::KEY_BY_HASH)
             .bind(hash)
             .fetch_optional(&self.pool)
             .await
@@ -110,15 +101,13 @@ impl KeyStore for PgStore {
     }
 
     async fn revoke_key(&self, name_or_id: &str) -> Result<bool, StoreError> {
-        let revoked = sqlx::query(
-            "UPDATE api_keys SET revoked_at = $1 WHERE (name = $2 OR id = $3) AND revoked_at IS NULL",
-        )
-        .bind(now())
-        .bind(name_or_id)
-        .bind(as_uuid(name_or_id))
-        .execute(&self.pool)
-        .await
-        .map_err(|e| query_error("could not revoke the key", e))?;
+        let revoked = sqlx::query(sql::REVOKE_KEY)
+            .bind(now())
+            .bind(name_or_id)
+            .bind(as_uuid(name_or_id))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| query_error("could not revoke the key", e))?;
         Ok(revoked.rows_affected() > 0)
     }
 
@@ -126,7 +115,7 @@ impl KeyStore for PgStore {
         let Some(id) = as_uuid(id) else {
             return Err(StoreError::Database(format!("`{id}` is not a key id")));
         };
-        sqlx::query("UPDATE api_keys SET spent_usd = spent_usd + $1 WHERE id = $2")
+        sqlx::query(sql::ADD_KEY_SPEND)
             .bind(usd)
             .bind(id)
             .execute(&self.pool)

@@ -2,18 +2,12 @@
 
 use super::{SqliteStore, parse_uuid};
 use crate::codec::{from_micros, now, query_error, to_micros};
+use crate::sql;
 use async_trait::async_trait;
 use exoclaw_core::{KeyStore, NewApiKey, StoreError};
 use exoclaw_types::ApiKey;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
-
-/// The key columns, ready for a `WHERE` or `ORDER BY`.
-macro_rules! select_key {
-    () => {
-        "SELECT id, name, prefix, models, budget_usd, spent_usd, rpm, created_at, revoked_at FROM api_keys "
-    };
-}
 
 fn key_from_row(row: &SqliteRow) -> Result<ApiKey, StoreError> {
     let decode = |e: sqlx::Error| StoreError::Corrupt(format!("a key row could not be read: {e}"));
@@ -61,20 +55,17 @@ impl KeyStore for SqliteStore {
         };
         let models = serde_json::to_string(&key.models)
             .map_err(|e| StoreError::Database(format!("the model list could not be encoded: {e}")))?;
-        let inserted = sqlx::query(
-            "INSERT INTO api_keys (id, name, hash, prefix, models, budget_usd, rpm, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .bind(&key.id)
-        .bind(&key.name)
-        .bind(&new.hash)
-        .bind(&key.prefix)
-        .bind(models)
-        .bind(key.budget_usd)
-        .bind(key.rpm.map(i64::from))
-        .bind(to_micros(key.created_at))
-        .execute(&self.writer)
-        .await;
+        let inserted = sqlx::query(sql::INSERT_KEY)
+            .bind(&key.id)
+            .bind(&key.name)
+            .bind(&new.hash)
+            .bind(&key.prefix)
+            .bind(models)
+            .bind(key.budget_usd)
+            .bind(key.rpm.map(i64::from))
+            .bind(to_micros(key.created_at))
+            .execute(&self.writer)
+            .await;
         match inserted {
             Ok(_) => Ok(key),
             Err(e) if is_unique_violation(&e) => Err(StoreError::KeyExists(key.name)),
@@ -83,7 +74,7 @@ impl KeyStore for SqliteStore {
     }
 
     async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
-        sqlx::query(concat!(select_key!(), "ORDER BY created_at, id"))
+        sqlx::query(sql::LIST_KEYS)
             .fetch_all(&self.reader)
             .await
             .map_err(|e| query_error("could not list the keys", e))?
@@ -93,7 +84,7 @@ impl KeyStore for SqliteStore {
     }
 
     async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
-        sqlx::query(concat!(select_key!(), "WHERE hash = ?1"))
+        sqlx::query(sql::KEY_BY_HASH)
             .bind(hash)
             .fetch_optional(&self.reader)
             .await
@@ -104,19 +95,18 @@ impl KeyStore for SqliteStore {
     }
 
     async fn revoke_key(&self, name_or_id: &str) -> Result<bool, StoreError> {
-        let revoked = sqlx::query(
-            "UPDATE api_keys SET revoked_at = ?1 WHERE (name = ?2 OR id = ?2) AND revoked_at IS NULL",
-        )
-        .bind(to_micros(now()))
-        .bind(name_or_id)
-        .execute(&self.writer)
-        .await
-        .map_err(|e| query_error("could not revoke the key", e))?;
+        let revoked = sqlx::query(sql::REVOKE_KEY)
+            .bind(to_micros(now()))
+            .bind(name_or_id)
+            .bind(name_or_id)
+            .execute(&self.writer)
+            .await
+            .map_err(|e| query_error("could not revoke the key", e))?;
         Ok(revoked.rows_affected() > 0)
     }
 
     async fn add_key_spend(&self, id: &str, usd: f64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE api_keys SET spent_usd = spent_usd + ?1 WHERE id = ?2")
+        sqlx::query(sql::ADD_KEY_SPEND)
             .bind(usd)
             .bind(id)
             .execute(&self.writer)
