@@ -516,7 +516,8 @@ const LOCKED: &str = "lock holder: locked";
 
 /// In a child process (the test binary running `suite::lock_holder_process`): opens the store at
 /// `$EXOCLAW_TEST_LOCK_HOLDER_URL`, locks the session, says [`LOCKED`] on stdout and waits to be
-/// killed. Does nothing when the variables are not set.
+/// killed, or for its stdin to close (the test that started it ended without killing it). Does
+/// nothing when the variables are not set.
 pub async fn hold_a_lock_until_killed() {
     let (Ok(url), Ok(session)) = (std::env::var(HOLDER_URL), std::env::var(HOLDER_SESSION)) else {
         return;
@@ -528,24 +529,38 @@ pub async fn hold_a_lock_until_killed() {
     // On a line of its own: libtest's "test … ..." has no line end yet.
     writeln!(stdout, "\n{LOCKED}").unwrap();
     stdout.flush().unwrap();
-    tokio::time::sleep(Duration::from_secs(600)).await;
+    let stdin_closed =
+        tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()));
+    let _ = stdin_closed.await;
+}
+
+/// The lock holder process, killed (if it still runs) when dropped, so a failing test leaves no
+/// process behind.
+struct Holder(std::process::Child);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// A child process holding `session`'s lock in the store at `url`, started and waited for until
 /// it holds it.
-fn start_holder(url: &str, session: SessionId) -> std::process::Child {
+fn start_holder(url: &str, session: SessionId) -> Holder {
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "suite::lock_holder_process", "--ignored", "--nocapture", "--test-threads=1"])
         .env(HOLDER_URL, url)
         .env(HOLDER_SESSION, session.to_string())
-        .stdin(std::process::Stdio::null())
+        // Kept open until the holder is dropped: its end tells the child to stop.
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     for line in std::io::BufReader::new(stdout).lines() {
         if line.unwrap().trim() == LOCKED {
-            return child;
+            return Holder(child);
         }
     }
     let status = child.wait().unwrap();
@@ -559,15 +574,13 @@ pub async fn a_killed_holder_releases_its_lock(store: Store, url: String) {
     let mut child = tokio::task::spawn_blocking(move || start_holder(&url, session)).await.unwrap();
     let holder = match store.lock_session(session, false).await {
         Err(StoreError::SessionLocked { holder, .. }) => holder,
-        other => {
-            let _ = child.kill();
-            panic!("a session locked by another process: {other:?}")
-        }
+        other => panic!("a session locked by another process: {other:?}"),
     };
-    assert!(holder.contains(&format!("pid {} (", child.id())), "{holder}");
+    assert!(holder.contains(&format!("pid {} (", child.0.id())), "{holder}");
 
-    child.kill().unwrap();
-    child.wait().unwrap();
+    // SIGKILL: the child runs no destructor, so only the OS (or the server) can release its lock.
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
     let lease = tokio::time::timeout(Duration::from_secs(30), store.lock_session(session, true))
         .await
         .expect("the killed process's lock was never released")
