@@ -366,6 +366,42 @@ mod tests {
     }
 
     #[test]
+    fn key_holds_are_atomic_settle_to_real_cost_and_leave_no_rounding_behind() {
+        let cache = KeyCache::default();
+        // Three holds of $0.1 fit a $0.3 budget; a fourth does not.
+        for _ in 0..3 {
+            cache.reserve("k", 0.3, 0.1).unwrap();
+        }
+        let short = cache.reserve("k", 0.3, 0.1).unwrap_err();
+        assert!((short.held_usd - 0.3).abs() < 1e-12 && short.spent_usd == 0.0, "{short:?}");
+        // Settling one at its real cost frees the difference.
+        cache.settle("k", 0.1, 0.07);
+        cache.reserve("k", 0.3, 0.03).unwrap();
+        for held in [0.1, 0.1, 0.03] {
+            cache.settle("k", held, 0.0);
+        }
+        let short = cache.reserve("k", 0.07, 1.0).unwrap_err();
+        assert_eq!(short.held_usd, 0.0, "nothing is held once every hold is settled");
+        assert!((short.spent_usd - 0.07).abs() < 1e-12);
+        // Spend from the store never lowers what was settled here.
+        let mut key = ApiKey {
+            id: "k".into(),
+            name: "n".into(),
+            prefix: "exo-…".into(),
+            models: Vec::new(),
+            budget_usd: Some(1.0),
+            spent_usd: 0.01,
+            rpm: None,
+            created_at: chrono::Utc::now(),
+            revoked_at: None,
+        };
+        assert!((cache.put("h".into(), Some(key.clone())).unwrap().spent_usd - 0.07).abs() < 1e-12);
+        key.spent_usd = 0.5;
+        assert_eq!(cache.put("h".into(), Some(key)).unwrap().spent_usd, 0.5);
+        assert_eq!(cache.get("h").unwrap().unwrap().spent_usd, 0.5);
+    }
+
+    #[test]
     fn a_bucket_allows_its_rpm_then_refills_steadily() {
         let limiter = RateLimiter::default();
         let start = Instant::now();
