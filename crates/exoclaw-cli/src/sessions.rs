@@ -120,17 +120,14 @@ async fn list(app: &App, limit: u32, json: bool) -> anyhow::Result<()> {
     let interrupted = sessions.iter().filter(|s| s.interrupted).count();
     println!("{:<36}  {:<16}  {:>5}  {:<28}  TITLE", "ID", "UPDATED (UTC)", "MSGS", "MODEL");
     for s in sessions {
+        let mark = if s.interrupted { "(interrupted) " } else { "" };
         println!(
-            "{:<36}  {:<16}  {:>5}  {:<28}  {}",
+            "{:<36}  {:<16}  {:>5}  {:<28}  {mark}{}",
             s.id,
             s.updated_at.format("%Y-%m-%d %H:%M"),
             s.message_count,
             escape_untrusted(s.model.as_deref().unwrap_or("-"), false),
-            format!(
-                "{}{}",
-                if s.interrupted { "(interrupted) " } else { "" },
-                escape_untrusted(s.title.as_deref().unwrap_or(""), false)
-            )
+            escape_untrusted(s.title.as_deref().unwrap_or(""), false)
         );
     }
     if interrupted > 0 {

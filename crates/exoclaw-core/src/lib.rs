@@ -38,11 +38,12 @@ pub use metering::{
     SHIPPED_PRICES, SystemClock, TestClock,
 };
 pub use provider::{Capabilities, EventStream, ModelInfo, Provider};
+pub use runtime::{
+    AgentRuntime, Bindings, ContextAssembler, DEFAULT_AGENT, Target, TurnError, TurnHandle, TurnInput,
+    TurnReport,
+};
 pub use store::{
     KeyStore, NewApiKey, NewSession, SessionStore, StoreError, TITLE_CHARS, UsageStore, session_title,
-};
-pub use runtime::{
-    AgentRuntime, Bindings, ContextAssembler, DEFAULT_AGENT, Target, TurnError, TurnHandle, TurnInput, TurnReport,
 };
 pub use store::{RunStore, SessionLease, SessionLocks};
 pub use tool::{Tool, ToolContext, ToolError, ToolRegistry, TypedTool};

@@ -41,9 +41,9 @@ pub mod text;
 pub mod webhook;
 
 pub use auth::{TokenSet, check_bind, hash_token};
-pub use exoclaw_core::runtime::{Bindings, DEFAULT_AGENT, MAX_KEY_PART_BYTES, bindings};
 pub use chat::{Drained, drain};
 pub use error::GatewayError;
+pub use exoclaw_core::runtime::{Bindings, DEFAULT_AGENT, MAX_KEY_PART_BYTES, bindings};
 pub use openai::{decode_request, finish_reason};
 pub use server::{MAX_BODY_BYTES, ModelFailure, ModelSource, NotReady, StaticModels, app, serve};
 pub use state::{Gateway, GatewayBuilder, KEY_CHECK_INTERVAL, Limits};

@@ -9,6 +9,8 @@
 //! `ANTHROPIC_API_KEY`, `OPENAI_API_KEY`… or a `config.toml` to use another. The conversation is
 //! stored as a session like any `exoclaw chat`.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)] // an example: it prints
+
 use exoclaw::exoclaw_core::{AgentRuntime, Target, TurnInput};
 use exoclaw::exoclaw_types::AgentEvent;
 use exoclaw::{Config, Runtime};

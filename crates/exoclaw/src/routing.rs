@@ -9,8 +9,16 @@ use exoclaw_providers::router::{Routes, Target};
 impl Config {
     /// The routing table `[routing]` describes, over every provider name the config knows.
     pub fn routes(&self) -> Result<Routes, ConfigError> {
+        self.routes_with(&[])
+    }
+
+    /// [`Config::routes`] over the configured providers and `more` (providers a program adds in
+    /// code, see [`crate::runtime::RuntimeBuilder::provider`]).
+    pub fn routes_with(&self, more: &[String]) -> Result<Routes, ConfigError> {
         let invalid = |e: exoclaw_providers::router::RouteError| ConfigError::Routing(e.0);
-        let mut routes = Routes::new(self.provider_names());
+        let mut names = self.provider_names();
+        names.extend(more.iter().filter(|name| !self.provider_names().contains(name)).cloned());
+        let mut routes = Routes::new(names);
         for (alias, model) in &self.routing.aliases {
             routes = routes.alias(alias, model);
         }
@@ -30,7 +38,7 @@ impl Config {
     }
 
     /// [`Config::route_chain`] over a routing table already built from this config.
-    fn chain_in(
+    pub(crate) fn chain_in(
         &self,
         routes: &Routes,
         requested: Option<&ModelChoice>,

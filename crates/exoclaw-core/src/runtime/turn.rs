@@ -406,8 +406,11 @@ mod tests {
     fn an_inbound_message_goes_where_the_bindings_say_with_a_key_naming_that_agent() {
         let bindings = Bindings::new(vec![Binding {
             agent: "support".into(),
+            channel: None,
+            account: None,
             peer: Some("U42".into()),
-            ..Binding::default()
+            guild: None,
+            team: None,
         }]);
         let target = Target::Inbound { inbound: inbound("U42"), agent: None };
         let route = resolve_target(&target, &bindings, models, known).unwrap();

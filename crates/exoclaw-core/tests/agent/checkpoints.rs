@@ -2,8 +2,8 @@
 //! running again what already ran.
 
 use super::*;
-use pretty_assertions::assert_eq;
 use exoclaw_core::{Checkpoints, Run, StoreError};
+use pretty_assertions::assert_eq;
 
 /// Keeps every checkpoint as the JSON a store would hold; fails the save numbered `fail_at`.
 #[derive(Default)]

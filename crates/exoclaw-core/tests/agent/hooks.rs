@@ -1,11 +1,11 @@
 //! Hooks change what a turn does; monitors watch it.
 
 use super::*;
-use pretty_assertions::assert_eq;
 use exoclaw_core::{
     DenyToolsHook, HOOK_STOPPED, Hook, HookContext, ModelAction, Monitor, RedactHook, ResultAction,
     ToolAction, TurnResult,
 };
+use pretty_assertions::assert_eq;
 
 /// A hook that does one thing, given as closures over what it is shown.
 #[derive(Default)]

@@ -106,6 +106,7 @@ pub struct Agent {
 /// What is needed to build any agent.
 pub(crate) struct Parts<'a> {
     pub config: &'a Config,
+    pub models: &'a super::Models,
     pub provider: Arc<dyn Provider>,
     pub tools: &'a ToolRegistry,
     pub approver: &'a Arc<dyn Approver>,
@@ -144,7 +145,7 @@ impl Agent {
     pub(crate) fn build(spec: AgentSpec, parts: &Parts<'_>) -> Result<Self, AgentError> {
         let config = parts.config;
         let model_error = |source| AgentError::Model { agent: spec.name.clone(), source };
-        let (request_model, chain) = config.route_chain(spec.model.as_ref()).map_err(model_error)?;
+        let (request_model, chain) = parts.models.chain(spec.model.as_ref()).map_err(model_error)?;
         let model = chain.first().map_or_else(|| request_model.clone(), ToString::to_string);
         let local = chain.first().is_some_and(|t| config.is_local(&t.provider));
 

@@ -6,7 +6,7 @@ use super::{Extensions, Inner, Models, Runtime, RuntimeError};
 use crate::config::{AgentProfile, Config, DEFAULT_AGENT};
 use exoclaw_core::runtime::{AfterTurn, HistoryAssembler, SessionQueues};
 use exoclaw_core::{
-    Approver, Bindings, ContextAssembler, Hook, Monitor, SystemClock, ToolRegistry, UsageStore,
+    Approver, Bindings, ContextAssembler, Hook, Monitor, Provider, SystemClock, ToolRegistry, UsageStore,
 };
 use exoclaw_store::Store;
 use std::collections::BTreeMap;
@@ -26,6 +26,9 @@ pub struct NoStore;
 #[derive(Debug)]
 pub struct WithStore(Store);
 
+/// A change to the default agent's spec.
+type ChangeSpec = Box<dyn FnOnce(&mut AgentSpec) + Send>;
+
 /// Builds a [`Runtime`]. `C` and `S` track whether the configuration and the store are set.
 pub struct RuntimeBuilder<C, S> {
     config: C,
@@ -34,8 +37,9 @@ pub struct RuntimeBuilder<C, S> {
     approver: Option<Arc<dyn Approver>>,
     assembler: Option<Arc<dyn ContextAssembler>>,
     extensions: Extensions,
-    default_agent: Option<Box<dyn FnOnce(&mut AgentSpec) + Send>>,
+    default_agent: Option<ChangeSpec>,
     session_queue: usize,
+    providers: Vec<Arc<dyn Provider>>,
 }
 
 impl<C, S> std::fmt::Debug for RuntimeBuilder<C, S> {
@@ -58,6 +62,7 @@ impl RuntimeBuilder<NoConfig, NoStore> {
             extensions: Extensions::default(),
             default_agent: None,
             session_queue: DEFAULT_SESSION_QUEUE,
+            providers: Vec::new(),
         }
     }
 }
@@ -73,6 +78,7 @@ impl<S> RuntimeBuilder<NoConfig, S> {
             extensions,
             default_agent,
             session_queue,
+            providers,
             ..
         } = self;
         RuntimeBuilder {
@@ -84,6 +90,7 @@ impl<S> RuntimeBuilder<NoConfig, S> {
             extensions,
             default_agent,
             session_queue,
+            providers,
         }
     }
 }
@@ -99,6 +106,7 @@ impl<C> RuntimeBuilder<C, NoStore> {
             extensions,
             default_agent,
             session_queue,
+            providers,
             ..
         } = self;
         RuntimeBuilder {
@@ -110,6 +118,7 @@ impl<C> RuntimeBuilder<C, NoStore> {
             extensions,
             default_agent,
             session_queue,
+            providers,
         }
     }
 }
@@ -158,6 +167,14 @@ impl<C, S> RuntimeBuilder<C, S> {
         self
     }
 
+    /// Adds a provider of your own (any [`Provider`]), routed by its name like a configured one:
+    /// `model = "NAME/MODEL"` or an agent's `model`. It replaces a configured provider of the
+    /// same name.
+    pub fn provider(mut self, provider: Arc<dyn Provider>) -> Self {
+        self.providers.push(provider);
+        self
+    }
+
     /// Turns that may wait behind a running one in a session before `session_busy` (default 8).
     pub fn session_queue(mut self, bound: usize) -> Self {
         self.session_queue = bound;
@@ -178,6 +195,7 @@ impl RuntimeBuilder<WithConfig, WithStore> {
             mut extensions,
             default_agent,
             session_queue,
+            providers,
         } = self;
         let past = match config.usage_history_start(chrono::Utc::now()) {
             Some(since) => store.usage_since(since).await?,
@@ -189,7 +207,7 @@ impl RuntimeBuilder<WithConfig, WithStore> {
         hooks.append(&mut extensions.hooks);
         extensions.hooks = hooks;
         let config = Arc::new(config);
-        let models = Arc::new(Models::new(Arc::clone(&config))?);
+        let models = Arc::new(Models::new(Arc::clone(&config), providers)?);
         let assembler = assembler.unwrap_or_else(|| Arc::new(HistoryAssembler::new(Arc::new(store.clone()))));
         let runtime = Runtime {
             inner: Arc::new(Inner {

@@ -186,6 +186,7 @@ impl Runtime {
         let inner = &self.inner;
         let parts = agents::Parts {
             config: &inner.config,
+            models: &inner.models,
             provider: Arc::clone(inner.models.router()) as Arc<dyn exoclaw_core::Provider>,
             tools: &inner.tools,
             approver: &inner.approver,

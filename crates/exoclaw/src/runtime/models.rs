@@ -100,9 +100,11 @@ impl std::fmt::Debug for Models {
 }
 
 impl Models {
-    /// The router over every available provider of `config`; nothing is opened yet.
-    pub fn new(config: Arc<Config>) -> Result<Self, ConfigError> {
-        let routes = config.routes()?;
+    /// The router over every available provider of `config`, and the providers in `custom`
+    /// (which replace configured ones of the same name); nothing is opened yet.
+    pub fn new(config: Arc<Config>, custom: Vec<Arc<dyn Provider>>) -> Result<Self, ConfigError> {
+        let names: Vec<String> = custom.iter().map(|p| p.name().to_owned()).collect();
+        let routes = config.routes_with(&names)?;
         let routing = &config.routing;
         let mut builder =
             Router::builder("router").retry(routing.retry_policy()).breaker_policy(routing.breaker_policy());
@@ -111,7 +113,15 @@ impl Models {
         }
         let mut listed: Vec<String> = routing.aliases.keys().cloned().collect();
         let mut providers = Vec::new();
+        for provider in custom {
+            let name = provider.name().to_owned();
+            listed.push(name);
+            builder = builder.provider(provider, false);
+        }
         for name in config.available_provider_names() {
+            if names.contains(&name) {
+                continue;
+            }
             let Some(provider) = config.provider(&name) else { continue };
             // Keyless servers on this machine are checked in the background (when a long-running
             // front end starts the checks); paid APIs are not, nor the embedded model.
@@ -138,6 +148,15 @@ impl Models {
     /// The router.
     pub fn router(&self) -> &Arc<Router> {
         &self.router
+    }
+
+    /// Where a request for `requested` (or the default model) goes, with the name to request it
+    /// by: the configured routes, over the configured and the custom providers.
+    pub fn chain(
+        &self,
+        requested: Option<&crate::config::ModelChoice>,
+    ) -> Result<(String, Vec<Target>), ConfigError> {
+        self.config.chain_in(&self.routes, requested)
     }
 
     /// Where requests for `model` go, primary first; `None` when the routing table has no route.

@@ -9,7 +9,7 @@ use exoclaw_core::{
     Checkpoints, EventSink, NewSession, Run, RunStore, SessionLocks, SessionStore, StoreError, TurnError,
     TurnHandle, TurnInput, TurnResult,
 };
-use exoclaw_types::{AgentEvent, Message, SessionId, SessionInfo};
+use exoclaw_types::{AgentEvent, Message, SessionId};
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
@@ -79,16 +79,24 @@ impl Turn<'_> {
             () = self.cancel.cancelled() => return Err(TurnError::CancelledBeforeStart),
         };
         let store = &self.inner.store;
-        let (id, existing) = self.session().await?;
+        let (id, known) = self.session_id().await?;
         let stored = |context: &str| {
             let context = context.to_owned();
             move |e: StoreError| TurnError::store(context, e, Some(id))
         };
         let lease = store.lock_session(id, input.wait).await.map_err(stored("cannot take the session"))?;
-        // Read again under the lock: another process may have committed meanwhile.
-        let existing = match existing {
-            Some(_) => store.session(id).await.map_err(stored("cannot read the session"))?,
-            None => None,
+        // Read under the lock: only now is a stored run an interrupted one (while another
+        // process runs a turn, its checkpoint is there too).
+        let existing = if known {
+            Some(
+                store
+                    .session(id)
+                    .await
+                    .map_err(stored("cannot read the session"))?
+                    .ok_or(TurnError::SessionNotFound(id))?,
+            )
+        } else {
+            None
         };
         let info = match existing {
             Some(info) => info,
@@ -158,29 +166,20 @@ impl Turn<'_> {
         })
     }
 
-    /// The session's id, and what is stored about it (`None` for a new one).
-    async fn session(&self) -> Result<(SessionId, Option<SessionInfo>), TurnError> {
-        let store = &self.inner.store;
+    /// The session's id, and whether it is stored already.
+    async fn session_id(&self) -> Result<(SessionId, bool), TurnError> {
         match &self.route.session {
             SessionRef::Key(key) => {
-                let found = store
+                let found = self
+                    .inner
+                    .store
                     .session_by_key(key)
                     .await
                     .map_err(|e| TurnError::store("cannot read the session", e, None))?;
-                Ok(match found {
-                    Some(info) => (info.id, Some(info)),
-                    None => (SessionId::new(), None),
-                })
+                Ok(found.map_or_else(|| (SessionId::new(), false), |info| (info.id, true)))
             }
-            SessionRef::Id(id) => {
-                let info = store
-                    .session(*id)
-                    .await
-                    .map_err(|e| TurnError::store("cannot read the session", e, Some(*id)))?
-                    .ok_or(TurnError::SessionNotFound(*id))?;
-                Ok((*id, Some(info)))
-            }
-            SessionRef::New(id) => Ok((*id, None)),
+            SessionRef::Id(id) => Ok((*id, true)),
+            SessionRef::New(id) => Ok((*id, false)),
         }
     }
 
