@@ -39,8 +39,9 @@ impl ApiKey {
     }
 }
 
-/// `*` matches any run of characters (including `/`); everything else matches itself.
-fn glob_match(pattern: &str, text: &str) -> bool {
+/// Whether `text` matches `pattern` as a whole, where `*` matches any run of characters (including
+/// `/`) and everything else matches itself: model allow-lists, tool-name patterns.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
     let mut parts = pattern.split('*');
     let Some(first) = parts.next() else { return pattern == text };
     let Some(mut rest) = text.strip_prefix(first) else { return false };

@@ -15,7 +15,7 @@ mod stream;
 
 pub use agent::{AgentEvent, SessionId, SessionInfo, SessionKey, ToolEffect, TurnOutcome, UsageRecord};
 pub use binding::{Binding, Inbound};
-pub use key::ApiKey;
+pub use key::{ApiKey, glob_match};
 pub use message::{ImageSource, Message, MessageId, Part, Role, ToolCall, ToolResult};
 pub use model::{ModelId, ModelRef, ModelRefError};
 pub use request::{ChatRequest, GenerationParams, ToolChoice, ToolSpec};

@@ -348,7 +348,7 @@ impl DenyToolsHook {
 
     /// The first pattern `tool` matches, if any.
     pub fn denies(&self, tool: &str) -> Option<&str> {
-        self.patterns.iter().map(String::as_str).find(|pattern| glob_matches(pattern, tool))
+        self.patterns.iter().map(String::as_str).find(|pattern| exoclaw_types::glob_match(pattern, tool))
     }
 }
 
@@ -372,27 +372,6 @@ impl Hook for DenyToolsHook {
             },
         }
     }
-}
-
-/// Whether `name` matches `pattern`, in which `*` stands for any run of characters.
-fn glob_matches(pattern: &str, name: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let first = parts.next().unwrap_or_default();
-    let Some(mut rest) = name.strip_prefix(first) else {
-        return false;
-    };
-    let mut parts: Vec<&str> = parts.collect();
-    let Some(last) = parts.pop() else {
-        // No `*`: the whole name.
-        return rest.is_empty();
-    };
-    for part in parts {
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
-            None => return false,
-        }
-    }
-    rest.ends_with(last)
 }
 
 #[cfg(test)]
@@ -429,7 +408,7 @@ mod tests {
             ("a*a", "a", false),
             ("", "", true),
         ] {
-            assert_eq!(glob_matches(pattern, name), expected, "{pattern} ~ {name}");
+            assert_eq!(exoclaw_types::glob_match(pattern, name), expected, "{pattern} ~ {name}");
         }
     }
 

@@ -33,6 +33,11 @@ type ChangeSpec = Box<dyn FnOnce(&mut AgentSpec) + Send>;
 pub struct RuntimeBuilder<C, S> {
     config: C,
     store: S,
+    parts: Optional,
+}
+
+/// Everything with a default.
+struct Optional {
     tools: Option<ToolRegistry>,
     approver: Option<Arc<dyn Approver>>,
     assembler: Option<Arc<dyn ContextAssembler>>,
@@ -53,9 +58,7 @@ pub const DEFAULT_SESSION_QUEUE: usize = 8;
 
 impl RuntimeBuilder<NoConfig, NoStore> {
     pub(crate) fn new() -> Self {
-        Self {
-            config: NoConfig,
-            store: NoStore,
+        let parts = Optional {
             tools: None,
             approver: None,
             assembler: None,
@@ -63,107 +66,66 @@ impl RuntimeBuilder<NoConfig, NoStore> {
             default_agent: None,
             session_queue: DEFAULT_SESSION_QUEUE,
             providers: Vec::new(),
-        }
+        };
+        Self { config: NoConfig, store: NoStore, parts }
     }
 }
 
 impl<S> RuntimeBuilder<NoConfig, S> {
     /// The configuration: providers, routing, agents, bindings, budgets, permissions.
     pub fn config(self, config: Config) -> RuntimeBuilder<WithConfig, S> {
-        let RuntimeBuilder {
-            store,
-            tools,
-            approver,
-            assembler,
-            extensions,
-            default_agent,
-            session_queue,
-            providers,
-            ..
-        } = self;
-        RuntimeBuilder {
-            config: WithConfig(config),
-            store,
-            tools,
-            approver,
-            assembler,
-            extensions,
-            default_agent,
-            session_queue,
-            providers,
-        }
+        RuntimeBuilder { config: WithConfig(config), store: self.store, parts: self.parts }
     }
 }
 
 impl<C> RuntimeBuilder<C, NoStore> {
     /// The store sessions, usage and run checkpoints go to (see `exoclaw_store::Store::open`).
     pub fn store(self, store: Store) -> RuntimeBuilder<C, WithStore> {
-        let RuntimeBuilder {
-            config,
-            tools,
-            approver,
-            assembler,
-            extensions,
-            default_agent,
-            session_queue,
-            providers,
-            ..
-        } = self;
-        RuntimeBuilder {
-            config,
-            store: WithStore(store),
-            tools,
-            approver,
-            assembler,
-            extensions,
-            default_agent,
-            session_queue,
-            providers,
-        }
+        RuntimeBuilder { config: self.config, store: WithStore(store), parts: self.parts }
     }
 }
 
 impl<C, S> RuntimeBuilder<C, S> {
     /// The tools agents with tools are offered (default: the built-in tools).
     pub fn tools(mut self, tools: ToolRegistry) -> Self {
-        self.tools = Some(tools);
+        self.parts.tools = Some(tools);
         self
     }
 
     /// Who is asked when a tool call needs approval (default: nobody, so such calls are refused
     /// with a result that tells the model so).
     pub fn approver(mut self, approver: Arc<dyn Approver>) -> Self {
-        self.approver = Some(approver);
+        self.parts.approver = Some(approver);
         self
     }
 
     /// What a turn starts from (default: the session's stored messages).
     pub fn assembler(mut self, assembler: Arc<dyn ContextAssembler>) -> Self {
-        self.assembler = Some(assembler);
+        self.parts.assembler = Some(assembler);
         self
     }
 
     /// Adds a hook every agent runs (after those from `[hooks]`).
     pub fn hook(mut self, hook: Arc<dyn Hook>) -> Self {
-        self.extensions.hooks.push(hook);
+        self.parts.extensions.hooks.push(hook);
         self
     }
 
     /// Adds a monitor that sees every event of every turn.
     pub fn monitor(mut self, monitor: Arc<dyn Monitor>) -> Self {
-        self.extensions.monitors.push(monitor);
+        self.parts.extensions.monitors.push(monitor);
         self
     }
 
     /// Adds work to run in the background after every stored turn.
     pub fn after_turn(mut self, work: Arc<dyn AfterTurn>) -> Self {
-        self.extensions.after_turn.push(work);
+        self.parts.extensions.after_turn.push(work);
         self
     }
 
     /// Changes the default agent's spec (the CLI's `--model`, `--system`, `--tools`…).
     pub fn default_agent(mut self, change: impl FnOnce(&mut AgentSpec) + Send + 'static) -> Self {
-        self.default_agent = Some(Box::new(change));
+        self.parts.default_agent = Some(Box::new(change));
         self
     }
 
@@ -171,13 +133,13 @@ impl<C, S> RuntimeBuilder<C, S> {
     /// `model = "NAME/MODEL"` or an agent's `model`. It replaces a configured provider of the
     /// same name.
     pub fn provider(mut self, provider: Arc<dyn Provider>) -> Self {
-        self.providers.push(provider);
+        self.parts.providers.push(provider);
         self
     }
 
     /// Turns that may wait behind a running one in a session before `session_busy` (default 8).
     pub fn session_queue(mut self, bound: usize) -> Self {
-        self.session_queue = bound;
+        self.parts.session_queue = bound;
         self
     }
 }
@@ -186,17 +148,9 @@ impl RuntimeBuilder<WithConfig, WithStore> {
     /// The runtime: budgets restored from the usage ledger, every agent built (nothing opened:
     /// providers open on their first request, or with [`Runtime::prepare`]).
     pub async fn build(self) -> Result<Runtime, RuntimeError> {
-        let RuntimeBuilder {
-            config: WithConfig(config),
-            store: WithStore(store),
-            tools,
-            approver,
-            assembler,
-            mut extensions,
-            default_agent,
-            session_queue,
-            providers,
-        } = self;
+        let RuntimeBuilder { config: WithConfig(config), store: WithStore(store), parts } = self;
+        let Optional { tools, approver, assembler, mut extensions, default_agent, session_queue, providers } =
+            parts;
         let past = match config.usage_history_start(chrono::Utc::now()) {
             Some(since) => store.usage_since(since).await?,
             None => Vec::new(),
