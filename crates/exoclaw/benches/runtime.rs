@@ -1,9 +1,12 @@
 //! The runtime's own cost around a turn, with a provider that answers at once (registered with
 //! `RuntimeBuilder::provider`) and a real SQLite store in a temporary directory:
-//! - `submit_to_first_model_request`: from `submit` on an existing session (10 messages) to the
+//! - `submit_to_first_model_request`: from `submit` of a new session's first turn to the
 //!   provider's `stream` being called: routing, the session's queue, its cross-process lock, the
-//!   session and interrupted-run reads, context assembly and the first checkpoint (a write).
-//! - `whole_turn`: submit → the report, the turn committed.
+//!   session's creation and the first checkpoint (two writes).
+//! - `whole_turn`: the same turn, submit → the report, the turn committed.
+//!
+//! Each turn starts a new session: continuing one would make its history (read in full by
+//! today's context assembly) grow with every iteration and measure that instead.
 //!
 //! Run: `cargo bench -p exoclaw --bench runtime`.
 
