@@ -213,12 +213,12 @@ fn refused(e: TurnError) -> RpcError {
             let name = name.clone();
             RpcError::new(Code::NotFound, e.to_string()).with("agent", name)
         }
-        TurnError::InvalidTarget { field, .. } => {
-            let mut error = RpcError::invalid_params("chat.send", e.to_string()).with("field", field);
-            if e.to_string().contains("at most") {
-                error = error.with("limit", exoclaw_core::runtime::MAX_KEY_PART_BYTES);
+        TurnError::InvalidTarget { field, limit, .. } => {
+            let error = RpcError::invalid_params("chat.send", e.to_string()).with("field", field);
+            match limit {
+                Some(limit) => error.with("limit", limit),
+                None => error,
             }
-            error
         }
         TurnError::SessionBusy(busy) => RpcError::new(Code::SessionBusy, busy.to_string())
             .with("session_key", busy.key)

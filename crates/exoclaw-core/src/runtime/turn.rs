@@ -170,6 +170,8 @@ pub enum TurnError {
         field: &'static str,
         /// What is wrong with it.
         problem: String,
+        /// The most bytes the part may have, when it is too long.
+        limit: Option<usize>,
     },
     /// The session has as many turns waiting as it may.
     #[error(transparent)]
@@ -360,7 +362,7 @@ fn check_inbound(inbound: &Inbound, agent: Option<&str>) -> Result<(), TurnError
         [("channel", &inbound.channel), ("account", &inbound.account), ("peer", &inbound.peer)]
     {
         if value.is_empty() {
-            return Err(TurnError::InvalidTarget { field, problem: "is empty".to_owned() });
+            return Err(TurnError::InvalidTarget { field, problem: "is empty".to_owned(), limit: None });
         }
     }
     let parts = [
@@ -379,6 +381,7 @@ fn check_inbound(inbound: &Inbound, agent: Option<&str>) -> Result<(), TurnError
                     "is {} bytes; each part of a session key may be at most {MAX_KEY_PART_BYTES} bytes (use an id, not a description)",
                     value.len()
                 ),
+                limit: Some(MAX_KEY_PART_BYTES),
             });
         }
     }
