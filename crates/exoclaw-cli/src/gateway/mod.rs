@@ -114,18 +114,9 @@ pub async fn run(config_path: Option<&Path>, args: GatewayArgs) -> anyhow::Resul
         .store(app.store.clone())
         .approver(Arc::new(crate::approve::Unattended))
         .session_queue(settings.session_queue)
-        .default_agent(|spec| spec.tools = Some(spec.tools.unwrap_or(false)))
+        .every_agent(|spec| spec.tools = Some(spec.tools.unwrap_or(false)))
         .build()
         .await?;
-    for name in runtime.agent_names() {
-        if let Some(agent) = runtime.agent(&name)
-            && agent.spec.tools.is_none()
-        {
-            let mut spec = agent.spec.clone();
-            spec.tools = Some(false);
-            runtime.set_agent(spec)?;
-        }
-    }
     let store = Arc::new(app.store.clone());
     let has_keys = !exoclaw_core::KeyStore::list_keys(&*store).await?.is_empty();
     let mut builder = Gateway::builder(Arc::new(RuntimeModels(Arc::clone(runtime.models()))))

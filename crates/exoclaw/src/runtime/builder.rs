@@ -29,6 +29,9 @@ pub struct WithStore(Store);
 /// A change to the default agent's spec.
 type ChangeSpec = Box<dyn FnOnce(&mut AgentSpec) + Send>;
 
+/// A change to every configured agent's spec.
+type ChangeEvery = Box<dyn Fn(&mut AgentSpec) + Send>;
+
 /// Builds a [`Runtime`]. `C` and `S` track whether the configuration and the store are set.
 pub struct RuntimeBuilder<C, S> {
     config: C,
@@ -43,6 +46,7 @@ struct Optional {
     assembler: Option<Arc<dyn ContextAssembler>>,
     extensions: Extensions,
     default_agent: Option<ChangeSpec>,
+    every_agent: Option<ChangeEvery>,
     session_queue: usize,
     providers: Vec<Arc<dyn Provider>>,
 }
@@ -64,6 +68,7 @@ impl RuntimeBuilder<NoConfig, NoStore> {
             assembler: None,
             extensions: Extensions::default(),
             default_agent: None,
+            every_agent: None,
             session_queue: DEFAULT_SESSION_QUEUE,
             providers: Vec::new(),
         };
@@ -129,6 +134,14 @@ impl<C, S> RuntimeBuilder<C, S> {
         self
     }
 
+    /// Changes every configured agent's spec, the default one first (before
+    /// [`RuntimeBuilder::default_agent`]'s change): a front end's policy, such as the gateway's
+    /// tools being off unless a profile turns them on.
+    pub fn every_agent(mut self, change: impl Fn(&mut AgentSpec) + Send + 'static) -> Self {
+        self.parts.every_agent = Some(Box::new(change));
+        self
+    }
+
     /// Adds a provider of your own (any [`Provider`]), routed by its name like a configured one:
     /// `model = "NAME/MODEL"` or an agent's `model`. It replaces a configured provider of the
     /// same name.
@@ -149,8 +162,16 @@ impl RuntimeBuilder<WithConfig, WithStore> {
     /// providers open on their first request, or with [`Runtime::prepare`]).
     pub async fn build(self) -> Result<Runtime, RuntimeError> {
         let RuntimeBuilder { config: WithConfig(config), store: WithStore(store), parts } = self;
-        let Optional { tools, approver, assembler, mut extensions, default_agent, session_queue, providers } =
-            parts;
+        let Optional {
+            tools,
+            approver,
+            assembler,
+            mut extensions,
+            default_agent,
+            every_agent,
+            session_queue,
+            providers,
+        } = parts;
         let past = match config.usage_history_start(chrono::Utc::now()) {
             Some(since) => store.usage_since(since).await?,
             None => Vec::new(),
@@ -180,13 +201,19 @@ impl RuntimeBuilder<WithConfig, WithStore> {
                 stop: CancellationToken::new(),
             }),
         };
-        let mut default = AgentSpec::from_profile(&config, DEFAULT_AGENT, &AgentProfile::default());
+        let every = |mut spec: AgentSpec| {
+            if let Some(change) = &every_agent {
+                change(&mut spec);
+            }
+            spec
+        };
+        let mut default = every(AgentSpec::from_profile(&config, DEFAULT_AGENT, &AgentProfile::default()));
         if let Some(change) = default_agent {
             change(&mut default);
         }
         runtime.set_agent(default)?;
         for (name, profile) in &config.agents {
-            runtime.set_agent(AgentSpec::from_profile(&config, name, profile))?;
+            runtime.set_agent(every(AgentSpec::from_profile(&config, name, profile)))?;
         }
         Ok(runtime)
     }
