@@ -1,7 +1,7 @@
 //! Turns a stream of [`StreamEvent`]s into the whole [`ChatResponse`] it adds up to.
 
 use crate::{ErrorKind, EventStream, ProviderError};
-use exoclaw_types::{ChatResponse, Message, Part, Role, StopReason, StreamEvent, Usage};
+use exoclaw_types::{ChatResponse, Message, ModelRef, Part, Role, StopReason, StreamEvent, Usage};
 use futures::StreamExt;
 
 /// Accumulates stream events into an assistant message, usage and stop reason.
@@ -80,6 +80,9 @@ impl ResponseAssembler {
             message: Message::new(Role::Assistant, self.parts),
             stop_reason,
             usage: self.usage,
+            served: self
+                .served
+                .map(|(provider, model)| ModelRef { provider, model: exoclaw_types::ModelId(model) }),
         })
     }
 }

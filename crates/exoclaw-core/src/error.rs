@@ -1,6 +1,7 @@
 //! [`ProviderError`]: what went wrong talking to a model, typed so that callers decide on retry,
 //! fallback or failure by kind — never by searching message text.
 
+use exoclaw_types::ErrorCode;
 use std::{fmt, time::Duration};
 
 /// The kinds of provider failure. Matches over it are exhaustive on purpose: a new kind must be
@@ -91,21 +92,22 @@ impl ErrorKind {
         }
     }
 
-    /// Stable snake_case code for logs, metrics and wire protocols.
-    pub fn code(self) -> &'static str {
+    /// Stable code for logs, metrics and wire protocols (`rate_limited`, …): the [`ErrorCode`]
+    /// a turn failing on this error reports.
+    pub fn code(self) -> ErrorCode {
         match self {
-            ErrorKind::Auth => "auth",
-            ErrorKind::Permission => "permission",
-            ErrorKind::ModelNotFound => "model_not_found",
-            ErrorKind::InvalidRequest => "invalid_request",
-            ErrorKind::ContextLength => "context_length",
-            ErrorKind::RateLimited { .. } => "rate_limited",
-            ErrorKind::Overloaded => "overloaded",
-            ErrorKind::Server => "server",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Connect => "connect",
-            ErrorKind::Protocol => "protocol",
-            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Auth => ErrorCode::Auth,
+            ErrorKind::Permission => ErrorCode::Permission,
+            ErrorKind::ModelNotFound => ErrorCode::ModelNotFound,
+            ErrorKind::InvalidRequest => ErrorCode::InvalidRequest,
+            ErrorKind::ContextLength => ErrorCode::ContextLength,
+            ErrorKind::RateLimited { .. } => ErrorCode::RateLimited,
+            ErrorKind::Overloaded => ErrorCode::Overloaded,
+            ErrorKind::Server => ErrorCode::Server,
+            ErrorKind::Timeout => ErrorCode::Timeout,
+            ErrorKind::Connect => ErrorCode::Connect,
+            ErrorKind::Protocol => ErrorCode::Protocol,
+            ErrorKind::Cancelled => ErrorCode::Cancelled,
         }
     }
 
@@ -146,7 +148,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::RateLimited { retry_after: Some(after) } => {
                 write!(f, "rate_limited (retry after {:.1}s)", after.as_secs_f64())
             }
-            other => f.write_str(other.code()),
+            other => f.write_str(other.code().as_str()),
         }
     }
 }

@@ -24,8 +24,8 @@ pub use agent::{
     SettledCall, Step, TurnResult, tool_calls_paired,
 };
 pub use agent::{
-    Checkpoints, DenyToolsHook, HOOK_STOPPED, Hook, HookContext, ModelAction, Monitor, NoCheckpoints,
-    PatternError, RedactHook, ResultAction, ToolAction,
+    Checkpoints, DenyToolsHook, Hook, HookContext, ModelAction, Monitor, NoCheckpoints, PatternError,
+    RedactHook, ResultAction, ToolAction,
 };
 pub use assemble::{ResponseAssembler, collect_response};
 pub use context::{
@@ -34,16 +34,17 @@ pub use context::{
 pub use error::{ErrorKind, ProviderError, Recovery};
 pub use metering::{
     BudgetError, BudgetExceeded, BudgetLimit, BudgetScope, BudgetSpec, BudgetStatus, BudgetWindow, Budgets,
-    CallScope, Clock, DEFAULT_OUTPUT_ESTIMATE, Estimate, Metering, Price, PriceTable, Reservation,
-    SHIPPED_PRICES, SystemClock, TestClock,
+    CallScope, Clock, DEFAULT_OUTPUT_ESTIMATE, Estimate, Hold, Metering, Payer, PayerRefusal, Price,
+    PriceTable, Reservation, SHIPPED_PRICES, SystemClock, TestClock,
 };
 pub use provider::{Capabilities, EventStream, ModelInfo, Provider};
 pub use runtime::{
-    AgentRuntime, Bindings, ContextAssembler, DEFAULT_AGENT, Target, TurnError, TurnHandle, TurnInput,
-    TurnReport,
+    AgentRuntime, Bindings, ContextAssembler, DEFAULT_AGENT, Target, TurnError, TurnFailure, TurnHandle,
+    TurnInput, TurnReport,
 };
 pub use store::{
     KeyStore, NewApiKey, NewSession, SessionStore, StoreError, TITLE_CHARS, UsageStore, session_title,
 };
+pub use store::{ProviderHealth, ProviderHealthStore, StoreErrorSource};
 pub use store::{RunStore, SessionLease, SessionLocks};
 pub use tool::{Tool, ToolContext, ToolError, ToolRegistry, TypedTool};

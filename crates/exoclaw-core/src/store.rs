@@ -7,24 +7,52 @@ use exoclaw_types::{ApiKey, Message, SessionId, SessionInfo, SessionKey, UsageRe
 
 use crate::Run;
 
+/// The error underneath a [`StoreError`]: the database driver's (`sqlx::Error`), an I/O error, a
+/// JSON one. Kept as the error's [`source`](std::error::Error::source), so a report that walks
+/// the chain (`anyhow`'s `{:#}`) shows it and code can downcast to it.
+pub type StoreErrorSource = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Why the store could not do what was asked.
+///
+/// The message says what failed and, where a person can do something about it, what to do; the
+/// underlying error (when there is one) is the [`source`](std::error::Error::source), not part of
+/// the message. Neither ever holds a database password: a backend leaves out a source whose text
+/// would show one.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// No session has this id.
     #[error("no session {0}")]
     SessionNotFound(SessionId),
     /// The database could not be opened or migrated; the message says where and what to do.
-    #[error("{0}")]
-    Open(String),
+    #[error("{message}")]
+    Open {
+        /// Which database, what went wrong, what to do.
+        message: String,
+        /// The driver's error, when it is safe to show.
+        #[source]
+        source: Option<StoreErrorSource>,
+    },
     /// A query failed.
-    #[error("storage error: {0}")]
-    Database(String),
+    #[error("storage error: {message}")]
+    Database {
+        /// What was being done.
+        message: String,
+        /// The driver's error.
+        #[source]
+        source: Option<StoreErrorSource>,
+    },
     /// A virtual key with this name exists already (and is not revoked).
     #[error("a key named `{0}` exists already; revoke it first or choose another name")]
     KeyExists(String),
     /// Stored data could not be decoded (written by a newer exoclaw, or corrupted).
-    #[error("stored data could not be read: {0}")]
-    Corrupt(String),
+    #[error("stored data could not be read: {message}")]
+    Corrupt {
+        /// What could not be read, and what to do.
+        message: String,
+        /// The decoding error.
+        #[source]
+        source: Option<StoreErrorSource>,
+    },
     /// Another turn holds the session's lock (see [`SessionLocks`]) and the caller asked not to
     /// wait.
     #[error(
@@ -38,6 +66,38 @@ pub enum StoreError {
         /// when the holder said.
         holder: String,
     },
+}
+
+impl StoreError {
+    /// [`StoreError::Open`] with nothing underneath.
+    pub fn open(message: impl Into<String>) -> Self {
+        Self::Open { message: message.into(), source: None }
+    }
+
+    /// [`StoreError::Open`] caused by `source`.
+    pub fn open_from(message: impl Into<String>, source: impl Into<StoreErrorSource>) -> Self {
+        Self::Open { message: message.into(), source: Some(source.into()) }
+    }
+
+    /// [`StoreError::Database`] with nothing underneath (the store itself refused).
+    pub fn database(message: impl Into<String>) -> Self {
+        Self::Database { message: message.into(), source: None }
+    }
+
+    /// [`StoreError::Database`]: `source` failed while doing what `message` says.
+    pub fn database_from(message: impl Into<String>, source: impl Into<StoreErrorSource>) -> Self {
+        Self::Database { message: message.into(), source: Some(source.into()) }
+    }
+
+    /// [`StoreError::Corrupt`] with nothing underneath.
+    pub fn corrupt(message: impl Into<String>) -> Self {
+        Self::Corrupt { message: message.into(), source: None }
+    }
+
+    /// [`StoreError::Corrupt`] caused by `source`.
+    pub fn corrupt_from(message: impl Into<String>, source: impl Into<StoreErrorSource>) -> Self {
+        Self::Corrupt { message: message.into(), source: Some(source.into()) }
+    }
 }
 
 /// A new session's details.
@@ -268,6 +328,30 @@ pub trait KeyStore: Send + Sync {
 
     /// Adds `usd` to what the key has spent.
     async fn add_key_spend(&self, id: &str, usd: f64) -> Result<(), StoreError>;
+}
+
+/// One provider's latest health check by a long-running exoclaw (the gateway), as recorded for
+/// other processes (`exoclaw providers status`) to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderHealth {
+    /// The provider instance's name.
+    pub provider: String,
+    /// When the check ended.
+    pub checked_at: chrono::DateTime<chrono::Utc>,
+    /// Why it failed; `None` when the provider answered.
+    pub error: Option<String>,
+}
+
+/// The gateway's health checks of keyless provider servers, kept where another process can read
+/// them: the latest check of each provider, each one replacing the one before.
+#[async_trait]
+pub trait ProviderHealthStore: Send + Sync {
+    /// Records one round of checks (in one transaction where the store can), replacing each
+    /// provider's previous check.
+    async fn record_provider_health(&self, checks: &[ProviderHealth]) -> Result<(), StoreError>;
+
+    /// The latest check of every provider ever checked, by name.
+    async fn provider_health(&self) -> Result<Vec<ProviderHealth>, StoreError>;
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! sub-agent — and the [`ToolRegistry`] a run draws from.
 
 use async_trait::async_trait;
-use exoclaw_types::{ToolEffect, ToolSpec};
+use exoclaw_types::{ErrorCode, ToolEffect, ToolSpec};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -28,7 +28,14 @@ impl ToolContext {
     }
 }
 
-/// Why a tool call did not produce a result. The model sees the message and can try again.
+/// Why a tool call did not produce a result.
+///
+/// Two kinds, and a tool picks on purpose: every variant but [`ToolError::Abort`] is told to the
+/// model as the call's (failed) result, so it can fix its arguments or try something else — bad
+/// arguments, a refused path, a command that failed or timed out. [`ToolError::Abort`] is for
+/// when the turn itself cannot go on (the tool's store is gone, a budget the tool spends from is
+/// exhausted): the model is not called again and the turn ends `Failed` with an
+/// [`AgentEvent::Error`](exoclaw_types::AgentEvent::Error) carrying its code and message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ToolError {
     /// The arguments do not match the tool's schema.
@@ -46,6 +53,27 @@ pub enum ToolError {
     /// The turn was cancelled while the tool ran.
     #[error("cancelled")]
     Cancelled,
+    /// The turn cannot go on; see the type's docs. Build with [`ToolError::abort`].
+    #[error("{message}")]
+    Abort {
+        /// The code the turn's `Error` event carries ([`ErrorCode::ToolAborted`] unless a more
+        /// precise one fits, such as [`ErrorCode::BudgetExceeded`]).
+        code: ErrorCode,
+        /// What happened and what to do, for the user.
+        message: String,
+    },
+}
+
+impl ToolError {
+    /// An error that ends the turn with [`ErrorCode::ToolAborted`].
+    pub fn abort(message: impl Into<String>) -> Self {
+        Self::Abort { code: ErrorCode::ToolAborted, message: message.into() }
+    }
+
+    /// Whether this error ends the turn rather than being told to the model.
+    pub fn aborts_turn(&self) -> bool {
+        matches!(self, Self::Abort { .. })
+    }
 }
 
 fn humantime(d: Duration) -> String {

@@ -324,7 +324,7 @@ impl Outcome {
 
     fn error(&self) -> Option<(String, String)> {
         self.events.iter().find_map(|e| match e {
-            AgentEvent::Error { code, message } => Some((code.clone(), message.clone())),
+            AgentEvent::Error { code, message } => Some((code.to_string(), message.clone())),
             _ => None,
         })
     }
@@ -924,7 +924,11 @@ async fn a_dollar_budget_prices_a_routed_call_as_its_primary_target_and_refuses_
 // ---------------------------------------------------------------------------------------------
 // Checkpoints, hooks and monitors
 
+#[path = "agent/abort.rs"]
+mod abort;
 #[path = "agent/checkpoints.rs"]
 mod checkpoints;
 #[path = "agent/hooks.rs"]
 mod hooks;
+#[path = "agent/payer.rs"]
+mod payer;

@@ -23,7 +23,7 @@ pub(crate) fn role_from_str(name: &str) -> Result<Role, StoreError> {
         "assistant" => Ok(Role::Assistant),
         "tool" => Ok(Role::Tool),
         other => {
-            Err(StoreError::Corrupt(format!("unknown message role {other:?} (written by a newer exoclaw?)")))
+            Err(StoreError::corrupt(format!("unknown message role {other:?} (written by a newer exoclaw?)")))
         }
     }
 }
@@ -31,29 +31,32 @@ pub(crate) fn role_from_str(name: &str) -> Result<Role, StoreError> {
 /// A message's parts as the JSON text that is stored.
 pub(crate) fn parts_to_json(parts: &[Part]) -> Result<String, StoreError> {
     serde_json::to_string(parts)
-        .map_err(|e| StoreError::Database(format!("could not serialise message parts: {e}")))
+        .map_err(|e| StoreError::database_from("could not serialise message parts", e))
 }
 
 /// A message's parts from their stored JSON text.
 pub(crate) fn parts_from_json(json: &str) -> Result<Vec<Part>, StoreError> {
-    serde_json::from_str(json).map_err(|e| {
-        StoreError::Corrupt(format!("message parts are not valid (written by a newer exoclaw?): {e}"))
-    })
+    serde_json::from_str(json)
+        .map_err(|e| StoreError::corrupt_from("message parts are not valid (written by a newer exoclaw?)", e))
 }
 
 /// A turn in progress as the JSON text that is stored.
 pub(crate) fn run_to_json(session: SessionId, run: &Run) -> Result<String, StoreError> {
-    serde_json::to_string(run)
-        .map_err(|e| StoreError::Database(format!("could not serialise the run of session {session}: {e}")))
+    serde_json::to_string(run).map_err(|e| {
+        StoreError::database_from(format!("could not serialise the run of session {session}"), e)
+    })
 }
 
 /// A turn in progress from its stored JSON text.
 pub(crate) fn run_from_json(session: SessionId, json: &str) -> Result<Run, StoreError> {
     serde_json::from_str(json).map_err(|e| {
-        StoreError::Corrupt(format!(
-            "the interrupted turn of session {session} is not valid (written by a newer exoclaw, or \
-             damaged): {e}; discard it to go on with the session"
-        ))
+        StoreError::corrupt_from(
+            format!(
+                "the interrupted turn of session {session} is not valid (written by a newer exoclaw, \
+                 or damaged); discard it to go on with the session"
+            ),
+            e,
+        )
     })
 }
 
@@ -70,7 +73,7 @@ pub(crate) fn write_error(session: SessionId, doing: &str, error: sqlx::Error) -
 
 /// A count as the signed 64-bit integer both databases store.
 pub(crate) fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| StoreError::Database(format!("{what} {value} is too large to store")))
+    i64::try_from(value).map_err(|_| StoreError::database(format!("{what} {value} is too large to store")))
 }
 
 /// An optional count as a signed 64-bit integer.
@@ -80,7 +83,7 @@ pub(crate) fn opt_to_i64(value: Option<u64>, what: &str) -> Result<Option<i64>, 
 
 /// A stored count back as `u64`.
 pub(crate) fn from_i64(value: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative {what}: {value}")))
+    u64::try_from(value).map_err(|_| StoreError::corrupt(format!("negative {what}: {value}")))
 }
 
 /// An optional stored count back as `u64`.
@@ -96,7 +99,7 @@ pub(crate) fn to_micros(at: DateTime<Utc>) -> i64 {
 /// A timestamp from SQLite's microseconds since the Unix epoch.
 pub(crate) fn from_micros(micros: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_micros(micros)
-        .ok_or_else(|| StoreError::Corrupt(format!("timestamp out of range: {micros} µs")))
+        .ok_or_else(|| StoreError::corrupt(format!("timestamp out of range: {micros} µs")))
 }
 
 /// Now, truncated to the microsecond: what either database gives back after storing it.
@@ -116,13 +119,13 @@ pub(crate) fn key_from_columns(
             Ok(Some(SessionKey { agent, channel, account, peer }))
         }
         (None, None, None, None) => Ok(None),
-        _ => Err(StoreError::Corrupt("a session key is only partly stored".into())),
+        _ => Err(StoreError::corrupt("a session key is only partly stored")),
     }
 }
 
-/// A query failure, saying what was being done.
+/// A query failure, saying what was being done; the driver's error is its source.
 pub(crate) fn query_error(doing: &str, error: sqlx::Error) -> StoreError {
-    StoreError::Database(format!("{doing}: {error}"))
+    StoreError::database_from(doing, error)
 }
 
 #[cfg(test)]
@@ -136,7 +139,7 @@ mod tests {
             assert_eq!(serde_name, role_to_str(role));
             assert_eq!(role_from_str(role_to_str(role)).unwrap(), role);
         }
-        assert!(matches!(role_from_str("narrator"), Err(StoreError::Corrupt(_))));
+        assert!(matches!(role_from_str("narrator"), Err(StoreError::Corrupt { .. })));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! exoclaw's storage: sessions, their messages and metered usage, in SQLite (the default, one file
 //! on the machine) or PostgreSQL (shared by several exoclaw nodes), behind the
-//! [`SessionStore`], [`UsageStore`], [`KeyStore`], [`RunStore`] and [`SessionLocks`] traits of
-//! `exoclaw-core`.
+//! [`SessionStore`], [`UsageStore`], [`KeyStore`], [`RunStore`], [`SessionLocks`] and
+//! [`ProviderHealthStore`] traits of `exoclaw-core`.
 //!
 //! [`Store::open`] takes the configured `storage.url`: `sqlite://PATH`, `sqlite::memory:`, a plain
 //! file path, or `postgres://…` / `postgresql://…`. Opening creates what is missing (the SQLite file
@@ -25,6 +25,8 @@
 //! - `runs`: the checkpoint of each turn in progress ([`RunStore`]), one row per session, replaced
 //!   after every step and deleted by the commit of the turn; a row left over is an interrupted
 //!   turn.
+//! - `provider_health`: the latest health check of each provider by a running gateway
+//!   ([`ProviderHealthStore`]), one row per provider, for `exoclaw providers status`.
 //!
 //! PostgreSQL also has `session_locks`, saying who holds each session's lock; SQLite keeps that in
 //! the lock files beside the database ([`SessionLocks`]: OS file locks in `<database>.locks/`, or
@@ -60,8 +62,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use exoclaw_core::Run;
 pub use exoclaw_core::{
-    KeyStore, NewApiKey, NewSession, RunStore, SessionLease, SessionLocks, SessionStore, StoreError,
-    UsageStore,
+    KeyStore, NewApiKey, NewSession, ProviderHealth, ProviderHealthStore, RunStore, SessionLease,
+    SessionLocks, SessionStore, StoreError, StoreErrorSource, UsageStore,
 };
 use exoclaw_types::{ApiKey, Message, SessionId, SessionInfo, SessionKey, UsageRecord};
 
@@ -86,10 +88,9 @@ impl Store {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let url = url.trim();
         if url.is_empty() {
-            return Err(StoreError::Open(
+            return Err(StoreError::open(
                 "the storage URL is empty; set storage.url to a file path, sqlite://PATH or \
-                 postgres://…"
-                    .into(),
+                 postgres://…",
             ));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -99,7 +100,7 @@ impl Store {
         } else if url == ":memory:" {
             Ok(Self::Sqlite(SqliteStore::open_in_memory().await?))
         } else if let Some((scheme, _)) = url.split_once("://") {
-            Err(StoreError::Open(format!(
+            Err(StoreError::open(format!(
                 "storage URL scheme {scheme}:// is not supported; use a file path, sqlite://PATH or \
                  postgres://…"
             )))
@@ -189,5 +190,9 @@ forward_to_backend! {
     }
     SessionLocks {
         fn lock_session(&self, session: SessionId, wait: bool) -> Result<SessionLease, StoreError>;
+    }
+    ProviderHealthStore {
+        fn record_provider_health(&self, checks: &[ProviderHealth]) -> Result<(), StoreError>;
+        fn provider_health(&self) -> Result<Vec<ProviderHealth>, StoreError>;
     }
 }

@@ -79,7 +79,7 @@ impl Locks {
                 let dir = dir.clone();
                 // File locks block; waiting for one may take a whole turn of another process.
                 tokio::task::spawn_blocking(move || lock_file(&dir, &path, session, wait)).await.map_err(
-                    |e| StoreError::Database(format!("the lock task for session {session} failed: {e}")),
+                    |e| StoreError::database_from(format!("the lock task for session {session} failed"), e),
                 )?
             }
             Self::Memory(locks) => locks.lock(session, wait).await,
@@ -107,11 +107,14 @@ impl Drop for LockFile {
 
 fn lock_file(dir: &Path, path: &Path, session: SessionId, wait: bool) -> Result<SessionLease, StoreError> {
     let failed = |doing: &str, e: std::io::Error| {
-        StoreError::Database(format!(
-            "could not {doing} the lock file {} of session {session}: {e}; check that the directory \
-             beside the database is writable",
-            path.display()
-        ))
+        StoreError::database_from(
+            format!(
+                "could not {doing} the lock file {} of session {session}; check that the directory \
+                 beside the database is writable",
+                path.display()
+            ),
+            e,
+        )
     };
     std::fs::create_dir_all(dir).map_err(|e| failed("create the directory of", e))?;
     loop {

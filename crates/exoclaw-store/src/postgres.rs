@@ -18,6 +18,7 @@ use sqlx::{ConnectOptions, Connection, Row, SqlSafeStr};
 use std::str::FromStr;
 use uuid::Uuid;
 
+mod health;
 mod keys;
 mod lock;
 
@@ -25,7 +26,7 @@ use crate::codec::{
     from_i64, key_from_columns, now, opt_from_i64, opt_to_i64, parts_from_json, parts_to_json, query_error,
     role_from_str, role_to_str, run_from_json, run_to_json, to_i64, write_error,
 };
-use crate::redact::{redact_url, scrub};
+use crate::redact::{open_error, redact_url, scrub};
 use crate::sql;
 
 /// Connections per node; the server's default limit is 100 for all clients together.
@@ -58,6 +59,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/postgres/0003_runs.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            4,
+            Cow::Borrowed("provider_health"),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0004_provider_health.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -77,15 +85,16 @@ impl PgStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let location = redact_url(url);
         let options = PgConnectOptions::from_str(url).map_err(|e| {
-            StoreError::Open(scrub(
+            open_error(
                 &format!(
-                    "storage URL {location} is not a valid PostgreSQL URL ({e}); the form is \
+                    "storage URL {location} is not a valid PostgreSQL URL; the form is \
                      postgres://USER:PASSWORD@HOST:PORT/DATABASE"
                 ),
                 url,
-            ))
+                e,
+            )
         })?;
-        let failed = |e: sqlx::Error| StoreError::Open(scrub(&open_advice(&location, &e), url));
+        let failed = |e: sqlx::Error| open_error(&open_advice(&location, &e), url, e);
         // One plain connection first: the pool retries failed connections until its timeout and
         // then reports only that it timed out, hiding "connection refused" or a missing database.
         let probe = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
@@ -127,6 +136,9 @@ impl PgStore {
 /// A migration failure, for a person.
 fn migrate_error(location: &str, url: &str, error: MigrateError) -> StoreError {
     let message = match error {
+        MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => {
+            return open_error(&open_advice(location, &e), url, e);
+        }
         MigrateError::VersionMissing(version) | MigrateError::VersionTooNew(version, _) => format!(
             "the database at {location} was written by a newer exoclaw (it has schema version \
              {version}, which this exoclaw does not know); upgrade exoclaw, or point storage.url at \
@@ -137,17 +149,16 @@ fn migrate_error(location: &str, url: &str, error: MigrateError) -> StoreError {
              was created by a different build of exoclaw. Use that build, or point storage.url at \
              another database"
         ),
-        MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => open_advice(location, &e),
-        other => format!("could not prepare the database at {location}: {other}"),
+        other => return open_error(&format!("could not prepare the database at {location}"), url, other),
     };
-    StoreError::Open(scrub(&message, url))
+    StoreError::open(scrub(&message, url))
 }
 
-/// What went wrong connecting, and what to do about it.
+/// What went wrong connecting, and what to do about it; the error itself becomes the source.
 fn open_advice(location: &str, error: &sqlx::Error) -> String {
     match error {
-        sqlx::Error::Io(e) => format!(
-            "could not reach PostgreSQL at {location} ({e}); check that the server is running and \
+        sqlx::Error::Io(_) => format!(
+            "could not reach PostgreSQL at {location}; check that the server is running and \
              that the host and port in storage.url are right"
         ),
         sqlx::Error::PoolTimedOut => format!(
@@ -155,34 +166,31 @@ fn open_advice(location: &str, error: &sqlx::Error) -> String {
              and reachable",
             CONNECT_TIMEOUT.as_secs()
         ),
-        sqlx::Error::Tls(e) => format!(
-            "PostgreSQL at {location} needs TLS ({e}), which this exoclaw is built without; use it on \
+        sqlx::Error::Tls(_) => format!(
+            "PostgreSQL at {location} needs TLS, which this exoclaw is built without; use it on \
              a trusted network with sslmode=disable or sslmode=prefer"
         ),
         sqlx::Error::Database(db) => match db.code().as_deref() {
             Some("3D000") => format!(
-                "the database in {location} does not exist ({}); create it (createdb NAME, or \
-                 CREATE DATABASE) or fix storage.url",
-                db.message()
+                "the database in {location} does not exist; create it (createdb NAME, or CREATE \
+                 DATABASE) or fix storage.url"
             ),
             Some("28P01" | "28000") => format!(
-                "PostgreSQL at {location} refused the login ({}); check the user and password in \
-                 storage.url",
-                db.message()
+                "PostgreSQL at {location} refused the login; check the user and password in \
+                 storage.url"
             ),
             Some("42501") => format!(
-                "the user in {location} may not create exoclaw's tables ({}); grant it CREATE on the \
-                 database, or let an administrator run exoclaw once",
-                db.message()
+                "the user in {location} may not create exoclaw's tables; grant it CREATE on the \
+                 database, or let an administrator run exoclaw once"
             ),
-            _ => format!("could not open the database at {location} ({error})"),
+            _ => format!("could not open the database at {location}"),
         },
-        other => format!("could not open the database at {location} ({other})"),
+        _ => format!("could not open the database at {location}"),
     }
 }
 
 fn session_from_row(row: &PgRow) -> Result<SessionInfo, StoreError> {
-    let decode = |e: sqlx::Error| StoreError::Corrupt(format!("a session row could not be read: {e}"));
+    let decode = |e: sqlx::Error| StoreError::corrupt_from("a session row could not be read", e);
     Ok(SessionInfo {
         id: SessionId(row.try_get("id").map_err(decode)?),
         key: key_from_columns(
@@ -201,7 +209,7 @@ fn session_from_row(row: &PgRow) -> Result<SessionInfo, StoreError> {
 }
 
 fn message_from_row(row: &PgRow) -> Result<Message, StoreError> {
-    let decode = |e: sqlx::Error| StoreError::Corrupt(format!("a message row could not be read: {e}"));
+    let decode = |e: sqlx::Error| StoreError::corrupt_from("a message row could not be read", e);
     let role: String = row.try_get("role").map_err(decode)?;
     let parts: String = row.try_get("parts").map_err(decode)?;
     Ok(Message {
@@ -213,7 +221,7 @@ fn message_from_row(row: &PgRow) -> Result<Message, StoreError> {
 }
 
 fn usage_from_row(row: &PgRow) -> Result<UsageRecord, StoreError> {
-    let decode = |e: sqlx::Error| StoreError::Corrupt(format!("a usage row could not be read: {e}"));
+    let decode = |e: sqlx::Error| StoreError::corrupt_from("a usage row could not be read", e);
     let count = |column: &str| -> Result<Option<u64>, StoreError> {
         opt_from_i64(row.try_get(column).map_err(decode)?, column)
     };

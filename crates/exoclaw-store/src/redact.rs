@@ -1,6 +1,8 @@
 //! Keeping passwords out of error messages: a database URL is shown with its password replaced by
 //! `***`, and any error text that echoes the password has it scrubbed.
 
+use exoclaw_core::StoreError;
+
 /// Query parameters whose values are secrets.
 const SECRET_PARAMS: [&str; 2] = ["password", "sslpassword"];
 
@@ -81,6 +83,31 @@ pub(crate) fn scrub(text: &str, url: &str) -> String {
         text = text.replace(&secret, MASK);
     }
     text
+}
+
+/// [`StoreError::Open`] for the database at `url`: `message` with `url`'s secrets scrubbed, caused
+/// by `source`. The source is kept (for `Error::source` and a report's chain) unless its text or
+/// debug form, or those of an error under it, would show a secret; then its scrubbed text joins
+/// the message instead, and the driver's error is dropped.
+pub(crate) fn open_error(
+    message: &str,
+    url: &str,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> StoreError {
+    let message = scrub(message, url);
+    let mut shows_secret = false;
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&source);
+    while let Some(error) = next {
+        for text in [error.to_string(), format!("{error:?}")] {
+            shows_secret |= scrub(&text, url) != text;
+        }
+        next = error.source();
+    }
+    if shows_secret {
+        StoreError::open(format!("{message} ({})", scrub(&source.to_string(), url)))
+    } else {
+        StoreError::open_from(message, source)
+    }
 }
 
 /// Percent-decoding, when it changes anything and yields UTF-8.

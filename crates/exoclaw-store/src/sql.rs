@@ -112,4 +112,15 @@ pub(crate) const REVOKE_KEY: &str =
 /// Adds `$1` dollars to what key `$2` has spent.
 pub(crate) const ADD_KEY_SPEND: &str = "UPDATE api_keys SET spent_usd = spent_usd + $1 WHERE id = $2";
 
+/// Records provider `$1`'s check, ended at `$2`, failed with `$3` (NULL when it answered),
+/// replacing its previous check unless that one is newer (two gateways sharing a database).
+pub(crate) const UPSERT_PROVIDER_HEALTH: &str = "INSERT INTO provider_health (provider, checked_at, error) \
+     VALUES ($1, $2, $3) ON CONFLICT (provider) DO UPDATE \
+     SET checked_at = excluded.checked_at, error = excluded.error \
+     WHERE provider_health.checked_at <= excluded.checked_at";
+
+/// Every provider's latest check, by name.
+pub(crate) const PROVIDER_HEALTH: &str =
+    "SELECT provider, checked_at, error FROM provider_health ORDER BY provider";
+
 pub(crate) use upsert_run;

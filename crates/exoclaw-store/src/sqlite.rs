@@ -37,6 +37,7 @@ use sqlx::{Row, SqlSafeStr};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+mod health;
 mod keys;
 
 use crate::codec::{
@@ -88,6 +89,13 @@ fn migrator() -> Migrator {
             Cow::Borrowed("runs"),
             MigrationType::Simple,
             include_str!("../migrations/sqlite/0003_runs.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            4,
+            Cow::Borrowed("provider_health"),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0004_provider_health.sql").into_sql_str(),
             false,
         ),
     ])
@@ -184,7 +192,7 @@ impl SqliteStore {
     /// and one-off runs.
     pub async fn open_in_memory() -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str("sqlite::memory:")
-            .map_err(|e| StoreError::Open(format!("could not set up an in-memory database: {e}")))?;
+            .map_err(|e| StoreError::open_from("could not set up an in-memory database", e))?;
         // One connection that never closes: the database lives exactly as long as it does.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
@@ -212,9 +220,12 @@ impl SqliteStore {
             return Self::open_in_memory().await;
         }
         let options = SqliteConnectOptions::from_str(url).map_err(|e| {
-            StoreError::Open(format!(
-                "storage URL {url} is not a valid SQLite URL ({e}); use sqlite://PATH or a plain file path"
-            ))
+            StoreError::open_from(
+                format!(
+                    "storage URL {url} is not a valid SQLite URL; use sqlite://PATH or a plain file path"
+                ),
+                e,
+            )
         })?;
         let path = options.get_filename().to_path_buf();
         Self::open_file(options, path).await
@@ -226,11 +237,14 @@ impl SqliteStore {
             && !dir.exists()
         {
             std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Open(format!(
-                    "could not create the directory {} for the database {location}: {e}; create it \
-                     yourself or choose another storage path",
-                    dir.display()
-                ))
+                StoreError::open_from(
+                    format!(
+                        "could not create the directory {} for the database {location}; create it \
+                         yourself or choose another storage path",
+                        dir.display()
+                    ),
+                    e,
+                )
             })?;
         }
         let options = Self::tune(options);
@@ -292,6 +306,13 @@ impl SqliteStore {
         self.writer.close().await;
     }
 
+    /// Counts a commit towards the next background checkpoint.
+    fn committed(&self) {
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.committed();
+        }
+    }
+
     async fn session_exists(&self, id: SessionId) -> Result<bool, StoreError> {
         let found: Option<i64> = sqlx::query_scalar(sql::SESSION_EXISTS)
             .bind(id.to_string())
@@ -318,19 +339,19 @@ async fn migrate(pool: &SqlitePool, location: &str) -> Result<(), StoreError> {
 fn migrate_error(location: &str, error: MigrateError) -> StoreError {
     match error {
         MigrateError::VersionMissing(version) | MigrateError::VersionTooNew(version, _) => {
-            StoreError::Open(format!(
+            StoreError::open(format!(
                 "the database at {location} was written by a newer exoclaw (it has schema version \
                  {version}, which this exoclaw does not know); upgrade exoclaw, or point storage.url \
                  at another database"
             ))
         }
-        MigrateError::VersionMismatch(version) => StoreError::Open(format!(
+        MigrateError::VersionMismatch(version) => StoreError::open(format!(
             "schema version {version} of the database at {location} differs from this exoclaw's; it \
              was created by a different build of exoclaw. Use that build, or point storage.url at \
              another database"
         )),
         MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => open_error(location, e),
-        other => StoreError::Open(format!("could not prepare the database at {location}: {other}")),
+        other => StoreError::open_from(format!("could not prepare the database at {location}"), other),
     }
 }
 
@@ -373,12 +394,12 @@ fn open_error(location: &str, error: sqlx::Error) -> StoreError {
         Some(13) => format!("the disk holding {location} is full; free some space"),
         _ => format!("could not open the database at {location}"),
     };
-    StoreError::Open(format!("{advice} ({error})"))
+    StoreError::open_from(advice, error)
 }
 
 /// A session from a row of [`sql::SESSION_BY_ID`] and the like.
 fn session_from_row(row: &SqliteRow) -> Result<SessionInfo, StoreError> {
-    let decode = |e: sqlx::Error| StoreError::Corrupt(format!("a session row could not be read: {e}"));
+    let decode = |e: sqlx::Error| StoreError::corrupt_from("a session row could not be read", e);
     let id: String = row.try_get("id").map_err(decode)?;
     Ok(SessionInfo {
         id: SessionId(parse_uuid(&id)?),
@@ -398,7 +419,7 @@ fn session_from_row(row: &SqliteRow) -> Result<SessionInfo, StoreError> {
 }
 
 fn message_from_row(row: &SqliteRow) -> Result<Message, StoreError> {
-    let decode = |e: sqlx::Error| StoreError::Corrupt(format!("a message row could not be read: {e}"));
+    let decode = |e: sqlx::Error| StoreError::corrupt_from("a message row could not be read", e);
     let id: String = row.try_get("id").map_err(decode)?;
     let role: String = row.try_get("role").map_err(decode)?;
     let parts: String = row.try_get("parts").map_err(decode)?;
@@ -411,7 +432,7 @@ fn message_from_row(row: &SqliteRow) -> Result<Message, StoreError> {
 }
 
 fn usage_from_row(row: &SqliteRow) -> Result<UsageRecord, StoreError> {
-    let decode = |e: sqlx::Error| StoreError::Corrupt(format!("a usage row could not be read: {e}"));
+    let decode = |e: sqlx::Error| StoreError::corrupt_from("a usage row could not be read", e);
     let session_id: Option<String> = row.try_get("session_id").map_err(decode)?;
     let tokens = |column: &str| -> Result<Option<u64>, StoreError> {
         opt_from_i64(row.try_get(column).map_err(decode)?, column)
@@ -436,7 +457,8 @@ fn usage_from_row(row: &SqliteRow) -> Result<UsageRecord, StoreError> {
 }
 
 fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
-    Uuid::parse_str(text).map_err(|e| StoreError::Corrupt(format!("stored id {text:?} is not a UUID: {e}")))
+    Uuid::parse_str(text)
+        .map_err(|e| StoreError::corrupt_from(format!("stored id {text:?} is not a UUID"), e))
 }
 
 /// Appends one usage record on `conn`.
@@ -531,7 +553,7 @@ fn usage_insert_sql(rows: usize) -> Arc<str> {
 fn bind_usage(args: &mut sqlx::sqlite::SqliteArguments, record: &UsageRecord) -> Result<(), StoreError> {
     use sqlx::Arguments;
     let tokens = &record.usage;
-    let failed = |e: sqlx::error::BoxDynError| StoreError::Database(format!("could not record usage: {e}"));
+    let failed = |e: sqlx::error::BoxDynError| StoreError::database_from("could not record usage", e);
     args.add(to_micros(record.at)).map_err(failed)?;
     args.add(record.session_id.map(|id| id.to_string())).map_err(failed)?;
     for text in [&record.agent, &record.provider, &record.model] {

@@ -6,11 +6,11 @@
 
 use async_trait::async_trait;
 use exoclaw_core::runtime::{
-    AgentSummary, Route, SessionQueues, SessionRef, TurnReport, resolve_target, turn_channel,
+    AgentSummary, Route, SessionQueues, SessionRef, TurnFailure, TurnReport, resolve_target, turn_channel,
 };
 use exoclaw_core::{
-    AgentRunner, AgentRuntime, Bindings, EventSink, NewSession, SessionStore, Target, TurnError, TurnHandle,
-    TurnInput,
+    AgentRunner, AgentRuntime, Bindings, EventSink, NewSession, NoCheckpoints, SessionStore, Target,
+    TurnError, TurnHandle, TurnInput,
 };
 use exoclaw_types::{AgentEvent, Message, SessionId};
 use std::collections::BTreeMap;
@@ -110,12 +110,14 @@ impl AgentRuntime for ScriptedRuntime {
                 let error = Mutex::new(None);
                 let sink = |event: AgentEvent| {
                     if let AgentEvent::Error { code, message } = &event {
-                        *error.lock().unwrap() = Some((code.to_string(), message.clone()));
+                        *error.lock().unwrap() = Some(TurnFailure { code: *code, message: message.clone() });
                     }
                     sender.emit(event);
                 };
+                let run = agent.runner.start(history, Message::user(text.clone()));
+                let payer = input.payer.as_deref();
                 let result =
-                    agent.runner.run_turn(id, history, Message::user(text.clone()), &cancel, &sink).await;
+                    agent.runner.drive_checkpointed(run, id, &cancel, &sink, &NoCheckpoints, payer).await;
                 let model = agent.runner.display_model().to_owned();
                 if !existing {
                     let new = NewSession {

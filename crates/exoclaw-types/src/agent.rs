@@ -1,7 +1,7 @@
 //! What an agent turn looks like from the outside: [`AgentEvent`]s, the [`TurnOutcome`], sessions
 //! and their keys, and the per-call [`UsageRecord`] that metering stores.
 
-use crate::{ToolCall, Usage};
+use crate::{ErrorCode, ToolCall, Usage};
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -163,10 +163,11 @@ pub enum AgentEvent {
         /// The counts, as far as the provider reported them.
         usage: Usage,
     },
-    /// Something went wrong; `code` is stable (`auth`, `timeout`, `max_iterations`, …).
+    /// Something went wrong; `code` says what, as a stable string (`auth`, `timeout`,
+    /// `max_iterations`, …).
     Error {
         /// Machine-readable error code.
-        code: String,
+        code: ErrorCode,
         /// What happened and what to do, for a person.
         message: String,
     },

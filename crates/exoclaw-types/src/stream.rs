@@ -138,4 +138,9 @@ pub struct ChatResponse {
     pub stop_reason: StopReason,
     /// Token counts, as far as reported.
     pub usage: Usage,
+    /// The provider instance and model that served the answer, when a router chose them
+    /// ([`StreamEvent::Served`] in a stream): after a fallback, another than the one asked for.
+    /// `None` from a provider called directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served: Option<crate::ModelRef>,
 }

@@ -142,3 +142,13 @@ fn json_schemas_describe_the_wire_types() {
     let schema = serde_json::to_value(schemars::schema_for!(ChatRequest)).unwrap();
     assert!(schema["properties"]["messages"].is_object());
 }
+
+#[test]
+fn an_error_event_keeps_its_code_as_the_string_clients_match_on() {
+    let event = AgentEvent::Error { code: ErrorCode::BudgetExceeded, message: "over".into() };
+    let value = serde_json::to_value(&event).unwrap();
+    assert_eq!(value, json!({"type": "error", "code": "budget_exceeded", "message": "over"}));
+    assert_eq!(serde_json::from_value::<AgentEvent>(value).unwrap(), event);
+    let unknown = json!({"type": "error", "code": "no_such_code", "message": "?"});
+    assert!(serde_json::from_value::<AgentEvent>(unknown).is_err());
+}

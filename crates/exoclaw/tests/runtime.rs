@@ -7,9 +7,10 @@
 
 use async_trait::async_trait;
 use exoclaw::exoclaw_core::{
-    AgentRuntime, ApprovalRequest, Approver, Decision, SessionStore, Target, TurnInput, TurnReport,
+    AgentRuntime, ApprovalRequest, Approver, Decision, SessionStore, Target, TurnFailure, TurnInput,
+    TurnReport,
 };
-use exoclaw::exoclaw_types::{AgentEvent, Role, TurnOutcome};
+use exoclaw::exoclaw_types::{AgentEvent, ErrorCode, Role, TurnOutcome};
 use exoclaw::{Config, Runtime};
 use exoclaw_testkit::script::{Answer, request_messages, serve};
 use exoclaw_testkit::server::{Ending, Reply, ScriptedServer};
@@ -131,8 +132,8 @@ async fn a_budget_that_cannot_cover_the_call_refuses_it_before_the_model_is_aske
     let fx = runtime(&server, budget, None).await;
     let (events, report) = turn(&fx.runtime, Target::New { agent: None }, "Hello").await;
     assert_eq!(report.outcome, TurnOutcome::Failed);
-    let (code, message) = report.error.clone().unwrap();
-    assert_eq!(code, "budget_exceeded");
+    let TurnFailure { code, message } = report.error.clone().unwrap();
+    assert_eq!(code, ErrorCode::BudgetExceeded);
     assert!(message.contains("tiny"), "{message}");
     assert!(events.iter().any(|e| matches!(e, AgentEvent::Error { .. })));
     assert!(server.requests().is_empty(), "the model was called");

@@ -58,10 +58,6 @@ use regex::Regex;
 use std::borrow::Cow;
 use std::sync::Arc;
 
-/// The `code` of the `Error` event sent when a hook stops a turn ([`ModelAction::Stop`],
-/// [`ToolAction::Stop`]); the turn ends `Failed` and the message gives the hook's reason.
-pub const HOOK_STOPPED: &str = "hook_stopped";
-
 /// What a hook is told about the turn it is called for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -89,7 +85,7 @@ pub enum ModelAction {
     Continue,
     /// Send this request instead; later hooks see it.
     Rewrite(ChatRequest),
-    /// Do not call the model: the turn ends `Failed` with an [`HOOK_STOPPED`] error naming
+    /// Do not call the model: the turn ends `Failed` with an [`ErrorCode::HookStopped`](exoclaw_types::ErrorCode::HookStopped) error naming
     /// `reason`.
     Stop {
         /// Why, for the user.
@@ -113,7 +109,7 @@ pub enum ToolAction {
         /// Whether it reads as a failure.
         is_error: bool,
     },
-    /// Run nothing more: the turn ends `Failed` with an [`HOOK_STOPPED`] error naming `reason`.
+    /// Run nothing more: the turn ends `Failed` with an [`ErrorCode::HookStopped`](exoclaw_types::ErrorCode::HookStopped) error naming `reason`.
     Stop {
         /// Why, for the user.
         reason: String,

@@ -18,8 +18,8 @@ mod turn;
 
 pub use checkpoint::{Checkpoints, NoCheckpoints};
 pub use hooks::{
-    DenyToolsHook, HOOK_STOPPED, Hook, HookContext, ModelAction, Monitor, PatternError, RedactHook,
-    ResultAction, ToolAction,
+    DenyToolsHook, Hook, HookContext, ModelAction, Monitor, PatternError, RedactHook, ResultAction,
+    ToolAction,
 };
 pub use permission::{ApprovalRequest, Approver, Decision, FixedApprover, Permission, PermissionPolicy};
 pub use run::{

@@ -108,6 +108,10 @@ pub enum Decision {
     Approve,
     /// Do not run it; the model is told the user denied it.
     Deny,
+    /// Do not run it: nobody is there to ask (an agent serving a gateway or a scheduled job). The
+    /// model is told the call needs a person's approval, which cannot be given where it runs, so
+    /// it can say so instead of retrying.
+    Unattended,
 }
 
 /// A tool call waiting for the user's approval.

@@ -385,9 +385,16 @@ impl Run {
                 open.state = CallState::Ready;
                 None
             }
-            Decision::Deny => {
-                let result =
-                    denied(&open.call, "the user denied this call; do not retry it unless the user asks");
+            Decision::Deny | Decision::Unattended => {
+                let why = match decision {
+                    Decision::Unattended => {
+                        "it needs a person's approval and this agent runs unattended, with nobody to \
+                         ask; do not retry it: tell the user it needs approval (an operator can allow \
+                         the tool under [permissions])"
+                    }
+                    _ => "the user denied this call; do not retry it unless the user asks",
+                };
+                let result = denied(&open.call, why);
                 open.state = CallState::Finished { result: result.clone() };
                 Some(SettledCall { call: open.call.clone(), result })
             }

@@ -10,8 +10,10 @@ use crate::agent::hooks::{Hook, HookContext, Monitor, Observed};
 use crate::agent::permission::{Approver, Decision, FixedApprover, PermissionPolicy};
 use crate::agent::run::{DEFAULT_MAX_ITERATIONS, Run, RunConfig, RunTool, Step};
 use crate::agent::turn::Turn;
-use crate::metering::Metering;
-use exoclaw_types::{AgentEvent, GenerationParams, Message, ModelId, SessionId, TurnOutcome, UsageRecord};
+use crate::metering::{Metering, Payer};
+use exoclaw_types::{
+    AgentEvent, ErrorCode, GenerationParams, Message, ModelId, SessionId, TurnOutcome, UsageRecord,
+};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -209,7 +211,7 @@ impl AgentRunner {
     }
 
     /// Adds a hook, called after the ones added before it (see [`Hook`]). A hook that stops a turn
-    /// ends it `Failed` with an `Error` event whose code is [`crate::HOOK_STOPPED`].
+    /// ends it `Failed` with an `Error` event whose code is [`ErrorCode::HookStopped`].
     pub fn with_hook(mut self, hook: Arc<dyn Hook>) -> Self {
         self.hooks.push(hook);
         self
@@ -277,7 +279,7 @@ impl AgentRunner {
         cancel: &CancellationToken,
         events: &dyn EventSink,
     ) -> TurnResult {
-        self.drive_checkpointed(run, session_id, cancel, events, &NoCheckpoints).await
+        self.drive_checkpointed(run, session_id, cancel, events, &NoCheckpoints, None).await
     }
 
     /// Runs `run` (new, or restored from a checkpoint) to its end, saving it to `checkpoints` after
@@ -294,6 +296,9 @@ impl AgentRunner {
     /// Calls that were running when its process stopped are never run again silently
     /// ([`Run::recover_interrupted`]): each is reported as an interrupted `ToolResult`, or asked
     /// about again when its tool needs approval. Finished results are kept.
+    ///
+    /// `payer`, when given, pays for the turn's model calls besides the budgets: each call is
+    /// held with it first and settled after (see [`Payer`]).
     pub async fn drive_checkpointed(
         &self,
         mut run: Run,
@@ -301,12 +306,13 @@ impl AgentRunner {
         cancel: &CancellationToken,
         events: &dyn EventSink,
         checkpoints: &dyn Checkpoints,
+        payer: Option<&dyn Payer>,
     ) -> TurnResult {
         let cx = HookContext::new(session_id, &self.agent, &self.display_model);
         let observed = Observed { sink: events, monitors: &self.monitors, cx };
         let events: &dyn EventSink = if self.monitors.is_empty() { events } else { &observed };
         events.emit(AgentEvent::TurnStarted { session_id, model: self.display_model.clone() });
-        let turn = Turn { runner: self, cx, cancel, events, checkpoints };
+        let turn = Turn { runner: self, cx, cancel, events, checkpoints, payer };
         for settled in run.recover_interrupted() {
             turn.settled(&settled);
         }
@@ -324,7 +330,7 @@ impl AgentRunner {
         };
         if outcome == TurnOutcome::MaxIterations {
             events.emit(AgentEvent::Error {
-                code: "max_iterations".to_owned(),
+                code: ErrorCode::MaxIterations,
                 message: format!(
                     "the model was still calling tools after {} model calls, the most one turn allows, \
                      so the turn was stopped; ask it to continue, or raise the agent's `max_iterations` limit",

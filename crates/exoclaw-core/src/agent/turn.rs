@@ -2,14 +2,15 @@
 //! and checkpoints around them. [`crate::AgentRunner::drive_checkpointed`] loops over the steps.
 
 use crate::agent::checkpoint::Checkpoints;
-use crate::agent::hooks::{self, HOOK_STOPPED, HookContext, ModelAction, ToolAction};
+use crate::agent::hooks::{self, HookContext, ModelAction, ToolAction};
 use crate::agent::permission::ApprovalRequest;
 use crate::agent::run::{Run, RunError, SettledCall};
 use crate::agent::runner::{AgentRunner, EventSink};
-use crate::metering::{BudgetError, CallScope, DEFAULT_OUTPUT_ESTIMATE, Reservation};
+use crate::metering::{BudgetError, CallScope, DEFAULT_OUTPUT_ESTIMATE, PaidCall, Payer, Reservation};
 use crate::{ErrorKind, ProviderError, ResponseAssembler, ToolContext, ToolError};
 use exoclaw_types::{
-    AgentEvent, ChatRequest, Message, StreamEvent, ToolCall, ToolEffect, ToolResult, Usage, UsageRecord,
+    AgentEvent, ChatRequest, ErrorCode, Message, StreamEvent, ToolCall, ToolEffect, ToolResult, Usage,
+    UsageRecord,
 };
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
@@ -26,16 +27,20 @@ pub(super) struct Turn<'a> {
     pub cancel: &'a CancellationToken,
     pub events: &'a dyn EventSink,
     pub checkpoints: &'a dyn Checkpoints,
+    /// Who pays for this turn's calls besides the budgets, if anyone.
+    pub payer: Option<&'a dyn Payer>,
 }
 
 /// What is known of one model call when its usage is recorded.
-struct Call {
+struct Call<'a> {
     /// Wall time, and time to the first event.
     timing: (Duration, Option<Duration>),
     /// The provider and model that served it, when a router said.
     served: Option<(String, String)>,
     /// The budget hold taken before the call.
     reservation: Reservation,
+    /// The turn's payer's hold, if the turn has one.
+    paid: Option<PaidCall<'a>>,
 }
 
 /// How a model call's stream ended.
@@ -45,7 +50,7 @@ enum Ending {
     Failed(ProviderError),
 }
 
-impl Turn<'_> {
+impl<'a> Turn<'a> {
     pub async fn call_model(&self, run: &mut Run, request: ChatRequest) {
         let provider = &self.runner.provider;
         let request = if self.runner.hooks.is_empty() {
@@ -67,12 +72,12 @@ impl Turn<'_> {
         };
         // Held until the call's usage is recorded; dropped (released) on every path that records
         // none, because the model was never reached.
-        let reservation = match self.reserve(run, &request) {
-            Ok(reservation) => reservation,
-            Err(err) => {
+        let (reservation, paid) = match self.reserve(run, &request) {
+            Ok(held) => held,
+            Err((code, why)) => {
                 self.events.emit(AgentEvent::Error {
-                    code: err.code().to_owned(),
-                    message: format!("{} was not called: {err}", self.runner.display_model),
+                    code,
+                    message: format!("{} was not called: {why}", self.runner.display_model),
                 });
                 run.fail();
                 return;
@@ -125,7 +130,7 @@ impl Turn<'_> {
         let timing = (started.elapsed(), ttft);
         // A router names the provider that really served the call.
         let served = assembler.served().map(|(p, m)| (p.to_owned(), m.to_owned()));
-        let call = Call { timing, served, reservation };
+        let call = Call { timing, served, reservation, paid };
         match ending {
             Ending::Finished => match assembler.finish(provider.name()) {
                 Ok(response) => {
@@ -226,7 +231,7 @@ impl Turn<'_> {
             Err(err) => {
                 tracing::error!(%err, "a turn could not be checkpointed");
                 self.events.emit(AgentEvent::Error {
-                    code: "internal".to_owned(),
+                    code: ErrorCode::Internal,
                     message: format!(
                         "the turn could not be checkpointed ({err}), so it was stopped before anything \
                          more ran: a crash now would lose its progress; check the session store (its disk, \
@@ -242,14 +247,19 @@ impl Turn<'_> {
     /// A hook stopped the turn `at` some point, for `reason`.
     fn stopped(&self, run: &mut Run, at: &str, reason: &str) {
         self.events.emit(AgentEvent::Error {
-            code: HOOK_STOPPED.to_owned(),
+            code: ErrorCode::HookStopped,
             message: format!("an operator's hook stopped the turn {at}: {reason}"),
         });
         run.fail();
     }
 
-    /// Reserves the next call's estimate against the budgets of this session and agent.
-    fn reserve(&self, run: &Run, request: &ChatRequest) -> Result<Reservation, BudgetError> {
+    /// Reserves the next call's estimate against the budgets of this session and agent, then
+    /// with the turn's payer; a refusal gives its code and why.
+    fn reserve(
+        &self,
+        run: &Run,
+        request: &ChatRequest,
+    ) -> Result<(Reservation, Option<PaidCall<'a>>), (ErrorCode, String)> {
         let metering = &self.runner.metering;
         let max_output = request.params.max_tokens.map_or(DEFAULT_OUTPUT_ESTIMATE, u64::from);
         let prompt = estimate_tokens(run.prompt_chars());
@@ -264,7 +274,20 @@ impl Turn<'_> {
             estimate = metering.estimate(provider, model, prompt, max_output);
         }
         let scope = CallScope { session: Some(self.cx.session_id), agent: &self.runner.agent };
-        metering.budgets.reserve(&scope, estimate)
+        let reservation = metering
+            .budgets
+            .reserve(&scope, estimate)
+            .map_err(|err: BudgetError| (err.code(), err.to_string()))?;
+        let paid = match self.payer {
+            None => None,
+            Some(payer) => {
+                let hold = payer
+                    .reserve(&self.runner.display_model, estimate)
+                    .map_err(|refusal| (refusal.code, refusal.message))?;
+                Some(PaidCall::new(payer, hold))
+            }
+        };
+        Ok((reservation, paid))
     }
 
     /// Records one model call's usage with the run, settles its budget reservation and reports
@@ -276,7 +299,7 @@ impl Turn<'_> {
         run: &mut Run,
         reported: Usage,
         output: &Message,
-        Call { timing: (latency, ttft), served, reservation }: Call,
+        Call { timing: (latency, ttft), served, reservation, paid }: Call<'_>,
     ) {
         let mut usage = reported;
         let mut estimated = false;
@@ -308,6 +331,9 @@ impl Turn<'_> {
         record.cost_usd = metering.cost(&record.provider, &record.model, &record.usage);
         let tokens = usage.input_tokens.unwrap_or(0).saturating_add(usage.output_tokens.unwrap_or(0));
         reservation.settle(tokens, record.cost_usd);
+        if let Some(paid) = paid {
+            paid.settle(record.cost_usd);
+        }
         run.record_usage(record);
         self.events.emit(AgentEvent::Usage { usage: reported });
     }
@@ -357,7 +383,14 @@ impl Turn<'_> {
                 }
                 next = running.next() => next,
             };
-            let Some(result) = next else { return };
+            let Some(finished) = next else { return };
+            let result = match finished {
+                Ok(result) => result,
+                Err(aborted) => {
+                    batch.cancel();
+                    return self.aborted(run, &aborted);
+                }
+            };
             if let Err(err) = run.tools_finished(vec![result]) {
                 batch.cancel();
                 return self.bug(run, &err);
@@ -369,8 +402,9 @@ impl Turn<'_> {
         }
     }
 
-    /// Runs one call under the time limit, shows its result to the hooks, and reports it.
-    async fn execute(&self, call: &ToolCall, batch: &CancellationToken) -> ToolResult {
+    /// Runs one call under the time limit, shows its result to the hooks, and reports it; or
+    /// gives back the tool's [`ToolError::Abort`], which ends the turn.
+    async fn execute(&self, call: &ToolCall, batch: &CancellationToken) -> Result<ToolResult, Aborted> {
         let started = Instant::now();
         let (content, is_error) = match self.runner.tools.get(&call.name) {
             None => (self.unknown_tool(&call.name), true),
@@ -383,6 +417,9 @@ impl Turn<'_> {
                 let running = AssertUnwindSafe(tool.call(call.arguments.clone(), &ctx)).catch_unwind();
                 match tokio::time::timeout(limit, running).await {
                     Ok(Ok(Ok(text))) => (text, false),
+                    Ok(Ok(Err(ToolError::Abort { code, message }))) => {
+                        return Err(Aborted { tool: call.name.clone(), code, message });
+                    }
                     Ok(Ok(Err(err))) => (err.to_string(), true),
                     Ok(Err(_panic)) => {
                         (format!("the tool `{}` crashed; this is a bug in the tool", call.name), true)
@@ -406,7 +443,17 @@ impl Turn<'_> {
             is_error: result.is_error,
             duration_ms: millis(started.elapsed()),
         });
-        result
+        Ok(result)
+    }
+
+    /// A tool ended the turn: the model is not called again.
+    fn aborted(&self, run: &mut Run, aborted: &Aborted) {
+        tracing::warn!(tool = %aborted.tool, code = %aborted.code, "a tool ended the turn");
+        self.events.emit(AgentEvent::Error {
+            code: aborted.code,
+            message: format!("the tool `{}` stopped the turn: {}", aborted.tool, aborted.message),
+        });
+        run.fail();
     }
 
     fn unknown_tool(&self, name: &str) -> String {
@@ -431,14 +478,14 @@ impl Turn<'_> {
     }
 
     fn provider_error(&self, err: &ProviderError) {
-        self.events.emit(AgentEvent::Error { code: err.kind.code().to_owned(), message: err.to_string() });
+        self.events.emit(AgentEvent::Error { code: err.kind.code(), message: err.to_string() });
     }
 
     /// The run refused what the runner fed it: a bug here, reported rather than panicking.
     fn bug(&self, run: &mut Run, err: &RunError) {
         tracing::error!(%err, "agent runner fed its run an inconsistent input");
         self.events.emit(AgentEvent::Error {
-            code: "internal".to_owned(),
+            code: ErrorCode::Internal,
             message: format!("internal error in the agent loop ({err}); please report this bug"),
         });
         run.fail();
@@ -451,4 +498,11 @@ fn estimate_tokens(chars: usize) -> u64 {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A tool's [`ToolError::Abort`], with the tool's name.
+struct Aborted {
+    tool: String,
+    code: ErrorCode,
+    message: String,
 }

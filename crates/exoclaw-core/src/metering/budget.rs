@@ -2,7 +2,7 @@
 //! what a call asks of it ([`CallScope`], [`Estimate`]), and why it may say no ([`BudgetError`]).
 
 use chrono::{DateTime, Datelike, Months, NaiveTime, TimeDelta, Utc};
-use exoclaw_types::SessionId;
+use exoclaw_types::{ErrorCode, SessionId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -220,11 +220,11 @@ pub enum BudgetError {
 }
 
 impl BudgetError {
-    /// The stable code front ends see in `AgentEvent::Error`.
-    pub fn code(&self) -> &'static str {
+    /// The code front ends see in `AgentEvent::Error`.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Exceeded(_) => "budget_exceeded",
-            Self::Unpriced { .. } => "budget_unpriced",
+            Self::Exceeded(_) => ErrorCode::BudgetExceeded,
+            Self::Unpriced { .. } => ErrorCode::BudgetUnpriced,
         }
     }
 }

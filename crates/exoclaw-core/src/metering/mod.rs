@@ -9,6 +9,7 @@
 //! - [`Budgets`] ([`ledger`](self::ledger)): the spend per budget and window, reservations taken
 //!   atomically before a call and settled after it, restored from the usage ledger at start.
 //! - [`Clock`]: where windows read the time ([`TestClock`] in tests).
+//! - [`Payer`]: someone besides the budgets who pays for one turn's calls (a virtual key).
 //!
 //! [`Metering`] bundles the price table and the budgets for the agent runner
 //! (`AgentRunner::with_metering`).
@@ -16,6 +17,7 @@
 mod budget;
 mod clock;
 mod ledger;
+mod payer;
 mod prices;
 
 pub use budget::{
@@ -23,6 +25,8 @@ pub use budget::{
 };
 pub use clock::{Clock, SystemClock, TestClock};
 pub use ledger::{BudgetStatus, Budgets, Reservation};
+pub(crate) use payer::PaidCall;
+pub use payer::{Hold, Payer, PayerRefusal};
 pub use prices::{Price, PriceTable, SHIPPED as SHIPPED_PRICES};
 
 use chrono::{DateTime, Utc};

@@ -16,8 +16,8 @@ pub use bindings::Bindings;
 pub use context::{AssembleError, ContextAssembler, ContextRequest, HistoryAssembler};
 pub use queue::{SessionBusy, SessionQueues, Ticket};
 pub use turn::{
-    AfterTurn, AgentSummary, MAX_KEY_PART_BYTES, Route, SessionRef, Target, TurnError, TurnHandle, TurnInput,
-    TurnReport, TurnSender, resolve_target, turn_channel,
+    AfterTurn, AgentSummary, MAX_KEY_PART_BYTES, Route, SessionRef, Target, TurnError, TurnFailure,
+    TurnHandle, TurnInput, TurnReport, TurnSender, resolve_target, turn_channel,
 };
 
 use async_trait::async_trait;

@@ -4,9 +4,12 @@
 
 use super::bindings::Bindings;
 use super::queue::SessionBusy;
-use crate::{EventSink, StoreError};
+use crate::{EventSink, Payer, StoreError};
 use async_trait::async_trait;
-use exoclaw_types::{AgentEvent, Inbound, Message, SessionId, SessionKey, TurnOutcome, UsageRecord};
+use exoclaw_types::{
+    AgentEvent, ErrorCode, Inbound, Message, SessionId, SessionKey, TurnOutcome, UsageRecord,
+};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -72,24 +75,34 @@ impl Route {
 }
 
 /// What a turn carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct TurnInput {
     /// The user's message; `None` only resumes the session's interrupted turn.
     pub text: Option<String>,
     /// Whether to wait while another process runs a turn on the session (`true`), or to fail at
     /// once with [`TurnError::SessionLocked`].
     pub wait: bool,
+    /// Who pays for the turn's model calls besides the runtime's budgets (a gateway's virtual
+    /// key), if anyone.
+    pub payer: Option<Arc<dyn Payer>>,
 }
 
 impl TurnInput {
     /// A user message, waiting for the session if another process holds it.
     pub fn message(text: impl Into<String>) -> Self {
-        Self { text: Some(text.into()), wait: true }
+        Self { text: Some(text.into()), wait: true, payer: None }
     }
 
     /// No new message: only finish the session's interrupted turn.
     pub fn resume() -> Self {
-        Self { text: None, wait: true }
+        Self { text: None, wait: true, payer: None }
+    }
+
+    /// Holds each of the turn's model calls with `payer` before it is made and settles it after:
+    /// a refusal ends the turn before the model is asked.
+    pub fn with_payer(mut self, payer: Arc<dyn Payer>) -> Self {
+        self.payer = Some(payer);
+        self
     }
 
     /// Fails at once instead of waiting when another process holds the session.
@@ -131,10 +144,19 @@ pub struct TurnReport {
     pub messages: Vec<Message>,
     /// One record per model call.
     pub usage: Vec<UsageRecord>,
-    /// The code and message of the turn's last `Error` event, if it had one.
-    pub error: Option<(String, String)>,
+    /// The turn's last `Error` event, if it had one.
+    pub error: Option<TurnFailure>,
     /// Whether an interrupted turn of the session was finished first.
     pub resumed: bool,
+}
+
+/// What a turn's last [`AgentEvent::Error`](exoclaw_types::AgentEvent::Error) said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnFailure {
+    /// What went wrong, as clients match on it.
+    pub code: ErrorCode,
+    /// What happened and what to do, for a person.
+    pub message: String,
 }
 
 impl TurnReport {

@@ -17,7 +17,7 @@ impl Checkpoints for Saved {
     async fn save(&self, run: &Run) -> Result<(), StoreError> {
         let mut runs = self.runs.lock().unwrap();
         if self.fail_at == Some(runs.len()) {
-            return Err(StoreError::Database("disk I/O error".into()));
+            return Err(StoreError::database("disk I/O error"));
         }
         runs.push(serde_json::to_string(run).unwrap());
         Ok(())
@@ -104,7 +104,8 @@ fn two_counts() -> Script {
 async fn drive(h: &Harness, run: Run, checkpoints: &Saved, input: &str) -> Outcome {
     let recorder = Recorder::new();
     let cancel = CancellationToken::new();
-    let result = h.runner.drive_checkpointed(run, SessionId::new(), &cancel, &recorder, checkpoints).await;
+    let result =
+        h.runner.drive_checkpointed(run, SessionId::new(), &cancel, &recorder, checkpoints, None).await;
     checked(result, &recorder, input)
 }
 

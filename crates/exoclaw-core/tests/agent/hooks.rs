@@ -2,8 +2,7 @@
 
 use super::*;
 use exoclaw_core::{
-    DenyToolsHook, HOOK_STOPPED, Hook, HookContext, ModelAction, Monitor, RedactHook, ResultAction,
-    ToolAction, TurnResult,
+    DenyToolsHook, Hook, HookContext, ModelAction, Monitor, RedactHook, ResultAction, ToolAction, TurnResult,
 };
 use pretty_assertions::assert_eq;
 
@@ -92,7 +91,7 @@ async fn a_hook_that_stops_before_a_tool_fails_the_turn_with_its_reason() {
     assert_eq!(
         out.error(),
         Some((
-            HOOK_STOPPED.to_owned(),
+            "hook_stopped".to_owned(),
             "an operator's hook stopped the turn before the tool call `echo`: quota of tool calls used"
                 .to_owned()
         ))

@@ -12,7 +12,7 @@ use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 fn key_from_row(row: &PgRow) -> Result<ApiKey, StoreError> {
-    let decode = |e: sqlx::Error| StoreError::Corrupt(format!("a key row could not be read: {e}"));
+    let decode = |e: sqlx::Error| StoreError::corrupt_from("a key row could not be read", e);
     let id: Uuid = row.try_get("id").map_err(decode)?;
     let rpm: Option<i32> = row.try_get("rpm").map_err(decode)?;
     Ok(ApiKey {
@@ -25,7 +25,7 @@ fn key_from_row(row: &PgRow) -> Result<ApiKey, StoreError> {
         rpm: rpm
             .map(|rpm| {
                 u32::try_from(rpm)
-                    .map_err(|_| StoreError::Corrupt(format!("a key's rpm {rpm} is out of range")))
+                    .map_err(|_| StoreError::corrupt(format!("a key's rpm {rpm} is out of range")))
             })
             .transpose()?,
         created_at: row.try_get::<DateTime<Utc>, _>("created_at").map_err(decode)?,
@@ -46,7 +46,7 @@ impl KeyStore for PgStore {
         let rpm = new
             .rpm
             .map(|rpm| {
-                i32::try_from(rpm).map_err(|_| StoreError::Database(format!("rpm {rpm} is too large")))
+                i32::try_from(rpm).map_err(|_| StoreError::database(format!("rpm {rpm} is too large")))
             })
             .transpose()?;
         let inserted = sqlx::query(sql::INSERT_KEY)
@@ -113,7 +113,7 @@ impl KeyStore for PgStore {
 
     async fn add_key_spend(&self, id: &str, usd: f64) -> Result<(), StoreError> {
         let Some(id) = as_uuid(id) else {
-            return Err(StoreError::Database(format!("`{id}` is not a key id")));
+            return Err(StoreError::database(format!("`{id}` is not a key id")));
         };
         sqlx::query(sql::ADD_KEY_SPEND)
             .bind(usd)

@@ -10,7 +10,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 fn key_from_row(row: &SqliteRow) -> Result<ApiKey, StoreError> {
-    let decode = |e: sqlx::Error| StoreError::Corrupt(format!("a key row could not be read: {e}"));
+    let decode = |e: sqlx::Error| StoreError::corrupt_from("a key row could not be read", e);
     let id: String = row.try_get("id").map_err(decode)?;
     let models: String = row.try_get("models").map_err(decode)?;
     let rpm: Option<i64> = row.try_get("rpm").map_err(decode)?;
@@ -20,13 +20,13 @@ fn key_from_row(row: &SqliteRow) -> Result<ApiKey, StoreError> {
         name: row.try_get("name").map_err(decode)?,
         prefix: row.try_get("prefix").map_err(decode)?,
         models: serde_json::from_str(&models)
-            .map_err(|e| StoreError::Corrupt(format!("a key's model list is not a JSON list: {e}")))?,
+            .map_err(|e| StoreError::corrupt_from("a key's model list is not a JSON list", e))?,
         budget_usd: row.try_get("budget_usd").map_err(decode)?,
         spent_usd: row.try_get("spent_usd").map_err(decode)?,
         rpm: rpm
             .map(|rpm| {
                 u32::try_from(rpm)
-                    .map_err(|_| StoreError::Corrupt(format!("a key's rpm {rpm} is out of range")))
+                    .map_err(|_| StoreError::corrupt(format!("a key's rpm {rpm} is out of range")))
             })
             .transpose()?,
         created_at: from_micros(row.try_get("created_at").map_err(decode)?)?,
@@ -54,7 +54,7 @@ impl KeyStore for SqliteStore {
             revoked_at: None,
         };
         let models = serde_json::to_string(&key.models)
-            .map_err(|e| StoreError::Database(format!("the model list could not be encoded: {e}")))?;
+            .map_err(|e| StoreError::database_from("the model list could not be encoded", e))?;
         let inserted = sqlx::query(sql::INSERT_KEY)
             .bind(&key.id)
             .bind(&key.name)

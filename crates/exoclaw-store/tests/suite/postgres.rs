@@ -213,7 +213,7 @@ async fn a_missing_database_is_explained_without_the_password() {
         with_database(&admin, &missing).replacen("://postgres@", "://postgres:Sup3rSecretPw@", 1);
     assert!(with_password.contains("Sup3rSecretPw"), "the test URL should carry a password: {with_password}");
     let message = match Store::open(&with_password).await {
-        Err(StoreError::Open(message)) => message,
+        Err(StoreError::Open { message, .. }) => message,
         other => panic!("expected an Open error, got {other:?}"),
     };
     assert!(message.contains("does not exist") && message.contains(&missing), "{message}");
@@ -225,7 +225,7 @@ async fn a_missing_database_is_explained_without_the_password() {
 async fn an_unreachable_server_is_explained_without_the_password() {
     // Port 1 on the loopback interface: nothing listens there.
     let message = match Store::open("postgres://exoclaw:Sup3rSecretPw@127.0.0.1:1/exoclaw").await {
-        Err(StoreError::Open(message)) => message,
+        Err(StoreError::Open { message, .. }) => message,
         other => panic!("expected an Open error, got {other:?}"),
     };
     assert!(message.contains("could not reach PostgreSQL"), "{message}");

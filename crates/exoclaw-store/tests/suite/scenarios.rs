@@ -103,7 +103,7 @@ pub async fn a_failing_turn_leaves_nothing(store: Store) {
         .commit_turn(session.id, &broken, &[usage(Some(session.id), 99, 99)], Some("other/model"))
         .await
         .unwrap_err();
-    assert!(matches!(error, StoreError::Database(_)), "{error:?}");
+    assert!(matches!(error, StoreError::Database { .. }), "{error:?}");
     assert!(error.to_string().contains(&session.id.to_string()), "{error}");
 
     // A message id that another session already holds fails the same way.
@@ -495,7 +495,7 @@ where
     corrupt(session.id).await;
 
     match store.interrupted_run(session.id).await {
-        Err(StoreError::Corrupt(message)) => {
+        Err(StoreError::Corrupt { message, .. }) => {
             assert!(message.contains(&session.id.to_string()), "{message}");
             assert!(message.contains("discard"), "{message}");
         }

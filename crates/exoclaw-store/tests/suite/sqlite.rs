@@ -187,7 +187,7 @@ async fn in_memory_databases_are_private() {
 
 fn open_error(result: Result<Store, StoreError>) -> String {
     match result {
-        Err(StoreError::Open(message)) => message,
+        Err(StoreError::Open { message, .. }) => message,
         Err(other) => panic!("expected an Open error, got {other:?}"),
         Ok(_) => panic!("expected an error, the store opened"),
     }

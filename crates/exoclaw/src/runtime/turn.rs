@@ -3,11 +3,11 @@
 
 use super::{Agent, Inner};
 use exoclaw_core::runtime::{
-    ContextRequest, Route, SessionRef, Ticket, TurnReport, TurnSender, turn_channel,
+    ContextRequest, Route, SessionRef, Ticket, TurnFailure, TurnReport, TurnSender, turn_channel,
 };
 use exoclaw_core::{
-    Checkpoints, EventSink, NewSession, Run, RunStore, SessionLocks, SessionStore, StoreError, TurnError,
-    TurnHandle, TurnInput, TurnResult,
+    Checkpoints, EventSink, NewSession, Payer, Run, RunStore, SessionLocks, SessionStore, StoreError,
+    TurnError, TurnHandle, TurnInput, TurnResult,
 };
 use exoclaw_types::{AgentEvent, Message, SessionId};
 use std::sync::{Arc, Mutex};
@@ -58,7 +58,7 @@ impl Checkpoints for SessionCheckpoints<'_> {
 /// Passes events on, remembering the last error's code and message for the report.
 struct Recording<'a> {
     sender: &'a TurnSender,
-    error: Mutex<Option<(String, String)>>,
+    error: Mutex<Option<TurnFailure>>,
 }
 
 impl EventSink for Recording<'_> {
@@ -66,7 +66,7 @@ impl EventSink for Recording<'_> {
         if let AgentEvent::Error { code, message } = &event
             && let Ok(mut slot) = self.error.lock()
         {
-            *slot = Some((code.to_string(), message.clone()));
+            *slot = Some(TurnFailure { code: *code, message: message.clone() });
         }
         self.sender.emit(event);
     }
@@ -116,13 +116,14 @@ impl Turn<'_> {
                 .map_err(stored("the session could not be stored"))?,
         };
         let sink = Recording { sender: self.sender, error: Mutex::new(None) };
+        let payer = input.payer.as_deref();
         let mut resumed = false;
         let mut result = None;
         if let Some(run) =
             store.interrupted_run(id).await.map_err(stored("cannot read the interrupted turn"))?
         {
             let history = store.messages(id).await.map_err(stored("cannot read the session"))?;
-            let turn = self.drive(id, run.resume(history), &sink).await;
+            let turn = self.drive(id, run.resume(history), &sink, payer).await;
             self.commit(id, &turn).await?;
             resumed = true;
             result = Some(turn);
@@ -142,7 +143,7 @@ impl Turn<'_> {
                     other => TurnError::Context(other),
                 })?;
                 let run = self.agent.runner.start(history, Message::user(text));
-                let turn = self.drive(id, run, &sink).await;
+                let turn = self.drive(id, run, &sink, payer).await;
                 self.commit(id, &turn).await?;
                 turn
             }
@@ -183,9 +184,15 @@ impl Turn<'_> {
         }
     }
 
-    async fn drive(&self, id: SessionId, run: Run, sink: &Recording<'_>) -> TurnResult {
+    async fn drive(
+        &self,
+        id: SessionId,
+        run: Run,
+        sink: &Recording<'_>,
+        payer: Option<&dyn Payer>,
+    ) -> TurnResult {
         let checkpoints = SessionCheckpoints { store: &self.inner.store, session: id };
-        self.agent.runner.drive_checkpointed(run, id, self.cancel, sink, &checkpoints).await
+        self.agent.runner.drive_checkpointed(run, id, self.cancel, sink, &checkpoints, payer).await
     }
 
     /// Messages and usage in one transaction; the run's checkpoint goes with it.

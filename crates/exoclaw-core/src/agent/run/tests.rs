@@ -77,6 +77,19 @@ fn tool_calls_run_then_their_results_go_back_to_the_model_in_call_order() {
 }
 
 #[test]
+fn an_unattended_refusal_tells_the_model_nobody_can_approve_it() {
+    let mut run = Run::new(config(), vec![], Message::user("write"));
+    run.next_step();
+    run.model_answered(calling("", &[call("w1", "write")]), StopReason::ToolUse).unwrap();
+    let Step::AwaitApproval(_) = run.next_step() else { panic!("expected an approval") };
+    let refused = run.approval("w1", Decision::Unattended).unwrap().unwrap();
+    assert!(refused.result.is_error);
+    let content = &refused.result.content;
+    assert!(content.contains("runs unattended") && content.contains("do not retry"), "{content}");
+    let Step::CallModel(_) = run.next_step() else { panic!("the model is told, and the turn goes on") };
+}
+
+#[test]
 fn ask_waits_for_approval_and_a_denial_becomes_an_error_result() {
     let mut run = Run::new(config(), vec![], Message::user("write"));
     run.next_step();

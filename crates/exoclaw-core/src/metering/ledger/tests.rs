@@ -264,7 +264,7 @@ fn a_dollar_budget_refuses_a_model_without_a_price_but_a_token_budget_does_not()
     );
     let err = usd.reserve(&scope, unpriced).unwrap_err();
     assert_eq!(err, BudgetError::Unpriced { budget: "usd".into() });
-    assert_eq!(err.code(), "budget_unpriced");
+    assert_eq!(err.code(), exoclaw_types::ErrorCode::BudgetUnpriced);
     // Another agent's calls are not under that budget.
     usd.reserve(&CallScope { session: None, agent: "bob" }, unpriced).unwrap().settle(10, None);
 }

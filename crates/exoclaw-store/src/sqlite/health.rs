@@ -1,0 +1,46 @@
+//! The gateway's provider health checks in SQLite.
+
+use super::SqliteStore;
+use crate::codec::{from_micros, query_error, to_micros};
+use crate::sql;
+use async_trait::async_trait;
+use exoclaw_core::{ProviderHealth, ProviderHealthStore, StoreError};
+use sqlx::Row;
+
+#[async_trait]
+impl ProviderHealthStore for SqliteStore {
+    async fn record_provider_health(&self, checks: &[ProviderHealth]) -> Result<(), StoreError> {
+        let failed = |e| query_error("could not record the providers' health checks", e);
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
+        for check in checks {
+            sqlx::query(sql::UPSERT_PROVIDER_HEALTH)
+                .bind(&check.provider)
+                .bind(to_micros(check.checked_at))
+                .bind(check.error.as_deref())
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+        }
+        tx.commit().await.map_err(failed)?;
+        self.committed();
+        Ok(())
+    }
+
+    async fn provider_health(&self) -> Result<Vec<ProviderHealth>, StoreError> {
+        let rows = sqlx::query(sql::PROVIDER_HEALTH)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| query_error("could not read the providers' health checks", e))?;
+        rows.iter()
+            .map(|row| {
+                let decode =
+                    |e: sqlx::Error| StoreError::corrupt_from("a health check row could not be read", e);
+                Ok(ProviderHealth {
+                    provider: row.try_get("provider").map_err(decode)?,
+                    checked_at: from_micros(row.try_get("checked_at").map_err(decode)?)?,
+                    error: row.try_get("error").map_err(decode)?,
+                })
+            })
+            .collect()
+    }
+}
