@@ -75,6 +75,24 @@ impl Approver for Unattended {
             "exoclaw: `{name}` needs approval and nobody is at a terminal to give it, so it was refused; \
              rerun with --yes, or allow it in the config: [permissions] tools = {{ {name} = \"allow\" }}"
         );
-        Decision::Deny
+        Decision::Unattended
+    }
+}
+
+/// The gateway's agents: nobody is at a terminal, ever. Each refusal is logged with how an
+/// operator allows the tool; the model is told the call needs a person's approval.
+#[derive(Debug, Clone, Copy)]
+pub struct Daemon;
+
+#[async_trait]
+impl Approver for Daemon {
+    async fn approve(&self, request: &ApprovalRequest) -> Decision {
+        let name = &request.call.name;
+        tracing::info!(
+            tool = %name,
+            "a tool call needing approval was refused: gateway agents run unattended; to let them \
+             run it, allow it in the config: [permissions] tools = {{ {name} = \"allow\" }}"
+        );
+        Decision::Unattended
     }
 }

@@ -1,10 +1,13 @@
 //! `exoclaw providers status`: each available provider checked once through the router's
-//! circuit breakers — state, failures within the breaker's window, last error.
+//! circuit breakers — state, failures within the breaker's window, last error — and what a running
+//! gateway's periodic checks of keyless servers last saw (recorded in the store).
 
-#![allow(clippy::print_stdout)]
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use exoclaw::config::Config;
+use exoclaw_core::{ProviderHealth, ProviderHealthStore};
 use exoclaw_providers::router::Router;
+use exoclaw_store::Store;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -15,7 +18,8 @@ pub enum ProvidersCommand {
     /// Check every available provider now (a model listing each) and show its breaker: closed
     /// (healthy), open (failing; skipped by the router), with the last error. A one-shot command
     /// starts with closed breakers, so this is the state after one check each; the embedded
-    /// model is not loaded for it.
+    /// model is not loaded for it. Below, the last check a gateway sharing this store made of
+    /// each keyless server (it checks them every 30 seconds), and how long ago.
     Status {
         /// Seconds each check may take.
         #[arg(long, default_value_t = 10)]
@@ -49,11 +53,20 @@ pub async fn run(config: Option<&Path>, command: ProvidersCommand) -> anyhow::Re
     let router = builder.build(exoclaw_providers::Routes::default());
     router.check_health(true, Duration::from_secs(timeout.max(1))).await;
     let status = router.status();
+    let gateway_checks = gateway_checks(&loaded.storage_url()).await;
+    let gateway_check = |name: &str| gateway_checks.iter().find(|c| c.provider == name);
     if json {
         let rows: Vec<serde_json::Value> = status
             .iter()
             .map(|s| {
                 serde_json::json!({"name": s.name, "state": s.state.as_str(), "failures": s.failures, "last_error": s.last_error})
+            })
+            .map(|mut row| {
+                let check = row["name"].as_str().and_then(gateway_check);
+                row["gateway_check"] = check.map_or(serde_json::Value::Null, |c| {
+                    serde_json::json!({"checked_at": c.checked_at.to_rfc3339(), "error": c.error})
+                });
+                row
             })
             .chain(not_opened.iter().map(|(name, err)| serde_json::json!({"name": name, "state": "unconfigured", "failures": 0, "last_error": err})))
             .chain(local.iter().map(|name| serde_json::json!({"name": name, "state": "embedded", "failures": 0, "last_error": null})))
@@ -76,7 +89,47 @@ pub async fn run(config: Option<&Path>, command: ProvidersCommand) -> anyhow::Re
         for name in &local {
             println!("{name:<16} {:<12} {:>8}  -", "embedded", "-");
         }
+        if !gateway_checks.is_empty() {
+            println!("\nThe gateway's last checks (keyless servers, every 30 s):");
+            let now = chrono::Utc::now();
+            for check in &gateway_checks {
+                let ago = ago(now - check.checked_at);
+                match &check.error {
+                    None => println!("{:<16} {:<12} {ago:>8}", check.provider, "ok"),
+                    Some(error) => println!("{:<16} {:<12} {ago:>8}  {error}", check.provider, "failed"),
+                }
+            }
+        }
     }
     let healthy = status.iter().all(|s| s.failures == 0) && not_opened.is_empty();
     Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// What a gateway sharing the store last saw of each provider; none when there is no store yet
+/// or it cannot be read (said on stderr: the checks made here are still shown).
+async fn gateway_checks(url: &str) -> Vec<ProviderHealth> {
+    let read = async {
+        let store = Store::open(url).await?;
+        let checks = store.provider_health().await;
+        store.close().await;
+        checks
+    };
+    match read.await {
+        Ok(checks) => checks,
+        Err(e) => {
+            eprintln!("(the gateway's recorded checks could not be read: {e})");
+            Vec::new()
+        }
+    }
+}
+
+/// `12 s ago`, `5 min ago`, `3 h ago`, `2 d ago`.
+fn ago(elapsed: chrono::TimeDelta) -> String {
+    let seconds = elapsed.num_seconds().max(0);
+    match seconds {
+        0..60 => format!("{seconds} s ago"),
+        60..3600 => format!("{} min ago", seconds / 60),
+        3600..86_400 => format!("{} h ago", seconds / 3600),
+        _ => format!("{} d ago", seconds / 86_400),
+    }
 }

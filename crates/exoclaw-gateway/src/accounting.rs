@@ -36,6 +36,8 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 enum Entry {
     /// One settled request.
     Settled { record: Box<UsageRecord>, key_id: Option<String> },
+    /// A key's spend on an agent turn's model call (the turn stores its own usage records).
+    KeySpend { key_id: String, usd: f64 },
     /// Answer once everything before has been written.
     Flush(oneshot::Sender<()>),
 }
@@ -58,7 +60,11 @@ impl Ledger {
     /// Queues a settled request; when the queue is full, a task waits for room (nothing is
     /// dropped, and the request's answer is not held up).
     fn push(&self, record: UsageRecord, key_id: Option<String>) {
-        match self.sender.try_send(Entry::Settled { record: Box::new(record), key_id }) {
+        self.enqueue(Entry::Settled { record: Box::new(record), key_id });
+    }
+
+    fn enqueue(&self, entry: Entry) {
+        match self.sender.try_send(entry) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(entry)) => {
                 let sender = self.sender.clone();
@@ -68,6 +74,12 @@ impl Ledger {
                 tracing::warn!("the usage ledger has stopped; a request's usage was not recorded");
             }
         }
+    }
+
+    /// Queues `usd` more spent by key `key_id` (an agent turn's model call, whose usage record
+    /// the turn stores itself), written with the next batch.
+    fn push_key_spend(&self, key_id: String, usd: f64) {
+        self.enqueue(Entry::KeySpend { key_id, usd });
     }
 
     /// Waits until everything pushed before has been written.
@@ -107,6 +119,7 @@ async fn write_batches(
                     }
                     records.push(*record);
                 }
+                Entry::KeySpend { key_id, usd } => *spend.entry(key_id).or_default() += usd,
                 Entry::Flush(done) => flushes.push(done),
             }
         }
@@ -211,6 +224,23 @@ pub enum BudgetRefusal {
         /// The most this request may cost, USD.
         request_usd: f64,
     },
+    /// What an agent turn's next model call may cost does not fit in what the key has left
+    /// (`chat.send` with a virtual key).
+    #[error(
+        "the key `{key}` cannot cover the agent's next model call: ${spent_usd:.4} of its ${budget_usd:.2} budget is spent and ${held_usd:.4} is held by its requests in progress, and the call may cost up to ${call_usd:.4} (the conversation at four characters a token, plus the agent's `max_tokens`); wait for requests in progress to finish, start a new session (a shorter conversation costs less), or ask the gateway's operator to raise the budget"
+    )]
+    TurnShort {
+        /// The key's name.
+        key: String,
+        /// Its budget, USD.
+        budget_usd: f64,
+        /// What it has spent, USD.
+        spent_usd: f64,
+        /// What its requests in progress hold, USD.
+        held_usd: f64,
+        /// The most the call may cost, USD.
+        call_usd: f64,
+    },
     /// One of the gateway's `[budgets]` would be exceeded (the message says which, and when it
     /// resets).
     #[error("the gateway's {0}")]
@@ -236,8 +266,26 @@ impl BudgetRefusal {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Unpriced { .. } => "budget_unpriced",
-            Self::KeySpent { .. } | Self::KeyShort { .. } | Self::Limit(_) => "budget_exceeded",
+            Self::KeySpent { .. } | Self::KeyShort { .. } | Self::TurnShort { .. } | Self::Limit(_) => {
+                "budget_exceeded"
+            }
         }
+    }
+}
+
+/// Records that key `key_id` spent `usd` on an agent turn's model call: into the key store with
+/// the ledger's next batch, or at once where the gateway keeps no ledger. The key's books in
+/// this process are the caller's to update.
+pub(crate) fn record_key_spend(gateway: &Arc<Gateway>, key_id: &str, usd: f64) {
+    if let Some(ledger) = &gateway.ledger {
+        ledger.push_key_spend(key_id.to_owned(), usd);
+    } else if let Some(keys) = gateway.keys.clone() {
+        let key_id = key_id.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = keys.add_key_spend(&key_id, usd).await {
+                tracing::error!(error = %e, key = %key_id, "could not record a key's spend");
+            }
+        });
     }
 }
 
@@ -249,8 +297,8 @@ pub(crate) struct Bill {
     gateway: Arc<Gateway>,
     caller: Caller,
     billing: Arc<Billing>,
-    /// The provider and model that served the answer, when the stream named others than
-    /// `billing` ([`StreamEvent::Served`], after a router's fallback).
+    /// The provider and model that served the answer, when the answer named others than
+    /// `billing` ([`StreamEvent::Served`] or [`ChatResponse::served`], after a router's fallback).
     served: Option<(String, String)>,
     /// Characters of the prompt, and of the answer seen so far: what counts the provider did not
     /// report are estimated from.
@@ -361,13 +409,24 @@ impl Bill {
         self.first_token.get_or_insert_with(|| self.started.elapsed());
     }
 
-    /// A whole answer arrived.
+    /// A whole answer arrived: its usage, and who served it (a router names its target, another
+    /// than the route's first after a fallback).
     pub(crate) fn answered(&mut self, answer: &ChatResponse) {
         self.first_token();
         self.usage.update(answer.usage);
         if answer.usage.output_tokens.is_none() {
             self.answer_chars = Estimate::message_chars(&answer.message);
         }
+        if let Some(served) = &answer.served {
+            self.served_by(&served.provider, &served.model.0);
+        }
+    }
+
+    /// The answer is served by `provider`/`model`: kept when that is not what the request was
+    /// billed as when it was opened (a router names its target even without a fallback).
+    fn served_by(&mut self, provider: &str, model: &str) {
+        let same = provider == self.billing.provider && model == self.billing.model;
+        self.served = (!same).then(|| (provider.to_owned(), model.to_owned()));
     }
 
     /// Notes what a streamed event tells the bill: usage (a stream may report it in parts), who
@@ -380,11 +439,7 @@ impl Bill {
             StreamEvent::ToolCallStart { name, .. } => self.answer_chars += name.chars().count(),
             StreamEvent::ToolCallArgsDelta { fragment, .. } => self.answer_chars += fragment.len(),
             StreamEvent::Usage(usage) => self.usage.update(*usage),
-            StreamEvent::Served { provider, model } => {
-                // A router names its target even without a fallback: keep only news.
-                let same = *provider == self.billing.provider && *model == self.billing.model;
-                self.served = (!same).then(|| (provider.clone(), model.clone()));
-            }
+            StreamEvent::Served { provider, model } => self.served_by(provider, model),
             StreamEvent::ThinkingSignature { .. }
             | StreamEvent::ToolCall { .. }
             | StreamEvent::Finish { .. } => {}

@@ -10,12 +10,13 @@
 
 use crate::Gateway;
 use crate::keys::Caller;
+use crate::payer::KeyPayer;
 use crate::rpc::error::{Code, RpcError};
 use crate::rpc::frame;
 use crate::rpc::protocol::{ChatEventParams, ChatResult, ChatSendParams};
 use exoclaw_core::runtime::Route;
-use exoclaw_core::{AgentRuntime, Target, TurnError, TurnHandle, TurnInput, TurnReport};
-use exoclaw_types::{AgentEvent, Inbound, TurnOutcome, Usage, UsageRecord};
+use exoclaw_core::{AgentRuntime, Target, TurnError, TurnFailure, TurnHandle, TurnInput, TurnReport};
+use exoclaw_types::{AgentEvent, ErrorCode, Inbound, TurnOutcome, Usage, UsageRecord};
 use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
@@ -278,7 +279,13 @@ pub(crate) fn start(
             RpcError::from(crate::GatewayError::RateLimited { key: key.name.clone(), rpm, retry_after })
         })?;
     }
-    let handle = runtime.submit_routed(route.clone(), TurnInput::message(params.content)).map_err(refused)?;
+    let mut input = TurnInput::message(params.content);
+    if let Caller::Key(key) = &requester.caller {
+        // The key pays for each of the turn's model calls as it is made, holding what a call may
+        // cost first: concurrent turns and `/v1` requests of one key never overspend its budget.
+        input = input.with_payer(Arc::new(KeyPayer::new(gateway, key, &route.model)));
+    }
+    let handle = runtime.submit_routed(route.clone(), input).map_err(refused)?;
     gateway.chat.sync_busy_gauge(Some(&*runtime), &gateway.metrics);
     let cancel = handle.cancel_token();
     let live = Live::new(gateway, Kind::Turn);
@@ -336,40 +343,20 @@ impl Task {
                 let _ = self.requester.out.send(Outbound::Frame(frame::notification("chat.event", &params)));
             }
         };
+        // The runtime's monitors count the turn into the metrics; its payer (the key) was
+        // charged as each model call was settled.
         let report = handle.finish(&sink).await.map_err(refused)?;
-        self.settle(&report.usage).await;
         let session_id = report.session_id;
         if report.outcome == TurnOutcome::Failed {
-            let (code, message) =
-                report.error.clone().unwrap_or_else(|| ("internal".to_owned(), "the turn failed".to_owned()));
-            return Err(failed(&code, message)
+            let TurnFailure { code, message } = report.error.clone().unwrap_or_else(|| TurnFailure {
+                code: ErrorCode::Internal,
+                message: "the turn failed".to_owned(),
+            });
+            return Err(failed(code, message)
                 .with("session_id", session_id.to_string())
                 .with("outcome", "failed"));
         }
         Ok(chat_result(&report, &self.route))
-    }
-
-    /// Tokens into the metrics, cost onto the virtual key.
-    async fn settle(&self, usage: &[UsageRecord]) {
-        for record in usage {
-            self.gateway.metrics.tokens(
-                &record.provider,
-                &record.model,
-                record.usage.input_tokens,
-                record.usage.output_tokens,
-            );
-        }
-        let Caller::Key(key) = &self.requester.caller else { return };
-        let cost: f64 = usage.iter().filter_map(|r| r.cost_usd).sum();
-        if cost <= 0.0 {
-            return;
-        }
-        self.gateway.key_cache.add_spend(&key.id, cost);
-        if let Some(keys) = &self.gateway.keys
-            && let Err(e) = keys.add_key_spend(&key.id, cost).await
-        {
-            tracing::error!(error = %e, key = %key.name, "could not record a key's spend");
-        }
     }
 }
 
@@ -386,14 +373,24 @@ fn chat_result(report: &TurnReport, route: &Route) -> ChatResult {
 }
 
 /// The error a failed turn is answered with, from its `error` event's code.
-fn failed(code: &str, message: String) -> RpcError {
+fn failed(code: ErrorCode, message: String) -> RpcError {
     let kind = match code {
-        "budget_exceeded" | "budget_unpriced" => Code::BudgetExceeded,
-        "internal" => Code::InternalError,
-        "invalid_request" | "context_length" => Code::ProviderRejected,
-        _ => Code::ProviderUnavailable,
+        ErrorCode::BudgetExceeded | ErrorCode::BudgetUnpriced => Code::BudgetExceeded,
+        ErrorCode::Internal => Code::InternalError,
+        ErrorCode::InvalidRequest | ErrorCode::ContextLength => Code::ProviderRejected,
+        ErrorCode::Auth
+        | ErrorCode::Permission
+        | ErrorCode::ModelNotFound
+        | ErrorCode::RateLimited
+        | ErrorCode::Overloaded
+        | ErrorCode::Server
+        | ErrorCode::Timeout
+        | ErrorCode::Connect
+        | ErrorCode::Protocol => Code::ProviderUnavailable,
+        ErrorCode::Cancelled => Code::Cancelled,
+        ErrorCode::MaxIterations | ErrorCode::HookStopped | ErrorCode::ToolAborted => Code::TurnStopped,
     };
-    RpcError::new(kind, message).with("kind", code)
+    RpcError::new(kind, message).with("kind", code.as_str())
 }
 
 fn total_usage(records: &[UsageRecord]) -> Usage {
@@ -438,9 +435,15 @@ mod tests {
 
     #[test]
     fn failed_turns_map_to_codes_by_their_event_code() {
-        assert_eq!(failed("budget_exceeded", String::new()).code, Code::BudgetExceeded);
-        assert_eq!(failed("context_length", String::new()).code, Code::ProviderRejected);
-        assert_eq!(failed("timeout", String::new()).code, Code::ProviderUnavailable);
-        assert_eq!(failed("internal", String::new()).code, Code::InternalError);
+        let code = |error| failed(error, String::new()).code;
+        assert_eq!(code(ErrorCode::BudgetExceeded), Code::BudgetExceeded);
+        assert_eq!(code(ErrorCode::BudgetUnpriced), Code::BudgetExceeded);
+        assert_eq!(code(ErrorCode::ContextLength), Code::ProviderRejected);
+        assert_eq!(code(ErrorCode::Timeout), Code::ProviderUnavailable);
+        assert_eq!(code(ErrorCode::Internal), Code::InternalError);
+        assert_eq!(code(ErrorCode::MaxIterations), Code::TurnStopped);
+        assert_eq!(code(ErrorCode::HookStopped), Code::TurnStopped);
+        let error = failed(ErrorCode::MaxIterations, "stopped".into());
+        assert_eq!(error.to_json()["data"]["kind"], "max_iterations");
     }
 }

@@ -201,7 +201,10 @@ impl GatewayError {
             // Not a limit that lifts by waiting: the model cannot be used under a budget at all.
             GatewayError::BudgetExceeded(BudgetRefusal::Unpriced { .. }) => StatusCode::FORBIDDEN,
             GatewayError::BudgetExceeded(
-                BudgetRefusal::KeySpent { .. } | BudgetRefusal::KeyShort { .. } | BudgetRefusal::Limit(_),
+                BudgetRefusal::KeySpent { .. }
+                | BudgetRefusal::KeyShort { .. }
+                | BudgetRefusal::TurnShort { .. }
+                | BudgetRefusal::Limit(_),
             )
             | GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::Unavailable { .. }
@@ -274,7 +277,10 @@ impl GatewayError {
                 ("permission_error", "budget_unpriced")
             }
             GatewayError::BudgetExceeded(
-                BudgetRefusal::KeySpent { .. } | BudgetRefusal::KeyShort { .. } | BudgetRefusal::Limit(_),
+                BudgetRefusal::KeySpent { .. }
+                | BudgetRefusal::KeyShort { .. }
+                | BudgetRefusal::TurnShort { .. }
+                | BudgetRefusal::Limit(_),
             ) => ("insufficient_quota", "budget_exceeded"),
             GatewayError::RateLimited { .. } => ("rate_limit_error", "rate_limit_exceeded"),
             GatewayError::Unavailable { .. } => ("server_error", "unavailable"),

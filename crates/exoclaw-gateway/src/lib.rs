@@ -34,6 +34,7 @@ pub mod keys;
 mod listen;
 pub mod metrics;
 mod openai;
+mod payer;
 pub mod rpc;
 mod server;
 mod state;

@@ -314,6 +314,14 @@ impl GatewayBuilder {
         self
     }
 
+    /// The metrics `/metrics` serves (default: new ones). Give the [`Metrics`] whose
+    /// [`Metrics::turn_metrics`] the runtime was built with, so that its turns are counted in
+    /// them.
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.gateway.metrics = metrics;
+        self
+    }
+
     /// The channels that receive webhooks.
     pub fn webhooks(mut self, webhooks: Webhooks) -> Self {
         self.gateway.webhooks = webhooks;

@@ -306,6 +306,40 @@ async fn a_fallback_is_recorded_and_charged_as_the_model_that_served() {
 }
 
 #[tokio::test]
+async fn a_whole_answer_after_a_fallback_is_recorded_and_charged_as_the_model_that_served() {
+    let primary = ScriptedServer::start([Reply::json(
+        500,
+        &json!({"error": {"message": "boom", "type": "server_error", "code": null}}),
+    )])
+    .await;
+    let whole = json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "b",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "from the backup"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}});
+    let backup = ScriptedServer::start([Reply::json(200, &whole)]).await;
+    let prices = priced(&[("primary/m", MILLI), ("backup/b", Price::new(100.0, 200.0))]);
+    let f = start(routed(&primary.url(), Some(&backup.url())), prices, Vec::new()).await;
+    let key = f.key("fallen-whole", Some(1.0)).await;
+
+    let body = json!({"model": "fast", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]});
+    let (status, answer) = f.chat(&key, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["choices"][0]["message"]["content"], "from the backup", "{answer}");
+    assert_eq!((primary.requests().len(), backup.requests().len()), (1, 1), "the primary was tried first");
+
+    let ledger = f.ledger().await;
+    assert_eq!(ledger.len(), 1);
+    let record = &ledger[0];
+    assert_eq!((record.provider.as_str(), record.model.as_str()), ("backup", "b"), "{record:?}");
+    // 3 prompt and 2 answer tokens at the backup's price; the primary's would be $0.005.
+    let expected = (3.0 * 100.0 + 2.0 * 200.0) / 1e6;
+    assert!((record.cost_usd.unwrap() - expected).abs() < 1e-12, "{record:?}");
+    assert!((f.spent("fallen-whole").await - expected).abs() < 1e-12);
+    let metrics = f.gateway.metrics().render(&[]);
+    let served = r#"exoclaw_gateway_tokens_total{provider="backup",model="b",direction="input"} 3"#;
+    assert!(metrics.contains(served), "no `{served}` in:\n{metrics}");
+}
+
+#[tokio::test]
 async fn a_client_that_leaves_mid_stream_pays_for_what_was_generated() {
     // Four words of the answer, then the model goes quiet; a second request is answered whole.
     let chunks = Answer::text("one two three four five six seven eight").chunks();

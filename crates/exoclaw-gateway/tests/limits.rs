@@ -225,16 +225,27 @@ async fn a_body_that_does_not_arrive_in_time_is_answered_408() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_its_answer_is_cut_off() {
     let addr = start(quick(Limits::default())).await;
-    let mut client = TcpStream::connect(addr).await.unwrap();
+    // A fixed, small receive buffer: left to autotune, it may grow to hold the whole answer on a
+    // machine whose `net.ipv4.tcp_rmem` allows 32 MiB, and the gateway's writes would never wait.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    let mut client = socket.connect(addr).await.unwrap();
     client.write_all(chat_request("huge").as_bytes()).await.unwrap();
+    // The answer's first bytes: the gateway is writing it (making 32 MiB of JSON may take a while
+    // on a busy machine, and the wait below must start after that).
+    let mut answer = vec![0; 64];
+    tokio::time::timeout(BOUND, client.read_exact(&mut answer)).await.unwrap().unwrap();
     // Not reading: the gateway's writes wait once the buffers are full, and after the keep-alive
     // time (300 ms here) it gives up on the client.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut answer = Vec::new();
     let _ = tokio::time::timeout(BOUND, client.read_to_end(&mut answer)).await.unwrap();
     let head = String::from_utf8_lossy(&answer[..answer.len().min(200)]).into_owned();
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-    assert!(answer.len() < HUGE, "the whole answer was kept for a client that did not read it");
+    assert!(
+        answer.len() < HUGE,
+        "the whole answer ({} bytes) was kept for a client that did not read it",
+        answer.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

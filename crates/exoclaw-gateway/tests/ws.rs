@@ -7,6 +7,7 @@
 mod ws_common;
 
 use exoclaw_core::{SessionStore, UsageStore};
+use exoclaw_gateway::rpc::{Access, Method};
 use exoclaw_gateway::{Bindings, Limits, TokenSet, drain};
 use exoclaw_types::{Binding, SessionId, SessionKey};
 use futures::SinkExt;
@@ -89,6 +90,8 @@ async fn chat_send_streams_events_then_stores_the_turn_and_continues_the_session
         "exoclaw_gateway_websocket_connections 1",
         "exoclaw_gateway_busy_sessions 0",
         r#"exoclaw_gateway_tokens_total{provider="echo",model="m",direction="input"} 30"#,
+        // Counted by the runtime's monitor, from the turns' own events.
+        r#"exoclaw_gateway_turns_total{outcome="completed"} 3"#,
     ] {
         assert!(metrics.contains(expected), "no `{expected}` in:\n{metrics}");
     }
@@ -158,7 +161,10 @@ async fn malformed_requests_get_the_standard_errors_and_the_connection_stays() {
 
     let unknown = client.call("chat.sned", json!({})).await;
     assert_eq!(unknown["error"]["code"], -32601);
-    assert!(unknown["error"]["data"]["methods"].as_array().unwrap().contains(&json!("chat.send")));
+    assert_eq!(unknown["error"]["data"]["methods"], json!(Method::names()), "{unknown}");
+    let listed = unknown["error"]["message"].as_str().unwrap();
+    assert!(listed.starts_with("no method `chat.sned`; this gateway has: connect, ping"), "{listed}");
+    assert!(Method::names().iter().all(|name| listed.contains(name)), "{listed}");
 
     let missing = client.call("chat.send", json!({"channel": "ws", "account": "a", "peer": "p"})).await;
     assert_eq!(missing["error"]["code"], -32602, "{missing}");
@@ -657,4 +663,177 @@ async fn connections_waiting_to_authenticate_are_capped_and_connect_frees_a_plac
     // Authenticating gives the place back.
     first.ok("connect", json!({"protocol": 1, "token": "s3cret"})).await;
     assert!(tokio_tungstenite::connect_async(server.url()).await.is_ok());
+}
+
+/// The params each method is called with below: enough for its handler to answer.
+fn params_for(method: Method, token: &str, session_id: &Value) -> Value {
+    match method {
+        Method::Connect => json!({"protocol": 1, "token": token}),
+        Method::ChatSend => message("p", "hi"),
+        Method::ChatCancel => json!({"request_id": 999}),
+        Method::SessionsHistory | Method::SessionsReset => json!({"session_id": session_id}),
+        _ => json!({}),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_method_is_reachable_by_the_callers_its_access_allows() {
+    let keys = Arc::new(exoclaw_store::Store::open("sqlite::memory:").await.unwrap());
+    let store = Arc::clone(&keys);
+    let server = Server::start(Agents::new().with(agent("default", Echo::new(""))), |b| {
+        b.keys(store).tokens(TokenSet::from_tokens(["op"]))
+    })
+    .await;
+    let secret = make_key(&keys, "app").await;
+    let mut operator = server.client().await;
+    operator.ok("connect", json!({"protocol": 1, "token": "op"})).await;
+    let session_id = operator.ok("chat.send", message("p", "hi")).await["session_id"].clone();
+    let mut key = server.client().await;
+    key.ok("connect", json!({"protocol": 1, "token": secret})).await;
+    let mut stranger = server.client().await;
+
+    for method in Method::ALL {
+        let name = method.name();
+        // Nobody reached the handler when the answer is one of these.
+        let refused = |answer: &Value| {
+            answer.get("error").is_some()
+                && ["unauthenticated", "forbidden", "method_not_found"].contains(&error_name(answer))
+        };
+        // `chat.cancel` of nothing running is answered `not_found` by its handler.
+        let handled = |answer: &Value| answer.get("result").is_some() || (error_name(answer) == "not_found");
+
+        let answer = operator.call(name, params_for(method, "op", &session_id)).await;
+        assert!(handled(&answer), "the operator calling {name}: {answer}");
+
+        let answer = key.call(name, params_for(method, &secret, &session_id)).await;
+        match method.access() {
+            Access::Open | Access::Caller => assert!(handled(&answer), "a key calling {name}: {answer}"),
+            Access::Operator => {
+                assert_eq!(error_name(&answer), "forbidden", "a key calling {name}: {answer}")
+            }
+        }
+
+        if method != Method::Connect {
+            let answer = stranger.call(name, params_for(method, "", &session_id)).await;
+            match method.access() {
+                Access::Open => assert!(!refused(&answer), "a stranger calling {name}: {answer}"),
+                Access::Caller | Access::Operator => {
+                    assert_eq!(error_name(&answer), "unauthenticated", "a stranger calling {name}: {answer}");
+                }
+            }
+        }
+    }
+}
+
+/// Makes a virtual key named `name` with a budget of `budget_usd`; returns its secret.
+async fn make_budgeted_key(store: &exoclaw_store::Store, name: &str, budget_usd: f64) -> String {
+    let key = exoclaw_gateway::keys::generate_key().unwrap();
+    let new = exoclaw_core::NewApiKey {
+        name: name.into(),
+        hash: key.hash,
+        prefix: key.prefix,
+        models: Vec::new(),
+        budget_usd: Some(budget_usd),
+        rpm: None,
+    };
+    exoclaw_core::KeyStore::create_key(store, new).await.unwrap();
+    key.secret
+}
+
+/// What the key named `name` has spent, as stored in `keys`.
+async fn key_spend(server: &Server, keys: &exoclaw_store::Store, name: &str) -> f64 {
+    server.gateway.flush_usage().await;
+    let keys = exoclaw_core::KeyStore::list_keys(keys).await.unwrap();
+    keys.into_iter().find(|k| k.name == name).unwrap().spent_usd
+}
+
+/// The default agent answering with `echo`, its calls priced at $0.001 a token (in and out) and
+/// each call's answer held to 10 tokens: a turn of `hi` costs $0.011 (10 tokens in, 1 out) and
+/// holds about that much before its call.
+fn priced_agent(echo: Arc<Echo>) -> (String, exoclaw_core::AgentRunner) {
+    use exoclaw_core::{Budgets, Metering, Price, PriceTable, SystemClock};
+    let mut prices = PriceTable::empty();
+    prices.set("echo/m", Price::new(1000.0, 1000.0));
+    let metering = Metering::new(prices, Budgets::new(Vec::new(), Arc::new(SystemClock)));
+    let (name, runner) = agent("default", echo);
+    let params = exoclaw_types::GenerationParams { max_tokens: Some(10), ..Default::default() };
+    (name, runner.with_metering(Arc::new(metering)).with_params(params))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_turns_of_a_key_never_spend_past_its_budget() {
+    let echo = Echo::new("");
+    let store = Arc::new(exoclaw_store::Store::open("sqlite::memory:").await.unwrap());
+    let keys = Arc::clone(&store);
+    let server = Server::start(Agents::new().with(priced_agent(echo.clone())), |b| b.keys(keys)).await;
+    // Room for four $0.011 turns, not five.
+    let budget = 0.05;
+    let secret = make_budgeted_key(&store, "app", budget).await;
+    let mut client = server.client().await;
+    client.ok("connect", json!({"protocol": 1, "token": secret})).await;
+
+    // Eight sessions at once: each turn holds its call's estimate before the model is asked.
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(client.request("chat.send", message(&format!("peer-{i}"), "hi")).await);
+    }
+    let mut responses = Vec::new();
+    while responses.len() < ids.len() {
+        let frame = client.next().await.unwrap();
+        if frame.get("id").is_some_and(|id| ids.contains(&id.as_i64().unwrap_or(-1))) {
+            responses.push(frame);
+        }
+    }
+    let (mut answered, mut refused) = (0, 0);
+    for response in responses {
+        if response.get("result").is_some() {
+            answered += 1;
+        } else {
+            assert_eq!(error_name(&response), "budget_exceeded", "{response}");
+            assert_eq!(response["error"]["data"]["kind"], "budget_exceeded", "{response}");
+            let message = response["error"]["message"].as_str().unwrap();
+            assert!(message.contains("the key `app`"), "{message}");
+            refused += 1;
+        }
+    }
+    assert!((1..=4).contains(&answered), "{answered} turns answered of 8; four fit the budget");
+    assert_eq!(answered + refused, 8);
+    assert_eq!(echo.calls(), answered, "a refused turn never reaches the model");
+    let spent = key_spend(&server, &store, "app").await;
+    assert!(spent <= budget + 1e-9, "the key spent ${spent} of its ${budget} budget");
+    let expected = answered as f64 * 0.011;
+    assert!((spent - expected).abs() < 1e-9, "each answered turn is charged what it cost: ${spent}");
+
+    // Spent down to less than a turn: the next message is refused before the model is asked.
+    if answered == 4 {
+        let refused = client.call("chat.send", message("later", "hi")).await;
+        assert_eq!(error_name(&refused), "budget_exceeded", "{refused}");
+        assert_eq!(echo.calls(), 4);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budgeted_key_is_refused_an_agent_whose_model_has_no_price() {
+    let echo = Echo::new("");
+    let store = Arc::new(exoclaw_store::Store::open("sqlite::memory:").await.unwrap());
+    let keys = Arc::clone(&store);
+    let server = Server::start(Agents::new().with(agent("default", echo.clone())), |b| b.keys(keys)).await;
+    let secret = make_budgeted_key(&store, "app", 1.0).await;
+    let mut client = server.client().await;
+    client.ok("connect", json!({"protocol": 1, "token": secret})).await;
+
+    let refused = client.call("chat.send", message("p", "hi")).await;
+    assert_eq!(error_name(&refused), "budget_exceeded", "{refused}");
+    assert_eq!(refused["error"]["data"]["kind"], "budget_unpriced", "{refused}");
+    let text = refused["error"]["message"].as_str().unwrap();
+    assert!(text.contains("no price is known for `echo/default`") && text.contains("[prices]"), "{text}");
+    assert_eq!(echo.calls(), 0, "never billed as free: the model is not asked");
+    assert_eq!(key_spend(&server, &store, "app").await, 0.0);
+
+    // A key without a budget may use it: nothing counts dollars against it.
+    let free = make_key(&store, "free").await;
+    let mut other = server.client().await;
+    other.ok("connect", json!({"protocol": 1, "token": free})).await;
+    other.ok("chat.send", message("p2", "hi")).await;
+    assert_eq!(echo.calls(), 1);
 }

@@ -330,13 +330,22 @@ async fn periodic_health_checks_feed_the_breaker_and_stop_when_cancelled() {
             .build(Routes::new(["flaky", "paid"])),
     );
     let cancel = tokio_util::sync::CancellationToken::new();
-    let task = r.spawn_health_checks(Duration::from_secs(10), cancel.clone());
+    let (rounds, mut reported) = tokio::sync::mpsc::unbounded_channel();
+    let task = r.spawn_health_checks(Duration::from_secs(10), cancel.clone(), move |round| {
+        let _ = rounds.send(round);
+    });
     let state = |r: &Router| r.status().into_iter().find(|s| s.name == "flaky").unwrap().state;
     tokio::time::sleep(Duration::from_secs(11)).await;
     assert_eq!(state(&r), BreakerState::Open, "two failed checks (at 0 s and 10 s) open it");
+    let first = reported.recv().await.unwrap();
+    assert_eq!(first.len(), 1, "only the provider with health checks on is checked: {first:?}");
+    assert_eq!(first[0].provider, "flaky");
+    assert!(first[0].error.as_deref().is_some_and(|e| e.contains("connection refused")), "{first:?}");
     flaky.down.store(false, std::sync::atomic::Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(state(&r), BreakerState::Closed, "a good check closes it");
+    let last = std::iter::from_fn(|| reported.try_recv().ok()).last().unwrap();
+    assert_eq!(last[0].error, None, "the good check is reported as such: {last:?}");
     assert_eq!(paid.0.checks.load(std::sync::atomic::Ordering::SeqCst), 0, "paid APIs are left alone");
     cancel.cancel();
     task.await.unwrap();
@@ -364,6 +373,7 @@ impl Provider for WholeOnly {
             message: Message::assistant(format!("whole answer from {}", request.model.0)),
             stop_reason: exoclaw_types::StopReason::EndTurn,
             usage: exoclaw_types::Usage::default(),
+            served: None,
         })
     }
 }
@@ -379,6 +389,7 @@ async fn a_whole_answer_is_asked_for_whole_and_falls_over_like_a_stream() {
         Routes::new(builder.provider_names()).alias("m", "primary/m").fallbacks("m", &["backup/b"]).unwrap();
     let response = builder.build(routes).complete(request()).await.unwrap();
     assert_eq!(response.message.text(), "whole answer from b");
+    assert_eq!(response.served.map(|s| s.to_string()).as_deref(), Some("backup/b"), "it names who served");
 }
 
 /// The partial outage, in process: the primary and its fallback each fail 30 % of

@@ -1,25 +1,44 @@
 //! The runtime's own cost around a turn, with a provider that answers at once (registered with
-//! `RuntimeBuilder::provider`) and a real SQLite store in a temporary directory:
-//! - `submit_to_first_model_request`: from `submit` of a new session's first turn to the
-//!   provider's `stream` being called: routing, the session's queue, its cross-process lock, the
-//!   session's creation and the first checkpoint (two writes).
-//! - `whole_turn`: the same turn, submit → the report, the turn committed.
+//! `RuntimeBuilder::provider`), on an SQLite store in a file (WAL, the default setup) and on an
+//! in-memory one (no file IO at all: what is left is the runtime and sqlx's round trips):
 //!
-//! Each turn starts a new session: continuing one would make its history (read in full by
-//! today's context assembly) grow with every iteration and measure that instead.
+//! - `submit_to_first_model_request/{file,memory}/{continued,new}`: from `submit` to the
+//!   provider's `stream` being called. A continued session's turn takes the session's queue
+//!   place and its cross-process lock, reads the session, assembles the context (reads its
+//!   history) and checkpoints the run; a new session's turn stores the session instead of reading
+//!   it. The continued sessions keep 2 to 20 stored messages: every 10 turns the bench moves to a
+//!   fresh session (untimed), since a history growing over a whole criterion run (thousands of
+//!   turns) would measure the history's size instead.
+//! - `whole_turn/{file,memory}/continued`: the same turn, submit → the report, committed.
 //!
 //! Run: `cargo bench -p exoclaw --bench runtime`.
+//!
+//! # Instruction counts
+//!
+//! Wall time moves with whatever else the machine runs; instruction counts do not. With
+//! `EXOCLAW_BENCH_TURNS=N` set the binary skips criterion and runs N whole turns of one case,
+//! `EXOCLAW_BENCH_CASE=PATH` (`runtime/{file,memory}/{continued,new}`, or `store/{file,memory}/
+//! {continued,new}`: the same store calls in the same order without the runtime, to tell the
+//! store's share from the runtime's). `scripts/runtime-instructions.sh` runs each case under
+//! callgrind at two turn counts and prints the difference per turn, which cancels start-up.
 
-#![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::print_stdout, missing_docs)]
 
 use async_trait::async_trait;
-use criterion::{Criterion, criterion_group, criterion_main};
-use exoclaw::exoclaw_core::{AgentRuntime, EventStream, Provider, ProviderError, Target, TurnInput};
-use exoclaw::exoclaw_types::{ChatRequest, SessionId, StopReason, StreamEvent, Usage};
+use criterion::{Criterion, criterion_group};
+use exoclaw::exoclaw_core::{
+    AgentRuntime, EventStream, NewSession, Provider, ProviderError, Run, RunConfig, RunStore, SessionLocks,
+    SessionStore, Target, TurnInput,
+};
+use exoclaw::exoclaw_store::Store;
+use exoclaw::exoclaw_types::{ChatRequest, Message, SessionId, StopReason, StreamEvent, Usage, UsageRecord};
 use exoclaw::{Config, Runtime};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Turns a continued session takes before the bench moves to a fresh one.
+const TURNS_PER_SESSION: usize = 10;
 
 /// Answers at once with a short text, noting when it was called.
 #[derive(Debug, Default)]
@@ -35,64 +54,279 @@ impl Provider for InstantProvider {
 
     async fn stream(&self, _request: ChatRequest) -> Result<EventStream, ProviderError> {
         *self.called.lock().unwrap() = Some(Instant::now());
-        let usage = Usage { input_tokens: Some(20), output_tokens: Some(2), ..Usage::default() };
         let events = vec![
             Ok(StreamEvent::TextDelta { text: "Paris.".into() }),
-            Ok(StreamEvent::Usage(usage)),
+            Ok(StreamEvent::Usage(usage())),
             Ok(StreamEvent::Finish { reason: StopReason::EndTurn }),
         ];
         Ok(Box::pin(futures::stream::iter(events)))
     }
 }
 
+fn usage() -> Usage {
+    Usage { input_tokens: Some(20), output_tokens: Some(2), ..Usage::default() }
+}
+
+/// Where the store lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backing {
+    File,
+    Memory,
+}
+
+impl Backing {
+    fn name(self) -> &'static str {
+        match self {
+            Self::File => "file",
+            Self::Memory => "memory",
+        }
+    }
+}
+
+/// A runtime on its own store, and the provider it calls.
+struct Bench {
+    runtime: Runtime,
+    provider: Arc<InstantProvider>,
+    /// The continued session and the turns it has had.
+    current: Option<(SessionId, usize)>,
+    _dir: tempfile::TempDir,
+}
+
+async fn open_store(backing: Backing, dir: &Path) -> Store {
+    let url = match backing {
+        Backing::File => dir.join("bench.db").display().to_string(),
+        Backing::Memory => "sqlite::memory:".to_owned(),
+    };
+    Store::open(&url).await.unwrap()
+}
+
+fn config() -> Config {
+    Config::parse("model = \"bench/m\"\n[agent]\ntools = false\n", Path::new("bench.toml")).unwrap()
+}
+
+impl Bench {
+    async fn new(backing: Backing) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let provider = Arc::new(InstantProvider::default());
+        let store = open_store(backing, dir.path()).await;
+        let runtime = Runtime::builder()
+            .config(config())
+            .store(store)
+            .provider(provider.clone())
+            .build()
+            .await
+            .unwrap();
+        let mut bench = Self { runtime, provider, current: None, _dir: dir };
+        // Warm up: the provider opened, the connections and statements prepared.
+        for _ in 0..20 {
+            bench.continued().await;
+            bench.new_session().await;
+        }
+        bench
+    }
+
+    /// A turn on the continued session; moves to a fresh one (its first turn untimed) every
+    /// [`TURNS_PER_SESSION`] turns. Gives how long submit → the model request took.
+    async fn continued(&mut self) -> Duration {
+        let session = match self.current {
+            Some((session, turns)) if turns < TURNS_PER_SESSION => session,
+            _ => {
+                let first = self.runtime.submit(Target::New { agent: None }, TurnInput::message("hello"));
+                first.unwrap().report().await.unwrap().session_id
+            }
+        };
+        let took = self.timed(Target::Session(session)).await;
+        let turns = self.current.filter(|(s, _)| *s == session).map_or(1, |(_, n)| n + 1);
+        self.current = Some((session, turns));
+        took
+    }
+
+    /// A new session's first turn; gives how long submit → the model request took.
+    async fn new_session(&self) -> Duration {
+        self.timed(Target::New { agent: None }).await
+    }
+
+    async fn timed(&self, target: Target) -> Duration {
+        let started = Instant::now();
+        let turn = self.runtime.submit(target, TurnInput::message("What is the capital of France?"));
+        turn.unwrap().report().await.unwrap();
+        let called = self.provider.called.lock().unwrap().take().unwrap();
+        called - started
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let provider = Arc::new(InstantProvider::default());
-    let (runtime, session) = rt.block_on(async {
-        let config =
-            Config::parse("model = \"bench/m\"\n[agent]\ntools = false\n", Path::new("bench.toml")).unwrap();
-        let url = dir.path().join("bench.db").display().to_string();
-        let store = exoclaw::exoclaw_store::Store::open(&url).await.unwrap();
-        let runtime =
-            Runtime::builder().config(config).store(store).provider(provider.clone()).build().await.unwrap();
-        let first = runtime.submit(Target::New { agent: None }, TurnInput::message("hello")).unwrap();
-        let session = first.report().await.unwrap().session_id;
-        for _ in 0..4 {
-            runtime
-                .submit(Target::Session(session), TurnInput::message("again"))
-                .unwrap()
-                .report()
-                .await
-                .unwrap();
-        }
-        (runtime, session)
-    });
-    let turn = |runtime: &Runtime, session: SessionId| {
-        runtime
-            .submit(Target::Session(session), TurnInput::message("What is the capital of France?"))
-            .unwrap()
-    };
     let mut group = c.benchmark_group("runtime");
-    group.bench_function("submit_to_first_model_request", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let started = Instant::now();
-                    turn(&runtime, session).report().await.unwrap();
-                    let called = provider.called.lock().unwrap().take().unwrap();
-                    total += called - started;
-                }
-                total
-            })
+    for backing in [Backing::File, Backing::Memory] {
+        let mut bench = rt.block_on(Bench::new(backing));
+        group.bench_function(format!("submit_to_first_model_request/{}/continued", backing.name()), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        total += bench.continued().await;
+                    }
+                    total
+                })
+            });
         });
-    });
-    group.bench_function("whole_turn", |b| {
-        b.iter(|| rt.block_on(async { turn(&runtime, session).report().await.unwrap() }));
-    });
+        group.bench_function(format!("submit_to_first_model_request/{}/new", backing.name()), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        total += bench.new_session().await;
+                    }
+                    total
+                })
+            });
+        });
+        group.bench_function(format!("whole_turn/{}/continued", backing.name()), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let started = Instant::now();
+                    for _ in 0..iters {
+                        bench.continued().await;
+                    }
+                    started.elapsed()
+                })
+            });
+        });
+        rt.block_on(bench.runtime.store().close());
+    }
     group.finish();
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// The store calls a turn makes, in the runtime's order, without the runtime: the lock, the
+/// session read (or its creation), the history, the first checkpoint, the commit.
+struct StoreOnly {
+    store: Store,
+    current: Option<(SessionId, usize)>,
+    _dir: tempfile::TempDir,
+}
+
+impl StoreOnly {
+    async fn new(backing: Backing) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(backing, dir.path()).await;
+        Self { store, current: None, _dir: dir }
+    }
+
+    async fn continued(&mut self) {
+        let session = match self.current {
+            Some((session, turns)) if turns < TURNS_PER_SESSION => session,
+            _ => self.turn(None).await,
+        };
+        self.turn(Some(session)).await;
+        let turns = self.current.filter(|(s, _)| *s == session).map_or(1, |(_, n)| n + 1);
+        self.current = Some((session, turns));
+    }
+
+    /// One turn's store calls on `session`, or on a new session; gives the session.
+    async fn turn(&self, session: Option<SessionId>) -> SessionId {
+        let store = &self.store;
+        let id = session.unwrap_or_default();
+        let lease = store.lock_session(id, true).await.unwrap();
+        let history = match session {
+            Some(id) => {
+                let info = store.session(id).await.unwrap().unwrap();
+                if info.interrupted {
+                    store.interrupted_run(id).await.unwrap();
+                }
+                store.messages(id).await.unwrap()
+            }
+            None => {
+                let new = NewSession {
+                    id: Some(id),
+                    title: Some("What is the capital of France?".into()),
+                    model: Some("bench/m".into()),
+                    ..NewSession::default()
+                };
+                store.create_session(new).await.unwrap();
+                Vec::new()
+            }
+        };
+        let input = Message::user("What is the capital of France?");
+        let run = Run::new(RunConfig::new("m"), history, input.clone());
+        store.save_run(id, &run).await.unwrap();
+        let record = UsageRecord {
+            at: chrono::Utc::now(),
+            session_id: Some(id),
+            agent: "default".into(),
+            provider: "bench".into(),
+            model: "m".into(),
+            usage: usage(),
+            latency_ms: 0,
+            ttft_ms: Some(0),
+            cost_usd: None,
+            estimated: false,
+        };
+        store
+            .commit_turn(id, &[input, Message::assistant("Paris.")], &[record], Some("bench/m"))
+            .await
+            .unwrap();
+        drop(lease);
+        id
+    }
+}
+
+/// Runs `turns` whole turns of `case` (see the module docs) and nothing else.
+fn instructions(case: &str, turns: usize) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let parts: Vec<&str> = case.split('/').collect();
+    let backing = match parts.get(1) {
+        Some(&"file") => Backing::File,
+        Some(&"memory") => Backing::Memory,
+        _ => panic!("EXOCLAW_BENCH_CASE={case}: expected runtime|store / file|memory / continued|new"),
+    };
+    let continued = match parts.get(2) {
+        Some(&"continued") => true,
+        Some(&"new") => false,
+        _ => panic!("EXOCLAW_BENCH_CASE={case}: expected runtime|store / file|memory / continued|new"),
+    };
+    rt.block_on(async {
+        match parts[0] {
+            "runtime" => {
+                let mut bench = Bench::new(backing).await;
+                for _ in 0..turns {
+                    if continued {
+                        bench.continued().await;
+                    } else {
+                        bench.new_session().await;
+                    }
+                }
+                bench.runtime.store().close().await;
+            }
+            "store" => {
+                let mut bench = StoreOnly::new(backing).await;
+                for _ in 0..20 {
+                    bench.continued().await;
+                    bench.turn(None).await;
+                }
+                for _ in 0..turns {
+                    if continued {
+                        bench.continued().await;
+                    } else {
+                        bench.turn(None).await;
+                    }
+                }
+                bench.store.close().await;
+            }
+            other => panic!("EXOCLAW_BENCH_CASE={case}: `{other}` is neither runtime nor store"),
+        }
+    });
+    println!("{case}: {turns} turns");
+}
+
+fn main() {
+    if let Ok(turns) = std::env::var("EXOCLAW_BENCH_TURNS") {
+        let case = std::env::var("EXOCLAW_BENCH_CASE").unwrap_or_else(|_| "runtime/file/continued".into());
+        instructions(&case, turns.parse().expect("EXOCLAW_BENCH_TURNS is a number of turns"));
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

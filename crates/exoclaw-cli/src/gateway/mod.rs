@@ -10,7 +10,8 @@ use crate::app::App;
 use anyhow::Context;
 use exoclaw::config::{Config, GatewayConfig};
 use exoclaw::runtime::{Runtime, bindings};
-use exoclaw_core::AgentRuntime;
+use exoclaw_core::{AgentRuntime, ProviderHealth, ProviderHealthStore};
+use exoclaw_gateway::metrics::Metrics;
 use exoclaw_gateway::{Gateway, Limits, TokenSet};
 use exoclaw_types::Inbound;
 use models::RuntimeModels;
@@ -107,14 +108,19 @@ pub async fn run(config_path: Option<&Path>, args: GatewayArgs) -> anyhow::Resul
             format!("[gateway] bind = {:?} is not an address; write it as 127.0.0.1:7878", settings.bind)
         })?,
     };
+    // What the agents' turns do is counted into the gateway's metrics by the runtime itself.
+    let metrics = Metrics::new();
+    let turns = metrics.turn_metrics();
     // The agents: the default one and every [agents.NAME]. Tools are off unless an agent's
     // profile turns them on; with nobody to approve a change, tools that would ask are refused.
     let runtime = Runtime::builder()
         .config(app.config().clone())
         .store(app.store.clone())
-        .approver(Arc::new(crate::approve::Unattended))
+        .approver(Arc::new(crate::approve::Daemon))
         .session_queue(settings.session_queue)
         .every_agent(|spec| spec.tools = Some(spec.tools.unwrap_or(false)))
+        .monitor(turns.clone())
+        .hook(turns)
         .build()
         .await?;
     let store = Arc::new(app.store.clone());
@@ -124,6 +130,7 @@ pub async fn run(config_path: Option<&Path>, args: GatewayArgs) -> anyhow::Resul
         .runtime(Arc::new(runtime.clone()) as Arc<dyn AgentRuntime>)
         .store(store.clone(), store.clone())
         .metering(Arc::clone(runtime.metering()))
+        .metrics(metrics)
         .limits(limits(&settings))
         .allowed_origins(settings.allowed_origins.clone());
     // Without any key made, a loopback gateway with no token stays open until the first key is
@@ -133,7 +140,25 @@ pub async fn run(config_path: Option<&Path>, args: GatewayArgs) -> anyhow::Resul
     let gateway = Arc::new(builder.build());
     // Keyless servers (ollama, llama.cpp, model managers) are checked in the background, so a
     // dead one's breaker opens before a request finds out and a revived one's closes.
-    runtime.models().router().spawn_health_checks(HEALTH_CHECK_INTERVAL, gateway.shutdown_token());
+    // Each round is recorded in the store, where `exoclaw providers status` shows it.
+    let health_store = Arc::clone(&store);
+    runtime.models().router().spawn_health_checks(
+        HEALTH_CHECK_INTERVAL,
+        gateway.shutdown_token(),
+        move |round| {
+            let checked_at = chrono::Utc::now();
+            let checks: Vec<ProviderHealth> = round
+                .into_iter()
+                .map(|check| ProviderHealth { provider: check.provider, checked_at, error: check.error })
+                .collect();
+            let store = Arc::clone(&health_store);
+            tokio::spawn(async move {
+                if let Err(e) = store.record_provider_health(&checks).await {
+                    tracing::warn!(error = %e, "could not record the providers' health checks");
+                }
+            });
+        },
+    );
     resume_interrupted(&runtime).await;
     let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| {
         format!("cannot listen on {bind}; is another program using it? Choose another with --bind")

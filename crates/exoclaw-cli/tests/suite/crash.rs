@@ -125,6 +125,20 @@ async fn a_first_turn_killed_mid_way_is_kept_as_an_interrupted_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tool_that_finished_before_a_kill_is_not_run_again_and_the_running_one_is_reported_interrupted() {
+    killed_between_two_tool_calls("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_tool_that_finished_before_a_kill_is_not_run_again() {
+    let db = super::peers::Database::create();
+    killed_between_two_tool_calls(&format!("[storage]\nurl = \"{}\"\n", db.url())).await;
+}
+
+/// SIGKILL while the second of two tool calls runs (the first has left its side effect), with
+/// `storage` as the config's storage section; then the next message on the session resumes the
+/// turn: the first call is not run again, the model gets both results (the second reported
+/// interrupted), and the session is whole.
+async fn killed_between_two_tool_calls(storage: &str) {
     let env = Env::new();
     let log = env.ws().join("side-effects.log");
     let server = exoclaw_testkit::script::serve([
@@ -136,7 +150,7 @@ async fn a_tool_that_finished_before_a_kill_is_not_run_again_and_the_running_one
         Answer::text("Nothing more."),
     ])
     .await;
-    env.scripted(&server, "");
+    env.scripted(&server, storage);
     let mut cmd = env.std_cmd();
     cmd.args(["chat", "--yes", "run both"]).stdin(std::process::Stdio::null());
     cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
@@ -162,5 +176,9 @@ async fn a_tool_that_finished_before_a_kill_is_not_run_again_and_the_running_one
     assert_eq!(resumed[0].0, "c1");
     assert_eq!(resumed[1].0, "c2");
     assert!(resumed[1].1.contains("interrupted"), "{resumed:?}");
-    assert_ne!(sessions(&env).await[0]["interrupted"], true);
+    let after = sessions(&env).await;
+    assert_ne!(after[0]["interrupted"], true);
+    // The question, the two calls with both results, the answer; then the new message and its
+    // answer.
+    assert_eq!(after[0]["message_count"], 6, "{after:?}");
 }

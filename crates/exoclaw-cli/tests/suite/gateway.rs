@@ -318,3 +318,37 @@ async fn the_gateway_sheds_concurrent_large_bodies_and_stays_small() {
     let (status, _) = chat(&gateway.base, None, "nobody/none").await;
     assert_ne!(status, 503);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_status_shows_what_the_gateways_health_checks_last_saw() {
+    let env = Env::new();
+    // A keyless local server (llama.cpp's kind) that is not running: nothing listens on port 1.
+    env.config(
+        "model = \"box/m\"\n[providers.box]\nkind = \"llamacpp\"\nbase_url = \"http://127.0.0.1:1/v1\"\n",
+    );
+    let before = env.run(&["providers", "status", "--json"]).await;
+    let rows: Vec<Value> = serde_json::from_str(&stdout(&before)).unwrap();
+    let row = |rows: &[Value]| rows.iter().find(|r| r["name"] == "box").cloned().unwrap();
+    assert_eq!(row(&rows)["gateway_check"], Value::Null, "no gateway has run yet: {rows:?}");
+
+    let _gateway = start(&env, &[]).await;
+    // The gateway checks keyless servers as it starts, then every 30 s; wait for its record.
+    let mut check = Value::Null;
+    for _ in 0..100 {
+        let out = env.run(&["providers", "status", "--json"]).await;
+        check = row(&serde_json::from_str::<Vec<Value>>(&stdout(&out)).unwrap())["gateway_check"].clone();
+        if !check.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(check["checked_at"].is_string(), "{check}");
+    let error = check["error"].as_str().unwrap_or_else(|| panic!("the check failed: {check}"));
+    assert!(error.contains("127.0.0.1:1") || error.to_lowercase().contains("connect"), "{error}");
+
+    let text = env.run(&["providers", "status"]).await;
+    let text = stdout(&text);
+    assert!(text.contains("The gateway's last checks"), "{text}");
+    let line = text.lines().rfind(|l| l.starts_with("box ")).unwrap();
+    assert!(line.contains("failed") && line.contains("s ago"), "{text}");
+}

@@ -4,6 +4,7 @@ mod agent;
 mod config;
 mod crash;
 mod gateway;
+mod gateway_ws;
 mod local_model;
 mod peers;
 mod routing;

@@ -33,16 +33,16 @@ async fn a_configured_llama_server_streams_the_answer() {
 }
 
 /// A fresh database on the machine's PostgreSQL, dropped when the guard goes.
-struct Database(String);
+pub(super) struct Database(String);
 
 impl Database {
-    fn create() -> Self {
+    pub(super) fn create() -> Self {
         let name = format!("exoclaw_cli_{}_{}", std::process::id(), rand_suffix());
         psql(&format!("CREATE DATABASE {name}"));
         Self(name)
     }
 
-    fn url(&self) -> String {
+    pub(super) fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:5432/{}", self.0)
     }
 }

@@ -8,6 +8,7 @@
 
 use super::error::{Code, RpcError};
 use super::frame::{self, Request};
+use super::method::{Access, Method, UNKNOWN_ENDPOINT};
 use super::methods::{self, params};
 use super::protocol::{
     ChatCancelParams, ChatCancelResult, ConnectParams, ConnectResult, ConnectionInfo, LimitsInfo,
@@ -46,21 +47,6 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// How long a connection closed for an oversize message stays open for the client to read why.
 const TOO_BIG_LINGER: Duration = Duration::from_millis(250);
-
-/// Every method, for `method_not_found` answers.
-const METHODS: &[&str] = &[
-    "connect",
-    "ping",
-    "status",
-    "chat.send",
-    "chat.cancel",
-    "sessions.list",
-    "sessions.history",
-    "sessions.reset",
-    "agents.list",
-    "tools.list",
-    "usage.get",
-];
 
 fn refuse(status: StatusCode, code: &str, message: String) -> Response {
     (status, axum::Json(json!({"error": {"code": code, "message": message}}))).into_response()
@@ -388,13 +374,11 @@ impl Connection {
                 return Some(frame::error(&malformed.id, &malformed.error));
             }
         };
-        let endpoint = if METHODS.contains(&request.method.as_str()) {
-            format!("ws:{}", request.method)
-        } else {
-            "ws:unknown".to_owned()
-        };
         let id = request.id.clone();
-        let reply = self.dispatch(request).await;
+        let (endpoint, reply) = match Method::parse(&request.method) {
+            Ok(method) => (method.endpoint(), self.dispatch(method, request).await),
+            Err(unknown) => (UNKNOWN_ENDPOINT, Reply::Now(Err(unknown))),
+        };
         let answer = match reply {
             Reply::Later => return None,
             Reply::Now(answer) => answer,
@@ -406,7 +390,7 @@ impl Connection {
                 e.code.name()
             }
         };
-        self.gateway.metrics.request(&endpoint, status, started.elapsed());
+        self.gateway.metrics.request(endpoint, status, started.elapsed());
         let id = id?;
         Some(match answer {
             Ok(result) => frame::result(&id, &result),
@@ -435,61 +419,67 @@ impl Connection {
         Ok(caller)
     }
 
-    /// Operator methods (other people's sessions, usage) are not for virtual keys.
-    fn operator(caller: &Caller, method: &str) -> Result<(), RpcError> {
-        match caller {
-            Caller::Key(key) => Err(RpcError::new(
-                Code::Forbidden,
-                format!("`{method}` is for the gateway's operators; the key `{}` may not call it", key.name),
-            )),
-            Caller::Operator | Caller::Anyone => Ok(()),
+    /// Checks that the caller may call `method` ([`Method::access`]): anyone may call the open
+    /// methods; the others need the caller `connect` let in, checked again now; the operator
+    /// methods are not for virtual keys.
+    async fn admit(&self, method: Method) -> Result<(), RpcError> {
+        match method.access() {
+            Access::Open => Ok(()),
+            Access::Caller => self.authorized().await.map(drop),
+            Access::Operator => match self.authorized().await? {
+                Caller::Key(key) => Err(RpcError::new(
+                    Code::Forbidden,
+                    format!(
+                        "`{method}` is for the gateway's operators; the key `{}` may not call it",
+                        key.name
+                    ),
+                )),
+                Caller::Operator | Caller::Anyone => Ok(()),
+            },
         }
     }
 
-    async fn dispatch(&mut self, request: Request) -> Reply {
-        let Request { id, method, params: p } = request;
+    async fn dispatch(&mut self, method: Method, request: Request) -> Reply {
+        let Request { id, params: p, .. } = request;
         let gateway = Arc::clone(&self.gateway);
         let g = &*gateway;
         // A key made since the last request closes an open gateway to callers without one.
         g.notice_new_keys().await;
-        let answer = match method.as_str() {
-            "connect" => self.connect(params(&method, p)).await,
-            "ping" => json(PingResult { pong: true }),
-            _ if !METHODS.contains(&method.as_str()) => Err(RpcError::new(
-                Code::MethodNotFound,
-                format!("no method `{method}`; this gateway has: {}", METHODS.join(", ")),
-            )
-            .with("methods", METHODS)),
-            // Every method past `connect` checks its caller again: a key revoked while its
-            // connection is open may not even ask for `status`.
-            _ => match self.authorized().await {
+        // Every method past `connect` and `ping` checks its caller again: a key revoked while its
+        // connection is open may not even ask for `status`.
+        if let Err(e) = self.admit(method).await {
+            return Reply::Now(Err(e));
+        }
+        let name = method.name();
+        let answer = match method {
+            Method::Connect => self.connect(params(name, p)).await,
+            Method::Ping => json(PingResult { pong: true }),
+            Method::Status => json(methods::status(g)),
+            Method::ChatSend => match self.caller() {
+                Ok(caller) => return self.chat_send(caller, id, p),
                 Err(e) => Err(e),
-                Ok(caller) => match method.as_str() {
-                    "chat.send" => return self.chat_send(caller, id, &method, p),
-                    "chat.cancel" => self.chat_cancel(params(&method, p)),
-                    "status" => json(methods::status(g)),
-                    "agents.list" => json(methods::agents_list(g)),
-                    "tools.list" => match params(&method, p) {
-                        Ok(p) => methods::tools_list(g, p).and_then(json),
-                        Err(e) => Err(e),
-                    },
-                    _ => self.operator_method(&caller, &method, p).await,
-                },
+            },
+            Method::ChatCancel => self.chat_cancel(params(name, p)),
+            Method::AgentsList => json(methods::agents_list(g)),
+            Method::ToolsList => params(name, p).and_then(|p| methods::tools_list(g, p)).and_then(json),
+            Method::SessionsList => match params(name, p) {
+                Ok(p) => methods::sessions_list(g, p).await.and_then(json),
+                Err(e) => Err(e),
+            },
+            Method::SessionsHistory => match params(name, p) {
+                Ok(p) => methods::sessions_history(g, p).await.and_then(json),
+                Err(e) => Err(e),
+            },
+            Method::SessionsReset => match params(name, p) {
+                Ok(p) => methods::sessions_reset(g, p).await.and_then(json),
+                Err(e) => Err(e),
+            },
+            Method::UsageGet => match params(name, p) {
+                Ok(p) => methods::usage_get(g, p).await.and_then(json),
+                Err(e) => Err(e),
             },
         };
         Reply::Now(answer)
-    }
-
-    async fn operator_method(&self, caller: &Caller, method: &str, p: Value) -> Result<Value, RpcError> {
-        Self::operator(caller, method)?;
-        let g = &*self.gateway;
-        match method {
-            "sessions.list" => json(methods::sessions_list(g, params(method, p)?).await?),
-            "sessions.history" => json(methods::sessions_history(g, params(method, p)?).await?),
-            "sessions.reset" => json(methods::sessions_reset(g, params(method, p)?).await?),
-            "usage.get" => json(methods::usage_get(g, params(method, p)?).await?),
-            other => Err(RpcError::internal(format!("the method `{other}` has no handler"))),
-        }
     }
 
     async fn connect(&mut self, p: Result<ConnectParams, RpcError>) -> Result<Value, RpcError> {
@@ -541,9 +531,9 @@ impl Connection {
         })
     }
 
-    fn chat_send(&mut self, caller: Caller, id: Option<Value>, method: &str, p: Value) -> Reply {
+    fn chat_send(&mut self, caller: Caller, id: Option<Value>, p: Value) -> Reply {
         let fail = |e: RpcError| Reply::Now(Err(e));
-        let p = match params(method, p) {
+        let p = match params(Method::ChatSend.name(), p) {
             Ok(p) => p,
             Err(e) => return fail(e),
         };

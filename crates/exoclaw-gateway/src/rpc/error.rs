@@ -48,11 +48,14 @@ pub enum Code {
     Unavailable,
     /// `-32012`: the request was cancelled (`chat.cancel`) before its turn began.
     Cancelled,
+    /// `-32013`: the turn was stopped by the agent's own limits, an operator's hook or a tool
+    /// (too many model calls in one turn, a denied action, a tool whose store is gone).
+    TurnStopped,
 }
 
 impl Code {
     /// Every code, in numeric order (for the documentation test).
-    pub const ALL: [Code; 18] = [
+    pub const ALL: [Code; 19] = [
         Code::ParseError,
         Code::InvalidRequest,
         Code::MethodNotFound,
@@ -71,6 +74,7 @@ impl Code {
         Code::UnsupportedProtocol,
         Code::Unavailable,
         Code::Cancelled,
+        Code::TurnStopped,
     ];
 
     /// The JSON-RPC `error.code`.
@@ -94,6 +98,7 @@ impl Code {
             Code::UnsupportedProtocol => -32010,
             Code::Unavailable => -32011,
             Code::Cancelled => -32012,
+            Code::TurnStopped => -32013,
         }
     }
 
@@ -118,6 +123,7 @@ impl Code {
             Code::UnsupportedProtocol => "unsupported_protocol",
             Code::Unavailable => "unavailable",
             Code::Cancelled => "cancelled",
+            Code::TurnStopped => "turn_stopped",
         }
     }
 }
@@ -191,7 +197,8 @@ pub(crate) fn provider_code(kind: ErrorKind) -> Code {
 
 impl From<ProviderError> for RpcError {
     fn from(e: ProviderError) -> Self {
-        let mut error = RpcError::new(provider_code(e.kind), e.to_string()).with("kind", e.kind.code());
+        let mut error =
+            RpcError::new(provider_code(e.kind), e.to_string()).with("kind", e.kind.code().as_str());
         if let ErrorKind::RateLimited { retry_after: Some(after) } = e.kind {
             error = error.with("retry_after_ms", millis(after));
         }

@@ -1,11 +1,12 @@
 //! The protocol's params and results, one type per method, and the JSON schema generated from them
 //! (`docs/protocol.schema.json`, checked by a test).
 
+use super::method::Method;
 use chrono::{DateTime, Utc};
 use exoclaw_types::{AgentEvent, Message, SessionId, SessionInfo, ToolSpec, TurnOutcome, Usage, UsageRecord};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 /// The protocol version this gateway speaks best; `connect` answers with it.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -370,19 +371,49 @@ pub struct ShutdownParams {
 pub fn schema() -> Value {
     let mut generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
     let refer = |schema: schemars::Schema| schema.to_value();
-    let methods = json!({
-        "connect": {"params": refer(generator.subschema_for::<ConnectParams>()), "result": refer(generator.subschema_for::<ConnectResult>())},
-        "ping": {"params": {"type": "object"}, "result": refer(generator.subschema_for::<PingResult>())},
-        "status": {"params": {"type": "object"}, "result": refer(generator.subschema_for::<StatusResult>())},
-        "chat.send": {"params": refer(generator.subschema_for::<ChatSendParams>()), "result": refer(generator.subschema_for::<ChatResult>())},
-        "chat.cancel": {"params": refer(generator.subschema_for::<ChatCancelParams>()), "result": refer(generator.subschema_for::<ChatCancelResult>())},
-        "sessions.list": {"params": refer(generator.subschema_for::<SessionsListParams>()), "result": refer(generator.subschema_for::<SessionsListResult>())},
-        "sessions.history": {"params": refer(generator.subschema_for::<SessionParams>()), "result": refer(generator.subschema_for::<SessionsHistoryResult>())},
-        "sessions.reset": {"params": refer(generator.subschema_for::<SessionParams>()), "result": refer(generator.subschema_for::<SessionsResetResult>())},
-        "agents.list": {"params": {"type": "object"}, "result": refer(generator.subschema_for::<AgentsListResult>())},
-        "tools.list": {"params": refer(generator.subschema_for::<ToolsListParams>()), "result": refer(generator.subschema_for::<ToolsListResult>())},
-        "usage.get": {"params": refer(generator.subschema_for::<UsageGetParams>()), "result": refer(generator.subschema_for::<UsageGetResult>())},
-    });
+    // Exhaustive over the methods: a new one cannot be left out of the schema.
+    let mut methods = Map::new();
+    for method in Method::ALL {
+        let no_params = || json!({"type": "object"});
+        let (params, result) = match method {
+            Method::Connect => (
+                refer(generator.subschema_for::<ConnectParams>()),
+                refer(generator.subschema_for::<ConnectResult>()),
+            ),
+            Method::Ping => (no_params(), refer(generator.subschema_for::<PingResult>())),
+            Method::Status => (no_params(), refer(generator.subschema_for::<StatusResult>())),
+            Method::ChatSend => (
+                refer(generator.subschema_for::<ChatSendParams>()),
+                refer(generator.subschema_for::<ChatResult>()),
+            ),
+            Method::ChatCancel => (
+                refer(generator.subschema_for::<ChatCancelParams>()),
+                refer(generator.subschema_for::<ChatCancelResult>()),
+            ),
+            Method::SessionsList => (
+                refer(generator.subschema_for::<SessionsListParams>()),
+                refer(generator.subschema_for::<SessionsListResult>()),
+            ),
+            Method::SessionsHistory => (
+                refer(generator.subschema_for::<SessionParams>()),
+                refer(generator.subschema_for::<SessionsHistoryResult>()),
+            ),
+            Method::SessionsReset => (
+                refer(generator.subschema_for::<SessionParams>()),
+                refer(generator.subschema_for::<SessionsResetResult>()),
+            ),
+            Method::AgentsList => (no_params(), refer(generator.subschema_for::<AgentsListResult>())),
+            Method::ToolsList => (
+                refer(generator.subschema_for::<ToolsListParams>()),
+                refer(generator.subschema_for::<ToolsListResult>()),
+            ),
+            Method::UsageGet => (
+                refer(generator.subschema_for::<UsageGetParams>()),
+                refer(generator.subschema_for::<UsageGetResult>()),
+            ),
+        };
+        methods.insert(method.name().to_owned(), json!({"params": params, "result": result}));
+    }
     let notifications = json!({
         "chat.event": {"params": refer(generator.subschema_for::<ChatEventParams>())},
         "gateway.shutdown": {"params": refer(generator.subschema_for::<ShutdownParams>())},

@@ -6,6 +6,7 @@
 use async_trait::async_trait;
 use exoclaw_core::{AgentRunner, EventStream, Provider, ProviderError};
 use exoclaw_core::{AgentRuntime, Bindings};
+use exoclaw_gateway::metrics::Metrics;
 use exoclaw_gateway::{Gateway, GatewayBuilder, StaticModels, app};
 use exoclaw_store::Store;
 use exoclaw_testkit::runtime::ScriptedRuntime;
@@ -175,8 +176,12 @@ impl Server {
     /// Serves `agents` with an in-memory store; `configure` sets the rest.
     pub async fn start(agents: Agents, configure: impl FnOnce(GatewayBuilder) -> GatewayBuilder) -> Self {
         let store = Arc::new(Store::open("sqlite::memory:").await.unwrap());
+        // Turns are counted by the runtime's agents, as `exoclaw gateway` registers them.
+        let metrics = Metrics::new();
+        let turns = metrics.turn_metrics();
         let mut runtime = ScriptedRuntime::new(store.clone());
         for (name, runner) in agents.agents {
+            let runner = runner.with_monitor(turns.clone()).with_hook(turns.clone());
             runtime = runtime.agent(&name, Some(format!("the {name} agent")), runner);
         }
         if let Some(bindings) = agents.bindings {
@@ -185,7 +190,8 @@ impl Server {
         let runtime = Arc::new(runtime);
         let builder = Gateway::builder(Arc::new(StaticModels::new()))
             .runtime(runtime.clone() as Arc<dyn AgentRuntime>)
-            .store(store.clone(), store.clone());
+            .store(store.clone(), store.clone())
+            .metrics(metrics);
         let gateway = Arc::new(configure(builder).build());
         runtime.set_session_queue(gateway.limits().session_queue);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -29,7 +29,7 @@ pub use routes::{RouteError, Routes, Target};
 
 use async_trait::async_trait;
 use exoclaw_core::{ErrorKind, EventStream, ModelInfo, Provider, ProviderError, Recovery};
-use exoclaw_types::{ChatRequest, ChatResponse, ModelId, StreamEvent};
+use exoclaw_types::{ChatRequest, ChatResponse, ModelId, ModelRef, StreamEvent};
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -60,6 +60,15 @@ pub struct ProviderStatus {
     pub last_error: Option<String>,
     /// Whether periodic health checks watch it.
     pub health_checks: bool,
+}
+
+/// One provider's health check ([`Router::check_health`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// The provider's name.
+    pub provider: String,
+    /// Why it failed; `None` when the provider answered.
+    pub error: Option<String>,
 }
 
 /// Builds a [`Router`].
@@ -257,23 +266,31 @@ impl Router {
 
     /// Checks every provider's health once (those with health checks on, or all with `all`),
     /// feeding the breakers (a passed check closes an open one); each check may take up to
-    /// `timeout`.
-    pub async fn check_health(&self, all: bool, timeout: Duration) {
-        let checks = self.members.values().filter(|m| all || m.health_checks).map(|m| async move {
-            match tokio::time::timeout(timeout, m.provider.health()).await {
-                Ok(Ok(())) => m.breaker.recovered(),
-                Ok(Err(err)) => m.breaker.failure(&err.to_string()),
-                Err(_) => m.breaker.failure(&format!("no health answer within {} s", timeout.as_secs())),
-            }
-        });
-        futures::future::join_all(checks).await;
+    /// `timeout`. Returns each check's result, by provider name.
+    pub async fn check_health(&self, all: bool, timeout: Duration) -> Vec<HealthCheck> {
+        let checks =
+            self.members.iter().filter(|(_, m)| all || m.health_checks).map(|(name, m)| async move {
+                let error = match tokio::time::timeout(timeout, m.provider.health()).await {
+                    Ok(Ok(())) => None,
+                    Ok(Err(err)) => Some(err.to_string()),
+                    Err(_) => Some(format!("no health answer within {} s", timeout.as_secs())),
+                };
+                match &error {
+                    None => m.breaker.recovered(),
+                    Some(error) => m.breaker.failure(error),
+                }
+                HealthCheck { provider: name.clone(), error }
+            });
+        futures::future::join_all(checks).await
     }
 
-    /// Checks health every `every` until `cancel` is cancelled.
+    /// Checks health every `every` until `cancel` is cancelled, handing each round's results to
+    /// `report` (to record them where another process can read them, say).
     pub fn spawn_health_checks(
         self: &Arc<Self>,
         every: Duration,
         cancel: CancellationToken,
+        report: impl Fn(Vec<HealthCheck>) + Send + 'static,
     ) -> tokio::task::JoinHandle<()> {
         let router = Arc::clone(self);
         tokio::spawn(async move {
@@ -282,7 +299,12 @@ impl Router {
             loop {
                 tokio::select! {
                     () = cancel.cancelled() => return,
-                    _ = ticks.tick() => router.check_health(false, every.min(Duration::from_secs(10))).await,
+                    _ = ticks.tick() => {
+                        let round = router.check_health(false, every.min(Duration::from_secs(10))).await;
+                        if !round.is_empty() {
+                            report(round);
+                        }
+                    }
                 }
             }
         })
@@ -545,11 +567,17 @@ impl Provider for Router {
     /// A whole answer from a provider's own non-streaming call (not a stream collected here), so
     /// a proxy in front of the router asks upstream for exactly what its client asked for. It
     /// takes as long as the model writes: the provider's own timeouts bound it, not the router's
-    /// first-token one.
+    /// first-token one. The answer names the target that served it (`served`), as a stream's
+    /// [`StreamEvent::Served`] does.
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, ProviderError> {
-        self.answer(request, |_, member, attempt, _| {
+        self.answer(request, |target, member, attempt, _| {
+            let served = ModelRef { provider: target.provider.clone(), model: ModelId(target.model.clone()) };
             let member = Arc::clone(member);
-            async move { member.provider.complete(attempt).await }
+            async move {
+                let mut answer = member.provider.complete(attempt).await?;
+                answer.served = Some(served);
+                Ok(answer)
+            }
         })
         .await
     }

@@ -1,6 +1,12 @@
 //! Prometheus metrics, served at `GET /metrics` in the text exposition format: requests and their
 //! latency by endpoint and status, tokens by provider and model, errors by kind, open WebSocket
-//! connections and sessions with a turn running, and each provider's circuit breaker.
+//! connections and sessions with a turn running, each provider's circuit breaker, and what agent
+//! turns do (turns by outcome, their errors by code, tool calls), counted by [`TurnMetrics`] on
+//! the runtime.
+
+mod monitor;
+
+pub use monitor::TurnMetrics;
 
 use crate::server::COMPLETIONS;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -9,7 +15,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -62,6 +68,8 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     connections: Gauge,
     busy_sessions: Gauge,
+    /// Agent turns' series, counted by the runtime ([`Metrics::turn_metrics`]).
+    turns: Arc<TurnMetrics>,
     /// The busiest series, `/v1/chat/completions` answered 200, held once created: a request
     /// then updates it without building labels (two strings) and hashing them.
     completions_ok: OnceLock<(Counter, Histogram)>,
@@ -112,6 +120,17 @@ impl Metrics {
         registry.register("websocket_connections", "Open WebSocket connections", connections.clone());
         let busy_sessions = Gauge::default();
         registry.register("busy_sessions", "Sessions with a turn running or queued", busy_sessions.clone());
+        let turns = Family::default();
+        registry.register("turns", "Agent turns, by how they ended", turns.clone());
+        let turn_errors = Family::default();
+        registry.register("turn_errors", "Errors agent turns reported, by code", turn_errors.clone());
+        let tool_calls = Family::default();
+        registry.register(
+            "tool_calls",
+            "Tool calls agent turns made, by tool and result",
+            tool_calls.clone(),
+        );
+        let turns = Arc::new(TurnMetrics::new(turns, turn_errors, tool_calls, tokens.clone()));
         Self {
             registry,
             requests,
@@ -120,6 +139,7 @@ impl Metrics {
             errors,
             connections,
             busy_sessions,
+            turns,
             completions_ok: OnceLock::new(),
         }
     }
@@ -144,6 +164,12 @@ impl Metrics {
             .clone();
         let latency = self.latency.get_or_create(&EndpointLabels { endpoint: endpoint.into() }).clone();
         (count, latency)
+    }
+
+    /// What counts agent turns into these metrics: register it on the runtime as a monitor and
+    /// as a hook (see [`TurnMetrics`]). Every call returns the same counter.
+    pub fn turn_metrics(&self) -> Arc<TurnMetrics> {
+        Arc::clone(&self.turns)
     }
 
     /// Tokens a model call used.
