@@ -246,17 +246,7 @@ async fn tokens_are_required_before_anything_but_connect_and_ping() {
 
 /// Makes a virtual key named `name`, with no limits, in `store`; returns its secret.
 async fn make_key(store: &exoclaw_store::Store, name: &str) -> String {
-    let key = exoclaw_gateway::keys::generate_key().unwrap();
-    let new = exoclaw_core::NewApiKey {
-        name: name.into(),
-        hash: key.hash,
-        prefix: key.prefix,
-        models: Vec::new(),
-        budget_usd: None,
-        rpm: None,
-    };
-    exoclaw_core::KeyStore::create_key(store, new).await.unwrap();
-    key.secret
+    make_budgeted_key(store, name, None).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -725,15 +715,16 @@ async fn every_method_is_reachable_by_the_callers_its_access_allows() {
     }
 }
 
-/// Makes a virtual key named `name` with a budget of `budget_usd`; returns its secret.
-async fn make_budgeted_key(store: &exoclaw_store::Store, name: &str, budget_usd: f64) -> String {
+/// Makes a virtual key named `name` with a budget of `budget_usd` (none: unlimited); returns its
+/// secret.
+async fn make_budgeted_key(store: &exoclaw_store::Store, name: &str, budget_usd: Option<f64>) -> String {
     let key = exoclaw_gateway::keys::generate_key().unwrap();
     let new = exoclaw_core::NewApiKey {
         name: name.into(),
         hash: key.hash,
         prefix: key.prefix,
         models: Vec::new(),
-        budget_usd: Some(budget_usd),
+        budget_usd,
         rpm: None,
     };
     exoclaw_core::KeyStore::create_key(store, new).await.unwrap();
@@ -768,7 +759,7 @@ async fn concurrent_turns_of_a_key_never_spend_past_its_budget() {
     let server = Server::start(Agents::new().with(priced_agent(echo.clone())), |b| b.keys(keys)).await;
     // Room for four $0.011 turns, not five.
     let budget = 0.05;
-    let secret = make_budgeted_key(&store, "app", budget).await;
+    let secret = make_budgeted_key(&store, "app", Some(budget)).await;
     let mut client = server.client().await;
     client.ok("connect", json!({"protocol": 1, "token": secret})).await;
 
@@ -818,7 +809,7 @@ async fn a_budgeted_key_is_refused_an_agent_whose_model_has_no_price() {
     let store = Arc::new(exoclaw_store::Store::open("sqlite::memory:").await.unwrap());
     let keys = Arc::clone(&store);
     let server = Server::start(Agents::new().with(agent("default", echo.clone())), |b| b.keys(keys)).await;
-    let secret = make_budgeted_key(&store, "app", 1.0).await;
+    let secret = make_budgeted_key(&store, "app", Some(1.0)).await;
     let mut client = server.client().await;
     client.ok("connect", json!({"protocol": 1, "token": secret})).await;
 
