@@ -98,6 +98,7 @@ impl Turn<'_> {
         } else {
             None
         };
+        let existing_session = existing.is_some();
         let info = match existing {
             Some(info) => info,
             // Stored now, so that the turn's checkpoints belong to it and a turn killed mid-way
@@ -119,9 +120,12 @@ impl Turn<'_> {
         let payer = input.payer.as_deref();
         let mut resumed = false;
         let mut result = None;
-        if let Some(run) =
-            store.interrupted_run(id).await.map_err(stored("cannot read the interrupted turn"))?
-        {
+        // A session this turn has just stored has no interrupted turn to look for.
+        let interrupted = match existing_session {
+            true => store.interrupted_run(id).await.map_err(stored("cannot read the interrupted turn"))?,
+            false => None,
+        };
+        if let Some(run) = interrupted {
             let history = store.messages(id).await.map_err(stored("cannot read the session"))?;
             let turn = self.drive(id, run.resume(history), &sink, payer).await;
             self.commit(id, &turn).await?;
