@@ -13,7 +13,7 @@ use exoclaw_core::{
     BudgetError, BudgetExceeded, CallScope, DEFAULT_OUTPUT_ESTIMATE, Estimate, KeyStore, Price, Reservation,
     UsageStore,
 };
-use exoclaw_types::{ChatRequest, ChatResponse, StreamEvent, Usage, UsageRecord};
+use exoclaw_types::{ChatRequest, ChatResponse, ErrorCode, StreamEvent, Usage, UsageRecord};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -261,13 +261,13 @@ pub enum BudgetRefusal {
 }
 
 impl BudgetRefusal {
-    /// The stable code: `budget_unpriced` for [`BudgetRefusal::Unpriced`], else
-    /// `budget_exceeded`.
-    pub fn code(&self) -> &'static str {
+    /// The stable code: [`ErrorCode::BudgetUnpriced`] for [`BudgetRefusal::Unpriced`], else
+    /// [`ErrorCode::BudgetExceeded`].
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Unpriced { .. } => "budget_unpriced",
+            Self::Unpriced { .. } => ErrorCode::BudgetUnpriced,
             Self::KeySpent { .. } | Self::KeyShort { .. } | Self::TurnShort { .. } | Self::Limit(_) => {
-                "budget_exceeded"
+                ErrorCode::BudgetExceeded
             }
         }
     }
@@ -498,14 +498,7 @@ impl Bill {
         tokens.add(usage.input_tokens, usage.output_tokens);
         let cost = price.map(|price| price.cost(&usage));
         if let Some(id) = key_id {
-            match key_hold {
-                Some(held) => gateway.key_cache.settle(id, held, cost.unwrap_or(0.0)),
-                None => {
-                    if let Some(cost) = cost {
-                        gateway.key_cache.add_spend(id, cost);
-                    }
-                }
-            }
+            gateway.key_cache.charge(id, key_hold, cost.unwrap_or(0.0));
         }
         if let Some(hold) = budget_hold {
             let used = usage.input_tokens.unwrap_or(0).saturating_add(usage.output_tokens.unwrap_or(0));

@@ -239,7 +239,7 @@ impl GatewayError {
             GatewayError::Unauthorized { .. } => "unauthenticated",
             GatewayError::KeyRevoked { .. } => "key_revoked",
             GatewayError::ModelNotAllowed { .. } => "model_not_allowed",
-            GatewayError::BudgetExceeded(refusal) => refusal.code(),
+            GatewayError::BudgetExceeded(refusal) => refusal.code().as_str(),
             GatewayError::RateLimited { .. } => "rate_limited",
             GatewayError::Unavailable { .. } => "unavailable",
             GatewayError::ForbiddenOrigin { .. } => "forbidden_origin",

@@ -297,6 +297,16 @@ impl KeyCache {
     pub(crate) fn add_spend(&self, id: &str, usd: f64) {
         self.lock().with_book(id, |book| book.spent += usd);
     }
+
+    /// Charges key `id` `usd` for a request that is over: ends its hold of `held` dollars if it
+    /// took one ([`KeyCache::settle`]), else adds the cost ([`KeyCache::add_spend`]).
+    pub(crate) fn charge(&self, id: &str, held: Option<f64>, usd: f64) {
+        match held {
+            Some(held) => self.settle(id, held, usd),
+            None if usd > 0.0 => self.add_spend(id, usd),
+            None => {}
+        }
+    }
 }
 
 /// Requests-per-minute limits, one token bucket per key: `rpm` requests at once, refilled at

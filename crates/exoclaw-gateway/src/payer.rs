@@ -7,7 +7,6 @@
 use crate::Gateway;
 use crate::accounting::BudgetRefusal;
 use exoclaw_core::{Estimate, Hold, Payer, PayerRefusal};
-use exoclaw_types::ErrorCode;
 use std::sync::Arc;
 
 /// A virtual key as the payer of one turn's model calls ([`Payer`]): holds against the key's
@@ -47,14 +46,7 @@ impl KeyPayer {
     }
 
     fn refuse(refusal: &BudgetRefusal) -> PayerRefusal {
-        let code = match refusal {
-            BudgetRefusal::Unpriced { .. } => ErrorCode::BudgetUnpriced,
-            BudgetRefusal::KeySpent { .. }
-            | BudgetRefusal::KeyShort { .. }
-            | BudgetRefusal::TurnShort { .. }
-            | BudgetRefusal::Limit(_) => ErrorCode::BudgetExceeded,
-        };
-        PayerRefusal { code, message: refusal.to_string() }
+        PayerRefusal { code: refusal.code(), message: refusal.to_string() }
     }
 }
 
@@ -89,12 +81,8 @@ impl Payer for KeyPayer {
 
     fn settle(&self, hold: Hold, cost_usd: Option<f64>) {
         let cost = cost_usd.unwrap_or(0.0);
-        let books = &self.gateway.key_cache;
-        match self.budget_usd {
-            Some(_) => books.settle(&self.id, hold.usd, cost),
-            None if cost > 0.0 => books.add_spend(&self.id, cost),
-            None => {}
-        }
+        // Only a key with a budget took a hold.
+        self.gateway.key_cache.charge(&self.id, self.budget_usd.map(|_| hold.usd), cost);
         if cost > 0.0 {
             crate::accounting::record_key_spend(&self.gateway, &self.id, cost);
         }

@@ -380,20 +380,21 @@ impl Run {
         else {
             return Err(RunError::UnknownCall(call_id.to_owned()));
         };
-        let settled = match decision {
-            Decision::Approve => {
+        let refused = match decision {
+            Decision::Approve => None,
+            Decision::Deny => Some("the user denied this call; do not retry it unless the user asks"),
+            Decision::Unattended => Some(
+                "it needs a person's approval and this agent runs unattended, with nobody to ask; do \
+                 not retry it: tell the user it needs approval (an operator can allow the tool under \
+                 [permissions])",
+            ),
+        };
+        let settled = match refused {
+            None => {
                 open.state = CallState::Ready;
                 None
             }
-            Decision::Deny | Decision::Unattended => {
-                let why = match decision {
-                    Decision::Unattended => {
-                        "it needs a person's approval and this agent runs unattended, with nobody to \
-                         ask; do not retry it: tell the user it needs approval (an operator can allow \
-                         the tool under [permissions])"
-                    }
-                    _ => "the user denied this call; do not retry it unless the user asks",
-                };
+            Some(why) => {
                 let result = denied(&open.call, why);
                 open.state = CallState::Finished { result: result.clone() };
                 Some(SettledCall { call: open.call.clone(), result })

@@ -98,7 +98,6 @@ impl Turn<'_> {
         } else {
             None
         };
-        let existing_session = existing.is_some();
         let info = match existing {
             Some(info) => info,
             // Stored now, so that the turn's checkpoints belong to it and a turn killed mid-way
@@ -121,7 +120,7 @@ impl Turn<'_> {
         let mut resumed = false;
         let mut result = None;
         // A session this turn has just stored has no interrupted turn to look for.
-        let interrupted = match existing_session {
+        let interrupted = match known {
             true => store.interrupted_run(id).await.map_err(stored("cannot read the interrupted turn"))?,
             false => None,
         };
