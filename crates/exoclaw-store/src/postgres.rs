@@ -66,6 +66,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/postgres/0004_provider_health.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            5,
+            Cow::Borrowed("session_revision"),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0005_session_revision.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -205,6 +212,7 @@ fn session_from_row(row: &PgRow) -> Result<SessionInfo, StoreError> {
         updated_at: row.try_get("updated_at").map_err(decode)?,
         message_count: from_i64(row.try_get("message_count").map_err(decode)?, "message count")?,
         interrupted: row.try_get("interrupted").map_err(decode)?,
+        revision: from_i64(row.try_get("revision").map_err(decode)?, "revision")?,
     })
 }
 
@@ -298,6 +306,7 @@ impl SessionStore for PgStore {
             updated_at: at,
             message_count: 0,
             interrupted: false,
+            revision: 0,
         })
     }
 
@@ -363,8 +372,8 @@ impl SessionStore for PgStore {
         let mut tx = self.pool.begin().await.map_err(failed)?;
         // Locks the session's row until commit: concurrent turns on one session queue here.
         let updated = sqlx::query(
-            "UPDATE sessions SET updated_at = GREATEST(updated_at, $1), model = COALESCE($2, model) \
-             WHERE id = $3",
+            "UPDATE sessions SET updated_at = GREATEST(updated_at, $1), model = COALESCE($2, model), \
+             revision = revision + 1 WHERE id = $3",
         )
         .bind(now())
         .bind(model)
@@ -408,8 +417,12 @@ impl SessionStore for PgStore {
     async fn clear_session(&self, id: SessionId) -> Result<(), StoreError> {
         let failed = |e| query_error(&format!("could not clear session {id}"), e);
         let mut tx = self.pool.begin().await.map_err(failed)?;
-        let updated =
-            sqlx::query(sql::TOUCH_SESSION).bind(now()).bind(id.0).execute(&mut *tx).await.map_err(failed)?;
+        let updated = sqlx::query(sql::CLEARED_SESSION)
+            .bind(now())
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
         if updated.rows_affected() == 0 {
             return Err(StoreError::SessionNotFound(id));
         }

@@ -1,5 +1,9 @@
 //! The SQL both backends run, written once.
 //!
+//! Every statement that changes a session's messages also adds one to `sessions.revision`, in the
+//! same transaction: runtimes trust a cached history only while the revision stays where they
+//! left it.
+//!
 //! Placeholders are `$1`, `$2`, …: PostgreSQL's form, which sqlx also binds by number on SQLite.
 //! The statements keep to what both dialects share: `CAST(… AS TEXT)` rather than PostgreSQL's
 //! `::text`, `CASE` rather than `GREATEST` (PostgreSQL) or two-argument `MAX` (SQLite). What the
@@ -16,7 +20,7 @@
 macro_rules! select_session {
     () => {
         "SELECT s.id, s.agent, s.channel, s.account, s.peer, s.title, s.model, s.created_at, \
-         s.updated_at, (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS message_count, \
+         s.updated_at, s.revision, (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS message_count, \
          EXISTS (SELECT 1 FROM runs r WHERE r.session_id = s.id) AS interrupted \
          FROM sessions s "
     };
@@ -55,9 +59,10 @@ pub(crate) const SESSION_EXISTS: &str = "SELECT 1 FROM sessions WHERE id = $1";
 pub(crate) const MESSAGES: &str = "SELECT id, role, CAST(parts AS TEXT) AS parts, created_at FROM messages \
      WHERE session_id = $1 ORDER BY seq";
 
-/// Moves session `$2`'s `updated_at` on to `$1` (never back).
-pub(crate) const TOUCH_SESSION: &str =
-    "UPDATE sessions SET updated_at = CASE WHEN updated_at > $1 THEN updated_at ELSE $1 END WHERE id = $2";
+/// Session `$2` is being cleared at `$1`: its `updated_at` moves on (never back), its revision
+/// up by one.
+pub(crate) const CLEARED_SESSION: &str = "UPDATE sessions SET updated_at = CASE WHEN updated_at > $1 THEN updated_at ELSE $1 END, \
+     revision = revision + 1 WHERE id = $2";
 
 /// The messages of session `$1`.
 pub(crate) const DELETE_MESSAGES: &str = "DELETE FROM messages WHERE session_id = $1";

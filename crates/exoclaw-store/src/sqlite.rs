@@ -98,6 +98,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/sqlite/0004_provider_health.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            5,
+            Cow::Borrowed("session_revision"),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0005_session_revision.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -415,6 +422,7 @@ fn session_from_row(row: &SqliteRow) -> Result<SessionInfo, StoreError> {
         updated_at: from_micros(row.try_get("updated_at").map_err(decode)?)?,
         message_count: from_i64(row.try_get("message_count").map_err(decode)?, "message count")?,
         interrupted: row.try_get("interrupted").map_err(decode)?,
+        revision: from_i64(row.try_get("revision").map_err(decode)?, "revision")?,
     })
 }
 
@@ -577,8 +585,8 @@ fn bind_usage(args: &mut sqlx::sqlite::SqliteArguments, record: &UsageRecord) ->
 /// A message ready to insert: id, role, parts as JSON, creation time.
 type MessageRow = (String, &'static str, String, DateTime<Utc>);
 
-/// The statements of one turn's commit, as one query: the session's `UPDATE` (first, so its row
-/// count says whether the session exists), one `INSERT` numbering all of the turn's messages after
+/// The statements of one turn's commit, as one query: the session's `UPDATE` (its time, model and
+/// revision; first, so its row count says whether the session exists), one `INSERT` numbering all of the turn's messages after
 /// the session's last one, one `INSERT` of its usage records, and the `DELETE` of the turn's run
 /// checkpoint.
 ///
@@ -594,7 +602,11 @@ fn commit_batch(
 ) -> Result<sqlx::QueryBuilder<sqlx::Sqlite>, StoreError> {
     let mut batch =
         sqlx::QueryBuilder::<sqlx::Sqlite>::new("UPDATE sessions SET updated_at = MAX(updated_at, ");
-    batch.push_bind(at).push("), model = COALESCE(").push_bind(model).push(", model) WHERE id = ");
+    batch
+        .push_bind(at)
+        .push("), model = COALESCE(")
+        .push_bind(model)
+        .push(", model), revision = revision + 1 WHERE id = ");
     batch.push_bind(session).push(";\n");
     if !messages.is_empty() {
         batch.push("INSERT INTO messages (id, session_id, seq, role, parts, created_at) SELECT v.column1, ");
@@ -652,6 +664,7 @@ impl SessionStore for SqliteStore {
             updated_at: at,
             message_count: 0,
             interrupted: false,
+            revision: 0,
         })
     }
 
@@ -744,7 +757,7 @@ impl SessionStore for SqliteStore {
     async fn clear_session(&self, id: SessionId) -> Result<(), StoreError> {
         let failed = |e| query_error(&format!("could not clear session {id}"), e);
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
-        let updated = sqlx::query(sql::TOUCH_SESSION)
+        let updated = sqlx::query(sql::CLEARED_SESSION)
             .bind(to_micros(now()))
             .bind(id.to_string())
             .execute(&mut *tx)

@@ -83,6 +83,11 @@ pub struct SessionInfo {
     /// Whether a turn was interrupted (the process stopped mid-turn) and can be resumed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub interrupted: bool,
+    /// How many times its messages were written (turns committed, clears): a history read at
+    /// one revision is still the session's history while the revision stays the same; 0 for a
+    /// session never written, which has no messages.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 /// How a turn ended.

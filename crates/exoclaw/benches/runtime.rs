@@ -4,11 +4,13 @@
 //!
 //! - `submit_to_first_model_request/{file,memory}/{continued,new}`: from `submit` to the
 //!   provider's `stream` being called. A continued session's turn takes the session's queue
-//!   place and its cross-process lock, reads the session, assembles the context (reads its
-//!   history) and checkpoints the run; a new session's turn stores the session instead of reading
-//!   it. The continued sessions keep 2 to 20 stored messages: every 10 turns the bench moves to a
-//!   fresh session (untimed), since a history growing over a whole criterion run (thousands of
-//!   turns) would measure the history's size instead.
+//!   place and its cross-process lock, reads the session (its revision says the history the
+//!   runtime kept is current) and assembles the context; its first checkpoint is saved while the
+//!   model is asked. A new session's turn asks the model at once: the session is locked and
+//!   stored with the first checkpoint, meanwhile. The continued sessions keep 2 to 20 stored
+//!   messages: every 10 turns the bench moves to a fresh session (untimed), since a history
+//!   growing over a whole criterion run (thousands of turns) would measure the history's size
+//!   instead.
 //! - `whole_turn/{file,memory}/continued`: the same turn, submit → the report, committed.
 //!
 //! Run: `cargo bench -p exoclaw --bench runtime`.
@@ -201,7 +203,8 @@ fn bench(c: &mut Criterion) {
 criterion_group!(benches, bench);
 
 /// The store calls a turn makes, in the runtime's order, without the runtime: the lock, the
-/// session read (or its creation), the history, the first checkpoint, the commit.
+/// session read (or its creation), the first checkpoint, the commit. (The runtime keeps the
+/// histories of recent sessions, so a continued session's messages are not read.)
 struct StoreOnly {
     store: Store,
     current: Option<(SessionId, usize)>,
@@ -230,13 +233,13 @@ impl StoreOnly {
         let store = &self.store;
         let id = session.unwrap_or_default();
         let lease = store.lock_session(id, true).await.unwrap();
-        let history = match session {
+        match session {
             Some(id) => {
+                // The history is the runtime's, kept since its last commit: the revision says so.
                 let info = store.session(id).await.unwrap().unwrap();
                 if info.interrupted {
                     store.interrupted_run(id).await.unwrap();
                 }
-                store.messages(id).await.unwrap()
             }
             None => {
                 let new = NewSession {
@@ -246,9 +249,9 @@ impl StoreOnly {
                     ..NewSession::default()
                 };
                 store.create_session(new).await.unwrap();
-                Vec::new()
             }
-        };
+        }
+        let history = Vec::new();
         let input = Message::user("What is the capital of France?");
         let run = Run::new(RunConfig::new("m"), history, input.clone());
         store.save_run(id, &run).await.unwrap();

@@ -35,7 +35,7 @@ impl Approver for Recorded {
 struct Fixture {
     runtime: Runtime,
     workspace: tempfile::TempDir,
-    _home: tempfile::TempDir,
+    home: tempfile::TempDir,
 }
 
 async fn runtime(server: &ScriptedServer, extra: &str, approver: Option<Arc<dyn Approver>>) -> Fixture {
@@ -54,7 +54,7 @@ async fn runtime(server: &ScriptedServer, extra: &str, approver: Option<Arc<dyn 
     if let Some(approver) = approver {
         builder = builder.approver(approver);
     }
-    Fixture { runtime: builder.build().await.unwrap(), workspace, _home: home }
+    Fixture { runtime: builder.build().await.unwrap(), workspace, home }
 }
 
 /// Runs one turn, collecting its events.
@@ -170,4 +170,44 @@ async fn an_unknown_agent_and_a_missing_session_are_refused_with_what_exists() {
     let handle = fx.runtime.submit(Target::Session(missing), TurnInput::message("hi")).unwrap();
     let err = handle.report().await.unwrap_err();
     assert!(err.to_string().contains(&format!("no session {missing}")), "{err}");
+}
+
+/// The user messages of the model request numbered `n`.
+fn users_asked(server: &ScriptedServer, n: usize) -> Vec<String> {
+    let body = &server.requests()[n].body;
+    request_messages(body)
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .filter_map(|m| m["content"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_another_process_wrote_between_turns_is_read_again() {
+    use exoclaw::exoclaw_core::SessionLocks;
+    use exoclaw::exoclaw_types::Message;
+    let server =
+        serve([Answer::text("One."), Answer::text("Two."), Answer::text("Three."), Answer::text("Four.")])
+            .await;
+    let fx = runtime(&server, "", None).await;
+    let (_, first) = turn(&fx.runtime, Target::New { agent: None }, "first").await;
+    let session = first.session_id;
+    // Another process (its own connections) continues the session between this runtime's turns.
+    let db = fx.home.path().join("sessions.db");
+    let other = exoclaw::exoclaw_store::Store::open(&db.display().to_string()).await.unwrap();
+    {
+        let _lease = other.lock_session(session, true).await.unwrap();
+        let elsewhere = [Message::user("from elsewhere"), Message::assistant("Noted.")];
+        other.commit_turn(session, &elsewhere, &[], None).await.unwrap();
+    }
+    turn(&fx.runtime, Target::Session(session), "second").await;
+    assert_eq!(users_asked(&server, 1), ["first", "from elsewhere", "second"]);
+    // Nobody else wrote it since: the turn sees its own history.
+    turn(&fx.runtime, Target::Session(session), "third").await;
+    assert_eq!(users_asked(&server, 2), ["first", "from elsewhere", "second", "third"]);
+    // Cleared elsewhere: the next turn starts from nothing.
+    other.clear_session(session).await.unwrap();
+    turn(&fx.runtime, Target::Session(session), "fourth").await;
+    assert_eq!(users_asked(&server, 3), ["fourth"]);
+    other.close().await;
 }

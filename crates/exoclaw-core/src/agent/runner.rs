@@ -285,7 +285,8 @@ impl AgentRunner {
     /// Runs `run` (new, or restored from a checkpoint) to its end, saving it to `checkpoints` after
     /// every step; events as [`AgentRunner::run_turn`] describes.
     ///
-    /// The run is saved when the turn starts, after each model answer (once the hooks have looked
+    /// The run is saved when the turn starts (beside its first model call, which does not wait
+    /// for the save; the answer does), after each model answer (once the hooks have looked
     /// at its tool calls), after each approval decision, when tool calls start and after each tool
     /// result, as long as the turn goes on: a finished turn is not saved, it is handed back to be
     /// committed. When a save fails the turn stops: it ends `Failed` with an `Error` event (code
@@ -316,14 +317,24 @@ impl AgentRunner {
         for settled in run.recover_interrupted() {
             turn.settled(&settled);
         }
-        turn.checkpoint(&mut run).await;
+        // The turn's start is saved with its first step: beside the first model call (the model is
+        // asked while the store writes; the answer waits for the save), before anything else.
+        let mut start_unsaved = true;
         let outcome = loop {
             if cancel.is_cancelled() {
                 run.cancel(None);
             }
-            match run.next_step() {
+            let step = run.next_step();
+            let save_start = std::mem::take(&mut start_unsaved);
+            if save_start
+                && !matches!(step, Step::CallModel(_) | Step::Done(_))
+                && !turn.checkpoint(&mut run).await
+            {
+                continue;
+            }
+            match step {
                 Step::Done(outcome) => break outcome,
-                Step::CallModel(request) => turn.call_model(&mut run, request).await,
+                Step::CallModel(request) => turn.call_model(&mut run, request, save_start).await,
                 Step::AwaitApproval(asks) => turn.ask(&mut run, asks).await,
                 Step::CallTools(calls) => turn.call_tools(&mut run, calls).await,
             }

@@ -51,7 +51,10 @@ enum Ending {
 }
 
 impl<'a> Turn<'a> {
-    pub async fn call_model(&self, run: &mut Run, request: ChatRequest) {
+    /// Calls the model with `request`. With `save_start`, the run's start is saved meanwhile: the
+    /// request does not wait for the store, the answer does (a failed save ends the turn before
+    /// the answer is used).
+    pub async fn call_model(&self, run: &mut Run, request: ChatRequest, save_start: bool) {
         let provider = &self.runner.provider;
         let request = if self.runner.hooks.is_empty() {
             request
@@ -84,13 +87,29 @@ impl<'a> Turn<'a> {
             }
         };
         let started = Instant::now();
-        let opened = tokio::select! {
-            biased;
-            () = self.cancel.cancelled() => {
-                run.cancel(None);
-                return;
+        let open = async {
+            tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => None,
+                opened = provider.stream(request) => Some(opened),
             }
-            opened = provider.stream(request) => opened,
+        };
+        // The save is never dropped half-way (cancelling only stops the request), so the store
+        // sees it before the turn's commit.
+        let save = async {
+            match save_start {
+                true => self.checkpoints.save(run).await,
+                false => Ok(()),
+            }
+        };
+        let (opened, saved) = tokio::join!(open, save);
+        if let Err(err) = saved {
+            // Dropping the stream (if any) ends the request.
+            return self.checkpoint_failed(run, &err);
+        }
+        let Some(opened) = opened else {
+            run.cancel(None);
+            return;
         };
         let mut stream = match opened {
             Ok(stream) => stream,
@@ -229,19 +248,24 @@ impl<'a> Turn<'a> {
         match self.checkpoints.save(run).await {
             Ok(()) => true,
             Err(err) => {
-                tracing::error!(%err, "a turn could not be checkpointed");
-                self.events.emit(AgentEvent::Error {
-                    code: ErrorCode::Internal,
-                    message: format!(
-                        "the turn could not be checkpointed ({err}), so it was stopped before anything \
-                         more ran: a crash now would lose its progress; check the session store (its disk, \
-                         its database connection), then send the message again"
-                    ),
-                });
-                run.fail();
+                self.checkpoint_failed(run, &err);
                 false
             }
         }
+    }
+
+    /// A save failed: the turn stops before anything more runs.
+    fn checkpoint_failed(&self, run: &mut Run, err: &crate::StoreError) {
+        tracing::error!(%err, "a turn could not be checkpointed");
+        self.events.emit(AgentEvent::Error {
+            code: ErrorCode::Internal,
+            message: format!(
+                "the turn could not be checkpointed ({err}), so it was stopped before anything \
+                 more ran: a crash now would lose its progress; check the session store (its disk, \
+                 its database connection), then send the message again"
+            ),
+        });
+        run.fail();
     }
 
     /// A hook stopped the turn `at` some point, for `reason`.

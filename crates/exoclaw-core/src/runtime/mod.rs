@@ -13,7 +13,9 @@ pub mod queue;
 mod turn;
 
 pub use bindings::Bindings;
-pub use context::{AssembleError, ContextAssembler, ContextRequest, HistoryAssembler};
+pub use context::{
+    AssembleError, Committed, ContextAssembler, ContextRequest, DEFAULT_CACHED_SESSIONS, HistoryAssembler,
+};
 pub use queue::{SessionBusy, SessionQueues, Ticket};
 pub use turn::{
     AfterTurn, AgentSummary, MAX_KEY_PART_BYTES, Route, SessionRef, Target, TurnError, TurnFailure,

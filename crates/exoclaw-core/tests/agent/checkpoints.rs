@@ -215,3 +215,60 @@ async fn a_turn_that_cannot_be_checkpointed_stops_before_its_tools_run() {
     );
     assert_eq!(out.roles(), vec![Role::User]);
 }
+
+/// Holds the turn's first save until the model has been asked (or 60 s, then fails it).
+struct WaitsForTheModel {
+    provider: Arc<FakeProvider>,
+    saved: Saved,
+}
+
+#[async_trait]
+impl Checkpoints for WaitsForTheModel {
+    async fn save(&self, run: &Run) -> Result<(), StoreError> {
+        if self.saved.runs.lock().unwrap().is_empty() {
+            let asked = async {
+                while self.provider.requests().is_empty() {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            };
+            if tokio::time::timeout(Duration::from_secs(60), asked).await.is_err() {
+                return Err(StoreError::database("the model was not asked while the start was saved"));
+            }
+        }
+        self.saved.save(run).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_model_is_asked_while_the_turns_start_is_saved() {
+    let h = harness([Script::Answer(text("Hi."))]);
+    let checkpoints = WaitsForTheModel { provider: h.provider.clone(), saved: Saved::default() };
+    let recorder = Recorder::new();
+    let result = h
+        .runner
+        .drive_checkpointed(
+            h.runner.start(vec![], Message::user("hello")),
+            SessionId::new(),
+            &CancellationToken::new(),
+            &recorder,
+            &checkpoints,
+            None,
+        )
+        .await;
+    let out = checked(result, &recorder, "hello");
+    assert_eq!(out.result.outcome, TurnOutcome::Completed, "{:?}", out.error());
+    assert_eq!(checkpoints.saved.states(), vec!["model (1 messages)"]);
+}
+
+#[tokio::test]
+async fn an_answer_is_not_used_when_the_turns_start_could_not_be_saved() {
+    let (h, counted) = counting([Script::Answer(calls(&[("a", "count", json!({"id": "a"}))]))]);
+    let saved = Saved::failing_at(0);
+    let out = drive(&h, h.runner.start(vec![], Message::user("count")), &saved, "count").await;
+    assert_eq!(out.result.outcome, TurnOutcome::Failed);
+    assert!(counted.ran.lock().unwrap().is_empty(), "the answer's tool call ran");
+    let (code, message) = out.error().unwrap();
+    assert_eq!(code, "internal");
+    assert!(message.starts_with("the turn could not be checkpointed"), "{message}");
+    assert_eq!(out.roles(), vec![Role::User], "the unsaved answer was kept");
+}

@@ -12,6 +12,7 @@ macro_rules! scenario_tests {
             concurrent_commits_all_land,
             sessions_list_newest_first_and_are_found_by_key,
             clear_keeps_the_session_and_delete_keeps_the_usage,
+            every_write_of_a_sessions_messages_moves_its_revision,
             usage_is_a_ledger_that_keeps_unreported_counts,
             usage_batches_land_whole,
             keys_are_stored_hashed_named_once_revoked_and_charged,

@@ -224,6 +224,28 @@ pub async fn sessions_list_newest_first_and_are_found_by_key(store: Store) {
     assert_eq!((found.id, found.message_count), (a.id, 4));
 }
 
+pub async fn every_write_of_a_sessions_messages_moves_its_revision(store: Store) {
+    let revision = |id| {
+        let store = store.clone();
+        async move { store.session(id).await.unwrap().unwrap().revision }
+    };
+    let a = store.create_session(NewSession::default()).await.unwrap();
+    let b = store.create_session(NewSession::default()).await.unwrap();
+    assert_eq!((a.revision, revision(a.id).await), (0, 0), "a new session was never written");
+    store.commit_turn(a.id, &turn(1), &[], None).await.unwrap();
+    store.commit_turn(a.id, &turn(2), &[], None).await.unwrap();
+    assert_eq!(revision(a.id).await, 2);
+    // A checkpoint is not a write of the messages; clearing is.
+    let run = exoclaw_core::Run::new(exoclaw_core::RunConfig::new("m"), vec![], Message::user("q"));
+    store.save_run(a.id, &run).await.unwrap();
+    assert_eq!(revision(a.id).await, 2);
+    store.clear_session(a.id).await.unwrap();
+    assert_eq!(revision(a.id).await, 3);
+    assert_eq!(revision(b.id).await, 0, "another session's commits moved this one");
+    let by_key_or_list = store.list_sessions(10).await.unwrap();
+    assert_eq!(by_key_or_list.iter().find(|s| s.id == a.id).map(|s| s.revision), Some(3));
+}
+
 pub async fn clear_keeps_the_session_and_delete_keeps_the_usage(store: Store) {
     let since = now();
     let doomed = store

@@ -3,11 +3,11 @@
 
 use super::{Agent, Inner};
 use exoclaw_core::runtime::{
-    ContextRequest, Route, SessionRef, Ticket, TurnFailure, TurnReport, TurnSender, turn_channel,
+    Committed, ContextRequest, Route, SessionRef, Ticket, TurnFailure, TurnReport, TurnSender, turn_channel,
 };
 use exoclaw_core::{
-    Checkpoints, EventSink, NewSession, Payer, Run, RunStore, SessionLocks, SessionStore, StoreError,
-    TurnError, TurnHandle, TurnInput, TurnResult,
+    Checkpoints, EventSink, NewSession, Payer, Run, RunStore, SessionLease, SessionLocks, SessionStore,
+    StoreError, TurnError, TurnHandle, TurnInput, TurnResult,
 };
 use exoclaw_types::{AgentEvent, Message, SessionId};
 use std::sync::{Arc, Mutex};
@@ -42,15 +42,79 @@ struct Turn<'a> {
     sender: &'a TurnSender,
 }
 
-/// Checkpoints a session's run in the store.
+/// Checkpoints a session's run in the store, and holds the session's lock for the turn.
+///
+/// A new session is locked and stored with the turn's first checkpoint (or, when the turn saved
+/// none, before its commit): nobody else knows its fresh id before then, and its first model call
+/// need not wait for the store.
 struct SessionCheckpoints<'a> {
     store: &'a exoclaw_store::Store,
     session: SessionId,
+    /// A new session, until it is stored.
+    unstored: tokio::sync::Mutex<Option<NewSession>>,
+    /// The session's lock, once taken.
+    lease: Mutex<Option<SessionLease>>,
+    /// The session's revision: as read under the lock (0 for a new one), then one more with each
+    /// commit of this turn.
+    revision: std::sync::atomic::AtomicU64,
+    /// Whether this turn stores the session.
+    new: bool,
+}
+
+impl<'a> SessionCheckpoints<'a> {
+    /// A stored session at `revision`, locked with `lease`.
+    fn stored(store: &'a exoclaw_store::Store, lease: SessionLease, revision: u64) -> Self {
+        Self {
+            store,
+            session: lease.session(),
+            unstored: tokio::sync::Mutex::new(None),
+            lease: Mutex::new(Some(lease)),
+            revision: revision.into(),
+            new: false,
+        }
+    }
+
+    /// A new session, stored (and locked) when first needed.
+    fn new_session(store: &'a exoclaw_store::Store, session: NewSession, id: SessionId) -> Self {
+        Self {
+            store,
+            session: id,
+            unstored: tokio::sync::Mutex::new(Some(session)),
+            lease: Mutex::new(None),
+            revision: 0.into(),
+            new: true,
+        }
+    }
+
+    /// The session's revision now; `None` while a new session is not stored (and has no
+    /// history).
+    fn stored_revision(&self) -> Option<u64> {
+        let revision = self.revision.load(std::sync::atomic::Ordering::Relaxed);
+        (!self.new || revision > 0).then_some(revision)
+    }
+
+    /// Notes a commit; gives the session's revision after it.
+    fn committed(&self) -> u64 {
+        self.revision.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+    }
+
+    /// Stores and locks the session if it is new and not stored yet.
+    async fn store_session(&self) -> Result<(), StoreError> {
+        let mut unstored = self.unstored.lock().await;
+        let Some(new) = unstored.as_ref() else { return Ok(()) };
+        // Locked before it exists, so that no other process continues it mid-turn.
+        let lease = self.store.lock_session(self.session, true).await?;
+        self.store.create_session(new.clone()).await?;
+        *self.lease.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(lease);
+        *unstored = None;
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]
 impl Checkpoints for SessionCheckpoints<'_> {
     async fn save(&self, run: &Run) -> Result<(), StoreError> {
+        self.store_session().await?;
         self.store.save_run(self.session, run).await
     }
 }
@@ -84,50 +148,47 @@ impl Turn<'_> {
             let context = context.to_owned();
             move |e: StoreError| TurnError::store(context, e, Some(id))
         };
-        let lease = store.lock_session(id, input.wait).await.map_err(stored("cannot take the session"))?;
-        // Read under the lock: only now is a stored run an interrupted one (while another
-        // process runs a turn, its checkpoint is there too).
-        let existing = if known {
-            Some(
-                store
+        let (checkpoints, key, interrupted) = match known {
+            true => {
+                let lease =
+                    store.lock_session(id, input.wait).await.map_err(stored("cannot take the session"))?;
+                // Read under the lock: only now is a stored run an interrupted one (while another
+                // process runs a turn, its checkpoint is there too).
+                let info = store
                     .session(id)
                     .await
                     .map_err(stored("cannot read the session"))?
-                    .ok_or(TurnError::SessionNotFound(id))?,
-            )
-        } else {
-            None
-        };
-        let info = match existing {
-            Some(info) => info,
-            // Stored now, so that the turn's checkpoints belong to it and a turn killed mid-way
-            // can be resumed.
-            None => store
-                .create_session(NewSession {
+                    .ok_or(TurnError::SessionNotFound(id))?;
+                let interrupted = match info.interrupted {
+                    true => {
+                        store.interrupted_run(id).await.map_err(stored("cannot read the interrupted turn"))?
+                    }
+                    false => None,
+                };
+                (SessionCheckpoints::stored(store, lease, info.revision), info.key, interrupted)
+            }
+            false => {
+                let key = match &self.route.session {
+                    SessionRef::Key(key) => Some(key.clone()),
+                    SessionRef::Id(_) | SessionRef::New(_) => None,
+                };
+                let new = NewSession {
                     id: Some(id),
-                    key: match &self.route.session {
-                        SessionRef::Key(key) => Some(key.clone()),
-                        SessionRef::Id(_) | SessionRef::New(_) => None,
-                    },
+                    key: key.clone(),
                     title: input.text.as_deref().map(exoclaw_core::session_title),
                     model: Some(self.agent.model.clone()),
-                })
-                .await
-                .map_err(stored("the session could not be stored"))?,
+                };
+                (SessionCheckpoints::new_session(store, new, id), key, None)
+            }
         };
         let sink = Recording { sender: self.sender, error: Mutex::new(None) };
         let payer = input.payer.as_deref();
         let mut resumed = false;
         let mut result = None;
-        // A session this turn has just stored has no interrupted turn to look for.
-        let interrupted = match known {
-            true => store.interrupted_run(id).await.map_err(stored("cannot read the interrupted turn"))?,
-            false => None,
-        };
         if let Some(run) = interrupted {
             let history = store.messages(id).await.map_err(stored("cannot read the session"))?;
-            let turn = self.drive(id, run.resume(history), &sink, payer).await;
-            self.commit(id, &turn).await?;
+            let turn = self.drive(run.resume(history), &checkpoints, &sink, payer).await;
+            self.commit(&checkpoints, &turn).await?;
             resumed = true;
             result = Some(turn);
         }
@@ -135,9 +196,10 @@ impl Turn<'_> {
             Some(text) => {
                 let request = ContextRequest {
                     session: id,
-                    key: info.key.as_ref(),
+                    key: key.as_ref(),
                     agent: &self.agent.spec.name,
                     input: &text,
+                    revision: checkpoints.stored_revision(),
                 };
                 let history = self.inner.assembler.assemble(request).await.map_err(|e| match e {
                     exoclaw_core::runtime::AssembleError::Store(e) => {
@@ -146,19 +208,19 @@ impl Turn<'_> {
                     other => TurnError::Context(other),
                 })?;
                 let run = self.agent.runner.start(history, Message::user(text));
-                let turn = self.drive(id, run, &sink, payer).await;
-                self.commit(id, &turn).await?;
+                let turn = self.drive(run, &checkpoints, &sink, payer).await;
+                self.commit(&checkpoints, &turn).await?;
                 turn
             }
             None => result.ok_or(TurnError::NothingToResume(id))?,
         };
         // Only now may the session's next turn start: it must see this one.
-        drop(lease);
+        drop(checkpoints);
         drop(held);
         let error = sink.error.lock().map(|mut slot| slot.take()).unwrap_or_default();
         Ok(TurnReport {
             session_id: id,
-            session_key: info.key,
+            session_key: key,
             agent: self.agent.spec.name.clone(),
             binding: self.route.binding,
             model: self.agent.model.clone(),
@@ -189,22 +251,31 @@ impl Turn<'_> {
 
     async fn drive(
         &self,
-        id: SessionId,
         run: Run,
+        checkpoints: &SessionCheckpoints<'_>,
         sink: &Recording<'_>,
         payer: Option<&dyn Payer>,
     ) -> TurnResult {
-        let checkpoints = SessionCheckpoints { store: &self.inner.store, session: id };
-        self.agent.runner.drive_checkpointed(run, id, self.cancel, sink, &checkpoints, payer).await
+        let id = checkpoints.session;
+        self.agent.runner.drive_checkpointed(run, id, self.cancel, sink, checkpoints, payer).await
     }
 
-    /// Messages and usage in one transaction; the run's checkpoint goes with it.
-    async fn commit(&self, id: SessionId, turn: &TurnResult) -> Result<(), TurnError> {
+    /// Messages and usage in one transaction; the run's checkpoint goes with it. A new session
+    /// that saved no checkpoint (its turn ended before the model was asked) is stored first.
+    async fn commit(&self, checkpoints: &SessionCheckpoints<'_>, turn: &TurnResult) -> Result<(), TurnError> {
+        let id = checkpoints.session;
+        checkpoints
+            .store_session()
+            .await
+            .map_err(|e| TurnError::store("the session could not be stored", e, Some(id)))?;
         self.inner
             .store
             .commit_turn(id, &turn.messages, &turn.usage, Some(&self.agent.model))
             .await
-            .map_err(|e| TurnError::store("the turn ran but could not be stored", e, Some(id)))
+            .map_err(|e| TurnError::store("the turn ran but could not be stored", e, Some(id)))?;
+        let revision = checkpoints.committed();
+        self.inner.assembler.committed(Committed { session: id, revision, messages: &turn.messages });
+        Ok(())
     }
 
     /// Starts the after-turn work in the background.
