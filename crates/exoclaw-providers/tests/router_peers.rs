@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use exoclaw_core::{ErrorKind, Provider};
-use exoclaw_providers::router::{BreakerState, RetryPolicy, Router, Routes};
+use exoclaw_providers::router::{BreakerPolicy, BreakerState, RetryPolicy, Router, Routes};
 use exoclaw_providers::{OpenAiCompatible, ProviderOptions, presets::LLAMACPP};
 use exoclaw_testkit::conformance::drain;
 use exoclaw_testkit::fault::{Fault, FaultProxy, RetryAfter};
@@ -32,6 +32,10 @@ fn router(proxy: &FaultProxy, server: &LlamaServer, retry: RetryPolicy) -> Route
         // Long enough for the real model's first token while the rest of the suite loads both
         // cores (2 s was seen to expire in CI), far below the stall test's 60 s.
         .first_token_timeout(Duration::from_secs(15))
+        // The breaker test's five failed requests must all fall within the window: the default
+        // 30 s was seen to let the first one expire when the real model answered slowly under
+        // load (33 s for the test).
+        .breaker_policy(BreakerPolicy { window: Duration::from_secs(600), ..BreakerPolicy::default() })
         .provider(llamacpp("flaky", &proxy.url()), true)
         .provider(llamacpp("steady", &server.url()), true);
     let routes = Routes::new(builder.provider_names())
