@@ -11,6 +11,10 @@
 //!   messages: every 10 turns the bench moves to a fresh session (untimed), since a history
 //!   growing over a whole criterion run (thousands of turns) would measure the history's size
 //!   instead.
+//! - `lock_and_read_session/{file,memory}`: the store work a continued session's first request
+//!   waits for (the session's lock, and its row read under the lock), without the runtime: the
+//!   floor under `continued`, measured in the same run. What `continued` adds to it is the
+//!   runtime's own overhead.
 //! - `whole_turn/{file,memory}/continued`: the same turn, submit → the report, committed.
 //!
 //! Run: `cargo bench -p exoclaw --bench runtime`.
@@ -181,6 +185,23 @@ fn bench(c: &mut Criterion) {
                         total += bench.new_session().await;
                     }
                     total
+                })
+            });
+        });
+        // The floor under a continued session's first request: the store work it waits for
+        // (the lock, and the session's row read under it), alone, on the same store.
+        group.bench_function(format!("lock_and_read_session/{}", backing.name()), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let session = bench.current.map(|(s, _)| s).unwrap();
+                    let store = bench.runtime.store();
+                    let started = Instant::now();
+                    for _ in 0..iters {
+                        let lease = store.lock_session(session, true).await.unwrap();
+                        store.session(session).await.unwrap().unwrap();
+                        drop(lease);
+                    }
+                    started.elapsed()
                 })
             });
         });
