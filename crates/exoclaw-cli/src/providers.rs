@@ -106,10 +106,11 @@ pub async fn run(config: Option<&Path>, command: ProvidersCommand) -> anyhow::Re
 }
 
 /// What a gateway sharing the store last saw of each provider; none when there is no store yet
-/// or it cannot be read (said on stderr: the checks made here are still shown).
+/// (which is not created) or it cannot be read (said on stderr: the checks made here are still
+/// shown).
 async fn gateway_checks(url: &str) -> Vec<ProviderHealth> {
     let read = async {
-        let store = Store::open(url).await?;
+        let Some(store) = Store::open_existing(url).await? else { return Ok(Vec::new()) };
         let checks = store.provider_health().await;
         store.close().await;
         checks

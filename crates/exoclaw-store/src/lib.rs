@@ -109,6 +109,16 @@ impl Store {
         }
     }
 
+    /// Opens the store at `url` like [`Store::open`], but only if it exists: `None` for an SQLite
+    /// file that is not there, which is then left uncreated (for commands that only read, such
+    /// as `exoclaw providers status`). A PostgreSQL database or an in-memory one is always opened.
+    pub async fn open_existing(url: &str) -> Result<Option<Self>, StoreError> {
+        match sqlite_file(url) {
+            Some(path) if !path.exists() => Ok(None),
+            _ => Self::open(url).await.map(Some),
+        }
+    }
+
     /// Where the data lives: the SQLite file, or the Postgres URL with its password masked.
     pub fn location(&self) -> &str {
         match self {
@@ -195,4 +205,24 @@ forward_to_backend! {
         fn record_provider_health(&self, checks: &[ProviderHealth]) -> Result<(), StoreError>;
         fn provider_health(&self) -> Result<Vec<ProviderHealth>, StoreError>;
     }
+}
+
+/// The SQLite file `url` names (as [`Store::open`] reads it); `None` for PostgreSQL, an in-memory
+/// database or a URL that is not valid.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let url = url.trim();
+    if url.is_empty()
+        || url == ":memory:"
+        || url.starts_with("postgres://")
+        || url.starts_with("postgresql://")
+    {
+        return None;
+    }
+    if url.starts_with("sqlite:") {
+        return sqlite::file_of_url(url);
+    }
+    if url.contains("://") {
+        return None;
+    }
+    Some(std::path::PathBuf::from(url))
 }

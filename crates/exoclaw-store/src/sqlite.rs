@@ -331,6 +331,14 @@ impl SqliteStore {
 }
 
 /// Whether an `sqlite:` URL names an in-memory database.
+/// The file an `sqlite:` URL names; `None` for an in-memory database or an invalid URL.
+pub(crate) fn file_of_url(url: &str) -> Option<PathBuf> {
+    if is_memory_url(url) {
+        return None;
+    }
+    SqliteConnectOptions::from_str(url).ok().map(|options| options.get_filename().to_path_buf())
+}
+
 fn is_memory_url(url: &str) -> bool {
     let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let (database, query) = rest.split_once('?').unwrap_or((rest, ""));

@@ -330,6 +330,7 @@ async fn providers_status_shows_what_the_gateways_health_checks_last_saw() {
     let rows: Vec<Value> = serde_json::from_str(&stdout(&before)).unwrap();
     let row = |rows: &[Value]| rows.iter().find(|r| r["name"] == "box").cloned().unwrap();
     assert_eq!(row(&rows)["gateway_check"], Value::Null, "no gateway has run yet: {rows:?}");
+    assert!(!env.home.path().join("exoclaw.db").exists(), "a status check created the store");
 
     let _gateway = start(&env, &[]).await;
     // The gateway checks keyless servers as it starts, then every 30 s; wait for its record.
@@ -343,6 +344,7 @@ async fn providers_status_shows_what_the_gateways_health_checks_last_saw() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(check["checked_at"].is_string(), "{check}");
+    assert!(env.home.path().join("exoclaw.db").exists(), "the gateway's store is elsewhere");
     let error = check["error"].as_str().unwrap_or_else(|| panic!("the check failed: {check}"));
     assert!(error.contains("127.0.0.1:1") || error.to_lowercase().contains("connect"), "{error}");
 

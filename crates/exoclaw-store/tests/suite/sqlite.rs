@@ -231,3 +231,20 @@ async fn unsupported_urls_are_refused() {
     let message = open_error(Store::open("   ").await);
     assert!(message.contains("empty"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn opening_only_an_existing_store_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data/exoclaw.db");
+    for url in [path.display().to_string(), format!("sqlite://{}", path.display())] {
+        assert!(Store::open_existing(&url).await.unwrap().is_none(), "{url}");
+        assert!(!dir.path().join("data").exists(), "{url} created its directory");
+    }
+    let created = Store::open(&path.display().to_string()).await.unwrap();
+    let session = created.create_session(NewSession::default()).await.unwrap();
+    created.close().await;
+    let opened = Store::open_existing(&format!("sqlite://{}", path.display())).await.unwrap().unwrap();
+    assert_eq!(opened.session(session.id).await.unwrap().map(|s| s.id), Some(session.id));
+    opened.close().await;
+    assert!(Store::open_existing("sqlite::memory:").await.unwrap().is_some());
+}
