@@ -86,26 +86,19 @@ impl Store {
     /// missing and migrates the schema. Errors say which database failed (passwords masked) and what
     /// to do.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let url = url.trim();
-        if url.is_empty() {
-            return Err(StoreError::open(
+        match StorageUrl::parse(url) {
+            StorageUrl::Empty => Err(StoreError::open(
                 "the storage URL is empty; set storage.url to a file path, sqlite://PATH or \
                  postgres://…",
-            ));
-        }
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Self::Postgres(PgStore::connect(url).await?))
-        } else if url.starts_with("sqlite:") {
-            Ok(Self::Sqlite(SqliteStore::open_url(url).await?))
-        } else if url == ":memory:" {
-            Ok(Self::Sqlite(SqliteStore::open_in_memory().await?))
-        } else if let Some((scheme, _)) = url.split_once("://") {
-            Err(StoreError::open(format!(
+            )),
+            StorageUrl::Postgres(url) => Ok(Self::Postgres(PgStore::connect(url).await?)),
+            StorageUrl::Sqlite(url) => Ok(Self::Sqlite(SqliteStore::open_url(url).await?)),
+            StorageUrl::Memory => Ok(Self::Sqlite(SqliteStore::open_in_memory().await?)),
+            StorageUrl::File(path) => Ok(Self::Sqlite(SqliteStore::open(path).await?)),
+            StorageUrl::Unsupported(scheme) => Err(StoreError::open(format!(
                 "storage URL scheme {scheme}:// is not supported; use a file path, sqlite://PATH or \
                  postgres://…"
-            )))
-        } else {
-            Ok(Self::Sqlite(SqliteStore::open(Path::new(url)).await?))
+            ))),
         }
     }
 
@@ -113,7 +106,12 @@ impl Store {
     /// file that is not there, which is then left uncreated (for commands that only read, such
     /// as `exoclaw providers status`). A PostgreSQL database or an in-memory one is always opened.
     pub async fn open_existing(url: &str) -> Result<Option<Self>, StoreError> {
-        match sqlite_file(url) {
+        let file = match StorageUrl::parse(url) {
+            StorageUrl::Sqlite(url) => sqlite::file_of_url(url),
+            StorageUrl::File(path) => Some(path.to_path_buf()),
+            _ => None,
+        };
+        match file {
             Some(path) if !path.exists() => Ok(None),
             _ => Self::open(url).await.map(Some),
         }
@@ -207,22 +205,37 @@ forward_to_backend! {
     }
 }
 
-/// The SQLite file `url` names (as [`Store::open`] reads it); `None` for PostgreSQL, an in-memory
-/// database or a URL that is not valid.
-fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
-    let url = url.trim();
-    if url.is_empty()
-        || url == ":memory:"
-        || url.starts_with("postgres://")
-        || url.starts_with("postgresql://")
-    {
-        return None;
+/// What a storage URL names, as [`Store::open`] reads it.
+enum StorageUrl<'a> {
+    /// Nothing.
+    Empty,
+    /// `postgres://…` or `postgresql://…`.
+    Postgres(&'a str),
+    /// `sqlite:…` (a file or an in-memory database).
+    Sqlite(&'a str),
+    /// `:memory:`.
+    Memory,
+    /// A plain file path.
+    File(&'a Path),
+    /// Another `scheme://`.
+    Unsupported(&'a str),
+}
+
+impl<'a> StorageUrl<'a> {
+    fn parse(url: &'a str) -> Self {
+        let url = url.trim();
+        if url.is_empty() {
+            Self::Empty
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::Postgres(url)
+        } else if url.starts_with("sqlite:") {
+            Self::Sqlite(url)
+        } else if url == ":memory:" {
+            Self::Memory
+        } else if let Some((scheme, _)) = url.split_once("://") {
+            Self::Unsupported(scheme)
+        } else {
+            Self::File(Path::new(url))
+        }
     }
-    if url.starts_with("sqlite:") {
-        return sqlite::file_of_url(url);
-    }
-    if url.contains("://") {
-        return None;
-    }
-    Some(std::path::PathBuf::from(url))
 }

@@ -330,7 +330,6 @@ impl SqliteStore {
     }
 }
 
-/// Whether an `sqlite:` URL names an in-memory database.
 /// The file an `sqlite:` URL names; `None` for an in-memory database or an invalid URL.
 pub(crate) fn file_of_url(url: &str) -> Option<PathBuf> {
     if is_memory_url(url) {
@@ -339,6 +338,7 @@ pub(crate) fn file_of_url(url: &str) -> Option<PathBuf> {
     SqliteConnectOptions::from_str(url).ok().map(|options| options.get_filename().to_path_buf())
 }
 
+/// Whether an `sqlite:` URL names an in-memory database.
 fn is_memory_url(url: &str) -> bool {
     let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let (database, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -594,9 +594,9 @@ fn bind_usage(args: &mut sqlx::sqlite::SqliteArguments, record: &UsageRecord) ->
 type MessageRow = (String, &'static str, String, DateTime<Utc>);
 
 /// The statements of one turn's commit, as one query: the session's `UPDATE` (its time, model and
-/// revision; first, so its row count says whether the session exists), one `INSERT` numbering all of the turn's messages after
-/// the session's last one, one `INSERT` of its usage records, and the `DELETE` of the turn's run
-/// checkpoint.
+/// revision; first, so its row count says whether the session exists), one `INSERT` numbering all
+/// of the turn's messages after the session's last one, one `INSERT` of its usage records, and the
+/// `DELETE` of the turn's run checkpoint.
 ///
 /// Several statements in one query is an SQLite-only feature of sqlx that sqlx 0.9 deprecates in
 /// favour of `raw_sql` (which cannot bind values); it is kept because it saves two round trips

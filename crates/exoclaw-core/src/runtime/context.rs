@@ -21,8 +21,8 @@ pub struct ContextRequest<'a> {
     /// The user's new message.
     pub input: &'a str,
     /// The session's revision, read under its lock ([`exoclaw_types::SessionInfo::revision`]);
-    /// `None` for a session that is not stored yet, which has no history.
-    pub revision: Option<u64>,
+    /// 0 for a session never written (or not stored yet), which has no history.
+    pub revision: u64,
 }
 
 /// A turn this runtime committed: the session's history grew by `messages`.
@@ -95,7 +95,10 @@ impl HistoryAssembler {
 #[async_trait]
 impl ContextAssembler for HistoryAssembler {
     async fn assemble(&self, request: ContextRequest<'_>) -> Result<Vec<Message>, AssembleError> {
-        let Some(revision) = request.revision else { return Ok(Vec::new()) };
+        let revision = request.revision;
+        if revision == 0 {
+            return Ok(Vec::new());
+        }
         if let Some(history) = self.cache().get(request.session, revision) {
             return Ok(history);
         }

@@ -101,7 +101,7 @@ fn two_counts() -> Script {
     ]))
 }
 
-async fn drive(h: &Harness, run: Run, checkpoints: &Saved, input: &str) -> Outcome {
+async fn drive(h: &Harness, run: Run, checkpoints: &dyn Checkpoints, input: &str) -> Outcome {
     let recorder = Recorder::new();
     let cancel = CancellationToken::new();
     let result =
@@ -243,19 +243,7 @@ impl Checkpoints for WaitsForTheModel {
 async fn the_model_is_asked_while_the_turns_start_is_saved() {
     let h = harness([Script::Answer(text("Hi."))]);
     let checkpoints = WaitsForTheModel { provider: h.provider.clone(), saved: Saved::default() };
-    let recorder = Recorder::new();
-    let result = h
-        .runner
-        .drive_checkpointed(
-            h.runner.start(vec![], Message::user("hello")),
-            SessionId::new(),
-            &CancellationToken::new(),
-            &recorder,
-            &checkpoints,
-            None,
-        )
-        .await;
-    let out = checked(result, &recorder, "hello");
+    let out = drive(&h, h.runner.start(vec![], Message::user("hello")), &checkpoints, "hello").await;
     assert_eq!(out.result.outcome, TurnOutcome::Completed, "{:?}", out.error());
     assert_eq!(checkpoints.saved.states(), vec!["model (1 messages)"]);
 }

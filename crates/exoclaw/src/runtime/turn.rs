@@ -50,15 +50,19 @@ struct Turn<'a> {
 struct SessionCheckpoints<'a> {
     store: &'a exoclaw_store::Store,
     session: SessionId,
-    /// A new session, until it is stored.
-    unstored: tokio::sync::Mutex<Option<NewSession>>,
-    /// The session's lock, once taken.
-    lease: Mutex<Option<SessionLease>>,
+    /// The session's lock, or the new session still to be locked and stored.
+    lock: tokio::sync::Mutex<Lock>,
     /// The session's revision: as read under the lock (0 for a new one), then one more with each
     /// commit of this turn.
     revision: std::sync::atomic::AtomicU64,
-    /// Whether this turn stores the session.
-    new: bool,
+}
+
+/// Whether a turn's session is stored and locked yet.
+enum Lock {
+    /// A new session, not stored yet.
+    Unstored(NewSession),
+    /// The session's lock, held for the turn (released when dropped).
+    Held { _lease: SessionLease },
 }
 
 impl<'a> SessionCheckpoints<'a> {
@@ -67,10 +71,8 @@ impl<'a> SessionCheckpoints<'a> {
         Self {
             store,
             session: lease.session(),
-            unstored: tokio::sync::Mutex::new(None),
-            lease: Mutex::new(Some(lease)),
+            lock: tokio::sync::Mutex::new(Lock::Held { _lease: lease }),
             revision: revision.into(),
-            new: false,
         }
     }
 
@@ -79,18 +81,14 @@ impl<'a> SessionCheckpoints<'a> {
         Self {
             store,
             session: id,
-            unstored: tokio::sync::Mutex::new(Some(session)),
-            lease: Mutex::new(None),
+            lock: tokio::sync::Mutex::new(Lock::Unstored(session)),
             revision: 0.into(),
-            new: true,
         }
     }
 
-    /// The session's revision now; `None` while a new session is not stored (and has no
-    /// history).
-    fn stored_revision(&self) -> Option<u64> {
-        let revision = self.revision.load(std::sync::atomic::Ordering::Relaxed);
-        (!self.new || revision > 0).then_some(revision)
+    /// The session's revision now (0: never written, so no history).
+    fn revision(&self) -> u64 {
+        self.revision.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Notes a commit; gives the session's revision after it.
@@ -100,13 +98,12 @@ impl<'a> SessionCheckpoints<'a> {
 
     /// Stores and locks the session if it is new and not stored yet.
     async fn store_session(&self) -> Result<(), StoreError> {
-        let mut unstored = self.unstored.lock().await;
-        let Some(new) = unstored.as_ref() else { return Ok(()) };
+        let mut lock = self.lock.lock().await;
+        let Lock::Unstored(new) = &*lock else { return Ok(()) };
         // Locked before it exists, so that no other process continues it mid-turn.
         let lease = self.store.lock_session(self.session, true).await?;
         self.store.create_session(new.clone()).await?;
-        *self.lease.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(lease);
-        *unstored = None;
+        *lock = Lock::Held { _lease: lease };
         Ok(())
     }
 }
@@ -199,7 +196,7 @@ impl Turn<'_> {
                     key: key.as_ref(),
                     agent: &self.agent.spec.name,
                     input: &text,
-                    revision: checkpoints.stored_revision(),
+                    revision: checkpoints.revision(),
                 };
                 let history = self.inner.assembler.assemble(request).await.map_err(|e| match e {
                     exoclaw_core::runtime::AssembleError::Store(e) => {
