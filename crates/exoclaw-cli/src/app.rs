@@ -68,6 +68,7 @@ impl App {
                     temperature: args.temperature,
                     max_tokens: args.max_tokens,
                     seed: args.seed,
+                    response_format: args.response_format,
                     ..GenerationParams::default()
                 };
             })

@@ -126,6 +126,9 @@ pub struct TurnArgs {
     /// Seed for repeatable sampling, where the provider supports it.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// The shape every answer must take (`chat --json-schema` sets it).
+    #[arg(skip)]
+    pub response_format: Option<exoclaw_types::ResponseFormat>,
 }
 
 fn main() -> ExitCode {

@@ -6,7 +6,7 @@
 use crate::markdown::MarkdownStyler;
 use crate::output::escape_untrusted;
 use exoclaw_core::EventSink;
-use exoclaw_types::{AgentEvent, ToolCall, TurnOutcome};
+use exoclaw_types::{AgentEvent, StopReason, ToolCall, TurnOutcome};
 use indicatif::ProgressBar;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
@@ -40,6 +40,8 @@ impl Mode {
 /// Renders one turn's events. Cheap to make; make one per turn.
 pub struct Renderer {
     mode: Mode,
+    /// Whether answer text is shown (not when the caller prints a structured answer itself).
+    show_answer: bool,
     state: Mutex<State>,
 }
 
@@ -56,7 +58,13 @@ impl Renderer {
     pub fn new(mode: Mode) -> Self {
         let spinner = if mode == Mode::Json { None } else { crate::output::spinner("thinking…") };
         let state = State { styler: MarkdownStyler::new(), spinner, open_line: false };
-        Self { mode, state: Mutex::new(state) }
+        Self { mode, show_answer: true, state: Mutex::new(state) }
+    }
+
+    /// A renderer that shows everything but the answer text: the caller prints the answer once
+    /// it is complete and checked.
+    pub fn without_answer(mode: Mode) -> Self {
+        Self { show_answer: false, ..Self::new(mode) }
     }
 }
 
@@ -87,6 +95,7 @@ impl EventSink for Renderer {
                     let _ = stdout.flush();
                 }
             }
+            Mode::Text { .. } if !self.show_answer && matches!(event, AgentEvent::Text { .. }) => {}
             Mode::Text { styled } => text_event(&mut state, styled, event),
         }
     }
@@ -143,12 +152,26 @@ fn text_event(state: &mut State, styled: bool, event: AgentEvent) {
                 paint(styled, RED, &format!("error ({code}): {}", escape_untrusted(&message, true)))
             );
         }
-        AgentEvent::Done { outcome } => {
+        AgentEvent::Done { outcome, stop_reason } => {
             state.quiet();
             if outcome == TurnOutcome::Cancelled {
                 eprintln!("{}", paint(styled, DIM, "(interrupted; what was answered so far is kept)"));
+            } else if let Some(why) = stop_reason.as_ref().and_then(cut_short) {
+                eprintln!("{}", paint(styled, DIM, why));
             }
         }
+    }
+}
+
+/// What to tell the user when the answer was cut short, by why it stopped.
+pub fn cut_short(reason: &StopReason) -> Option<&'static str> {
+    match reason {
+        StopReason::Repetition => Some("stopped: the model was repeating itself"),
+        StopReason::MaxTokens => {
+            Some("stopped: the answer reached its length limit; raise it with --max-tokens")
+        }
+        StopReason::ContentFilter => Some("stopped: the provider's safety system ended the answer"),
+        StopReason::EndTurn | StopReason::StopSequence | StopReason::ToolUse | StopReason::Other(_) => None,
     }
 }
 

@@ -43,6 +43,7 @@ impl Default for TurnArgs {
             max_tokens: None,
             temperature: None,
             seed: None,
+            response_format: None,
         }
     }
 }

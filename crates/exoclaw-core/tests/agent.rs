@@ -312,7 +312,7 @@ fn label(event: &AgentEvent) -> String {
         }
         AgentEvent::Usage { .. } => "usage".to_owned(),
         AgentEvent::Error { code, .. } => format!("error {code}"),
-        AgentEvent::Done { outcome } => format!("done {outcome:?}"),
+        AgentEvent::Done { outcome, .. } => format!("done {outcome:?}"),
     }
 }
 
@@ -346,7 +346,10 @@ async fn turn_with(h: &Harness, input: &str, cancel: &CancellationToken, recorde
 fn checked(result: exoclaw_core::TurnResult, recorder: &Recorder, input: &str) -> Outcome {
     let events = recorder.events();
     assert!(matches!(events.first(), Some(AgentEvent::TurnStarted { .. })), "{events:#?}");
-    assert_eq!(events.last(), Some(&AgentEvent::Done { outcome: result.outcome }), "{events:#?}");
+    assert!(
+        matches!(events.last(), Some(AgentEvent::Done { outcome, .. }) if *outcome == result.outcome),
+        "{events:#?}"
+    );
     assert_eq!(events.iter().filter(|e| matches!(e, AgentEvent::Done { .. })).count(), 1);
     assert_eq!(events.iter().filter(|e| matches!(e, AgentEvent::TurnStarted { .. })).count(), 1);
     assert_eq!(result.messages[0].text(), input);
@@ -764,7 +767,10 @@ async fn a_turn_can_be_spawned_and_report_through_a_channel() {
         events.push(e);
     }
     assert_eq!(result.outcome, TurnOutcome::Completed);
-    assert_eq!(events.last(), Some(&AgentEvent::Done { outcome: TurnOutcome::Completed }));
+    assert_eq!(
+        events.last(),
+        Some(&AgentEvent::Done { outcome: TurnOutcome::Completed, stop_reason: Some(StopReason::EndTurn) })
+    );
     assert!(events.iter().any(|e| matches!(e, AgentEvent::ToolResult { name, .. } if name == "echo")));
 }
 

@@ -5,8 +5,8 @@
 use crate::GatewayError;
 use exoclaw_core::{ErrorKind, EventStream, ProviderError};
 use exoclaw_types::{
-    ChatRequest, ChatResponse, GenerationParams, ImageSource, Message, Part, Role, StopReason, StreamEvent,
-    ToolCall, ToolChoice, ToolResult, ToolSpec, Usage,
+    ChatRequest, ChatResponse, GenerationParams, ImageSource, JsonSchemaFormat, Message, Part,
+    ResponseFormat, Role, StopReason, StreamEvent, ToolCall, ToolChoice, ToolResult, ToolSpec, Usage,
 };
 use futures::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -14,9 +14,11 @@ use serde_json::{Value, json};
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-/// A `POST /v1/chat/completions` body, as far as exoclaw understands it. Unknown fields
-/// (`user`, `n`, `logprobs`, …) are ignored, as OpenAI-compatible servers commonly do.
+/// A `POST /v1/chat/completions` body. Every field OpenAI documents that exoclaw does not carry
+/// out is refused by name (400) rather than ignored: a client asking for `logprobs` or a penalty
+/// must not get an answer made without it. Fields of no effect at their default value are accepted.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct CompletionRequest {
     pub(crate) model: String,
     messages: Vec<WireMessage>,
@@ -24,6 +26,10 @@ pub(crate) struct CompletionRequest {
     tools: Vec<WireTool>,
     #[serde(default)]
     tool_choice: Option<Value>,
+    #[serde(default)]
+    parallel_tool_calls: Option<bool>,
+    #[serde(default)]
+    response_format: Option<WireResponseFormat>,
     #[serde(default)]
     temperature: Option<f32>,
     #[serde(default)]
@@ -39,10 +45,80 @@ pub(crate) struct CompletionRequest {
     /// How many choices to generate; only 1 is supported.
     #[serde(default)]
     n: Option<u32>,
+    /// The end user, passed on to vendors that take one.
+    #[serde(default)]
+    user: Option<String>,
+    /// Only `false` (the default) is supported.
+    #[serde(default)]
+    logprobs: Option<bool>,
+    /// Not supported (it asks for log probabilities).
+    #[serde(default)]
+    top_logprobs: Option<Value>,
+    /// Only 0 (the default) is supported.
+    #[serde(default)]
+    presence_penalty: Option<f32>,
+    /// Only 0 (the default) is supported.
+    #[serde(default)]
+    frequency_penalty: Option<f32>,
     #[serde(default)]
     pub(crate) stream: bool,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
+}
+
+/// OpenAI's `response_format`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WireResponseFormat {
+    Text,
+    JsonObject,
+    JsonSchema { json_schema: WireJsonSchema },
+}
+
+#[derive(Debug, Deserialize)]
+struct WireJsonSchema {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    /// OpenAI lets it out; then any JSON object will do.
+    #[serde(default)]
+    schema: Option<Value>,
+    #[serde(default)]
+    strict: Option<bool>,
+}
+
+impl From<WireResponseFormat> for ResponseFormat {
+    fn from(format: WireResponseFormat) -> Self {
+        match format {
+            WireResponseFormat::Text => ResponseFormat::Text,
+            WireResponseFormat::JsonObject => ResponseFormat::JsonObject,
+            WireResponseFormat::JsonSchema { json_schema: s } => {
+                ResponseFormat::JsonSchema(JsonSchemaFormat {
+                    name: s.name,
+                    description: s.description,
+                    schema: s.schema.unwrap_or_else(|| json!({"type": "object"})),
+                    strict: s.strict.unwrap_or(false),
+                })
+            }
+        }
+    }
+}
+
+/// The field a serde error says is unknown (`unknown field `x`, expected …`), if that is the error.
+pub(crate) fn unknown_field(error: &str) -> Option<&str> {
+    let rest = error.split_once("unknown field `")?.1;
+    Some(&rest[..rest.find('`')?])
+}
+
+/// The 400 for a field exoclaw does not carry out.
+pub(crate) fn unsupported_field(field: &str) -> GatewayError {
+    GatewayError::invalid(
+        format!(
+            "`{field}` is not supported by exoclaw's chat completions API; remove it \
+             (exoclaw refuses what it would otherwise silently ignore)"
+        ),
+        Some(field),
+    )
 }
 
 impl CompletionRequest {
@@ -227,7 +303,13 @@ fn decode_tool_choice(choice: Value) -> Result<ToolChoice, GatewayError> {
 /// become the system prompt; consecutive `tool` messages become one tool-results message.
 pub fn decode_request(body: Value, model: &str) -> Result<ChatRequest, GatewayError> {
     let request: CompletionRequest = serde_json::from_value(body).map_err(|e| {
-        GatewayError::invalid(format!("the request body is not a chat completion request: {e}"), None)
+        let message = e.to_string();
+        match unknown_field(&message) {
+            Some(field) => unsupported_field(field),
+            None => {
+                GatewayError::invalid(format!("the request body is not a chat completion request: {e}"), None)
+            }
+        }
     })?;
     to_chat_request(request, model)
 }
@@ -239,6 +321,25 @@ pub(crate) fn to_chat_request(request: CompletionRequest, model: &str) -> Result
     if request.n.is_some_and(|n| n != 1) {
         // Answering fewer choices than asked would silently break a client that indexes them.
         return Err(GatewayError::invalid("only n = 1 is supported; send one request per choice", Some("n")));
+    }
+    if request.logprobs == Some(true) {
+        return Err(GatewayError::invalid(
+            "logprobs are not supported; leave `logprobs` out or false",
+            Some("logprobs"),
+        ));
+    }
+    if request.top_logprobs.as_ref().is_some_and(|v| !v.is_null()) {
+        return Err(unsupported_field("top_logprobs"));
+    }
+    for (field, value) in
+        [("presence_penalty", request.presence_penalty), ("frequency_penalty", request.frequency_penalty)]
+    {
+        if value.is_some_and(|v| v != 0.0) {
+            return Err(GatewayError::invalid(
+                format!("`{field}` is not supported; leave it out or 0"),
+                Some(field),
+            ));
+        }
     }
     let mut system: Vec<String> = Vec::new();
     let mut messages: Vec<Message> = Vec::new();
@@ -312,6 +413,8 @@ pub(crate) fn to_chat_request(request: CompletionRequest, model: &str) -> Result
             Some(Stop::Many(v)) => v,
         },
         seed: request.seed,
+        response_format: request.response_format.map(ResponseFormat::from),
+        parallel_tool_calls: request.parallel_tool_calls,
     };
     Ok(ChatRequest {
         model: model.into(),
@@ -320,6 +423,7 @@ pub(crate) fn to_chat_request(request: CompletionRequest, model: &str) -> Result
         tools,
         tool_choice,
         params,
+        user: request.user,
     })
 }
 
@@ -327,7 +431,8 @@ pub(crate) fn to_chat_request(request: CompletionRequest, model: &str) -> Result
 pub fn finish_reason(reason: &StopReason) -> &'static str {
     match reason {
         StopReason::EndTurn | StopReason::StopSequence => "stop",
-        StopReason::MaxTokens => "length",
+        // A loop stopped by exoclaw's embedded model is an answer cut short, like the cap.
+        StopReason::MaxTokens | StopReason::Repetition => "length",
         StopReason::ToolUse => "tool_calls",
         StopReason::ContentFilter => "content_filter",
         // OpenAI SDKs know only the values above; "stop" is the honest approximation.
@@ -733,6 +838,53 @@ mod tests {
         assert!(e.to_string().contains("tool_choice"), "{e}");
         let e = decode(json!({"model": "m", "messages": []})).unwrap_err();
         assert!(e.to_string().contains("messages"), "{e}");
+    }
+
+    #[test]
+    fn response_format_parallel_tool_calls_and_user_are_passed_through() {
+        let schema = json!({"type": "object", "properties": {"a": {"type": "integer"}}});
+        let r = decode(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "thing", "schema": schema,
+                "strict": true}},
+            "parallel_tool_calls": false, "user": "alice", "logprobs": false, "presence_penalty": 0}))
+        .unwrap();
+        assert_eq!(
+            r.params.response_format,
+            Some(ResponseFormat::JsonSchema(JsonSchemaFormat {
+                name: "thing".into(),
+                description: None,
+                schema,
+                strict: true
+            }))
+        );
+        assert_eq!(r.params.parallel_tool_calls, Some(false));
+        assert_eq!(r.user.as_deref(), Some("alice"));
+        let r = decode(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+            "response_format": {"type": "json_object"}}))
+        .unwrap();
+        assert_eq!(r.params.response_format, Some(ResponseFormat::JsonObject));
+    }
+
+    #[test]
+    fn fields_that_would_be_ignored_are_refused_by_name() {
+        for (extra, field) in [
+            (json!({"logprobs": true}), "logprobs"),
+            (json!({"top_logprobs": 3}), "top_logprobs"),
+            (json!({"n": 2}), "n"),
+            (json!({"frequency_penalty": 0.5}), "frequency_penalty"),
+            (json!({"logit_bias": {"50256": -100}}), "logit_bias"),
+            (json!({"prediction": {"type": "content", "content": "x"}}), "prediction"),
+        ] {
+            let mut body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            match decode(body) {
+                Err(GatewayError::InvalidRequest { message, param }) => {
+                    assert_eq!(param.as_deref(), Some(field), "{message}");
+                    assert!(message.contains(field), "{message}");
+                }
+                other => panic!("{field}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -367,22 +367,30 @@ pub(crate) const COMPLETIONS: &str = "/v1/chat/completions";
 /// The body as a chat completion request. A JSON body is parsed straight from its bytes; any
 /// other body, and one that does not parse, goes through axum's `Json` extractor, whose rejection
 /// says what is wrong (the content type, or the path of the field at fault).
-async fn completion_request(request: Request) -> Result<CompletionRequest, JsonRejection> {
+/// A field exoclaw does not support is named in a 400 of its own (see [`CompletionRequest`]).
+async fn completion_request(request: Request) -> Result<CompletionRequest, Response> {
     let content_type = request.headers().get(header::CONTENT_TYPE).cloned();
-    let body = Bytes::from_request(request, &()).await?;
+    let body = Bytes::from_request(request, &()).await.map_err(IntoResponse::into_response)?;
     let is_json = content_type
         .as_ref()
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    if is_json && let Ok(request) = serde_json::from_slice(&body) {
-        return Ok(request);
+    if is_json {
+        match serde_json::from_slice(&body) {
+            Ok(request) => return Ok(request),
+            Err(e) => {
+                if let Some(field) = openai::unknown_field(&e.to_string()) {
+                    return Err(openai::unsupported_field(field).into_response());
+                }
+            }
+        }
     }
     // The content type is all the `Json` extractor looks at besides the body.
     let mut request = Request::new(Body::from(body));
     if let Some(content_type) = content_type {
         request.headers_mut().insert(header::CONTENT_TYPE, content_type);
     }
-    let Json(request) = Json::<CompletionRequest>::from_request(request, &()).await?;
+    let Json(request) = Json::<CompletionRequest>::from_request(request, &()).await.map_err(rejection)?;
     Ok(request)
 }
 
@@ -397,7 +405,7 @@ async fn chat_completions(State(gateway): State<Arc<Gateway>>, caller: Caller, r
                 e.into_response()
             }
         },
-        Err(e) => rejection(e),
+        Err(response) => response,
     };
     // A stream's latency here is its time to the first byte; its bill records the whole.
     gateway.metrics.request(COMPLETIONS, response.status().as_str(), started.elapsed());

@@ -2,12 +2,14 @@
 
 Run by `tests/v1.rs` (`the_official_python_sdk_talks_to_the_gateway`) with the gateway's base URL
 and token; the model `fast` answers "hello there world", `tools` answers with a get_weather call,
-`limited` is rate limited.
+`limited` is rate limited, `capital` answers `{"city": "Paris", "country": "France"}` and `local`
+is the embedded SmolLM2.
 """
 
 import sys
 
 import openai
+import pydantic
 
 base_url, token = sys.argv[1], sys.argv[2]
 client = openai.OpenAI(base_url=base_url, api_key=token, max_retries=0)
@@ -61,5 +63,40 @@ try:
     raise AssertionError("expected 401")
 except openai.AuthenticationError as e:
     assert e.code == "invalid_api_key", e.body
+
+
+
+class Capital(pydantic.BaseModel):
+    city: str
+    country: str
+
+
+question = [{"role": "user", "content": "What is the capital of France?"}]
+# Structured outputs: `parse` sends the Pydantic model as a strict JSON schema and validates the
+# answer into it, from a scripted upstream and from the embedded model, whose decoding is
+# constrained to the schema.
+parsed = client.chat.completions.parse(model="capital", messages=question, response_format=Capital)
+assert parsed.choices[0].message.parsed == Capital(city="Paris", country="France"), parsed
+for _ in range(2):
+    local = client.chat.completions.parse(
+        model="local", messages=question, response_format=Capital, temperature=0, max_tokens=64
+    )
+    capital = local.choices[0].message.parsed
+    assert isinstance(capital, Capital) and capital.city, local
+    print("embedded model:", local.choices[0].message.content)
+with client.chat.completions.stream(
+    model="local", messages=question, response_format=Capital, temperature=0, max_tokens=64
+) as stream:
+    streamed = stream.get_final_completion()
+assert streamed.choices[0].message.parsed == capital, streamed
+
+# What the gateway would otherwise drop is refused, naming the field.
+for extra in [{"logprobs": True}, {"n": 2}, {"extra_body": {"logit_bias": {"1": 5}}}]:
+    try:
+        client.chat.completions.create(model="fast", messages=question, **extra)
+        raise AssertionError(f"expected a 400 for {extra}")
+    except openai.BadRequestError as e:
+        field = "logit_bias" if "extra_body" in extra else next(iter(extra))
+        assert e.body["param"] == field and field in e.body["message"], e.body
 
 print("openai sdk ok")

@@ -7,11 +7,17 @@
 use async_trait::async_trait;
 use exoclaw_core::{ErrorKind, EventStream, Provider, ProviderError};
 use exoclaw_gateway::{Gateway, GatewayError, StaticModels, TokenSet, app, check_bind, hash_token};
+use exoclaw_local::{LocalModel, LocalOptions, LocalProvider};
 use exoclaw_testkit::provider::{Outcome, ScriptedProvider};
-use exoclaw_types::{ChatRequest, Part, Role, StopReason, StreamEvent, ToolCall, ToolChoice, Usage};
+use exoclaw_types::{
+    ChatRequest, Part, ResponseFormat, Role, StopReason, StreamEvent, ToolCall, ToolChoice, Usage,
+};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// The embedded model's name (the default model, SmolLM2).
+const LOCAL_MODEL: &str = exoclaw_local::fetch::SMOLLM2_135M.name;
 
 /// Records every request whole and streams a fixed list of events.
 #[derive(Debug)]
@@ -374,6 +380,16 @@ fn binding_beyond_loopback_needs_a_token() {
 async fn the_official_python_sdk_talks_to_the_gateway() {
     let python =
         tokio::task::spawn_blocking(|| exoclaw_testkit::peers::obtain("openai-sdk.sh")).await.unwrap();
+    let capital = Recorder::new(vec![
+        StreamEvent::TextDelta { text: r#"{"city": "Paris", "country": "France"}"#.into() },
+        StreamEvent::Finish { reason: StopReason::EndTurn },
+    ]);
+    let local = tokio::task::spawn_blocking(|| {
+        let model = LocalModel::load(&exoclaw_testkit::peers::smollm2_gguf()).unwrap();
+        LocalProvider::with_model(LocalOptions::default(), Arc::new(model))
+    })
+    .await
+    .unwrap();
     let limited = ScriptedProvider::new("s", []).with_default(Outcome::FailOpen(ErrorKind::RateLimited {
         retry_after: Some(Duration::from_secs(3)),
     }));
@@ -384,7 +400,9 @@ async fn the_official_python_sdk_talks_to_the_gateway() {
             "m",
         )
         .with("tools", Recorder::new(tool_call_events()), "m")
-        .with("limited", Arc::new(limited), "m");
+        .with("limited", Arc::new(limited), "m")
+        .with("capital", capital.clone(), "m")
+        .with("local", Arc::new(local), LOCAL_MODEL);
     let server = start(source, TokenSet::from_tokens(["sk-test"])).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai_sdk.py");
     let output = tokio::process::Command::new(&python)
@@ -398,4 +416,11 @@ async fn the_official_python_sdk_talks_to_the_gateway() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    // The schema reached the provider as the SDK sent it: strict, named after the model class.
+    let requests = capital.requests.lock().unwrap();
+    let Some(ResponseFormat::JsonSchema(format)) = &requests[0].params.response_format else {
+        panic!("{:?}", requests[0].params)
+    };
+    assert_eq!((format.name.as_str(), format.strict), ("Capital", true));
+    assert_eq!(format.schema["required"], json!(["city", "country"]));
 }

@@ -22,6 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_tokens: max_tokens.parse()?,
         sampling: SamplingOptions { temperature: 0.0, ..SamplingOptions::default() },
         stop: Vec::new(),
+        // The bench generates exactly `max_tokens`, like llama.cpp beside it.
+        stop_repetition: false,
     };
     let started = Instant::now();
     let mut token_times = Vec::new();

@@ -3,6 +3,7 @@
 
 use crate::LocalError;
 use crate::gguf::read_content;
+use crate::repetition::RepetitionGuard;
 use crate::sampling::{Sampler, SamplingOptions};
 use crate::stop::StopMatcher;
 use crate::template::ChatTemplate;
@@ -63,6 +64,9 @@ pub struct GenerateOptions {
     pub sampling: SamplingOptions,
     /// Strings that end the answer; they are not part of it.
     pub stop: Vec<String>,
+    /// Whether an answer that loops (see [`crate::repetition`]) is stopped with
+    /// [`StopReason::Repetition`].
+    pub stop_repetition: bool,
 }
 
 impl LocalModel {
@@ -101,6 +105,11 @@ impl LocalModel {
         &self.tokenizer
     }
 
+    /// The tokens that end an answer (the chat template's end of turn, end of sequence).
+    pub fn stop_tokens(&self) -> &[u32] {
+        &self.stop_tokens
+    }
+
     /// The request rendered through the chat template and tokenized, ready for [`Self::generate`].
     pub fn prompt(&self, request: &ChatRequest) -> Result<Vec<u32>, LocalError> {
         let text =
@@ -122,8 +131,9 @@ impl LocalModel {
 
     /// Generates an answer to `prompt`, calling `emit` for every token and with text as it
     /// completes; `emit` returns `false` to cancel, which stops generation before the next token
-    /// is computed. `guide`, when
-    /// given, may restrict which tokens are allowed at each step (constrained tool calls).
+    /// is computed. `guide`, when given, may restrict which tokens are allowed at each step
+    /// (constrained tool calls and response formats); an answer it completes ends as
+    /// [`StopReason::EndTurn`].
     pub fn generate(
         &self,
         prompt: &[u32],
@@ -140,6 +150,7 @@ impl LocalModel {
         let mut decoder = self.tokenizer.stream_decoder();
         let mut stops = StopMatcher::new(&options.stop);
         let mut history: Vec<u32> = prompt.to_vec();
+        let mut repetition = options.stop_repetition.then(RepetitionGuard::default);
         let finished = |reason, generated: usize| Finished {
             reason,
             prompt_tokens: prompt.len(),
@@ -179,7 +190,13 @@ impl LocalModel {
                 if let Some(rest) = stops.flush() {
                     emit(Generated::Text(rest));
                 }
-                return Ok(finished(StopReason::ToolUse, generated + 1));
+                return Ok(finished(StopReason::EndTurn, generated + 1));
+            }
+            if repetition.as_mut().is_some_and(|r| r.push(token)) {
+                if let Some(rest) = stops.flush() {
+                    emit(Generated::Text(rest));
+                }
+                return Ok(finished(StopReason::Repetition, generated + 1));
             }
             if generated + 1 == max_new {
                 break;

@@ -15,6 +15,7 @@ pub mod gguf;
 pub mod guide;
 mod kernels;
 mod provider;
+pub mod repetition;
 mod sampling;
 mod stop;
 pub mod template;

@@ -26,6 +26,9 @@ pub struct LocalOptions {
     pub sampling: SamplingOptions,
     /// Answer length when the request sets none.
     pub max_tokens: usize,
+    /// Whether a looping answer is stopped ([`StopReason::Repetition`], see
+    /// [`crate::repetition`]).
+    pub stop_repetition: bool,
 }
 
 impl Default for LocalOptions {
@@ -36,6 +39,7 @@ impl Default for LocalOptions {
             spec: crate::fetch::SMOLLM2_135M,
             sampling: SamplingOptions::default(),
             max_tokens: 512,
+            stop_repetition: true,
         }
     }
 }
@@ -105,6 +109,7 @@ impl LocalProvider {
             max_tokens: p.max_tokens.map_or(self.options.max_tokens, |n| n as usize),
             sampling,
             stop: p.stop.clone(),
+            stop_repetition: self.options.stop_repetition,
         }
     }
 }
@@ -126,15 +131,19 @@ impl Provider for LocalProvider {
         let options = self.generate_options(&request);
         // Overflow is reported before any event, like a vendor's 400.
         self.model.room_for(prompt.len(), options.max_tokens).map_err(|e| self.error(e))?;
-        // So is a tool choice or tool schema that cannot be turned into a grammar. Building the
-        // grammar takes ~10 ms (a few tenths of a second the first time): off the async thread.
+        // So is a tool choice, tool schema or response format that cannot be turned into a
+        // grammar. Building the grammar takes ~10 ms (a few tenths of a second the first time):
+        // off the async thread.
         let model = self.model.clone();
-        let guide = tokio::task::spawn_blocking(move || guide_for(&request, model.tokenizer()))
-            .await
-            .map_err(|e| {
-                self.error(LocalError::Inference(format!("building the tool-call grammar crashed: {e}")))
-            })?
-            .map_err(|e| ProviderError::new(ErrorKind::InvalidRequest, &self.options.name, e.to_string()))?;
+        let guide =
+            tokio::task::spawn_blocking(move || guide_for(&request, model.tokenizer(), model.stop_tokens()))
+                .await
+                .map_err(|e| {
+                    self.error(LocalError::Inference(format!("building the answer grammar crashed: {e}")))
+                })?
+                .map_err(|e| {
+                    ProviderError::new(ErrorKind::InvalidRequest, &self.options.name, e.to_string())
+                })?;
         let (tx, mut rx) = mpsc::channel::<Result<StreamEvent, ProviderError>>(64);
         let model = self.model.clone();
         let name = self.options.name.clone();

@@ -1,9 +1,12 @@
-//! Constrained tool calls: when tools are offered, a tool call is decoded under an llguidance
-//! grammar — `<tool_call>`, a JSON object `{"name": <a tool's name>, "arguments": <that tool's
-//! input schema>}`, `</tool_call>` (the Hermes / Qwen format the chat template writes calls in) —
-//! so it always parses into a valid [`ToolCall`]. Plain answers stay unconstrained.
+//! Constrained answers: tool calls and response formats decoded under an llguidance grammar, so
+//! they always parse.
 //!
-//! - [`guide_for`]: the [`ToolCallGuide`] for a request, if tools are offered;
+//! A tool call is `<tool_call>`, a JSON object `{"name": <a tool's name>, "arguments": <that
+//! tool's input schema>}`, `</tool_call>` (the Hermes / Qwen format the chat template writes calls
+//! in); several may follow each other. An answer in a response format is JSON that validates
+//! against its schema. Plain answers stay unconstrained.
+//!
+//! - [`guide_for`]: the [`AnswerGuide`] for a request, if tools are offered or a format is set;
 //! - [`parse_tool_calls`]: the calls in a generated answer;
 //! - [`classify`]: whether answer text so far is a tool call, plain text, or still undecided;
 //! - [`Holdback`]: answer text held back while it may be a call, then text or tool-call events.
@@ -12,7 +15,7 @@ use crate::LocalError;
 use crate::guide::TokenGuide;
 use crate::tokenizer::GgufTokenizer;
 use crate::toktrie_env::GgufTokEnv;
-use exoclaw_types::{ChatRequest, StreamEvent, ToolCall, ToolChoice, ToolSpec};
+use exoclaw_types::{ChatRequest, ResponseFormat, StreamEvent, ToolCall, ToolChoice, ToolSpec};
 use llguidance::api::TopLevelGrammar;
 use llguidance::{Matcher, ParserFactory};
 use serde_json::{Value, json};
@@ -24,11 +27,12 @@ pub(crate) const OPEN: &str = "<tool_call>";
 /// Closes a tool call.
 pub(crate) const CLOSE: &str = "</tool_call>";
 
-/// JSON layout inside a call: Python's separators (as the chat template writes calls), no other
-/// whitespace, so a small model cannot wander; unsupported schema keywords are ignored.
-fn json_options() -> Value {
+/// JSON layout: Python's separators (as the chat template writes calls), no other whitespace, so
+/// a small model cannot wander. `lenient` ignores schema keywords llguidance cannot enforce (for
+/// tools' schemas; a response format's schema must be enforced whole).
+fn json_options(lenient: bool) -> Value {
     json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": ",
-        "coerce_one_of": true, "lenient": true})
+        "coerce_one_of": true, "lenient": lenient})
 }
 
 /// What answer text so far is, leading whitespace ignored.
@@ -115,18 +119,34 @@ fn fingerprint(tokenizer: &GgufTokenizer) -> u64 {
     h.finish()
 }
 
-/// The guide for `request`: `None` when no tools are offered or `tool_choice` is `None`.
-/// `Required` and `Tool` constrain from the first token; `Auto` (or unset) only once the answer
-/// starts with `<tool_call>`.
+/// What a guided answer may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Free text, or tool calls once the answer starts with `<tool_call>` (tools offered, `Auto`).
+    TextOrCalls,
+    /// Tool calls only (`Required`, `Tool`).
+    Calls,
+    /// JSON in the response format only (no tools offered).
+    Json,
+    /// Tool calls, or JSON in the response format (tools offered with `Auto`, and a format).
+    CallsOrJson,
+}
+
+/// The guide for `request`, or `None` when the answer is free: no tools offered (or `tool_choice`
+/// `None`) and no response format. `Required` and `Tool` constrain the answer to tool calls from
+/// the first token; `Auto` (or unset) only once it starts with `<tool_call>`. A response format
+/// constrains the answer from the first token: JSON in that format, or (tools offered, `Auto`) a
+/// tool call. Several calls may follow each other unless `parallel_tool_calls` is `false`.
+/// `stop_tokens` end the answer wherever the grammar may end.
 pub(crate) fn guide_for(
     request: &ChatRequest,
     tokenizer: &GgufTokenizer,
-) -> Result<Option<ToolCallGuide>, LocalError> {
-    if request.tools.is_empty() {
-        return Ok(None);
-    }
+    stop_tokens: &[u32],
+) -> Result<Option<AnswerGuide>, LocalError> {
+    let answer = request.params.response_format.as_ref().and_then(ResponseFormat::schema);
     let (tools, forced): (Vec<&ToolSpec>, bool) = match &request.tool_choice {
-        Some(ToolChoice::None) => return Ok(None),
+        _ if request.tools.is_empty() => (Vec::new(), false),
+        Some(ToolChoice::None) => (Vec::new(), false),
         None | Some(ToolChoice::Auto) => (request.tools.iter().collect(), false),
         Some(ToolChoice::Required) => (request.tools.iter().collect(), true),
         Some(ToolChoice::Tool { name }) => {
@@ -138,60 +158,123 @@ pub(crate) fn guide_for(
             (vec![tool], true)
         }
     };
+    let mode = match (tools.is_empty(), forced, answer.is_some()) {
+        (true, _, false) => return Ok(None),
+        (true, _, true) => Mode::Json,
+        (false, true, _) => Mode::Calls,
+        (false, false, false) => Mode::TextOrCalls,
+        (false, false, true) => Mode::CallsOrJson,
+    };
     let shared = Shared::get(tokenizer)?;
-    let matcher = call_matcher(&shared.factory, &tools, !forced)?;
-    let state = if forced { State::Constrained(Box::new(matcher.clone())) } else { State::Undecided };
-    Ok(Some(ToolCallGuide { shared, matcher, state, forced, generated: Vec::new() }))
+    let grammar = Grammar {
+        mode,
+        calls: tools.iter().map(|t| call_schema(&t.name, &t.input_schema)).collect(),
+        answer,
+        parallel: request.params.parallel_tool_calls != Some(false),
+    };
+    let matcher = grammar.matcher(&shared.factory, &tools)?;
+    let state = match mode {
+        Mode::TextOrCalls => State::Undecided,
+        Mode::Calls | Mode::Json | Mode::CallsOrJson => State::Constrained(Box::new(matcher.clone())),
+    };
+    Ok(Some(AnswerGuide {
+        shared,
+        matcher,
+        state,
+        mode,
+        stop_tokens: stop_tokens.to_vec(),
+        generated: Vec::new(),
+    }))
 }
 
-/// A matcher for one call to one of `tools`. A tool whose schema llguidance cannot compile gets
-/// "any object" as arguments rather than failing the request.
-fn call_matcher(
-    factory: &ParserFactory,
-    tools: &[&ToolSpec],
-    leading_ws: bool,
-) -> Result<Matcher, LocalError> {
-    let compile = |lark: String| {
-        let matcher = Matcher::new(factory.create_parser(TopLevelGrammar::from_lark(lark)));
-        match matcher.get_error() {
-            Some(e) => Err(LocalError::Grammar(e)),
-            None => Ok(matcher),
+/// The grammar of a guided answer.
+struct Grammar {
+    mode: Mode,
+    /// The schema of a call to each tool offered (see [`call_schema`]).
+    calls: Vec<Value>,
+    /// The schema of a JSON answer (the response format).
+    answer: Option<Value>,
+    /// Whether several calls may follow each other.
+    parallel: bool,
+}
+
+impl Grammar {
+    /// Compiles the grammar. A tool whose schema llguidance cannot compile gets "any object" as
+    /// arguments rather than failing the request; a response format's schema that cannot be
+    /// enforced is an error, since its answer must always validate.
+    fn matcher(mut self, factory: &ParserFactory, tools: &[&ToolSpec]) -> Result<Matcher, LocalError> {
+        let compile = |lark: String| {
+            let matcher = Matcher::new(factory.create_parser(TopLevelGrammar::from_lark(lark)));
+            match matcher.get_error() {
+                Some(e) => Err(LocalError::Grammar(e)),
+                None => Ok(matcher),
+            }
+        };
+        if let Some(answer) = &self.answer {
+            let only_answer =
+                Self { mode: Mode::Json, calls: Vec::new(), answer: Some(answer.clone()), parallel: false };
+            compile(only_answer.lark()).map_err(|e| {
+                LocalError::Grammar(format!("the response format's JSON schema cannot be enforced: {e}"))
+            })?;
         }
-    };
-    let schemas: Vec<Value> = tools.iter().map(|t| call_schema(&t.name, &t.input_schema)).collect();
-    match compile(lark(&schemas, leading_ws)) {
-        Ok(matcher) => Ok(matcher),
-        Err(e) => {
-            let schemas = tools
-                .iter()
-                .zip(schemas)
-                .map(|(tool, schema)| match compile(lark(std::slice::from_ref(&schema), false)) {
-                    Ok(_) => schema,
+        let e = match compile(self.lark()) {
+            Ok(matcher) => return Ok(matcher),
+            Err(e) => e,
+        };
+        self.calls = tools
+            .iter()
+            .zip(std::mem::take(&mut self.calls))
+            .map(|(tool, schema)| {
+                let alone = Self { mode: Mode::Calls, calls: vec![schema], answer: None, parallel: false };
+                match compile(alone.lark()) {
+                    Ok(_) => alone.calls.into_iter().next().unwrap_or_default(),
                     Err(e) => {
                         tracing::warn!(tool = %tool.name, error = %e, "tool schema not enforceable; any object allowed");
                         call_schema(&tool.name, &json!({"type": "object"}))
                     }
-                })
-                .collect::<Vec<_>>();
-            compile(lark(&schemas, leading_ws)).map_err(|_| e)
-        }
+                }
+            })
+            .collect();
+        compile(self.lark()).map_err(|_| e)
     }
-}
 
-/// The Lark grammar of one call: optional leading whitespace (when the model chose to call),
-/// `<tool_call>`, the JSON (optionally on its own line), `</tool_call>`.
-fn lark(schemas: &[Value], leading_ws: bool) -> String {
-    let mut schema = match schemas {
-        [one] => one.clone(),
-        many => json!({"anyOf": many}),
-    };
-    schema["x-guidance"] = json_options();
-    let ws = if leading_ws { "WS? " } else { "" };
-    format!(
-        "start: {ws}{open} NL? call NL? {close}\ncall: %json {schema}\nWS: /[ \\t\\r\\n\\f]+/\nNL: \"\\n\"\n",
-        open = json!(OPEN),
-        close = json!(CLOSE),
-    )
+    /// The Lark grammar: calls are `<tool_call>`, the JSON (optionally on its own line),
+    /// `</tool_call>`, separated by whitespace; a JSON answer is the JSON alone.
+    fn lark(&self) -> String {
+        let json_rule = |schema: Value, lenient: bool| {
+            let mut schema = schema;
+            if let Value::Object(o) = &mut schema {
+                o.insert("x-guidance".into(), json_options(lenient));
+            }
+            format!("%json {schema}")
+        };
+        let mut rules = String::new();
+        let start = match self.mode {
+            Mode::TextOrCalls => "WS? calls",
+            Mode::Calls => "calls",
+            Mode::Json => "answer",
+            Mode::CallsOrJson => "calls | answer",
+        };
+        rules.push_str(&format!("start: {start}\n"));
+        if self.mode != Mode::Json {
+            let call = match self.calls.as_slice() {
+                [one] => one.clone(),
+                many => json!({"anyOf": many}),
+            };
+            let more = if self.parallel { " (WS? block)* WS?" } else { "" };
+            rules.push_str(&format!(
+                "calls: block{more}\nblock: {open} NL? call NL? {close}\ncall: {json}\n",
+                open = json!(OPEN),
+                close = json!(CLOSE),
+                json = json_rule(call, true),
+            ));
+        }
+        if let Some(answer) = &self.answer {
+            rules.push_str(&format!("answer: {}\n", json_rule(answer.clone(), false)));
+        }
+        rules.push_str("WS: /[ \\t\\r\\n\\f]+/\nNL: \"\\n\"\n");
+        rules
+    }
 }
 
 /// The schema of a call to `name`: `{"name": name, "arguments": …}` in that order. An arguments
@@ -222,37 +305,66 @@ enum State {
     Undecided,
     /// A plain answer: never constrained.
     Plain,
-    /// Inside a tool call: every token goes through the grammar.
+    /// Every token goes through the grammar (a begun call, or an answer constrained from the
+    /// start).
     Constrained(Box<Matcher>),
-    /// The call is closed.
+    /// The grammar allows nothing more.
     Complete,
 }
 
-/// Constrains tool calls while leaving plain answers free (see the module docs).
-pub(crate) struct ToolCallGuide {
+/// Constrains an answer to tool calls or to a response format, leaving plain answers free where
+/// they are allowed (see [`guide_for`]).
+pub(crate) struct AnswerGuide {
     shared: Arc<Shared>,
-    /// A fresh matcher of the call grammar, cloned when a call begins.
+    /// A fresh matcher of the grammar, cloned when a call begins.
     matcher: Matcher,
     state: State,
-    forced: bool,
+    mode: Mode,
+    /// Tokens that end the answer; allowed wherever the grammar may end.
+    stop_tokens: Vec<u32>,
     generated: Vec<u32>,
 }
 
-impl ToolCallGuide {
-    /// Whether the answer must be a tool call (`Required`, `Tool`): constrained from the start.
-    pub(crate) fn is_forced(&self) -> bool {
-        self.forced
+impl AnswerGuide {
+    /// What the answer may be.
+    pub(crate) fn mode(&self) -> Mode {
+        self.mode
     }
 
-    /// Whether the answer is constrained (or complete) as a tool call.
+    /// Whether the answer is constrained (or complete) by the grammar.
     #[cfg(test)]
     fn in_call(&self) -> bool {
         matches!(self.state, State::Constrained(_) | State::Complete)
     }
 
+    /// Whether the answer may end here: the grammar is complete or accepting.
+    #[cfg(test)]
+    fn may_end(&mut self) -> bool {
+        match &mut self.state {
+            State::Complete => true,
+            State::Constrained(matcher) => matcher.is_accepting().unwrap_or(false),
+            State::Undecided | State::Plain => false,
+        }
+    }
+
     fn text(&self) -> Vec<u8> {
         let trie = self.shared.factory.tok_env().tok_trie();
         self.generated.iter().flat_map(|&t| trie.token(t).iter().copied()).collect()
+    }
+
+    /// Whether the latest token closed a call that repeats an earlier one of this answer: the
+    /// answer ends there (the repeat is left out, see [`distinct`]).
+    fn closes_a_repeated_call(&self) -> bool {
+        if self.mode == Mode::Json {
+            return false;
+        }
+        let trie = self.shared.factory.tok_env().tok_trie();
+        let Some(&last) = self.generated.last() else { return false };
+        if trie.token(last).trim_ascii().is_empty() {
+            return false; // whitespace after a call closed earlier
+        }
+        let text = self.text();
+        text.trim_ascii_end().ends_with(CLOSE.as_bytes()) && repeats_a_call(&String::from_utf8_lossy(&text))
     }
 
     fn has_special(&self) -> bool {
@@ -267,11 +379,23 @@ fn mask_of(matcher: &mut Matcher, vocab_size: usize) -> Result<Vec<bool>, LocalE
     Ok((0..vocab_size).map(|t| mask.get(t)).collect())
 }
 
-impl TokenGuide for ToolCallGuide {
+impl TokenGuide for AnswerGuide {
     fn allowed(&mut self, _generated: &[u32]) -> Result<Option<Vec<bool>>, LocalError> {
         match &mut self.state {
             State::Plain | State::Complete => Ok(None),
-            State::Constrained(matcher) => mask_of(matcher, self.shared.vocab_size).map(Some),
+            State::Constrained(matcher) => {
+                let mut allowed = mask_of(matcher, self.shared.vocab_size)?;
+                // Where the grammar may end (after a call, when more may follow), the model's
+                // own end-of-turn token ends the answer.
+                if matcher.is_accepting().map_err(grammar_error)? {
+                    for &t in &self.stop_tokens {
+                        if let Some(slot) = allowed.get_mut(t as usize) {
+                            *slot = true;
+                        }
+                    }
+                }
+                Ok(Some(allowed))
+            }
             State::Undecided => {
                 // Free, except that a token completing `<tool_call>` must also fit the grammar
                 // (it may carry the start of the JSON), so a begun call always parses.
@@ -296,9 +420,11 @@ impl TokenGuide for ToolCallGuide {
         self.generated.push(token);
         match &mut self.state {
             State::Plain | State::Complete => {}
+            State::Constrained(_) if self.stop_tokens.contains(&token) => self.state = State::Complete,
             State::Constrained(matcher) => {
                 matcher.consume_token(token).map_err(grammar_error)?;
-                if matcher.is_accepting().map_err(grammar_error)? {
+                let stopped = matcher.is_stopped();
+                if stopped || self.closes_a_repeated_call() {
                     self.state = State::Complete;
                 }
             }
@@ -325,28 +451,74 @@ fn grammar_error(e: impl std::fmt::Display) -> LocalError {
     LocalError::Grammar(e.to_string())
 }
 
-/// The tool calls in a generated answer: one or more `<tool_call>{"name": …, "arguments": …}
-/// </tool_call>` blocks with nothing but whitespace around them, numbered `call_0`, `call_1`, …
-/// `None` for anything else (a plain answer, or a call cut short).
-pub(crate) fn parse_tool_calls(text: &str) -> Option<Vec<ToolCall>> {
-    let mut rest = text.trim();
+/// The tool calls at the start of `text` (leading whitespace ignored), as far as they are
+/// complete blocks, and the text after them (trimmed at its start).
+fn leading_calls(text: &str) -> (Vec<ToolCall>, &str) {
+    let mut rest = text.trim_start();
     let mut calls = Vec::new();
-    while !rest.is_empty() {
-        // The JSON is read as JSON, not up to the first `</tool_call>`: a string may hold that.
-        let body = rest.strip_prefix(OPEN)?.trim_start();
-        let mut values = serde_json::Deserializer::from_str(body).into_iter::<Value>();
-        let Some(Ok(Value::Object(mut call))) = values.next() else { return None };
-        rest = body[values.byte_offset()..].trim_start().strip_prefix(CLOSE)?.trim_start();
-        let Some(Value::String(name)) = call.remove("name") else { return None };
-        let arguments = match call.remove("arguments").or_else(|| call.remove("parameters")) {
-            None | Some(Value::Null) => json!({}),
-            // Some models write the arguments as a JSON string.
-            Some(Value::String(s)) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
-            Some(v) => v,
-        };
-        calls.push(ToolCall { id: format!("call_{}", calls.len()), name, arguments });
+    while let Some((call, after)) = one_call(rest) {
+        calls.push(ToolCall { id: format!("call_{}", calls.len()), ..call });
+        rest = after.trim_start();
     }
-    (!calls.is_empty()).then_some(calls)
+    (calls, rest)
+}
+
+/// One `<tool_call>…</tool_call>` block at the start of `text`, and the text after it.
+fn one_call(text: &str) -> Option<(ToolCall, &str)> {
+    // The JSON is read as JSON, not up to the first `</tool_call>`: a string may hold that.
+    let body = text.strip_prefix(OPEN)?.trim_start();
+    let mut values = serde_json::Deserializer::from_str(body).into_iter::<Value>();
+    let Some(Ok(Value::Object(mut call))) = values.next() else { return None };
+    let after = body[values.byte_offset()..].trim_start().strip_prefix(CLOSE)?;
+    let Some(Value::String(name)) = call.remove("name") else { return None };
+    let arguments = match call.remove("arguments").or_else(|| call.remove("parameters")) {
+        None | Some(Value::Null) => json!({}),
+        // Some models write the arguments as a JSON string.
+        Some(Value::String(s)) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
+        Some(v) => v,
+    };
+    Some((ToolCall { id: String::new(), name, arguments }, after))
+}
+
+/// `calls` with each call said again word for word (same tool, same arguments) left out — a
+/// small model that has made its calls tends to start over — numbered `call_0`, `call_1`, …
+fn distinct(calls: Vec<ToolCall>) -> Vec<ToolCall> {
+    let mut kept: Vec<ToolCall> = Vec::with_capacity(calls.len());
+    for call in calls {
+        if !kept.iter().any(|k| k.name == call.name && k.arguments == call.arguments) {
+            kept.push(ToolCall { id: format!("call_{}", kept.len()), ..call });
+        }
+    }
+    kept
+}
+
+/// Whether the last of the complete calls at the start of `text` repeats an earlier one.
+fn repeats_a_call(text: &str) -> bool {
+    let (calls, _) = leading_calls(text);
+    calls.split_last().is_some_and(|(last, earlier)| {
+        earlier.iter().any(|c| c.name == last.name && c.arguments == last.arguments)
+    })
+}
+
+/// The tool calls in a generated answer: one or more `<tool_call>{"name": …, "arguments": …}
+/// </tool_call>` blocks with nothing but whitespace around them, repeated calls left out
+/// (see [`distinct`]). `None` for anything else (a plain answer, or a call cut short).
+pub(crate) fn parse_tool_calls(text: &str) -> Option<Vec<ToolCall>> {
+    match leading_calls(text) {
+        (calls, "") if !calls.is_empty() => Some(distinct(calls)),
+        _ => None,
+    }
+}
+
+/// The calls of an answer that was constrained to calls and may have been cut short (by
+/// `max_tokens`, or by the repetition guard) inside a later call: the complete calls before it.
+fn calls_before_a_cut(text: &str) -> Option<Vec<ToolCall>> {
+    match leading_calls(text) {
+        (calls, rest) if !calls.is_empty() && (rest.is_empty() || rest.starts_with(OPEN)) => {
+            Some(distinct(calls))
+        }
+        _ => None,
+    }
 }
 
 /// Answer text on its way to the caller: held back while it may still become a tool call (or,
@@ -358,12 +530,13 @@ pub(crate) struct Holdback {
 }
 
 impl Holdback {
-    /// For an answer generated with `guide` (none: plain text, streamed as it comes).
-    pub(crate) fn new(guide: Option<&ToolCallGuide>) -> Self {
-        let shape = match guide {
-            None => Shape::Plain,
-            Some(g) if g.is_forced() => Shape::ToolCall,
-            Some(_) => Shape::Undecided,
+    /// For an answer generated with `guide` (none: plain text, streamed as it comes). A JSON
+    /// answer streams; once it starts with `{` it can no longer be a call.
+    pub(crate) fn new(guide: Option<&AnswerGuide>) -> Self {
+        let shape = match guide.map(AnswerGuide::mode) {
+            None | Some(Mode::Json) => Shape::Plain,
+            Some(Mode::Calls) => Shape::ToolCall,
+            Some(Mode::TextOrCalls | Mode::CallsOrJson) => Shape::Undecided,
         };
         Self { shape, held: String::new() }
     }
@@ -383,7 +556,12 @@ impl Holdback {
     /// The events the held text ends as — per call `ToolCallStart`, `ToolCallArgsDelta` and
     /// `ToolCall`, or the text itself when it is no (complete) call — and whether it was calls.
     pub(crate) fn finish(self) -> (Vec<StreamEvent>, bool) {
-        match parse_tool_calls(&self.held) {
+        // Text held as a call was generated under the grammar: only its end can be missing.
+        let calls = match self.shape {
+            Shape::ToolCall => calls_before_a_cut(&self.held),
+            Shape::Undecided | Shape::Plain => parse_tool_calls(&self.held),
+        };
+        match calls {
             Some(calls) => {
                 let events = calls
                     .into_iter()

@@ -100,6 +100,18 @@ impl Projections {
     }
 }
 
+/// The token-embedding table, kept in its GGUF blocks where our kernels read the format: a
+/// looked-up row is dequantised when it is needed (SmolLM2's table is 113 MB as f32, 30 MB as
+/// its Q8_0 blocks).
+enum Embeddings {
+    /// The output matrix's rows (tied embeddings, SmolLM2).
+    Tied,
+    /// A quantised matrix of its own.
+    Quant(QuantMatrix),
+    /// Dense f32, for types our kernels do not read.
+    Dense(Tensor),
+}
+
 struct Layer {
     attn_norm: Tensor,
     /// q, k, v.
@@ -127,7 +139,7 @@ struct Hyper {
 
 /// A loaded transformer with its KV cache.
 pub struct Transformer {
-    embeddings: Tensor,
+    embeddings: Embeddings,
     layers: Vec<Layer>,
     norm: Tensor,
     output: Linear,
@@ -185,11 +197,18 @@ impl Transformer {
         let dense = |t: QTensor| t.dequantize(&device);
 
         let embeddings_q = tensor(reader, "token_embd.weight")?;
-        let embeddings = embeddings_q.dequantize(&device)?;
-        let output = match optional(reader, "output.weight")? {
-            Some(t) => t,
-            None => embeddings_q, // tied embeddings (SmolLM2)
+        let output_q = optional(reader, "output.weight")?;
+        let embeddings = if !QuantMatrix::reads(embeddings_q.dtype()) {
+            Embeddings::Dense(embeddings_q.dequantize(&device)?)
+        } else if output_q.is_none() {
+            Embeddings::Tied // SmolLM2: the output matrix is the table
+        } else {
+            match QuantMatrix::from_qtensor(&embeddings_q)? {
+                Some(ours) => Embeddings::Quant(ours),
+                None => Embeddings::Dense(embeddings_q.dequantize(&device)?),
+            }
         };
+        let output = output_q.unwrap_or(embeddings_q);
         let norm = dense(tensor(reader, "output_norm.weight")?)?;
         let mut layers = Vec::with_capacity(n_layer);
         for i in 0..n_layer {
@@ -270,6 +289,22 @@ impl Transformer {
         Ok(())
     }
 
+    /// The embeddings of `tokens`: `(tokens, dim)`.
+    fn embed(&self, tokens: &[u32]) -> Result<Tensor> {
+        let quantised = match &self.embeddings {
+            Embeddings::Dense(table) => return table.index_select(&Tensor::new(tokens, &Device::Cpu)?, 0),
+            Embeddings::Quant(table) => table,
+            Embeddings::Tied => match &self.output.weight {
+                Weight::Ours(table) => table,
+                Weight::Candle(_) => {
+                    candle_core::bail!("tied embeddings in a format our kernels do not read")
+                }
+            },
+        };
+        let dim = quantised.dims().1;
+        Tensor::from_vec(quantised.rows(tokens)?, (tokens.len(), dim), &Device::Cpu)
+    }
+
     /// Runs `tokens` at positions `position..position + tokens.len()`, extending the KV cache, and
     /// returns the logits of the last position.
     pub fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Tensor> {
@@ -281,8 +316,7 @@ impl Transformer {
                 self.capacity
             );
         }
-        let ids = Tensor::new(tokens, &Device::Cpu)?;
-        let mut x = self.embeddings.index_select(&ids, 0)?;
+        let mut x = self.embed(tokens)?;
         let mask = if seq > 1 { Some(self.mask(seq, position)?) } else { None };
         let cos = self.cos.narrow(0, position, seq)?;
         let sin = self.sin.narrow(0, position, seq)?;

@@ -196,3 +196,47 @@ async fn an_unknown_model_name_is_model_not_found_naming_it() {
     let text = err.to_string();
     assert!(text.contains("`bogus`") && text.contains("local/smollm2"), "{text}");
 }
+
+#[tokio::test]
+async fn a_looping_answer_is_stopped_as_repetition_where_it_would_run_to_the_cap() {
+    // Greedy, SmolLM2 answers this (the issue's own report) with the same paragraph over and over.
+    let request = ask("What does notes.txt say?", greedy(512));
+    let guarded = provider().complete(request.clone()).await.unwrap();
+    let unguarded = LocalProvider::with_model(
+        LocalOptions { stop_repetition: false, ..LocalOptions::default() },
+        model(),
+    )
+    .complete(request)
+    .await
+    .unwrap();
+    assert_eq!(unguarded.stop_reason, StopReason::MaxTokens, "{:?}", unguarded.message.text());
+    assert_eq!(guarded.stop_reason, StopReason::Repetition, "{:?}", guarded.message.text());
+    let used = guarded.usage.output_tokens.unwrap();
+    println!("stopped after {used} of 512 tokens: {:?}", guarded.message.text());
+    assert!(used < 512);
+    assert!(unguarded.message.text().starts_with(&guarded.message.text()), "the same answer, cut");
+}
+
+#[tokio::test]
+async fn a_response_format_answer_is_json_that_fits_the_schema() {
+    let schema = serde_json::json!({"type": "object", "properties": {"city": {"type": "string"},
+        "country": {"type": "string"}}, "required": ["city", "country"], "additionalProperties": false});
+    let mut params = greedy(64);
+    params.response_format =
+        Some(exoclaw_types::ResponseFormat::JsonSchema(exoclaw_types::JsonSchemaFormat {
+            name: "capital".into(),
+            description: None,
+            schema,
+            strict: true,
+        }));
+    let (events, error) =
+        drain(provider().stream(ask("What is the capital of France?", params)).await.unwrap()).await;
+    assert!(error.is_none(), "{error:?}");
+    assert_order("local", &events);
+    let text = text_of(&events);
+    println!("{text}");
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+    assert!(value["city"].is_string() && value["country"].is_string(), "{value}");
+    assert_eq!(value.as_object().unwrap().len(), 2, "{value}");
+    assert_eq!(events.last(), Some(&StreamEvent::Finish { reason: StopReason::EndTurn }));
+}

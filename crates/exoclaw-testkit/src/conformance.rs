@@ -76,7 +76,7 @@ pub fn hello_request() -> ChatRequest {
             max_tokens: Some(64),
             top_p: Some(0.9),
             stop: vec!["END".into()],
-            seed: None,
+            ..GenerationParams::default()
         },
     )
 }

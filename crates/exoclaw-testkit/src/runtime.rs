@@ -138,6 +138,7 @@ impl AgentRuntime for ScriptedRuntime {
                     binding: route.binding,
                     model,
                     outcome: result.outcome,
+                    stop_reason: result.stop_reason,
                     messages: result.messages,
                     usage: result.usage,
                     error,

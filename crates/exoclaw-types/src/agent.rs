@@ -1,7 +1,7 @@
 //! What an agent turn looks like from the outside: [`AgentEvent`]s, the [`TurnOutcome`], sessions
 //! and their keys, and the per-call [`UsageRecord`] that metering stores.
 
-use crate::{ErrorCode, ToolCall, Usage};
+use crate::{ErrorCode, StopReason, ToolCall, Usage};
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -180,6 +180,9 @@ pub enum AgentEvent {
     Done {
         /// How it ended.
         outcome: TurnOutcome,
+        /// Why the turn's last model call stopped (absent when no model call finished).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stop_reason: Option<StopReason>,
     },
 }
 

@@ -20,5 +20,5 @@ pub use error_code::{ErrorCode, UnknownErrorCode};
 pub use key::{ApiKey, glob_match};
 pub use message::{ImageSource, Message, MessageId, Part, Role, ToolCall, ToolResult};
 pub use model::{ModelId, ModelRef, ModelRefError};
-pub use request::{ChatRequest, GenerationParams, ToolChoice, ToolSpec};
+pub use request::{ChatRequest, GenerationParams, JsonSchemaFormat, ResponseFormat, ToolChoice, ToolSpec};
 pub use stream::{ChatResponse, StopReason, StreamEvent, Usage};

@@ -33,7 +33,48 @@ pub enum ToolChoice {
     },
 }
 
-/// Sampling and length parameters. `None` leaves the vendor's default.
+/// The shape an answer must take.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResponseFormat {
+    /// Free text (every vendor's default).
+    #[default]
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// JSON that validates against a schema.
+    JsonSchema(JsonSchemaFormat),
+}
+
+impl ResponseFormat {
+    /// The schema an answer in this format validates against: `None` for free text, "any object"
+    /// for [`Self::JsonObject`].
+    pub fn schema(&self) -> Option<Value> {
+        match self {
+            Self::Text => None,
+            Self::JsonObject => Some(serde_json::json!({"type": "object"})),
+            Self::JsonSchema(format) => Some(format.schema.clone()),
+        }
+    }
+}
+
+/// A JSON schema an answer must follow (OpenAI's `response_format.json_schema`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct JsonSchemaFormat {
+    /// The schema's name (`[a-zA-Z0-9_-]`, at most 64 characters at OpenAI).
+    pub name: String,
+    /// What the answer is for, for the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The JSON schema.
+    pub schema: Value,
+    /// Whether the vendor must follow the schema exactly (OpenAI's strict mode, which accepts a
+    /// subset of JSON Schema); exoclaw's embedded model always does.
+    #[serde(default)]
+    pub strict: bool,
+}
+
+/// Sampling, length and answer-shape parameters. `None` leaves the vendor's default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct GenerationParams {
     /// Sampling temperature.
@@ -51,6 +92,12 @@ pub struct GenerationParams {
     /// Seed for reproducible sampling, where the vendor supports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// The shape the answer must take (structured outputs); `None` is free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<ResponseFormat>,
+    /// Whether one answer may hold several tool calls; `None` leaves the vendor's default (yes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
 }
 
 /// One call to a model: everything a provider needs, in no vendor's format.
@@ -69,9 +116,13 @@ pub struct ChatRequest {
     /// Constraint on tool use; `None` leaves the vendor's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<ToolChoice>,
-    /// Sampling and length parameters.
+    /// Sampling, length and answer-shape parameters.
     #[serde(default)]
     pub params: GenerationParams,
+    /// The end user the request is made for, passed to vendors that take one for abuse
+    /// monitoring (OpenAI's `user`, Anthropic's `metadata.user_id`); others never see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 impl ChatRequest {
@@ -84,6 +135,7 @@ impl ChatRequest {
             tools: Vec::new(),
             tool_choice: None,
             params: GenerationParams::default(),
+            user: None,
         }
     }
 

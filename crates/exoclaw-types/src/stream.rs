@@ -83,6 +83,8 @@ pub enum StopReason {
     ToolUse,
     /// The vendor's safety system stopped the answer.
     ContentFilter,
+    /// The model was repeating itself, so its answer was stopped (exoclaw's embedded model).
+    Repetition,
     /// A reason this version of exoclaw does not know, verbatim from the vendor.
     Other(String),
 }

@@ -125,6 +125,13 @@ fn chat_request_round_trips_and_finds_tool_names() {
         top_p: None,
         stop: vec!["\n\n".into()],
         seed: Some(7),
+        response_format: Some(ResponseFormat::JsonSchema(JsonSchemaFormat {
+            name: "answer".into(),
+            description: Some("the answer".into()),
+            schema: serde_json::json!({"type": "object"}),
+            strict: true,
+        })),
+        parallel_tool_calls: Some(false),
     });
     let back: ChatRequest = serde_json::from_str(&serde_json::to_string(&req).unwrap()).unwrap();
     assert_eq!(back, req);

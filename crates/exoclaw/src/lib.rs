@@ -9,6 +9,7 @@
 //!   `[routing]`.
 //! - [`runtime`]: the [`Runtime`] every front end submits turns to: one lazily opened router
 //!   (retries, circuit breakers), the agents, tools, sessions, budgets, hooks and durable runs.
+//! - [`structured`]: a structured answer read as JSON and checked against its schema.
 //!
 //! The crates underneath are re-exported, so one dependency on `exoclaw` is enough:
 //! [`exoclaw_core`] (the `Provider` and `Tool` traits, the agent loop), [`exoclaw_types`] (messages,
@@ -27,6 +28,7 @@ pub mod config;
 pub mod models;
 pub mod routing;
 pub mod runtime;
+pub mod structured;
 
 pub use config::{Config, ConfigError, LoadedConfig, ModelChoice, ProviderConfig, ProviderKind};
 pub use models::{OpenError, ResolvedModel, open_provider};

@@ -87,7 +87,13 @@ async fn shell_output_and_parallel_calls_go_back_to_the_model() {
 
     let events = events(&out);
     assert!(matches!(events.first(), Some(AgentEvent::TurnStarted { .. })), "{events:?}");
-    assert_eq!(events.last(), Some(&AgentEvent::Done { outcome: TurnOutcome::Completed }));
+    assert_eq!(
+        events.last(),
+        Some(&AgentEvent::Done {
+            outcome: TurnOutcome::Completed,
+            stop_reason: Some(exoclaw_types::StopReason::EndTurn)
+        })
+    );
     let finished = events.iter().filter(|e| matches!(e, AgentEvent::ToolResult { .. })).count();
     assert_eq!(finished, 3);
     let Some(AgentEvent::TurnStarted { session_id, .. }) = events.first() else { unreachable!() };
@@ -188,4 +194,30 @@ async fn no_tools_offers_none() {
     env.scripted(&server, "");
     ok(&env.run(&["chat", "--no-tools", "hi"]).await);
     assert!(server.request().body.get("tools").is_none_or(|t| t.as_array().is_some_and(Vec::is_empty)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_schema_sends_the_schema_and_refuses_an_answer_that_breaks_it() {
+    let env = Env::new();
+    let schema = env.ws().join("person.json");
+    std::fs::write(
+        &schema,
+        r#"{"type": "object", "properties": {"age": {"type": "integer"}}, "required": ["age"]}"#,
+    )
+    .unwrap();
+    let server = serve([Answer::text(r#"{"age": 41}"#), Answer::text(r#"{"age": "forty"}"#)]).await;
+    env.scripted(&server, "");
+    let out = env.run(&["chat", "--no-tools", "--json-schema", schema.to_str().unwrap(), "How old?"]).await;
+    ok(&out);
+    assert_eq!(stdout(&out), "{\"age\":41}\n");
+    let format = &server.requests()[0].body["response_format"];
+    assert_eq!(format["type"], "json_schema", "{format}");
+    assert_eq!(format["json_schema"]["name"], "person", "{format}");
+    assert_eq!(format["json_schema"]["schema"]["required"], json!(["age"]), "{format}");
+
+    let out = env.run(&["chat", "--no-tools", "--json-schema", schema.to_str().unwrap(), "How old?"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), "", "nothing that breaks the schema reaches stdout");
+    let err = stderr(&out);
+    assert!(err.contains("does not fit the schema") && err.contains("/age"), "{err}");
 }

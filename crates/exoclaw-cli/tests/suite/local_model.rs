@@ -113,3 +113,38 @@ async fn readyz_says_why_while_no_model_can_be_opened() {
     let why = ready.text().await.unwrap();
     assert!(why.contains("local/smollm2") && why.contains("missing.gguf"), "{why}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_schema_prints_only_the_json_the_embedded_model_gave_in_that_schema() {
+    let env = Env::with_embedded_model();
+    let schema = env.ws().join("capital.schema.json");
+    std::fs::write(
+        &schema,
+        r#"{"type": "object", "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+            "required": ["city", "country"], "additionalProperties": false}"#,
+    )
+    .unwrap();
+    let out =
+        env.run(&["chat", "--json-schema", schema.to_str().unwrap(), "What is the capital of France?"]).await;
+    ok(&out);
+    // Piped: exactly one line of JSON, nothing else.
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 1, "{text:?}");
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(value["city"].is_string() && value["country"].is_string(), "{value}");
+
+    let broken = env.ws().join("broken.json");
+    std::fs::write(&broken, "{\"type\": ").unwrap();
+    let out = env.run(&["chat", "--json-schema", broken.to_str().unwrap(), "hi"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is not JSON"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_looping_answer_stops_and_says_the_model_was_repeating_itself() {
+    // The issue's report: this question made the embedded model say one paragraph until killed.
+    let env = Env::with_embedded_model();
+    let out = env.run(&["chat", "What does notes.txt say?"]).await;
+    ok(&out);
+    assert!(stderr(&out).contains("stopped: the model was repeating itself"), "{}", stderr(&out));
+}

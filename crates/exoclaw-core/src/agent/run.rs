@@ -308,6 +308,7 @@ impl Run {
             tools: self.config.tools.iter().map(|t| t.spec.clone()).collect(),
             tool_choice: None,
             params: self.config.params.clone(),
+            user: None,
         }
     }
 

@@ -12,7 +12,8 @@ use crate::agent::run::{DEFAULT_MAX_ITERATIONS, Run, RunConfig, RunTool, Step};
 use crate::agent::turn::Turn;
 use crate::metering::{Metering, Payer};
 use exoclaw_types::{
-    AgentEvent, ErrorCode, GenerationParams, Message, ModelId, SessionId, TurnOutcome, UsageRecord,
+    AgentEvent, ErrorCode, GenerationParams, Message, ModelId, SessionId, StopReason, TurnOutcome,
+    UsageRecord,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -74,6 +75,8 @@ pub struct TurnResult {
     pub usage: Vec<UsageRecord>,
     /// How the turn ended.
     pub outcome: TurnOutcome,
+    /// Why the turn's last model call stopped (`None` when no model call finished).
+    pub stop_reason: Option<StopReason>,
 }
 
 /// Runs agent turns against one model with one set of tools.
@@ -349,12 +352,13 @@ impl AgentRunner {
                 ),
             });
         }
+        let stop_reason = run.last_stop_reason().cloned();
         let (messages, usage, _) = run.into_parts();
-        let result = TurnResult { messages, usage, outcome };
+        let result = TurnResult { messages, usage, outcome, stop_reason: stop_reason.clone() };
         for hook in &self.hooks {
             hook.after_turn(&cx, &result).await;
         }
-        events.emit(AgentEvent::Done { outcome });
+        events.emit(AgentEvent::Done { outcome, stop_reason });
         result
     }
 }

@@ -7,7 +7,7 @@ use super::queue::SessionBusy;
 use crate::{EventSink, Payer, StoreError};
 use async_trait::async_trait;
 use exoclaw_types::{
-    AgentEvent, ErrorCode, Inbound, Message, SessionId, SessionKey, TurnOutcome, UsageRecord,
+    AgentEvent, ErrorCode, Inbound, Message, SessionId, SessionKey, StopReason, TurnOutcome, UsageRecord,
 };
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -140,6 +140,9 @@ pub struct TurnReport {
     pub model: String,
     /// How the turn ended.
     pub outcome: TurnOutcome,
+    /// Why the turn's last model call stopped (`None` when no model call finished): an answer
+    /// cut short says [`StopReason::MaxTokens`] or [`StopReason::Repetition`].
+    pub stop_reason: Option<StopReason>,
     /// The turn's new messages, as stored.
     pub messages: Vec<Message>,
     /// One record per model call.

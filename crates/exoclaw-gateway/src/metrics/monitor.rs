@@ -103,7 +103,7 @@ fn outcome(outcome: TurnOutcome) -> &'static str {
 impl Monitor for TurnMetrics {
     fn event(&self, _cx: &HookContext<'_>, event: &AgentEvent) {
         match event {
-            AgentEvent::Done { outcome: o } => {
+            AgentEvent::Done { outcome: o, .. } => {
                 self.turns.get_or_create(&OutcomeLabels { outcome: outcome(*o) }).inc();
             }
             AgentEvent::Error { code, .. } => {

@@ -62,6 +62,11 @@ impl QuantMatrix {
         })
     }
 
+    /// Whether these kernels read tensors of type `dtype`.
+    pub(crate) fn reads(dtype: GgmlDType) -> bool {
+        matches!(dtype, GgmlDType::Q4_1 | GgmlDType::Q8_0)
+    }
+
     /// The matrices' rows one after another (one product instead of several over the same
     /// input), or `None` if they are not all of one of our formats.
     pub(crate) fn stack(parts: &[QTensor]) -> Result<Option<Self>> {
@@ -98,6 +103,14 @@ impl QuantMatrix {
         match self {
             QuantMatrix::Q4_1(w) => w.dequantize(),
             QuantMatrix::Q8_0(w) => w.dequantize(),
+        }
+    }
+
+    /// Rows `ids` as f32, one after another (`ids.len() × cols`): a token-embedding lookup.
+    pub(crate) fn rows(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        match self {
+            QuantMatrix::Q4_1(w) => w.rows(ids),
+            QuantMatrix::Q8_0(w) => w.rows(ids),
         }
     }
 }
@@ -214,6 +227,24 @@ impl<F: Format> Matrix<F> {
             }
         }
         Ok(transposed)
+    }
+
+    fn rows(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        let per_row = self.blocks_per_row();
+        let mut out = vec![0.0f32; ids.len() * self.cols];
+        for (&id, out) in ids.iter().zip(out.chunks_exact_mut(self.cols)) {
+            let row = id as usize;
+            if row >= self.rows {
+                bail!("row {row} of a matrix of {} rows", self.rows);
+            }
+            let blocks = row * per_row..(row + 1) * per_row;
+            for ((scale, quants), out) in
+                self.scales[blocks.clone()].iter().zip(&self.quants[blocks]).zip(out.chunks_exact_mut(BLOCK))
+            {
+                F::dequantize(*scale, quants, out);
+            }
+        }
+        Ok(out)
     }
 
     fn dequantize(&self) -> Vec<f32> {

@@ -222,6 +222,7 @@ impl Turn<'_> {
             binding: self.route.binding,
             model: self.agent.model.clone(),
             outcome: result.outcome,
+            stop_reason: result.stop_reason,
             messages: result.messages,
             usage: result.usage,
             error,
