@@ -172,9 +172,11 @@ fn main() -> ExitCode {
         None => repl::run(&runtime, config, repl::ReplArgs::default()),
         Some(Command::Run(args)) => repl::run(&runtime, config, args),
         Some(Command::Chat(args)) => runtime.block_on(chat::run(config, args)),
-        Some(Command::Session(sessions::SessionCommand::Resume { id, turn })) => {
-            repl::run(&runtime, config, repl::ReplArgs { turn, session: Some(id), continue_last: false })
-        }
+        Some(Command::Session(sessions::SessionCommand::Resume { id, turn })) => repl::run(
+            &runtime,
+            config,
+            repl::ReplArgs { turn: *turn, session: Some(id), continue_last: false },
+        ),
         Some(Command::Session(command)) => runtime.block_on(sessions::run(config, command)),
         Some(Command::Providers(command)) => runtime.block_on(providers::run(config, command)),
         Some(Command::Usage(args)) => runtime.block_on(usage::run(config, args)),

@@ -36,8 +36,9 @@ pub enum SessionCommand {
     Resume {
         /// The session's id, or a unique prefix of it.
         id: String,
+        /// (Boxed: the turn options are far larger than the other commands' arguments.)
         #[command(flatten)]
-        turn: crate::TurnArgs,
+        turn: Box<crate::TurnArgs>,
     },
     /// Delete a session and its messages (its usage stays on record).
     Delete {

@@ -10,6 +10,16 @@
 //! anywhere, an `error` event can replace the rest of the stream, and the API reserves the right to
 //! add event types, which are ignored. A tool call's arguments arrive as `input_json_delta`
 //! fragments of its `tool_use` block and are complete at that block's `content_block_stop`.
+//!
+//! Structured outputs (`params.response_format`) take one of two ways, chosen per request by
+//! [`OutputPlan`]. A strict JSON schema for a model in [`NATIVE_STRUCTURED_OUTPUTS`] goes as
+//! `output_config.format` (<https://platform.claude.com/docs/en/build-with-claude/structured-outputs>),
+//! and the answer comes back as ordinary text held to the schema. Everything else — JSON objects,
+//! non-strict schemas, and any schema for other models — uses the fallback that works on every
+//! Claude model: one more tool (the *answer tool*) whose `input_schema` is the schema, with
+//! `tool_choice` forcing a tool call. The decoders turn a call of that tool back into answer text
+//! and an `EndTurn` finish, so callers never see the tool. Through the fallback a schema is a
+//! strong hint the model fills a tool input against, not a guarantee: the answer is not validated.
 
 use crate::ProviderOptions;
 use crate::model_name;
@@ -22,8 +32,8 @@ use crate::wire::{
 use async_trait::async_trait;
 use exoclaw_core::{Capabilities, ErrorKind, EventStream, ModelInfo, Provider, ProviderError};
 use exoclaw_types::{
-    ChatRequest, ChatResponse, ImageSource, Message, ModelId, Part, Role, StopReason, StreamEvent, ToolCall,
-    ToolChoice, Usage,
+    ChatRequest, ChatResponse, ImageSource, Message, ModelId, Part, ResponseFormat, Role, StopReason,
+    StreamEvent, ToolCall, ToolChoice, ToolSpec, Usage,
 };
 use http::header::HeaderMap;
 use serde::Deserialize;
@@ -44,6 +54,21 @@ const BASE_URL_ENV: &[&str] = &["ANTHROPIC_BASE_URL"];
 const API_KEY_ENV: &[&str] = &["ANTHROPIC_API_KEY"];
 /// Most pages of the model list followed before giving up on `has_more`.
 const MAX_MODEL_PAGES: usize = 20;
+/// Models that take native structured outputs (`output_config.format`), by model-id prefix: the
+/// models the feature is generally available for on the Claude API
+/// (<https://platform.claude.com/docs/en/build-with-claude/structured-outputs>; Opus 4.7 from
+/// <https://docs.cloud.google.com/vertex-ai/generative-ai/docs/partner-models/claude/structured_outputs>).
+/// Any other model gets the answer-tool fallback, which every Claude model can use.
+const NATIVE_STRUCTURED_OUTPUTS: &[&str] = &[
+    "claude-opus-4-7",
+    "claude-opus-4-6",
+    "claude-sonnet-4-6",
+    "claude-opus-4-5",
+    "claude-sonnet-4-5",
+    "claude-haiku-4-5",
+];
+/// The answer tool's name, unless a real tool already has it (then `json_answer_1`, …).
+const ANSWER_TOOL: &str = "json_answer";
 
 /// A provider for Anthropic's Messages API.
 #[derive(Debug)]
@@ -85,15 +110,22 @@ impl Provider for Anthropic {
 
     async fn stream(&self, request: ChatRequest) -> Result<EventStream, ProviderError> {
         model_name::check(self.name(), request.model.as_str())?;
-        let body = encode_request(&request, true);
+        let plan = OutputPlan::new(&request);
+        plan.check(&request).map_err(|e| self.transport.error(e))?;
+        let body = encode_planned(&request, &plan, true);
+        let decoder = AnthropicDecoder::new(plan.answer_tool());
         let (response, started) = self.transport.send(self.post(&body)?).await?;
-        Ok(self.transport.sse(response, AnthropicDecoder::default(), started))
+        Ok(self.transport.sse(response, decoder, started))
     }
 
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, ProviderError> {
         model_name::check(self.name(), request.model.as_str())?;
-        let body = encode_request(&request, false);
-        self.transport.whole_answer(self.post(&body)?, "message", decode_response).await
+        let plan = OutputPlan::new(&request);
+        plan.check(&request).map_err(|e| self.transport.error(e))?;
+        let body = encode_planned(&request, &plan, false);
+        let answer = plan.answer_tool();
+        let decode = |json: &Value| decode_message(json, answer.as_ref());
+        self.transport.whole_answer(self.post(&body)?, "message", decode).await
     }
 
     fn capabilities(&self, _model: &ModelId) -> Capabilities {
@@ -130,10 +162,145 @@ impl Provider for Anthropic {
     }
 }
 
+/// How a request's `response_format` reaches the Messages API (see the module docs).
+#[derive(Debug)]
+enum OutputPlan<'a> {
+    /// Free text, or a turn that must be a tool call anyway (`tool_choice` `Required` or `Tool`),
+    /// where an answer format has nothing to shape: nothing to send.
+    Free,
+    /// Native structured outputs: `output_config.format` holds this schema.
+    Native(&'a Value),
+    /// The fallback: one more tool, whose input is the answer.
+    Answer { tool: AnswerTool, schema: Cow<'a, Value>, description: String },
+}
+
+impl<'a> OutputPlan<'a> {
+    fn new(request: &'a ChatRequest) -> Self {
+        let schema = match &request.params.response_format {
+            None | Some(ResponseFormat::Text) => return Self::Free,
+            // Native structured outputs need a closed schema (`additionalProperties: false` on
+            // every object), which "any object" is not.
+            Some(ResponseFormat::JsonObject) => Cow::Owned(json!({"type": "object"})),
+            Some(ResponseFormat::JsonSchema(format)) => {
+                // Strict asks for a schema the vendor enforces, as at OpenAI; non-strict schemas
+                // may use keywords constrained decoding refuses, so they go through the tool.
+                if format.strict && native_structured_outputs(request.model.as_str()) {
+                    return Self::Native(&format.schema);
+                }
+                Cow::Borrowed(&format.schema)
+            }
+        };
+        if matches!(request.tool_choice, Some(ToolChoice::Required | ToolChoice::Tool { .. })) {
+            return Self::Free;
+        }
+        let about = match &request.params.response_format {
+            Some(ResponseFormat::JsonSchema(format)) => format.description.as_deref(),
+            None | Some(ResponseFormat::Text | ResponseFormat::JsonObject) => None,
+        };
+        let mut description = "Give your final answer by calling this tool: its input is the whole \
+            answer, as JSON. Call it once, when you have the answer."
+            .to_owned();
+        if let Some(about) = about.filter(|a| !a.trim().is_empty()) {
+            description.push_str(" The answer: ");
+            description.push_str(about);
+        }
+        let tool = AnswerTool {
+            name: free_tool_name(&request.tools),
+            // `ToolChoice::None` keeps the real tools listed but not callable.
+            beside_real_tools: !request.tools.is_empty() && request.tool_choice != Some(ToolChoice::None),
+        };
+        Self::Answer { tool, schema, description }
+    }
+
+    /// Refuses a format the chosen way cannot carry: a tool's input must be an object, so the
+    /// fallback cannot answer with an array or a bare string.
+    fn check(&self, request: &ChatRequest) -> Result<(), WireError> {
+        let Self::Answer { schema, .. } = self else { return Ok(()) };
+        if schema.get("type").and_then(Value::as_str) == Some("object") {
+            return Ok(());
+        }
+        let model = request.model.as_str();
+        Err(WireError::new(
+            ErrorKind::InvalidRequest,
+            format!(
+                "response_format: {model} answers a JSON schema through a tool (no native structured \
+                 outputs for it, or the schema is not strict), and a tool's input must be an object, \
+                 but the schema's top level is not `\"type\": \"object\"`: wrap the answer in an \
+                 object property"
+            ),
+        ))
+    }
+
+    /// What the decoder needs to turn the answer tool's call back into text.
+    fn answer_tool(&self) -> Option<AnswerTool> {
+        match self {
+            Self::Answer { tool, .. } => Some(tool.clone()),
+            Self::Free | Self::Native(_) => None,
+        }
+    }
+}
+
+/// Whether `model` takes `output_config.format` (see [`NATIVE_STRUCTURED_OUTPUTS`]).
+fn native_structured_outputs(model: &str) -> bool {
+    NATIVE_STRUCTURED_OUTPUTS.iter().any(|prefix| model.starts_with(prefix))
+}
+
+/// [`ANSWER_TOOL`], or the first of `json_answer_1`, `json_answer_2`, … no real tool is called.
+fn free_tool_name(tools: &[ToolSpec]) -> String {
+    let taken = |name: &str| tools.iter().any(|t| t.name == name);
+    let mut name = ANSWER_TOOL.to_owned();
+    let mut n = 0u32;
+    while taken(&name) {
+        n += 1;
+        name = format!("{ANSWER_TOOL}_{n}");
+    }
+    name
+}
+
+/// The answer-tool fallback as the decoders see it: a call of the tool called `name` is the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AnswerTool {
+    name: String,
+    /// Real tools stay callable beside it (`tool_choice: any`), so a real call may follow the
+    /// answer in the same message. The streamed answer is then held back until the message ends,
+    /// and dropped if a real call came: the model is not done.
+    beside_real_tools: bool,
+}
+
+/// `tool_choice` for `request`: the answer tool's needs first, then the request's own choice,
+/// then `disable_parallel_tool_use` when the request turned parallel calls off.
+fn tool_choice(request: &ChatRequest, plan: &OutputPlan<'_>, has_tools: bool) -> Option<Value> {
+    let mut choice = match (plan, &request.tool_choice) {
+        // A real tool or the answer: the model must call one of them.
+        (OutputPlan::Answer { tool, .. }, _) if tool.beside_real_tools => Some(json!({"type": "any"})),
+        // The answer tool is the only one the model may call.
+        (OutputPlan::Answer { tool, .. }, _) => Some(json!({"type": "tool", "name": tool.name})),
+        (OutputPlan::Free | OutputPlan::Native(_), Some(choice)) => Some(match choice {
+            ToolChoice::Auto => json!({"type": "auto"}),
+            ToolChoice::None => json!({"type": "none"}),
+            ToolChoice::Required => json!({"type": "any"}),
+            ToolChoice::Tool { name } => json!({"type": "tool", "name": name}),
+        }),
+        (OutputPlan::Free | OutputPlan::Native(_), None) => None,
+    };
+    if request.params.parallel_tool_calls == Some(false) && has_tools {
+        let choice = choice.get_or_insert_with(|| json!({"type": "auto"}));
+        // `none` takes no options: without calls there is nothing to run in parallel.
+        if let Some(fields) = choice.as_object_mut().filter(|c| c["type"] != "none") {
+            fields.insert("disable_parallel_tool_use".into(), json!(true));
+        }
+    }
+    choice
+}
+
 /// The request body for `request`, streamed or not.
 ///
 /// `params.seed` is not sent: the Messages API has no seed parameter.
 pub(crate) fn encode_request(request: &ChatRequest, stream: bool) -> Value {
+    encode_planned(request, &OutputPlan::new(request), stream)
+}
+
+fn encode_planned(request: &ChatRequest, plan: &OutputPlan<'_>, stream: bool) -> Value {
     let mut system: Vec<&str> = request.system.iter().map(String::as_str).filter(|s| !s.is_empty()).collect();
     let mut messages: Vec<Value> = Vec::with_capacity(request.messages.len());
     for message in &request.messages {
@@ -163,21 +330,25 @@ pub(crate) fn encode_request(request: &ChatRequest, stream: bool) -> Value {
     if stream {
         body.insert("stream".into(), json!(true));
     }
-    if !request.tools.is_empty() {
-        let tools = request
-            .tools
-            .iter()
-            .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.input_schema}));
-        body.insert("tools".into(), Value::Array(tools.collect()));
+    let mut tools: Vec<Value> = request
+        .tools
+        .iter()
+        .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.input_schema}))
+        .collect();
+    if let OutputPlan::Answer { tool, schema, description } = plan {
+        tools.push(json!({"name": tool.name, "description": description, "input_schema": schema}));
     }
-    if let Some(choice) = &request.tool_choice {
-        let choice = match choice {
-            ToolChoice::Auto => json!({"type": "auto"}),
-            ToolChoice::None => json!({"type": "none"}),
-            ToolChoice::Required => json!({"type": "any"}),
-            ToolChoice::Tool { name } => json!({"type": "tool", "name": name}),
-        };
+    if let Some(choice) = tool_choice(request, plan, !tools.is_empty()) {
         body.insert("tool_choice".into(), choice);
+    }
+    if !tools.is_empty() {
+        body.insert("tools".into(), Value::Array(tools));
+    }
+    if let OutputPlan::Native(schema) = plan {
+        body.insert("output_config".into(), json!({"format": {"type": "json_schema", "schema": schema}}));
+    }
+    if let Some(user) = &request.user {
+        body.insert("metadata".into(), json!({"user_id": user}));
     }
     if let Some(t) = p.temperature {
         body.insert("temperature".into(), json!(t));
@@ -396,9 +567,86 @@ pub(crate) struct AnthropicDecoder {
     usage: WireUsage,
     stop_reason: Option<String>,
     done: bool,
+    /// The structured answer, when the request used the answer tool.
+    answer: StreamedAnswer,
+}
+
+/// The answer tool's call while it streams: its input deltas are the answer's text.
+#[derive(Debug, Default)]
+struct StreamedAnswer {
+    tool: Option<AnswerTool>,
+    /// The content block carrying the answer, while it is open.
+    block: Option<u32>,
+    /// An answer-tool call has started. Only the first is the answer; later ones are dropped.
+    seen: bool,
+    /// The answer's JSON so far.
+    text: String,
+}
+
+impl StreamedAnswer {
+    fn is_answer_tool(&self, name: Option<&str>) -> bool {
+        matches!((&self.tool, name), (Some(tool), Some(name)) if tool.name == name)
+    }
+
+    /// Held back until the message ends (see [`AnswerTool::beside_real_tools`]), or streamed.
+    fn held(&self) -> bool {
+        self.tool.as_ref().is_some_and(|t| t.beside_real_tools)
+    }
+
+    fn start(&mut self, block: u32, input: Option<Value>, out: &mut Vec<StreamEvent>) {
+        if self.seen {
+            return;
+        }
+        self.seen = true;
+        self.block = Some(block);
+        // As for other tool calls, a whole input at the start counts as the first fragment.
+        if let Some(input) = input.filter(|i| i.as_object().is_some_and(|o| !o.is_empty())) {
+            self.push(input.to_string(), out);
+        }
+    }
+
+    fn push(&mut self, fragment: String, out: &mut Vec<StreamEvent>) {
+        self.text.push_str(&fragment);
+        if !self.held() {
+            out.push(StreamEvent::TextDelta { text: fragment });
+        }
+    }
+
+    /// Takes `fragment` if it belongs to the answer's block, else gives it back.
+    fn delta(&mut self, block: u32, fragment: String, out: &mut Vec<StreamEvent>) -> Option<String> {
+        if self.block != Some(block) {
+            return Some(fragment);
+        }
+        self.push(fragment, out);
+        None
+    }
+
+    fn stop(&mut self, block: u32, out: &mut Vec<StreamEvent>) {
+        if self.block == Some(block) {
+            self.block = None;
+            if self.text.is_empty() {
+                self.push("{}".to_owned(), out); // no input fragments: the empty object
+            }
+        }
+    }
+
+    /// The message ended: a held answer goes out unless a real call came beside it.
+    fn finish(&mut self, real_calls: u32, out: &mut Vec<StreamEvent>) {
+        if let Some(block) = self.block {
+            self.stop(block, out);
+        }
+        if self.held() && real_calls == 0 && !self.text.is_empty() {
+            out.push(StreamEvent::TextDelta { text: std::mem::take(&mut self.text) });
+        }
+    }
 }
 
 impl AnthropicDecoder {
+    /// A decoder for a request that used `answer` (the answer-tool fallback), if any.
+    pub(crate) fn new(answer: Option<AnswerTool>) -> Self {
+        Self { answer: StreamedAnswer { tool: answer, ..StreamedAnswer::default() }, ..Self::default() }
+    }
+
     fn block_start(&mut self, block_index: u32, block: WireBlock, out: &mut Vec<StreamEvent>) {
         match block.kind.as_str() {
             "text" => {
@@ -419,6 +667,9 @@ impl AnthropicDecoder {
                 if let Some(signature) = block.data {
                     out.push(StreamEvent::ThinkingSignature { signature });
                 }
+            }
+            "tool_use" if self.answer.is_answer_tool(block.name.as_deref()) => {
+                self.answer.start(block_index, block.input, out);
             }
             "tool_use" => {
                 let index = self.call_count;
@@ -449,6 +700,7 @@ impl AnthropicDecoder {
             }
             Some("input_json_delta") => {
                 let Some(fragment) = delta.partial_json.filter(|f| !f.is_empty()) else { return };
+                let Some(fragment) = self.answer.delta(block_index, fragment, out) else { return };
                 // Deltas of blocks that are not client tool calls (server tools) are not ours.
                 if let Some(call) = self.calls.iter_mut().find(|c| c.block == block_index) {
                     call.arguments.push_str(&fragment);
@@ -470,6 +722,7 @@ impl AnthropicDecoder {
     }
 
     fn block_stop(&mut self, block_index: u32, out: &mut Vec<StreamEvent>) {
+        self.answer.stop(block_index, out);
         if let Some(position) = self.calls.iter().position(|c| c.block == block_index) {
             let call = self.calls.swap_remove(position);
             let arguments = parse_arguments(&call.arguments);
@@ -493,11 +746,14 @@ impl AnthropicDecoder {
         for block in open {
             self.block_stop(block, out);
         }
+        self.answer.finish(self.call_count, out);
         let usage = Usage::from(self.usage);
         if !usage.is_unreported() {
             out.push(StreamEvent::Usage(usage));
         }
         let reason = match self.stop_reason.as_deref() {
+            // The answer tool was the only call: to the caller, a finished answer.
+            Some("tool_use") if self.answer.seen && self.call_count == 0 => StopReason::EndTurn,
             Some(reason) => stop_reason(reason),
             None if self.call_count > 0 => StopReason::ToolUse,
             None => StopReason::EndTurn,
@@ -558,6 +814,12 @@ impl StreamDecoder for AnthropicDecoder {
 
 /// The events a whole (non-streamed) message amounts to.
 pub(crate) fn decode_response(body: &Value) -> Result<Vec<StreamEvent>, WireError> {
+    decode_message(body, None)
+}
+
+/// [`decode_response`] for a request that used `answer` (the answer-tool fallback), if any: the
+/// first call of that tool is the answer's text, unless a real call came beside it.
+fn decode_message(body: &Value, answer: Option<&AnswerTool>) -> Result<Vec<StreamEvent>, WireError> {
     if body["type"] == "error" {
         return Err(error_from_body(None, None, &body["error"], body["request_id"].as_str()));
     }
@@ -566,6 +828,11 @@ pub(crate) fn decode_response(body: &Value) -> Result<Vec<StreamEvent>, WireErro
     };
     let mut out = Vec::with_capacity(content.len() + 2);
     let mut calls = 0u32;
+    let is_answer = |block: &Value| {
+        answer.is_some_and(|a| block["type"] == "tool_use" && block["name"] == a.name.as_str())
+    };
+    let real_calls = content.iter().any(|b| b["type"] == "tool_use" && !is_answer(b));
+    let mut answered = false;
     for block in content {
         let text = |field: &str| block[field].as_str().filter(|s| !s.is_empty()).map(str::to_owned);
         match block["type"].as_str().unwrap_or_default() {
@@ -587,6 +854,16 @@ pub(crate) fn decode_response(body: &Value) -> Result<Vec<StreamEvent>, WireErro
                     out.push(StreamEvent::ThinkingSignature { signature });
                 }
             }
+            "tool_use" if is_answer(block) && !real_calls && !answered => {
+                answered = true;
+                let input = match &block["input"] {
+                    Value::Null => json!({}),
+                    input => input.clone(),
+                };
+                out.push(StreamEvent::TextDelta { text: input.to_string() });
+            }
+            // A later answer, or one beside a real call (the model is not done): dropped.
+            "tool_use" if is_answer(block) => {}
             "tool_use" => {
                 let id = text("id").unwrap_or_else(|| format!("toolu_{calls}"));
                 let name = text("name").unwrap_or_default();
@@ -607,6 +884,7 @@ pub(crate) fn decode_response(body: &Value) -> Result<Vec<StreamEvent>, WireErro
         }
     }
     let reason = match body["stop_reason"].as_str() {
+        Some("tool_use") if answered => StopReason::EndTurn,
         Some(reason) => stop_reason(reason),
         None if calls > 0 => StopReason::ToolUse,
         None => StopReason::EndTurn,
@@ -683,7 +961,7 @@ fn error_from_body(
 mod tests {
     use super::*;
     use exoclaw_core::ResponseAssembler;
-    use exoclaw_types::{GenerationParams, ToolResult, ToolSpec};
+    use exoclaw_types::{GenerationParams, ToolResult};
     use http::header::HeaderValue;
     use pretty_assertions::assert_eq;
 
@@ -728,6 +1006,7 @@ mod tests {
                 top_p: Some(0.5),
                 stop: vec!["END".into()],
                 seed: Some(3),
+                ..GenerationParams::default()
             });
         let body = encode_request(&request, true);
         assert_eq!(body["system"], "Be brief.");
@@ -746,6 +1025,283 @@ mod tests {
         assert_eq!(plain["max_tokens"], DEFAULT_MAX_TOKENS);
         assert!(
             plain.get("stream").is_none() && plain.get("system").is_none() && plain.get("tools").is_none()
+        );
+        for absent in ["tool_choice", "metadata", "output_config"] {
+            assert!(body.get(absent).is_none() && plain.get(absent).is_none(), "{absent}");
+        }
+    }
+
+    fn weather_tool(name: &str) -> ToolSpec {
+        ToolSpec { name: name.into(), description: "Weather".into(), input_schema: json!({"type": "object"}) }
+    }
+
+    fn city_schema() -> Value {
+        json!({"type": "object", "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+            "required": ["city", "country"], "additionalProperties": false})
+    }
+
+    /// A request for `model` whose answer must follow [`city_schema`].
+    fn structured(model: &str, strict: bool) -> ChatRequest {
+        let format = ResponseFormat::JsonSchema(exoclaw_types::JsonSchemaFormat {
+            name: "place".into(),
+            description: Some("The capital.".into()),
+            schema: city_schema(),
+            strict,
+        });
+        let params = GenerationParams { response_format: Some(format), ..GenerationParams::default() };
+        ChatRequest::new(model, vec![Message::user("Capital of France?")]).with_params(params)
+    }
+
+    #[test]
+    fn the_end_user_goes_in_metadata() {
+        let mut request = ChatRequest::new("claude", vec![Message::user("Hi")]);
+        request.user = Some("user-7f3a".into());
+        assert_eq!(encode_request(&request, false)["metadata"], json!({"user_id": "user-7f3a"}));
+    }
+
+    #[test]
+    fn parallel_calls_off_disables_parallel_tool_use_when_there_are_tools() {
+        let params = GenerationParams { parallel_tool_calls: Some(false), ..GenerationParams::default() };
+        let bare = ChatRequest::new("claude", vec![Message::user("Hi")]).with_params(params);
+        assert!(encode_request(&bare, false).get("tool_choice").is_none(), "no tools, nothing to disable");
+
+        let mut request = bare.with_tools(vec![weather_tool("get_weather")]);
+        assert_eq!(
+            encode_request(&request, false)["tool_choice"],
+            json!({"type": "auto", "disable_parallel_tool_use": true})
+        );
+        request.tool_choice = Some(ToolChoice::Required);
+        assert_eq!(
+            encode_request(&request, false)["tool_choice"],
+            json!({"type": "any", "disable_parallel_tool_use": true})
+        );
+        request.tool_choice = Some(ToolChoice::None);
+        assert_eq!(encode_request(&request, false)["tool_choice"], json!({"type": "none"}));
+        request.tool_choice = None;
+        request.params.parallel_tool_calls = Some(true);
+        assert!(encode_request(&request, false).get("tool_choice").is_none(), "parallel is the default");
+    }
+
+    #[test]
+    fn a_schema_without_native_support_is_answered_through_a_forced_answer_tool() {
+        // Claude 3.5 Haiku has no native structured outputs: strict or not, the fallback.
+        let body = encode_request(&structured("claude-3-5-haiku-20241022", true), true);
+        assert_eq!(body["tools"].as_array().map(Vec::len), Some(1));
+        assert_eq!(body["tools"][0]["name"], ANSWER_TOOL);
+        assert_eq!(body["tools"][0]["input_schema"], city_schema());
+        assert!(body["tools"][0]["description"].as_str().unwrap().ends_with("The capital."));
+        assert_eq!(body["tool_choice"], json!({"type": "tool", "name": ANSWER_TOOL}));
+        assert!(body.get("output_config").is_none());
+    }
+
+    #[test]
+    fn beside_real_tools_the_answer_tool_takes_a_free_name_and_any_tool_must_be_called() {
+        let request =
+            structured("claude-3-7-sonnet-latest", false).with_tools(vec![weather_tool(ANSWER_TOOL)]);
+        let body = encode_request(&request, false);
+        let names: Vec<&str> =
+            body["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+        assert_eq!(names, [ANSWER_TOOL, "json_answer_1"]);
+        assert_eq!(body["tool_choice"], json!({"type": "any"}));
+        assert_eq!(body["tools"][1]["input_schema"], city_schema());
+
+        // Real tools the model may not call leave the answer tool as the only way to answer.
+        let mut request = request;
+        request.tool_choice = Some(ToolChoice::None);
+        assert_eq!(
+            encode_request(&request, false)["tool_choice"],
+            json!({"type": "tool", "name": "json_answer_1"})
+        );
+        // A turn that must call a real tool has no answer to shape.
+        request.tool_choice = Some(ToolChoice::Required);
+        let body = encode_request(&request, false);
+        assert_eq!(
+            (body["tools"].as_array().map(Vec::len), &body["tool_choice"]),
+            (Some(1), &json!({"type": "any"}))
+        );
+    }
+
+    #[test]
+    fn a_json_object_format_is_an_any_object_answer_tool() {
+        let params = GenerationParams {
+            response_format: Some(ResponseFormat::JsonObject),
+            ..GenerationParams::default()
+        };
+        // Even on a model with native structured outputs: those need a closed schema.
+        let request = ChatRequest::new("claude-sonnet-4-5", vec![Message::user("Hi")]).with_params(params);
+        let body = encode_request(&request, false);
+        assert_eq!(body["tools"][0]["input_schema"], json!({"type": "object"}));
+        assert_eq!(body["tool_choice"], json!({"type": "tool", "name": ANSWER_TOOL}));
+        let text = ChatRequest::new("claude", vec![Message::user("Hi")]).with_params(GenerationParams {
+            response_format: Some(ResponseFormat::Text),
+            ..GenerationParams::default()
+        });
+        assert!(encode_request(&text, false).get("tools").is_none());
+    }
+
+    #[test]
+    fn strict_schemas_use_output_config_on_the_models_that_take_it() {
+        for model in ["claude-sonnet-4-5-20250929", "claude-haiku-4-5", "claude-opus-4-6"] {
+            let body = encode_request(&structured(model, true), false);
+            assert_eq!(
+                body["output_config"],
+                json!({"format": {"type": "json_schema", "schema": city_schema()}}),
+                "{model}"
+            );
+            assert!(body.get("tools").is_none() && body.get("tool_choice").is_none(), "{model}: {body}");
+        }
+        // Not strict: the schema may hold keywords constrained decoding refuses.
+        let body = encode_request(&structured("claude-sonnet-4-5-20250929", false), false);
+        assert!(body.get("output_config").is_none());
+        assert_eq!(body["tools"][0]["name"], ANSWER_TOOL);
+        // Claude Sonnet 4 is not Sonnet 4.5.
+        assert!(
+            encode_request(&structured("claude-sonnet-4-20250514", true), false)
+                .get("output_config")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_schema_the_answer_tool_cannot_carry_is_refused_naming_the_field() {
+        let mut request = structured("claude-3-5-haiku-latest", true);
+        let Some(ResponseFormat::JsonSchema(format)) = &mut request.params.response_format else {
+            unreachable!()
+        };
+        format.schema = json!({"type": "array", "items": {"type": "string"}});
+        let err = OutputPlan::new(&request).check(&request).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidRequest);
+        assert!(err.message.starts_with("response_format:"), "{}", err.message);
+        // Natively, the vendor decides.
+        let mut native = request.clone();
+        native.model = "claude-sonnet-4-5".into();
+        assert!(OutputPlan::new(&native).check(&native).is_ok());
+    }
+
+    /// Decodes a recorded SSE body (named events, as the API sends them) for a request that used
+    /// `answer`.
+    fn decode_sse(answer: AnswerTool, body: &str) -> Vec<StreamEvent> {
+        let mut decoding = crate::transport::Decoding::new(AnthropicDecoder::new(Some(answer)));
+        let mut out = Vec::new();
+        let done = decoding.feed(body.as_bytes(), &mut out).unwrap();
+        assert!(done, "message_stop ends the answer");
+        out
+    }
+
+    fn sse(events: &[Value]) -> String {
+        events.iter().map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap())).collect()
+    }
+
+    fn tool_block(index: u32, id: &str, name: &str, fragments: &[&str]) -> Vec<Value> {
+        let mut events = vec![json!({"type": "content_block_start", "index": index,
+            "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}})];
+        for f in fragments {
+            events.push(json!({"type": "content_block_delta", "index": index,
+                "delta": {"type": "input_json_delta", "partial_json": f}}));
+        }
+        events.push(json!({"type": "content_block_stop", "index": index}));
+        events
+    }
+
+    #[test]
+    fn a_streamed_answer_tool_call_is_answer_text_and_ends_the_turn() {
+        let mut events = vec![start(20)];
+        events.extend(tool_block(
+            0,
+            "toolu_01",
+            ANSWER_TOOL,
+            &["", "{\"city\": \"Par", "is\", \"country\": \"France\"}"],
+        ));
+        events.extend(stop("tool_use", 14));
+        let answer = AnswerTool { name: ANSWER_TOOL.into(), beside_real_tools: false };
+        let out = decode_sse(answer, &sse(&events));
+        assert_eq!(
+            out,
+            vec![
+                StreamEvent::TextDelta { text: "{\"city\": \"Par".into() },
+                StreamEvent::TextDelta { text: "is\", \"country\": \"France\"}".into() },
+                StreamEvent::Usage(Usage {
+                    input_tokens: Some(20),
+                    output_tokens: Some(14),
+                    ..Usage::default()
+                }),
+                StreamEvent::Finish { reason: StopReason::EndTurn },
+            ]
+        );
+    }
+
+    #[test]
+    fn an_answer_beside_a_real_call_is_dropped_and_the_real_call_kept() {
+        let answer = AnswerTool { name: ANSWER_TOOL.into(), beside_real_tools: true };
+        let mut events = vec![start(20)];
+        events.extend(tool_block(0, "toolu_01", ANSWER_TOOL, &["{\"city\": \"Paris\"}"]));
+        events.extend(tool_block(1, "toolu_02", "get_weather", &["{\"city\": \"Paris\"}"]));
+        events.extend(stop("tool_use", 30));
+        let out = decode_sse(answer.clone(), &sse(&events));
+        assert!(!out.iter().any(|e| matches!(e, StreamEvent::TextDelta { .. })), "{out:#?}");
+        let calls: Vec<&ToolCall> = out
+            .iter()
+            .filter_map(|e| if let StreamEvent::ToolCall { call, .. } = e { Some(call) } else { None })
+            .collect();
+        assert_eq!(
+            calls,
+            [&ToolCall {
+                id: "toolu_02".into(),
+                name: "get_weather".into(),
+                arguments: json!({"city": "Paris"})
+            }]
+        );
+        assert!(out.contains(&StreamEvent::ToolCallStart {
+            index: 0,
+            id: "toolu_02".into(),
+            name: "get_weather".into()
+        }));
+        assert_eq!(out.last(), Some(&StreamEvent::Finish { reason: StopReason::ToolUse }));
+
+        // Alone, the held answer goes out whole before usage; an empty input is the empty object.
+        let mut events = vec![start(20)];
+        events.extend(tool_block(0, "toolu_01", ANSWER_TOOL, &[]));
+        events.extend(stop("tool_use", 3));
+        let out = decode_sse(answer, &sse(&events));
+        assert_eq!(out[0], StreamEvent::TextDelta { text: "{}".into() });
+        assert_eq!(out.last(), Some(&StreamEvent::Finish { reason: StopReason::EndTurn }));
+    }
+
+    #[test]
+    fn a_whole_answer_tool_call_is_answer_text_unless_a_real_call_is_beside_it() {
+        let answer = AnswerTool { name: "json_answer_1".into(), beside_real_tools: true };
+        let call = |id: &str, name: &str| json!({"type": "tool_use", "id": id, "name": name, "input": {"city": "Paris", "country": "France"}});
+        let message = |content: Value| {
+            json!({"type": "message", "role": "assistant", "content": content, "stop_reason": "tool_use",
+                "usage": {"input_tokens": 9, "output_tokens": 5}})
+        };
+        let mut assembler = ResponseAssembler::new();
+        for event in
+            decode_message(&message(json!([call("toolu_1", "json_answer_1")])), Some(&answer)).unwrap()
+        {
+            assembler.push(event);
+        }
+        let response = assembler.finish("anthropic").unwrap();
+        assert_eq!(response.message.parts, vec![Part::text("{\"city\":\"Paris\",\"country\":\"France\"}")]);
+        assert_eq!(response.stop_reason, StopReason::EndTurn);
+
+        let both = message(json!([call("toolu_1", "json_answer_1"), call("toolu_2", "json_answer")]));
+        let events = decode_message(&both, Some(&answer)).unwrap();
+        assert!(!events.iter().any(|e| matches!(e, StreamEvent::TextDelta { .. })), "{events:#?}");
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, StreamEvent::ToolCall { call, .. } if call.name == "json_answer"))
+        );
+        assert_eq!(events.last(), Some(&StreamEvent::Finish { reason: StopReason::ToolUse }));
+        // Without the request (replayed traffic), the answer tool is a tool like any other.
+        assert_eq!(
+            decode_response(&both)
+                .unwrap()
+                .iter()
+                .filter(|e| matches!(e, StreamEvent::ToolCall { .. }))
+                .count(),
+            2
         );
     }
 

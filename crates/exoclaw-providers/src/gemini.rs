@@ -14,6 +14,11 @@
 //!
 //! The key goes in the `x-goog-api-key` header, never in the `?key=` query parameter: URLs end up
 //! in logs.
+//!
+//! Structured outputs: `generationConfig.responseMimeType = "application/json"`, with the schema
+//! in `responseJsonSchema`, which takes JSON Schema (a documented subset of keywords), unlike the
+//! older `responseSchema`, which takes an OpenAPI-style `Schema` object; the two are exclusive
+//! (<https://googleapis.github.io/java-genai/javadoc/google-genai/com.google.genai.types/-generate-content-config/response-json-schema.html>).
 
 use crate::ProviderOptions;
 use crate::model_name;
@@ -25,7 +30,8 @@ use crate::wire::{
 use async_trait::async_trait;
 use exoclaw_core::{Capabilities, ErrorKind, EventStream, ModelInfo, Provider, ProviderError};
 use exoclaw_types::{
-    ChatRequest, ChatResponse, ImageSource, ModelId, Part, Role, StopReason, StreamEvent, ToolChoice, Usage,
+    ChatRequest, ChatResponse, ImageSource, ModelId, Part, ResponseFormat, Role, StopReason, StreamEvent,
+    ToolChoice, Usage,
 };
 use http::header::HeaderMap;
 use serde::Deserialize;
@@ -158,6 +164,10 @@ fn can_generate(model: &Value) -> bool {
 }
 
 /// The request body for `request`; the same for streamed and whole answers (the endpoint decides).
+///
+/// Not sent, because the API has no field for them: `request.user` (Gemini takes no end-user
+/// identifier) and `params.parallel_tool_calls` (`functionCallingConfig` has only a mode and
+/// allowed names, no switch for several calls per answer, so `Some(false)` cannot be asked for).
 pub(crate) fn encode_request(request: &ChatRequest) -> Value {
     let mut system = Vec::new();
     if let Some(text) = request.system.as_deref().filter(|t| !t.is_empty()) {
@@ -243,6 +253,19 @@ pub(crate) fn encode_request(request: &ChatRequest) -> Value {
     if let Some(seed) = p.seed {
         // The API's seed is an int32: keep the low 32 bits, so a seed still means one sampling.
         generation.insert("seed".into(), json!(seed as u32 as i32));
+    }
+    match &p.response_format {
+        // Free text is the default: nothing to ask for.
+        None | Some(ResponseFormat::Text) => {}
+        Some(ResponseFormat::JsonObject) => {
+            generation.insert("responseMimeType".into(), json!("application/json"));
+        }
+        // Gemini always holds the answer to the schema, strict or not; the format's name and
+        // description have no field.
+        Some(ResponseFormat::JsonSchema(format)) => {
+            generation.insert("responseMimeType".into(), json!("application/json"));
+            generation.insert("responseJsonSchema".into(), format.schema.clone());
+        }
     }
     if !generation.is_empty() {
         body.insert("generationConfig".into(), Value::Object(generation));
@@ -576,7 +599,7 @@ fn proto_duration(text: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use exoclaw_types::{GenerationParams, Message, ToolCall, ToolResult, ToolSpec};
+    use exoclaw_types::{GenerationParams, JsonSchemaFormat, Message, ToolCall, ToolResult, ToolSpec};
     use http::header::HeaderValue;
     use pretty_assertions::assert_eq;
 
@@ -627,6 +650,7 @@ mod tests {
                 top_p: Some(0.5),
                 stop: vec!["END".into()],
                 seed: Some(3),
+                ..GenerationParams::default()
             });
         let mut request = request;
         request.tool_choice = Some(ToolChoice::Tool { name: "get_weather".into() });
@@ -649,6 +673,55 @@ mod tests {
         let bare = encode_request(&ChatRequest::new("m", vec![Message::user("Hi")]));
         assert!(bare.get("generationConfig").is_none() && bare.get("systemInstruction").is_none(), "{bare}");
         assert!(bare.get("tools").is_none() && bare.get("toolConfig").is_none(), "{bare}");
+    }
+
+    fn with_params(params: GenerationParams) -> ChatRequest {
+        ChatRequest::new("gemini-2.5-flash", vec![Message::user("Capital of France?")]).with_params(params)
+    }
+
+    fn with_format(format: ResponseFormat) -> Value {
+        encode_request(&with_params(GenerationParams {
+            response_format: Some(format),
+            ..GenerationParams::default()
+        }))
+    }
+
+    #[test]
+    fn a_json_object_format_asks_for_json() {
+        assert_eq!(
+            with_format(ResponseFormat::JsonObject)["generationConfig"],
+            json!({"responseMimeType": "application/json"})
+        );
+        assert!(with_format(ResponseFormat::Text).get("generationConfig").is_none());
+    }
+
+    #[test]
+    fn a_json_schema_format_goes_in_response_json_schema() {
+        let schema = json!({"type": "object", "properties": {"city": {"type": "string"}},
+            "required": ["city"], "additionalProperties": false});
+        let body = with_format(ResponseFormat::JsonSchema(JsonSchemaFormat {
+            name: "place".into(),
+            description: Some("Where it is.".into()),
+            schema: schema.clone(),
+            strict: true,
+        }));
+        assert_eq!(
+            body["generationConfig"],
+            json!({"responseMimeType": "application/json", "responseJsonSchema": schema})
+        );
+    }
+
+    #[test]
+    fn parallel_tool_calls_and_the_end_user_are_not_sent() {
+        let tool =
+            ToolSpec { name: "f".into(), description: "F".into(), input_schema: json!({"type": "object"}) };
+        let mut request =
+            with_params(GenerationParams { parallel_tool_calls: Some(false), ..GenerationParams::default() })
+                .with_tools(vec![tool]);
+        request.user = Some("user-7f3a".into());
+        let body = encode_request(&request);
+        assert!(body.get("toolConfig").is_none() && body.get("generationConfig").is_none(), "{body}");
+        assert!(!body.to_string().contains("user-7f3a"), "{body}");
     }
 
     #[test]

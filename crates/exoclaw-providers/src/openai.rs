@@ -7,6 +7,12 @@
 //! llama-cpp-python, which repeat `id` and `name` in every chunk; those repeats are ignored.
 //! With `stream_options.include_usage`, usage arrives in a last chunk whose `choices` is empty,
 //! after the chunk carrying `finish_reason`, and before `data: [DONE]`.
+//!
+//! Structured outputs go as `response_format` (<https://platform.openai.com/docs/guides/structured-outputs>),
+//! which the compatible servers in [`crate::presets`] read in the same shape (llama-server and
+//! Ollama turn the schema into a grammar). Fields a server does not know (`parallel_tool_calls` and
+//! `user` at Ollama, `user` at llama-server) are ignored by it, not rejected, so every preset sends
+//! the same fields.
 
 use crate::ProviderOptions;
 use crate::model_name;
@@ -20,8 +26,8 @@ use crate::wire::{
 use async_trait::async_trait;
 use exoclaw_core::{Capabilities, ErrorKind, EventStream, ModelInfo, Provider, ProviderError};
 use exoclaw_types::{
-    ChatRequest, ChatResponse, ImageSource, Message, ModelId, Part, Role, StopReason, StreamEvent, ToolCall,
-    ToolChoice, Usage,
+    ChatRequest, ChatResponse, ImageSource, Message, ModelId, Part, ResponseFormat, Role, StopReason,
+    StreamEvent, ToolCall, ToolChoice, Usage,
 };
 use http::Uri;
 use http::header::{AUTHORIZATION, HeaderMap, HeaderValue};
@@ -162,6 +168,14 @@ pub(crate) struct WireRequest<'a> {
     stop: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     seed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<OutResponseFormat<'a>>,
+    /// Only with tools: OpenAI rejects the field in a request without any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parallel_tool_calls: Option<bool>,
+    /// The end user, for the vendor's abuse monitoring.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
 }
 
 impl<'a> WireRequest<'a> {
@@ -208,8 +222,47 @@ impl<'a> WireRequest<'a> {
             top_p: p.top_p,
             stop: &p.stop,
             seed: p.seed,
+            response_format: p.response_format.as_ref().map(OutResponseFormat::new),
+            parallel_tool_calls: p.parallel_tool_calls.filter(|_| !request.tools.is_empty()),
+            user: request.user.as_deref(),
         }
     }
+}
+
+/// `response_format`: `{"type": "text" | "json_object"}`, or `{"type": "json_schema",
+/// "json_schema": {"name", "description"?, "schema", "strict"}}`.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum OutResponseFormat<'a> {
+    Text,
+    JsonObject,
+    JsonSchema { json_schema: OutJsonSchema<'a> },
+}
+
+impl<'a> OutResponseFormat<'a> {
+    fn new(format: &'a ResponseFormat) -> Self {
+        match format {
+            ResponseFormat::Text => Self::Text,
+            ResponseFormat::JsonObject => Self::JsonObject,
+            ResponseFormat::JsonSchema(f) => Self::JsonSchema {
+                json_schema: OutJsonSchema {
+                    name: &f.name,
+                    description: f.description.as_deref(),
+                    schema: &f.schema,
+                    strict: f.strict,
+                },
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct OutJsonSchema<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    schema: &'a Value,
+    strict: bool,
 }
 
 #[derive(Serialize)]
@@ -736,7 +789,7 @@ fn error_from_body(status: Option<u16>, retry: Option<std::time::Duration>, json
 mod tests {
     use super::*;
     use crate::presets::{LLAMACPP, OPENAI};
-    use exoclaw_types::{GenerationParams, ToolResult, ToolSpec};
+    use exoclaw_types::{GenerationParams, JsonSchemaFormat, ToolResult, ToolSpec};
 
     #[test]
     fn request_carries_system_tools_params_and_tool_round_trip() {
@@ -766,6 +819,7 @@ mod tests {
             top_p: Some(0.9),
             stop: vec!["END".into()],
             seed: Some(3),
+            ..GenerationParams::default()
         });
         let body = encode_request(&request, &OPENAI, true);
         assert_eq!(body["messages"][0], json!({"role": "system", "content": "Be brief."}));
@@ -785,6 +839,64 @@ mod tests {
         let compat = encode_request(&request, &LLAMACPP, false);
         assert_eq!(compat["max_tokens"], json!(64));
         assert!(compat.get("stream_options").is_none());
+        for absent in ["response_format", "parallel_tool_calls", "user"] {
+            assert!(body.get(absent).is_none(), "{absent} is only sent when set");
+        }
+    }
+
+    fn with_format(format: ResponseFormat) -> Value {
+        let params = GenerationParams { response_format: Some(format), ..GenerationParams::default() };
+        encode_request(&ChatRequest::new("m", vec![Message::user("x")]).with_params(params), &OPENAI, false)
+    }
+
+    #[test]
+    fn text_and_json_object_formats_are_bare_types() {
+        assert_eq!(with_format(ResponseFormat::Text)["response_format"], json!({"type": "text"}));
+        assert_eq!(
+            with_format(ResponseFormat::JsonObject)["response_format"],
+            json!({"type": "json_object"})
+        );
+    }
+
+    #[test]
+    fn a_json_schema_format_carries_name_description_schema_and_strict() {
+        let schema = json!({"type": "object", "properties": {"city": {"type": "string"}}});
+        let format = |description: Option<&str>, strict| {
+            ResponseFormat::JsonSchema(JsonSchemaFormat {
+                name: "place".into(),
+                description: description.map(str::to_owned),
+                schema: schema.clone(),
+                strict,
+            })
+        };
+        assert_eq!(
+            with_format(format(Some("Where it is."), true))["response_format"],
+            json!({"type": "json_schema", "json_schema": {
+                "name": "place", "description": "Where it is.", "schema": schema, "strict": true}})
+        );
+        assert_eq!(
+            with_format(format(None, false))["response_format"],
+            json!({"type": "json_schema", "json_schema": {"name": "place", "schema": schema, "strict": false}})
+        );
+    }
+
+    #[test]
+    fn parallel_tool_calls_is_sent_only_with_tools() {
+        let params = GenerationParams { parallel_tool_calls: Some(false), ..GenerationParams::default() };
+        let bare = ChatRequest::new("m", vec![Message::user("x")]).with_params(params);
+        assert!(encode_request(&bare, &OPENAI, false).get("parallel_tool_calls").is_none());
+        let tool =
+            ToolSpec { name: "f".into(), description: "F".into(), input_schema: json!({"type": "object"}) };
+        let with_tools = bare.with_tools(vec![tool]);
+        assert_eq!(encode_request(&with_tools, &OPENAI, false)["parallel_tool_calls"], json!(false));
+    }
+
+    #[test]
+    fn the_end_user_is_sent_as_user() {
+        let mut request = ChatRequest::new("m", vec![Message::user("x")]);
+        request.user = Some("user-7f3a".into());
+        assert_eq!(encode_request(&request, &OPENAI, false)["user"], json!("user-7f3a"));
+        assert_eq!(encode_request(&request, &LLAMACPP, true)["user"], json!("user-7f3a"));
     }
 
     #[test]

@@ -387,7 +387,7 @@ impl Transport {
         &self,
         request: Outgoing,
         what: &str,
-        decode: fn(&serde_json::Value) -> Result<Vec<StreamEvent>, WireError>,
+        decode: impl FnOnce(&serde_json::Value) -> Result<Vec<StreamEvent>, WireError>,
     ) -> Result<ChatResponse, ProviderError> {
         let json = self.json(request, what).await?;
         self.assemble(decode(&json))

@@ -45,6 +45,9 @@ impl WireFormat {
 
     /// Decodes a recorded SSE body, delivered in `chunks`, into the events a live stream yields.
     /// Events before a failure are discarded; use a live provider to see partial answers.
+    ///
+    /// The request is not known here, so an Anthropic answer given through the answer tool (its
+    /// structured-output fallback) decodes as the tool call it is on the wire, not as text.
     pub fn decode_stream<'a>(
         self,
         chunks: impl IntoIterator<Item = &'a [u8]>,

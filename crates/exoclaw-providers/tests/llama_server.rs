@@ -6,7 +6,9 @@
 use exoclaw_core::Provider;
 use exoclaw_providers::{OpenAiCompatible, ProviderOptions, presets::LLAMACPP};
 use exoclaw_testkit::{conformance::drain, peers::LlamaServer};
-use exoclaw_types::{ChatRequest, GenerationParams, Message, StopReason, StreamEvent};
+use exoclaw_types::{
+    ChatRequest, GenerationParams, JsonSchemaFormat, Message, ResponseFormat, StopReason, StreamEvent,
+};
 
 /// Each test owns its server (it starts in well under a second), so it is killed when the test
 /// ends, pass or fail; nextest runs every test in its own process, where a shared static would
@@ -72,4 +74,28 @@ async fn lists_the_served_model() {
     let models = provider(&server).models().await.unwrap();
     assert!(!models.is_empty(), "llama-server lists the model it serves");
     provider(&server).health().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_json_schema_format_shapes_the_answer() {
+    let server = LlamaServer::start();
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+        "required": ["city", "country"],
+        "additionalProperties": false,
+    });
+    let mut request = capital_question(64);
+    request.params.response_format = Some(ResponseFormat::JsonSchema(JsonSchemaFormat {
+        name: "capital".into(),
+        description: None,
+        schema,
+        strict: true,
+    }));
+    let whole = provider(&server).complete(request).await.unwrap();
+    let text = whole.message.text();
+    let answer: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+    for field in ["city", "country"] {
+        assert!(answer[field].is_string(), "{field} is not a string in {answer}");
+    }
 }

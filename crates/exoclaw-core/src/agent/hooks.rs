@@ -83,8 +83,9 @@ impl<'a> HookContext<'a> {
 pub enum ModelAction {
     /// Send the request as it is.
     Continue,
-    /// Send this request instead; later hooks see it.
-    Rewrite(ChatRequest),
+    /// Send this request instead; later hooks see it. (Boxed: a request is large, and most
+    /// hooks answer `Continue`.)
+    Rewrite(Box<ChatRequest>),
     /// Do not call the model: the turn ends `Failed` with an [`ErrorCode::HookStopped`](exoclaw_types::ErrorCode::HookStopped) error naming
     /// `reason`.
     Stop {
@@ -180,9 +181,9 @@ pub(crate) async fn before_model(
     cx: &HookContext<'_>,
     request: &ChatRequest,
 ) -> ModelAction {
-    let mut rewritten: Option<ChatRequest> = None;
+    let mut rewritten: Option<Box<ChatRequest>> = None;
     for hook in hooks {
-        match hook.before_model(cx, rewritten.as_ref().unwrap_or(request)).await {
+        match hook.before_model(cx, rewritten.as_deref().unwrap_or(request)).await {
             ModelAction::Continue => {}
             ModelAction::Rewrite(request) => rewritten = Some(request),
             stop @ ModelAction::Stop { .. } => return stop,

@@ -92,7 +92,8 @@ impl RunConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     /// Send this request to the model and report the answer with [`Run::model_answered`].
-    CallModel(ChatRequest),
+    /// (Boxed: a request is far larger than the other steps.)
+    CallModel(Box<ChatRequest>),
     /// Ask the user about each of these calls and report with [`Run::approval`].
     AwaitApproval(Vec<ApprovalRequest>),
     /// Run these calls (in parallel): report that they started with [`Run::tools_started`], then
@@ -268,7 +269,7 @@ impl Run {
                 self.phase = Phase::Done { outcome: TurnOutcome::MaxIterations };
                 Step::Done(TurnOutcome::MaxIterations)
             }
-            Phase::Model => Step::CallModel(self.request()),
+            Phase::Model => Step::CallModel(Box::new(self.request())),
             Phase::Tools { calls } => {
                 let approvals: Vec<ApprovalRequest> = calls
                     .iter()

@@ -337,7 +337,7 @@ impl AgentRunner {
             }
             match step {
                 Step::Done(outcome) => break outcome,
-                Step::CallModel(request) => turn.call_model(&mut run, request, save_start).await,
+                Step::CallModel(request) => turn.call_model(&mut run, *request, save_start).await,
                 Step::AwaitApproval(asks) => turn.ask(&mut run, asks).await,
                 Step::CallTools(calls) => turn.call_tools(&mut run, calls).await,
             }

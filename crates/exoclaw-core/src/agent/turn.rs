@@ -69,7 +69,7 @@ impl<'a> Turn<'a> {
             };
             match action {
                 ModelAction::Continue => request,
-                ModelAction::Rewrite(rewritten) => rewritten,
+                ModelAction::Rewrite(rewritten) => *rewritten,
                 ModelAction::Stop { reason } => return self.stopped(run, "before a model call", &reason),
             }
         };

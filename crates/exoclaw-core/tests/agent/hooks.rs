@@ -117,7 +117,10 @@ async fn a_hook_that_stops_before_the_model_call_keeps_the_provider_out_of_it() 
 async fn a_hook_rewrites_the_model_request() {
     let hook = Scripted {
         model: Some(|request| {
-            ModelAction::Rewrite(ChatRequest { system: Some("Answer in French.".into()), ..request.clone() })
+            ModelAction::Rewrite(Box::new(ChatRequest {
+                system: Some("Answer in French.".into()),
+                ..request.clone()
+            }))
         }),
         ..Default::default()
     };

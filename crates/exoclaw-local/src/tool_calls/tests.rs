@@ -268,6 +268,21 @@ fn mask_speed_over_a_long_argument() {
     assert!(ok && guide.may_end());
     let mean = started.elapsed() / tokens.len() as u32;
     println!("mask + accept over {} tokens: mean {mean:?}, slowest mask {slowest:?}", tokens.len());
+
+    // A structured answer: the cost per token that a response format adds to generation.
+    let mut r = ChatRequest::new("m", vec![Message::user("hi")]);
+    r.params.response_format = Some(city_format());
+    let mut guide = guide_for(&r, tokenizer, &[]).unwrap().unwrap();
+    let answer = format!("{{\"city\": \"{city}\", \"population\": 2102650}}");
+    let tokens = tokenizer.encode(&answer).unwrap();
+    let started = Instant::now();
+    let (slowest, ok) = run(&mut guide, &answer);
+    assert!(ok && guide.is_complete());
+    let mean = started.elapsed() / tokens.len() as u32;
+    println!(
+        "JSON answer, mask + accept over {} tokens: mean {mean:?}, slowest mask {slowest:?}",
+        tokens.len()
+    );
 }
 
 fn city_format() -> ResponseFormat {
