@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Embedded model vs llama.cpp, side by side in one run: the same GGUF (SmolLM2-135M Q4_1), the
 # same prompt, the same thread count, greedy decoding. Prints each side's numbers and the ratios
-# exoclaw/llama.cpp (issue targets: generation and prompt ≥ 0.6×, load ≤ 1.5 s, peak RSS ≤ 700 MB).
+# exoclaw/llama.cpp (issue targets: generation and prompt ≥ 1.0×, peak RSS ≤ 180 MB), and the
+# embedded model's second-turn time to first token with its prompt cache against cold (≤ 25%).
 # Usage: scripts/bench-local.sh [RUNS=3] [MAX_TOKENS=128]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,4 +46,7 @@ print(f"{'generated tokens':22}{med(ours,'generated'):15.0f}{med(theirs,'generat
 print(f"{'load s':22}{med(ours,'load_s'):15.2f}")
 print(f"{'peak RSS MB':22}{med(ours,'peak_rss_mb'):15.0f}")
 print(f"re-quantised to Q8_0 at load: {ours[0]['requantised']}")
+cold, cached = med(ours, 'second_turn_ttft_cold_ms'), med(ours, 'second_turn_ttft_cached_ms')
+print(f"second turn ({med(ours,'second_turn_tokens'):.0f} tokens), time to first token: cold {cold:.1f} ms, "
+      f"prompt cache {cached:.1f} ms, ratio {cached/cold:.3f} (target <= 0.25)")
 PY

@@ -53,6 +53,8 @@ pub struct Finished {
     pub prompt_tokens: usize,
     /// Tokens generated, the final stop token included (as llama.cpp counts them).
     pub completion_tokens: usize,
+    /// Prompt tokens whose keys and values came from the prompt cache.
+    pub cached_tokens: usize,
 }
 
 /// Limits and sampling for one answer.
@@ -67,6 +69,9 @@ pub struct GenerateOptions {
     /// Whether an answer that loops (see [`crate::repetition`]) is stopped with
     /// [`StopReason::Repetition`].
     pub stop_repetition: bool,
+    /// Whether the keys and values of the longest prompt prefix shared with the previous answer
+    /// (its prompt and its answer) are reused rather than computed again: the prompt cache.
+    pub reuse_prompt: bool,
 }
 
 impl LocalModel {
@@ -145,7 +150,12 @@ impl LocalModel {
         let mut weights = self.weights.lock().map_err(|_| {
             LocalError::Inference("a previous answer crashed the model; restart exoclaw".into())
         })?;
-        weights.start(prompt.len() + max_new)?;
+        let cached = if options.reuse_prompt {
+            weights.resume(prompt, prompt.len() + max_new)?
+        } else {
+            weights.start(prompt.len() + max_new)?;
+            0
+        };
         let mut sampler = Sampler::new(&options.sampling);
         let mut decoder = self.tokenizer.stream_decoder();
         let mut stops = StopMatcher::new(&options.stop);
@@ -155,8 +165,9 @@ impl LocalModel {
             reason,
             prompt_tokens: prompt.len(),
             completion_tokens: generated,
+            cached_tokens: cached,
         };
-        let mut logits = weights.forward(prompt, 0)?;
+        let mut logits = weights.prefill(&prompt[cached..], cached)?;
         for generated in 0..max_new {
             let mask = match guide.as_deref_mut() {
                 Some(guide) => guide.allowed(&history[prompt.len()..])?,

@@ -29,6 +29,10 @@ pub struct LocalOptions {
     /// Whether a looping answer is stopped ([`StopReason::Repetition`], see
     /// [`crate::repetition`]).
     pub stop_repetition: bool,
+    /// Whether an answer reuses the cached keys and values of the prompt prefix it shares with the
+    /// previous answer (see [`LocalModel::generate`]): a conversation's next turn computes only
+    /// what is new.
+    pub prompt_cache: bool,
 }
 
 impl Default for LocalOptions {
@@ -40,6 +44,7 @@ impl Default for LocalOptions {
             sampling: SamplingOptions::default(),
             max_tokens: 512,
             stop_repetition: true,
+            prompt_cache: true,
         }
     }
 }
@@ -110,6 +115,7 @@ impl LocalProvider {
             sampling,
             stop: p.stop.clone(),
             stop_repetition: self.options.stop_repetition,
+            reuse_prompt: self.options.prompt_cache,
         }
     }
 }
@@ -166,7 +172,7 @@ impl Provider for LocalProvider {
                     events.push(StreamEvent::Usage(Usage {
                         input_tokens: Some(done.prompt_tokens as u64),
                         output_tokens: Some(done.completion_tokens as u64),
-                        cache_read_tokens: None,
+                        cache_read_tokens: Some(done.cached_tokens as u64),
                         cache_write_tokens: None,
                     }));
                     let reason = if calls { StopReason::ToolUse } else { done.reason };

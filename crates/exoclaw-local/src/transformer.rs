@@ -23,6 +23,13 @@ use std::io::{Read, Seek};
 /// matrix) is spread over enough rows.
 const DENSE_ROWS: usize = 16;
 
+/// A prompt goes through the model in chunks of this many positions, aligned to multiples of it.
+/// A chunk's keys and values then depend only on the tokens up to its end, not on how the prompt
+/// was split into calls, so the prompt cache can reuse whole chunks and an answer comes out
+/// exactly as it would cold (see [`Transformer::resume`]). Each chunk pays one dequantisation of
+/// the weights (see [`DENSE_ROWS`]): smaller chunks reuse more and prefill slower.
+pub const PREFILL_CHUNK: usize = 256;
+
 /// A weight matrix (and bias, for Qwen2's attention) applied as `x · Wᵀ + b`.
 struct Linear {
     weight: Weight,
@@ -149,6 +156,12 @@ pub struct Transformer {
     context_length: usize,
     /// Positions the KV cache holds room for.
     capacity: usize,
+    /// The tokens whose keys and values the cache holds, at positions `0..cached.len()`.
+    cached: Vec<u32>,
+    /// How many leading positions of the cache were computed as whole aligned prefill chunks:
+    /// the only ones a later prompt may reuse (a generated token's single-row pass rounds
+    /// differently from the same position inside a chunk).
+    reusable: usize,
     masks: HashMap<(usize, usize), Tensor>,
 }
 
@@ -272,6 +285,8 @@ impl Transformer {
             hyper: Hyper { n_head, n_kv_head, head_dim, rms_eps, rope_neox },
             context_length,
             capacity: 0,
+            cached: Vec::new(),
+            reusable: 0,
             masks: HashMap::new(),
         })
     }
@@ -279,11 +294,60 @@ impl Transformer {
     /// Starts a new sequence with room for `positions` tokens (prompt and answer), forgetting the
     /// previous one. The cache is allocated here, once, rather than grown token by token.
     pub fn start(&mut self, positions: usize) -> Result<()> {
+        self.cached.clear();
+        self.reusable = 0;
+        self.make_room(positions, 0)
+    }
+
+    /// Starts a sequence for `prompt` with room for `positions` tokens, keeping the cached keys
+    /// and values of the whole prefill chunks it shares with the previous sequence: the prompt
+    /// cache. Returns how many prompt tokens are cached (a multiple of [`PREFILL_CHUNK`], short of
+    /// the last token, whose logits pick the first new one); [`Self::prefill`] goes on from there.
+    pub fn resume(&mut self, prompt: &[u32], positions: usize) -> Result<usize> {
+        let shared = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        let usable = shared.min(self.reusable).min(prompt.len().saturating_sub(1));
+        let kept = usable - usable % PREFILL_CHUNK;
+        self.cached.truncate(kept);
+        self.reusable = kept;
+        self.make_room(positions, kept)?;
+        Ok(kept)
+    }
+
+    /// Runs the prompt `tokens` at `position` (a multiple of [`PREFILL_CHUNK`]: 0, or what
+    /// [`Self::resume`] kept) in aligned chunks, and returns the logits of the last position.
+    pub fn prefill(&mut self, tokens: &[u32], position: usize) -> Result<Tensor> {
+        if !position.is_multiple_of(PREFILL_CHUNK) {
+            candle_core::bail!("a prefill starts at a multiple of {PREFILL_CHUNK}, not at {position}");
+        }
+        let mut logits = None;
+        for (i, chunk) in tokens.chunks(PREFILL_CHUNK).enumerate() {
+            let at = position + i * PREFILL_CHUNK;
+            let last = (i + 1) * PREFILL_CHUNK >= tokens.len();
+            logits = self.run(chunk, at, last)?;
+            if chunk.len() == PREFILL_CHUNK && self.reusable == at {
+                self.reusable += PREFILL_CHUNK;
+            }
+        }
+        logits.ok_or_else(|| candle_core::Error::Msg("an empty prompt".into()))
+    }
+
+    /// Room for `positions` tokens, the first `kept` cached positions kept. The cache only grows
+    /// (to at most the context window): a later, shorter sequence writes over the start of it.
+    fn make_room(&mut self, positions: usize, kept: usize) -> Result<()> {
         let positions = positions.min(self.context_length);
+        if positions <= self.capacity && self.capacity > 0 {
+            return Ok(());
+        }
         let Hyper { n_kv_head, head_dim, .. } = self.hyper;
         for layer in &mut self.layers {
-            layer.k_cache = Tensor::zeros((n_kv_head, positions, head_dim), DType::F32, &Device::Cpu)?;
-            layer.v_cache = Tensor::zeros((n_kv_head, positions, head_dim), DType::F32, &Device::Cpu)?;
+            let k = Tensor::zeros((n_kv_head, positions, head_dim), DType::F32, &Device::Cpu)?;
+            let v = Tensor::zeros((n_kv_head, positions, head_dim), DType::F32, &Device::Cpu)?;
+            if kept > 0 {
+                k.slice_set(&layer.k_cache.narrow(1, 0, kept)?.contiguous()?, 1, 0)?;
+                v.slice_set(&layer.v_cache.narrow(1, 0, kept)?.contiguous()?, 1, 0)?;
+            }
+            layer.k_cache = k;
+            layer.v_cache = v;
         }
         self.capacity = positions;
         Ok(())
@@ -308,6 +372,12 @@ impl Transformer {
     /// Runs `tokens` at positions `position..position + tokens.len()`, extending the KV cache, and
     /// returns the logits of the last position.
     pub fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Tensor> {
+        self.run(tokens, position, true)?.ok_or_else(|| candle_core::Error::Msg("no logits".into()))
+    }
+
+    /// [`Self::forward`], with the logits only when `logits` is set (a prefill chunk before the
+    /// last needs none).
+    fn run(&mut self, tokens: &[u32], position: usize, logits: bool) -> Result<Option<Tensor>> {
         let seq = tokens.len();
         if seq == 0 || position + seq > self.capacity {
             candle_core::bail!(
@@ -316,6 +386,13 @@ impl Transformer {
                 self.capacity
             );
         }
+        if position > self.cached.len() {
+            candle_core::bail!("position {position} is past the {} cached tokens", self.cached.len());
+        }
+        // Positions from here on are being rewritten: until this pass succeeds, nothing past
+        // `position` is known to be in the cache.
+        self.cached.truncate(position);
+        self.reusable = self.reusable.min(position);
         let mut x = self.embed(tokens)?;
         let mask = if seq > 1 { Some(self.mask(seq, position)?) } else { None };
         let cos = self.cos.narrow(0, position, seq)?;
@@ -331,9 +408,13 @@ impl Transformer {
             let ff = (candle_nn::ops::silu(&gate)? * up)?;
             x = (x + layer.down.forward(&ff)?)?;
         }
+        self.cached.extend_from_slice(tokens);
+        if !logits {
+            return Ok(None);
+        }
         let last = x.narrow(0, seq - 1, 1)?;
         let last = candle_nn::ops::rms_norm(&last, &self.norm, hyper.rms_eps)?;
-        self.output.forward(&last)?.squeeze(0)
+        self.output.forward(&last)?.squeeze(0).map(Some)
     }
 
     /// The additive causal mask for `seq` new rows at `position`, repeated for each query head of

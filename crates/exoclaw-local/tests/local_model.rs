@@ -240,3 +240,35 @@ async fn a_response_format_answer_is_json_that_fits_the_schema() {
     assert_eq!(value.as_object().unwrap().len(), 2, "{value}");
     assert_eq!(events.last(), Some(&StreamEvent::Finish { reason: StopReason::EndTurn }));
 }
+
+#[tokio::test]
+async fn a_second_turn_reuses_the_first_from_the_prompt_cache_and_answers_exactly_as_cold() {
+    // A model of its own: the cache holds whatever this model answered last.
+    let model = Arc::new(LocalModel::load(&exoclaw_testkit::peers::smollm2_gguf()).unwrap());
+    let cached = LocalProvider::with_model(LocalOptions::default(), model.clone());
+    let cold = LocalProvider::with_model(
+        LocalOptions { prompt_cache: false, ..LocalOptions::default() },
+        model.clone(),
+    );
+    // A long system prompt, as an agent's is: whole prefill chunks to reuse.
+    let notes = "Early machines filled whole rooms, used vacuum tubes and punched cards. ".repeat(30);
+    let first = ask("What is the capital of France?", greedy(48)).with_system(format!("Notes: {notes}"));
+    let first_len = model.prompt(&first).unwrap().len() as u64;
+    let chunk = exoclaw_local::transformer::PREFILL_CHUNK as u64;
+    assert!(first_len > chunk, "{first_len}");
+    let answer = cached.complete(first.clone()).await.unwrap();
+    assert_eq!(answer.usage.cache_read_tokens, Some(0), "nothing cached yet");
+
+    let mut second = first;
+    second.messages.push(answer.message);
+    second.messages.push(Message::user("And what is the capital of Italy?"));
+    let warm = cached.complete(second.clone()).await.unwrap();
+    let reused = warm.usage.cache_read_tokens.unwrap();
+    // Whole chunks of the first prompt are reused; its tail and the answer are computed again.
+    assert_eq!(reused, first_len / chunk * chunk, "the first turn's {first_len} prompt tokens");
+    let again = cold.complete(second).await.unwrap();
+    assert_eq!(again.usage.cache_read_tokens, Some(0));
+    println!("reused {reused} of {:?} prompt tokens: {:?}", warm.usage.input_tokens, warm.message.text());
+    assert_eq!(warm.message.text(), again.message.text(), "the cache changes nothing in the answer");
+    assert_eq!(warm.usage.input_tokens, again.usage.input_tokens);
+}

@@ -213,7 +213,13 @@ fn auto_with_the_real_model_completes_a_begun_call_validly() {
         let mut prefixed = Prefixed { prefix: prefix.clone(), guide: &mut guide };
         let sampling =
             SamplingOptions { temperature: if seed == 0 { 0.0 } else { 1.0 }, seed, ..Default::default() };
-        let options = GenerateOptions { max_tokens: 192, sampling, stop: Vec::new(), stop_repetition: true };
+        let options = GenerateOptions {
+            max_tokens: 192,
+            sampling,
+            stop: Vec::new(),
+            stop_repetition: true,
+            reuse_prompt: false,
+        };
         let mut text = String::new();
         let mut emit = |g: Generated| {
             if let Generated::Text(t) = g {
