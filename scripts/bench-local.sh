@@ -3,10 +3,12 @@
 # same prompt, the same thread count, greedy decoding. Prints each side's numbers and the ratios
 # exoclaw/llama.cpp (issue targets: generation and prompt ≥ 1.0×, peak RSS ≤ 180 MB), and the
 # embedded model's second-turn time to first token with its prompt cache against cold (≤ 25%).
-# Usage: scripts/bench-local.sh [RUNS=3] [MAX_TOKENS=128]
+# Usage: scripts/bench-local.sh [RUNS=3] [MAX_TOKENS=128] [NOTES=12]
+# NOTES sets the prompt's length (12: 285 tokens; 80: 1,645 tokens, an agent's system prompt and
+# tools' size, where the prompt cache has most to reuse).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runs=${1:-3}; max_tokens=${2:-128}
+runs=${1:-3}; max_tokens=${2:-128}; notes=${3:-12}
 threads=$(nproc)
 server=$(bash scripts/peers/llama-server.sh)
 model=$(bash scripts/peers/smollm2.sh)
@@ -15,7 +17,7 @@ prompt=$(mktemp); trap 'rm -f "$prompt"' EXIT
 {
   printf '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n'
   printf 'Here are some notes about the history of computing. '
-  for i in $(seq 1 12); do printf 'Early machines filled whole rooms, used vacuum tubes and punched cards, and needed teams of operators. '; done
+  for i in $(seq 1 "$notes"); do printf 'Early machines filled whole rooms, used vacuum tubes and punched cards, and needed teams of operators. '; done
   printf 'Write a long, detailed story about a dragon who learns to program computers.<|im_end|>\n<|im_start|>assistant\n'
 } > "$prompt"
 
