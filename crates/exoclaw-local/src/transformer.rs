@@ -52,25 +52,48 @@ impl Linear {
         Ok(Self { weight, bias })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let rows = x.dim(0)?;
-        let y = match &self.weight {
-            Weight::Candle(QMatMul::QTensor(q)) if rows >= DENSE_ROWS => {
-                x.matmul(&q.dequantize(&Device::Cpu)?.t()?)?
+    /// `x · Wᵀ + b` for each of `xs`. Inputs of [`DENSE_ROWS`] rows or more multiply in dense f32,
+    /// with the weights dequantised once for all of them; each input's result is what it would be
+    /// alone.
+    fn forward_each(&self, xs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let mut dense: Option<Tensor> = None;
+        let mut dense_weights = || -> Result<Tensor> {
+            if let Some(w) = &dense {
+                return Ok(w.clone());
             }
-            Weight::Candle(weight) => weight.forward(x)?,
-            Weight::Ours(w) if rows >= DENSE_ROWS => {
-                x.matmul(&Tensor::from_vec(w.dequantize(), w.dims(), &Device::Cpu)?.t()?)?
+            let w = match &self.weight {
+                Weight::Candle(QMatMul::QTensor(q)) => q.dequantize(&Device::Cpu)?,
+                Weight::Candle(_) => candle_core::bail!("no dense form of these weights"),
+                Weight::Ours(w) => Tensor::from_vec(w.dequantize(), w.dims(), &Device::Cpu)?,
             }
-            Weight::Ours(w) => {
-                let y = w.matmul(&x.flatten_all()?.to_vec1::<f32>()?, rows)?;
-                Tensor::from_vec(y, (rows, w.dims().0), &Device::Cpu)?
-            }
+            .t()?;
+            dense = Some(w.clone());
+            Ok(w)
         };
-        match &self.bias {
-            Some(b) => y.broadcast_add(b),
-            None => Ok(y),
-        }
+        xs.iter()
+            .map(|x| {
+                let rows = x.dim(0)?;
+                let y = match &self.weight {
+                    Weight::Candle(QMatMul::QTensor(_)) | Weight::Ours(_) if rows >= DENSE_ROWS => {
+                        x.matmul(&dense_weights()?)?
+                    }
+                    Weight::Candle(weight) => weight.forward(x)?,
+                    Weight::Ours(w) => {
+                        let y = w.matmul(&x.flatten_all()?.to_vec1::<f32>()?, rows)?;
+                        Tensor::from_vec(y, (rows, w.dims().0), &Device::Cpu)?
+                    }
+                };
+                match &self.bias {
+                    Some(b) => y.broadcast_add(b),
+                    None => Ok(y),
+                }
+            })
+            .collect()
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut ys = self.forward_each(std::slice::from_ref(x))?;
+        ys.pop().ok_or_else(|| candle_core::Error::Msg("no output".into()))
     }
 }
 
@@ -88,21 +111,28 @@ enum Projections {
 }
 
 impl Projections {
-    fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+    /// The projections of each of `xs`: `out[input][projection]`.
+    fn forward_each(&self, xs: &[Tensor]) -> Result<Vec<Vec<Tensor>>> {
         match self {
-            Projections::Separate(linears) => linears.iter().map(|l| l.forward(x)).collect(),
-            Projections::Stacked { linear, widths } => {
-                let y = linear.forward(x)?;
-                let mut offset = 0;
-                widths
-                    .iter()
-                    .map(|&width| {
-                        let part = y.narrow(1, offset, width)?.contiguous();
-                        offset += width;
-                        part
-                    })
-                    .collect()
+            Projections::Separate(linears) => {
+                let per_linear = linears.iter().map(|l| l.forward_each(xs)).collect::<Result<Vec<_>>>()?;
+                Ok((0..xs.len()).map(|i| per_linear.iter().map(|ys| ys[i].clone()).collect()).collect())
             }
+            Projections::Stacked { linear, widths } => linear
+                .forward_each(xs)?
+                .into_iter()
+                .map(|y| {
+                    let mut offset = 0;
+                    widths
+                        .iter()
+                        .map(|&width| {
+                            let part = y.narrow(1, offset, width)?.contiguous();
+                            offset += width;
+                            part
+                        })
+                        .collect()
+                })
+                .collect(),
         }
     }
 }
@@ -319,16 +349,15 @@ impl Transformer {
         if !position.is_multiple_of(PREFILL_CHUNK) {
             candle_core::bail!("a prefill starts at a multiple of {PREFILL_CHUNK}, not at {position}");
         }
-        let mut logits = None;
-        for (i, chunk) in tokens.chunks(PREFILL_CHUNK).enumerate() {
-            let at = position + i * PREFILL_CHUNK;
-            let last = (i + 1) * PREFILL_CHUNK >= tokens.len();
-            logits = self.run(chunk, at, last)?;
+        let chunks: Vec<(&[u32], usize)> =
+            tokens.chunks(PREFILL_CHUNK).zip((position..).step_by(PREFILL_CHUNK)).collect();
+        let logits = self.run(&chunks)?;
+        for (chunk, at) in chunks {
             if chunk.len() == PREFILL_CHUNK && self.reusable == at {
                 self.reusable += PREFILL_CHUNK;
             }
         }
-        logits.ok_or_else(|| candle_core::Error::Msg("an empty prompt".into()))
+        Ok(logits)
     }
 
     /// Room for `positions` tokens, the first `kept` cached positions kept. The cache only grows
@@ -372,17 +401,21 @@ impl Transformer {
     /// Runs `tokens` at positions `position..position + tokens.len()`, extending the KV cache, and
     /// returns the logits of the last position.
     pub fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Tensor> {
-        self.run(tokens, position, true)?.ok_or_else(|| candle_core::Error::Msg("no logits".into()))
+        self.run(&[(tokens, position)])
     }
 
-    /// [`Self::forward`], with the logits only when `logits` is set (a prefill chunk before the
-    /// last needs none).
-    fn run(&mut self, tokens: &[u32], position: usize, logits: bool) -> Result<Option<Tensor>> {
-        let seq = tokens.len();
-        if seq == 0 || position + seq > self.capacity {
+    /// Runs consecutive chunks of tokens (each with its first position), extending the KV cache,
+    /// and returns the logits of the last position. The chunks go through the model layer by
+    /// layer, one after another within a layer: each weight matrix is dequantised once for all of
+    /// them (see [`Linear::forward_each`]), and each chunk's numbers are those of a pass of its own.
+    fn run(&mut self, chunks: &[(&[u32], usize)]) -> Result<Tensor> {
+        let (Some(&(_, position)), Some(&(last_tokens, last_at))) = (chunks.first(), chunks.last()) else {
+            candle_core::bail!("nothing to run");
+        };
+        let end = last_at + last_tokens.len();
+        if last_tokens.is_empty() || end > self.capacity {
             candle_core::bail!(
-                "positions {position}..{} do not fit the {} the cache was started with",
-                position + seq,
+                "positions {position}..{end} do not fit the {} the cache was started with",
                 self.capacity
             );
         }
@@ -393,28 +426,59 @@ impl Transformer {
         // `position` is known to be in the cache.
         self.cached.truncate(position);
         self.reusable = self.reusable.min(position);
-        let mut x = self.embed(tokens)?;
-        let mask = if seq > 1 { Some(self.mask(seq, position)?) } else { None };
-        let cos = self.cos.narrow(0, position, seq)?;
-        let sin = self.sin.narrow(0, position, seq)?;
+        let mut xs = chunks.iter().map(|(tokens, _)| self.embed(tokens)).collect::<Result<Vec<_>>>()?;
+        let mut contexts = Vec::with_capacity(chunks.len());
+        for &(tokens, at) in chunks {
+            let seq = tokens.len();
+            let mask = if seq > 1 { Some(self.mask(seq, at)?) } else { None };
+            contexts.push(Positions {
+                at,
+                mask,
+                cos: self.cos.narrow(0, at, seq)?,
+                sin: self.sin.narrow(0, at, seq)?,
+            });
+        }
         let hyper = self.hyper;
         for layer in &mut self.layers {
-            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, hyper.rms_eps)?;
-            let attn = attention(layer, &h, position, mask.as_ref(), (&cos, &sin), hyper)?;
-            x = (x + layer.wo.forward(&attn)?)?;
-            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, hyper.rms_eps)?;
-            let [gate, up] = <[Tensor; 2]>::try_from(layer.gate_up.forward(&h)?)
-                .map_err(|_| candle_core::Error::Msg("gate/up projections: expected two outputs".into()))?;
-            let ff = (candle_nn::ops::silu(&gate)? * up)?;
-            x = (x + layer.down.forward(&ff)?)?;
+            let hs = xs
+                .iter()
+                .map(|x| candle_nn::ops::rms_norm(x, &layer.attn_norm, hyper.rms_eps))
+                .collect::<Result<Vec<_>>>()?;
+            let qkvs = layer.qkv.forward_each(&hs)?;
+            let attns = qkvs
+                .into_iter()
+                .zip(&contexts)
+                .map(|(qkv, cx)| attention(layer, qkv, cx, hyper))
+                .collect::<Result<Vec<_>>>()?;
+            for (x, out) in xs.iter_mut().zip(layer.wo.forward_each(&attns)?) {
+                *x = (&*x + out)?;
+            }
+            let hs = xs
+                .iter()
+                .map(|x| candle_nn::ops::rms_norm(x, &layer.ffn_norm, hyper.rms_eps))
+                .collect::<Result<Vec<_>>>()?;
+            let ffs = layer
+                .gate_up
+                .forward_each(&hs)?
+                .into_iter()
+                .map(|gate_up| {
+                    let [gate, up] = <[Tensor; 2]>::try_from(gate_up).map_err(|_| {
+                        candle_core::Error::Msg("gate/up projections: expected two outputs".into())
+                    })?;
+                    candle_nn::ops::silu(&gate)? * up
+                })
+                .collect::<Result<Vec<_>>>()?;
+            for (x, out) in xs.iter_mut().zip(layer.down.forward_each(&ffs)?) {
+                *x = (&*x + out)?;
+            }
         }
-        self.cached.extend_from_slice(tokens);
-        if !logits {
-            return Ok(None);
+        for (tokens, _) in chunks {
+            self.cached.extend_from_slice(tokens);
         }
-        let last = x.narrow(0, seq - 1, 1)?;
+        let x = xs.pop().ok_or_else(|| candle_core::Error::Msg("nothing ran".into()))?;
+        let last = x.narrow(0, last_tokens.len() - 1, 1)?;
         let last = candle_nn::ops::rms_norm(&last, &self.norm, hyper.rms_eps)?;
-        self.output.forward(&last)?.squeeze(0).map(Some)
+        self.output.forward(&last)?.squeeze(0)
     }
 
     /// The additive causal mask for `seq` new rows at `position`, repeated for each query head of
@@ -436,28 +500,31 @@ impl Transformer {
     }
 }
 
-/// Self-attention of `h` (`(seq, dim)`, already normed) against the cache, which it extends.
-/// Returns `(seq, n_head × head_dim)`, ready for the output projection.
-fn attention(
-    layer: &mut Layer,
-    h: &Tensor,
-    position: usize,
-    mask: Option<&Tensor>,
-    (cos, sin): (&Tensor, &Tensor),
-    hyper: Hyper,
-) -> Result<Tensor> {
+/// Where a chunk of rows sits: its first position, its causal mask (none for one row) and its
+/// rotary tables.
+struct Positions {
+    at: usize,
+    mask: Option<Tensor>,
+    cos: Tensor,
+    sin: Tensor,
+}
+
+/// Self-attention of one chunk's q, k and v projections (`(seq, …)` each) against the cache, which
+/// it extends. Returns `(seq, n_head × head_dim)`, ready for the output projection.
+fn attention(layer: &mut Layer, qkv: Vec<Tensor>, cx: &Positions, hyper: Hyper) -> Result<Tensor> {
     let Hyper { n_head, n_kv_head, head_dim, rope_neox, .. } = hyper;
-    let seq = h.dim(0)?;
+    let (position, mask) = (cx.at, cx.mask.as_ref());
+    let [q, k, v] = <[Tensor; 3]>::try_from(qkv)
+        .map_err(|_| candle_core::Error::Msg("q/k/v projections: expected three outputs".into()))?;
+    let seq = q.dim(0)?;
     let heads = |t: Tensor, n: usize| t.reshape((1, seq, n, head_dim))?.transpose(1, 2)?.contiguous();
     let rope = |t: Tensor| {
         if rope_neox {
-            candle_nn::rotary_emb::rope(&t, cos, sin)
+            candle_nn::rotary_emb::rope(&t, &cx.cos, &cx.sin)
         } else {
-            candle_nn::rotary_emb::rope_i(&t, cos, sin)
+            candle_nn::rotary_emb::rope_i(&t, &cx.cos, &cx.sin)
         }
     };
-    let [q, k, v] = <[Tensor; 3]>::try_from(layer.qkv.forward(h)?)
-        .map_err(|_| candle_core::Error::Msg("q/k/v projections: expected three outputs".into()))?;
     let q = rope(heads(q, n_head)?)?.squeeze(0)?;
     let k = rope(heads(k, n_kv_head)?)?.squeeze(0)?;
     let v = heads(v, n_kv_head)?.squeeze(0)?;
