@@ -10,6 +10,7 @@
 mod agent;
 mod assemble;
 mod context;
+mod embedder;
 mod error;
 mod metering;
 mod provider;
@@ -31,6 +32,7 @@ pub use assemble::{ResponseAssembler, collect_response};
 pub use context::{
     CONTEXT_FILE_NAMES, ContextFile, MAX_CONTEXT_FILE_BYTES, discover_context_files, system_prompt,
 };
+pub use embedder::Embedder;
 pub use error::{ErrorKind, ProviderError, Recovery};
 pub use metering::{
     BudgetError, BudgetExceeded, BudgetLimit, BudgetScope, BudgetSpec, BudgetStatus, BudgetWindow, Budgets,

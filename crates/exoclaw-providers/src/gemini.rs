@@ -28,10 +28,10 @@ use crate::wire::{
     StreamDecoder, WireError, kind_for_status, preview, retry_after, unexpected, whole_tool_call,
 };
 use async_trait::async_trait;
-use exoclaw_core::{Capabilities, ErrorKind, EventStream, ModelInfo, Provider, ProviderError};
+use exoclaw_core::{Capabilities, Embedder, ErrorKind, EventStream, ModelInfo, Provider, ProviderError};
 use exoclaw_types::{
-    ChatRequest, ChatResponse, ImageSource, ModelId, Part, ResponseFormat, Role, StopReason, StreamEvent,
-    ToolChoice, Usage,
+    ChatRequest, ChatResponse, EmbeddingRequest, Embeddings, ImageSource, ModelId, Part, ResponseFormat,
+    Role, StopReason, StreamEvent, ToolChoice, Usage,
 };
 use http::header::HeaderMap;
 use serde::Deserialize;
@@ -94,6 +94,60 @@ impl Gemini {
     fn post(&self, url: String, body: &Value) -> Result<Outgoing, ProviderError> {
         self.transport.post_json(self.transport.uri(url)?, body)
     }
+}
+
+/// Most texts one `batchEmbedContents` call takes (the API's limit is 100).
+const EMBEDDING_BATCH: usize = 100;
+
+#[async_trait]
+impl Embedder for Gemini {
+    /// `POST {base}/models/{model}:batchEmbedContents`
+    /// (<https://ai.google.dev/api/embeddings#method:-models.batchembedcontents>) per batch of 100.
+    /// The API reports no token counts for embeddings.
+    async fn embed(&self, request: EmbeddingRequest) -> Result<Embeddings, ProviderError> {
+        let url = self.method_url(&request.model, "batchEmbedContents")?;
+        let mut vectors = Vec::with_capacity(request.inputs.len());
+        for batch in request.inputs.chunks(EMBEDDING_BATCH) {
+            let body = encode_embeddings(&request, batch);
+            let json = self.transport.json(self.post(url.clone(), &body)?, "embeddings").await?;
+            vectors.extend(decode_embeddings(&json, batch.len()).map_err(|e| self.transport.error(e))?);
+        }
+        Ok(Embeddings { vectors, input_tokens: None })
+    }
+}
+
+/// The `batchEmbedContents` body for `batch` (inputs of `request`).
+fn encode_embeddings(request: &EmbeddingRequest, batch: &[String]) -> Value {
+    let model = request.model.as_str();
+    let model = format!("models/{}", model.strip_prefix("models/").unwrap_or(model));
+    let requests: Vec<Value> = batch
+        .iter()
+        .map(|text| {
+            let mut one = json!({"model": model, "content": {"parts": [{"text": text}]}});
+            if let Some(dimensions) = request.dimensions {
+                one["outputDimensionality"] = json!(dimensions);
+            }
+            one
+        })
+        .collect();
+    json!({"requests": requests})
+}
+
+/// The vectors of a `batchEmbedContents` answer, one per text of the batch, in order.
+fn decode_embeddings(json: &Value, expected: usize) -> Result<Vec<Vec<f32>>, WireError> {
+    #[derive(Deserialize)]
+    struct Embedding {
+        values: Vec<f32>,
+    }
+    let vectors: Vec<Embedding> = serde_json::from_value(json["embeddings"].clone())
+        .map_err(|_| unexpected("embeddings answer", &json.to_string()))?;
+    if vectors.len() != expected {
+        return Err(WireError::protocol(format!(
+            "the embeddings answer has {} vectors for {expected} inputs",
+            vectors.len()
+        )));
+    }
+    Ok(vectors.into_iter().map(|e| e.values).collect())
 }
 
 #[async_trait]
@@ -1029,5 +1083,20 @@ mod tests {
         };
         let options = ProviderOptions::default().with_env(BASE_URL_ENV, API_KEY_ENV, env);
         assert_eq!(Gemini::new(options).unwrap().base_url(), "http://proxy/v1beta");
+    }
+
+    #[test]
+    fn embeddings_are_a_batch_of_requests_naming_the_model_and_come_back_in_order() {
+        let mut request = EmbeddingRequest::new("gemini-embedding-001", vec!["a".into(), "b".into()]);
+        request.dimensions = Some(768);
+        let body = encode_embeddings(&request, &request.inputs);
+        assert_eq!(
+            body["requests"][1],
+            json!({"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "b"}]},
+                "outputDimensionality": 768})
+        );
+        let answer = json!({"embeddings": [{"values": [1.0, 0.0]}, {"values": [0.0, 1.0]}]});
+        assert_eq!(decode_embeddings(&answer, 2).unwrap(), vec![vec![1.0, 0.0], vec![0.0, 1.0]]);
+        assert!(decode_embeddings(&answer, 3).is_err());
     }
 }

@@ -25,7 +25,7 @@ mod wire_format;
 
 pub use anthropic::Anthropic;
 pub use gemini::Gemini;
-pub use openai::OpenAiCompatible;
+pub use openai::{EMBEDDING_BATCH, OpenAiCompatible};
 pub use options::{ProviderOptions, process_env};
 pub use presets::Preset;
 pub use router::{Router, RouterBuilder, Routes};

@@ -24,10 +24,10 @@ use crate::wire::{
     whole_tool_call,
 };
 use async_trait::async_trait;
-use exoclaw_core::{Capabilities, ErrorKind, EventStream, ModelInfo, Provider, ProviderError};
+use exoclaw_core::{Capabilities, Embedder, ErrorKind, EventStream, ModelInfo, Provider, ProviderError};
 use exoclaw_types::{
-    ChatRequest, ChatResponse, ImageSource, Message, ModelId, Part, ResponseFormat, Role, StopReason,
-    StreamEvent, ToolCall, ToolChoice, Usage,
+    ChatRequest, ChatResponse, EmbeddingRequest, Embeddings, ImageSource, Message, ModelId, Part,
+    ResponseFormat, Role, StopReason, StreamEvent, ToolCall, ToolChoice, Usage,
 };
 use http::Uri;
 use http::header::{AUTHORIZATION, HeaderMap, HeaderValue};
@@ -136,6 +136,71 @@ impl Provider for OpenAiCompatible {
             .map(|id| ModelInfo { id: ModelId::from(id), display_name: None })
             .collect())
     }
+}
+
+/// Most inputs one `/embeddings` call carries (OpenAI takes 2,048; llama.cpp's server works through
+/// a batch in one go, so smaller batches keep each call short); longer lists go in several calls.
+pub const EMBEDDING_BATCH: usize = 256;
+
+#[async_trait]
+impl Embedder for OpenAiCompatible {
+    /// `POST {base_url}/embeddings` per batch of [`EMBEDDING_BATCH`] inputs, floats requested.
+    async fn embed(&self, request: EmbeddingRequest) -> Result<Embeddings, ProviderError> {
+        model_name::check(self.transport.name(), request.model.as_str())?;
+        let uri = self.transport.uri(format!("{}/embeddings", self.base_url))?;
+        let mut vectors = Vec::with_capacity(request.inputs.len());
+        let mut tokens = Some(0u64);
+        for batch in request.inputs.chunks(EMBEDDING_BATCH) {
+            let mut body =
+                json!({"model": request.model.as_str(), "input": batch, "encoding_format": "float"});
+            if let Some(dimensions) = request.dimensions {
+                body["dimensions"] = json!(dimensions);
+            }
+            let json =
+                self.transport.json(self.transport.post_json(uri.clone(), &body)?, "embeddings").await?;
+            let (batch_vectors, batch_tokens) =
+                decode_embeddings(&json, batch.len()).map_err(|e| self.transport.error(e))?;
+            vectors.extend(batch_vectors);
+            tokens = tokens.zip(batch_tokens).map(|(a, b)| a + b);
+        }
+        Ok(Embeddings { vectors, input_tokens: tokens })
+    }
+}
+
+/// The vectors of an `/embeddings` answer in input order (the API numbers them by `index`), and
+/// its prompt tokens; an answer with another number of vectors than `expected` is a protocol error.
+pub(crate) fn decode_embeddings(
+    json: &Value,
+    expected: usize,
+) -> Result<(Vec<Vec<f32>>, Option<u64>), WireError> {
+    #[derive(Deserialize)]
+    struct Item {
+        #[serde(default)]
+        index: Option<usize>,
+        embedding: Vec<f32>,
+    }
+    let bad = || unexpected("embeddings answer", &json.to_string());
+    let items: Vec<Item> = serde_json::from_value(json["data"].clone()).map_err(|_| bad())?;
+    if items.len() != expected {
+        return Err(WireError::protocol(format!(
+            "the embeddings answer has {} vectors for {expected} inputs",
+            items.len()
+        )));
+    }
+    let mut slots: Vec<Option<Vec<f32>>> = vec![None; expected];
+    for (position, item) in items.into_iter().enumerate() {
+        let at = item.index.unwrap_or(position);
+        match slots.get_mut(at) {
+            Some(slot @ None) => *slot = Some(item.embedding),
+            _ => {
+                return Err(WireError::protocol(format!(
+                    "the embeddings answer repeats or misplaces index {at}"
+                )));
+            }
+        }
+    }
+    let vectors = slots.into_iter().flatten().collect();
+    Ok((vectors, json["usage"]["prompt_tokens"].as_u64()))
 }
 
 /// The request body for `request`, streamed or not, as JSON (for [`crate::WireFormat`]).
@@ -939,5 +1004,25 @@ mod tests {
             index: 0,
             call: ToolCall { id: "call_x".into(), name: "f".into(), arguments: json!({"a": 1}) }
         }));
+    }
+
+    #[test]
+    fn embeddings_come_back_in_input_order_with_their_tokens() {
+        let answer = json!({"data": [
+            {"object": "embedding", "index": 1, "embedding": [0.5, 0.5]},
+            {"object": "embedding", "index": 0, "embedding": [1.0, 0.0]},
+        ], "usage": {"prompt_tokens": 7, "total_tokens": 7}});
+        let (vectors, tokens) = decode_embeddings(&answer, 2).unwrap();
+        assert_eq!(vectors, vec![vec![1.0, 0.0], vec![0.5, 0.5]]);
+        assert_eq!(tokens, Some(7));
+    }
+
+    #[test]
+    fn an_embeddings_answer_of_the_wrong_size_or_shape_is_a_protocol_error() {
+        let one = json!({"data": [{"index": 0, "embedding": [1.0]}]});
+        assert!(format!("{:?}", decode_embeddings(&one, 2).unwrap_err()).contains("1 vectors for 2 inputs"));
+        let twice = json!({"data": [{"index": 0, "embedding": [1.0]}, {"index": 0, "embedding": [2.0]}]});
+        assert!(decode_embeddings(&twice, 2).is_err());
+        assert!(decode_embeddings(&json!({"error": "nope"}), 1).is_err());
     }
 }

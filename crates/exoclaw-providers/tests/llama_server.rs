@@ -3,11 +3,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use exoclaw_core::Provider;
+use exoclaw_core::{Embedder, Provider};
 use exoclaw_providers::{OpenAiCompatible, ProviderOptions, presets::LLAMACPP};
 use exoclaw_testkit::{conformance::drain, peers::LlamaServer};
 use exoclaw_types::{
-    ChatRequest, GenerationParams, JsonSchemaFormat, Message, ResponseFormat, StopReason, StreamEvent,
+    ChatRequest, EmbeddingRequest, GenerationParams, JsonSchemaFormat, Message, ResponseFormat, StopReason,
+    StreamEvent,
 };
 
 /// Each test owns its server (it starts in well under a second), so it is killed when the test
@@ -98,4 +99,30 @@ async fn a_json_schema_format_shapes_the_answer() {
     for field in ["city", "country"] {
         assert!(answer[field].is_string(), "{field} is not a string in {answer}");
     }
+}
+
+#[tokio::test]
+async fn embeddings_come_back_one_per_input_in_order_across_batches() {
+    let server = LlamaServer::start_with(&["--embeddings", "--pooling", "mean"]);
+    let provider = provider(&server);
+    let sentences =
+        ["The cat sat on the mat.", "Stock markets fell sharply today.", "A kitten rests on a rug."];
+    // More inputs than one call carries: the provider splits them and keeps their order.
+    let count = exoclaw_providers::EMBEDDING_BATCH + 4;
+    let inputs: Vec<String> = (0..count).map(|i| sentences[i % 3].to_owned()).collect();
+    let answer = provider.embed(EmbeddingRequest::new("smollm2", inputs)).await.unwrap();
+    assert_eq!(answer.vectors.len(), count);
+    let dim = answer.vectors[0].len();
+    assert_eq!(dim, 576, "SmolLM2's hidden size");
+    assert!(answer.vectors.iter().all(|v| v.len() == dim && v.iter().all(|x| x.is_finite())));
+    let cosine = |a: &[f32], b: &[f32]| {
+        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        dot / (a.iter().map(|x| x * x).sum::<f32>().sqrt() * b.iter().map(|x| x * x).sum::<f32>().sqrt())
+    };
+    // The same sentence, wherever it sits (the last batch included), gets the same vector.
+    for i in [3, count - 3, count - 1] {
+        assert!(cosine(&answer.vectors[i % 3], &answer.vectors[i]) > 0.9999, "input {i}");
+    }
+    assert!(cosine(&answer.vectors[0], &answer.vectors[1]) < 0.9999, "different sentences differ");
+    assert!(answer.input_tokens.is_some_and(|t| t > count as u64), "{:?}", answer.input_tokens);
 }

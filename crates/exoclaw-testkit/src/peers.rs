@@ -50,6 +50,12 @@ impl LlamaServer {
     /// Builds (first time only) and starts `llama-server` with SmolLM2 on a free loopback port and
     /// waits until it answers `/health`.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// [`Self::start`], with more command-line arguments (`--embeddings --pooling mean` serves
+    /// `/v1/embeddings`).
+    pub fn start_with(extra: &[&str]) -> Self {
         let binary = obtain("llama-server.sh");
         let model = smollm2_gguf();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -61,6 +67,7 @@ impl LlamaServer {
             .args(["-m"])
             .arg(&model)
             .args(["--host", "127.0.0.1", "--port", &port.to_string(), "-c", "4096", "-t", "2", "--jinja"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

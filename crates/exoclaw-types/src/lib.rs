@@ -7,6 +7,7 @@
 
 mod agent;
 mod binding;
+mod embedding;
 mod error_code;
 mod key;
 mod message;
@@ -16,6 +17,7 @@ mod stream;
 
 pub use agent::{AgentEvent, SessionId, SessionInfo, SessionKey, ToolEffect, TurnOutcome, UsageRecord};
 pub use binding::{Binding, Inbound};
+pub use embedding::{EmbeddingRequest, Embeddings};
 pub use error_code::{ErrorCode, UnknownErrorCode};
 pub use key::{ApiKey, glob_match};
 pub use message::{ImageSource, Message, MessageId, Part, Role, ToolCall, ToolResult};
