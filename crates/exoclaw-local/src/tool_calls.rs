@@ -210,71 +210,73 @@ impl Grammar {
                 None => Ok(matcher),
             }
         };
-        if let Some(answer) = &self.answer {
-            let only_answer =
-                Self { mode: Mode::Json, calls: Vec::new(), answer: Some(answer.clone()), parallel: false };
-            compile(only_answer.lark()).map_err(|e| {
-                LocalError::Grammar(format!("the response format's JSON schema cannot be enforced: {e}"))
-            })?;
-        }
         let e = match compile(self.lark()) {
             Ok(matcher) => return Ok(matcher),
             Err(e) => e,
         };
+        if let Some(answer) = &self.answer
+            && let Err(e) = compile(lark(Mode::Json, &[], Some(answer), false))
+        {
+            return Err(LocalError::Grammar(format!(
+                "the response format's JSON schema cannot be enforced: {e}"
+            )));
+        }
         self.calls = tools
             .iter()
             .zip(std::mem::take(&mut self.calls))
-            .map(|(tool, schema)| {
-                let alone = Self { mode: Mode::Calls, calls: vec![schema], answer: None, parallel: false };
-                match compile(alone.lark()) {
-                    Ok(_) => alone.calls.into_iter().next().unwrap_or_default(),
-                    Err(e) => {
-                        tracing::warn!(tool = %tool.name, error = %e, "tool schema not enforceable; any object allowed");
-                        call_schema(&tool.name, &json!({"type": "object"}))
-                    }
+            .map(|(tool, schema)| match compile(lark(Mode::Calls, std::slice::from_ref(&schema), None, false)) {
+                Ok(_) => schema,
+                Err(e) => {
+                    tracing::warn!(tool = %tool.name, error = %e, "tool schema not enforceable; any object allowed");
+                    call_schema(&tool.name, &json!({"type": "object"}))
                 }
             })
             .collect();
         compile(self.lark()).map_err(|_| e)
     }
 
-    /// The Lark grammar: calls are `<tool_call>`, the JSON (optionally on its own line),
-    /// `</tool_call>`, separated by whitespace; a JSON answer is the JSON alone.
     fn lark(&self) -> String {
-        let json_rule = |schema: Value, lenient: bool| {
-            let mut schema = schema;
-            if let Value::Object(o) = &mut schema {
-                o.insert("x-guidance".into(), json_options(lenient));
-            }
-            format!("%json {schema}")
-        };
-        let mut rules = String::new();
-        let start = match self.mode {
-            Mode::TextOrCalls => "WS? calls",
-            Mode::Calls => "calls",
-            Mode::Json => "answer",
-            Mode::CallsOrJson => "calls | answer",
-        };
-        rules.push_str(&format!("start: {start}\n"));
-        if self.mode != Mode::Json {
-            let call = match self.calls.as_slice() {
-                [one] => one.clone(),
-                many => json!({"anyOf": many}),
-            };
-            let more = if self.parallel { " (WS? block)* WS?" } else { "" };
-            rules.push_str(&format!(
-                "calls: block{more}\nblock: {open} NL? call NL? {close}\ncall: {json}\n",
-                open = json!(OPEN),
-                close = json!(CLOSE),
-                json = json_rule(call, true),
-            ));
-        }
-        if let Some(answer) = &self.answer {
-            rules.push_str(&format!("answer: {}\n", json_rule(answer.clone(), false)));
-        }
-        rules.push_str("WS: /[ \\t\\r\\n\\f]+/\nNL: \"\\n\"\n");
-        rules
+        lark(self.mode, &self.calls, self.answer.as_ref(), self.parallel)
     }
+}
+
+/// The Lark grammar of an answer in `mode`: calls (to the tools whose call schemas are `calls`)
+/// are `<tool_call>`, the JSON (optionally on its own line), `</tool_call>`, separated by
+/// whitespace, several when `parallel`; a JSON answer is the JSON alone.
+fn lark(mode: Mode, calls: &[Value], answer: Option<&Value>, parallel: bool) -> String {
+    let json_rule = |schema: Value, lenient: bool| {
+        let mut schema = schema;
+        if let Value::Object(o) = &mut schema {
+            o.insert("x-guidance".into(), json_options(lenient));
+        }
+        format!("%json {schema}")
+    };
+    let mut rules = String::new();
+    let start = match mode {
+        Mode::TextOrCalls => "WS? calls",
+        Mode::Calls => "calls",
+        Mode::Json => "answer",
+        Mode::CallsOrJson => "calls | answer",
+    };
+    rules.push_str(&format!("start: {start}\n"));
+    if mode != Mode::Json {
+        let call = match calls {
+            [one] => one.clone(),
+            many => json!({"anyOf": many}),
+        };
+        let more = if parallel { " (WS? block)* WS?" } else { "" };
+        rules.push_str(&format!(
+            "calls: block{more}\nblock: {open} NL? call NL? {close}\ncall: {json}\n",
+            open = json!(OPEN),
+            close = json!(CLOSE),
+            json = json_rule(call, true),
+        ));
+    }
+    if let Some(answer) = answer {
+        rules.push_str(&format!("answer: {}\n", json_rule(answer.clone(), false)));
+    }
+    rules.push_str("WS: /[ \\t\\r\\n\\f]+/\nNL: \"\\n\"\n");
+    rules
 }
 
 /// The schema of a call to `name`: `{"name": name, "arguments": …}` in that order. An arguments
@@ -485,7 +487,7 @@ fn one_call(text: &str) -> Option<(ToolCall, &str)> {
 fn distinct(calls: Vec<ToolCall>) -> Vec<ToolCall> {
     let mut kept: Vec<ToolCall> = Vec::with_capacity(calls.len());
     for call in calls {
-        if !kept.iter().any(|k| k.name == call.name && k.arguments == call.arguments) {
+        if !kept.iter().any(|k| same_call(k, &call)) {
             kept.push(ToolCall { id: format!("call_{}", kept.len()), ..call });
         }
     }
@@ -495,9 +497,12 @@ fn distinct(calls: Vec<ToolCall>) -> Vec<ToolCall> {
 /// Whether the last of the complete calls at the start of `text` repeats an earlier one.
 fn repeats_a_call(text: &str) -> bool {
     let (calls, _) = leading_calls(text);
-    calls.split_last().is_some_and(|(last, earlier)| {
-        earlier.iter().any(|c| c.name == last.name && c.arguments == last.arguments)
-    })
+    calls.split_last().is_some_and(|(last, earlier)| earlier.iter().any(|c| same_call(c, last)))
+}
+
+/// Whether two calls are the same call word for word: same tool, same arguments (ids aside).
+fn same_call(a: &ToolCall, b: &ToolCall) -> bool {
+    a.name == b.name && a.arguments == b.arguments
 }
 
 /// The tool calls in a generated answer: one or more `<tool_call>{"name": …, "arguments": …}

@@ -52,48 +52,49 @@ impl Linear {
         Ok(Self { weight, bias })
     }
 
+    /// `x · Wᵀ + b`.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.apply(x, &mut None)
+    }
+
     /// `x · Wᵀ + b` for each of `xs`. Inputs of [`DENSE_ROWS`] rows or more multiply in dense f32,
     /// with the weights dequantised once for all of them; each input's result is what it would be
     /// alone.
     fn forward_each(&self, xs: &[Tensor]) -> Result<Vec<Tensor>> {
-        let mut dense: Option<Tensor> = None;
-        let mut dense_weights = || -> Result<Tensor> {
-            if let Some(w) = &dense {
-                return Ok(w.clone());
-            }
-            let w = match &self.weight {
-                Weight::Candle(QMatMul::QTensor(q)) => q.dequantize(&Device::Cpu)?,
-                Weight::Candle(_) => candle_core::bail!("no dense form of these weights"),
-                Weight::Ours(w) => Tensor::from_vec(w.dequantize(), w.dims(), &Device::Cpu)?,
-            }
-            .t()?;
-            dense = Some(w.clone());
-            Ok(w)
-        };
-        xs.iter()
-            .map(|x| {
-                let rows = x.dim(0)?;
-                let y = match &self.weight {
-                    Weight::Candle(QMatMul::QTensor(_)) | Weight::Ours(_) if rows >= DENSE_ROWS => {
-                        x.matmul(&dense_weights()?)?
-                    }
-                    Weight::Candle(weight) => weight.forward(x)?,
-                    Weight::Ours(w) => {
-                        let y = w.matmul(&x.flatten_all()?.to_vec1::<f32>()?, rows)?;
-                        Tensor::from_vec(y, (rows, w.dims().0), &Device::Cpu)?
-                    }
-                };
-                match &self.bias {
-                    Some(b) => y.broadcast_add(b),
-                    None => Ok(y),
-                }
-            })
-            .collect()
+        let mut dense = None;
+        xs.iter().map(|x| self.apply(x, &mut dense)).collect()
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut ys = self.forward_each(std::slice::from_ref(x))?;
-        ys.pop().ok_or_else(|| candle_core::Error::Msg("no output".into()))
+    /// `x · Wᵀ + b`, the dense weights taken from (or, the first time, put in) `dense`.
+    fn apply(&self, x: &Tensor, dense: &mut Option<Tensor>) -> Result<Tensor> {
+        let rows = x.dim(0)?;
+        let y = match &self.weight {
+            Weight::Candle(QMatMul::QTensor(_)) | Weight::Ours(_) if rows >= DENSE_ROWS => {
+                let weights = match dense {
+                    Some(weights) => weights,
+                    None => dense.insert(self.dense()?),
+                };
+                x.matmul(weights)?
+            }
+            Weight::Candle(weight) => weight.forward(x)?,
+            Weight::Ours(w) => {
+                let y = w.matmul(&x.flatten_all()?.to_vec1::<f32>()?, rows)?;
+                Tensor::from_vec(y, (rows, w.dims().0), &Device::Cpu)?
+            }
+        };
+        match &self.bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+
+    /// `Wᵀ` as dense f32.
+    fn dense(&self) -> Result<Tensor> {
+        match &self.weight {
+            Weight::Candle(QMatMul::QTensor(q)) => q.dequantize(&Device::Cpu)?.t(),
+            Weight::Candle(_) => candle_core::bail!("no dense form of these weights"),
+            Weight::Ours(w) => Tensor::from_vec(w.dequantize(), w.dims(), &Device::Cpu)?.t(),
+        }
     }
 }
 
@@ -364,7 +365,7 @@ impl Transformer {
     /// (to at most the context window): a later, shorter sequence writes over the start of it.
     fn make_room(&mut self, positions: usize, kept: usize) -> Result<()> {
         let positions = positions.min(self.context_length);
-        if positions <= self.capacity && self.capacity > 0 {
+        if positions <= self.capacity {
             return Ok(());
         }
         let Hyper { n_kv_head, head_dim, .. } = self.hyper;

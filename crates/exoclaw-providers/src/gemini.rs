@@ -25,7 +25,8 @@ use crate::model_name;
 use crate::options::{KeyedHeaders, keyed_transport, process_env};
 use crate::transport::{Outgoing, Transport};
 use crate::wire::{
-    StreamDecoder, WireError, kind_for_status, preview, retry_after, unexpected, whole_tool_call,
+    StreamDecoder, WireError, check_vector_count, kind_for_status, preview, retry_after, unexpected,
+    whole_tool_call,
 };
 use async_trait::async_trait;
 use exoclaw_core::{Capabilities, Embedder, ErrorKind, EventStream, ModelInfo, Provider, ProviderError};
@@ -139,14 +140,9 @@ fn decode_embeddings(json: &Value, expected: usize) -> Result<Vec<Vec<f32>>, Wir
     struct Embedding {
         values: Vec<f32>,
     }
-    let vectors: Vec<Embedding> = serde_json::from_value(json["embeddings"].clone())
+    let vectors = Vec::<Embedding>::deserialize(&json["embeddings"])
         .map_err(|_| unexpected("embeddings answer", &json.to_string()))?;
-    if vectors.len() != expected {
-        return Err(WireError::protocol(format!(
-            "the embeddings answer has {} vectors for {expected} inputs",
-            vectors.len()
-        )));
-    }
+    check_vector_count(vectors.len(), expected)?;
     Ok(vectors.into_iter().map(|e| e.values).collect())
 }
 

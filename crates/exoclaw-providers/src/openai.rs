@@ -20,8 +20,8 @@ use crate::options::{missing_key, process_env, trim_base};
 use crate::presets::{ModelListing, Preset};
 use crate::transport::{Outgoing, Transport, secret_header};
 use crate::wire::{
-    Count, StreamDecoder, WireError, kind_for_status, parse_arguments, preview, retry_after, unexpected,
-    whole_tool_call,
+    Count, StreamDecoder, WireError, check_vector_count, kind_for_status, parse_arguments, preview,
+    retry_after, unexpected, whole_tool_call,
 };
 use async_trait::async_trait;
 use exoclaw_core::{Capabilities, Embedder, ErrorKind, EventStream, ModelInfo, Provider, ProviderError};
@@ -180,13 +180,8 @@ pub(crate) fn decode_embeddings(
         embedding: Vec<f32>,
     }
     let bad = || unexpected("embeddings answer", &json.to_string());
-    let items: Vec<Item> = serde_json::from_value(json["data"].clone()).map_err(|_| bad())?;
-    if items.len() != expected {
-        return Err(WireError::protocol(format!(
-            "the embeddings answer has {} vectors for {expected} inputs",
-            items.len()
-        )));
-    }
+    let items = Vec::<Item>::deserialize(&json["data"]).map_err(|_| bad())?;
+    check_vector_count(items.len(), expected)?;
     let mut slots: Vec<Option<Vec<f32>>> = vec![None; expected];
     for (position, item) in items.into_iter().enumerate() {
         let at = item.index.unwrap_or(position);

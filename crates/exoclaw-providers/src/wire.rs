@@ -93,6 +93,14 @@ pub(crate) fn preview(text: &str) -> String {
     out
 }
 
+/// An embeddings answer must hold one vector per input.
+pub(crate) fn check_vector_count(got: usize, expected: usize) -> Result<(), WireError> {
+    if got == expected {
+        return Ok(());
+    }
+    Err(WireError::protocol(format!("the embeddings answer has {got} vectors for {expected} inputs")))
+}
+
 /// A protocol error about an unexpected payload, showing its start.
 pub(crate) fn unexpected(what: &str, text: &str) -> WireError {
     WireError::protocol(format!("unexpected {what}: `{}`", preview(text)))
