@@ -17,6 +17,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "real peers (cached after the first run) and services"
 bash scripts/peers/smollm2.sh >/dev/null
 bash scripts/peers/gemma3.sh >/dev/null
+bash scripts/peers/minilm.sh >/dev/null
+bash scripts/peers/sentence-transformers.sh >/dev/null
 bash scripts/peers/llama-server.sh >/dev/null
 bash scripts/peers/openai-sdk.sh >/dev/null
 bash scripts/peers/websockets.sh >/dev/null

