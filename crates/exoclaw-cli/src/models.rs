@@ -9,13 +9,15 @@ pub async fn list(config: Option<&Path>) -> anyhow::Result<()> {
     let loaded = Config::load_after_dotenv(config)?;
     let config = &loaded.config;
     for name in config.available_provider_names() {
-        let result = if config.is_local(&name) {
-            // Listing must not download or load 100 MB: the embedded model is known statically.
-            Ok(vec![exoclaw_local::fetch::SMOLLM2_135M.name.to_owned()])
+        if config.is_local(&name) {
+            // Listing must not download or load a model: the cache's GGUF headers say enough.
+            match exoclaw::models::local_models(config, &name) {
+                Ok(models) => output::local_models(&name, &models),
+                Err(e) => output::models(&name, Err(e.into())),
+            }
         } else {
-            list_one(config, &name).await
-        };
-        output::models(&name, result);
+            output::models(&name, list_one(config, &name).await);
+        }
     }
     Ok(())
 }

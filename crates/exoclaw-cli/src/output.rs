@@ -55,6 +55,27 @@ pub fn models(provider: &str, result: anyhow::Result<Vec<String>>) {
     }
 }
 
+/// Prints the embedded provider's models, one a line: the default model (whether its file is
+/// here yet), then each cached GGUF with its architecture, quantisation and size.
+pub fn local_models(provider: &str, models: &exoclaw::models::LocalModels) {
+    let default_here = models.default_file.is_file();
+    let mut rows = vec![(
+        format!("{provider}/{}", models.default),
+        format!("(default; {})", if default_here { "cached" } else { "fetched on first use" }),
+    )];
+    for m in models.cached.iter().filter(|m| m.path != models.default_file) {
+        let note = if m.supported { "" } else { "  (architecture not supported)" };
+        rows.push((
+            format!("{provider}/{}", m.name),
+            format!("{} {} {:.0} MB{note}", m.architecture, m.quantisation, m.size as f64 / 1e6),
+        ));
+    }
+    let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0) + 4;
+    for (name, about) in rows {
+        println!("{name:<width$}{about}");
+    }
+}
+
 /// Prints an error and its causes.
 pub fn error(e: &anyhow::Error) {
     eprintln!("error: {e:#}");

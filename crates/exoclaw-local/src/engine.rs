@@ -79,6 +79,7 @@ impl LocalModel {
     pub fn load(path: &Path) -> Result<Self, LocalError> {
         let started = Instant::now();
         let (content, reader) = read_content(path)?;
+        crate::weights::architecture_of(path, &content.metadata)?;
         let tokenizer = GgufTokenizer::from_metadata(&content.metadata)?;
         let template = ChatTemplate::from_metadata(&content.metadata, &tokenizer)?;
         let stop_tokens = template.stop_tokens(&tokenizer);

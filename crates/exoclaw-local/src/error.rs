@@ -7,14 +7,17 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
     /// A request named a model the embedded provider does not serve.
-    #[error("the embedded provider `{provider}` has no model `{requested}`; it serves `{provider}/{served}`")]
+    #[error(
+        "the embedded provider `{provider}` has no model `{requested}`; it serves {}, and any GGUF file named by its path (`{provider}/PATH.gguf`)",
+        served.iter().map(|name| format!("`{provider}/{name}`")).collect::<Vec<_>>().join(", ")
+    )]
     UnknownModel {
         /// The provider instance's name.
         provider: String,
         /// The model asked for.
         requested: String,
-        /// The model it serves.
-        served: &'static str,
+        /// The models it serves by name: its default and the GGUFs in the model cache.
+        served: Vec<String>,
     },
     /// A request named an embedding model the local embedder does not serve.
     #[error("the local embedder `{provider}` has no model `{requested}`; it serves `{served}` only")]

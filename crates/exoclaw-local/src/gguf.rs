@@ -13,9 +13,55 @@ pub fn read_content(path: &Path) -> Result<(Content, BufReader<File>), LocalErro
     let mut reader = BufReader::new(file);
     let content = Content::read(&mut reader).map_err(|e| LocalError::BadModel {
         path: path.to_owned(),
-        reason: format!("not a GGUF file: {e}"),
+        reason: match unknown_tensor_type(&e.to_string()) {
+            Some(name) => format!(
+                "it holds {name} tensors, a type exoclaw cannot read (it reads F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and the K-quants Q2_K…Q6_K): use a GGUF of the model in one of those, such as Q4_K_M"
+            ),
+            None => format!("not a GGUF file: {e}"),
+        },
     })?;
     Ok((content, reader))
+}
+
+/// The name of the GGML tensor type candle's reader refused (`unknown dtype for tensor 23`).
+fn unknown_tensor_type(message: &str) -> Option<String> {
+    // The first line: with `RUST_BACKTRACE` set, candle's message goes on with a backtrace.
+    let first = message.lines().next()?;
+    let number: u32 = first.strip_prefix("unknown dtype for tensor ")?.trim().parse().ok()?;
+    // ggml's `enum ggml_type`, for the types candle does not read.
+    let name = match number {
+        16 => "IQ2_XXS",
+        17 => "IQ2_XS",
+        18 => "IQ3_XXS",
+        19 => "IQ1_S",
+        20 => "IQ4_NL",
+        21 => "IQ3_S",
+        22 => "IQ2_S",
+        23 => "IQ4_XS",
+        24 => "I8",
+        25 => "I16",
+        26 => "I32",
+        27 => "I64",
+        28 => "F64",
+        29 => "IQ1_M",
+        34 => "TQ1_0",
+        35 => "TQ2_0",
+        39 => "MXFP4",
+        _ => return Some(format!("GGML type {number}")),
+    };
+    Some(name.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn a_tensor_type_candle_cannot_read_is_named() {
+        assert_eq!(super::unknown_tensor_type("unknown dtype for tensor 23").as_deref(), Some("IQ4_XS"));
+        assert_eq!(super::unknown_tensor_type("unknown dtype for tensor 99").as_deref(), Some("GGML type 99"));
+        assert_eq!(super::unknown_tensor_type("unexpected end of file"), None);
+    }
 }
 
 /// A string metadata value.

@@ -2,6 +2,7 @@
 //! so `exoclaw chat` answers on a fresh machine with no API key and no model server.
 //!
 //! - [`fetch`]: finding the model: explicit path, cache, or a verified download;
+//! - [`catalog`]: which GGUF a model name means, and the GGUFs in the cache;
 //! - [`gguf`]: reading GGUF metadata;
 //! - [`weights`]: the transformer weights by architecture (re-quantising types without fast CPU
 //!   kernels);
@@ -9,6 +10,7 @@
 //! - [`template`]: the chat template from GGUF metadata, rendered with minijinja;
 //! - [`embedding`]: [`LocalEmbedder`], sentence embeddings (all-MiniLM-L6-v2) computed in-process.
 
+pub mod catalog;
 pub mod embedding;
 mod engine;
 mod error;

@@ -21,13 +21,25 @@ use std::io::{self, Write};
 /// The name the template is stored under in its environment (it shows in error messages).
 const NAME: &str = "chat_template";
 
-/// ChatML, for GGUFs without `tokenizer.chat_template`.
+/// ChatML, for GGUFs without `tokenizer.chat_template` whose vocabulary has its markers.
 const CHATML: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + \
     message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ \
     '<|im_start|>assistant\\n' }}{% endif %}";
 
+/// Gemma's turn format (its instruction-tuned models' template: the system prompt opens the first
+/// user turn), for GGUFs without a template whose vocabulary has `<start_of_turn>` — Gemma's base
+/// models.
+const GEMMA_TURNS: &str = "{{ bos_token }}{% set ns = namespace(system='') %}{% for message in messages %}\
+    {% if message['role'] == 'system' %}{% set ns.system = message['content'] + '\\n\\n' %}{% else %}\
+    {{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' else 'user') + '\\n' + ns.system + \
+    message['content'] | trim + '<end_of_turn>\\n' }}{% set ns.system = '' %}{% endif %}{% endfor %}\
+    {% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}";
+
+/// The built-in templates for GGUFs without one, by a marker their vocabulary must have.
+const DEFAULT_TEMPLATES: [(&str, &str); 2] = [("<|im_start|>", CHATML), ("<start_of_turn>", GEMMA_TURNS)];
+
 /// Tokens that end a turn in the common chat formats.
-const END_OF_TURN: [&str; 4] = ["<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>"];
+const END_OF_TURN: [&str; 5] = ["<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "<end_of_turn>"];
 
 /// A model's chat template, ready to render conversations into prompt text.
 #[derive(Debug)]
@@ -40,9 +52,24 @@ pub struct ChatTemplate {
 }
 
 impl ChatTemplate {
-    /// Loads `tokenizer.chat_template` from the metadata (ChatML when there is none) and compiles it.
+    /// Loads `tokenizer.chat_template` from the metadata and compiles it. A GGUF without one (a
+    /// base model) gets the built-in format its vocabulary has the markers of: ChatML
+    /// (`<|im_start|>`), else Gemma's turns (`<start_of_turn>`); with neither, an error, since
+    /// any other guess would feed the model a format it does not know.
     pub fn from_metadata(md: &Metadata, tokenizer: &GgufTokenizer) -> Result<Self, LocalError> {
-        Self::from_source(md_str(md, "tokenizer.chat_template").unwrap_or(CHATML), tokenizer)
+        if let Some(source) = md_str(md, "tokenizer.chat_template") {
+            return Self::from_source(source, tokenizer);
+        }
+        let Some((_, source)) = DEFAULT_TEMPLATES.iter().find(|(marker, _)| tokenizer.token_id(marker).is_some())
+        else {
+            return Err(LocalError::Template(
+                "the model has no chat template (`tokenizer.chat_template`) and its vocabulary has none of the turn \
+                 markers of the built-in ones (ChatML's `<|im_start|>`, Gemma's `<start_of_turn>`): use a GGUF of an \
+                 instruction-tuned model, which carries its template"
+                    .into(),
+            ));
+        };
+        Self::from_source(source, tokenizer)
     }
 
     /// Compiles a template given as Jinja source.

@@ -1,8 +1,10 @@
-//! The forward pass of llama-family transformers (Llama, SmolLM, Mistral-style, Qwen2) over GGUF
-//! weights, written for one sequence on the CPU.
+//! The forward pass of llama-family transformers (Llama, SmolLM, Mistral-style, Qwen2/3, Gemma 3)
+//! over GGUF weights, written for one sequence on the CPU.
 //!
 //! It follows candle-transformers' `quantized_llama` (MIT/Apache-2.0) in its maths and tensor
-//! names, and differs where that model spends its time on small models:
+//! names, with each family's differences ([`Family`]: per-head query/key norms, post-norms, GELU,
+//! scaled embeddings, sliding-window layers) as llama.cpp's `src/llama-model.cpp` builds them, and
+//! differs where that model spends its time on small models:
 //! - the KV cache is allocated once per answer and written in place, instead of concatenating the
 //!   whole cache again for every token in every layer;
 //! - grouped-query attention multiplies each KV head with its group of query heads at once
@@ -11,11 +13,13 @@
 //! - long prompts go through the weight matrices as dense f32 (see [`Linear`]).
 
 use crate::kernels::{QuantMatrix, attention};
+use crate::weights::{Activation, Family};
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{D, DType, Device, Module, Result, Tensor};
 use std::collections::HashMap;
 use std::io::{Read, Seek};
+use std::ops::Range;
 
 /// Rows at or above which a matrix product dequantises the weights and multiplies in f32. A
 /// quantised product redoes the integer dot products for every row; a dense one uses a blocked
@@ -154,11 +158,23 @@ struct Layer {
     attn_norm: Tensor,
     /// q, k, v.
     qkv: Projections,
+    /// RMS norms over each query and key head, before the rotary embedding (Qwen3, Gemma 3).
+    q_norm: Option<Tensor>,
+    k_norm: Option<Tensor>,
     wo: Linear,
+    /// RMS norm of the attention's output before it joins the residual (Gemma 3).
+    post_attn_norm: Option<Tensor>,
     ffn_norm: Tensor,
     /// gate, up.
     gate_up: Projections,
     down: Linear,
+    /// RMS norm of the FFN's output before it joins the residual (Gemma 3).
+    post_ffn_norm: Option<Tensor>,
+    /// How many past positions this layer's attention sees (itself included), if it is a
+    /// sliding-window layer.
+    window: Option<usize>,
+    /// Which of [`Transformer::ropes`] this layer's rotary embedding uses.
+    rope: usize,
     /// `(kv_heads, capacity, head_dim)`, written in place.
     k_cache: Tensor,
     v_cache: Tensor,
@@ -171,8 +187,12 @@ struct Hyper {
     n_kv_head: usize,
     head_dim: usize,
     rms_eps: f32,
-    /// Non-interleaved ("neox") rotary embeddings, as Qwen2 uses; llama GGUFs are interleaved.
+    /// Non-interleaved ("neox") rotary embeddings, as Qwen and Gemma use; llama GGUFs are
+    /// interleaved.
     rope_neox: bool,
+    /// What the input embeddings are multiplied by (`√dim` for Gemma, else 1).
+    embedding_scale: f64,
+    activation: Activation,
 }
 
 /// A loaded transformer with its KV cache.
@@ -181,8 +201,8 @@ pub struct Transformer {
     layers: Vec<Layer>,
     norm: Tensor,
     output: Linear,
-    cos: Tensor,
-    sin: Tensor,
+    /// Cosine and sine tables of the rotary embeddings: one per rotary base the layers use.
+    ropes: Vec<(Tensor, Tensor)>,
     hyper: Hyper,
     context_length: usize,
     /// Positions the KV cache holds room for.
@@ -193,19 +213,20 @@ pub struct Transformer {
     /// the only ones a later prompt may reuse (a generated token's single-row pass rounds
     /// differently from the same position inside a chunk).
     reusable: usize,
-    masks: HashMap<(usize, usize), Tensor>,
+    /// Causal masks by `(rows, position, window)`.
+    masks: HashMap<(usize, usize, Option<usize>), Tensor>,
 }
 
 impl Transformer {
-    /// Builds the model from a GGUF whose architecture's metadata keys start with `prefix`
-    /// (`llama`, `qwen2`).
+    /// Builds the model of `family` from a GGUF.
     pub fn from_gguf<R: Read + Seek>(
         content: &Content,
         reader: &mut R,
-        prefix: &str,
+        family: Family,
         context_length: usize,
     ) -> Result<Self> {
         let device = Device::Cpu;
+        let prefix = family.key_prefix;
         let md = |key: &str| {
             content
                 .metadata
@@ -217,14 +238,25 @@ impl Transformer {
         let n_layer = md("block_count")?.to_u32()? as usize;
         let dim = md("embedding_length")?.to_u32()? as usize;
         let rms_eps = md("attention.layer_norm_rms_epsilon")?.to_f32()?;
-        let head_dim = dim / n_head;
+        // Heads may be wider than `dim / n_head` (Gemma 3: 4 heads of 256 over 640).
+        let head_dim = md("attention.key_length").and_then(|v| v.to_u32()).map_or(dim / n_head, |v| v as usize);
+        let value_dim = md("attention.value_length").and_then(|v| v.to_u32()).map_or(head_dim, |v| v as usize);
         let rope_dim = md("rope.dimension_count").and_then(|v| v.to_u32()).map_or(head_dim, |v| v as usize);
         let freq_base = md("rope.freq_base").and_then(|v| v.to_f32()).unwrap_or(10_000.0);
-        if n_kv_head == 0 || !n_head.is_multiple_of(n_kv_head) || rope_dim != head_dim {
+        if n_kv_head == 0 || !n_head.is_multiple_of(n_kv_head) || rope_dim != head_dim || value_dim != head_dim {
             candle_core::bail!(
-                "unsupported attention shape: {n_head} heads, {n_kv_head} KV heads, rope over {rope_dim} of {head_dim}"
+                "unsupported attention shape: {n_head} heads, {n_kv_head} KV heads, keys of {head_dim}, values of {value_dim}, rope over {rope_dim}"
             );
         }
+        if let Ok(kind) = md("rope.scaling.type").and_then(|v| v.to_string().cloned())
+            && kind != "none"
+        {
+            candle_core::bail!("rope scaling `{kind}` is not supported");
+        }
+        let window = match family.sliding {
+            Some(_) => Some(md("attention.sliding_window")?.to_u32()? as usize),
+            None => None,
+        };
         // Weight types without a fast CPU kernel (ours or candle's) are re-quantised to Q8_0 as
         // they are read.
         let tensor = |reader: &mut R, name: &str| {
@@ -239,6 +271,7 @@ impl Transformer {
             if content.tensor_infos.contains_key(name) { tensor(reader, name).map(Some) } else { Ok(None) }
         };
         let dense = |t: QTensor| t.dequantize(&device);
+        let optional_dense = |reader: &mut R, name: &str| optional(reader, name)?.map(dense).transpose();
 
         let embeddings_q = tensor(reader, "token_embd.weight")?;
         let output_q = optional(reader, "output.weight")?;
@@ -293,27 +326,47 @@ impl Transformer {
             let wo = linear(reader, "attn_output")?;
             let down = linear(reader, "ffn_down")?;
             let empty = Tensor::zeros((n_kv_head, 0, head_dim), DType::F32, &device)?;
+            // Gemma 3: the last layer of each period is global, the others local.
+            let local = family.sliding.is_some_and(|s| !(i + 1).is_multiple_of(s.period));
             layers.push(Layer {
                 attn_norm: dense(tensor(reader, &format!("{p}.attn_norm.weight"))?)?,
                 ffn_norm: dense(tensor(reader, &format!("{p}.ffn_norm.weight"))?)?,
+                q_norm: optional_dense(reader, &format!("{p}.attn_q_norm.weight"))?,
+                k_norm: optional_dense(reader, &format!("{p}.attn_k_norm.weight"))?,
+                post_attn_norm: optional_dense(reader, &format!("{p}.post_attention_norm.weight"))?,
+                post_ffn_norm: optional_dense(reader, &format!("{p}.post_ffw_norm.weight"))?,
                 qkv,
                 wo,
                 gate_up,
                 down,
+                window: if local { window } else { None },
+                rope: usize::from(local),
                 k_cache: empty.clone(),
                 v_cache: empty,
             });
         }
-        let (cos, sin) = rope_tables(head_dim, freq_base, context_length, &device)?;
-        let rope_neox = prefix == "qwen2";
+        // Llama 3.1+: per-frequency divisors of the rotary angles.
+        let freq_factors = optional_dense(reader, "rope_freqs.weight")?.map(|t| t.to_vec1::<f32>()).transpose()?;
+        let mut ropes = vec![rope_tables(head_dim, freq_base, freq_factors.as_deref(), context_length, &device)?];
+        if let Some(sliding) = family.sliding {
+            ropes.push(rope_tables(head_dim, sliding.local_rope_base, None, context_length, &device)?);
+        }
+        let embedding_scale = if family.scale_embeddings { (dim as f64).sqrt() } else { 1.0 };
         Ok(Self {
             embeddings,
             layers,
             norm,
             output: Linear::new(output, None)?,
-            cos,
-            sin,
-            hyper: Hyper { n_head, n_kv_head, head_dim, rms_eps, rope_neox },
+            ropes,
+            hyper: Hyper {
+                n_head,
+                n_kv_head,
+                head_dim,
+                rms_eps,
+                rope_neox: family.rope_neox,
+                embedding_scale,
+                activation: family.activation,
+            },
             context_length,
             capacity: 0,
             cached: Vec::new(),
@@ -399,6 +452,12 @@ impl Transformer {
         Tensor::from_vec(quantised.rows(tokens)?, (tokens.len(), dim), &Device::Cpu)
     }
 
+    /// The model's input for `tokens`: their embeddings, scaled where the family scales them.
+    fn input(&self, tokens: &[u32]) -> Result<Tensor> {
+        let x = self.embed(tokens)?;
+        if self.hyper.embedding_scale == 1.0 { Ok(x) } else { x * self.hyper.embedding_scale }
+    }
+
     /// Runs `tokens` at positions `position..position + tokens.len()`, extending the KV cache, and
     /// returns the logits of the last position.
     pub fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Tensor> {
@@ -427,17 +486,24 @@ impl Transformer {
         // `position` is known to be in the cache.
         self.cached.truncate(position);
         self.reusable = self.reusable.min(position);
-        let mut xs = chunks.iter().map(|(tokens, _)| self.embed(tokens)).collect::<Result<Vec<_>>>()?;
+        let mut xs = chunks.iter().map(|(tokens, _)| self.input(tokens)).collect::<Result<Vec<_>>>()?;
+        // The windows the layers attend through (`None`: the whole context).
+        let mut windows: Vec<Option<usize>> = self.layers.iter().map(|l| l.window).collect();
+        windows.sort_unstable();
+        windows.dedup();
         let mut contexts = Vec::with_capacity(chunks.len());
         for &(tokens, at) in chunks {
             let seq = tokens.len();
-            let mask = if seq > 1 { Some(self.mask(seq, at)?) } else { None };
-            contexts.push(Positions {
-                at,
-                mask,
-                cos: self.cos.narrow(0, at, seq)?,
-                sin: self.sin.narrow(0, at, seq)?,
-            });
+            let mut masks = Vec::with_capacity(windows.len());
+            for &window in &windows {
+                masks.push((window, if seq > 1 { Some(self.mask(seq, at, window)?) } else { None }));
+            }
+            let ropes = self
+                .ropes
+                .iter()
+                .map(|(cos, sin)| Ok((cos.narrow(0, at, seq)?, sin.narrow(0, at, seq)?)))
+                .collect::<Result<Vec<_>>>()?;
+            contexts.push(Positions { at, masks, ropes });
         }
         let hyper = self.hyper;
         for layer in &mut self.layers {
@@ -452,7 +518,7 @@ impl Transformer {
                 .map(|(qkv, cx)| attention(layer, qkv, cx, hyper))
                 .collect::<Result<Vec<_>>>()?;
             for (x, out) in xs.iter_mut().zip(layer.wo.forward_each(&attns)?) {
-                *x = (&*x + out)?;
+                *x = (&*x + post_norm(out, layer.post_attn_norm.as_ref(), hyper.rms_eps)?)?;
             }
             let hs = xs
                 .iter()
@@ -466,11 +532,15 @@ impl Transformer {
                     let [gate, up] = <[Tensor; 2]>::try_from(gate_up).map_err(|_| {
                         candle_core::Error::Msg("gate/up projections: expected two outputs".into())
                     })?;
-                    candle_nn::ops::silu(&gate)? * up
+                    let gate = match hyper.activation {
+                        Activation::Silu => candle_nn::ops::silu(&gate)?,
+                        Activation::GeluTanh => gate.gelu()?,
+                    };
+                    gate * up
                 })
                 .collect::<Result<Vec<_>>>()?;
             for (x, out) in xs.iter_mut().zip(layer.down.forward_each(&ffs)?) {
-                *x = (&*x + out)?;
+                *x = (&*x + post_norm(out, layer.post_ffn_norm.as_ref(), hyper.rms_eps)?)?;
             }
         }
         for (tokens, _) in chunks {
@@ -483,57 +553,81 @@ impl Transformer {
     }
 
     /// The additive causal mask for `seq` new rows at `position`, repeated for each query head of
-    /// a KV group: `(group × seq, position + seq)`, `-inf` above the diagonal.
-    fn mask(&mut self, seq: usize, position: usize) -> Result<Tensor> {
+    /// a KV group: `(group × seq, position + seq)`, `-inf` above the diagonal and, for a layer
+    /// with a sliding `window`, on the positions that lie `window` or more before the row's.
+    fn mask(&mut self, seq: usize, position: usize, window: Option<usize>) -> Result<Tensor> {
         let group = self.hyper.n_head / self.hyper.n_kv_head;
-        if let Some(mask) = self.masks.get(&(seq, position)) {
+        if let Some(mask) = self.masks.get(&(seq, position, window)) {
             return Ok(mask.clone());
         }
         let width = position + seq;
-        let row = |i: usize| (0..width).map(move |j| if j > position + i { f32::NEG_INFINITY } else { 0.0 });
+        let hidden = move |i: usize, j: usize| j > i || window.is_some_and(|w| i - j >= w);
+        let row =
+            move |i: usize| (0..width).map(move |j| if hidden(position + i, j) { f32::NEG_INFINITY } else { 0.0 });
         let values: Vec<f32> = (0..group).flat_map(|_| (0..seq).flat_map(row)).collect();
         let mask = Tensor::from_vec(values, (group * seq, width), &Device::Cpu)?;
         if self.masks.len() > 16 {
             self.masks.clear();
         }
-        self.masks.insert((seq, position), mask.clone());
+        self.masks.insert((seq, position, window), mask.clone());
         Ok(mask)
     }
 }
 
-/// Where a chunk of rows sits: its first position, its causal mask (none for one row) and its
-/// rotary tables.
+/// Where a chunk of rows sits: its first position, its causal mask for each window the layers
+/// use (none for one row) and its rows of each rotary table.
 struct Positions {
     at: usize,
-    mask: Option<Tensor>,
-    cos: Tensor,
-    sin: Tensor,
+    masks: Vec<(Option<usize>, Option<Tensor>)>,
+    ropes: Vec<(Tensor, Tensor)>,
+}
+
+/// `x`, RMS-normed by `norm` when the layer has one there.
+fn post_norm(x: Tensor, norm: Option<&Tensor>, eps: f32) -> Result<Tensor> {
+    match norm {
+        Some(norm) => candle_nn::ops::rms_norm(&x, norm, eps),
+        None => Ok(x),
+    }
 }
 
 /// Self-attention of one chunk's q, k and v projections (`(seq, …)` each) against the cache, which
 /// it extends. Returns `(seq, n_head × head_dim)`, ready for the output projection.
 fn attention(layer: &mut Layer, qkv: Vec<Tensor>, cx: &Positions, hyper: Hyper) -> Result<Tensor> {
-    let Hyper { n_head, n_kv_head, head_dim, rope_neox, .. } = hyper;
-    let (position, mask) = (cx.at, cx.mask.as_ref());
+    let Hyper { n_head, n_kv_head, head_dim, rope_neox, rms_eps, .. } = hyper;
+    let position = cx.at;
+    let mask = cx.masks.iter().find(|(window, _)| *window == layer.window).and_then(|(_, mask)| mask.as_ref());
+    let (cos, sin) = cx
+        .ropes
+        .get(layer.rope)
+        .ok_or_else(|| candle_core::Error::Msg("a layer names a rotary table that is not there".into()))?;
     let [q, k, v] = <[Tensor; 3]>::try_from(qkv)
         .map_err(|_| candle_core::Error::Msg("q/k/v projections: expected three outputs".into()))?;
     let seq = q.dim(0)?;
-    let heads = |t: Tensor, n: usize| t.reshape((1, seq, n, head_dim))?.transpose(1, 2)?.contiguous();
+    // `(1, heads, seq, head_dim)`, each head RMS-normed first where the layer norms heads.
+    let heads = |t: Tensor, n: usize, norm: Option<&Tensor>| {
+        let t = t.reshape((1, seq, n, head_dim))?;
+        let t = match norm {
+            Some(norm) => candle_nn::ops::rms_norm(&t.contiguous()?, norm, rms_eps)?,
+            None => t,
+        };
+        t.transpose(1, 2)?.contiguous()
+    };
     let rope = |t: Tensor| {
         if rope_neox {
-            candle_nn::rotary_emb::rope(&t, &cx.cos, &cx.sin)
+            candle_nn::rotary_emb::rope(&t, cos, sin)
         } else {
-            candle_nn::rotary_emb::rope_i(&t, &cx.cos, &cx.sin)
+            candle_nn::rotary_emb::rope_i(&t, cos, sin)
         }
     };
-    let q = rope(heads(q, n_head)?)?.squeeze(0)?;
-    let k = rope(heads(k, n_kv_head)?)?.squeeze(0)?;
-    let v = heads(v, n_kv_head)?.squeeze(0)?;
+    let q = rope(heads(q, n_head, layer.q_norm.as_ref())?)?.squeeze(0)?;
+    let k = rope(heads(k, n_kv_head, layer.k_norm.as_ref())?)?.squeeze(0)?;
+    let v = heads(v, n_kv_head, None)?.squeeze(0)?;
     layer.k_cache.slice_set(&k, 1, position)?;
     layer.v_cache.slice_set(&v, 1, position)?;
     let len = position + seq;
     if seq == 1 {
-        return decode_attention(layer, &q, len, hyper);
+        let start = layer.window.map_or(0, |w| len.saturating_sub(w));
+        return decode_attention(layer, &q, start..len, hyper);
     }
     let keys = layer.k_cache.narrow(1, 0, len)?;
     let values = layer.v_cache.narrow(1, 0, len)?;
@@ -551,8 +645,8 @@ fn attention(layer: &mut Layer, qkv: Vec<Tensor>, cx: &Positions, hyper: Hyper) 
     out.reshape((n_head, seq, head_dim))?.transpose(0, 1)?.reshape((seq, n_head * head_dim))
 }
 
-/// Attention of one new token against the cache ([`crate::kernels::attention`]).
-fn decode_attention(layer: &Layer, q: &Tensor, len: usize, hyper: Hyper) -> Result<Tensor> {
+/// Attention of one new token against the cached `positions` ([`crate::kernels::attention`]).
+fn decode_attention(layer: &Layer, q: &Tensor, positions: Range<usize>, hyper: Hyper) -> Result<Tensor> {
     let Hyper { n_head, n_kv_head, head_dim, .. } = hyper;
     let q = q.flatten_all()?.to_vec1::<f32>()?;
     let (k_storage, k_layout) = layer.k_cache.storage_and_layout();
@@ -570,19 +664,30 @@ fn decode_attention(layer: &Layer, q: &Tensor, len: usize, hyper: Hyper) -> Resu
         capacity: layer.k_cache.dim(1)?,
         head_dim,
     };
-    let out = attention::decode(&q, &cache, len, n_head / n_kv_head);
+    let out = attention::decode(&q, &cache, positions, n_head / n_kv_head);
     Tensor::from_vec(out, (1, n_head * head_dim), &Device::Cpu)
 }
 
 /// Cosine and sine tables of the rotary embedding for every position: `(positions, head_dim / 2)`.
+/// `freq_factors` (one per pair of dimensions) divide the frequencies, as Llama 3.1's
+/// `rope_freqs.weight` asks.
 fn rope_tables(
     head_dim: usize,
     freq_base: f32,
+    freq_factors: Option<&[f32]>,
     positions: usize,
     device: &Device,
 ) -> Result<(Tensor, Tensor)> {
-    let inv_freq: Vec<f32> =
-        (0..head_dim).step_by(2).map(|i| 1.0 / freq_base.powf(i as f32 / head_dim as f32)).collect();
+    if freq_factors.is_some_and(|f| f.len() != head_dim / 2) {
+        candle_core::bail!("rope_freqs.weight does not have one factor per pair of the {head_dim} head dimensions");
+    }
+    let inv_freq: Vec<f32> = (0..head_dim)
+        .step_by(2)
+        .map(|i| {
+            let factor = freq_factors.map_or(1.0, |f| f[i / 2]);
+            1.0 / (freq_base.powf(i as f32 / head_dim as f32) * factor)
+        })
+        .collect();
     let inv_freq = Tensor::from_vec(inv_freq, (1, head_dim / 2), device)?;
     let positions =
         Tensor::arange(0, positions as u32, device)?.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?;

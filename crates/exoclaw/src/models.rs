@@ -8,7 +8,7 @@ use crate::config::load::{Lookup, process_env};
 use crate::config::provider::Api;
 use crate::config::{Config, ConfigError, ModelChoice, ProviderConfig, ProviderKind};
 use exoclaw_core::{ErrorKind, Provider, ProviderError};
-use exoclaw_local::fetch::Progress;
+use exoclaw_local::fetch::{Progress, SMOLLM2_135M};
 use exoclaw_local::{LocalError, LocalOptions, LocalProvider};
 use exoclaw_providers::{Anthropic, Gemini, OpenAiCompatible, ProviderOptions};
 use exoclaw_types::ModelRef;
@@ -157,7 +157,7 @@ impl Config {
                 ModelRef { provider: name.clone(), model: model.into() }
             }
         };
-        check_local(&provider, &model)?;
+        check_local(&provider, &model, self)?;
         Ok(ResolvedModel { model, provider })
     }
 
@@ -172,7 +172,7 @@ impl Config {
         cloud.unwrap_or_else(|| {
             let provider =
                 self.provider("local").unwrap_or_else(|| ProviderConfig::builtin(ProviderKind::Local));
-            let model = provider.default_model().unwrap_or(exoclaw_local::fetch::SMOLLM2_135M.name);
+            let model = provider.default_model().unwrap_or(SMOLLM2_135M.name);
             ResolvedModel {
                 model: ModelRef { provider: provider.name.clone(), model: model.into() },
                 provider,
@@ -190,17 +190,16 @@ fn has_key_in(provider: &ProviderConfig, lookup: Lookup<'_>) -> bool {
     }
 }
 
-/// The embedded provider has exactly one model name.
-fn check_local(provider: &ProviderConfig, model: &ModelRef) -> Result<(), ConfigError> {
-    let expected = exoclaw_local::fetch::SMOLLM2_135M.name;
-    if provider.kind == ProviderKind::Local && model.model.as_str() != expected {
-        return Err(ConfigError::LocalModel {
-            provider: provider.name.clone(),
-            expected,
-            requested: model.to_string(),
-        });
+/// For the embedded provider: that the model names a GGUF it can run (its default, a cached file or
+/// a path; see [`exoclaw_local::catalog`]), so a wrong name fails before anything is loaded.
+fn check_local(provider: &ProviderConfig, model: &ModelRef, config: &Config) -> Result<(), ConfigError> {
+    if provider.kind != ProviderKind::Local {
+        return Ok(());
     }
-    Ok(())
+    let options = local_options(provider, config);
+    exoclaw_local::catalog::resolve(&options.locator, &options.spec, &provider.name, model.model.as_str())
+        .map(drop)
+        .map_err(|e| ConfigError::LocalModel { requested: model.to_string(), reason: e.to_string() })
 }
 
 /// Opens the provider instance serving `resolved`, under its configured name (so usage is
@@ -224,7 +223,7 @@ pub async fn open_instance(
     progress: Progress<'_>,
 ) -> Result<Arc<dyn Provider>, OpenError> {
     let provider = instance(config, name)?;
-    // Any model name will do except for the embedded provider, which checks it is its own.
+    // Any model name will do except for the embedded provider, which loads its default model.
     let model = provider.default_model().unwrap_or("-").into();
     let resolved = ResolvedModel { model: ModelRef { provider: name.to_owned(), model }, provider };
     open_in(&resolved, config, progress, &process_env).await
@@ -235,8 +234,36 @@ pub async fn open_instance(
 /// network call, so opening them is the check.)
 pub fn check_local_file(config: &Config, name: &str) -> Result<(), OpenError> {
     let provider = instance(config, name)?;
-    local_options(&provider, config).locator.find(&exoclaw_local::fetch::SMOLLM2_135M)?;
+    let options = local_options(&provider, config);
+    let model = provider.default_model().unwrap_or(SMOLLM2_135M.name);
+    match exoclaw_local::catalog::resolve(&options.locator, &options.spec, name, model)? {
+        exoclaw_local::catalog::ModelSource::Known(spec) => drop(options.locator.find(&spec)?),
+        exoclaw_local::catalog::ModelSource::File(_) => {}
+    }
     Ok(())
+}
+
+/// What the embedded instance `name` can run without a download, for listing: its default
+/// model's name and the GGUFs in its model cache (headers read, nothing loaded).
+pub fn local_models(config: &Config, name: &str) -> Result<LocalModels, ConfigError> {
+    let provider = instance(config, name)?;
+    let options = local_options(&provider, config);
+    Ok(LocalModels {
+        default: provider.default_model().unwrap_or(SMOLLM2_135M.name).to_owned(),
+        default_file: options.locator.explicit.clone().unwrap_or_else(|| options.locator.cache_dir.join(options.spec.file_name)),
+        cached: exoclaw_local::catalog::cached_models(&options.locator.cache_dir),
+    })
+}
+
+/// The embedded instance's models, as [`local_models`] finds them.
+#[derive(Debug, Clone)]
+pub struct LocalModels {
+    /// The model it runs when none is named.
+    pub default: String,
+    /// Where the fetchable default model's file is (or will be, once fetched).
+    pub default_file: std::path::PathBuf,
+    /// The GGUFs in the model cache.
+    pub cached: Vec<exoclaw_local::catalog::CachedModel>,
 }
 
 /// The provider instance `name`, configured or built in.
@@ -268,8 +295,9 @@ pub(crate) async fn open_in(
     let provider = &resolved.provider;
     Ok(match provider.kind.api() {
         Api::Local => {
-            check_local(provider, &resolved.model)?;
-            Arc::new(LocalProvider::open(local_options(provider, config), progress).await?)
+            check_local(provider, &resolved.model, config)?;
+            let options = LocalOptions { model: resolved.model.model.as_str().to_owned(), ..local_options(provider, config) };
+            Arc::new(LocalProvider::open(options, progress).await?)
         }
         Api::Anthropic => Arc::new(Anthropic::new(provider_options(provider, lookup)?)?),
         Api::Gemini => Arc::new(Gemini::new(provider_options(provider, lookup)?)?),
@@ -279,7 +307,7 @@ pub(crate) async fn open_in(
 
 /// The options a cloud instance is built with: the config's settings, then (where they apply) the
 /// vendor's variables for what is left unset.
-fn provider_options(provider: &ProviderConfig, lookup: Lookup<'_>) -> Result<ProviderOptions, OpenError> {
+pub(crate) fn provider_options(provider: &ProviderConfig, lookup: Lookup<'_>) -> Result<ProviderOptions, OpenError> {
     let mut options = ProviderOptions::default().name(&provider.name);
     options.base_url.clone_from(&provider.base_url);
     options.api_key = match (&provider.api_key, &provider.api_key_env) {

@@ -7,6 +7,7 @@
 //! vectorise, and the heads are spread over the thread pool.
 
 use super::{Kernel, parallel_parts};
+use std::ops::Range;
 
 /// The KV cache of one layer: `(kv_heads, capacity, head_dim)` keys and values.
 pub(crate) struct Cache<'a> {
@@ -17,14 +18,14 @@ pub(crate) struct Cache<'a> {
 }
 
 /// `softmax(q · Kᵀ / √head_dim) · V` for every query head of `q` (`n_head × head_dim`) over the
-/// first `len` positions of `cache`; query heads `g·group .. (g+1)·group` share KV head `g`.
-/// Returns `n_head × head_dim` values.
-pub(crate) fn decode(q: &[f32], cache: &Cache<'_>, len: usize, group: usize) -> Vec<f32> {
+/// cached `positions` (all of them before the new token, or a sliding window's last few); query
+/// heads `g·group .. (g+1)·group` share KV head `g`. Returns `n_head × head_dim` values.
+pub(crate) fn decode(q: &[f32], cache: &Cache<'_>, positions: Range<usize>, group: usize) -> Vec<f32> {
     let kernel = Kernel::detect();
     let mut out = vec![0.0f32; q.len()];
     parallel_parts(&mut out, cache.head_dim, |head, out| {
         let query = &q[head * cache.head_dim..(head + 1) * cache.head_dim];
-        kernel.run(Head { query, cache, kv_head: head / group, len, out });
+        kernel.run(Head { query, cache, kv_head: head / group, positions: positions.clone(), out });
     });
     out
 }
@@ -34,7 +35,7 @@ struct Head<'a> {
     query: &'a [f32],
     cache: &'a Cache<'a>,
     kv_head: usize,
-    len: usize,
+    positions: Range<usize>,
     out: &'a mut [f32],
 }
 
@@ -43,11 +44,13 @@ impl pulp::NullaryFnOnce for Head<'_> {
 
     #[inline(always)]
     fn call(self) {
-        let Head { query, cache, kv_head, len, out } = self;
+        let Head { query, cache, kv_head, positions, out } = self;
         let dim = cache.head_dim;
         let base = kv_head * cache.capacity * dim;
-        let keys = &cache.keys[base..base + len * dim];
-        let values = &cache.values[base..base + len * dim];
+        let len = positions.len();
+        let rows = base + positions.start * dim..base + positions.end * dim;
+        let keys = &cache.keys[rows.clone()];
+        let values = &cache.values[rows];
         let scale = 1.0 / (dim as f32).sqrt();
         // Plain loops, no closures: a closure may be compiled out of line, without AVX2.
         let mut scores = vec![0.0f32; len];
@@ -95,6 +98,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 mod tests {
     use super::*;
 
+    /// Over the whole cache and over a sliding window's last positions.
     #[test]
     fn matches_the_textbook_formula() {
         let (n_head, n_kv_head, head_dim, capacity, len) = (6, 2, 64, 40, 29);
@@ -105,23 +109,32 @@ mod tests {
             random(n_kv_head * capacity * head_dim, 3),
         );
         let cache = Cache { keys: &keys, values: &values, capacity, head_dim };
-        let out = decode(&q, &cache, len, n_head / n_kv_head);
-        for head in 0..n_head {
-            let base = head / (n_head / n_kv_head) * capacity * head_dim;
-            let at = |t: &[f32], j: usize, i: usize| f64::from(t[base + j * head_dim + i]);
-            let scores: Vec<f64> = (0..len)
-                .map(|j| {
-                    let dot: f64 =
-                        (0..head_dim).map(|i| f64::from(q[head * head_dim + i]) * at(&keys, j, i)).sum();
-                    (dot / (head_dim as f64).sqrt()).exp()
-                })
-                .collect();
-            let total: f64 = scores.iter().sum();
-            for i in 0..head_dim {
-                let expected: f64 =
-                    scores.iter().enumerate().map(|(j, s)| s / total * at(&values, j, i)).sum();
-                let actual = f64::from(out[head * head_dim + i]);
-                assert!((actual - expected).abs() < 1e-5, "head {head}, value {i}: {actual} vs {expected}");
+        for positions in [0..len, 11..len] {
+            let out = decode(&q, &cache, positions.clone(), n_head / n_kv_head);
+            for head in 0..n_head {
+                let base = head / (n_head / n_kv_head) * capacity * head_dim;
+                let at = |t: &[f32], j: usize, i: usize| f64::from(t[base + j * head_dim + i]);
+                let scores: Vec<f64> = positions
+                    .clone()
+                    .map(|j| {
+                        let dot: f64 =
+                            (0..head_dim).map(|i| f64::from(q[head * head_dim + i]) * at(&keys, j, i)).sum();
+                        (dot / (head_dim as f64).sqrt()).exp()
+                    })
+                    .collect();
+                let total: f64 = scores.iter().sum();
+                for i in 0..head_dim {
+                    let expected: f64 = scores
+                        .iter()
+                        .zip(positions.clone())
+                        .map(|(s, j)| s / total * at(&values, j, i))
+                        .sum();
+                    let actual = f64::from(out[head * head_dim + i]);
+                    assert!(
+                        (actual - expected).abs() < 1e-5,
+                        "{positions:?}, head {head}, value {i}: {actual} vs {expected}"
+                    );
+                }
             }
         }
     }

@@ -109,15 +109,11 @@ pub enum ConfigError {
         provider: String,
     },
     /// The embedded provider was asked for a model it does not have.
-    #[error(
-        "the embedded provider `{provider}` runs one model, `{provider}/{expected}`; got `{requested}` (to run another GGUF file, set `model_path` in [local] and keep the name `{expected}`)"
-    )]
+    #[error("{reason}")]
     LocalModel {
-        /// The provider instance (`local`).
-        provider: String,
-        /// The model it runs.
-        expected: &'static str,
         /// The model as requested.
         requested: String,
+        /// Why no model is found by that name, and which are (from [`exoclaw_local::catalog`]).
+        reason: String,
     },
 }

@@ -130,13 +130,19 @@ fn an_unknown_provider_is_refused_with_the_names_that_exist() {
 }
 
 #[test]
-fn the_embedded_provider_has_one_model() {
+fn the_embedded_provider_serves_its_model_and_any_gguf_file() {
     let err = resolve(&Config::default(), "local/llama3").unwrap_err();
     assert!(
-        err.to_string()
-            .starts_with("the embedded provider `local` runs one model, `local/smollm2`; got `local/llama3`"),
+        err.to_string().starts_with("the embedded provider `local` has no model `llama3`; it serves `local/smollm2`"),
         "{err}"
     );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tiny.gguf");
+    std::fs::write(&file, b"GGUF").unwrap();
+    let by_path = resolve(&Config::default(), &format!("local/{}", file.display())).unwrap();
+    assert_eq!(by_path.model.model.as_str(), file.display().to_string());
+    let err = resolve(&Config::default(), "local/./nowhere.gguf").unwrap_err();
+    assert!(err.to_string().contains("nowhere.gguf is not a file"), "{err}");
 }
 
 #[tokio::test]
@@ -209,7 +215,7 @@ async fn the_embedded_model_uses_the_configured_file() {
 
     let wrong = ResolvedModel { model: "local/llama3".parse().unwrap(), provider: resolved.provider.clone() };
     let err = open_in(&wrong, &config, &mut |_, _| {}, &env(&[])).await.unwrap_err();
-    assert!(err.to_string().contains("runs one model, `local/smollm2`"), "{err}");
+    assert!(err.to_string().contains("has no model `llama3`"), "{err}");
 }
 
 #[test]
