@@ -13,7 +13,7 @@
 //! the same sums, but pays a function call and two scalar f16 conversions per row and block,
 //! which made SmolLM2's 49152-row output matrix cost about a fifth of a generated token.
 
-use super::{Format, Kernel, Q8Vector, f16_to_f32};
+use super::{BLOCK, Format, Kernel, Q8Vector, f16_to_f32};
 use candle_core::quantized::GgmlDType;
 
 /// The Q8_0 format.
@@ -21,6 +21,7 @@ pub(crate) struct Q8_0;
 
 impl Format for Q8_0 {
     const DTYPE: GgmlDType = GgmlDType::Q8_0;
+    const BLOCK_LEN: usize = BLOCK;
     const BLOCK_BYTES: usize = 34;
     /// The f16 bits of `d`.
     type Scale = u16;
