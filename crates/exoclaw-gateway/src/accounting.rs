@@ -2,7 +2,8 @@
 //! (`Bill`) reserves an estimate against its virtual key's budget and the `[budgets]` it falls under
 //! (refusing it with a [`BudgetRefusal`] when that does not fit); after the answer (or when the
 //! client leaves mid-stream) the bill settles what it really used, priced as the provider and model
-//! that served it. The usage ledger gets a record, the key its spend, the metrics their tokens; a
+//! that served it. Chat completions and embeddings are billed alike; an embeddings request has no
+//! answer tokens, so it reserves and is charged its input alone. The usage ledger gets a record, the key its spend, the metrics their tokens; a
 //! background task writes records in batches (one transaction for many requests), so a busy
 //! gateway does not queue behind its database.
 
@@ -174,19 +175,37 @@ pub(crate) struct BillingCache {
 }
 
 impl BillingCache {
+    /// The billing of a chat model name, as [`crate::ModelSource::billed_as`] routes it.
     fn get(&self, gateway: &Gateway, model: &str) -> Arc<Billing> {
-        if let Some(billing) = self.entries.read().ok().and_then(|entries| entries.get(model).cloned()) {
+        self.cached(gateway, model, || {
+            gateway.source.billed_as(model).unwrap_or_else(|| ("unknown".into(), "unknown".into()))
+        })
+    }
+
+    /// The billing of `model` on the provider instance `provider`, as named (an embedding model:
+    /// its source says who serves it when it is opened).
+    fn served_as(&self, gateway: &Gateway, provider: &str, model: &str) -> Arc<Billing> {
+        self.cached(gateway, &format!("{provider}/{model}"), || (provider.to_owned(), model.to_owned()))
+    }
+
+    /// The entry under `key`, else the billing of what `resolve` names, remembered.
+    fn cached(
+        &self,
+        gateway: &Gateway,
+        key: &str,
+        resolve: impl FnOnce() -> (String, String),
+    ) -> Arc<Billing> {
+        if let Some(billing) = self.entries.read().ok().and_then(|entries| entries.get(key).cloned()) {
             return billing;
         }
-        let (provider, routed) =
-            gateway.source.billed_as(model).unwrap_or_else(|| ("unknown".into(), "unknown".into()));
+        let (provider, routed) = resolve();
         let price = gateway.metering.as_ref().and_then(|m| m.prices.price(&provider, &routed));
         let tokens = gateway.metrics.token_counters(&provider, &routed);
         let billing = Arc::new(Billing { provider, model: routed, price, tokens });
         if let Ok(mut entries) = self.entries.write()
             && entries.len() < BILLING_ENTRIES
         {
-            entries.insert(model.to_owned(), Arc::clone(&billing));
+            entries.insert(key.to_owned(), Arc::clone(&billing));
         }
         billing
     }
@@ -213,6 +232,23 @@ pub enum BudgetRefusal {
         "the key `{key}` cannot cover this request: ${spent_usd:.4} of its ${budget_usd:.2} budget is spent and ${held_usd:.4} is held by its requests in progress, and this one may cost up to ${request_usd:.4} (its prompt at four characters a token, plus `max_tokens`, or 4096 tokens without it); send a smaller `max_tokens`, wait for requests in progress to finish, or ask the gateway's operator to raise the budget"
     )]
     KeyShort {
+        /// The key's name.
+        key: String,
+        /// Its budget, USD.
+        budget_usd: f64,
+        /// What it has spent, USD.
+        spent_usd: f64,
+        /// What its requests in progress hold, USD.
+        held_usd: f64,
+        /// The most this request may cost, USD.
+        request_usd: f64,
+    },
+    /// What an embeddings request may cost (its input; embeddings have no answer tokens) does
+    /// not fit in what the key has left.
+    #[error(
+        "the key `{key}` cannot cover this request: ${spent_usd:.4} of its ${budget_usd:.2} budget is spent and ${held_usd:.4} is held by its requests in progress, and this one may cost up to ${request_usd:.4} (its input at four characters a token); embed fewer or shorter texts per request, wait for requests in progress to finish, or ask the gateway's operator to raise the budget"
+    )]
+    InputShort {
         /// The key's name.
         key: String,
         /// Its budget, USD.
@@ -266,9 +302,11 @@ impl BudgetRefusal {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::Unpriced { .. } => ErrorCode::BudgetUnpriced,
-            Self::KeySpent { .. } | Self::KeyShort { .. } | Self::TurnShort { .. } | Self::Limit(_) => {
-                ErrorCode::BudgetExceeded
-            }
+            Self::KeySpent { .. }
+            | Self::KeyShort { .. }
+            | Self::InputShort { .. }
+            | Self::TurnShort { .. }
+            | Self::Limit(_) => ErrorCode::BudgetExceeded,
         }
     }
 }
@@ -313,6 +351,8 @@ pub(crate) struct Bill {
     usage: Usage,
     /// Whether the request went upstream.
     sent: bool,
+    /// An embeddings request: no answer tokens, and no time to a first token to record.
+    embeddings: bool,
     settled: bool,
 }
 
@@ -329,12 +369,44 @@ impl Bill {
         request: &ChatRequest,
     ) -> Result<Self, GatewayError> {
         let billing = gateway.billing.get(gateway, model);
+        let max_output = request.params.max_tokens.map_or(DEFAULT_OUTPUT_ESTIMATE, u64::from);
+        let prompt_chars = Estimate::prompt_chars(request);
+        Self::reserve(gateway, caller, model, billing, prompt_chars, Some(max_output))
+    }
+
+    /// Opens the bill of an embeddings request for `model` (as the client called it), served by
+    /// `provider`'s `upstream` model, whose inputs come to `input_chars` characters: reserves the
+    /// inputs at four characters a token (embeddings have no answer tokens), as [`Bill::open`]
+    /// does, or refuses it.
+    pub(crate) fn open_embeddings(
+        gateway: &Arc<Gateway>,
+        caller: Caller,
+        model: &str,
+        provider: &str,
+        upstream: &str,
+        input_chars: usize,
+    ) -> Result<Self, GatewayError> {
+        let billing = gateway.embedding_billing.served_as(gateway, provider, upstream);
+        Self::reserve(gateway, caller, model, billing, input_chars, None)
+    }
+
+    /// Opens a bill and reserves what its request may cost: `prompt_chars` characters of input
+    /// and `max_output` answer tokens (`None`: the request has no answer tokens, an embeddings
+    /// request).
+    fn reserve(
+        gateway: &Arc<Gateway>,
+        caller: Caller,
+        model: &str,
+        billing: Arc<Billing>,
+        prompt_chars: usize,
+        max_output: Option<u64>,
+    ) -> Result<Self, GatewayError> {
         let mut bill = Self {
             gateway: Arc::clone(gateway),
             caller,
             billing,
             served: None,
-            prompt_chars: Estimate::prompt_chars(request),
+            prompt_chars,
             answer_chars: 0,
             key_hold: None,
             budget_hold: None,
@@ -342,6 +414,7 @@ impl Bill {
             first_token: None,
             usage: Usage::default(),
             sent: false,
+            embeddings: max_output.is_none(),
             settled: false,
         };
         let key_budget = match &bill.caller {
@@ -352,21 +425,25 @@ impl Bill {
         if key_budget.is_none() && budgets.is_none() {
             return Ok(bill);
         }
-        let max_output = request.params.max_tokens.map_or(DEFAULT_OUTPUT_ESTIMATE, u64::from);
-        let estimate =
-            Estimate::priced(Estimate::tokens_for_chars(bill.prompt_chars), max_output, bill.billing.price);
+        let estimate = Estimate::priced(
+            Estimate::tokens_for_chars(bill.prompt_chars),
+            max_output.unwrap_or(0),
+            bill.billing.price,
+        );
         // Dropping `bill` on a refusal releases whatever it holds already.
         if let (Caller::Key(key), Some(budget_usd)) = (&bill.caller, key_budget) {
             let Some(usd) = estimate.usd else {
                 return Err(bill.unpriced(model, format!("the key `{}`'s budget", key.name)));
             };
             if let Err(short) = gateway.key_cache.reserve(&key.id, budget_usd, usd) {
-                return Err(GatewayError::BudgetExceeded(BudgetRefusal::KeyShort {
-                    key: key.name.clone(),
-                    budget_usd,
-                    spent_usd: short.spent_usd,
-                    held_usd: short.held_usd,
-                    request_usd: usd,
+                let (key, spent_usd, held_usd) = (key.name.clone(), short.spent_usd, short.held_usd);
+                return Err(GatewayError::BudgetExceeded(match max_output {
+                    Some(_) => {
+                        BudgetRefusal::KeyShort { key, budget_usd, spent_usd, held_usd, request_usd: usd }
+                    }
+                    None => {
+                        BudgetRefusal::InputShort { key, budget_usd, spent_usd, held_usd, request_usd: usd }
+                    }
                 }));
             }
             bill.key_hold = Some(usd);
@@ -427,6 +504,14 @@ impl Bill {
     fn served_by(&mut self, provider: &str, model: &str) {
         let same = provider == self.billing.provider && model == self.billing.model;
         self.served = (!same).then(|| (provider.to_owned(), model.to_owned()));
+    }
+
+    /// Embeddings came back, their inputs counted as `input_tokens` when the provider said
+    /// (else they are estimated from the inputs' characters when the bill is settled). They have
+    /// no answer tokens.
+    pub(crate) fn embedded(&mut self, input_tokens: Option<u64>) {
+        self.first_token();
+        self.usage.update(Usage { input_tokens, output_tokens: Some(0), ..Usage::default() });
     }
 
     /// Notes what a streamed event tells the bill: usage (a stream may report it in parts), who
@@ -514,7 +599,10 @@ impl Bill {
             model: model.to_owned(),
             usage,
             latency_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            ttft_ms: self.first_token.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            ttft_ms: self
+                .first_token
+                .filter(|_| !self.embeddings)
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             cost_usd: cost,
             estimated,
         };

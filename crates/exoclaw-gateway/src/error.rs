@@ -21,6 +21,15 @@ pub enum GatewayError {
         /// The names that are served.
         available: Vec<String>,
     },
+    /// The model makes no embeddings (a chat model, or a provider whose API has none), or this
+    /// gateway cannot serve it on `/v1/embeddings` yet.
+    #[error("the model `{model}` cannot make embeddings: {reason}")]
+    NoEmbeddings {
+        /// The name asked for.
+        model: String,
+        /// Why, and what to use instead.
+        reason: String,
+    },
     /// The request body is malformed or asks for something impossible.
     #[error("{message}")]
     InvalidRequest {
@@ -195,7 +204,9 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
             GatewayError::ModelNotFound { .. } => StatusCode::NOT_FOUND,
-            GatewayError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::InvalidRequest { .. } | GatewayError::NoEmbeddings { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             GatewayError::Unauthorized { .. } | GatewayError::KeyRevoked { .. } => StatusCode::UNAUTHORIZED,
             GatewayError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
             // Not a limit that lifts by waiting: the model cannot be used under a budget at all.
@@ -203,6 +214,7 @@ impl GatewayError {
             GatewayError::BudgetExceeded(
                 BudgetRefusal::KeySpent { .. }
                 | BudgetRefusal::KeyShort { .. }
+                | BudgetRefusal::InputShort { .. }
                 | BudgetRefusal::TurnShort { .. }
                 | BudgetRefusal::Limit(_),
             )
@@ -228,13 +240,14 @@ impl GatewayError {
 
     /// A short stable name for the kind of failure, for metrics and protocol error codes:
     /// `unauthenticated`, `key_revoked`, `model_not_allowed`, `budget_exceeded`, `budget_unpriced`,
-    /// `rate_limited`, `model_not_found`, `invalid_request`, `unavailable`, `forbidden_origin`,
-    /// `forbidden_host`, `bodies_in_flight`, `request_too_large`, `request_timeout`,
-    /// `header_timeout`, `too_many_connections`, `too_many_unauthenticated`,
+    /// `rate_limited`, `model_not_found`, `no_embeddings`, `invalid_request`, `unavailable`,
+    /// `forbidden_origin`, `forbidden_host`, `bodies_in_flight`, `request_too_large`,
+    /// `request_timeout`, `header_timeout`, `too_many_connections`, `too_many_unauthenticated`,
     /// `provider_unavailable`, `provider_error`, `misconfigured`.
     pub fn kind_name(&self) -> &'static str {
         match self {
             GatewayError::ModelNotFound { .. } => "model_not_found",
+            GatewayError::NoEmbeddings { .. } => "no_embeddings",
             GatewayError::InvalidRequest { .. } => "invalid_request",
             GatewayError::Unauthorized { .. } => "unauthenticated",
             GatewayError::KeyRevoked { .. } => "key_revoked",
@@ -269,6 +282,7 @@ impl GatewayError {
     fn type_and_code(&self) -> (&'static str, &'static str) {
         match self {
             GatewayError::ModelNotFound { .. } => ("invalid_request_error", "model_not_found"),
+            GatewayError::NoEmbeddings { .. } => ("invalid_request_error", "model_not_supported"),
             GatewayError::InvalidRequest { .. } => ("invalid_request_error", "invalid_request"),
             GatewayError::Unauthorized { .. } => ("invalid_request_error", "invalid_api_key"),
             GatewayError::KeyRevoked { .. } => ("invalid_request_error", "key_revoked"),
@@ -279,6 +293,7 @@ impl GatewayError {
             GatewayError::BudgetExceeded(
                 BudgetRefusal::KeySpent { .. }
                 | BudgetRefusal::KeyShort { .. }
+                | BudgetRefusal::InputShort { .. }
                 | BudgetRefusal::TurnShort { .. }
                 | BudgetRefusal::Limit(_),
             ) => ("insufficient_quota", "budget_exceeded"),
@@ -305,7 +320,7 @@ impl GatewayError {
         let (kind, code) = self.type_and_code();
         let param = match self {
             GatewayError::InvalidRequest { param, .. } => json!(param),
-            GatewayError::ModelNotFound { .. } => json!("model"),
+            GatewayError::ModelNotFound { .. } | GatewayError::NoEmbeddings { .. } => json!("model"),
             _ => Value::Null,
         };
         json!({"error": {"message": self.to_string(), "type": kind, "param": param, "code": code}})

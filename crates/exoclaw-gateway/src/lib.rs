@@ -1,10 +1,11 @@
 //! exoclaw's gateway: one server for many clients and chat platforms, in front of the providers.
 //!
 //! - an OpenAI-compatible `/v1` API ([`openai`](self::openai)'s decoding and encoding):
-//!   `POST /v1/chat/completions` (whole answers and SSE streaming, tool calls included) and
-//!   `GET /v1/models`, for operator tokens and virtual keys (per-key model allow-list, budget and
-//!   requests per minute; [`keys`]), every request's usage settled in the background
-//!   ([`accounting`]);
+//!   `POST /v1/chat/completions` (whole answers and SSE streaming, tool calls included),
+//!   `POST /v1/embeddings` (`embeddings`: float or base64 vectors from the
+//!   [`ModelSource::embedder_for`] embedders) and `GET /v1/models`, for operator tokens and
+//!   virtual keys (per-key model allow-list, budget and requests per minute; [`keys`]), every
+//!   request's usage settled in the background ([`accounting`]);
 //! - the WebSocket JSON-RPC protocol at `/ws` (`docs/protocol.md`), with the [`Agents`], the
 //!   [`Bindings`] router and per-session ordering;
 //! - `POST /webhook/{channel}` with per-channel verification ([`webhook`]);
@@ -27,6 +28,7 @@ pub mod accounting;
 mod auth;
 mod body;
 mod chat;
+mod embeddings;
 mod error;
 mod front;
 mod guard;
@@ -43,8 +45,11 @@ pub mod webhook;
 
 pub use auth::{TokenSet, check_bind, hash_token};
 pub use chat::{Drained, drain};
+pub use embeddings::MAX_INPUTS as MAX_EMBEDDING_INPUTS;
 pub use error::GatewayError;
 pub use exoclaw_core::runtime::{Bindings, DEFAULT_AGENT, MAX_KEY_PART_BYTES, bindings};
 pub use openai::{decode_request, finish_reason};
-pub use server::{MAX_BODY_BYTES, ModelFailure, ModelSource, NotReady, StaticModels, app, serve};
+pub use server::{
+    EmbeddingModel, MAX_BODY_BYTES, ModelFailure, ModelSource, NotReady, StaticModels, app, serve,
+};
 pub use state::{Gateway, GatewayBuilder, KEY_CHECK_INTERVAL, Limits};

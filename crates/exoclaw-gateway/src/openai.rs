@@ -110,12 +110,18 @@ pub(crate) fn unknown_field(error: &str) -> Option<&str> {
     Some(&rest[..rest.find('`')?])
 }
 
-/// The 400 for a field exoclaw does not carry out.
+/// The 400 for a field exoclaw's chat completions API does not carry out.
 pub(crate) fn unsupported_field(field: &str) -> GatewayError {
+    unsupported_in(crate::server::JsonApi::Chat, field)
+}
+
+/// The 400 for a field `api` does not carry out.
+pub(crate) fn unsupported_in(api: crate::server::JsonApi, field: &str) -> GatewayError {
     GatewayError::invalid(
         format!(
-            "`{field}` is not supported by exoclaw's chat completions API; remove it \
-             (exoclaw refuses what it would otherwise silently ignore)"
+            "`{field}` is not supported by exoclaw's {} API; remove it \
+             (exoclaw refuses what it would otherwise silently ignore)",
+            api.name()
         ),
         Some(field),
     )

@@ -1,6 +1,6 @@
 //! The HTTP surface: the axum [`app`] routing `/healthz`, `/readyz`, `/metrics`, `/v1/models`,
-//! `/v1/chat/completions`, the WebSocket and the webhooks, and [`serve`], which runs it until a
-//! shutdown signal and then drains.
+//! `/v1/chat/completions`, `/v1/embeddings` ([`crate::embeddings`]), the WebSocket and the
+//! webhooks, and [`serve`], which runs it until a shutdown signal and then drains.
 
 use crate::accounting::Bill;
 use crate::keys::{self, Caller};
@@ -16,7 +16,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use exoclaw_core::Provider;
+use exoclaw_core::{Embedder, Provider};
 use futures::StreamExt;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -52,6 +52,19 @@ pub trait ModelSource: Send + Sync {
     /// Each provider's circuit breaker state (`closed`, `open`, `half_open`), for `/metrics`.
     fn breaker_states(&self) -> Vec<(String, &'static str)> {
         Vec::new()
+    }
+
+    /// The embedding model serving `model` (the name a client sent to `/v1/embeddings`): the
+    /// embedder, the provider and model its usage is recorded and priced as, and whether it
+    /// takes `dimensions`. An unknown name is [`GatewayError::ModelNotFound`]; a model (or a
+    /// provider) that makes no embeddings is [`GatewayError::NoEmbeddings`], saying why. Async
+    /// so that an implementation may open (load) the model here. The default: this source
+    /// serves no embeddings at all.
+    async fn embedder_for(&self, model: &str) -> Result<EmbeddingModel, GatewayError> {
+        Err(GatewayError::NoEmbeddings {
+            model: model.to_owned(),
+            reason: "this gateway serves no embedding models".to_owned(),
+        })
     }
 
     /// Whether the gateway can serve now, as `GET /readyz` answers (503 with the reason while
@@ -100,10 +113,43 @@ impl ModelFailure {
     }
 }
 
-/// A fixed table of model names, each served by one provider under its own name.
+/// An embedding model as a [`ModelSource`] serves it to `/v1/embeddings`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EmbeddingModel {
+    /// What makes the vectors.
+    pub embedder: Arc<dyn Embedder>,
+    /// The provider instance's name: what usage is recorded, priced (`[prices]` patterns match
+    /// `provider/model`) and counted in the token metrics under.
+    pub provider: String,
+    /// The model name the embedder is sent, and priced as.
+    pub model: String,
+    /// Whether the model can shorten its vectors (OpenAI's `dimensions`, Gemini's
+    /// `outputDimensionality`). Where it cannot, or it is not known to, a request that sets
+    /// `dimensions` is refused (400) rather than answered with vectors of another length.
+    pub dimensions: bool,
+}
+
+impl EmbeddingModel {
+    /// `embedder` serving `model`, recorded as provider `provider`; it does not take
+    /// `dimensions` ([`EmbeddingModel::with_dimensions`] says it does).
+    pub fn new(embedder: Arc<dyn Embedder>, provider: impl Into<String>, model: impl Into<String>) -> Self {
+        Self { embedder, provider: provider.into(), model: model.into(), dimensions: false }
+    }
+
+    /// Whether the model takes `dimensions`.
+    pub fn with_dimensions(mut self, dimensions: bool) -> Self {
+        self.dimensions = dimensions;
+        self
+    }
+}
+
+/// A fixed table of model names, each served by one provider under its own name, and of
+/// embedding model names, each served by one embedder.
 #[derive(Debug, Default, Clone)]
 pub struct StaticModels {
     table: BTreeMap<String, (Arc<dyn Provider>, String)>,
+    embedders: BTreeMap<String, EmbeddingModel>,
 }
 
 impl StaticModels {
@@ -122,23 +168,52 @@ impl StaticModels {
         self.table.insert(name.into(), (provider, upstream_model.into()));
         self
     }
+
+    /// Serves `name` on `/v1/embeddings` with `model`; `GET /v1/models` lists it too.
+    pub fn with_embedder(mut self, name: impl Into<String>, model: EmbeddingModel) -> Self {
+        self.embedders.insert(name.into(), model);
+        self
+    }
 }
 
+#[async_trait::async_trait]
 impl ModelSource for StaticModels {
     fn provider_for(&self, model: &str) -> Result<(Arc<dyn Provider>, String), GatewayError> {
-        self.table
-            .get(model)
-            .cloned()
-            .ok_or_else(|| GatewayError::ModelNotFound { model: model.to_owned(), available: self.models() })
+        if let Some(found) = self.table.get(model) {
+            return Ok(found.clone());
+        }
+        if self.embedders.contains_key(model) {
+            return Err(GatewayError::invalid(
+                format!("the model `{model}` makes embeddings only; send it to /v1/embeddings"),
+                Some("model"),
+            ));
+        }
+        Err(GatewayError::ModelNotFound { model: model.to_owned(), available: self.models() })
     }
 
     fn models(&self) -> Vec<String> {
-        self.table.keys().cloned().collect()
+        let mut names: Vec<String> = self.table.keys().chain(self.embedders.keys()).cloned().collect();
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 
     /// The provider's own name and the model name it is sent: what its usage is recorded under.
     fn billed_as(&self, model: &str) -> Option<(String, String)> {
         self.table.get(model).map(|(provider, upstream)| (provider.name().to_owned(), upstream.clone()))
+    }
+
+    async fn embedder_for(&self, model: &str) -> Result<EmbeddingModel, GatewayError> {
+        if let Some(found) = self.embedders.get(model) {
+            return Ok(found.clone());
+        }
+        if self.table.contains_key(model) {
+            return Err(GatewayError::NoEmbeddings {
+                model: model.to_owned(),
+                reason: "it is a chat model; use it with /v1/chat/completions".to_owned(),
+            });
+        }
+        Err(GatewayError::ModelNotFound { model: model.to_owned(), available: self.models() })
     }
 }
 
@@ -155,7 +230,10 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
 
 /// [`app`]'s routes, without the front layer.
 pub(crate) fn routes(gateway: Arc<Gateway>) -> Router {
-    let v1 = Router::new().route("/v1/models", get(list_models)).route(COMPLETIONS, post(chat_completions));
+    let v1 = Router::new()
+        .route("/v1/models", get(list_models))
+        .route(COMPLETIONS, post(chat_completions))
+        .route(crate::embeddings::EMBEDDINGS, post(crate::embeddings::handler));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
@@ -165,7 +243,7 @@ pub(crate) fn routes(gateway: Arc<Gateway>) -> Router {
         .merge(v1)
         .fallback(|| async {
             let e = GatewayError::invalid(
-                "no such endpoint; this gateway serves /v1/chat/completions and /v1/models",
+                "no such endpoint; this gateway serves /v1/chat/completions, /v1/embeddings and /v1/models",
                 None,
             );
             (StatusCode::NOT_FOUND, Json(e.body()))
@@ -349,26 +427,55 @@ async fn list_models(State(gateway): State<Arc<Gateway>>, caller: Caller) -> Jso
     Json(json!({"object": "list", "data": data}))
 }
 
+/// A `/v1` API that takes a JSON body, for what its refusals say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JsonApi {
+    /// `/v1/chat/completions`.
+    Chat,
+    /// `/v1/embeddings`.
+    Embeddings,
+}
+
+impl JsonApi {
+    /// The API's name in a sentence: "chat completions", "embeddings".
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            JsonApi::Chat => "chat completions",
+            JsonApi::Embeddings => "embeddings",
+        }
+    }
+
+    /// What a body should be: "a JSON chat completion request".
+    fn expected(self) -> &'static str {
+        match self {
+            JsonApi::Chat => "a JSON chat completion request",
+            JsonApi::Embeddings => "a JSON embeddings request",
+        }
+    }
+}
+
 /// axum's JSON rejections in OpenAI's error shape. A body that parses but lacks a field (axum's
 /// 422) is a 400, as OpenAI answers it; a missing content type keeps its 415.
-fn rejection(e: JsonRejection) -> Response {
+fn rejection(e: JsonRejection, api: JsonApi) -> Response {
     let status = match e.status() {
         StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
         other => other,
     };
-    let error =
-        GatewayError::invalid(format!("{}; send a JSON chat completion request", e.body_text()), None);
+    let error = GatewayError::invalid(format!("{}; send {}", e.body_text(), api.expected()), None);
     (status, Json(error.body())).into_response()
 }
 
 /// The chat completions endpoint, as routed and as its metrics are labelled.
 pub(crate) const COMPLETIONS: &str = "/v1/chat/completions";
 
-/// The body as a chat completion request. A JSON body is parsed straight from its bytes; any
-/// other body, and one that does not parse, goes through axum's `Json` extractor, whose rejection
-/// says what is wrong (the content type, or the path of the field at fault).
+/// The body as a `T` (the request type of `api`). A JSON body is parsed straight from its
+/// bytes; any other body, and one that does not parse, goes through axum's `Json` extractor,
+/// whose rejection says what is wrong (the content type, or the path of the field at fault).
 /// A field exoclaw does not support is named in a 400 of its own (see [`CompletionRequest`]).
-async fn completion_request(request: Request) -> Result<CompletionRequest, Response> {
+pub(crate) async fn json_request<T: serde::de::DeserializeOwned>(
+    request: Request,
+    api: JsonApi,
+) -> Result<T, Response> {
     let content_type = request.headers().get(header::CONTENT_TYPE).cloned();
     let body = Bytes::from_request(request, &()).await.map_err(IntoResponse::into_response)?;
     let is_json = content_type
@@ -380,7 +487,7 @@ async fn completion_request(request: Request) -> Result<CompletionRequest, Respo
             Ok(request) => return Ok(request),
             Err(e) => {
                 if let Some(field) = openai::unknown_field(&e.to_string()) {
-                    return Err(openai::unsupported_field(field).into_response());
+                    return Err(openai::unsupported_in(api, field).into_response());
                 }
             }
         }
@@ -390,13 +497,13 @@ async fn completion_request(request: Request) -> Result<CompletionRequest, Respo
     if let Some(content_type) = content_type {
         request.headers_mut().insert(header::CONTENT_TYPE, content_type);
     }
-    let Json(request) = Json::<CompletionRequest>::from_request(request, &()).await.map_err(rejection)?;
+    let Json(request) = Json::<T>::from_request(request, &()).await.map_err(|e| rejection(e, api))?;
     Ok(request)
 }
 
 async fn chat_completions(State(gateway): State<Arc<Gateway>>, caller: Caller, request: Request) -> Response {
     let started = Instant::now();
-    let response = match completion_request(request).await {
+    let response = match json_request::<CompletionRequest>(request, JsonApi::Chat).await {
         Ok(request) => match complete(&gateway, caller, request).await {
             Ok(response) => response,
             Err(e) => {

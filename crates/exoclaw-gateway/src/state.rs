@@ -103,6 +103,9 @@ pub struct Gateway {
     pub(crate) ledger: Option<Ledger>,
     /// Each requested model's provider, routed name and price.
     pub(crate) billing: BillingCache,
+    /// Each embedding model's billing, by the `provider/model` that serves it (apart from
+    /// `billing`, whose keys are the names clients send).
+    pub(crate) embedding_billing: BillingCache,
     pub(crate) shutdown: CancellationToken,
     /// The WebSocket side: session queues, running turns, open connections.
     pub(crate) chat: crate::chat::ChatRuntime,
@@ -157,6 +160,7 @@ impl Gateway {
                 metering: None,
                 ledger: None,
                 billing: BillingCache::default(),
+                embedding_billing: BillingCache::default(),
                 shutdown: CancellationToken::new(),
                 chat: crate::chat::ChatRuntime::new(),
                 started: now_secs(),

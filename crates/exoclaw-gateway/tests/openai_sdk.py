@@ -2,10 +2,12 @@
 
 Run by `tests/v1.rs` (`the_official_python_sdk_talks_to_the_gateway`) with the gateway's base URL
 and token; the model `fast` answers "hello there world", `tools` answers with a get_weather call,
-`limited` is rate limited, `capital` answers `{"city": "Paris", "country": "France"}` and `local`
-is the embedded SmolLM2.
+`limited` is rate limited, `capital` answers `{"city": "Paris", "country": "France"}`, `local`
+is the embedded SmolLM2 and `embed` embeds text number i as `[i + 0.5, -1.25, len(text)]` (two
+tokens a text).
 """
 
+import json
 import sys
 
 import openai
@@ -98,5 +100,32 @@ for extra in [{"logprobs": True}, {"n": 2}, {"extra_body": {"logit_bias": {"1": 
     except openai.BadRequestError as e:
         field = "logit_bias" if "extra_body" in extra else next(iter(extra))
         assert e.body["param"] == field and field in e.body["message"], e.body
+
+# Embeddings. Without `encoding_format` the SDK asks for base64 and decodes the little-endian
+# float32 bytes itself; the gateway must answer in kind.
+raw = client.embeddings.with_raw_response.create(model="embed", input=["hello", "hi"])
+assert json.loads(raw.http_request.content)["encoding_format"] == "base64", raw.http_request.content
+wire = raw.http_response.json()
+assert all(isinstance(d["embedding"], str) for d in wire["data"]), wire
+vectors = raw.parse()
+assert [d.embedding for d in vectors.data] == [[0.5, -1.25, 5.0], [1.5, -1.25, 2.0]], vectors
+assert [d.index for d in vectors.data] == [0, 1], vectors
+assert vectors.model == "embed" and vectors.usage.prompt_tokens == 4 == vectors.usage.total_tokens, vectors
+default = client.embeddings.create(model="embed", input="hello")
+assert default.data[0].embedding == [0.5, -1.25, 5.0], default
+floats = client.embeddings.create(model="embed", input=["hello"], encoding_format="float", user="alice")
+assert floats.data[0].embedding == [0.5, -1.25, 5.0], floats
+packed = client.embeddings.create(model="embed", input="hello", encoding_format="base64")
+assert isinstance(packed.data[0].embedding, str), packed
+for kwargs, param in [
+    ({"model": "embed", "input": "x", "dimensions": 8}, "dimensions"),
+    ({"model": "embed", "input": [[1, 2, 3]]}, "input"),
+    ({"model": "fast", "input": "x"}, "model"),
+]:
+    try:
+        client.embeddings.create(**kwargs)
+        raise AssertionError(f"expected a 400 for {kwargs}")
+    except openai.BadRequestError as e:
+        assert e.body["param"] == param, e.body
 
 print("openai sdk ok")

@@ -5,12 +5,15 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use async_trait::async_trait;
-use exoclaw_core::{ErrorKind, EventStream, Provider, ProviderError};
-use exoclaw_gateway::{Gateway, GatewayError, StaticModels, TokenSet, app, check_bind, hash_token};
+use exoclaw_core::{Embedder, ErrorKind, EventStream, Provider, ProviderError};
+use exoclaw_gateway::{
+    EmbeddingModel, Gateway, GatewayError, StaticModels, TokenSet, app, check_bind, hash_token,
+};
 use exoclaw_local::{LocalModel, LocalOptions, LocalProvider};
 use exoclaw_testkit::provider::{Outcome, ScriptedProvider};
 use exoclaw_types::{
-    ChatRequest, Part, ResponseFormat, Role, StopReason, StreamEvent, ToolCall, ToolChoice, Usage,
+    ChatRequest, EmbeddingRequest, Embeddings, Part, ResponseFormat, Role, StopReason, StreamEvent, ToolCall,
+    ToolChoice, Usage,
 };
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
@@ -41,6 +44,24 @@ impl Provider for Recorder {
     async fn stream(&self, request: ChatRequest) -> Result<EventStream, ProviderError> {
         self.requests.lock().unwrap().push(request);
         Ok(Box::pin(futures::stream::iter(self.events.clone().into_iter().map(Ok))))
+    }
+}
+
+/// Embeds text number `i` as `[i + 0.5, -1.25, its length]`, two tokens a text: vectors whose
+/// floats survive any encoding exactly.
+#[derive(Debug)]
+struct Counting;
+
+#[async_trait]
+impl Embedder for Counting {
+    async fn embed(&self, request: EmbeddingRequest) -> Result<Embeddings, ProviderError> {
+        let vectors = request
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(i, text)| vec![i as f32 + 0.5, -1.25, text.chars().count() as f32])
+            .collect();
+        Ok(Embeddings { vectors, input_tokens: Some(2 * request.inputs.len() as u64) })
     }
 }
 
@@ -374,7 +395,8 @@ fn binding_beyond_loopback_needs_a_token() {
     assert!(check_bind("[::1]:8080".parse().unwrap(), false).is_ok());
 }
 
-/// The official `openai` Python SDK against the gateway, installed (pinned, cached) by
+/// The official `openai` Python SDK against the gateway (chat completions, structured outputs,
+/// embeddings in base64 and as floats, typed errors), installed (pinned, cached) by
 /// `scripts/peers/openai-sdk.sh`. Never skipped: without the SDK the test fails saying why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_python_sdk_talks_to_the_gateway() {
@@ -402,7 +424,8 @@ async fn the_official_python_sdk_talks_to_the_gateway() {
         .with("tools", Recorder::new(tool_call_events()), "m")
         .with("limited", Arc::new(limited), "m")
         .with("capital", capital.clone(), "m")
-        .with("local", Arc::new(local), LOCAL_MODEL);
+        .with("local", Arc::new(local), LOCAL_MODEL)
+        .with_embedder("embed", EmbeddingModel::new(Arc::new(Counting), "counting", "c"));
     let server = start(source, TokenSet::from_tokens(["sk-test"])).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai_sdk.py");
     let output = tokio::process::Command::new(&python)

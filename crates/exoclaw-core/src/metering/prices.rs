@@ -187,6 +187,10 @@ pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
 ///   storage per hour is not modelled);
 /// - xAI: <https://docs.x.ai/docs/models> (cached input).
 ///
+/// Embedding models are priced by their input tokens alone (`output` 0: they answer with vectors,
+/// not tokens). Google's `text-embedding-004` is listed by Vertex AI per character ($0.000025 per
+/// 1,000): about $0.10 a million tokens at four characters a token.
+///
 /// Patterns start with `*/` so that named instances (`work/gpt-4o`) and OpenRouter
 /// (`openrouter/openai/gpt-4o`) are priced too; the embedded model and local servers cost 0.
 pub const SHIPPED: &[(&[&str], Price)] = &[
@@ -216,10 +220,17 @@ pub const SHIPPED: &[(&[&str], Price)] = &[
     (&["*/gpt-5-nano*"], Price::new(0.05, 0.40).with_cache(0.005, 0.05)),
     (&["*/o3", "*/o3-20*"], Price::new(2.0, 8.0).with_cache(0.50, 2.0)),
     (&["*/o4-mini*"], Price::new(1.10, 4.40).with_cache(0.275, 1.10)),
+    // OpenAI embeddings.
+    (&["*/text-embedding-3-small*"], Price::new(0.02, 0.0)),
+    (&["*/text-embedding-3-large*"], Price::new(0.13, 0.0)),
+    (&["*/text-embedding-ada-002*"], Price::new(0.10, 0.0)),
     // Google.
     (&["*/gemini-2.5-pro*"], Price::new(1.25, 10.0).with_cache(0.125, 1.25)),
     (&["*/gemini-2.5-flash*"], Price::new(0.30, 2.50).with_cache(0.03, 0.30)),
     (&["*/gemini-2.5-flash-lite*"], Price::new(0.10, 0.40).with_cache(0.01, 0.10)),
+    // Google embeddings.
+    (&["*/gemini-embedding-001*"], Price::new(0.15, 0.0)),
+    (&["*/text-embedding-004*"], Price::new(0.10, 0.0)),
     // xAI.
     (&["*/grok-4*", "*/grok-3", "*/grok-3-latest"], Price::new(3.0, 15.0).with_cache(0.75, 3.0)),
     (
@@ -290,6 +301,14 @@ mod tests {
         assert_eq!(cost(&table, "xai", "grok-4-fast-reasoning"), Some(0.20));
         assert_eq!(cost(&table, "local", "smollm2"), Some(0.0));
         assert_eq!(cost(&table, "fake", "fake-model"), None);
+        // Embedding models: input tokens only.
+        assert_eq!(cost(&table, "openai", "text-embedding-3-small"), Some(0.02));
+        assert_eq!(cost(&table, "work", "text-embedding-3-large"), Some(0.13));
+        assert_eq!(cost(&table, "gemini", "gemini-embedding-001"), Some(0.15));
+        assert_eq!(cost(&table, "gemini", "text-embedding-004"), Some(0.10));
+        let small = table.price("openai", "text-embedding-3-small").unwrap();
+        let usage = Usage { input_tokens: Some(1_000_000), output_tokens: Some(0), ..Usage::default() };
+        assert!(close(small.cost(&usage), 0.02));
 
         // A broad configured pattern beats a narrow shipped one.
         table.set("anthropic/*", Price::new(1.0, 2.0));

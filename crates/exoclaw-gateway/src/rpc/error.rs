@@ -228,7 +228,9 @@ impl From<GatewayError> for RpcError {
             }
             GatewayError::Unavailable { .. } => RpcError::new(Code::Unavailable, message),
             GatewayError::ModelNotFound { .. } => RpcError::new(Code::NotFound, message),
-            GatewayError::InvalidRequest { .. } => RpcError::new(Code::InvalidParams, message),
+            GatewayError::InvalidRequest { .. } | GatewayError::NoEmbeddings { .. } => {
+                RpcError::new(Code::InvalidParams, message)
+            }
             GatewayError::Provider(e) => e.into(),
             // HTTP-level refusals; a WebSocket request meets them only as its upgrade.
             GatewayError::ForbiddenOrigin { .. } | GatewayError::ForbiddenHost { .. } => {
