@@ -197,7 +197,7 @@ async fn every_vector_matches_sentence_transformers() {
             worst = (c, i);
         }
     }
-    eprintln!("lowest cosine over {} texts: {:.7} ({:?})", texts.len(), worst.0, texts[worst.1]);
+    eprintln!("lowest cosine over {} texts: {:.9} ({:?})", texts.len(), worst.0, texts[worst.1]);
     for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
         let c = cosine(a, b);
         assert!(c >= 0.999, "text {i} {:?}: cosine {c}", texts[i]);

@@ -1,12 +1,12 @@
 //! [`Encoder`]: a sentence-transformers BERT model folder loaded for inference — its tokenizer
-//! (truncating as sentence-transformers does), candle's BERT, attention-mask-weighted mean pooling
-//! and L2 normalisation. Synchronous and CPU-bound: [`super::LocalEmbedder`] runs it on blocking
-//! threads.
+//! (truncating as sentence-transformers does), the BERT encoder ([`super::bert`]), mean pooling
+//! over each input's own tokens and L2 normalisation. Synchronous and CPU-bound:
+//! [`super::LocalEmbedder`] runs it on blocking threads.
 
+use super::bert::Bert;
 use crate::LocalError;
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_core::Device;
+use candle_transformers::models::bert::Config;
 use std::path::{Path, PathBuf};
 use tokenizers::{Tokenizer, TruncationParams};
 
@@ -25,11 +25,9 @@ const REMEDY: &str = "a sentence-transformers model folder holds config.json, to
 
 /// A loaded sentence-embedding model.
 pub struct Encoder {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
-    dimensions: usize,
     max_tokens: usize,
-    pad_id: u32,
 }
 
 impl Encoder {
@@ -61,22 +59,17 @@ impl Encoder {
         // pads every input to 128).
         tokenizer.with_padding(None);
 
-        let device = Device::Cpu;
-        let tensors = candle_core::safetensors::load(&weights_path, &device)
+        let tensors = candle_core::safetensors::load(&weights_path, &Device::Cpu)
             .map_err(|e| bad(&weights_path, format!("not a readable safetensors file ({e}); {REMEDY}")))?;
-        let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
-        let model = BertModel::load(vb, &config).map_err(|e| {
-            bad(&weights_path, format!("not the weights config.json describes ({e}); {REMEDY}"))
+        let model = Bert::new(&config, tensors).map_err(|reason| {
+            bad(&weights_path, format!("not the weights config.json describes: {reason}; {REMEDY}"))
         })?;
-        let pad_id = u32::try_from(config.pad_token_id).map_err(|_| {
-            bad(&config_path, format!("pad_token_id {} is out of range", config.pad_token_id))
-        })?;
-        Ok(Self { model, tokenizer, dimensions: config.hidden_size, max_tokens, pad_id })
+        Ok(Self { model, tokenizer, max_tokens })
     }
 
     /// The vectors' length.
     pub fn dimensions(&self) -> usize {
-        self.dimensions
+        self.model.hidden()
     }
 
     /// Most tokens of one input the model sees (longer inputs are cut).
@@ -92,32 +85,19 @@ impl Encoder {
         Ok(encodings.into_iter().map(|e| e.get_ids().to_vec()).collect())
     }
 
-    /// One unit vector per token sequence, in order: the sequences padded to the longest, run
-    /// through BERT together, and each one's token vectors averaged over its own tokens.
+    /// One unit vector per token sequence, in order: the sequences run through BERT together, and
+    /// each one's token vectors averaged over its own tokens.
     pub fn embed(&self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, LocalError> {
-        let rows = batch.len();
-        let Some(width) = batch.iter().map(Vec::len).max() else { return Ok(Vec::new()) };
-        let mut ids = Vec::with_capacity(rows * width);
-        let mut mask = Vec::with_capacity(rows * width);
-        for seq in batch {
-            ids.extend_from_slice(seq);
-            ids.resize(ids.len() + width - seq.len(), self.pad_id);
-            mask.extend(std::iter::repeat_n(1u32, seq.len()));
-            mask.resize(mask.len() + width - seq.len(), 0);
-        }
-        let device = &self.model.device;
-        let ids = Tensor::from_vec(ids, (rows, width), device)?;
-        let mask = Tensor::from_vec(mask, (rows, width), device)?;
-        let types = ids.zeros_like()?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask))?;
-        let hidden = hidden.flatten_all()?.to_vec1::<f32>()?;
-        let dims = self.dimensions;
+        let hidden = self.model.forward(batch)?;
+        let dims = self.dimensions();
+        let mut start = 0;
         Ok(batch
             .iter()
-            .enumerate()
-            .map(|(row, seq)| {
-                let start = row * width * dims;
-                mean_normalised(&hidden[start..start + seq.len() * dims], dims)
+            .map(|seq| {
+                let end = start + seq.len() * dims;
+                let vector = mean_normalised(&hidden[start..end], dims);
+                start = end;
+                vector
             })
             .collect())
     }

@@ -8,6 +8,7 @@
 //! Inputs are tokenised, sorted by length so each batch pads little, and run batch by batch on
 //! blocking threads (never on the async runtime); the vectors come back in the inputs' order.
 
+mod bert;
 mod encoder;
 
 use crate::LocalError;
@@ -20,9 +21,14 @@ use exoclaw_types::{EmbeddingRequest, Embeddings};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Inputs per forward pass by default. Inputs are sorted by length first, so a batch pads little;
-/// 32 is also sentence-transformers' default, and larger batches gained nothing on 2 cores.
+/// Inputs per forward pass by default (sentence-transformers' default too). Inputs are sorted by
+/// length first, so a batch pads little.
 pub const DEFAULT_BATCH: usize = 32;
+
+/// Most tokens of one batch, padding included: long inputs go fewer to a batch. Bigger batches
+/// speed up nothing (the products are already large) but need buffers big enough that the
+/// allocator hands each back to the system and every page faults in again on the next batch.
+pub const BATCH_TOKENS: usize = 2048;
 
 /// Settings of a [`LocalEmbedder`].
 #[derive(Debug, Clone)]
@@ -160,7 +166,7 @@ impl Embedder for LocalEmbedder {
         // Longest first, as sentence-transformers orders them: equal lengths batch together.
         order.sort_by_key(|&i| std::cmp::Reverse(tokens[i].len()));
         let mut vectors = vec![Vec::new(); tokens.len()];
-        for positions in order.chunks(self.batch_size) {
+        for positions in batches(&order, &tokens, self.batch_size) {
             let batch: Vec<Vec<u32>> = positions.iter().map(|&i| std::mem::take(&mut tokens[i])).collect();
             let batch_vectors = self.blocking(move |encoder| encoder.embed(&batch)).await?;
             for (&i, vector) in positions.iter().zip(batch_vectors) {
@@ -169,6 +175,21 @@ impl Embedder for LocalEmbedder {
         }
         Ok(Embeddings { vectors, input_tokens: Some(input_tokens) })
     }
+}
+
+/// `order` (indices into `tokens`, longest first) cut into batches of at most `size` inputs and
+/// [`BATCH_TOKENS`] tokens padded to the batch's first (longest) input; an input longer than that
+/// goes alone.
+fn batches<'a>(order: &'a [usize], tokens: &[Vec<u32>], size: usize) -> Vec<&'a [usize]> {
+    let mut batches = Vec::new();
+    let mut rest = order;
+    while let Some(&first) = rest.first() {
+        let fit = (BATCH_TOKENS / tokens[first].len().max(1)).clamp(1, size);
+        let (batch, after) = rest.split_at(fit.min(rest.len()));
+        batches.push(batch);
+        rest = after;
+    }
+    batches
 }
 
 /// An explicit folder's last component, as the model's name.

@@ -1,0 +1,517 @@
+//! A BERT encoder's forward pass written for sentence embeddings on the CPU: the weights of a
+//! Hugging Face `BertModel` checkpoint (as candle's `bert` module names them), the matrix
+//! products on candle's tensors, everything between them in plain loops over the rows.
+//!
+//! Why not candle-transformers' `BertModel` as is (this crate used it first): on the project's
+//! 2-core machine it ran at ≈ 0.6× sentence-transformers. Its matrix products were less than half
+//! the time; the rest went to one tensor operation per step — each allocating and filling a fresh
+//! buffer, a scalar `erf` for every GELU value and a multi-pass softmax — and to threads waiting on
+//! one another between them. Here:
+//!
+//! - the inputs of a batch are packed end to end: the linear layers (≈ 90% of the arithmetic) see
+//!   only real tokens, no padding;
+//! - query, key and value are one product (their weights stacked at load);
+//! - bias, GELU (erf by a rational approximation that vectorises, |error| < 5e-7), residual and
+//!   layer norm are fused into one pass over the rows, spread over rayon's pool (the pool candle's
+//!   matrix kernel runs on);
+//! - attention runs head by head over padded sequences with candle's batched product, and a
+//!   masked softmax whose `exp` vectorises.
+//!
+//! The arithmetic is BERT's: the same results as candle's `BertModel` and sentence-transformers
+//! up to float rounding (`tests/minilm.rs` checks every vector against sentence-transformers).
+
+use crate::LocalError;
+use candle_core::{DType, Device, Tensor};
+use candle_transformers::models::bert::{Config, HiddenAct};
+use rayon::prelude::*;
+use std::collections::HashMap;
+
+/// Rows of a fused row-wise pass handed to one rayon task: enough work to outweigh the task.
+const ROWS_PER_TASK: usize = 16;
+
+/// A linear layer: `x · W + b` with `W` stored `(in, out)`, contiguous, as the product reads it
+/// fastest.
+struct Linear {
+    weight: Tensor,
+    bias: Vec<f32>,
+}
+
+impl Linear {
+    /// `rows × in` values in, `rows × out` values out (without the bias, which the caller fuses
+    /// into its next pass).
+    fn product(&self, x: &[f32], rows: usize) -> candle_core::Result<Vec<f32>> {
+        let inputs = self.weight.dim(0)?;
+        let x = Tensor::from_slice(x, (rows, inputs), &Device::Cpu)?;
+        x.matmul(&self.weight)?.flatten_all()?.to_vec1()
+    }
+}
+
+/// Layer norm's scale and shift.
+struct Norm {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+/// One encoder layer.
+struct Layer {
+    /// Query, key and value stacked: `hidden → 3 × hidden`.
+    qkv: Linear,
+    attention_out: Linear,
+    attention_norm: Norm,
+    up: Linear,
+    down: Linear,
+    output_norm: Norm,
+}
+
+/// The encoder, ready to run.
+pub(super) struct Bert {
+    word: Vec<f32>,
+    position: Vec<f32>,
+    /// Token type 0's embedding: sentence embeddings are single segments.
+    token_type: Vec<f32>,
+    embedding_norm: Norm,
+    layers: Vec<Layer>,
+    hidden: usize,
+    heads: usize,
+    vocab: usize,
+    positions: usize,
+    eps: f32,
+}
+
+/// The checkpoint's tensors, taken out by name.
+struct Weights {
+    tensors: HashMap<String, Tensor>,
+    /// `bert.` or nothing, as the checkpoint names them.
+    prefix: &'static str,
+}
+
+impl Weights {
+    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor, String> {
+        let full = format!("{}{name}", self.prefix);
+        let tensor = self.tensors.remove(&full).ok_or_else(|| format!("it has no tensor `{full}`"))?;
+        if tensor.dims() != shape {
+            return Err(format!("tensor `{full}` is {:?}, expected {shape:?}", tensor.dims()));
+        }
+        tensor.to_dtype(DType::F32).map_err(|e| format!("tensor `{full}`: {e}"))
+    }
+
+    fn vector(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, String> {
+        let tensor = self.take(name, shape)?;
+        tensor.flatten_all().and_then(|t| t.to_vec1()).map_err(|e| format!("tensor `{name}`: {e}"))
+    }
+
+    fn norm(&mut self, name: &str, hidden: usize) -> Result<Norm, String> {
+        Ok(Norm {
+            weight: self.vector(&format!("{name}.weight"), &[hidden])?,
+            bias: self.vector(&format!("{name}.bias"), &[hidden])?,
+        })
+    }
+
+    /// The linear layers `names` (PyTorch's `(out, in)` weights) stacked into one, transposed.
+    fn linear(&mut self, names: &[String], inputs: usize, outputs: usize) -> Result<Linear, String> {
+        let mut weights = Vec::new();
+        let mut bias = Vec::new();
+        for name in names {
+            weights.push(self.take(&format!("{name}.weight"), &[outputs, inputs])?);
+            bias.extend(self.vector(&format!("{name}.bias"), &[outputs])?);
+        }
+        let weight = Tensor::cat(&weights, 0)
+            .and_then(|w| w.t())
+            .and_then(|w| w.contiguous())
+            .map_err(|e| format!("{}: {e}", names.join(", ")))?;
+        Ok(Linear { weight, bias })
+    }
+}
+
+impl Bert {
+    /// The encoder of `config` from a checkpoint's tensors; a missing or misshapen tensor is
+    /// named in the error.
+    pub(super) fn new(config: &Config, tensors: HashMap<String, Tensor>) -> Result<Self, String> {
+        if config.hidden_act != HiddenAct::Gelu {
+            return Err(format!("its activation is {:?}; only `gelu` (erf) is supported", config.hidden_act));
+        }
+        let (hidden, heads) = (config.hidden_size, config.num_attention_heads);
+        if heads == 0 || hidden % heads != 0 {
+            return Err(format!("{hidden} dimensions do not split into {heads} heads"));
+        }
+        let prefix = if tensors.keys().any(|k| k.starts_with("bert.")) { "bert." } else { "" };
+        let mut w = Weights { tensors, prefix };
+        let (vocab, positions, inner) =
+            (config.vocab_size, config.max_position_embeddings, config.intermediate_size);
+        let token_types =
+            w.vector("embeddings.token_type_embeddings.weight", &[config.type_vocab_size, hidden])?;
+        let mut bert = Bert {
+            word: w.vector("embeddings.word_embeddings.weight", &[vocab, hidden])?,
+            position: w.vector("embeddings.position_embeddings.weight", &[positions, hidden])?,
+            token_type: token_types.get(..hidden).ok_or("it has no token type embeddings")?.to_vec(),
+            embedding_norm: w.norm("embeddings.LayerNorm", hidden)?,
+            layers: Vec::with_capacity(config.num_hidden_layers),
+            hidden,
+            heads,
+            vocab,
+            positions,
+            eps: config.layer_norm_eps as f32,
+        };
+        for i in 0..config.num_hidden_layers {
+            let at = |name: &str| format!("encoder.layer.{i}.{name}");
+            let qkv = ["query", "key", "value"].map(|n| at(&format!("attention.self.{n}")));
+            bert.layers.push(Layer {
+                qkv: w.linear(&qkv, hidden, hidden)?,
+                attention_out: w.linear(&[at("attention.output.dense")], hidden, hidden)?,
+                attention_norm: w.norm(&at("attention.output.LayerNorm"), hidden)?,
+                up: w.linear(&[at("intermediate.dense")], hidden, inner)?,
+                down: w.linear(&[at("output.dense")], inner, hidden)?,
+                output_norm: w.norm(&at("output.LayerNorm"), hidden)?,
+            });
+        }
+        Ok(bert)
+    }
+
+    /// The vectors' length.
+    pub(super) fn hidden(&self) -> usize {
+        self.hidden
+    }
+
+    /// The last layer's token vectors of every sequence, packed end to end
+    /// (`Σ len × hidden` values, sequence by sequence).
+    pub(super) fn forward(&self, batch: &[Vec<u32>]) -> Result<Vec<f32>, LocalError> {
+        let h = self.hidden;
+        let lens: Vec<usize> = batch.iter().map(Vec::len).collect();
+        let tokens: usize = lens.iter().sum();
+        if let Some(len) = lens.iter().find(|&&len| len > self.positions) {
+            return Err(LocalError::Inference(format!(
+                "{len} tokens, more than the model's {}",
+                self.positions
+            )));
+        }
+        let mut x = vec![0f32; tokens * h];
+        let ids = batch.iter().flat_map(|seq| seq.iter().copied().enumerate());
+        for (row, (position, id)) in x.chunks_exact_mut(h).zip(ids) {
+            let id = id as usize;
+            if id >= self.vocab {
+                return Err(LocalError::Inference(format!("token id {id} is outside the vocabulary")));
+            }
+            let word = &self.word[id * h..(id + 1) * h];
+            let pos = &self.position[position * h..(position + 1) * h];
+            for (((v, w), p), t) in row.iter_mut().zip(word).zip(pos).zip(&self.token_type) {
+                *v = w + p + t;
+            }
+        }
+        let none = vec![0f32; h];
+        residual_norm(&mut x, &none, None, &self.embedding_norm, self.eps, h);
+        for layer in &self.layers {
+            let context = self.attention(layer, &x, &lens)?;
+            let mut attended = layer.attention_out.product(&context, tokens)?;
+            residual_norm(
+                &mut attended,
+                &layer.attention_out.bias,
+                Some(&x),
+                &layer.attention_norm,
+                self.eps,
+                h,
+            );
+            x = attended;
+            let mut inner = layer.up.product(&x, tokens)?;
+            bias_gelu(&mut inner, &layer.up.bias);
+            let mut out = layer.down.product(&inner, tokens)?;
+            residual_norm(&mut out, &layer.down.bias, Some(&x), &layer.output_norm, self.eps, h);
+            x = out;
+        }
+        Ok(x)
+    }
+
+    /// Multi-head self-attention of the packed `x` (sequences of `lens` tokens); returns the
+    /// heads' outputs side by side, packed the same way.
+    fn attention(&self, layer: &Layer, x: &[f32], lens: &[usize]) -> Result<Vec<f32>, LocalError> {
+        let (h, heads) = (self.hidden, self.heads);
+        let d = h / heads;
+        let (n, s) = (lens.len(), lens.iter().copied().max().unwrap_or(0));
+        let qkv = layer.qkv.product(x, lens.iter().sum())?;
+        // Padded, head-major: (n × heads, s, d). The query is scaled here rather than the scores.
+        let scale = 1.0 / (d as f32).sqrt();
+        let mut q = vec![0f32; n * heads * s * d];
+        let mut k = q.clone();
+        let mut v = q.clone();
+        let mut row = 0;
+        for (seq, &len) in lens.iter().enumerate() {
+            for i in 0..len {
+                let src = &qkv[row * 3 * h..(row + 1) * 3 * h];
+                for head in 0..heads {
+                    let at = ((seq * heads + head) * s + i) * d;
+                    for j in 0..d {
+                        let c = head * d + j;
+                        q[at + j] = (src[c] + layer.qkv.bias[c]) * scale;
+                        k[at + j] = src[h + c] + layer.qkv.bias[h + c];
+                        v[at + j] = src[2 * h + c] + layer.qkv.bias[2 * h + c];
+                    }
+                }
+                row += 1;
+            }
+        }
+        let shape = (n * heads, s, d);
+        let (q, k, v) = (
+            Tensor::from_vec(q, shape, &Device::Cpu)?,
+            Tensor::from_vec(k, shape, &Device::Cpu)?,
+            Tensor::from_vec(v, shape, &Device::Cpu)?,
+        );
+        let mut scores = q.matmul(&k.t()?)?.flatten_all()?.to_vec1::<f32>()?;
+        let arch = pulp::Arch::new();
+        scores.par_chunks_mut(s * s).enumerate().for_each(|(matrix, scores)| {
+            arch.dispatch(SoftmaxRows { scores, s, len: lens[matrix / heads] });
+        });
+        let probabilities = Tensor::from_vec(scores, (n * heads, s, s), &Device::Cpu)?;
+        let context = probabilities.matmul(&v)?.flatten_all()?.to_vec1::<f32>()?;
+        let mut packed = Vec::with_capacity(x.len());
+        for (seq, &len) in lens.iter().enumerate() {
+            for i in 0..len {
+                for head in 0..heads {
+                    let at = ((seq * heads + head) * s + i) * d;
+                    packed.extend_from_slice(&context[at..at + d]);
+                }
+            }
+        }
+        Ok(packed)
+    }
+}
+
+/// `rows ← LayerNorm(rows + bias + residual)`, row by row (`h` values each), in parallel.
+fn residual_norm(rows: &mut [f32], bias: &[f32], residual: Option<&[f32]>, norm: &Norm, eps: f32, h: usize) {
+    let arch = pulp::Arch::new();
+    rows.par_chunks_mut(h * ROWS_PER_TASK).enumerate().for_each(|(task, rows)| {
+        let at = task * ROWS_PER_TASK * h;
+        let residual = residual.map(|r| &r[at..at + rows.len()]);
+        arch.dispatch(NormRows { rows, bias, residual, norm, eps, h });
+    });
+}
+
+/// `xs ← GELU(xs + bias)` (the erf form, as BERT's `gelu`), row by row, in parallel.
+fn bias_gelu(xs: &mut [f32], bias: &[f32]) {
+    let arch = pulp::Arch::new();
+    xs.par_chunks_mut(bias.len() * ROWS_PER_TASK).for_each(|rows| arch.dispatch(GeluRows { rows, bias }));
+}
+
+// The row passes are values rather than closures so that [`pulp::Arch::dispatch`] compiles them,
+// inlined, for the widest instruction set the CPU has (AVX-512, AVX2 + FMA), where the loops
+// vectorise; a closure may be compiled out of line, for the baseline.
+
+/// Rows of [`residual_norm`].
+struct NormRows<'a> {
+    rows: &'a mut [f32],
+    bias: &'a [f32],
+    residual: Option<&'a [f32]>,
+    norm: &'a Norm,
+    eps: f32,
+    h: usize,
+}
+
+impl pulp::WithSimd for NormRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let NormRows { rows, bias, residual, norm, eps, h } = self;
+        for (i, row) in rows.chunks_exact_mut(h).enumerate() {
+            if let Some(residual) = residual {
+                for ((v, b), r) in row.iter_mut().zip(bias).zip(&residual[i * h..(i + 1) * h]) {
+                    *v += b + r;
+                }
+            } else {
+                for (v, b) in row.iter_mut().zip(bias) {
+                    *v += b;
+                }
+            }
+            let mean = sum(row) / h as f32;
+            for v in row.iter_mut() {
+                *v -= mean;
+            }
+            let variance = sum_of_squares(row) / h as f32;
+            let inv = 1.0 / (variance + eps).sqrt();
+            for ((v, w), b) in row.iter_mut().zip(&norm.weight).zip(&norm.bias) {
+                *v = *v * inv * w + b;
+            }
+        }
+    }
+}
+
+/// Rows of [`bias_gelu`].
+struct GeluRows<'a> {
+    rows: &'a mut [f32],
+    bias: &'a [f32],
+}
+
+impl pulp::WithSimd for GeluRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        for row in self.rows.chunks_exact_mut(self.bias.len()) {
+            for (x, b) in row.iter_mut().zip(self.bias) {
+                let v = *x + b;
+                *x = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
+            }
+        }
+    }
+}
+
+/// One head's `s × s` scores of a sequence of `len` tokens: each query row's softmax over its
+/// `len` keys ([`softmax_prefix`]); rows of padding queries become 0.
+struct SoftmaxRows<'a> {
+    scores: &'a mut [f32],
+    s: usize,
+    len: usize,
+}
+
+impl pulp::WithSimd for SoftmaxRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        for (i, row) in self.scores.chunks_exact_mut(self.s).enumerate() {
+            if i < self.len {
+                softmax_prefix(row, self.len);
+            } else {
+                row.fill(0.0);
+            }
+        }
+    }
+}
+
+/// Softmax of `row[..len]` in place; `row[len..]` (padding keys) becomes 0.
+#[inline(always)]
+fn softmax_prefix(row: &mut [f32], len: usize) {
+    let (live, padding) = row.split_at_mut(len);
+    padding.fill(0.0);
+    let mut maxes = [f32::NEG_INFINITY; 8];
+    let chunks = live.chunks_exact(8);
+    let mut max = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    for chunk in chunks {
+        for (m, &v) in maxes.iter_mut().zip(chunk) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    for m in maxes {
+        max = if m > max { m } else { max };
+    }
+    for v in live.iter_mut() {
+        *v = exp(*v - max);
+    }
+    let inv = 1.0 / sum(live);
+    for v in live.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// A sum with eight running totals, so that it vectorises.
+#[inline(always)]
+fn sum(xs: &[f32]) -> f32 {
+    let mut totals = [0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        for (t, x) in totals.iter_mut().zip(chunk) {
+            *t += x;
+        }
+    }
+    totals.iter().sum::<f32>() + rest
+}
+
+/// A sum of squares with eight running totals, so that it vectorises.
+#[inline(always)]
+fn sum_of_squares(xs: &[f32]) -> f32 {
+    let mut totals = [0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest: f32 = chunks.remainder().iter().map(|x| x * x).sum();
+    for chunk in chunks {
+        for (t, x) in totals.iter_mut().zip(chunk) {
+            *t += x * x;
+        }
+    }
+    totals.iter().sum::<f32>() + rest
+}
+
+/// `erf(x)` by the rational approximation of Eigen's `generic_fast_erf_float` (|error| < 5e-7 in
+/// f32): branch-free, so a loop of it vectorises, where `libm`'s `erff` is a call per value.
+#[inline(always)]
+fn erf(x: f32) -> f32 {
+    // Odd numerator and even denominator in x², highest power first.
+    const P: [f32; 7] = [
+        -2.726_142_3e-10,
+        2.770_681_4e-8,
+        -2.101_024e-6,
+        -5.692_506_4e-5,
+        -7.349_906e-4,
+        -2.954_6e-3,
+        -1.609_603_3e-2,
+    ];
+    const Q: [f32; 5] = [-1.456_607_2e-5, -2.133_740_6e-4, -1.682_827e-3, -7.373_329_2e-3, -1.426_473_9e-2];
+    // Beyond ±4, erf is ±1 in f32.
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let p = P.iter().fold(0.0, |p, &c| p * x2 + c);
+    let q = Q.iter().fold(0.0, |q, &c| q * x2 + c);
+    x * p / q
+}
+
+/// `e^x` for `x ≤ 0` (Cephes' `expf`: the power of two from the exponent bits, a degree-5
+/// polynomial on the rest; about 1 ulp), branch-free so that a loop of it vectorises.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    // Below this e^x is under f32's smallest normal; softmax weights that small are zero anyway.
+    let x = if x < -87.0 { -87.0 } else { x };
+    // Round to nearest by adding and taking away 1.5 × 2²³.
+    const ROUND: f32 = 12_582_912.0;
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4_f32;
+    for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5] {
+        p = p * r + c;
+    }
+    let y = p * r * r + r + 1.0;
+    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{erf, exp, softmax_prefix};
+
+    /// `erf` by its Taylor series, in f64 (exact enough for |x| ≤ 4).
+    fn erf64(x: f64) -> f64 {
+        let (mut term, mut total, mut n) = (x, x, 0.0);
+        while term.abs() > 1e-17 {
+            n += 1.0;
+            term *= -x * x / n;
+            total += term / (2.0 * n + 1.0);
+        }
+        total * 2.0 / std::f64::consts::PI.sqrt()
+    }
+
+    #[test]
+    fn erf_is_within_5e_7() {
+        // The series in f64 is exact enough up to 3.5, where erf is already 1 − 7.4e-7.
+        let worst = (-3500..=3500)
+            .map(|i| i as f64 / 1000.0)
+            .map(|x| ((erf(x as f32) as f64) - erf64(x)).abs())
+            .fold(0.0, f64::max);
+        assert!(worst < 5e-7, "{worst}");
+        for x in [3.5f32, 4.0, 5.0, 9.0, f32::MAX] {
+            assert!((erf(x) - 1.0).abs() < 1e-6 && (erf(-x) + 1.0).abs() < 1e-6, "erf({x}) = {}", erf(x));
+        }
+    }
+
+    #[test]
+    fn exp_is_within_2_ulp_where_softmax_uses_it() {
+        for i in 0..=87_000 {
+            let x = -(i as f32) / 1000.0;
+            let (got, want) = (exp(x) as f64, (x as f64).exp());
+            assert!((got - want).abs() <= want * 2.5e-7, "exp({x}) = {got}, not {want}");
+        }
+    }
+
+    #[test]
+    fn softmax_ignores_and_zeroes_the_padding() {
+        let mut row = [1.0, 2.0, 3.0, 100.0];
+        softmax_prefix(&mut row, 3);
+        let total: f32 = row[..3].iter().sum();
+        assert!((total - 1.0).abs() < 1e-6 && row[3] == 0.0 && row[2] > row[1], "{row:?}");
+    }
+}
