@@ -19,7 +19,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let model = LocalModel::load(std::path::Path::new(model))?;
     let load_s = started.elapsed().as_secs_f64();
-    let prompt = model.tokenizer().encode(&std::fs::read_to_string(prompt_file)?)?;
+    let tokenizer = model.tokenizer();
+    // BOS first where the GGUF asks for it (Gemma), as llama.cpp does with a text prompt.
+    let bos = tokenizer.bos_id().filter(|_| tokenizer.add_bos_token());
+    let prompt: Vec<u32> =
+        bos.into_iter().chain(tokenizer.encode(&std::fs::read_to_string(prompt_file)?)?).collect();
     let options = GenerateOptions {
         max_tokens: max_tokens.parse()?,
         sampling: SamplingOptions { temperature: 0.0, ..SamplingOptions::default() },

@@ -23,7 +23,12 @@ pub enum ModelSource {
 }
 
 /// Resolves the local model `name` (see the module docs); `default` is the provider's own model.
-pub fn resolve(locator: &Locator, default: &ModelSpec, provider: &str, name: &str) -> Result<ModelSource, LocalError> {
+pub fn resolve(
+    locator: &Locator,
+    default: &ModelSpec,
+    provider: &str,
+    name: &str,
+) -> Result<ModelSource, LocalError> {
     if name == default.name {
         return Ok(ModelSource::Known(*default));
     }
@@ -46,7 +51,9 @@ pub fn resolve(locator: &Locator, default: &ModelSpec, provider: &str, name: &st
     // The default model's own file is served under its short name.
     let default_file = locator.cache_dir.join(default.file_name);
     let mut served = vec![default.name.to_owned()];
-    served.extend(cached_files(&locator.cache_dir).iter().filter(|p| **p != default_file).map(|p| cached_name(p)));
+    served.extend(
+        cached_files(&locator.cache_dir).iter().filter(|p| **p != default_file).map(|p| cached_name(p)),
+    );
     Err(LocalError::UnknownModel { provider: provider.to_owned(), requested: name.to_owned(), served })
 }
 
@@ -188,7 +195,10 @@ mod tests {
         std::fs::write(dir.join("other.gguf"), b"GGUF").unwrap();
         let error = resolve(&locator(&dir), &SMOLLM2_135M, "local", "gpt-5").unwrap_err();
         let text = error.to_string();
-        assert!(text.contains("gpt-5") && text.contains("local/smollm2") && text.contains("local/other"), "{text}");
+        assert!(
+            text.contains("gpt-5") && text.contains("local/smollm2") && text.contains("local/other"),
+            "{text}"
+        );
         let missing = resolve(&locator(&dir), &SMOLLM2_135M, "local", "./nowhere.gguf").unwrap_err();
         assert!(missing.to_string().contains("nowhere.gguf is not a file"), "{missing}");
     }

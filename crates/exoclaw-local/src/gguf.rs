@@ -59,7 +59,10 @@ mod tests {
     #[test]
     fn a_tensor_type_candle_cannot_read_is_named() {
         assert_eq!(super::unknown_tensor_type("unknown dtype for tensor 23").as_deref(), Some("IQ4_XS"));
-        assert_eq!(super::unknown_tensor_type("unknown dtype for tensor 99").as_deref(), Some("GGML type 99"));
+        assert_eq!(
+            super::unknown_tensor_type("unknown dtype for tensor 99").as_deref(),
+            Some("GGML type 99")
+        );
         assert_eq!(super::unknown_tensor_type("unexpected end of file"), None);
     }
 }

@@ -6,7 +6,7 @@
 //! - [`gguf`]: reading GGUF metadata;
 //! - [`weights`]: the transformer weights by architecture (re-quantising types without fast CPU
 //!   kernels);
-//! - [`tokenizer`]: the BPE tokenizer rebuilt from GGUF metadata;
+//! - [`tokenizer`]: the BPE and SentencePiece-style tokenizers rebuilt from GGUF metadata;
 //! - [`template`]: the chat template from GGUF metadata, rendered with minijinja;
 //! - [`embedding`]: [`LocalEmbedder`], sentence embeddings (all-MiniLM-L6-v2) computed in-process.
 

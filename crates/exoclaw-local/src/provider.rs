@@ -180,17 +180,12 @@ impl Provider for LocalProvider {
         // grammar. Building the grammar takes ~10 ms (a few tenths of a second the first time):
         // off the async thread.
         let guide_model = model.clone();
-        let guide =
-            tokio::task::spawn_blocking(move || {
-                guide_for(&request, guide_model.tokenizer(), guide_model.stop_tokens())
-            })
-                .await
-                .map_err(|e| {
-                    self.error(LocalError::Inference(format!("building the answer grammar crashed: {e}")))
-                })?
-                .map_err(|e| {
-                    ProviderError::new(ErrorKind::InvalidRequest, &self.options.name, e.to_string())
-                })?;
+        let guide = tokio::task::spawn_blocking(move || {
+            guide_for(&request, guide_model.tokenizer(), guide_model.stop_tokens())
+        })
+        .await
+        .map_err(|e| self.error(LocalError::Inference(format!("building the answer grammar crashed: {e}"))))?
+        .map_err(|e| ProviderError::new(ErrorKind::InvalidRequest, &self.options.name, e.to_string()))?;
         let (tx, mut rx) = mpsc::channel::<Result<StreamEvent, ProviderError>>(64);
         let name = self.options.name.clone();
         tokio::task::spawn_blocking(move || {
@@ -250,9 +245,13 @@ impl Provider for LocalProvider {
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {
-        let mut models = vec![ModelInfo { id: ModelId::from(self.options.model.as_str()), display_name: None }];
+        let mut models =
+            vec![ModelInfo { id: ModelId::from(self.options.model.as_str()), display_name: None }];
         for cached in catalog::cached_models(&self.options.locator.cache_dir) {
-            if cached.supported && cached.name != self.options.model && cached.path != self.options.locator.cache_dir.join(self.options.spec.file_name) {
+            if cached.supported
+                && cached.name != self.options.model
+                && cached.path != self.options.locator.cache_dir.join(self.options.spec.file_name)
+            {
                 models.push(ModelInfo { id: ModelId::from(cached.name), display_name: None });
             }
         }

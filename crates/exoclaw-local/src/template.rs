@@ -60,7 +60,8 @@ impl ChatTemplate {
         if let Some(source) = md_str(md, "tokenizer.chat_template") {
             return Self::from_source(source, tokenizer);
         }
-        let Some((_, source)) = DEFAULT_TEMPLATES.iter().find(|(marker, _)| tokenizer.token_id(marker).is_some())
+        let Some((_, source)) =
+            DEFAULT_TEMPLATES.iter().find(|(marker, _)| tokenizer.token_id(marker).is_some())
         else {
             return Err(LocalError::Template(
                 "the model has no chat template (`tokenizer.chat_template`) and its vocabulary has none of the turn \

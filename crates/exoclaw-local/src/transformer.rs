@@ -239,11 +239,17 @@ impl Transformer {
         let dim = md("embedding_length")?.to_u32()? as usize;
         let rms_eps = md("attention.layer_norm_rms_epsilon")?.to_f32()?;
         // Heads may be wider than `dim / n_head` (Gemma 3: 4 heads of 256 over 640).
-        let head_dim = md("attention.key_length").and_then(|v| v.to_u32()).map_or(dim / n_head, |v| v as usize);
-        let value_dim = md("attention.value_length").and_then(|v| v.to_u32()).map_or(head_dim, |v| v as usize);
+        let head_dim =
+            md("attention.key_length").and_then(|v| v.to_u32()).map_or(dim / n_head, |v| v as usize);
+        let value_dim =
+            md("attention.value_length").and_then(|v| v.to_u32()).map_or(head_dim, |v| v as usize);
         let rope_dim = md("rope.dimension_count").and_then(|v| v.to_u32()).map_or(head_dim, |v| v as usize);
         let freq_base = md("rope.freq_base").and_then(|v| v.to_f32()).unwrap_or(10_000.0);
-        if n_kv_head == 0 || !n_head.is_multiple_of(n_kv_head) || rope_dim != head_dim || value_dim != head_dim {
+        if n_kv_head == 0
+            || !n_head.is_multiple_of(n_kv_head)
+            || rope_dim != head_dim
+            || value_dim != head_dim
+        {
             candle_core::bail!(
                 "unsupported attention shape: {n_head} heads, {n_kv_head} KV heads, keys of {head_dim}, values of {value_dim}, rope over {rope_dim}"
             );
@@ -346,8 +352,10 @@ impl Transformer {
             });
         }
         // Llama 3.1+: per-frequency divisors of the rotary angles.
-        let freq_factors = optional_dense(reader, "rope_freqs.weight")?.map(|t| t.to_vec1::<f32>()).transpose()?;
-        let mut ropes = vec![rope_tables(head_dim, freq_base, freq_factors.as_deref(), context_length, &device)?];
+        let freq_factors =
+            optional_dense(reader, "rope_freqs.weight")?.map(|t| t.to_vec1::<f32>()).transpose()?;
+        let mut ropes =
+            vec![rope_tables(head_dim, freq_base, freq_factors.as_deref(), context_length, &device)?];
         if let Some(sliding) = family.sliding {
             ropes.push(rope_tables(head_dim, sliding.local_rope_base, None, context_length, &device)?);
         }
@@ -562,8 +570,9 @@ impl Transformer {
         }
         let width = position + seq;
         let hidden = move |i: usize, j: usize| j > i || window.is_some_and(|w| i - j >= w);
-        let row =
-            move |i: usize| (0..width).map(move |j| if hidden(position + i, j) { f32::NEG_INFINITY } else { 0.0 });
+        let row = move |i: usize| {
+            (0..width).map(move |j| if hidden(position + i, j) { f32::NEG_INFINITY } else { 0.0 })
+        };
         let values: Vec<f32> = (0..group).flat_map(|_| (0..seq).flat_map(row)).collect();
         let mask = Tensor::from_vec(values, (group * seq, width), &Device::Cpu)?;
         if self.masks.len() > 16 {
@@ -595,7 +604,8 @@ fn post_norm(x: Tensor, norm: Option<&Tensor>, eps: f32) -> Result<Tensor> {
 fn attention(layer: &mut Layer, qkv: Vec<Tensor>, cx: &Positions, hyper: Hyper) -> Result<Tensor> {
     let Hyper { n_head, n_kv_head, head_dim, rope_neox, rms_eps, .. } = hyper;
     let position = cx.at;
-    let mask = cx.masks.iter().find(|(window, _)| *window == layer.window).and_then(|(_, mask)| mask.as_ref());
+    let mask =
+        cx.masks.iter().find(|(window, _)| *window == layer.window).and_then(|(_, mask)| mask.as_ref());
     let (cos, sin) = cx
         .ropes
         .get(layer.rope)
@@ -679,7 +689,9 @@ fn rope_tables(
     device: &Device,
 ) -> Result<(Tensor, Tensor)> {
     if freq_factors.is_some_and(|f| f.len() != head_dim / 2) {
-        candle_core::bail!("rope_freqs.weight does not have one factor per pair of the {head_dim} head dimensions");
+        candle_core::bail!(
+            "rope_freqs.weight does not have one factor per pair of the {head_dim} head dimensions"
+        );
     }
     let inv_freq: Vec<f32> = (0..head_dim)
         .step_by(2)

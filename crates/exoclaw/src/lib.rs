@@ -5,6 +5,8 @@
 //!   that name file, line and column; the commented template; a redacted view for printing.
 //! - [`models`]: which model to use ([`Config::resolve_model`]) and opening its provider instance
 //!   ([`open_provider`]).
+//! - [`embedders`]: the embedding API of a provider instance ([`embedders::open_embedder`],
+//!   [`embedders::Embedders`]), for `NAME/model` embedding models.
 //! - [`routing`]: where a model name goes ([`Config::route_chain`]): its route and fallbacks from
 //!   `[routing]`.
 //! - [`runtime`]: the [`Runtime`] every front end submits turns to: one lazily opened router
@@ -25,6 +27,7 @@
 //! ```
 
 pub mod config;
+pub mod embedders;
 pub mod models;
 pub mod routing;
 pub mod runtime;

@@ -276,7 +276,7 @@ fn instance(config: &Config, name: &str) -> Result<ProviderConfig, ConfigError> 
 }
 
 /// The embedded instance's options: its name, answer length and model file.
-fn local_options(provider: &ProviderConfig, config: &Config) -> LocalOptions {
+pub(crate) fn local_options(provider: &ProviderConfig, config: &Config) -> LocalOptions {
     let mut options = LocalOptions {
         name: provider.name.clone(),
         max_tokens: config.local.max_tokens,
@@ -307,7 +307,10 @@ pub(crate) async fn open_in(
 
 /// The options a cloud instance is built with: the config's settings, then (where they apply) the
 /// vendor's variables for what is left unset.
-pub(crate) fn provider_options(provider: &ProviderConfig, lookup: Lookup<'_>) -> Result<ProviderOptions, OpenError> {
+pub(crate) fn provider_options(
+    provider: &ProviderConfig,
+    lookup: Lookup<'_>,
+) -> Result<ProviderOptions, OpenError> {
     let mut options = ProviderOptions::default().name(&provider.name);
     options.base_url.clone_from(&provider.base_url);
     options.api_key = match (&provider.api_key, &provider.api_key_env) {

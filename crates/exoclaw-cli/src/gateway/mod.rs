@@ -125,7 +125,8 @@ pub async fn run(config_path: Option<&Path>, args: GatewayArgs) -> anyhow::Resul
         .await?;
     let store = Arc::new(app.store.clone());
     let has_keys = !exoclaw_core::KeyStore::list_keys(&*store).await?.is_empty();
-    let mut builder = Gateway::builder(Arc::new(RuntimeModels(Arc::clone(runtime.models()))))
+    let models = RuntimeModels::new(Arc::clone(runtime.models()), Arc::new(app.config().clone()));
+    let mut builder = Gateway::builder(Arc::new(models))
         .tokens(TokenSet::from_hashes(&settings.token_hashes)?)
         .runtime(Arc::new(runtime.clone()) as Arc<dyn AgentRuntime>)
         .store(store.clone(), store.clone())
