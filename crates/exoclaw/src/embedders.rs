@@ -163,18 +163,21 @@ async fn open_local(
 ) -> Result<OpenedEmbedder, EmbedderError> {
     let minilm = exoclaw_local::fetch::ALL_MINILM_L6_V2.name;
     if !model.eq_ignore_ascii_case(minilm) {
-        return Err(EmbedderError::Open(OpenError::Local(exoclaw_local::LocalError::UnknownEmbeddingModel {
-            provider: provider.name.clone(),
-            requested: model.to_owned(),
-            served: minilm.to_owned(),
-        })));
+        return Err(EmbedderError::Open(OpenError::Local(
+            exoclaw_local::LocalError::UnknownEmbeddingModel {
+                provider: provider.name.clone(),
+                requested: model.to_owned(),
+                served: minilm.to_owned(),
+            },
+        )));
     }
     let options = exoclaw_local::LocalEmbedderOptions {
         name: provider.name.clone(),
         locator: crate::models::local_options(provider, config).locator,
         ..exoclaw_local::LocalEmbedderOptions::default()
     };
-    let embedder = exoclaw_local::LocalEmbedder::open(options, &mut |_, _| {}).await.map_err(OpenError::from)?;
+    let embedder =
+        exoclaw_local::LocalEmbedder::open(options, &mut |_, _| {}).await.map_err(OpenError::from)?;
     Ok(OpenedEmbedder { embedder: Arc::new(embedder), dimensions: false })
 }
 

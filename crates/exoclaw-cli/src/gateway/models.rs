@@ -54,8 +54,12 @@ impl ModelSource for RuntimeModels {
             Err(e @ EmbedderError::NoEmbeddings { .. }) => {
                 Err(GatewayError::NoEmbeddings { model: model.to_owned(), reason: e.to_string() })
             }
-            Err(EmbedderError::Open(e)) => Err(GatewayError::Provider(e.into_provider_error(&target.provider))),
-            Err(other) => Err(GatewayError::NoEmbeddings { model: model.to_owned(), reason: other.to_string() }),
+            Err(EmbedderError::Open(e)) => {
+                Err(GatewayError::Provider(e.into_provider_error(&target.provider)))
+            }
+            Err(other) => {
+                Err(GatewayError::NoEmbeddings { model: model.to_owned(), reason: other.to_string() })
+            }
         }
     }
 
