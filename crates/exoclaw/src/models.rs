@@ -250,7 +250,11 @@ pub fn local_models(config: &Config, name: &str) -> Result<LocalModels, ConfigEr
     let options = local_options(&provider, config);
     Ok(LocalModels {
         default: provider.default_model().unwrap_or(SMOLLM2_135M.name).to_owned(),
-        default_file: options.locator.explicit.clone().unwrap_or_else(|| options.locator.cache_dir.join(options.spec.file_name)),
+        default_file: options
+            .locator
+            .explicit
+            .clone()
+            .unwrap_or_else(|| options.locator.cache_dir.join(options.spec.file_name)),
         cached: exoclaw_local::catalog::cached_models(&options.locator.cache_dir),
     })
 }
@@ -296,7 +300,10 @@ pub(crate) async fn open_in(
     Ok(match provider.kind.api() {
         Api::Local => {
             check_local(provider, &resolved.model, config)?;
-            let options = LocalOptions { model: resolved.model.model.as_str().to_owned(), ..local_options(provider, config) };
+            let options = LocalOptions {
+                model: resolved.model.model.as_str().to_owned(),
+                ..local_options(provider, config)
+            };
             Arc::new(LocalProvider::open(options, progress).await?)
         }
         Api::Anthropic => Arc::new(Anthropic::new(provider_options(provider, lookup)?)?),

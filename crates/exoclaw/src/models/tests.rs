@@ -133,7 +133,8 @@ fn an_unknown_provider_is_refused_with_the_names_that_exist() {
 fn the_embedded_provider_serves_its_model_and_any_gguf_file() {
     let err = resolve(&Config::default(), "local/llama3").unwrap_err();
     assert!(
-        err.to_string().starts_with("the embedded provider `local` has no model `llama3`; it serves `local/smollm2`"),
+        err.to_string()
+            .starts_with("the embedded provider `local` has no model `llama3`; it serves `local/smollm2`"),
         "{err}"
     );
     let dir = tempfile::tempdir().unwrap();
