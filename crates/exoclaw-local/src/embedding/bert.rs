@@ -38,10 +38,19 @@ struct Linear {
 
 impl Linear {
     /// `rows × in` values in, `rows × out` values out (without the bias, which the caller fuses
-    /// into its next pass).
+    /// into its next pass). The input is copied into the product's tensor.
     fn product(&self, x: &[f32], rows: usize) -> candle_core::Result<Vec<f32>> {
         let inputs = self.weight.dim(0)?;
-        let x = Tensor::from_slice(x, (rows, inputs), &Device::Cpu)?;
+        self.run(Tensor::from_slice(x, (rows, inputs), &Device::Cpu)?)
+    }
+
+    /// [`Self::product`] of an input that is not needed afterwards: moved, not copied.
+    fn product_of(&self, x: Vec<f32>, rows: usize) -> candle_core::Result<Vec<f32>> {
+        let inputs = self.weight.dim(0)?;
+        self.run(Tensor::from_vec(x, (rows, inputs), &Device::Cpu)?)
+    }
+
+    fn run(&self, x: Tensor) -> candle_core::Result<Vec<f32>> {
         x.matmul(&self.weight)?.flatten_all()?.to_vec1()
     }
 }
@@ -201,7 +210,7 @@ impl Bert {
         residual_norm(&mut x, &none, None, &self.embedding_norm, self.eps, h);
         for layer in &self.layers {
             let context = self.attention(layer, &x, &lens)?;
-            let mut attended = layer.attention_out.product(&context, tokens)?;
+            let mut attended = layer.attention_out.product_of(context, tokens)?;
             residual_norm(
                 &mut attended,
                 &layer.attention_out.bias,
@@ -213,7 +222,7 @@ impl Bert {
             x = attended;
             let mut inner = layer.up.product(&x, tokens)?;
             bias_gelu(&mut inner, &layer.up.bias);
-            let mut out = layer.down.product(&inner, tokens)?;
+            let mut out = layer.down.product_of(inner, tokens)?;
             residual_norm(&mut out, &layer.down.bias, Some(&x), &layer.output_norm, self.eps, h);
             x = out;
         }
@@ -232,20 +241,26 @@ impl Bert {
         let mut q = vec![0f32; n * heads * s * d];
         let mut k = q.clone();
         let mut v = q.clone();
-        let mut row = 0;
+        let bias = &layer.qkv.bias;
+        let mut rows = qkv.chunks_exact(3 * h);
         for (seq, &len) in lens.iter().enumerate() {
-            for i in 0..len {
-                let src = &qkv[row * 3 * h..(row + 1) * 3 * h];
+            for (i, row) in rows.by_ref().take(len).enumerate() {
                 for head in 0..heads {
                     let at = ((seq * heads + head) * s + i) * d;
-                    for j in 0..d {
-                        let c = head * d + j;
-                        q[at + j] = (src[c] + layer.qkv.bias[c]) * scale;
-                        k[at + j] = src[h + c] + layer.qkv.bias[h + c];
-                        v[at + j] = src[2 * h + c] + layer.qkv.bias[2 * h + c];
+                    let c = head * d;
+                    let (dq, dk, dv) = (&mut q[at..at + d], &mut k[at..at + d], &mut v[at..at + d]);
+                    for ((o, x), b) in dq.iter_mut().zip(&row[c..c + d]).zip(&bias[c..c + d]) {
+                        *o = (x + b) * scale;
+                    }
+                    let key = h + c..h + c + d;
+                    for ((o, x), b) in dk.iter_mut().zip(&row[key.clone()]).zip(&bias[key]) {
+                        *o = x + b;
+                    }
+                    let value = 2 * h + c..2 * h + c + d;
+                    for ((o, x), b) in dv.iter_mut().zip(&row[value.clone()]).zip(&bias[value]) {
+                        *o = x + b;
                     }
                 }
-                row += 1;
             }
         }
         let shape = (n * heads, s, d);
