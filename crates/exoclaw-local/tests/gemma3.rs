@@ -24,7 +24,8 @@ const CONTINUATION: usize = 24;
 /// and one past the sliding window (512 positions), so that the global and the local layers both
 /// matter. (Prompts whose continuation reaches a near-tie are in [`NEAR_TIES`].)
 fn prompts() -> Vec<String> {
-    let long = (1..=120).map(|i| format!("Item {i}: the value is {}.", i * 7 % 13)).collect::<Vec<_>>().join(" ");
+    let long =
+        (1..=120).map(|i| format!("Item {i}: the value is {}.", i * 7 % 13)).collect::<Vec<_>>().join(" ");
     vec![
         "Here is a list of the planets of the solar system, in order from the Sun:\n1.".to_owned(),
         "The quick brown fox".to_owned(),
@@ -130,7 +131,8 @@ async fn near_tie_continuations_agree_on_every_step_s_distribution() {
     let (content, reader) = exoclaw_local::gguf::read_content(&path).unwrap();
     let mut weights = exoclaw_local::weights::load_weights(&path, content, reader).unwrap().weights;
     for prompt in NEAR_TIES {
-        let tokens = ids(&post(&server, "/tokenize", json!({"content": prompt, "add_special": true})).await["tokens"]);
+        let tokens =
+            ids(&post(&server, "/tokenize", json!({"content": prompt, "add_special": true})).await["tokens"]);
         let answer = post(
             &server,
             "/completion",
@@ -151,7 +153,11 @@ async fn near_tie_continuations_agree_on_every_step_s_distribution() {
             let ours: Vec<f32> = candle_nn::ops::log_softmax(&logits, 0).unwrap().to_vec1().unwrap();
             let argmax = (0..ours.len()).max_by(|&a, &b| ours[a].total_cmp(&ours[b])).unwrap() as u32;
             let here = format!("{prompt:?}, step {i}: llama.cpp chose {chosen} at {}", logprob(0));
-            assert!((ours[chosen as usize] - logprob(0)).abs() < LOGPROB_TOLERANCE, "{here}, ours {}", ours[chosen as usize]);
+            assert!(
+                (ours[chosen as usize] - logprob(0)).abs() < LOGPROB_TOLERANCE,
+                "{here}, ours {}",
+                ours[chosen as usize]
+            );
             if logprob(0) - logprob(1) > LOGPROB_TOLERANCE {
                 assert_eq!(argmax, chosen, "{here}, clear of its runner-up by {}", logprob(0) - logprob(1));
             }
@@ -199,7 +205,10 @@ async fn a_forced_tool_call_parses_and_fits_its_schema() {
         let args = call.arguments.as_object().unwrap();
         assert_eq!(call.name, "get_weather");
         assert!(args.get("city").is_some_and(Value::is_string), "{args:?}");
-        assert!(matches!(args.get("unit").and_then(Value::as_str), Some("celsius" | "fahrenheit")), "{args:?}");
+        assert!(
+            matches!(args.get("unit").and_then(Value::as_str), Some("celsius" | "fahrenheit")),
+            "{args:?}"
+        );
         assert!(args.keys().all(|k| k == "city" || k == "unit"), "{args:?}");
     }
 }
