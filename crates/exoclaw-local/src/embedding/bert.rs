@@ -13,7 +13,8 @@
 //! - query, key and value are one product (their weights stacked at load);
 //! - bias, GELU (erf by a rational approximation that vectorises, |error| < 5e-7), residual and
 //!   layer norm are fused into one pass over the rows, spread over rayon's pool (the pool candle's
-//!   matrix kernel runs on);
+//!   matrix kernel runs on), done in place on the products' outputs (candle's in-place custom
+//!   ops), so no activation is copied in or out of a tensor;
 //! - attention runs head by head over padded sequences with candle's batched product, and a
 //!   masked softmax whose `exp` vectorises.
 //!
@@ -21,7 +22,7 @@
 //! up to float rounding (`tests/minilm.rs` checks every vector against sentence-transformers).
 
 use crate::LocalError;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{CpuStorage, DType, Device, InplaceOp1, InplaceOp2, Layout, Storage, Tensor};
 use candle_transformers::models::bert::{Config, HiddenAct};
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -37,21 +38,9 @@ struct Linear {
 }
 
 impl Linear {
-    /// `rows × in` values in, `rows × out` values out (without the bias, which the caller fuses
-    /// into its next pass). The input is copied into the product's tensor.
-    fn product(&self, x: &[f32], rows: usize) -> candle_core::Result<Vec<f32>> {
-        let inputs = self.weight.dim(0)?;
-        self.run(Tensor::from_slice(x, (rows, inputs), &Device::Cpu)?)
-    }
-
-    /// [`Self::product`] of an input that is not needed afterwards: moved, not copied.
-    fn product_of(&self, x: Vec<f32>, rows: usize) -> candle_core::Result<Vec<f32>> {
-        let inputs = self.weight.dim(0)?;
-        self.run(Tensor::from_vec(x, (rows, inputs), &Device::Cpu)?)
-    }
-
-    fn run(&self, x: Tensor) -> candle_core::Result<Vec<f32>> {
-        x.matmul(&self.weight)?.flatten_all()?.to_vec1()
+    /// `x · W` (without the bias, which the caller fuses into its next pass).
+    fn product(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.matmul(&self.weight)
     }
 }
 
@@ -208,84 +197,177 @@ impl Bert {
         }
         let none = vec![0f32; h];
         residual_norm(&mut x, &none, None, &self.embedding_norm, self.eps, h);
+        // From here on every activation lives in a tensor: the products read their input where it
+        // is, and the passes between them change the products' outputs in place.
+        let mut x = Tensor::from_vec(x, (tokens, h), &Device::Cpu)?;
         for layer in &self.layers {
             let context = self.attention(layer, &x, &lens)?;
-            let mut attended = layer.attention_out.product_of(context, tokens)?;
-            residual_norm(
-                &mut attended,
-                &layer.attention_out.bias,
-                Some(&x),
-                &layer.attention_norm,
-                self.eps,
-                h,
-            );
-            x = attended;
-            let mut inner = layer.up.product(&x, tokens)?;
-            bias_gelu(&mut inner, &layer.up.bias);
-            let mut out = layer.down.product_of(inner, tokens)?;
-            residual_norm(&mut out, &layer.down.bias, Some(&x), &layer.output_norm, self.eps, h);
+            let attended = layer.attention_out.product(&context)?;
+            let norm =
+                ResidualNorm { bias: &layer.attention_out.bias, norm: &layer.attention_norm, eps: self.eps };
+            attended.inplace_op2(&x, &norm)?;
+            let inner = layer.up.product(&attended)?;
+            inner.inplace_op1(&BiasGelu { bias: &layer.up.bias })?;
+            let out = layer.down.product(&inner)?;
+            let norm = ResidualNorm { bias: &layer.down.bias, norm: &layer.output_norm, eps: self.eps };
+            out.inplace_op2(&attended, &norm)?;
             x = out;
         }
-        Ok(x)
+        Ok(x.flatten_all()?.to_vec1()?)
     }
 
     /// Multi-head self-attention of the packed `x` (sequences of `lens` tokens); returns the
     /// heads' outputs side by side, packed the same way.
-    fn attention(&self, layer: &Layer, x: &[f32], lens: &[usize]) -> Result<Vec<f32>, LocalError> {
+    fn attention(&self, layer: &Layer, x: &Tensor, lens: &[usize]) -> candle_core::Result<Tensor> {
         let (h, heads) = (self.hidden, self.heads);
         let d = h / heads;
         let (n, s) = (lens.len(), lens.iter().copied().max().unwrap_or(0));
-        let qkv = layer.qkv.product(x, lens.iter().sum())?;
+        let qkv = layer.qkv.product(x)?;
         // Padded, head-major: (n × heads, s, d). The query is scaled here rather than the scores.
         let scale = 1.0 / (d as f32).sqrt();
         let mut q = vec![0f32; n * heads * s * d];
         let mut k = q.clone();
         let mut v = q.clone();
         let bias = &layer.qkv.bias;
-        let mut rows = qkv.chunks_exact(3 * h);
-        for (seq, &len) in lens.iter().enumerate() {
-            for (i, row) in rows.by_ref().take(len).enumerate() {
-                for head in 0..heads {
-                    let at = ((seq * heads + head) * s + i) * d;
-                    let c = head * d;
-                    let (dq, dk, dv) = (&mut q[at..at + d], &mut k[at..at + d], &mut v[at..at + d]);
-                    for ((o, x), b) in dq.iter_mut().zip(&row[c..c + d]).zip(&bias[c..c + d]) {
-                        *o = (x + b) * scale;
-                    }
-                    let key = h + c..h + c + d;
-                    for ((o, x), b) in dk.iter_mut().zip(&row[key.clone()]).zip(&bias[key]) {
-                        *o = x + b;
-                    }
-                    let value = 2 * h + c..2 * h + c + d;
-                    for ((o, x), b) in dv.iter_mut().zip(&row[value.clone()]).zip(&bias[value]) {
-                        *o = x + b;
+        read(&qkv, |qkv| {
+            let mut rows = qkv.chunks_exact(3 * h);
+            for (seq, &len) in lens.iter().enumerate() {
+                for (i, row) in rows.by_ref().take(len).enumerate() {
+                    for head in 0..heads {
+                        let at = ((seq * heads + head) * s + i) * d;
+                        let c = head * d;
+                        let (dq, dk, dv) = (&mut q[at..at + d], &mut k[at..at + d], &mut v[at..at + d]);
+                        for ((o, x), b) in dq.iter_mut().zip(&row[c..c + d]).zip(&bias[c..c + d]) {
+                            *o = (x + b) * scale;
+                        }
+                        let key = h + c..h + c + d;
+                        for ((o, x), b) in dk.iter_mut().zip(&row[key.clone()]).zip(&bias[key]) {
+                            *o = x + b;
+                        }
+                        let value = 2 * h + c..2 * h + c + d;
+                        for ((o, x), b) in dv.iter_mut().zip(&row[value.clone()]).zip(&bias[value]) {
+                            *o = x + b;
+                        }
                     }
                 }
             }
-        }
+        })?;
         let shape = (n * heads, s, d);
         let (q, k, v) = (
             Tensor::from_vec(q, shape, &Device::Cpu)?,
             Tensor::from_vec(k, shape, &Device::Cpu)?,
             Tensor::from_vec(v, shape, &Device::Cpu)?,
         );
-        let mut scores = q.matmul(&k.t()?)?.flatten_all()?.to_vec1::<f32>()?;
-        let arch = pulp::Arch::new();
-        scores.par_chunks_mut(s * s).enumerate().for_each(|(matrix, scores)| {
-            arch.dispatch(SoftmaxRows { scores, s, len: lens[matrix / heads] });
-        });
-        let probabilities = Tensor::from_vec(scores, (n * heads, s, s), &Device::Cpu)?;
-        let context = probabilities.matmul(&v)?.flatten_all()?.to_vec1::<f32>()?;
-        let mut packed = Vec::with_capacity(x.len());
-        for (seq, &len) in lens.iter().enumerate() {
-            for i in 0..len {
-                for head in 0..heads {
-                    let at = ((seq * heads + head) * s + i) * d;
-                    packed.extend_from_slice(&context[at..at + d]);
+        let scores = q.matmul(&k.t()?)?;
+        scores.inplace_op1(&MaskedSoftmax { lens, heads, s })?;
+        let context = scores.matmul(&v)?;
+        let mut packed = Vec::with_capacity(lens.iter().sum::<usize>() * h);
+        read(&context, |context| {
+            for (seq, &len) in lens.iter().enumerate() {
+                for i in 0..len {
+                    for head in 0..heads {
+                        let at = ((seq * heads + head) * s + i) * d;
+                        packed.extend_from_slice(&context[at..at + d]);
+                    }
                 }
             }
+        })?;
+        Tensor::from_vec(packed, (lens.iter().sum::<usize>(), h), &Device::Cpu)
+    }
+}
+
+/// Runs `f` on the values of `tensor`, a contiguous f32 tensor on the CPU, where they are.
+fn read<R>(tensor: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let (storage, layout) = tensor.storage_and_layout();
+    match (&*storage, layout.contiguous_offsets()) {
+        (Storage::Cpu(CpuStorage::F32(values)), Some((start, end))) => Ok(f(&values[start..end])),
+        _ => candle_core::bail!("expected a contiguous f32 tensor on the CPU"),
+    }
+}
+
+/// The values of a contiguous f32 tensor's storage, to change in place.
+fn values<'a>(storage: &'a mut CpuStorage, layout: &Layout, op: &str) -> candle_core::Result<&'a mut [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (CpuStorage::F32(values), Some((start, end))) => Ok(&mut values[start..end]),
+        _ => candle_core::bail!("{op}: expected a contiguous f32 tensor"),
+    }
+}
+
+/// `x ← GELU(x + bias)` on a product's output, in place ([`bias_gelu`]).
+struct BiasGelu<'a> {
+    bias: &'a [f32],
+}
+
+impl InplaceOp1 for BiasGelu<'_> {
+    fn name(&self) -> &'static str {
+        "bias-gelu"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        bias_gelu(values(storage, layout, self.name())?, self.bias);
+        Ok(())
+    }
+}
+
+/// `x ← LayerNorm(x + bias + residual)` on a product's output, in place ([`residual_norm`]).
+struct ResidualNorm<'a> {
+    bias: &'a [f32],
+    norm: &'a Norm,
+    eps: f32,
+}
+
+impl InplaceOp2 for ResidualNorm<'_> {
+    fn name(&self) -> &'static str {
+        "residual-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<()> {
+        let residual = match (s2, l2.contiguous_offsets()) {
+            (CpuStorage::F32(values), Some((start, end))) => &values[start..end],
+            _ => candle_core::bail!("{}: expected a contiguous f32 residual", self.name()),
+        };
+        let rows = values(s1, l1, self.name())?;
+        if rows.len() != residual.len() {
+            candle_core::bail!(
+                "{}: {} values against a residual of {}",
+                self.name(),
+                rows.len(),
+                residual.len()
+            );
         }
-        Ok(packed)
+        residual_norm(rows, self.bias, Some(residual), self.norm, self.eps, self.bias.len());
+        Ok(())
+    }
+}
+
+/// The attention scores `(n × heads, s, s)` of sequences of `lens` tokens turned into weights in
+/// place: each real query's softmax over its sequence's real keys, zeros elsewhere.
+struct MaskedSoftmax<'a> {
+    lens: &'a [usize],
+    heads: usize,
+    s: usize,
+}
+
+impl InplaceOp1 for MaskedSoftmax<'_> {
+    fn name(&self) -> &'static str {
+        "masked-softmax"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let MaskedSoftmax { lens, heads, s } = *self;
+        let arch = pulp::Arch::new();
+        values(storage, layout, self.name())?.par_chunks_mut(s * s).enumerate().for_each(
+            |(matrix, scores)| {
+                arch.dispatch(SoftmaxRows { scores, s, len: lens[matrix / heads] });
+            },
+        );
+        Ok(())
     }
 }
 
