@@ -52,20 +52,6 @@ fn unknown_tensor_type(message: &str) -> Option<String> {
     Some(name.to_owned())
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    #[test]
-    fn a_tensor_type_candle_cannot_read_is_named() {
-        assert_eq!(super::unknown_tensor_type("unknown dtype for tensor 23").as_deref(), Some("IQ4_XS"));
-        assert_eq!(
-            super::unknown_tensor_type("unknown dtype for tensor 99").as_deref(),
-            Some("GGML type 99")
-        );
-        assert_eq!(super::unknown_tensor_type("unexpected end of file"), None);
-    }
-}
 
 /// A string metadata value.
 pub fn md_str<'a>(md: &'a Metadata, key: &str) -> Option<&'a str> {
@@ -79,4 +65,19 @@ pub fn md_u64(md: &Metadata, key: &str) -> Option<u64> {
         .ok()
         .or_else(|| v.to_u32().ok().map(u64::from))
         .or_else(|| v.to_i32().ok().and_then(|n| u64::try_from(n).ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn a_tensor_type_candle_cannot_read_is_named() {
+        assert_eq!(super::unknown_tensor_type("unknown dtype for tensor 23").as_deref(), Some("IQ4_XS"));
+        assert_eq!(
+            super::unknown_tensor_type("unknown dtype for tensor 99").as_deref(),
+            Some("GGML type 99")
+        );
+        assert_eq!(super::unknown_tensor_type("unexpected end of file"), None);
+    }
 }

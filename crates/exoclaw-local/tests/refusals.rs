@@ -2,10 +2,10 @@
 //! an architecture it does not implement, a tensor type it cannot read. The files are written
 //! here, byte by byte, in the GGUF v3 layout.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 use exoclaw_local::{LocalError, LocalModel};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A GGUF v3 file with the string metadata `strings` and one 256×1 tensor `blk.0.weight` of GGML
 /// type `tensor_type` (its data: zeros).
@@ -36,7 +36,7 @@ fn gguf(name: &str, strings: &[(&str, &str)], tensor_type: u32) -> PathBuf {
     path
 }
 
-fn refusal(path: &PathBuf) -> String {
+fn refusal(path: &Path) -> String {
     match LocalModel::load(path) {
         Err(e @ LocalError::BadModel { .. }) => e.to_string(),
         Err(other) => panic!("expected a bad-model error, got {other}"),
