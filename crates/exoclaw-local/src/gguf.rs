@@ -52,7 +52,6 @@ fn unknown_tensor_type(message: &str) -> Option<String> {
     Some(name.to_owned())
 }
 
-
 /// A string metadata value.
 pub fn md_str<'a>(md: &'a Metadata, key: &str) -> Option<&'a str> {
     md.get(key).and_then(|v| v.to_string().ok()).map(String::as_str)
