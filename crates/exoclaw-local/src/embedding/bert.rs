@@ -15,8 +15,8 @@
 //!   layer norm are fused into one pass over the rows, spread over rayon's pool (the pool candle's
 //!   matrix kernel runs on), done in place on the products' outputs (candle's in-place custom
 //!   ops), so no activation is copied in or out of a tensor;
-//! - attention runs head by head over padded sequences with candle's batched product, and a
-//!   masked softmax whose `exp` vectorises.
+//! - attention runs sequence by sequence in parallel (each with its own length: no padding at
+//!   all), heads batched in candle's product on one thread, and a softmax whose `exp` vectorises.
 //!
 //! The arithmetic is BERT's: the same results as candle's `BertModel` and sentence-transformers
 //! up to float rounding (`tests/minilm.rs` checks every vector against sentence-transformers).
@@ -218,61 +218,83 @@ impl Bert {
 
     /// Multi-head self-attention of the packed `x` (sequences of `lens` tokens); returns the
     /// heads' outputs side by side, packed the same way.
+    ///
+    /// Sequence by sequence, in parallel: each one's products are the size of the sequence, so
+    /// nothing is padded, and each runs on one thread — products this small lose more to
+    /// splitting across threads than they gain.
     fn attention(&self, layer: &Layer, x: &Tensor, lens: &[usize]) -> candle_core::Result<Tensor> {
+        let h = self.hidden;
+        let tokens: usize = lens.iter().sum();
+        let qkv = layer.qkv.product(x)?;
+        let mut packed = vec![0f32; tokens * h];
+        let mut parts = Vec::with_capacity(lens.len());
+        let mut rest = packed.as_mut_slice();
+        let mut first = 0;
+        for &len in lens {
+            let (part, after) = rest.split_at_mut(len * h);
+            parts.push((first, len, part));
+            rest = after;
+            first += len;
+        }
+        read(&qkv, |qkv| {
+            parts.into_par_iter().try_for_each(|(first, len, out)| {
+                self.sequence_attention(&layer.qkv.bias, &qkv[first * 3 * h..(first + len) * 3 * h], len, out)
+            })
+        })??;
+        Tensor::from_vec(packed, (tokens, h), &Device::Cpu)
+    }
+
+    /// One sequence's attention: `qkv` its `len` rows of query, key and value (before their bias),
+    /// `out` its `len` rows of the heads' outputs.
+    fn sequence_attention(
+        &self,
+        bias: &[f32],
+        qkv: &[f32],
+        len: usize,
+        out: &mut [f32],
+    ) -> candle_core::Result<()> {
         let (h, heads) = (self.hidden, self.heads);
         let d = h / heads;
-        let (n, s) = (lens.len(), lens.iter().copied().max().unwrap_or(0));
-        let qkv = layer.qkv.product(x)?;
-        // Padded, head-major: (n × heads, s, d). The query is scaled here rather than the scores.
+        // Head-major (heads, len, d). The query is scaled here rather than the scores.
         let scale = 1.0 / (d as f32).sqrt();
-        let mut q = vec![0f32; n * heads * s * d];
+        let mut q = vec![0f32; len * h];
         let mut k = q.clone();
         let mut v = q.clone();
-        let bias = &layer.qkv.bias;
-        read(&qkv, |qkv| {
-            let mut rows = qkv.chunks_exact(3 * h);
-            for (seq, &len) in lens.iter().enumerate() {
-                for (i, row) in rows.by_ref().take(len).enumerate() {
-                    for head in 0..heads {
-                        let at = ((seq * heads + head) * s + i) * d;
-                        let c = head * d;
-                        let (dq, dk, dv) = (&mut q[at..at + d], &mut k[at..at + d], &mut v[at..at + d]);
-                        for ((o, x), b) in dq.iter_mut().zip(&row[c..c + d]).zip(&bias[c..c + d]) {
-                            *o = (x + b) * scale;
-                        }
-                        let key = h + c..h + c + d;
-                        for ((o, x), b) in dk.iter_mut().zip(&row[key.clone()]).zip(&bias[key]) {
-                            *o = x + b;
-                        }
-                        let value = 2 * h + c..2 * h + c + d;
-                        for ((o, x), b) in dv.iter_mut().zip(&row[value.clone()]).zip(&bias[value]) {
-                            *o = x + b;
-                        }
-                    }
+        for (i, row) in qkv.chunks_exact(3 * h).enumerate() {
+            for head in 0..heads {
+                let at = (head * len + i) * d;
+                let c = head * d;
+                let (dq, dk, dv) = (&mut q[at..at + d], &mut k[at..at + d], &mut v[at..at + d]);
+                for ((o, x), b) in dq.iter_mut().zip(&row[c..c + d]).zip(&bias[c..c + d]) {
+                    *o = (x + b) * scale;
+                }
+                let key = h + c..h + c + d;
+                for ((o, x), b) in dk.iter_mut().zip(&row[key.clone()]).zip(&bias[key]) {
+                    *o = x + b;
+                }
+                let value = 2 * h + c..2 * h + c + d;
+                for ((o, x), b) in dv.iter_mut().zip(&row[value.clone()]).zip(&bias[value]) {
+                    *o = x + b;
                 }
             }
-        })?;
-        let shape = (n * heads, s, d);
+        }
+        let shape = (heads, len, d);
         let (q, k, v) = (
             Tensor::from_vec(q, shape, &Device::Cpu)?,
             Tensor::from_vec(k, shape, &Device::Cpu)?,
             Tensor::from_vec(v, shape, &Device::Cpu)?,
         );
         let scores = q.matmul(&k.t()?)?;
-        scores.inplace_op1(&MaskedSoftmax { lens, heads, s })?;
+        scores.inplace_op1(&Softmax { len })?;
         let context = scores.matmul(&v)?;
-        let mut packed = Vec::with_capacity(lens.iter().sum::<usize>() * h);
         read(&context, |context| {
-            for (seq, &len) in lens.iter().enumerate() {
-                for i in 0..len {
-                    for head in 0..heads {
-                        let at = ((seq * heads + head) * s + i) * d;
-                        packed.extend_from_slice(&context[at..at + d]);
-                    }
+            for (i, row) in out.chunks_exact_mut(h).enumerate() {
+                for (head, part) in row.chunks_exact_mut(d).enumerate() {
+                    let at = (head * len + i) * d;
+                    part.copy_from_slice(&context[at..at + d]);
                 }
             }
-        })?;
-        Tensor::from_vec(packed, (lens.iter().sum::<usize>(), h), &Device::Cpu)
+        })
     }
 }
 
@@ -346,27 +368,22 @@ impl InplaceOp2 for ResidualNorm<'_> {
     }
 }
 
-/// The attention scores `(n × heads, s, s)` of sequences of `lens` tokens turned into weights in
-/// place: each real query's softmax over its sequence's real keys, zeros elsewhere.
-struct MaskedSoftmax<'a> {
-    lens: &'a [usize],
-    heads: usize,
-    s: usize,
+/// The attention scores `(heads, len, len)` of one sequence turned into weights in place: each
+/// query row's softmax, head by head.
+struct Softmax {
+    len: usize,
 }
 
-impl InplaceOp1 for MaskedSoftmax<'_> {
+impl InplaceOp1 for Softmax {
     fn name(&self) -> &'static str {
-        "masked-softmax"
+        "softmax"
     }
 
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
-        let MaskedSoftmax { lens, heads, s } = *self;
-        let arch = pulp::Arch::new();
-        values(storage, layout, self.name())?.par_chunks_mut(s * s).enumerate().for_each(
-            |(matrix, scores)| {
-                arch.dispatch(SoftmaxRows { scores, s, len: lens[matrix / heads] });
-            },
-        );
+        let (len, arch) = (self.len, pulp::Arch::new());
+        for scores in values(storage, layout, self.name())?.chunks_exact_mut(len * len) {
+            arch.dispatch(SoftmaxRows { scores, s: len, len });
+        }
         Ok(())
     }
 }
