@@ -12,6 +12,7 @@ mod assemble;
 mod context;
 mod embedder;
 mod error;
+pub mod memory;
 mod metering;
 mod provider;
 pub mod runtime;
@@ -34,6 +35,10 @@ pub use context::{
 };
 pub use embedder::Embedder;
 pub use error::{ErrorKind, ProviderError, Recovery};
+pub use memory::{
+    EntryKind, Fact, FactRecorded, FactStore, ForgetEntries, MemoryEntry, MemoryIndex, MemoryStore, NewEntry,
+    NewFact, ScoredEntry, Summary, SummaryStore,
+};
 pub use metering::{
     BudgetError, BudgetExceeded, BudgetLimit, BudgetScope, BudgetSpec, BudgetStatus, BudgetWindow, Budgets,
     CallScope, Clock, DEFAULT_OUTPUT_ESTIMATE, Estimate, Hold, Metering, Payer, PayerRefusal, Price,

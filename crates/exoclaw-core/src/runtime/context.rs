@@ -23,6 +23,28 @@ pub struct ContextRequest<'a> {
     /// The session's revision, read under its lock ([`exoclaw_types::SessionInfo::revision`]);
     /// 0 for a session never written (or not stored yet), which has no history.
     pub revision: u64,
+    /// The `provider/model` that will answer.
+    pub model: &'a str,
+    /// The tokens the assembled messages and the new input may take together: the model's
+    /// context window less the answer's room, the system prompt and the tools.
+    pub budget: usize,
+}
+
+/// An assembled context.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Assembled {
+    /// The messages before the user's new one, oldest first.
+    pub messages: Vec<Message>,
+    /// What the user should know about how it was assembled (a memory store that could not be
+    /// read, an embedder that failed): each becomes an [`exoclaw_types::AgentEvent::Warning`];
+    /// the turn goes on.
+    pub warnings: Vec<String>,
+}
+
+impl From<Vec<Message>> for Assembled {
+    fn from(messages: Vec<Message>) -> Self {
+        Self { messages, warnings: Vec::new() }
+    }
 }
 
 /// A turn this runtime committed: the session's history grew by `messages`.
@@ -48,8 +70,8 @@ pub enum AssembleError {
 /// Builds the messages a turn starts from.
 #[async_trait]
 pub trait ContextAssembler: Send + Sync {
-    /// The messages before the user's new one, oldest first.
-    async fn assemble(&self, request: ContextRequest<'_>) -> Result<Vec<Message>, AssembleError>;
+    /// The messages before the user's new one, oldest first, and any warnings.
+    async fn assemble(&self, request: ContextRequest<'_>) -> Result<Assembled, AssembleError>;
 
     /// Told after each turn the runtime commits (while it still holds the session), so that an
     /// assembler that keeps what it read can keep it current. Does nothing by default.
@@ -87,6 +109,24 @@ impl HistoryAssembler {
         Self { store, cache: Mutex::new(Cache::new(sessions)) }
     }
 
+    /// The session's whole history at `revision` (empty at 0), from memory when kept.
+    pub async fn history(&self, session: SessionId, revision: u64) -> Result<Vec<Message>, StoreError> {
+        if revision == 0 {
+            return Ok(Vec::new());
+        }
+        if let Some(history) = self.cache().get(session, revision) {
+            return Ok(history);
+        }
+        let history = self.store.messages(session).await?;
+        self.cache().put(session, revision, history.clone());
+        Ok(history)
+    }
+
+    /// Keeps a history current with a commit (what [`ContextAssembler::committed`] does).
+    pub fn extend(&self, commit: Committed<'_>) {
+        self.cache().extend(commit);
+    }
+
     fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
         self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -94,17 +134,8 @@ impl HistoryAssembler {
 
 #[async_trait]
 impl ContextAssembler for HistoryAssembler {
-    async fn assemble(&self, request: ContextRequest<'_>) -> Result<Vec<Message>, AssembleError> {
-        let revision = request.revision;
-        if revision == 0 {
-            return Ok(Vec::new());
-        }
-        if let Some(history) = self.cache().get(request.session, revision) {
-            return Ok(history);
-        }
-        let history = self.store.messages(request.session).await?;
-        self.cache().put(request.session, revision, history.clone());
-        Ok(history)
+    async fn assemble(&self, request: ContextRequest<'_>) -> Result<Assembled, AssembleError> {
+        Ok(self.history(request.session, request.revision).await?.into())
     }
 
     fn committed(&self, commit: Committed<'_>) {

@@ -1,0 +1,513 @@
+//! exoclaw's layered memory, plugged into the runtime as its [`ContextAssembler`] and as
+//! [`AfterTurn`] work.
+//!
+//! - **Context within a budget** ([`compose`]): the agent's soul, what is known about the user,
+//!   excerpts of past conversations relevant to the new input, the session's rolling summary,
+//!   then as many recent messages as the budget leaves — counted with a [`TokenCounter`].
+//! - **Archival** ([`Memory::archive`]): once a session has more than `window` messages after
+//!   its summary, a model folds the oldest into the summary, in the background. Messages are
+//!   never deleted; a failed or killed archival changes nothing and is done again later (after
+//!   the session's next turn, or by [`Memory::sweep`] at start).
+//! - **Long-term search** ([`Memory::search`]): every message and summary is indexed in the
+//!   [`MemoryStore`] — full text, and embeddings when an [`Embedder`] is configured — and found
+//!   by [`rank::fuse`]d hybrid ranking with recency weighting.
+//! - **Facts** ([`facts`]): extracted from each user message by the model as validated JSON, or
+//!   by patterns; a new value of a single-valued fact supersedes the old, which is kept.
+//! - **Degradation**: when the memory store or the embedder fails, the turn goes on with the
+//!   session's recent messages and a warning; indexing catches up after the next turn.
+
+pub mod archive;
+pub mod compose;
+pub mod facts;
+pub mod rank;
+pub mod soul;
+pub mod tokens;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use exoclaw_core::runtime::{AfterTurn, Assembled, AssembleError, Committed, ContextRequest, HistoryAssembler, TurnReport};
+use exoclaw_core::{
+    Embedder, EntryKind, Fact, MemoryStore, NewEntry, NewFact, Provider, ProviderError, SessionStore, StoreError, Summary,
+};
+use exoclaw_types::{
+    ChatRequest, EmbeddingRequest, GenerationParams, JsonSchemaFormat, Message, ResponseFormat, Role, SessionId,
+    SessionKey,
+};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+pub use compose::{Composed, Parts, compose};
+pub use rank::{Hit, Ranking};
+pub use soul::Soul;
+pub use tokens::{Estimate, TokenCounter};
+
+/// Messages a session keeps in its recent window before the oldest are archived.
+pub const DEFAULT_WINDOW: usize = 20;
+
+/// Search results considered for a context's excerpts.
+pub const DEFAULT_EXCERPTS: usize = 6;
+
+/// The owner of the memories of sessions without a key (the CLI's).
+pub const LOCAL_OWNER: &str = "local";
+
+/// How facts are found in what the user says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum FactsMode {
+    /// No facts are learned.
+    Off,
+    /// The patterns only: no model call.
+    #[default]
+    Patterns,
+    /// Ask the model (structured output), falling back to the patterns when it fails.
+    Model,
+}
+
+/// What a [`Memory`] does, and how much.
+#[derive(Debug, Clone)]
+pub struct MemoryOptions {
+    /// Messages kept in the recent window before archival ([`DEFAULT_WINDOW`]).
+    pub window: usize,
+    /// The most tokens a context may take, below what the model's window allows.
+    pub budget: Option<usize>,
+    /// The `provider/model` that writes summaries and extracts facts; the agent's own when `None`.
+    pub model: Option<String>,
+    /// How facts are found.
+    pub facts: FactsMode,
+    /// Providers whose models are never asked for facts (the patterns are used instead), such
+    /// as the embedded one, whose small model would spend seconds on each turn for little.
+    pub patterns_for: Vec<String>,
+    /// Search results considered for a context's excerpts ([`DEFAULT_EXCERPTS`]; 0: none).
+    pub excerpts: usize,
+    /// How search results are ranked.
+    pub ranking: Ranking,
+}
+
+impl Default for MemoryOptions {
+    fn default() -> Self {
+        Self {
+            window: DEFAULT_WINDOW,
+            budget: None,
+            model: None,
+            facts: FactsMode::default(),
+            patterns_for: Vec::new(),
+            excerpts: DEFAULT_EXCERPTS,
+            ranking: Ranking::default(),
+        }
+    }
+}
+
+/// Why memory work failed. None of these fails a turn: they become warnings and log lines.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MemoryError {
+    /// The memory store or the session store failed.
+    #[error("the memory store failed: {0}")]
+    Store(#[from] StoreError),
+    /// The model asked for a summary failed.
+    #[error("the summary model failed: {0}")]
+    Summary(#[source] ProviderError),
+    /// The model asked for a summary answered nothing.
+    #[error("the summary model `{0}` answered with no text; archival will be tried again after the next turn")]
+    EmptySummary(String),
+    /// The embedder failed.
+    #[error("the embedder failed: {0}")]
+    Embedding(#[source] ProviderError),
+}
+
+/// Whose memories a session's are: the peer its key names on its channel, or [`LOCAL_OWNER`].
+pub fn owner_of(key: Option<&SessionKey>) -> String {
+    match key {
+        Some(key) => format!("{}:{}:{}", key.channel, key.account, key.peer),
+        None => LOCAL_OWNER.to_owned(),
+    }
+}
+
+/// The embedder a memory indexes and searches with, and its name.
+#[derive(Debug, Clone)]
+pub struct EmbedderRef {
+    /// The embedder.
+    pub embedder: Arc<dyn Embedder>,
+    /// The model, as the embedder names it.
+    pub model: String,
+}
+
+/// Layered memory over a [`MemoryStore`] and the session store.
+pub struct Memory {
+    store: Arc<dyn MemoryStore>,
+    history: HistoryAssembler,
+    sessions: Arc<dyn SessionStore>,
+    models: Arc<dyn Provider>,
+    embedder: Option<EmbedderRef>,
+    counter: Arc<dyn TokenCounter>,
+    souls: BTreeMap<String, Soul>,
+    options: MemoryOptions,
+    /// Sessions being archived now, so that two after-turn runs do not summarise twice.
+    archiving: Mutex<HashSet<SessionId>>,
+}
+
+impl std::fmt::Debug for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memory").field("store", &self.store).field("options", &self.options).finish_non_exhaustive()
+    }
+}
+
+impl Memory {
+    /// Memory in `store` over the sessions in `sessions`, asking `models` (the runtime's router)
+    /// for summaries and facts.
+    pub fn new(store: Arc<dyn MemoryStore>, sessions: Arc<dyn SessionStore>, models: Arc<dyn Provider>, options: MemoryOptions) -> Self {
+        Self {
+            store,
+            history: HistoryAssembler::new(Arc::clone(&sessions)),
+            sessions,
+            models,
+            embedder: None,
+            counter: Arc::new(Estimate),
+            souls: BTreeMap::new(),
+            options,
+            archiving: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Indexes and searches with embeddings from `embedder` too.
+    pub fn with_embedder(mut self, embedder: Arc<dyn Embedder>, model: impl Into<String>) -> Self {
+        self.embedder = Some(EmbedderRef { embedder, model: model.into() });
+        self
+    }
+
+    /// Counts tokens with `counter` instead of the [`Estimate`].
+    pub fn with_counter(mut self, counter: Arc<dyn TokenCounter>) -> Self {
+        self.counter = counter;
+        self
+    }
+
+    /// Puts the soul document at `path` first in `agent`'s contexts.
+    pub fn with_soul(mut self, agent: impl Into<String>, path: impl Into<std::path::PathBuf>) -> Self {
+        self.souls.insert(agent.into(), Soul::new(path));
+        self
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &MemoryOptions {
+        &self.options
+    }
+
+    /// The memory store.
+    pub fn store(&self) -> &Arc<dyn MemoryStore> {
+        &self.store
+    }
+
+    /// The owner's entries matching `query`, best first: full text and (with an embedder)
+    /// embeddings, fused. A failing embedder leaves full text alone, with the error returned
+    /// beside the hits.
+    pub async fn search(&self, owner: &str, query: &str, limit: usize) -> Result<(Vec<Hit>, Option<MemoryError>), MemoryError> {
+        let wide = limit.saturating_mul(3).max(10);
+        let text = self.store.search_text(owner, query, wide).await?;
+        let (semantic, warning) = match &self.embedder {
+            None => (Vec::new(), None),
+            Some(embedder) => match embed(embedder, vec![query.to_owned()]).await {
+                Ok(mut vectors) => match vectors.pop() {
+                    Some(vector) => (self.store.search_embedding(owner, &vector, wide).await?, None),
+                    None => (Vec::new(), None),
+                },
+                Err(e) => (Vec::new(), Some(e)),
+            },
+        };
+        Ok((rank::fuse(text, semantic, &self.options.ranking, Utc::now(), limit), warning))
+    }
+
+    /// Indexes the session's messages not indexed yet (all of them after an outage); gives the
+    /// session's messages as read. Embeddings are added when the embedder answers; when it does
+    /// not, the entries are indexed for full text alone and the error is returned beside them.
+    pub async fn index_session(&self, session: SessionId, owner: &str) -> Result<(Vec<Message>, Option<MemoryError>), MemoryError> {
+        let messages = self.sessions.messages(session).await?;
+        let from = usize::try_from(self.store.indexed_messages(session).await?).unwrap_or(usize::MAX);
+        let mut entries: Vec<NewEntry> = messages
+            .iter()
+            .enumerate()
+            .skip(from)
+            .filter(|(_, m)| matches!(m.role, Role::User | Role::Assistant))
+            .filter_map(|(seq, m)| {
+                let text = m.text();
+                (!text.trim().is_empty()).then(|| NewEntry {
+                    owner: owner.to_owned(),
+                    session,
+                    kind: EntryKind::Message,
+                    seq: seq as u64,
+                    role: Some(m.role),
+                    text,
+                    created_at: m.created_at,
+                    embedding: None,
+                })
+            })
+            .collect();
+        let warning = self.add_embeddings(&mut entries).await;
+        if !entries.is_empty() {
+            self.store.index(&entries).await?;
+        }
+        Ok((messages, warning))
+    }
+
+    async fn add_embeddings(&self, entries: &mut [NewEntry]) -> Option<MemoryError> {
+        let embedder = self.embedder.as_ref()?;
+        if entries.is_empty() {
+            return None;
+        }
+        match embed(embedder, entries.iter().map(|e| e.text.clone()).collect()).await {
+            Ok(vectors) => {
+                for (entry, vector) in entries.iter_mut().zip(vectors) {
+                    entry.embedding = Some(vector);
+                }
+                None
+            }
+            Err(e) => Some(e),
+        }
+    }
+
+    /// Archives the session if its window is past the limit: the messages cut off are folded
+    /// into its summary by `model` (or the configured summary model), which is stored and
+    /// indexed. Gives the new summary, or `None` when there was nothing to do (or another
+    /// archival of the session is running).
+    pub async fn archive(&self, session: SessionId, owner: &str, model: &str, messages: Option<Vec<Message>>) -> Result<Option<Summary>, MemoryError> {
+        {
+            let mut running = self.archiving.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !running.insert(session) {
+                return Ok(None);
+            }
+        }
+        let result = self.archive_now(session, owner, model, messages).await;
+        self.archiving.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&session);
+        result
+    }
+
+    async fn archive_now(&self, session: SessionId, owner: &str, model: &str, messages: Option<Vec<Message>>) -> Result<Option<Summary>, MemoryError> {
+        let previous = self.store.summary(session).await?;
+        let through = previous.as_ref().map_or(0, |s| usize::try_from(s.through).unwrap_or(usize::MAX));
+        let messages = match messages {
+            Some(messages) => messages,
+            None => self.sessions.messages(session).await?,
+        };
+        let Some(cut) = archive::archival_cut(&messages, through, self.options.window) else { return Ok(None) };
+        let model = self.options.model.as_deref().unwrap_or(model);
+        let request = ChatRequest {
+            system: Some(archive::SUMMARY_PROMPT.to_owned()),
+            params: GenerationParams { temperature: Some(0.0), max_tokens: Some(600), ..GenerationParams::default() },
+            ..ChatRequest::new(model, vec![Message::user(archive::summary_request(previous.as_ref().map(|s| s.text.as_str()), &messages[through..cut]))])
+        };
+        let answer = self.models.complete(request).await.map_err(MemoryError::Summary)?;
+        let text = answer.message.text().trim().to_owned();
+        if text.is_empty() {
+            return Err(MemoryError::EmptySummary(model.to_owned()));
+        }
+        let summary = Summary { session, through: cut as u64, text, model: model.to_owned(), created_at: Utc::now() };
+        if !self.store.save_summary(&summary).await? {
+            return Ok(None);
+        }
+        let mut entry = [NewEntry {
+            owner: owner.to_owned(),
+            session,
+            kind: EntryKind::Summary,
+            seq: summary.through,
+            role: None,
+            text: summary.text.clone(),
+            created_at: summary.created_at,
+            embedding: None,
+        }];
+        if let Some(e) = self.add_embeddings(&mut entry).await {
+            tracing::warn!(%session, error = %e, "the summary is indexed without an embedding");
+        }
+        self.store.index(&entry).await?;
+        tracing::info!(%session, through = summary.through, "session archived");
+        Ok(Some(summary))
+    }
+
+    /// Learns the facts `message` (the session's message at `seq`) states, by `model` or the
+    /// patterns as configured; gives the facts recorded.
+    pub async fn learn(&self, owner: &str, session: SessionId, seq: u64, message: &str, model: &str) -> Result<Vec<exoclaw_core::FactRecorded>, MemoryError> {
+        let model = self.options.model.as_deref().unwrap_or(model);
+        let provider = model.split_once('/').map_or(model, |(provider, _)| provider);
+        let mode = match self.options.patterns_for.iter().any(|p| p == provider) {
+            true => FactsMode::Patterns.min(self.options.facts),
+            false => self.options.facts,
+        };
+        let found = match mode {
+            FactsMode::Off => return Ok(Vec::new()),
+            FactsMode::Patterns => facts::patterns(message),
+            FactsMode::Model => match self.extract(message, model).await {
+                Ok(found) => found,
+                Err(why) => {
+                    tracing::debug!(%why, "fact extraction by the model failed; using the patterns");
+                    facts::patterns(message)
+                }
+            },
+        };
+        let mut recorded = Vec::with_capacity(found.len());
+        for fact in found {
+            let new = NewFact {
+                owner: owner.to_owned(),
+                subject: fact.subject,
+                predicate: fact.predicate,
+                object: fact.object,
+                confidence: fact.confidence,
+                single_valued: fact.single_valued,
+                source: Some((session, seq)),
+                valid_from: Utc::now(),
+            };
+            recorded.push(self.store.record_fact(&new).await?);
+        }
+        Ok(recorded)
+    }
+
+    async fn extract(&self, message: &str, model: &str) -> Result<Vec<facts::Extracted>, String> {
+        let format = JsonSchemaFormat {
+            name: "facts".to_owned(),
+            description: Some("Durable facts the user stated".to_owned()),
+            schema: facts::facts_schema(),
+            strict: true,
+        };
+        let request = ChatRequest {
+            system: Some(facts::EXTRACTION_PROMPT.to_owned()),
+            params: GenerationParams {
+                temperature: Some(0.0),
+                max_tokens: Some(400),
+                response_format: Some(ResponseFormat::JsonSchema(format)),
+                ..GenerationParams::default()
+            },
+            ..ChatRequest::new(model, vec![Message::user(message)])
+        };
+        let answer = self.models.complete(request).await.map_err(|e| e.to_string())?;
+        facts::parse_model_facts(&answer.message.text()).map_err(|e| e.to_string())
+    }
+
+    /// The owner's facts, current ones or all.
+    pub async fn facts(&self, owner: &str, include_superseded: bool) -> Result<Vec<Fact>, MemoryError> {
+        Ok(self.store.facts(owner, include_superseded).await?)
+    }
+
+    /// Archives every session in `sessions` whose window is past the limit (at start: what a
+    /// killed process left undone), and indexes what was not indexed. Gives how many sessions
+    /// were archived; failures are logged and left for next time.
+    pub async fn sweep(&self, sessions: &[(SessionId, Option<SessionKey>, String)]) -> usize {
+        let mut archived = 0;
+        for (session, key, model) in sessions {
+            let owner = owner_of(key.as_ref());
+            let messages = match self.index_session(*session, &owner).await {
+                Ok((messages, _)) => Some(messages),
+                Err(e) => {
+                    tracing::warn!(%session, error = %e, "memory catch-up failed; it is tried again later");
+                    continue;
+                }
+            };
+            match self.archive(*session, &owner, model, messages).await {
+                Ok(Some(_)) => archived += 1,
+                Ok(None) => {}
+                Err(e) => tracing::warn!(%session, error = %e, "archival failed; it is tried again later"),
+            }
+        }
+        archived
+    }
+
+    fn soul(&self, agent: &str) -> Option<Arc<str>> {
+        self.souls.get(agent).and_then(Soul::text)
+    }
+}
+
+async fn embed(embedder: &EmbedderRef, input: Vec<String>) -> Result<Vec<Vec<f32>>, MemoryError> {
+    let request = EmbeddingRequest::new(embedder.model.clone(), input);
+    let embeddings = embedder.embedder.embed(request).await.map_err(MemoryError::Embedding)?;
+    Ok(embeddings.vectors)
+}
+
+#[async_trait]
+impl exoclaw_core::ContextAssembler for Memory {
+    async fn assemble(&self, request: ContextRequest<'_>) -> Result<Assembled, AssembleError> {
+        let history = self.history.history(request.session, request.revision).await?;
+        let owner = owner_of(request.key);
+        let budget = self.options.budget.map_or(request.budget, |b| b.min(request.budget));
+        let mut warnings = Vec::new();
+        // The first failure of the memory store: the turn goes on with the window alone.
+        let mut down: Option<MemoryError> = None;
+        let summary = match request.revision {
+            0 => None,
+            _ => self.store.summary(request.session).await.unwrap_or_else(|e| {
+                down = Some(e.into());
+                None
+            }),
+        };
+        let mut facts = Vec::new();
+        if down.is_none() {
+            facts = self.store.facts(&owner, true).await.unwrap_or_else(|e| {
+                down = Some(e.into());
+                Vec::new()
+            });
+        }
+        let mut excerpts = Vec::new();
+        if down.is_none() && self.options.excerpts > 0 && !request.input.trim().is_empty() {
+            match self.search(&owner, request.input, self.options.excerpts * 2).await {
+                Ok((hits, embedding_failed)) => {
+                    if let Some(e) = embedding_failed {
+                        tracing::warn!(error = %e, "searching memory by words alone");
+                        warnings.push(format!("{e}; past conversations were searched by their words alone"));
+                    }
+                    excerpts = hits;
+                }
+                Err(e) => down = Some(e),
+            }
+        }
+        if let Some(e) = down {
+            tracing::warn!(error = %e, "memory unavailable for this turn");
+            warnings.push(format!("{e}; this answer is given from the recent messages alone"));
+        }
+        // What the window may hold is not repeated as an excerpt: the session's own recent
+        // messages and its summary.
+        let archived = summary.as_ref().map_or(0, |s| s.through);
+        excerpts.retain(|hit| {
+            let e = &hit.entry;
+            !(e.session == request.session && (e.kind == EntryKind::Summary || e.seq >= archived))
+        });
+        excerpts.truncate(self.options.excerpts);
+        let soul = self.soul(request.agent);
+        let parts = Parts {
+            soul: soul.as_deref(),
+            facts: &facts,
+            excerpts: &excerpts,
+            summary: summary.as_ref(),
+            history: &history,
+            input: request.input,
+        };
+        let composed = compose(&parts, budget, self.counter.as_ref(), Utc::now());
+        Ok(Assembled { messages: composed.messages, warnings })
+    }
+
+    fn committed(&self, commit: Committed<'_>) {
+        self.history.extend(commit);
+    }
+}
+
+#[async_trait]
+impl AfterTurn for Memory {
+    async fn after_turn(&self, report: &TurnReport) {
+        let session = report.session_id;
+        let owner = owner_of(report.session_key.as_ref());
+        let messages = match self.index_session(session, &owner).await {
+            Ok((messages, warning)) => {
+                if let Some(e) = warning {
+                    tracing::warn!(%session, error = %e, "indexed without embeddings");
+                }
+                Some(messages)
+            }
+            Err(e) => {
+                tracing::warn!(%session, error = %e, "indexing failed; it catches up after the next turn");
+                None
+            }
+        };
+        for message in report.messages.iter().filter(|m| m.role == Role::User) {
+            let seq = messages.as_ref().and_then(|all| all.iter().position(|m| m.id == message.id)).unwrap_or(0);
+            if let Err(e) = self.learn(&owner, session, seq as u64, &message.text(), &report.model).await {
+                tracing::warn!(%session, error = %e, "facts could not be recorded");
+            }
+        }
+        if let Err(e) = self.archive(session, &owner, &report.model, messages).await {
+            tracing::warn!(%session, error = %e, "archival failed; it is tried again after the next turn");
+        }
+    }
+}
