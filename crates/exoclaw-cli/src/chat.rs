@@ -39,6 +39,9 @@ pub struct ChatArgs {
     no_wait: bool,
 }
 
+/// How long a one-shot chat waits, after the answer, for memory work to finish.
+const AFTER_TURN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Runs the turn; the exit code says how it ended (0 answered, 1 failed, 130 interrupted).
 pub async fn run(config: Option<&Path>, mut args: ChatArgs) -> anyhow::Result<ExitCode> {
     let input = if args.prompt == ["-"] {
@@ -64,6 +67,9 @@ pub async fn run(config: Option<&Path>, mut args: ChatArgs) -> anyhow::Result<Ex
     let mode = Mode::detect(args.json);
     let renderer = if checker.is_some() { Renderer::without_answer(mode) } else { Renderer::new(mode) };
     let result = app::turn(&runtime, &mut session, Some(&input), !args.no_wait, &renderer).await?;
+    // The answer is shown; memory indexing and archival finish before the process goes (what
+    // does not finish in time is caught up at the next start).
+    runtime.settle(AFTER_TURN_GRACE).await;
     Ok(match result.outcome {
         TurnOutcome::Completed => match &checker {
             Some(checker) => print_structured(checker, &result.text()),

@@ -14,6 +14,7 @@ use std::sync::Mutex;
 
 const DIM: &str = "\x1b[2m";
 const RED: &str = "\x1b[31m";
+const YELLOW: &str = "\x1b[33m";
 const RESET: &str = "\x1b[0m";
 
 /// How events are shown.
@@ -143,6 +144,10 @@ fn text_event(state: &mut State, styled: bool, event: AgentEvent) {
                 paint(styled, DIM, &format!("  ✓ {name} ({duration_ms} ms, {})", size(&content)))
             };
             eprintln!("{line}");
+        }
+        AgentEvent::Warning { message } => {
+            state.quiet();
+            eprintln!("{}", paint(styled, YELLOW, &format!("warning: {}", escape_untrusted(&message, true))));
         }
         AgentEvent::Error { code, message } => {
             state.quiet();

@@ -298,7 +298,9 @@ impl Memory {
         if text.is_empty() {
             return Err(MemoryError::EmptySummary(model.to_owned()));
         }
-        let summary = Summary { session, through: cut as u64, text, model: model.to_owned(), created_at: Utc::now() };
+        // Stores keep times to the microsecond: the summary given back equals the one read later.
+        let created_at = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
+        let summary = Summary { session, through: cut as u64, text, model: model.to_owned(), created_at };
         if !self.store.save_summary(&summary).await? {
             return Ok(None);
         }

@@ -89,10 +89,17 @@ impl Provider for ScriptedProvider {
         self.models.lock().unwrap().push(request.model.0.clone());
         let outcome = self.script.lock().unwrap().pop_front();
         let outcome = outcome.unwrap_or_else(|| self.default.lock().unwrap().clone());
+        outcome_stream(outcome, |kind| self.error(kind))
+    }
+}
+
+/// The stream (or the failure) an [`Outcome`] makes.
+fn outcome_stream(outcome: Outcome, error: impl Fn(ErrorKind) -> ProviderError) -> Result<EventStream, ProviderError> {
+    {
         let items: Vec<Result<StreamEvent, ProviderError>> = match outcome {
-            Outcome::FailOpen(kind) => return Err(self.error(kind)),
+            Outcome::FailOpen(kind) => return Err(error(kind)),
             Outcome::Stall => return Ok(Box::pin(futures::stream::pending())),
-            Outcome::FailFirst(kind) => vec![Err(self.error(kind))],
+            Outcome::FailFirst(kind) => vec![Err(error(kind))],
             Outcome::Text(text) => text_events(&text)
                 .into_iter()
                 .map(Ok)
@@ -101,10 +108,53 @@ impl Provider for ScriptedProvider {
             Outcome::TextThenFail(text, kind) => {
                 let mut items: Vec<_> = text_events(&text).into_iter().map(Ok).collect();
                 items.pop(); // no usage: the stream broke
-                items.push(Err(self.error(kind)));
+                items.push(Err(error(kind)));
                 items
             }
         };
         Ok(Box::pin(futures::stream::iter(items)))
+    }
+}
+
+/// What a [`RespondingProvider`] answers a request with.
+pub type Respond = dyn Fn(&ChatRequest) -> Outcome + Send + Sync;
+
+/// A provider that answers each request with the [`Outcome`] a function picks for it, and
+/// keeps every request: for tests where the answer depends on what was asked (a summary, a
+/// fact extraction, a chat turn) and that check what the model was sent.
+pub struct RespondingProvider {
+    name: String,
+    respond: Box<Respond>,
+    requests: Mutex<Vec<ChatRequest>>,
+}
+
+impl std::fmt::Debug for RespondingProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RespondingProvider").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl RespondingProvider {
+    /// A provider called `name` answering with `respond`.
+    pub fn new(name: &str, respond: impl Fn(&ChatRequest) -> Outcome + Send + Sync + 'static) -> Self {
+        Self { name: name.to_owned(), respond: Box::new(respond), requests: Mutex::new(Vec::new()) }
+    }
+
+    /// Every request so far, in order.
+    pub fn requests(&self) -> Vec<ChatRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Provider for RespondingProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn stream(&self, request: ChatRequest) -> Result<EventStream, ProviderError> {
+        let outcome = (self.respond)(&request);
+        self.requests.lock().unwrap().push(request);
+        outcome_stream(outcome, |kind| ProviderError::new(kind, &self.name, format!("scripted {}", kind.code())))
     }
 }

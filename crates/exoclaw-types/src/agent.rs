@@ -168,6 +168,12 @@ pub enum AgentEvent {
         /// The counts, as far as the provider reported them.
         usage: Usage,
     },
+    /// Something the user should know that does not stop the turn: a memory store that could
+    /// not be read (the turn goes on with the recent messages alone), an embedder that failed.
+    Warning {
+        /// What happened and what it means for the answer, for a person.
+        message: String,
+    },
     /// Something went wrong; `code` says what, as a stable string (`auth`, `timeout`,
     /// `max_iterations`, …).
     Error {

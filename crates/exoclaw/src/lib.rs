@@ -15,8 +15,8 @@
 //!
 //! The crates underneath are re-exported, so one dependency on `exoclaw` is enough:
 //! [`exoclaw_core`] (the `Provider` and `Tool` traits, the agent loop), [`exoclaw_types`] (messages,
-//! requests, events), [`exoclaw_providers`] (the cloud APIs) and [`exoclaw_local`] (the embedded
-//! model).
+//! requests, events), [`exoclaw_providers`] (the cloud APIs), [`exoclaw_local`] (the embedded
+//! model), [`exoclaw_memory`] (layered memory) and [`exoclaw_store`] (SQLite and PostgreSQL).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -39,6 +39,7 @@ pub use runtime::{AgentSpec, Runtime, RuntimeBuilder, RuntimeError};
 
 pub use exoclaw_core;
 pub use exoclaw_local;
+pub use exoclaw_memory;
 pub use exoclaw_providers;
 pub use exoclaw_store;
 pub use exoclaw_tools;

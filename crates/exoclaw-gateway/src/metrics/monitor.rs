@@ -119,6 +119,7 @@ impl Monitor for TurnMetrics {
             // Tokens come from the turn's usage records (`after_turn`), which name the model that
             // served each call.
             AgentEvent::Usage { .. }
+            | AgentEvent::Warning { .. }
             | AgentEvent::TurnStarted { .. }
             | AgentEvent::Text { .. }
             | AgentEvent::Thinking { .. }

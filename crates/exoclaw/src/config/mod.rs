@@ -12,6 +12,7 @@ mod error;
 mod gateway;
 mod hooks;
 pub mod load;
+mod memory;
 mod metering;
 pub mod provider;
 pub mod routing;
@@ -22,6 +23,7 @@ pub use error::ConfigError;
 pub use gateway::{AgentProfile, DEFAULT_AGENT, GatewayConfig};
 pub use hooks::HooksConfig;
 pub use load::{DotEnvReport, LoadedConfig};
+pub use memory::{FactsSetting, MemoryConfig};
 pub use metering::{BudgetConfig, PriceConfig};
 pub use provider::{ProviderConfig, ProviderKind};
 pub use routing::{RouteRule, RoutingConfig};
@@ -56,6 +58,8 @@ pub struct Config {
     pub hooks: HooksConfig,
     /// The embedded model's settings.
     pub local: LocalConfig,
+    /// `[memory]`: context within a budget, archival, long-term search, facts, souls.
+    pub memory: MemoryConfig,
     /// Aliases, routing rules, fallback chains; retries and circuit breakers.
     pub routing: RoutingConfig,
     /// Provider instances by name; each entry's `name` is its key.

@@ -101,6 +101,8 @@ pub struct Agent {
     pub workspace: PathBuf,
     /// The context files in its system prompt.
     pub context_files: Vec<PathBuf>,
+    /// Tokens its system prompt and tool definitions take in every request (estimated).
+    pub prompt_tokens: usize,
 }
 
 /// What is needed to build any agent.
@@ -173,6 +175,11 @@ impl Agent {
         };
         let extra: Vec<&str> = spec.system.iter().map(String::as_str).collect();
         let system = system_prompt(base, &context_files, &extra);
+        let prompt_tokens = {
+            use exoclaw_memory::TokenCounter;
+            let specs = serde_json::to_string(&tools.specs()).unwrap_or_default();
+            exoclaw_memory::Estimate.count(&system) + exoclaw_memory::Estimate.count(&specs)
+        };
         let approver = spec.approver.clone().unwrap_or_else(|| Arc::clone(parts.approver));
         let mut runner = AgentRunner::new(Arc::clone(&parts.provider), request_model, model.clone())
             .with_agent(spec.name.clone())
@@ -192,6 +199,7 @@ impl Agent {
             local,
             workspace,
             context_files: context_files.into_iter().map(|f| f.path).collect(),
+            prompt_tokens,
         })
     }
 }

@@ -183,7 +183,17 @@ impl RuntimeBuilder<WithConfig, WithStore> {
         extensions.hooks = hooks;
         let config = Arc::new(config);
         let models = Arc::new(Models::new(Arc::clone(&config), providers)?);
-        let assembler = assembler.unwrap_or_else(|| Arc::new(HistoryAssembler::new(Arc::new(store.clone()))));
+        let router = Arc::clone(models.router()) as Arc<dyn Provider>;
+        let memory = (assembler.is_none() && config.memory.enabled)
+            .then(|| Arc::new(super::memory::open(&config, &store, router)));
+        if let Some(memory) = &memory {
+            extensions.after_turn.push(Arc::clone(memory) as Arc<dyn AfterTurn>);
+        }
+        let assembler = match (assembler, &memory) {
+            (Some(assembler), _) => assembler,
+            (None, Some(memory)) => Arc::clone(memory) as Arc<dyn ContextAssembler>,
+            (None, None) => Arc::new(HistoryAssembler::new(Arc::new(store.clone()))),
+        };
         let runtime = Runtime {
             inner: Arc::new(Inner {
                 config: Arc::clone(&config),
@@ -194,6 +204,8 @@ impl RuntimeBuilder<WithConfig, WithStore> {
                 approver: approver.unwrap_or_else(unattended),
                 extensions,
                 assembler,
+                memory,
+                tasks: tokio_util::task::TaskTracker::new(),
                 agents: RwLock::new(BTreeMap::new()),
                 bindings: RwLock::new(Arc::new(bindings)),
                 queues: SessionQueues::default(),
@@ -215,6 +227,7 @@ impl RuntimeBuilder<WithConfig, WithStore> {
         for (name, profile) in &config.agents {
             runtime.set_agent(every(AgentSpec::from_profile(&config, name, profile)))?;
         }
+        runtime.sweep_memory();
         Ok(runtime)
     }
 }

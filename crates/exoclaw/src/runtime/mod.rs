@@ -24,6 +24,7 @@
 
 mod agents;
 mod builder;
+pub mod memory;
 mod models;
 mod turn;
 
@@ -48,6 +49,15 @@ use exoclaw_types::SessionId;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use tokio_util::sync::CancellationToken;
+
+/// Sessions the memory sweep at start looks at, the most recently active first.
+const SWEPT_SESSIONS: u32 = 200;
+
+/// The smallest context budget a turn gets, whatever its model says.
+const MIN_CONTEXT_BUDGET: usize = 256;
+
+/// The default agent's name.
+const DEFAULT_AGENT_NAME: &str = exoclaw_core::DEFAULT_AGENT;
 
 /// Why a runtime could not be built or changed.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +122,10 @@ pub(crate) struct Inner {
     pub approver: Arc<dyn Approver>,
     pub extensions: Extensions,
     pub assembler: Arc<dyn ContextAssembler>,
+    /// The layered memory, when `[memory]` is on and no other assembler was given.
+    pub memory: Option<Arc<exoclaw_memory::Memory>>,
+    /// After-turn work and memory sweeps running in the background.
+    pub tasks: tokio_util::task::TaskTracker,
     pub agents: RwLock<BTreeMap<String, Arc<Agent>>>,
     pub bindings: RwLock<Arc<Bindings>>,
     pub queues: SessionQueues,
@@ -201,6 +215,67 @@ impl Runtime {
     pub async fn prepare(&self, agent: &str, progress: Progress<'_>) -> Result<(), OpenError> {
         let Some(agent) = self.agent(agent) else { return Ok(()) };
         self.inner.models.prepare(&agent.chain, progress).await
+    }
+
+    /// The layered memory, when `[memory]` is on (and no other assembler was given).
+    pub fn memory(&self) -> Option<&Arc<exoclaw_memory::Memory>> {
+        self.inner.memory.as_ref()
+    }
+
+    /// Waits for the background work started so far (after-turn indexing, fact extraction and
+    /// archival; the memory sweep at start), at most `limit`. Gives whether it all finished; work
+    /// cut short is done again later, nothing is lost.
+    pub async fn settle(&self, limit: std::time::Duration) -> bool {
+        self.inner.tasks.close();
+        let finished = tokio::time::timeout(limit, self.inner.tasks.wait()).await.is_ok();
+        self.inner.tasks.reopen();
+        finished
+    }
+
+    /// Starts, in the background, the memory's catch-up over recent sessions: indexing and
+    /// archival a stopped or killed process left undone.
+    fn sweep_memory(&self) {
+        let Some(memory) = self.inner.memory.clone() else { return };
+        let inner = Arc::clone(&self.inner);
+        let default_model = self.agent(DEFAULT_AGENT_NAME).map(|a| a.model.clone()).unwrap_or_default();
+        let window = memory.options().window as u64;
+        self.inner.tasks.spawn(async move {
+            let sessions = match inner.store.list_sessions(SWEPT_SESSIONS).await {
+                Ok(sessions) => sessions,
+                Err(e) => {
+                    tracing::warn!(error = %e, "memory sweep: sessions cannot be listed");
+                    return;
+                }
+            };
+            let mut due = Vec::new();
+            for session in sessions {
+                // Cheap checks first: most sessions are indexed and archived already.
+                let indexed = memory.store().indexed_messages(session.id).await.unwrap_or(0);
+                let through = match memory.store().summary(session.id).await {
+                    Ok(summary) => summary.map_or(0, |s| s.through),
+                    Err(_) => 0,
+                };
+                if indexed < session.message_count || session.message_count.saturating_sub(through) > window {
+                    due.push((session.id, session.key, session.model.unwrap_or_else(|| default_model.clone())));
+                }
+            }
+            let archived = memory.sweep(&due).await;
+            if !due.is_empty() {
+                tracing::info!(caught_up = due.len(), archived, "memory sweep caught up sessions left undone");
+            }
+        });
+    }
+
+    /// The token budget of `agent`'s turn contexts: its model's context window (or
+    /// [`memory::DEFAULT_CONTEXT_WINDOW`]) less the answer's room and its system prompt and tools.
+    pub(crate) fn context_budget_of(inner: &Inner, agent: &Agent) -> usize {
+        let window = agent
+            .chain
+            .first()
+            .and_then(|target| inner.models.context_window(target))
+            .map_or(memory::DEFAULT_CONTEXT_WINDOW, |w| w as usize);
+        let answer = agent.spec.params.max_tokens.map_or(memory::DEFAULT_ANSWER_ROOM.min(window / 4), |m| m as usize);
+        window.saturating_sub(answer).saturating_sub(agent.prompt_tokens).max(MIN_CONTEXT_BUDGET)
     }
 
     /// Cancels every running turn (their partial answers are stored) and refuses new ones.

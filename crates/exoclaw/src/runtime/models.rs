@@ -69,6 +69,11 @@ impl Provider for LazyProvider {
         self.get().await?.models().await
     }
 
+    /// The opened provider's; the defaults (nothing known) until it is opened.
+    fn capabilities(&self, model: &exoclaw_types::ModelId) -> exoclaw_core::Capabilities {
+        self.opened.get().map_or_else(exoclaw_core::Capabilities::default, |p| p.capabilities(model))
+    }
+
     async fn health(&self) -> Result<(), ProviderError> {
         self.get().await?.health().await
     }
@@ -91,6 +96,8 @@ pub struct Models {
     listed: Vec<String>,
     /// Each provider behind the router, with the model `/v1/models` lists for it (else its name).
     providers: Vec<(Arc<LazyProvider>, String)>,
+    /// The providers given in code.
+    custom: Vec<Arc<dyn Provider>>,
 }
 
 impl std::fmt::Debug for Models {
@@ -113,10 +120,10 @@ impl Models {
         }
         let mut listed: Vec<String> = routing.aliases.keys().cloned().collect();
         let mut providers = Vec::new();
-        for provider in custom {
+        for provider in &custom {
             let name = provider.name().to_owned();
             listed.push(name);
-            builder = builder.provider(provider, false);
+            builder = builder.provider(Arc::clone(provider), false);
         }
         for name in config.available_provider_names() {
             if names.contains(&name) {
@@ -142,7 +149,19 @@ impl Models {
             listed.insert(0, name);
         }
         let router = Arc::new(builder.build(routes.clone()));
-        Ok(Self { config, router, routes, listed, providers })
+        Ok(Self { config, router, routes, listed, providers, custom })
+    }
+
+    /// The context window of `target`'s model, in tokens, when its provider is open and knows.
+    pub fn context_window(&self, target: &Target) -> Option<u32> {
+        let model = exoclaw_types::ModelId(target.model.clone());
+        let custom = self.custom.iter().find(|p| p.name() == target.provider);
+        let lazy = self.providers.iter().find(|(p, _)| p.name == target.provider).map(|(p, _)| p);
+        match (custom, lazy) {
+            (Some(provider), _) => provider.capabilities(&model).context_window,
+            (None, Some(provider)) => provider.capabilities(&model).context_window,
+            (None, None) => None,
+        }
     }
 
     /// The router.

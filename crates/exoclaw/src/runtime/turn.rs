@@ -1,7 +1,7 @@
 //! One turn, from its place in the session's queue to its commit: the pipeline behind
 //! [`exoclaw_core::AgentRuntime::submit`].
 
-use super::{Agent, Inner};
+use super::{Agent, Inner, Runtime};
 use exoclaw_core::runtime::{
     Committed, ContextRequest, Route, SessionRef, Ticket, TurnFailure, TurnReport, TurnSender, turn_channel,
 };
@@ -116,10 +116,21 @@ impl Checkpoints for SessionCheckpoints<'_> {
     }
 }
 
-/// Passes events on, remembering the last error's code and message for the report.
+/// Passes events on, remembering the last error's code and message for the report, and
+/// emitting the context's warnings right after `TurnStarted` (which stays the first event).
 struct Recording<'a> {
     sender: &'a TurnSender,
     error: Mutex<Option<TurnFailure>>,
+    warnings: Mutex<Vec<String>>,
+}
+
+impl Recording<'_> {
+    /// Emits `warnings` as [`AgentEvent::Warning`]s once the turn has started.
+    fn warn_after_start(&self, warnings: Vec<String>) {
+        if let Ok(mut pending) = self.warnings.lock() {
+            pending.extend(warnings);
+        }
+    }
 }
 
 impl EventSink for Recording<'_> {
@@ -129,7 +140,14 @@ impl EventSink for Recording<'_> {
         {
             *slot = Some(TurnFailure { code: *code, message: message.clone() });
         }
+        let started = matches!(event, AgentEvent::TurnStarted { .. });
         self.sender.emit(event);
+        if started {
+            let pending = self.warnings.lock().map(|mut w| std::mem::take(&mut *w)).unwrap_or_default();
+            for message in pending {
+                self.sender.emit(AgentEvent::Warning { message });
+            }
+        }
     }
 }
 
@@ -178,7 +196,7 @@ impl Turn<'_> {
                 (SessionCheckpoints::new_session(store, new, id), key, None)
             }
         };
-        let sink = Recording { sender: self.sender, error: Mutex::new(None) };
+        let sink = Recording { sender: self.sender, error: Mutex::new(None), warnings: Mutex::new(Vec::new()) };
         let payer = input.payer.as_deref();
         let mut resumed = false;
         let mut result = None;
@@ -197,14 +215,17 @@ impl Turn<'_> {
                     agent: &self.agent.spec.name,
                     input: &text,
                     revision: checkpoints.revision(),
+                    model: &self.agent.model,
+                    budget: Runtime::context_budget_of(self.inner, self.agent),
                 };
-                let history = self.inner.assembler.assemble(request).await.map_err(|e| match e {
+                let assembled = self.inner.assembler.assemble(request).await.map_err(|e| match e {
                     exoclaw_core::runtime::AssembleError::Store(e) => {
                         TurnError::store("cannot read the session", e, Some(id))
                     }
                     other => TurnError::Context(other),
                 })?;
-                let run = self.agent.runner.start(history, Message::user(text));
+                sink.warn_after_start(assembled.warnings);
+                let run = self.agent.runner.start(assembled.messages, Message::user(text));
                 let turn = self.drive(run, &checkpoints, &sink, payer).await;
                 self.commit(&checkpoints, &turn).await?;
                 turn
@@ -281,7 +302,7 @@ impl Turn<'_> {
         for work in &self.inner.extensions.after_turn {
             let work = Arc::clone(work);
             let report = report.clone();
-            tokio::spawn(async move { work.after_turn(&report).await });
+            self.inner.tasks.spawn(async move { work.after_turn(&report).await });
         }
     }
 }

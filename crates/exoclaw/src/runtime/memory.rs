@@ -1,0 +1,80 @@
+//! The runtime's layered memory: [`open`] builds the [`Memory`] that `[memory]` describes on the
+//! runtime's store and router, and [`LazyEmbedder`] opens its embedding model on first use.
+
+use crate::config::{Config, FactsSetting};
+use crate::embedders::Embedders;
+use async_trait::async_trait;
+use exoclaw_core::{Embedder, Provider, ProviderError};
+use exoclaw_memory::{FactsMode, Memory, MemoryOptions};
+use exoclaw_store::Store;
+use exoclaw_types::{EmbeddingRequest, Embeddings};
+use std::sync::Arc;
+
+/// Context size assumed for a model whose provider does not say (cloud APIs do not): small
+/// enough for any current chat model, large enough for a long recent window.
+pub const DEFAULT_CONTEXT_WINDOW: usize = 32_768;
+
+/// Tokens kept for the answer when the agent sets no `max_tokens`.
+pub const DEFAULT_ANSWER_ROOM: usize = 4_096;
+
+/// The memory `config` describes, on `store` (long-term memory lives in the same database as
+/// the sessions) and `router`.
+pub(crate) fn open(config: &Arc<Config>, store: &Store, router: Arc<dyn Provider>) -> Memory {
+    let settings = &config.memory;
+    let facts = match settings.facts {
+        FactsSetting::Model => FactsMode::Model,
+        FactsSetting::Patterns => FactsMode::Patterns,
+        FactsSetting::Off => FactsMode::Off,
+    };
+    // The embedded model is asked for nothing but the answer.
+    let patterns_for = match settings.facts {
+        FactsSetting::Model => config.available_provider_names().into_iter().filter(|name| config.is_local(name)).collect(),
+        _ => Vec::new(),
+    };
+    let options = MemoryOptions {
+        window: settings.window.max(2),
+        budget: settings.budget,
+        model: settings.model.clone(),
+        facts,
+        patterns_for,
+        excerpts: settings.excerpts,
+        ..MemoryOptions::default()
+    };
+    let mut memory = Memory::new(Arc::new(store.clone()), Arc::new(store.clone()), router, options);
+    if let Some(model) = &settings.embeddings {
+        let (provider, name) = model.split_once('/').unwrap_or((model.as_str(), ""));
+        let embedder = LazyEmbedder {
+            embedders: Embedders::new(Arc::clone(config)),
+            provider: provider.to_owned(),
+            model: name.to_owned(),
+        };
+        memory = memory.with_embedder(Arc::new(embedder), name);
+    }
+    let home = crate::config::load::user_home(&crate::config::load::process_env);
+    for (agent, path) in &settings.souls {
+        let path = match (path.strip_prefix("~"), &home) {
+            (Ok(rest), Some(home)) => home.join(rest),
+            _ => path.clone(),
+        };
+        memory = memory.with_soul(agent.clone(), path);
+    }
+    memory
+}
+
+/// An embedder opened on its first use (the embedded MiniLM loads, or downloads, only then).
+#[derive(Debug)]
+pub struct LazyEmbedder {
+    embedders: Embedders,
+    provider: String,
+    model: String,
+}
+
+#[async_trait]
+impl Embedder for LazyEmbedder {
+    async fn embed(&self, request: EmbeddingRequest) -> Result<Embeddings, ProviderError> {
+        let opened = self.embedders.open(&self.provider, &self.model).await.map_err(|e| {
+            ProviderError::new(exoclaw_core::ErrorKind::Connect, &self.provider, e.to_string())
+        })?;
+        opened.embedder.embed(request).await
+    }
+}

@@ -1,0 +1,201 @@
+//! Layered memory through the runtime, against a scripted model and a real SQLite store: recall
+//! across a long conversation within the budget, facts that change, and archival that survives
+//! a SIGKILL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use exoclaw::exoclaw_core::{AgentRuntime, FactStore, SessionStore, SummaryStore, Target, TurnInput};
+use exoclaw::exoclaw_types::{ChatRequest, Role, SessionId};
+use exoclaw::{Config, Runtime};
+use exoclaw_memory::archive::SUMMARY_PROMPT;
+use exoclaw_memory::facts::EXTRACTION_PROMPT;
+use exoclaw_memory::{Estimate, LOCAL_OWNER, TokenCounter};
+use exoclaw_testkit::provider::{Outcome, RespondingProvider};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Summaries say nothing specific, so that what is recalled comes from search; fact extraction
+/// answers `facts`; chat turns answer "Noted.".
+fn model(facts: &'static str) -> Arc<RespondingProvider> {
+    Arc::new(RespondingProvider::new("script", move |request| match request.system.as_deref() {
+        Some(SUMMARY_PROMPT) => Outcome::Text("The user has been chatting about everyday topics.".into()),
+        Some(EXTRACTION_PROMPT) => Outcome::Text(facts.into()),
+        _ => Outcome::Text("Noted.".into()),
+    }))
+}
+
+fn chat_requests(provider: &RespondingProvider) -> Vec<ChatRequest> {
+    let internal = [Some(SUMMARY_PROMPT), Some(EXTRACTION_PROMPT)];
+    provider.requests().into_iter().filter(|r| !internal.contains(&r.system.as_deref())).collect()
+}
+
+async fn runtime(db: &Path, memory: &str, provider: Arc<RespondingProvider>) -> Runtime {
+    let toml = format!("model = \"script/m\"\n[memory]\n{memory}\n");
+    let config = Config::parse(&toml, Path::new("test.toml")).unwrap();
+    let store = exoclaw::exoclaw_store::Store::open(&db.display().to_string()).await.unwrap();
+    Runtime::builder().config(config).store(store).provider(provider).build().await.unwrap()
+}
+
+async fn say(runtime: &Runtime, session: SessionId, text: &str) {
+    let report = runtime.submit(Target::Session(session), TurnInput::message(text)).unwrap().report().await.unwrap();
+    assert_eq!(report.error, None);
+    // The after-turn work (indexing, facts, archival) runs in the background; let it finish so
+    // the next turn sees it, as a user typing would.
+    assert!(runtime.settle(Duration::from_secs(30)).await);
+}
+
+const TOPICS: &[&str] = &[
+    "the best way to water tomatoes in July",
+    "how to fix a squeaky door hinge",
+    "a good recipe for lentil soup",
+    "which running shoes suit flat feet",
+    "the rules of cricket in short",
+    "how compound interest works",
+    "a reading list about the Roman empire",
+    "how to repot an orchid",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fact_from_turn_5_is_in_the_context_at_turn_55_and_every_request_fits_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = model(r#"{"facts": []}"#);
+    let runtime = runtime(&dir.path().join("m.db"), "budget = 1200", provider.clone()).await;
+    let first = runtime.submit(Target::New { agent: None }, TurnInput::message("Hello there.")).unwrap().report().await.unwrap();
+    let session = first.session_id;
+    assert!(runtime.settle(Duration::from_secs(30)).await);
+    for turn in 2..=60 {
+        let text = match turn {
+            5 => "By the way, my sister Alice teaches piano in Lisbon.".to_owned(),
+            55 => "Remind me: in which city does my sister Alice teach piano?".to_owned(),
+            n => format!("Question {n}: tell me about {}.", TOPICS[n % TOPICS.len()]),
+        };
+        say(&runtime, session, &text).await;
+    }
+
+    let requests = chat_requests(&provider);
+    assert_eq!(requests.len(), 60);
+    for (turn, request) in requests.iter().enumerate() {
+        let tokens: usize = request.messages.iter().map(|m| Estimate.message(m)).sum();
+        assert!(tokens <= 1200, "turn {}: {tokens} tokens over the 1200 budget", turn + 1);
+    }
+    let at_55 = &requests[54];
+    assert!(at_55.messages.last().unwrap().text().contains("which city"));
+    assert!(
+        at_55.messages.len() <= 22,
+        "only the memory, the 20-message window and the question are sent: {} messages",
+        at_55.messages.len()
+    );
+    let memory = &at_55.messages[0];
+    assert_eq!(memory.role, Role::System);
+    assert!(memory.text().contains("my sister Alice teaches piano in Lisbon"), "{}", memory.text());
+    let store = runtime.store();
+    assert_eq!(store.messages(session).await.unwrap().len(), 120, "every message is kept");
+    let summary = store.summary(session).await.unwrap().expect("archived");
+    assert!(summary.through >= 100, "archival kept up: through {}", summary.through);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fact_that_changes_supersedes_the_old_one_which_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = model(r#"{"facts": []}"#);
+    let runtime = runtime(&dir.path().join("m.db"), "facts = \"patterns\"", provider.clone()).await;
+    let report = runtime.submit(Target::New { agent: None }, TurnInput::message("I live in Paris.")).unwrap().report().await.unwrap();
+    assert!(runtime.settle(Duration::from_secs(30)).await);
+    say(&runtime, report.session_id, "Big news: I moved to Lyon last month.").await;
+
+    let facts = runtime.store().facts(LOCAL_OWNER, true).await.unwrap();
+    let lyon = facts.iter().find(|f| f.object == "Lyon").expect("Lyon learned");
+    let paris = facts.iter().find(|f| f.object == "Paris").expect("Paris kept");
+    assert!(lyon.is_current() && lyon.predicate == "lives_in");
+    assert!(!paris.is_current(), "Paris is superseded");
+    assert_eq!(paris.superseded_by, Some(lyon.id));
+    assert_eq!(runtime.store().facts(LOCAL_OWNER, false).await.unwrap().len(), 1);
+
+    // Both are in what the model is told, the old one as what it was before.
+    say(&runtime, report.session_id, "Where did I say I live before?").await;
+    let last = chat_requests(&provider).pop().unwrap();
+    assert!(last.messages[0].text().contains("lives in: Lyon (previously: Paris)"), "{}", last.messages[0].text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn facts_from_the_model_are_validated_and_the_patterns_step_in_when_they_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = r#"{"facts": [{"subject": "user", "predicate": "works at", "object": "Acme", "confidence": 0.9, "single_valued": true}]}"#;
+    let valid = runtime(&dir.path().join("m.db"), "facts = \"model\"", model(good)).await;
+    valid.submit(Target::New { agent: None }, TurnInput::message("I started a new job today.")).unwrap().report().await.unwrap();
+    assert!(valid.settle(Duration::from_secs(30)).await);
+    let facts = valid.store().facts(LOCAL_OWNER, false).await.unwrap();
+    assert_eq!(facts.iter().map(|f| (f.predicate.as_str(), f.object.as_str())).collect::<Vec<_>>(), [("works_at", "Acme")]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let invalid = runtime(&dir.path().join("m.db"), "facts = \"model\"", model("The user works at Initech.")).await;
+    invalid.submit(Target::New { agent: None }, TurnInput::message("I work at Initech.")).unwrap().report().await.unwrap();
+    assert!(invalid.settle(Duration::from_secs(30)).await);
+    let facts = invalid.store().facts(LOCAL_OWNER, false).await.unwrap();
+    assert_eq!(facts.iter().map(|f| (f.predicate.as_str(), f.object.as_str())).collect::<Vec<_>>(), [("works_at", "Initech")]);
+}
+
+/// Not a test: the process the SIGKILL test starts and kills mid-archival. It opens the runtime
+/// on `EXOCLAW_TEST_DB`, whose start sweep archives the session left there; the summary request
+/// writes `EXOCLAW_TEST_MARKER` and never answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a helper process that archival_survives_a_sigkill starts itself"]
+async fn archival_child_process() {
+    let Ok(db) = std::env::var("EXOCLAW_TEST_DB") else { return };
+    let marker = std::env::var("EXOCLAW_TEST_MARKER").unwrap();
+    let provider = Arc::new(RespondingProvider::new("script", move |request| {
+        if request.system.as_deref() == Some(SUMMARY_PROMPT) {
+            std::fs::write(&marker, "summarising").unwrap();
+            Outcome::Stall
+        } else {
+            Outcome::Text("ok".into())
+        }
+    }));
+    let runtime = runtime(Path::new(&db), "window = 4", provider).await;
+    runtime.settle(Duration::from_secs(600)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archival_survives_a_sigkill_and_completes_on_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let marker = dir.path().join("summarising");
+    // A session of 10 messages, stored by a runtime that never archived (window 100).
+    let session = {
+        let runtime = runtime(&db, "window = 100", model(r#"{"facts": []}"#)).await;
+        let first = runtime.submit(Target::New { agent: None }, TurnInput::message("Hello.")).unwrap().report().await.unwrap();
+        for n in 2..=5 {
+            say(&runtime, first.session_id, &format!("Message {n} about {}.", TOPICS[n])).await;
+        }
+        runtime.store().close().await;
+        first.session_id
+    };
+
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "archival_child_process", "--nocapture"])
+        .env("EXOCLAW_TEST_DB", &db)
+        .env("EXOCLAW_TEST_MARKER", &marker)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..600 {
+        if marker.exists() || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(marker.exists(), "the child never asked for a summary");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let provider = model(r#"{"facts": []}"#);
+    let runtime = runtime(&db, "window = 4", provider.clone()).await;
+    assert_eq!(runtime.store().messages(session).await.unwrap().len(), 10, "nothing lost");
+    assert!(runtime.settle(Duration::from_secs(30)).await);
+    let summary = runtime.store().summary(session).await.unwrap().expect("archived on the next start");
+    assert_eq!(summary.through, 6);
+    assert_eq!(summary.text, "The user has been chatting about everyday topics.");
+    assert_eq!(runtime.store().messages(session).await.unwrap().len(), 10);
+}
