@@ -124,7 +124,12 @@ pub trait MemoryIndex: Send + Sync {
 
     /// The owner's entries that match `query`'s words, best first, at most `limit`. The query is
     /// plain text: the store turns it into its own query language, so no input is a syntax error.
-    async fn search_text(&self, owner: &str, query: &str, limit: usize) -> Result<Vec<ScoredEntry>, StoreError>;
+    async fn search_text(
+        &self,
+        owner: &str,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<ScoredEntry>, StoreError>;
 
     /// The owner's entries whose embeddings are nearest `embedding` (cosine), best first, at most
     /// `limit`. Entries without an embedding are not considered.

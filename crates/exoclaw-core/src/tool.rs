@@ -2,7 +2,7 @@
 //! sub-agent — and the [`ToolRegistry`] a run draws from.
 
 use async_trait::async_trait;
-use exoclaw_types::{ErrorCode, ToolEffect, ToolSpec};
+use exoclaw_types::{ErrorCode, SessionId, ToolEffect, ToolSpec};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -19,12 +19,21 @@ pub struct ToolContext {
     pub workspace_root: PathBuf,
     /// Cancelled when the turn is cancelled or the tool's time is up; long tools watch it.
     pub cancel: CancellationToken,
+    /// The session the call is made in (`None` outside a session, as in a tool's own tests):
+    /// tools that keep something per session or per user (memory) find it from here.
+    pub session: Option<SessionId>,
 }
 
 impl ToolContext {
-    /// A context rooted at `workspace_root` with a fresh cancellation token.
+    /// A context rooted at `workspace_root` with a fresh cancellation token, in no session.
     pub fn new(workspace_root: impl Into<PathBuf>) -> Self {
-        Self { workspace_root: workspace_root.into(), cancel: CancellationToken::new() }
+        Self { workspace_root: workspace_root.into(), cancel: CancellationToken::new(), session: None }
+    }
+
+    /// The same context in `session`.
+    pub fn in_session(mut self, session: SessionId) -> Self {
+        self.session = Some(session);
+        self
     }
 }
 

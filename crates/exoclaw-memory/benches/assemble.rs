@@ -14,8 +14,8 @@ use exoclaw_types::Message;
 use std::sync::Arc;
 
 const WORDS: &[&str] = &[
-    "train", "ticket", "Lyon", "budget", "meeting", "garden", "recipe", "python", "deploy", "sister", "holiday", "report",
-    "invoice", "weather", "music", "bike", "coffee", "project", "deadline", "review",
+    "train", "ticket", "Lyon", "budget", "meeting", "garden", "recipe", "python", "deploy", "sister",
+    "holiday", "report", "invoice", "weather", "music", "bike", "coffee", "project", "deadline", "review",
 ];
 
 fn sentence(i: usize, len: usize) -> String {

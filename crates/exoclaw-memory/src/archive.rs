@@ -63,7 +63,11 @@ mod tests {
     use exoclaw_types::{ToolCall, ToolResult};
 
     fn turns(n: usize) -> Vec<Message> {
-        (0..n).map(|i| if i % 2 == 0 { Message::user(format!("q{i}")) } else { Message::assistant(format!("a{i}")) }).collect()
+        (0..n)
+            .map(|i| {
+                if i % 2 == 0 { Message::user(format!("q{i}")) } else { Message::assistant(format!("a{i}")) }
+            })
+            .collect()
     }
 
     #[test]
@@ -76,8 +80,19 @@ mod tests {
 
     #[test]
     fn a_cut_never_separates_tool_results_from_their_call() {
-        let call = Message::new(Role::Assistant, vec![Part::ToolCall(ToolCall { id: "c".into(), name: "ls".into(), arguments: serde_json::json!({}) })]);
-        let result = Message::tool_results([ToolResult { call_id: "c".into(), content: "a b".into(), is_error: false }]);
+        let call = Message::new(
+            Role::Assistant,
+            vec![Part::ToolCall(ToolCall {
+                id: "c".into(),
+                name: "ls".into(),
+                arguments: serde_json::json!({}),
+            })],
+        );
+        let result = Message::tool_results([ToolResult {
+            call_id: "c".into(),
+            content: "a b".into(),
+            is_error: false,
+        }]);
         let mut messages = turns(4);
         messages.extend([call, result.clone(), result, Message::assistant("done")]);
         // A window of 3 would start on the second result: the cut moves back to the call.

@@ -80,11 +80,15 @@ pub fn compose(parts: &Parts<'_>, budget: usize, counter: &dyn TokenCounter, now
         let text = fit(summary.text.trim(), (budget / 6).saturating_sub(counter.count(head) + 4), counter);
         add(&mut block, &mut left, &format!("{head}{text}"), budget / 6);
     }
-    let memory = (!block.is_empty()).then(|| Message::new(Role::System, vec![exoclaw_types::Part::text(block.clone())]));
+    let memory = (!block.is_empty())
+        .then(|| Message::new(Role::System, vec![exoclaw_types::Part::text(block.clone())]));
     if memory.is_some() {
         left = left.saturating_sub(MESSAGE_OVERHEAD);
     }
-    let archived = parts.summary.map_or(0, |s| usize::try_from(s.through).unwrap_or(usize::MAX)).min(parts.history.len());
+    let archived = parts
+        .summary
+        .map_or(0, |s| usize::try_from(s.through).unwrap_or(usize::MAX))
+        .min(parts.history.len());
     let mut start = parts.history.len();
     for (index, message) in parts.history.iter().enumerate().skip(archived).rev() {
         let cost = counter.message(message);
@@ -166,7 +170,12 @@ fn facts_section(facts: &[Fact], tokens: usize, counter: &dyn TokenCounter) -> (
 }
 
 /// The excerpts section, best first, within `tokens`.
-fn excerpts_section(hits: &[Hit], tokens: usize, counter: &dyn TokenCounter, now: DateTime<Utc>) -> (String, usize) {
+fn excerpts_section(
+    hits: &[Hit],
+    tokens: usize,
+    counter: &dyn TokenCounter,
+    now: DateTime<Utc>,
+) -> (String, usize) {
     let head = "## Possibly relevant, from earlier conversations";
     let mut text = String::from(head);
     let mut used = counter.count(head);
@@ -217,12 +226,20 @@ mod tests {
 
     fn history(n: usize) -> Vec<Message> {
         (0..n)
-            .map(|i| if i % 2 == 0 { Message::user(format!("question {i} {}", "words ".repeat(10))) } else { Message::assistant(format!("answer {i} {}", "words ".repeat(10))) })
+            .map(|i| {
+                if i % 2 == 0 {
+                    Message::user(format!("question {i} {}", "words ".repeat(10)))
+                } else {
+                    Message::assistant(format!("answer {i} {}", "words ".repeat(10)))
+                }
+            })
             .collect()
     }
 
     fn total(composed: &Composed, input: &str) -> usize {
-        composed.messages.iter().map(|m| Estimate.message(m)).sum::<usize>() + Estimate.count(input) + MESSAGE_OVERHEAD
+        composed.messages.iter().map(|m| Estimate.message(m)).sum::<usize>()
+            + Estimate.count(input)
+            + MESSAGE_OVERHEAD
     }
 
     #[test]
@@ -248,39 +265,72 @@ mod tests {
     fn the_memory_block_comes_first_in_its_order() {
         let now = Utc::now();
         let session = SessionId::new();
-        let facts = [Fact {
-            id: 2,
-            owner: "u".into(),
-            subject: "user".into(),
-            predicate: "lives_in".into(),
-            object: "Lyon".into(),
-            confidence: 0.7,
-            source: None,
-            learned_at: now,
-            valid_from: now,
-            invalidated_at: None,
-            superseded_by: None,
-        }, Fact {
-            id: 1,
-            object: "Paris".into(),
-            invalidated_at: Some(now),
-            superseded_by: Some(2),
-            ..facts_template(now)
-        }];
+        let facts = [
+            Fact {
+                id: 2,
+                owner: "u".into(),
+                subject: "user".into(),
+                predicate: "lives_in".into(),
+                object: "Lyon".into(),
+                confidence: 0.7,
+                source: None,
+                learned_at: now,
+                valid_from: now,
+                invalidated_at: None,
+                superseded_by: None,
+            },
+            Fact {
+                id: 1,
+                object: "Paris".into(),
+                invalidated_at: Some(now),
+                superseded_by: Some(2),
+                ..facts_template(now)
+            },
+        ];
         let excerpt = Hit {
-            entry: MemoryEntry { id: 9, owner: "u".into(), session, kind: EntryKind::Message, seq: 3, role: Some(Role::User), text: "My sister lives in Lisbon.".into(), created_at: now },
+            entry: MemoryEntry {
+                id: 9,
+                owner: "u".into(),
+                session,
+                kind: EntryKind::Message,
+                seq: 3,
+                role: Some(Role::User),
+                text: "My sister lives in Lisbon.".into(),
+                created_at: now,
+            },
             score: 1.0,
             text_rank: Some(0),
             embedding_rank: None,
         };
-        let summary = Summary { session, through: 2, text: "We talked about trains.".into(), model: "m".into(), created_at: now };
+        let summary = Summary {
+            session,
+            through: 2,
+            text: "We talked about trains.".into(),
+            model: "m".into(),
+            created_at: now,
+        };
         let history = history(6);
-        let parts = Parts { soul: Some("You are Ada."), facts: &facts, excerpts: std::slice::from_ref(&excerpt), summary: Some(&summary), history: &history, input: "hi" };
+        let parts = Parts {
+            soul: Some("You are Ada."),
+            facts: &facts,
+            excerpts: std::slice::from_ref(&excerpt),
+            summary: Some(&summary),
+            history: &history,
+            input: "hi",
+        };
         let composed = compose(&parts, 10_000, &Estimate, now);
         let block = composed.messages[0].text();
         assert_eq!(composed.messages[0].role, Role::System);
-        let order = ["You are Ada.", "lives in: Lyon (previously: Paris)", "(today, the user said) My sister lives in Lisbon.", "We talked about trains."];
-        let at: Vec<usize> = order.iter().map(|s| block.find(s).unwrap_or_else(|| panic!("{s} missing from {block}"))).collect();
+        let order = [
+            "You are Ada.",
+            "lives in: Lyon (previously: Paris)",
+            "(today, the user said) My sister lives in Lisbon.",
+            "We talked about trains.",
+        ];
+        let at: Vec<usize> = order
+            .iter()
+            .map(|s| block.find(s).unwrap_or_else(|| panic!("{s} missing from {block}")))
+            .collect();
         assert!(at.windows(2).all(|w| w[0] < w[1]), "{block}");
         assert_eq!(composed.window_start, 2, "archived messages are left to the summary");
         assert_eq!(&composed.messages[1..], &history[2..]);
@@ -288,7 +338,19 @@ mod tests {
     }
 
     fn facts_template(now: DateTime<Utc>) -> Fact {
-        Fact { id: 0, owner: "u".into(), subject: "user".into(), predicate: "lives_in".into(), object: String::new(), confidence: 0.7, source: None, learned_at: now, valid_from: now, invalidated_at: None, superseded_by: None }
+        Fact {
+            id: 0,
+            owner: "u".into(),
+            subject: "user".into(),
+            predicate: "lives_in".into(),
+            object: String::new(),
+            confidence: 0.7,
+            source: None,
+            learned_at: now,
+            valid_from: now,
+            invalidated_at: None,
+            superseded_by: None,
+        }
     }
 
     #[test]
@@ -302,12 +364,25 @@ mod tests {
 
     #[test]
     fn the_window_never_opens_on_orphaned_tool_results() {
-        let call = Message::new(Role::Assistant, vec![Part::ToolCall(ToolCall { id: "c".into(), name: "read".into(), arguments: serde_json::json!({"path": "x".repeat(600)}) })]);
-        let result = Message::new(Role::Tool, vec![Part::ToolResult(ToolResult { call_id: "c".into(), content: "ok".into(), is_error: false })]);
+        let call = Message::new(
+            Role::Assistant,
+            vec![Part::ToolCall(ToolCall {
+                id: "c".into(),
+                name: "read".into(),
+                arguments: serde_json::json!({"path": "x".repeat(600)}),
+            })],
+        );
+        let result = Message::new(
+            Role::Tool,
+            vec![Part::ToolResult(ToolResult { call_id: "c".into(), content: "ok".into(), is_error: false })],
+        );
         let history = vec![Message::user("read it"), call, result, Message::assistant("done")];
         let parts = Parts { history: &history, input: "next", ..Parts::default() };
         // Room for the last two messages only: the call does not fit, so its result goes too.
-        let budget = Estimate.message(&history[2]) + Estimate.message(&history[3]) + Estimate.count("next") + MESSAGE_OVERHEAD;
+        let budget = Estimate.message(&history[2])
+            + Estimate.message(&history[3])
+            + Estimate.count("next")
+            + MESSAGE_OVERHEAD;
         let composed = compose(&parts, budget, &Estimate, Utc::now());
         assert_eq!(composed.messages, &history[3..]);
     }

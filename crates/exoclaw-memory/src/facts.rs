@@ -12,7 +12,16 @@ pub const MAX_FACT_CHARS: usize = 120;
 
 /// Predicates a subject has one value of at a time: a new value supersedes the current one.
 pub const SINGLE_VALUED: &[&str] = &[
-    "name", "lives_in", "works_at", "age", "job", "email", "phone", "birthday", "timezone", "partner",
+    "name",
+    "lives_in",
+    "works_at",
+    "age",
+    "job",
+    "email",
+    "phone",
+    "birthday",
+    "timezone",
+    "partner",
     "native_language",
 ];
 
@@ -162,7 +171,11 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
                 true => Regex::new(&format!("(?i){lead}")),
                 false => Regex::new(&format!("(?i)(?:{lead}){object}{end}")),
             };
-            Pattern { regex: regex.unwrap_or_else(|e| unreachable!("pattern {lead}: {e}")), predicate, single_valued: *single_valued }
+            Pattern {
+                regex: regex.unwrap_or_else(|e| unreachable!("pattern {lead}: {e}")),
+                predicate,
+                single_valued: *single_valued,
+            }
         })
         .collect()
 });
@@ -181,7 +194,13 @@ pub fn patterns(text: &str) -> Vec<Extracted> {
         if found.iter().any(|f| f.predicate == predicate && f.object.eq_ignore_ascii_case(&object)) {
             return;
         }
-        found.push(Extracted { subject: "user".into(), predicate, object, confidence: PATTERN_CONFIDENCE, single_valued });
+        found.push(Extracted {
+            subject: "user".into(),
+            predicate,
+            object,
+            confidence: PATTERN_CONFIDENCE,
+            single_valued,
+        });
     };
     for pattern in PATTERNS.iter() {
         for captures in pattern.regex.captures_iter(text) {
@@ -226,7 +245,10 @@ mod tests {
     #[test]
     fn names_work_age_and_tastes() {
         assert_eq!(triples("My name is Ada Lovelace."), [t("name", "Ada Lovelace", true)]);
-        assert_eq!(triples("I work at Acme Corp and I love climbing"), [t("works_at", "Acme Corp", true), t("likes", "climbing", false)]);
+        assert_eq!(
+            triples("I work at Acme Corp and I love climbing"),
+            [t("works_at", "Acme Corp", true), t("likes", "climbing", false)]
+        );
         assert_eq!(triples("I'm 34 years old."), [t("age", "34", true)]);
         assert_eq!(triples("I don't like olives."), [t("dislikes", "olives", false)]);
         assert_eq!(triples("My favourite colour is green."), [t("favorite_colour", "green", true)]);
@@ -249,7 +271,13 @@ mod tests {
         let facts = parse_model_facts(answer).unwrap();
         assert_eq!(
             facts,
-            [Extracted { subject: "user".into(), predicate: "lives_in".into(), object: "Lyon".into(), confidence: 1.0, single_valued: true }]
+            [Extracted {
+                subject: "user".into(),
+                predicate: "lives_in".into(),
+                object: "Lyon".into(),
+                confidence: 1.0,
+                single_valued: true
+            }]
         );
         assert!(parse_model_facts(r#"{"facts": [{"subject": "user"}]}"#).is_err());
         assert!(parse_model_facts("I think the user lives in Lyon.").is_err());

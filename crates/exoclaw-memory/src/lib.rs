@@ -22,16 +22,20 @@ pub mod facts;
 pub mod rank;
 pub mod soul;
 pub mod tokens;
+pub mod tools;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use exoclaw_core::runtime::{AfterTurn, Assembled, AssembleError, Committed, ContextRequest, HistoryAssembler, TurnReport};
+use exoclaw_core::runtime::{
+    AfterTurn, AssembleError, Assembled, Committed, ContextRequest, HistoryAssembler, TurnReport,
+};
 use exoclaw_core::{
-    Embedder, EntryKind, Fact, MemoryStore, NewEntry, NewFact, Provider, ProviderError, SessionStore, StoreError, Summary,
+    Embedder, EntryKind, Fact, MemoryStore, NewEntry, NewFact, Provider, ProviderError, SessionStore,
+    StoreError, Summary,
 };
 use exoclaw_types::{
-    ChatRequest, EmbeddingRequest, GenerationParams, JsonSchemaFormat, Message, ResponseFormat, Role, SessionId,
-    SessionKey,
+    ChatRequest, EmbeddingRequest, GenerationParams, JsonSchemaFormat, Message, ResponseFormat, Role,
+    SessionId, SessionKey,
 };
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -107,7 +111,9 @@ pub enum MemoryError {
     #[error("the summary model failed: {0}")]
     Summary(#[source] ProviderError),
     /// The model asked for a summary answered nothing.
-    #[error("the summary model `{0}` answered with no text; archival will be tried again after the next turn")]
+    #[error(
+        "the summary model `{0}` answered with no text; archival will be tried again after the next turn"
+    )]
     EmptySummary(String),
     /// The embedder failed.
     #[error("the embedder failed: {0}")]
@@ -147,14 +153,22 @@ pub struct Memory {
 
 impl std::fmt::Debug for Memory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Memory").field("store", &self.store).field("options", &self.options).finish_non_exhaustive()
+        f.debug_struct("Memory")
+            .field("store", &self.store)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
     }
 }
 
 impl Memory {
     /// Memory in `store` over the sessions in `sessions`, asking `models` (the runtime's router)
     /// for summaries and facts.
-    pub fn new(store: Arc<dyn MemoryStore>, sessions: Arc<dyn SessionStore>, models: Arc<dyn Provider>, options: MemoryOptions) -> Self {
+    pub fn new(
+        store: Arc<dyn MemoryStore>,
+        sessions: Arc<dyn SessionStore>,
+        models: Arc<dyn Provider>,
+        options: MemoryOptions,
+    ) -> Self {
         Self {
             store,
             history: HistoryAssembler::new(Arc::clone(&sessions)),
@@ -199,7 +213,12 @@ impl Memory {
     /// The owner's entries matching `query`, best first: full text and (with an embedder)
     /// embeddings, fused. A failing embedder leaves full text alone, with the error returned
     /// beside the hits.
-    pub async fn search(&self, owner: &str, query: &str, limit: usize) -> Result<(Vec<Hit>, Option<MemoryError>), MemoryError> {
+    pub async fn search(
+        &self,
+        owner: &str,
+        query: &str,
+        limit: usize,
+    ) -> Result<(Vec<Hit>, Option<MemoryError>), MemoryError> {
         let wide = limit.saturating_mul(3).max(10);
         let text = self.store.search_text(owner, query, wide).await?;
         let (semantic, warning) = match &self.embedder {
@@ -218,7 +237,11 @@ impl Memory {
     /// Indexes the session's messages not indexed yet (all of them after an outage); gives the
     /// session's messages as read. Embeddings are added when the embedder answers; when it does
     /// not, the entries are indexed for full text alone and the error is returned beside them.
-    pub async fn index_session(&self, session: SessionId, owner: &str) -> Result<(Vec<Message>, Option<MemoryError>), MemoryError> {
+    pub async fn index_session(
+        &self,
+        session: SessionId,
+        owner: &str,
+    ) -> Result<(Vec<Message>, Option<MemoryError>), MemoryError> {
         let messages = self.sessions.messages(session).await?;
         let from = usize::try_from(self.store.indexed_messages(session).await?).unwrap_or(usize::MAX);
         let mut entries: Vec<NewEntry> = messages
@@ -247,7 +270,7 @@ impl Memory {
         Ok((messages, warning))
     }
 
-    async fn add_embeddings(&self, entries: &mut [NewEntry]) -> Option<MemoryError> {
+    pub(crate) async fn add_embeddings(&self, entries: &mut [NewEntry]) -> Option<MemoryError> {
         let embedder = self.embedder.as_ref()?;
         if entries.is_empty() {
             return None;
@@ -267,7 +290,13 @@ impl Memory {
     /// into its summary by `model` (or the configured summary model), which is stored and
     /// indexed. Gives the new summary, or `None` when there was nothing to do (or another
     /// archival of the session is running).
-    pub async fn archive(&self, session: SessionId, owner: &str, model: &str, messages: Option<Vec<Message>>) -> Result<Option<Summary>, MemoryError> {
+    pub async fn archive(
+        &self,
+        session: SessionId,
+        owner: &str,
+        model: &str,
+        messages: Option<Vec<Message>>,
+    ) -> Result<Option<Summary>, MemoryError> {
         {
             let mut running = self.archiving.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if !running.insert(session) {
@@ -279,19 +308,37 @@ impl Memory {
         result
     }
 
-    async fn archive_now(&self, session: SessionId, owner: &str, model: &str, messages: Option<Vec<Message>>) -> Result<Option<Summary>, MemoryError> {
+    async fn archive_now(
+        &self,
+        session: SessionId,
+        owner: &str,
+        model: &str,
+        messages: Option<Vec<Message>>,
+    ) -> Result<Option<Summary>, MemoryError> {
         let previous = self.store.summary(session).await?;
         let through = previous.as_ref().map_or(0, |s| usize::try_from(s.through).unwrap_or(usize::MAX));
         let messages = match messages {
             Some(messages) => messages,
             None => self.sessions.messages(session).await?,
         };
-        let Some(cut) = archive::archival_cut(&messages, through, self.options.window) else { return Ok(None) };
+        let Some(cut) = archive::archival_cut(&messages, through, self.options.window) else {
+            return Ok(None);
+        };
         let model = self.options.model.as_deref().unwrap_or(model);
         let request = ChatRequest {
             system: Some(archive::SUMMARY_PROMPT.to_owned()),
-            params: GenerationParams { temperature: Some(0.0), max_tokens: Some(600), ..GenerationParams::default() },
-            ..ChatRequest::new(model, vec![Message::user(archive::summary_request(previous.as_ref().map(|s| s.text.as_str()), &messages[through..cut]))])
+            params: GenerationParams {
+                temperature: Some(0.0),
+                max_tokens: Some(600),
+                ..GenerationParams::default()
+            },
+            ..ChatRequest::new(
+                model,
+                vec![Message::user(archive::summary_request(
+                    previous.as_ref().map(|s| s.text.as_str()),
+                    &messages[through..cut],
+                ))],
+            )
         };
         let answer = self.models.complete(request).await.map_err(MemoryError::Summary)?;
         let text = answer.message.text().trim().to_owned();
@@ -324,7 +371,14 @@ impl Memory {
 
     /// Learns the facts `message` (the session's message at `seq`) states, by `model` or the
     /// patterns as configured; gives the facts recorded.
-    pub async fn learn(&self, owner: &str, session: SessionId, seq: u64, message: &str, model: &str) -> Result<Vec<exoclaw_core::FactRecorded>, MemoryError> {
+    pub async fn learn(
+        &self,
+        owner: &str,
+        session: SessionId,
+        seq: u64,
+        message: &str,
+        model: &str,
+    ) -> Result<Vec<exoclaw_core::FactRecorded>, MemoryError> {
         let model = self.options.model.as_deref().unwrap_or(model);
         let provider = model.split_once('/').map_or(model, |(provider, _)| provider);
         let mode = match self.options.patterns_for.iter().any(|p| p == provider) {
@@ -503,7 +557,8 @@ impl AfterTurn for Memory {
             }
         };
         for message in report.messages.iter().filter(|m| m.role == Role::User) {
-            let seq = messages.as_ref().and_then(|all| all.iter().position(|m| m.id == message.id)).unwrap_or(0);
+            let seq =
+                messages.as_ref().and_then(|all| all.iter().position(|m| m.id == message.id)).unwrap_or(0);
             if let Err(e) = self.learn(&owner, session, seq as u64, &message.text(), &report.model).await {
                 tracing::warn!(%session, error = %e, "facts could not be recorded");
             }

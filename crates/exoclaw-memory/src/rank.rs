@@ -26,7 +26,12 @@ pub struct Ranking {
 
 impl Default for Ranking {
     fn default() -> Self {
-        Self { text_weight: 1.0, embedding_weight: 1.0, recency_boost: 0.25, half_life: chrono::Duration::days(30) }
+        Self {
+            text_weight: 1.0,
+            embedding_weight: 1.0,
+            recency_boost: 0.25,
+            half_life: chrono::Duration::days(30),
+        }
     }
 }
 
@@ -45,7 +50,13 @@ pub struct Hit {
 
 /// Fuses the two result lists (each best first) into at most `limit` hits, best first; ties go
 /// to the newer entry.
-pub fn fuse(text: Vec<ScoredEntry>, embedding: Vec<ScoredEntry>, ranking: &Ranking, now: DateTime<Utc>, limit: usize) -> Vec<Hit> {
+pub fn fuse(
+    text: Vec<ScoredEntry>,
+    embedding: Vec<ScoredEntry>,
+    ranking: &Ranking,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> Vec<Hit> {
     let mut hits: HashMap<i64, Hit> = HashMap::with_capacity(text.len() + embedding.len());
     let mut add = |list: Vec<ScoredEntry>, weight: f32, is_text: bool| {
         for (rank, scored) in list.into_iter().enumerate() {
@@ -75,7 +86,10 @@ pub fn fuse(text: Vec<ScoredEntry>, embedding: Vec<ScoredEntry>, ranking: &Ranki
         })
         .collect();
     hits.sort_by(|a, b| {
-        b.score.total_cmp(&a.score).then_with(|| b.entry.created_at.cmp(&a.entry.created_at)).then(b.entry.id.cmp(&a.entry.id))
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| b.entry.created_at.cmp(&a.entry.created_at))
+            .then(b.entry.id.cmp(&a.entry.id))
     });
     hits.truncate(limit);
     hits
@@ -108,7 +122,13 @@ mod tests {
     fn an_entry_both_lists_found_beats_one_only_one_found() {
         let now = Utc::now();
         let [a, b, c] = [entry(1, 1, now), entry(2, 1, now), entry(3, 1, now)];
-        let hits = fuse(scored(&[a.clone(), b.clone()]), scored(&[c.clone(), b.clone()]), &Ranking::default(), now, 10);
+        let hits = fuse(
+            scored(&[a.clone(), b.clone()]),
+            scored(&[c.clone(), b.clone()]),
+            &Ranking::default(),
+            now,
+            10,
+        );
         assert_eq!(hits[0].entry.id, 2, "b is second in both lists, first overall");
         assert_eq!((hits[0].text_rank, hits[0].embedding_rank), (Some(1), Some(1)));
         assert_eq!(hits.len(), 3);
@@ -120,7 +140,13 @@ mod tests {
         let old = entry(1, 365, now);
         let new = entry(2, 0, now);
         // The old one is first in one list, the new one first in the other: equal fusion scores.
-        let hits = fuse(scored(std::slice::from_ref(&old)), scored(std::slice::from_ref(&new)), &Ranking::default(), now, 10);
+        let hits = fuse(
+            scored(std::slice::from_ref(&old)),
+            scored(std::slice::from_ref(&new)),
+            &Ranking::default(),
+            now,
+            10,
+        );
         assert_eq!(hits[0].entry.id, 2);
         // Without the boost, the tie goes to the newer too, but by a hair: the boost makes a gap.
         assert!(hits[0].score > hits[1].score * 1.2);

@@ -78,7 +78,11 @@ mod tests {
         assert_eq!(Estimate.message(&call), 1 + 2 + 3 + 3 + MESSAGE_OVERHEAD);
         let result = Message::new(
             Role::Tool,
-            vec![Part::ToolResult(ToolResult { call_id: "1".into(), content: "x".repeat(30), is_error: false })],
+            vec![Part::ToolResult(ToolResult {
+                call_id: "1".into(),
+                content: "x".repeat(30),
+                is_error: false,
+            })],
         );
         assert_eq!(Estimate.message(&result), 10 + 3 + MESSAGE_OVERHEAD);
     }

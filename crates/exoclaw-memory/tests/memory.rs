@@ -6,8 +6,8 @@
 use async_trait::async_trait;
 use exoclaw_core::runtime::{AfterTurn, ContextRequest, TurnReport};
 use exoclaw_core::{
-    ContextAssembler, Fact, FactRecorded, FactStore, ForgetEntries, MemoryEntry, MemoryIndex, NewEntry, NewFact,
-    NewSession, ScoredEntry, SessionStore, StoreError, Summary, SummaryStore,
+    ContextAssembler, Fact, FactRecorded, FactStore, ForgetEntries, MemoryEntry, MemoryIndex, NewEntry,
+    NewFact, NewSession, ScoredEntry, SessionStore, StoreError, Summary, SummaryStore,
 };
 use exoclaw_memory::archive::SUMMARY_PROMPT;
 use exoclaw_memory::{LOCAL_OWNER, Memory, MemoryOptions};
@@ -51,14 +51,23 @@ async fn the_seed_flow_twenty_one_messages_archive_one_and_twenty_stay_in_the_wi
         .collect();
     store.commit_turn(session, &messages, &[], None).await.unwrap();
     let provider = summariser();
-    let memory = Memory::new(Arc::new(store.clone()), Arc::new(store.clone()), provider.clone(), MemoryOptions::default());
+    let memory = Memory::new(
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        provider.clone(),
+        MemoryOptions::default(),
+    );
 
     let summary = memory.archive(session, LOCAL_OWNER, "script/m", None).await.unwrap().expect("archived");
     assert_eq!(summary.through, 1);
     assert_eq!(summary.text, "The user asked 1 questions about gardening.");
     assert_eq!(store.summary(session).await.unwrap().as_ref(), Some(&summary), "the summary is stored");
     assert_eq!(store.messages(session).await.unwrap().len(), 21, "no message is deleted");
-    assert_eq!(memory.archive(session, LOCAL_OWNER, "script/m", None).await.unwrap(), None, "nothing more to do");
+    assert_eq!(
+        memory.archive(session, LOCAL_OWNER, "script/m", None).await.unwrap(),
+        None,
+        "nothing more to do"
+    );
 
     let revision = store.session(session).await.unwrap().unwrap().revision;
     let context = memory.assemble(request(session, revision, "and now?", 100_000)).await.unwrap();
@@ -82,7 +91,10 @@ struct Switchable {
 impl Switchable {
     fn check(&self) -> Result<(), StoreError> {
         match self.down.load(Ordering::SeqCst) {
-            true => Err(StoreError::Database { message: "the memory database is unreachable".into(), source: None }),
+            true => Err(StoreError::Database {
+                message: "the memory database is unreachable".into(),
+                source: None,
+            }),
             false => Ok(()),
         }
     }
@@ -98,11 +110,21 @@ impl MemoryIndex for Switchable {
         self.check()?;
         self.store.indexed_messages(session).await
     }
-    async fn search_text(&self, owner: &str, query: &str, limit: usize) -> Result<Vec<ScoredEntry>, StoreError> {
+    async fn search_text(
+        &self,
+        owner: &str,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<ScoredEntry>, StoreError> {
         self.check()?;
         self.store.search_text(owner, query, limit).await
     }
-    async fn search_embedding(&self, owner: &str, embedding: &[f32], limit: usize) -> Result<Vec<ScoredEntry>, StoreError> {
+    async fn search_embedding(
+        &self,
+        owner: &str,
+        embedding: &[f32],
+        limit: usize,
+    ) -> Result<Vec<ScoredEntry>, StoreError> {
         self.check()?;
         self.store.search_embedding(owner, embedding, limit).await
     }
@@ -169,7 +191,8 @@ async fn turn(store: &Store, memory: &Memory, session: SessionId, question: &str
 async fn a_memory_store_that_goes_down_leaves_turns_going_and_is_caught_up_when_back() {
     let (_dir, store) = sqlite().await;
     let switchable = Arc::new(Switchable { store: store.clone(), down: AtomicBool::new(false) });
-    let memory = Memory::new(switchable.clone(), Arc::new(store.clone()), summariser(), MemoryOptions::default());
+    let memory =
+        Memory::new(switchable.clone(), Arc::new(store.clone()), summariser(), MemoryOptions::default());
     let session = store.create_session(NewSession::default()).await.unwrap().id;
     turn(&store, &memory, session, "I live in Paris.").await;
 
@@ -177,11 +200,16 @@ async fn a_memory_store_that_goes_down_leaves_turns_going_and_is_caught_up_when_
     let report = turn(&store, &memory, session, "My bicycle is a green Peugeot from 1984.").await;
     assert_eq!(report.outcome, TurnOutcome::Completed);
     let revision = store.session(session).await.unwrap().unwrap().revision;
-    let context = memory.assemble(request(session, revision, "what bicycle do I have?", 100_000)).await.unwrap();
+    let context =
+        memory.assemble(request(session, revision, "what bicycle do I have?", 100_000)).await.unwrap();
     assert_eq!(context.messages.len(), 4, "the recent messages alone, no memory block");
     assert!(context.messages.iter().all(|m| m.role != Role::System));
     assert_eq!(context.warnings.len(), 1, "{:?}", context.warnings);
-    assert!(context.warnings[0].contains("unreachable") && context.warnings[0].contains("recent messages alone"), "{}", context.warnings[0]);
+    assert!(
+        context.warnings[0].contains("unreachable") && context.warnings[0].contains("recent messages alone"),
+        "{}",
+        context.warnings[0]
+    );
 
     switchable.down.store(false, Ordering::SeqCst);
     assert_eq!(store.indexed_messages(session).await.unwrap(), 2, "the outage's turn was not indexed");

@@ -22,6 +22,8 @@ pub enum Outcome {
     Stall,
     /// Streams this text, then fails with this error instead of finishing.
     TextThenFail(String, ErrorKind),
+    /// Calls one tool.
+    ToolCall(exoclaw_types::ToolCall),
 }
 
 /// A provider that follows a script, then repeats its default outcome.
@@ -94,7 +96,10 @@ impl Provider for ScriptedProvider {
 }
 
 /// The stream (or the failure) an [`Outcome`] makes.
-fn outcome_stream(outcome: Outcome, error: impl Fn(ErrorKind) -> ProviderError) -> Result<EventStream, ProviderError> {
+fn outcome_stream(
+    outcome: Outcome,
+    error: impl Fn(ErrorKind) -> ProviderError,
+) -> Result<EventStream, ProviderError> {
     {
         let items: Vec<Result<StreamEvent, ProviderError>> = match outcome {
             Outcome::FailOpen(kind) => return Err(error(kind)),
@@ -105,6 +110,11 @@ fn outcome_stream(outcome: Outcome, error: impl Fn(ErrorKind) -> ProviderError) 
                 .map(Ok)
                 .chain([Ok(StreamEvent::Finish { reason: StopReason::EndTurn })])
                 .collect(),
+            Outcome::ToolCall(call) => vec![
+                Ok(StreamEvent::ToolCallStart { index: 0, id: call.id.clone(), name: call.name.clone() }),
+                Ok(StreamEvent::ToolCall { index: 0, call }),
+                Ok(StreamEvent::Finish { reason: StopReason::ToolUse }),
+            ],
             Outcome::TextThenFail(text, kind) => {
                 let mut items: Vec<_> = text_events(&text).into_iter().map(Ok).collect();
                 items.pop(); // no usage: the stream broke
@@ -155,6 +165,8 @@ impl Provider for RespondingProvider {
     async fn stream(&self, request: ChatRequest) -> Result<EventStream, ProviderError> {
         let outcome = (self.respond)(&request);
         self.requests.lock().unwrap().push(request);
-        outcome_stream(outcome, |kind| ProviderError::new(kind, &self.name, format!("scripted {}", kind.code())))
+        outcome_stream(outcome, |kind| {
+            ProviderError::new(kind, &self.name, format!("scripted {}", kind.code()))
+        })
     }
 }

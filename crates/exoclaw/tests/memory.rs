@@ -38,7 +38,8 @@ async fn runtime(db: &Path, memory: &str, provider: Arc<RespondingProvider>) -> 
 }
 
 async fn say(runtime: &Runtime, session: SessionId, text: &str) {
-    let report = runtime.submit(Target::Session(session), TurnInput::message(text)).unwrap().report().await.unwrap();
+    let report =
+        runtime.submit(Target::Session(session), TurnInput::message(text)).unwrap().report().await.unwrap();
     assert_eq!(report.error, None);
     // The after-turn work (indexing, facts, archival) runs in the background; let it finish so
     // the next turn sees it, as a user typing would.
@@ -61,7 +62,12 @@ async fn a_fact_from_turn_5_is_in_the_context_at_turn_55_and_every_request_fits_
     let dir = tempfile::tempdir().unwrap();
     let provider = model(r#"{"facts": []}"#);
     let runtime = runtime(&dir.path().join("m.db"), "budget = 1200", provider.clone()).await;
-    let first = runtime.submit(Target::New { agent: None }, TurnInput::message("Hello there.")).unwrap().report().await.unwrap();
+    let first = runtime
+        .submit(Target::New { agent: None }, TurnInput::message("Hello there."))
+        .unwrap()
+        .report()
+        .await
+        .unwrap();
     let session = first.session_id;
     assert!(runtime.settle(Duration::from_secs(30)).await);
     for turn in 2..=60 {
@@ -100,7 +106,12 @@ async fn a_fact_that_changes_supersedes_the_old_one_which_is_kept() {
     let dir = tempfile::tempdir().unwrap();
     let provider = model(r#"{"facts": []}"#);
     let runtime = runtime(&dir.path().join("m.db"), "facts = \"patterns\"", provider.clone()).await;
-    let report = runtime.submit(Target::New { agent: None }, TurnInput::message("I live in Paris.")).unwrap().report().await.unwrap();
+    let report = runtime
+        .submit(Target::New { agent: None }, TurnInput::message("I live in Paris."))
+        .unwrap()
+        .report()
+        .await
+        .unwrap();
     assert!(runtime.settle(Duration::from_secs(30)).await);
     say(&runtime, report.session_id, "Big news: I moved to Lyon last month.").await;
 
@@ -115,7 +126,11 @@ async fn a_fact_that_changes_supersedes_the_old_one_which_is_kept() {
     // Both are in what the model is told, the old one as what it was before.
     say(&runtime, report.session_id, "Where did I say I live before?").await;
     let last = chat_requests(&provider).pop().unwrap();
-    assert!(last.messages[0].text().contains("lives in: Lyon (previously: Paris)"), "{}", last.messages[0].text());
+    assert!(
+        last.messages[0].text().contains("lives in: Lyon (previously: Paris)"),
+        "{}",
+        last.messages[0].text()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,17 +138,34 @@ async fn facts_from_the_model_are_validated_and_the_patterns_step_in_when_they_a
     let dir = tempfile::tempdir().unwrap();
     let good = r#"{"facts": [{"subject": "user", "predicate": "works at", "object": "Acme", "confidence": 0.9, "single_valued": true}]}"#;
     let valid = runtime(&dir.path().join("m.db"), "facts = \"model\"", model(good)).await;
-    valid.submit(Target::New { agent: None }, TurnInput::message("I started a new job today.")).unwrap().report().await.unwrap();
+    valid
+        .submit(Target::New { agent: None }, TurnInput::message("I started a new job today."))
+        .unwrap()
+        .report()
+        .await
+        .unwrap();
     assert!(valid.settle(Duration::from_secs(30)).await);
     let facts = valid.store().facts(LOCAL_OWNER, false).await.unwrap();
-    assert_eq!(facts.iter().map(|f| (f.predicate.as_str(), f.object.as_str())).collect::<Vec<_>>(), [("works_at", "Acme")]);
+    assert_eq!(
+        facts.iter().map(|f| (f.predicate.as_str(), f.object.as_str())).collect::<Vec<_>>(),
+        [("works_at", "Acme")]
+    );
 
     let dir = tempfile::tempdir().unwrap();
-    let invalid = runtime(&dir.path().join("m.db"), "facts = \"model\"", model("The user works at Initech.")).await;
-    invalid.submit(Target::New { agent: None }, TurnInput::message("I work at Initech.")).unwrap().report().await.unwrap();
+    let invalid =
+        runtime(&dir.path().join("m.db"), "facts = \"model\"", model("The user works at Initech.")).await;
+    invalid
+        .submit(Target::New { agent: None }, TurnInput::message("I work at Initech."))
+        .unwrap()
+        .report()
+        .await
+        .unwrap();
     assert!(invalid.settle(Duration::from_secs(30)).await);
     let facts = invalid.store().facts(LOCAL_OWNER, false).await.unwrap();
-    assert_eq!(facts.iter().map(|f| (f.predicate.as_str(), f.object.as_str())).collect::<Vec<_>>(), [("works_at", "Initech")]);
+    assert_eq!(
+        facts.iter().map(|f| (f.predicate.as_str(), f.object.as_str())).collect::<Vec<_>>(),
+        [("works_at", "Initech")]
+    );
 }
 
 /// Not a test: the process the SIGKILL test starts and kills mid-archival. It opens the runtime
@@ -164,9 +196,14 @@ async fn archival_survives_a_sigkill_and_completes_on_the_next_start() {
     // A session of 10 messages, stored by a runtime that never archived (window 100).
     let session = {
         let runtime = runtime(&db, "window = 100", model(r#"{"facts": []}"#)).await;
-        let first = runtime.submit(Target::New { agent: None }, TurnInput::message("Hello.")).unwrap().report().await.unwrap();
-        for n in 2..=5 {
-            say(&runtime, first.session_id, &format!("Message {n} about {}.", TOPICS[n])).await;
+        let first = runtime
+            .submit(Target::New { agent: None }, TurnInput::message("Hello."))
+            .unwrap()
+            .report()
+            .await
+            .unwrap();
+        for (n, topic) in TOPICS.iter().enumerate().take(6).skip(2) {
+            say(&runtime, first.session_id, &format!("Message {n} about {topic}.")).await;
         }
         runtime.store().close().await;
         first.session_id
@@ -198,4 +235,63 @@ async fn archival_survives_a_sigkill_and_completes_on_the_next_start() {
     assert_eq!(summary.through, 6);
     assert_eq!(summary.text, "The user has been chatting about everyday topics.");
     assert_eq!(runtime.store().messages(session).await.unwrap().len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_remembers_with_a_tool_and_finds_it_again_in_another_session() {
+    use exoclaw::exoclaw_core::{Decision, FixedApprover};
+    use exoclaw::exoclaw_types::ToolCall;
+    let provider = Arc::new(RespondingProvider::new("script", |request| {
+        let last = request.messages.last().unwrap();
+        if last.role == Role::Tool {
+            return Outcome::Text("Done.".into());
+        }
+        let call = |name: &str, arguments| {
+            Outcome::ToolCall(ToolCall { id: "c1".into(), name: name.into(), arguments })
+        };
+        match last.text().as_str() {
+            "Please remember that my locker code is 4711." => {
+                call("remember", serde_json::json!({"text": "The user's locker code is 4711."}))
+            }
+            "What is my locker code?" => call("memory_search", serde_json::json!({"query": "locker code"})),
+            _ => Outcome::Text("ok".into()),
+        }
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::parse("model = \"script/m\"\n", Path::new("test.toml")).unwrap();
+    let store =
+        exoclaw::exoclaw_store::Store::open(&dir.path().join("m.db").display().to_string()).await.unwrap();
+    let runtime = Runtime::builder()
+        .config(config)
+        .store(store)
+        .provider(provider.clone())
+        .approver(Arc::new(FixedApprover(Decision::Approve)))
+        .build()
+        .await
+        .unwrap();
+    let names: Vec<String> = runtime.agents()[0].tools.iter().map(|t| t.name.clone()).collect();
+    assert!(
+        ["memory_search", "remember", "forget"].iter().all(|t| names.iter().any(|n| n == t)),
+        "{names:?}"
+    );
+
+    let first = runtime
+        .submit(
+            Target::New { agent: None },
+            TurnInput::message("Please remember that my locker code is 4711."),
+        )
+        .unwrap()
+        .report()
+        .await
+        .unwrap();
+    assert_eq!(first.text(), "Done.");
+    assert!(runtime.settle(Duration::from_secs(30)).await);
+    let second = runtime
+        .submit(Target::New { agent: None }, TurnInput::message("What is my locker code?"))
+        .unwrap()
+        .report()
+        .await
+        .unwrap();
+    let result = second.messages.iter().find(|m| m.role == Role::Tool).expect("memory_search ran");
+    assert!(format!("{:?}", result.parts).contains("The user's locker code is 4711."), "{:?}", result.parts);
 }

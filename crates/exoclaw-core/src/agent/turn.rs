@@ -434,8 +434,11 @@ impl<'a> Turn<'a> {
             None => (self.unknown_tool(&call.name), true),
             Some(tool) => {
                 let token = batch.child_token();
-                let ctx =
-                    ToolContext { workspace_root: self.runner.workspace_root.clone(), cancel: token.clone() };
+                let ctx = ToolContext {
+                    workspace_root: self.runner.workspace_root.clone(),
+                    cancel: token.clone(),
+                    session: Some(self.cx.session_id),
+                };
                 let limit = self.runner.limits.tool_timeout;
                 // A panicking tool (a plugin's bug) fails its call, not the whole turn.
                 let running = AssertUnwindSafe(tool.call(call.arguments.clone(), &ctx)).catch_unwind();

@@ -14,7 +14,8 @@ mod turn;
 
 pub use bindings::Bindings;
 pub use context::{
-    AssembleError, Assembled, Committed, ContextAssembler, ContextRequest, DEFAULT_CACHED_SESSIONS, HistoryAssembler,
+    AssembleError, Assembled, Committed, ContextAssembler, ContextRequest, DEFAULT_CACHED_SESSIONS,
+    HistoryAssembler,
 };
 pub use queue::{SessionBusy, SessionQueues, Ticket};
 pub use turn::{

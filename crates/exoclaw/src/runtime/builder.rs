@@ -189,6 +189,13 @@ impl RuntimeBuilder<WithConfig, WithStore> {
         if let Some(memory) = &memory {
             extensions.after_turn.push(Arc::clone(memory) as Arc<dyn AfterTurn>);
         }
+        // The memory tools join the registry agents with tools are offered.
+        let mut tools = tools.unwrap_or_else(exoclaw_tools::builtin_tools);
+        if let Some(memory) = &memory {
+            for tool in exoclaw_memory::tools::memory_tools(memory) {
+                tools.register(tool);
+            }
+        }
         let assembler = match (assembler, &memory) {
             (Some(assembler), _) => assembler,
             (None, Some(memory)) => Arc::clone(memory) as Arc<dyn ContextAssembler>,
@@ -200,7 +207,7 @@ impl RuntimeBuilder<WithConfig, WithStore> {
                 store,
                 metering,
                 models,
-                tools: tools.unwrap_or_else(exoclaw_tools::builtin_tools),
+                tools,
                 approver: approver.unwrap_or_else(unattended),
                 extensions,
                 assembler,

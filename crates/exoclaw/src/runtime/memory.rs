@@ -28,7 +28,9 @@ pub(crate) fn open(config: &Arc<Config>, store: &Store, router: Arc<dyn Provider
     };
     // The embedded model is asked for nothing but the answer.
     let patterns_for = match settings.facts {
-        FactsSetting::Model => config.available_provider_names().into_iter().filter(|name| config.is_local(name)).collect(),
+        FactsSetting::Model => {
+            config.available_provider_names().into_iter().filter(|name| config.is_local(name)).collect()
+        }
         _ => Vec::new(),
     };
     let options = MemoryOptions {

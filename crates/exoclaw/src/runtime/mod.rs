@@ -256,12 +256,20 @@ impl Runtime {
                     Err(_) => 0,
                 };
                 if indexed < session.message_count || session.message_count.saturating_sub(through) > window {
-                    due.push((session.id, session.key, session.model.unwrap_or_else(|| default_model.clone())));
+                    due.push((
+                        session.id,
+                        session.key,
+                        session.model.unwrap_or_else(|| default_model.clone()),
+                    ));
                 }
             }
             let archived = memory.sweep(&due).await;
             if !due.is_empty() {
-                tracing::info!(caught_up = due.len(), archived, "memory sweep caught up sessions left undone");
+                tracing::info!(
+                    caught_up = due.len(),
+                    archived,
+                    "memory sweep caught up sessions left undone"
+                );
             }
         });
     }
@@ -274,7 +282,8 @@ impl Runtime {
             .first()
             .and_then(|target| inner.models.context_window(target))
             .map_or(memory::DEFAULT_CONTEXT_WINDOW, |w| w as usize);
-        let answer = agent.spec.params.max_tokens.map_or(memory::DEFAULT_ANSWER_ROOM.min(window / 4), |m| m as usize);
+        let answer =
+            agent.spec.params.max_tokens.map_or(memory::DEFAULT_ANSWER_ROOM.min(window / 4), |m| m as usize);
         window.saturating_sub(answer).saturating_sub(agent.prompt_tokens).max(MIN_CONTEXT_BUDGET)
     }
 

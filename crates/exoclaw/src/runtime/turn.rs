@@ -196,7 +196,8 @@ impl Turn<'_> {
                 (SessionCheckpoints::new_session(store, new, id), key, None)
             }
         };
-        let sink = Recording { sender: self.sender, error: Mutex::new(None), warnings: Mutex::new(Vec::new()) };
+        let sink =
+            Recording { sender: self.sender, error: Mutex::new(None), warnings: Mutex::new(Vec::new()) };
         let payer = input.payer.as_deref();
         let mut resumed = false;
         let mut result = None;
