@@ -1,7 +1,8 @@
 //! exoclaw's storage: sessions, their messages and metered usage, in SQLite (the default, one file
 //! on the machine) or PostgreSQL (shared by several exoclaw nodes), behind the
 //! [`SessionStore`], [`UsageStore`], [`KeyStore`], [`RunStore`], [`SessionLocks`] and
-//! [`ProviderHealthStore`] traits of `exoclaw-core`.
+//! [`ProviderHealthStore`] traits of `exoclaw-core`; and long-term memory behind its
+//! [`MemoryIndex`], [`SummaryStore`] and [`FactStore`] ([`MemoryStore`]: all three).
 //!
 //! [`Store::open`] takes the configured `storage.url`: `sqlite://PATH`, `sqlite::memory:`, a plain
 //! file path, or `postgres://…` / `postgresql://…`. Opening creates what is missing (the SQLite file
@@ -27,6 +28,20 @@
 //!   turn.
 //! - `provider_health`: the latest health check of each provider by a running gateway
 //!   ([`ProviderHealthStore`]), one row per provider, for `exoclaw providers status`.
+//! - `memory_entries`: long-term memory's index ([`MemoryIndex`]): messages, summaries and notes,
+//!   one row per (session, kind, seq), with the owner, the text and the embedding (little-endian
+//!   f32s in a BLOB / `bytea`; no vector extension). No foreign key to `sessions`: the memory can
+//!   live in another database, and it is an index that can be rebuilt from the sessions.
+//!   Re-indexing an entry replaces its row (a new id). Full text: an FTS5 table over the text
+//!   (`memory_fts`, external content, Porter stemming, kept by triggers) in SQLite; a generated
+//!   `tsvector` column with a GIN index in PostgreSQL. Embedding search is done in process over a
+//!   cache of each owner's vectors (`memory_vectors.rs`), checked before each search against
+//!   `memory_vector_state` (per owner: embedded rows, largest id, removals; kept by triggers), so
+//!   other processes' writes are seen.
+//! - `memory_summaries`: each session's rolling summary ([`SummaryStore`]), replaced only by one
+//!   that covers more messages.
+//! - `memory_facts`: facts ([`FactStore`]), with supersession: a new value of a single-valued
+//!   predicate marks the current one `invalidated_at` and `superseded_by`, never deletes it.
 //!
 //! PostgreSQL also has `session_locks`, saying who holds each session's lock; SQLite keeps that in
 //! the lock files beside the database ([`SessionLocks`]: OS file locks in `<database>.locks/`, or
@@ -49,8 +64,11 @@
 //! would sync on every commit, several milliseconds on most disks, for turns that took seconds of
 //! model time to produce and can be asked again.) Postgres durability is the server's.
 
+mod arcadedb;
 mod codec;
 mod lock;
+mod memory;
+mod memory_vectors;
 mod postgres;
 mod redact;
 mod sql;
@@ -62,11 +80,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use exoclaw_core::Run;
 pub use exoclaw_core::{
-    KeyStore, NewApiKey, NewSession, ProviderHealth, ProviderHealthStore, RunStore, SessionLease,
-    SessionLocks, SessionStore, StoreError, StoreErrorSource, UsageStore,
+    EntryKind, Fact, FactRecorded, FactStore, ForgetEntries, KeyStore, MemoryEntry, MemoryIndex, MemoryStore,
+    NewApiKey, NewEntry, NewFact, NewSession, ProviderHealth, ProviderHealthStore, RunStore, ScoredEntry,
+    SessionLease, SessionLocks, SessionStore, StoreError, StoreErrorSource, Summary, SummaryStore,
+    UsageStore,
 };
 use exoclaw_types::{ApiKey, Message, SessionId, SessionInfo, SessionKey, UsageRecord};
 
+pub use arcadedb::ArcadeDbMemory;
 pub use postgres::PgStore;
 pub use redact::redact_url;
 pub use sqlite::SqliteStore;
@@ -202,6 +223,28 @@ forward_to_backend! {
     ProviderHealthStore {
         fn record_provider_health(&self, checks: &[ProviderHealth]) -> Result<(), StoreError>;
         fn provider_health(&self) -> Result<Vec<ProviderHealth>, StoreError>;
+    }
+    MemoryIndex {
+        fn index(&self, entries: &[NewEntry]) -> Result<(), StoreError>;
+        fn indexed_messages(&self, session: SessionId) -> Result<u64, StoreError>;
+        fn search_text(&self, owner: &str, query: &str, limit: usize) -> Result<Vec<ScoredEntry>, StoreError>;
+        fn search_embedding(
+            &self,
+            owner: &str,
+            embedding: &[f32],
+            limit: usize
+        ) -> Result<Vec<ScoredEntry>, StoreError>;
+        fn entries(&self, owner: &str, limit: usize) -> Result<Vec<MemoryEntry>, StoreError>;
+        fn forget(&self, owner: &str, which: &ForgetEntries) -> Result<u64, StoreError>;
+    }
+    SummaryStore {
+        fn save_summary(&self, summary: &Summary) -> Result<bool, StoreError>;
+        fn summary(&self, session: SessionId) -> Result<Option<Summary>, StoreError>;
+    }
+    FactStore {
+        fn record_fact(&self, fact: &NewFact) -> Result<FactRecorded, StoreError>;
+        fn facts(&self, owner: &str, include_superseded: bool) -> Result<Vec<Fact>, StoreError>;
+        fn forget_fact(&self, owner: &str, id: i64) -> Result<bool, StoreError>;
     }
 }
 

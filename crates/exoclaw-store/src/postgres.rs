@@ -6,6 +6,7 @@
 //! see `postgres/lock.rs`.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,11 +22,13 @@ use uuid::Uuid;
 mod health;
 mod keys;
 mod lock;
+mod memory;
 
 use crate::codec::{
     from_i64, key_from_columns, now, opt_from_i64, opt_to_i64, parts_from_json, parts_to_json, query_error,
     role_from_str, role_to_str, run_from_json, run_to_json, to_i64, write_error,
 };
+use crate::memory_vectors::VectorCache;
 use crate::redact::{open_error, redact_url, scrub};
 use crate::sql;
 
@@ -73,6 +76,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/postgres/0005_session_revision.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            6,
+            Cow::Borrowed("memory"),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0006_memory.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -84,6 +94,8 @@ pub struct PgStore {
     location: String,
     /// Lock connections of this process being released (see `postgres/lock.rs`).
     releasing: lock::Releasing,
+    /// The owners' embeddings, for `search_embedding` (see `memory_vectors.rs`).
+    vectors: Arc<VectorCache>,
 }
 
 impl PgStore {
@@ -117,7 +129,7 @@ impl PgStore {
             .map_err(failed)?;
         migrator().run(&pool).await.map_err(|e| migrate_error(&location, url, e))?;
         tracing::debug!(url = %location, "opened the PostgreSQL store");
-        Ok(Self { pool, location, releasing: lock::Releasing::default() })
+        Ok(Self { pool, location, releasing: lock::Releasing::default(), vectors: Arc::default() })
     }
 
     /// The database URL, with any password masked.

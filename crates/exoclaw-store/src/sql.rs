@@ -128,4 +128,94 @@ pub(crate) const UPSERT_PROVIDER_HEALTH: &str = "INSERT INTO provider_health (pr
 pub(crate) const PROVIDER_HEALTH: &str =
     "SELECT provider, checked_at, error FROM provider_health ORDER BY provider";
 
+// Long-term memory (`memory.rs`; see the `0006_memory.sql` migrations).
+
+/// The columns of a memory entry, in the order `entry_from_row` reads them (by name).
+macro_rules! entry_columns {
+    () => {
+        "id, owner, session_id, kind, seq, role, text, created_at"
+    };
+}
+
+/// The highest `seq` of session `$1`'s indexed messages (NULL for none).
+pub(crate) const INDEXED_MESSAGES: &str =
+    "SELECT MAX(seq) FROM memory_entries WHERE session_id = $1 AND kind = 'message'";
+
+/// Owner `$1`'s entries, newest first, at most `$2`.
+pub(crate) const MEMORY_ENTRIES: &str = concat!(
+    "SELECT ",
+    entry_columns!(),
+    " FROM memory_entries WHERE owner = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
+);
+
+/// The start of an `INSERT` of memory entries; the values follow in this column order, and the
+/// new rows' keys come back.
+pub(crate) const INSERT_ENTRIES: &str =
+    "INSERT INTO memory_entries (owner, session_id, kind, seq, role, text, created_at, embedding) ";
+
+/// What an `INSERT` of entries gives back: each new row's id and key.
+pub(crate) const INSERTED_ENTRIES: &str = " RETURNING id, session_id, kind, seq";
+
+/// What deleting entries gives back: the ids, owners and whether they had an embedding (for the
+/// cache of embeddings).
+macro_rules! deleted_entries {
+    () => {
+        " RETURNING id, owner, embedding IS NOT NULL AS embedded"
+    };
+}
+
+/// Owner `$1`'s entries of session `$2`.
+pub(crate) const DELETE_SESSION_ENTRIES: &str =
+    concat!("DELETE FROM memory_entries WHERE owner = $1 AND session_id = $2", deleted_entries!());
+
+/// Owner `$1`'s entries' ids and texts (to forget those containing a text).
+pub(crate) const OWNER_TEXTS: &str = "SELECT id, text FROM memory_entries WHERE owner = $1";
+
+/// Owner `$1`'s [`VectorState`](crate::memory_vectors::VectorState).
+pub(crate) const VECTOR_STATE: &str =
+    "SELECT embedded, max_id, removed FROM memory_vector_state WHERE owner = $1";
+
+/// Owner `$1`'s embeddings with ids above `$2`, by id.
+pub(crate) const VECTOR_ROWS: &str = "SELECT id, embedding FROM memory_entries \
+     WHERE owner = $1 AND embedding IS NOT NULL AND id > $2 ORDER BY id";
+
+/// Stores summary `$1`–`$5` (session, through, text, model, time) unless the session's current
+/// one covers as many messages or more: one statement, so two archivals finishing together
+/// cannot both win.
+pub(crate) const SAVE_SUMMARY: &str = "INSERT INTO memory_summaries (session_id, through, text, model, created_at) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (session_id) DO UPDATE \
+     SET through = excluded.through, text = excluded.text, model = excluded.model, \
+     created_at = excluded.created_at WHERE excluded.through > memory_summaries.through";
+
+/// Session `$1`'s summary.
+pub(crate) const SUMMARY: &str =
+    "SELECT session_id, through, text, model, created_at FROM memory_summaries WHERE session_id = $1";
+
+/// The current facts of owner `$1`, subject `$2` and predicate `$3`, newest first.
+pub(crate) const CURRENT_FACTS: &str = "SELECT id, object FROM memory_facts \
+     WHERE owner = $1 AND subject = $2 AND predicate = $3 AND invalidated_at IS NULL ORDER BY id DESC";
+
+/// Raises fact `$2`'s confidence to `$1` if that is higher.
+pub(crate) const RAISE_CONFIDENCE: &str = "UPDATE memory_facts SET confidence = CASE WHEN confidence < $1 THEN $1 ELSE confidence END WHERE id = $2";
+
+/// A new fact: owner, subject, predicate, object, confidence, source session and seq, learned and
+/// valid-from times; its id comes back.
+pub(crate) const INSERT_FACT: &str = "INSERT INTO memory_facts (owner, subject, predicate, object, confidence, \
+     source_session, source_seq, learned_at, valid_from) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id";
+
+/// Marks the other current facts of owner `$3`, subject `$4` and predicate `$5` invalid from `$1`,
+/// superseded by fact `$2`; their ids come back.
+pub(crate) const SUPERSEDE_FACTS: &str = "UPDATE memory_facts SET invalidated_at = $1, superseded_by = $2 \
+     WHERE owner = $3 AND subject = $4 AND predicate = $5 AND invalidated_at IS NULL AND id <> $2 RETURNING id";
+
+/// Owner `$1`'s facts (superseded ones too when `$2`), newest first.
+pub(crate) const FACTS: &str = "SELECT id, owner, subject, predicate, object, confidence, source_session, \
+     source_seq, learned_at, valid_from, invalidated_at, superseded_by FROM memory_facts \
+     WHERE owner = $1 AND ($2 OR invalidated_at IS NULL) ORDER BY learned_at DESC, id DESC";
+
+/// Owner `$1`'s fact `$2` (the facts it superseded lose their pointer to it: `ON DELETE SET NULL`).
+pub(crate) const DELETE_FACT: &str = "DELETE FROM memory_facts WHERE owner = $1 AND id = $2";
+
+pub(crate) use deleted_entries;
+pub(crate) use entry_columns;
 pub(crate) use upsert_run;

@@ -39,12 +39,14 @@ use uuid::Uuid;
 
 mod health;
 mod keys;
+mod memory;
 
 use crate::codec::{
     from_i64, from_micros, key_from_columns, now, opt_from_i64, opt_to_i64, parts_from_json, parts_to_json,
     query_error, role_from_str, role_to_str, run_from_json, run_to_json, to_i64, to_micros, write_error,
 };
 use crate::lock::{Locks, MemoryLocks};
+use crate::memory_vectors::VectorCache;
 use crate::sql;
 
 /// How long a statement waits for another process's lock before giving up.
@@ -105,6 +107,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/sqlite/0005_session_revision.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            6,
+            Cow::Borrowed("memory"),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0006_memory.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -121,6 +130,8 @@ pub struct SqliteStore {
     checkpointer: Option<Arc<Checkpointer>>,
     /// The sessions' locks: files beside the database, or in memory for an in-memory one.
     locks: Arc<Locks>,
+    /// The owners' embeddings, for `search_embedding` (see `memory_vectors.rs`).
+    vectors: Arc<VectorCache>,
 }
 
 /// The task that checkpoints the WAL in the background; aborted when dropped.
@@ -217,6 +228,7 @@ impl SqliteStore {
             location: ":memory:".into(),
             checkpointer: None,
             locks: Arc::new(Locks::Memory(MemoryLocks::default())),
+            vectors: Arc::default(),
         })
     }
 
@@ -283,7 +295,7 @@ impl SqliteStore {
         };
         tracing::debug!(path = %location, "opened the SQLite store");
         let locks = Arc::new(Locks::beside(&path));
-        Ok(Self { writer, reader, location, checkpointer, locks })
+        Ok(Self { writer, reader, location, checkpointer, locks, vectors: Arc::default() })
     }
 
     /// The settings every connection gets.

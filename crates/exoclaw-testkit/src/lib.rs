@@ -13,11 +13,13 @@
 //! - [`script`]: a scripted model behind an OpenAI-compatible endpoint, for end-to-end tool loops;
 //! - [`fixtures`]: each vendor's wire traffic, written from its published API reference;
 //! - [`peers`]: real servers (llama.cpp `llama-server`) obtained by the project's scripts;
+//! - [`arcadedb::ArcadeDbServer`]: a real ArcadeDB server per test, from `scripts/peers/arcadedb.sh`;
 //! - [`conformance`]: the scenarios every provider must pass, instantiated per provider with
 //!   [`conformance_suite!`].
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod arcadedb;
 pub mod conformance;
 pub mod fault;
 pub mod fixtures;

@@ -295,3 +295,44 @@ async fn the_agent_remembers_with_a_tool_and_finds_it_again_in_another_session()
     let result = second.messages.iter().find(|m| m.role == Role::Tool).expect("memory_search ran");
     assert!(format!("{:?}", result.parts).contains("The user's locker code is 4711."), "{:?}", result.parts);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_arcadedb_memory_store_stopped_mid_session_leaves_turns_going_and_catches_up() {
+    use exoclaw::exoclaw_types::AgentEvent;
+    let mut server = exoclaw_testkit::arcadedb::ArcadeDbServer::start();
+    let url = server.fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    let provider = model(r#"{"facts": []}"#);
+    let runtime = runtime(&dir.path().join("m.db"), &format!("url = \"{url}\""), provider.clone()).await;
+    let first = runtime.submit(Target::New { agent: None }, TurnInput::message("My bicycle is a green Peugeot.")).unwrap().report().await.unwrap();
+    let session = first.session_id;
+    assert!(runtime.settle(Duration::from_secs(30)).await);
+    let memory = runtime.memory().unwrap().store().clone();
+    assert_eq!(memory.indexed_messages(session).await.unwrap(), 2, "indexed in ArcadeDB");
+
+    server.stop();
+    let events = std::sync::Mutex::new(Vec::new());
+    let handle = runtime.submit(Target::Session(session), TurnInput::message("I also own a red kayak.")).unwrap();
+    let report = handle.finish(&|e| events.lock().unwrap().push(e)).await.unwrap();
+    assert_eq!(report.text(), "Noted.", "the turn goes on without its memory store");
+    let warnings: Vec<String> = events
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e {
+            AgentEvent::Warning { message } => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("recent messages alone"), "{}", warnings[0]);
+    let sent = chat_requests(&provider).pop().unwrap();
+    assert!(sent.messages.iter().any(|m| m.text() == "My bicycle is a green Peugeot."), "the window is sent");
+    assert!(runtime.settle(Duration::from_secs(60)).await);
+
+    server.restart();
+    say(&runtime, session, "Thanks!").await;
+    assert_eq!(memory.indexed_messages(session).await.unwrap(), 6, "what the outage missed is indexed");
+    let hits = memory.search_text(LOCAL_OWNER, "kayak", 5).await.unwrap();
+    assert_eq!(hits[0].entry.text, "I also own a red kayak.");
+}

@@ -32,7 +32,60 @@ macro_rules! scenario_tests {
     };
 }
 
+/// Declares one `#[tokio::test]` per long-term memory scenario (`suite/memory.rs`). `$harness` is
+/// an `async fn(impl FnOnce(S) -> impl Future<Output = ()>)` that opens a fresh, empty store `S`
+/// (any [`exoclaw_core::MemoryStore`]); `$pair_harness` an `async fn(impl FnOnce(S, S) -> …)`
+/// that opens two handles on one fresh database, as two processes would.
+macro_rules! memory_scenario_tests {
+    ($harness:path, $pair_harness:path) => {
+        memory_scenario_tests!(@each $harness;
+            indexing_an_entry_twice_keeps_one,
+            indexed_messages_count_from_the_highest_seq,
+            text_search_finds_stemmed_words,
+            text_search_ranks_the_better_match_first,
+            text_search_is_owner_scoped,
+            text_search_never_fails_on_hostile_queries,
+            embedding_search_returns_the_nearest_first,
+            embedding_search_skips_entries_without_embeddings_or_of_other_dimensions,
+            embedding_search_follows_this_stores_writes,
+            forgetting_by_ids_is_owner_scoped,
+            forgetting_a_session_is_owner_scoped,
+            forgetting_what_contains_a_text_ignores_case_and_is_owner_scoped,
+            entries_are_listed_newest_first,
+            summaries_only_move_forward,
+            a_fact_with_the_same_object_is_known_and_keeps_the_higher_confidence,
+            a_single_valued_fact_supersedes_the_current_one,
+            multi_valued_facts_coexist,
+            forgetting_a_fact_clears_what_pointed_at_it,
+        );
+        memory_scenario_tests!(@pairs $pair_harness;
+            embedding_search_sees_another_handles_writes,
+        );
+    };
+    (@each $harness:path; $($scenario:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $scenario() {
+                $harness(|store| $crate::suite::memory::$scenario(std::sync::Arc::new(store))).await;
+            }
+        )+
+    };
+    (@pairs $harness:path; $($scenario:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $scenario() {
+                $harness(|store, other| {
+                    $crate::suite::memory::$scenario(std::sync::Arc::new(store), std::sync::Arc::new(other))
+                })
+                .await;
+            }
+        )+
+    };
+}
+
+mod arcadedb;
 mod fixtures;
+mod memory;
 mod postgres;
 mod scenarios;
 mod sqlite;

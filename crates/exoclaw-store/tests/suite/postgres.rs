@@ -108,6 +108,27 @@ where
 
 scenario_tests!(with_postgres);
 
+/// The long-term memory scenarios on PostgreSQL.
+mod memory {
+    use super::*;
+
+    /// Runs `scenario` with two handles (two pools) on one fresh database, as two nodes would.
+    async fn with_two_handles<F, Fut>(scenario: F)
+    where
+        F: FnOnce(Store, Store) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        with_postgres_url(|store, url| async move {
+            let other = Store::open(&url).await.unwrap();
+            scenario(store, other.clone()).await;
+            other.close().await;
+        })
+        .await;
+    }
+
+    memory_scenario_tests!(with_postgres, with_two_handles);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_corrupt_run_is_an_error_that_discarding_clears() {
     with_postgres_url(|store, url| {

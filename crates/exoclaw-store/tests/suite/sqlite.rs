@@ -36,6 +36,27 @@ where
 
 scenario_tests!(with_sqlite);
 
+/// The long-term memory scenarios on SQLite files.
+mod memory {
+    use super::*;
+
+    /// Runs `scenario` with two handles on one fresh database file, as two processes would.
+    async fn with_two_handles<F, Fut>(scenario: F)
+    where
+        F: FnOnce(Store, Store) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        with_sqlite_file(|store, path| async move {
+            let other = Store::open(path.to_str().unwrap()).await.unwrap();
+            scenario(store, other.clone()).await;
+            other.close().await;
+        })
+        .await;
+    }
+
+    memory_scenario_tests!(with_sqlite, with_two_handles);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_corrupt_run_is_an_error_that_discarding_clears() {
     with_sqlite_file(|store, path| {

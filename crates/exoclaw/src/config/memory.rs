@@ -26,6 +26,10 @@ pub struct MemoryConfig {
     /// Whether turns get layered memory; `false` sends every turn the session's whole history,
     /// as before memory existed (and long sessions then fail with `context_length`).
     pub enabled: bool,
+    /// Where long-term memory lives: by default the sessions' database (`storage.url`);
+    /// `arcadedb://USER:PASSWORD@HOST:PORT/DATABASE`, `postgres://…` or `sqlite://PATH`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// Messages a session keeps in its recent window; past it the oldest are summarised in the
     /// background (never deleted).
     pub window: usize,
@@ -54,6 +58,7 @@ impl Default for MemoryConfig {
     fn default() -> Self {
         Self {
             enabled: true,
+            url: None,
             window: exoclaw_memory::DEFAULT_WINDOW,
             budget: None,
             model: None,

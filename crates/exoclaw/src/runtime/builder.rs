@@ -184,8 +184,13 @@ impl RuntimeBuilder<WithConfig, WithStore> {
         let config = Arc::new(config);
         let models = Arc::new(Models::new(Arc::clone(&config), providers)?);
         let router = Arc::clone(models.router()) as Arc<dyn Provider>;
-        let memory = (assembler.is_none() && config.memory.enabled)
-            .then(|| Arc::new(super::memory::open(&config, &store, router)));
+        let memory = match assembler.is_none() && config.memory.enabled {
+            true => {
+                let memory_store = super::memory::open_store(&config, &store).await.map_err(RuntimeError::Memory)?;
+                Some(Arc::new(super::memory::open(&config, memory_store, &store, router)))
+            }
+            false => None,
+        };
         if let Some(memory) = &memory {
             extensions.after_turn.push(Arc::clone(memory) as Arc<dyn AfterTurn>);
         }

@@ -4,9 +4,9 @@
 use crate::config::{Config, FactsSetting};
 use crate::embedders::Embedders;
 use async_trait::async_trait;
-use exoclaw_core::{Embedder, Provider, ProviderError};
+use exoclaw_core::{Embedder, MemoryStore, Provider, ProviderError, StoreError};
 use exoclaw_memory::{FactsMode, Memory, MemoryOptions};
-use exoclaw_store::Store;
+use exoclaw_store::{ArcadeDbMemory, Store};
 use exoclaw_types::{EmbeddingRequest, Embeddings};
 use std::sync::Arc;
 
@@ -17,9 +17,20 @@ pub const DEFAULT_CONTEXT_WINDOW: usize = 32_768;
 /// Tokens kept for the answer when the agent sets no `max_tokens`.
 pub const DEFAULT_ANSWER_ROOM: usize = 4_096;
 
-/// The memory `config` describes, on `store` (long-term memory lives in the same database as
-/// the sessions) and `router`.
-pub(crate) fn open(config: &Arc<Config>, store: &Store, router: Arc<dyn Provider>) -> Memory {
+/// The long-term memory store `[memory] url` names, or `sessions` (the sessions' database).
+pub(crate) async fn open_store(config: &Config, sessions: &Store) -> Result<Arc<dyn MemoryStore>, StoreError> {
+    let Some(url) = config.memory.url.as_deref().map(str::trim).filter(|u| !u.is_empty()) else {
+        return Ok(Arc::new(sessions.clone()));
+    };
+    match url.starts_with("arcadedb://") {
+        true => Ok(Arc::new(ArcadeDbMemory::connect(url).await?)),
+        false => Ok(Arc::new(Store::open(url).await?)),
+    }
+}
+
+/// The memory `config` describes, in `memory_store`, over the sessions in `store`, asking
+/// `router` for summaries and facts.
+pub(crate) fn open(config: &Arc<Config>, memory_store: Arc<dyn MemoryStore>, store: &Store, router: Arc<dyn Provider>) -> Memory {
     let settings = &config.memory;
     let facts = match settings.facts {
         FactsSetting::Model => FactsMode::Model,
@@ -42,7 +53,7 @@ pub(crate) fn open(config: &Arc<Config>, store: &Store, router: Arc<dyn Provider
         excerpts: settings.excerpts,
         ..MemoryOptions::default()
     };
-    let mut memory = Memory::new(Arc::new(store.clone()), Arc::new(store.clone()), router, options);
+    let mut memory = Memory::new(memory_store, Arc::new(store.clone()), router, options);
     if let Some(model) = &settings.embeddings {
         let (provider, name) = model.split_once('/').unwrap_or((model.as_str(), ""));
         let embedder = LazyEmbedder {

@@ -1,0 +1,495 @@
+//! Long-term memory in SQLite: entries searched with FTS5 (`memory_fts`, kept by triggers) and by
+//! embedding (`memory_vectors.rs`), sessions' summaries and facts. Writes go through the writer
+//! with `BEGIN IMMEDIATE`, reads through the readers.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use exoclaw_core::{
+    Fact, FactRecorded, FactStore, ForgetEntries, MemoryEntry, MemoryIndex, NewEntry, NewFact, ScoredEntry,
+    StoreError, Summary, SummaryStore,
+};
+use exoclaw_types::SessionId;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::{SqliteStore, parse_uuid};
+use crate::codec::{from_i64, from_micros, now, query_error, role_from_str, role_to_str, to_i64, to_micros};
+use crate::memory::{
+    ENTRIES_PER_INSERT, by_session_and_kind, contains_text, distinct_entries, embedding_of, fts5_query,
+    kind_from_str, query_words, same_object, source_from_columns, sql_limit, stored_confidence,
+    without_stop_words,
+};
+use crate::memory_vectors::{self, VectorChanges, VectorRows, VectorState, encode_embedding};
+use crate::sql;
+
+fn entry_from_row(row: &SqliteRow) -> Result<MemoryEntry, StoreError> {
+    let decode = |e: sqlx::Error| StoreError::corrupt_from("a memory entry could not be read", e);
+    let session: String = row.try_get("session_id").map_err(decode)?;
+    let kind: String = row.try_get("kind").map_err(decode)?;
+    let role: Option<String> = row.try_get("role").map_err(decode)?;
+    Ok(MemoryEntry {
+        id: row.try_get("id").map_err(decode)?,
+        owner: row.try_get("owner").map_err(decode)?,
+        session: SessionId(parse_uuid(&session)?),
+        kind: kind_from_str(&kind)?,
+        seq: from_i64(row.try_get("seq").map_err(decode)?, "memory entry seq")?,
+        role: role.as_deref().map(role_from_str).transpose()?,
+        text: row.try_get("text").map_err(decode)?,
+        created_at: from_micros(row.try_get("created_at").map_err(decode)?)?,
+    })
+}
+
+fn fact_from_row(row: &SqliteRow) -> Result<Fact, StoreError> {
+    let decode = |e: sqlx::Error| StoreError::corrupt_from("a fact could not be read", e);
+    let source_session: Option<String> = row.try_get("source_session").map_err(decode)?;
+    let source_session = source_session.as_deref().map(parse_uuid).transpose()?.map(SessionId);
+    let confidence: f64 = row.try_get("confidence").map_err(decode)?;
+    let invalidated_at: Option<i64> = row.try_get("invalidated_at").map_err(decode)?;
+    Ok(Fact {
+        id: row.try_get("id").map_err(decode)?,
+        owner: row.try_get("owner").map_err(decode)?,
+        subject: row.try_get("subject").map_err(decode)?,
+        predicate: row.try_get("predicate").map_err(decode)?,
+        object: row.try_get("object").map_err(decode)?,
+        confidence: confidence as f32,
+        source: source_from_columns(source_session, row.try_get("source_seq").map_err(decode)?)?,
+        learned_at: from_micros(row.try_get("learned_at").map_err(decode)?)?,
+        valid_from: from_micros(row.try_get("valid_from").map_err(decode)?)?,
+        invalidated_at: invalidated_at.map(from_micros).transpose()?,
+        superseded_by: row.try_get("superseded_by").map_err(decode)?,
+    })
+}
+
+/// Ids as the JSON array `json_each` reads: one bound value however many there are.
+fn json_ids(ids: &[i64]) -> String {
+    let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+    format!("[{}]", ids.join(","))
+}
+
+/// Notes deleted rows (`sql::deleted_entries!`) that had an embedding, by owner.
+fn note_deleted(changes: &mut HashMap<String, VectorChanges>, rows: &[SqliteRow]) -> Result<(), StoreError> {
+    let decode = |e: sqlx::Error| StoreError::corrupt_from("a deleted memory entry could not be read", e);
+    for row in rows {
+        if row.try_get::<bool, _>("embedded").map_err(decode)? {
+            let owner: String = row.try_get("owner").map_err(decode)?;
+            changes.entry(owner).or_default().removed.push(row.try_get("id").map_err(decode)?);
+        }
+    }
+    Ok(())
+}
+
+/// Owner `owner`'s vector state as `conn` sees it.
+async fn vector_state(conn: &mut SqliteConnection, owner: &str) -> Result<VectorState, StoreError> {
+    let state: Option<(i64, i64, i64)> = sqlx::query_as(sql::VECTOR_STATE)
+        .bind(owner)
+        .fetch_optional(conn)
+        .await
+        .map_err(|e| query_error("could not read the state of the memory's embeddings", e))?;
+    Ok(state.map_or_else(VectorState::default, |(embedded, max_id, removed)| VectorState {
+        embedded,
+        max_id,
+        removed,
+    }))
+}
+
+impl SqliteStore {
+    /// Commits `tx` after reading the touched owners' vector states into `changes`, then brings the
+    /// cache of embeddings along.
+    async fn commit_memory(
+        &self,
+        mut tx: sqlx::Transaction<'_, Sqlite>,
+        mut changes: HashMap<String, VectorChanges>,
+        doing: &str,
+    ) -> Result<(), StoreError> {
+        for (owner, change) in &mut changes {
+            change.after = vector_state(&mut tx, owner).await?;
+        }
+        tx.commit().await.map_err(|e| query_error(doing, e))?;
+        self.committed();
+        for (owner, change) in changes {
+            self.vectors.written(&owner, change);
+        }
+        Ok(())
+    }
+
+    /// Deletes the owner's entries among `ids` in `tx`, noting them in `changes`.
+    async fn delete_entries(
+        conn: &mut SqliteConnection,
+        owner: &str,
+        ids: &[i64],
+        changes: &mut HashMap<String, VectorChanges>,
+    ) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let rows = sqlx::query(concat!(
+            "DELETE FROM memory_entries WHERE owner = $1 AND id IN (SELECT value FROM json_each($2))",
+            sql::deleted_entries!()
+        ))
+        .bind(owner)
+        .bind(json_ids(ids))
+        .fetch_all(conn)
+        .await
+        .map_err(|e| query_error("could not forget memory entries", e))?;
+        note_deleted(changes, &rows)?;
+        Ok(rows.len() as u64)
+    }
+}
+
+#[async_trait]
+impl MemoryIndex for SqliteStore {
+    async fn index(&self, entries: &[NewEntry]) -> Result<(), StoreError> {
+        let entries = distinct_entries(entries);
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let doing = "could not index memory entries";
+        let failed = |e| query_error(doing, e);
+        // Everything that can fail without the database fails before the write lock is taken.
+        let rows = entries
+            .iter()
+            .map(|e| Ok((to_i64(e.seq, "memory entry seq")?, embedding_of(e).map(encode_embedding))))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let groups = by_session_and_kind(&entries)
+            .into_iter()
+            .map(|(key, seqs)| {
+                let seqs =
+                    seqs.into_iter().map(|s| to_i64(s, "memory entry seq")).collect::<Result<Vec<_>, _>>()?;
+                Ok((key, json_ids(&seqs)))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+
+        let mut changes: HashMap<String, VectorChanges> = HashMap::new();
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
+        // The entries replaced go first, and their successors get new ids: a changed embedding is
+        // then a removal and an addition, which other processes' caches notice.
+        for ((session, kind), seqs) in groups {
+            let deleted = sqlx::query(concat!(
+                "DELETE FROM memory_entries WHERE session_id = $1 AND kind = $2 \
+                 AND seq IN (SELECT value FROM json_each($3))",
+                sql::deleted_entries!()
+            ))
+            .bind(session.to_string())
+            .bind(kind.as_str())
+            .bind(seqs)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(failed)?;
+            note_deleted(&mut changes, &deleted)?;
+        }
+        for (chunk, chunk_rows) in entries.chunks(ENTRIES_PER_INSERT).zip(rows.chunks(ENTRIES_PER_INSERT)) {
+            let mut insert = QueryBuilder::<Sqlite>::new(sql::INSERT_ENTRIES);
+            insert.push_values(chunk.iter().zip(chunk_rows), |mut row, (entry, (seq, embedding))| {
+                row.push_bind(&entry.owner)
+                    .push_bind(entry.session.to_string())
+                    .push_bind(entry.kind.as_str())
+                    .push_bind(*seq)
+                    .push_bind(entry.role.map(role_to_str))
+                    .push_bind(&entry.text)
+                    .push_bind(to_micros(entry.created_at))
+                    .push_bind(embedding.clone());
+            });
+            insert.push(sql::INSERTED_ENTRIES);
+            let inserted = insert.build().fetch_all(&mut *tx).await.map_err(failed)?;
+            // RETURNING gives rows in no particular order: they are matched by key.
+            let by_key: HashMap<(String, &str, i64), &NewEntry> = chunk
+                .iter()
+                .zip(chunk_rows)
+                .map(|(entry, (seq, _))| ((entry.session.to_string(), entry.kind.as_str(), *seq), *entry))
+                .collect();
+            let decode =
+                |e: sqlx::Error| StoreError::corrupt_from("an indexed memory entry could not be read", e);
+            for row in inserted {
+                let key: (String, String, i64) = (
+                    row.try_get("session_id").map_err(decode)?,
+                    row.try_get("kind").map_err(decode)?,
+                    row.try_get("seq").map_err(decode)?,
+                );
+                let Some(entry) = by_key.get(&(key.0, key.1.as_str(), key.2)) else { continue };
+                if let Some(embedding) = embedding_of(entry) {
+                    let id: i64 = row.try_get("id").map_err(decode)?;
+                    changes.entry(entry.owner.clone()).or_default().added.push((id, embedding.to_vec()));
+                }
+            }
+        }
+        self.commit_memory(tx, changes, doing).await
+    }
+
+    async fn indexed_messages(&self, session: SessionId) -> Result<u64, StoreError> {
+        let last: Option<i64> = sqlx::query_scalar(sql::INDEXED_MESSAGES)
+            .bind(session.to_string())
+            .fetch_one(&self.reader)
+            .await
+            .map_err(|e| {
+                query_error(&format!("could not count the indexed messages of session {session}"), e)
+            })?;
+        match last {
+            Some(last) => Ok(from_i64(last, "memory entry seq")? + 1),
+            None => Ok(0),
+        }
+    }
+
+    async fn search_text(
+        &self,
+        owner: &str,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<ScoredEntry>, StoreError> {
+        let words = without_stop_words(query_words(query));
+        if words.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        // CROSS JOIN makes SQLite run the full-text query once and look its matches up by id; with
+        // a plain join it may walk the owner's entries and run the full-text query for each.
+        let rows = sqlx::query(
+            "SELECT e.id, e.owner, e.session_id, e.kind, e.seq, e.role, e.text, e.created_at, \
+             -bm25(memory_fts) AS score \
+             FROM memory_fts CROSS JOIN memory_entries e ON e.id = memory_fts.rowid \
+             WHERE memory_fts MATCH $1 AND e.owner = $2 ORDER BY bm25(memory_fts), e.id DESC LIMIT $3",
+        )
+        .bind(fts5_query(&words))
+        .bind(owner)
+        .bind(sql_limit(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(|e| query_error("could not search the memory's text", e))?;
+        rows.iter()
+            .map(|row| {
+                let score: f64 = row
+                    .try_get("score")
+                    .map_err(|e| StoreError::corrupt_from("a text search score could not be read", e))?;
+                Ok(ScoredEntry { entry: entry_from_row(row)?, score: score as f32 })
+            })
+            .collect()
+    }
+
+    async fn search_embedding(
+        &self,
+        owner: &str,
+        embedding: &[f32],
+        limit: usize,
+    ) -> Result<Vec<ScoredEntry>, StoreError> {
+        memory_vectors::search(&self.vectors, self, owner, embedding, limit).await
+    }
+
+    async fn entries(&self, owner: &str, limit: usize) -> Result<Vec<MemoryEntry>, StoreError> {
+        sqlx::query(sql::MEMORY_ENTRIES)
+            .bind(owner)
+            .bind(sql_limit(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| query_error("could not list memory entries", e))?
+            .iter()
+            .map(entry_from_row)
+            .collect()
+    }
+
+    async fn forget(&self, owner: &str, which: &ForgetEntries) -> Result<u64, StoreError> {
+        let doing = "could not forget memory entries";
+        let failed = |e| query_error(doing, e);
+        let mut changes: HashMap<String, VectorChanges> = HashMap::new();
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
+        let forgotten = match which {
+            ForgetEntries::Ids(ids) => Self::delete_entries(&mut tx, owner, ids, &mut changes).await?,
+            ForgetEntries::Session(session) => {
+                let rows = sqlx::query(sql::DELETE_SESSION_ENTRIES)
+                    .bind(owner)
+                    .bind(session.to_string())
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(failed)?;
+                note_deleted(&mut changes, &rows)?;
+                rows.len() as u64
+            }
+            ForgetEntries::Containing(needle) => {
+                // Compared here rather than with SQLite's `lower()`, which folds ASCII only.
+                let texts: Vec<(i64, String)> =
+                    sqlx::query_as(sql::OWNER_TEXTS).bind(owner).fetch_all(&mut *tx).await.map_err(failed)?;
+                let ids: Vec<i64> = texts
+                    .into_iter()
+                    .filter(|(_, text)| contains_text(text, needle))
+                    .map(|(id, _)| id)
+                    .collect();
+                Self::delete_entries(&mut tx, owner, &ids, &mut changes).await?
+            }
+        };
+        self.commit_memory(tx, changes, doing).await?;
+        Ok(forgotten)
+    }
+}
+
+#[async_trait]
+impl VectorRows for SqliteStore {
+    async fn vector_state(&self, owner: &str) -> Result<VectorState, StoreError> {
+        let mut conn = self
+            .reader
+            .acquire()
+            .await
+            .map_err(|e| query_error("could not search the memory's embeddings", e))?;
+        vector_state(&mut conn, owner).await
+    }
+
+    async fn vector_rows(
+        &self,
+        owner: &str,
+        after: i64,
+    ) -> Result<(VectorState, Vec<(i64, Vec<u8>)>), StoreError> {
+        let failed = |e| query_error("could not load the memory's embeddings", e);
+        // One read transaction: the state and the rows from the same snapshot.
+        let mut tx = self.reader.begin().await.map_err(failed)?;
+        let state = vector_state(&mut tx, owner).await?;
+        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(sql::VECTOR_ROWS)
+            .bind(owner)
+            .bind(after)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(failed)?;
+        tx.commit().await.map_err(failed)?;
+        Ok((state, rows))
+    }
+
+    async fn embedded_entries(
+        &self,
+        owner: &str,
+        ids: &[i64],
+    ) -> Result<Vec<(MemoryEntry, Vec<u8>)>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            sql::entry_columns!(),
+            ", embedding FROM memory_entries WHERE owner = $1 AND embedding IS NOT NULL \
+             AND id IN (SELECT value FROM json_each($2))"
+        ))
+        .bind(owner)
+        .bind(json_ids(ids))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(|e| query_error("could not read the memory entries found by embedding", e))?;
+        rows.iter()
+            .map(|row| {
+                let embedding: Vec<u8> = row.try_get("embedding").map_err(|e| {
+                    StoreError::corrupt_from("a memory entry's embedding could not be read", e)
+                })?;
+                Ok((entry_from_row(row)?, embedding))
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl SummaryStore for SqliteStore {
+    async fn save_summary(&self, summary: &Summary) -> Result<bool, StoreError> {
+        let session = summary.session;
+        let saved = sqlx::query(sql::SAVE_SUMMARY)
+            .bind(session.to_string())
+            .bind(to_i64(summary.through, "summary length")?)
+            .bind(&summary.text)
+            .bind(&summary.model)
+            .bind(to_micros(summary.created_at))
+            .execute(&self.writer)
+            .await
+            .map_err(|e| query_error(&format!("could not save the summary of session {session}"), e))?;
+        self.committed();
+        Ok(saved.rows_affected() > 0)
+    }
+
+    async fn summary(&self, session: SessionId) -> Result<Option<Summary>, StoreError> {
+        let row = sqlx::query(sql::SUMMARY)
+            .bind(session.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| query_error(&format!("could not read the summary of session {session}"), e))?;
+        let Some(row) = row else { return Ok(None) };
+        let decode = |e: sqlx::Error| StoreError::corrupt_from("a summary could not be read", e);
+        Ok(Some(Summary {
+            session,
+            through: from_i64(row.try_get("through").map_err(decode)?, "summary length")?,
+            text: row.try_get("text").map_err(decode)?,
+            model: row.try_get("model").map_err(decode)?,
+            created_at: from_micros(row.try_get("created_at").map_err(decode)?)?,
+        }))
+    }
+}
+
+#[async_trait]
+impl FactStore for SqliteStore {
+    async fn record_fact(&self, fact: &NewFact) -> Result<FactRecorded, StoreError> {
+        let doing = "could not record the fact";
+        let failed = |e| query_error(doing, e);
+        let object = fact.object.trim();
+        let confidence = f64::from(stored_confidence(fact.confidence));
+        let source_seq = fact.source.map(|(_, seq)| to_i64(seq, "fact source seq")).transpose()?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
+        let current: Vec<(i64, String)> = sqlx::query_as(sql::CURRENT_FACTS)
+            .bind(&fact.owner)
+            .bind(&fact.subject)
+            .bind(&fact.predicate)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(failed)?;
+        let recorded = if let Some((id, _)) = current.iter().find(|(_, known)| same_object(known, object)) {
+            sqlx::query(sql::RAISE_CONFIDENCE)
+                .bind(confidence)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+            FactRecorded::Known { id: *id }
+        } else {
+            let id: i64 = sqlx::query_scalar(sql::INSERT_FACT)
+                .bind(&fact.owner)
+                .bind(&fact.subject)
+                .bind(&fact.predicate)
+                .bind(object)
+                .bind(confidence)
+                .bind(fact.source.map(|(session, _)| session.to_string()))
+                .bind(source_seq)
+                .bind(to_micros(now()))
+                .bind(to_micros(fact.valid_from))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(failed)?;
+            let mut superseded: Vec<i64> = if fact.single_valued {
+                sqlx::query_scalar(sql::SUPERSEDE_FACTS)
+                    .bind(to_micros(fact.valid_from))
+                    .bind(id)
+                    .bind(&fact.owner)
+                    .bind(&fact.subject)
+                    .bind(&fact.predicate)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(failed)?
+            } else {
+                Vec::new()
+            };
+            superseded.sort_unstable();
+            FactRecorded::New { id, superseded }
+        };
+        tx.commit().await.map_err(failed)?;
+        self.committed();
+        Ok(recorded)
+    }
+
+    async fn facts(&self, owner: &str, include_superseded: bool) -> Result<Vec<Fact>, StoreError> {
+        sqlx::query(sql::FACTS)
+            .bind(owner)
+            .bind(include_superseded)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| query_error("could not list facts", e))?
+            .iter()
+            .map(fact_from_row)
+            .collect()
+    }
+
+    async fn forget_fact(&self, owner: &str, id: i64) -> Result<bool, StoreError> {
+        let deleted = sqlx::query(sql::DELETE_FACT)
+            .bind(owner)
+            .bind(id)
+            .execute(&self.writer)
+            .await
+            .map_err(|e| query_error(&format!("could not forget fact {id}"), e))?;
+        self.committed();
+        Ok(deleted.rows_affected() > 0)
+    }
+}
