@@ -401,7 +401,8 @@ pub(crate) struct Q8Vector {
     /// Per 256 values, when `block_len` is 256 (else empty): `Σ p_j` over each 16 (Q6_K's
     /// offset of 32, under a scale per 16 weights).
     sums16: Vec<[i16; 16]>,
-    /// Per 32 values: `p_j = round(x_j / dx)`, in `-127..=127`.
+    /// Per 32 values: `p_j = round(x_j / dx)`, in `-127..=127`; when `block_len` is 256, in the
+    /// order of [`interleave`].
     quants: Vec<[i8; 32]>,
 }
 
@@ -450,13 +451,30 @@ impl Q8Vector {
             }
             *scale = d;
         }
-        for (sums16, quants) in vector.sums16.iter_mut().zip(vector.quants.chunks_exact(QK_K / BLOCK)) {
+        for (sums16, quants) in vector.sums16.iter_mut().zip(vector.quants.as_chunks_mut::<8>().0) {
             for (sum, p) in sums16.iter_mut().zip(quants.iter().flat_map(|q| q.chunks_exact(16))) {
                 *sum = p.iter().map(|&p| i16::from(p)).sum();
             }
+            *quants = interleave(quants);
         }
         vector
     }
+}
+
+/// The K-quant kernels' order of a super-block's 256 values (weights and activations alike):
+/// eight vectors of 32, vector `g` holding values `4g .. 4g + 4` of each 32-value sub-block `s`,
+/// at bytes `4s .. 4s + 4`. Every vector then has four values of every sub-block, so that one
+/// vector of scales (one per pair of bytes) multiplies them all, with no broadcast of a scale per
+/// sub-block, and the `maddubs` products of several vectors add up as i16 before they are scaled
+/// at all. (The weights are reordered once, when a matrix is loaded; an activation row once per
+/// product.)
+fn interleave<T: Copy>(sub_blocks: &[[T; 32]; 8]) -> [[T; 32]; 8] {
+    std::array::from_fn(|g| std::array::from_fn(|b| sub_blocks[b / 4][4 * g + b % 4]))
+}
+
+/// The sub-blocks that [`interleave`] reorders.
+fn deinterleave<T: Copy>(vectors: &[[T; 32]; 8]) -> [[T; 32]; 8] {
+    std::array::from_fn(|s| std::array::from_fn(|l| vectors[l / 4][4 * s + l % 4]))
 }
 
 /// How the dot products are computed on this machine.
@@ -721,9 +739,10 @@ mod throughput {
     const WORKING_SET: usize = 64 << 20;
 
     /// Seconds per call of `ours(i)` and of `theirs(i)`, `i` cycling through `copies`: the best
-    /// of several rounds of about 50 ms each, the two taking turns, so that a burst of other work
-    /// on the machine (the pool's threads wait for each other at every product) slows neither
-    /// more than the other.
+    /// of 40 rounds of about 5 ms each, the two taking turns, so that other work on the machine
+    /// (which, when it takes a core from one of the pool's threads, holds up the others at the end
+    /// of every product) slows neither more than the other, and rounds that ran undisturbed
+    /// decide.
     fn seconds_per_call(
         copies: usize,
         mut ours: impl FnMut(usize),
@@ -731,7 +750,7 @@ mod throughput {
     ) -> (f64, f64) {
         let round = |product: &mut dyn FnMut(usize)| {
             let (started, mut calls) = (Instant::now(), 0);
-            while calls < 5 || started.elapsed().as_secs_f64() < 0.05 {
+            while calls < 3 || started.elapsed().as_secs_f64() < 0.005 {
                 product(calls % copies);
                 calls += 1;
             }
@@ -740,7 +759,7 @@ mod throughput {
         round(&mut ours); // warm-up: the pool's threads, the caches
         round(&mut theirs);
         let (mut best_ours, mut best_theirs) = (f64::INFINITY, f64::INFINITY);
-        for _ in 0..8 {
+        for _ in 0..40 {
             best_ours = best_ours.min(round(&mut ours));
             best_theirs = best_theirs.min(round(&mut theirs));
         }

@@ -1,12 +1,13 @@
-//! Products over Q4_K weights, read as the GGUF stores them.
+//! Products over Q4_K weights.
 //!
 //! # The Q4_K super-block (ggml's `block_q4_K`, candle's `BlockQ4K`)
 //!
 //! 256 consecutive weights of a row in 144 bytes: `d` and `dmin` (f16), 12 bytes packing eight
-//! 6-bit scales `sc_s` and eight 6-bit minimums `m_s` (see [`scales_and_mins`]), then 128 bytes
-//! of nibbles. Sub-block `s` is weights `32s .. 32s + 32`; bytes `32j .. 32j + 32` hold
-//! sub-block `2j` in their low nibbles and `2j + 1` in their high ones, and weight `l` of
-//! sub-block `s` is `d·sc_s · q − dmin·m_s`. [`Matrix`](super::Matrix) keeps the blocks whole.
+//! 6-bit scales `sc_s` and eight 6-bit minimums `m_s` (see [`Header`]), then 128 bytes of
+//! nibbles `q`, sub-blocks `2j` and `2j + 1` in the low and high nibbles of bytes
+//! `32j .. 32j + 32`. Weight `l` of sub-block `s` (weights `32s .. 32s + 32`) is
+//! `d·sc_s · q − dmin·m_s`. [`Matrix`](super::Matrix) keeps 144 bytes too, reordered: the
+//! scales as [`Header`] says, the nibbles as [`interleave`](super::interleave) does.
 //!
 //! # The dot product
 //!
@@ -15,64 +16,93 @@
 //!
 //! `Σ_s Σ_l (d·sc_s·q_sl − dmin·m_s) · dx·p_sl = d·dx · Σ_s sc_s · Σ_l q_sl·p_sl − dmin · Σ_s m_s·sx_s`
 //!
-//! The first sum is integer arithmetic to the end of the super-block: with AVX2, per 32 weights a
-//! `maddubs` (nibbles × activations, to i16 pairs) and a `madd` by the sub-block's scale (to
-//! i32), so there is one conversion to f32 per 256 weights. (ggml's Q8_K activations, which
-//! candle's kernel also uses; candle's is as much work per block, but a call per row and block.)
+//! The first sum is integer arithmetic to the end of the super-block. With AVX2, per 32 weights
+//! one `maddubs` (nibbles × activations, to i16 pairs of one sub-block each, thanks to the
+//! interleaved order); the eight vectors' pairs add up as i16 (at most 8 · 2 · 15 · 127), and
+//! one `madd` by the scales (each pair's own) takes them to i32: one conversion to f32 per 256
+//! weights. (ggml, and candle after it, `madd` each 32 weights by a scale broadcast to the whole
+//! vector, and unpack the scales with scalar code.)
 
-use super::{BLOCK, Format, Kernel, Q8Vector, QK_K, f16_to_f32};
+use super::{BLOCK, Format, Kernel, Q8Vector, QK_K, deinterleave, f16_to_f32, interleave};
 use candle_core::quantized::GgmlDType;
 
 /// The Q4_K format.
 pub(crate) struct Q4K;
 
+/// The first 16 bytes of a Q4_K or Q5_K super-block: `d`, `dmin` (f16) and the 6-bit scales and
+/// minimums, these reordered so that AVX2 unpacks them with a few byte shuffles and shifts:
+/// byte `4 + s` holds `sc_s` in its low six bits and the high two bits of `m_s` above them, and
+/// byte `12 + k` the low four bits of `m_2k` (low nibble) and `m_2k+1` (high nibble). (The GGUF
+/// packs them as ggml's `get_scale_min_k4` reads them.)
+#[derive(Clone, Copy)]
+pub(super) struct Header([u8; 16]);
+
+impl Header {
+    /// The GGUF's 16 bytes.
+    pub(super) fn new(gguf: &[u8; 16]) -> Self {
+        let packed = &gguf[4..];
+        let scale_min = |s: usize| {
+            if s < 4 {
+                (packed[s] & 63, packed[s + 4] & 63)
+            } else {
+                (
+                    (packed[s + 4] & 0x0f) | (packed[s - 4] >> 6) << 4,
+                    (packed[s + 4] >> 4) | (packed[s] >> 6) << 4,
+                )
+            }
+        };
+        let mut header = [0; 16];
+        header[..4].copy_from_slice(&gguf[..4]);
+        for s in 0..8 {
+            let (sc, m) = scale_min(s);
+            header[4 + s] = sc | (m >> 4) << 6;
+            header[12 + s / 2] |= (m & 0x0f) << (4 * (s % 2));
+        }
+        Header(header)
+    }
+
+    /// The f16 bits of `d`.
+    pub(super) fn d(&self) -> u16 {
+        u16::from_le_bytes([self.0[0], self.0[1]])
+    }
+
+    /// The f16 bits of `dmin`.
+    pub(super) fn dmin(&self) -> u16 {
+        u16::from_le_bytes([self.0[2], self.0[3]])
+    }
+
+    /// The scales `sc_s` and the minimums `m_s`.
+    pub(super) fn scales_and_mins(&self) -> ([u8; 8], [u8; 8]) {
+        let h = &self.0;
+        let scales = std::array::from_fn(|s| h[4 + s] & 63);
+        let mins = std::array::from_fn(|s| (h[4 + s] >> 6) << 4 | (h[12 + s / 2] >> (4 * (s % 2))) & 0x0f);
+        (scales, mins)
+    }
+}
+
+/// The values `q` of the sub-blocks of a GGUF super-block's 128 bytes of nibbles.
+pub(super) fn gguf_nibbles(qs: &[u8; 128]) -> [[u8; 32]; 8] {
+    std::array::from_fn(|s| std::array::from_fn(|l| (qs[32 * (s / 2) + l] >> (4 * (s % 2))) & 0x0f))
+}
+
+/// The dot products of the 32-weight sub-blocks of `q` and `p`, both interleaved.
+pub(super) fn sub_block_dots(q: &[[u8; 32]; 8], p: &[[i8; 32]; 8]) -> [i32; 8] {
+    let (q, p) = (deinterleave(q), deinterleave(p));
+    std::array::from_fn(|s| q[s].iter().zip(&p[s]).map(|(q, p)| i32::from(*q) * i32::from(*p)).sum())
+}
+
 /// A Q4_K super-block.
 #[derive(Clone, Copy)]
 pub(crate) struct Block {
-    /// The f16 bits of `d`.
-    d: u16,
-    /// The f16 bits of `dmin`.
-    dmin: u16,
-    /// The packed scales and minimums, as three little-endian words.
-    scales: [u32; 3],
-    /// Bytes `32j .. 32j + 32`: sub-blocks `2j` (low nibbles) and `2j + 1` (high).
+    head: Header,
+    /// The interleaved vectors `2j` (low nibbles) and `2j + 1` (high nibbles).
     qs: [[u8; 32]; 4],
 }
 
-/// The eight 6-bit scales (bytes 0..8) and minimums (bytes 8..16) packed in 12 bytes (ggml's
-/// `get_scale_min_k4`: scale `s < 4` is the low six bits of byte `s`, minimum `s < 4` those of
-/// byte `s + 4`; for `s ≥ 4` the low four bits come from the nibbles of byte `s + 4` and the high
-/// two from the top bits of bytes `s − 4` and `s`), unpacked a word at a time, as ggml does.
-/// Shared with Q5_K.
-#[inline(always)]
-pub(super) fn scales_and_mins(packed: [u32; 3]) -> [u32; 4] {
-    const LOW_6: u32 = 0x3f3f_3f3f;
-    const LOW_4: u32 = 0x0f0f_0f0f;
-    const LOW_2: u32 = 0x0303_0303;
-    let [a, b, c] = packed;
-    [
-        a & LOW_6,
-        (c & LOW_4) | ((a >> 6) & LOW_2) << 4,
-        b & LOW_6,
-        ((c >> 4) & LOW_4) | ((b >> 6) & LOW_2) << 4,
-    ]
-}
-
-/// [`scales_and_mins`] as bytes: the scales and the minimums.
-pub(super) fn scale_bytes(packed: [u32; 3]) -> ([u8; 8], [u8; 8]) {
-    let words = scales_and_mins(packed);
-    let byte = |i: usize| (words[i / 4] >> (8 * (i % 4))) as u8;
-    (std::array::from_fn(byte), std::array::from_fn(|i| byte(i + 8)))
-}
-
 impl Block {
-    /// `q` of the 256 weights, in order.
-    fn values(&self) -> [u8; QK_K] {
-        std::array::from_fn(|w| {
-            let (s, l) = (w / BLOCK, w % BLOCK);
-            let byte = self.qs[s / 2][l];
-            if s % 2 == 0 { byte & 0x0f } else { byte >> 4 }
-        })
+    /// `q` of the 256 weights, interleaved.
+    fn values(&self) -> [[u8; 32]; 8] {
+        std::array::from_fn(|g| self.qs[g / 2].map(|byte| (byte >> (4 * (g % 2))) & 0x0f))
     }
 }
 
@@ -85,20 +115,11 @@ impl Format for Q4K {
     type Quants = Block;
 
     fn split(block: &[u8]) -> Option<((), Block)> {
-        let (d, rest) = block.split_first_chunk::<2>()?;
-        let (dmin, rest) = rest.split_first_chunk::<2>()?;
-        let (scales, rest) = rest.split_first_chunk::<12>()?;
-        let (qs, []) = rest.as_chunks::<32>() else { return None };
-        let scales = std::array::from_fn(|i| u32::from_le_bytes([0, 1, 2, 3].map(|b| scales[4 * i + b])));
-        Some((
-            (),
-            Block {
-                d: u16::from_le_bytes(*d),
-                dmin: u16::from_le_bytes(*dmin),
-                scales,
-                qs: qs.try_into().ok()?,
-            },
-        ))
+        let (head, qs) = block.split_first_chunk::<16>()?;
+        let vectors = interleave(&gguf_nibbles(qs.try_into().ok()?));
+        let qs =
+            std::array::from_fn(|j| std::array::from_fn(|b| vectors[2 * j][b] | vectors[2 * j + 1][b] << 4));
+        Some(((), Block { head: Header::new(head), qs }))
     }
 
     #[inline(always)]
@@ -118,15 +139,11 @@ impl Format for Q4K {
             let activations =
                 x.quants.as_chunks::<8>().0.iter().zip(&x.scales).zip(x.sums.as_chunks::<8>().0);
             for (block, ((p, dx), sx)) in blocks[r].iter().zip(activations) {
-                let (sc, m) = scale_bytes(block.scales);
-                let q = block.values();
-                let mut dot = 0i32;
-                for ((q, p), sc) in q.chunks_exact(BLOCK).zip(p).zip(sc) {
-                    let sub: i32 = q.iter().zip(p).map(|(q, p)| i32::from(*q) * i32::from(*p)).sum();
-                    dot += i32::from(sc) * sub;
-                }
+                let (sc, m) = block.head.scales_and_mins();
+                let dots = sub_block_dots(&block.values(), p);
+                let dot: i32 = dots.iter().zip(sc).map(|(dot, sc)| dot * i32::from(sc)).sum();
                 let mins: f32 = m.iter().zip(sx).map(|(m, sx)| f32::from(*m) * sx).sum();
-                total += f16_to_f32(block.d) * dx * dot as f32 - f16_to_f32(block.dmin) * mins;
+                total += f16_to_f32(block.head.d()) * dx * dot as f32 - f16_to_f32(block.head.dmin()) * mins;
             }
             total
         })
@@ -134,15 +151,14 @@ impl Format for Q4K {
 
     #[inline(always)]
     fn dequantize((): (), block: &Block, out: &mut [f32]) {
-        let (d, dmin) = (f16_to_f32(block.d), f16_to_f32(block.dmin));
-        let (sc, m) = scale_bytes(block.scales);
-        for (((out, q), sc), m) in
-            out.chunks_exact_mut(BLOCK).zip(block.values().chunks_exact(BLOCK)).zip(sc).zip(m)
-        {
+        let (d, dmin) = (f16_to_f32(block.head.d()), f16_to_f32(block.head.dmin()));
+        let (sc, m) = block.head.scales_and_mins();
+        let values = deinterleave(&block.values());
+        for (((out, q), sc), m) in out.chunks_exact_mut(BLOCK).zip(values).zip(sc).zip(m) {
             // In candle's order of operations, so that the values are the same to the bit.
             let (scale, min) = (d * f32::from(sc), dmin * f32::from(m));
             for (out, q) in out.iter_mut().zip(q) {
-                *out = scale * f32::from(*q) - min;
+                *out = scale * f32::from(q) - min;
             }
         }
     }
@@ -152,53 +168,37 @@ impl Format for Q4K {
 pub(super) mod x86 {
     use super::super::x86::row_sums;
     use super::super::{Q8Vector, f16_to_f32};
-    use super::{Block, scales_and_mins};
+    use super::{Block, Header};
     use core::arch::x86_64::{__m128i, __m256, __m256i};
     use pulp::x86::V3;
 
-    /// `pshufb` controls that broadcast 16-bit lane `s` of each 128-bit half (sub-block `s`'s
-    /// scale) to all its lanes.
-    pub(in super::super) const BROADCAST_16: [[u8; 32]; 8] = {
-        let mut controls = [[0; 32]; 8];
-        let mut s = 0;
-        while s < 8 {
-            let mut i = 0;
-            while i < 32 {
-                controls[s][i] = (2 * s + i % 2) as u8;
-                i += 1;
-            }
-            s += 1;
-        }
-        controls
-    };
+    /// A `pshufb` control putting each scale byte `4 + s` in bytes `2s, 2s + 1`.
+    const SCALES: [u8; 16] = [4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11];
+    /// A `pshufb` control putting the byte of `m_s`'s low bits, `12 + s / 2`, in byte `s`.
+    const MIN_NIBBLES: [u8; 16] = [12, 12, 13, 13, 14, 14, 15, 15, 128, 128, 128, 128, 128, 128, 128, 128];
 
-    /// A row's unpacked scales for one super-block: the eight scales as 16-bit lanes, in both
-    /// halves of the vector (for [`BROADCAST_16`]), and `dmin · m_s` as f32.
+    /// A row's scales for one super-block: `sc_s` in 16-bit lanes `2s, 2s + 1` (for the `madd` of
+    /// interleaved products), and `dmin · m_s` as f32.
     #[inline(always)]
-    pub(in super::super) fn unpack_scales(simd: V3, block_scales: [u32; 3], dmin: f32) -> (__m256i, __m256) {
-        let (avx, avx2) = (simd.avx, simd.avx2);
-        let packed: __m128i = pulp::cast(scales_and_mins(block_scales));
-        let both = avx2._mm256_cvtepu8_epi16(packed);
-        let scales = avx2._mm256_permute2x128_si256::<0x00>(both, both);
-        let mins = avx2._mm256_cvtepi16_epi32(avx2._mm256_extracti128_si256::<1>(both));
-        (scales, avx._mm256_mul_ps(avx._mm256_cvtepi32_ps(mins), avx._mm256_set1_ps(dmin)))
+    pub(in super::super) fn unpack(simd: V3, head: &Header) -> (__m256i, __m256) {
+        let (avx, avx2, ssse3) = (simd.avx, simd.avx2, simd.ssse3);
+        let v: __m128i = pulp::cast(head.0);
+        let scales = avx2._mm256_and_si256(
+            avx2._mm256_cvtepu8_epi16(ssse3._mm_shuffle_epi8(v, pulp::cast(SCALES))),
+            avx._mm256_set1_epi16(63),
+        );
+        let bytes = avx2._mm256_cvtepu8_epi32(simd.sse2._mm_srli_si128::<4>(v));
+        let high = avx2._mm256_and_si256(avx2._mm256_srli_epi32::<2>(bytes), avx._mm256_set1_epi32(0x30));
+        let nibbles = avx2._mm256_cvtepu8_epi32(ssse3._mm_shuffle_epi8(v, pulp::cast(MIN_NIBBLES)));
+        let low = avx2._mm256_and_si256(
+            avx2._mm256_srlv_epi32(nibbles, avx._mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4)),
+            avx._mm256_set1_epi32(0x0f),
+        );
+        let mins = avx._mm256_cvtepi32_ps(avx2._mm256_or_si256(high, low));
+        (scales, avx._mm256_mul_ps(mins, avx._mm256_set1_ps(f16_to_f32(head.dmin()))))
     }
 
-    /// `sc_s · Σ q·p` of one sub-block (`q` unsigned, below 32), as eight i32 partial sums.
-    #[inline(always)]
-    pub(in super::super) fn scaled_dot(
-        simd: V3,
-        q: __m256i,
-        p: __m256i,
-        scales: __m256i,
-        s: usize,
-    ) -> __m256i {
-        let avx2 = simd.avx2;
-        let scale = avx2._mm256_shuffle_epi8(scales, pulp::cast(BROADCAST_16[s]));
-        avx2._mm256_madd_epi16(avx2._mm256_maddubs_epi16(q, p), scale)
-    }
-
-    /// [`super::Q4K::rows_dot`]: the same sums as its scalar loop, each activation block loaded
+    /// [`super::Q4K::rows_dot`]: the same sums as its scalar loop, each activation vector loaded
     /// once for all `R` rows.
     #[inline(always)]
     pub(super) fn rows_dot<const R: usize>(simd: V3, blocks: [&[Block]; R], x: &Q8Vector) -> [f32; R] {
@@ -208,30 +208,26 @@ pub(super) mod x86 {
         let activations = x.quants.as_chunks::<8>().0.iter().zip(&x.scales).zip(x.sums.as_chunks::<8>().0);
         for (b, ((p, dx), sx)) in activations.enumerate() {
             let sx: __m256 = pulp::cast(*sx);
-            let mut scales = [avx._mm256_setzero_si256(); R];
-            let mut dots = [avx._mm256_setzero_si256(); R];
-            for r in 0..R {
-                let block = &blocks[r][b];
-                let (sc, mins) = unpack_scales(simd, block.scales, f16_to_f32(block.dmin));
-                scales[r] = sc;
-                acc[r] = fma._mm256_fnmadd_ps(mins, sx, acc[r]);
-            }
+            let mut pairs = [avx._mm256_setzero_si256(); R];
             for j in 0..4 {
                 let (p_low, p_high): (__m256i, __m256i) = (pulp::cast(p[2 * j]), pulp::cast(p[2 * j + 1]));
                 for r in 0..R {
                     let q: __m256i = pulp::cast(blocks[r][b].qs[j]);
                     let q_low = avx2._mm256_and_si256(q, low);
                     let q_high = avx2._mm256_and_si256(avx2._mm256_srli_epi16::<4>(q), low);
-                    let sums = avx2._mm256_add_epi32(
-                        scaled_dot(simd, q_low, p_low, scales[r], 2 * j),
-                        scaled_dot(simd, q_high, p_high, scales[r], 2 * j + 1),
+                    let sums = avx2._mm256_add_epi16(
+                        avx2._mm256_maddubs_epi16(q_low, p_low),
+                        avx2._mm256_maddubs_epi16(q_high, p_high),
                     );
-                    dots[r] = avx2._mm256_add_epi32(dots[r], sums);
+                    pairs[r] = avx2._mm256_add_epi16(pairs[r], sums);
                 }
             }
             for r in 0..R {
-                let scale = avx._mm256_set1_ps(f16_to_f32(blocks[r][b].d) * dx);
-                acc[r] = fma._mm256_fmadd_ps(avx._mm256_cvtepi32_ps(dots[r]), scale, acc[r]);
+                let head = &blocks[r][b].head;
+                let (scales, mins) = unpack(simd, head);
+                let dot = avx._mm256_cvtepi32_ps(avx2._mm256_madd_epi16(pairs[r], scales));
+                acc[r] = fma._mm256_fmadd_ps(dot, avx._mm256_set1_ps(f16_to_f32(head.d()) * dx), acc[r]);
+                acc[r] = fma._mm256_fnmadd_ps(mins, sx, acc[r]);
             }
         }
         row_sums(simd, acc)

@@ -1,4 +1,4 @@
-//! Products over Q6_K weights, read as the GGUF stores them.
+//! Products over Q6_K weights.
 //!
 //! # The Q6_K super-block (ggml's `block_q6_K`, candle's `BlockQ6K`)
 //!
@@ -8,7 +8,9 @@
 //! takes its four 32-weight sub-blocks `t` from `ql[64n .. 64n + 64]` and `qh[32n .. 32n + 32]`:
 //! weight `l` of sub-block `t` has its low four bits in the low (`t < 2`) or high nibble of byte
 //! `ql[64n + 32·(t % 2) + l]` and its high two in bits `2t, 2t + 1` of `qh[32n + l]`.
-//! [`Matrix`](super::Matrix) keeps the blocks whole.
+//! [`Matrix`](super::Matrix) keeps 210 bytes too, the values in the
+//! [interleaved](super::interleave) order: vector `g`'s low bits in the low (`g` even) or high
+//! nibbles of `ql[32·(g / 2) ..]`, its high bits in bits `2·(g % 4)` and up of `qh[32·(g / 4) ..]`.
 //!
 //! # The dot product
 //!
@@ -17,12 +19,14 @@
 //!
 //! `d·dx · Σ_k sc_k · (Σ_w q_w·p_w − 32 · Σ_w p_w)` (`w` over the 16 weights of scale `k`)
 //!
-//! With AVX2, per 32 weights a `maddubs` (6-bit values × activations) and a `madd` by the two
-//! scales of the sub-block's halves; the offset is one `madd` of the scales by the activation
-//! sums per super-block (where ggml spends another `maddubs` per 32 weights), and there is one
-//! conversion to f32 per 256 weights.
+//! With AVX2, per 32 weights one `maddubs` (6-bit values × activations, to i16 pairs); the pairs
+//! of two vectors add up as i16 (at most 2 · 2 · 63 · 127) and one `madd` by the scales (in the
+//! interleaved order, vectors `0..4` hold the first 16 weights of each sub-block, `4..8` the
+//! last) takes them to i32. The offset is one `madd` of the scales by the activation sums per
+//! super-block (ggml spends another `maddubs` per 32 weights on it), and there is one conversion
+//! to f32 per 256 weights.
 
-use super::{BLOCK, Format, Kernel, Q8Vector, QK_K, f16_to_f32};
+use super::{BLOCK, Format, Kernel, Q8Vector, QK_K, deinterleave, f16_to_f32, interleave};
 use candle_core::quantized::GgmlDType;
 
 /// The Q6_K format.
@@ -31,9 +35,9 @@ pub(crate) struct Q6K;
 /// A Q6_K super-block.
 #[derive(Clone, Copy)]
 pub(crate) struct Block {
-    /// The low four bits of each weight (see the module's documentation for the order).
+    /// The low four bits of the interleaved vectors `2j` (low nibbles) and `2j + 1` (high).
     ql: [[u8; 32]; 4],
-    /// The high two bits of each weight.
+    /// The high two bits of the interleaved vectors `4h + t`, in bits `2t, 2t + 1`.
     qh: [[u8; 32]; 2],
     /// One scale per 16 weights.
     scales: [i8; 16],
@@ -44,12 +48,14 @@ pub(crate) struct Block {
 impl Block {
     /// `q` of the 256 weights, in order.
     fn values(&self) -> [u8; QK_K] {
-        std::array::from_fn(|w| {
-            let (n, t, l) = (w / 128, w % 128 / BLOCK, w % BLOCK);
-            let byte = self.ql[2 * n + t % 2][l];
-            let low = if t < 2 { byte & 0x0f } else { byte >> 4 };
-            low | (self.qh[n][l] >> (2 * t) & 3) << 4
-        })
+        let vectors = std::array::from_fn(|g| {
+            std::array::from_fn(|b| {
+                let low = (self.ql[g / 2][b] >> (4 * (g % 2))) & 0x0f;
+                low | ((self.qh[g / 4][b] >> (2 * (g % 4))) & 3) << 4
+            })
+        });
+        let sub_blocks: [[u8; 32]; 8] = deinterleave(&vectors);
+        std::array::from_fn(|w| sub_blocks[w / BLOCK][w % BLOCK])
     }
 }
 
@@ -66,9 +72,28 @@ impl Format for Q6K {
         let (qh, rest) = rest.split_first_chunk::<64>()?;
         let (scales, d) = rest.split_first_chunk::<16>()?;
         let d: &[u8; 2] = d.try_into().ok()?;
-        let ql = ql.as_chunks::<32>().0.try_into().ok()?;
-        let qh = qh.as_chunks::<32>().0.try_into().ok()?;
-        Some(((), Block { ql, qh, scales: scales.map(|s| s as i8), d: u16::from_le_bytes(*d) }))
+        let vectors = interleave(&std::array::from_fn(|s| {
+            std::array::from_fn(|l| {
+                let (n, t) = (s / 4, s % 4);
+                let low = (ql[64 * n + 32 * (t % 2) + l] >> (4 * (t / 2))) & 0x0f;
+                low | ((qh[32 * n + l] >> (2 * t)) & 3) << 4
+            })
+        }));
+        Some((
+            (),
+            Block {
+                ql: std::array::from_fn(|j| {
+                    std::array::from_fn(|b| vectors[2 * j][b] & 0x0f | (vectors[2 * j + 1][b] & 0x0f) << 4)
+                }),
+                qh: std::array::from_fn(|h| {
+                    std::array::from_fn(|b| {
+                        (0..4).fold(0, |bits, t| bits | (vectors[4 * h + t][b] >> 4) << (2 * t))
+                    })
+                }),
+                scales: scales.map(|s| s as i8),
+                d: u16::from_le_bytes(*d),
+            },
+        ))
     }
 
     #[inline(always)]
@@ -88,10 +113,10 @@ impl Format for Q6K {
             let activations = x.quants.as_chunks::<8>().0.iter().zip(&x.scales).zip(&x.sums16);
             for (block, ((p, dx), sums16)) in blocks[r].iter().zip(activations) {
                 let q = block.values();
-                let p = p.as_flattened();
+                let p = deinterleave(p);
                 let mut dot = 0i32;
                 for (((q, p), sc), sum) in
-                    q.chunks_exact(16).zip(p.chunks_exact(16)).zip(block.scales).zip(sums16)
+                    q.chunks_exact(16).zip(p.as_flattened().chunks_exact(16)).zip(block.scales).zip(sums16)
                 {
                     let sub: i32 = q.iter().zip(p).map(|(q, p)| i32::from(*q) * i32::from(*p)).sum();
                     dot += i32::from(sc) * (sub - 32 * i32::from(*sum));
@@ -124,29 +149,18 @@ mod x86 {
     use core::arch::x86_64::{__m128i, __m256i};
     use pulp::x86::V3;
 
-    /// `pshufb` controls for sub-block `t` of a half: 16-bit lane `2t` of the low 128 bits and
-    /// `2t + 1` of the high ones (the scales of its two 16 weights) broadcast over each half.
-    const SCALE_PAIRS: [[u8; 32]; 4] = {
-        let mut controls = [[0; 32]; 4];
-        let mut t = 0;
-        while t < 4 {
-            let mut i = 0;
-            while i < 32 {
-                controls[t][i] = (4 * t + 2 * (i / 16) + i % 2) as u8;
-                i += 1;
-            }
-            t += 1;
-        }
-        controls
-    };
+    /// `pshufb` controls that double the even (first 16 weights of each sub-block) or odd (last
+    /// 16) scales, one per pair of bytes of an interleaved vector.
+    const FIRST_HALVES: [u8; 16] = [0, 0, 2, 2, 4, 4, 6, 6, 8, 8, 10, 10, 12, 12, 14, 14];
+    const SECOND_HALVES: [u8; 16] = [1, 1, 3, 3, 5, 5, 7, 7, 9, 9, 11, 11, 13, 13, 15, 15];
 
-    /// Sub-block `T` of half `n`: its 6-bit values, one per byte.
+    /// Interleaved vector `4h + T` of a block: its 6-bit values, one per byte.
     #[inline(always)]
-    fn values<const T: usize>(simd: V3, block: &Block, n: usize) -> __m256i {
+    fn values<const T: usize>(simd: V3, block: &Block, h: usize) -> __m256i {
         let (avx, avx2) = (simd.avx, simd.avx2);
-        let ql: __m256i = pulp::cast(block.ql[2 * n + T % 2]);
-        let qh: __m256i = pulp::cast(block.qh[n]);
-        let low = if T < 2 { ql } else { avx2._mm256_srli_epi16::<4>(ql) };
+        let ql: __m256i = pulp::cast(block.ql[2 * h + T / 2]);
+        let qh: __m256i = pulp::cast(block.qh[h]);
+        let low = if T.is_multiple_of(2) { ql } else { avx2._mm256_srli_epi16::<4>(ql) };
         // Bits 2T, 2T + 1 to bits 4, 5 (16-bit shifts by at most 4 move none across bytes).
         let high = match T {
             0 => avx2._mm256_slli_epi16::<4>(qh),
@@ -160,59 +174,55 @@ mod x86 {
         )
     }
 
-    /// Adds sub-block `T` of half `n` of super-block `b` of each row, times its scales, to `dots`.
+    /// Adds interleaved vectors `4h + T0` and `4h + T1` (`T1 = T0 + 1`) of super-block `b` of each
+    /// row, times their scales, to `dots`.
     #[inline(always)]
-    fn sub_block<const T: usize, const R: usize>(
+    fn pair<const T0: usize, const T1: usize, const R: usize>(
         simd: V3,
         blocks: [&[Block]; R],
         b: usize,
-        n: usize,
-        p: &[i8; 32],
+        h: usize,
+        p: &[[i8; 32]; 8],
         scales: &[__m256i; R],
         dots: &mut [__m256i; R],
     ) {
         let avx2 = simd.avx2;
-        let p: __m256i = pulp::cast(*p);
-        let control: __m256i = pulp::cast(SCALE_PAIRS[T]);
+        let p0: __m256i = pulp::cast(p[4 * h + T0]);
+        let p1: __m256i = pulp::cast(p[4 * h + T1]);
         for r in 0..R {
-            let q = values::<T>(simd, &blocks[r][b], n);
-            let pairs = avx2._mm256_maddubs_epi16(q, p);
-            let scaled = avx2._mm256_madd_epi16(pairs, avx2._mm256_shuffle_epi8(scales[r], control));
-            dots[r] = avx2._mm256_add_epi32(dots[r], scaled);
+            let block = &blocks[r][b];
+            let pairs = avx2._mm256_add_epi16(
+                avx2._mm256_maddubs_epi16(values::<T0>(simd, block, h), p0),
+                avx2._mm256_maddubs_epi16(values::<T1>(simd, block, h), p1),
+            );
+            dots[r] = avx2._mm256_add_epi32(dots[r], avx2._mm256_madd_epi16(pairs, scales[r]));
         }
     }
 
-    /// [`super::Q6K::rows_dot`]: the same sums as its scalar loop, each activation block loaded
+    /// [`super::Q6K::rows_dot`]: the same sums as its scalar loop, each activation vector loaded
     /// once for all `R` rows.
     #[inline(always)]
     pub(super) fn rows_dot<const R: usize>(simd: V3, blocks: [&[Block]; R], x: &Q8Vector) -> [f32; R] {
-        let (avx, avx2, fma) = (simd.avx, simd.avx2, simd.fma);
+        let (avx, avx2, fma, ssse3) = (simd.avx, simd.avx2, simd.fma, simd.ssse3);
         let mut acc = [avx._mm256_setzero_ps(); R];
         let activations = x.quants.as_chunks::<8>().0.iter().zip(&x.scales).zip(&x.sums16);
         for (b, ((p, dx), sums16)) in activations.enumerate() {
             let sums16: __m256i = pulp::cast(*sums16);
-            let mut all_scales = [avx._mm256_setzero_si256(); R];
+            let mut halves = [[avx._mm256_setzero_si256(); R]; 2];
             let mut dots = [avx._mm256_setzero_si256(); R];
             for r in 0..R {
                 let scales: __m128i = pulp::cast(blocks[r][b].scales);
-                all_scales[r] = avx2._mm256_cvtepi8_epi16(scales);
                 // −32 · Σ_k sc_k · Σ p over scale k's 16 weights.
-                let offset = avx2._mm256_madd_epi16(all_scales[r], sums16);
+                let offset = avx2._mm256_madd_epi16(avx2._mm256_cvtepi8_epi16(scales), sums16);
                 dots[r] = avx2._mm256_sub_epi32(dots[r], avx2._mm256_slli_epi32::<5>(offset));
+                halves[0][r] =
+                    avx2._mm256_cvtepi8_epi16(ssse3._mm_shuffle_epi8(scales, pulp::cast(FIRST_HALVES)));
+                halves[1][r] =
+                    avx2._mm256_cvtepi8_epi16(ssse3._mm_shuffle_epi8(scales, pulp::cast(SECOND_HALVES)));
             }
-            for n in 0..2 {
-                let mut scales = [avx._mm256_setzero_si256(); R];
-                for r in 0..R {
-                    scales[r] = if n == 0 {
-                        avx2._mm256_permute2x128_si256::<0x00>(all_scales[r], all_scales[r])
-                    } else {
-                        avx2._mm256_permute2x128_si256::<0x11>(all_scales[r], all_scales[r])
-                    };
-                }
-                sub_block::<0, R>(simd, blocks, b, n, &p[4 * n], &scales, &mut dots);
-                sub_block::<1, R>(simd, blocks, b, n, &p[4 * n + 1], &scales, &mut dots);
-                sub_block::<2, R>(simd, blocks, b, n, &p[4 * n + 2], &scales, &mut dots);
-                sub_block::<3, R>(simd, blocks, b, n, &p[4 * n + 3], &scales, &mut dots);
+            for (h, scales) in halves.iter().enumerate() {
+                pair::<0, 1, R>(simd, blocks, b, h, p, scales, &mut dots);
+                pair::<2, 3, R>(simd, blocks, b, h, p, scales, &mut dots);
             }
             for r in 0..R {
                 let scale = avx._mm256_set1_ps(f16_to_f32(blocks[r][b].d) * dx);
