@@ -11,6 +11,7 @@ mod config_cmd;
 mod gateway;
 mod keys;
 mod markdown;
+mod memory;
 mod models;
 mod output;
 mod providers;
@@ -53,6 +54,7 @@ Examples:
   exoclaw chat -c \"And now make it faster\"      continue the last session
   exoclaw                                       the REPL
   exoclaw session list
+  exoclaw memory search Lyon                    what past sessions said
 
 Exit codes: 0 ok, 1 error, 2 usage error, 130 interrupted (Ctrl+C).
 Logs: RUST_LOG=debug (to stderr, never mixed into --json output).";
@@ -66,6 +68,9 @@ enum Command {
     /// Stored sessions: list, show, resume, delete, export.
     #[command(subcommand)]
     Session(sessions::SessionCommand),
+    /// What the agent remembers across sessions: search, facts, forget, export.
+    #[command(subcommand, after_help = memory::HELP)]
+    Memory(memory::MemoryCommand),
     /// List the models each available provider offers.
     Models,
     /// Provider health: `exoclaw providers status`.
@@ -178,6 +183,7 @@ fn main() -> ExitCode {
             repl::ReplArgs { turn: *turn, session: Some(id), continue_last: false },
         ),
         Some(Command::Session(command)) => runtime.block_on(sessions::run(config, command)),
+        Some(Command::Memory(command)) => runtime.block_on(memory::run(config, command)),
         Some(Command::Providers(command)) => runtime.block_on(providers::run(config, command)),
         Some(Command::Usage(args)) => runtime.block_on(usage::run(config, args)),
         Some(Command::Gateway(args)) => runtime.block_on(gateway::run(config, args)),

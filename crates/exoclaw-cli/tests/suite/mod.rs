@@ -6,6 +6,7 @@ mod crash;
 mod gateway;
 mod gateway_ws;
 mod local_model;
+mod memory;
 mod peers;
 mod routing;
 mod sessions;

@@ -18,7 +18,7 @@ pub const DEFAULT_CONTEXT_WINDOW: usize = 32_768;
 pub const DEFAULT_ANSWER_ROOM: usize = 4_096;
 
 /// The long-term memory store `[memory] url` names, or `sessions` (the sessions' database).
-pub(crate) async fn open_store(config: &Config, sessions: &Store) -> Result<Arc<dyn MemoryStore>, StoreError> {
+pub async fn open_store(config: &Config, sessions: &Store) -> Result<Arc<dyn MemoryStore>, StoreError> {
     let Some(url) = config.memory.url.as_deref().map(str::trim).filter(|u| !u.is_empty()) else {
         return Ok(Arc::new(sessions.clone()));
     };
@@ -30,7 +30,12 @@ pub(crate) async fn open_store(config: &Config, sessions: &Store) -> Result<Arc<
 
 /// The memory `config` describes, in `memory_store`, over the sessions in `store`, asking
 /// `router` for summaries and facts.
-pub(crate) fn open(config: &Arc<Config>, memory_store: Arc<dyn MemoryStore>, store: &Store, router: Arc<dyn Provider>) -> Memory {
+pub(crate) fn open(
+    config: &Arc<Config>,
+    memory_store: Arc<dyn MemoryStore>,
+    store: &Store,
+    router: Arc<dyn Provider>,
+) -> Memory {
     let settings = &config.memory;
     let facts = match settings.facts {
         FactsSetting::Model => FactsMode::Model,

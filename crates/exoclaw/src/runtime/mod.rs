@@ -82,7 +82,9 @@ pub enum RuntimeError {
         known: String,
     },
     /// The long-term memory store (`[memory] url`) could not be opened.
-    #[error("cannot open the long-term memory store: {0}; check [memory] url, or remove it to keep memory in the sessions' database")]
+    #[error(
+        "cannot open the long-term memory store: {0}; check [memory] url, or remove it to keep memory in the sessions' database"
+    )]
     Memory(StoreError),
     /// The store could not be read (the usage ledger, for the budgets).
     #[error("cannot read the usage ledger for the budgets: {0}")]
