@@ -244,18 +244,31 @@ impl Memory {
     ) -> Result<(Vec<Message>, Option<MemoryError>), MemoryError> {
         let messages = self.sessions.messages(session).await?;
         let from = usize::try_from(self.store.indexed_messages(session).await?).unwrap_or(usize::MAX);
+        let warning =
+            self.index_messages(session, owner, from, messages.get(from..).unwrap_or_default()).await?;
+        Ok((messages, warning))
+    }
+
+    /// Indexes `messages`, the session's from position `first` on (their user and assistant
+    /// text), with embeddings when the embedder answers.
+    async fn index_messages(
+        &self,
+        session: SessionId,
+        owner: &str,
+        first: usize,
+        messages: &[Message],
+    ) -> Result<Option<MemoryError>, MemoryError> {
         let mut entries: Vec<NewEntry> = messages
             .iter()
             .enumerate()
-            .skip(from)
             .filter(|(_, m)| matches!(m.role, Role::User | Role::Assistant))
-            .filter_map(|(seq, m)| {
+            .filter_map(|(index, m)| {
                 let text = m.text();
                 (!text.trim().is_empty()).then(|| NewEntry {
                     owner: owner.to_owned(),
                     session,
                     kind: EntryKind::Message,
-                    seq: seq as u64,
+                    seq: (first + index) as u64,
                     role: Some(m.role),
                     text,
                     created_at: m.created_at,
@@ -267,7 +280,37 @@ impl Memory {
         if !entries.is_empty() {
             self.store.index(&entries).await?;
         }
-        Ok((messages, warning))
+        Ok(warning)
+    }
+
+    /// Indexes a turn's messages, just committed: only they are read when the index is current
+    /// up to the turn (the usual case); otherwise the whole session is caught up. Gives where the
+    /// turn's first message is in the session, and the session's messages when they were read.
+    async fn index_turn(
+        &self,
+        report: &TurnReport,
+        owner: &str,
+    ) -> Result<(usize, u64, Option<Vec<Message>>, Option<MemoryError>), MemoryError> {
+        let session = report.session_id;
+        let count = self.sessions.session(session).await?.map_or(0, |info| info.message_count);
+        let from = self.store.indexed_messages(session).await?;
+        let turn = report.messages.len() as u64;
+        // The index's mark may trail the turn by messages that have no text (tool results), so
+        // the turn is alone past the mark when the mark is within the turn.
+        let first = count.saturating_sub(turn);
+        if from >= first && from <= count {
+            let skip = usize::try_from(from - first).unwrap_or(usize::MAX);
+            let first = usize::try_from(first).unwrap_or(usize::MAX);
+            let warning = self
+                .index_messages(session, owner, first + skip, report.messages.get(skip..).unwrap_or_default())
+                .await?;
+            return Ok((first, count, None, warning));
+        }
+        let (messages, warning) = self.index_session(session, owner).await?;
+        let first =
+            messages.iter().position(|m| Some(m.id) == report.messages.first().map(|f| f.id)).unwrap_or(0);
+        let count = messages.len() as u64;
+        Ok((first, count, Some(messages), warning))
     }
 
     pub(crate) async fn add_embeddings(&self, entries: &mut [NewEntry]) -> Option<MemoryError> {
@@ -544,24 +587,28 @@ impl AfterTurn for Memory {
     async fn after_turn(&self, report: &TurnReport) {
         let session = report.session_id;
         let owner = owner_of(report.session_key.as_ref());
-        let messages = match self.index_session(session, &owner).await {
-            Ok((messages, warning)) => {
+        let (first, count, messages) = match self.index_turn(report, &owner).await {
+            Ok((first, count, messages, warning)) => {
                 if let Some(e) = warning {
                     tracing::warn!(%session, error = %e, "indexed without embeddings");
                 }
-                Some(messages)
+                (first, count, messages)
             }
             Err(e) => {
                 tracing::warn!(%session, error = %e, "indexing failed; it catches up after the next turn");
-                None
+                (0, 0, None)
             }
         };
-        for message in report.messages.iter().filter(|m| m.role == Role::User) {
-            let seq =
-                messages.as_ref().and_then(|all| all.iter().position(|m| m.id == message.id)).unwrap_or(0);
-            if let Err(e) = self.learn(&owner, session, seq as u64, &message.text(), &report.model).await {
+        for (index, message) in report.messages.iter().enumerate().filter(|(_, m)| m.role == Role::User) {
+            let seq = (first + index) as u64;
+            if let Err(e) = self.learn(&owner, session, seq, &message.text(), &report.model).await {
                 tracing::warn!(%session, error = %e, "facts could not be recorded");
             }
+        }
+        // Archival reads the session only when its window may be past the limit.
+        let through = self.store.summary(session).await.ok().flatten().map_or(0, |s| s.through);
+        if count > 0 && count.saturating_sub(through) <= self.options.window as u64 {
+            return;
         }
         if let Err(e) = self.archive(session, &owner, &report.model, messages).await {
             tracing::warn!(%session, error = %e, "archival failed; it is tried again after the next turn");

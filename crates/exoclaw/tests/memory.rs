@@ -304,7 +304,12 @@ async fn an_arcadedb_memory_store_stopped_mid_session_leaves_turns_going_and_cat
     let dir = tempfile::tempdir().unwrap();
     let provider = model(r#"{"facts": []}"#);
     let runtime = runtime(&dir.path().join("m.db"), &format!("url = \"{url}\""), provider.clone()).await;
-    let first = runtime.submit(Target::New { agent: None }, TurnInput::message("My bicycle is a green Peugeot.")).unwrap().report().await.unwrap();
+    let first = runtime
+        .submit(Target::New { agent: None }, TurnInput::message("My bicycle is a green Peugeot."))
+        .unwrap()
+        .report()
+        .await
+        .unwrap();
     let session = first.session_id;
     assert!(runtime.settle(Duration::from_secs(30)).await);
     let memory = runtime.memory().unwrap().store().clone();
@@ -312,7 +317,8 @@ async fn an_arcadedb_memory_store_stopped_mid_session_leaves_turns_going_and_cat
 
     server.stop();
     let events = std::sync::Mutex::new(Vec::new());
-    let handle = runtime.submit(Target::Session(session), TurnInput::message("I also own a red kayak.")).unwrap();
+    let handle =
+        runtime.submit(Target::Session(session), TurnInput::message("I also own a red kayak.")).unwrap();
     let report = handle.finish(&|e| events.lock().unwrap().push(e)).await.unwrap();
     assert_eq!(report.text(), "Noted.", "the turn goes on without its memory store");
     let warnings: Vec<String> = events
