@@ -220,17 +220,21 @@ impl Memory {
         limit: usize,
     ) -> Result<(Vec<Hit>, Option<MemoryError>), MemoryError> {
         let wide = limit.saturating_mul(3).max(10);
-        let text = self.store.search_text(owner, query, wide).await?;
-        let (semantic, warning) = match &self.embedder {
-            None => (Vec::new(), None),
-            Some(embedder) => match embed(embedder, vec![query.to_owned()]).await {
+        // The full-text search runs while the query is embedded and searched by embedding: the two
+        // wait on different things (the database, the embedder and the CPU), so the search takes
+        // about the longer of the two rather than their sum.
+        let semantic = async {
+            let Some(embedder) = &self.embedder else { return Ok::<_, MemoryError>((Vec::new(), None)) };
+            match embed(embedder, vec![query.to_owned()]).await {
                 Ok(mut vectors) => match vectors.pop() {
-                    Some(vector) => (self.store.search_embedding(owner, &vector, wide).await?, None),
-                    None => (Vec::new(), None),
+                    Some(vector) => Ok((self.store.search_embedding(owner, &vector, wide).await?, None)),
+                    None => Ok((Vec::new(), None)),
                 },
-                Err(e) => (Vec::new(), Some(e)),
-            },
+                Err(e) => Ok((Vec::new(), Some(e))),
+            }
         };
+        let (text, semantic) = tokio::join!(self.store.search_text(owner, query, wide), semantic);
+        let (text, (semantic, warning)) = (text?, semantic?);
         Ok((rank::fuse(text, semantic, &self.options.ranking, Utc::now(), limit), warning))
     }
 

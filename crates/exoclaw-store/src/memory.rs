@@ -178,7 +178,80 @@ pub(crate) fn without_stop_words(words: Vec<String>) -> Vec<String> {
 /// An FTS5 query matching any of `words`: each a quoted string (`"lyon" OR "moved"`), so none is
 /// read as an operator (`NEAR`, `OR`) or a column filter.
 pub(crate) fn fts5_query(words: &[String]) -> String {
-    words.iter().map(|w| format!("\"{}\"", w.replace('"', "\"\""))).collect::<Vec<_>>().join(" OR ")
+    words.iter().map(|w| fts5_phrase(w)).collect::<Vec<_>>().join(" OR ")
+}
+
+/// `word` as an FTS5 string, quoted.
+pub(crate) fn fts5_phrase(word: &str) -> String {
+    format!("\"{}\"", word.replace('"', "\"\""))
+}
+
+/// Matches one full-text search ranks by BM25, about, when its words are in more entries than
+/// that. SQLite's `bm25()` costs about a microsecond a match (it reads the match's positions and
+/// length), and a question's common words are in thousands of entries out of 100,000 (ranking
+/// them all took 5 to 40 ms), while the entries it should find are nearly always among those
+/// with its rarer words.
+pub(crate) const RANKED_MATCHES: u64 = 1_000;
+
+/// How an SQLite full-text search runs (`sqlite/memory.rs`), from how many entries each of its
+/// words is in.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum TextPlan {
+    /// Every match of this FTS5 query is ranked.
+    All(String),
+    /// Only the entries with one of the rarer words are: those of `without_common` and of
+    /// `with_common`, which never match the same entry, and each rank their matches as `full`
+    /// (the query of all the words) would.
+    Bounded { without_common: String, with_common: String, full: String },
+}
+
+impl TextPlan {
+    /// The query of all the words (in some entry), which ranks every match.
+    pub(crate) fn full(&self) -> &str {
+        match self {
+            Self::All(full) | Self::Bounded { full, .. } => full,
+        }
+    }
+}
+
+/// The plan for `counts` (each word with the entries it is in, counted up to a little over
+/// [`RANKED_MATCHES`]) when `wanted` results are asked for; `None` when no word is in any entry.
+///
+/// When all the words' matches together are few, every match is ranked. Otherwise the rarest
+/// words drive: added from the rarest up while their matches stay under [`RANKED_MATCHES`], and
+/// at least until `wanted` matches are reached. The candidates are the entries with a driving
+/// word, as two queries, `(driving) NOT (others)` and `(driving) AND (others)`: every phrase of
+/// the whole query is in each expression, so each candidate gets exactly the score the whole
+/// query would give it (BM25 weighs a word by its frequency in the whole index, not among the
+/// matches). An entry with none of the rarer words, only common ones, ranks below nearly all of
+/// them anyway (its words weigh little); it is not found unless too few candidates are.
+pub(crate) fn text_plan(counts: &[(String, u64)], wanted: u64) -> Option<TextPlan> {
+    let mut present: Vec<&(String, u64)> = counts.iter().filter(|(_, count)| *count > 0).collect();
+    if present.is_empty() {
+        return None;
+    }
+    present.sort_by_key(|(_, count)| *count);
+    let words = |of: &[&(String, u64)]| of.iter().map(|(w, _)| w.clone()).collect::<Vec<_>>();
+    let full = fts5_query(&words(&present));
+    let mut driving = 0;
+    let mut matches = 0u64;
+    for (_, count) in &present {
+        if driving > 0 && matches >= wanted && matches.saturating_add(*count) > RANKED_MATCHES {
+            break;
+        }
+        driving += 1;
+        matches = matches.saturating_add(*count);
+    }
+    if driving == present.len() {
+        return Some(TextPlan::All(full));
+    }
+    let (rare, common) = present.split_at(driving);
+    let (rare, common) = (fts5_query(&words(rare)), fts5_query(&words(common)));
+    Some(TextPlan::Bounded {
+        without_common: format!("({rare}) NOT ({common})"),
+        with_common: format!("({rare}) AND ({common})"),
+        full,
+    })
 }
 
 /// `entries` with each (session, kind, seq) once, the last given winning: one `INSERT` cannot
@@ -286,6 +359,29 @@ mod tests {
     fn fts5_queries_quote_every_word() {
         let words = vec!["lyon".to_owned(), "or".to_owned(), "a\"b".to_owned()];
         assert_eq!(fts5_query(&words), "\"lyon\" OR \"or\" OR \"a\"\"b\"");
+    }
+
+    #[test]
+    fn text_plans_leave_out_common_words_only_past_the_bound() {
+        let counts = |c: &[(&str, u64)]| c.iter().map(|(w, n)| ((*w).to_owned(), *n)).collect::<Vec<_>>();
+        assert_eq!(text_plan(&counts(&[("qux", 0)]), 60), None);
+        let plan = text_plan(&counts(&[("sister", 400), ("qux", 0), ("lyon", 30)]), 60).unwrap();
+        assert_eq!(plan, TextPlan::All("\"lyon\" OR \"sister\"".into()));
+        // Common words are left out once the rarer ones match enough…
+        let common = [("time", 1001), ("sister", 700), ("lyon", 200), ("dentist", 5)];
+        assert_eq!(
+            text_plan(&counts(&common), 60).unwrap(),
+            TextPlan::Bounded {
+                without_common: "(\"dentist\" OR \"lyon\" OR \"sister\") NOT (\"time\")".into(),
+                with_common: "(\"dentist\" OR \"lyon\" OR \"sister\") AND (\"time\")".into(),
+                full: "\"dentist\" OR \"lyon\" OR \"sister\" OR \"time\"".into(),
+            }
+        );
+        // …but not before.
+        let plan = text_plan(&counts(&[("time", 1001), ("good", 1001), ("dentist", 5)]), 60).unwrap();
+        assert_eq!(plan.full(), "\"dentist\" OR \"time\" OR \"good\"");
+        assert!(matches!(plan, TextPlan::Bounded { without_common, .. }
+            if without_common == "(\"dentist\" OR \"time\") NOT (\"good\")"));
     }
 
     #[test]

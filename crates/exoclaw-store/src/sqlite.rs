@@ -55,6 +55,14 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reader connections: enough for a gateway's concurrent reads on two to eight cores.
 const READERS: u32 = 4;
 
+/// Bytes of the database file readers map into memory (address space, not memory: the pages are
+/// the operating system's cache). Memory searches read a few hundred entries scattered over a
+/// file of hundreds of megabytes (mostly embeddings); through the map each page is a memory access
+/// rather than a `read` call into a small private page cache, which took looking up 200 entries
+/// found by a text search from 1–5 ms to about 0.5 ms on a 100,000-entry memory. Writes still go
+/// through the writer's ordinary I/O.
+const READER_MMAP: &str = "1073741824";
+
 /// How often the background task checkpoints the WAL when writes are few.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
@@ -286,7 +294,7 @@ impl SqliteStore {
         // an idle gateway or REPL would carry for nothing).
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
-            .connect_lazy_with(options.clone().pragma("query_only", "ON"));
+            .connect_lazy_with(options.clone().pragma("query_only", "ON").pragma("mmap_size", READER_MMAP));
         let checkpointer = if background {
             let pool = SqlitePoolOptions::new().max_connections(1).connect_lazy_with(options);
             Some(Arc::new(Checkpointer::start(pool, location.clone())))

@@ -144,6 +144,36 @@ pub async fn text_search_is_owner_scoped(store: Arc<dyn MemoryStore>) {
     assert!(store.search_text("carol", "Lyon", 10).await.unwrap().is_empty());
 }
 
+/// Enough entries that common words are in over a thousand each: SQLite then ranks only the
+/// entries with a question's rarer words, which must still be the best ones, and only the owner's.
+pub async fn text_search_among_thousands_of_matches_keeps_the_best_and_the_owners(
+    store: Arc<dyn MemoryStore>,
+) {
+    let (alices, bobs) = (SessionId::new(), SessionId::new());
+    let mut entries: Vec<NewEntry> =
+        (0..1_200).map(|seq| message("bob", bobs, seq, &format!("tea break number {seq}"))).collect();
+    entries.extend((0..1_100).map(|seq| message("alice", alices, seq, "more coffee, please")));
+    entries.extend([
+        message("alice", alices, 1_100, "my sister drinks her coffee in Lyon"),
+        message("alice", alices, 1_101, "my sister lives in Lyon"),
+        message("alice", alices, 1_102, "a sister in Tokyo"),
+    ]);
+    for batch in entries.chunks(500) {
+        store.index(batch).await.unwrap();
+    }
+    let found = store.search_text("alice", "does my sister like coffee in Lyon?", 2).await.unwrap();
+    let mut best = texts(&found);
+    best.sort_unstable();
+    assert_eq!(best, vec!["my sister drinks her coffee in Lyon", "my sister lives in Lyon"]);
+    let found = store.search_text("alice", "does my sister like coffee in Lyon?", 5).await.unwrap();
+    assert_eq!(found.len(), 5, "{found:?}");
+    assert_eq!(texts(&found[2..]), vec!["a sister in Tokyo", "more coffee, please", "more coffee, please"]);
+    // Another owner's matches, however many, are never found.
+    assert!(store.search_text("alice", "a tea break", 10).await.unwrap().is_empty());
+    assert!(store.search_text("bob", "coffee in Lyon", 10).await.unwrap().is_empty());
+    assert_eq!(store.search_text("bob", "tea", 20).await.unwrap().len(), 20);
+}
+
 pub async fn text_search_never_fails_on_hostile_queries(store: Arc<dyn MemoryStore>) {
     let session = SessionId::new();
     store.index(&[message("alice", session, 0, "I moved to Lyon, it's lovely")]).await.unwrap();

@@ -44,6 +44,7 @@ macro_rules! memory_scenario_tests {
             text_search_finds_stemmed_words,
             text_search_ranks_the_better_match_first,
             text_search_is_owner_scoped,
+            text_search_among_thousands_of_matches_keeps_the_best_and_the_owners,
             text_search_never_fails_on_hostile_queries,
             embedding_search_returns_the_nearest_first,
             embedding_search_skips_entries_without_embeddings_or_of_other_dimensions,
