@@ -265,7 +265,12 @@ impl Repl<'_> {
             return;
         };
         use exoclaw_core::SessionStore;
-        match self.runtime.block_on(self.app.store.clear_session(session.id)) {
+        let cleared = self.runtime.block_on(async {
+            self.app.store.clear_session(session.id).await?;
+            // What memory derived from the messages goes with them.
+            exoclaw::runtime::memory::reset_session(self.app.config(), &self.app.store, session.id).await
+        });
+        match cleared {
             Ok(()) => println!("session {} cleared", session.id),
             Err(e) => crate::output::error(&e.into()),
         }

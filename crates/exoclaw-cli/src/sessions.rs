@@ -81,6 +81,11 @@ pub async fn run(config: Option<&Path>, command: SessionCommand) -> anyhow::Resu
         SessionCommand::Delete { id } => {
             let session = find(&app, &id).await?;
             app.store.delete_session(session.id).await?;
+            // What memory derived from its messages goes too (facts learned from it stay).
+            exoclaw::runtime::memory::reset_session(app.config(), &app.store, session.id).await.context(
+                "the session is deleted, but what memory derived from it could not be forgotten; \
+                          run `exoclaw memory forget --session ID` when the memory store is back",
+            )?;
             println!("deleted session {}", session.id);
         }
         SessionCommand::Export { id, format, output } => {

@@ -119,8 +119,15 @@ pub trait MemoryIndex: Send + Sync {
     async fn index(&self, entries: &[NewEntry]) -> Result<(), StoreError>;
 
     /// How many of the session's messages are indexed: the `seq` the next one to index has
-    /// (one past the highest indexed message; 0 for none).
+    /// (one past the highest message ever indexed; 0 for none). A mark kept apart from the
+    /// entries: [`forget`](Self::forget) never lowers it, so forgotten messages are not indexed
+    /// again; only [`reset_session`](Self::reset_session) sets it back to 0.
     async fn indexed_messages(&self, session: SessionId) -> Result<u64, StoreError>;
+
+    /// Forgets everything derived from the session's messages — its entries, its summary and its
+    /// indexing mark — for when the messages themselves are cleared or deleted: the session's
+    /// memory starts over. Facts learned from it are kept (they belong to the user).
+    async fn reset_session(&self, session: SessionId) -> Result<(), StoreError>;
 
     /// The owner's entries that match `query`'s words, best first, at most `limit`. The query is
     /// plain text: the store turns it into its own query language, so no input is a syntax error.

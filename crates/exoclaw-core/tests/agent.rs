@@ -311,6 +311,7 @@ fn label(event: &AgentEvent) -> String {
             format!("result {call_id}{}", if *is_error { " error" } else { "" })
         }
         AgentEvent::Usage { .. } => "usage".to_owned(),
+        AgentEvent::Warning { message } => format!("warning {message}"),
         AgentEvent::Error { code, .. } => format!("error {code}"),
         AgentEvent::Done { outcome, .. } => format!("done {outcome:?}"),
     }

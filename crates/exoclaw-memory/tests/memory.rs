@@ -110,6 +110,10 @@ impl MemoryIndex for Switchable {
         self.check()?;
         self.store.indexed_messages(session).await
     }
+    async fn reset_session(&self, session: SessionId) -> Result<(), StoreError> {
+        self.check()?;
+        self.store.reset_session(session).await
+    }
     async fn search_text(
         &self,
         owner: &str,

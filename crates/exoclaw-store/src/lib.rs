@@ -227,6 +227,7 @@ forward_to_backend! {
     MemoryIndex {
         fn index(&self, entries: &[NewEntry]) -> Result<(), StoreError>;
         fn indexed_messages(&self, session: SessionId) -> Result<u64, StoreError>;
+        fn reset_session(&self, session: SessionId) -> Result<(), StoreError>;
         fn search_text(&self, owner: &str, query: &str, limit: usize) -> Result<Vec<ScoredEntry>, StoreError>;
         fn search_embedding(
             &self,

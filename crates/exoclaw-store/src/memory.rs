@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use exoclaw_core::{EntryKind, NewEntry, StoreError};
 use exoclaw_types::SessionId;
 
-use crate::codec::from_i64;
+use crate::codec::{from_i64, to_i64};
 
 /// Words of a query searched at most: a pasted page must not become a query of thousands of terms.
 const MAX_QUERY_WORDS: usize = 32;
@@ -281,6 +281,20 @@ pub(crate) fn by_session_and_kind(entries: &[&NewEntry]) -> Vec<((SessionId, Ent
         }
     }
     groups
+}
+
+/// The indexing marks `entries` raise: per session with messages among them, one past the
+/// highest message position (see [`MemoryIndex::indexed_messages`](exoclaw_core::MemoryIndex)).
+pub(crate) fn message_marks(entries: &[&NewEntry]) -> Result<Vec<(SessionId, i64)>, StoreError> {
+    let mut marks: Vec<(SessionId, u64)> = Vec::new();
+    for entry in entries.iter().filter(|e| e.kind == EntryKind::Message) {
+        let next = entry.seq.saturating_add(1);
+        match marks.iter_mut().find(|(session, _)| *session == entry.session) {
+            Some((_, mark)) => *mark = (*mark).max(next),
+            None => marks.push((entry.session, next)),
+        }
+    }
+    marks.into_iter().map(|(session, mark)| Ok((session, to_i64(mark, "indexing mark")?))).collect()
 }
 
 /// An entry's embedding, unless it has none or an empty one (which nothing can be near).

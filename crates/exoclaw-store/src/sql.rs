@@ -137,9 +137,23 @@ macro_rules! entry_columns {
     };
 }
 
-/// The highest `seq` of session `$1`'s indexed messages (NULL for none).
-pub(crate) const INDEXED_MESSAGES: &str =
-    "SELECT MAX(seq) FROM memory_entries WHERE session_id = $1 AND kind = 'message'";
+/// Session `$1`'s indexing mark (no row for none).
+pub(crate) const INDEXED_MESSAGES: &str = "SELECT indexed FROM memory_marks WHERE session_id = $1";
+
+/// Raises session `$1`'s indexing mark to `$2`, never lowering it.
+pub(crate) const RAISE_MARK: &str = "INSERT INTO memory_marks (session_id, indexed) VALUES ($1, $2) \
+     ON CONFLICT (session_id) DO UPDATE SET indexed = excluded.indexed \
+     WHERE excluded.indexed > memory_marks.indexed";
+
+/// Every entry of session `$1`, whoever's (a session's memory starting over).
+pub(crate) const RESET_SESSION_ENTRIES: &str =
+    concat!("DELETE FROM memory_entries WHERE session_id = $1", deleted_entries!());
+
+/// Session `$1`'s summary.
+pub(crate) const DELETE_SUMMARY: &str = "DELETE FROM memory_summaries WHERE session_id = $1";
+
+/// Session `$1`'s indexing mark.
+pub(crate) const DELETE_MARK: &str = "DELETE FROM memory_marks WHERE session_id = $1";
 
 /// Owner `$1`'s entries, newest first, at most `$2`.
 pub(crate) const MEMORY_ENTRIES: &str = concat!(

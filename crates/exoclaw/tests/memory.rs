@@ -342,3 +342,35 @@ async fn an_arcadedb_memory_store_stopped_mid_session_leaves_turns_going_and_cat
     let hits = memory.search_text(LOCAL_OWNER, "kayak", 5).await.unwrap();
     assert_eq!(hits[0].entry.text, "I also own a red kayak.");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cleared_session_starts_its_memory_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = model(r#"{"facts": []}"#);
+    let runtime = runtime(&dir.path().join("m.db"), "window = 4", provider.clone()).await;
+    let first = runtime
+        .submit(Target::New { agent: None }, TurnInput::message("Hello."))
+        .unwrap()
+        .report()
+        .await
+        .unwrap();
+    let session = first.session_id;
+    assert!(runtime.settle(Duration::from_secs(30)).await);
+    for n in 2..=4 {
+        say(&runtime, session, &format!("Old message {n} about the aquarium.")).await;
+    }
+    assert!(runtime.store().summary(session).await.unwrap().is_some(), "archived before the clear");
+
+    runtime.clear_session(session).await.unwrap();
+    assert_eq!(runtime.store().summary(session).await.unwrap(), None, "the old summary is gone");
+    assert_eq!(runtime.memory().unwrap().store().indexed_messages(session).await.unwrap(), 0);
+    say(&runtime, session, "A fresh start.").await;
+    let sent = chat_requests(&provider).pop().unwrap();
+    assert!(!sent.messages.iter().any(|m| m.text().contains("everyday topics")), "no old summary: {sent:?}");
+    assert_eq!(sent.messages.last().unwrap().text(), "A fresh start.");
+    assert_eq!(
+        runtime.memory().unwrap().store().indexed_messages(session).await.unwrap(),
+        2,
+        "indexed from the start"
+    );
+}

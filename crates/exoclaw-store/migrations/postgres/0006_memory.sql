@@ -66,6 +66,14 @@ $$;
 CREATE TRIGGER memory_vectors_track AFTER INSERT OR DELETE OR UPDATE OF id, owner, embedding
     ON memory_entries FOR EACH ROW EXECUTE FUNCTION memory_vectors_track();
 
+-- Each session's indexing mark: one past the highest message position ever indexed. Kept apart
+-- from the entries so that forgetting entries never lowers it (forgotten messages are not indexed
+-- again); only resetting the session (its messages cleared or deleted) removes it.
+CREATE TABLE memory_marks (
+    session_id  uuid        NOT NULL PRIMARY KEY,
+    indexed     bigint      NOT NULL
+);
+
 -- Each session's rolling summary: what its first `through` messages said.
 CREATE TABLE memory_summaries (
     session_id  uuid        NOT NULL PRIMARY KEY,

@@ -85,6 +85,14 @@ CREATE TRIGGER memory_vectors_update AFTER UPDATE OF id, owner, embedding ON mem
         WHERE owner = new.owner AND new.embedding IS NOT NULL;
 END;
 
+-- Each session's indexing mark: one past the highest message position ever indexed. Kept apart
+-- from the entries so that forgetting entries never lowers it (forgotten messages are not indexed
+-- again); only resetting the session (its messages cleared or deleted) removes it.
+CREATE TABLE memory_marks (
+    session_id  TEXT    NOT NULL PRIMARY KEY,
+    indexed     INTEGER NOT NULL
+) WITHOUT ROWID;
+
 -- Each session's rolling summary: what its first `through` messages said.
 CREATE TABLE memory_summaries (
     session_id  TEXT    NOT NULL PRIMARY KEY,

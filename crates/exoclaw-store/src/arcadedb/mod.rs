@@ -33,7 +33,8 @@ use self::client::{ArcadeError, Client, Tx};
 use crate::{
     codec::{from_i64, from_micros, now, opt_from_i64, role_from_str, role_to_str, to_i64, to_micros},
     memory::{
-        contains_text, distinct_entries, embedding_of, query_words, same_object, sql_limit, stored_confidence,
+        contains_text, distinct_entries, embedding_of, message_marks, query_words, same_object, sql_limit,
+        stored_confidence,
     },
     redact::{open_error, redact_url, scrub},
 };
@@ -185,9 +186,15 @@ impl ArcadeDbMemory {
         Ok(last - count + 1)
     }
 
-    /// Indexes `entries` (one per key) inside `tx` (see [`MemoryIndex::index`]). Each is an
-    /// upsert on its key that gives the entry a new id, as re-indexing does in the SQL stores.
-    async fn index_in(&self, tx: &Tx, entries: &[Stored]) -> Result<(), ArcadeError> {
+    /// Indexes `entries` (one per key) inside `tx` (see [`MemoryIndex::index`]), and raises the
+    /// sessions' indexing `marks`. Each entry is an upsert on its key that gives the entry a new
+    /// id, as re-indexing does in the SQL stores.
+    async fn index_in(
+        &self,
+        tx: &Tx,
+        entries: &[Stored],
+        marks: &[(SessionId, i64)],
+    ) -> Result<(), ArcadeError> {
         let first_id = self.take_ids(tx, "entry", entries.len()).await?;
         for (chunk_start, chunk) in
             (0..).step_by(STATEMENTS_PER_REQUEST).zip(entries.chunks(STATEMENTS_PER_REQUEST))
@@ -215,6 +222,28 @@ impl ArcadeDbMemory {
                 }
             }
             self.client.command(Some(tx), "sqlscript", &script, values).await?;
+        }
+        for (session, mark) in marks {
+            self.client
+                .sql(
+                    Some(tx),
+                    "UPDATE MemoryMark SET indexed = max(ifnull(indexed, 0), :mark) UPSERT \
+                     WHERE session = :session",
+                    params([("session", json!(session.to_string())), ("mark", json!(mark))]),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes session `session`'s entries (whoever's), summary and indexing mark inside `tx`.
+    async fn reset_session_in(&self, tx: &Tx, session: &str) -> Result<(), ArcadeError> {
+        for statement in [
+            "DELETE FROM MemoryEntry WHERE session = :session",
+            "DELETE FROM MemorySummary WHERE session = :session",
+            "DELETE FROM MemoryMark WHERE session = :session",
+        ] {
+            self.client.sql(Some(tx), statement, params([("session", json!(session))])).await?;
         }
         Ok(())
     }
@@ -388,13 +417,15 @@ impl ArcadeDbMemory {
 impl MemoryIndex for ArcadeDbMemory {
     async fn index(&self, entries: &[NewEntry]) -> Result<(), StoreError> {
         // The last of several entries with one key wins, as successive upserts would have it.
-        let stored = distinct_entries(entries).into_iter().map(Stored::new).collect::<Result<Vec<_>, _>>()?;
+        let distinct = distinct_entries(entries);
+        let stored = distinct.iter().copied().map(Stored::new).collect::<Result<Vec<_>, _>>()?;
         if stored.is_empty() {
             return Ok(());
         }
-        let stored = &stored;
+        let marks = message_marks(&distinct)?;
+        let (stored, marks) = (&stored, &marks);
         self.client
-            .transaction(|tx| async move { self.index_in(&tx, stored).await })
+            .transaction(|tx| async move { self.index_in(&tx, stored, marks).await })
             .await
             .map_err(|e| self.failed(&format!("index {} memory entries", stored.len()), e))
     }
@@ -403,14 +434,23 @@ impl MemoryIndex for ArcadeDbMemory {
         let rows = self
             .rows(
                 "count the indexed messages",
-                "SELECT max(seq) AS last FROM MemoryEntry WHERE session = :session AND kind = 'message'",
+                "SELECT indexed FROM MemoryMark WHERE session = :session",
                 params([("session", json!(session.to_string()))]),
             )
             .await?;
-        match rows.first().and_then(|row| row.get("last")).and_then(Value::as_i64) {
-            Some(last) => Ok(from_i64(last, "message position")? + 1),
+        match rows.first().and_then(|row| row.get("indexed")).and_then(Value::as_i64) {
+            Some(mark) => from_i64(mark, "indexing mark"),
             None => Ok(0),
         }
+    }
+
+    async fn reset_session(&self, session: SessionId) -> Result<(), StoreError> {
+        let id = session.to_string();
+        let id = id.as_str();
+        self.client
+            .transaction(|tx| async move { self.reset_session_in(&tx, id).await })
+            .await
+            .map_err(|e| self.failed(&format!("reset the memory of session {session}"), e))
     }
 
     async fn search_text(

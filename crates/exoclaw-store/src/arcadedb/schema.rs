@@ -9,6 +9,9 @@
 //!   list of floats (scored in process: ArcadeDB's vector index wants a fixed dimension per
 //!   index, and entries from different embedders may differ).
 //! - `MemorySummary`: one document per session (unique on `session`).
+//! - `MemoryMark`: one document per session that has had messages indexed (unique on
+//!   `session`): its indexing mark, one past the highest message position ever indexed, which
+//!   forgetting entries never lowers.
 //! - `MemoryFact`: one document per fact with its integer `id` (unique), the object stored
 //!   trimmed; the owner's current facts of a subject and predicate are few, so objects are
 //!   compared (case-insensitively) in process.
@@ -45,6 +48,10 @@ pub(super) const STATEMENTS: &[&str] = &[
     "CREATE PROPERTY MemorySummary.model IF NOT EXISTS STRING",
     "CREATE PROPERTY MemorySummary.created_at IF NOT EXISTS LONG",
     "CREATE INDEX IF NOT EXISTS ON MemorySummary (session) UNIQUE",
+    "CREATE DOCUMENT TYPE MemoryMark IF NOT EXISTS",
+    "CREATE PROPERTY MemoryMark.session IF NOT EXISTS STRING",
+    "CREATE PROPERTY MemoryMark.indexed IF NOT EXISTS LONG",
+    "CREATE INDEX IF NOT EXISTS ON MemoryMark (session) UNIQUE",
     "CREATE DOCUMENT TYPE MemoryFact IF NOT EXISTS",
     "CREATE PROPERTY MemoryFact.id IF NOT EXISTS LONG",
     "CREATE PROPERTY MemoryFact.owner IF NOT EXISTS STRING",

@@ -18,7 +18,7 @@ use super::PgStore;
 use crate::codec::{from_i64, now, query_error, role_from_str, role_to_str, to_i64};
 use crate::memory::{
     ENTRIES_PER_INSERT, by_session_and_kind, contains_text, distinct_entries, embedding_of, kind_from_str,
-    query_words, same_object, source_from_columns, sql_limit, stored_confidence,
+    message_marks, query_words, same_object, source_from_columns, sql_limit, stored_confidence,
 };
 use crate::memory_vectors::{self, VectorChanges, VectorRows, VectorState, encode_embedding};
 use crate::sql;
@@ -150,6 +150,7 @@ impl MemoryIndex for PgStore {
                 Ok((key, seqs))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
+        let marks = message_marks(&entries)?;
 
         let mut changes: HashMap<String, VectorChanges> = HashMap::new();
         let mut tx = self.pool.begin().await.map_err(failed)?;
@@ -203,18 +204,43 @@ impl MemoryIndex for PgStore {
                 }
             }
         }
+        for (session, mark) in marks {
+            sqlx::query(sql::RAISE_MARK)
+                .bind(session.0)
+                .bind(mark)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+        }
         self.commit_memory(tx, changes, doing).await
     }
 
     async fn indexed_messages(&self, session: SessionId) -> Result<u64, StoreError> {
-        let last: Option<i64> =
-            sqlx::query_scalar(sql::INDEXED_MESSAGES).bind(session.0).fetch_one(&self.pool).await.map_err(
-                |e| query_error(&format!("could not count the indexed messages of session {session}"), e),
-            )?;
-        match last {
-            Some(last) => Ok(from_i64(last, "memory entry seq")? + 1),
-            None => Ok(0),
+        let mark: Option<i64> = sqlx::query_scalar(sql::INDEXED_MESSAGES)
+            .bind(session.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| {
+                query_error(&format!("could not count the indexed messages of session {session}"), e)
+            })?;
+        mark.map_or(Ok(0), |mark| from_i64(mark, "indexing mark"))
+    }
+
+    async fn reset_session(&self, session: SessionId) -> Result<(), StoreError> {
+        let doing = format!("could not reset the memory of session {session}");
+        let failed = |e| query_error(&doing, e);
+        let mut changes: HashMap<String, VectorChanges> = HashMap::new();
+        let mut tx = self.pool.begin().await.map_err(failed)?;
+        let rows = sqlx::query(sql::RESET_SESSION_ENTRIES)
+            .bind(session.0)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(failed)?;
+        note_deleted(&mut changes, &rows)?;
+        for statement in [sql::DELETE_SUMMARY, sql::DELETE_MARK] {
+            sqlx::query(statement).bind(session.0).execute(&mut *tx).await.map_err(failed)?;
         }
+        self.commit_memory(tx, changes, &doing).await
     }
 
     async fn search_text(

@@ -24,8 +24,8 @@ use super::{SqliteStore, parse_uuid};
 use crate::codec::{from_i64, from_micros, now, query_error, role_from_str, role_to_str, to_i64, to_micros};
 use crate::memory::{
     ENTRIES_PER_INSERT, RANKED_MATCHES, TextPlan, by_session_and_kind, contains_text, distinct_entries,
-    embedding_of, fts5_phrase, kind_from_str, query_words, same_object, source_from_columns, sql_limit,
-    stored_confidence, text_plan, without_stop_words,
+    embedding_of, fts5_phrase, kind_from_str, message_marks, query_words, same_object, source_from_columns,
+    sql_limit, stored_confidence, text_plan, without_stop_words,
 };
 use crate::memory_vectors::{self, VectorChanges, VectorRows, VectorState, encode_embedding};
 use crate::sql;
@@ -254,6 +254,7 @@ impl MemoryIndex for SqliteStore {
                 Ok((key, json_ids(&seqs)))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
+        let marks = message_marks(&entries)?;
 
         let mut changes: HashMap<String, VectorChanges> = HashMap::new();
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
@@ -308,21 +309,41 @@ impl MemoryIndex for SqliteStore {
                 }
             }
         }
+        for (session, mark) in marks {
+            sqlx::query(sql::RAISE_MARK)
+                .bind(session.to_string())
+                .bind(mark)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+        }
         self.commit_memory(tx, changes, doing).await
     }
 
     async fn indexed_messages(&self, session: SessionId) -> Result<u64, StoreError> {
-        let last: Option<i64> = sqlx::query_scalar(sql::INDEXED_MESSAGES)
+        let mark: Option<i64> = sqlx::query_scalar(sql::INDEXED_MESSAGES)
             .bind(session.to_string())
-            .fetch_one(&self.reader)
+            .fetch_optional(&self.reader)
             .await
             .map_err(|e| {
                 query_error(&format!("could not count the indexed messages of session {session}"), e)
             })?;
-        match last {
-            Some(last) => Ok(from_i64(last, "memory entry seq")? + 1),
-            None => Ok(0),
+        mark.map_or(Ok(0), |mark| from_i64(mark, "indexing mark"))
+    }
+
+    async fn reset_session(&self, session: SessionId) -> Result<(), StoreError> {
+        let doing = format!("could not reset the memory of session {session}");
+        let failed = |e| query_error(&doing, e);
+        let id = session.to_string();
+        let mut changes: HashMap<String, VectorChanges> = HashMap::new();
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
+        let rows =
+            sqlx::query(sql::RESET_SESSION_ENTRIES).bind(&id).fetch_all(&mut *tx).await.map_err(failed)?;
+        note_deleted(&mut changes, &rows)?;
+        for statement in [sql::DELETE_SUMMARY, sql::DELETE_MARK] {
+            sqlx::query(statement).bind(&id).execute(&mut *tx).await.map_err(failed)?;
         }
+        self.commit_memory(tx, changes, &doing).await
     }
 
     async fn search_text(

@@ -358,6 +358,90 @@ pub async fn forgetting_a_session_is_owner_scoped(store: Arc<dyn MemoryStore>) {
     assert_eq!(store.forget("alice", &ForgetEntries::Session(session)).await.unwrap(), 0);
 }
 
+pub async fn forgotten_messages_stay_counted_as_indexed(store: Arc<dyn MemoryStore>) {
+    let session = SessionId::new();
+    store
+        .index(&[
+            message("alice", session, 0, "one"),
+            message("alice", session, 1, "two"),
+            message("alice", session, 2, "my password is hunter2"),
+        ])
+        .await
+        .unwrap();
+    let newest = store.entries("alice", 1).await.unwrap()[0].id;
+    assert_eq!(store.forget("alice", &ForgetEntries::Ids(vec![newest])).await.unwrap(), 1);
+    // Otherwise the session's next turn would index the forgotten message again.
+    assert_eq!(store.indexed_messages(session).await.unwrap(), 3);
+    assert_eq!(store.forget("alice", &ForgetEntries::Session(session)).await.unwrap(), 2);
+    assert_eq!(store.indexed_messages(session).await.unwrap(), 3);
+    // Indexing an earlier message again does not lower the mark either.
+    store.index(&[message("alice", session, 0, "one")]).await.unwrap();
+    assert_eq!(store.indexed_messages(session).await.unwrap(), 3);
+}
+
+pub async fn resetting_a_session_forgets_its_entries_summary_and_mark(store: Arc<dyn MemoryStore>) {
+    let (session, other) = (SessionId::new(), SessionId::new());
+    let mut note = message("alice", session, 0, "remember the milk");
+    note.kind = EntryKind::Note;
+    store
+        .index(&[
+            embedded(message("alice", session, 0, "I moved to Lyon"), &[1.0, 0.0]),
+            message("alice", session, 1, "Lyon is lovely"),
+            message("bob", session, 2, "Bob visits Lyon"),
+            note,
+            embedded(message("alice", other, 0, "Lyon again, elsewhere"), &[1.0, 0.0]),
+        ])
+        .await
+        .unwrap();
+    // Searched once before, so a cache of embeddings holds the session's.
+    assert_eq!(store.search_embedding("alice", &[1.0, 0.0], 10).await.unwrap().len(), 2);
+    let summary = |session, text: &str| Summary {
+        session,
+        through: 2,
+        text: text.into(),
+        model: "anthropic/claude-haiku-4-5".into(),
+        created_at: at(2),
+    };
+    assert!(store.save_summary(&summary(session, "moved to Lyon")).await.unwrap());
+    assert!(store.save_summary(&summary(other, "elsewhere")).await.unwrap());
+
+    store.reset_session(session).await.unwrap();
+
+    let left: Vec<String> = store.entries("alice", 10).await.unwrap().into_iter().map(|e| e.text).collect();
+    assert_eq!(left, vec!["Lyon again, elsewhere"]);
+    assert!(store.entries("bob", 10).await.unwrap().is_empty());
+    assert_eq!(texts(&store.search_text("alice", "Lyon", 10).await.unwrap()), vec!["Lyon again, elsewhere"]);
+    assert_eq!(
+        texts(&store.search_embedding("alice", &[1.0, 0.0], 10).await.unwrap()),
+        vec!["Lyon again, elsewhere"]
+    );
+    assert_eq!(store.summary(session).await.unwrap(), None);
+    assert_eq!(store.summary(other).await.unwrap(), Some(summary(other, "elsewhere")));
+    assert_eq!(store.indexed_messages(session).await.unwrap(), 0);
+    assert_eq!(store.indexed_messages(other).await.unwrap(), 1);
+    // The cleared session's new messages start at 0 and are indexed as new.
+    store.index(&[message("alice", session, 0, "a fresh start")]).await.unwrap();
+    assert_eq!(store.indexed_messages(session).await.unwrap(), 1);
+    // Resetting a session with no memory is no error.
+    store.reset_session(SessionId::new()).await.unwrap();
+}
+
+pub async fn resetting_a_session_keeps_the_facts_learned_from_it(store: Arc<dyn MemoryStore>) {
+    let session = SessionId::new();
+    store.index(&[message("alice", session, 0, "I live in Lyon")]).await.unwrap();
+    let mut lives = fact("alice", "lives_in", "Lyon", true, 0);
+    lives.source = Some((session, 0));
+    let (id, _) = new_id(store.record_fact(&lives).await.unwrap());
+
+    store.reset_session(session).await.unwrap();
+
+    let facts = store.facts("alice", false).await.unwrap();
+    assert_eq!(
+        facts.iter().map(|f| (f.id, f.object.as_str(), f.source)).collect::<Vec<_>>(),
+        vec![(id, "Lyon", Some((session, 0)))]
+    );
+}
+
 pub async fn forgetting_what_contains_a_text_ignores_case_and_is_owner_scoped(store: Arc<dyn MemoryStore>) {
     let session = SessionId::new();
     store

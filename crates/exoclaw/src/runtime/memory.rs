@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use exoclaw_core::{Embedder, MemoryStore, Provider, ProviderError, StoreError};
 use exoclaw_memory::{FactsMode, Memory, MemoryOptions};
 use exoclaw_store::{ArcadeDbMemory, Store};
-use exoclaw_types::{EmbeddingRequest, Embeddings};
+use exoclaw_types::{EmbeddingRequest, Embeddings, SessionId};
 use std::sync::Arc;
 
 /// Context size assumed for a model whose provider does not say (cloud APIs do not): small
@@ -26,6 +26,16 @@ pub async fn open_store(config: &Config, sessions: &Store) -> Result<Arc<dyn Mem
         true => Ok(Arc::new(ArcadeDbMemory::connect(url).await?)),
         false => Ok(Arc::new(Store::open(url).await?)),
     }
+}
+
+/// Forgets what memory derived from `session`'s messages (its entries, summary and indexing
+/// mark) after they were cleared or deleted, so that the session's memory starts over; facts
+/// learned from it stay. Does nothing when memory is off.
+pub async fn reset_session(config: &Config, sessions: &Store, session: SessionId) -> Result<(), StoreError> {
+    if !config.memory.enabled {
+        return Ok(());
+    }
+    open_store(config, sessions).await?.reset_session(session).await
 }
 
 /// The memory `config` describes, in `memory_store`, over the sessions in `store`, asking

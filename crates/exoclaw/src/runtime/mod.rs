@@ -367,6 +367,12 @@ impl AgentRuntime for Runtime {
             .await
             .map_err(|e| TurnError::store(context, e, Some(session)))?;
         store.clear_session(session).await.map_err(|e| TurnError::store(context, e, Some(session)))?;
+        // The messages' positions start over: so does what memory derived from them.
+        if let Some(memory) = &self.inner.memory
+            && let Err(e) = memory.store().reset_session(session).await
+        {
+            tracing::warn!(%session, error = %e, "the session's memory could not be reset");
+        }
         Ok(info.message_count)
     }
 }
