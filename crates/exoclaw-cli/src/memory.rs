@@ -14,9 +14,7 @@ use crate::output::{self, escape_untrusted};
 use anyhow::{Context, bail};
 use exoclaw::embedders::Embedders;
 use exoclaw::runtime::Models;
-use exoclaw_core::{
-    EntryKind, Fact, FactStore, ForgetEntries, MemoryEntry, MemoryIndex, Provider, Summary, SummaryStore,
-};
+use exoclaw_core::{EntryKind, Fact, ForgetEntries, MemoryEntry, Provider, Summary};
 use exoclaw_memory::{Hit, LOCAL_OWNER, Memory, MemoryOptions};
 use exoclaw_types::{Role, SessionId};
 use serde::Serialize;

@@ -128,6 +128,19 @@ pub fn owner_of(key: Option<&SessionKey>) -> String {
     }
 }
 
+/// A session [`Memory::sweep`] catches up.
+#[derive(Debug, Clone)]
+pub struct Unfinished {
+    /// The session.
+    pub session: SessionId,
+    /// Its key, whose peer owns its memories.
+    pub key: Option<SessionKey>,
+    /// The `provider/model` its summaries are asked of (unless `[memory] model` says another).
+    pub model: String,
+    /// Whether to archive it too (a model call), not only index it.
+    pub archive: bool,
+}
+
 /// The embedder a memory indexes and searches with, and its name.
 #[derive(Debug, Clone)]
 pub struct EmbedderRef {
@@ -486,21 +499,25 @@ impl Memory {
         Ok(self.store.facts(owner, include_superseded).await?)
     }
 
-    /// Archives every session in `sessions` whose window is past the limit (at start: what a
-    /// killed process left undone), and indexes what was not indexed. Gives how many sessions
-    /// were archived; failures are logged and left for next time.
-    pub async fn sweep(&self, sessions: &[(SessionId, Option<SessionKey>, String)]) -> usize {
+    /// Catches up what a stopped or killed process left undone: indexes each session in
+    /// `sessions`, and archives those marked `archive` whose window is past the limit. Gives how
+    /// many sessions were archived; failures are logged and left for next time.
+    pub async fn sweep(&self, sessions: &[Unfinished]) -> usize {
         let mut archived = 0;
-        for (session, key, model) in sessions {
-            let owner = owner_of(key.as_ref());
-            let messages = match self.index_session(*session, &owner).await {
+        for unfinished in sessions {
+            let session = unfinished.session;
+            let owner = owner_of(unfinished.key.as_ref());
+            let messages = match self.index_session(session, &owner).await {
                 Ok((messages, _)) => Some(messages),
                 Err(e) => {
                     tracing::warn!(%session, error = %e, "memory catch-up failed; it is tried again later");
                     continue;
                 }
             };
-            match self.archive(*session, &owner, model, messages).await {
+            if !unfinished.archive {
+                continue;
+            }
+            match self.archive(session, &owner, &unfinished.model, messages).await {
                 Ok(Some(_)) => archived += 1,
                 Ok(None) => {}
                 Err(e) => tracing::warn!(%session, error = %e, "archival failed; it is tried again later"),

@@ -53,6 +53,9 @@ use tokio_util::sync::CancellationToken;
 /// Sessions the memory sweep at start looks at, the most recently active first.
 const SWEPT_SESSIONS: u32 = 200;
 
+/// How recently a session must have been active for the start sweep to archive it.
+const SWEPT_ARCHIVAL_HOURS: i64 = 24;
+
 /// The smallest context budget a turn gets, whatever its model says.
 const MIN_CONTEXT_BUDGET: usize = 256;
 
@@ -253,6 +256,10 @@ impl Runtime {
                 }
             };
             let mut due = Vec::new();
+            // Archival asks a model: only for sessions active lately (a turn cut off by a stop or
+            // a crash), never for every old session at the first start after an upgrade. Older
+            // ones are archived after their next turn.
+            let recent = chrono::Utc::now() - chrono::Duration::hours(SWEPT_ARCHIVAL_HOURS);
             for session in sessions {
                 // Cheap checks first: most sessions are indexed and archived already.
                 let indexed = memory.store().indexed_messages(session.id).await.unwrap_or(0);
@@ -260,12 +267,15 @@ impl Runtime {
                     Ok(summary) => summary.map_or(0, |s| s.through),
                     Err(_) => 0,
                 };
-                if indexed < session.message_count || session.message_count.saturating_sub(through) > window {
-                    due.push((
-                        session.id,
-                        session.key,
-                        session.model.unwrap_or_else(|| default_model.clone()),
-                    ));
+                let archive =
+                    session.updated_at >= recent && session.message_count.saturating_sub(through) > window;
+                if indexed < session.message_count || archive {
+                    due.push(exoclaw_memory::Unfinished {
+                        session: session.id,
+                        key: session.key,
+                        model: session.model.unwrap_or_else(|| default_model.clone()),
+                        archive,
+                    });
                 }
             }
             let archived = memory.sweep(&due).await;
