@@ -184,7 +184,13 @@ async fn project_instructions_reach_the_model() {
     assert!(system.contains("Always answer in haiku."), "{system}");
     let (config, flag) = (system.find("Sign with").unwrap(), system.find("Be terse.").unwrap());
     assert!(system.find("haiku").unwrap() < config && config < flag, "{system}");
-    assert_eq!(body["tools"].as_array().map(Vec::len), Some(8), "the builtin tools are offered");
+    let tools: Vec<&str> =
+        body["tools"].as_array().unwrap().iter().filter_map(|t| t["function"]["name"].as_str()).collect();
+    assert_eq!(tools.len(), 11, "the 8 builtin tools and the 3 memory tools are offered: {tools:?}");
+    assert!(
+        ["read_file", "shell", "memory_search", "remember", "forget"].iter().all(|t| tools.contains(t)),
+        "{tools:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
