@@ -46,6 +46,18 @@ async fn say(runtime: &Runtime, session: SessionId, text: &str) {
     assert!(runtime.settle(Duration::from_secs(30)).await);
 }
 
+/// Starts a new session with `text`, waiting for the turn's after-turn work; gives the session.
+async fn start(runtime: &Runtime, text: &str) -> SessionId {
+    let report = runtime
+        .submit(Target::New { agent: None }, TurnInput::message(text))
+        .unwrap()
+        .report()
+        .await
+        .unwrap();
+    assert!(runtime.settle(Duration::from_secs(30)).await);
+    report.session_id
+}
+
 const TOPICS: &[&str] = &[
     "the best way to water tomatoes in July",
     "how to fix a squeaky door hinge",
@@ -62,14 +74,7 @@ async fn a_fact_from_turn_5_is_in_the_context_at_turn_55_and_every_request_fits_
     let dir = tempfile::tempdir().unwrap();
     let provider = model(r#"{"facts": []}"#);
     let runtime = runtime(&dir.path().join("m.db"), "budget = 1200", provider.clone()).await;
-    let first = runtime
-        .submit(Target::New { agent: None }, TurnInput::message("Hello there."))
-        .unwrap()
-        .report()
-        .await
-        .unwrap();
-    let session = first.session_id;
-    assert!(runtime.settle(Duration::from_secs(30)).await);
+    let session = start(&runtime, "Hello there.").await;
     for turn in 2..=60 {
         let text = match turn {
             5 => "By the way, my sister Alice teaches piano in Lisbon.".to_owned(),
@@ -304,14 +309,7 @@ async fn an_arcadedb_memory_store_stopped_mid_session_leaves_turns_going_and_cat
     let dir = tempfile::tempdir().unwrap();
     let provider = model(r#"{"facts": []}"#);
     let runtime = runtime(&dir.path().join("m.db"), &format!("url = \"{url}\""), provider.clone()).await;
-    let first = runtime
-        .submit(Target::New { agent: None }, TurnInput::message("My bicycle is a green Peugeot."))
-        .unwrap()
-        .report()
-        .await
-        .unwrap();
-    let session = first.session_id;
-    assert!(runtime.settle(Duration::from_secs(30)).await);
+    let session = start(&runtime, "My bicycle is a green Peugeot.").await;
     let memory = runtime.memory().unwrap().store().clone();
     assert_eq!(memory.indexed_messages(session).await.unwrap(), 2, "indexed in ArcadeDB");
 
@@ -348,14 +346,7 @@ async fn a_cleared_session_starts_its_memory_over() {
     let dir = tempfile::tempdir().unwrap();
     let provider = model(r#"{"facts": []}"#);
     let runtime = runtime(&dir.path().join("m.db"), "window = 4", provider.clone()).await;
-    let first = runtime
-        .submit(Target::New { agent: None }, TurnInput::message("Hello."))
-        .unwrap()
-        .report()
-        .await
-        .unwrap();
-    let session = first.session_id;
-    assert!(runtime.settle(Duration::from_secs(30)).await);
+    let session = start(&runtime, "Hello.").await;
     for n in 2..=4 {
         say(&runtime, session, &format!("Old message {n} about the aquarium.")).await;
     }
