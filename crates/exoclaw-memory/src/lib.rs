@@ -128,6 +128,25 @@ pub fn owner_of(key: Option<&SessionKey>) -> String {
     }
 }
 
+/// A session's messages as archival needs them: read already, or to be read only when the
+/// window (`count` messages past the summary, when known) is past its limit.
+enum History {
+    /// Read.
+    Read(Vec<Message>),
+    /// Not read; the session has `count` messages, when known.
+    Unread { count: Option<u64> },
+}
+
+/// What indexing a turn found.
+struct IndexedTurn {
+    /// Where the turn's first message is in the session.
+    first: usize,
+    /// The session's messages, when they had to be read.
+    history: History,
+    /// Why the entries have no embeddings, when the embedder failed.
+    warning: Option<MemoryError>,
+}
+
 /// A session [`Memory::sweep`] catches up.
 #[derive(Debug, Clone)]
 pub struct Unfinished {
@@ -301,13 +320,8 @@ impl Memory {
     }
 
     /// Indexes a turn's messages, just committed: only they are read when the index is current
-    /// up to the turn (the usual case); otherwise the whole session is caught up. Gives where the
-    /// turn's first message is in the session, and the session's messages when they were read.
-    async fn index_turn(
-        &self,
-        report: &TurnReport,
-        owner: &str,
-    ) -> Result<(usize, u64, Option<Vec<Message>>, Option<MemoryError>), MemoryError> {
+    /// up to the turn (the usual case); otherwise the whole session is caught up.
+    async fn index_turn(&self, report: &TurnReport, owner: &str) -> Result<IndexedTurn, MemoryError> {
         let session = report.session_id;
         let count = self.sessions.session(session).await?.map_or(0, |info| info.message_count);
         let from = self.store.indexed_messages(session).await?;
@@ -321,13 +335,12 @@ impl Memory {
             let warning = self
                 .index_messages(session, owner, first + skip, report.messages.get(skip..).unwrap_or_default())
                 .await?;
-            return Ok((first, count, None, warning));
+            return Ok(IndexedTurn { first, history: History::Unread { count: Some(count) }, warning });
         }
         let (messages, warning) = self.index_session(session, owner).await?;
         let first =
             messages.iter().position(|m| Some(m.id) == report.messages.first().map(|f| f.id)).unwrap_or(0);
-        let count = messages.len() as u64;
-        Ok((first, count, Some(messages), warning))
+        Ok(IndexedTurn { first, history: History::Read(messages), warning })
     }
 
     pub(crate) async fn add_embeddings(&self, entries: &mut [NewEntry]) -> Option<MemoryError> {
@@ -357,13 +370,27 @@ impl Memory {
         model: &str,
         messages: Option<Vec<Message>>,
     ) -> Result<Option<Summary>, MemoryError> {
+        let history = match messages {
+            Some(messages) => History::Read(messages),
+            None => History::Unread { count: None },
+        };
+        self.archive_history(session, owner, model, history).await
+    }
+
+    async fn archive_history(
+        &self,
+        session: SessionId,
+        owner: &str,
+        model: &str,
+        history: History,
+    ) -> Result<Option<Summary>, MemoryError> {
         {
             let mut running = self.archiving.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if !running.insert(session) {
                 return Ok(None);
             }
         }
-        let result = self.archive_now(session, owner, model, messages).await;
+        let result = self.archive_now(session, owner, model, history).await;
         self.archiving.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&session);
         result
     }
@@ -373,13 +400,20 @@ impl Memory {
         session: SessionId,
         owner: &str,
         model: &str,
-        messages: Option<Vec<Message>>,
+        history: History,
     ) -> Result<Option<Summary>, MemoryError> {
         let previous = self.store.summary(session).await?;
         let through = previous.as_ref().map_or(0, |s| usize::try_from(s.through).unwrap_or(usize::MAX));
-        let messages = match messages {
-            Some(messages) => messages,
-            None => self.sessions.messages(session).await?,
+        let messages = match history {
+            History::Read(messages) => messages,
+            // The window is within its limit: nothing to read.
+            History::Unread { count: Some(count) }
+                if usize::try_from(count).unwrap_or(usize::MAX).saturating_sub(through)
+                    <= self.options.window =>
+            {
+                return Ok(None);
+            }
+            History::Unread { .. } => self.sessions.messages(session).await?,
         };
         let Some(cut) = archive::archival_cut(&messages, through, self.options.window) else {
             return Ok(None);
@@ -456,6 +490,17 @@ impl Memory {
                 }
             },
         };
+        self.record_facts(owner, found, Some((session, seq)), Utc::now()).await
+    }
+
+    /// Records `found` as the owner's facts, learned from `source` and true from `valid_from`.
+    pub(crate) async fn record_facts(
+        &self,
+        owner: &str,
+        found: Vec<facts::Extracted>,
+        source: Option<(SessionId, u64)>,
+        valid_from: chrono::DateTime<Utc>,
+    ) -> Result<Vec<exoclaw_core::FactRecorded>, MemoryError> {
         let mut recorded = Vec::with_capacity(found.len());
         for fact in found {
             let new = NewFact {
@@ -465,8 +510,8 @@ impl Memory {
                 object: fact.object,
                 confidence: fact.confidence,
                 single_valued: fact.single_valued,
-                source: Some((session, seq)),
-                valid_from: Utc::now(),
+                source,
+                valid_from,
             };
             recorded.push(self.store.record_fact(&new).await?);
         }
@@ -608,16 +653,16 @@ impl AfterTurn for Memory {
     async fn after_turn(&self, report: &TurnReport) {
         let session = report.session_id;
         let owner = owner_of(report.session_key.as_ref());
-        let (first, count, messages) = match self.index_turn(report, &owner).await {
-            Ok((first, count, messages, warning)) => {
+        let (first, history) = match self.index_turn(report, &owner).await {
+            Ok(IndexedTurn { first, history, warning }) => {
                 if let Some(e) = warning {
                     tracing::warn!(%session, error = %e, "indexed without embeddings");
                 }
-                (first, count, messages)
+                (first, history)
             }
             Err(e) => {
                 tracing::warn!(%session, error = %e, "indexing failed; it catches up after the next turn");
-                (0, 0, None)
+                (0, History::Unread { count: None })
             }
         };
         for (index, message) in report.messages.iter().enumerate().filter(|(_, m)| m.role == Role::User) {
@@ -626,12 +671,7 @@ impl AfterTurn for Memory {
                 tracing::warn!(%session, error = %e, "facts could not be recorded");
             }
         }
-        // Archival reads the session only when its window may be past the limit.
-        let through = self.store.summary(session).await.ok().flatten().map_or(0, |s| s.through);
-        if count > 0 && count.saturating_sub(through) <= self.options.window as u64 {
-            return;
-        }
-        if let Err(e) = self.archive(session, &owner, &report.model, messages).await {
+        if let Err(e) = self.archive_history(session, &owner, &report.model, history).await {
             tracing::warn!(%session, error = %e, "archival failed; it is tried again after the next turn");
         }
     }

@@ -5,7 +5,7 @@
 use crate::{Memory, facts, owner_of};
 use async_trait::async_trait;
 use chrono::Utc;
-use exoclaw_core::{EntryKind, ForgetEntries, NewEntry, NewFact, ToolContext, ToolError, TypedTool};
+use exoclaw_core::{EntryKind, ForgetEntries, NewEntry, ToolContext, ToolError, TypedTool};
 use exoclaw_types::{SessionId, ToolEffect};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -172,21 +172,12 @@ impl TypedTool for Remember {
             tracing::warn!(error = %e, "the note is saved without an embedding");
         }
         self.memory.store.index(&entry).await.map_err(store_failed)?;
-        let mut learned = 0;
-        for fact in facts::patterns(text) {
-            let new = NewFact {
-                owner: owner.clone(),
-                subject: fact.subject,
-                predicate: fact.predicate,
-                object: fact.object,
-                confidence: fact.confidence,
-                single_valued: fact.single_valued,
-                source: None,
-                valid_from: now,
-            };
-            self.memory.store.record_fact(&new).await.map_err(store_failed)?;
-            learned += 1;
-        }
+        let learned = self
+            .memory
+            .record_facts(&owner, facts::patterns(text), None, now)
+            .await
+            .map_err(store_failed)?
+            .len();
         Ok(match learned {
             0 => "Saved.".to_owned(),
             n => format!("Saved, and {n} fact(s) recorded from it."),
