@@ -12,10 +12,9 @@
 use crate::app::App;
 use crate::output::{self, escape_untrusted};
 use anyhow::{Context, bail};
-use exoclaw::embedders::Embedders;
 use exoclaw::runtime::Models;
 use exoclaw_core::{EntryKind, Fact, ForgetEntries, MemoryEntry, Provider, Summary};
-use exoclaw_memory::{Hit, LOCAL_OWNER, Memory, MemoryOptions};
+use exoclaw_memory::{Hit, LOCAL_OWNER, Memory};
 use exoclaw_types::{Role, SessionId};
 use serde::Serialize;
 use std::collections::HashSet;
@@ -188,26 +187,18 @@ async fn memory_store(app: &App) -> anyhow::Result<Arc<dyn exoclaw::exoclaw_core
         .context("cannot open the long-term memory store; check [memory] url in the configuration")
 }
 
-/// The [`Memory`] searches go through: the same ranking the runtime's, with the configured
-/// embedder when `[memory] embeddings` names one.
+/// The [`Memory`] searches go through, built as the runtime builds it: the same store, ranking
+/// and embedder (`[memory] embeddings`; one that cannot be opened leaves full text, said by the
+/// search).
 async fn memory(app: &App) -> anyhow::Result<Memory> {
     let config = Arc::new(app.config().clone());
     // Search asks no model; the router is what `Memory` is built over, and opens nothing.
     let models = Models::new(Arc::clone(&config), Vec::new())
         .context("the configuration's providers or routes are invalid; `exoclaw config check` says how")?;
     let router = Arc::clone(models.router()) as Arc<dyn Provider>;
-    let mut memory =
-        Memory::new(memory_store(app).await?, Arc::new(app.store.clone()), router, MemoryOptions::default());
-    if let Some(model) = &config.memory.embeddings {
-        let (provider, name) = model.split_once('/').unwrap_or((model.as_str(), ""));
-        match Embedders::new(Arc::clone(&config)).open(provider, name).await {
-            Ok(opened) => memory = memory.with_embedder(opened.embedder, name),
-            Err(e) => output::hint(&format!(
-                "exoclaw: the embedding model `{model}` cannot be opened ({e}); searching by words alone"
-            )),
-        }
-    }
-    Ok(memory)
+    exoclaw::runtime::memory::open_memory(&config, &app.store, router)
+        .await
+        .context("cannot open the long-term memory store; check [memory] url in the configuration")
 }
 
 async fn search(app: &App, query: &str, limit: usize, owner: &str, json: bool) -> anyhow::Result<ExitCode> {

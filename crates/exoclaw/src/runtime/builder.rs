@@ -186,9 +186,10 @@ impl RuntimeBuilder<WithConfig, WithStore> {
         let router = Arc::clone(models.router()) as Arc<dyn Provider>;
         let memory = match assembler.is_none() && config.memory.enabled {
             true => {
-                let memory_store =
-                    super::memory::open_store(&config, &store).await.map_err(RuntimeError::Memory)?;
-                Some(Arc::new(super::memory::open(&config, memory_store, &store, router)))
+                let memory = super::memory::open_memory(&config, &store, router)
+                    .await
+                    .map_err(RuntimeError::Memory)?;
+                Some(Arc::new(memory))
             }
             false => None,
         };

@@ -38,9 +38,20 @@ pub async fn reset_session(config: &Config, sessions: &Store, session: SessionId
     open_store(config, sessions).await?.reset_session(session).await
 }
 
+/// The memory `config` describes: on its long-term store ([`open_store`]), over the sessions in
+/// `sessions`, asking `router` for summaries and facts — as the runtime builds it, for a front end
+/// that works on memory without running turns (`exoclaw memory`).
+pub async fn open_memory(
+    config: &Arc<Config>,
+    sessions: &Store,
+    router: Arc<dyn Provider>,
+) -> Result<Memory, StoreError> {
+    Ok(open(config, open_store(config, sessions).await?, sessions, router))
+}
+
 /// The memory `config` describes, in `memory_store`, over the sessions in `store`, asking
 /// `router` for summaries and facts.
-pub(crate) fn open(
+fn open(
     config: &Arc<Config>,
     memory_store: Arc<dyn MemoryStore>,
     store: &Store,
