@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every crate's tests including the real-peer tests.
-# This is what CI runs (.ci/run). Real peers (llama.cpp llama-server, SmolLM2, ArcadeDB) are fetched and built
+# This is what CI runs (.ci/run). Real peers (llama.cpp llama-server, SmolLM2, ArcadeDB, the MCP reference servers) are fetched and built
 # on first use and cached under ~/.cache/exoclaw-peers/ and ~/.cache/exoclaw/models/; the machine's
 # PostgreSQL is started if it is installed but stopped.
 set -euo pipefail
@@ -22,6 +22,8 @@ bash scripts/peers/sentence-transformers.sh >/dev/null
 bash scripts/peers/llama-server.sh >/dev/null
 bash scripts/peers/openai-sdk.sh >/dev/null
 bash scripts/peers/websockets.sh >/dev/null
+bash scripts/peers/mcp-sdk.sh >/dev/null
+bash scripts/peers/mcp-servers.sh >/dev/null
 bash scripts/peers/arcadedb.sh >/dev/null
 bash scripts/peers/postgres.sh
 

@@ -49,6 +49,7 @@ impl App {
             .config(config.clone())
             .store(self.store.clone())
             .approver(approver)
+            .home(self.loaded.home.clone())
             .default_agent(move |spec| {
                 if let Some(model) = args.model {
                     spec.model = Some(model);

@@ -6,11 +6,13 @@
 
 mod app;
 mod approve;
+mod audit;
 mod chat;
 mod config_cmd;
 mod gateway;
 mod keys;
 mod markdown;
+mod mcp;
 mod memory;
 mod models;
 mod output;
@@ -55,6 +57,7 @@ Examples:
   exoclaw                                       the REPL
   exoclaw session list
   exoclaw memory search Lyon                    what past sessions said
+  exoclaw mcp list                              MCP servers and their tools
 
 Exit codes: 0 ok, 1 error, 2 usage error, 130 interrupted (Ctrl+C).
 Logs: RUST_LOG=debug (to stderr, never mixed into --json output).";
@@ -71,6 +74,9 @@ enum Command {
     /// What the agent remembers across sessions: search, facts, forget, export.
     #[command(subcommand, after_help = memory::HELP)]
     Memory(memory::MemoryCommand),
+    /// MCP servers ([mcp.NAME]): their state and tools, resources and prompts.
+    #[command(subcommand, after_help = mcp::HELP)]
+    Mcp(mcp::McpCommand),
     /// List the models each available provider offers.
     Models,
     /// Provider health: `exoclaw providers status`.
@@ -83,6 +89,10 @@ enum Command {
     /// The gateway's virtual keys: create, list, revoke.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// The audit log: permission decisions, answers and executed tool calls.
+    Audit(audit::AuditArgs),
+    /// Every permission rule in effect here, with its scope and file.
+    Permissions(audit::PermissionsArgs),
     /// Trust a folder's .env with settings that widen what the agent may do.
     Trust(trust::TrustArgs),
     /// The configuration file: init, check, show.
@@ -184,11 +194,14 @@ fn main() -> ExitCode {
         ),
         Some(Command::Session(command)) => runtime.block_on(sessions::run(config, command)),
         Some(Command::Memory(command)) => runtime.block_on(memory::run(config, command)),
+        Some(Command::Mcp(command)) => runtime.block_on(mcp::run(config, command)),
         Some(Command::Providers(command)) => runtime.block_on(providers::run(config, command)),
         Some(Command::Usage(args)) => runtime.block_on(usage::run(config, args)),
         Some(Command::Gateway(args)) => runtime.block_on(gateway::run(config, args)),
         Some(Command::Keys(command)) => runtime.block_on(keys::run(config, command)),
         Some(Command::Models) => runtime.block_on(models::list(config)).map(|()| ExitCode::SUCCESS),
+        Some(Command::Audit(args)) => runtime.block_on(audit::run(config, args)),
+        Some(Command::Permissions(args)) => audit::permissions(config, args),
         Some(Command::Trust(args)) => trust::run(args),
         Some(Command::Config(command)) => config_cmd::run(config, command),
         Some(Command::Completions { .. }) => Ok(ExitCode::SUCCESS),

@@ -98,6 +98,10 @@ pub fn run(runtime: &Runtime, config: Option<&Path>, args: ReplArgs) -> anyhow::
             Flow::Exit => break,
         }
     }
+    if let Some((agents, _)) = &repl.agents {
+        // The audit log's last entries, and after-turn work, before leaving.
+        runtime.block_on(agents.settle(std::time::Duration::from_secs(5)));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -223,9 +227,11 @@ impl Repl<'_> {
     }
 
     fn tools(&mut self) {
-        let permissions = &self.app.config().permissions;
-        let policy = permissions.clone().with_auto_approve(self.turn_args.yes || permissions.auto_approve);
+        let session = self.session.as_ref().map(|s| s.id);
         let Some(agent) = self.agent() else { return };
+        // The agent's own permissions: every scope's rules, this session's answers, `--yes`. A
+        // rule on what a call touches (a path, a command) can still change a single call.
+        let permissions = agent.runner.permissions().clone();
         let tools = agent.runner.tools();
         if tools.is_empty() {
             println!(
@@ -234,8 +240,8 @@ impl Repl<'_> {
             );
         }
         for name in tools.names() {
-            if let Some(tool) = tools.get(name) {
-                let permission = policy.decide(name, tool.effect());
+            if let Some(tool) = tools.get(&name) {
+                let permission = permissions.check(session, &name, tool.effect(), &[]).permission;
                 println!("  {name:<12} {:?}, {permission:?}", tool.effect());
             }
         }

@@ -72,6 +72,20 @@ pub fn run(args: TrustArgs) -> anyhow::Result<ExitCode> {
             widening.join(", ")
         ),
     }
+    // A trusted folder's permission rules may widen too: say which allow rules now count.
+    let rules_file = folder.path.join(exoclaw::config::permissions::PROJECT_FILE);
+    let allowed: Vec<String> = exoclaw::config::permissions::read_rules(&rules_file)?
+        .iter()
+        .filter(|rule| rule.permission == exoclaw_core::Permission::Allow)
+        .map(ToString::to_string)
+        .collect();
+    if !allowed.is_empty() {
+        println!(
+            "its {} allows {}; if the file changes, trust the folder again",
+            exoclaw::config::permissions::PROJECT_FILE,
+            escape_untrusted(&allowed.join(", "), false)
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -26,6 +26,11 @@ pub use agent::{
     SettledCall, Step, TurnResult, tool_calls_paired,
 };
 pub use agent::{
+    AnswerStore, Answers, AuditEntry, AuditEvent, AuditLog, AuditQuery, AuditSink, BufferedAudit, Listed,
+    NoAudit, Permissions, Reason, Remember, RememberError, Resource, Rule, RuleEntry, RuleError, Scope,
+    Verdict, redact_secrets,
+};
+pub use agent::{
     Checkpoints, DenyToolsHook, Hook, HookContext, ModelAction, Monitor, NoCheckpoints, PatternError,
     RedactHook, ResultAction, ToolAction,
 };
@@ -54,4 +59,4 @@ pub use store::{
 };
 pub use store::{ProviderHealth, ProviderHealthStore, StoreErrorSource};
 pub use store::{RunStore, SessionLease, SessionLocks};
-pub use tool::{Tool, ToolContext, ToolError, ToolRegistry, TypedTool};
+pub use tool::{Tool, ToolContext, ToolError, ToolFilter, ToolRegistry, ToolSource, TypedTool};

@@ -1,9 +1,11 @@
 //! The [`Tool`] trait: something an agent can call — a builtin, an MCP tool, a WASM plugin, a
 //! sub-agent — and the [`ToolRegistry`] a run draws from.
 
+use crate::agent::Resource;
 use async_trait::async_trait;
 use exoclaw_types::{ErrorCode, SessionId, ToolEffect, ToolSpec};
 use schemars::JsonSchema;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -100,6 +102,14 @@ pub trait Tool: Send + Sync {
     /// Whether the tool only reads, changes things, or reaches outside; drives permission prompts.
     fn effect(&self) -> ToolEffect;
 
+    /// What a call with `args` touches — paths as the model wrote them, hosts, command lines —
+    /// for permission rules and the audit log. Default: nothing, so only rules on the tool's name
+    /// apply to it.
+    fn resources(&self, args: &Value) -> Vec<Resource> {
+        let _ = args;
+        Vec::new()
+    }
+
     /// Runs the tool with the model's arguments. The returned text goes back to the model.
     async fn call(&self, args: Value, ctx: &ToolContext) -> Result<String, ToolError>;
 }
@@ -118,6 +128,13 @@ pub trait TypedTool: Send + Sync {
 
     /// Whether the tool only reads, changes things, or reaches outside.
     fn effect(&self) -> ToolEffect;
+
+    /// What a call touches (see [`Tool::resources`]); arguments that do not parse touch nothing
+    /// (the call fails before it runs). Default: nothing.
+    fn resources(&self, args: &Self::Args) -> Vec<Resource> {
+        let _ = args;
+        Vec::new()
+    }
 
     /// Runs the tool.
     async fn run(&self, args: Self::Args, ctx: &ToolContext) -> Result<String, ToolError>;
@@ -141,6 +158,13 @@ impl<T: TypedTool> Tool for T {
         TypedTool::effect(self)
     }
 
+    fn resources(&self, args: &Value) -> Vec<Resource> {
+        match T::Args::deserialize(args) {
+            Ok(args) => TypedTool::resources(self, &args),
+            Err(_) => Vec::new(),
+        }
+    }
+
     async fn call(&self, args: Value, ctx: &ToolContext) -> Result<String, ToolError> {
         // A model that produced unparseable JSON has it kept as a string: say so plainly.
         if let Value::String(raw) = &args {
@@ -155,15 +179,58 @@ impl<T: TypedTool> Tool for T {
     }
 }
 
-/// The tools a run may call, by name, in name order.
+/// Tools that come and go while exoclaw runs: an MCP server's, offered once the server is ready
+/// and refreshed when it says its list changed. A [`ToolRegistry`] asks its sources at the start
+/// of every turn, so an implementation answers from memory and never waits on IO.
+pub trait ToolSource: Send + Sync {
+    /// The tools available now, to offer the model.
+    fn tools(&self) -> Vec<Arc<dyn Tool>>;
+
+    /// The tool called `name`, available or not: a tool offered at the start of a turn whose
+    /// server went down since is still found, and its call says why it cannot run.
+    fn get(&self, name: &str) -> Option<Arc<dyn Tool>>;
+}
+
+/// Which tools, by name, a [`ToolRegistry::narrowed`] registry keeps.
+pub type ToolFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// A source seen through a [`ToolFilter`], less the names its registry shadowed.
+struct NarrowedSource {
+    inner: Arc<dyn ToolSource>,
+    keep: ToolFilter,
+    shadowed: Arc<std::collections::BTreeSet<String>>,
+}
+
+impl NarrowedSource {
+    fn kept(&self, name: &str) -> bool {
+        !self.shadowed.contains(name) && (self.keep)(name)
+    }
+}
+
+impl ToolSource for NarrowedSource {
+    fn tools(&self) -> Vec<Arc<dyn Tool>> {
+        self.inner.tools().into_iter().filter(|tool| self.kept(&tool.spec().name)).collect()
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<dyn Tool>> {
+        if self.kept(name) { self.inner.get(name) } else { None }
+    }
+}
+
+/// The tools a run may call, by name, in name order: tools registered once, and the current
+/// tools of each [`ToolSource`] (a registered tool wins over a source's of the same name).
 #[derive(Clone, Default)]
 pub struct ToolRegistry {
     tools: BTreeMap<String, Arc<dyn Tool>>,
+    sources: Vec<Arc<dyn ToolSource>>,
 }
 
 impl std::fmt::Debug for ToolRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.tools.keys()).finish()
+        f.debug_struct("ToolRegistry")
+            .field("tools", &self.tools.keys().collect::<Vec<_>>())
+            .field("sources", &self.sources.len())
+            .finish()
     }
 }
 
@@ -178,28 +245,134 @@ impl ToolRegistry {
         self.tools.insert(tool.spec().name, tool);
     }
 
-    /// The tool called `name`.
-    pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
-        self.tools.get(name)
+    /// Adds a source of tools that come and go.
+    pub fn register_source(&mut self, source: Arc<dyn ToolSource>) {
+        self.sources.push(source);
     }
 
-    /// Every tool's spec, in name order, for the model.
+    /// The tool called `name`: a registered one, else the first source's that knows it.
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Tool>> {
+        match self.tools.get(name) {
+            Some(tool) => Some(Arc::clone(tool)),
+            None => self.sources.iter().find_map(|source| source.get(name)),
+        }
+    }
+
+    /// The registered tools, in name order (without the sources' tools).
+    pub fn registered(&self) -> impl Iterator<Item = &Arc<dyn Tool>> {
+        self.tools.values()
+    }
+
+    /// The sources' tools available now, in name order, less those a registered tool shadows.
+    pub fn from_sources(&self) -> Vec<Arc<dyn Tool>> {
+        let mut found: BTreeMap<String, Arc<dyn Tool>> = BTreeMap::new();
+        for tool in self.sources.iter().flat_map(|source| source.tools()) {
+            let name = tool.spec().name;
+            if !self.tools.contains_key(&name) {
+                found.entry(name).or_insert(tool);
+            }
+        }
+        found.into_values().collect()
+    }
+
+    /// Every available tool's spec, in name order, for the model.
     pub fn specs(&self) -> Vec<ToolSpec> {
-        self.tools.values().map(|t| t.spec()).collect()
+        let mut specs: Vec<ToolSpec> = self.tools.values().map(|t| t.spec()).collect();
+        specs.extend(self.from_sources().iter().map(|t| t.spec()));
+        specs.sort_by(|a, b| a.name.cmp(&b.name));
+        specs
     }
 
-    /// The tools' names, in order.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.tools.keys().map(String::as_str)
+    /// The available tools' names, in order.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.tools.keys().cloned().collect();
+        names.extend(self.from_sources().iter().map(|t| t.spec().name));
+        names.sort();
+        names
     }
 
-    /// How many tools there are.
+    /// The same tools less those `keep` refuses by name: the registered ones filtered now, each
+    /// source's at every turn (a tool a source adds later is judged too). A tool left out can be
+    /// neither offered nor called, and a source's tool a left-out registered one shadowed stays
+    /// shadowed. How agents are narrowed to baskets.
+    pub fn narrowed(&self, keep: ToolFilter) -> ToolRegistry {
+        let tools: BTreeMap<String, Arc<dyn Tool>> = self
+            .tools
+            .iter()
+            .filter(|(name, _)| keep(name))
+            .map(|(name, tool)| (name.clone(), Arc::clone(tool)))
+            .collect();
+        let shadowed: Arc<std::collections::BTreeSet<String>> = Arc::new(self.tools.keys().cloned().collect());
+        let sources = self
+            .sources
+            .iter()
+            .map(|inner| {
+                Arc::new(NarrowedSource {
+                    inner: Arc::clone(inner),
+                    keep: Arc::clone(&keep),
+                    shadowed: Arc::clone(&shadowed),
+                }) as Arc<dyn ToolSource>
+            })
+            .collect();
+        ToolRegistry { tools, sources }
+    }
+
+    /// How many tools are registered (the sources' not counted).
     pub fn len(&self) -> usize {
         self.tools.len()
     }
 
-    /// Whether there are none.
+    /// Whether there are no tools, registered or from a source.
     pub fn is_empty(&self) -> bool {
-        self.tools.is_empty()
+        self.tools.is_empty() && self.sources.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    struct Named(&'static str);
+
+    #[async_trait]
+    impl Tool for Named {
+        fn spec(&self) -> ToolSpec {
+            ToolSpec { name: self.0.into(), description: String::new(), input_schema: json!({"type": "object"}) }
+        }
+
+        fn effect(&self) -> ToolEffect {
+            ToolEffect::ReadOnly
+        }
+
+        async fn call(&self, _args: Value, _ctx: &ToolContext) -> Result<String, ToolError> {
+            Ok(self.0.into())
+        }
+    }
+
+    struct Source(Vec<&'static str>);
+
+    impl ToolSource for Source {
+        fn tools(&self) -> Vec<Arc<dyn Tool>> {
+            self.0.iter().map(|n| Arc::new(Named(n)) as Arc<dyn Tool>).collect()
+        }
+
+        fn get(&self, name: &str) -> Option<Arc<dyn Tool>> {
+            self.0.iter().find(|n| **n == name).map(|n| Arc::new(Named(n)) as Arc<dyn Tool>)
+        }
+    }
+
+    #[test]
+    fn a_narrowed_registry_neither_offers_nor_finds_what_it_left_out() {
+        let mut registry = ToolRegistry::new();
+        registry.register(Arc::new(Named("read_file")));
+        registry.register(Arc::new(Named("shell")));
+        registry.register_source(Arc::new(Source(vec!["shell", "docs__search", "db__query"])));
+        let narrowed = registry.narrowed(Arc::new(|name: &str| name != "shell" && name != "db__query"));
+        assert_eq!(narrowed.names(), ["docs__search", "read_file"]);
+        assert!(narrowed.get("shell").is_none(), "the source's shell stays shadowed by the left-out one");
+        assert!(narrowed.get("db__query").is_none());
+        assert!(narrowed.get("docs__search").is_some());
+        assert_eq!(registry.names(), ["db__query", "docs__search", "read_file", "shell"], "the original is kept");
     }
 }

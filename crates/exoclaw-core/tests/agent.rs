@@ -939,3 +939,5 @@ mod checkpoints;
 mod hooks;
 #[path = "agent/payer.rs"]
 mod payer;
+#[path = "agent/permissions.rs"]
+mod permissions;

@@ -241,9 +241,11 @@ pub(crate) fn routes(gateway: Arc<Gateway>) -> Router {
         .route("/webhook/{channel}", post(webhook))
         .merge(crate::rpc::routes())
         .merge(v1)
+        .merge(crate::mcp::routes(&gateway))
         .fallback(|| async {
             let e = GatewayError::invalid(
-                "no such endpoint; this gateway serves /v1/chat/completions, /v1/embeddings and /v1/models",
+                "no such endpoint; this gateway serves /v1/chat/completions, /v1/embeddings, /v1/models, \
+                 /ws, and /mcp when [gateway] mcp is on",
                 None,
             );
             (StatusCode::NOT_FOUND, Json(e.body()))
@@ -330,8 +332,9 @@ impl FromRequestParts<Arc<Gateway>> for Caller {
     }
 }
 
-/// An operator token's holder (or anyone, when the gateway needs no token): what `/metrics` asks.
-struct Operator;
+/// An operator token's holder (or anyone, when the gateway needs no token): what `/metrics` and
+/// `/mcp` ask.
+pub(crate) struct Operator;
 
 impl FromRequestParts<Arc<Gateway>> for Operator {
     type Rejection = Response;
@@ -340,8 +343,9 @@ impl FromRequestParts<Arc<Gateway>> for Operator {
         match authenticate(gateway, parts).await? {
             Caller::Operator | Caller::Anyone => Ok(Operator),
             Caller::Key(_) => {
-                let e =
-                    GatewayError::Unauthorized { reason: "metrics are for the gateway's operator tokens" };
+                let e = GatewayError::Unauthorized {
+                    reason: "this endpoint is for the gateway's operator tokens, not virtual keys",
+                };
                 Err(refuse(gateway, parts.uri.path(), e))
             }
         }

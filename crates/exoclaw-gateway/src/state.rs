@@ -84,6 +84,8 @@ pub struct Gateway {
     keys_checked_ms: AtomicU64,
     /// Where `chat.send` turns go: the agents, the bindings, the session queues.
     pub(crate) runtime: Option<Arc<dyn AgentRuntime>>,
+    /// What `/mcp` serves, when it is on.
+    pub(crate) mcp: Option<crate::mcp::McpEndpoint>,
     pub(crate) sessions: Option<Arc<dyn SessionStore>>,
     pub(crate) usage: Option<Arc<dyn UsageStore>>,
     pub(crate) limits: Limits,
@@ -147,6 +149,7 @@ impl Gateway {
                 keys_required: AtomicBool::new(false),
                 keys_checked_ms: AtomicU64::new(0),
                 runtime: None,
+                mcp: None,
                 sessions: None,
                 usage: None,
                 limits: Limits::default(),
@@ -286,6 +289,19 @@ impl GatewayBuilder {
     /// The runtime that runs `chat.send` turns: its agents, bindings and session queues.
     pub fn runtime(mut self, runtime: Arc<dyn AgentRuntime>) -> Self {
         self.gateway.runtime = Some(runtime);
+        self
+    }
+
+    /// Serves MCP at `/mcp` (streamable HTTP: `exoclaw_mcp::ExoclawServer::streamable_http`), to
+    /// operator tokens only (and to anyone on a gateway that needs no token), behind the same
+    /// `Host`/`Origin` guard as every route.
+    pub fn mcp<S>(mut self, service: S) -> Self
+    where
+        S: tower::Service<axum::extract::Request, Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        self.gateway.mcp = Some(crate::mcp::McpEndpoint::new(service));
         self
     }
 

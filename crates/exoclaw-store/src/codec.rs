@@ -60,6 +60,18 @@ pub(crate) fn run_from_json(session: SessionId, json: &str) -> Result<Run, Store
     })
 }
 
+/// An audit entry as the JSON text that is stored.
+pub(crate) fn audit_to_json(entry: &exoclaw_core::AuditEntry) -> Result<String, StoreError> {
+    serde_json::to_string(entry)
+        .map_err(|e| StoreError::database_from("could not serialise an audit entry", e))
+}
+
+/// An audit entry from its stored JSON text.
+pub(crate) fn audit_from_json(json: &str) -> Result<exoclaw_core::AuditEntry, StoreError> {
+    serde_json::from_str(json)
+        .map_err(|e| StoreError::corrupt_from("an audit entry is not valid (written by a newer exoclaw?)", e))
+}
+
 /// A failed write of a session's row in another table: [`StoreError::SessionNotFound`] when the
 /// session is missing (the foreign key refused it), otherwise a query error saying what was done.
 pub(crate) fn write_error(session: SessionId, doing: &str, error: sqlx::Error) -> StoreError {

@@ -1,7 +1,7 @@
 //! exoclaw's storage: sessions, their messages and metered usage, in SQLite (the default, one file
 //! on the machine) or PostgreSQL (shared by several exoclaw nodes), behind the
-//! [`SessionStore`], [`UsageStore`], [`KeyStore`], [`RunStore`], [`SessionLocks`] and
-//! [`ProviderHealthStore`] traits of `exoclaw-core`; and long-term memory behind its
+//! [`SessionStore`], [`UsageStore`], [`KeyStore`], [`RunStore`], [`SessionLocks`],
+//! [`ProviderHealthStore`] and [`AuditLog`] traits of `exoclaw-core`; and long-term memory behind its
 //! [`MemoryIndex`], [`SummaryStore`] and [`FactStore`] ([`MemoryStore`]: all three).
 //!
 //! [`Store::open`] takes the configured `storage.url`: `sqlite://PATH`, `sqlite::memory:`, a plain
@@ -40,6 +40,10 @@
 //!   other processes' writes are seen.
 //! - `memory_summaries`: each session's rolling summary ([`SummaryStore`]), replaced only by one
 //!   that covers more messages.
+//! - `audit_log`: the permission audit trail ([`AuditLog`]): every decision, answer and executed
+//!   call that changed something or reached out, one row per entry with the entry as JSON and its
+//!   time, session and tool as columns for the listing's filters. Appended only; no foreign key, so
+//!   a deleted session keeps its trail.
 //! - `memory_facts`: facts ([`FactStore`]), with supersession: a new value of a single-valued
 //!   predicate marks the current one `invalidated_at` and `superseded_by`, never deletes it.
 //!
@@ -80,10 +84,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use exoclaw_core::Run;
 pub use exoclaw_core::{
-    EntryKind, Fact, FactRecorded, FactStore, ForgetEntries, KeyStore, MemoryEntry, MemoryIndex, MemoryStore,
-    NewApiKey, NewEntry, NewFact, NewSession, ProviderHealth, ProviderHealthStore, RunStore, ScoredEntry,
-    SessionLease, SessionLocks, SessionStore, StoreError, StoreErrorSource, Summary, SummaryStore,
-    UsageStore,
+    AuditEntry, AuditLog, AuditQuery, EntryKind, Fact, FactRecorded, FactStore, ForgetEntries, KeyStore,
+    MemoryEntry, MemoryIndex, MemoryStore, NewApiKey, NewEntry, NewFact, NewSession, ProviderHealth,
+    ProviderHealthStore, RunStore, ScoredEntry, SessionLease, SessionLocks, SessionStore, StoreError,
+    StoreErrorSource, Summary, SummaryStore, UsageStore,
 };
 use exoclaw_types::{ApiKey, Message, SessionId, SessionInfo, SessionKey, UsageRecord};
 
@@ -241,6 +245,10 @@ forward_to_backend! {
     SummaryStore {
         fn save_summary(&self, summary: &Summary) -> Result<bool, StoreError>;
         fn summary(&self, session: SessionId) -> Result<Option<Summary>, StoreError>;
+    }
+    AuditLog {
+        fn record_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError>;
+        fn audit_entries(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
     }
     FactStore {
         fn record_fact(&self, fact: &NewFact) -> Result<FactRecorded, StoreError>;

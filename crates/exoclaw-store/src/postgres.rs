@@ -19,6 +19,7 @@ use sqlx::{ConnectOptions, Connection, Row, SqlSafeStr};
 use std::str::FromStr;
 use uuid::Uuid;
 
+mod audit;
 mod health;
 mod keys;
 mod lock;
@@ -81,6 +82,13 @@ fn migrator() -> Migrator {
             Cow::Borrowed("memory"),
             MigrationType::Simple,
             include_str!("../migrations/postgres/0006_memory.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            7,
+            Cow::Borrowed("audit"),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0007_audit.sql").into_sql_str(),
             false,
         ),
     ])

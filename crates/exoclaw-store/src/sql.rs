@@ -230,6 +230,25 @@ pub(crate) const FACTS: &str = "SELECT id, owner, subject, predicate, object, co
 /// Owner `$1`'s fact `$2` (the facts it superseded lose their pointer to it: `ON DELETE SET NULL`).
 pub(crate) const DELETE_FACT: &str = "DELETE FROM memory_facts WHERE owner = $1 AND id = $2";
 
+// The audit log (`audit.rs` in each backend; see the `0007_audit.sql` migrations).
+
+/// Appends an audit entry: time `$1`, session `$2`, tool `$3`, kind `$4`, the entry as JSON text
+/// `$json` (how the backend turns the text into its JSON column).
+macro_rules! insert_audit {
+    ($json:literal) => {
+        concat!(
+            "INSERT INTO audit_log (at, session_id, tool, kind, entry) VALUES ($1, $2, $3, $4, ",
+            $json,
+            ")"
+        )
+    };
+}
+
+/// The newest `$3` audit entries, of session `$1` and tool `$2` when they are not NULL, as JSON text.
+pub(crate) const AUDIT_ENTRIES: &str = "SELECT CAST(entry AS TEXT) AS entry FROM audit_log \
+     WHERE ($1 IS NULL OR session_id = $1) AND ($2 IS NULL OR tool = $2) ORDER BY id DESC LIMIT $3";
+
 pub(crate) use deleted_entries;
 pub(crate) use entry_columns;
+pub(crate) use insert_audit;
 pub(crate) use upsert_run;

@@ -37,6 +37,7 @@ use sqlx::{Row, SqlSafeStr};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+mod audit;
 mod health;
 mod keys;
 mod memory;
@@ -120,6 +121,13 @@ fn migrator() -> Migrator {
             Cow::Borrowed("memory"),
             MigrationType::Simple,
             include_str!("../migrations/sqlite/0006_memory.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            7,
+            Cow::Borrowed("audit"),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0007_audit.sql").into_sql_str(),
             false,
         ),
     ])

@@ -3,7 +3,7 @@
 use crate::jail::Jail;
 use crate::output::{clip_line, looks_binary};
 use async_trait::async_trait;
-use exoclaw_core::{ToolContext, ToolError, TypedTool};
+use exoclaw_core::{Resource, ToolContext, ToolError, TypedTool};
 use exoclaw_types::ToolEffect;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -78,6 +78,10 @@ impl TypedTool for ReadFile {
 
     fn effect(&self) -> ToolEffect {
         ToolEffect::ReadOnly
+    }
+
+    fn resources(&self, args: &ReadFileArgs) -> Vec<Resource> {
+        vec![Resource::Path(args.path.clone())]
     }
 
     async fn run(&self, args: ReadFileArgs, ctx: &ToolContext) -> Result<String, ToolError> {
@@ -187,6 +191,10 @@ impl TypedTool for WriteFile {
         ToolEffect::Mutating
     }
 
+    fn resources(&self, args: &WriteFileArgs) -> Vec<Resource> {
+        vec![Resource::Path(args.path.clone())]
+    }
+
     async fn run(&self, args: WriteFileArgs, ctx: &ToolContext) -> Result<String, ToolError> {
         let jail = Jail::new(&ctx.workspace_root)?;
         let path = jail.resolve(&args.path)?;
@@ -251,6 +259,10 @@ impl TypedTool for EditFile {
 
     fn effect(&self) -> ToolEffect {
         ToolEffect::Mutating
+    }
+
+    fn resources(&self, args: &EditFileArgs) -> Vec<Resource> {
+        vec![Resource::Path(args.path.clone())]
     }
 
     async fn run(&self, args: EditFileArgs, ctx: &ToolContext) -> Result<String, ToolError> {
@@ -345,6 +357,10 @@ impl TypedTool for ListDir {
 
     fn effect(&self) -> ToolEffect {
         ToolEffect::ReadOnly
+    }
+
+    fn resources(&self, args: &ListDirArgs) -> Vec<Resource> {
+        vec![Resource::Path(args.path.clone())]
     }
 
     async fn run(&self, args: ListDirArgs, ctx: &ToolContext) -> Result<String, ToolError> {

@@ -4,7 +4,7 @@
 
 use crate::output::{clip_text, looks_binary};
 use async_trait::async_trait;
-use exoclaw_core::{ToolContext, ToolError, TypedTool};
+use exoclaw_core::{Resource, ToolContext, ToolError, TypedTool};
 use exoclaw_types::ToolEffect;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
@@ -97,6 +97,12 @@ impl TypedTool for HttpFetch {
 
     fn effect(&self) -> ToolEffect {
         ToolEffect::External
+    }
+
+    fn resources(&self, args: &HttpFetchArgs) -> Vec<Resource> {
+        // A URL that does not parse names no host; the call then fails before anything is sent.
+        let host = Url::parse(&args.url).ok().and_then(|url| url.host_str().map(str::to_owned));
+        host.map(Resource::Host).into_iter().collect()
     }
 
     async fn run(&self, args: HttpFetchArgs, ctx: &ToolContext) -> Result<String, ToolError> {

@@ -8,7 +8,7 @@
 //! | `list_dir` | [`ListDir`] | read-only | a directory's entries, sorted, `/` after directories |
 //! | `glob` | [`Glob`] | read-only | files matching a glob, honouring `.gitignore` |
 //! | `grep` | [`Grep`] | read-only | lines matching a regex as `path:line: text`, honouring `.gitignore` |
-//! | `shell` | [`Shell`] | mutating | `sh -c COMMAND` in its own process group, with a timeout |
+//! | `shell` | [`Shell`] | mutating | `sh -c COMMAND` in its own process group, with a timeout, in the [sandbox] |
 //! | `http_fetch` | [`HttpFetch`] | external | an http(s) request; HTML comes back as readable text |
 //!
 //! [`builtin_tools`] gives a registry holding all of them; [`register_builtins`] adds them to one.
@@ -22,24 +22,43 @@
 //! that exists, once its symbolic links are followed, lies outside the root (so a link inside the
 //! workspace cannot be read, written or listed through to the outside). Walks (`glob`, `grep`) never
 //! follow symbolic links. `shell` and `http_fetch` are not jailed beyond `shell`'s starting
-//! directory: their reach is governed by permissions (their [`ToolEffect`](exoclaw_types::ToolEffect)).
+//! directory: their reach is governed by permissions (their [`ToolEffect`](exoclaw_types::ToolEffect))
+//! and, for `shell`, by the sandbox.
+//!
+//! # The sandbox
+//!
+//! [`sandbox`] confines a child process on Linux, the way codex does: in [`SandboxMode::ReadOnly`]
+//! and [`SandboxMode::WorkspaceWrite`] (the default) it can read everything but the *hidden paths*
+//! (exoclaw's home: configuration, database, keys), write only the workspace (in workspace-write)
+//! and a private `$TMPDIR`, has no network (a network namespace of its own, and landlock's TCP
+//! rules), and inherits no provider keys or tokens; [`SandboxMode::FullAccess`] is no sandbox.
+//! [`Shell::with_sandbox`] takes the [`SandboxPolicy`] (the runtime passes the real one);
+//! [`SandboxPolicy::apply`] puts any other `tokio::process::Command` (skill scripts, MCP stdio
+//! servers) in the same sandbox, and [`Sandbox::probe`] says what this kernel can enforce.
 //!
 //! Every tool caps what it returns and says so with a visible `[…]` marker, so one call cannot flood
 //! the model's context.
 
+pub mod baskets;
 mod files;
 mod http;
 pub mod jail;
 mod output;
+pub mod sandbox;
 mod search;
 mod shell;
+#[cfg(feature = "ssh")]
+pub mod ssh;
+pub mod skills;
 
 pub use files::{
     EditFile, EditFileArgs, ListDir, ListDirArgs, ReadFile, ReadFileArgs, WriteFile, WriteFileArgs,
 };
 pub use http::{HttpFetch, HttpFetchArgs};
+pub use sandbox::{Applied, Sandbox, SandboxError, SandboxMode, SandboxPolicy};
 pub use search::{Glob, GlobArgs, Grep, GrepArgs};
 pub use shell::{Shell, ShellArgs};
+pub use skills::{OpenSkill, OpenSkillArgs, Skill, SkillError, SkillSet};
 
 use exoclaw_core::ToolRegistry;
 use std::sync::Arc;

@@ -7,7 +7,7 @@ use crate::files::io_failure;
 use crate::jail::Jail;
 use crate::output::{clip_line, looks_binary};
 use async_trait::async_trait;
-use exoclaw_core::{ToolContext, ToolError, TypedTool};
+use exoclaw_core::{Resource, ToolContext, ToolError, TypedTool};
 use exoclaw_types::ToolEffect;
 use globset::{GlobBuilder, GlobMatcher};
 use regex::{Regex, RegexBuilder};
@@ -134,6 +134,10 @@ impl TypedTool for Glob {
         ToolEffect::ReadOnly
     }
 
+    fn resources(&self, args: &GlobArgs) -> Vec<Resource> {
+        vec![Resource::Path(args.path.clone().unwrap_or_else(|| ".".to_owned()))]
+    }
+
     async fn run(&self, args: GlobArgs, ctx: &ToolContext) -> Result<String, ToolError> {
         let filter = NameFilter::new(&args.pattern)?;
         let jail = Jail::new(&ctx.workspace_root)?;
@@ -220,6 +224,10 @@ impl TypedTool for Grep {
 
     fn effect(&self) -> ToolEffect {
         ToolEffect::ReadOnly
+    }
+
+    fn resources(&self, args: &GrepArgs) -> Vec<Resource> {
+        vec![Resource::Path(args.path.clone().unwrap_or_else(|| ".".to_owned()))]
     }
 
     async fn run(&self, args: GrepArgs, ctx: &ToolContext) -> Result<String, ToolError> {

@@ -5,11 +5,18 @@
 //! killed with `SIGKILL`, so a background grandchild (`server &`) dies with the shell. When the
 //! command ends by itself, processes it left in the background are left alone; their output is read
 //! for a short grace period only.
+//!
+//! Commands run in the [sandbox](crate::sandbox) of the tool's [`SandboxPolicy`] (by default
+//! `workspace-write` with no network and nothing hidden; the runtime passes the real policy, with
+//! exoclaw's home hidden). The description tells the model what the sandbox allows, and a failed
+//! command whose output looks like a refusal by it gets a note saying what to ask the user for. A
+//! background process that outlives its command loses the command's private `$TMPDIR`.
 
 use crate::jail::Jail;
 use crate::output::HeadTail;
+use crate::sandbox::SandboxPolicy;
 use async_trait::async_trait;
-use exoclaw_core::{ToolContext, ToolError, TypedTool};
+use exoclaw_core::{Resource, ToolContext, ToolError, TypedTool};
 use exoclaw_types::ToolEffect;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -43,14 +50,16 @@ pub struct ShellArgs {
 }
 
 /// `shell`: runs a command line with `sh -c`, starting in the workspace or a directory inside it,
-/// and returns its exit code and merged output (capped, with a marker). Only its starting folder
-/// is checked against the workspace: the command runs with the user's full rights, which its
-/// description tells the model, and which is why it asks by default.
+/// and returns its exit code and merged output (capped, with a marker). Its starting folder is
+/// checked against the workspace; what the command may do is the sandbox's to enforce (see
+/// [`Shell::with_sandbox`]), which its description tells the model. It is
+/// [`Mutating`](ToolEffect::Mutating) in every mode, so it asks by default.
 #[derive(Debug, Clone)]
 pub struct Shell {
     default_timeout: Duration,
     max_timeout: Duration,
     output_limit: usize,
+    sandbox: SandboxPolicy,
 }
 
 impl Default for Shell {
@@ -59,6 +68,7 @@ impl Default for Shell {
             default_timeout: Duration::from_secs(120),
             max_timeout: Duration::from_secs(600),
             output_limit: 30 * 1024,
+            sandbox: SandboxPolicy::default(),
         }
     }
 }
@@ -68,6 +78,17 @@ impl Shell {
     pub fn with_output_limit(mut self, bytes: usize) -> Self {
         self.output_limit = bytes.max(2);
         self
+    }
+
+    /// Runs commands in `policy`'s sandbox (default: `workspace-write`, no network, nothing hidden).
+    pub fn with_sandbox(mut self, policy: SandboxPolicy) -> Self {
+        self.sandbox = policy;
+        self
+    }
+
+    /// The sandbox commands run in.
+    pub fn sandbox(&self) -> &SandboxPolicy {
+        &self.sandbox
     }
 }
 
@@ -80,16 +101,20 @@ impl TypedTool for Shell {
         format!(
             "Run a shell command (`sh -c`) and get its exit code and output (stdout and stderr \
              together; when long, the start and the end are kept). It starts in the workspace (or \
-             `cwd` inside it) but is not confined to it: it runs with the user's full rights on this \
-             machine (every file they can reach, the network, other programs), so run only what the \
-             task needs. A non-zero exit code is reported, not an error. The command and everything \
-             it starts are killed after `timeout_secs` (default {}). No input is given on stdin.",
+             `cwd` inside it). {} A non-zero exit code is reported, not an error. The command and \
+             everything it starts are killed after `timeout_secs` (default {}). No input is given on \
+             stdin.",
+            self.sandbox.describe_for_model(),
             self.default_timeout.as_secs()
         )
     }
 
     fn effect(&self) -> ToolEffect {
         ToolEffect::Mutating
+    }
+
+    fn resources(&self, args: &ShellArgs) -> Vec<Resource> {
+        vec![Resource::Command(args.command.clone())]
     }
 
     async fn run(&self, args: ShellArgs, ctx: &ToolContext) -> Result<String, ToolError> {
@@ -126,7 +151,20 @@ impl TypedTool for Shell {
             .stderr(writer)
             .process_group(0)
             .kill_on_drop(true);
-        let mut child = command.spawn().map_err(spawn_failed)?;
+        // Held until the command is done: it owns the command's private TMPDIR.
+        let applied =
+            self.sandbox.apply(&mut command, jail.root()).map_err(|e| ToolError::Failed(e.to_string()))?;
+        for warning in applied.warnings() {
+            tracing::debug!(%warning, "shell: the sandbox is partial on this machine");
+        }
+        let mut child = command.spawn().map_err(|e| match self.sandbox.is_confined() {
+            true => ToolError::Failed(format!(
+                "could not start `sh` in the sandbox ({}): {e}. If the sandbox cannot be set up on this \
+                 machine, tell the user: they can set the sandbox mode to `full-access`.",
+                self.sandbox.mode
+            )),
+            false => spawn_failed(e),
+        })?;
         // The command holds our copies of the pipe's write end; the pipe only ends once they close.
         drop(command);
         let mut group = GroupGuard::new(child.id());
@@ -160,7 +198,15 @@ impl TypedTool for Shell {
                 }
                 let status =
                     status.map_err(|e| ToolError::Failed(format!("waiting for the command: {e}")))?;
-                Ok(report(status, output))
+                let mut report = report(status, output);
+                if !status.success()
+                    && let Some(hint) = self.sandbox.denial_hint(&report)
+                {
+                    report.push('\n');
+                    report.push_str(&hint);
+                }
+                drop(applied);
+                Ok(report)
             }
             End::TimedOut | End::Cancelled => {
                 group.kill();
@@ -252,9 +298,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_description_says_the_shell_is_not_confined_to_the_workspace() {
+    fn the_description_tells_the_model_about_the_sandbox() {
         let description = Shell::default().description();
         assert!(description.contains("starts in the workspace"), "{description}");
+        assert!(description.contains("It runs in a sandbox (workspace-write)"), "{description}");
+        let description = Shell::default().with_sandbox(SandboxPolicy::full_access()).description();
         assert!(description.contains("not confined"), "{description}");
         assert!(description.contains("full rights"), "{description}");
     }

@@ -39,6 +39,7 @@ pub use runtime::{AgentSpec, Runtime, RuntimeBuilder, RuntimeError};
 
 pub use exoclaw_core;
 pub use exoclaw_local;
+pub use exoclaw_mcp;
 pub use exoclaw_memory;
 pub use exoclaw_providers;
 pub use exoclaw_store;

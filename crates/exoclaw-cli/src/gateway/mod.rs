@@ -117,6 +117,7 @@ pub async fn run(config_path: Option<&Path>, args: GatewayArgs) -> anyhow::Resul
         .config(app.config().clone())
         .store(app.store.clone())
         .approver(Arc::new(crate::approve::Daemon))
+        .home(app.loaded.home.clone())
         .session_queue(settings.session_queue)
         .every_agent(|spec| spec.tools = Some(spec.tools.unwrap_or(false)))
         .monitor(turns.clone())
@@ -138,6 +139,11 @@ pub async fn run(config_path: Option<&Path>, args: GatewayArgs) -> anyhow::Resul
     // made (it notices within a second); from then on every request needs one (or an operator
     // token).
     builder = if has_keys { builder.keys(store.clone()) } else { builder.keys_once_made(store.clone()) };
+    let mcp_stop = tokio_util::sync::CancellationToken::new();
+    if settings.mcp {
+        let server = exoclaw_mcp::ExoclawServer::new(crate::mcp::exposed(&runtime, true)?);
+        builder = builder.mcp(server.streamable_http(mcp_stop.clone()));
+    }
     let gateway = Arc::new(builder.build());
     // Keyless servers (ollama, llama.cpp, model managers) are checked in the background, so a
     // dead one's breaker opens before a request finds out and a revived one's closes.
@@ -168,13 +174,18 @@ pub async fn run(config_path: Option<&Path>, args: GatewayArgs) -> anyhow::Resul
     exoclaw_gateway::check_bind(addr, gateway.requires_auth())?;
     let threads = tokio::runtime::Handle::current().metrics().num_workers();
     eprintln!(
-        "exoclaw gateway listening on http://{addr} (OpenAI-compatible: http://{addr}/v1, WebSocket: ws://{addr}/ws){}; {threads} serving thread{}",
+        "exoclaw gateway listening on http://{addr} (OpenAI-compatible: http://{addr}/v1, WebSocket: ws://{addr}/ws{}){}; {threads} serving thread{}",
+        if settings.mcp { format!(", MCP: http://{addr}/mcp") } else { String::new() },
         if gateway.requires_auth() { "" } else { "; no token needed on loopback" },
         if threads == 1 { "" } else { "s" }
     );
     spawn_reloader(Arc::clone(&gateway), app.loaded.path.clone(), config_path.map(Path::to_path_buf));
-    exoclaw_gateway::serve(listener, gateway, shutdown_signal()).await?;
+    let served = exoclaw_gateway::serve(listener, gateway, shutdown_signal()).await;
+    mcp_stop.cancel();
+    served?;
     runtime.stop();
+    // The audit log's last entries (and other background work) before the store closes.
+    runtime.settle(Duration::from_secs(5)).await;
     app.store.close().await;
     eprintln!("exoclaw gateway stopped");
     Ok(ExitCode::SUCCESS)

@@ -9,6 +9,7 @@
 //! ([`TurnResult`]) never holds a tool call without its result, so it can be stored and sent back
 //! to any vendor.
 
+mod approvals;
 mod checkpoint;
 mod hooks;
 mod permission;
@@ -21,7 +22,11 @@ pub use hooks::{
     DenyToolsHook, Hook, HookContext, ModelAction, Monitor, PatternError, RedactHook, ResultAction,
     ToolAction,
 };
-pub use permission::{ApprovalRequest, Approver, Decision, FixedApprover, Permission, PermissionPolicy};
+pub use permission::{
+    AnswerStore, Answers, ApprovalRequest, Approver, AuditEntry, AuditEvent, AuditLog, AuditQuery, AuditSink,
+    BufferedAudit, Decision, FixedApprover, Listed, NoAudit, Permission, PermissionPolicy, Permissions,
+    Reason, Remember, RememberError, Resource, Rule, RuleEntry, RuleError, Scope, Verdict, redact_secrets,
+};
 pub use run::{
     DEFAULT_MAX_ITERATIONS, Run, RunConfig, RunError, RunTool, SettledCall, Step, tool_calls_paired,
 };

@@ -64,7 +64,8 @@ pub struct RunConfig {
     pub params: GenerationParams,
     /// Most model calls in one turn.
     pub max_iterations: u32,
-    /// Which calls run, ask or are refused.
+    /// The permission defaults ([`Run::model_answered`] decides calls by them; a runner decides
+    /// with every rule through [`Run::model_answered_with`]).
     #[serde(default)]
     pub permissions: PermissionPolicy,
 }
@@ -148,6 +149,10 @@ struct OpenCall {
     /// `None` for a tool the run does not know.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     effect: Option<ToolEffect>,
+    /// The permission it was given (`None` for an unknown tool, or in a checkpoint from before
+    /// it was kept: the configured defaults then say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    permission: Option<Permission>,
     state: CallState,
 }
 
@@ -218,8 +223,8 @@ impl Run {
     /// Settles the calls a restored run shows as running: the process stopped while they ran, so
     /// whether they took effect is unknown, and none is run again silently.
     ///
-    /// - A call whose tool needs the user's approval under the run's permissions
-    ///   ([`Permission::Ask`]) waits for approval again: the user decides whether to repeat it.
+    /// - A call that needed the user's approval ([`Permission::Ask`]) waits for approval again:
+    ///   the user decides whether to repeat it.
     /// - Any other call is settled with an error result telling the model it was interrupted and
     ///   may or may not have taken effect; the settled calls are returned for the driver to show.
     /// - A call of a tool the run does not know runs nothing, so it simply becomes ready again.
@@ -232,7 +237,9 @@ impl Run {
         };
         let mut settled = Vec::new();
         for open in calls.iter_mut().filter(|c| c.state == CallState::Running) {
-            let permission = open.effect.map(|e| self.config.permissions.decide(&open.call.name, e));
+            let permission = open
+                .permission
+                .or_else(|| open.effect.map(|e| self.config.permissions.decide(&open.call.name, e)));
             open.state = match permission {
                 None => CallState::Ready,
                 Some(Permission::Ask) => CallState::Approval,
@@ -274,7 +281,7 @@ impl Run {
                 let approvals: Vec<ApprovalRequest> = calls
                     .iter()
                     .filter(|c| c.state == CallState::Approval)
-                    .filter_map(|c| c.effect.map(|effect| ApprovalRequest { call: c.call.clone(), effect }))
+                    .filter_map(|c| c.effect.map(|effect| ApprovalRequest::new(c.call.clone(), effect)))
                     .collect();
                 if !approvals.is_empty() {
                     return Step::AwaitApproval(approvals);
@@ -316,13 +323,26 @@ impl Run {
     /// Reports the model's answer: the assembled assistant `message` and why it stopped.
     ///
     /// An answer without tool calls completes the turn. Tool calls are checked against the
-    /// permissions: allowed calls (and calls of unknown tools, which run nothing) become ready,
-    /// `Ask` calls wait for approval, denied calls are settled with an error result at once and
-    /// returned, so the driver can show them.
+    /// configured permission defaults ([`RunConfig::permissions`], without rules): allowed calls
+    /// (and calls of unknown tools, which run nothing) become ready, `Ask` calls wait for
+    /// approval, denied calls are settled with an error result at once and returned, so the
+    /// driver can show them.
     pub fn model_answered(
         &mut self,
         message: Message,
         stop: StopReason,
+    ) -> Result<Vec<SettledCall>, RunError> {
+        let defaults = self.config.permissions.clone();
+        self.model_answered_with(message, stop, |call, effect| defaults.decide(&call.name, effect))
+    }
+
+    /// [`Run::model_answered`], each call of a known tool given its permission by `check` (a
+    /// runner's [`crate::Permissions`], which knows every rule and what the call touches).
+    pub fn model_answered_with(
+        &mut self,
+        message: Message,
+        stop: StopReason,
+        mut check: impl FnMut(&ToolCall, ToolEffect) -> Permission,
     ) -> Result<Vec<SettledCall>, RunError> {
         if self.phase != Phase::Model {
             return Err(self.unexpected("a model answer"));
@@ -344,22 +364,14 @@ impl Run {
             .into_iter()
             .map(|call| {
                 let effect = self.config.effect_of(&call.name);
-                let state = match effect.map(|e| self.config.permissions.decide(&call.name, e)) {
-                    // An unknown tool runs nothing, so there is nothing to approve: the driver
-                    // answers it with the list of tools that do exist.
-                    None | Some(Permission::Allow) => CallState::Ready,
-                    Some(Permission::Ask) => CallState::Approval,
-                    Some(Permission::Deny) => {
-                        let result = denied(
-                            &call,
-                            "the user's permission settings do not allow this tool; do not retry it, \
-                             ask the user or find another way",
-                        );
-                        settled.push(SettledCall { call: call.clone(), result: result.clone() });
-                        CallState::Finished { result }
-                    }
+                let permission = effect.map(|e| check(&call, e));
+                // An unknown tool runs nothing, so there is nothing to approve: the driver answers
+                // it with the list of tools that do exist.
+                let state = match permission {
+                    None => CallState::Ready,
+                    Some(permission) => state_for(&call, permission, &mut settled),
                 };
-                OpenCall { call, effect, state }
+                OpenCall { call, effect, permission, state }
             })
             .collect();
         self.phase = Phase::Tools { calls: open };
@@ -373,7 +385,8 @@ impl Run {
     }
 
     /// Reports the user's decision on the call `call_id`. A denial settles the call with an error
-    /// result, returned so the driver can show it.
+    /// result, returned so the driver can show it. (What an approval "for this session" or
+    /// "always" remembers is the driver's to keep, in its [`crate::Permissions`].)
     pub fn approval(&mut self, call_id: &str, decision: Decision) -> Result<Option<SettledCall>, RunError> {
         let Phase::Tools { calls } = &mut self.phase else {
             return Err(self.unexpected("an approval"));
@@ -383,7 +396,7 @@ impl Run {
             return Err(RunError::UnknownCall(call_id.to_owned()));
         };
         let refused = match decision {
-            Decision::Approve => None,
+            Decision::Approve | Decision::ApproveForSession | Decision::ApproveAlways => None,
             Decision::Deny => Some("the user denied this call; do not retry it unless the user asks"),
             Decision::Unattended => Some(
                 "it needs a person's approval and this agent runs unattended, with nobody to ask; do \
@@ -443,6 +456,22 @@ impl Run {
         let settled = SettledCall { call: open.call.clone(), result };
         self.close_tools_if_settled();
         Ok(settled)
+    }
+
+    /// Gives a pending call (see [`Run::pending_calls`]) a new permission, as decided again after
+    /// a hook rewrote its arguments: it becomes ready, waits for approval, or is settled as
+    /// denied (returned, so the driver can show it).
+    pub fn reconsider(
+        &mut self,
+        call_id: &str,
+        permission: Permission,
+    ) -> Result<Option<SettledCall>, RunError> {
+        let open = self.pending_mut(call_id, "a reconsidered call")?;
+        let mut settled = Vec::new();
+        open.permission = Some(permission);
+        open.state = state_for(&open.call, permission, &mut settled);
+        self.close_tools_if_settled();
+        Ok(settled.pop())
     }
 
     fn pending_mut(&mut self, call_id: &str, got: &'static str) -> Result<&mut OpenCall, RunError> {
@@ -645,6 +674,23 @@ impl Run {
             Phase::Done { .. } => "nothing (the turn is over)",
         };
         RunError::UnexpectedInput { expected, got }
+    }
+}
+
+/// Where a call of a known tool goes with `permission`; a denial is settled and added to `settled`.
+fn state_for(call: &ToolCall, permission: Permission, settled: &mut Vec<SettledCall>) -> CallState {
+    match permission {
+        Permission::Allow => CallState::Ready,
+        Permission::Ask => CallState::Approval,
+        Permission::Deny => {
+            let result = denied(
+                call,
+                "the user's permission settings do not allow this call; do not retry it, ask the user \
+                 or find another way",
+            );
+            settled.push(SettledCall { call: call.clone(), result: result.clone() });
+            CallState::Finished { result }
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use crate::Provider;
 use crate::ToolRegistry;
 use crate::agent::checkpoint::{Checkpoints, NoCheckpoints};
 use crate::agent::hooks::{Hook, HookContext, Monitor, Observed};
-use crate::agent::permission::{Approver, Decision, FixedApprover, PermissionPolicy};
+use crate::agent::permission::{Approver, AuditSink, Decision, FixedApprover, NoAudit, Permissions};
 use crate::agent::run::{DEFAULT_MAX_ITERATIONS, Run, RunConfig, RunTool, Step};
 use crate::agent::turn::Turn;
 use crate::metering::{Metering, Payer};
@@ -93,8 +93,9 @@ pub struct AgentRunner {
     pub(super) tools: ToolRegistry,
     run_tools: Vec<RunTool>,
     pub(super) workspace_root: PathBuf,
-    permissions: PermissionPolicy,
+    pub(super) permissions: Permissions,
     pub(super) approver: Arc<dyn Approver>,
+    pub(super) audit: Arc<dyn AuditSink>,
     pub(super) limits: Limits,
     params: GenerationParams,
     pub(super) metering: Arc<Metering>,
@@ -140,8 +141,9 @@ impl AgentRunner {
             tools: ToolRegistry::new(),
             run_tools: Vec::new(),
             workspace_root: PathBuf::from("."),
-            permissions: PermissionPolicy::default(),
+            permissions: Permissions::default(),
             approver: Arc::new(FixedApprover(Decision::Deny)),
+            audit: Arc::new(NoAudit),
             limits: Limits::default(),
             params: GenerationParams::default(),
             metering: Arc::new(Metering::default()),
@@ -164,12 +166,10 @@ impl AgentRunner {
 
     /// Sets the tools the model may call.
     pub fn with_tools(mut self, tools: ToolRegistry) -> Self {
-        // Specs are computed once here: a typed tool builds its JSON schema on every `spec()`.
-        self.run_tools = tools
-            .names()
-            .filter_map(|name| tools.get(name))
-            .map(|tool| RunTool { spec: tool.spec(), effect: tool.effect() })
-            .collect();
+        // The registered tools' specs are computed once here (a typed tool builds its JSON schema
+        // on every `spec()`); a source's tools are asked for at the start of each turn.
+        self.run_tools =
+            tools.registered().map(|tool| RunTool { spec: tool.spec(), effect: tool.effect() }).collect();
         self.tools = tools;
         self
     }
@@ -180,11 +180,28 @@ impl AgentRunner {
         self
     }
 
-    /// Sets the permission policy and the approver asked when the policy says `Ask`.
-    pub fn with_permissions(mut self, policy: PermissionPolicy, approver: Arc<dyn Approver>) -> Self {
-        self.permissions = policy;
+    /// Sets the permissions (a [`crate::PermissionPolicy`] will do, or [`Permissions`] with every
+    /// scope) and the approver asked when they say `Ask`.
+    pub fn with_permissions(
+        mut self,
+        permissions: impl Into<Permissions>,
+        approver: Arc<dyn Approver>,
+    ) -> Self {
+        self.permissions = permissions.into();
         self.approver = approver;
         self
+    }
+
+    /// Sets where every permission decision, every answer and every call that changes something
+    /// or reaches outside is recorded (default: nowhere).
+    pub fn with_audit(mut self, audit: Arc<dyn AuditSink>) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// The permissions its calls are checked against.
+    pub fn permissions(&self) -> &Permissions {
+        &self.permissions
     }
 
     /// Sets the iteration and tool-time limits.
@@ -242,16 +259,28 @@ impl AgentRunner {
         &self.display_model
     }
 
+    /// The tools offered this turn: the registered ones and what the sources have now.
+    fn offered_tools(&self) -> Vec<RunTool> {
+        let from_sources = self.tools.from_sources();
+        if from_sources.is_empty() {
+            return self.run_tools.clone();
+        }
+        let mut tools = self.run_tools.clone();
+        tools.extend(from_sources.iter().map(|tool| RunTool { spec: tool.spec(), effect: tool.effect() }));
+        tools.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        tools
+    }
+
     /// A new [`Run`] answering `input` after `history`, configured from this runner. Persist it
     /// and hand it to [`AgentRunner::drive`] to run it.
     pub fn start(&self, history: Vec<Message>, input: Message) -> Run {
         let config = RunConfig {
             model: self.model.clone(),
             system: self.system.clone(),
-            tools: self.run_tools.clone(),
+            tools: self.offered_tools(),
             params: self.params.clone(),
             max_iterations: self.limits.max_iterations,
-            permissions: self.permissions.clone(),
+            permissions: self.permissions.defaults().clone(),
         };
         Run::new(config, history, input)
     }

@@ -3,7 +3,6 @@
 
 use crate::agent::checkpoint::Checkpoints;
 use crate::agent::hooks::{self, HookContext, ModelAction, ToolAction};
-use crate::agent::permission::ApprovalRequest;
 use crate::agent::run::{Run, RunError, SettledCall};
 use crate::agent::runner::{AgentRunner, EventSink};
 use crate::metering::{BudgetError, CallScope, DEFAULT_OUTPUT_ESTIMATE, PaidCall, Payer, Reservation};
@@ -154,7 +153,11 @@ impl<'a> Turn<'a> {
             Ending::Finished => match assembler.finish(provider.name()) {
                 Ok(response) => {
                     self.record_usage(run, response.usage, &response.message, call);
-                    match run.model_answered(response.message, response.stop_reason) {
+                    let answered =
+                        run.model_answered_with(response.message, response.stop_reason, |call, effect| {
+                            self.check(call, effect)
+                        });
+                    match answered {
                         Ok(settled) => settled.iter().for_each(|s| self.settled(s)),
                         Err(err) => return self.bug(run, &err),
                     }
@@ -222,7 +225,7 @@ impl<'a> Turn<'a> {
             };
             let applied = match action {
                 ToolAction::Allow => Ok(()),
-                ToolAction::Rewrite(arguments) => run.rewrite_call(&call.id, arguments),
+                ToolAction::Rewrite(arguments) => self.rewrite(run, &call, effect, arguments),
                 ToolAction::Answer { content, is_error } => {
                     run.answer_call(&call.id, content, is_error).map(|settled| self.settled(&settled))
                 }
@@ -362,29 +365,6 @@ impl<'a> Turn<'a> {
         self.events.emit(AgentEvent::Usage { usage: reported });
     }
 
-    pub async fn ask(&self, run: &mut Run, asks: Vec<ApprovalRequest>) {
-        for request in asks {
-            self.events
-                .emit(AgentEvent::ApprovalNeeded { call: request.call.clone(), effect: request.effect });
-            let decision = tokio::select! {
-                biased;
-                () = self.cancel.cancelled() => {
-                    run.cancel(None);
-                    return;
-                }
-                decision = self.runner.approver.approve(&request) => decision,
-            };
-            match run.approval(&request.call.id, decision) {
-                Ok(Some(settled)) => self.settled(&settled),
-                Ok(None) => {}
-                Err(err) => return self.bug(run, &err),
-            }
-            if !self.checkpoint(run).await {
-                return;
-            }
-        }
-    }
-
     /// Runs `calls` in parallel: marks them started (and saves that), then reports each result as
     /// it comes, saving after each, so that a crash loses at most the calls still running.
     pub async fn call_tools(&self, run: &mut Run, calls: Vec<ToolCall>) {
@@ -397,7 +377,12 @@ impl<'a> Turn<'a> {
         // The tools' tokens hang off this one: cancelled with the turn, or when the turn ends early
         // with calls still running (a failed checkpoint), so that they can clean up.
         let batch = self.cancel.child_token();
-        let mut running: FuturesUnordered<_> = calls.iter().map(|call| self.execute(call, &batch)).collect();
+        // Only tools offered at the start of the turn run: their permissions were decided on what
+        // the model was told; a tool a source added since is unknown to this turn.
+        let offered: Vec<bool> =
+            calls.iter().map(|call| run.config().tools.iter().any(|t| t.spec.name == call.name)).collect();
+        let mut running: FuturesUnordered<_> =
+            calls.iter().zip(offered).map(|(call, offered)| self.execute(call, offered, &batch)).collect();
         loop {
             let next = tokio::select! {
                 biased;
@@ -428,9 +413,9 @@ impl<'a> Turn<'a> {
 
     /// Runs one call under the time limit, shows its result to the hooks, and reports it; or
     /// gives back the tool's [`ToolError::Abort`], which ends the turn.
-    async fn execute(&self, call: &ToolCall, batch: &CancellationToken) -> Result<ToolResult, Aborted> {
+    async fn execute(&self, call: &ToolCall, offered: bool, batch: &CancellationToken) -> Result<ToolResult, Aborted> {
         let started = Instant::now();
-        let (content, is_error) = match self.runner.tools.get(&call.name) {
+        let (content, is_error) = match self.runner.tools.get(&call.name).filter(|_| offered) {
             None => (self.unknown_tool(&call.name), true),
             Some(tool) => {
                 let token = batch.child_token();
@@ -460,6 +445,7 @@ impl<'a> Turn<'a> {
             }
         };
         let mut result = ToolResult { call_id: call.id.clone(), content, is_error };
+        self.audit_executed(call, started.elapsed(), is_error);
         if !self.runner.hooks.is_empty() {
             result = hooks::after_tool(&self.runner.hooks, &self.cx, call, result).await;
         }
@@ -484,7 +470,7 @@ impl<'a> Turn<'a> {
     }
 
     fn unknown_tool(&self, name: &str) -> String {
-        let names: Vec<String> = self.runner.tools.names().map(|n| format!("`{n}`")).collect();
+        let names: Vec<String> = self.runner.tools.names().iter().map(|n| format!("`{n}`")).collect();
         if names.is_empty() {
             format!("unknown tool `{name}`: no tools are available in this session")
         } else {
@@ -509,7 +495,7 @@ impl<'a> Turn<'a> {
     }
 
     /// The run refused what the runner fed it: a bug here, reported rather than panicking.
-    fn bug(&self, run: &mut Run, err: &RunError) {
+    pub(super) fn bug(&self, run: &mut Run, err: &RunError) {
         tracing::error!(%err, "agent runner fed its run an inconsistent input");
         self.events.emit(AgentEvent::Error {
             code: ErrorCode::Internal,

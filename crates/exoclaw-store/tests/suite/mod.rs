@@ -20,6 +20,7 @@ macro_rules! scenario_tests {
             interrupted_sessions_are_newest_first_and_go_with_discard_clear_and_delete,
             a_locked_session_refuses_a_second_lock_that_will_not_wait,
             a_waiting_lock_gets_the_session_when_the_holder_lets_go,
+            the_audit_log_keeps_entries_whole_newest_first_and_filters_them,
         );
     };
     (@each $harness:path; $($scenario:ident),+ $(,)?) => {

@@ -5,10 +5,12 @@ use std::io::{BufRead, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use exoclaw_core::{AuditEvent, Decision, Permission, Reason, Resource, Rule, RuleEntry, Scope};
 use exoclaw_store::{
-    KeyStore, NewApiKey, NewSession, RunStore, SessionLocks, SessionStore, Store, StoreError, UsageStore,
+    AuditEntry, AuditLog, AuditQuery, KeyStore, NewApiKey, NewSession, RunStore, SessionLocks, SessionStore,
+    Store, StoreError, UsageStore,
 };
-use exoclaw_types::{Message, Part, Role, SessionId};
+use exoclaw_types::{Message, Part, Role, SessionId, ToolEffect};
 use pretty_assertions::assert_eq;
 
 use super::fixtures::{every_part_kind, key, message, now, run, turn, usage};
@@ -507,6 +509,82 @@ pub async fn a_waiting_lock_gets_the_session_when_the_holder_lets_go(store: Stor
 /// A stored run that cannot be read is a `Corrupt` error (never a panic) naming the session, and
 /// can be discarded. `corrupt` overwrites the stored run of a session with something that is not
 /// a run, as only the backend's own SQL can.
+/// The audit log keeps every entry whole and gives the newest first, by session and by tool.
+pub async fn the_audit_log_keeps_entries_whole_newest_first_and_filters_them(store: Store) {
+    let (mine, other) = (SessionId::new(), SessionId::new());
+    let entries: Vec<AuditEntry> = vec![
+        audit(
+            Some(mine),
+            "shell",
+            AuditEvent::Decided {
+                permission: Permission::Ask,
+                reason: Reason::EffectDefault { effect: ToolEffect::Mutating },
+            },
+        ),
+        audit(
+            Some(mine),
+            "shell",
+            AuditEvent::Answered {
+                decision: Decision::ApproveAlways,
+                remembered: vec![Rule::new("shell", Permission::Allow).command("git status")],
+            },
+        ),
+        audit(Some(mine), "shell", AuditEvent::Executed { ok: true, duration_ms: 12 }),
+        audit(
+            Some(other),
+            "http_fetch",
+            AuditEvent::Decided {
+                permission: Permission::Deny,
+                reason: Reason::Rule(std::sync::Arc::new(RuleEntry {
+                    rule: Rule::new("http_fetch", Permission::Deny).host("*.evil.test"),
+                    scope: Scope::Project,
+                    file: Some("/w/.exoclaw/permissions.toml".into()),
+                })),
+            },
+        ),
+        audit(None, "write_file", AuditEvent::Executed { ok: false, duration_ms: 0 }),
+    ];
+    assert!(store.audit_entries(&AuditQuery::default()).await.unwrap().is_empty());
+    store.record_audit(&entries[..2]).await.unwrap();
+    store.record_audit(&entries[2..]).await.unwrap();
+    store.record_audit(&[]).await.unwrap();
+
+    let newest_first: Vec<AuditEntry> = entries.iter().rev().cloned().collect();
+    assert_eq!(store.audit_entries(&AuditQuery::default()).await.unwrap(), newest_first);
+    let query = |session: Option<SessionId>, tool: Option<&str>, limit: u32| AuditQuery {
+        session,
+        tool: tool.map(str::to_owned),
+        limit,
+    };
+    assert_eq!(store.audit_entries(&query(Some(mine), None, 50)).await.unwrap(), newest_first[2..].to_vec());
+    assert_eq!(
+        store.audit_entries(&query(None, Some("http_fetch"), 50)).await.unwrap(),
+        vec![entries[3].clone()]
+    );
+    assert_eq!(
+        store.audit_entries(&query(Some(mine), Some("shell"), 2)).await.unwrap(),
+        newest_first[2..4].to_vec()
+    );
+    assert!(store.audit_entries(&query(Some(other), Some("shell"), 50)).await.unwrap().is_empty());
+    // Deleting a session keeps its trail.
+    let created = store.create_session(NewSession { id: Some(mine), ..NewSession::default() }).await.unwrap();
+    assert!(store.delete_session(created.id).await.unwrap());
+    assert_eq!(store.audit_entries(&query(Some(mine), None, 50)).await.unwrap().len(), 3);
+}
+
+fn audit(session: Option<SessionId>, tool: &str, event: AuditEvent) -> AuditEntry {
+    AuditEntry {
+        at: now(),
+        session_id: session,
+        agent: "default".into(),
+        call_id: format!("call_{tool}"),
+        tool: tool.into(),
+        effect: ToolEffect::Mutating,
+        resources: vec![Resource::Command("git status --short".into()), Resource::Path("src/ü.rs".into())],
+        event,
+    }
+}
+
 pub async fn a_corrupt_run_is_an_error_that_discarding_clears<F, Fut>(store: Store, corrupt: F)
 where
     F: FnOnce(SessionId) -> Fut,

@@ -4,8 +4,12 @@ mod files;
 mod http;
 mod jail;
 mod registry;
+mod resources;
+mod sandbox;
 mod search;
 mod shell;
+#[cfg(feature = "ssh")]
+mod ssh;
 
 use exoclaw_core::{ToolContext, ToolError};
 use serde_json::Value;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 #[test]
 fn every_builtin_is_registered_with_its_effect() {
     let tools = builtin_tools();
-    let names: Vec<&str> = tools.names().collect();
+    let names = tools.names();
     assert_eq!(
         names,
         ["edit_file", "glob", "grep", "http_fetch", "list_dir", "read_file", "shell", "write_file"]

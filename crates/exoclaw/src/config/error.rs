@@ -44,6 +44,21 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// A permissions file (`permissions.toml` in exoclaw's home, or a workspace's
+    /// `.exoclaw/permissions.toml`) is not valid TOML, or a rule in it is wrong.
+    #[error(
+        "{file}:{line}:{column}: {message} — fix the rule (or delete the file), then check with `exoclaw permissions`"
+    )]
+    PermissionsFile {
+        /// The file.
+        file: String,
+        /// 1-based line of the problem.
+        line: usize,
+        /// 1-based column (in characters) of the problem.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
     /// The config file is not valid TOML, or a value in it is wrong.
     #[error("{file}:{line}:{column}: {message} — fix it, then check with `exoclaw config check`")]
     Parse {

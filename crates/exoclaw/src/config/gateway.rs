@@ -60,6 +60,10 @@ pub struct GatewayConfig {
     /// (or than the largest body, 32 MiB), 413.
     #[serde(deserialize_with = "positive")]
     pub max_body_bytes_in_flight: usize,
+    /// Whether `/mcp` serves MCP over streamable HTTP (what `exoclaw mcp serve` offers on stdio:
+    /// the tools the default agent's permissions allow, and each agent as `ask_NAME`), to
+    /// operator tokens only. Off by default.
+    pub mcp: bool,
 }
 
 impl Default for GatewayConfig {
@@ -79,6 +83,7 @@ impl Default for GatewayConfig {
             max_connections: 1024,
             max_unauthenticated: 256,
             max_body_bytes_in_flight: 64 * 1024 * 1024,
+            mcp: false,
         }
     }
 }
@@ -137,6 +142,9 @@ pub struct AgentProfile {
     /// Whether it is offered the built-in tools (default: `[agent] tools`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tools: Option<bool>,
+    /// The baskets its tools and skills are narrowed to (default: `[agent] baskets`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baskets: Option<Vec<exoclaw_tools::baskets::Basket>>,
 }
 
 /// The name of the agent `[agent]` describes, which answers whatever no binding routes elsewhere.

@@ -4,6 +4,8 @@
 //! - [`load`](self::load): finding the file, `.env`, environment overrides, and parse errors with
 //!   `file:line:column`;
 //! - [`provider`](self::provider): `[providers.NAME]` instances and the built-in ones;
+//! - [`permissions`](self::permissions): the permission files besides `[permissions]` (answers kept
+//!   in exoclaw's home, a workspace's own rules) and every scope put together for an agent;
 //! - [`trust`](self::trust): which variables a folder's `.env` may set only once the user trusts
 //!   the folder, and the trusted folders;
 //! - [`ConfigError`]: what can be wrong, each message saying how to fix it.
@@ -14,6 +16,7 @@ mod hooks;
 pub mod load;
 mod memory;
 mod metering;
+pub mod permissions;
 pub mod provider;
 pub mod routing;
 mod sections;
@@ -25,6 +28,7 @@ pub use hooks::HooksConfig;
 pub use load::{DotEnvReport, LoadedConfig};
 pub use memory::{FactsSetting, MemoryConfig};
 pub use metering::{BudgetConfig, PriceConfig};
+pub use permissions::PermissionScopes;
 pub use provider::{ProviderConfig, ProviderKind};
 pub use routing::{RouteRule, RoutingConfig};
 pub use sections::{AgentConfig, LocalConfig, ModelChoice, StorageConfig};
@@ -79,6 +83,12 @@ pub struct Config {
     /// `[[bindings]]`: which agent answers which channel, account, peer, guild or team.
     #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "gateway::bindings")]
     pub bindings: Vec<exoclaw_types::Binding>,
+    /// `[mcp.NAME]`: MCP servers whose tools agents with tools are offered (`NAME__tool`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub mcp: BTreeMap<String, exoclaw_mcp::ServerConfig>,
+    /// `[sandbox]`: what the shell tool's commands and stdio MCP servers may read, write and
+    /// reach (exoclaw's home is always hidden from them).
+    pub sandbox: exoclaw_tools::sandbox::SandboxPolicy,
 }
 
 /// The SQLite file, inside exoclaw's home, used when `storage.url` is unset.
@@ -100,6 +110,11 @@ impl Config {
         shown.storage.url = shown.storage.url.as_deref().map(sections::redact_url);
         for provider in shown.providers.values_mut() {
             provider.base_url = provider.base_url.as_deref().map(sections::redact_url);
+        }
+        // An MCP server's headers and environment may carry keys.
+        for server in shown.mcp.values_mut() {
+            server.headers.values_mut().chain(server.env.values_mut()).for_each(|v| *v = "<redacted>".into());
+            server.url = server.url.as_deref().map(sections::redact_url);
         }
         toml::to_string(&shown)
             .unwrap_or_else(|e| format!("# the configuration cannot be shown as TOML: {e}\n"))

@@ -3,7 +3,7 @@
 //! reported at its line and column.
 
 use super::provider::{ProviderConfig, REDACTED};
-use exoclaw_core::{Limits, Permission, PermissionPolicy};
+use exoclaw_core::{Limits, Permission, PermissionPolicy, Rule};
 use exoclaw_types::{ModelRef, ModelRefError};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -33,6 +33,11 @@ pub struct AgentConfig {
     /// Whether cloud models are offered the built-in tools (files, shell, web) by default. The
     /// embedded model is too small to use them well and gets them only when asked (`--tools`).
     pub tools: bool,
+    /// Narrows the tools and skills agents are offered to these baskets (`files`, `files/read`,
+    /// `shell`, `web`, `memory`, `mcp/SERVER`…); empty: every tool. `[agents.NAME] baskets`
+    /// replaces it for that agent.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub baskets: Vec<exoclaw_tools::baskets::Basket>,
 }
 
 impl Default for AgentConfig {
@@ -44,6 +49,7 @@ impl Default for AgentConfig {
             max_iterations: limits.max_iterations,
             tool_timeout_secs: limits.tool_timeout.as_secs(),
             tools: true,
+            baskets: Vec::new(),
         }
     }
 }
@@ -257,18 +263,19 @@ pub(crate) fn strict_permissions<'de, D: Deserializer<'de>>(d: D) -> Result<Perm
         external: Permission,
         tools: BTreeMap<String, Permission>,
         auto_approve: bool,
+        rules: Vec<Rule>,
     }
     impl Default for Strict {
         fn default() -> Self {
-            let PermissionPolicy { read_only, mutating, external, tools, auto_approve } =
+            let PermissionPolicy { read_only, mutating, external, tools, auto_approve, rules } =
                 PermissionPolicy::default();
-            Self { read_only, mutating, external, tools, auto_approve }
+            Self { read_only, mutating, external, tools, auto_approve, rules }
         }
     }
     // Exhaustive on both sides: a field added to `PermissionPolicy` does not compile here until
     // it is added to `Strict` too.
-    let Strict { read_only, mutating, external, tools, auto_approve } = Strict::deserialize(d)?;
-    Ok(PermissionPolicy { read_only, mutating, external, tools, auto_approve })
+    let Strict { read_only, mutating, external, tools, auto_approve, rules } = Strict::deserialize(d)?;
+    Ok(PermissionPolicy { read_only, mutating, external, tools, auto_approve, rules })
 }
 
 /// `[providers.*]`, each instance given its table's name, which must be usable in `NAME/model`.

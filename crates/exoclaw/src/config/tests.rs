@@ -141,7 +141,7 @@ fn a_typo_in_a_key_is_reported_at_its_line_and_column_with_the_valid_keys() {
     assert_eq!(
         err.to_string(),
         "~/.exoclaw/config.toml:3:3: unknown field `modle`, expected one of `model`, `agent`, `storage`, \
-         `permissions`, `hooks`, `local`, `memory`, `routing`, `providers`, `prices`, `budgets`, `gateway`, `agents`, `bindings` — fix it, then check with `exoclaw config check`"
+         `permissions`, `hooks`, `local`, `memory`, `routing`, `providers`, `prices`, `budgets`, `gateway`, `agents`, `bindings`, `mcp`, `sandbox` — fix it, then check with `exoclaw config check`"
     );
     assert!(file.exists());
 }
@@ -326,7 +326,8 @@ fn every_example_in_the_template_is_valid_when_uncommented() {
     assert_eq!(config.model, Some("anthropic/claude-sonnet-4-5".parse().unwrap()));
     assert_eq!(config.agent.system.as_deref(), Some("Answer briefly. Prefer British spelling."));
     assert_eq!(config.storage.url.as_deref(), Some("sqlite://~/.exoclaw/exoclaw.db"));
-    assert_eq!(config.permissions.tools.get("shell"), Some(&Permission::Deny));
+    assert_eq!(config.permissions.tools.get("shell"), Some(&Permission::Ask));
+    assert_eq!(config.permissions.rules.len(), 2);
     assert_eq!(config.local.model_path, Some(PathBuf::from("/path/to/model.gguf")));
     assert_eq!(config.providers.keys().collect::<Vec<_>>(), ["anthropic", "box", "work"]);
     assert_eq!(config.prices.keys().collect::<Vec<_>>(), ["*/gpt-4o", "work/*"]);

@@ -140,7 +140,9 @@ pub fn is_widening(name: &str) -> bool {
 
 /// The files, relative to a folder, whose contents its trust covers: change one and the folder
 /// must be trusted again. Project files that will declare hooks, MCP servers or plugins belong here.
-pub const TRUST_FILES: &[&str] = &[".env"];
+/// `.exoclaw/permissions.toml`: a trusted folder's allow rules are in effect (an untrusted one's
+/// may only tighten), see [`super::permissions`].
+pub const TRUST_FILES: &[&str] = &[".env", ".exoclaw/permissions.toml"];
 
 /// The file in exoclaw's home listing the trusted folders.
 pub const TRUST_FILE: &str = "trusted.toml";

@@ -7,6 +7,8 @@ use exoclaw_core::{
     discover_context_files, system_prompt,
 };
 use exoclaw_providers::router::Target;
+use exoclaw_tools::baskets::Basket;
+use exoclaw_tools::skills::{OpenSkill, SkillSet};
 use exoclaw_types::GenerationParams;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,6 +41,8 @@ pub struct AgentSpec {
     /// Whether its model is offered the runtime's tools; `None`: `[agent] tools` for cloud
     /// models, off for the embedded one.
     pub tools: Option<bool>,
+    /// The baskets its tools and skills are narrowed to; empty: every tool and skill.
+    pub baskets: Vec<Basket>,
     /// Where its tools work; the current directory when `None`.
     pub workspace: Option<PathBuf>,
     /// Whether the workspace's `AGENTS.md` (and similar files) go into the system prompt.
@@ -74,6 +78,7 @@ impl AgentSpec {
             base_prompt: config.agent.base_prompt.clone(),
             system: config.agent.system.iter().chain(profile.system.iter()).cloned().collect(),
             tools: profile.tools,
+            baskets: profile.baskets.clone().unwrap_or_else(|| config.agent.baskets.clone()),
             workspace: None,
             context_files: false,
             permissions: config.permissions.clone(),
@@ -101,6 +106,8 @@ pub struct Agent {
     pub workspace: PathBuf,
     /// The context files in its system prompt.
     pub context_files: Vec<PathBuf>,
+    /// The skills its system prompt lists (none without tools), and the problems finding them.
+    pub skills: SkillSet,
     /// Tokens its system prompt and tool definitions take in every request (estimated).
     pub prompt_tokens: usize,
 }
@@ -112,8 +119,12 @@ pub(crate) struct Parts<'a> {
     pub provider: Arc<dyn Provider>,
     pub tools: &'a ToolRegistry,
     pub approver: &'a Arc<dyn Approver>,
+    pub permissions: &'a crate::config::PermissionScopes,
+    pub audit: &'a Arc<dyn exoclaw_core::AuditSink>,
     pub metering: &'a Arc<exoclaw_core::Metering>,
     pub hooks: &'a super::Extensions,
+    /// exoclaw's home: its skills, and the trusted folders whose skills load.
+    pub home: Option<&'a std::path::Path>,
 }
 
 /// Why an agent could not be built.
@@ -123,6 +134,15 @@ pub enum AgentError {
     /// Its model has no route.
     #[error("the agent `{agent}` cannot use its model: {source}")]
     Model {
+        /// The agent.
+        agent: String,
+        /// Why.
+        #[source]
+        source: ConfigError,
+    },
+    /// Its workspace's permission rules (or the configured ones) cannot be used.
+    #[error("the agent `{agent}` cannot start: {source}")]
+    Permissions {
         /// The agent.
         agent: String,
         /// Why.
@@ -165,7 +185,20 @@ impl Agent {
             source,
         })?;
         let tools_on = spec.tools.unwrap_or(!local && config.agent.tools);
-        let tools = if tools_on { parts.tools.clone() } else { ToolRegistry::new() };
+        let skills = match tools_on {
+            true => super::skills::discover_skills(parts.home, &workspace).narrowed(&spec.baskets),
+            false => SkillSet::default(),
+        };
+        for problem in skills.problems() {
+            tracing::warn!(agent = %spec.name, "{problem}");
+        }
+        let mut tools = match tools_on {
+            true => super::skills::narrow_tools(config, parts.tools, &spec.baskets),
+            false => ToolRegistry::new(),
+        };
+        if !skills.is_empty() {
+            tools.register(Arc::new(OpenSkill::new(skills.clone())));
+        }
         let context_files = if spec.context_files { discover_context_files(&workspace) } else { Vec::new() };
         let base = match &spec.base_prompt {
             Some(base) => base.as_str(),
@@ -173,7 +206,10 @@ impl Agent {
             None if tools_on => TOOLS_PROMPT,
             None => CHAT_PROMPT,
         };
-        let extra: Vec<&str> = spec.system.iter().map(String::as_str).collect();
+        // The skills' names and descriptions, then the configured and command-line additions.
+        let skills_section = skills.prompt_section();
+        let extra: Vec<&str> =
+            skills_section.iter().map(String::as_str).chain(spec.system.iter().map(String::as_str)).collect();
         let system = system_prompt(base, &context_files, &extra);
         let prompt_tokens = {
             use exoclaw_memory::TokenCounter;
@@ -181,12 +217,18 @@ impl Agent {
             exoclaw_memory::Estimate.count(&system) + exoclaw_memory::Estimate.count(&specs)
         };
         let approver = spec.approver.clone().unwrap_or_else(|| Arc::clone(parts.approver));
+        // The configured rules, the answers kept, and the workspace's own rules.
+        let permissions = parts
+            .permissions
+            .for_workspace(&spec.permissions, &workspace)
+            .map_err(|source| AgentError::Permissions { agent: spec.name.clone(), source })?;
         let mut runner = AgentRunner::new(Arc::clone(&parts.provider), request_model, model.clone())
             .with_agent(spec.name.clone())
             .with_system(system)
             .with_tools(tools)
             .with_workspace_root(&workspace)
-            .with_permissions(spec.permissions.clone(), approver)
+            .with_permissions(permissions, approver)
+            .with_audit(Arc::clone(parts.audit))
             .with_limits(spec.limits)
             .with_metering(Arc::clone(parts.metering))
             .with_params(spec.params.clone());
@@ -199,6 +241,7 @@ impl Agent {
             local,
             workspace,
             context_files: context_files.into_iter().map(|f| f.path).collect(),
+            skills,
             prompt_tokens,
         })
     }

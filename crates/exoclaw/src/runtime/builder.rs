@@ -3,10 +3,11 @@
 
 use super::agents::{AgentSpec, unattended};
 use super::{Extensions, Inner, Models, Runtime, RuntimeError};
-use crate::config::{AgentProfile, Config, DEFAULT_AGENT};
+use crate::config::{AgentProfile, Config, DEFAULT_AGENT, PermissionScopes};
 use exoclaw_core::runtime::{AfterTurn, HistoryAssembler, SessionQueues};
 use exoclaw_core::{
-    Approver, Bindings, ContextAssembler, Hook, Monitor, Provider, SystemClock, ToolRegistry, UsageStore,
+    Approver, AuditLog, Bindings, ContextAssembler, Hook, Monitor, Provider, SystemClock, ToolRegistry,
+    UsageStore,
 };
 use exoclaw_store::Store;
 use std::collections::BTreeMap;
@@ -49,6 +50,9 @@ struct Optional {
     every_agent: Option<ChangeEvery>,
     session_queue: usize,
     providers: Vec<Arc<dyn Provider>>,
+    /// exoclaw's home: answers kept "always", trusted folders (see [`RuntimeBuilder::home`]).
+    home: Option<std::path::PathBuf>,
+    audit: Option<Arc<dyn AuditLog>>,
 }
 
 impl<C, S> std::fmt::Debug for RuntimeBuilder<C, S> {
@@ -71,6 +75,8 @@ impl RuntimeBuilder<NoConfig, NoStore> {
             every_agent: None,
             session_queue: DEFAULT_SESSION_QUEUE,
             providers: Vec::new(),
+            home: None,
+            audit: None,
         };
         Self { config: NoConfig, store: NoStore, parts }
     }
@@ -150,6 +156,23 @@ impl<C, S> RuntimeBuilder<C, S> {
         self
     }
 
+    /// exoclaw's home (`LoadedConfig::home`): answers "always" to approval prompts are kept in its
+    /// `permissions.toml` and read back at start, and a workspace's `.exoclaw/permissions.toml` may
+    /// widen (allow) once the folder is trusted in its `trusted.toml`; agents with tools are offered
+    /// the skills in its `skills` folder, and a trusted workspace's `.exoclaw/skills`. Default: none
+    /// — answers hold for the session only, workspaces may only tighten, and there are no skills.
+    pub fn home(mut self, home: impl Into<std::path::PathBuf>) -> Self {
+        self.parts.home = Some(home.into());
+        self
+    }
+
+    /// Where the audit log of permission decisions, answers and executed calls goes (default: the
+    /// store). Entries are written in the background; [`Runtime::settle`] waits for them.
+    pub fn audit_log(mut self, log: Arc<dyn AuditLog>) -> Self {
+        self.parts.audit = Some(log);
+        self
+    }
+
     /// Turns that may wait behind a running one in a session before `session_busy` (default 8).
     pub fn session_queue(mut self, bound: usize) -> Self {
         self.parts.session_queue = bound;
@@ -171,7 +194,19 @@ impl RuntimeBuilder<WithConfig, WithStore> {
             every_agent,
             session_queue,
             providers,
+            home,
+            audit,
         } = parts;
+        let permissions = match &home {
+            Some(home) => PermissionScopes::with_home(home)?,
+            None => PermissionScopes::in_memory(),
+        };
+        let tasks = tokio_util::task::TaskTracker::new();
+        let audit = super::audit_sink(
+            &config,
+            audit.unwrap_or_else(|| Arc::new(store.clone()) as Arc<dyn AuditLog>),
+            tasks.clone(),
+        );
         let past = match config.usage_history_start(chrono::Utc::now()) {
             Some(since) => store.usage_since(since).await?,
             None => Vec::new(),
@@ -196,12 +231,25 @@ impl RuntimeBuilder<WithConfig, WithStore> {
         if let Some(memory) = &memory {
             extensions.after_turn.push(Arc::clone(memory) as Arc<dyn AfterTurn>);
         }
-        // The memory tools join the registry agents with tools are offered.
-        let mut tools = tools.unwrap_or_else(exoclaw_tools::builtin_tools);
+        // The memory tools and the MCP servers' join the registry agents with tools are offered;
+        // tools given to the builder are taken as they are.
+        let mcp = match (&tools, config.mcp.is_empty()) {
+            (None, false) => Some(Arc::new(super::mcp::start_mcp_servers(&config)?)),
+            _ => None,
+        };
+        let mut tools = tools.unwrap_or_else(|| {
+            let mut builtin = exoclaw_tools::builtin_tools();
+            let shell = exoclaw_tools::Shell::default().with_sandbox(super::sandbox::sandbox_policy(&config));
+            builtin.register(Arc::new(shell));
+            builtin
+        });
         if let Some(memory) = &memory {
             for tool in exoclaw_memory::tools::memory_tools(memory) {
                 tools.register(tool);
             }
+        }
+        if let Some(mcp) = &mcp {
+            tools.register_source(Arc::clone(mcp) as Arc<dyn exoclaw_core::ToolSource>);
         }
         let assembler = match (assembler, &memory) {
             (Some(assembler), _) => assembler,
@@ -219,7 +267,11 @@ impl RuntimeBuilder<WithConfig, WithStore> {
                 extensions,
                 assembler,
                 memory,
-                tasks: tokio_util::task::TaskTracker::new(),
+                mcp,
+                permissions,
+                home,
+                audit,
+                tasks,
                 agents: RwLock::new(BTreeMap::new()),
                 bindings: RwLock::new(Arc::new(bindings)),
                 queues: SessionQueues::default(),

@@ -24,7 +24,11 @@
 
 mod agents;
 mod builder;
+mod mcp;
 pub mod memory;
+pub use mcp::start_mcp_servers;
+pub mod sandbox;
+pub mod skills;
 mod models;
 mod turn;
 
@@ -92,6 +96,25 @@ pub enum RuntimeError {
     /// The store could not be read (the usage ledger, for the budgets).
     #[error("cannot read the usage ledger for the budgets: {0}")]
     Store(#[from] StoreError),
+    /// An `[mcp.NAME]` table does not say how to reach its server.
+    #[error(transparent)]
+    Mcp(#[from] exoclaw_mcp::McpError),
+}
+
+/// The audit sink every agent records to: entries batched to `log` on `tasks` (so
+/// [`Runtime::settle`] writes them out), resources redacted with `[hooks] redact` too.
+pub(crate) fn audit_sink(
+    config: &Config,
+    log: Arc<dyn exoclaw_core::AuditLog>,
+    tasks: tokio_util::task::TaskTracker,
+) -> Arc<dyn exoclaw_core::AuditSink> {
+    let mut audit = exoclaw_core::BufferedAudit::new(log, tasks);
+    if !config.hooks.redact.is_empty()
+        && let Ok(redact) = exoclaw_core::RedactHook::new(&config.hooks.redact)
+    {
+        audit = audit.with_redaction(redact);
+    }
+    Arc::new(audit)
 }
 
 /// What hooks, monitors and after-turn work a runtime adds to every agent and turn.
@@ -132,7 +155,15 @@ pub(crate) struct Inner {
     pub assembler: Arc<dyn ContextAssembler>,
     /// The layered memory, when `[memory]` is on and no other assembler was given.
     pub memory: Option<Arc<exoclaw_memory::Memory>>,
-    /// After-turn work and memory sweeps running in the background.
+    /// The `[mcp.NAME]` servers, started in the background, when any is configured.
+    pub mcp: Option<Arc<exoclaw_mcp::McpServers>>,
+    /// exoclaw's home, when the builder was given one: skills and trusted folders are read there.
+    pub home: Option<std::path::PathBuf>,
+    /// Every permission scope but the workspaces' (read per agent), and the answers given.
+    pub permissions: crate::config::PermissionScopes,
+    /// Where every agent's permission decisions, answers and executed calls are recorded.
+    pub audit: Arc<dyn exoclaw_core::AuditSink>,
+    /// After-turn work, memory sweeps and audit writes running in the background.
     pub tasks: tokio_util::task::TaskTracker,
     pub agents: RwLock<BTreeMap<String, Arc<Agent>>>,
     pub bindings: RwLock<Arc<Bindings>>,
@@ -212,8 +243,11 @@ impl Runtime {
             provider: Arc::clone(inner.models.router()) as Arc<dyn exoclaw_core::Provider>,
             tools: &inner.tools,
             approver: &inner.approver,
+            permissions: &inner.permissions,
+            audit: &inner.audit,
             metering: &inner.metering,
             hooks: &inner.extensions,
+            home: inner.home.as_deref(),
         };
         Agent::build(spec, &parts)
     }
@@ -225,13 +259,25 @@ impl Runtime {
         self.inner.models.prepare(&agent.chain, progress).await
     }
 
+    /// The tools agents with tools are offered: the built-in ones, memory's, and the MCP
+    /// servers' as they become ready.
+    pub fn tools(&self) -> &ToolRegistry {
+        &self.inner.tools
+    }
+
+    /// The `[mcp.NAME]` servers (their states, tools, resources and prompts), when any is
+    /// configured and the runtime's tools were not given by [`RuntimeBuilder::tools`].
+    pub fn mcp(&self) -> Option<&Arc<exoclaw_mcp::McpServers>> {
+        self.inner.mcp.as_ref()
+    }
+
     /// The layered memory, when `[memory]` is on (and no other assembler was given).
     pub fn memory(&self) -> Option<&Arc<exoclaw_memory::Memory>> {
         self.inner.memory.as_ref()
     }
 
     /// Waits for the background work started so far (after-turn indexing, fact extraction and
-    /// archival; the memory sweep at start), at most `limit`. Gives whether it all finished; work
+    /// archival; the memory sweep at start; audit entries not yet written), at most `limit`. Gives whether it all finished; work
     /// cut short is done again later, nothing is lost.
     pub async fn settle(&self, limit: std::time::Duration) -> bool {
         self.inner.tasks.close();

@@ -285,7 +285,7 @@ fn an_approval_gated_call_running_when_the_process_stopped_asks_again() {
     let mut back = restored(&run, vec![]);
     assert_eq!(back.recover_interrupted(), vec![]);
     let Step::AwaitApproval(asks) = back.next_step() else { panic!("expected approvals") };
-    assert_eq!(asks, vec![ApprovalRequest { call: call("w", "write"), effect: ToolEffect::Mutating }]);
+    assert_eq!(asks, vec![ApprovalRequest::new(call("w", "write"), ToolEffect::Mutating)]);
 }
 
 #[test]
@@ -392,4 +392,66 @@ fn the_pairing_check_finds_orphans_both_ways() {
     assert!(!tool_calls_paired(&[Message::user("q"), call_msg.clone()]));
     assert!(!tool_calls_paired(&[Message::user("q"), result_msg.clone()]));
     assert!(!tool_calls_paired(&[call_msg, Message::user("between"), result_msg]));
+}
+
+#[test]
+fn a_runner_decides_each_call_with_its_own_check() {
+    let mut run = Run::new(config(), vec![], Message::user("go"));
+    run.next_step();
+    let calls = [call("a", "write"), call("b", "write"), call("c", "read"), call("d", "nope")];
+    let mut checked = Vec::new();
+    let settled = run
+        .model_answered_with(calling("", &calls), StopReason::ToolUse, |call, effect| {
+            checked.push((call.id.clone(), effect));
+            match call.id.as_str() {
+                "a" => Permission::Allow,
+                "b" => Permission::Deny,
+                _ => Permission::Ask,
+            }
+        })
+        .unwrap();
+    // An unknown tool is never checked: it runs nothing.
+    assert_eq!(
+        checked,
+        vec![
+            ("a".to_owned(), ToolEffect::Mutating),
+            ("b".to_owned(), ToolEffect::Mutating),
+            ("c".to_owned(), ToolEffect::ReadOnly),
+        ]
+    );
+    assert_eq!(settled.iter().map(|s| s.call.id.as_str()).collect::<Vec<_>>(), ["b"]);
+    assert!(settled[0].result.content.starts_with("permission denied: `write` was not run"));
+    let Step::AwaitApproval(asks) = run.next_step() else { panic!("expected approvals") };
+    assert_eq!(asks.iter().map(|a| a.call.id.as_str()).collect::<Vec<_>>(), ["c"]);
+}
+
+#[test]
+fn a_reconsidered_call_takes_its_new_permission() {
+    let mut run = Run::new(config(), vec![], Message::user("go"));
+    run.next_step();
+    run.model_answered(calling("", &[call("w", "write"), call("r", "read")]), StopReason::ToolUse).unwrap();
+    // Another answer covered the write: it no longer waits.
+    assert_eq!(run.reconsider("w", Permission::Allow).unwrap(), None);
+    let Step::CallTools(ready) = run.next_step() else { panic!("expected tool calls") };
+    assert_eq!(ready.len(), 2);
+    // A rewrite made the read touch something denied.
+    let denied = run.reconsider("r", Permission::Deny).unwrap().unwrap();
+    assert_eq!(denied.call.id, "r");
+    assert!(denied.result.is_error);
+    assert_eq!(run.reconsider("r", Permission::Allow), Err(RunError::UnknownCall("r".into())));
+}
+
+#[test]
+fn an_interrupted_call_that_was_asked_about_is_asked_again_whatever_the_defaults_say() {
+    let mut cfg = config();
+    cfg.permissions = PermissionPolicy::allow_all();
+    let mut run = Run::new(cfg, vec![], Message::user("write"));
+    run.next_step();
+    run.model_answered_with(calling("", &[call("w", "write")]), StopReason::ToolUse, |_, _| Permission::Ask)
+        .unwrap();
+    run.approval("w", Decision::ApproveForSession).unwrap();
+    run.tools_started(&["w"]).unwrap();
+    let mut back = restored(&run, vec![]);
+    assert_eq!(back.recover_interrupted(), vec![]);
+    assert!(matches!(back.next_step(), Step::AwaitApproval(_)), "the permission the call got is kept");
 }

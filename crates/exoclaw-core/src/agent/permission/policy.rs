@@ -1,29 +1,20 @@
-//! Who may run which tool: the [`PermissionPolicy`] configuration fills, and the [`Approver`] a
-//! front end implements to ask the user when the policy says [`Permission::Ask`].
+//! [`PermissionPolicy`]: `[permissions]` as configured — the defaults every call falls back to, the
+//! rules written in the configuration, and `auto_approve`.
 
-use async_trait::async_trait;
-use exoclaw_types::{ToolCall, ToolEffect};
+use super::Permission;
+use super::rule::Rule;
+use exoclaw_types::ToolEffect;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Whether a tool call may run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Permission {
-    /// Run it without asking.
-    Allow,
-    /// Ask the user first (through the [`Approver`]).
-    Ask,
-    /// Never run it; the model is told the user denied it.
-    Deny,
-}
-
-/// Which tool calls run, which need the user's approval and which are refused.
+/// Which tool calls run, which need the user's approval and which are refused, as configured.
 ///
-/// A tool's permission is its entry in `tools` when there is one, otherwise the default for its
-/// [`ToolEffect`]. `auto_approve` (the CLI's `--yes`) turns every `Ask` into `Allow`, but never
-/// overrides an explicit `Deny`: a rule someone wrote down outranks a blanket switch.
+/// A call no [`Rule`] matches gets its tool's entry in `tools` when there is one, otherwise the
+/// default for its [`ToolEffect`]. A `deny` in `tools` is final, like a deny rule; an `allow` or
+/// `ask` there is only the tool's default, which rules (and "always" answers) override.
+/// `auto_approve` (the CLI's `--yes`) turns every `Ask` into `Allow`, but never overrides a
+/// `Deny`: a rule someone wrote down outranks a blanket switch.
 ///
 /// Every field has a default, so configuration may give any subset:
 ///
@@ -31,7 +22,14 @@ pub enum Permission {
 /// [permissions]
 /// mutating = "ask"
 /// tools = { shell = "deny", read_file = "allow" }
+///
+/// [[permissions.rules]]
+/// tool = "shell"
+/// command = "git status"
+/// permission = "allow"
 /// ```
+///
+/// How rules from every scope combine is described in [`crate::Permissions`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct PermissionPolicy {
@@ -41,10 +39,13 @@ pub struct PermissionPolicy {
     pub mutating: Permission,
     /// Permission of tools that reach outside the machine. Default: ask.
     pub external: Permission,
-    /// Per-tool overrides, by tool name.
+    /// Per-tool defaults, by tool name (`deny` here is final).
     pub tools: BTreeMap<String, Permission>,
-    /// Approve every call that would ask (the CLI's `--yes`); explicit denials still hold.
+    /// Approve every call that would ask (the CLI's `--yes`); denials still hold.
     pub auto_approve: bool,
+    /// `[[permissions.rules]]`: allow / ask / deny by tool and resource pattern.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<Rule>,
 }
 
 impl Default for PermissionPolicy {
@@ -55,13 +56,14 @@ impl Default for PermissionPolicy {
             external: Permission::Ask,
             tools: BTreeMap::new(),
             auto_approve: false,
+            rules: Vec::new(),
         }
     }
 }
 
 impl PermissionPolicy {
-    /// A policy that runs everything without asking, except explicit denials: for tests, benches
-    /// and trusted automation.
+    /// A policy that runs everything without asking, except denials: for tests, benches and
+    /// trusted automation.
     pub fn allow_all() -> Self {
         Self { auto_approve: true, ..Self::default() }
     }
@@ -72,17 +74,29 @@ impl PermissionPolicy {
         self
     }
 
-    /// The policy with `tool`'s permission set to `permission`.
+    /// The policy with `tool`'s default set to `permission`.
     pub fn with_tool(mut self, tool: impl Into<String>, permission: Permission) -> Self {
         self.tools.insert(tool.into(), permission);
         self
     }
 
-    /// The permission configured for `tool` (with effect `effect`), before `auto_approve`.
+    /// The policy with `rule` added after its other rules.
+    pub fn with_rule(mut self, rule: Rule) -> Self {
+        self.rules.push(rule);
+        self
+    }
+
+    /// The default of `tool` (with effect `effect`) — what a call no rule matches gets — before
+    /// `auto_approve`.
     pub fn configured(&self, tool: &str, effect: ToolEffect) -> Permission {
         if let Some(permission) = self.tools.get(tool) {
             return *permission;
         }
+        self.effect_default(effect)
+    }
+
+    /// The default for tools with effect `effect`.
+    pub fn effect_default(&self, effect: ToolEffect) -> Permission {
         match effect {
             ToolEffect::ReadOnly => self.read_only,
             ToolEffect::Mutating => self.mutating,
@@ -90,60 +104,14 @@ impl PermissionPolicy {
         }
     }
 
-    /// What to do with a call of `tool` (with effect `effect`): the configured permission, with
-    /// `Ask` turned into `Allow` when `auto_approve` is on.
+    /// The default of `tool` (with effect `effect`), with `Ask` turned into `Allow` when
+    /// `auto_approve` is on. Rules are not consulted: [`crate::Permissions::check`] gives the
+    /// whole decision.
     pub fn decide(&self, tool: &str, effect: ToolEffect) -> Permission {
         match self.configured(tool, effect) {
             Permission::Ask if self.auto_approve => Permission::Allow,
             other => other,
         }
-    }
-}
-
-/// The user's answer to an approval request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Decision {
-    /// Run the call.
-    Approve,
-    /// Do not run it; the model is told the user denied it.
-    Deny,
-    /// Do not run it: nobody is there to ask (an agent serving a gateway or a scheduled job). The
-    /// model is told the call needs a person's approval, which cannot be given where it runs, so
-    /// it can say so instead of retrying.
-    Unattended,
-}
-
-/// A tool call waiting for the user's approval.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct ApprovalRequest {
-    /// The call, with the model's arguments.
-    pub call: ToolCall,
-    /// What kind of change it would make.
-    pub effect: ToolEffect,
-}
-
-/// Asks the user whether a tool call may run. Implemented by each front end: the CLI prompts
-/// y/n on the terminal, the gateway sends the request to its client and waits for the answer.
-///
-/// Object-safe; the runner holds it as `Arc<dyn Approver>`. The runner stops waiting when the turn
-/// is cancelled, so an implementation need not watch for cancellation itself.
-#[async_trait]
-pub trait Approver: Send + Sync {
-    /// The user's decision on `request`.
-    async fn approve(&self, request: &ApprovalRequest) -> Decision;
-}
-
-/// An approver that gives the same answer to every request without asking anyone: `Deny` for
-/// non-interactive runs (which approve through `auto_approve` / `--yes` instead), `Approve` for
-/// tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FixedApprover(pub Decision);
-
-#[async_trait]
-impl Approver for FixedApprover {
-    async fn approve(&self, _request: &ApprovalRequest) -> Decision {
-        self.0
     }
 }
 
@@ -180,13 +148,17 @@ mod tests {
 
     #[test]
     fn configuration_may_give_any_subset_of_fields() {
-        let p: PermissionPolicy =
-            serde_json::from_str(r#"{"external": "deny", "tools": {"shell": "ask"}}"#).unwrap();
+        let p: PermissionPolicy = serde_json::from_str(
+            r#"{"external": "deny", "tools": {"shell": "ask"},
+                "rules": [{"tool": "shell", "command": "git status", "permission": "allow"}]}"#,
+        )
+        .unwrap();
         assert_eq!(p.read_only, Permission::Allow);
         assert_eq!(p.mutating, Permission::Ask);
         assert_eq!(p.external, Permission::Deny);
         assert_eq!(p.tools.get("shell"), Some(&Permission::Ask));
         assert!(!p.auto_approve);
+        assert_eq!(p.rules, vec![Rule::new("shell", Permission::Allow).command("git status")]);
         let back: PermissionPolicy = serde_json::from_value(serde_json::to_value(&p).unwrap()).unwrap();
         assert_eq!(back, p);
     }

@@ -1,0 +1,155 @@
+//! Skills and baskets in the runtime: which skill folders an agent's skills come from (the home's,
+//! and the workspace's once the user trusts it), which baskets each tool sits in (the builtin
+//! table, and `mcp/SERVER` for an MCP server's tools), and an agent's tools narrowed to its
+//! baskets.
+
+use crate::config::Config;
+use crate::config::trust::{Folder, TrustState, TrustStore};
+use exoclaw_core::ToolRegistry;
+use exoclaw_tools::baskets::{self, Basket};
+use exoclaw_tools::skills::{SkillError, SkillOrigin, SkillRoot, SkillSet};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The skills folder in exoclaw's home.
+pub const HOME_SKILLS_DIR: &str = "skills";
+
+/// The skills folder in a workspace.
+pub const WORKSPACE_SKILLS_DIR: &str = ".exoclaw/skills";
+
+/// The skills folder in exoclaw's `home`, which the sandbox lets commands read inside the hidden
+/// home.
+pub fn home_skills_dir(home: &Path) -> PathBuf {
+    home.join(HOME_SKILLS_DIR)
+}
+
+/// The skills an agent working in `workspace` may use: `home`'s, then the workspace's (which win
+/// a name clash) when the user trusts the workspace (`exoclaw trust`). Without a home, none: the
+/// trusted folders are listed there. Problems are in [`SkillSet::problems`].
+pub fn discover_skills(home: Option<&Path>, workspace: &Path) -> SkillSet {
+    let Some(home) = home else { return SkillSet::default() };
+    let mut roots = vec![SkillRoot { dir: home_skills_dir(home), origin: SkillOrigin::Home }];
+    let workspace_dir = workspace.join(WORKSPACE_SKILLS_DIR);
+    let mut untrusted = false;
+    // The home itself as the workspace: its skills are already the home's.
+    if workspace_dir.is_dir() && workspace_dir != home_skills_dir(home) {
+        if trusted(home, workspace) {
+            roots.push(SkillRoot { dir: workspace_dir.clone(), origin: SkillOrigin::Workspace });
+        } else {
+            untrusted = true;
+        }
+    }
+    let mut skills = SkillSet::discover(&roots);
+    if untrusted {
+        skills.push_problem(SkillError::NotTrusted { dir: workspace_dir });
+    }
+    skills
+}
+
+fn trusted(home: &Path, workspace: &Path) -> bool {
+    let state = TrustStore::open(home).and_then(|store| Ok(store.state(&Folder::read(workspace)?)));
+    match state {
+        Ok(state) => state == TrustState::Trusted,
+        Err(e) => {
+            tracing::warn!(workspace = %workspace.display(), error = %e, "cannot tell whether the workspace is trusted; its skills are not loaded");
+            false
+        }
+    }
+}
+
+/// The baskets of the tool `name`: the builtin table's, or `mcp` and `mcp/SERVER` for a tool of
+/// a configured `[mcp.SERVER]` (`SERVER__tool`).
+pub fn tool_baskets(config: &Config, name: &str) -> Vec<Basket> {
+    let builtin = baskets::builtin_baskets(name);
+    if !builtin.is_empty() {
+        return builtin;
+    }
+    match name.split_once("__") {
+        Some((server, _)) if config.mcp.contains_key(server) => mcp_baskets(server),
+        _ => Vec::new(),
+    }
+}
+
+fn mcp_baskets(server: &str) -> Vec<Basket> {
+    let mut found: Vec<Basket> = Basket::parse("mcp").into_iter().collect();
+    found.extend(Basket::parse(&format!("mcp/{server}")));
+    found
+}
+
+/// `tools` less those in none of the `wanted` baskets (all of them when `wanted` is empty). MCP
+/// servers' tools are judged as they come.
+pub fn narrow_tools(config: &Config, tools: &ToolRegistry, wanted: &[Basket]) -> ToolRegistry {
+    if wanted.is_empty() {
+        return tools.clone();
+    }
+    let servers: BTreeSet<String> = config.mcp.keys().cloned().collect();
+    let wanted = wanted.to_vec();
+    tools.narrowed(Arc::new(move |name: &str| {
+        let mut of = baskets::builtin_baskets(name);
+        if of.is_empty()
+            && let Some((server, _)) = name.split_once("__")
+            && servers.contains(server)
+        {
+            of = mcp_baskets(server);
+        }
+        baskets::matches(&of, &wanted)
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    fn baskets(names: &[&str]) -> Vec<Basket> {
+        names.iter().map(|n| Basket::parse(n).unwrap()).collect()
+    }
+
+    #[test]
+    fn an_agent_narrowed_to_files_gets_the_file_tools_only() {
+        let tools = exoclaw_tools::builtin_tools();
+        let narrowed = narrow_tools(&Config::default(), &tools, &baskets(&["files"]));
+        assert_eq!(narrowed.names(), ["edit_file", "glob", "grep", "list_dir", "read_file", "write_file"]);
+        let narrowed = narrow_tools(&Config::default(), &tools, &baskets(&["files/read", "web"]));
+        assert_eq!(narrowed.names(), ["glob", "grep", "http_fetch", "list_dir", "read_file"]);
+        assert_eq!(narrow_tools(&Config::default(), &tools, &[]).names(), tools.names());
+    }
+
+    #[test]
+    fn an_mcp_servers_tools_sit_in_its_own_basket() {
+        let config: Config = toml::from_str("[mcp.docs]\ncommand = \"docs-server\"\n").unwrap();
+        assert_eq!(tool_baskets(&config, "docs__search"), baskets(&["mcp", "mcp/docs"]));
+        assert_eq!(tool_baskets(&config, "other__search"), Vec::<Basket>::new());
+        assert_eq!(tool_baskets(&config, "shell"), baskets(&["shell"]));
+    }
+
+    fn skill(dir: &Path, name: &str) {
+        std::fs::create_dir_all(dir.join(name)).unwrap();
+        std::fs::write(dir.join(name).join("SKILL.md"), format!("---\nname: {name}\ndescription: d\n---\n"))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_workspaces_skills_load_only_once_it_is_trusted() {
+        let home = tempfile::tempdir().unwrap();
+        let workspace = tempfile::tempdir().unwrap();
+        skill(&home.path().join("skills"), "mine");
+        skill(&workspace.path().join(".exoclaw/skills"), "theirs");
+
+        let skills = discover_skills(Some(home.path()), workspace.path());
+        let names: Vec<&str> = skills.skills().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["mine"]);
+        let problem = skills.problems()[0].to_string();
+        assert!(problem.contains("not trusted") && problem.contains("run `exoclaw trust` there"), "{problem}");
+
+        let mut trust = TrustStore::open(home.path()).unwrap();
+        trust.trust(&Folder::read(workspace.path()).unwrap(), chrono::Utc::now()).unwrap();
+        trust.save().unwrap();
+        let skills = discover_skills(Some(home.path()), workspace.path());
+        let names: Vec<&str> = skills.skills().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["mine", "theirs"]);
+        assert_eq!(skills.problems(), &[]);
+        assert!(discover_skills(None, workspace.path()).is_empty(), "no home, no skills");
+    }
+}
