@@ -113,6 +113,10 @@ pub async fn prepare(runtime: &Runtime) -> anyhow::Result<Arc<Agent>> {
     }
     opened?;
     download.finish();
+    // A broken skill is left out, and the rest keep working: say which and how to fix it.
+    for problem in agent.skills.problems() {
+        output::warning(&problem.to_string());
+    }
     Ok(agent)
 }
 

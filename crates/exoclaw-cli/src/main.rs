@@ -20,6 +20,7 @@ mod providers;
 mod render;
 mod repl;
 mod sessions;
+mod tools;
 mod trust;
 mod usage;
 
@@ -58,6 +59,7 @@ Examples:
   exoclaw session list
   exoclaw memory search Lyon                    what past sessions said
   exoclaw mcp list                              MCP servers and their tools
+  exoclaw tools --basket files                  the tools and skills in a basket
 
 Exit codes: 0 ok, 1 error, 2 usage error, 130 interrupted (Ctrl+C).
 Logs: RUST_LOG=debug (to stderr, never mixed into --json output).";
@@ -77,6 +79,8 @@ enum Command {
     /// MCP servers ([mcp.NAME]): their state and tools, resources and prompts.
     #[command(subcommand, after_help = mcp::HELP)]
     Mcp(mcp::McpCommand),
+    /// The tools and skills an agent is offered, by basket: `exoclaw tools --basket files`.
+    Tools(tools::ToolsArgs),
     /// List the models each available provider offers.
     Models,
     /// Provider health: `exoclaw providers status`.
@@ -199,6 +203,7 @@ fn main() -> ExitCode {
         Some(Command::Usage(args)) => runtime.block_on(usage::run(config, args)),
         Some(Command::Gateway(args)) => runtime.block_on(gateway::run(config, args)),
         Some(Command::Keys(command)) => runtime.block_on(keys::run(config, command)),
+        Some(Command::Tools(args)) => runtime.block_on(tools::run(config, args)),
         Some(Command::Models) => runtime.block_on(models::list(config)).map(|()| ExitCode::SUCCESS),
         Some(Command::Audit(args)) => runtime.block_on(audit::run(config, args)),
         Some(Command::Permissions(args)) => audit::permissions(config, args),

@@ -97,6 +97,11 @@ pub fn hint(text: &str) {
     eprintln!("{text}");
 }
 
+/// Prints a warning on stderr (`warning: …`), control characters escaped: it may quote a file.
+pub fn warning(text: &str) {
+    eprintln!("warning: {}", escape_untrusted(text, false));
+}
+
 /// Prints the completion script for `shell`.
 pub fn completions(shell: clap_complete::Shell, command: &mut clap::Command) {
     clap_complete::generate(shell, command, "exoclaw", &mut std::io::stdout());

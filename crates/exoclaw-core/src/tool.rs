@@ -302,7 +302,8 @@ impl ToolRegistry {
             .filter(|(name, _)| keep(name))
             .map(|(name, tool)| (name.clone(), Arc::clone(tool)))
             .collect();
-        let shadowed: Arc<std::collections::BTreeSet<String>> = Arc::new(self.tools.keys().cloned().collect());
+        let shadowed: Arc<std::collections::BTreeSet<String>> =
+            Arc::new(self.tools.keys().cloned().collect());
         let sources = self
             .sources
             .iter()
@@ -338,7 +339,11 @@ mod tests {
     #[async_trait]
     impl Tool for Named {
         fn spec(&self) -> ToolSpec {
-            ToolSpec { name: self.0.into(), description: String::new(), input_schema: json!({"type": "object"}) }
+            ToolSpec {
+                name: self.0.into(),
+                description: String::new(),
+                input_schema: json!({"type": "object"}),
+            }
         }
 
         fn effect(&self) -> ToolEffect {
@@ -373,6 +378,10 @@ mod tests {
         assert!(narrowed.get("shell").is_none(), "the source's shell stays shadowed by the left-out one");
         assert!(narrowed.get("db__query").is_none());
         assert!(narrowed.get("docs__search").is_some());
-        assert_eq!(registry.names(), ["db__query", "docs__search", "read_file", "shell"], "the original is kept");
+        assert_eq!(
+            registry.names(),
+            ["db__query", "docs__search", "read_file", "shell"],
+            "the original is kept"
+        );
     }
 }

@@ -323,3 +323,35 @@ async fn a_servers_last_tool_list_is_offered_at_the_next_start_and_a_call_waits_
     assert_eq!(call(&second, "slow__echo", json!({"message": "early"})).await.unwrap(), "Echo: early");
     second.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandboxed_server_cannot_read_hidden_files_write_outside_its_folder_or_reach_the_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let folder = dir.path().join("folder");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(home.join("config.toml"), "api_key = \"sk-secret\"\n").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sandbox = exoclaw_mcp::ServerSandbox {
+        policy: exoclaw_mcp::SandboxPolicy::default(),
+        workspace: folder.clone(),
+        always_hidden: vec![home.clone()],
+    };
+    let configs = BTreeMap::from([("probe".to_owned(), fixture("probe"))]);
+    let servers = McpServers::start(&configs, McpOptions { sandbox: Some(sandbox), tool_cache: None }).unwrap();
+    ready(&servers, "probe").await;
+
+    let secret = call(&servers, "probe__read", json!({"path": home.join("config.toml")})).await.unwrap();
+    assert!(secret.starts_with("error:") && !secret.contains("sk-secret"), "{secret}");
+    let inside = call(&servers, "probe__write", json!({"path": folder.join("made.txt")})).await.unwrap();
+    assert_eq!(inside, "written");
+    let outside = dir.path().join("outside.txt");
+    let refused = call(&servers, "probe__write", json!({"path": outside})).await.unwrap();
+    assert!(refused.starts_with("error:"), "{refused}");
+    assert!(!outside.exists());
+    let connect = call(&servers, "probe__connect", json!({"port": port})).await.unwrap();
+    assert!(connect.starts_with("error:"), "the host's loopback is out of reach: {connect}");
+    servers.shutdown().await;
+}

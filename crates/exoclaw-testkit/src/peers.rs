@@ -247,7 +247,9 @@ impl Sshd {
     /// How many logins the server has accepted so far (from its log).
     pub fn logins(&self) -> usize {
         let log = std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default();
-        log.lines().filter(|l| l.contains("Accepted ")).count()
+        // `Accepted publickey for USER …` / `Accepted password for USER …`, once per login (at
+        // VERBOSE, `Accepted key … found at …` also appears while a key is tried).
+        log.lines().filter(|l| l.contains("Accepted ") && l.contains(" for ")).count()
     }
 
     fn wait_banner(&mut self, within: Duration) {

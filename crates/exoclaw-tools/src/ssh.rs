@@ -70,8 +70,8 @@ pub enum SshError {
          recorded{}. This may be an attack (someone between exoclaw and the host) or a reinstalled \
          server; refusing to connect. Ask the user to confirm the new key with the host's \
          administrator, then remove the old record{} and run `exoclaw ssh trust {alias}`",
-        match record { Some((file, line)) => format!(" in {}:{line}", file.display()), None => " as the pinned `host_key`".into() },
-        match record { Some((file, line)) => format!(" (`ssh-keygen -R '{name}' -f {}`, or delete line {line})", file.display()), None => format!(" (the `host_key` under `[ssh.hosts.{alias}]`)") }
+        match record.as_deref() { Some((file, line)) => format!(" in {}:{line}", file.display()), None => " as the pinned `host_key`".into() },
+        match record.as_deref() { Some((file, line)) => format!(" (`ssh-keygen -R '{name}' -f {}`, or delete line {line})", file.display()), None => format!(" (the `host_key` under `[ssh.hosts.{alias}]`)") }
     )]
     ChangedHostKey {
         /// The alias.
@@ -82,8 +82,9 @@ pub enum SshError {
         shown: String,
         /// The recorded fingerprint.
         recorded: String,
-        /// The file and line of the record; `None` for a pinned key.
-        record: Option<(PathBuf, usize)>,
+        /// The file and line of the record; `None` for a pinned key. (Boxed: it would make every
+        /// `Result` carrying this error larger.)
+        record: Option<Box<(PathBuf, usize)>>,
     },
     /// The server's key is marked `@revoked`.
     #[error(
@@ -102,7 +103,9 @@ pub enum SshError {
         record: (PathBuf, usize),
     },
     /// The TCP connection or the SSH handshake failed.
-    #[error("could not connect to `{alias}` ({addr}): {reason}. Check that the host is up and the address and port are right")]
+    #[error(
+        "could not connect to `{alias}` ({addr}): {reason}. Check that the host is up and the address and port are right"
+    )]
     Connect {
         /// The alias.
         alias: String,

@@ -12,6 +12,7 @@ mod peers;
 mod permissions;
 mod routing;
 mod sessions;
+mod skills;
 mod trust;
 
 use exoclaw_testkit::server::ScriptedServer;

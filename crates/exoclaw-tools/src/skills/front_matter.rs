@@ -58,9 +58,10 @@ pub fn parse(text: &str) -> Result<(FrontMatter, &str), Problem> {
     if first.trim_end() != "---" {
         return Err(Problem {
             line: 1,
-            message: "SKILL.md must start with its front matter: a `---` line, then `name:` and `description:` \
+            message:
+                "SKILL.md must start with its front matter: a `---` line, then `name:` and `description:` \
                       lines, then a closing `---` line"
-                .into(),
+                    .into(),
         });
     }
     let yaml_start = first.len();
@@ -76,7 +77,8 @@ pub fn parse(text: &str) -> Result<(FrontMatter, &str), Problem> {
     let Some((yaml_end, body_start)) = closing else {
         return Err(Problem {
             line: 1,
-            message: "the front matter opened on line 1 is never closed: add a `---` line after its last key".into(),
+            message: "the front matter opened on line 1 is never closed: add a `---` line after its last key"
+                .into(),
         });
     };
     let yaml = &text[yaml_start..yaml_end];
@@ -92,8 +94,9 @@ pub fn parse(text: &str) -> Result<(FrontMatter, &str), Problem> {
     if name.is_empty() {
         return Err(Problem {
             line: at("name"),
-            message: "the front matter has no `name`: add `name: my-skill` (lower-case letters, digits, `-`, `_`)"
-                .into(),
+            message:
+                "the front matter has no `name`: add `name: my-skill` (lower-case letters, digits, `-`, `_`)"
+                    .into(),
         });
     }
     if name.chars().count() > MAX_NAME_CHARS
@@ -110,9 +113,10 @@ pub fn parse(text: &str) -> Result<(FrontMatter, &str), Problem> {
     if description.is_empty() {
         return Err(Problem {
             line: at("description"),
-            message: "the front matter has no `description`: add `description: ` and one sentence saying what the \
+            message:
+                "the front matter has no `description`: add `description: ` and one sentence saying what the \
                       skill does and when to use it (the model sees only that until it opens the skill)"
-                .into(),
+                    .into(),
         });
     }
     if description.chars().count() > MAX_DESCRIPTION_CHARS {

@@ -91,7 +91,11 @@ impl TypedTool for OpenSkill {
 /// The skill's body (read again, so an edit shows at once) and the list of its files.
 fn instructions(skill: &Skill) -> Result<String, ToolError> {
     let text = std::fs::read_to_string(&skill.file).map_err(|e| {
-        ToolError::Failed(format!("the skill `{}` cannot be read ({}): {e}", skill.name, skill.file.display()))
+        ToolError::Failed(format!(
+            "the skill `{}` cannot be read ({}): {e}",
+            skill.name,
+            skill.file.display()
+        ))
     })?;
     let body = match front_matter::parse(&text) {
         Ok((_, body)) => body,

@@ -134,7 +134,10 @@ fn the_prompt_is_capped_and_says_how_many_were_left_out() {
     assert!(section.len() <= MAX_PROMPT_BYTES + 200, "{}", section.len());
     let listed = section.lines().filter(|l| l.starts_with("- s")).count();
     assert!(listed < 60, "{listed}");
-    assert!(section.ends_with(&format!("[… {} more skills are not listed: the list is capped at 8192 bytes]", 60 - listed)));
+    assert!(section.ends_with(&format!(
+        "[… {} more skills are not listed: the list is capped at 8192 bytes]",
+        60 - listed
+    )));
     assert!(section.contains("more characters on this line"), "a long description is clipped");
 }
 
@@ -161,10 +164,7 @@ async fn opening_a_skill_gives_its_body_and_its_files_with_absolute_paths() {
     assert!(!text.contains("name: pdf"), "the front matter is not repeated: {text}");
     let home = f.home().join("pdf");
     assert!(text.contains(&format!("- reference.md ({})", home.join("reference.md").display())), "{text}");
-    assert!(
-        text.contains(&format!("- scripts/fill.sh ({}, executable)", script.display())),
-        "{text}"
-    );
+    assert!(text.contains(&format!("- scripts/fill.sh ({}, executable)", script.display())), "{text}");
     assert!(!text.contains("- SKILL.md"), "{text}");
 }
 
@@ -187,7 +187,10 @@ async fn an_unknown_skill_is_refused_naming_the_skills_there_are() {
     let f = Folders::new();
     f.skill(&f.home(), "pdf", "pdf", "Fill PDF forms.");
     let error = open(SkillSet::discover(&f.roots()), serde_json::json!({"name": "pfd"})).await.unwrap_err();
-    assert_eq!(error, ToolError::InvalidArguments("there is no skill called `pfd`; the skills are: pdf".into()));
+    assert_eq!(
+        error,
+        ToolError::InvalidArguments("there is no skill called `pfd`; the skills are: pdf".into())
+    );
 }
 
 #[tokio::test]
@@ -197,5 +200,8 @@ async fn a_skill_broken_after_it_was_listed_says_so_when_opened() {
     let set = SkillSet::discover(&f.roots());
     std::fs::write(&file, "no front matter any more").unwrap();
     let error = open(set, serde_json::json!({"name": "pdf"})).await.unwrap_err();
-    assert!(matches!(&error, ToolError::Failed(m) if m.contains("is now broken") && m.contains(":1:")), "{error:?}");
+    assert!(
+        matches!(&error, ToolError::Failed(m) if m.contains("is now broken") && m.contains(":1:")),
+        "{error:?}"
+    );
 }

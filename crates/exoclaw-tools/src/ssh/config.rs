@@ -173,7 +173,8 @@ impl SshConfig {
         if identity_files.is_empty()
             && let Some(home) = home()
         {
-            identity_files = ["id_ed25519", "id_ecdsa", "id_rsa"].iter().map(|f| home.join(".ssh").join(f)).collect();
+            identity_files =
+                ["id_ed25519", "id_ecdsa", "id_rsa"].iter().map(|f| home.join(".ssh").join(f)).collect();
         }
         Ok(Target {
             alias: alias.to_owned(),
@@ -204,8 +205,11 @@ pub struct HostEntry {
 /// apply to every host, as a `Host *` block would).
 #[derive(Debug, Clone, Default)]
 pub struct SshConfigFile {
-    blocks: Vec<(Vec<String>, Vec<(String, String)>)>,
+    blocks: Vec<Block>,
 }
+
+/// A `Host` line's patterns and the `(key, value)` options under it (keys lower-cased).
+type Block = (Vec<String>, Vec<(String, String)>);
 
 impl SshConfigFile {
     /// Parses the text of an `ssh_config` file. Lines it does not understand are kept and ignored.
@@ -252,7 +256,9 @@ impl SshConfigFile {
             }
             for (key, value) in options {
                 match key.as_str() {
-                    "hostname" if entry.hostname.is_none() => entry.hostname = Some(value.replace("%h", alias)),
+                    "hostname" if entry.hostname.is_none() => {
+                        entry.hostname = Some(value.replace("%h", alias))
+                    }
                     "user" if entry.user.is_none() => entry.user = Some(value.clone()),
                     "port" if entry.port.is_none() => entry.port = value.parse().ok(),
                     "identityfile" => entry.identity_files.push(PathBuf::from(value)),
@@ -335,7 +341,10 @@ Host *
         assert_eq!(entry.hostname.as_deref(), Some("10.0.0.5"));
         assert_eq!(entry.user.as_deref(), Some("deploy"));
         assert_eq!(entry.port, Some(2222));
-        assert_eq!(entry.identity_files, [PathBuf::from("~/.ssh/web key"), PathBuf::from("~/.ssh/id_ed25519")]);
+        assert_eq!(
+            entry.identity_files,
+            [PathBuf::from("~/.ssh/web key"), PathBuf::from("~/.ssh/id_ed25519")]
+        );
     }
 
     #[test]
@@ -362,11 +371,19 @@ Host *
     #[test]
     fn configured_settings_win_over_defaults() {
         let mut config = SshConfig { use_ssh_config: false, ..SshConfig::default() };
-        let host = HostConfig { host: Some("127.0.0.1".into()), port: Some(2200), user: Some("me".into()), ..HostConfig::default() };
+        let host = HostConfig {
+            host: Some("127.0.0.1".into()),
+            port: Some(2200),
+            user: Some("me".into()),
+            ..HostConfig::default()
+        };
         config.hosts.insert("box".into(), host);
         let target = config.target("box").ok();
         let target = target.as_ref();
-        assert_eq!(target.map(|t| (t.hostname.as_str(), t.port, t.user.as_str())), Some(("127.0.0.1", 2200, "me")));
+        assert_eq!(
+            target.map(|t| (t.hostname.as_str(), t.port, t.user.as_str())),
+            Some(("127.0.0.1", 2200, "me"))
+        );
         assert_eq!(target.map(Target::known_hosts_name).as_deref(), Some("[127.0.0.1]:2200"));
     }
 }

@@ -22,10 +22,13 @@ pub(super) type Connection = Handle<Client>;
 pub struct SshPool {
     config: SshConfig,
     trust_file: PathBuf,
-    hosts: StdMutex<HashMap<String, Arc<Mutex<Option<Arc<Connection>>>>>>,
+    hosts: StdMutex<HashMap<String, Slot>>,
     opened: AtomicUsize,
     env: EnvLookup,
 }
+
+/// One host's connection, if open; locked while it is being opened.
+type Slot = Arc<Mutex<Option<Arc<Connection>>>>;
 
 /// Reads an environment variable: the process environment in real use, a map in tests.
 type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -55,7 +58,10 @@ impl SshPool {
 
     /// The same pool reading `password_env` variables through `lookup` instead of the process
     /// environment.
-    pub fn with_env_lookup(mut self, lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+    pub fn with_env_lookup(
+        mut self,
+        lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
         self.env = Arc::new(lookup);
         self
     }
@@ -108,22 +114,25 @@ impl SshPool {
             Some(text) => Some(PublicKey::from_openssh(text).map_err(|e| SshError::Connect {
                 alias: target.alias.clone(),
                 addr: addr(target),
-                reason: format!("the pinned `host_key` cannot be read ({e}); write it as `ssh-ed25519 AAAA…`"),
+                reason: format!(
+                    "the pinned `host_key` cannot be read ({e}); write it as `ssh-ed25519 AAAA…`"
+                ),
             })?),
             None => None,
         };
         let check = Check::Records {
             host: target.hostname.clone(),
             port: target.port,
-            pinned,
+            pinned: pinned.map(Box::new),
             files: self.known_hosts_files(),
         };
         let client = Client { check, seen: Arc::default() };
         let seen = client.seen.clone();
         let work = async {
-            let mut handle = client::connect(client_config(), (target.hostname.as_str(), target.port), client)
-                .await
-                .map_err(|e| self.refusal(target, &seen).unwrap_or_else(|| connect_failed(target, &e)))?;
+            let mut handle =
+                client::connect(client_config(), (target.hostname.as_str(), target.port), client)
+                    .await
+                    .map_err(|e| self.refusal(target, &seen).unwrap_or_else(|| connect_failed(target, &e)))?;
             login(&mut handle, target, self.env.as_ref()).await?;
             Ok(handle)
         };
@@ -140,13 +149,22 @@ impl SshPool {
         let fingerprint = known_hosts::fingerprint(&key);
         match verdict {
             Verdict::Trusted => None,
-            Verdict::Unknown => {
-                Some(SshError::UnknownHostKey { alias, name, fingerprint, trust_file: self.trust_file.clone() })
+            Verdict::Unknown => Some(SshError::UnknownHostKey {
+                alias,
+                name,
+                fingerprint,
+                trust_file: self.trust_file.clone(),
+            }),
+            Verdict::Changed { record, recorded } => Some(SshError::ChangedHostKey {
+                alias,
+                name,
+                shown: fingerprint,
+                recorded,
+                record: record.map(Box::new),
+            }),
+            Verdict::Revoked { record } => {
+                Some(SshError::RevokedHostKey { alias, name, fingerprint, record })
             }
-            Verdict::Changed { record, recorded } => {
-                Some(SshError::ChangedHostKey { alias, name, shown: fingerprint, recorded, record })
-            }
-            Verdict::Revoked { record } => Some(SshError::RevokedHostKey { alias, name, fingerprint, record }),
         }
     }
 }
@@ -162,7 +180,9 @@ pub async fn fetch_host_key(target: &Target, timeout: Duration) -> Result<Public
     let key = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take().map(|(key, _)| key);
     match (key, outcome) {
         (Some(key), _) => Ok(key),
-        (None, Err(_)) => Err(SshError::ConnectTimeout { alias: target.alias.clone(), secs: timeout.as_secs() }),
+        (None, Err(_)) => {
+            Err(SshError::ConnectTimeout { alias: target.alias.clone(), secs: timeout.as_secs() })
+        }
         (None, Ok(Err(e))) => Err(connect_failed(target, &e)),
         (None, Ok(Ok(_))) => Err(SshError::Connect {
             alias: target.alias.clone(),
@@ -196,14 +216,18 @@ async fn login(
     target: &Target,
     env: &(dyn Fn(&str) -> Option<String> + Send + Sync),
 ) -> Result<(), SshError> {
-    let session_error = |e: russh::Error| SshError::Session { alias: target.alias.clone(), reason: e.to_string() };
+    let session_error =
+        |e: russh::Error| SshError::Session { alias: target.alias.clone(), reason: e.to_string() };
     let mut tried = Vec::new();
     for path in target.identity_files.iter().filter(|p| p.is_file()) {
         let key = match russh::keys::load_secret_key(path, None) {
             Ok(key) => key,
             Err(e) => {
                 // An encrypted key needs a passphrase exoclaw does not ask for: say so and go on.
-                tried.push(format!("{} (unreadable: {e}; use an unencrypted key or ssh-agent)", path.display()));
+                tried.push(format!(
+                    "{} (unreadable: {e}; use an unencrypted key or ssh-agent)",
+                    path.display()
+                ));
                 continue;
             }
         };
@@ -236,7 +260,7 @@ async fn login(
 #[derive(Debug)]
 enum Check {
     /// Against a pinned key or the records for `host:port` in the known-hosts files.
-    Records { host: String, port: u16, pinned: Option<PublicKey>, files: Vec<PathBuf> },
+    Records { host: String, port: u16, pinned: Option<Box<PublicKey>>, files: Vec<PathBuf> },
     /// Not at all: the key is kept and the handshake refused.
     Capture,
 }
@@ -257,7 +281,7 @@ impl client::Handler for Client {
         let verdict = match &self.check {
             Check::Capture => Verdict::Unknown,
             Check::Records { host, port, pinned, files } => {
-                known_hosts::verify(host, *port, &key, pinned.as_ref(), files)
+                known_hosts::verify(host, *port, &key, pinned.as_deref(), files)
             }
         };
         let trusted = verdict == Verdict::Trusted;

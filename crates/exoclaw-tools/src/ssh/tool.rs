@@ -57,7 +57,11 @@ pub struct SshDownloadArgs {
 /// The hosts, as the descriptions list them.
 fn hosts_line(pool: &SshPool) -> String {
     let aliases = pool.config().aliases();
-    if aliases.is_empty() { "No hosts are configured.".into() } else { format!("Hosts: {}.", aliases.join(", ")) }
+    if aliases.is_empty() {
+        "No hosts are configured.".into()
+    } else {
+        format!("Hosts: {}.", aliases.join(", "))
+    }
 }
 
 /// `ssh_exec`: runs a command on a configured host over SSH and returns its exit code and output
@@ -195,7 +199,10 @@ impl TypedTool for SshUpload {
         let jail = Jail::new(&ctx.workspace_root)?;
         let local = jail.resolve(&args.local_path)?;
         if !tokio::fs::metadata(&local).await.is_ok_and(|m| m.is_file()) {
-            return Err(ToolError::Failed(format!("`{}` is not a file in the workspace", jail.display(&local))));
+            return Err(ToolError::Failed(format!(
+                "`{}` is not a file in the workspace",
+                jail.display(&local)
+            )));
         }
         let remote = args.remote_path.as_str();
         let bytes = attempt(&self.pool, &args.host, |c| {

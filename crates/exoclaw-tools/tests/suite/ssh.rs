@@ -33,12 +33,18 @@ impl Remote {
         Self::with_pool(prepare, |pool| pool)
     }
 
-    fn with_pool(prepare: impl FnOnce(&Sshd, &mut SshConfig, &PathBuf), build: impl FnOnce(SshPool) -> SshPool) -> Self {
+    fn with_pool(
+        prepare: impl FnOnce(&Sshd, &mut SshConfig, &PathBuf),
+        build: impl FnOnce(SshPool) -> SshPool,
+    ) -> Self {
         let sshd = Sshd::start();
         let home = tempfile::tempdir().unwrap();
         let known_hosts = home.path().join("known_hosts");
-        let mut config =
-            SshConfig { use_ssh_config: false, known_hosts: Some(vec![known_hosts.clone()]), ..SshConfig::default() };
+        let mut config = SshConfig {
+            use_ssh_config: false,
+            known_hosts: Some(vec![known_hosts.clone()]),
+            ..SshConfig::default()
+        };
         prepare(&sshd, &mut config, &known_hosts);
         let pool = Arc::new(build(SshPool::new(config, home.path().join("exoclaw_known_hosts"))));
         Self { sshd, ws: Workspace::new(), home, pool }
@@ -80,7 +86,8 @@ fn host(sshd: &Sshd) -> HostConfig {
 #[tokio::test]
 async fn exec_returns_the_exit_code_and_the_output() {
     let remote = Remote::trusted();
-    let out = remote.ok("ssh_exec", json!({"host": "box", "command": "echo out; echo err >&2; exit 3"})).await;
+    let out =
+        remote.ok("ssh_exec", json!({"host": "box", "command": "echo out; echo err >&2; exit 3"})).await;
     assert!(out.starts_with("exit code: 3\n"), "{out}");
     assert!(out.contains("out\n") && out.contains("err\n"), "{out}");
     let out = remote.ok("ssh_exec", json!({"host": "box", "command": "true"})).await;
@@ -118,11 +125,15 @@ async fn upload_then_download_gives_back_the_same_bytes() {
 async fn transfers_are_jailed_to_the_workspace() {
     let remote = Remote::trusted();
     let e = refused(
-        remote.err("ssh_download", json!({"host": "box", "remote_path": "/etc/hostname", "local_path": "../x"})).await,
+        remote
+            .err("ssh_download", json!({"host": "box", "remote_path": "/etc/hostname", "local_path": "../x"}))
+            .await,
     );
     assert!(e.contains("leaves the workspace"), "{e}");
     let e = refused(
-        remote.err("ssh_upload", json!({"host": "box", "local_path": "/etc/passwd", "remote_path": "/tmp/x"})).await,
+        remote
+            .err("ssh_upload", json!({"host": "box", "local_path": "/etc/passwd", "remote_path": "/tmp/x"}))
+            .await,
     );
     assert!(e.contains("outside the workspace"), "{e}");
 }
@@ -155,7 +166,8 @@ async fn a_changed_host_key_is_refused_and_other_hosts_keep_working() {
         // A different ed25519 key recorded for the server's address, as after a reinstall or
         // under a man in the middle.
         let other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ";
-        std::fs::write(known_hosts, format!("# recorded earlier\n[127.0.0.1]:{} {other}\n", sshd.port())).unwrap();
+        std::fs::write(known_hosts, format!("# recorded earlier\n[127.0.0.1]:{} {other}\n", sshd.port()))
+            .unwrap();
         config.hosts.insert("box".into(), host(sshd));
         // The same server under another name, with its real key pinned.
         config.hosts.insert("pinned".into(), HostConfig { host_key: Some(sshd.host_key()), ..host(sshd) });
@@ -189,7 +201,10 @@ async fn a_key_accepted_by_the_trust_file_is_trusted() {
     assert_eq!(key.to_openssh().unwrap(), remote.sshd.host_key());
     let trust_file = remote.home.path().join("exoclaw_known_hosts");
     exoclaw_tools::ssh::known_hosts::append(&trust_file, "127.0.0.1", remote.sshd.port(), &key).unwrap();
-    assert_eq!(remote.ok("ssh_exec", json!({"host": "box", "command": "echo hi"})).await, "exit code: 0\nhi\n");
+    assert_eq!(
+        remote.ok("ssh_exec", json!({"host": "box", "command": "echo hi"})).await,
+        "exit code: 0\nhi\n"
+    );
 }
 
 #[tokio::test]
@@ -229,18 +244,24 @@ async fn long_output_is_capped_with_head_and_tail() {
 #[tokio::test]
 async fn a_command_past_its_timeout_is_cut_off() {
     let remote = Remote::trusted();
-    let call = remote.call("ssh_exec", json!({"host": "box", "command": "echo started; sleep 60", "timeout_secs": 1}));
-    let result = tokio::time::timeout(Duration::from_secs(30), call).await.expect("the timeout did not cut the call");
+    let call = remote
+        .call("ssh_exec", json!({"host": "box", "command": "echo started; sleep 60", "timeout_secs": 1}));
+    let result =
+        tokio::time::timeout(Duration::from_secs(30), call).await.expect("the timeout did not cut the call");
     let e = failed(result.unwrap_err());
     assert!(e.contains("timed out after 1s") && e.contains("started"), "{e}");
     // The connection is still usable afterwards.
-    assert_eq!(remote.ok("ssh_exec", json!({"host": "box", "command": "echo next"})).await, "exit code: 0\nnext\n");
+    assert_eq!(
+        remote.ok("ssh_exec", json!({"host": "box", "command": "echo next"})).await,
+        "exit code: 0\nnext\n"
+    );
 }
 
 /// `sshd` reached as the peer script's password user, with no usable key.
 fn by_password(sshd: &Sshd, config: &mut SshConfig, known_hosts: &PathBuf) {
     std::fs::write(known_hosts, sshd.known_hosts_line()).unwrap();
-    let (user, _) = sshd.password_login().expect("the peer script made no password user: run the tests as root");
+    let (user, _) =
+        sshd.password_login().expect("the peer script made no password user: run the tests as root");
     let by_password = HostConfig {
         user: Some(user),
         identity_files: vec![PathBuf::from("/nonexistent/key")],
@@ -264,7 +285,8 @@ async fn a_password_from_the_named_variable_logs_in() {
 
 #[tokio::test]
 async fn a_wrong_password_fails_without_showing_it() {
-    let remote = Remote::with_pool(by_password, |pool| pool.with_env_lookup(|_| Some("not-the-password-123".into())));
+    let remote =
+        Remote::with_pool(by_password, |pool| pool.with_env_lookup(|_| Some("not-the-password-123".into())));
     let e = failed(remote.err("ssh_exec", json!({"host": "box", "command": "true"})).await);
     assert!(e.contains("could not log in to `box`") && e.contains("$BOX_PASSWORD"), "{e}");
     assert!(!e.contains("not-the-password-123"), "{e}");

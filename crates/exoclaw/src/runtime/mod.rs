@@ -27,9 +27,9 @@ mod builder;
 mod mcp;
 pub mod memory;
 pub use mcp::start_mcp_servers;
+mod models;
 pub mod sandbox;
 pub mod skills;
-mod models;
 mod turn;
 
 pub use agents::Agent;

@@ -141,7 +141,10 @@ mod tests {
         let names: Vec<&str> = skills.skills().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["mine"]);
         let problem = skills.problems()[0].to_string();
-        assert!(problem.contains("not trusted") && problem.contains("run `exoclaw trust` there"), "{problem}");
+        assert!(
+            problem.contains("not trusted") && problem.contains("run `exoclaw trust` there"),
+            "{problem}"
+        );
 
         let mut trust = TrustStore::open(home.path()).unwrap();
         trust.trust(&Folder::read(workspace.path()).unwrap(), chrono::Utc::now()).unwrap();
