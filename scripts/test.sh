@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every crate's tests including the real-peer tests.
-# This is what CI runs (.ci/run). Real peers (llama.cpp llama-server, SmolLM2, ArcadeDB, the MCP reference servers) are fetched and built
+# This is what CI runs (.ci/run). Real peers (llama.cpp llama-server, SmolLM2, ArcadeDB, the MCP reference servers, OpenSSH's sshd) are fetched and built
 # on first use and cached under ~/.cache/exoclaw-peers/ and ~/.cache/exoclaw/models/; the machine's
 # PostgreSQL is started if it is installed but stopped.
 set -euo pipefail
@@ -25,6 +25,7 @@ bash scripts/peers/websockets.sh >/dev/null
 bash scripts/peers/mcp-sdk.sh >/dev/null
 bash scripts/peers/mcp-servers.sh >/dev/null
 bash scripts/peers/arcadedb.sh >/dev/null
+bash scripts/peers/sshd.sh >/dev/null
 bash scripts/peers/postgres.sh
 
 step "tests"

@@ -44,9 +44,13 @@ impl App {
         };
         let args = args.clone();
         let auto_approve = args.yes || config.permissions.auto_approve;
+        let mut config = config.clone();
+        if let Some(mode) = args.sandbox {
+            config.sandbox.mode = mode;
+        }
         let approver = if interactive { approve::for_this_terminal() } else { Arc::new(approve::Unattended) };
         Ok(Runtime::builder()
-            .config(config.clone())
+            .config(config)
             .store(self.store.clone())
             .approver(approver)
             .home(self.loaded.home.clone())

@@ -72,6 +72,9 @@ impl Approver for TerminalApprover {
             ToolEffect::External => "reach the network",
         };
         eprintln!("\x1b[1mThe model wants to {what}:\x1b[0m {}", describe_call_in_full(&request.call));
+        if let Some(confinement) = &request.confinement {
+            eprintln!("  runs in {}", crate::output::escape_untrusted(confinement, true));
+        }
         match remembered(request) {
             Some(text) => eprintln!("{}", crate::output::escape_untrusted(&text, true)),
             // The runner offers no answer beyond this call when an `ask` rule matched.

@@ -20,6 +20,7 @@ mod providers;
 mod render;
 mod repl;
 mod sessions;
+mod ssh;
 mod tools;
 mod trust;
 mod usage;
@@ -97,6 +98,9 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Every permission rule in effect here, with its scope and file.
     Permissions(audit::PermissionsArgs),
+    /// SSH hosts ([ssh]): `exoclaw ssh trust ALIAS` accepts a host's key.
+    #[command(subcommand)]
+    Ssh(ssh::SshCommand),
     /// Trust a folder's .env with settings that widen what the agent may do.
     Trust(trust::TrustArgs),
     /// The configuration file: init, check, show.
@@ -136,6 +140,11 @@ pub struct TurnArgs {
     /// The directory file tools are confined to and commands start in (default: the current one).
     #[arg(long, value_name = "DIR")]
     pub workspace: Option<PathBuf>,
+    /// What `shell` commands and stdio MCP servers may do in this run: `read-only` (write
+    /// nothing), `workspace-write` (write the workspace; the default), `full-access` (no sandbox).
+    /// Default: `[sandbox] mode`.
+    #[arg(long, value_name = "MODE", value_parser = parse_sandbox_mode)]
+    pub sandbox: Option<exoclaw_tools::sandbox::SandboxMode>,
     /// Most tokens in each answer.
     #[arg(long)]
     pub max_tokens: Option<u32>,
@@ -207,6 +216,7 @@ fn main() -> ExitCode {
         Some(Command::Models) => runtime.block_on(models::list(config)).map(|()| ExitCode::SUCCESS),
         Some(Command::Audit(args)) => runtime.block_on(audit::run(config, args)),
         Some(Command::Permissions(args)) => audit::permissions(config, args),
+        Some(Command::Ssh(command)) => runtime.block_on(ssh::run(config, command)),
         Some(Command::Trust(args)) => trust::run(args),
         Some(Command::Config(command)) => config_cmd::run(config, command),
         Some(Command::Completions { .. }) => Ok(ExitCode::SUCCESS),
@@ -218,4 +228,13 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// A `--sandbox` value, spelt as in `[sandbox] mode`.
+fn parse_sandbox_mode(text: &str) -> Result<exoclaw_tools::sandbox::SandboxMode, String> {
+    use exoclaw_tools::sandbox::SandboxMode;
+    [SandboxMode::ReadOnly, SandboxMode::WorkspaceWrite, SandboxMode::FullAccess]
+        .into_iter()
+        .find(|mode| mode.as_str() == text)
+        .ok_or_else(|| format!("`{text}` is not a sandbox mode; use read-only, workspace-write or full-access"))
 }

@@ -40,6 +40,7 @@ impl Default for TurnArgs {
             no_tools: false,
             tools: false,
             workspace: None,
+            sandbox: None,
             max_tokens: None,
             temperature: None,
             seed: None,

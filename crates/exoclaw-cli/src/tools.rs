@@ -1,5 +1,5 @@
 //! `exoclaw tools [--basket B]… [--agent NAME]`: the tools an agent is offered (name, effect,
-//! baskets, the first line of the description) and the skills its prompt lists, narrowed to
+//! baskets, the first sentence of the description) and the skills its prompt lists, narrowed to
 //! baskets; problems with skills go to stderr.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -103,7 +103,7 @@ pub async fn run(config: Option<&Path>, args: ToolsArgs) -> anyhow::Result<ExitC
             baskets::matches(&in_baskets, &args.basket).then(|| ToolRow {
                 effect: effect(tool.effect()),
                 baskets: in_baskets.iter().map(ToString::to_string).collect(),
-                description: spec.description.lines().next().unwrap_or("").trim().to_owned(),
+                description: summary(&spec.description),
                 name: spec.name,
             })
         })
@@ -138,6 +138,15 @@ pub async fn run(config: Option<&Path>, args: ToolsArgs) -> anyhow::Result<ExitC
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A description's first sentence (of its first line): what fits a table row.
+fn summary(description: &str) -> String {
+    let line = description.lines().next().unwrap_or("").trim();
+    match line.find(". ") {
+        Some(end) => line[..=end].to_owned(),
+        None => line.to_owned(),
+    }
 }
 
 fn effect(effect: ToolEffect) -> &'static str {

@@ -86,6 +86,19 @@ pub fn run(args: TrustArgs) -> anyhow::Result<ExitCode> {
             escape_untrusted(&allowed.join(", "), false)
         );
     }
+    // Its skills reach the prompt now: say which.
+    let root = exoclaw_tools::skills::SkillRoot {
+        dir: folder.path.join(exoclaw::runtime::skills::WORKSPACE_SKILLS_DIR),
+        origin: exoclaw_tools::skills::SkillOrigin::Workspace,
+    };
+    let skills = exoclaw_tools::SkillSet::discover(&[root]);
+    if !skills.is_empty() {
+        let names: Vec<&str> = skills.skills().map(|s| s.name.as_str()).collect();
+        println!(
+            "its skills now load: {}; if any file of theirs changes, trust the folder again",
+            escape_untrusted(&names.join(", "), false)
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -110,6 +110,12 @@ pub trait Tool: Send + Sync {
         Vec::new()
     }
 
+    /// How its calls are confined (the shell's sandbox: `workspace-write, no network`), shown
+    /// when the user is asked to approve one. Default: nothing to say.
+    fn confinement(&self) -> Option<String> {
+        None
+    }
+
     /// Runs the tool with the model's arguments. The returned text goes back to the model.
     async fn call(&self, args: Value, ctx: &ToolContext) -> Result<String, ToolError>;
 }
@@ -134,6 +140,11 @@ pub trait TypedTool: Send + Sync {
     fn resources(&self, args: &Self::Args) -> Vec<Resource> {
         let _ = args;
         Vec::new()
+    }
+
+    /// How its calls are confined (see [`Tool::confinement`]). Default: nothing to say.
+    fn confinement(&self) -> Option<String> {
+        None
     }
 
     /// Runs the tool.
@@ -163,6 +174,10 @@ impl<T: TypedTool> Tool for T {
             Ok(args) => TypedTool::resources(self, &args),
             Err(_) => Vec::new(),
         }
+    }
+
+    fn confinement(&self) -> Option<String> {
+        TypedTool::confinement(self)
     }
 
     async fn call(&self, args: Value, ctx: &ToolContext) -> Result<String, ToolError> {

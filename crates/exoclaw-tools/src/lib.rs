@@ -10,8 +10,12 @@
 //! | `grep` | [`Grep`] | read-only | lines matching a regex as `path:line: text`, honouring `.gitignore` |
 //! | `shell` | [`Shell`] | mutating | `sh -c COMMAND` in its own process group, with a timeout, in the [sandbox] |
 //! | `http_fetch` | [`HttpFetch`] | external | an http(s) request; HTML comes back as readable text |
+//! | `ssh_exec` | [`ssh::SshExec`] | external | a command on a configured SSH host, optionally in a PTY |
+//! | `ssh_upload`, `ssh_download` | [`ssh::SshUpload`], [`ssh::SshDownload`] | external | a file each way over SFTP, the local side jailed |
 //!
-//! [`builtin_tools`] gives a registry holding all of them; [`register_builtins`] adds them to one.
+//! [`builtin_tools`] gives a registry holding all of them but the SSH tools; [`register_builtins`]
+//! adds them to one. The SSH tools (the default `ssh` feature) need their hosts' settings and share
+//! a connection pool, so they are built from an [`ssh::SshPool`]; see the [`ssh`] module.
 //!
 //! # The jail
 //!
@@ -35,6 +39,14 @@
 //! [`Shell::with_sandbox`] takes the [`SandboxPolicy`] (the runtime passes the real one);
 //! [`SandboxPolicy::apply`] puts any other `tokio::process::Command` (skill scripts, MCP stdio
 //! servers) in the same sandbox, and [`Sandbox::probe`] says what this kernel can enforce.
+//!
+//! # Skills and baskets
+//!
+//! [`skills`] finds skill folders (a `SKILL.md` with YAML front matter, instructions, scripts
+//! beside it), lists them for the system prompt by name and description only, and gives the
+//! read-only [`OpenSkill`] tool (`open_skill`) that discloses one; the runtime registers it per
+//! agent. [`baskets`] is the two-level taxonomy (`files`, `files/read`) tools, skills and agents
+//! are sorted into, with the builtin tools' baskets as data ([`baskets::BUILTIN_BASKETS`]).
 //!
 //! Every tool caps what it returns and says so with a visible `[…]` marker, so one call cannot flood
 //! the model's context.

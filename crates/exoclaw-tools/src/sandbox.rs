@@ -228,6 +228,20 @@ impl SandboxPolicy {
         Ok(Applied { mode: self.mode, warnings: support.warnings(self), scratch: Some(scratch), scrubbed })
     }
 
+    /// This sandbox in a few words, for the approval prompt: `the sandbox (workspace-write, no
+    /// network)`, or that there is none; and when this machine enforces less, that it does.
+    pub fn summary(&self) -> String {
+        if !self.is_confined() {
+            return "no sandbox (full-access): the user's full rights".into();
+        }
+        let network = if self.network { "network allowed" } else { "no network" };
+        let mut text = format!("the sandbox ({}, {network})", self.mode);
+        if !Sandbox::probe().warnings(self).is_empty() {
+            text.push_str(", partial on this machine");
+        }
+        text
+    }
+
     /// What `shell`'s description tells the model about this sandbox, as this machine enforces it.
     pub fn describe_for_model(&self) -> String {
         self.describe_with(Sandbox::probe())
@@ -513,6 +527,15 @@ mod platform {
 mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
+
+    #[test]
+    fn the_summary_names_the_mode_and_the_network_or_says_there_is_no_sandbox() {
+        let summary = SandboxPolicy::default().summary();
+        assert!(summary.starts_with("the sandbox (workspace-write, no network"), "{summary}");
+        let summary = SandboxPolicy::new(SandboxMode::ReadOnly).with_network(true).summary();
+        assert!(summary.starts_with("the sandbox (read-only, network allowed"), "{summary}");
+        assert_eq!(SandboxPolicy::full_access().summary(), "no sandbox (full-access): the user's full rights");
+    }
 
     fn machine(landlock_abi: Option<u32>, network_namespace: bool) -> Sandbox {
         Sandbox {

@@ -117,6 +117,10 @@ impl TypedTool for Shell {
         vec![Resource::Command(args.command.clone())]
     }
 
+    fn confinement(&self) -> Option<String> {
+        Some(self.sandbox.summary())
+    }
+
     async fn run(&self, args: ShellArgs, ctx: &ToolContext) -> Result<String, ToolError> {
         let timeout = match args.timeout_secs {
             None => self.default_timeout,

@@ -11,8 +11,10 @@ mod memory;
 mod peers;
 mod permissions;
 mod routing;
+mod sandbox;
 mod sessions;
 mod skills;
+mod ssh;
 mod trust;
 
 use exoclaw_testkit::server::ScriptedServer;

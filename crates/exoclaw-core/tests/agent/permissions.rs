@@ -24,6 +24,9 @@ impl Tool for FakeShell {
     fn resources(&self, args: &Value) -> Vec<Resource> {
         args["command"].as_str().map(|c| Resource::Command(c.to_owned())).into_iter().collect()
     }
+    fn confinement(&self) -> Option<String> {
+        Some("the sandbox (workspace-write, no network)".into())
+    }
     async fn call(&self, args: Value, _ctx: &ToolContext) -> Result<String, ToolError> {
         self.ran.lock().unwrap().push(args["command"].as_str().unwrap_or_default().to_owned());
         Ok("ran".into())
@@ -143,6 +146,11 @@ async fn an_answer_for_the_session_covers_the_next_call_like_it_without_asking()
     assert_eq!(asked[0].remember, vec![Rule::new("shell", Permission::Allow).command("cargo test")]);
     assert_eq!(asked[0].resources, vec![Resource::Command("cargo test -p x".into())]);
     assert_eq!(asked[0].always_file, None, "nowhere to keep an answer for good");
+    assert_eq!(
+        asked[0].confinement.as_deref(),
+        Some("the sandbox (workspace-write, no network)"),
+        "the prompt can say where the command would run"
+    );
     assert_eq!(s.shell.ran.lock().unwrap().len(), 2);
 }
 

@@ -24,6 +24,8 @@ pub struct SshConfig {
     /// Also offer the hosts named in `~/.ssh/config` (its `Host` lines without wildcards), with the
     /// settings found there (default `true`).
     pub use_ssh_config: bool,
+    /// Also try the keys of ssh-agent (`$SSH_AUTH_SOCK`), after the key files (default `true`).
+    pub use_agent: bool,
     /// `~/.ssh/config`, or another file read the same way.
     pub ssh_config_file: Option<PathBuf>,
     /// Known-hosts files read (never written) for host keys; default `~/.ssh/known_hosts`.
@@ -46,6 +48,7 @@ impl Default for SshConfig {
             enabled: true,
             use_ssh_config: true,
             ssh_config_file: None,
+            use_agent: true,
             known_hosts: None,
             timeout_secs: 120,
             max_timeout_secs: 600,

@@ -1,11 +1,13 @@
 //! Connections: connecting to a host, checking its key before anything is sent, logging in (key
-//! files, then a password from the environment), and [`SshPool`], which keeps one connection per
+//! files, ssh-agent, then a password from the environment), and [`SshPool`], which keeps one connection per
 //! alias for later calls and opens a new one when the old one has dropped.
 
 use super::SshError;
 use super::config::{SshConfig, Target};
 use super::known_hosts::{self, Verdict};
 use russh::client::{self, AuthResult, Handle};
+use russh::keys::agent::AgentIdentity;
+use russh::keys::agent::client::AgentClient;
 use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
@@ -94,11 +96,15 @@ impl SshPool {
         Ok((target, connection))
     }
 
-    /// Forgets the connection to `alias` (after it failed), so the next call opens a new one.
-    pub(super) async fn forget(&self, alias: &str) {
+    /// Forgets `dead`, the connection to `alias`, so the next call opens a new one (unless another
+    /// call has already replaced it).
+    pub(super) async fn forget(&self, alias: &str, dead: &Arc<Connection>) {
         let slot = self.hosts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(alias).cloned();
         if let Some(slot) = slot {
-            slot.lock().await.take();
+            let mut slot = slot.lock().await;
+            if slot.as_ref().is_some_and(|held| Arc::ptr_eq(held, dead)) {
+                *slot = None;
+            }
         }
     }
 
@@ -133,7 +139,7 @@ impl SshPool {
                 client::connect(client_config(), (target.hostname.as_str(), target.port), client)
                     .await
                     .map_err(|e| self.refusal(target, &seen).unwrap_or_else(|| connect_failed(target, &e)))?;
-            login(&mut handle, target, self.env.as_ref()).await?;
+            login(&mut handle, target, self.env.as_ref(), self.config.use_agent).await?;
             Ok(handle)
         };
         tokio::time::timeout(timeout, work)
@@ -210,11 +216,13 @@ fn connect_failed(target: &Target, e: &russh::Error) -> SshError {
     SshError::Connect { alias: target.alias.clone(), addr: addr(target), reason: e.to_string() }
 }
 
-/// Tries each key file that exists, then the password, until one is accepted.
+/// Tries each key file that exists, then the keys of ssh-agent (`$SSH_AUTH_SOCK`), then the
+/// password, until one is accepted.
 async fn login(
     handle: &mut Connection,
     target: &Target,
     env: &(dyn Fn(&str) -> Option<String> + Send + Sync),
+    use_agent: bool,
 ) -> Result<(), SshError> {
     let session_error =
         |e: russh::Error| SshError::Session { alias: target.alias.clone(), reason: e.to_string() };
@@ -236,6 +244,20 @@ async fn login(
         match handle.authenticate_publickey(&target.user, key).await.map_err(session_error)? {
             AuthResult::Success => return Ok(()),
             AuthResult::Failure { .. } => tried.push(format!("the key {}", path.display())),
+        }
+    }
+    if use_agent
+        && let Some(socket) = env("SSH_AUTH_SOCK")
+        && let Ok(mut agent) = AgentClient::connect_uds(&socket).await
+    {
+        for identity in agent.request_identities().await.unwrap_or_default() {
+            let AgentIdentity::PublicKey { key, comment } = identity else { continue };
+            let hash = handle.best_supported_rsa_hash().await.map_err(session_error)?.flatten();
+            match handle.authenticate_publickey_with(&target.user, key, hash, &mut agent).await {
+                Ok(AuthResult::Success) => return Ok(()),
+                Ok(AuthResult::Failure { .. }) => tried.push(format!("the agent's key `{comment}`")),
+                Err(e) => tried.push(format!("the agent's key `{comment}` (the agent failed: {e:?})")),
+            }
         }
     }
     if let Some(var) = &target.password_env {

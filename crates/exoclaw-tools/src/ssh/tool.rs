@@ -153,7 +153,7 @@ where
     let (_, connection) = pool.connection(alias).await?;
     match work(connection.clone()).await {
         Err(SshError::Session { .. } | SshError::Sftp { .. }) if connection.is_closed() => {
-            pool.forget(alias).await;
+            pool.forget(alias, &connection).await;
             let (_, connection) = pool.connection(alias).await?;
             work(connection).await
         }

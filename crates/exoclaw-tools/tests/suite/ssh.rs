@@ -291,3 +291,70 @@ async fn a_wrong_password_fails_without_showing_it() {
     assert!(e.contains("could not log in to `box`") && e.contains("$BOX_PASSWORD"), "{e}");
     assert!(!e.contains("not-the-password-123"), "{e}");
 }
+
+/// A real `ssh-agent` on its own socket, holding `key`; killed when dropped.
+struct Agent {
+    child: std::process::Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    fn holding(key: &std::path::Path) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("agent.sock");
+        let child = std::process::Command::new("ssh-agent").arg("-D").arg("-a").arg(&socket).spawn().unwrap();
+        for _ in 0..100 {
+            if socket.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let added =
+            std::process::Command::new("ssh-add").arg(key).env("SSH_AUTH_SOCK", &socket).output().unwrap();
+        assert!(added.status.success(), "ssh-add: {}", String::from_utf8_lossy(&added.stderr));
+        Self { child, socket, _dir: dir }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_key_held_by_ssh_agent_logs_in() {
+    let agent = std::sync::Arc::new(std::sync::Mutex::new(None::<Agent>));
+    let lookup = agent.clone();
+    let remote = Remote::with_pool(
+        |sshd, config, known_hosts| {
+            std::fs::write(known_hosts, sshd.known_hosts_line()).unwrap();
+            let no_key_file =
+                HostConfig { identity_files: vec![PathBuf::from("/nonexistent/key")], ..host(sshd) };
+            config.hosts.insert("box".into(), no_key_file);
+        },
+        |pool| {
+            pool.with_env_lookup(move |name| {
+                let agent = lookup.lock().unwrap();
+                agent.as_ref().filter(|_| name == "SSH_AUTH_SOCK").map(|a| a.socket.display().to_string())
+            })
+        },
+    );
+    *agent.lock().unwrap() = Some(Agent::holding(&remote.sshd.client_key()));
+    let out = remote.ok("ssh_exec", json!({"host": "box", "command": "echo via agent"})).await;
+    assert_eq!(out, "exit code: 0\nvia agent\n");
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_replaced_by_the_next_call() {
+    let remote = Remote::trusted();
+    remote.ok("ssh_exec", json!({"host": "box", "command": "true"})).await;
+    // The command's parent is the server process of this connection: killing it drops the
+    // connection, as a restarted host or a broken network would.
+    let _ = remote.call("ssh_exec", json!({"host": "box", "command": "kill -9 $PPID"})).await;
+    let out = remote.ok("ssh_exec", json!({"host": "box", "command": "echo again"})).await;
+    assert_eq!(out, "exit code: 0\nagain\n");
+    assert_eq!(remote.pool.connections_opened(), 2);
+}

@@ -89,6 +89,9 @@ pub struct Config {
     /// `[sandbox]`: what the shell tool's commands and stdio MCP servers may read, write and
     /// reach (exoclaw's home is always hidden from them).
     pub sandbox: exoclaw_tools::sandbox::SandboxPolicy,
+    /// `[ssh]`: the hosts the SSH tools may reach, by alias, and the files host keys are trusted
+    /// from.
+    pub ssh: exoclaw_tools::ssh::SshConfig,
 }
 
 /// The SQLite file, inside exoclaw's home, used when `storage.url` is unset.

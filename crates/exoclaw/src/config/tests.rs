@@ -141,7 +141,7 @@ fn a_typo_in_a_key_is_reported_at_its_line_and_column_with_the_valid_keys() {
     assert_eq!(
         err.to_string(),
         "~/.exoclaw/config.toml:3:3: unknown field `modle`, expected one of `model`, `agent`, `storage`, \
-         `permissions`, `hooks`, `local`, `memory`, `routing`, `providers`, `prices`, `budgets`, `gateway`, `agents`, `bindings`, `mcp`, `sandbox` — fix it, then check with `exoclaw config check`"
+         `permissions`, `hooks`, `local`, `memory`, `routing`, `providers`, `prices`, `budgets`, `gateway`, `agents`, `bindings`, `mcp`, `sandbox`, `ssh` — fix it, then check with `exoclaw config check`"
     );
     assert!(file.exists());
 }
@@ -333,6 +333,7 @@ fn every_example_in_the_template_is_valid_when_uncommented() {
     assert_eq!(config.prices.keys().collect::<Vec<_>>(), ["*/gpt-4o", "work/*"]);
     let budgets: Vec<&str> = config.budgets.iter().map(|b| b.name.as_str()).collect();
     assert_eq!(budgets, ["daily-dollars", "per-chat"]);
+    assert_eq!(config.ssh.hosts.keys().collect::<Vec<_>>(), ["web"]);
     assert_eq!(config.gateway.allowed_origins, ["https://app.example.com"]);
     assert_eq!(config.gateway.token_hashes.len(), 1);
     assert_eq!(config.agents.keys().collect::<Vec<_>>(), ["support"]);

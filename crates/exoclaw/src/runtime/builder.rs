@@ -241,6 +241,7 @@ impl RuntimeBuilder<WithConfig, WithStore> {
             let mut builtin = exoclaw_tools::builtin_tools();
             let shell = exoclaw_tools::Shell::default().with_sandbox(super::sandbox::sandbox_policy(&config));
             builtin.register(Arc::new(shell));
+            super::ssh::register_ssh_tools(&config, &mut builtin);
             builtin
         });
         if let Some(memory) = &memory {

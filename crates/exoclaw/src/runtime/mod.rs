@@ -30,6 +30,7 @@ pub use mcp::start_mcp_servers;
 mod models;
 pub mod sandbox;
 pub mod skills;
+pub mod ssh;
 mod turn;
 
 pub use agents::Agent;

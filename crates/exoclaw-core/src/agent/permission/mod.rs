@@ -125,12 +125,15 @@ pub struct ApprovalRequest {
     /// Where an answer "always" is written; `None` when it is not offered (nowhere to keep it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub always_file: Option<String>,
+    /// How the call would be confined, as its tool says (the shell's sandbox), if it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confinement: Option<String>,
 }
 
 impl ApprovalRequest {
     /// A request for `call` with nothing more known about it.
     pub fn new(call: ToolCall, effect: ToolEffect) -> Self {
-        Self { call, effect, resources: Vec::new(), remember: Vec::new(), always_file: None }
+        Self { call, effect, resources: Vec::new(), remember: Vec::new(), always_file: None, confinement: None }
     }
 }
 
