@@ -236,5 +236,7 @@ fn parse_sandbox_mode(text: &str) -> Result<exoclaw_tools::sandbox::SandboxMode,
     [SandboxMode::ReadOnly, SandboxMode::WorkspaceWrite, SandboxMode::FullAccess]
         .into_iter()
         .find(|mode| mode.as_str() == text)
-        .ok_or_else(|| format!("`{text}` is not a sandbox mode; use read-only, workspace-write or full-access"))
+        .ok_or_else(|| {
+            format!("`{text}` is not a sandbox mode; use read-only, workspace-write or full-access")
+        })
 }

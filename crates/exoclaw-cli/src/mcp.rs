@@ -144,8 +144,11 @@ pub async fn run(config: Option<&Path>, command: McpCommand) -> anyhow::Result<E
         ServersCommand::Prompts { server } => {
             ready(&servers, &server).await?;
             for p in servers.prompts(&server).await? {
-                let args: Vec<String> =
-                    p.arguments.iter().map(|(n, required)| if *required { n.clone() } else { format!("[{n}]") }).collect();
+                let args: Vec<String> = p
+                    .arguments
+                    .iter()
+                    .map(|(n, required)| if *required { n.clone() } else { format!("[{n}]") })
+                    .collect();
                 println!(
                     "{} {}  {}",
                     untrusted(&p.name),
@@ -281,14 +284,16 @@ async fn serve(config: Option<&Path>, turn: &TurnArgs, no_agents: bool) -> anyho
 /// What exoclaw offers an MCP client (`mcp serve`, the gateway's `/mcp`): the runtime's tools as
 /// the default agent's permissions allow them (configuration, the workspace's rules, answers kept
 /// "always", `--yes`), working in its workspace, and each agent as `ask_NAME` when `agents`.
-pub(crate) fn exposed(runtime: &exoclaw::runtime::Runtime, agents: bool) -> anyhow::Result<exoclaw_mcp::ExposedTools> {
+pub(crate) fn exposed(
+    runtime: &exoclaw::runtime::Runtime,
+    agents: bool,
+) -> anyhow::Result<exoclaw_mcp::ExposedTools> {
     let agent = runtime.agent(DEFAULT_AGENT).context("the runtime has no default agent")?;
     Ok(exoclaw_mcp::ExposedTools {
         tools: runtime.tools().clone(),
         permissions: agent.runner.permissions().clone(),
         workspace: agent.workspace.clone(),
-        agents: agents.then(|| {
-            std::sync::Arc::new(runtime.clone()) as std::sync::Arc<dyn exoclaw_core::AgentRuntime>
-        }),
+        agents: agents
+            .then(|| std::sync::Arc::new(runtime.clone()) as std::sync::Arc<dyn exoclaw_core::AgentRuntime>),
     })
 }

@@ -48,8 +48,8 @@ pub use auth::{TokenSet, check_bind, hash_token};
 pub use chat::{Drained, drain};
 pub use embeddings::MAX_INPUTS as MAX_EMBEDDING_INPUTS;
 pub use error::GatewayError;
-pub use mcp::MCP_PATH;
 pub use exoclaw_core::runtime::{Bindings, DEFAULT_AGENT, MAX_KEY_PART_BYTES, bindings};
+pub use mcp::MCP_PATH;
 pub use openai::{decode_request, finish_reason};
 pub use server::{
     EmbeddingModel, MAX_BODY_BYTES, ModelFailure, ModelSource, NotReady, StaticModels, app, serve,

@@ -297,7 +297,11 @@ impl GatewayBuilder {
     /// `Host`/`Origin` guard as every route.
     pub fn mcp<S>(mut self, service: S) -> Self
     where
-        S: tower::Service<axum::extract::Request, Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
+        S: tower::Service<axum::extract::Request, Error = std::convert::Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
         S::Response: axum::response::IntoResponse,
         S::Future: Send + 'static,
     {

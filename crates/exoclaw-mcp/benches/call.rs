@@ -76,7 +76,10 @@ impl Raw {
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut raw = runtime.block_on(Raw::start());
-    let configs = BTreeMap::from([("everything".to_owned(), ServerConfig::stdio("node", [server_script(), "stdio".into()]))]);
+    let configs = BTreeMap::from([(
+        "everything".to_owned(),
+        ServerConfig::stdio("node", [server_script(), "stdio".into()]),
+    )]);
     let servers = runtime.block_on(async {
         let servers = McpServers::start(&configs, McpOptions::default()).unwrap();
         assert_eq!(servers.ready("everything", Duration::from_secs(60)).await.unwrap(), ServerState::Ready);
@@ -89,9 +92,8 @@ fn bench(c: &mut Criterion) {
     group.bench_function("floor/raw_jsonrpc", |b| {
         b.iter(|| {
             runtime.block_on(async {
-                let answer = raw
-                    .request("tools/call", json!({"name": "echo", "arguments": {"message": "hi"}}))
-                    .await;
+                let answer =
+                    raw.request("tools/call", json!({"name": "echo", "arguments": {"message": "hi"}})).await;
                 assert_eq!(answer["result"]["content"][0]["text"], "Echo: hi");
             });
         });

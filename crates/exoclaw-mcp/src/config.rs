@@ -168,8 +168,14 @@ impl ServerConfig {
                 })
             }
             (None, Some(url)) => {
-                if !self.args.is_empty() || !self.env.is_empty() || self.cwd.is_some() || self.sandbox.is_some() {
-                    return Err(bad("`args`, `env`, `cwd` and `sandbox` go with `command`, not `url`".into()));
+                if !self.args.is_empty()
+                    || !self.env.is_empty()
+                    || self.cwd.is_some()
+                    || self.sandbox.is_some()
+                {
+                    return Err(
+                        bad("`args`, `env`, `cwd` and `sandbox` go with `command`, not `url`".into()),
+                    );
                 }
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     return Err(bad(format!("`url` must start with http:// or https://, not `{url}`")));
@@ -189,7 +195,8 @@ impl ServerConfig {
             }
             (Some(_), Some(_)) => Err(bad("set either `command` (a stdio server) or `url`, not both".into())),
             (None, None) => {
-                Err(bad("set `command` (a stdio server exoclaw starts) or `url` (a streamable-HTTP server)".into()))
+                Err(bad("set `command` (a stdio server exoclaw starts) or `url` (a streamable-HTTP server)"
+                    .into()))
             }
         }
     }
@@ -235,7 +242,8 @@ mod tests {
     fn settings_of_the_other_transport_are_refused() {
         let config = ServerConfig { args: vec!["x".into()], ..ServerConfig::http("https://x/mcp") };
         assert!(config.transport("gh").unwrap_err().to_string().contains("go with `command`"));
-        let config = ServerConfig { bearer_token_env: Some("T".into()), ..ServerConfig::stdio("node", ["a"]) };
+        let config =
+            ServerConfig { bearer_token_env: Some("T".into()), ..ServerConfig::stdio("node", ["a"]) };
         assert!(config.transport("gh").unwrap_err().to_string().contains("go with `url`"));
     }
 

@@ -68,8 +68,13 @@ pub fn result_text(result: &CallToolResult) -> String {
                 parts.push(format!("[audio: {}, {} bytes base64]", audio.mime_type, audio.data.len()))
             }
             ContentBlock::Resource(embedded) => parts.push(resource_text(&embedded.resource)),
-            ContentBlock::ResourceLink(link) => parts.push(format!("[resource: {} ({})]", link.uri, link.name)),
-            other => parts.push(format!("[content exoclaw cannot show: {}]", serde_json::to_string(other).unwrap_or_default())),
+            ContentBlock::ResourceLink(link) => {
+                parts.push(format!("[resource: {} ({})]", link.uri, link.name))
+            }
+            other => parts.push(format!(
+                "[content exoclaw cannot show: {}]",
+                serde_json::to_string(other).unwrap_or_default()
+            )),
         }
     }
     if parts.is_empty()

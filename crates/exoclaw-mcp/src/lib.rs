@@ -23,10 +23,10 @@ mod tool;
 
 pub use config::{DEFAULT_STARTUP_TIMEOUT, DEFAULT_TOOL_TIMEOUT, ServerConfig, Transport};
 pub use error::McpError;
+pub use exoclaw_tools::sandbox::{SandboxMode, SandboxPolicy};
 pub use serve::{ExoclawServer, ExposedTools};
 pub use server::{ServerState, SkippedTool};
 pub use tool::McpTool;
-pub use exoclaw_tools::sandbox::{SandboxMode, SandboxPolicy};
 
 use exoclaw_core::{Tool, ToolSource};
 use exoclaw_types::ToolEffect;
@@ -140,7 +140,10 @@ impl McpServers {
             if name.is_empty() || name.contains(convert::SEPARATOR) {
                 return Err(McpError::Config {
                     server: name.clone(),
-                    problem: format!("a server's name must be non-empty and not contain `{}`", convert::SEPARATOR),
+                    problem: format!(
+                        "a server's name must be non-empty and not contain `{}`",
+                        convert::SEPARATOR
+                    ),
                 });
             }
             checked.push((name, config, config.transport(name)?));
@@ -224,7 +227,8 @@ impl McpServers {
     /// The resources server `name` offers.
     pub async fn resources(&self, name: &str) -> Result<Vec<ResourceInfo>, McpError> {
         let peer = self.server(name)?.peer()?;
-        let listed = peer.list_all_resources().await.map_err(|e| Self::request_error(name, "resources/list", e))?;
+        let listed =
+            peer.list_all_resources().await.map_err(|e| Self::request_error(name, "resources/list", e))?;
         Ok(listed
             .into_iter()
             .map(|r| ResourceInfo {
@@ -249,7 +253,8 @@ impl McpServers {
     /// The prompts server `name` offers.
     pub async fn prompts(&self, name: &str) -> Result<Vec<PromptInfo>, McpError> {
         let peer = self.server(name)?.peer()?;
-        let listed = peer.list_all_prompts().await.map_err(|e| Self::request_error(name, "prompts/list", e))?;
+        let listed =
+            peer.list_all_prompts().await.map_err(|e| Self::request_error(name, "prompts/list", e))?;
         Ok(listed
             .into_iter()
             .map(|p| PromptInfo {

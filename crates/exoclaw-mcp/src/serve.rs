@@ -10,7 +10,8 @@
 //! reason.
 
 use exoclaw_core::{
-    AgentRuntime, Permission, Permissions, Resource, Target, Tool, ToolContext, ToolError, ToolRegistry, TurnInput,
+    AgentRuntime, Permission, Permissions, Resource, Target, Tool, ToolContext, ToolError, ToolRegistry,
+    TurnInput,
 };
 use exoclaw_types::{Role, SessionKey, ToolEffect, TurnOutcome};
 use rmcp::ErrorData;
@@ -76,7 +77,9 @@ impl ExoclawServer {
         let verdict = self.exposed.permissions.check(None, name, tool.effect(), &resources);
         match verdict.permission {
             Permission::Allow => None,
-            Permission::Deny => Some(format!("exoclaw's permissions deny this call of `{name}` ({})", verdict.reason)),
+            Permission::Deny => {
+                Some(format!("exoclaw's permissions deny this call of `{name}` ({})", verdict.reason))
+            }
             Permission::Ask => Some(format!(
                 "exoclaw's permissions ask before this call of `{name}` ({}), and an MCP server cannot ask: \
                  allow it with a rule (`exoclaw permissions`) or serve with --yes to let the client's approval stand",
@@ -102,10 +105,12 @@ impl ExoclawServer {
     /// until `stop` is cancelled. Each client gets its own session. It checks no `Host` or
     /// `Origin` and no credentials: the server it is mounted in must (the gateway's guard and
     /// operator tokens do).
-    pub fn streamable_http(self, stop: CancellationToken) -> StreamableHttpService<Self, LocalSessionManager> {
-        let config = StreamableHttpServerConfig::default()
-            .disable_allowed_hosts()
-            .with_cancellation_token(stop);
+    pub fn streamable_http(
+        self,
+        stop: CancellationToken,
+    ) -> StreamableHttpService<Self, LocalSessionManager> {
+        let config =
+            StreamableHttpServerConfig::default().disable_allowed_hosts().with_cancellation_token(stop);
         StreamableHttpService::new(move || Ok(self.clone()), Arc::new(LocalSessionManager::default()), config)
     }
 
@@ -143,8 +148,11 @@ impl ExoclawServer {
                     "additionalProperties": false
                 });
                 let Value::Object(schema) = schema else { continue };
-                let mut tool =
-                    rmcp::model::Tool::new(format!("{AGENT_TOOL_PREFIX}{}", agent.name), description, Arc::new(schema));
+                let mut tool = rmcp::model::Tool::new(
+                    format!("{AGENT_TOOL_PREFIX}{}", agent.name),
+                    description,
+                    Arc::new(schema),
+                );
                 tool.annotations = Some(annotations(ToolEffect::External));
                 listed.push(tool);
             }
@@ -152,7 +160,12 @@ impl ExoclawServer {
         listed
     }
 
-    async fn call(&self, name: &str, arguments: Value, ctx: ToolContext) -> Result<CallToolResult, ErrorData> {
+    async fn call(
+        &self,
+        name: &str,
+        arguments: Value,
+        ctx: ToolContext,
+    ) -> Result<CallToolResult, ErrorData> {
         if let Some(agent) = name.strip_prefix(AGENT_TOOL_PREFIX)
             && let Some(runtime) = &self.exposed.agents
             && runtime.agents().iter().any(|a| a.name == agent)
@@ -160,7 +173,10 @@ impl ExoclawServer {
             return Ok(ask_agent(runtime.as_ref(), agent, arguments, &ctx).await);
         }
         let Some(tool) = self.offered(name) else {
-            return Err(ErrorData::invalid_params(format!("no tool `{name}` is offered by this server"), None));
+            return Err(ErrorData::invalid_params(
+                format!("no tool `{name}` is offered by this server"),
+                None,
+            ));
         };
         if let Some(refused) = self.refusal(name, tool.as_ref(), &arguments) {
             return Ok(CallToolResult::error(vec![ContentBlock::text(refused)]));
@@ -188,7 +204,12 @@ struct AskArgs {
 }
 
 /// Runs one turn of `agent` and gives its answer, or why there is none.
-async fn ask_agent(runtime: &dyn AgentRuntime, agent: &str, arguments: Value, ctx: &ToolContext) -> CallToolResult {
+async fn ask_agent(
+    runtime: &dyn AgentRuntime,
+    agent: &str,
+    arguments: Value,
+    ctx: &ToolContext,
+) -> CallToolResult {
     let failed = |text: String| CallToolResult::error(vec![ContentBlock::text(text)]);
     let args: AskArgs = match serde_json::from_value(arguments) {
         Ok(args) => args,
@@ -217,8 +238,13 @@ async fn ask_agent(runtime: &dyn AgentRuntime, agent: &str, arguments: Value, ct
     };
     match report {
         Ok(report) if report.outcome == TurnOutcome::Completed => {
-            let answer =
-                report.messages.iter().rev().find(|m| m.role == Role::Assistant).map(|m| m.text()).unwrap_or_default();
+            let answer = report
+                .messages
+                .iter()
+                .rev()
+                .find(|m| m.role == Role::Assistant)
+                .map(|m| m.text())
+                .unwrap_or_default();
             CallToolResult::success(vec![ContentBlock::text(answer)])
         }
         Ok(report) => failed(match report.error {

@@ -194,7 +194,9 @@ impl Server {
     pub(crate) fn offered(&self) -> Vec<Arc<McpTool>> {
         let live = self.live();
         match live.state {
-            ServerState::Ready | ServerState::Starting { attempt: 0 } => live.tools.values().cloned().collect(),
+            ServerState::Ready | ServerState::Starting { attempt: 0 } => {
+                live.tools.values().cloned().collect()
+            }
             _ => Vec::new(),
         }
     }
@@ -279,13 +281,15 @@ impl Server {
                     }
                     let sandboxed = match &self.options.sandbox {
                         Some(sandbox) => {
-                            let mut policy = self.config.sandbox.clone().unwrap_or_else(|| sandbox.policy.clone());
+                            let mut policy =
+                                self.config.sandbox.clone().unwrap_or_else(|| sandbox.policy.clone());
                             policy.hidden_paths.extend(sandbox.always_hidden.iter().cloned());
                             let workspace = cwd.as_deref().unwrap_or(&sandbox.workspace);
-                            let applied = policy.apply(&mut cmd, workspace).map_err(|err| McpError::Config {
-                                server: self.name.clone(),
-                                problem: format!("its sandbox cannot be set up: {err}"),
-                            })?;
+                            let applied =
+                                policy.apply(&mut cmd, workspace).map_err(|err| McpError::Config {
+                                    server: self.name.clone(),
+                                    problem: format!("its sandbox cannot be set up: {err}"),
+                                })?;
                             for warning in applied.warnings() {
                                 tracing::warn!(server = %self.name, "{warning}");
                             }
@@ -304,8 +308,10 @@ impl Server {
                     if let Some(stderr) = stderr {
                         self.keep_stderr(stderr);
                     }
-                    let running =
-                        handler.serve(transport).await.map_err(|err| self.handshake_error(err.to_string()))?;
+                    let running = handler
+                        .serve(transport)
+                        .await
+                        .map_err(|err| self.handshake_error(err.to_string()))?;
                     Ok((running, sandboxed))
                 }
                 Transport::Http { url, headers, bearer } => {
@@ -327,8 +333,10 @@ impl Server {
                         );
                     }
                     let transport = StreamableHttpClientTransport::from_config(config.custom_headers(custom));
-                    let running =
-                        handler.serve(transport).await.map_err(|err| self.handshake_error(err.to_string()))?;
+                    let running = handler
+                        .serve(transport)
+                        .await
+                        .map_err(|err| self.handshake_error(err.to_string()))?;
                     Ok((running, None))
                 }
             }
@@ -356,10 +364,12 @@ impl Server {
             live.instructions = info.as_ref().and_then(|i| i.instructions.clone());
         }
         let peer = running.0.peer().clone();
-        tokio::time::timeout(limit, self.list_tools(&peer)).await.map_err(|_elapsed| McpError::Request {
-            server: self.name.clone(),
-            request: "tools/list".into(),
-            reason: format!("no answer within {}s", limit.as_secs()),
+        tokio::time::timeout(limit, self.list_tools(&peer)).await.map_err(|_elapsed| {
+            McpError::Request {
+                server: self.name.clone(),
+                request: "tools/list".into(),
+                reason: format!("no answer within {}s", limit.as_secs()),
+            }
         })??;
         Ok(Some(running))
     }
@@ -451,11 +461,14 @@ impl Server {
             }
         }
         if let Some(file) = &self.cache {
-            save_cache(file, tools.values().map(|t| CachedTool {
-                remote_name: t.remote_name.clone(),
-                spec: t.spec.clone(),
-                effect: t.effect,
-            }));
+            save_cache(
+                file,
+                tools.values().map(|t| CachedTool {
+                    remote_name: t.remote_name.clone(),
+                    spec: t.spec.clone(),
+                    effect: t.effect,
+                }),
+            );
         }
         let mut live = self.live();
         live.tools = tools;
@@ -498,7 +511,11 @@ fn cache_name(name: &str, config: &ServerConfig, transport: &Transport) -> Strin
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     transport.describe().hash(&mut hasher);
     config.tools.hash(&mut hasher);
-    format!("{}-{:016x}.json", convert::namespaced(name, "").trim_end_matches(convert::SEPARATOR), hasher.finish())
+    format!(
+        "{}-{:016x}.json",
+        convert::namespaced(name, "").trim_end_matches(convert::SEPARATOR),
+        hasher.finish()
+    )
 }
 
 /// The tools a server listed last time, or none when there is no readable cache.
@@ -510,7 +527,9 @@ fn cached_tools(file: &Path, server: &Weak<Server>) -> BTreeMap<String, Arc<McpT
     };
     cached
         .into_iter()
-        .map(|t| (t.spec.name.clone(), Arc::new(McpTool::new(server.clone(), t.remote_name, t.spec, t.effect))))
+        .map(|t| {
+            (t.spec.name.clone(), Arc::new(McpTool::new(server.clone(), t.remote_name, t.spec, t.effect)))
+        })
         .collect()
 }
 

@@ -57,8 +57,10 @@ impl Tool for McpTool {
                 )));
             }
         };
-        let peer =
-            server.peer_when_started().await.map_err(|err| ToolError::Failed(format!("{err}; try again later")))?;
+        let peer = server
+            .peer_when_started()
+            .await
+            .map_err(|err| ToolError::Failed(format!("{err}; try again later")))?;
         let mut params = CallToolRequestParams::new(self.remote_name.clone());
         if let Some(arguments) = arguments {
             params = params.with_arguments(arguments);
@@ -87,7 +89,9 @@ impl Tool for McpTool {
             Ok(CallToolResponse::Task(_)) => Err(ToolError::Failed(format!(
                 "the MCP server `{name}` turned this call into a background task, which exoclaw does not follow yet"
             ))),
-            Ok(_) => Err(ToolError::Failed(format!("the MCP server `{name}` answered in a way exoclaw does not know"))),
+            Ok(_) => Err(ToolError::Failed(format!(
+                "the MCP server `{name}` answered in a way exoclaw does not know"
+            ))),
             Err(err) => Err(ToolError::Failed(format!("the MCP server `{name}` failed the call: {err}"))),
         }
     }

@@ -2,6 +2,8 @@
 //! memory), run with node over stdio, and against a deliberately misbehaving server for what no
 //! reference server does on purpose.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use exoclaw_core::{ToolContext, ToolError, ToolSource};
 use exoclaw_mcp::{McpError, McpOptions, McpServers, ServerConfig, ServerState};
 use exoclaw_testkit::peers::mcp_reference_server;
@@ -123,7 +125,8 @@ async fn resources_and_prompts_are_readable() {
     ready(&servers, "everything").await;
     let resources = servers.resources("everything").await.unwrap();
     assert!(!resources.is_empty());
-    let text_resource = resources.iter().find(|r| r.mime_type.as_deref().is_some_and(|m| m.starts_with("text/"))).unwrap();
+    let text_resource =
+        resources.iter().find(|r| r.mime_type.as_deref().is_some_and(|m| m.starts_with("text/"))).unwrap();
     let text = servers.read_resource("everything", &text_resource.uri).await.unwrap();
     assert!(!text.is_empty());
     let prompts = servers.prompts("everything").await.unwrap();
@@ -146,7 +149,8 @@ async fn the_filesystem_server_reads_only_its_folder() {
     let text = call(&servers, "files__read_text_file", json!({"path": file})).await.unwrap();
     assert_eq!(text.trim(), "buy milk");
     assert_eq!(servers.get("files__read_text_file").unwrap().effect(), ToolEffect::ReadOnly);
-    let outside = call(&servers, "files__read_text_file", json!({"path": "/etc/hostname"})).await.unwrap_err();
+    let outside =
+        call(&servers, "files__read_text_file", json!({"path": "/etc/hostname"})).await.unwrap_err();
     assert!(outside.to_string().to_lowercase().contains("denied"), "{outside}");
     servers.shutdown().await;
 }
@@ -159,7 +163,8 @@ async fn the_memory_server_keeps_what_it_is_told_in_its_file() {
     config.env.insert("MEMORY_FILE_PATH".into(), file.display().to_string());
     let servers = start(&[("memory", config)]);
     ready(&servers, "memory").await;
-    let entity = json!({"entities": [{"name": "Ada", "entityType": "person", "observations": ["writes Rust"]}]});
+    let entity =
+        json!({"entities": [{"name": "Ada", "entityType": "person", "observations": ["writes Rust"]}]});
     call(&servers, "memory__create_entities", entity).await.unwrap();
     let graph = call(&servers, "memory__read_graph", json!({})).await.unwrap();
     assert!(graph.contains("writes Rust"), "{graph}");
@@ -340,7 +345,8 @@ async fn a_sandboxed_server_cannot_read_hidden_files_write_outside_its_folder_or
         always_hidden: vec![home.clone()],
     };
     let configs = BTreeMap::from([("probe".to_owned(), fixture("probe"))]);
-    let servers = McpServers::start(&configs, McpOptions { sandbox: Some(sandbox), tool_cache: None }).unwrap();
+    let servers =
+        McpServers::start(&configs, McpOptions { sandbox: Some(sandbox), tool_cache: None }).unwrap();
     ready(&servers, "probe").await;
 
     let secret = call(&servers, "probe__read", json!({"path": home.join("config.toml")})).await.unwrap();

@@ -59,9 +59,9 @@ mod output;
 pub mod sandbox;
 mod search;
 mod shell;
+pub mod skills;
 #[cfg(feature = "ssh")]
 pub mod ssh;
-pub mod skills;
 
 pub use files::{
     EditFile, EditFileArgs, ListDir, ListDirArgs, ReadFile, ReadFileArgs, WriteFile, WriteFileArgs,

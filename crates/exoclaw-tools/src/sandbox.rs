@@ -534,7 +534,10 @@ mod tests {
         assert!(summary.starts_with("the sandbox (workspace-write, no network"), "{summary}");
         let summary = SandboxPolicy::new(SandboxMode::ReadOnly).with_network(true).summary();
         assert!(summary.starts_with("the sandbox (read-only, network allowed"), "{summary}");
-        assert_eq!(SandboxPolicy::full_access().summary(), "no sandbox (full-access): the user's full rights");
+        assert_eq!(
+            SandboxPolicy::full_access().summary(),
+            "no sandbox (full-access): the user's full rights"
+        );
     }
 
     fn machine(landlock_abi: Option<u32>, network_namespace: bool) -> Sandbox {

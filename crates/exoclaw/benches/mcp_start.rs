@@ -61,7 +61,8 @@ async fn first_turn(config: &Config) -> Duration {
         .build()
         .await
         .unwrap();
-    let turn = runtime.submit(Target::New { agent: None }, TurnInput::message("What is the capital of France?"));
+    let turn =
+        runtime.submit(Target::New { agent: None }, TurnInput::message("What is the capital of France?"));
     turn.unwrap().report().await.unwrap();
     let took = started.elapsed();
     if let Some(mcp) = runtime.mcp() {
@@ -77,13 +78,15 @@ fn bench(c: &mut Criterion) {
     for (name, slow) in [("no_mcp", false), ("slow_mcp", true)] {
         let config = config(slow);
         group.bench_function(name, |b| {
-            b.iter_custom(|iters| runtime.block_on(async { 
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    total += first_turn(&config).await;
-                }
-                total
-            }));
+            b.iter_custom(|iters| {
+                runtime.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        total += first_turn(&config).await;
+                    }
+                    total
+                })
+            });
         });
     }
     group.finish();

@@ -30,7 +30,11 @@ async fn mcp_list_shows_each_servers_state_and_tools() {
     let listed: Value = serde_json::from_str(&stdout(&out)).unwrap();
     let everything = listed.as_array().unwrap().iter().find(|s| s["name"] == "everything").unwrap();
     assert_eq!(everything["state"], "ready");
-    let long = everything["tools"].as_array().unwrap().iter().find(|t| t["remote_name"] == "trigger-long-running-operation");
+    let long = everything["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["remote_name"] == "trigger-long-running-operation");
     assert_eq!(long.unwrap()["effect"], "read_only");
 }
 
@@ -42,7 +46,10 @@ async fn a_chat_turn_calls_an_mcp_tool_and_the_model_reads_its_answer() {
         Answer::text("The server echoed it."),
     ])
     .await;
-    env.scripted(&server, &format!("[permissions]\ntools = {{ everything__echo = \"allow\" }}\n{}", everything_table()));
+    env.scripted(
+        &server,
+        &format!("[permissions]\ntools = {{ everything__echo = \"allow\" }}\n{}", everything_table()),
+    );
     // The first run lists the server's tools and keeps them, so a one-shot chat offers them from
     // its first turn without waiting for the server.
     ok(&env.run(&["mcp", "list"]).await);
@@ -50,8 +57,12 @@ async fn a_chat_turn_calls_an_mcp_tool_and_the_model_reads_its_answer() {
     ok(&out);
     assert_eq!(stdout(&out), "The server echoed it.\n");
     let requests = server.requests();
-    let offered: Vec<&str> =
-        requests[0].body["tools"].as_array().unwrap().iter().filter_map(|t| t["function"]["name"].as_str()).collect();
+    let offered: Vec<&str> = requests[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["function"]["name"].as_str())
+        .collect();
     assert!(offered.contains(&"everything__echo"), "{offered:?}");
     let results = tool_messages(&requests[1].body);
     assert_eq!(results, [("call_1".to_owned(), "Echo: from the model".to_owned())]);

@@ -8,7 +8,8 @@ use serde_json::json;
 /// Runs one turn in which the model runs `command` with the shell, with `ANTHROPIC_API_KEY` in
 /// exoclaw's environment, and gives what the shell answered.
 async fn shell_turn(env: &Env, command: &str, extra_args: &[&str]) -> String {
-    let server = serve([Answer::tool("s1", "shell", json!({"command": command})), Answer::text("Done.")]).await;
+    let server =
+        serve([Answer::tool("s1", "shell", json!({"command": command})), Answer::text("Done.")]).await;
     env.scripted(&server, "");
     let mut cmd = env.std_cmd();
     cmd.env("ANTHROPIC_API_KEY", "sk-ant-from-the-parent")
@@ -39,8 +40,12 @@ async fn the_models_commands_cannot_read_exoclaws_config_or_its_keys_but_write_t
 async fn sandbox_read_only_lets_a_command_read_the_workspace_but_write_nothing() {
     let env = Env::new();
     std::fs::write(env.ws().join("notes.txt"), "kept as it was\n").unwrap();
-    let answer =
-        shell_turn(&env, "cat notes.txt; echo changed > notes.txt; touch made.txt", &["--sandbox", "read-only"]).await;
+    let answer = shell_turn(
+        &env,
+        "cat notes.txt; echo changed > notes.txt; touch made.txt",
+        &["--sandbox", "read-only"],
+    )
+    .await;
     assert!(answer.contains("kept as it was"), "{answer}");
     assert_eq!(std::fs::read_to_string(env.ws().join("notes.txt")).unwrap(), "kept as it was\n");
     assert!(!env.ws().join("made.txt").exists(), "{answer}");

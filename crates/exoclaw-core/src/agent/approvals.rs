@@ -91,7 +91,8 @@ impl Turn<'_> {
                 request.always_file = self.runner.permissions.answers().location();
             }
             request.resources = resources;
-            request.confinement = self.runner.tools.get(&request.call.name).and_then(|tool| tool.confinement());
+            request.confinement =
+                self.runner.tools.get(&request.call.name).and_then(|tool| tool.confinement());
             self.events
                 .emit(AgentEvent::ApprovalNeeded { call: request.call.clone(), effect: request.effect });
             let decision = tokio::select! {

@@ -413,7 +413,12 @@ impl<'a> Turn<'a> {
 
     /// Runs one call under the time limit, shows its result to the hooks, and reports it; or
     /// gives back the tool's [`ToolError::Abort`], which ends the turn.
-    async fn execute(&self, call: &ToolCall, offered: bool, batch: &CancellationToken) -> Result<ToolResult, Aborted> {
+    async fn execute(
+        &self,
+        call: &ToolCall,
+        offered: bool,
+        batch: &CancellationToken,
+    ) -> Result<ToolResult, Aborted> {
         let started = Instant::now();
         let (content, is_error) = match self.runner.tools.get(&call.name).filter(|_| offered) {
             None => (self.unknown_tool(&call.name), true),

@@ -133,7 +133,14 @@ pub struct ApprovalRequest {
 impl ApprovalRequest {
     /// A request for `call` with nothing more known about it.
     pub fn new(call: ToolCall, effect: ToolEffect) -> Self {
-        Self { call, effect, resources: Vec::new(), remember: Vec::new(), always_file: None, confinement: None }
+        Self {
+            call,
+            effect,
+            resources: Vec::new(),
+            remember: Vec::new(),
+            always_file: None,
+            confinement: None,
+        }
     }
 }
 
