@@ -278,26 +278,12 @@ fn host_matches(patterns: &[String], host: &str) -> bool {
     let mut matched = false;
     for pattern in patterns {
         match pattern.strip_prefix('!') {
-            Some(negated) if glob_match(negated, host) => return false,
+            Some(negated) if super::wildcard(negated, host) => return false,
             Some(_) => {}
-            None => matched |= glob_match(pattern, host),
+            None => matched |= super::wildcard(pattern, host),
         }
     }
     matched
-}
-
-/// `ssh_config` patterns: `*` any run of characters, `?` one character; case-insensitive.
-fn glob_match(pattern: &str, text: &str) -> bool {
-    fn go(p: &[u8], t: &[u8]) -> bool {
-        match (p.first(), t.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], t) || (!t.is_empty() && go(p, &t[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &t[1..]),
-            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => go(&p[1..], &t[1..]),
-            _ => false,
-        }
-    }
-    go(pattern.as_bytes(), text.as_bytes())
 }
 
 fn unquote(value: &str) -> &str {

@@ -149,11 +149,11 @@ impl<'a> Entry<'a> {
             if let Some(hashed) = pattern.strip_prefix("|1|") {
                 matched |= hashed_matches(hashed, name);
             } else if let Some(negated) = pattern.strip_prefix('!') {
-                if wildcard(negated, name) {
+                if super::wildcard(negated, name) {
                     return false;
                 }
             } else {
-                matched |= wildcard(pattern, name);
+                matched |= super::wildcard(pattern, name);
             }
         }
         matched
@@ -167,20 +167,6 @@ fn hashed_matches(hashed: &str, name: &str) -> bool {
     let Ok(mut mac) = Hmac::<sha1::Sha1>::new_from_slice(&salt) else { return false };
     mac.update(name.as_bytes());
     mac.verify_slice(&hash).is_ok()
-}
-
-/// `*` and `?` patterns, case-insensitive, as known-hosts host fields use them.
-fn wildcard(pattern: &str, text: &str) -> bool {
-    fn go(p: &[u8], t: &[u8]) -> bool {
-        match (p.first(), t.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], t) || (!t.is_empty() && go(p, &t[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &t[1..]),
-            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => go(&p[1..], &t[1..]),
-            _ => false,
-        }
-    }
-    go(pattern.as_bytes(), text.as_bytes())
 }
 
 #[cfg(test)]
