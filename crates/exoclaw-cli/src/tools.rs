@@ -1,6 +1,6 @@
 //! `exoclaw tools [--basket B]… [--agent NAME]`: the tools an agent is offered (name, effect,
-//! baskets, the first sentence of the description) and the skills its prompt lists, narrowed to
-//! baskets; problems with skills go to stderr.
+//! baskets, the first sentence of the description), the skills its prompt lists, and the agents
+//! that work in the baskets asked for; problems with skills go to stderr.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -22,7 +22,8 @@ use std::process::ExitCode;
 Baskets are `basket` or `basket/sub-basket`; asking for a basket takes its sub-baskets:
 `--basket files` lists files/read, files/search and files/write. Builtin tools sit in files,
 shell, web, memory, remote and skills; an MCP server's tools in mcp/SERVER; a skill in the
-baskets its SKILL.md names. An agent's `baskets = [...]` narrows what it is offered the same way.
+baskets its SKILL.md names. An agent's `baskets = [...]` narrows what it is offered the same way,
+and puts the agent in those baskets (an agent with none is listed only without --basket).
 
 Examples:
   exoclaw tools
@@ -49,6 +50,17 @@ pub struct ToolsArgs {
 struct Listing {
     tools: Vec<ToolRow>,
     skills: Vec<SkillRow>,
+    agents: Vec<AgentRow>,
+}
+
+/// An agent, in the baskets its `baskets` setting narrows it to (none: every tool, so it is
+/// listed only when no basket is asked for).
+#[derive(Serialize)]
+struct AgentRow {
+    name: String,
+    model: String,
+    baskets: Vec<String>,
+    description: String,
 }
 
 #[derive(Serialize)]
@@ -123,7 +135,19 @@ pub async fn run(config: Option<&Path>, args: ToolsArgs) -> anyhow::Result<ExitC
     for problem in agent.skills.problems() {
         eprintln!("warning: {}", escape_untrusted(&problem.to_string(), false));
     }
-    let listing = Listing { tools, skills };
+    let agents: Vec<AgentRow> = runtime
+        .agent_names()
+        .into_iter()
+        .filter_map(|name| runtime.agent(&name))
+        .filter(|agent| baskets::matches(&agent.spec.baskets, &args.basket))
+        .map(|agent| AgentRow {
+            name: agent.spec.name.clone(),
+            model: agent.model.clone(),
+            baskets: agent.spec.baskets.iter().map(ToString::to_string).collect(),
+            description: agent.spec.description.clone().unwrap_or_default(),
+        })
+        .collect();
+    let listing = Listing { tools, skills, agents };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&listing)?);
     } else {
@@ -185,6 +209,15 @@ fn render(listing: &Listing) -> String {
             .collect();
         out.push('\n');
         out.push_str(&table(["SKILL", "FROM", "BASKETS", "DESCRIPTION"], &rows));
+    }
+    if !listing.agents.is_empty() {
+        let rows: Vec<[String; 4]> = listing
+            .agents
+            .iter()
+            .map(|a| [a.name.clone(), a.model.clone(), joined(&a.baskets), a.description.clone()])
+            .collect();
+        out.push('\n');
+        out.push_str(&table(["AGENT", "MODEL", "BASKETS", "DESCRIPTION"], &rows));
     }
     out
 }

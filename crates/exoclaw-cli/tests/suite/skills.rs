@@ -187,6 +187,32 @@ async fn tools_lists_a_baskets_tools_and_skills() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_lists_the_agents_working_in_a_basket() {
+    let env = Env::new();
+    env.config(
+        "[agents.librarian]\ndescription = \"Finds things in files\"\nbaskets = [\"files/read\"]\n\
+         [agents.reporter]\ndescription = \"Reads the news\"\nbaskets = [\"web\"]\n",
+    );
+    let out = env.run(&["tools", "--basket", "files"]).await;
+    ok(&out);
+    let text = stdout(&out);
+    let librarian = text.lines().find(|l| l.starts_with("librarian ")).unwrap_or_else(|| panic!("{text}"));
+    assert!(librarian.contains("files/read") && librarian.contains("Finds things in files"), "{text}");
+    assert!(!text.contains("reporter"), "an agent of another basket is left out: {text}");
+    assert!(
+        !text.lines().any(|l| l.starts_with("default ")),
+        "an agent of every basket needs no --basket: {text}"
+    );
+
+    let out = env.run(&["tools", "--json"]).await;
+    ok(&out);
+    let listing: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let agents: Vec<&str> =
+        listing["agents"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(agents, ["default", "librarian", "reporter"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agents_baskets_narrow_the_tools_its_model_is_offered() {
     let env = Env::new();
     skill(
