@@ -293,6 +293,7 @@ pub(crate) fn exposed(
         tools: runtime.tools().clone(),
         permissions: agent.runner.permissions().clone(),
         workspace: agent.workspace.clone(),
+        audit: std::sync::Arc::clone(runtime.audit()),
         agents: agents
             .then(|| std::sync::Arc::new(runtime.clone()) as std::sync::Arc<dyn exoclaw_core::AgentRuntime>),
     })

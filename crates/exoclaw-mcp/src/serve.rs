@@ -10,8 +10,8 @@
 //! reason.
 
 use exoclaw_core::{
-    AgentRuntime, Permission, Permissions, Resource, Target, Tool, ToolContext, ToolError, ToolRegistry,
-    TurnInput,
+    AgentRuntime, AuditEntry, AuditEvent, AuditSink, Permission, Permissions, Resource, Target, Tool,
+    ToolContext, ToolError, ToolRegistry, TurnInput, Verdict,
 };
 use exoclaw_types::{Role, SessionKey, ToolEffect, TurnOutcome};
 use rmcp::ErrorData;
@@ -46,7 +46,13 @@ pub struct ExposedTools {
     pub workspace: PathBuf,
     /// The runtime whose agents are offered as `ask_NAME` tools, if any.
     pub agents: Option<Arc<dyn AgentRuntime>>,
+    /// Where each call's decision, and each call that changes something or reaches outside, is
+    /// recorded (as the agent [`MCP_AUDIT_AGENT`]).
+    pub audit: Arc<dyn AuditSink>,
 }
+
+/// The agent name audit entries of MCP clients' calls carry.
+pub const MCP_AUDIT_AGENT: &str = "mcp";
 
 /// An rmcp server handler over [`ExposedTools`].
 #[derive(Clone)]
@@ -69,12 +75,8 @@ impl ExoclawServer {
         self.exposed.tools.get(name).filter(allowed)
     }
 
-    /// Why the permissions refuse this call of `tool`, if they do, given what it touches.
-    fn refusal(&self, name: &str, tool: &dyn Tool, arguments: &Value) -> Option<String> {
-        let root = &self.exposed.workspace;
-        let resources: Vec<Resource> =
-            tool.resources(arguments).into_iter().map(|resource| resource.in_workspace(root)).collect();
-        let verdict = self.exposed.permissions.check(None, name, tool.effect(), &resources);
+    /// Why the permissions refuse a call of `name`, if they do.
+    fn refusal(name: &str, verdict: &Verdict) -> Option<String> {
         match verdict.permission {
             Permission::Allow => None,
             Permission::Deny => {
@@ -86,6 +88,27 @@ impl ExoclawServer {
                 verdict.reason
             )),
         }
+    }
+
+    /// Records `event` for the call `call_id` of `name` in the audit log.
+    fn audit(
+        &self,
+        call_id: &str,
+        name: &str,
+        effect: ToolEffect,
+        resources: Vec<Resource>,
+        event: AuditEvent,
+    ) {
+        self.exposed.audit.record(AuditEntry {
+            at: chrono::Utc::now(),
+            session_id: None,
+            agent: MCP_AUDIT_AGENT.into(),
+            call_id: call_id.into(),
+            tool: name.into(),
+            effect,
+            resources,
+            event,
+        });
     }
 
     /// Serves MCP on stdin and stdout until the client closes them.
@@ -165,6 +188,7 @@ impl ExoclawServer {
         name: &str,
         arguments: Value,
         ctx: ToolContext,
+        call_id: &str,
     ) -> Result<CallToolResult, ErrorData> {
         if let Some(agent) = name.strip_prefix(AGENT_TOOL_PREFIX)
             && let Some(runtime) = &self.exposed.agents
@@ -178,10 +202,31 @@ impl ExoclawServer {
                 None,
             ));
         };
-        if let Some(refused) = self.refusal(name, tool.as_ref(), &arguments) {
+        // Decided on what the call touches, as a turn decides it, and recorded.
+        let effect = tool.effect();
+        let root = &self.exposed.workspace;
+        let resources: Vec<Resource> =
+            tool.resources(&arguments).into_iter().map(|resource| resource.in_workspace(root)).collect();
+        let verdict = self.exposed.permissions.check(None, name, effect, &resources);
+        let refused = Self::refusal(name, &verdict);
+        let decided = AuditEvent::Decided { permission: verdict.permission, reason: verdict.reason };
+        self.audit(call_id, name, effect, resources.clone(), decided);
+        if let Some(refused) = refused {
             return Ok(CallToolResult::error(vec![ContentBlock::text(refused)]));
         }
-        Ok(match tool.call(arguments, &ctx).await {
+        let started = std::time::Instant::now();
+        let result = tool.call(arguments, &ctx).await;
+        if effect != ToolEffect::ReadOnly {
+            let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.audit(
+                call_id,
+                name,
+                effect,
+                resources,
+                AuditEvent::Executed { ok: result.is_ok(), duration_ms },
+            );
+        }
+        Ok(match result {
             Ok(text) => CallToolResult::success(vec![ContentBlock::text(text)]),
             Err(err) => CallToolResult::error(vec![ContentBlock::text(err.to_string())]),
         })
@@ -284,9 +329,10 @@ impl ServerHandler for ExoclawServer {
             session: None,
         };
         let arguments = request.arguments.map_or(Value::Object(serde_json::Map::new()), Value::Object);
+        let call_id = format!("mcp-{}", context.id);
         async move {
             let name = request.name.to_string();
-            self.call(&name, arguments, ctx).await.map(CallToolResponse::Complete)
+            self.call(&name, arguments, ctx, &call_id).await.map(CallToolResponse::Complete)
         }
     }
 }

@@ -131,6 +131,18 @@ async fn mcp_serve_offers_tools_and_agents_to_the_official_python_sdk() {
     assert_offers_the_allowed_tools_and_agents(&report);
     // The agent's turn went to the model.
     assert_eq!(server.requests().len(), 1);
+    // The client's calls are in the audit log as the agent `mcp`: allowed, and denied by the rule.
+    let out = env.run(&["audit", "--tool", "read_file", "--json"]).await;
+    ok(&out);
+    let entries: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let decided: Vec<(&str, &str)> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["agent"] == "mcp" && e["event"] == "decided")
+        .map(|e| (e["resources"][0]["path"].as_str().unwrap_or(""), e["permission"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(decided, [("notes.txt", "allow"), ("secret/key.txt", "deny")], "{entries}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
