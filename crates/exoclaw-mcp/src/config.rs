@@ -58,6 +58,10 @@ pub struct ServerConfig {
     /// The sandbox a stdio server runs in, instead of `[sandbox]`'s: `{ network = true }` for one
     /// that calls an API, `{ mode = "full-access" }` for one that must write anywhere.
     pub sandbox: Option<SandboxPolicy>,
+    /// The baskets its tools are filed in, besides `mcp` and `mcp/NAME` (`["code/github"]`), for
+    /// `exoclaw tools --basket` and agents' `baskets`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub baskets: Vec<exoclaw_tools::baskets::Basket>,
 }
 
 fn yes() -> bool {
@@ -79,6 +83,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("bearer_token_env", &self.bearer_token_env)
             .field("enabled", &self.enabled)
+            .field("baskets", &self.baskets)
             .finish_non_exhaustive()
     }
 }

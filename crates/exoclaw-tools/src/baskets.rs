@@ -8,6 +8,7 @@
 //! Which basket a builtin tool sits in is data, in [`BUILTIN_BASKETS`]; skills say theirs in their
 //! front matter; the runtime puts an MCP server's tools in `mcp/SERVER`.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -35,7 +36,7 @@ pub const BUILTIN_BASKETS: &[(&str, &[&str])] = &[
 const MAX_PART_CHARS: usize = 32;
 
 /// A basket, `basket` or `basket/sub-basket`: lower-case letters, digits, `-` and `_`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct Basket(String);
 

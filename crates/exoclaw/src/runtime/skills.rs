@@ -8,7 +8,7 @@ use crate::config::trust::{Folder, TrustState, TrustStore};
 use exoclaw_core::ToolRegistry;
 use exoclaw_tools::baskets::{self, Basket};
 use exoclaw_tools::skills::{SkillError, SkillOrigin, SkillRoot, SkillSet};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -58,23 +58,33 @@ fn trusted(home: &Path, workspace: &Path) -> bool {
     }
 }
 
-/// The baskets of the tool `name`: the builtin table's, or `mcp` and `mcp/SERVER` for a tool of
-/// a configured `[mcp.SERVER]` (`SERVER__tool`).
+/// The baskets of the tool `name`: the builtin table's, or `mcp`, `mcp/SERVER` and the server's
+/// own `baskets` for a tool of a configured `[mcp.SERVER]` (`SERVER__tool`).
 pub fn tool_baskets(config: &Config, name: &str) -> Vec<Basket> {
+    baskets_in(&mcp_server_baskets(config), name)
+}
+
+/// Each configured MCP server's baskets: `mcp`, `mcp/SERVER` and its `baskets`.
+fn mcp_server_baskets(config: &Config) -> BTreeMap<String, Vec<Basket>> {
+    config
+        .mcp
+        .iter()
+        .map(|(server, settings)| {
+            let mut found: Vec<Basket> = Basket::parse("mcp").into_iter().collect();
+            found.extend(Basket::parse(&format!("mcp/{server}")));
+            found.extend(settings.baskets.iter().cloned());
+            (server.clone(), found)
+        })
+        .collect()
+}
+
+/// The baskets of the tool `name`, given the MCP servers' (from [`mcp_server_baskets`]).
+fn baskets_in(servers: &BTreeMap<String, Vec<Basket>>, name: &str) -> Vec<Basket> {
     let builtin = baskets::builtin_baskets(name);
     if !builtin.is_empty() {
         return builtin;
     }
-    match name.split_once("__") {
-        Some((server, _)) if config.mcp.contains_key(server) => mcp_baskets(server),
-        _ => Vec::new(),
-    }
-}
-
-fn mcp_baskets(server: &str) -> Vec<Basket> {
-    let mut found: Vec<Basket> = Basket::parse("mcp").into_iter().collect();
-    found.extend(Basket::parse(&format!("mcp/{server}")));
-    found
+    name.split_once("__").and_then(|(server, _)| servers.get(server)).cloned().unwrap_or_default()
 }
 
 /// `tools` less those in none of the `wanted` baskets (all of them when `wanted` is empty). MCP
@@ -83,18 +93,9 @@ pub fn narrow_tools(config: &Config, tools: &ToolRegistry, wanted: &[Basket]) ->
     if wanted.is_empty() {
         return tools.clone();
     }
-    let servers: BTreeSet<String> = config.mcp.keys().cloned().collect();
+    let servers = mcp_server_baskets(config);
     let wanted = wanted.to_vec();
-    tools.narrowed(Arc::new(move |name: &str| {
-        let mut of = baskets::builtin_baskets(name);
-        if of.is_empty()
-            && let Some((server, _)) = name.split_once("__")
-            && servers.contains(server)
-        {
-            of = mcp_baskets(server);
-        }
-        baskets::matches(&of, &wanted)
-    }))
+    tools.narrowed(Arc::new(move |name: &str| baskets::matches(&baskets_in(&servers, name), &wanted)))
 }
 
 #[cfg(test)]
@@ -122,6 +123,43 @@ mod tests {
         assert_eq!(tool_baskets(&config, "docs__search"), baskets(&["mcp", "mcp/docs"]));
         assert_eq!(tool_baskets(&config, "other__search"), Vec::<Basket>::new());
         assert_eq!(tool_baskets(&config, "shell"), baskets(&["shell"]));
+    }
+
+    #[test]
+    fn an_mcp_servers_own_baskets_file_its_tools_and_narrow_agents_to_them() {
+        let config: Config =
+            toml::from_str("[mcp.gh]\ncommand = \"github-server\"\nbaskets = [\"code/github\"]\n").unwrap();
+        assert_eq!(tool_baskets(&config, "gh__create_issue"), baskets(&["mcp", "mcp/gh", "code/github"]));
+        let mut tools = exoclaw_tools::builtin_tools();
+        tools.register(Arc::new(Named("gh__create_issue")));
+        let narrowed = narrow_tools(&config, &tools, &baskets(&["code"]));
+        assert_eq!(narrowed.names(), ["gh__create_issue"]);
+        let err = toml::from_str::<Config>("[mcp.gh]\ncommand = \"x\"\nbaskets = [\"Code\"]\n").unwrap_err();
+        assert!(err.to_string().contains("`Code` is not a basket"), "{err}");
+    }
+
+    /// A tool that is only a name.
+    struct Named(&'static str);
+
+    #[async_trait::async_trait]
+    impl exoclaw_core::Tool for Named {
+        fn spec(&self) -> exoclaw_types::ToolSpec {
+            exoclaw_types::ToolSpec {
+                name: self.0.into(),
+                description: String::new(),
+                input_schema: serde_json::json!({"type": "object"}),
+            }
+        }
+        fn effect(&self) -> exoclaw_types::ToolEffect {
+            exoclaw_types::ToolEffect::External
+        }
+        async fn call(
+            &self,
+            _args: serde_json::Value,
+            _ctx: &exoclaw_core::ToolContext,
+        ) -> Result<String, exoclaw_core::ToolError> {
+            Ok(String::new())
+        }
     }
 
     fn skill(dir: &Path, name: &str) {
