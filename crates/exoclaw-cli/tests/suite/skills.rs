@@ -143,8 +143,8 @@ async fn an_untrusted_workspaces_skills_are_not_loaded_and_the_user_is_told_how(
     assert!(stderr(&out).contains("changed since it was"), "{}", stderr(&out));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tools_lists_a_baskets_tools_and_skills() {
+/// An environment whose home has a `pdf` skill (files/write) and a `news` skill (web).
+fn env_with_a_pdf_and_a_news_skill() -> Env {
     let env = Env::new();
     skill(
         &home_skills(&env),
@@ -153,6 +153,12 @@ async fn tools_lists_a_baskets_tools_and_skills() {
         "x\n",
     );
     skill(&home_skills(&env), "news", "name: news\ndescription: Read the news.\nbaskets: web", "x\n");
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_lists_a_baskets_tools_and_skills() {
+    let env = env_with_a_pdf_and_a_news_skill();
 
     let out = env.run(&["tools", "--basket", "files"]).await;
     ok(&out);
@@ -214,14 +220,7 @@ async fn tools_lists_the_agents_working_in_a_basket() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agents_baskets_narrow_the_tools_its_model_is_offered() {
-    let env = Env::new();
-    skill(
-        &home_skills(&env),
-        "pdf",
-        "name: pdf\ndescription: Fill PDF forms.\nbaskets: [files/write]",
-        "x\n",
-    );
-    skill(&home_skills(&env), "news", "name: news\ndescription: Read the news.\nbaskets: web", "x\n");
+    let env = env_with_a_pdf_and_a_news_skill();
     let server = serve([Answer::text("Hi.")]).await;
     env.scripted(&server, "[agent]\nbaskets = [\"files/read\", \"web\"]\n");
 
