@@ -11,7 +11,7 @@ use crate::TurnArgs;
 use crate::app::App;
 use crate::output::{self, escape_untrusted};
 use anyhow::{Context, bail};
-use exoclaw::config::{Config, DEFAULT_AGENT};
+use exoclaw::config::Config;
 use exoclaw_mcp::{McpServers, ServerState};
 use exoclaw_types::ToolEffect;
 use serde::Serialize;
@@ -274,27 +274,9 @@ async fn list(servers: &McpServers, wait: Duration, json: bool) -> anyhow::Resul
 async fn serve(config: Option<&Path>, turn: &TurnArgs, no_agents: bool) -> anyhow::Result<ExitCode> {
     let app = App::open(config).await?;
     let runtime = app.runtime(turn, false).await?;
-    let server = exoclaw_mcp::ExoclawServer::new(exposed(&runtime, !no_agents)?);
+    let server = runtime.mcp_server(!no_agents).context("the runtime has no default agent")?;
     server.serve_stdio().await?;
     runtime.settle(Duration::from_secs(10)).await;
     app.store.close().await;
     Ok(ExitCode::SUCCESS)
-}
-
-/// What exoclaw offers an MCP client (`mcp serve`, the gateway's `/mcp`): the runtime's tools as
-/// the default agent's permissions allow them (configuration, the workspace's rules, answers kept
-/// "always", `--yes`), working in its workspace, and each agent as `ask_NAME` when `agents`.
-pub(crate) fn exposed(
-    runtime: &exoclaw::runtime::Runtime,
-    agents: bool,
-) -> anyhow::Result<exoclaw_mcp::ExposedTools> {
-    let agent = runtime.agent(DEFAULT_AGENT).context("the runtime has no default agent")?;
-    Ok(exoclaw_mcp::ExposedTools {
-        tools: runtime.tools().clone(),
-        permissions: agent.runner.permissions().clone(),
-        workspace: agent.workspace.clone(),
-        audit: std::sync::Arc::clone(runtime.audit()),
-        agents: agents
-            .then(|| std::sync::Arc::new(runtime.clone()) as std::sync::Arc<dyn exoclaw_core::AgentRuntime>),
-    })
 }

@@ -141,7 +141,7 @@ pub async fn run(config_path: Option<&Path>, args: GatewayArgs) -> anyhow::Resul
     builder = if has_keys { builder.keys(store.clone()) } else { builder.keys_once_made(store.clone()) };
     let mcp_stop = tokio_util::sync::CancellationToken::new();
     if settings.mcp {
-        let server = exoclaw_mcp::ExoclawServer::new(crate::mcp::exposed(&runtime, true)?);
+        let server = runtime.mcp_server(true).context("the runtime has no default agent")?;
         builder = builder.mcp(server.streamable_http(mcp_stop.clone()));
     }
     let gateway = Arc::new(builder.build());

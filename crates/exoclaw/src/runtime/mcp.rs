@@ -1,8 +1,12 @@
 //! The runtime's MCP servers: the `[mcp.NAME]` tables started in the background, their tools a
-//! source in the registry every agent with tools draws from.
+//! source in the registry every agent with tools draws from; and the runtime as an MCP server
+//! ([`Runtime::mcp_server`]) for `exoclaw mcp serve` and the gateway's `/mcp`.
 
+use super::{DEFAULT_AGENT_NAME, Runtime};
 use crate::config::Config;
-use exoclaw_mcp::{McpError, McpOptions, McpServers, ServerSandbox};
+use exoclaw_core::AgentRuntime;
+use exoclaw_mcp::{ExoclawServer, ExposedTools, McpError, McpOptions, McpServers, ServerSandbox};
+use std::sync::Arc;
 
 /// The folder in exoclaw's home where each server's last tool list is kept, so that its tools
 /// are offered from the first turn of the next run, before it is ready.
@@ -23,4 +27,21 @@ pub fn start_mcp_servers(config: &Config) -> Result<McpServers, McpError> {
         tool_cache: crate::config::load::home_dir().ok().map(|home| home.join(TOOL_CACHE_DIR)),
     };
     McpServers::start(&config.mcp, options)
+}
+
+impl Runtime {
+    /// exoclaw as an MCP server: the runtime's tools as the default agent's permissions allow them
+    /// (configuration, the workspace's rules, answers kept "always", `--yes`), working in its
+    /// workspace, each call recorded in the audit log; and each agent as `ask_NAME` when `agents`.
+    /// `None` only for a runtime without a default agent.
+    pub fn mcp_server(&self, agents: bool) -> Option<ExoclawServer> {
+        let agent = self.agent(DEFAULT_AGENT_NAME)?;
+        Some(ExoclawServer::new(ExposedTools {
+            tools: self.inner.tools.clone(),
+            permissions: agent.runner.permissions().clone(),
+            workspace: agent.workspace.clone(),
+            audit: Arc::clone(&self.inner.audit),
+            agents: agents.then(|| Arc::new(self.clone()) as Arc<dyn AgentRuntime>),
+        }))
+    }
 }

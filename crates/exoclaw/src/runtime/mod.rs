@@ -266,12 +266,6 @@ impl Runtime {
         &self.inner.tools
     }
 
-    /// Where permission decisions, answers and executed calls are recorded (the store's audit
-    /// log, in the background), for front ends that run tools themselves (`exoclaw mcp serve`).
-    pub fn audit(&self) -> &Arc<dyn exoclaw_core::AuditSink> {
-        &self.inner.audit
-    }
-
     /// The `[mcp.NAME]` servers (their states, tools, resources and prompts), when any is
     /// configured and the runtime's tools were not given by [`RuntimeBuilder::tools`].
     pub fn mcp(&self) -> Option<&Arc<exoclaw_mcp::McpServers>> {
