@@ -11,33 +11,14 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, missing_docs)]
 
-use async_trait::async_trait;
 use criterion::{Criterion, criterion_group, criterion_main};
-use exoclaw::exoclaw_core::{AgentRuntime, EventStream, Provider, ProviderError, Target, TurnInput};
+use exoclaw::exoclaw_core::{AgentRuntime, Target, TurnInput};
 use exoclaw::exoclaw_store::Store;
-use exoclaw::exoclaw_types::{ChatRequest, StopReason, StreamEvent};
 use exoclaw::{Config, Runtime};
+use exoclaw_testkit::provider::{Outcome, RespondingProvider};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-#[derive(Debug)]
-struct InstantProvider;
-
-#[async_trait]
-impl Provider for InstantProvider {
-    fn name(&self) -> &str {
-        "bench"
-    }
-
-    async fn stream(&self, _request: ChatRequest) -> Result<EventStream, ProviderError> {
-        let events = vec![
-            Ok(StreamEvent::TextDelta { text: "Paris.".into() }),
-            Ok(StreamEvent::Finish { reason: StopReason::EndTurn }),
-        ];
-        Ok(Box::pin(futures::stream::iter(events)))
-    }
-}
 
 fn config(slow_mcp: bool) -> Config {
     let mut toml = String::from("model = \"bench/m\"\n[memory]\nenabled = false\n");
@@ -57,7 +38,7 @@ async fn first_turn(config: &Config) -> Duration {
     let runtime = Runtime::builder()
         .config(config.clone())
         .store(store)
-        .provider(Arc::new(InstantProvider))
+        .provider(Arc::new(RespondingProvider::new("bench", |_| Outcome::Text("Paris.".into()))))
         .build()
         .await
         .unwrap();
