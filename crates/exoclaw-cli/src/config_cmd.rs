@@ -53,6 +53,18 @@ pub fn run(config: Option<&Path>, command: ConfigCommand) -> anyhow::Result<Exit
             }
             println!("default model: {}", resolved.model);
             println!("storage: {}", exoclaw_store::redact_url(&loaded.config.storage_url(&loaded.home)));
+            let plugins = exoclaw::runtime::plugins::plugin_dir(&loaded.home);
+            let installed = plugins.names();
+            for (name, settings) in &loaded.config.plugins {
+                if !installed.contains(name) {
+                    println!("warning: [plugins.{name}] names a plugin that is not installed (`exoclaw plugin list`)");
+                }
+                for (key, variable) in &settings.config_env {
+                    if std::env::var_os(variable).is_none() {
+                        println!("warning: [plugins.{name}] config_env.{key}: the variable {variable} is not set");
+                    }
+                }
+            }
         }
         ConfigCommand::Show => {
             let loaded = Config::load_after_dotenv(config)?;

@@ -16,6 +16,7 @@ mod mcp;
 mod memory;
 mod models;
 mod output;
+mod plugin;
 mod providers;
 mod render;
 mod repl;
@@ -98,6 +99,9 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Every permission rule in effect here, with its scope and file.
     Permissions(audit::PermissionsArgs),
+    /// WASM plugins: install (showing what each may reach), list, inspect, grant, revoke, remove.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
     /// SSH hosts ([ssh]): `exoclaw ssh trust ALIAS` accepts a host's key.
     #[command(subcommand)]
     Ssh(ssh::SshCommand),
@@ -217,6 +221,7 @@ fn main() -> ExitCode {
         Some(Command::Audit(args)) => runtime.block_on(audit::run(config, args)),
         Some(Command::Permissions(args)) => audit::permissions(config, args),
         Some(Command::Ssh(command)) => runtime.block_on(ssh::run(config, command)),
+        Some(Command::Plugin(command)) => runtime.block_on(plugin::run(config, command)),
         Some(Command::Trust(args)) => trust::run(args),
         Some(Command::Config(command)) => config_cmd::run(config, command),
         Some(Command::Completions { .. }) => Ok(ExitCode::SUCCESS),

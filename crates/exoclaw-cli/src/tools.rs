@@ -104,6 +104,7 @@ pub async fn run(config: Option<&Path>, args: ToolsArgs) -> anyhow::Result<ExitC
         format!("there is no agent `{name}`; the agents are: {}", runtime.agent_names().join(", "))
     })?;
     let config = runtime.config();
+    let plugins = runtime.plugin_names();
     let tools: Vec<ToolRow> = agent
         .runner
         .tools()
@@ -111,7 +112,7 @@ pub async fn run(config: Option<&Path>, args: ToolsArgs) -> anyhow::Result<ExitC
         .into_iter()
         .filter_map(|spec| {
             let tool = agent.runner.tools().get(&spec.name)?;
-            let in_baskets = tool_baskets(config, &spec.name);
+            let in_baskets = tool_baskets(config, &plugins, &spec.name);
             baskets::matches(&in_baskets, &args.basket).then(|| ToolRow {
                 effect: effect(tool.effect()),
                 baskets: in_baskets.iter().map(ToString::to_string).collect(),

@@ -399,7 +399,15 @@ async fn webhook(
                 (StatusCode::UNAUTHORIZED, Json(json!({"error": {"message": message, "code": "unverified"}})))
                     .into_response()
             }
-            Ok(()) => Json(hook.receive(body)).into_response(),
+            Ok(()) => match hook.receive(&headers, body).await {
+                Ok(answer) => Json(answer).into_response(),
+                Err(reason) => {
+                    tracing::warn!(channel = %Escaped(&channel), reason = %Escaped(&reason), "webhook delivery not taken");
+                    gateway.metrics.error("webhook_rejected");
+                    (StatusCode::BAD_REQUEST, Json(json!({"error": {"message": reason, "code": "rejected"}})))
+                        .into_response()
+                }
+            },
         },
     };
     let endpoint = if gateway.webhooks.get(&channel).is_some() { endpoint } else { "webhook:unknown".into() };

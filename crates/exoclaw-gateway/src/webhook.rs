@@ -1,9 +1,11 @@
 //! `POST /webhook/{channel}`: where chat platforms deliver events. Each channel registers a
 //! [`Webhook`] that verifies a delivery (signature, timestamp) before anything reads it and then
-//! takes it; an unknown channel is a 404, a failed verification a 401. The platform adapters
-//! (Slack, Discord, Telegram) come later; [`SharedSecret`] verifies an HMAC-SHA256 signature of
-//! the body, the scheme most platforms use in some form.
+//! takes it; an unknown channel is a 404, a failed verification a 401. Channel plugins (WASM) are
+//! served here; the built-in platform adapters (Slack, Discord, Telegram) come later.
+//! [`SharedSecret`] verifies an HMAC-SHA256 signature of the body ([`verify_signature`]), the
+//! scheme most platforms use in some form.
 
+use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
@@ -12,13 +14,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// One channel's webhook.
+#[async_trait]
 pub trait Webhook: Send + Sync {
     /// Checks that the delivery really comes from the platform; the error says why not (it is
     /// logged, not sent back).
     fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), String>;
 
-    /// Takes a verified delivery; the JSON answered to the platform.
-    fn receive(&self, body: Bytes) -> serde_json::Value;
+    /// Takes a verified delivery; the JSON answered to the platform, or why it could not be
+    /// taken (answered as a 400 with the reason, and logged).
+    async fn receive(&self, headers: &HeaderMap, body: Bytes) -> Result<serde_json::Value, String>;
 }
 
 /// Webhooks by channel name.
@@ -93,22 +97,27 @@ fn mac(secret: &[u8]) -> Result<Hmac<Sha256>, String> {
     Hmac::<Sha256>::new_from_slice(secret).map_err(|e| format!("the webhook secret cannot be used: {e}"))
 }
 
+/// Checks `X-Exoclaw-Signature: sha256=<hex>` on `body` against `secret` (in constant time).
+pub fn verify_signature(secret: &[u8], headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
+    let signature = headers
+        .get(SharedSecret::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| format!("no {} header", SharedSecret::HEADER))?;
+    let hex = signature.strip_prefix("sha256=").ok_or("the signature is not `sha256=<hex>`")?;
+    let expected = decode_hex(hex).ok_or("the signature is not hex")?;
+    let mut mac = mac(secret)?;
+    mac.update(body);
+    mac.verify_slice(&expected).map_err(|_| "the signature does not match the body".to_owned())
+}
+
+#[async_trait]
 impl Webhook for SharedSecret {
     fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
-        let signature = headers
-            .get(Self::HEADER)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| format!("no {} header", Self::HEADER))?;
-        let hex = signature.strip_prefix("sha256=").ok_or("the signature is not `sha256=<hex>`")?;
-        let expected = decode_hex(hex).ok_or("the signature is not hex")?;
-        let mut mac = mac(&self.secret)?;
-        mac.update(body);
-        // Constant-time comparison.
-        mac.verify_slice(&expected).map_err(|_| "the signature does not match the body".to_owned())
+        verify_signature(&self.secret, headers, body)
     }
 
-    fn receive(&self, body: Bytes) -> serde_json::Value {
-        (self.deliver)(body)
+    async fn receive(&self, _headers: &HeaderMap, body: Bytes) -> Result<serde_json::Value, String> {
+        Ok((self.deliver)(body))
     }
 }
 

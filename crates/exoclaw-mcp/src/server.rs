@@ -103,6 +103,9 @@ pub(crate) struct Server {
     options: McpOptions,
     live: Mutex<Live>,
     stderr: Mutex<VecDeque<String>>,
+    /// The task copying the running child's stderr into `stderr`; awaited (briefly) before an
+    /// error quotes the tail, so a child that died right away has had its last words read.
+    stderr_reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
     list_changed: Arc<Notify>,
     /// Bumped on every state change, for those waiting for servers to settle.
     changes: watch::Sender<u64>,
@@ -139,6 +142,7 @@ impl Server {
                 instructions: None,
             }),
             stderr: Mutex::new(VecDeque::new()),
+            stderr_reader: Mutex::new(None),
             list_changed: Arc::new(Notify::new()),
             changes,
             cache,
@@ -228,6 +232,17 @@ impl Server {
         }
     }
 
+    /// The last lines of a child that has failed: its stderr is read to the end first (a child
+    /// that exits closes it at once; one still alive gets half a second) so that its dying
+    /// words are in the message, not lost to a race with the reader.
+    async fn final_stderr_tail(&self) -> Vec<String> {
+        let reader = self.stderr_reader.lock().ok().and_then(|mut reader| reader.take());
+        if let Some(reader) = reader {
+            let _ = tokio::time::timeout(Duration::from_millis(500), reader).await;
+        }
+        self.stderr_tail()
+    }
+
     /// The last lines the child wrote on stderr.
     fn stderr_tail(&self) -> Vec<String> {
         self.stderr.lock().map(|lines| lines.iter().cloned().collect()).unwrap_or_default()
@@ -308,11 +323,10 @@ impl Server {
                     if let Some(stderr) = stderr {
                         self.keep_stderr(stderr);
                     }
-                    let running = handler
-                        .serve(transport)
-                        .await
-                        .map_err(|err| self.handshake_error(err.to_string()))?;
-                    Ok((running, sandboxed))
+                    match handler.serve(transport).await {
+                        Ok(running) => Ok((running, sandboxed)),
+                        Err(err) => Err(self.handshake_error(err.to_string()).await),
+                    }
                 }
                 Transport::Http { url, headers, bearer } => {
                     use rmcp::transport::StreamableHttpClientTransport;
@@ -333,11 +347,10 @@ impl Server {
                         );
                     }
                     let transport = StreamableHttpClientTransport::from_config(config.custom_headers(custom));
-                    let running = handler
-                        .serve(transport)
-                        .await
-                        .map_err(|err| self.handshake_error(err.to_string()))?;
-                    Ok((running, None))
+                    match handler.serve(transport).await {
+                        Ok(running) => Ok((running, None)),
+                        Err(err) => Err(self.handshake_error(err.to_string()).await),
+                    }
                 }
             }
         };
@@ -374,8 +387,8 @@ impl Server {
         Ok(Some(running))
     }
 
-    fn handshake_error(&self, reason: String) -> McpError {
-        McpError::Handshake { server: self.name.clone(), reason, stderr: self.stderr_tail() }
+    async fn handshake_error(&self, reason: String) -> McpError {
+        McpError::Handshake { server: self.name.clone(), reason, stderr: self.final_stderr_tail().await }
     }
 
     /// Serves a connected server until it stops (its error) or `stop` is cancelled (`None`).
@@ -399,7 +412,7 @@ impl Server {
                     return Some(McpError::Handshake {
                         server: self.name.clone(),
                         reason: format!("the connection ended ({reason})"),
-                        stderr: self.stderr_tail(),
+                        stderr: self.final_stderr_tail().await,
                     });
                 }
                 () = self.list_changed.notified() => {
@@ -480,7 +493,10 @@ impl Server {
     /// level; a server's chatter never reaches the user's terminal.
     fn keep_stderr(&self, stderr: tokio::process::ChildStderr) {
         let this = self.this.clone();
-        tokio::spawn(async move {
+        if let Ok(mut kept) = self.stderr.lock() {
+            kept.clear();
+        }
+        let reader = tokio::spawn(async move {
             let mut lines = tokio::io::BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 let Some(server) = this.upgrade() else { return };
@@ -493,6 +509,9 @@ impl Server {
                 }
             }
         });
+        if let Ok(mut slot) = self.stderr_reader.lock() {
+            *slot = Some(reader);
+        }
     }
 }
 

@@ -295,3 +295,15 @@ fn current_user() -> String {
     let output = Command::new("id").arg("-un").output().expect("id -un");
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
+
+/// The folder of the example WASM plugin `name` (`word-tools`, `json-chat`: `plugin.toml` and its
+/// `.wasm`), built from `examples/plugins/` by `scripts/peers/wasm-plugins.sh`.
+pub fn example_plugin(name: &str) -> PathBuf {
+    let dir = obtain("wasm-plugins.sh").join(name);
+    assert!(
+        dir.join("plugin.toml").is_file(),
+        "{} has no plugin.toml; run `bash scripts/peers/wasm-plugins.sh`",
+        dir.display()
+    );
+    dir
+}

@@ -4,6 +4,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod channels;
 mod models;
 
 use crate::app::App;
@@ -134,7 +135,8 @@ pub async fn run(config_path: Option<&Path>, args: GatewayArgs) -> anyhow::Resul
         .metering(Arc::clone(runtime.metering()))
         .metrics(metrics)
         .limits(limits(&settings))
-        .allowed_origins(settings.allowed_origins.clone());
+        .allowed_origins(settings.allowed_origins.clone())
+        .webhooks(channels::plugin_webhooks(&runtime, app.config()));
     // Without any key made, a loopback gateway with no token stays open until the first key is
     // made (it notices within a second); from then on every request needs one (or an operator
     // token).

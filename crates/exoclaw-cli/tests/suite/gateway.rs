@@ -27,7 +27,13 @@ impl Drop for Running {
 
 /// Starts the gateway on a free loopback port and waits for its "listening on" line.
 pub(super) async fn start(env: &Env, args: &[&str]) -> Running {
+    start_with_env(env, args, &[]).await
+}
+
+/// [`start`] with these environment variables set.
+pub(super) async fn start_with_env(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> Running {
     let mut cmd = env.std_cmd();
+    cmd.envs(vars.iter().copied());
     cmd.args(["gateway", "--bind", "127.0.0.1:0"])
         .args(args)
         .stdin(std::process::Stdio::null())

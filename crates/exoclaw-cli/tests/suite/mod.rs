@@ -10,6 +10,7 @@ mod mcp;
 mod memory;
 mod peers;
 mod permissions;
+mod plugins;
 mod routing;
 mod sandbox;
 mod sessions;

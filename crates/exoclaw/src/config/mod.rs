@@ -92,6 +92,10 @@ pub struct Config {
     /// `[ssh]`: the hosts the SSH tools may reach, by alias, and the files host keys are trusted
     /// from.
     pub ssh: exoclaw_tools::ssh::SshConfig,
+    /// `[plugins.NAME]`: an installed WASM plugin's settings (loaded or not, its configuration
+    /// values, a channel plugin's webhook secret). Plugins are installed with `exoclaw plugin`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub plugins: BTreeMap<String, exoclaw_wasm::PluginSettings>,
 }
 
 /// The SQLite file, inside exoclaw's home, used when `storage.url` is unset.
@@ -118,6 +122,10 @@ impl Config {
         for server in shown.mcp.values_mut() {
             server.headers.values_mut().chain(server.env.values_mut()).for_each(|v| *v = "<redacted>".into());
             server.url = server.url.as_deref().map(sections::redact_url);
+        }
+        // A plugin's configuration values may be tokens.
+        for plugin in shown.plugins.values_mut() {
+            plugin.config.values_mut().for_each(|v| *v = "<redacted>".into());
         }
         toml::to_string(&shown)
             .unwrap_or_else(|e| format!("# the configuration cannot be shown as TOML: {e}\n"))

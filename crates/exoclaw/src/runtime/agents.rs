@@ -125,6 +125,8 @@ pub(crate) struct Parts<'a> {
     pub hooks: &'a super::Extensions,
     /// exoclaw's home: its skills, and the trusted folders whose skills load.
     pub home: Option<&'a std::path::Path>,
+    /// The loaded tool plugins, whose tools sit in `plugin/NAME`.
+    pub plugins: Vec<String>,
 }
 
 /// Why an agent could not be built.
@@ -193,7 +195,7 @@ impl Agent {
             tracing::warn!(agent = %spec.name, "{problem}");
         }
         let mut tools = match tools_on {
-            true => super::skills::narrow_tools(config, parts.tools, &spec.baskets),
+            true => super::skills::narrow_tools(config, &parts.plugins, parts.tools, &spec.baskets),
             false => ToolRegistry::new(),
         };
         if !skills.is_empty() {

@@ -237,6 +237,18 @@ impl RuntimeBuilder<WithConfig, WithStore> {
             (None, false) => Some(Arc::new(super::mcp::start_mcp_servers(&config)?)),
             _ => None,
         };
+        // Plugins are compiled (or read from the compile cache) on a blocking thread.
+        let plugins = match (&tools, &home) {
+            (None, Some(home)) => {
+                let (config, home) = (config.clone(), home.clone());
+                tokio::task::spawn_blocking(move || super::plugins::load_plugins(&config, &home))
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(Arc::new)
+            }
+            _ => None,
+        };
         let mut tools = tools.unwrap_or_else(|| {
             let mut builtin = exoclaw_tools::builtin_tools();
             let shell = exoclaw_tools::Shell::default().with_sandbox(super::sandbox::sandbox_policy(&config));
@@ -247,6 +259,11 @@ impl RuntimeBuilder<WithConfig, WithStore> {
         if let Some(memory) = &memory {
             for tool in exoclaw_memory::tools::memory_tools(memory) {
                 tools.register(tool);
+            }
+        }
+        for plugin_tools in plugins.iter().flat_map(|plugins| plugins.tools.values()) {
+            for tool in plugin_tools {
+                tools.register(Arc::clone(tool) as Arc<dyn exoclaw_core::Tool>);
             }
         }
         if let Some(mcp) = &mcp {
@@ -269,6 +286,7 @@ impl RuntimeBuilder<WithConfig, WithStore> {
                 assembler,
                 memory,
                 mcp,
+                plugins,
                 permissions,
                 home,
                 audit,

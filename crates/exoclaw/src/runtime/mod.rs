@@ -25,6 +25,7 @@
 mod agents;
 mod builder;
 mod mcp;
+pub mod plugins;
 pub mod memory;
 pub use mcp::start_mcp_servers;
 mod models;
@@ -158,6 +159,8 @@ pub(crate) struct Inner {
     pub memory: Option<Arc<exoclaw_memory::Memory>>,
     /// The `[mcp.NAME]` servers, started in the background, when any is configured.
     pub mcp: Option<Arc<exoclaw_mcp::McpServers>>,
+    /// The WASM plugins installed in the home, loaded, when there are any.
+    pub plugins: Option<Arc<exoclaw_wasm::Plugins>>,
     /// exoclaw's home, when the builder was given one: skills and trusted folders are read there.
     pub home: Option<std::path::PathBuf>,
     /// Every permission scope but the workspaces' (read per agent), and the answers given.
@@ -249,6 +252,7 @@ impl Runtime {
             metering: &inner.metering,
             hooks: &inner.extensions,
             home: inner.home.as_deref(),
+            plugins: self.plugin_names(),
         };
         Agent::build(spec, &parts)
     }
@@ -270,6 +274,17 @@ impl Runtime {
     /// configured and the runtime's tools were not given by [`RuntimeBuilder::tools`].
     pub fn mcp(&self) -> Option<&Arc<exoclaw_mcp::McpServers>> {
         self.inner.mcp.as_ref()
+    }
+
+    /// The names of the loaded tool plugins.
+    pub fn plugin_names(&self) -> Vec<String> {
+        self.inner.plugins.as_ref().map(|plugins| plugins.tools.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// The WASM plugins installed in the home (their tools, channels, and those left out with
+    /// the reason), when there are any and the runtime made its own tool registry.
+    pub fn plugins(&self) -> Option<&Arc<exoclaw_wasm::Plugins>> {
+        self.inner.plugins.as_ref()
     }
 
     /// The layered memory, when `[memory]` is on (and no other assembler was given).

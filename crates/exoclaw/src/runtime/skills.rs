@@ -58,15 +58,18 @@ fn trusted(home: &Path, workspace: &Path) -> bool {
     }
 }
 
-/// The baskets of the tool `name`: the builtin table's, or `mcp`, `mcp/SERVER` and the server's
-/// own `baskets` for a tool of a configured `[mcp.SERVER]` (`SERVER__tool`).
-pub fn tool_baskets(config: &Config, name: &str) -> Vec<Basket> {
-    baskets_in(&mcp_server_baskets(config), name)
+/// The baskets of the tool `name`: the builtin table's; `mcp`, `mcp/SERVER` and the server's own
+/// `baskets` for a tool of a configured `[mcp.SERVER]` (`SERVER__tool`); `plugin` and
+/// `plugin/NAME` for a tool of the loaded tool plugin `NAME` (among `plugins`).
+pub fn tool_baskets(config: &Config, plugins: &[String], name: &str) -> Vec<Basket> {
+    baskets_in(&source_baskets(config, plugins), name)
 }
 
-/// Each configured MCP server's baskets: `mcp`, `mcp/SERVER` and its `baskets`.
-fn mcp_server_baskets(config: &Config) -> BTreeMap<String, Vec<Basket>> {
-    config
+/// The baskets of each tool source, by the prefix of its tools' names: every configured MCP
+/// server's (`mcp`, `mcp/SERVER` and its `baskets`) and every tool plugin's (`plugin`,
+/// `plugin/NAME`).
+fn source_baskets(config: &Config, plugins: &[String]) -> BTreeMap<String, Vec<Basket>> {
+    let mut sources: BTreeMap<String, Vec<Basket>> = config
         .mcp
         .iter()
         .map(|(server, settings)| {
@@ -75,10 +78,17 @@ fn mcp_server_baskets(config: &Config) -> BTreeMap<String, Vec<Basket>> {
             found.extend(settings.baskets.iter().cloned());
             (server.clone(), found)
         })
-        .collect()
+        .collect();
+    for plugin in plugins {
+        let mut found: Vec<Basket> = Basket::parse("plugin").into_iter().collect();
+        found.extend(Basket::parse(&format!("plugin/{plugin}")));
+        let prefix = exoclaw_wasm::tool_name(plugin, "");
+        sources.entry(prefix.trim_end_matches("__").to_owned()).or_insert(found);
+    }
+    sources
 }
 
-/// The baskets of the tool `name`, given the MCP servers' (from [`mcp_server_baskets`]).
+/// The baskets of the tool `name`, given the tool sources' (from [`source_baskets`]).
 fn baskets_in(servers: &BTreeMap<String, Vec<Basket>>, name: &str) -> Vec<Basket> {
     let builtin = baskets::builtin_baskets(name);
     if !builtin.is_empty() {
@@ -88,12 +98,12 @@ fn baskets_in(servers: &BTreeMap<String, Vec<Basket>>, name: &str) -> Vec<Basket
 }
 
 /// `tools` less those in none of the `wanted` baskets (all of them when `wanted` is empty). MCP
-/// servers' tools are judged as they come.
-pub fn narrow_tools(config: &Config, tools: &ToolRegistry, wanted: &[Basket]) -> ToolRegistry {
+/// servers' tools are judged as they come; `plugins` are the loaded tool plugins.
+pub fn narrow_tools(config: &Config, plugins: &[String], tools: &ToolRegistry, wanted: &[Basket]) -> ToolRegistry {
     if wanted.is_empty() {
         return tools.clone();
     }
-    let servers = mcp_server_baskets(config);
+    let servers = source_baskets(config, plugins);
     let wanted = wanted.to_vec();
     tools.narrowed(Arc::new(move |name: &str| baskets::matches(&baskets_in(&servers, name), &wanted)))
 }
@@ -110,29 +120,41 @@ mod tests {
     #[test]
     fn an_agent_narrowed_to_files_gets_the_file_tools_only() {
         let tools = exoclaw_tools::builtin_tools();
-        let narrowed = narrow_tools(&Config::default(), &tools, &baskets(&["files"]));
+        let narrowed = narrow_tools(&Config::default(), &[], &tools, &baskets(&["files"]));
         assert_eq!(narrowed.names(), ["edit_file", "glob", "grep", "list_dir", "read_file", "write_file"]);
-        let narrowed = narrow_tools(&Config::default(), &tools, &baskets(&["files/read", "web"]));
+        let narrowed = narrow_tools(&Config::default(), &[], &tools, &baskets(&["files/read", "web"]));
         assert_eq!(narrowed.names(), ["glob", "grep", "http_fetch", "list_dir", "read_file"]);
-        assert_eq!(narrow_tools(&Config::default(), &tools, &[]).names(), tools.names());
+        assert_eq!(narrow_tools(&Config::default(), &[], &tools, &[]).names(), tools.names());
     }
 
     #[test]
     fn an_mcp_servers_tools_sit_in_its_own_basket() {
         let config: Config = toml::from_str("[mcp.docs]\ncommand = \"docs-server\"\n").unwrap();
-        assert_eq!(tool_baskets(&config, "docs__search"), baskets(&["mcp", "mcp/docs"]));
-        assert_eq!(tool_baskets(&config, "other__search"), Vec::<Basket>::new());
-        assert_eq!(tool_baskets(&config, "shell"), baskets(&["shell"]));
+        assert_eq!(tool_baskets(&config, &[], "docs__search"), baskets(&["mcp", "mcp/docs"]));
+        assert_eq!(tool_baskets(&config, &[], "other__search"), Vec::<Basket>::new());
+        assert_eq!(tool_baskets(&config, &[], "shell"), baskets(&["shell"]));
+    }
+
+    #[test]
+    fn a_tool_plugins_tools_sit_in_its_plugin_basket() {
+        let plugins = ["word-tools".to_owned()];
+        let config = Config::default();
+        assert_eq!(tool_baskets(&config, &plugins, "word_tools__word_count"), baskets(&["plugin", "plugin/word-tools"]));
+        assert_eq!(tool_baskets(&config, &[], "word_tools__word_count"), Vec::<Basket>::new());
+        let mut tools = exoclaw_tools::builtin_tools();
+        tools.register(Arc::new(Named("word_tools__word_count")));
+        let narrowed = narrow_tools(&config, &plugins, &tools, &baskets(&["plugin"]));
+        assert_eq!(narrowed.names(), ["word_tools__word_count"]);
     }
 
     #[test]
     fn an_mcp_servers_own_baskets_file_its_tools_and_narrow_agents_to_them() {
         let config: Config =
             toml::from_str("[mcp.gh]\ncommand = \"github-server\"\nbaskets = [\"code/github\"]\n").unwrap();
-        assert_eq!(tool_baskets(&config, "gh__create_issue"), baskets(&["mcp", "mcp/gh", "code/github"]));
+        assert_eq!(tool_baskets(&config, &[], "gh__create_issue"), baskets(&["mcp", "mcp/gh", "code/github"]));
         let mut tools = exoclaw_tools::builtin_tools();
         tools.register(Arc::new(Named("gh__create_issue")));
-        let narrowed = narrow_tools(&config, &tools, &baskets(&["code"]));
+        let narrowed = narrow_tools(&config, &[], &tools, &baskets(&["code"]));
         assert_eq!(narrowed.names(), ["gh__create_issue"]);
         let err = toml::from_str::<Config>("[mcp.gh]\ncommand = \"x\"\nbaskets = [\"Code\"]\n").unwrap_err();
         assert!(err.to_string().contains("`Code` is not a basket"), "{err}");
