@@ -26,6 +26,7 @@ bash scripts/peers/mcp-sdk.sh >/dev/null
 bash scripts/peers/mcp-servers.sh >/dev/null
 bash scripts/peers/arcadedb.sh >/dev/null
 bash scripts/peers/sshd.sh >/dev/null
+bash scripts/peers/wasm-plugins.sh >/dev/null
 bash scripts/peers/postgres.sh
 
 step "tests"

@@ -57,11 +57,15 @@ pub fn run(config: Option<&Path>, command: ConfigCommand) -> anyhow::Result<Exit
             let installed = plugins.names();
             for (name, settings) in &loaded.config.plugins {
                 if !installed.contains(name) {
-                    println!("warning: [plugins.{name}] names a plugin that is not installed (`exoclaw plugin list`)");
+                    println!(
+                        "warning: [plugins.{name}] names a plugin that is not installed (`exoclaw plugin list`)"
+                    );
                 }
                 for (key, variable) in &settings.config_env {
                     if std::env::var_os(variable).is_none() {
-                        println!("warning: [plugins.{name}] config_env.{key}: the variable {variable} is not set");
+                        println!(
+                            "warning: [plugins.{name}] config_env.{key}: the variable {variable} is not set"
+                        );
                     }
                 }
             }

@@ -119,7 +119,8 @@ fn plain(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 async fn install(dir: &PluginDir, config: &Config, path: &Path, yes: bool) -> anyhow::Result<ExitCode> {
-    let manifest_path = if path.is_dir() { path.join(exoclaw_wasm::manifest::MANIFEST_FILE) } else { path.to_owned() };
+    let manifest_path =
+        if path.is_dir() { path.join(exoclaw_wasm::manifest::MANIFEST_FILE) } else { path.to_owned() };
     let manifest = Manifest::load(&manifest_path)?;
     let previous = dir.get(&manifest.name).ok();
     println!(
@@ -140,14 +141,18 @@ async fn install(dir: &PluginDir, config: &Config, path: &Path, yes: bool) -> an
         println!("  • {}", plain(&line));
     }
     if let Some(previous) = &previous {
-        let new: Vec<String> = manifest.capabilities.beyond(&previous.grant).iter().map(ToString::to_string).collect();
+        let new: Vec<String> =
+            manifest.capabilities.beyond(&previous.grant).iter().map(ToString::to_string).collect();
         if !new.is_empty() {
             println!("Beyond what it was granted before: {}", plain(&new.join(", ")));
         }
     }
     if !yes {
         if !std::io::stdin().is_terminal() {
-            bail!("not installed: read what it asks for above, then run `exoclaw plugin install {} --yes`", path.display());
+            bail!(
+                "not installed: read what it asks for above, then run `exoclaw plugin install {} --yes`",
+                path.display()
+            );
         }
         print!("Install it and grant this? [y/N] ");
         std::io::stdout().flush()?;
@@ -192,7 +197,8 @@ async fn check(dir: &PluginDir, config: &Config, plugin: &Installed) -> anyhow::
 /// Compiles `plugin` and lists its tools (as agents see them); none for a channel.
 async fn describe_tools(dir: &PluginDir, config: &Config, plugin: &Installed) -> anyhow::Result<Vec<String>> {
     let host = plugin_host(dir);
-    let values = config.plugins.get(plugin.name()).map(|s| s.values(|v| std::env::var(v).ok())).unwrap_or_default();
+    let values =
+        config.plugins.get(plugin.name()).map(|s| s.values(|v| std::env::var(v).ok())).unwrap_or_default();
     let plugin = plugin.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
         let loaded = Arc::new(host.load(&plugin, &values)?);
@@ -211,7 +217,10 @@ async fn describe_tools(dir: &PluginDir, config: &Config, plugin: &Installed) ->
 async fn list(dir: &PluginDir, config: &Config) -> anyhow::Result<ExitCode> {
     let plugins = dir.list();
     if plugins.is_empty() {
-        println!("no plugins installed in {}; install one with `exoclaw plugin install PATH`", dir.root().display());
+        println!(
+            "no plugins installed in {}; install one with `exoclaw plugin install PATH`",
+            dir.root().display()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     for (name, installed) in plugins {
@@ -276,7 +285,11 @@ async fn inspect(dir: &PluginDir, config: &Config, name: &str) -> anyhow::Result
 
 fn grant(dir: &PluginDir, args: GrantArgs) -> anyhow::Result<ExitCode> {
     let installed = dir.get(&args.name)?;
-    let mut grant = if args.all { widest(&installed.grant, &installed.manifest.capabilities) } else { installed.grant.clone() };
+    let mut grant = if args.all {
+        widest(&installed.grant, &installed.manifest.capabilities)
+    } else {
+        installed.grant.clone()
+    };
     for host in args.hosts {
         if !grant.hosts.contains(&host) {
             grant.hosts.push(host);

@@ -52,7 +52,8 @@ fn bench(c: &mut Criterion) {
     group.bench_function("native_tool_floor", |b| {
         b.iter(|| runtime.block_on(native.call(json!({"text": "hello"}), &ctx)).unwrap())
     });
-    group.bench_function("warm_pooled_instance", |b| b.iter(|| plugin.call_blocking("call", &input).unwrap()));
+    group
+        .bench_function("warm_pooled_instance", |b| b.iter(|| plugin.call_blocking("call", &input).unwrap()));
     group.bench_function("warm_as_tool", |b| {
         b.iter(|| runtime.block_on(tool.call(json!({"text": "hello"}), &ctx)).unwrap())
     });

@@ -123,7 +123,8 @@ impl ChannelPlugin {
     ) -> Result<Vec<OutgoingRequest>, PluginError> {
         let input = json!({"message": message, "reply": reply}).to_string().into_bytes();
         let output = self.plugin.call("format_outgoing", input, &CancellationToken::new()).await?;
-        let outgoing: Outgoing = serde_json::from_slice(&output).map_err(|e| self.interface("format_outgoing", e))?;
+        let outgoing: Outgoing =
+            serde_json::from_slice(&output).map_err(|e| self.interface("format_outgoing", e))?;
         Ok(outgoing.requests)
     }
 
@@ -142,18 +143,23 @@ impl ChannelPlugin {
             let hosts = if self.hosts.is_empty() { "none".to_owned() } else { self.hosts.join(", ") };
             return Err(PluginError::HostNotGranted { plugin: self.name().to_owned(), host, granted: hosts });
         }
-        let method = reqwest::Method::from_bytes(request.method.to_ascii_uppercase().as_bytes()).map_err(|_| {
-            PluginError::Interface {
-                plugin: self.name().to_owned(),
-                function: "format_outgoing".to_owned(),
-                problem: format!("`{}` is not an HTTP method", request.method),
-            }
-        })?;
+        let method =
+            reqwest::Method::from_bytes(request.method.to_ascii_uppercase().as_bytes()).map_err(|_| {
+                PluginError::Interface {
+                    plugin: self.name().to_owned(),
+                    function: "format_outgoing".to_owned(),
+                    problem: format!("`{}` is not an HTTP method", request.method),
+                }
+            })?;
         let mut builder = self.client.request(method, url).body(request.body.clone());
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
         }
-        let delivery = |reason: String| PluginError::Delivery { plugin: self.name().to_owned(), url: shown.clone(), reason };
+        let delivery = |reason: String| PluginError::Delivery {
+            plugin: self.name().to_owned(),
+            url: shown.clone(),
+            reason,
+        };
         let response = builder.send().await.map_err(|e| delivery(e.without_url().to_string()))?;
         let status = response.status();
         if !status.is_success() {
@@ -183,7 +189,9 @@ impl ChannelPlugin {
                 guild: None,
                 team: None,
             };
-            let handle = match runtime.submit(Target::Inbound { inbound, agent: None }, TurnInput::message(&message.text)) {
+            let handle = match runtime
+                .submit(Target::Inbound { inbound, agent: None }, TurnInput::message(&message.text))
+            {
                 Ok(handle) => handle,
                 Err(error) => {
                     tracing::warn!(channel = %self.name(), peer = %message.peer, "a channel message could not be submitted: {error}");

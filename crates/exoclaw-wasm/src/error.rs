@@ -25,7 +25,9 @@ pub enum PluginError {
         reason: String,
     },
     /// No plugin of that name is installed.
-    #[error("no plugin `{name}` is installed (installed: {installed}); install one with `exoclaw plugin install PATH`")]
+    #[error(
+        "no plugin `{name}` is installed (installed: {installed}); install one with `exoclaw plugin install PATH`"
+    )]
     NotInstalled {
         /// The name asked for.
         name: String,
@@ -54,7 +56,9 @@ pub enum PluginError {
     },
     /// It does not follow the plugin interface (a missing export, output that is not the JSON the
     /// interface says).
-    #[error("the plugin `{plugin}` answered `{function}` with something exoclaw cannot use: {problem} (see docs/plugins.md for the interface)")]
+    #[error(
+        "the plugin `{plugin}` answered `{function}` with something exoclaw cannot use: {problem} (see docs/plugins.md for the interface)"
+    )]
     Interface {
         /// The plugin.
         plugin: String,

@@ -53,7 +53,11 @@ impl PluginHost {
     /// Compiles `plugin` under its manifest's capabilities — refused if they go beyond its grant —
     /// with `config` holding the values of the configuration keys it may read (others are
     /// dropped).
-    pub fn load(&self, plugin: &Installed, config: &BTreeMap<String, String>) -> Result<LoadedPlugin, PluginError> {
+    pub fn load(
+        &self,
+        plugin: &Installed,
+        config: &BTreeMap<String, String>,
+    ) -> Result<LoadedPlugin, PluginError> {
         plugin.check_granted()?;
         let name = plugin.name().to_owned();
         let capabilities = &plugin.manifest.capabilities;
@@ -88,7 +92,8 @@ impl PluginHost {
         if let Some(fuel) = capabilities.fuel {
             builder = builder.with_fuel_limit(fuel);
         }
-        let compiled = builder.compile().map_err(|e| PluginError::Load { plugin: name.clone(), reason: root(&e) })?;
+        let compiled =
+            builder.compile().map_err(|e| PluginError::Load { plugin: name.clone(), reason: root(&e) })?;
         let mut loaded = LoadedPlugin {
             name,
             memory_mib: capabilities.memory_mib,
@@ -100,12 +105,13 @@ impl PluginHost {
         // Every plugin exports `describe`: calling it now instantiates the module (Extism does so
         // lazily), so one that cannot run under its limits fails here, at load, not in a turn.
         let mut instance = loaded.instance()?;
-        loaded.description = loaded.run(&mut instance, "describe", b"", None).map_err(|error| match error {
-            PluginError::Call { plugin, failure, .. } => {
-                PluginError::Load { plugin, reason: format!("its `describe` failed: {failure}") }
-            }
-            other => other,
-        })?;
+        loaded.description =
+            loaded.run(&mut instance, "describe", b"", None).map_err(|error| match error {
+                PluginError::Call { plugin, failure, .. } => {
+                    PluginError::Load { plugin, reason: format!("its `describe` failed: {failure}") }
+                }
+                other => other,
+            })?;
         loaded.give_back(instance);
         Ok(loaded)
     }
@@ -173,7 +179,9 @@ impl LoadedPlugin {
                 task.await
             }
         };
-        joined.unwrap_or_else(|e| Err(self.failure(function, CallFailure::Trapped(format!("the host task ended: {e}")))))
+        joined.unwrap_or_else(|e| {
+            Err(self.failure(function, CallFailure::Trapped(format!("the host task ended: {e}"))))
+        })
     }
 
     fn run(
@@ -232,7 +240,10 @@ impl LoadedPlugin {
             None => extism::Plugin::new_from_compiled(&self.compiled).map_err(|e| {
                 let reason = match root(&e) {
                     oom if oom == "oom" => {
-                        format!("its module needs more than its {} MiB of memory (its memory_mib)", self.memory_mib)
+                        format!(
+                            "its module needs more than its {} MiB of memory (its memory_mib)",
+                            self.memory_mib
+                        )
                     }
                     other => other,
                 };

@@ -126,16 +126,18 @@ impl PluginDir {
         let manifest = Manifest::load(&dir.join(MANIFEST_FILE))?;
         let grant_path = dir.join(GRANT_FILE);
         let grant = match std::fs::read_to_string(&grant_path) {
-            Ok(text) => toml::from_str::<GrantFile>(&text)
-                .map_err(|e| PluginError::Manifest { path: grant_path.clone(), problem: e.message().to_owned() })?
-                .granted,
+            Ok(text) => {
+                toml::from_str::<GrantFile>(&text)
+                    .map_err(|e| PluginError::Manifest {
+                        path: grant_path.clone(),
+                        problem: e.message().to_owned(),
+                    })?
+                    .granted
+            }
             // No grant file: nothing granted, so any capability is refused with what to grant.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Capabilities {
-                memory_mib: 0,
-                timeout_ms: 0,
-                fuel: Some(0),
-                ..Capabilities::default()
-            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Capabilities { memory_mib: 0, timeout_ms: 0, fuel: Some(0), ..Capabilities::default() }
+            }
             Err(e) => return Err(PluginError::io(&grant_path, &e)),
         };
         Ok(Installed { dir, manifest, grant })

@@ -71,7 +71,8 @@ impl Plugins {
             });
             let outcome = loaded.and_then(|(installed, plugin)| match installed.manifest.kind {
                 Kind::Tool => {
-                    let confinement = format!("WASM sandbox: {}", installed.manifest.capabilities.describe().join("; "));
+                    let confinement =
+                        format!("WASM sandbox: {}", installed.manifest.capabilities.describe().join("; "));
                     let tools = plugin_tools(&plugin, &confinement)?;
                     plugins.tools.insert(name.clone(), tools.into_iter().map(Arc::new).collect());
                     Ok(())

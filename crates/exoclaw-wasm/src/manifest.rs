@@ -147,7 +147,8 @@ impl Capabilities {
             None => time,
         });
         if !self.config.is_empty() {
-            lines.push(format!("read the settings {} from its [plugins.NAME.config]", self.config.join(", ")));
+            lines
+                .push(format!("read the settings {} from its [plugins.NAME.config]", self.config.join(", ")));
         }
         lines
     }
@@ -223,8 +224,12 @@ impl Capabilities {
             return Err("capabilities.fuel must be more than 0 (leave it out for no count)".to_owned());
         }
         for key in &self.config {
-            if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
-                return Err(format!("capabilities.config: `{key}` is not a key (letters, digits, `_`, `-`, `.`)"));
+            if key.is_empty()
+                || !key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            {
+                return Err(format!(
+                    "capabilities.config: `{key}` is not a key (letters, digits, `_`, `-`, `.`)"
+                ));
             }
         }
         Ok(())
@@ -282,7 +287,7 @@ impl fmt::Display for Excess {
 }
 
 fn millis(ms: u64) -> String {
-    if ms % 1000 == 0 { format!("{} s", ms / 1000) } else { format!("{ms} ms") }
+    if ms.is_multiple_of(1000) { format!("{} s", ms / 1000) } else { format!("{ms} ms") }
 }
 
 /// A plugin's `plugin.toml`.
@@ -410,9 +415,18 @@ mod tests {
             ("name = \"Bad Name\"\nversion = \"1\"\nkind = \"tool\"", "not a plugin name"),
             ("name = \"x\"\nversion = \"1\"\nkind = \"gadget\"", "line 3"),
             ("name = \"x\"\nversion = \"1\"\nkind = \"tool\"\nwasm = \"../x.wasm\"", "beside plugin.toml"),
-            ("name = \"x\"\nversion = \"1\"\nkind = \"tool\"\n[capabilities]\nhosts = [\"https://a.b/c\"]", "without scheme"),
-            ("name = \"x\"\nversion = \"1\"\nkind = \"tool\"\n[capabilities]\nmemory_mib = 5000", "between 1 and 1024"),
-            ("name = \"x\"\nversion = \"1\"\nkind = \"tool\"\n[[capabilities.paths]]\nhost = \"../up\"\nguest = \"/u\"", "without `..`"),
+            (
+                "name = \"x\"\nversion = \"1\"\nkind = \"tool\"\n[capabilities]\nhosts = [\"https://a.b/c\"]",
+                "without scheme",
+            ),
+            (
+                "name = \"x\"\nversion = \"1\"\nkind = \"tool\"\n[capabilities]\nmemory_mib = 5000",
+                "between 1 and 1024",
+            ),
+            (
+                "name = \"x\"\nversion = \"1\"\nkind = \"tool\"\n[[capabilities.paths]]\nhost = \"../up\"\nguest = \"/u\"",
+                "without `..`",
+            ),
             ("name = \"x\"\nversion = \"1\"\nkind = \"tool\"\nsecret = true", "unknown field"),
         ];
         for (text, expected) in cases {
@@ -432,7 +446,10 @@ mod tests {
         asked.config.push("token".into());
         let excess = asked.beyond(&granted);
         let options: Vec<String> = excess.iter().map(Excess::grant_option).collect();
-        assert_eq!(options, ["--host evil.example", "--path data:/elsewhere:rw", "--memory-mib 64", "--config token"]);
+        assert_eq!(
+            options,
+            ["--host evil.example", "--path data:/elsewhere:rw", "--memory-mib 64", "--config token"]
+        );
         assert_eq!(excess[0].to_string(), "HTTP requests to evil.example");
 
         // Less than granted is fine; write where only read was granted is not.

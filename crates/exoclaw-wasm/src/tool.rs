@@ -117,7 +117,10 @@ impl Tool for PluginTool {
         let input = json!({"tool": self.remote, "arguments": args}).to_string().into_bytes();
         match self.plugin.call("call", input, &ctx.cancel).await {
             Ok(output) => String::from_utf8(output).map_err(|_| {
-                ToolError::Failed(format!("the plugin `{}` answered with bytes that are not text", self.plugin.name()))
+                ToolError::Failed(format!(
+                    "the plugin `{}` answered with bytes that are not text",
+                    self.plugin.name()
+                ))
             }),
             Err(PluginError::Call { failure: CallFailure::Cancelled, .. }) => Err(ToolError::Cancelled),
             Err(error) => Err(ToolError::Failed(error.to_string())),

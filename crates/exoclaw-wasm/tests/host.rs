@@ -3,8 +3,12 @@
 //! not granted, or answer garbage. Each must fail alone, with a message that says which limit it
 //! hit, while the host and the other plugins go on.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use exoclaw_core::{Tool, ToolContext, ToolError};
-use exoclaw_wasm::{Capabilities, Installed, Kind, LoadedPlugin, PluginDir, PluginError, PluginHost, Plugins};
+use exoclaw_wasm::{
+    Capabilities, Installed, Kind, LoadedPlugin, PluginDir, PluginError, PluginHost, Plugins,
+};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,8 +28,11 @@ fn install(plugins: &PluginDir, name: &str, fixture: &str, capabilities: &str) -
     )
     .unwrap();
     // wasmtime reads the text format as well as the binary one.
-    std::fs::copy(Path::new(FIXTURES).join(format!("{fixture}.wat")), source.path().join(format!("{name}.wasm")))
-        .unwrap();
+    std::fs::copy(
+        Path::new(FIXTURES).join(format!("{fixture}.wat")),
+        source.path().join(format!("{name}.wasm")),
+    )
+    .unwrap();
     let asked = exoclaw_wasm::Manifest::load(&manifest).unwrap().capabilities;
     plugins.install(&manifest, asked).unwrap()
 }
@@ -63,7 +70,10 @@ async fn a_tool_plugins_tools_are_namespaced_and_get_their_arguments() {
     assert_eq!(spec.input_schema["required"], json!(["text"]));
     assert_eq!(echo.effect(), exoclaw_types::ToolEffect::ReadOnly);
     let output = call(&echo, json!({"text": "hi"})).await.unwrap();
-    assert_eq!(serde_json::from_str::<Value>(&output).unwrap(), json!({"tool": "echo", "arguments": {"text": "hi"}}));
+    assert_eq!(
+        serde_json::from_str::<Value>(&output).unwrap(),
+        json!({"tool": "echo", "arguments": {"text": "hi"}})
+    );
     // Warm instance, same answer.
     let again = call(&echo, json!({"text": "again"})).await.unwrap();
     assert!(again.contains("again"), "{again}");
@@ -130,7 +140,10 @@ async fn output_that_is_not_the_interface_is_refused_with_the_reason() {
     let plugins = PluginDir::new(home.path());
     let plugin = load(&install(&plugins, "garbage", "bad_describe", ""));
     let error = exoclaw_wasm::plugin_tools(&plugin, "").unwrap_err().to_string();
-    assert!(error.contains("the plugin `garbage` answered `describe` with something exoclaw cannot use"), "{error}");
+    assert!(
+        error.contains("the plugin `garbage` answered `describe` with something exoclaw cannot use"),
+        "{error}"
+    );
 }
 
 /// A one-request HTTP server on 127.0.0.1 answering `body`; its address.
@@ -141,7 +154,10 @@ async fn http_server(body: &'static str) -> String {
         while let Ok((mut socket, _)) = listener.accept().await {
             let mut buffer = [0u8; 4096];
             let _ = socket.read(&mut buffer).await;
-            let response = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
             let _ = socket.write_all(response.as_bytes()).await;
         }
     });

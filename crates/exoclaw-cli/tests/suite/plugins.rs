@@ -32,7 +32,11 @@ async fn install_shows_what_a_plugin_may_reach_and_asks_before_granting() {
 
     let out = env.run(&["plugin", "install", &plugin, "--yes"]).await;
     ok(&out);
-    assert!(stdout(&out).contains("its tools: word_tools__word_count, word_tools__read_note"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("its tools: word_tools__word_count, word_tools__read_note"),
+        "{}",
+        stdout(&out)
+    );
     let list = stdout(&env.run(&["plugin", "list"]).await);
     assert!(list.contains("word-tools") && list.contains("loads; tools:"), "{list}");
     let inspect = env.run(&["plugin", "inspect", "word-tools"]).await;
@@ -93,7 +97,11 @@ async fn the_agent_calls_a_plugins_tools_within_its_grant() {
     let server = serve([Answer::text("no tools")]).await;
     env.scripted(&server, "");
     ok(&env.run(&["chat", "hi"]).await);
-    assert!(!offered(&server, 0).iter().any(|name| name.starts_with("word_tools__")), "{:?}", offered(&server, 0));
+    assert!(
+        !offered(&server, 0).iter().any(|name| name.starts_with("word_tools__")),
+        "{:?}",
+        offered(&server, 0)
+    );
 }
 
 fn sign(secret: &str, body: &[u8]) -> String {
@@ -137,7 +145,8 @@ async fn a_channel_plugin_answers_a_chat_through_the_gateway() {
     assert_eq!(answer.json::<Value>().await.unwrap(), json!({"pong": true}));
 
     let message = json!({"from": "alice", "text": "hi there", "room": "lobby"});
-    let answer = deliver(message.clone(), Some(sign("s3cret", message.to_string().as_bytes()))).await.unwrap();
+    let answer =
+        deliver(message.clone(), Some(sign("s3cret", message.to_string().as_bytes()))).await.unwrap();
     assert_eq!(answer.status(), 200);
     assert_eq!(answer.json::<Value>().await.unwrap(), json!({"ok": true, "messages": 1}));
 
@@ -177,5 +186,8 @@ fn tool_or_user_text(server: &ScriptedServer) -> String {
     let body = server.requests()[0].body.clone();
     let messages = body["messages"].as_array().unwrap();
     let user = messages.iter().rev().find(|m| m["role"] == "user").unwrap();
-    user["content"].as_str().map(str::to_owned).unwrap_or_else(|| user["content"][0]["text"].as_str().unwrap().to_owned())
+    user["content"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| user["content"][0]["text"].as_str().unwrap().to_owned())
 }

@@ -25,8 +25,8 @@
 mod agents;
 mod builder;
 mod mcp;
-pub mod plugins;
 pub mod memory;
+pub mod plugins;
 pub use mcp::start_mcp_servers;
 mod models;
 pub mod sandbox;

@@ -99,7 +99,12 @@ fn baskets_in(servers: &BTreeMap<String, Vec<Basket>>, name: &str) -> Vec<Basket
 
 /// `tools` less those in none of the `wanted` baskets (all of them when `wanted` is empty). MCP
 /// servers' tools are judged as they come; `plugins` are the loaded tool plugins.
-pub fn narrow_tools(config: &Config, plugins: &[String], tools: &ToolRegistry, wanted: &[Basket]) -> ToolRegistry {
+pub fn narrow_tools(
+    config: &Config,
+    plugins: &[String],
+    tools: &ToolRegistry,
+    wanted: &[Basket],
+) -> ToolRegistry {
     if wanted.is_empty() {
         return tools.clone();
     }
@@ -139,7 +144,10 @@ mod tests {
     fn a_tool_plugins_tools_sit_in_its_plugin_basket() {
         let plugins = ["word-tools".to_owned()];
         let config = Config::default();
-        assert_eq!(tool_baskets(&config, &plugins, "word_tools__word_count"), baskets(&["plugin", "plugin/word-tools"]));
+        assert_eq!(
+            tool_baskets(&config, &plugins, "word_tools__word_count"),
+            baskets(&["plugin", "plugin/word-tools"])
+        );
         assert_eq!(tool_baskets(&config, &[], "word_tools__word_count"), Vec::<Basket>::new());
         let mut tools = exoclaw_tools::builtin_tools();
         tools.register(Arc::new(Named("word_tools__word_count")));
@@ -151,7 +159,10 @@ mod tests {
     fn an_mcp_servers_own_baskets_file_its_tools_and_narrow_agents_to_them() {
         let config: Config =
             toml::from_str("[mcp.gh]\ncommand = \"github-server\"\nbaskets = [\"code/github\"]\n").unwrap();
-        assert_eq!(tool_baskets(&config, &[], "gh__create_issue"), baskets(&["mcp", "mcp/gh", "code/github"]));
+        assert_eq!(
+            tool_baskets(&config, &[], "gh__create_issue"),
+            baskets(&["mcp", "mcp/gh", "code/github"])
+        );
         let mut tools = exoclaw_tools::builtin_tools();
         tools.register(Arc::new(Named("gh__create_issue")));
         let narrowed = narrow_tools(&config, &[], &tools, &baskets(&["code"]));
