@@ -221,3 +221,33 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+fn text(output: Result<Vec<u8>, PluginError>) -> String {
+    String::from_utf8(output.unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn files_are_reached_only_inside_the_granted_folder_and_written_only_where_granted() {
+    let home = tempfile::tempdir().unwrap();
+    let plugins = PluginDir::new(home.path());
+    let folder = "[[capabilities.paths]]\nhost = \"data\"\nguest = \"/data\"\n";
+    let reader = install(&plugins, "reader", "open_path", folder);
+    std::fs::write(reader.dir.join("data/inside.txt"), "hello").unwrap();
+    let reader = load(&reader);
+    assert_eq!(text(reader.call_blocking("read", b"inside.txt")), "ok");
+    // Climbing out of the folder, to its own grant or the user's files, is not possible.
+    assert_ne!(text(reader.call_blocking("read", b"../grant.toml")), "ok");
+    assert_ne!(text(reader.call_blocking("read", b"/etc/passwd")), "ok");
+    // Read-only: nothing is created.
+    assert_ne!(text(reader.call_blocking("write", b"new.txt")), "ok");
+    assert!(!home.path().join("reader/data/new.txt").exists());
+
+    let writer = install(&plugins, "writer", "open_path", &format!("{folder}write = true\n"));
+    let dir = writer.dir.clone();
+    assert_eq!(text(load(&writer).call_blocking("write", b"new.txt")), "ok");
+    assert!(dir.join("data/new.txt").exists());
+
+    // No folder granted: no files at all (WASI's "bad file descriptor").
+    let closed = load(&install(&plugins, "closed", "open_path", ""));
+    assert_eq!(text(closed.call_blocking("read", b"inside.txt")), "errno 08");
+}
