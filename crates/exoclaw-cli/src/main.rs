@@ -176,10 +176,13 @@ fn main() -> ExitCode {
         output::completions(*shell, &mut Cli::command());
         return ExitCode::SUCCESS;
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    // Errors only unless RUST_LOG says otherwise; Extism's own error lines are left out (a plugin
+    // that fails is reported once, as its call's failure).
+    let filter = match std::env::var_os("RUST_LOG") {
+        Some(_) => tracing_subscriber::EnvFilter::from_default_env(),
+        None => tracing_subscriber::EnvFilter::new("error,extism=off"),
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     // The current folder's `.env`, before any thread reads the environment. `trust` reads none: it
     // decides whether to.
     if !matches!(cli.command, Some(Command::Trust(_)))

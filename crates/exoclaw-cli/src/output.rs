@@ -111,6 +111,21 @@ pub fn completions(shell: clap_complete::Shell, command: &mut clap::Command) {
 /// made safe to print on a terminal: every character [`is_terminal_unsafe`] says so of is shown as an
 /// escape (`\x1b`, `\r`, `\u{202e}`), visible and inert. With `keep_lines`, line breaks
 /// (`\n`, `\r\n`) and tabs stay as they are, for multi-line text.
+/// Asks `question` on the terminal with `[y/N]`; `Ok(true)` for y or yes. `Err(refusal)` when
+/// stdin is not a terminal (nobody can answer): `refusal` says what to run instead.
+pub fn confirm(question: &str, refusal: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("{refusal}");
+    }
+    print!("{question} [y/N] ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+/// `text` from a model, a plugin or a remote server made safe for the terminal.
 pub fn escape_untrusted(text: &str, keep_lines: bool) -> Cow<'_, str> {
     if !text.chars().any(is_terminal_unsafe) {
         return Cow::Borrowed(text);

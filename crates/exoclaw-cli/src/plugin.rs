@@ -10,7 +10,6 @@ use exoclaw::config::Config;
 use exoclaw::runtime::plugins::{plugin_dir, plugin_host};
 use exoclaw_wasm::{Capabilities, Installed, Kind, Manifest, PathGrant, PluginDir};
 use std::collections::BTreeMap;
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -45,6 +44,20 @@ pub enum PluginCommand {
     Revoke(RevokeArgs),
 }
 
+/// The hosts, folders and settings a grant or a revocation names.
+#[derive(Debug, clap::Args)]
+pub struct GrantItems {
+    /// A host it may send HTTP requests to (a glob: `*.example.org`). Repeatable.
+    #[arg(long = "host", value_name = "HOST")]
+    hosts: Vec<String>,
+    /// A folder it may see, `HOST_PATH:GUEST_PATH`; `:rw` for writing. Repeatable.
+    #[arg(long = "path", value_name = "HOST:GUEST[:rw]")]
+    paths: Vec<String>,
+    /// A configuration key it may read. Repeatable.
+    #[arg(long = "config", value_name = "KEY")]
+    config: Vec<String>,
+}
+
 /// What `exoclaw plugin grant` adds.
 #[derive(Debug, clap::Args)]
 pub struct GrantArgs {
@@ -53,12 +66,8 @@ pub struct GrantArgs {
     /// Grant everything its manifest asks for now.
     #[arg(long)]
     all: bool,
-    /// A host it may send HTTP requests to (a glob: `*.example.org`). Repeatable.
-    #[arg(long = "host", value_name = "HOST")]
-    hosts: Vec<String>,
-    /// A folder it may see: `HOST_PATH:GUEST_PATH`, with `:rw` to let it write. Repeatable.
-    #[arg(long = "path", value_name = "HOST:GUEST[:rw]")]
-    paths: Vec<String>,
+    #[command(flatten)]
+    items: GrantItems,
     /// Its memory cap, in MiB.
     #[arg(long, value_name = "MIB")]
     memory_mib: Option<u32>,
@@ -71,12 +80,9 @@ pub struct GrantArgs {
     /// No instruction budget (only the time limit).
     #[arg(long)]
     no_fuel_limit: bool,
-    /// A configuration key it may read. Repeatable.
-    #[arg(long = "config", value_name = "KEY")]
-    config: Vec<String>,
 }
 
-/// What `exoclaw plugin revoke` takes back.
+/// What `exoclaw plugin revoke` takes back (`--path …:rw` takes back only writing).
 #[derive(Debug, clap::Args)]
 pub struct RevokeArgs {
     /// The plugin's name.
@@ -84,15 +90,8 @@ pub struct RevokeArgs {
     /// Take back everything: hosts, folders and settings (memory and time go back to nothing).
     #[arg(long)]
     all: bool,
-    /// A host. Repeatable.
-    #[arg(long = "host", value_name = "HOST")]
-    hosts: Vec<String>,
-    /// A folder, `HOST_PATH:GUEST_PATH` (`:rw` takes back only writing). Repeatable.
-    #[arg(long = "path", value_name = "HOST:GUEST[:rw]")]
-    paths: Vec<String>,
-    /// A configuration key. Repeatable.
-    #[arg(long = "config", value_name = "KEY")]
-    config: Vec<String>,
+    #[command(flatten)]
+    items: GrantItems,
 }
 
 /// Runs `exoclaw plugin …` with the configuration at `config` (or the default one).
@@ -148,17 +147,11 @@ async fn install(dir: &PluginDir, config: &Config, path: &Path, yes: bool) -> an
         }
     }
     if !yes {
-        if !std::io::stdin().is_terminal() {
-            bail!(
-                "not installed: read what it asks for above, then run `exoclaw plugin install {} --yes`",
-                path.display()
-            );
-        }
-        print!("Install it and grant this? [y/N] ");
-        std::io::stdout().flush()?;
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        let refusal = format!(
+            "not installed: read what it asks for above, then run `exoclaw plugin install {} --yes`",
+            path.display()
+        );
+        if !crate::output::confirm("Install it and grant this?", &refusal)? {
             println!("not installed");
             return Ok(ExitCode::FAILURE);
         }
@@ -290,12 +283,12 @@ fn grant(dir: &PluginDir, args: GrantArgs) -> anyhow::Result<ExitCode> {
     } else {
         installed.grant.clone()
     };
-    for host in args.hosts {
+    for host in args.items.hosts {
         if !grant.hosts.contains(&host) {
             grant.hosts.push(host);
         }
     }
-    for path in &args.paths {
+    for path in &args.items.paths {
         let path = parse_path(path)?;
         grant.paths.retain(|p| !(p.host == path.host && p.guest == path.guest));
         grant.paths.push(path);
@@ -307,7 +300,7 @@ fn grant(dir: &PluginDir, args: GrantArgs) -> anyhow::Result<ExitCode> {
     } else if let Some(fuel) = args.fuel {
         grant.fuel = grant.fuel.map(|granted| granted.max(fuel));
     }
-    for key in args.config {
+    for key in args.items.config {
         if !grant.config.contains(&key) {
             grant.config.push(key);
         }
@@ -349,8 +342,8 @@ fn revoke(dir: &PluginDir, args: RevokeArgs) -> anyhow::Result<ExitCode> {
     if args.all {
         grant = Capabilities { memory_mib: 0, timeout_ms: 0, fuel: Some(0), ..Capabilities::default() };
     }
-    grant.hosts.retain(|host| !args.hosts.contains(host));
-    for path in &args.paths {
+    grant.hosts.retain(|host| !args.items.hosts.contains(host));
+    for path in &args.items.paths {
         let path = parse_path(path)?;
         for granted in grant.paths.iter_mut().filter(|p| p.host == path.host && p.guest == path.guest) {
             // `:rw` takes back writing only; without it the folder goes.
@@ -360,7 +353,7 @@ fn revoke(dir: &PluginDir, args: RevokeArgs) -> anyhow::Result<ExitCode> {
             grant.paths.retain(|p| !(p.host == path.host && p.guest == path.guest));
         }
     }
-    grant.config.retain(|key| !args.config.contains(key));
+    grant.config.retain(|key| !args.items.config.contains(key));
     save(dir, &args.name, grant)
 }
 

@@ -9,7 +9,6 @@ use crate::output::escape_untrusted;
 use anyhow::{Context, bail};
 use exoclaw::config::Config;
 use exoclaw_tools::ssh::known_hosts::{self, Verdict};
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -63,17 +62,12 @@ async fn trust(config: &Config, trust_file: &Path, alias: &str, yes: bool) -> an
     println!("{} ({name}) shows this host key:", escape_untrusted(alias, false));
     println!("  {} {fingerprint}", key.algorithm());
     if !yes {
-        if !std::io::stdin().is_terminal() {
-            bail!(
-                "not recorded: compare the fingerprint with the host's (`ssh-keygen -lf \
-                 /etc/ssh/ssh_host_ed25519_key.pub` on it), then run `exoclaw ssh trust {alias} --yes`"
-            );
-        }
-        print!("Is this the host's key? Record it in {}? [y/N] ", trust_file.display());
-        std::io::stdout().flush()?;
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        let refusal = format!(
+            "not recorded: compare the fingerprint with the host's (`ssh-keygen -lf \
+             /etc/ssh/ssh_host_ed25519_key.pub` on it), then run `exoclaw ssh trust {alias} --yes`"
+        );
+        let question = format!("Is this the host's key? Record it in {}?", trust_file.display());
+        if !crate::output::confirm(&question, &refusal)? {
             println!("not recorded");
             return Ok(ExitCode::FAILURE);
         }

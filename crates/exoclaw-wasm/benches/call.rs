@@ -63,6 +63,21 @@ fn bench(c: &mut Criterion) {
             plugin.call_blocking("call", &input).unwrap()
         })
     });
+    // A real plugin: the Rust PDK example (serde_json inside, WASI), built by
+    // scripts/peers/wasm-plugins.sh.
+    let manifest = exoclaw_testkit::peers::example_plugin("word-tools").join("plugin.toml");
+    let asked = exoclaw_wasm::Manifest::load(&manifest).unwrap().capabilities;
+    let word_tools = plugins.install(&manifest, asked).unwrap();
+    let word_tools = Arc::new(cached_host.load(&word_tools, &config).unwrap());
+    let count =
+        json!({"tool": "word_count", "arguments": {"text": "one two three"}}).to_string().into_bytes();
+    group.bench_function("rust_pdk_warm", |b| b.iter(|| word_tools.call_blocking("call", &count).unwrap()));
+    group.bench_function("rust_pdk_cold", |b| {
+        b.iter(|| {
+            word_tools.drop_idle();
+            word_tools.call_blocking("call", &count).unwrap()
+        })
+    });
     group.finish();
 
     let mut group = c.benchmark_group("plugin_load");

@@ -17,6 +17,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
+/// A private plugins folder.
+fn plugin_home() -> (tempfile::TempDir, PluginDir) {
+    let home = tempfile::tempdir().unwrap();
+    let plugins = PluginDir::new(home.path());
+    (home, plugins)
+}
+
 /// Installs the fixture `fixture.wat` as the tool plugin `name` asking for `capabilities`, all
 /// granted.
 fn install(plugins: &PluginDir, name: &str, fixture: &str, capabilities: &str) -> Installed {
@@ -61,8 +68,7 @@ fn failure(result: Result<String, ToolError>) -> String {
 
 #[tokio::test]
 async fn a_tool_plugins_tools_are_namespaced_and_get_their_arguments() {
-    let home = tempfile::tempdir().unwrap();
-    let plugins = PluginDir::new(home.path());
+    let (_home, plugins) = plugin_home();
     let echo = tool(&install(&plugins, "echo-box", "echo_tool", ""));
     let spec = echo.spec();
     assert_eq!(spec.name, "echo_box__echo");
@@ -81,8 +87,7 @@ async fn a_tool_plugins_tools_are_namespaced_and_get_their_arguments() {
 
 #[tokio::test]
 async fn a_trap_fails_that_call_only_and_the_next_call_runs_on_a_fresh_instance() {
-    let home = tempfile::tempdir().unwrap();
-    let plugins = PluginDir::new(home.path());
+    let (_home, plugins) = plugin_home();
     let boom = tool(&install(&plugins, "boom", "trap", ""));
     let echo = tool(&install(&plugins, "echo", "echo_tool", ""));
     for _ in 0..2 {
@@ -95,8 +100,7 @@ async fn a_trap_fails_that_call_only_and_the_next_call_runs_on_a_fresh_instance(
 
 #[tokio::test]
 async fn a_runaway_loop_is_stopped_by_the_time_limit_or_by_fuel() {
-    let home = tempfile::tempdir().unwrap();
-    let plugins = PluginDir::new(home.path());
+    let (_home, plugins) = plugin_home();
     let timed = tool(&install(&plugins, "spin", "spin", "timeout_ms = 200"));
     let message = failure(call(&timed, json!({})).await);
     assert!(message.contains("did not finish within 200 ms (its timeout_ms)"), "{message}");
@@ -108,8 +112,7 @@ async fn a_runaway_loop_is_stopped_by_the_time_limit_or_by_fuel() {
 
 #[tokio::test]
 async fn a_cancelled_turn_stops_a_running_plugin_at_once() {
-    let home = tempfile::tempdir().unwrap();
-    let plugins = PluginDir::new(home.path());
+    let (_home, plugins) = plugin_home();
     let spin = tool(&install(&plugins, "spin", "spin", "timeout_ms = 60000"));
     let ctx = ToolContext::new(std::env::temp_dir());
     let cancel = ctx.cancel.clone();
@@ -122,8 +125,7 @@ async fn a_cancelled_turn_stops_a_running_plugin_at_once() {
 
 #[tokio::test]
 async fn memory_past_the_cap_is_refused_at_growth_and_at_instantiation() {
-    let home = tempfile::tempdir().unwrap();
-    let plugins = PluginDir::new(home.path());
+    let (_home, plugins) = plugin_home();
     let hog = tool(&install(&plugins, "hog", "grow", "memory_mib = 4"));
     let message = failure(call(&hog, json!({})).await);
     assert!(message.contains("more than its 4 MiB of memory"), "{message}");
@@ -136,8 +138,7 @@ async fn memory_past_the_cap_is_refused_at_growth_and_at_instantiation() {
 
 #[tokio::test]
 async fn output_that_is_not_the_interface_is_refused_with_the_reason() {
-    let home = tempfile::tempdir().unwrap();
-    let plugins = PluginDir::new(home.path());
+    let (_home, plugins) = plugin_home();
     let plugin = load(&install(&plugins, "garbage", "bad_describe", ""));
     let error = exoclaw_wasm::plugin_tools(&plugin, "").unwrap_err().to_string();
     assert!(
@@ -167,8 +168,7 @@ async fn http_server(body: &'static str) -> String {
 #[tokio::test]
 async fn http_reaches_granted_hosts_only() {
     let url = http_server("from the granted host").await;
-    let home = tempfile::tempdir().unwrap();
-    let plugins = PluginDir::new(home.path());
+    let (_home, plugins) = plugin_home();
     let fetch = tool(&install(&plugins, "fetch", "http", "hosts = [\"127.0.0.1\"]"));
     let request = |url: &str| json!({"url": url, "method": "GET", "headers": {}});
     // The request runs on a blocking thread while this runtime serves it.
@@ -187,8 +187,7 @@ async fn http_reaches_granted_hosts_only() {
 
 #[tokio::test]
 async fn installed_plugins_load_together_and_one_beyond_its_grant_is_left_out_saying_why() {
-    let home = tempfile::tempdir().unwrap();
-    let plugins = PluginDir::new(home.path());
+    let (home, plugins) = plugin_home();
     install(&plugins, "echo", "echo_tool", "");
     let greedy = install(&plugins, "greedy", "echo_tool", "hosts = [\"api.example.org\"]");
     plugins.set_grant("greedy", Capabilities { hosts: Vec::new(), ..greedy.grant.clone() }).unwrap();
@@ -228,8 +227,7 @@ fn text(output: Result<Vec<u8>, PluginError>) -> String {
 
 #[tokio::test]
 async fn files_are_reached_only_inside_the_granted_folder_and_written_only_where_granted() {
-    let home = tempfile::tempdir().unwrap();
-    let plugins = PluginDir::new(home.path());
+    let (home, plugins) = plugin_home();
     let folder = "[[capabilities.paths]]\nhost = \"data\"\nguest = \"/data\"\n";
     let reader = install(&plugins, "reader", "open_path", folder);
     std::fs::write(reader.dir.join("data/inside.txt"), "hello").unwrap();
