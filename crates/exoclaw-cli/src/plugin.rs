@@ -54,7 +54,7 @@ pub struct GrantItems {
     #[arg(long = "path", value_name = "HOST:GUEST[:rw]")]
     paths: Vec<String>,
     /// A configuration key it may read. Repeatable.
-    #[arg(long = "config", value_name = "KEY")]
+    #[arg(long = "setting", value_name = "KEY")]
     config: Vec<String>,
 }
 

@@ -266,7 +266,7 @@ impl Excess {
             Self::Timeout(ms) => format!("--timeout-ms {ms}"),
             Self::Fuel(Some(fuel)) => format!("--fuel {fuel}"),
             Self::Fuel(None) => "--no-fuel-limit".to_owned(),
-            Self::Config(key) => format!("--config {key}"),
+            Self::Config(key) => format!("--setting {key}"),
         }
     }
 }
@@ -448,7 +448,7 @@ mod tests {
         let options: Vec<String> = excess.iter().map(Excess::grant_option).collect();
         assert_eq!(
             options,
-            ["--host evil.example", "--path data:/elsewhere:rw", "--memory-mib 64", "--config token"]
+            ["--host evil.example", "--path data:/elsewhere:rw", "--memory-mib 64", "--setting token"]
         );
         assert_eq!(excess[0].to_string(), "HTTP requests to evil.example");
 
