@@ -9,7 +9,6 @@ use anyhow::{Context, bail};
 use exoclaw::config::Config;
 use exoclaw::runtime::plugins::{plugin_dir, plugin_host};
 use exoclaw_wasm::{Capabilities, Installed, Kind, Manifest, PathGrant, PluginDir};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -385,27 +384,6 @@ fn parse_path(text: &str) -> anyhow::Result<PathGrant> {
         bail!("`{text}`: the host path must not be empty and the guest path must be absolute (`/data`)");
     }
     Ok(PathGrant { host: host.to_owned(), guest: guest.to_owned(), write })
-}
-
-/// The channel plugins the gateway serves: each with its `[plugins.NAME] webhook_secret_env` set;
-/// the others are named in a warning.
-pub fn channel_secrets(config: &Config, channels: &[String]) -> BTreeMap<String, Vec<u8>> {
-    let mut secrets = BTreeMap::new();
-    for name in channels {
-        let variable = config.plugins.get(name).and_then(|s| s.webhook_secret_env.clone());
-        match variable.as_deref().map(|v| (v, std::env::var(v))) {
-            Some((_, Ok(secret))) if !secret.is_empty() => {
-                secrets.insert(name.clone(), secret.into_bytes());
-            }
-            Some((variable, _)) => tracing::warn!(
-                "the channel plugin `{name}` is not served: the variable {variable} named by [plugins.{name}] webhook_secret_env is not set"
-            ),
-            None => tracing::warn!(
-                "the channel plugin `{name}` is not served: set [plugins.{name}] webhook_secret_env to the variable holding its signing secret"
-            ),
-        }
-    }
-    secrets
 }
 
 #[cfg(test)]

@@ -231,3 +231,34 @@ impl ChannelPlugin {
         }
     }
 }
+
+/// A channel plugin served at the gateway's `/webhook/NAME`: deliveries must carry exoclaw's
+/// signature ([`SIGNATURE_HEADER`](exoclaw_core::runtime::webhook::SIGNATURE_HEADER)) made with
+/// `secret`; each message becomes a turn of `runtime`.
+pub struct PluginWebhook {
+    channel: Arc<ChannelPlugin>,
+    secret: Vec<u8>,
+    runtime: Arc<dyn AgentRuntime>,
+}
+
+impl PluginWebhook {
+    /// `channel`, verified with `secret`, submitting to `runtime`.
+    pub fn new(channel: Arc<ChannelPlugin>, secret: Vec<u8>, runtime: Arc<dyn AgentRuntime>) -> Self {
+        Self { channel, secret, runtime }
+    }
+}
+
+#[async_trait::async_trait]
+impl exoclaw_core::runtime::Webhook for PluginWebhook {
+    fn verify(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<(), String> {
+        exoclaw_core::runtime::webhook::verify_signature(&self.secret, headers, body)
+    }
+
+    async fn receive(&self, headers: &http::HeaderMap, body: bytes::Bytes) -> Result<Value, String> {
+        let headers: BTreeMap<String, String> = headers
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+            .collect();
+        self.channel.receive(Arc::clone(&self.runtime), &headers, &body).await.map_err(|e| e.to_string())
+    }
+}

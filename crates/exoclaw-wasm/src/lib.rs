@@ -24,7 +24,7 @@ pub mod manifest;
 mod settings;
 mod tool;
 
-pub use channel::{ChannelPlugin, Incoming, IncomingMessage, OutgoingRequest};
+pub use channel::{ChannelPlugin, Incoming, IncomingMessage, OutgoingRequest, PluginWebhook};
 pub use error::{CallFailure, PluginError};
 pub use host::{LoadedPlugin, PluginHost};
 pub use installed::{Installed, PluginDir};

@@ -4,7 +4,6 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-mod channels;
 mod models;
 
 use crate::app::App;
@@ -13,6 +12,7 @@ use exoclaw::config::{Config, GatewayConfig};
 use exoclaw::runtime::{Runtime, bindings};
 use exoclaw_core::{AgentRuntime, ProviderHealth, ProviderHealthStore};
 use exoclaw_gateway::metrics::Metrics;
+use exoclaw_gateway::webhook::Webhooks;
 use exoclaw_gateway::{Gateway, Limits, TokenSet};
 use exoclaw_types::Inbound;
 use models::RuntimeModels;
@@ -136,7 +136,12 @@ pub async fn run(config_path: Option<&Path>, args: GatewayArgs) -> anyhow::Resul
         .metrics(metrics)
         .limits(limits(&settings))
         .allowed_origins(settings.allowed_origins.clone())
-        .webhooks(channels::plugin_webhooks(&runtime, app.config()));
+        .webhooks(
+            runtime
+                .webhooks()
+                .into_iter()
+                .fold(Webhooks::new(), |hooks, (channel, hook)| hooks.with(channel, hook)),
+        );
     // Without any key made, a loopback gateway with no token stays open until the first key is
     // made (it notices within a second); from then on every request needs one (or an operator
     // token).

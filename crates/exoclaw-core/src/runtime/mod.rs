@@ -11,6 +11,7 @@ pub mod bindings;
 mod context;
 pub mod queue;
 mod turn;
+pub mod webhook;
 
 pub use bindings::Bindings;
 pub use context::{
@@ -22,6 +23,7 @@ pub use turn::{
     AfterTurn, AgentSummary, MAX_KEY_PART_BYTES, Route, SessionRef, Target, TurnError, TurnFailure,
     TurnHandle, TurnInput, TurnReport, TurnSender, resolve_target, turn_channel,
 };
+pub use webhook::Webhook;
 
 use async_trait::async_trait;
 use exoclaw_types::SessionId;

@@ -24,6 +24,7 @@
 
 mod agents;
 mod builder;
+mod channels;
 mod mcp;
 pub mod memory;
 pub mod plugins;

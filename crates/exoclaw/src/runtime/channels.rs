@@ -1,0 +1,37 @@
+//! The chat channels a runtime serves, as webhooks for the gateway's `/webhook/NAME`: every
+//! loaded channel plugin whose `[plugins.NAME] webhook_secret_env` names a set variable. Each
+//! submits its messages to this runtime, so the gateway only routes deliveries.
+
+use super::Runtime;
+use exoclaw_core::runtime::{AgentRuntime, Webhook};
+use std::sync::Arc;
+
+impl Runtime {
+    /// The channels' webhooks, by channel name. A channel plugin without a signing secret is left
+    /// out with a warning saying what to set.
+    pub fn webhooks(&self) -> Vec<(String, Arc<dyn Webhook>)> {
+        let mut webhooks: Vec<(String, Arc<dyn Webhook>)> = Vec::new();
+        let runtime = Arc::new(self.clone()) as Arc<dyn AgentRuntime>;
+        let config = self.config();
+        for (name, channel) in self.plugins().map(|plugins| &plugins.channels).into_iter().flatten() {
+            let variable = config.plugins.get(name).and_then(|s| s.webhook_secret_env.clone());
+            match variable.as_deref().map(|v| (v, std::env::var(v))) {
+                Some((_, Ok(secret))) if !secret.is_empty() => {
+                    let hook = exoclaw_wasm::PluginWebhook::new(
+                        Arc::clone(channel),
+                        secret.into_bytes(),
+                        Arc::clone(&runtime),
+                    );
+                    webhooks.push((name.clone(), Arc::new(hook)));
+                }
+                Some((variable, _)) => tracing::warn!(
+                    "the channel plugin `{name}` is not served: the variable {variable} named by [plugins.{name}] webhook_secret_env is not set"
+                ),
+                None => tracing::warn!(
+                    "the channel plugin `{name}` is not served: set [plugins.{name}] webhook_secret_env to the variable holding its signing secret"
+                ),
+            }
+        }
+        webhooks
+    }
+}
