@@ -29,4 +29,5 @@ pub mod provider;
 pub mod runtime;
 pub mod script;
 pub mod server;
+pub mod slack;
 pub mod sse;

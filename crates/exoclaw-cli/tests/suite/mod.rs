@@ -1,6 +1,7 @@
 //! Shared set-up: a private exoclaw home and workspace per test, and the binary pointed at them.
 
 mod agent;
+mod channels;
 mod config;
 mod crash;
 mod gateway;

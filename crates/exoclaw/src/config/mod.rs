@@ -96,6 +96,9 @@ pub struct Config {
     /// values, a channel plugin's webhook secret). Plugins are installed with `exoclaw plugin`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub plugins: BTreeMap<String, exoclaw_wasm::PluginSettings>,
+    /// `[channels]`: the built-in chat channels the gateway serves at `/webhook/NAME` (Slack).
+    #[serde(skip_serializing_if = "exoclaw_channels::ChannelsConfig::is_empty")]
+    pub channels: exoclaw_channels::ChannelsConfig,
 }
 
 /// The SQLite file, inside exoclaw's home, used when `storage.url` is unset.

@@ -141,7 +141,7 @@ fn a_typo_in_a_key_is_reported_at_its_line_and_column_with_the_valid_keys() {
     assert_eq!(
         err.to_string(),
         "~/.exoclaw/config.toml:3:3: unknown field `modle`, expected one of `model`, `agent`, `storage`, \
-         `permissions`, `hooks`, `local`, `memory`, `routing`, `providers`, `prices`, `budgets`, `gateway`, `agents`, `bindings`, `mcp`, `sandbox`, `ssh`, `plugins` — fix it, then check with `exoclaw config check`"
+         `permissions`, `hooks`, `local`, `memory`, `routing`, `providers`, `prices`, `budgets`, `gateway`, `agents`, `bindings`, `mcp`, `sandbox`, `ssh`, `plugins`, `channels` — fix it, then check with `exoclaw config check`"
     );
     assert!(file.exists());
 }

@@ -1,14 +1,15 @@
-//! The chat channels a runtime serves, as webhooks for the gateway's `/webhook/NAME`: every
-//! loaded channel plugin whose `[plugins.NAME] webhook_secret_env` names a set variable. Each
-//! submits its messages to this runtime, so the gateway only routes deliveries.
+//! The chat channels a runtime serves, as webhooks for the gateway's `/webhook/NAME`: the built-in
+//! ones configured in `[channels]` (Slack) whose secrets are set, and every loaded channel plugin
+//! whose `[plugins.NAME] webhook_secret_env` names a set variable. Each submits its messages to
+//! this runtime, so the gateway only routes deliveries.
 
 use super::Runtime;
 use exoclaw_core::runtime::{AgentRuntime, Webhook};
 use std::sync::Arc;
 
 impl Runtime {
-    /// The channels' webhooks, by channel name. A channel plugin without a signing secret is left
-    /// out with a warning saying what to set.
+    /// The channels' webhooks, by channel name. A channel without its secrets is left out with a
+    /// warning saying what to set.
     pub fn webhooks(&self) -> Vec<(String, Arc<dyn Webhook>)> {
         let mut webhooks: Vec<(String, Arc<dyn Webhook>)> = Vec::new();
         let runtime = Arc::new(self.clone()) as Arc<dyn AgentRuntime>;
@@ -29,6 +30,22 @@ impl Runtime {
                 ),
                 None => tracing::warn!(
                     "the channel plugin `{name}` is not served: set [plugins.{name}] webhook_secret_env to the variable holding its signing secret"
+                ),
+            }
+        }
+        if let Some(slack) = &config.channels.slack {
+            let secret = std::env::var(&slack.signing_secret_env).unwrap_or_default();
+            let token = std::env::var(&slack.bot_token_env).unwrap_or_default();
+            match (secret.is_empty(), token.is_empty()) {
+                (false, false) => {
+                    let channel =
+                        exoclaw_channels::SlackChannel::new(slack, secret, token, Arc::clone(&runtime));
+                    webhooks.push(("slack".to_owned(), Arc::new(channel)));
+                }
+                _ => tracing::warn!(
+                    "[channels.slack] is not served: set {} (the app's signing secret) and {} (its bot token)",
+                    slack.signing_secret_env,
+                    slack.bot_token_env
                 ),
             }
         }

@@ -1,0 +1,33 @@
+//! exoclaw's chat channels: platform adapters that verify a platform's deliveries to the
+//! gateway's `/webhook/NAME`, submit each message as a turn to the runtime (so the bindings pick
+//! the agent and each conversation is its own session), and answer where the message was asked.
+//!
+//! - [`slack`]: Slack's Events API and Web API.
+//! - [`split_message`]: long answers cut at a platform's limit on markdown boundaries.
+//!
+//! Discord, Telegram and the KĀDI broker come next (see `docs/channels.md`).
+
+mod recent;
+pub mod slack;
+mod split;
+
+pub use slack::{SlackChannel, SlackConfig};
+pub use split::split_message;
+
+use serde::{Deserialize, Serialize};
+
+/// `[channels]`: the built-in chat channels, each off until its table is there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelsConfig {
+    /// `[channels.slack]`: Slack's Events API at `/webhook/slack`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slack: Option<SlackConfig>,
+}
+
+impl ChannelsConfig {
+    /// Whether no channel is configured.
+    pub fn is_empty(&self) -> bool {
+        self.slack.is_none()
+    }
+}

@@ -1,0 +1,335 @@
+//! Slack over the Events API (`POST /webhook/slack`): every delivery's signature is checked
+//! (signing secret, `v0`, the 5-minute timestamp window), `url_verification` is answered,
+//! Slack's retries are recognised by their event id and answered once, and the delivery is
+//! acknowledged at once while the turn runs. An `app_mention` or a direct message becomes a turn of
+//! the agent the bindings pick (channel `slack`, account and team = the workspace, peer = the
+//! Slack channel, or the user in a DM); the answer goes back in the thread through the Web API's
+//! `chat.postMessage`, cut at Slack's message limit, retried on 429 (after `Retry-After`) and on
+//! server errors.
+
+use crate::recent::Recent;
+use crate::split::split_message;
+use async_trait::async_trait;
+use bytes::Bytes;
+use exoclaw_core::runtime::webhook::{decode_hex, hmac_sha256_matches};
+use exoclaw_core::runtime::{AgentRuntime, Target, TurnInput, Webhook};
+use exoclaw_types::Inbound;
+use http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How far a delivery's timestamp may be from now (Slack's recommendation: 5 minutes).
+const TIMESTAMP_WINDOW_SECS: i64 = 5 * 60;
+/// The characters of one message exoclaw sends (Slack truncates past 40,000 and advises 4,000).
+pub const MESSAGE_LIMIT: usize = 3_900;
+/// How many event ids are remembered to recognise Slack's retries.
+const REMEMBERED_EVENTS: usize = 4_096;
+/// Tries of one Web API call.
+const API_TRIES: u32 = 3;
+/// The longest `Retry-After` honoured; longer waits give up.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// `[channels.slack]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlackConfig {
+    /// The environment variable holding the app's signing secret.
+    pub signing_secret_env: String,
+    /// The environment variable holding the bot token (`xoxb-…`).
+    pub bot_token_env: String,
+    /// The Web API's base URL.
+    pub api_base: String,
+    /// Slack user ids allowed to talk to the agents; empty: everyone in the workspace.
+    pub allow_users: Vec<String>,
+    /// Slack channel ids the agents answer in; empty: every channel the app is in.
+    pub allow_channels: Vec<String>,
+}
+
+impl Default for SlackConfig {
+    fn default() -> Self {
+        Self {
+            signing_secret_env: "SLACK_SIGNING_SECRET".into(),
+            bot_token_env: "SLACK_BOT_TOKEN".into(),
+            api_base: "https://slack.com/api".into(),
+            allow_users: Vec::new(),
+            allow_channels: Vec::new(),
+        }
+    }
+}
+
+/// The Slack channel's webhook.
+pub struct SlackChannel {
+    signing_secret: Vec<u8>,
+    shared: Arc<Shared>,
+    allow_users: Vec<String>,
+    allow_channels: Vec<String>,
+    runtime: Arc<dyn AgentRuntime>,
+    seen: Mutex<Recent>,
+}
+
+/// What the reply tasks share.
+struct Shared {
+    token: String,
+    api_base: String,
+    client: reqwest::Client,
+}
+
+/// The parts of an Events API delivery exoclaw reads.
+#[derive(Deserialize)]
+struct Delivery {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    challenge: Option<String>,
+    #[serde(default)]
+    event_id: Option<String>,
+    #[serde(default)]
+    team_id: Option<String>,
+    #[serde(default)]
+    event: Option<Event>,
+}
+
+#[derive(Deserialize)]
+struct Event {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    subtype: Option<String>,
+    #[serde(default)]
+    bot_id: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    channel_type: Option<String>,
+    #[serde(default)]
+    ts: Option<String>,
+    #[serde(default)]
+    thread_ts: Option<String>,
+}
+
+/// Where an answer goes.
+struct ReplyTo {
+    channel: String,
+    thread_ts: Option<String>,
+}
+
+impl SlackChannel {
+    /// The channel, verifying with `signing_secret` and answering with `bot_token`.
+    pub fn new(
+        config: &SlackConfig,
+        signing_secret: String,
+        bot_token: String,
+        runtime: Arc<dyn AgentRuntime>,
+    ) -> Self {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default();
+        Self {
+            signing_secret: signing_secret.into_bytes(),
+            shared: Arc::new(Shared {
+                token: bot_token,
+                api_base: config.api_base.trim_end_matches('/').to_owned(),
+                client,
+            }),
+            allow_users: config.allow_users.clone(),
+            allow_channels: config.allow_channels.clone(),
+            runtime,
+            seen: Mutex::new(Recent::new(REMEMBERED_EVENTS)),
+        }
+    }
+
+    /// Whether this event was seen before (a retry); remembers it otherwise.
+    fn first_time(&self, event_id: &str) -> bool {
+        self.seen.lock().map(|mut seen| seen.insert(event_id)).unwrap_or(true)
+    }
+
+    fn allowed(&self, user: &str, channel: &str) -> bool {
+        (self.allow_users.is_empty() || self.allow_users.iter().any(|u| u == user))
+            && (self.allow_channels.is_empty() || self.allow_channels.iter().any(|c| c == channel))
+    }
+
+    /// Submits the event's message as a turn and, on its own task, answers it.
+    fn take(&self, team: &str, event: Event) {
+        let is_dm = event.channel_type.as_deref() == Some("im");
+        let wanted = event.kind == "app_mention" || (event.kind == "message" && is_dm);
+        // Edits, joins and bot messages (ours included) are not questions.
+        if !wanted || event.subtype.is_some() || event.bot_id.is_some() {
+            return;
+        }
+        let (Some(user), Some(channel)) = (event.user, event.channel) else { return };
+        if !self.allowed(&user, &channel) {
+            tracing::info!(user = %user, channel = %channel, "a Slack message from outside the allow-lists was ignored");
+            return;
+        }
+        let text = strip_mentions(&event.text);
+        let inbound = Inbound {
+            channel: "slack".to_owned(),
+            account: team.to_owned(),
+            peer: if is_dm { user } else { channel.clone() },
+            guild: None,
+            team: Some(team.to_owned()),
+        };
+        let reply_to =
+            ReplyTo { channel, thread_ts: if is_dm { None } else { event.thread_ts.or(event.ts) } };
+        let handle =
+            match self.runtime.submit(Target::Inbound { inbound, agent: None }, TurnInput::message(text)) {
+                Ok(handle) => handle,
+                Err(error) => {
+                    tracing::warn!("a Slack message could not be submitted: {error}");
+                    let shared = Arc::clone(&self.shared);
+                    tokio::spawn(async move { shared.answer(&reply_to, &format!("Sorry — {error}")).await });
+                    return;
+                }
+            };
+        let shared = Arc::clone(&self.shared);
+        tokio::spawn(async move {
+            let answer = match handle.report().await {
+                Ok(report) => match &report.error {
+                    Some(failure) => format!("Sorry — that failed: {}", failure.message),
+                    None => report.text(),
+                },
+                Err(error) => format!("Sorry — that failed: {error}"),
+            };
+            shared.answer(&reply_to, &answer).await;
+        });
+    }
+}
+
+impl Shared {
+    /// Posts `answer` in pieces; a piece that cannot be posted is logged and the rest not sent.
+    async fn answer(&self, to: &ReplyTo, answer: &str) {
+        for piece in split_message(answer, MESSAGE_LIMIT) {
+            let mut body = json!({"channel": to.channel, "text": piece});
+            if let Some(thread) = &to.thread_ts {
+                body["thread_ts"] = json!(thread);
+            }
+            if let Err(error) = self.post("chat.postMessage", &body).await {
+                tracing::warn!(channel = %to.channel, "the answer could not be posted to Slack: {error}");
+                return;
+            }
+        }
+    }
+
+    /// Calls the Web API method with `body`, retrying on 429 and server errors.
+    async fn post(&self, method: &str, body: &Value) -> Result<Value, String> {
+        let url = format!("{}/{method}", self.api_base);
+        let mut last = String::new();
+        for attempt in 1..=API_TRIES {
+            let response = self.client.post(&url).bearer_auth(&self.token).json(body).send().await;
+            let wait = match response {
+                Ok(response) if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS => {
+                    let after = response
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+                        .map_or(Duration::from_secs(1), Duration::from_secs);
+                    last = format!("rate limited (Retry-After {}s)", after.as_secs());
+                    if after > MAX_RETRY_AFTER {
+                        return Err(last);
+                    }
+                    after
+                }
+                Ok(response) if response.status().is_server_error() => {
+                    last = format!("Slack answered {}", response.status());
+                    Duration::from_millis(500 * u64::from(attempt))
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    let answer: Value =
+                        response.json().await.map_err(|e| format!("Slack answered {status}: {e}"))?;
+                    return match answer["ok"].as_bool() {
+                        Some(true) => Ok(answer),
+                        _ => Err(format!("{method}: {}", answer["error"].as_str().unwrap_or("not ok"))),
+                    };
+                }
+                Err(error) => {
+                    last = error.without_url().to_string();
+                    Duration::from_millis(500 * u64::from(attempt))
+                }
+            };
+            if attempt < API_TRIES {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        Err(format!("{method} failed {API_TRIES} times: {last}"))
+    }
+}
+
+/// The text without the `<@U…>` mentions of the bot (or anyone) Slack puts in it.
+fn strip_mentions(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("<@") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find('>') {
+            Some(end) => rest = &rest[start + end + 1..],
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[async_trait]
+impl Webhook for SlackChannel {
+    fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let timestamp = header("x-slack-request-timestamp").ok_or("no X-Slack-Request-Timestamp header")?;
+        let sent: i64 = timestamp.parse().map_err(|_| "X-Slack-Request-Timestamp is not a number")?;
+        if (chrono::Utc::now().timestamp() - sent).abs() > TIMESTAMP_WINDOW_SECS {
+            return Err("the timestamp is more than 5 minutes from now (a replayed delivery?)".to_owned());
+        }
+        let signature = header("x-slack-signature").ok_or("no X-Slack-Signature header")?;
+        let expected = signature
+            .strip_prefix("v0=")
+            .and_then(decode_hex)
+            .ok_or("X-Slack-Signature is not `v0=<hex>`")?;
+        match hmac_sha256_matches(
+            &self.signing_secret,
+            &[b"v0:", timestamp.as_bytes(), b":", body],
+            &expected,
+        ) {
+            true => Ok(()),
+            false => {
+                Err("the signature does not match (is SLACK_SIGNING_SECRET the app's signing secret?)"
+                    .to_owned())
+            }
+        }
+    }
+
+    async fn receive(&self, _headers: &HeaderMap, body: Bytes) -> Result<Value, String> {
+        let delivery: Delivery =
+            serde_json::from_slice(&body).map_err(|e| format!("not a Slack Events API delivery: {e}"))?;
+        match delivery.kind.as_str() {
+            "url_verification" => Ok(json!({"challenge": delivery.challenge.unwrap_or_default()})),
+            "event_callback" => {
+                let first = delivery.event_id.as_deref().is_none_or(|id| self.first_time(id));
+                if first && let Some(event) = delivery.event {
+                    self.take(delivery.team_id.as_deref().unwrap_or("default"), event);
+                }
+                Ok(json!({"ok": true}))
+            }
+            _ => Ok(json!({"ok": true})),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions_are_taken_out_of_the_question() {
+        assert_eq!(strip_mentions("<@U0BOT> what time is it?"), "what time is it?");
+        assert_eq!(strip_mentions("ask <@U1|alice> and <@U2>"), "ask and");
+        assert_eq!(strip_mentions("no mention"), "no mention");
+        assert_eq!(strip_mentions("broken <@U1"), "broken <@U1");
+    }
+}

@@ -1,0 +1,218 @@
+//! The Slack channel against Slack's wire format (`exoclaw_testkit::slack`): deliveries signed as
+//! Slack signs them, the Web API played by a recording HTTP server, turns answered by a runtime
+//! whose model says back what it was asked.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use bytes::Bytes;
+use exoclaw_channels::{SlackChannel, SlackConfig};
+use exoclaw_core::AgentRunner;
+use exoclaw_core::runtime::{AgentRuntime, Webhook};
+use exoclaw_testkit::provider::{Outcome, RespondingProvider};
+use exoclaw_testkit::runtime::ScriptedRuntime;
+use exoclaw_testkit::server::{Recorded, ScriptedServer};
+use exoclaw_testkit::slack;
+use exoclaw_types::Role;
+use http::HeaderMap;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+
+struct Fixture {
+    channel: SlackChannel,
+    api: ScriptedServer,
+    model: Arc<RespondingProvider>,
+}
+
+/// A model that says "you said: …" followed by every user message of the session so far.
+fn echo_model() -> Arc<RespondingProvider> {
+    Arc::new(RespondingProvider::new("echo", |request| {
+        let said: Vec<String> =
+            request.messages.iter().filter(|m| m.role == Role::User).map(|m| m.text()).collect();
+        Outcome::Text(format!("you said: {}", said.join(" | ")))
+    }))
+}
+
+/// The Slack channel on the Web API at `api`, its turns answered by `model`.
+async fn channel(
+    api: &ScriptedServer,
+    model: &Arc<RespondingProvider>,
+    configure: impl FnOnce(&mut SlackConfig),
+) -> SlackChannel {
+    let store = Arc::new(exoclaw_store::Store::open("sqlite::memory:").await.unwrap());
+    let runner = AgentRunner::new(model.clone(), "m", "echo/m").with_agent("default");
+    let runtime = Arc::new(ScriptedRuntime::new(store).agent("default", None, runner));
+    let mut config = SlackConfig { api_base: api.url(), ..SlackConfig::default() };
+    configure(&mut config);
+    SlackChannel::new(&config, SECRET.into(), "xoxb-test-token".into(), runtime as Arc<dyn AgentRuntime>)
+}
+
+/// A Slack channel whose Web API accepts `posts` calls, answering with [`echo_model`].
+async fn fixture(posts: usize, configure: impl FnOnce(&mut SlackConfig)) -> Fixture {
+    let api = slack::web_api(posts).await;
+    let model = echo_model();
+    let channel = channel(&api, &model, configure).await;
+    Fixture { channel, api, model }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn headers(pairs: Vec<(&'static str, String)>) -> HeaderMap {
+    pairs.into_iter().map(|(name, value)| (name.parse().unwrap(), value.parse().unwrap())).collect()
+}
+
+/// Delivers `payload` as Slack does: verified, then taken.
+async fn deliver(channel: &SlackChannel, payload: &Value) -> Value {
+    let body = payload.to_string();
+    let headers = headers(slack::headers(SECRET, now(), body.as_bytes()));
+    channel.verify(&headers, body.as_bytes()).unwrap();
+    channel.receive(&headers, Bytes::from(body)).await.unwrap()
+}
+
+/// The Web API calls, once at least `count` have arrived (within ten seconds).
+async fn posts(api: &ScriptedServer, count: usize) -> Vec<Recorded> {
+    for _ in 0..100 {
+        if api.requests().len() >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let requests = api.requests();
+    assert!(requests.len() >= count, "{requests:?}");
+    requests
+}
+
+#[tokio::test]
+async fn the_url_verification_handshake_is_answered_with_its_challenge() {
+    let f = fixture(0, |_| {}).await;
+    let answer =
+        deliver(&f.channel, &slack::url_verification("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"))
+            .await;
+    assert_eq!(answer, json!({"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}));
+}
+
+#[tokio::test]
+async fn a_mention_is_answered_in_its_thread_through_the_web_api() {
+    let f = fixture(1, |_| {}).await;
+    let answer =
+        deliver(&f.channel, &slack::mention("Ev1", "T1", "C1", "U1", "what is up?", "1700000000.000100"))
+            .await;
+    assert_eq!(answer, json!({"ok": true}));
+    let post = posts(&f.api, 1).await.remove(0);
+    assert_eq!(post.path, "/chat.postMessage");
+    assert_eq!(post.header("authorization"), Some("Bearer xoxb-test-token"));
+    assert_eq!(
+        post.body,
+        json!({"channel": "C1", "thread_ts": "1700000000.000100", "text": "you said: what is up?"})
+    );
+}
+
+#[tokio::test]
+async fn a_forged_or_replayed_delivery_is_refused() {
+    let f = fixture(0, |_| {}).await;
+    let body = slack::mention("Ev1", "T1", "C1", "U1", "hi", "1.1").to_string();
+    let forged = headers(slack::headers("not-the-secret", now(), body.as_bytes()));
+    let error = f.channel.verify(&forged, body.as_bytes()).unwrap_err();
+    assert!(error.contains("signature does not match"), "{error}");
+
+    // A genuine delivery captured and sent again ten minutes later.
+    let replayed = headers(slack::headers(SECRET, now() - 600, body.as_bytes()));
+    let error = f.channel.verify(&replayed, body.as_bytes()).unwrap_err();
+    assert!(error.contains("more than 5 minutes"), "{error}");
+
+    // The right signature on another body.
+    let genuine = headers(slack::headers(SECRET, now(), body.as_bytes()));
+    assert!(f.channel.verify(&genuine, b"{\"type\":\"event_callback\"}").is_err());
+    assert!(f.channel.verify(&HeaderMap::new(), body.as_bytes()).is_err());
+}
+
+#[tokio::test]
+async fn a_slack_retry_of_the_same_event_is_not_answered_twice() {
+    let f = fixture(2, |_| {}).await;
+    let event = slack::mention("Ev42", "T1", "C1", "U1", "once", "2.2");
+    deliver(&f.channel, &event).await;
+    deliver(&f.channel, &event).await;
+    posts(&f.api, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(f.api.requests().len(), 1);
+    assert_eq!(f.model.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn two_conversations_are_two_sessions_each_in_order() {
+    let f = fixture(3, |_| {}).await;
+    deliver(&f.channel, &slack::mention("Ev1", "T1", "C1", "U1", "one", "1.1")).await;
+    deliver(&f.channel, &slack::mention("Ev2", "T1", "C1", "U1", "two", "1.2")).await;
+    deliver(&f.channel, &slack::direct_message("Ev3", "T1", "U2", "three", "1.3")).await;
+    let posted = posts(&f.api, 3).await;
+    assert_eq!(posted.len(), 3);
+    let texts: Vec<&str> = posted.iter().map(|p| p.body["text"].as_str().unwrap()).collect();
+    assert!(texts.contains(&"you said: one"), "{texts:?}");
+    assert!(texts.contains(&"you said: one | two"), "{texts:?}");
+    assert!(texts.contains(&"you said: three"), "{texts:?}");
+    // A direct message is answered in the DM itself, not in a thread.
+    let dm = posted.iter().find(|p| p.body["text"] == "you said: three").unwrap();
+    assert_eq!(dm.body["channel"], "DU2");
+    assert!(dm.body.get("thread_ts").is_none());
+}
+
+#[tokio::test]
+async fn messages_from_outside_the_allow_lists_are_ignored() {
+    let f = fixture(1, |config| config.allow_users = vec!["U1".into()]).await;
+    deliver(&f.channel, &slack::mention("Ev1", "T1", "C1", "U666", "let me in", "1.1")).await;
+    deliver(&f.channel, &slack::mention("Ev2", "T1", "C1", "U1", "hello", "1.2")).await;
+    let posted = posts(&f.api, 1).await;
+    assert_eq!(posted[0].body["text"], "you said: hello");
+    assert_eq!(f.model.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn the_bots_own_messages_and_edits_are_not_questions() {
+    let f = fixture(0, |_| {}).await;
+    let own = slack::event_callback(
+        "Ev1",
+        "T1",
+        json!({"type": "message", "channel_type": "im", "bot_id": "B1", "user": "U0BOT", "text": "an answer", "ts": "1.1", "channel": "D1"}),
+    );
+    deliver(&f.channel, &own).await;
+    let edit = slack::event_callback(
+        "Ev2",
+        "T1",
+        json!({"type": "message", "channel_type": "im", "subtype": "message_changed", "user": "U1", "text": "x", "ts": "1.2", "channel": "D1"}),
+    );
+    deliver(&f.channel, &edit).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(f.model.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_rate_limited_post_is_retried_after_retry_after() {
+    use exoclaw_testkit::server::Reply;
+    let api = ScriptedServer::start([
+        Reply::json(429, &json!({"ok": false, "error": "ratelimited"})).header("retry-after", "1"),
+        Reply::json(200, &json!({"ok": true, "ts": "1.1"})),
+    ])
+    .await;
+    let channel = channel(&api, &echo_model(), |_| {}).await;
+    deliver(&channel, &slack::mention("Ev1", "T1", "C1", "U1", "hi", "1.1")).await;
+    let posted = posts(&api, 2).await;
+    assert_eq!(posted[0].body, posted[1].body);
+}
+
+#[tokio::test]
+async fn a_long_answer_is_posted_in_pieces_within_slacks_limit() {
+    let f = fixture(4, |_| {}).await;
+    let question = vec!["lorem ipsum dolor sit amet ".repeat(40); 10].join("\n\n");
+    deliver(&f.channel, &slack::mention("Ev1", "T1", "C1", "U1", &question, "1.1")).await;
+    let posted = posts(&f.api, 3).await;
+    assert_eq!(posted.len(), 3);
+    for post in &posted {
+        let text = post.body["text"].as_str().unwrap();
+        assert!(text.chars().count() <= exoclaw_channels::slack::MESSAGE_LIMIT);
+        assert_eq!(post.body["thread_ts"], "1.1");
+    }
+}

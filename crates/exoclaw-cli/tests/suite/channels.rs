@@ -1,0 +1,52 @@
+//! The built-in chat channels through `exoclaw gateway`: a signed Slack mention delivered to
+//! `/webhook/slack` is answered in its thread through the (recorded) Slack Web API.
+
+use super::*;
+use exoclaw_testkit::script::{Answer, serve};
+use exoclaw_testkit::slack;
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slack_mention_is_answered_in_its_thread_through_the_gateway() {
+    let env = Env::new();
+    let web_api = slack::web_api(1).await;
+    let model = serve([Answer::text("Hi from exoclaw")]).await;
+    env.scripted(&model, &format!("[channels.slack]\napi_base = \"{}\"\n", web_api.url()));
+    let vars = [("SLACK_SIGNING_SECRET", "s3cret"), ("SLACK_BOT_TOKEN", "xoxb-1")];
+    let gateway = super::gateway::start_with_env(&env, &[], &vars).await;
+    let url = format!("{}/webhook/slack", gateway.base);
+    let client = reqwest::Client::new();
+    let send = |body: String, timestamp: i64, secret: &str| {
+        let mut request = client.post(&url).body(body.clone());
+        for (name, value) in slack::headers(secret, timestamp, body.as_bytes()) {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let now = chrono::Utc::now().timestamp();
+
+    let challenge = slack::url_verification("abc").to_string();
+    let answer = send(challenge, now, "s3cret").await.unwrap();
+    assert_eq!(answer.json::<serde_json::Value>().await.unwrap(), json!({"challenge": "abc"}));
+
+    let mention = slack::mention("Ev1", "T1", "C1", "U1", "hello?", "1700000000.000100").to_string();
+    assert_eq!(send(mention.clone(), now, "wrong").await.unwrap().status(), 401);
+    assert_eq!(send(mention.clone(), now - 3600, "s3cret").await.unwrap().status(), 401);
+    assert_eq!(send(mention, now, "s3cret").await.unwrap().status(), 200);
+
+    let mut posted = Vec::new();
+    for _ in 0..100 {
+        posted = web_api.requests();
+        if !posted.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(posted.len(), 1, "Slack got no answer");
+    assert_eq!(posted[0].header("authorization"), Some("Bearer xoxb-1"));
+    assert_eq!(
+        posted[0].body,
+        json!({"channel": "C1", "thread_ts": "1700000000.000100", "text": "Hi from exoclaw"})
+    );
+}
