@@ -3,16 +3,20 @@
 //! the agent and each conversation is its own session), and answer where the message was asked.
 //!
 //! - [`slack`]: Slack's Events API and Web API.
+//! - [`telegram`]: Telegram's Bot API, by webhook.
 //! - [`split_message`]: long answers cut at a platform's limit on markdown boundaries.
 //!
-//! Discord, Telegram and the KĀDI broker come next (see `docs/channels.md`).
+//! Discord and the KĀDI broker come next (see `docs/channels.md`).
 
+mod api;
 mod recent;
 pub mod slack;
 mod split;
+pub mod telegram;
 
 pub use slack::{SlackChannel, SlackConfig};
 pub use split::split_message;
+pub use telegram::{TelegramChannel, TelegramConfig};
 
 use serde::{Deserialize, Serialize};
 
@@ -23,11 +27,14 @@ pub struct ChannelsConfig {
     /// `[channels.slack]`: Slack's Events API at `/webhook/slack`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slack: Option<SlackConfig>,
+    /// `[channels.telegram]`: Telegram's Bot API webhook at `/webhook/telegram`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telegram: Option<TelegramConfig>,
 }
 
 impl ChannelsConfig {
     /// Whether no channel is configured.
     pub fn is_empty(&self) -> bool {
-        self.slack.is_none()
+        self.slack.is_none() && self.telegram.is_none()
     }
 }

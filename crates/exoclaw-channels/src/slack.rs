@@ -12,7 +12,7 @@ use crate::split::split_message;
 use async_trait::async_trait;
 use bytes::Bytes;
 use exoclaw_core::runtime::webhook::{decode_hex, hmac_sha256_matches};
-use exoclaw_core::runtime::{AgentRuntime, Target, TurnInput, Webhook};
+use exoclaw_core::runtime::{AgentRuntime, Webhook};
 use exoclaw_types::Inbound;
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};
@@ -26,10 +26,6 @@ const TIMESTAMP_WINDOW_SECS: i64 = 5 * 60;
 pub const MESSAGE_LIMIT: usize = 3_900;
 /// How many event ids are remembered to recognise Slack's retries.
 const REMEMBERED_EVENTS: usize = 4_096;
-/// Tries of one Web API call.
-const API_TRIES: u32 = 3;
-/// The longest `Retry-After` honoured; longer waits give up.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// `[channels.slack]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,25 +171,8 @@ impl SlackChannel {
         };
         let reply_to =
             ReplyTo { channel, thread_ts: if is_dm { None } else { event.thread_ts.or(event.ts) } };
-        let handle =
-            match self.runtime.submit(Target::Inbound { inbound, agent: None }, TurnInput::message(text)) {
-                Ok(handle) => handle,
-                Err(error) => {
-                    tracing::warn!("a Slack message could not be submitted: {error}");
-                    let shared = Arc::clone(&self.shared);
-                    tokio::spawn(async move { shared.answer(&reply_to, &format!("Sorry — {error}")).await });
-                    return;
-                }
-            };
         let shared = Arc::clone(&self.shared);
-        tokio::spawn(async move {
-            let answer = match handle.report().await {
-                Ok(report) => match &report.error {
-                    Some(failure) => format!("Sorry — that failed: {}", failure.message),
-                    None => report.text(),
-                },
-                Err(error) => format!("Sorry — that failed: {error}"),
-            };
+        crate::api::run_turn(&self.runtime, inbound, text, move |answer| async move {
             shared.answer(&reply_to, &answer).await;
         });
     }
@@ -214,48 +193,12 @@ impl Shared {
         }
     }
 
-    /// Calls the Web API method with `body`, retrying on 429 and server errors.
+    /// Calls the Web API method with `body`.
     async fn post(&self, method: &str, body: &Value) -> Result<Value, String> {
         let url = format!("{}/{method}", self.api_base);
-        let mut last = String::new();
-        for attempt in 1..=API_TRIES {
-            let response = self.client.post(&url).bearer_auth(&self.token).json(body).send().await;
-            let wait = match response {
-                Ok(response) if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS => {
-                    let after = response
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
-                        .map_or(Duration::from_secs(1), Duration::from_secs);
-                    last = format!("rate limited (Retry-After {}s)", after.as_secs());
-                    if after > MAX_RETRY_AFTER {
-                        return Err(last);
-                    }
-                    after
-                }
-                Ok(response) if response.status().is_server_error() => {
-                    last = format!("Slack answered {}", response.status());
-                    Duration::from_millis(500 * u64::from(attempt))
-                }
-                Ok(response) => {
-                    let status = response.status();
-                    let answer: Value =
-                        response.json().await.map_err(|e| format!("Slack answered {status}: {e}"))?;
-                    return match answer["ok"].as_bool() {
-                        Some(true) => Ok(answer),
-                        _ => Err(format!("{method}: {}", answer["error"].as_str().unwrap_or("not ok"))),
-                    };
-                }
-                Err(error) => {
-                    last = error.without_url().to_string();
-                    Duration::from_millis(500 * u64::from(attempt))
-                }
-            };
-            if attempt < API_TRIES {
-                tokio::time::sleep(wait).await;
-            }
-        }
-        Err(format!("{method} failed {API_TRIES} times: {last}"))
+        crate::api::post_json(&self.client, &url, Some(&self.token), body)
+            .await
+            .map_err(|e| format!("{method}: {e}"))
     }
 }
 

@@ -31,3 +31,4 @@ pub mod script;
 pub mod server;
 pub mod slack;
 pub mod sse;
+pub mod telegram;

@@ -1,5 +1,5 @@
 //! The chat channels a runtime serves, as webhooks for the gateway's `/webhook/NAME`: the built-in
-//! ones configured in `[channels]` (Slack) whose secrets are set, and every loaded channel plugin
+//! ones configured in `[channels]` (Slack, Telegram) whose secrets are set, and every loaded channel plugin
 //! whose `[plugins.NAME] webhook_secret_env` names a set variable. Each submits its messages to
 //! this runtime, so the gateway only routes deliveries.
 
@@ -46,6 +46,26 @@ impl Runtime {
                     "[channels.slack] is not served: set {} (the app's signing secret) and {} (its bot token)",
                     slack.signing_secret_env,
                     slack.bot_token_env
+                ),
+            }
+        }
+        if let Some(telegram) = &config.channels.telegram {
+            let token = std::env::var(&telegram.bot_token_env).unwrap_or_default();
+            let secret = std::env::var(&telegram.webhook_secret_env).unwrap_or_default();
+            match (token.is_empty(), secret.is_empty()) {
+                (false, false) => {
+                    let channel = exoclaw_channels::TelegramChannel::new(
+                        telegram,
+                        &token,
+                        secret,
+                        Arc::clone(&runtime),
+                    );
+                    webhooks.push(("telegram".to_owned(), Arc::new(channel)));
+                }
+                _ => tracing::warn!(
+                    "[channels.telegram] is not served: set {} (the bot's token) and {} (the webhook's secret_token)",
+                    telegram.bot_token_env,
+                    telegram.webhook_secret_env
                 ),
             }
         }

@@ -1,0 +1,240 @@
+//! Telegram over the Bot API's webhook (`POST /webhook/telegram`, set with `setWebhook` and a
+//! `secret_token`): a delivery must carry that secret in `X-Telegram-Bot-Api-Secret-Token`,
+//! updates are recognised by their `update_id` (Telegram redelivers until it gets a 200), and each
+//! text message — every one in a private chat, in a group only those naming the bot or replying
+//! to it — becomes a turn of the agent the bindings pick (channel `telegram`, peer = the chat). The
+//! answer is sent with `sendMessage` as a reply to the message, cut at Telegram's 4,096
+//! characters, retried on 429 after the `retry_after` Telegram gives.
+
+use crate::recent::Recent;
+use crate::split::split_message;
+use async_trait::async_trait;
+use bytes::Bytes;
+use exoclaw_core::runtime::{AgentRuntime, Webhook};
+use exoclaw_types::Inbound;
+use http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The characters of one message exoclaw sends (Telegram's limit is 4,096).
+pub const MESSAGE_LIMIT: usize = 4_000;
+/// How many update ids are remembered to recognise redeliveries.
+const REMEMBERED_UPDATES: usize = 4_096;
+/// The header carrying the webhook's secret token.
+pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
+
+/// `[channels.telegram]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelegramConfig {
+    /// The environment variable holding the bot token (from @BotFather).
+    pub bot_token_env: String,
+    /// The environment variable holding the webhook's secret token (the `secret_token` given to
+    /// `setWebhook`).
+    pub webhook_secret_env: String,
+    /// The bot's username (without `@`): in groups it answers messages that name it.
+    pub bot_username: Option<String>,
+    /// The Bot API's base URL.
+    pub api_base: String,
+    /// Telegram user ids allowed to talk to the agents; empty: everyone.
+    pub allow_users: Vec<i64>,
+}
+
+impl Default for TelegramConfig {
+    fn default() -> Self {
+        Self {
+            bot_token_env: "TELEGRAM_BOT_TOKEN".into(),
+            webhook_secret_env: "TELEGRAM_WEBHOOK_SECRET".into(),
+            bot_username: None,
+            api_base: "https://api.telegram.org".into(),
+            allow_users: Vec::new(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Update {
+    update_id: i64,
+    #[serde(default)]
+    message: Option<Message>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    message_id: i64,
+    chat: Chat,
+    #[serde(default)]
+    from: Option<User>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    reply_to_message: Option<Box<Message>>,
+}
+
+#[derive(Deserialize)]
+struct Chat {
+    id: i64,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Deserialize)]
+struct User {
+    id: i64,
+    #[serde(default)]
+    is_bot: bool,
+    #[serde(default)]
+    username: Option<String>,
+}
+
+/// The Telegram channel's webhook.
+pub struct TelegramChannel {
+    secret: String,
+    bot_username: Option<String>,
+    allow_users: Vec<i64>,
+    send: Arc<Sender>,
+    runtime: Arc<dyn AgentRuntime>,
+    seen: Mutex<Recent>,
+}
+
+/// What the reply tasks share.
+struct Sender {
+    /// `{api_base}/bot{token}`: the token is part of the URL, which is never logged.
+    base: String,
+    client: reqwest::Client,
+}
+
+impl TelegramChannel {
+    /// The channel, checking `webhook_secret` and answering with `bot_token`.
+    pub fn new(
+        config: &TelegramConfig,
+        bot_token: &str,
+        webhook_secret: String,
+        runtime: Arc<dyn AgentRuntime>,
+    ) -> Self {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default();
+        Self {
+            secret: webhook_secret,
+            bot_username: config
+                .bot_username
+                .as_ref()
+                .map(|name| name.trim_start_matches('@').to_lowercase()),
+            allow_users: config.allow_users.clone(),
+            send: Arc::new(Sender {
+                base: format!("{}/bot{bot_token}", config.api_base.trim_end_matches('/')),
+                client,
+            }),
+            runtime,
+            seen: Mutex::new(Recent::new(REMEMBERED_UPDATES)),
+        }
+    }
+
+    /// Whether the message is for the bot: any in a private chat; in a group, one naming it or
+    /// replying to it.
+    fn addressed(&self, message: &Message, text: &str) -> bool {
+        if message.chat.kind == "private" {
+            return true;
+        }
+        let Some(name) = &self.bot_username else { return false };
+        let named = text.to_lowercase().contains(&format!("@{name}"));
+        let replied = message.reply_to_message.as_ref().and_then(|m| m.from.as_ref()).is_some_and(|from| {
+            from.is_bot && from.username.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(name))
+        });
+        named || replied
+    }
+
+    fn take(&self, message: Message) {
+        let Some(text) = message.text.clone() else { return };
+        let Some(from) = &message.from else { return };
+        if from.is_bot || !self.addressed(&message, &text) {
+            return;
+        }
+        if !self.allow_users.is_empty() && !self.allow_users.contains(&from.id) {
+            tracing::info!(user = from.id, "a Telegram message from outside the allow-list was ignored");
+            return;
+        }
+        let text = match &self.bot_username {
+            Some(name) => remove_ignoring_case(&text, &format!("@{name}")),
+            None => text,
+        };
+        let inbound = Inbound {
+            channel: "telegram".to_owned(),
+            account: "default".to_owned(),
+            peer: message.chat.id.to_string(),
+            guild: None,
+            team: None,
+        };
+        let (chat, reply_to) = (message.chat.id, message.message_id);
+        let send = Arc::clone(&self.send);
+        crate::api::run_turn(&self.runtime, inbound, text.trim().to_owned(), move |answer| async move {
+            send.answer(chat, reply_to, &answer).await;
+        });
+    }
+}
+
+impl Sender {
+    async fn answer(&self, chat: i64, reply_to: i64, answer: &str) {
+        for piece in split_message(answer, MESSAGE_LIMIT) {
+            let body = json!({"chat_id": chat, "text": piece, "reply_parameters": {"message_id": reply_to}});
+            let url = format!("{}/sendMessage", self.base);
+            if let Err(error) = crate::api::post_json(&self.client, &url, None, &body).await {
+                tracing::warn!(chat, "the answer could not be sent to Telegram: sendMessage: {error}");
+                return;
+            }
+        }
+    }
+}
+
+/// `text` without `needle`, matched regardless of case.
+fn remove_ignoring_case(text: &str, needle: &str) -> String {
+    let lower = text.to_lowercase();
+    match lower.find(&needle.to_lowercase()) {
+        Some(at) if lower.len() == text.len() => format!("{}{}", &text[..at], &text[at + needle.len()..]),
+        _ => text.to_owned(),
+    }
+}
+
+#[async_trait]
+impl Webhook for TelegramChannel {
+    fn verify(&self, headers: &HeaderMap, _body: &[u8]) -> Result<(), String> {
+        let given = headers
+            .get(SECRET_HEADER)
+            .map(|v| v.as_bytes())
+            .ok_or("no X-Telegram-Bot-Api-Secret-Token header")?;
+        // Constant time: compare every byte whatever the first difference.
+        let expected = self.secret.as_bytes();
+        let same = given.len() == expected.len()
+            && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        match same {
+            true => Ok(()),
+            false => {
+                Err("the secret token does not match (is it the secret_token given to setWebhook?)"
+                    .to_owned())
+            }
+        }
+    }
+
+    async fn receive(&self, _headers: &HeaderMap, body: Bytes) -> Result<Value, String> {
+        let update: Update =
+            serde_json::from_slice(&body).map_err(|e| format!("not a Telegram update: {e}"))?;
+        let first =
+            self.seen.lock().map(|mut seen| seen.insert(&update.update_id.to_string())).unwrap_or(true);
+        if first && let Some(message) = update.message {
+            self.take(message);
+        }
+        Ok(json!({"ok": true}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bots_name_is_taken_out_whatever_its_case() {
+        assert_eq!(remove_ignoring_case("@ExoBot what time is it", "@exobot"), " what time is it");
+        assert_eq!(remove_ignoring_case("no name here", "@exobot"), "no name here");
+    }
+}
