@@ -1,7 +1,7 @@
 //! `POST /webhook/{channel}`: where chat platforms deliver events. Each channel registers a
 //! [`Webhook`] that verifies a delivery (signature, timestamp) before anything reads it and then
-//! takes it; an unknown channel is a 404, a failed verification a 401. Channel plugins (WASM) are
-//! served here; the built-in platform adapters (Slack, Discord, Telegram) come later.
+//! takes it; an unknown channel is a 404, a failed verification a 401. The channels themselves
+//! (exoclaw-channels' Slack and Telegram, WASM channel plugins) come from the runtime.
 //! [`SharedSecret`] verifies an HMAC-SHA256 signature of the body ([`verify_signature`]), the
 //! scheme most platforms use in some form.
 
