@@ -14,19 +14,33 @@ const TRIES: u32 = 3;
 /// The longest wait a platform may ask for before a retry; longer gives up.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
-/// POSTs `body` to `url` (with `bearer` as the token, if any) and returns the platform's answer
-/// when it says `"ok": true`; the error says what the platform said (`error`, `description`).
-pub(crate) async fn post_json(
+/// How a platform says a call worked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Success {
+    /// `{"ok": true, …}` (Slack, Telegram); `error` or `description` says why not.
+    OkField,
+    /// A 2xx status (Discord); `message` says why not.
+    Status,
+}
+
+/// Sends `body` to `url` with `method` (and `authorization` as the header's whole value, if any)
+/// and returns the platform's answer when it says it worked; the error says what the platform
+/// said. A 429 is retried after the wait the platform asks for (`Retry-After`, or `retry_after`
+/// in the body as Telegram and Discord put it), a server error or a dropped connection after a
+/// short backoff, 3 tries in all.
+pub(crate) async fn call(
     client: &reqwest::Client,
+    method: reqwest::Method,
     url: &str,
-    bearer: Option<&str>,
+    authorization: Option<&str>,
     body: &Value,
+    success: Success,
 ) -> Result<Value, String> {
     let mut last = String::new();
     for attempt in 1..=TRIES {
-        let mut request = client.post(url).json(body);
-        if let Some(token) = bearer {
-            request = request.bearer_auth(token);
+        let mut request = client.request(method.clone(), url).json(body);
+        if let Some(authorization) = authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, authorization);
         }
         let backoff = Duration::from_millis(500 * u64::from(attempt));
         let wait = match request.send().await {
@@ -34,12 +48,15 @@ pub(crate) async fn post_json(
                 let header = response
                     .headers()
                     .get("retry-after")
-                    .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+                    .and_then(|v| v.to_str().ok()?.trim().parse::<f64>().ok());
                 let answer: Value = response.json().await.unwrap_or_default();
-                // Telegram says it in the body: {"parameters": {"retry_after": 5}}.
-                let after = header.or_else(|| answer["parameters"]["retry_after"].as_u64()).unwrap_or(1);
+                let after = header
+                    .or_else(|| answer["parameters"]["retry_after"].as_f64())
+                    .or_else(|| answer["retry_after"].as_f64())
+                    .unwrap_or(1.0)
+                    .max(0.0);
                 last = format!("rate limited (retry after {after}s)");
-                let after = Duration::from_secs(after);
+                let after = Duration::from_secs_f64(after);
                 if after > MAX_RETRY_AFTER {
                     return Err(last);
                 }
@@ -51,15 +68,20 @@ pub(crate) async fn post_json(
             }
             Ok(response) => {
                 let status = response.status();
-                let answer: Value =
-                    response.json().await.map_err(|e| format!("the platform answered {status}: {e}"))?;
-                return match answer["ok"].as_bool() {
-                    Some(true) => Ok(answer),
-                    _ => Err(answer["error"].as_str().or(answer["description"].as_str()).map_or_else(
-                        || format!("the platform answered {status} without \"ok\""),
-                        str::to_owned,
-                    )),
+                let text = response.text().await.unwrap_or_default();
+                let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                let worked = match success {
+                    Success::OkField => answer["ok"].as_bool() == Some(true),
+                    Success::Status => status.is_success(),
                 };
+                if worked {
+                    return Ok(answer);
+                }
+                let said = ["error", "description", "message"].iter().find_map(|key| answer[key].as_str());
+                return Err(match said {
+                    Some(said) => format!("{status}: {said}"),
+                    None => format!("{status}: {}", text.chars().take(200).collect::<String>()),
+                });
             }
             Err(error) => {
                 last = error.without_url().to_string();

@@ -4,16 +4,19 @@
 //!
 //! - [`slack`]: Slack's Events API and Web API.
 //! - [`telegram`]: Telegram's Bot API, by webhook.
+//! - [`discord`]: Discord's Gateway (mentions, direct messages) and Interactions (slash commands).
 //! - [`split_message`]: long answers cut at a platform's limit on markdown boundaries.
 //!
-//! Discord and the KĀDI broker come next (see `docs/channels.md`).
+//! The KĀDI broker comes next (see `docs/channels.md`).
 
 mod api;
+pub mod discord;
 mod recent;
 pub mod slack;
 mod split;
 pub mod telegram;
 
+pub use discord::{DiscordConfig, DiscordGateway, DiscordInteractions};
 pub use slack::{SlackChannel, SlackConfig};
 pub use split::split_message;
 pub use telegram::{TelegramChannel, TelegramConfig};
@@ -30,11 +33,14 @@ pub struct ChannelsConfig {
     /// `[channels.telegram]`: Telegram's Bot API webhook at `/webhook/telegram`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub telegram: Option<TelegramConfig>,
+    /// `[channels.discord]`: Discord's Gateway, and its Interactions at `/webhook/discord`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discord: Option<DiscordConfig>,
 }
 
 impl ChannelsConfig {
     /// Whether no channel is configured.
     pub fn is_empty(&self) -> bool {
-        self.slack.is_none() && self.telegram.is_none()
+        self.slack.is_none() && self.telegram.is_none() && self.discord.is_none()
     }
 }

@@ -7,6 +7,7 @@
 //! `chat.postMessage`, cut at Slack's message limit, retried on 429 (after `Retry-After`) and on
 //! server errors.
 
+use crate::api::Success;
 use crate::recent::Recent;
 use crate::split::split_message;
 use async_trait::async_trait;
@@ -196,9 +197,17 @@ impl Shared {
     /// Calls the Web API method with `body`.
     async fn post(&self, method: &str, body: &Value) -> Result<Value, String> {
         let url = format!("{}/{method}", self.api_base);
-        crate::api::post_json(&self.client, &url, Some(&self.token), body)
-            .await
-            .map_err(|e| format!("{method}: {e}"))
+        let authorization = format!("Bearer {}", self.token);
+        crate::api::call(
+            &self.client,
+            reqwest::Method::POST,
+            &url,
+            Some(&authorization),
+            body,
+            Success::OkField,
+        )
+        .await
+        .map_err(|e| format!("{method}: {e}"))
     }
 }
 

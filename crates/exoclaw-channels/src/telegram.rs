@@ -6,6 +6,7 @@
 //! answer is sent with `sendMessage` as a reply to the message, cut at Telegram's 4,096
 //! characters, retried on 429 after the `retry_after` Telegram gives.
 
+use crate::api::Success;
 use crate::recent::Recent;
 use crate::split::split_message;
 use async_trait::async_trait;
@@ -179,7 +180,10 @@ impl Sender {
         for piece in split_message(answer, MESSAGE_LIMIT) {
             let body = json!({"chat_id": chat, "text": piece, "reply_parameters": {"message_id": reply_to}});
             let url = format!("{}/sendMessage", self.base);
-            if let Err(error) = crate::api::post_json(&self.client, &url, None, &body).await {
+            let sent =
+                crate::api::call(&self.client, reqwest::Method::POST, &url, None, &body, Success::OkField)
+                    .await;
+            if let Err(error) = sent {
                 tracing::warn!(chat, "the answer could not be sent to Telegram: sendMessage: {error}");
                 return;
             }

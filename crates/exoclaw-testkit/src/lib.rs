@@ -21,6 +21,7 @@
 
 pub mod arcadedb;
 pub mod conformance;
+pub mod discord;
 pub mod fault;
 pub mod fixtures;
 pub mod flaky;

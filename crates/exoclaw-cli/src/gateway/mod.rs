@@ -152,6 +152,8 @@ pub async fn run(config_path: Option<&Path>, args: GatewayArgs) -> anyhow::Resul
         builder = builder.mcp(server.streamable_http(mcp_stop.clone()));
     }
     let gateway = Arc::new(builder.build());
+    // Channels that hold a connection (Discord's Gateway) live as long as the gateway.
+    runtime.start_channels(&gateway.shutdown_token());
     // Keyless servers (ollama, llama.cpp, model managers) are checked in the background, so a
     // dead one's breaker opens before a request finds out and a revived one's closes.
     // Each round is recorded in the store, where `exoclaw providers status` shows it.

@@ -1,5 +1,5 @@
 //! The chat channels a runtime serves, as webhooks for the gateway's `/webhook/NAME`: the built-in
-//! ones configured in `[channels]` (Slack, Telegram) whose secrets are set, and every loaded channel plugin
+//! ones configured in `[channels]` (Slack, Telegram, Discord's Interactions) whose secrets are set, and every loaded channel plugin
 //! whose `[plugins.NAME] webhook_secret_env` names a set variable. Each submits its messages to
 //! this runtime, so the gateway only routes deliveries.
 
@@ -69,6 +69,42 @@ impl Runtime {
                 ),
             }
         }
+        if let Some(discord) = &config.channels.discord {
+            let token = std::env::var(&discord.bot_token_env).unwrap_or_default();
+            let public_key = std::env::var(&discord.public_key_env).unwrap_or_default();
+            if !token.is_empty() && !public_key.is_empty() {
+                match exoclaw_channels::DiscordInteractions::new(
+                    discord,
+                    &public_key,
+                    &token,
+                    Arc::clone(&runtime),
+                ) {
+                    Ok(endpoint) => webhooks.push(("discord".to_owned(), Arc::new(endpoint))),
+                    Err(error) => tracing::warn!("[channels.discord] slash commands are not served: {error}"),
+                }
+            }
+        }
         webhooks
+    }
+
+    /// Starts the channels that keep a connection open (Discord's Gateway), until `stop` is
+    /// cancelled; how many were started. One without its token is left out with a warning.
+    pub fn start_channels(&self, stop: &tokio_util::sync::CancellationToken) -> usize {
+        let mut started = 0;
+        if let Some(discord) = self.config().channels.discord.as_ref().filter(|d| d.gateway) {
+            let token = std::env::var(&discord.bot_token_env).unwrap_or_default();
+            if token.is_empty() {
+                tracing::warn!(
+                    "[channels.discord] is not connected: set {} (the bot's token)",
+                    discord.bot_token_env
+                );
+            } else {
+                let runtime = Arc::new(self.clone()) as Arc<dyn AgentRuntime>;
+                let gateway = Arc::new(exoclaw_channels::DiscordGateway::new(discord, &token, runtime));
+                tokio::spawn(gateway.run(stop.clone()));
+                started += 1;
+            }
+        }
+        started
     }
 }

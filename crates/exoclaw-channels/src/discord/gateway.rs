@@ -1,0 +1,301 @@
+//! Discord's Gateway: the WebSocket through which a bot hears mentions and direct messages.
+//! exoclaw identifies with the `GUILD_MESSAGES | DIRECT_MESSAGES | MESSAGE_CONTENT` intents,
+//! heartbeats at the interval Discord gives (a heartbeat not acknowledged before the next one
+//! means a dead connection), and after any drop reconnects to the `resume_gateway_url` and
+//! resumes from the last sequence number, so Discord replays what was sent meanwhile and no
+//! message is lost; a message id seen before is not answered twice. A session Discord will not
+//! resume is identified afresh. Reconnects back off from 1 s to a minute; a token Discord refuses
+//! stops the connection with an error saying so.
+
+use super::{DiscordConfig, Rest, mentions, strip_bot_mention};
+use crate::recent::Recent;
+use exoclaw_core::runtime::AgentRuntime;
+use exoclaw_types::Inbound;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_util::sync::CancellationToken;
+
+/// `GUILD_MESSAGES (1 << 9) | DIRECT_MESSAGES (1 << 12) | MESSAGE_CONTENT (1 << 15)`.
+const INTENTS: u64 = (1 << 9) | (1 << 12) | (1 << 15);
+/// How many message ids are remembered so a replayed message is answered once.
+const REMEMBERED_MESSAGES: usize = 4_096;
+/// The longest wait between reconnects.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Gateway opcodes (Discord's numbering).
+mod op {
+    pub const DISPATCH: u64 = 0;
+    pub const HEARTBEAT: u64 = 1;
+    pub const IDENTIFY: u64 = 2;
+    pub const RESUME: u64 = 6;
+    pub const RECONNECT: u64 = 7;
+    pub const INVALID_SESSION: u64 = 9;
+    pub const HELLO: u64 = 10;
+    pub const HEARTBEAT_ACK: u64 = 11;
+}
+
+/// What survives a dropped connection.
+#[derive(Default)]
+struct Session {
+    id: Option<String>,
+    resume_url: Option<String>,
+    seq: Option<u64>,
+    bot: Option<String>,
+}
+
+/// How one connection ended.
+enum Ended {
+    /// `stop` was cancelled.
+    Stopped,
+    /// Dropped, or Discord asked: reconnect and resume.
+    Resume,
+    /// Discord will not resume this session: identify afresh.
+    Identify,
+    /// Discord refused the bot (its token, its intents): do not try again.
+    Refused(String),
+}
+
+/// A bot's Gateway connection.
+pub struct DiscordGateway {
+    config: DiscordConfig,
+    token: String,
+    rest: Rest,
+    runtime: Arc<dyn AgentRuntime>,
+    seen: Mutex<Recent>,
+}
+
+impl DiscordGateway {
+    /// The connection of the bot with `token`, submitting to `runtime`.
+    pub fn new(config: &DiscordConfig, token: &str, runtime: Arc<dyn AgentRuntime>) -> Self {
+        Self {
+            config: config.clone(),
+            token: token.to_owned(),
+            rest: Rest::new(&config.api_base, token),
+            runtime,
+            seen: Mutex::new(Recent::new(REMEMBERED_MESSAGES)),
+        }
+    }
+
+    /// Keeps the connection until `stop` is cancelled.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let mut session = Session::default();
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let url = match (&session.id, &session.resume_url) {
+                (Some(_), Some(resume)) => with_query(resume),
+                _ => self.config.gateway_url.clone(),
+            };
+            let ended = self.connection(&url, &mut session, &stop).await;
+            let wait = match ended {
+                Ok(Ended::Stopped) => return,
+                Ok(Ended::Refused(why)) => {
+                    tracing::error!(
+                        "Discord refused the bot's Gateway connection: {why}; fix [channels.discord] and restart"
+                    );
+                    return;
+                }
+                Ok(Ended::Resume) => {
+                    backoff = Duration::from_secs(1);
+                    Duration::ZERO
+                }
+                Ok(Ended::Identify) => {
+                    session = Session { bot: session.bot.take(), ..Session::default() };
+                    Duration::from_secs(1)
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        "the Discord Gateway connection failed: {error}; retrying in {}s",
+                        backoff.as_secs()
+                    );
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    wait
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// One connection, from Hello to its end.
+    async fn connection(
+        &self,
+        url: &str,
+        session: &mut Session,
+        stop: &CancellationToken,
+    ) -> Result<Ended, String> {
+        let (socket, _) = connect(url).await?;
+        let (mut write, mut read) = socket.split();
+        let interval = loop {
+            match read.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    let payload: Value = serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
+                    if payload["op"].as_u64() == Some(op::HELLO) {
+                        break payload["d"]["heartbeat_interval"].as_u64().unwrap_or(41_250);
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(error)) => return Err(error.to_string()),
+                None => return Err("closed before Hello".to_owned()),
+            }
+        };
+        let hello = match (&session.id, session.seq) {
+            (Some(id), Some(seq)) => {
+                json!({"op": op::RESUME, "d": {"token": self.token, "session_id": id, "seq": seq}})
+            }
+            _ => json!({"op": op::IDENTIFY, "d": {
+                "token": self.token, "intents": INTENTS,
+                "properties": {"os": std::env::consts::OS, "browser": "exoclaw", "device": "exoclaw"},
+            }}),
+        };
+        write.send(Message::text(hello.to_string())).await.map_err(|e| e.to_string())?;
+        let mut heartbeat = tokio::time::interval(Duration::from_millis(interval.max(100)));
+        heartbeat.tick().await;
+        let mut acked = true;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => {
+                    let _ = write.send(Message::Close(None)).await;
+                    return Ok(Ended::Stopped);
+                }
+                _ = heartbeat.tick() => {
+                    if !acked {
+                        tracing::info!("the Discord Gateway stopped acknowledging heartbeats; resuming on a new connection");
+                        return Ok(Ended::Resume);
+                    }
+                    let beat = json!({"op": op::HEARTBEAT, "d": session.seq});
+                    if write.send(Message::text(beat.to_string())).await.is_err() {
+                        return Ok(Ended::Resume);
+                    }
+                    acked = false;
+                }
+                frame = read.next() => match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        let Ok(payload) = serde_json::from_str::<Value>(&text) else { continue };
+                        match payload["op"].as_u64() {
+                            Some(op::DISPATCH) => {
+                                if let Some(seq) = payload["s"].as_u64() {
+                                    session.seq = Some(seq);
+                                }
+                                self.dispatch(&payload, session);
+                            }
+                            Some(op::HEARTBEAT) => {
+                                let beat = json!({"op": op::HEARTBEAT, "d": session.seq});
+                                let _ = write.send(Message::text(beat.to_string())).await;
+                            }
+                            Some(op::HEARTBEAT_ACK) => acked = true,
+                            Some(op::RECONNECT) => return Ok(Ended::Resume),
+                            Some(op::INVALID_SESSION) => {
+                                return Ok(if payload["d"].as_bool() == Some(true) { Ended::Resume } else { Ended::Identify });
+                            }
+                            _ => {}
+                        }
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        let code = frame.as_ref().map(|f| u16::from(f.code));
+                        return Ok(match code {
+                            Some(4004) => Ended::Refused("authentication failed (4004): check DISCORD_BOT_TOKEN".into()),
+                            Some(code @ 4010..=4014) => Ended::Refused(format!(
+                                "close code {code}: {}",
+                                frame.map(|f| f.reason.to_string()).unwrap_or_default()
+                            )),
+                            Some(4007 | 4009) => Ended::Identify,
+                            _ if frame.as_ref().is_some_and(|f| f.code == CloseCode::Normal) => Ended::Identify,
+                            _ => Ended::Resume,
+                        });
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => return Ok(Ended::Resume),
+                },
+            }
+        }
+    }
+
+    /// An event: `READY` keeps the session, `MESSAGE_CREATE` may be a question.
+    fn dispatch(&self, payload: &Value, session: &mut Session) {
+        let data = &payload["d"];
+        match payload["t"].as_str() {
+            Some("READY") => {
+                session.id = data["session_id"].as_str().map(str::to_owned);
+                session.resume_url = data["resume_gateway_url"].as_str().map(str::to_owned);
+                session.bot = data["user"]["id"].as_str().map(str::to_owned);
+                tracing::info!("connected to the Discord Gateway");
+            }
+            Some("MESSAGE_CREATE") => {
+                if let Some(bot) = &session.bot {
+                    self.message(data, bot);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn message(&self, message: &Value, bot: &str) {
+        let author = message["author"]["id"].as_str().unwrap_or_default();
+        let (Some(id), Some(channel)) = (message["id"].as_str(), message["channel_id"].as_str()) else {
+            return;
+        };
+        if message["author"]["bot"].as_bool() == Some(true) || author == bot {
+            return;
+        }
+        let guild = message["guild_id"].as_str();
+        if guild.is_some() && !mentions(message, bot) {
+            return;
+        }
+        if !self.config.allows(author, guild.map(|_| channel)) {
+            tracing::info!(user = author, "a Discord message from outside the allow-lists was ignored");
+            return;
+        }
+        if !self.seen.lock().map(|mut seen| seen.insert(id)).unwrap_or(true) {
+            return;
+        }
+        let text = strip_bot_mention(message["content"].as_str().unwrap_or_default(), bot);
+        let inbound = Inbound {
+            channel: "discord".to_owned(),
+            account: bot.to_owned(),
+            peer: if guild.is_some() { channel.to_owned() } else { author.to_owned() },
+            guild: guild.map(str::to_owned),
+            team: None,
+        };
+        let (rest, channel, id) = (self.rest.clone(), channel.to_owned(), id.to_owned());
+        crate::api::run_turn(&self.runtime, inbound, text, move |answer| async move {
+            rest.reply(&channel, &id, &answer).await;
+        });
+    }
+}
+
+/// The Gateway URL with the version and encoding exoclaw speaks, unless it has a query already.
+fn with_query(url: &str) -> String {
+    match url.contains('?') {
+        true => url.to_owned(),
+        false => format!("{}/?v=10&encoding=json", url.trim_end_matches('/')),
+    }
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the WebSocket: TLS (`wss://`) with the aws-lc-rs provider and the Mozilla roots, or plain
+/// for `ws://` (tests on loopback).
+async fn connect(
+    url: &str,
+) -> Result<(Socket, tokio_tungstenite::tungstenite::handshake::client::Response), String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_tungstenite::Connector::Rustls(Arc::new(tls));
+    let connecting = tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector));
+    match tokio::time::timeout(Duration::from_secs(20), connecting).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err("no answer within 20 s".to_owned()),
+    }
+}

@@ -1,0 +1,155 @@
+//! Discord: mentions and direct messages arrive over the Gateway (a WebSocket exoclaw keeps open:
+//! identify, heartbeat, resume after a drop so no message is lost — [`gateway`]), slash commands
+//! over the Interactions endpoint (`POST /webhook/discord`, Ed25519-signed — [`interactions`]).
+//! Each becomes a turn of the agent the bindings pick (channel `discord`, guild = the server, peer
+//! = the Discord channel), answered with the REST API: a reply to the message, or the
+//! interaction's deferred response filled in; cut at Discord's 2,000 characters, 429s waited out.
+
+pub mod gateway;
+pub mod interactions;
+
+use crate::api::{Success, call};
+use crate::split::split_message;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+pub use gateway::DiscordGateway;
+pub use interactions::DiscordInteractions;
+
+/// The characters of one message exoclaw sends (Discord's limit is 2,000).
+pub const MESSAGE_LIMIT: usize = 1_990;
+
+/// `[channels.discord]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiscordConfig {
+    /// The environment variable holding the bot token.
+    pub bot_token_env: String,
+    /// The environment variable holding the application's public key (hex), for the
+    /// Interactions endpoint; unset: slash commands are not served.
+    pub public_key_env: String,
+    /// The REST API's base URL.
+    pub api_base: String,
+    /// The Gateway's URL.
+    pub gateway_url: String,
+    /// Whether to keep a Gateway connection for mentions and direct messages (default true).
+    pub gateway: bool,
+    /// Discord user ids allowed to talk to the agents; empty: everyone.
+    pub allow_users: Vec<String>,
+    /// Discord channel ids the agents answer in (direct messages always); empty: every channel.
+    pub allow_channels: Vec<String>,
+}
+
+impl Default for DiscordConfig {
+    fn default() -> Self {
+        Self {
+            bot_token_env: "DISCORD_BOT_TOKEN".into(),
+            public_key_env: "DISCORD_PUBLIC_KEY".into(),
+            api_base: "https://discord.com/api/v10".into(),
+            gateway_url: "wss://gateway.discord.gg/?v=10&encoding=json".into(),
+            gateway: true,
+            allow_users: Vec::new(),
+            allow_channels: Vec::new(),
+        }
+    }
+}
+
+impl DiscordConfig {
+    /// Whether `user` may start a turn in `channel` (`None`: a direct message).
+    pub(crate) fn allows(&self, user: &str, channel: Option<&str>) -> bool {
+        (self.allow_users.is_empty() || self.allow_users.iter().any(|u| u == user))
+            && (self.allow_channels.is_empty()
+                || channel.is_none_or(|c| self.allow_channels.iter().any(|a| a == c)))
+    }
+}
+
+/// Discord's REST API, with the bot's token.
+#[derive(Clone)]
+pub(crate) struct Rest {
+    base: String,
+    authorization: String,
+    client: reqwest::Client,
+}
+
+impl Rest {
+    pub(crate) fn new(base: &str, token: &str) -> Self {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default();
+        Self { base: base.trim_end_matches('/').to_owned(), authorization: format!("Bot {token}"), client }
+    }
+
+    /// Posts `answer` in `channel` as a reply to `message`, in pieces.
+    pub(crate) async fn reply(&self, channel: &str, message: &str, answer: &str) {
+        let url = format!("{}/channels/{channel}/messages", self.base);
+        for (i, piece) in split_message(answer, MESSAGE_LIMIT).into_iter().enumerate() {
+            let mut body = json!({"content": piece, "allowed_mentions": {"parse": []}});
+            if i == 0 {
+                body["message_reference"] = json!({"message_id": message});
+            }
+            let sent = call(
+                &self.client,
+                reqwest::Method::POST,
+                &url,
+                Some(&self.authorization),
+                &body,
+                Success::Status,
+            )
+            .await;
+            if let Err(error) = sent {
+                tracing::warn!(channel, "the answer could not be posted to Discord: {error}");
+                return;
+            }
+        }
+    }
+
+    /// Fills in an interaction's deferred response with `answer` (the rest as follow-ups).
+    pub(crate) async fn complete_interaction(&self, application: &str, token: &str, answer: &str) {
+        for (i, piece) in split_message(answer, MESSAGE_LIMIT).into_iter().enumerate() {
+            let body = json!({"content": piece, "allowed_mentions": {"parse": []}});
+            let (method, url) = match i {
+                0 => (
+                    reqwest::Method::PATCH,
+                    format!("{}/webhooks/{application}/{token}/messages/@original", self.base),
+                ),
+                _ => (reqwest::Method::POST, format!("{}/webhooks/{application}/{token}", self.base)),
+            };
+            // The interaction's token authorises these calls; the bot's is not sent.
+            if let Err(error) = call(&self.client, method, &url, None, &body, Success::Status).await {
+                tracing::warn!("the answer to a Discord command could not be sent: {error}");
+                return;
+            }
+        }
+    }
+}
+
+/// The text without mentions of `bot` (`<@ID>`, `<@!ID>`).
+pub(crate) fn strip_bot_mention(text: &str, bot: &str) -> String {
+    text.replace(&format!("<@{bot}>"), "").replace(&format!("<@!{bot}>"), "").trim().to_owned()
+}
+
+/// Whether a `MESSAGE_CREATE` mentions `bot`.
+pub(crate) fn mentions(message: &Value, bot: &str) -> bool {
+    message["mentions"].as_array().is_some_and(|list| list.iter().any(|m| m["id"] == bot))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bots_mention_is_taken_out_in_both_forms() {
+        assert_eq!(strip_bot_mention("<@42> hi", "42"), "hi");
+        assert_eq!(strip_bot_mention("hey <@!42> there", "42"), "hey  there");
+        assert_eq!(strip_bot_mention("<@7> hi", "42"), "<@7> hi");
+    }
+
+    #[test]
+    fn allow_lists_hold_for_channels_but_not_direct_messages() {
+        let config = DiscordConfig { allow_channels: vec!["C1".into()], ..DiscordConfig::default() };
+        assert!(config.allows("U1", Some("C1")));
+        assert!(!config.allows("U1", Some("C2")));
+        assert!(config.allows("U1", None));
+        let config = DiscordConfig { allow_users: vec!["U1".into()], ..DiscordConfig::default() };
+        assert!(!config.allows("U2", None));
+    }
+}
