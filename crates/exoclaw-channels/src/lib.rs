@@ -5,18 +5,20 @@
 //! - [`slack`]: Slack's Events API and Web API.
 //! - [`telegram`]: Telegram's Bot API, by webhook.
 //! - [`discord`]: Discord's Gateway (mentions, direct messages) and Interactions (slash commands).
+//! - [`kadi`]: the KĀDI broker (agents offered as abilities; Slack and Discord events it relays).
 //! - [`split_message`]: long answers cut at a platform's limit on markdown boundaries.
 //!
-//! The KĀDI broker comes next (see `docs/channels.md`).
 
 mod api;
 pub mod discord;
+pub mod kadi;
 mod recent;
 pub mod slack;
 mod split;
 pub mod telegram;
 
 pub use discord::{DiscordConfig, DiscordGateway, DiscordInteractions};
+pub use kadi::{KadiClient, KadiConfig};
 pub use slack::{SlackChannel, SlackConfig};
 pub use split::split_message;
 pub use telegram::{TelegramChannel, TelegramConfig};
@@ -36,11 +38,14 @@ pub struct ChannelsConfig {
     /// `[channels.discord]`: Discord's Gateway, and its Interactions at `/webhook/discord`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub discord: Option<DiscordConfig>,
+    /// `[channels.kadi]`: a connection to a KĀDI broker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kadi: Option<KadiConfig>,
 }
 
 impl ChannelsConfig {
     /// Whether no channel is configured.
     pub fn is_empty(&self) -> bool {
-        self.slack.is_none() && self.telegram.is_none() && self.discord.is_none()
+        self.slack.is_none() && self.telegram.is_none() && self.discord.is_none() && self.kadi.is_none()
     }
 }

@@ -212,7 +212,7 @@ impl Shared {
 }
 
 /// The text without the `<@U…>` mentions of the bot (or anyone) Slack puts in it.
-fn strip_mentions(text: &str) -> String {
+pub(crate) fn strip_mentions(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("<@") {

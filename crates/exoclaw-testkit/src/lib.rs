@@ -25,6 +25,7 @@ pub mod discord;
 pub mod fault;
 pub mod fixtures;
 pub mod flaky;
+pub mod kadi;
 pub mod peers;
 pub mod provider;
 pub mod runtime;

@@ -87,7 +87,7 @@ impl Runtime {
         webhooks
     }
 
-    /// Starts the channels that keep a connection open (Discord's Gateway), until `stop` is
+    /// Starts the channels that keep a connection open (Discord's Gateway, the KĀDI broker), until `stop` is
     /// cancelled; how many were started. One without its token is left out with a warning.
     pub fn start_channels(&self, stop: &tokio_util::sync::CancellationToken) -> usize {
         let mut started = 0;
@@ -103,6 +103,18 @@ impl Runtime {
                 let gateway = Arc::new(exoclaw_channels::DiscordGateway::new(discord, &token, runtime));
                 tokio::spawn(gateway.run(stop.clone()));
                 started += 1;
+            }
+        }
+        if let Some(kadi) = &self.config().channels.kadi {
+            let key = std::env::var(&kadi.key_env).unwrap_or_default();
+            match exoclaw_channels::kadi::signing_key(&key) {
+                Ok(key) => {
+                    let runtime = Arc::new(self.clone()) as Arc<dyn AgentRuntime>;
+                    let client = Arc::new(exoclaw_channels::KadiClient::new(kadi, key, runtime));
+                    tokio::spawn(client.run(stop.clone()));
+                    started += 1;
+                }
+                Err(error) => tracing::warn!("[channels.kadi] is not connected: {} — {error}", kadi.key_env),
             }
         }
         started
