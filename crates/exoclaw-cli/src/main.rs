@@ -7,6 +7,7 @@
 mod app;
 mod approve;
 mod audit;
+mod channels;
 mod chat;
 mod config_cmd;
 mod gateway;
@@ -99,6 +100,9 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Every permission rule in effect here, with its scope and file.
     Permissions(audit::PermissionsArgs),
+    /// Chat channels ([channels.*], channel plugins): `exoclaw channels status`.
+    #[command(subcommand)]
+    Channels(channels::ChannelsCommand),
     /// WASM plugins: install (showing what each may reach), list, inspect, grant, revoke, remove.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -225,6 +229,7 @@ fn main() -> ExitCode {
         Some(Command::Permissions(args)) => audit::permissions(config, args),
         Some(Command::Ssh(command)) => runtime.block_on(ssh::run(config, command)),
         Some(Command::Plugin(command)) => runtime.block_on(plugin::run(config, command)),
+        Some(Command::Channels(command)) => channels::run(config, command),
         Some(Command::Trust(args)) => trust::run(args),
         Some(Command::Config(command)) => config_cmd::run(config, command),
         Some(Command::Completions { .. }) => Ok(ExitCode::SUCCESS),

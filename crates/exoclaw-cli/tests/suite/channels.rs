@@ -50,3 +50,23 @@ async fn a_slack_mention_is_answered_in_its_thread_through_the_gateway() {
         json!({"channel": "C1", "thread_ts": "1700000000.000100", "text": "Hi from exoclaw"})
     );
 }
+
+#[tokio::test]
+async fn channels_status_says_which_channel_is_missing_what() {
+    let env = Env::new();
+    env.config("[channels.slack]\n[channels.telegram]\n");
+    let mut cmd = env.std_cmd();
+    cmd.args(["channels", "status"]).env("SLACK_SIGNING_SECRET", "s").env("SLACK_BOT_TOKEN", "t");
+    cmd.env_remove("TELEGRAM_BOT_TOKEN").env_remove("TELEGRAM_WEBHOOK_SECRET");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let shown = stdout(&out);
+    assert!(shown.contains("slack     ready"), "{shown}");
+    assert!(shown.contains("NOT SERVED: set TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET"), "{shown}");
+    assert!(shown.contains("POST /webhook/telegram"), "{shown}");
+
+    let none = Env::new();
+    let out = none.run(&["channels", "status"]).await;
+    ok(&out);
+    assert!(stdout(&out).contains("no chat channels configured"));
+}

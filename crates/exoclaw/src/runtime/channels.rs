@@ -120,3 +120,74 @@ impl Runtime {
         started
     }
 }
+
+/// One chat channel as `exoclaw channels status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelState {
+    /// `slack`, `telegram`, `discord`, `kadi`, or a channel plugin's name.
+    pub name: String,
+    /// How messages arrive: the webhook path, or the connection it keeps.
+    pub arrives: String,
+    /// What is missing for it to work; `None` when it is ready.
+    pub missing: Option<String>,
+}
+
+/// Every configured channel (and each installed channel plugin, named in `plugins`) and whether
+/// its secrets are set. What the gateway would serve, checked without starting it.
+pub fn channel_states(config: &crate::config::Config, plugins: &[String]) -> Vec<ChannelState> {
+    let unset = |variables: &[&str]| {
+        let missing: Vec<&str> = variables
+            .iter()
+            .copied()
+            .filter(|v| std::env::var(v).map_or(true, |value| value.is_empty()))
+            .collect();
+        (!missing.is_empty()).then(|| format!("set {}", missing.join(" and ")))
+    };
+    let channels = &config.channels;
+    let mut states = Vec::new();
+    if let Some(slack) = &channels.slack {
+        states.push(ChannelState {
+            name: "slack".into(),
+            arrives: "POST /webhook/slack".into(),
+            missing: unset(&[&slack.signing_secret_env, &slack.bot_token_env]),
+        });
+    }
+    if let Some(telegram) = &channels.telegram {
+        states.push(ChannelState {
+            name: "telegram".into(),
+            arrives: "POST /webhook/telegram".into(),
+            missing: unset(&[&telegram.bot_token_env, &telegram.webhook_secret_env]),
+        });
+    }
+    if let Some(discord) = &channels.discord {
+        let arrives = match discord.gateway {
+            true => "the Discord Gateway; slash commands at POST /webhook/discord",
+            false => "slash commands at POST /webhook/discord",
+        };
+        let needed = [discord.bot_token_env.as_str(), discord.public_key_env.as_str()];
+        states.push(ChannelState {
+            name: "discord".into(),
+            arrives: arrives.into(),
+            missing: unset(&needed),
+        });
+    }
+    if let Some(kadi) = &channels.kadi {
+        states.push(ChannelState {
+            name: "kadi".into(),
+            arrives: format!("the KĀDI broker at {}", kadi.url),
+            missing: unset(&[&kadi.key_env]),
+        });
+    }
+    for plugin in plugins {
+        let variable = config.plugins.get(plugin).and_then(|s| s.webhook_secret_env.clone());
+        states.push(ChannelState {
+            name: plugin.clone(),
+            arrives: format!("POST /webhook/{plugin} (a WASM plugin)"),
+            missing: match variable {
+                Some(variable) => unset(&[&variable]),
+                None => Some(format!("set [plugins.{plugin}] webhook_secret_env")),
+            },
+        });
+    }
+    states
+}

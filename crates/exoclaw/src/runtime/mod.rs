@@ -24,7 +24,7 @@
 
 mod agents;
 mod builder;
-mod channels;
+pub mod channels;
 mod mcp;
 pub mod memory;
 pub mod plugins;
