@@ -2,6 +2,7 @@
 //! out, retried on 429 after the platform's `Retry-After` and on server errors), and running a
 //! message as a turn whose answer is then sent back.
 
+use crate::breaker::Breaker;
 use exoclaw_core::runtime::{AgentRuntime, Target, TurnInput};
 use exoclaw_types::Inbound;
 use serde_json::Value;
@@ -30,6 +31,7 @@ pub(crate) enum Success {
 /// short backoff, 3 tries in all.
 pub(crate) async fn call(
     client: &reqwest::Client,
+    breaker: &Breaker,
     method: reqwest::Method,
     url: &str,
     authorization: Option<&str>,
@@ -38,6 +40,7 @@ pub(crate) async fn call(
 ) -> Result<Value, String> {
     let mut last = String::new();
     for attempt in 1..=TRIES {
+        breaker.allow(std::time::Instant::now()).map_err(|open| open.to_string())?;
         let mut request = client.request(method.clone(), url).json(body);
         if let Some(authorization) = authorization {
             request = request.header(reqwest::header::AUTHORIZATION, authorization);
@@ -55,6 +58,7 @@ pub(crate) async fn call(
                     .or_else(|| answer["retry_after"].as_f64())
                     .unwrap_or(1.0)
                     .max(0.0);
+                breaker.record(std::time::Instant::now(), false);
                 last = format!("rate limited (retry after {after}s)");
                 let after = Duration::from_secs_f64(after);
                 if after > MAX_RETRY_AFTER {
@@ -63,10 +67,13 @@ pub(crate) async fn call(
                 after
             }
             Ok(response) if response.status().is_server_error() => {
+                breaker.record(std::time::Instant::now(), false);
                 last = format!("the platform answered {}", response.status());
                 backoff
             }
             Ok(response) => {
+                // The platform answered: it is up, whatever it thought of the request.
+                breaker.record(std::time::Instant::now(), true);
                 let status = response.status();
                 let text = response.text().await.unwrap_or_default();
                 let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -84,6 +91,7 @@ pub(crate) async fn call(
                 });
             }
             Err(error) => {
+                breaker.record(std::time::Instant::now(), false);
                 last = error.without_url().to_string();
                 backoff
             }

@@ -10,6 +10,7 @@
 //!
 
 mod api;
+pub mod breaker;
 pub mod discord;
 pub mod kadi;
 mod recent;

@@ -8,6 +8,7 @@
 //! server errors.
 
 use crate::api::Success;
+use crate::breaker::Breaker;
 use crate::recent::Recent;
 use crate::split::split_message;
 use async_trait::async_trait;
@@ -71,6 +72,7 @@ struct Shared {
     token: String,
     api_base: String,
     client: reqwest::Client,
+    breaker: Breaker,
 }
 
 /// The parts of an Events API delivery exoclaw reads.
@@ -131,6 +133,7 @@ impl SlackChannel {
                 token: bot_token,
                 api_base: config.api_base.trim_end_matches('/').to_owned(),
                 client,
+                breaker: Breaker::default(),
             }),
             allow_users: config.allow_users.clone(),
             allow_channels: config.allow_channels.clone(),
@@ -200,6 +203,7 @@ impl Shared {
         let authorization = format!("Bearer {}", self.token);
         crate::api::call(
             &self.client,
+            &self.breaker,
             reqwest::Method::POST,
             &url,
             Some(&authorization),

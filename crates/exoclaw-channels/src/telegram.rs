@@ -7,6 +7,7 @@
 //! characters, retried on 429 after the `retry_after` Telegram gives.
 
 use crate::api::Success;
+use crate::breaker::Breaker;
 use crate::recent::Recent;
 use crate::split::split_message;
 use async_trait::async_trait;
@@ -105,6 +106,7 @@ struct Sender {
     /// `{api_base}/bot{token}`: the token is part of the URL, which is never logged.
     base: String,
     client: reqwest::Client,
+    breaker: Breaker,
 }
 
 impl TelegramChannel {
@@ -126,6 +128,7 @@ impl TelegramChannel {
             send: Arc::new(Sender {
                 base: format!("{}/bot{bot_token}", config.api_base.trim_end_matches('/')),
                 client,
+                breaker: Breaker::default(),
             }),
             runtime,
             seen: Mutex::new(Recent::new(REMEMBERED_UPDATES)),
@@ -180,9 +183,16 @@ impl Sender {
         for piece in split_message(answer, MESSAGE_LIMIT) {
             let body = json!({"chat_id": chat, "text": piece, "reply_parameters": {"message_id": reply_to}});
             let url = format!("{}/sendMessage", self.base);
-            let sent =
-                crate::api::call(&self.client, reqwest::Method::POST, &url, None, &body, Success::OkField)
-                    .await;
+            let sent = crate::api::call(
+                &self.client,
+                &self.breaker,
+                reqwest::Method::POST,
+                &url,
+                None,
+                &body,
+                Success::OkField,
+            )
+            .await;
             if let Err(error) = sent {
                 tracing::warn!(chat, "the answer could not be sent to Telegram: sendMessage: {error}");
                 return;

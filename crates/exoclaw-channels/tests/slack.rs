@@ -216,3 +216,27 @@ async fn a_long_answer_is_posted_in_pieces_within_slacks_limit() {
         assert_eq!(post.body["thread_ts"], "1.1");
     }
 }
+
+#[tokio::test]
+async fn a_failing_web_api_opens_the_breaker_and_answers_stop_hammering_it() {
+    use exoclaw_testkit::server::Reply;
+    let api = ScriptedServer::start((0..10).map(|_| Reply::json(500, &json!({"ok": false})))).await;
+    let model = echo_model();
+    let channel = channel(&api, &model, |_| {}).await;
+    deliver(&channel, &slack::mention("Ev1", "T1", "C1", "U1", "one", "1.1")).await;
+    posts(&api, 3).await;
+    deliver(&channel, &slack::mention("Ev2", "T1", "C2", "U1", "two", "1.2")).await;
+    posts(&api, 5).await;
+    // Five failures within the minute: the breaker is open, the next answers are not attempted.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    deliver(&channel, &slack::mention("Ev3", "T1", "C3", "U1", "three", "1.3")).await;
+    for _ in 0..50 {
+        if model.requests().len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(model.requests().len(), 3, "every message still got its turn");
+    assert_eq!(api.requests().len(), 5, "the open breaker let a call through");
+}

@@ -70,12 +70,18 @@ pub(crate) struct Rest {
     base: String,
     authorization: String,
     client: reqwest::Client,
+    breaker: std::sync::Arc<crate::breaker::Breaker>,
 }
 
 impl Rest {
     pub(crate) fn new(base: &str, token: &str) -> Self {
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default();
-        Self { base: base.trim_end_matches('/').to_owned(), authorization: format!("Bot {token}"), client }
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            authorization: format!("Bot {token}"),
+            client,
+            breaker: std::sync::Arc::default(),
+        }
     }
 
     /// Posts `answer` in `channel` as a reply to `message`, in pieces.
@@ -88,6 +94,7 @@ impl Rest {
             }
             let sent = call(
                 &self.client,
+                &self.breaker,
                 reqwest::Method::POST,
                 &url,
                 Some(&self.authorization),
@@ -114,7 +121,9 @@ impl Rest {
                 _ => (reqwest::Method::POST, format!("{}/webhooks/{application}/{token}", self.base)),
             };
             // The interaction's token authorises these calls; the bot's is not sent.
-            if let Err(error) = call(&self.client, method, &url, None, &body, Success::Status).await {
+            if let Err(error) =
+                call(&self.client, &self.breaker, method, &url, None, &body, Success::Status).await
+            {
                 tracing::warn!("the answer to a Discord command could not be sent: {error}");
                 return;
             }
