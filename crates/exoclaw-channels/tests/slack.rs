@@ -240,3 +240,52 @@ async fn a_failing_web_api_opens_the_breaker_and_answers_stop_hammering_it() {
     assert_eq!(model.requests().len(), 3, "every message still got its turn");
     assert_eq!(api.requests().len(), 5, "the open breaker let a call through");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_conversations_at_once_each_get_exactly_their_answer() {
+    const CONVERSATIONS: usize = 1_000;
+    let f = fixture(CONVERSATIONS + 10, |_| {}).await;
+    let channel = Arc::new(f.channel);
+    let mut deliveries = Vec::new();
+    for i in 0..CONVERSATIONS {
+        let channel = Arc::clone(&channel);
+        deliveries.push(tokio::spawn(async move {
+            let event = slack::mention(
+                &format!("Ev{i}"),
+                "T1",
+                &format!("C{i}"),
+                "U1",
+                &format!("question {i}"),
+                "1.1",
+            );
+            deliver(&channel, &event).await;
+        }));
+    }
+    for delivery in deliveries {
+        delivery.await.unwrap();
+    }
+    let mut posted = Vec::new();
+    for _ in 0..600 {
+        posted = f.api.requests();
+        if posted.len() >= CONVERSATIONS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let posted = f.api.requests();
+    assert_eq!(posted.len(), CONVERSATIONS, "lost or duplicated answers");
+    let mut answered: Vec<(String, String)> = posted
+        .iter()
+        .map(|p| {
+            (p.body["channel"].as_str().unwrap().to_owned(), p.body["text"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    answered.sort();
+    answered.dedup_by(|a, b| a.0 == b.0);
+    assert_eq!(answered.len(), CONVERSATIONS, "a conversation was answered twice");
+    for (channel, text) in &answered {
+        let i = channel.trim_start_matches('C');
+        assert_eq!(text, &format!("you said: question {i}"), "{channel} got another conversation's answer");
+    }
+}
