@@ -113,16 +113,7 @@ where
     let channel = inbound.channel.clone();
     match runtime.submit(Target::Inbound { inbound, agent: None }, TurnInput::message(text)) {
         Ok(handle) => {
-            tokio::spawn(async move {
-                let reply = match handle.report().await {
-                    Ok(report) => match &report.error {
-                        Some(failure) => format!("Sorry — that failed: {}", failure.message),
-                        None => report.text(),
-                    },
-                    Err(error) => format!("Sorry — that failed: {error}"),
-                };
-                answer(reply).await;
-            });
+            tokio::spawn(async move { answer(handle.reply_text().await).await });
         }
         Err(error) => {
             tracing::warn!(channel = %channel, "a message could not be submitted: {error}");

@@ -4,51 +4,25 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use bytes::Bytes;
+use common::{calls, echo_model};
 use exoclaw_channels::{DiscordConfig, DiscordGateway, DiscordInteractions};
-use exoclaw_core::AgentRunner;
-use exoclaw_core::runtime::{AgentRuntime, Webhook};
+use exoclaw_core::runtime::Webhook;
 use exoclaw_testkit::discord::{self, BOT_ID, FakeGateway};
-use exoclaw_testkit::provider::{Outcome, RespondingProvider};
-use exoclaw_testkit::runtime::ScriptedRuntime;
-use exoclaw_testkit::server::{Recorded, Reply, ScriptedServer};
-use exoclaw_types::Role;
+use exoclaw_testkit::provider::RespondingProvider;
+use exoclaw_testkit::server::{Reply, ScriptedServer};
 use http::HeaderMap;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-fn echo_model() -> Arc<RespondingProvider> {
-    Arc::new(RespondingProvider::new("echo", |request| {
-        let said: Vec<String> =
-            request.messages.iter().filter(|m| m.role == Role::User).map(|m| m.text()).collect();
-        Outcome::Text(format!("you said: {}", said.join(" | ")))
-    }))
-}
-
-async fn runtime(model: &Arc<RespondingProvider>) -> Arc<dyn AgentRuntime> {
-    let store = Arc::new(exoclaw_store::Store::open("sqlite::memory:").await.unwrap());
-    let runner = AgentRunner::new(model.clone(), "m", "echo/m").with_agent("default");
-    Arc::new(ScriptedRuntime::new(store).agent("default", None, runner))
-}
-
 /// A REST API accepting `count` calls.
 async fn rest(count: usize) -> ScriptedServer {
     ScriptedServer::start((0..count).map(|i| Reply::json(200, &json!({"id": format!("5000{i}"), "type": 0}))))
         .await
-}
-
-async fn calls(api: &ScriptedServer, count: usize) -> Vec<Recorded> {
-    for _ in 0..100 {
-        if api.requests().len() >= count {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let requests = api.requests();
-    assert!(requests.len() >= count, "{requests:?}");
-    requests
 }
 
 struct Connected {
@@ -71,7 +45,7 @@ async fn connected(calls: usize) -> Connected {
     let model = echo_model();
     let config =
         DiscordConfig { gateway_url: gateway.url(), api_base: api.url(), ..DiscordConfig::default() };
-    let bot = Arc::new(DiscordGateway::new(&config, "bot-token", runtime(&model).await));
+    let bot = Arc::new(DiscordGateway::new(&config, "bot-token", common::runtime(&model, None).await));
     let stop = CancellationToken::new();
     tokio::spawn(bot.run(stop.clone()));
     for _ in 0..100 {
@@ -145,7 +119,8 @@ async fn interactions_are_verified_pinged_and_a_command_is_answered_after_a_defe
     let (public, key) = discord::interaction_keys();
     let config = DiscordConfig { api_base: api.url(), ..DiscordConfig::default() };
     let model = echo_model();
-    let endpoint = DiscordInteractions::new(&config, &public, "bot-token", runtime(&model).await).unwrap();
+    let endpoint =
+        DiscordInteractions::new(&config, &public, "bot-token", common::runtime(&model, None).await).unwrap();
 
     let ping =
         json!({"type": 1, "id": "1", "application_id": "800000000000000001", "token": "t", "version": 1})
@@ -163,5 +138,5 @@ async fn interactions_are_verified_pinged_and_a_command_is_answered_after_a_defe
     assert_eq!(filled.method, "PATCH");
     assert_eq!(filled.path, "/webhooks/800000000000000001/interaction-token-abc/messages/@original");
     assert_eq!(filled.body["content"], "you said: what is new?");
-    assert!(DiscordInteractions::new(&config, "not-hex", "t", runtime(&model).await).is_err());
+    assert!(DiscordInteractions::new(&config, "not-hex", "t", common::runtime(&model, None).await).is_err());
 }

@@ -5,13 +5,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use exoclaw_channels::kadi::{KadiClient, KadiConfig};
-use exoclaw_core::AgentRunner;
-use exoclaw_core::runtime::AgentRuntime;
 use exoclaw_testkit::kadi::FakeBroker;
-use exoclaw_testkit::provider::{Outcome, RespondingProvider};
-use exoclaw_testkit::runtime::ScriptedRuntime;
-use exoclaw_types::Role;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,15 +37,7 @@ async fn until(what: &str, done: impl Fn() -> bool) {
 
 async fn connected() -> Connected {
     let broker = FakeBroker::start().await;
-    let model = Arc::new(RespondingProvider::new("echo", |request| {
-        let said: Vec<String> =
-            request.messages.iter().filter(|m| m.role == Role::User).map(|m| m.text()).collect();
-        Outcome::Text(format!("you said: {}", said.join(" | ")))
-    }));
-    let store = Arc::new(exoclaw_store::Store::open("sqlite::memory:").await.unwrap());
-    let runner = AgentRunner::new(model, "m", "echo/m").with_agent("default");
-    let runtime: Arc<dyn AgentRuntime> =
-        Arc::new(ScriptedRuntime::new(store).agent("default", Some("Answers anything".into()), runner));
+    let runtime = common::runtime(&common::echo_model(), Some("Answers anything")).await;
     let config = KadiConfig { url: broker.url(), bot: Some("UBOT".into()), ..KadiConfig::default() };
     let key = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]);
     let client = Arc::new(KadiClient::new(&config, key, runtime));

@@ -4,15 +4,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use bytes::Bytes;
+use common::{calls, echo_model};
 use exoclaw_channels::{SlackChannel, SlackConfig};
-use exoclaw_core::AgentRunner;
-use exoclaw_core::runtime::{AgentRuntime, Webhook};
-use exoclaw_testkit::provider::{Outcome, RespondingProvider};
-use exoclaw_testkit::runtime::ScriptedRuntime;
-use exoclaw_testkit::server::{Recorded, ScriptedServer};
+use exoclaw_core::runtime::Webhook;
+use exoclaw_testkit::provider::RespondingProvider;
+use exoclaw_testkit::server::ScriptedServer;
 use exoclaw_testkit::slack;
-use exoclaw_types::Role;
 use http::HeaderMap;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -26,27 +26,16 @@ struct Fixture {
     model: Arc<RespondingProvider>,
 }
 
-/// A model that says "you said: …" followed by every user message of the session so far.
-fn echo_model() -> Arc<RespondingProvider> {
-    Arc::new(RespondingProvider::new("echo", |request| {
-        let said: Vec<String> =
-            request.messages.iter().filter(|m| m.role == Role::User).map(|m| m.text()).collect();
-        Outcome::Text(format!("you said: {}", said.join(" | ")))
-    }))
-}
-
 /// The Slack channel on the Web API at `api`, its turns answered by `model`.
 async fn channel(
     api: &ScriptedServer,
     model: &Arc<RespondingProvider>,
     configure: impl FnOnce(&mut SlackConfig),
 ) -> SlackChannel {
-    let store = Arc::new(exoclaw_store::Store::open("sqlite::memory:").await.unwrap());
-    let runner = AgentRunner::new(model.clone(), "m", "echo/m").with_agent("default");
-    let runtime = Arc::new(ScriptedRuntime::new(store).agent("default", None, runner));
+    let runtime = common::runtime(model, None).await;
     let mut config = SlackConfig { api_base: api.url(), ..SlackConfig::default() };
     configure(&mut config);
-    SlackChannel::new(&config, SECRET.into(), "xoxb-test-token".into(), runtime as Arc<dyn AgentRuntime>)
+    SlackChannel::new(&config, SECRET.into(), "xoxb-test-token".into(), runtime)
 }
 
 /// A Slack channel whose Web API accepts `posts` calls, answering with [`echo_model`].
@@ -73,19 +62,6 @@ async fn deliver(channel: &SlackChannel, payload: &Value) -> Value {
     channel.receive(&headers, Bytes::from(body)).await.unwrap()
 }
 
-/// The Web API calls, once at least `count` have arrived (within thirty seconds).
-async fn posts(api: &ScriptedServer, count: usize) -> Vec<Recorded> {
-    for _ in 0..300 {
-        if api.requests().len() >= count {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let requests = api.requests();
-    assert!(requests.len() >= count, "{requests:?}");
-    requests
-}
-
 #[tokio::test]
 async fn the_url_verification_handshake_is_answered_with_its_challenge() {
     let f = fixture(0, |_| {}).await;
@@ -102,7 +78,7 @@ async fn a_mention_is_answered_in_its_thread_through_the_web_api() {
         deliver(&f.channel, &slack::mention("Ev1", "T1", "C1", "U1", "what is up?", "1700000000.000100"))
             .await;
     assert_eq!(answer, json!({"ok": true}));
-    let post = posts(&f.api, 1).await.remove(0);
+    let post = calls(&f.api, 1).await.remove(0);
     assert_eq!(post.path, "/chat.postMessage");
     assert_eq!(post.header("authorization"), Some("Bearer xoxb-test-token"));
     assert_eq!(
@@ -136,7 +112,7 @@ async fn a_slack_retry_of_the_same_event_is_not_answered_twice() {
     let event = slack::mention("Ev42", "T1", "C1", "U1", "once", "2.2");
     deliver(&f.channel, &event).await;
     deliver(&f.channel, &event).await;
-    posts(&f.api, 1).await;
+    calls(&f.api, 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(f.api.requests().len(), 1);
     assert_eq!(f.model.requests().len(), 1);
@@ -148,7 +124,7 @@ async fn two_conversations_are_two_sessions_each_in_order() {
     deliver(&f.channel, &slack::mention("Ev1", "T1", "C1", "U1", "one", "1.1")).await;
     deliver(&f.channel, &slack::mention("Ev2", "T1", "C1", "U1", "two", "1.2")).await;
     deliver(&f.channel, &slack::direct_message("Ev3", "T1", "U2", "three", "1.3")).await;
-    let posted = posts(&f.api, 3).await;
+    let posted = calls(&f.api, 3).await;
     assert_eq!(posted.len(), 3);
     let texts: Vec<&str> = posted.iter().map(|p| p.body["text"].as_str().unwrap()).collect();
     assert!(texts.contains(&"you said: one"), "{texts:?}");
@@ -165,7 +141,7 @@ async fn messages_from_outside_the_allow_lists_are_ignored() {
     let f = fixture(1, |config| config.allow_users = vec!["U1".into()]).await;
     deliver(&f.channel, &slack::mention("Ev1", "T1", "C1", "U666", "let me in", "1.1")).await;
     deliver(&f.channel, &slack::mention("Ev2", "T1", "C1", "U1", "hello", "1.2")).await;
-    let posted = posts(&f.api, 1).await;
+    let posted = calls(&f.api, 1).await;
     assert_eq!(posted[0].body["text"], "you said: hello");
     assert_eq!(f.model.requests().len(), 1);
 }
@@ -199,7 +175,7 @@ async fn a_rate_limited_post_is_retried_after_retry_after() {
     .await;
     let channel = channel(&api, &echo_model(), |_| {}).await;
     deliver(&channel, &slack::mention("Ev1", "T1", "C1", "U1", "hi", "1.1")).await;
-    let posted = posts(&api, 2).await;
+    let posted = calls(&api, 2).await;
     assert_eq!(posted[0].body, posted[1].body);
 }
 
@@ -208,7 +184,7 @@ async fn a_long_answer_is_posted_in_pieces_within_slacks_limit() {
     let f = fixture(4, |_| {}).await;
     let question = vec!["lorem ipsum dolor sit amet ".repeat(40); 10].join("\n\n");
     deliver(&f.channel, &slack::mention("Ev1", "T1", "C1", "U1", &question, "1.1")).await;
-    let posted = posts(&f.api, 3).await;
+    let posted = calls(&f.api, 3).await;
     assert_eq!(posted.len(), 3);
     for post in &posted {
         let text = post.body["text"].as_str().unwrap();
@@ -224,9 +200,9 @@ async fn a_failing_web_api_opens_the_breaker_and_answers_stop_hammering_it() {
     let model = echo_model();
     let channel = channel(&api, &model, |_| {}).await;
     deliver(&channel, &slack::mention("Ev1", "T1", "C1", "U1", "one", "1.1")).await;
-    posts(&api, 3).await;
+    calls(&api, 3).await;
     deliver(&channel, &slack::mention("Ev2", "T1", "C2", "U1", "two", "1.2")).await;
-    posts(&api, 5).await;
+    calls(&api, 5).await;
     // Five failures within the minute: the breaker is open, the next answers are not attempted.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     deliver(&channel, &slack::mention("Ev3", "T1", "C3", "U1", "three", "1.3")).await;
@@ -264,7 +240,7 @@ async fn a_thousand_conversations_at_once_each_get_exactly_their_answer() {
     for delivery in deliveries {
         delivery.await.unwrap();
     }
-    posts(&f.api, CONVERSATIONS).await;
+    calls(&f.api, CONVERSATIONS).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let posted = f.api.requests();
     assert_eq!(posted.len(), CONVERSATIONS, "lost or duplicated answers");

@@ -4,15 +4,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use bytes::Bytes;
+use common::{calls, echo_model};
 use exoclaw_channels::{TelegramChannel, TelegramConfig};
-use exoclaw_core::AgentRunner;
-use exoclaw_core::runtime::{AgentRuntime, Webhook};
-use exoclaw_testkit::provider::{Outcome, RespondingProvider};
-use exoclaw_testkit::runtime::ScriptedRuntime;
-use exoclaw_testkit::server::{Recorded, Reply, ScriptedServer};
+use exoclaw_core::runtime::Webhook;
+use exoclaw_testkit::provider::RespondingProvider;
+use exoclaw_testkit::server::{Reply, ScriptedServer};
 use exoclaw_testkit::telegram;
-use exoclaw_types::Role;
 use http::HeaderMap;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -21,23 +21,13 @@ use std::time::Duration;
 const SECRET: &str = "webhook-secret-123";
 
 async fn channel(api: &ScriptedServer, model: &Arc<RespondingProvider>) -> TelegramChannel {
-    let store = Arc::new(exoclaw_store::Store::open("sqlite::memory:").await.unwrap());
-    let runner = AgentRunner::new(model.clone(), "m", "echo/m").with_agent("default");
-    let runtime = Arc::new(ScriptedRuntime::new(store).agent("default", None, runner));
+    let runtime = common::runtime(model, None).await;
     let config = TelegramConfig {
         api_base: api.url(),
         bot_username: Some("ExoBot".into()),
         ..TelegramConfig::default()
     };
-    TelegramChannel::new(&config, "123:ABC", SECRET.into(), runtime as Arc<dyn AgentRuntime>)
-}
-
-fn echo_model() -> Arc<RespondingProvider> {
-    Arc::new(RespondingProvider::new("echo", |request| {
-        let said: Vec<String> =
-            request.messages.iter().filter(|m| m.role == Role::User).map(|m| m.text()).collect();
-        Outcome::Text(format!("you said: {}", said.join(" | ")))
-    }))
+    TelegramChannel::new(&config, "123:ABC", SECRET.into(), runtime)
 }
 
 fn secret(value: &str) -> HeaderMap {
@@ -52,24 +42,12 @@ async fn deliver(channel: &TelegramChannel, update: &Value) {
     assert_eq!(channel.receive(&secret(SECRET), Bytes::from(body)).await.unwrap(), json!({"ok": true}));
 }
 
-async fn sent(api: &ScriptedServer, count: usize) -> Vec<Recorded> {
-    for _ in 0..100 {
-        if api.requests().len() >= count {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let requests = api.requests();
-    assert!(requests.len() >= count, "{requests:?}");
-    requests
-}
-
 #[tokio::test]
 async fn a_private_message_is_answered_as_a_reply() {
     let api = telegram::bot_api(1).await;
     let channel = channel(&api, &echo_model()).await;
     deliver(&channel, &telegram::message(1, 10, 42, "private", (42, "alice"), "hello bot")).await;
-    let request = sent(&api, 1).await.remove(0);
+    let request = calls(&api, 1).await.remove(0);
     // The token is in the path, as the Bot API wants it.
     assert_eq!(request.path, "/bot123:ABC/sendMessage");
     assert_eq!(
@@ -97,7 +75,7 @@ async fn in_a_group_only_messages_naming_the_bot_are_questions_and_redeliveries_
     let named = telegram::message(2, 11, -100, "supergroup", (42, "alice"), "@exobot what now?");
     deliver(&channel, &named).await;
     deliver(&channel, &named).await;
-    let requests = sent(&api, 1).await;
+    let requests = calls(&api, 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(api.requests().len(), 1);
     assert_eq!(requests[0].body["text"], "you said: what now?");
@@ -113,6 +91,6 @@ async fn a_rate_limited_send_waits_the_retry_after_telegram_gives() {
     .await;
     let channel = channel(&api, &echo_model()).await;
     deliver(&channel, &telegram::message(1, 10, 42, "private", (42, "alice"), "hi")).await;
-    let requests = sent(&api, 2).await;
+    let requests = calls(&api, 2).await;
     assert_eq!(requests[0].body, requests[1].body);
 }

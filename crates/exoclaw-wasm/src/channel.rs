@@ -200,13 +200,7 @@ impl ChannelPlugin {
             };
             let this = Arc::clone(self);
             tokio::spawn(async move {
-                let reply = match handle.report().await {
-                    Ok(report) => match &report.error {
-                        Some(failure) => format!("Sorry — that failed: {}", failure.message),
-                        None => report.text(),
-                    },
-                    Err(error) => format!("Sorry — that failed: {error}"),
-                };
+                let reply = handle.reply_text().await;
                 if let Err(error) = this.answer(&message, &reply).await {
                     tracing::warn!(channel = %this.name(), peer = %message.peer, "the reply could not be sent: {error}");
                 }

@@ -323,6 +323,18 @@ impl TurnHandle {
     pub async fn report(self) -> Result<TurnReport, TurnError> {
         self.finish(&|_event: AgentEvent| {}).await
     }
+
+    /// What a chat channel sends back once the turn ends: the answer, or what went wrong, in
+    /// words for the person who asked.
+    pub async fn reply_text(self) -> String {
+        match self.report().await {
+            Ok(report) => match &report.error {
+                Some(failure) => format!("Sorry — that failed: {}", failure.message),
+                None => report.text(),
+            },
+            Err(error) => format!("Sorry — that failed: {error}"),
+        }
+    }
 }
 
 /// Work to do after a turn is stored (archival summaries, fact extraction, indexing): run in the
