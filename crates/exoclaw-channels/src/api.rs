@@ -103,15 +103,55 @@ pub(crate) async fn call(
     Err(format!("failed {TRIES} times: {last}"))
 }
 
-/// Submits `text` from `inbound` as a turn of the agent the bindings pick and, on its own task,
-/// hands its answer (or what went wrong, for the person who asked) to `answer`.
-pub(crate) fn run_turn<F, Fut>(runtime: &Arc<dyn AgentRuntime>, inbound: Inbound, text: String, answer: F)
-where
+/// The model a message picks with a `[provider/model]` prefix, if `allowed` lets it (globs such as
+/// `anthropic/*`), and the message without it. `Err` when it names a model not allowed (the
+/// reason, for the person who asked). With no models allowed a prefix is just text.
+pub(crate) fn pick_model(text: &str, allowed: &[String]) -> Result<(Option<String>, String), String> {
+    let trimmed = text.trim_start();
+    let picked = trimmed.strip_prefix('[').and_then(|rest| rest.split_once(']'));
+    let Some((model, rest)) = picked.filter(|(model, _)| !allowed.is_empty() && is_model_name(model)) else {
+        return Ok((None, text.to_owned()));
+    };
+    if allowed.iter().any(|pattern| exoclaw_types::glob_match(pattern, model)) {
+        Ok((Some(model.to_owned()), rest.trim().to_owned()))
+    } else {
+        Err(format!("the model `{model}` cannot be chosen here; these can: {}", allowed.join(", ")))
+    }
+}
+
+/// Whether `text` could be a model's name (`provider/model`, an alias): no spaces, short.
+fn is_model_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 100
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.' | ':'))
+}
+
+/// Submits `text` from `inbound` as a turn of the agent the bindings pick (on the model its
+/// `[model]` prefix picks, among `models`) and, on its own task, hands its answer (or what went
+/// wrong, for the person who asked) to `answer`.
+pub(crate) fn run_turn<F, Fut>(
+    runtime: &Arc<dyn AgentRuntime>,
+    inbound: Inbound,
+    text: String,
+    models: &[String],
+    answer: F,
+) where
     F: FnOnce(String) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let channel = inbound.channel.clone();
-    match runtime.submit(Target::Inbound { inbound, agent: None }, TurnInput::message(text)) {
+    let (model, text) = match pick_model(&text, models) {
+        Ok(picked) => picked,
+        Err(refusal) => {
+            tokio::spawn(answer(format!("Sorry — {refusal}")));
+            return;
+        }
+    };
+    let mut input = TurnInput::message(text);
+    if let Some(model) = model {
+        input = input.with_model(model);
+    }
+    match runtime.submit(Target::Inbound { inbound, agent: None }, input) {
         Ok(handle) => {
             tokio::spawn(async move { answer(handle.reply_text().await).await });
         }
@@ -119,5 +159,25 @@ where
             tracing::warn!(channel = %channel, "a message could not be submitted: {error}");
             tokio::spawn(answer(format!("Sorry — {error}")));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_prefix_picks_an_allowed_model_only() {
+        let allowed = vec!["anthropic/*".to_owned(), "local/smollm2".to_owned()];
+        assert_eq!(
+            pick_model("[anthropic/claude-sonnet-4-5] why?", &allowed),
+            Ok((Some("anthropic/claude-sonnet-4-5".to_owned()), "why?".to_owned()))
+        );
+        assert_eq!(pick_model("no prefix", &allowed), Ok((None, "no prefix".to_owned())));
+        let refused = pick_model("[openai/o3] spend", &allowed).unwrap_err();
+        assert!(refused.contains("`openai/o3` cannot be chosen here"), "{refused}");
+        // Brackets that are not a model, and any prefix when no model may be chosen, are text.
+        assert_eq!(pick_model("[see below] x", &allowed), Ok((None, "[see below] x".to_owned())));
+        assert_eq!(pick_model("[openai/o3] x", &[]), Ok((None, "[openai/o3] x".to_owned())));
     }
 }

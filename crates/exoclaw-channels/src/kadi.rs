@@ -86,6 +86,8 @@ pub fn signing_key(seed_base64: &str) -> Result<SigningKey, BadKey> {
 
 /// exoclaw on the broker.
 pub struct KadiClient {
+    /// The models a message's `[provider/model]` prefix may pick (globs); none: no prefix.
+    models: Vec<String>,
     config: KadiConfig,
     key: SigningKey,
     runtime: Arc<dyn AgentRuntime>,
@@ -98,9 +100,16 @@ enum Ended {
 }
 
 impl KadiClient {
+    /// Lets a message pick one of `models` (globs such as `anthropic/*`) with a `[provider/model]`
+    /// prefix; without any, a prefix is just text.
+    pub fn with_models(mut self, models: Vec<String>) -> Self {
+        self.models = models;
+        self
+    }
+
     /// The client, identified by `key`, submitting to `runtime`.
     pub fn new(config: &KadiConfig, key: SigningKey, runtime: Arc<dyn AgentRuntime>) -> Self {
-        Self { config: config.clone(), key, runtime }
+        Self { config: config.clone(), key, runtime, models: Vec::new() }
     }
 
     /// The event channels subscribed to.
@@ -293,7 +302,7 @@ impl KadiClient {
         let outbox = outbox.clone();
         *next_id += 1;
         let id = *next_id;
-        run_turn(&self.runtime, inbound, text, move |answer| async move {
+        run_turn(&self.runtime, inbound, text, &self.models, move |answer| async move {
             let mut data = reply;
             data["text"] = json!(answer);
             let publish = json!({"channel": topic, "data": data, "networkId": network});

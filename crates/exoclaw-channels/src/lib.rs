@@ -30,6 +30,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChannelsConfig {
+    /// The models a chat message may pick for its turn with a `[provider/model]` prefix (globs,
+    /// such as `anthropic/*`); empty (the default): none, a prefix is just text.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
     /// `[channels.slack]`: Slack's Events API at `/webhook/slack`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slack: Option<SlackConfig>,
@@ -47,6 +51,10 @@ pub struct ChannelsConfig {
 impl ChannelsConfig {
     /// Whether no channel is configured.
     pub fn is_empty(&self) -> bool {
-        self.slack.is_none() && self.telegram.is_none() && self.discord.is_none() && self.kadi.is_none()
+        self.models.is_empty()
+            && self.slack.is_none()
+            && self.telegram.is_none()
+            && self.discord.is_none()
+            && self.kadi.is_none()
     }
 }

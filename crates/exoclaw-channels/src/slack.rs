@@ -59,6 +59,8 @@ impl Default for SlackConfig {
 
 /// The Slack channel's webhook.
 pub struct SlackChannel {
+    /// The models a message's `[provider/model]` prefix may pick (globs); none: no prefix.
+    models: Vec<String>,
     signing_secret: Vec<u8>,
     shared: Arc<Shared>,
     allow_users: Vec<String>,
@@ -119,6 +121,13 @@ struct ReplyTo {
 }
 
 impl SlackChannel {
+    /// Lets a message pick one of `models` (globs such as `anthropic/*`) with a `[provider/model]`
+    /// prefix; without any, a prefix is just text.
+    pub fn with_models(mut self, models: Vec<String>) -> Self {
+        self.models = models;
+        self
+    }
+
     /// The channel, verifying with `signing_secret` and answering with `bot_token`.
     pub fn new(
         config: &SlackConfig,
@@ -139,6 +148,7 @@ impl SlackChannel {
             allow_channels: config.allow_channels.clone(),
             runtime,
             seen: Mutex::new(Recent::new(REMEMBERED_EVENTS)),
+            models: Vec::new(),
         }
     }
 
@@ -176,7 +186,7 @@ impl SlackChannel {
         let reply_to =
             ReplyTo { channel, thread_ts: if is_dm { None } else { event.thread_ts.or(event.ts) } };
         let shared = Arc::clone(&self.shared);
-        crate::api::run_turn(&self.runtime, inbound, text, move |answer| async move {
+        crate::api::run_turn(&self.runtime, inbound, text, &self.models, move |answer| async move {
             shared.answer(&reply_to, &answer).await;
         });
     }

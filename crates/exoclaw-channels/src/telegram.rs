@@ -93,6 +93,8 @@ struct User {
 
 /// The Telegram channel's webhook.
 pub struct TelegramChannel {
+    /// The models a message's `[provider/model]` prefix may pick (globs); none: no prefix.
+    models: Vec<String>,
     secret: String,
     bot_username: Option<String>,
     allow_users: Vec<i64>,
@@ -110,6 +112,13 @@ struct Sender {
 }
 
 impl TelegramChannel {
+    /// Lets a message pick one of `models` (globs such as `anthropic/*`) with a `[provider/model]`
+    /// prefix; without any, a prefix is just text.
+    pub fn with_models(mut self, models: Vec<String>) -> Self {
+        self.models = models;
+        self
+    }
+
     /// The channel, checking `webhook_secret` and answering with `bot_token`.
     pub fn new(
         config: &TelegramConfig,
@@ -132,6 +141,7 @@ impl TelegramChannel {
             }),
             runtime,
             seen: Mutex::new(Recent::new(REMEMBERED_UPDATES)),
+            models: Vec::new(),
         }
     }
 
@@ -172,9 +182,15 @@ impl TelegramChannel {
         };
         let (chat, reply_to) = (message.chat.id, message.message_id);
         let send = Arc::clone(&self.send);
-        crate::api::run_turn(&self.runtime, inbound, text.trim().to_owned(), move |answer| async move {
-            send.answer(chat, reply_to, &answer).await;
-        });
+        crate::api::run_turn(
+            &self.runtime,
+            inbound,
+            text.trim().to_owned(),
+            &self.models,
+            move |answer| async move {
+                send.answer(chat, reply_to, &answer).await;
+            },
+        );
     }
 }
 

@@ -258,3 +258,20 @@ async fn a_thousand_conversations_at_once_each_get_exactly_their_answer() {
         assert_eq!(text, &format!("you said: question {i}"), "{channel} got another conversation's answer");
     }
 }
+
+#[tokio::test]
+async fn a_model_prefix_picks_an_allowed_model_for_that_turn_and_others_are_refused() {
+    let api = slack::web_api(2).await;
+    let model = echo_model();
+    let channel = channel(&api, &model, |_| {}).await.with_models(vec!["echo/*".into()]);
+    deliver(&channel, &slack::mention("Ev1", "T1", "C1", "U1", "[echo/bigger] think hard", "1.1")).await;
+    let first = calls(&api, 1).await.remove(0);
+    assert_eq!(first.body["text"], "you said: think hard");
+    assert_eq!(model.requests()[0].model.to_string(), "echo/bigger");
+
+    deliver(&channel, &slack::mention("Ev2", "T1", "C2", "U1", "[openai/o3] spend it all", "1.2")).await;
+    let refused = calls(&api, 2).await.remove(1);
+    let text = refused.body["text"].as_str().unwrap();
+    assert!(text.contains("`openai/o3` cannot be chosen here"), "{text}");
+    assert_eq!(model.requests().len(), 1, "a refused model must not be asked");
+}

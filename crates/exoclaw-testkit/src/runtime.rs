@@ -114,11 +114,14 @@ impl AgentRuntime for ScriptedRuntime {
                     }
                     sender.emit(event);
                 };
-                let run = agent.runner.start(history, Message::user(text.clone()));
+                let runner = match &input.model {
+                    Some(model) => agent.runner.clone().with_model(model.as_str(), model.as_str()),
+                    None => agent.runner.clone(),
+                };
+                let run = runner.start(history, Message::user(text.clone()));
                 let payer = input.payer.as_deref();
-                let result =
-                    agent.runner.drive_checkpointed(run, id, &cancel, &sink, &NoCheckpoints, payer).await;
-                let model = agent.runner.display_model().to_owned();
+                let result = runner.drive_checkpointed(run, id, &cancel, &sink, &NoCheckpoints, payer).await;
+                let model = runner.display_model().to_owned();
                 if !existing {
                     let new = NewSession {
                         id: Some(id),

@@ -61,6 +61,8 @@ enum Ended {
 
 /// A bot's Gateway connection.
 pub struct DiscordGateway {
+    /// The models a message's `[provider/model]` prefix may pick (globs); none: no prefix.
+    models: Vec<String>,
     config: DiscordConfig,
     token: String,
     rest: Rest,
@@ -69,6 +71,13 @@ pub struct DiscordGateway {
 }
 
 impl DiscordGateway {
+    /// Lets a message pick one of `models` (globs such as `anthropic/*`) with a `[provider/model]`
+    /// prefix; without any, a prefix is just text.
+    pub fn with_models(mut self, models: Vec<String>) -> Self {
+        self.models = models;
+        self
+    }
+
     /// The connection of the bot with `token`, submitting to `runtime`.
     pub fn new(config: &DiscordConfig, token: &str, runtime: Arc<dyn AgentRuntime>) -> Self {
         Self {
@@ -77,6 +86,7 @@ impl DiscordGateway {
             rest: Rest::new(&config.api_base, token),
             runtime,
             seen: Mutex::new(Recent::new(REMEMBERED_MESSAGES)),
+            models: Vec::new(),
         }
     }
 
@@ -264,7 +274,7 @@ impl DiscordGateway {
             team: None,
         };
         let (rest, channel, id) = (self.rest.clone(), channel.to_owned(), id.to_owned());
-        crate::api::run_turn(&self.runtime, inbound, text, move |answer| async move {
+        crate::api::run_turn(&self.runtime, inbound, text, &self.models, move |answer| async move {
             rest.reply(&channel, &id, &answer).await;
         });
     }

@@ -24,6 +24,8 @@ const DEFERRED_CHANNEL_MESSAGE: u64 = 5;
 
 /// The Interactions endpoint.
 pub struct DiscordInteractions {
+    /// The models a message's `[provider/model]` prefix may pick (globs); none: no prefix.
+    models: Vec<String>,
     key: VerifyingKey,
     config: DiscordConfig,
     rest: Rest,
@@ -36,6 +38,13 @@ pub struct DiscordInteractions {
 pub struct BadPublicKey(String);
 
 impl DiscordInteractions {
+    /// Lets a message pick one of `models` (globs such as `anthropic/*`) with a `[provider/model]`
+    /// prefix; without any, a prefix is just text.
+    pub fn with_models(mut self, models: Vec<String>) -> Self {
+        self.models = models;
+        self
+    }
+
     /// The endpoint, verifying with `public_key` (hex, from the application's page) and
     /// answering through the REST API with `bot_token`.
     pub fn new(
@@ -47,7 +56,13 @@ impl DiscordInteractions {
         let bytes = decode_hex(public_key.trim()).ok_or_else(|| BadPublicKey("not hex".into()))?;
         let bytes: [u8; 32] = bytes.try_into().map_err(|_| BadPublicKey("not 32 bytes".into()))?;
         let key = VerifyingKey::from_bytes(&bytes).map_err(|e| BadPublicKey(e.to_string()))?;
-        Ok(Self { key, config: config.clone(), rest: Rest::new(&config.api_base, bot_token), runtime })
+        Ok(Self {
+            models: Vec::new(),
+            key,
+            config: config.clone(),
+            rest: Rest::new(&config.api_base, bot_token),
+            runtime,
+        })
     }
 
     fn command(&self, interaction: &Value) -> Result<Value, String> {
@@ -77,7 +92,7 @@ impl DiscordInteractions {
             team: None,
         };
         let (rest, application, token) = (self.rest.clone(), application.to_owned(), token.to_owned());
-        crate::api::run_turn(&self.runtime, inbound, question, move |answer| async move {
+        crate::api::run_turn(&self.runtime, inbound, question, &self.models, move |answer| async move {
             rest.complete_interaction(&application, &token, &answer).await;
         });
         Ok(json!({"type": DEFERRED_CHANNEL_MESSAGE}))

@@ -10,9 +10,11 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slack_mention_is_answered_in_its_thread_through_the_gateway() {
     let env = Env::new();
-    let web_api = slack::web_api(1).await;
-    let model = serve([Answer::text("Hi from exoclaw")]).await;
-    env.scripted(&model, &format!("[channels.slack]\napi_base = \"{}\"\n", web_api.url()));
+    let web_api = slack::web_api(2).await;
+    let model = serve([Answer::text("Hi from exoclaw"), Answer::text("Thought harder")]).await;
+    let channels =
+        format!("[channels]\nmodels = [\"script/*\"]\n[channels.slack]\napi_base = \"{}\"\n", web_api.url());
+    env.scripted(&model, &channels);
     let vars = [("SLACK_SIGNING_SECRET", "s3cret"), ("SLACK_BOT_TOKEN", "xoxb-1")];
     let gateway = super::gateway::start_with_env(&env, &[], &vars).await;
     let url = format!("{}/webhook/slack", gateway.base);

@@ -152,6 +152,14 @@ impl AgentRunner {
         }
     }
 
+    /// The same runner asking for `model` instead (the router routes it like any other: a
+    /// `provider/model`, an alias), shown as `display_model`: one turn on another model.
+    pub fn with_model(mut self, model: impl Into<ModelId>, display_model: impl Into<String>) -> Self {
+        self.model = model.into();
+        self.display_model = display_model.into();
+        self
+    }
+
     /// Sets the agent's name, recorded with usage.
     pub fn with_agent(mut self, agent: impl Into<String>) -> Self {
         self.agent = agent.into();

@@ -85,23 +85,32 @@ pub struct TurnInput {
     /// Who pays for the turn's model calls besides the runtime's budgets (a gateway's virtual
     /// key), if anyone.
     pub payer: Option<Arc<dyn Payer>>,
+    /// The model for this turn only (`provider/model` or an alias) instead of the agent's; the
+    /// front end decides who may pick one.
+    pub model: Option<String>,
 }
 
 impl TurnInput {
     /// A user message, waiting for the session if another process holds it.
     pub fn message(text: impl Into<String>) -> Self {
-        Self { text: Some(text.into()), wait: true, payer: None }
+        Self { text: Some(text.into()), wait: true, payer: None, model: None }
     }
 
     /// No new message: only finish the session's interrupted turn.
     pub fn resume() -> Self {
-        Self { text: None, wait: true, payer: None }
+        Self { text: None, wait: true, payer: None, model: None }
     }
 
     /// Holds each of the turn's model calls with `payer` before it is made and settles it after:
     /// a refusal ends the turn before the model is asked.
     pub fn with_payer(mut self, payer: Arc<dyn Payer>) -> Self {
         self.payer = Some(payer);
+        self
+    }
+
+    /// Answers this turn with `model` instead of the agent's.
+    pub fn with_model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
         self
     }
 

@@ -165,6 +165,25 @@ pub enum AgentError {
 }
 
 impl Agent {
+    /// The same agent answering with `model` (as the router is asked for it) whose targets are
+    /// `chain`, for one turn.
+    pub fn on_model(&self, model: &str, chain: Vec<Target>) -> Self {
+        let display = chain.first().map_or_else(|| model.to_owned(), ToString::to_string);
+        Self {
+            spec: self.spec.clone(),
+            runner: self.runner.clone().with_model(model, display.clone()),
+            model: display,
+            local: chain.first().is_some_and(|t| t.provider == "local"),
+            chain,
+            workspace: self.workspace.clone(),
+            context_files: self.context_files.clone(),
+            skills: self.skills.clone(),
+            prompt_tokens: self.prompt_tokens,
+        }
+    }
+}
+
+impl Agent {
     /// Builds `spec` on `parts`' router, tools and metering. Opens nothing.
     pub(crate) fn build(spec: AgentSpec, parts: &Parts<'_>) -> Result<Self, AgentError> {
         let config = parts.config;

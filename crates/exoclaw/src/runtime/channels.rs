@@ -39,7 +39,8 @@ impl Runtime {
             match (secret.is_empty(), token.is_empty()) {
                 (false, false) => {
                     let channel =
-                        exoclaw_channels::SlackChannel::new(slack, secret, token, Arc::clone(&runtime));
+                        exoclaw_channels::SlackChannel::new(slack, secret, token, Arc::clone(&runtime))
+                            .with_models(config.channels.models.clone());
                     webhooks.push(("slack".to_owned(), Arc::new(channel)));
                 }
                 _ => tracing::warn!(
@@ -59,7 +60,8 @@ impl Runtime {
                         &token,
                         secret,
                         Arc::clone(&runtime),
-                    );
+                    )
+                    .with_models(config.channels.models.clone());
                     webhooks.push(("telegram".to_owned(), Arc::new(channel)));
                 }
                 _ => tracing::warn!(
@@ -79,7 +81,10 @@ impl Runtime {
                     &token,
                     Arc::clone(&runtime),
                 ) {
-                    Ok(endpoint) => webhooks.push(("discord".to_owned(), Arc::new(endpoint))),
+                    Ok(endpoint) => {
+                        let endpoint = endpoint.with_models(config.channels.models.clone());
+                        webhooks.push(("discord".to_owned(), Arc::new(endpoint)));
+                    }
                     Err(error) => tracing::warn!("[channels.discord] slash commands are not served: {error}"),
                 }
             }
@@ -100,7 +105,10 @@ impl Runtime {
                 );
             } else {
                 let runtime = Arc::new(self.clone()) as Arc<dyn AgentRuntime>;
-                let gateway = Arc::new(exoclaw_channels::DiscordGateway::new(discord, &token, runtime));
+                let models = self.config().channels.models.clone();
+                let gateway = Arc::new(
+                    exoclaw_channels::DiscordGateway::new(discord, &token, runtime).with_models(models),
+                );
                 tokio::spawn(gateway.run(stop.clone()));
                 started += 1;
             }
@@ -110,7 +118,9 @@ impl Runtime {
             match exoclaw_channels::kadi::signing_key(&key) {
                 Ok(key) => {
                     let runtime = Arc::new(self.clone()) as Arc<dyn AgentRuntime>;
-                    let client = Arc::new(exoclaw_channels::KadiClient::new(kadi, key, runtime));
+                    let models = self.config().channels.models.clone();
+                    let client =
+                        Arc::new(exoclaw_channels::KadiClient::new(kadi, key, runtime).with_models(models));
                     tokio::spawn(client.run(stop.clone()));
                     started += 1;
                 }

@@ -22,6 +22,22 @@ pub(super) fn start(
     ticket: Ticket,
 ) -> TurnHandle {
     let cancel = inner.stop.child_token();
+    // A turn on another model than the agent's (a chat's `[model]` prefix): the same agent, its
+    // runner asking for that model.
+    let agent = match &input.model {
+        Some(model) if *model != agent.model => {
+            let chain = model
+                .parse::<crate::config::ModelChoice>()
+                .ok()
+                .and_then(|choice| inner.models.chain(Some(&choice)).ok());
+            match chain {
+                Some((request, chain)) => Arc::new(agent.on_model(&request, chain)),
+                // A model the configuration cannot route: the router's answer says so.
+                None => Arc::new(agent.on_model(model, Vec::new())),
+            }
+        }
+        _ => agent,
+    };
     let (handle, sender) = turn_channel(cancel.clone());
     tokio::spawn(async move {
         let turn = Turn { inner: &inner, agent: &agent, route: &route, cancel: &cancel, sender: &sender };
