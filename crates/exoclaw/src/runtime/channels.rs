@@ -1,6 +1,7 @@
 //! The chat channels a runtime serves, as webhooks for the gateway's `/webhook/NAME`: the built-in
-//! ones configured in `[channels]` (Slack, Telegram, Discord's Interactions) whose secrets are set, and every loaded channel plugin
-//! whose `[plugins.NAME] webhook_secret_env` names a set variable. Each submits its messages to
+//! ones configured in `[channels]` (Slack, Telegram, Discord's Interactions) whose secrets are
+//! set, and every loaded channel plugin whose `[plugins.NAME] webhook_secret_env` names a set
+//! variable. Each submits its messages to
 //! this runtime, so the gateway only routes deliveries.
 
 use super::Runtime;
@@ -15,9 +16,9 @@ impl Runtime {
         let runtime = Arc::new(self.clone()) as Arc<dyn AgentRuntime>;
         let config = self.config();
         for (name, channel) in self.plugins().map(|plugins| &plugins.channels).into_iter().flatten() {
-            let variable = config.plugins.get(name).and_then(|s| s.webhook_secret_env.clone());
-            match variable.as_deref().map(|v| (v, std::env::var(v))) {
-                Some((_, Ok(secret))) if !secret.is_empty() => {
+            let variable = config.plugins.get(name).and_then(|s| s.webhook_secret_env.as_deref());
+            match variable.map(|variable| secrets([variable])) {
+                Some(Ok([secret])) => {
                     let hook = exoclaw_wasm::PluginWebhook::new(
                         Arc::clone(channel),
                         secret.into_bytes(),
@@ -25,68 +26,52 @@ impl Runtime {
                     );
                     webhooks.push((name.clone(), Arc::new(hook)));
                 }
-                Some((variable, _)) => tracing::warn!(
-                    "the channel plugin `{name}` is not served: the variable {variable} named by [plugins.{name}] webhook_secret_env is not set"
+                Some(Err(missing)) => tracing::warn!(
+                    "the channel plugin `{name}` is not served: {missing} (named by [plugins.{name}] webhook_secret_env)"
                 ),
                 None => tracing::warn!(
                     "the channel plugin `{name}` is not served: set [plugins.{name}] webhook_secret_env to the variable holding its signing secret"
                 ),
             }
         }
+        let models = &config.channels.models;
         if let Some(slack) = &config.channels.slack {
-            let secret = std::env::var(&slack.signing_secret_env).unwrap_or_default();
-            let token = std::env::var(&slack.bot_token_env).unwrap_or_default();
-            match (secret.is_empty(), token.is_empty()) {
-                (false, false) => {
+            match secrets([&slack.signing_secret_env, &slack.bot_token_env]) {
+                Ok([secret, token]) => {
                     let channel =
-                        exoclaw_channels::SlackChannel::new(slack, secret, token, Arc::clone(&runtime))
-                            .with_models(config.channels.models.clone());
-                    webhooks.push(("slack".to_owned(), Arc::new(channel)));
+                        exoclaw_channels::SlackChannel::new(slack, secret, token, Arc::clone(&runtime));
+                    webhooks.push(("slack".to_owned(), Arc::new(channel.with_models(models.clone()))));
                 }
-                _ => tracing::warn!(
-                    "[channels.slack] is not served: set {} (the app's signing secret) and {} (its bot token)",
-                    slack.signing_secret_env,
-                    slack.bot_token_env
-                ),
+                Err(missing) => tracing::warn!("[channels.slack] is not served: {missing}"),
             }
         }
         if let Some(telegram) = &config.channels.telegram {
-            let token = std::env::var(&telegram.bot_token_env).unwrap_or_default();
-            let secret = std::env::var(&telegram.webhook_secret_env).unwrap_or_default();
-            match (token.is_empty(), secret.is_empty()) {
-                (false, false) => {
+            match secrets([&telegram.bot_token_env, &telegram.webhook_secret_env]) {
+                Ok([token, secret]) => {
                     let channel = exoclaw_channels::TelegramChannel::new(
                         telegram,
                         &token,
                         secret,
                         Arc::clone(&runtime),
-                    )
-                    .with_models(config.channels.models.clone());
-                    webhooks.push(("telegram".to_owned(), Arc::new(channel)));
+                    );
+                    webhooks.push(("telegram".to_owned(), Arc::new(channel.with_models(models.clone()))));
                 }
-                _ => tracing::warn!(
-                    "[channels.telegram] is not served: set {} (the bot's token) and {} (the webhook's secret_token)",
-                    telegram.bot_token_env,
-                    telegram.webhook_secret_env
-                ),
+                Err(missing) => tracing::warn!("[channels.telegram] is not served: {missing}"),
             }
         }
-        if let Some(discord) = &config.channels.discord {
-            let token = std::env::var(&discord.bot_token_env).unwrap_or_default();
-            let public_key = std::env::var(&discord.public_key_env).unwrap_or_default();
-            if !token.is_empty() && !public_key.is_empty() {
-                match exoclaw_channels::DiscordInteractions::new(
-                    discord,
-                    &public_key,
-                    &token,
-                    Arc::clone(&runtime),
-                ) {
-                    Ok(endpoint) => {
-                        let endpoint = endpoint.with_models(config.channels.models.clone());
-                        webhooks.push(("discord".to_owned(), Arc::new(endpoint)));
-                    }
-                    Err(error) => tracing::warn!("[channels.discord] slash commands are not served: {error}"),
+        if let Some(discord) = &config.channels.discord
+            && let Ok([token, public_key]) = secrets([&discord.bot_token_env, &discord.public_key_env])
+        {
+            match exoclaw_channels::DiscordInteractions::new(
+                discord,
+                &public_key,
+                &token,
+                Arc::clone(&runtime),
+            ) {
+                Ok(endpoint) => {
+                    webhooks.push(("discord".to_owned(), Arc::new(endpoint.with_models(models.clone()))))
                 }
+                Err(error) => tracing::warn!("[channels.discord] slash commands are not served: {error}"),
             }
         }
         webhooks
@@ -96,32 +81,26 @@ impl Runtime {
     /// cancelled; how many were started. One without its token is left out with a warning.
     pub fn start_channels(&self, stop: &tokio_util::sync::CancellationToken) -> usize {
         let mut started = 0;
-        if let Some(discord) = self.config().channels.discord.as_ref().filter(|d| d.gateway) {
-            let token = std::env::var(&discord.bot_token_env).unwrap_or_default();
-            if token.is_empty() {
-                tracing::warn!(
-                    "[channels.discord] is not connected: set {} (the bot's token)",
-                    discord.bot_token_env
-                );
-            } else {
-                let runtime = Arc::new(self.clone()) as Arc<dyn AgentRuntime>;
-                let models = self.config().channels.models.clone();
-                let gateway = Arc::new(
-                    exoclaw_channels::DiscordGateway::new(discord, &token, runtime).with_models(models),
-                );
-                tokio::spawn(gateway.run(stop.clone()));
-                started += 1;
+        let config = self.config();
+        let runtime = Arc::new(self.clone()) as Arc<dyn AgentRuntime>;
+        let models = config.channels.models.clone();
+        if let Some(discord) = config.channels.discord.as_ref().filter(|d| d.gateway) {
+            match secrets([&discord.bot_token_env]) {
+                Ok([token]) => {
+                    let gateway =
+                        exoclaw_channels::DiscordGateway::new(discord, &token, Arc::clone(&runtime));
+                    tokio::spawn(Arc::new(gateway.with_models(models.clone())).run(stop.clone()));
+                    started += 1;
+                }
+                Err(missing) => tracing::warn!("[channels.discord] is not connected: {missing}"),
             }
         }
-        if let Some(kadi) = &self.config().channels.kadi {
+        if let Some(kadi) = &config.channels.kadi {
             let key = std::env::var(&kadi.key_env).unwrap_or_default();
             match exoclaw_channels::kadi::signing_key(&key) {
                 Ok(key) => {
-                    let runtime = Arc::new(self.clone()) as Arc<dyn AgentRuntime>;
-                    let models = self.config().channels.models.clone();
-                    let client =
-                        Arc::new(exoclaw_channels::KadiClient::new(kadi, key, runtime).with_models(models));
-                    tokio::spawn(client.run(stop.clone()));
+                    let client = exoclaw_channels::KadiClient::new(kadi, key, Arc::clone(&runtime));
+                    tokio::spawn(Arc::new(client.with_models(models.clone())).run(stop.clone()));
                     started += 1;
                 }
                 Err(error) => tracing::warn!("[channels.kadi] is not connected: {} — {error}", kadi.key_env),
@@ -145,28 +124,20 @@ pub struct ChannelState {
 /// Every configured channel (and each installed channel plugin, named in `plugins`) and whether
 /// its secrets are set. What the gateway would serve, checked without starting it.
 pub fn channel_states(config: &crate::config::Config, plugins: &[String]) -> Vec<ChannelState> {
-    let unset = |variables: &[&str]| {
-        let missing: Vec<&str> = variables
-            .iter()
-            .copied()
-            .filter(|v| std::env::var(v).map_or(true, |value| value.is_empty()))
-            .collect();
-        (!missing.is_empty()).then(|| format!("set {}", missing.join(" and ")))
-    };
     let channels = &config.channels;
     let mut states = Vec::new();
     if let Some(slack) = &channels.slack {
         states.push(ChannelState {
             name: "slack".into(),
             arrives: "POST /webhook/slack".into(),
-            missing: unset(&[&slack.signing_secret_env, &slack.bot_token_env]),
+            missing: secrets([&slack.signing_secret_env, &slack.bot_token_env]).err(),
         });
     }
     if let Some(telegram) = &channels.telegram {
         states.push(ChannelState {
             name: "telegram".into(),
             arrives: "POST /webhook/telegram".into(),
-            missing: unset(&[&telegram.bot_token_env, &telegram.webhook_secret_env]),
+            missing: secrets([&telegram.bot_token_env, &telegram.webhook_secret_env]).err(),
         });
     }
     if let Some(discord) = &channels.discord {
@@ -174,18 +145,14 @@ pub fn channel_states(config: &crate::config::Config, plugins: &[String]) -> Vec
             true => "the Discord Gateway; slash commands at POST /webhook/discord",
             false => "slash commands at POST /webhook/discord",
         };
-        let needed = [discord.bot_token_env.as_str(), discord.public_key_env.as_str()];
-        states.push(ChannelState {
-            name: "discord".into(),
-            arrives: arrives.into(),
-            missing: unset(&needed),
-        });
+        let missing = secrets([&discord.bot_token_env, &discord.public_key_env]).err();
+        states.push(ChannelState { name: "discord".into(), arrives: arrives.into(), missing });
     }
     if let Some(kadi) = &channels.kadi {
         states.push(ChannelState {
             name: "kadi".into(),
             arrives: format!("the KĀDI broker at {}", kadi.url),
-            missing: unset(&[&kadi.key_env]),
+            missing: secrets([&kadi.key_env]).err(),
         });
     }
     for plugin in plugins {
@@ -194,10 +161,26 @@ pub fn channel_states(config: &crate::config::Config, plugins: &[String]) -> Vec
             name: plugin.clone(),
             arrives: format!("POST /webhook/{plugin} (a WASM plugin)"),
             missing: match variable {
-                Some(variable) => unset(&[&variable]),
+                Some(variable) => secrets([&variable]).err(),
                 None => Some(format!("set [plugins.{plugin}] webhook_secret_env")),
             },
         });
     }
     states
+}
+
+/// The values of the environment `variables`, or what to do: `set A and B`, naming each one unset
+/// or empty.
+fn secrets<const N: usize>(variables: [&str; N]) -> Result<[String; N], String> {
+    let values = variables.map(|variable| std::env::var(variable).unwrap_or_default());
+    let missing: Vec<&str> = variables
+        .iter()
+        .zip(&values)
+        .filter(|(_, value)| value.is_empty())
+        .map(|(variable, _)| *variable)
+        .collect();
+    match missing.is_empty() {
+        true => Ok(values),
+        false => Err(format!("set {}", missing.join(" and "))),
+    }
 }
