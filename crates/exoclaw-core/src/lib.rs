@@ -54,9 +54,9 @@ pub use runtime::{
     AgentRuntime, Bindings, ContextAssembler, DEFAULT_AGENT, Target, TurnError, TurnFailure, TurnHandle,
     TurnInput, TurnReport,
 };
+pub use store::{ChannelHealth, ChannelHealthStore, ProviderHealth, ProviderHealthStore, StoreErrorSource};
 pub use store::{
     KeyStore, NewApiKey, NewSession, SessionStore, StoreError, TITLE_CHARS, UsageStore, session_title,
 };
-pub use store::{ProviderHealth, ProviderHealthStore, StoreErrorSource};
 pub use store::{RunStore, SessionLease, SessionLocks};
 pub use tool::{Tool, ToolContext, ToolError, ToolFilter, ToolRegistry, ToolSource, TypedTool};

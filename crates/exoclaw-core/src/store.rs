@@ -354,6 +354,32 @@ pub trait ProviderHealthStore: Send + Sync {
     async fn provider_health(&self) -> Result<Vec<ProviderHealth>, StoreError>;
 }
 
+/// What a long-running exoclaw (the gateway) last saw of one chat channel's connection to its
+/// platform (Discord's Gateway, the KĀDI broker, Slack's Socket Mode, Telegram's long polling),
+/// as recorded for other processes (`exoclaw channels status`) to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelHealth {
+    /// The channel's name (`discord`, `kadi`, …).
+    pub channel: String,
+    /// Whether it is connected.
+    pub connected: bool,
+    /// Since when it has been in this state.
+    pub since: chrono::DateTime<chrono::Utc>,
+    /// What went wrong last, while it is not connected (and why it stopped, if it gave up).
+    pub error: Option<String>,
+}
+
+/// The gateway's chat channel connections, kept where another process can read them: the latest
+/// state of each channel, each report replacing the one before.
+#[async_trait]
+pub trait ChannelHealthStore: Send + Sync {
+    /// Records `state`, replacing the channel's previous one unless that one is newer.
+    async fn record_channel_health(&self, state: &ChannelHealth) -> Result<(), StoreError>;
+
+    /// The latest state of every channel ever reported, by name.
+    async fn channel_health(&self) -> Result<Vec<ChannelHealth>, StoreError>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

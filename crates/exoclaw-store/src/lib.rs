@@ -1,7 +1,7 @@
 //! exoclaw's storage: sessions, their messages and metered usage, in SQLite (the default, one file
 //! on the machine) or PostgreSQL (shared by several exoclaw nodes), behind the
 //! [`SessionStore`], [`UsageStore`], [`KeyStore`], [`RunStore`], [`SessionLocks`],
-//! [`ProviderHealthStore`] and [`AuditLog`] traits of `exoclaw-core`; and long-term memory behind its
+//! [`ProviderHealthStore`], [`ChannelHealthStore`] and [`AuditLog`] traits of `exoclaw-core`; and long-term memory behind its
 //! [`MemoryIndex`], [`SummaryStore`] and [`FactStore`] ([`MemoryStore`]: all three).
 //!
 //! [`Store::open`] takes the configured `storage.url`: `sqlite://PATH`, `sqlite::memory:`, a plain
@@ -28,6 +28,8 @@
 //!   turn.
 //! - `provider_health`: the latest health check of each provider by a running gateway
 //!   ([`ProviderHealthStore`]), one row per provider, for `exoclaw providers status`.
+//! - `channel_health`: the latest state of each chat channel connection of a running gateway
+//!   ([`ChannelHealthStore`]), one row per channel, for `exoclaw channels status`.
 //! - `memory_entries`: long-term memory's index ([`MemoryIndex`]): messages, summaries and notes,
 //!   one row per (session, kind, seq), with the owner, the text and the embedding (little-endian
 //!   f32s in a BLOB / `bytea`; no vector extension). No foreign key to `sessions`: the memory can
@@ -84,10 +86,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use exoclaw_core::Run;
 pub use exoclaw_core::{
-    AuditEntry, AuditLog, AuditQuery, EntryKind, Fact, FactRecorded, FactStore, ForgetEntries, KeyStore,
-    MemoryEntry, MemoryIndex, MemoryStore, NewApiKey, NewEntry, NewFact, NewSession, ProviderHealth,
-    ProviderHealthStore, RunStore, ScoredEntry, SessionLease, SessionLocks, SessionStore, StoreError,
-    StoreErrorSource, Summary, SummaryStore, UsageStore,
+    AuditEntry, AuditLog, AuditQuery, ChannelHealth, ChannelHealthStore, EntryKind, Fact, FactRecorded,
+    FactStore, ForgetEntries, KeyStore, MemoryEntry, MemoryIndex, MemoryStore, NewApiKey, NewEntry, NewFact,
+    NewSession, ProviderHealth, ProviderHealthStore, RunStore, ScoredEntry, SessionLease, SessionLocks,
+    SessionStore, StoreError, StoreErrorSource, Summary, SummaryStore, UsageStore,
 };
 use exoclaw_types::{ApiKey, Message, SessionId, SessionInfo, SessionKey, UsageRecord};
 
@@ -227,6 +229,10 @@ forward_to_backend! {
     ProviderHealthStore {
         fn record_provider_health(&self, checks: &[ProviderHealth]) -> Result<(), StoreError>;
         fn provider_health(&self) -> Result<Vec<ProviderHealth>, StoreError>;
+    }
+    ChannelHealthStore {
+        fn record_channel_health(&self, state: &ChannelHealth) -> Result<(), StoreError>;
+        fn channel_health(&self) -> Result<Vec<ChannelHealth>, StoreError>;
     }
     MemoryIndex {
         fn index(&self, entries: &[NewEntry]) -> Result<(), StoreError>;

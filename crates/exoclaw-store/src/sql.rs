@@ -128,6 +128,17 @@ pub(crate) const UPSERT_PROVIDER_HEALTH: &str = "INSERT INTO provider_health (pr
 pub(crate) const PROVIDER_HEALTH: &str =
     "SELECT provider, checked_at, error FROM provider_health ORDER BY provider";
 
+/// Records channel `$1`'s state — connected `$2` since `$3`, its error `$4` — replacing its previous
+/// state unless that one is newer (two gateways sharing a database).
+pub(crate) const UPSERT_CHANNEL_HEALTH: &str = "INSERT INTO channel_health (channel, connected, since, error) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (channel) DO UPDATE \
+     SET connected = excluded.connected, since = excluded.since, error = excluded.error \
+     WHERE channel_health.since <= excluded.since";
+
+/// Every channel's latest state, by name.
+pub(crate) const CHANNEL_HEALTH: &str =
+    "SELECT channel, connected, since, error FROM channel_health ORDER BY channel";
+
 // Long-term memory (`memory.rs`; see the `0006_memory.sql` migrations).
 
 /// The columns of a memory entry, in the order `entry_from_row` reads them (by name).

@@ -130,6 +130,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/sqlite/0007_audit.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            8,
+            Cow::Borrowed("channel_health"),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0008_channel_health.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

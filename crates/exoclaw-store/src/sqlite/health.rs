@@ -1,10 +1,10 @@
-//! The gateway's provider health checks in SQLite.
+//! The gateway's provider health checks and chat channel connections in SQLite.
 
 use super::SqliteStore;
 use crate::codec::{from_micros, query_error, to_micros};
 use crate::sql;
 use async_trait::async_trait;
-use exoclaw_core::{ProviderHealth, ProviderHealthStore, StoreError};
+use exoclaw_core::{ChannelHealth, ChannelHealthStore, ProviderHealth, ProviderHealthStore, StoreError};
 use sqlx::Row;
 
 #[async_trait]
@@ -38,6 +38,42 @@ impl ProviderHealthStore for SqliteStore {
                 Ok(ProviderHealth {
                     provider: row.try_get("provider").map_err(decode)?,
                     checked_at: from_micros(row.try_get("checked_at").map_err(decode)?)?,
+                    error: row.try_get("error").map_err(decode)?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl ChannelHealthStore for SqliteStore {
+    async fn record_channel_health(&self, state: &ChannelHealth) -> Result<(), StoreError> {
+        sqlx::query(sql::UPSERT_CHANNEL_HEALTH)
+            .bind(&state.channel)
+            .bind(state.connected)
+            .bind(to_micros(state.since))
+            .bind(state.error.as_deref())
+            .execute(&self.writer)
+            .await
+            .map_err(|e| query_error("could not record a chat channel's connection", e))?;
+        self.committed();
+        Ok(())
+    }
+
+    async fn channel_health(&self) -> Result<Vec<ChannelHealth>, StoreError> {
+        let rows = sqlx::query(sql::CHANNEL_HEALTH)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| query_error("could not read the chat channels' connections", e))?;
+        rows.iter()
+            .map(|row| {
+                let decode = |e: sqlx::Error| {
+                    StoreError::corrupt_from("a chat channel connection row could not be read", e)
+                };
+                Ok(ChannelHealth {
+                    channel: row.try_get("channel").map_err(decode)?,
+                    connected: row.try_get("connected").map_err(decode)?,
+                    since: from_micros(row.try_get("since").map_err(decode)?)?,
                     error: row.try_get("error").map_err(decode)?,
                 })
             })

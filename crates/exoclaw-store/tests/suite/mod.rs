@@ -21,6 +21,7 @@ macro_rules! scenario_tests {
             a_locked_session_refuses_a_second_lock_that_will_not_wait,
             a_waiting_lock_gets_the_session_when_the_holder_lets_go,
             the_audit_log_keeps_entries_whole_newest_first_and_filters_them,
+            a_channels_latest_connection_state_replaces_older_ones,
         );
     };
     (@each $harness:path; $($scenario:ident),+ $(,)?) => {

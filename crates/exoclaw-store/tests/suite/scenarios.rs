@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use exoclaw_core::{AuditEvent, Decision, Permission, Reason, Resource, Rule, RuleEntry, Scope};
 use exoclaw_store::{
-    AuditEntry, AuditLog, AuditQuery, KeyStore, NewApiKey, NewSession, RunStore, SessionLocks, SessionStore,
-    Store, StoreError, UsageStore,
+    AuditEntry, AuditLog, AuditQuery, ChannelHealth, ChannelHealthStore, KeyStore, NewApiKey, NewSession,
+    RunStore, SessionLocks, SessionStore, Store, StoreError, UsageStore,
 };
 use exoclaw_types::{Message, Part, Role, SessionId, ToolEffect};
 use pretty_assertions::assert_eq;
@@ -570,6 +570,25 @@ pub async fn the_audit_log_keeps_entries_whole_newest_first_and_filters_them(sto
     let created = store.create_session(NewSession { id: Some(mine), ..NewSession::default() }).await.unwrap();
     assert!(store.delete_session(created.id).await.unwrap());
     assert_eq!(store.audit_entries(&query(Some(mine), None, 50)).await.unwrap().len(), 3);
+}
+
+pub async fn a_channels_latest_connection_state_replaces_older_ones(store: Store) {
+    assert_eq!(store.channel_health().await.unwrap(), Vec::new());
+    let at = |seconds: i64| now() + chrono::Duration::seconds(seconds);
+    let state = |channel: &str, since, error: Option<&str>| ChannelHealth {
+        channel: channel.into(),
+        connected: error.is_none(),
+        since,
+        error: error.map(str::to_owned),
+    };
+    store.record_channel_health(&state("kadi", at(0), None)).await.unwrap();
+    let dropped = state("discord", at(1), Some("the connection dropped; reconnecting"));
+    store.record_channel_health(&dropped).await.unwrap();
+    let down = state("kadi", at(2), Some("no answer within 15 s"));
+    store.record_channel_health(&down).await.unwrap();
+    // A report older than the one kept (another gateway's, late) does not replace it.
+    store.record_channel_health(&state("kadi", at(-5), None)).await.unwrap();
+    assert_eq!(store.channel_health().await.unwrap(), vec![dropped, down]);
 }
 
 fn audit(session: Option<SessionId>, tool: &str, event: AuditEvent) -> AuditEntry {
