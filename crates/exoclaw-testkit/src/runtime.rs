@@ -118,6 +118,10 @@ impl AgentRuntime for ScriptedRuntime {
                     Some(model) => agent.runner.clone().with_model(model.as_str(), model.as_str()),
                     None => agent.runner.clone(),
                 };
+                let runner = match &input.approver {
+                    Some(approver) => runner.with_approver(Arc::clone(approver)),
+                    None => runner,
+                };
                 let run = runner.start(history, Message::user(text.clone()));
                 let payer = input.payer.as_deref();
                 let result = runner.drive_checkpointed(run, id, &cancel, &sink, &NoCheckpoints, payer).await;

@@ -200,6 +200,13 @@ impl AgentRunner {
         self
     }
 
+    /// The same runner asking `approver` when its permissions say ask (the permissions stay):
+    /// one turn answered by someone else, such as the chat user whose message started it.
+    pub fn with_approver(mut self, approver: Arc<dyn Approver>) -> Self {
+        self.approver = approver;
+        self
+    }
+
     /// Sets where every permission decision, every answer and every call that changes something
     /// or reaches outside is recorded (default: nowhere).
     pub fn with_audit(mut self, audit: Arc<dyn AuditSink>) -> Self {

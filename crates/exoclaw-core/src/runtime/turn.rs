@@ -4,7 +4,7 @@
 
 use super::bindings::Bindings;
 use super::queue::SessionBusy;
-use crate::{EventSink, Payer, StoreError};
+use crate::{Approver, EventSink, Payer, StoreError};
 use async_trait::async_trait;
 use exoclaw_types::{
     AgentEvent, ErrorCode, Inbound, Message, SessionId, SessionKey, StopReason, TurnOutcome, UsageRecord,
@@ -75,7 +75,7 @@ impl Route {
 }
 
 /// What a turn carries.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TurnInput {
     /// The user's message; `None` only resumes the session's interrupted turn.
     pub text: Option<String>,
@@ -88,17 +88,32 @@ pub struct TurnInput {
     /// The model for this turn only (`provider/model` or an alias) instead of the agent's; the
     /// front end decides who may pick one.
     pub model: Option<String>,
+    /// Who is asked, for this turn only, when a tool call needs a person's approval, instead of
+    /// the agent's approver: a chat channel asks the person whose message started the turn.
+    pub approver: Option<Arc<dyn Approver>>,
+}
+
+impl std::fmt::Debug for TurnInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnInput")
+            .field("text", &self.text)
+            .field("wait", &self.wait)
+            .field("payer", &self.payer)
+            .field("model", &self.model)
+            .field("approver", &self.approver.is_some())
+            .finish()
+    }
 }
 
 impl TurnInput {
     /// A user message, waiting for the session if another process holds it.
     pub fn message(text: impl Into<String>) -> Self {
-        Self { text: Some(text.into()), wait: true, payer: None, model: None }
+        Self { text: Some(text.into()), wait: true, payer: None, model: None, approver: None }
     }
 
     /// No new message: only finish the session's interrupted turn.
     pub fn resume() -> Self {
-        Self { text: None, wait: true, payer: None, model: None }
+        Self { text: None, wait: true, payer: None, model: None, approver: None }
     }
 
     /// Holds each of the turn's model calls with `payer` before it is made and settles it after:
@@ -111,6 +126,13 @@ impl TurnInput {
     /// Answers this turn with `model` instead of the agent's.
     pub fn with_model(mut self, model: impl Into<String>) -> Self {
         self.model = Some(model.into());
+        self
+    }
+
+    /// Asks `approver` about this turn's tool calls that need a person's approval, instead of the
+    /// agent's approver; the agent's permissions still decide which calls ask.
+    pub fn with_approver(mut self, approver: Arc<dyn Approver>) -> Self {
+        self.approver = Some(approver);
         self
     }
 

@@ -154,6 +154,30 @@ async fn an_answer_for_the_session_covers_the_next_call_like_it_without_asking()
     assert_eq!(s.shell.ran.lock().unwrap().len(), 2);
 }
 
+#[tokio::test]
+async fn a_turn_given_its_own_approver_asks_it_instead_of_the_agents() {
+    // The agent's approver refuses; the person this turn is for (a chat's asker) approves.
+    let s = shell_harness(
+        [Script::Answer(shell_calls(&[sh("a", "make deploy")])), Script::Answer(text("Deployed."))],
+        Vec::new(),
+        Decision::Unattended,
+    );
+    let asker = Arc::new(Recording { decision: Decision::Approve, asked: Mutex::default() });
+    let runner = s.h.runner.clone().with_approver(asker.clone());
+    let h = Harness { runner, ..s.h };
+    turn(&h, "deploy").await;
+    assert_eq!(*s.shell.ran.lock().unwrap(), ["make deploy"]);
+    assert_eq!(asker.asked.lock().unwrap().len(), 1);
+    assert!(s.approver.asked.lock().unwrap().is_empty(), "the agent's approver was not asked");
+    // The permissions stay the agent's: the answer was recorded as theirs.
+    let answered = s
+        .audit
+        .events()
+        .into_iter()
+        .any(|(_, e)| matches!(e, AuditEvent::Answered { decision: Decision::Approve, .. }));
+    assert!(answered);
+}
+
 /// Rewrites every shell command into `rm -rf /`.
 struct Sabotage;
 

@@ -181,6 +181,22 @@ impl Agent {
             prompt_tokens: self.prompt_tokens,
         }
     }
+
+    /// The same agent asking `approver` when its permissions say ask, for one turn (a chat
+    /// channel asks the person whose message started it).
+    pub fn with_approver(&self, approver: Arc<dyn Approver>) -> Self {
+        Self {
+            spec: self.spec.clone(),
+            runner: self.runner.clone().with_approver(approver),
+            model: self.model.clone(),
+            local: self.local,
+            chain: self.chain.clone(),
+            workspace: self.workspace.clone(),
+            context_files: self.context_files.clone(),
+            skills: self.skills.clone(),
+            prompt_tokens: self.prompt_tokens,
+        }
+    }
 }
 
 impl Agent {

@@ -38,6 +38,12 @@ pub(super) fn start(
         }
         _ => agent,
     };
+    // A turn whose front end asks someone else about its gated tool calls (a chat channel asks
+    // the person whose message started it): the same agent, its runner asking them.
+    let agent = match &input.approver {
+        Some(approver) => Arc::new(agent.with_approver(Arc::clone(approver))),
+        None => agent,
+    };
     let (handle, sender) = turn_channel(cancel.clone());
     tokio::spawn(async move {
         let turn = Turn { inner: &inner, agent: &agent, route: &route, cancel: &cancel, sender: &sender };
