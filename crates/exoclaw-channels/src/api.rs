@@ -3,6 +3,7 @@
 //! message as a turn whose answer is then sent back.
 
 use crate::breaker::Breaker;
+use exoclaw_core::Approver;
 use exoclaw_core::runtime::{AgentRuntime, Target, TurnInput};
 use exoclaw_types::Inbound;
 use serde_json::Value;
@@ -128,12 +129,29 @@ fn is_model_name(text: &str) -> bool {
 
 /// Submits `text` from `inbound` as a turn of the agent the bindings pick (on the model its
 /// `[model]` prefix picks, among `models`) and, on its own task, hands its answer (or what went
-/// wrong, for the person who asked) to `answer`.
+/// wrong, for the person who asked) to `answer`. Tool calls that need a person's approval are
+/// refused (the agent's approver: nobody is asked); see [`run_turn_asking`].
 pub(crate) fn run_turn<F, Fut>(
     runtime: &Arc<dyn AgentRuntime>,
     inbound: Inbound,
     text: String,
     models: &[String],
+    answer: F,
+) where
+    F: FnOnce(String) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    run_turn_asking(runtime, inbound, text, models, None, answer);
+}
+
+/// [`run_turn`], asking `approver` (when given: the asker, in the chat) about the turn's tool
+/// calls that need a person's approval.
+pub(crate) fn run_turn_asking<F, Fut>(
+    runtime: &Arc<dyn AgentRuntime>,
+    inbound: Inbound,
+    text: String,
+    models: &[String],
+    approver: Option<Arc<dyn Approver>>,
     answer: F,
 ) where
     F: FnOnce(String) -> Fut + Send + 'static,
@@ -150,6 +168,9 @@ pub(crate) fn run_turn<F, Fut>(
     let mut input = TurnInput::message(text);
     if let Some(model) = model {
         input = input.with_model(model);
+    }
+    if let Some(approver) = approver {
+        input = input.with_approver(approver);
     }
     match runtime.submit(Target::Inbound { inbound, agent: None }, input) {
         Ok(handle) => {

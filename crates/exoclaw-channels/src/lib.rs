@@ -7,9 +7,11 @@
 //! - [`discord`]: Discord's Gateway (mentions, direct messages) and Interactions (slash commands).
 //! - [`kadi`]: the KĀDI broker (agents offered as abilities; Slack and Discord events it relays).
 //! - [`split_message`]: long answers cut at a platform's limit on markdown boundaries.
+//! - [`approval`]: gated tool calls asked about in the chat, answered by the user who asked.
 //!
 
 mod api;
+pub mod approval;
 pub mod breaker;
 pub mod discord;
 pub mod kadi;
@@ -18,6 +20,7 @@ pub mod slack;
 mod split;
 pub mod telegram;
 
+pub use approval::{ApprovalMode, Approvals};
 pub use discord::{DiscordConfig, DiscordGateway, DiscordInteractions};
 pub use kadi::{KadiClient, KadiConfig};
 pub use slack::{SlackChannel, SlackConfig};
@@ -27,14 +30,23 @@ pub use telegram::{TelegramChannel, TelegramConfig};
 use serde::{Deserialize, Serialize};
 
 /// `[channels]`: the built-in chat channels, each off until its table is there.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChannelsConfig {
     /// The models a chat message may pick for its turn with a `[provider/model]` prefix (globs,
     /// such as `anthropic/*`); empty (the default): none, a prefix is just text.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<String>,
-    /// `[channels.slack]`: Slack's Events API at `/webhook/slack`.
+    /// What a tool call the agent's permissions say to ask about does in a chat: `ask` (the
+    /// default) posts a prompt with buttons that only the user whose message started the turn
+    /// can answer; `refuse` refuses it without asking.
+    #[serde(skip_serializing_if = "is_default_mode")]
+    pub approvals: ApprovalMode,
+    /// How long an approval prompt waits for its answer, in seconds (1 to 86,400; default 300):
+    /// unanswered, the call is denied.
+    #[serde(deserialize_with = "approval::timeout_secs", skip_serializing_if = "is_default_timeout")]
+    pub approval_timeout_secs: u64,
+    /// `[channels.slack]`: Slack's Events API at `/webhook/slack`, or over Socket Mode.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slack: Option<SlackConfig>,
     /// `[channels.telegram]`: Telegram's Bot API webhook at `/webhook/telegram`.
@@ -48,10 +60,34 @@ pub struct ChannelsConfig {
     pub kadi: Option<KadiConfig>,
 }
 
+impl Default for ChannelsConfig {
+    fn default() -> Self {
+        Self {
+            models: Vec::new(),
+            approvals: ApprovalMode::default(),
+            approval_timeout_secs: approval::DEFAULT_TIMEOUT_SECS,
+            slack: None,
+            telegram: None,
+            discord: None,
+            kadi: None,
+        }
+    }
+}
+
+fn is_default_mode(mode: &ApprovalMode) -> bool {
+    *mode == ApprovalMode::default()
+}
+
+fn is_default_timeout(secs: &u64) -> bool {
+    *secs == approval::DEFAULT_TIMEOUT_SECS
+}
+
 impl ChannelsConfig {
     /// Whether no channel is configured.
     pub fn is_empty(&self) -> bool {
         self.models.is_empty()
+            && is_default_mode(&self.approvals)
+            && is_default_timeout(&self.approval_timeout_secs)
             && self.slack.is_none()
             && self.telegram.is_none()
             && self.discord.is_none()

@@ -8,6 +8,7 @@
 //! server errors.
 
 use crate::api::Success;
+use crate::approval::Approvals;
 use crate::breaker::Breaker;
 use crate::recent::Recent;
 use crate::split::split_message;
@@ -67,10 +68,12 @@ pub struct SlackChannel {
     allow_channels: Vec<String>,
     runtime: Arc<dyn AgentRuntime>,
     seen: Mutex<Recent>,
+    /// Tool calls waiting for an approval asked in the chat.
+    approvals: Approvals,
 }
 
 /// What the reply tasks share.
-struct Shared {
+pub(crate) struct Shared {
     token: String,
     api_base: String,
     client: reqwest::Client,
@@ -149,7 +152,24 @@ impl SlackChannel {
             runtime,
             seen: Mutex::new(Recent::new(REMEMBERED_EVENTS)),
             models: Vec::new(),
+            approvals: Approvals::default(),
         }
+    }
+
+    /// Asks the user whose message started a turn to approve its gated tool calls (with
+    /// buttons, in the thread) as `approvals` says; shared with the runtime's other channels.
+    pub fn with_approvals(mut self, approvals: Approvals) -> Self {
+        self.approvals = approvals;
+        self
+    }
+
+    /// Handles one interaction payload (`block_actions`), however it arrived (the interactivity
+    /// request's `payload` form field at `/webhook/slack`, or a Socket Mode `interactive`
+    /// envelope's payload): a press of an approval prompt's button. Its effects (the prompt
+    /// updated, someone else told they cannot answer) happen on their own tasks, so the caller
+    /// can acknowledge at once.
+    pub fn handle_interaction(&self, payload: &Value) {
+        crate::approval::slack::press(&self.approvals, &self.shared, payload);
     }
 
     /// Whether this event was seen before (a retry); remembers it otherwise.
@@ -176,6 +196,7 @@ impl SlackChannel {
             return;
         }
         let text = strip_mentions(&event.text);
+        let asker = user.clone();
         let inbound = Inbound {
             channel: "slack".to_owned(),
             account: team.to_owned(),
@@ -185,10 +206,23 @@ impl SlackChannel {
         };
         let reply_to =
             ReplyTo { channel, thread_ts: if is_dm { None } else { event.thread_ts.or(event.ts) } };
+        let place = crate::approval::slack::SlackPlace {
+            shared: Arc::clone(&self.shared),
+            channel: reply_to.channel.clone(),
+            thread_ts: reply_to.thread_ts.clone(),
+        };
+        let approver = self.approvals.approver(&asker, format!("<@{asker}>"), &reply_to.channel, place);
         let shared = Arc::clone(&self.shared);
-        crate::api::run_turn(&self.runtime, inbound, text, &self.models, move |answer| async move {
-            shared.answer(&reply_to, &answer).await;
-        });
+        crate::api::run_turn_asking(
+            &self.runtime,
+            inbound,
+            text,
+            &self.models,
+            approver,
+            move |answer| async move {
+                shared.answer(&reply_to, &answer).await;
+            },
+        );
     }
 }
 
@@ -208,7 +242,7 @@ impl Shared {
     }
 
     /// Calls the Web API method with `body`.
-    async fn post(&self, method: &str, body: &Value) -> Result<Value, String> {
+    pub(crate) async fn post(&self, method: &str, body: &Value) -> Result<Value, String> {
         let url = format!("{}/{method}", self.api_base);
         let authorization = format!("Bearer {}", self.token);
         crate::api::call(
@@ -223,6 +257,28 @@ impl Shared {
         .await
         .map_err(|e| format!("{method}: {e}"))
     }
+}
+
+/// The value of `name` in an `application/x-www-form-urlencoded` body, decoded.
+fn form_field(body: &[u8], name: &str) -> Option<String> {
+    let body = std::str::from_utf8(body).ok()?;
+    let (_, value) = body.split('&').filter_map(|pair| pair.split_once('=')).find(|(key, _)| *key == name)?;
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok())?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
 }
 
 /// The text without the `<@U…>` mentions of the bot (or anyone) Slack puts in it.
@@ -270,7 +326,19 @@ impl Webhook for SlackChannel {
         }
     }
 
-    async fn receive(&self, _headers: &HeaderMap, body: Bytes) -> Result<Value, String> {
+    async fn receive(&self, headers: &HeaderMap, body: Bytes) -> Result<Value, String> {
+        // A button press is an interactivity request: a form whose `payload` field is the JSON.
+        let form = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if form || body.starts_with(b"payload=") {
+            let payload = form_field(&body, "payload").ok_or("an interactivity request without a payload")?;
+            let payload: Value = serde_json::from_str(&payload)
+                .map_err(|e| format!("not a Slack interaction payload: {e}"))?;
+            self.handle_interaction(&payload);
+            return Ok(json!({}));
+        }
         let delivery: Delivery =
             serde_json::from_slice(&body).map_err(|e| format!("not a Slack Events API delivery: {e}"))?;
         match delivery.kind.as_str() {
@@ -297,5 +365,13 @@ mod tests {
         assert_eq!(strip_mentions("ask <@U1|alice> and <@U2>"), "ask and");
         assert_eq!(strip_mentions("no mention"), "no mention");
         assert_eq!(strip_mentions("broken <@U1"), "broken <@U1");
+    }
+
+    #[test]
+    fn a_form_field_is_percent_decoded() {
+        let body = b"token=x&payload=%7B%22a%22%3A+%22b%C3%A9%26c%22%7D";
+        assert_eq!(form_field(body, "payload").as_deref(), Some("{\"a\": \"b\u{e9}&c\"}"));
+        assert_eq!(form_field(body, "missing"), None);
+        assert_eq!(form_field(b"payload=%zz", "payload"), None);
     }
 }

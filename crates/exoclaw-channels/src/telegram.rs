@@ -7,6 +7,7 @@
 //! characters, retried on 429 after the `retry_after` Telegram gives.
 
 use crate::api::Success;
+use crate::approval::Approvals;
 use crate::breaker::Breaker;
 use crate::recent::Recent;
 use crate::split::split_message;
@@ -61,6 +62,9 @@ struct Update {
     update_id: i64,
     #[serde(default)]
     message: Option<Message>,
+    /// A press of an inline keyboard's button (an approval prompt's).
+    #[serde(default)]
+    callback_query: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -89,6 +93,8 @@ struct User {
     is_bot: bool,
     #[serde(default)]
     username: Option<String>,
+    #[serde(default)]
+    first_name: Option<String>,
 }
 
 /// The Telegram channel's webhook.
@@ -101,10 +107,12 @@ pub struct TelegramChannel {
     send: Arc<Sender>,
     runtime: Arc<dyn AgentRuntime>,
     seen: Mutex<Recent>,
+    /// Tool calls waiting for an approval asked in the chat.
+    approvals: Approvals,
 }
 
 /// What the reply tasks share.
-struct Sender {
+pub(crate) struct Sender {
     /// `{api_base}/bot{token}`: the token is part of the URL, which is never logged.
     base: String,
     client: reqwest::Client,
@@ -142,6 +150,7 @@ impl TelegramChannel {
             runtime,
             seen: Mutex::new(Recent::new(REMEMBERED_UPDATES)),
             models: Vec::new(),
+            approvals: Approvals::default(),
         }
     }
 
@@ -157,6 +166,14 @@ impl TelegramChannel {
             from.is_bot && from.username.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(name))
         });
         named || replied
+    }
+
+    /// Asks the user whose message started a turn to approve its gated tool calls (with an
+    /// inline keyboard, in the chat) as `approvals` says; shared with the runtime's other
+    /// channels.
+    pub fn with_approvals(mut self, approvals: Approvals) -> Self {
+        self.approvals = approvals;
+        self
     }
 
     fn take(&self, message: Message) {
@@ -181,12 +198,17 @@ impl TelegramChannel {
             team: None,
         };
         let (chat, reply_to) = (message.chat.id, message.message_id);
+        let place = crate::approval::telegram::TelegramPlace { send: Arc::clone(&self.send), chat, reply_to };
+        let shown =
+            crate::approval::telegram::shown_name(from.username.as_deref(), from.first_name.as_deref());
+        let approver = self.approvals.approver(&from.id.to_string(), shown, &chat.to_string(), place);
         let send = Arc::clone(&self.send);
-        crate::api::run_turn(
+        crate::api::run_turn_asking(
             &self.runtime,
             inbound,
             text.trim().to_owned(),
             &self.models,
+            approver,
             move |answer| async move {
                 send.answer(chat, reply_to, &answer).await;
             },
@@ -195,6 +217,22 @@ impl TelegramChannel {
 }
 
 impl Sender {
+    /// Calls the Bot API method with `body`.
+    pub(crate) async fn call(&self, method: &str, body: &Value) -> Result<Value, String> {
+        let url = format!("{}/{method}", self.base);
+        crate::api::call(
+            &self.client,
+            &self.breaker,
+            reqwest::Method::POST,
+            &url,
+            None,
+            body,
+            Success::OkField,
+        )
+        .await
+        .map_err(|e| format!("{method}: {e}"))
+    }
+
     async fn answer(&self, chat: i64, reply_to: i64, answer: &str) {
         for piece in split_message(answer, MESSAGE_LIMIT) {
             let body = json!({"chat_id": chat, "text": piece, "reply_parameters": {"message_id": reply_to}});
@@ -253,6 +291,9 @@ impl Webhook for TelegramChannel {
             self.seen.lock().map(|mut seen| seen.insert(&update.update_id.to_string())).unwrap_or(true);
         if first && let Some(message) = update.message {
             self.take(message);
+        }
+        if first && let Some(query) = update.callback_query {
+            crate::approval::telegram::press(&self.approvals, &self.send, &query);
         }
         Ok(json!({"ok": true}))
     }

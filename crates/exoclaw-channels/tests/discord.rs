@@ -140,3 +140,146 @@ async fn interactions_are_verified_pinged_and_a_command_is_answered_after_a_defe
     assert_eq!(filled.body["content"], "you said: what is new?");
     assert!(DiscordInteractions::new(&config, "not-hex", "t", common::runtime(&model, None).await).is_err());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Approvals of gated tool calls, asked with buttons
+
+/// A bot on the Gateway and an Interactions endpoint sharing one set of approvals (prompts
+/// waiting `timeout`), whose agent asks to deploy; the REST API accepts `calls` calls.
+struct Deploying {
+    gateway: FakeGateway,
+    endpoint: DiscordInteractions,
+    key: ed25519_dalek::SigningKey,
+    api: ScriptedServer,
+    deploy: Arc<common::Deploy>,
+    stop: CancellationToken,
+}
+
+impl Drop for Deploying {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn deploying(calls: usize, timeout: Duration) -> Deploying {
+    let gateway = FakeGateway::start(200).await;
+    let api = rest(calls).await;
+    let deploy = Arc::new(common::Deploy::default());
+    let runtime = common::deploying_runtime(&deploy).await;
+    let config =
+        DiscordConfig { gateway_url: gateway.url(), api_base: api.url(), ..DiscordConfig::default() };
+    let approvals = exoclaw_channels::Approvals::new(exoclaw_channels::ApprovalMode::Ask, timeout);
+    let bot =
+        DiscordGateway::new(&config, "bot-token", Arc::clone(&runtime)).with_approvals(approvals.clone());
+    let (public, key) = discord::interaction_keys();
+    let endpoint =
+        DiscordInteractions::new(&config, &public, "bot-token", runtime).unwrap().with_approvals(approvals);
+    let stop = CancellationToken::new();
+    tokio::spawn(Arc::new(bot).run(stop.clone()));
+    for _ in 0..100 {
+        if gateway.connected() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gateway.connected(), "the bot never identified");
+    Deploying { gateway, endpoint, key, api, deploy, stop }
+}
+
+impl Deploying {
+    /// `U1` asks the bot to ship it in `C1`; the prompt it posts.
+    async fn asked(&self) -> exoclaw_testkit::server::Recorded {
+        let question =
+            discord::message_create("m1", "C1", Some("G1"), "U1", &format!("<@{BOT_ID}> ship it"), true);
+        self.gateway.dispatch("MESSAGE_CREATE", question);
+        calls(&self.api, 1).await.remove(0)
+    }
+
+    /// `user` presses the prompt's button `label` at the Interactions endpoint; its response.
+    async fn press(
+        &self,
+        prompt: &exoclaw_testkit::server::Recorded,
+        user: &str,
+        label: &str,
+    ) -> serde_json::Value {
+        let custom_id = discord::buttons(&prompt.body).into_iter().find(|(l, _)| l == label).unwrap().1;
+        let body = discord::component_press("910", user, "C1", Some("G1"), "50000", &custom_id).to_string();
+        self.endpoint.verify(&signed(&self.key, &body), body.as_bytes()).unwrap();
+        self.endpoint.receive(&HeaderMap::new(), Bytes::from(body)).await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_gated_call_is_asked_with_buttons_and_runs_once_the_asker_approves_at_the_endpoint() {
+    let f = deploying(2, Duration::from_secs(60)).await;
+    let prompt = f.asked().await;
+    assert_eq!(prompt.path, "/channels/C1/messages");
+    assert_eq!(prompt.body["message_reference"], json!({"message_id": "m1"}));
+    assert_eq!(prompt.body["allowed_mentions"], json!({"parse": []}));
+    let labels: Vec<String> = discord::buttons(&prompt.body).into_iter().map(|(label, _)| label).collect();
+    assert_eq!(labels, ["Approve", "Approve for this session", "Deny"]);
+    let content = prompt.body["content"].as_str().unwrap();
+    assert!(content.contains("`deploy`") && content.contains("\"target\": \"<prod>\""), "{content}");
+    assert!(content.contains("Only <@U1> can answer."), "{content}");
+
+    // The prompt was posted by the Gateway connection; its press reaches the endpoint.
+    let response = f.press(&prompt, "U1", "Approve").await;
+    assert_eq!(response["type"], 7, "the prompt is updated in place");
+    assert!(response["data"]["content"].as_str().unwrap().ends_with("✅ Approved by <@U1>."), "{response}");
+    assert_eq!(response["data"]["components"], json!([]));
+    let answer = calls(&f.api, 2).await.remove(1);
+    assert_eq!(answer.body["content"], "the tool said: deployed to <prod>");
+    assert_eq!(f.deploy.deployed(), ["<prod>"]);
+}
+
+#[tokio::test]
+async fn a_press_over_the_gateway_is_answered_at_the_interactions_callback() {
+    let f = deploying(3, Duration::from_secs(60)).await;
+    let prompt = f.asked().await;
+    let custom_id = discord::buttons(&prompt.body).into_iter().find(|(l, _)| l == "Deny").unwrap().1;
+    f.gateway.dispatch(
+        "INTERACTION_CREATE",
+        discord::component_press("920", "U1", "C1", Some("G1"), "50000", &custom_id),
+    );
+    let all = calls(&f.api, 3).await;
+    let callback = all.iter().find(|c| c.path == "/interactions/920/component-token-920/callback").unwrap();
+    assert_eq!(callback.header("authorization"), None, "the interaction's token authorises it");
+    assert_eq!(callback.body["type"], 7);
+    assert!(callback.body["data"]["content"].as_str().unwrap().ends_with("⛔ Denied by <@U1>."));
+    let answer = all.iter().filter(|c| c.path == "/channels/C1/messages").nth(1).unwrap();
+    assert!(answer.body["content"].as_str().unwrap().starts_with(common::DENIED), "{:?}", answer.body);
+    assert!(f.deploy.deployed().is_empty());
+}
+
+#[tokio::test]
+async fn another_users_press_is_refused_ephemerally_and_a_press_after_the_answer_is_ignored() {
+    let f = deploying(2, Duration::from_secs(60)).await;
+    let prompt = f.asked().await;
+    let refused = f.press(&prompt, "U666", "Approve").await;
+    assert_eq!(refused["type"], 4);
+    assert_eq!(refused["data"]["flags"], 64, "only the presser sees it");
+    assert!(refused["data"]["content"].as_str().unwrap().starts_with("Only <@U1>"), "{refused}");
+    assert!(f.deploy.deployed().is_empty());
+
+    let denied = f.press(&prompt, "U1", "Deny").await;
+    assert_eq!(denied["type"], 7);
+    let again = f.press(&prompt, "U1", "Approve").await;
+    assert_eq!(again, json!({"type": 6}), "acknowledged, nothing changed");
+    let answer = calls(&f.api, 2).await.remove(1);
+    assert!(answer.body["content"].as_str().unwrap().starts_with(common::DENIED));
+    assert!(f.deploy.deployed().is_empty());
+}
+
+#[tokio::test]
+async fn a_prompt_nobody_answers_denies_the_call_and_says_so() {
+    let f = deploying(3, Duration::from_millis(300)).await;
+    f.asked().await;
+    let all = calls(&f.api, 3).await;
+    let edit = all.iter().find(|c| c.method == "PATCH").unwrap();
+    assert_eq!(edit.path, "/channels/C1/messages/50000");
+    assert!(edit.body["content"].as_str().unwrap().ends_with("⌛ Nobody answered within 300 ms: denied."));
+    assert_eq!(edit.body["components"], json!([]));
+    let answer = all.iter().filter(|c| c.method == "POST").nth(1).unwrap();
+    assert!(answer.body["content"].as_str().unwrap().starts_with(common::DENIED));
+    assert!(f.deploy.deployed().is_empty());
+}

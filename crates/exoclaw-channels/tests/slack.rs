@@ -275,3 +275,140 @@ async fn a_model_prefix_picks_an_allowed_model_for_that_turn_and_others_are_refu
     assert!(text.contains("`openai/o3` cannot be chosen here"), "{text}");
     assert_eq!(model.requests().len(), 1, "a refused model must not be asked");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Approvals of gated tool calls, asked in the thread
+
+/// A Slack channel whose agent asks to deploy (a call that needs a person's approval), prompts
+/// waiting `timeout`, on a Web API accepting `calls` calls.
+async fn deploying(calls: usize, timeout: Duration) -> (SlackChannel, ScriptedServer, Arc<common::Deploy>) {
+    let api = slack::web_api(calls).await;
+    let deploy = Arc::new(common::Deploy::default());
+    let config = SlackConfig { api_base: api.url(), ..SlackConfig::default() };
+    let approvals = exoclaw_channels::Approvals::new(exoclaw_channels::ApprovalMode::Ask, timeout);
+    let channel = SlackChannel::new(
+        &config,
+        SECRET.into(),
+        "xoxb-test-token".into(),
+        common::deploying_runtime(&deploy).await,
+    )
+    .with_approvals(approvals);
+    (channel, api, deploy)
+}
+
+/// Presses the button `value` of the prompt posted at `ts` in `C1`, as `user`, through
+/// `/webhook/slack` as Slack's interactivity request.
+async fn press(channel: &SlackChannel, user: &str, ts: &str, value: &str) {
+    let body = slack::interaction_body(&slack::block_actions("T1", user, "C1", ts, value));
+    let headers = headers(slack::interaction_headers(SECRET, now(), body.as_bytes()));
+    channel.verify(&headers, body.as_bytes()).unwrap();
+    channel.receive(&headers, Bytes::from(body)).await.unwrap();
+}
+
+/// The button labelled `label` of the prompt `posted`.
+fn button(posted: &exoclaw_testkit::server::Recorded, label: &str) -> String {
+    slack::buttons(&posted.body).into_iter().find(|(l, _)| l == label).unwrap().1
+}
+
+fn find<'a>(
+    calls: &'a [exoclaw_testkit::server::Recorded],
+    path: &str,
+) -> &'a exoclaw_testkit::server::Recorded {
+    calls.iter().find(|c| c.path == path).unwrap_or_else(|| panic!("no {path} in {calls:#?}"))
+}
+
+#[tokio::test]
+async fn a_gated_call_is_asked_in_the_thread_and_runs_once_the_asker_approves() {
+    let (channel, api, deploy) = deploying(3, Duration::from_secs(60)).await;
+    deliver(&channel, &slack::mention("Ev1", "T1", "C1", "U1", "ship it", "1700000000.000100")).await;
+    let prompt = calls(&api, 1).await.remove(0);
+    assert_eq!(prompt.path, "/chat.postMessage");
+    assert_eq!(prompt.body["thread_ts"], "1700000000.000100");
+    let labels: Vec<String> = slack::buttons(&prompt.body).into_iter().map(|(label, _)| label).collect();
+    assert_eq!(labels, ["Approve", "Approve for this session", "Deny"]);
+    let text = prompt.body["blocks"][0]["text"]["text"].as_str().unwrap();
+    assert!(text.contains("`deploy`"), "{text}");
+    assert!(text.contains("\"target\": \"&lt;prod&gt;\""), "the arguments, escaped: {text}");
+    assert!(text.contains("Touches: command `deploy &lt;prod&gt;`"), "{text}");
+    assert!(text.contains("Only <@U1> can answer."), "{text}");
+    assert!(deploy.deployed().is_empty(), "nothing runs before the answer");
+
+    press(&channel, "U1", "1700000000.000000", &button(&prompt, "Approve")).await;
+    let all = calls(&api, 3).await;
+    let update = find(&all, "/chat.update");
+    assert_eq!(update.body["ts"], "1700000000.000000");
+    assert!(update.body["text"].as_str().unwrap().ends_with("✅ Approved by <@U1>."), "{:?}", update.body);
+    assert!(slack::buttons(&update.body).is_empty(), "the buttons are gone");
+    let answer = all.iter().filter(|c| c.path == "/chat.postMessage").nth(1).unwrap();
+    assert_eq!(answer.body["text"], "the tool said: deployed to <prod>");
+    assert_eq!(deploy.deployed(), ["<prod>"]);
+}
+
+#[tokio::test]
+async fn a_denied_call_does_not_run_and_the_model_is_told() {
+    let (channel, api, deploy) = deploying(3, Duration::from_secs(60)).await;
+    deliver(&channel, &slack::mention("Ev1", "T1", "C1", "U1", "ship it", "1.1")).await;
+    let prompt = calls(&api, 1).await.remove(0);
+    press(&channel, "U1", "1700000000.000000", &button(&prompt, "Deny")).await;
+    let all = calls(&api, 3).await;
+    assert!(find(&all, "/chat.update").body["text"].as_str().unwrap().ends_with("⛔ Denied by <@U1>."));
+    let answer = all.iter().filter(|c| c.path == "/chat.postMessage").nth(1).unwrap();
+    assert!(answer.body["text"].as_str().unwrap().starts_with(common::DENIED), "{:?}", answer.body);
+    assert!(deploy.deployed().is_empty());
+}
+
+#[tokio::test]
+async fn another_users_press_is_refused_to_them_alone_and_changes_nothing() {
+    let (channel, api, deploy) = deploying(5, Duration::from_secs(60)).await;
+    deliver(&channel, &slack::mention("Ev1", "T1", "C1", "U1", "ship it", "1.1")).await;
+    let prompt = calls(&api, 1).await.remove(0);
+    press(&channel, "U666", "1700000000.000000", &button(&prompt, "Approve")).await;
+    let refusal = calls(&api, 2).await.remove(1);
+    assert_eq!(refusal.path, "/chat.postEphemeral");
+    assert_eq!(refusal.body["user"], "U666");
+    assert!(refusal.body["text"].as_str().unwrap().starts_with("Only <@U1>"), "{:?}", refusal.body);
+    assert!(deploy.deployed().is_empty(), "the stranger's approval did not run it");
+
+    // The asker's answer still counts; a second press after it is ignored.
+    press(&channel, "U1", "1700000000.000000", &button(&prompt, "Deny")).await;
+    press(&channel, "U1", "1700000000.000000", &button(&prompt, "Approve")).await;
+    let all = calls(&api, 4).await;
+    assert!(find(&all, "/chat.update").body["text"].as_str().unwrap().ends_with("⛔ Denied by <@U1>."));
+    let answer = all.iter().filter(|c| c.path == "/chat.postMessage").nth(1).unwrap();
+    assert!(answer.body["text"].as_str().unwrap().starts_with(common::DENIED));
+    assert!(deploy.deployed().is_empty());
+    assert_eq!(all.iter().filter(|c| c.path == "/chat.update").count(), 1);
+}
+
+#[tokio::test]
+async fn a_prompt_nobody_answers_denies_the_call_and_says_so() {
+    let (channel, api, deploy) = deploying(3, Duration::from_millis(300)).await;
+    deliver(&channel, &slack::mention("Ev1", "T1", "C1", "U1", "ship it", "1.1")).await;
+    let all = calls(&api, 3).await;
+    let update = find(&all, "/chat.update");
+    assert!(
+        update.body["text"].as_str().unwrap().ends_with("⌛ Nobody answered within 300 ms: denied."),
+        "{:?}",
+        update.body
+    );
+    let answer = all.iter().filter(|c| c.path == "/chat.postMessage").nth(1).unwrap();
+    assert!(answer.body["text"].as_str().unwrap().starts_with(common::DENIED));
+    assert!(deploy.deployed().is_empty());
+}
+
+#[tokio::test]
+async fn with_approvals_refused_nobody_is_asked() {
+    let api = slack::web_api(1).await;
+    let deploy = Arc::new(common::Deploy::default());
+    let config = SlackConfig { api_base: api.url(), ..SlackConfig::default() };
+    let refuse =
+        exoclaw_channels::Approvals::new(exoclaw_channels::ApprovalMode::Refuse, Duration::from_secs(60));
+    let channel =
+        SlackChannel::new(&config, SECRET.into(), "t".into(), common::deploying_runtime(&deploy).await)
+            .with_approvals(refuse);
+    deliver(&channel, &slack::mention("Ev1", "T1", "C1", "U1", "ship it", "1.1")).await;
+    let answer = calls(&api, 1).await.remove(0);
+    assert!(slack::buttons(&answer.body).is_empty());
+    assert!(answer.body["text"].as_str().unwrap().contains("was not run"), "{:?}", answer.body);
+    assert!(deploy.deployed().is_empty());
+}

@@ -191,3 +191,45 @@ pub fn command(name: &str, question: &str, user: &str, channel: &str, guild: &st
             "options": [{"name": "question", "type": 3, "value": question}]},
     })
 }
+
+/// A press of the button `custom_id` on the message `message` by `user` in `channel` (of `guild`,
+/// or a DM when `None`): a `MESSAGE_COMPONENT` interaction (type 3), as the Interactions endpoint
+/// receives it and as the Gateway dispatches it in `INTERACTION_CREATE`.
+pub fn component_press(
+    id: &str,
+    user: &str,
+    channel: &str,
+    guild: Option<&str>,
+    message: &str,
+    custom_id: &str,
+) -> Value {
+    let who = json!({"id": user, "username": format!("user{user}")});
+    let mut interaction = json!({
+        "id": id, "application_id": "800000000000000001", "type": 3,
+        "token": format!("component-token-{id}"), "version": 1, "channel_id": channel,
+        "message": {"id": message, "channel_id": channel, "author": {"id": BOT_ID, "bot": true}},
+        "data": {"custom_id": custom_id, "component_type": 2},
+    });
+    match guild {
+        Some(guild) => {
+            interaction["guild_id"] = json!(guild);
+            interaction["member"] = json!({"user": who});
+        }
+        None => interaction["user"] = who,
+    }
+    interaction
+}
+
+/// The buttons of a message body (its components' action rows): each one's label and custom id.
+pub fn buttons(body: &Value) -> Vec<(String, String)> {
+    body["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
+        .map(|button| {
+            let label = button["label"].as_str().unwrap_or_default().to_owned();
+            (label, button["custom_id"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect()
+}

@@ -56,6 +56,62 @@ pub fn direct_message(event_id: &str, team: &str, user: &str, text: &str, ts: &s
     )
 }
 
+/// A press of the button whose value is `value` by `user`, on the message `message_ts` in
+/// `channel`: the `block_actions` payload of an interactivity request (Slack's "Handling user
+/// interaction").
+pub fn block_actions(team: &str, user: &str, channel: &str, message_ts: &str, value: &str) -> Value {
+    json!({
+        "type": "block_actions", "token": "XXYYZZ", "api_app_id": "A0EXOCLAW", "trigger_id": "1.2.abc",
+        "user": {"id": user, "username": user.to_lowercase(), "name": user.to_lowercase(), "team_id": team},
+        "team": {"id": team, "domain": "exo"},
+        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": false},
+        "channel": {"id": channel, "name": "general"},
+        "message": {"type": "message", "ts": message_ts, "user": "U0BOT", "bot_id": "B0BOT", "text": "Approval needed"},
+        "response_url": format!("https://hooks.slack.com/actions/{team}/1/x"),
+        "actions": [{"type": "button", "action_id": "approval", "block_id": "approval", "value": value,
+            "text": {"type": "plain_text", "text": "Approve"}, "action_ts": "1700000001.000200"}],
+    })
+}
+
+/// The body of an interactivity request carrying `payload`: `payload=` and the JSON, form-encoded.
+pub fn interaction_body(payload: &Value) -> String {
+    let mut body = String::from("payload=");
+    for byte in payload.to_string().bytes() {
+        match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                body.push(char::from(byte))
+            }
+            b' ' => body.push('+'),
+            _ => body.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    body
+}
+
+/// The headers Slack puts on an interactivity request: signed as events are, a form body.
+pub fn interaction_headers(secret: &str, timestamp: i64, body: &[u8]) -> Vec<(&'static str, String)> {
+    let mut headers = headers(secret, timestamp, body);
+    headers.retain(|(name, _)| *name != "content-type");
+    headers.push(("content-type", "application/x-www-form-urlencoded".to_owned()));
+    headers
+}
+
+/// The buttons of a Block Kit message body (`chat.postMessage`, `chat.update`): each one's label
+/// and value, in order.
+pub fn buttons(body: &Value) -> Vec<(String, String)> {
+    body["blocks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|block| block["type"] == "actions")
+        .flat_map(|block| block["elements"].as_array().cloned().unwrap_or_default())
+        .map(|button| {
+            let label = button["text"]["text"].as_str().unwrap_or_default().to_owned();
+            (label, button["value"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect()
+}
+
 /// A Web API that accepts `count` calls (`{"ok": true, …}`), recording them.
 pub async fn web_api(count: usize) -> ScriptedServer {
     ScriptedServer::start(

@@ -27,6 +27,39 @@ pub fn message(
     })
 }
 
+/// A press of the inline keyboard button carrying `data`, by `user` (id and username), on the
+/// message `message_id` in `chat`: a `callback_query` update.
+pub fn callback_query(update_id: i64, user: (i64, &str), chat: i64, message_id: i64, data: &str) -> Value {
+    json!({
+        "update_id": update_id,
+        "callback_query": {
+            "id": format!("cq{update_id}"),
+            "from": {"id": user.0, "is_bot": false, "first_name": user.1, "username": user.1},
+            "message": {
+                "message_id": message_id, "date": 1_700_000_000, "text": "Approval needed",
+                "from": {"id": 999, "is_bot": true, "first_name": "ExoBot", "username": "ExoBot"},
+                "chat": {"id": chat, "type": if chat < 0 { "supergroup" } else { "private" }},
+            },
+            "chat_instance": "-4242",
+            "data": data,
+        }
+    })
+}
+
+/// The inline keyboard of a `sendMessage` body: each button's text and callback data, in order.
+pub fn buttons(body: &Value) -> Vec<(String, String)> {
+    body["reply_markup"]["inline_keyboard"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|row| row.as_array().cloned().unwrap_or_default())
+        .map(|button| {
+            let text = button["text"].as_str().unwrap_or_default().to_owned();
+            (text, button["callback_data"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect()
+}
+
 /// A Bot API that accepts `count` calls (`{"ok": true, "result": {…}}`), recording them.
 pub async fn bot_api(count: usize) -> ScriptedServer {
     ScriptedServer::start((0..count).map(|i| {

@@ -8,6 +8,7 @@
 //! stops the connection with an error saying so.
 
 use super::{DiscordConfig, Rest, mentions, strip_bot_mention};
+use crate::approval::Approvals;
 use crate::recent::Recent;
 use exoclaw_core::runtime::AgentRuntime;
 use exoclaw_types::Inbound;
@@ -23,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 const INTENTS: u64 = (1 << 9) | (1 << 12) | (1 << 15);
 /// How many message ids are remembered so a replayed message is answered once.
 const REMEMBERED_MESSAGES: usize = 4_096;
+/// The interaction type of a button press (Discord's numbering).
+const MESSAGE_COMPONENT: u64 = 3;
 /// The longest wait between reconnects.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -68,9 +71,19 @@ pub struct DiscordGateway {
     rest: Rest,
     runtime: Arc<dyn AgentRuntime>,
     seen: Mutex<Recent>,
+    /// Tool calls waiting for an approval asked in the chat.
+    approvals: Approvals,
 }
 
 impl DiscordGateway {
+    /// Asks the user whose message started a turn to approve its gated tool calls (with buttons,
+    /// in the channel) as `approvals` says; share them with the Interactions endpoint, which
+    /// receives the presses when the application has an Interactions Endpoint URL.
+    pub fn with_approvals(mut self, approvals: Approvals) -> Self {
+        self.approvals = approvals;
+        self
+    }
+
     /// Lets a message pick one of `models` (globs such as `anthropic/*`) with a `[provider/model]`
     /// prefix; without any, a prefix is just text.
     pub fn with_models(mut self, models: Vec<String>) -> Self {
@@ -87,6 +100,7 @@ impl DiscordGateway {
             runtime,
             seen: Mutex::new(Recent::new(REMEMBERED_MESSAGES)),
             models: Vec::new(),
+            approvals: Approvals::default(),
         }
     }
 
@@ -227,7 +241,9 @@ impl DiscordGateway {
         }
     }
 
-    /// An event: `READY` keeps the session, `MESSAGE_CREATE` may be a question.
+    /// An event: `READY` keeps the session, `MESSAGE_CREATE` may be a question,
+    /// `INTERACTION_CREATE` may be a press of an approval prompt's button (a bot without an
+    /// Interactions Endpoint URL gets them here).
     fn dispatch(&self, payload: &Value, session: &mut Session) {
         let data = &payload["d"];
         match payload["t"].as_str() {
@@ -241,6 +257,13 @@ impl DiscordGateway {
                 if let Some(bot) = &session.bot {
                     self.message(data, bot);
                 }
+            }
+            Some("INTERACTION_CREATE") if data["type"].as_u64() == Some(MESSAGE_COMPONENT) => {
+                let (rest, approvals, interaction) =
+                    (self.rest.clone(), self.approvals.clone(), data.clone());
+                tokio::spawn(async move {
+                    crate::approval::discord::respond(&rest, &approvals, &interaction).await;
+                });
             }
             _ => {}
         }
@@ -273,10 +296,23 @@ impl DiscordGateway {
             guild: guild.map(str::to_owned),
             team: None,
         };
+        let place = crate::approval::discord::DiscordPlace {
+            rest: self.rest.clone(),
+            channel: channel.to_owned(),
+            reply_to: Some(id.to_owned()),
+        };
+        let approver = self.approvals.approver(author, format!("<@{author}>"), channel, place);
         let (rest, channel, id) = (self.rest.clone(), channel.to_owned(), id.to_owned());
-        crate::api::run_turn(&self.runtime, inbound, text, &self.models, move |answer| async move {
-            rest.reply(&channel, &id, &answer).await;
-        });
+        crate::api::run_turn_asking(
+            &self.runtime,
+            inbound,
+            text,
+            &self.models,
+            approver,
+            move |answer| async move {
+                rest.reply(&channel, &id, &answer).await;
+            },
+        );
     }
 }
 

@@ -5,6 +5,7 @@
 //! The command's options are the question: `/ask question: …` asks "…".
 
 use super::{DiscordConfig, Rest};
+use crate::approval::Approvals;
 use async_trait::async_trait;
 use bytes::Bytes;
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -18,6 +19,7 @@ use std::sync::Arc;
 /// Interaction types (Discord's numbering).
 const PING: u64 = 1;
 const APPLICATION_COMMAND: u64 = 2;
+const MESSAGE_COMPONENT: u64 = 3;
 /// Response types.
 const PONG: u64 = 1;
 const DEFERRED_CHANNEL_MESSAGE: u64 = 5;
@@ -30,6 +32,8 @@ pub struct DiscordInteractions {
     config: DiscordConfig,
     rest: Rest,
     runtime: Arc<dyn AgentRuntime>,
+    /// Tool calls waiting for an approval asked in the chat.
+    approvals: Approvals,
 }
 
 /// Why the application's public key cannot be used.
@@ -62,7 +66,16 @@ impl DiscordInteractions {
             config: config.clone(),
             rest: Rest::new(&config.api_base, bot_token),
             runtime,
+            approvals: Approvals::default(),
         })
+    }
+
+    /// Asks the user whose command started a turn to approve its gated tool calls (with buttons,
+    /// in the channel) as `approvals` says; share them with the Gateway connection, whose
+    /// prompts' presses arrive here when the application has an Interactions Endpoint URL.
+    pub fn with_approvals(mut self, approvals: Approvals) -> Self {
+        self.approvals = approvals;
+        self
     }
 
     fn command(&self, interaction: &Value) -> Result<Value, String> {
@@ -91,10 +104,23 @@ impl DiscordInteractions {
             guild: guild.map(str::to_owned),
             team: None,
         };
+        let place = crate::approval::discord::DiscordPlace {
+            rest: self.rest.clone(),
+            channel: channel.to_owned(),
+            reply_to: None,
+        };
+        let approver = self.approvals.approver(user, format!("<@{user}>"), channel, place);
         let (rest, application, token) = (self.rest.clone(), application.to_owned(), token.to_owned());
-        crate::api::run_turn(&self.runtime, inbound, question, &self.models, move |answer| async move {
-            rest.complete_interaction(&application, &token, &answer).await;
-        });
+        crate::api::run_turn_asking(
+            &self.runtime,
+            inbound,
+            question,
+            &self.models,
+            approver,
+            move |answer| async move {
+                rest.complete_interaction(&application, &token, &answer).await;
+            },
+        );
         Ok(json!({"type": DEFERRED_CHANNEL_MESSAGE}))
     }
 }
@@ -135,6 +161,7 @@ impl Webhook for DiscordInteractions {
         match interaction["type"].as_u64() {
             Some(PING) => Ok(json!({"type": PONG})),
             Some(APPLICATION_COMMAND) => self.command(&interaction),
+            Some(MESSAGE_COMPONENT) => Ok(crate::approval::discord::component(&self.approvals, &interaction)),
             Some(other) => Err(format!("interactions of type {other} are not handled")),
             None => Err("an interaction without a type".to_owned()),
         }

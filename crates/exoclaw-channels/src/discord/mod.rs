@@ -84,6 +84,20 @@ impl Rest {
         }
     }
 
+    /// Calls the REST API: `method` on `path` (from the API's base) with `body`, with the bot's
+    /// token when `as_bot` (an interaction's callback is authorised by its own token instead).
+    pub(crate) async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+        as_bot: bool,
+    ) -> Result<Value, String> {
+        let url = format!("{}{path}", self.base);
+        let authorization = as_bot.then_some(self.authorization.as_str());
+        call(&self.client, &self.breaker, method, &url, authorization, body, Success::Status).await
+    }
+
     /// Posts `answer` in `channel` as a reply to `message`, in pieces.
     pub(crate) async fn reply(&self, channel: &str, message: &str, answer: &str) {
         let url = format!("{}/channels/{channel}/messages", self.base);

@@ -1,15 +1,18 @@
-//! What every channel's tests share: a runtime whose model says back what it was asked, and
-//! waiting for a recorded platform API to have been called.
+//! What every channel's tests share: a runtime whose model says back what it was asked (or, for
+//! approvals, one whose model calls a tool that needs a person's approval), and waiting for a
+//! recorded platform API to have been called.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use exoclaw_core::AgentRunner;
+use async_trait::async_trait;
 use exoclaw_core::runtime::AgentRuntime;
+use exoclaw_core::{AgentRunner, Resource, Tool, ToolContext, ToolError, ToolRegistry};
 use exoclaw_testkit::provider::{Outcome, RespondingProvider};
 use exoclaw_testkit::runtime::ScriptedRuntime;
 use exoclaw_testkit::server::{Recorded, ScriptedServer};
-use exoclaw_types::Role;
-use std::sync::Arc;
+use exoclaw_types::{Part, Role, ToolCall, ToolEffect, ToolSpec};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A model that says "you said: …" followed by every user message of the session so far.
@@ -41,3 +44,75 @@ pub async fn calls(api: &ScriptedServer, count: usize) -> Vec<Recorded> {
     assert!(requests.len() >= count, "{requests:?}");
     requests
 }
+
+/// A tool that deploys (a change, so the default permissions ask a person first): the targets
+/// it deployed.
+#[derive(Default)]
+pub struct Deploy {
+    pub deployed: Mutex<Vec<String>>,
+}
+
+impl Deploy {
+    pub fn deployed(&self) -> Vec<String> {
+        self.deployed.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Tool for Deploy {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: "deploy".into(),
+            description: "Deploys the service".into(),
+            input_schema: json!({"type": "object", "properties": {"target": {"type": "string"}}}),
+        }
+    }
+
+    fn effect(&self) -> ToolEffect {
+        ToolEffect::Mutating
+    }
+
+    fn resources(&self, args: &Value) -> Vec<Resource> {
+        vec![Resource::Command(format!("deploy {}", args["target"].as_str().unwrap_or_default()))]
+    }
+
+    async fn call(&self, args: Value, _ctx: &ToolContext) -> Result<String, ToolError> {
+        let target = args["target"].as_str().unwrap_or_default().to_owned();
+        self.deployed.lock().unwrap().push(target.clone());
+        Ok(format!("deployed to {target}"))
+    }
+}
+
+/// A model that asks to deploy to `<prod>` and, given the tool's result, says "the tool said: …".
+pub fn deploying_model() -> Arc<RespondingProvider> {
+    Arc::new(RespondingProvider::new("deployer", |request| {
+        let result = request.messages.last().filter(|m| m.role == Role::Tool).and_then(|m| {
+            m.parts.iter().find_map(|part| match part {
+                Part::ToolResult(result) => Some(result.content.clone()),
+                _ => None,
+            })
+        });
+        match result {
+            Some(content) => Outcome::Text(format!("the tool said: {content}")),
+            None => Outcome::ToolCall(ToolCall {
+                id: "call-1".into(),
+                name: "deploy".into(),
+                arguments: json!({"target": "<prod>"}),
+            }),
+        }
+    }))
+}
+
+/// A runtime whose `default` agent answers with [`deploying_model`] and may call `deploy`, which
+/// the default permissions ask about.
+pub async fn deploying_runtime(deploy: &Arc<Deploy>) -> Arc<dyn AgentRuntime> {
+    let store = Arc::new(exoclaw_store::Store::open("sqlite::memory:").await.unwrap());
+    let mut tools = ToolRegistry::new();
+    tools.register(deploy.clone());
+    let runner =
+        AgentRunner::new(deploying_model(), "m", "deployer/m").with_agent("default").with_tools(tools);
+    Arc::new(ScriptedRuntime::new(store).agent("default", None, runner))
+}
+
+/// The answer to a prompt the tests' asker gives, or not.
+pub const DENIED: &str = "the tool said: permission denied: `deploy` was not run: the user denied this call";

@@ -389,3 +389,20 @@ fn keys_from_the_environment_are_not_part_of_the_config() {
     let shown = loaded.config.redacted_toml();
     assert!(!shown.contains("sk-from-env") && !shown.contains("sk-vendor"), "{shown}");
 }
+
+#[test]
+fn chat_approvals_ask_by_default_and_a_bad_timeout_or_mode_is_reported_at_its_line() {
+    let channels = parse_in("[channels]\n", Path::new("/etc/exoclaw.toml"), &env(&[])).unwrap().channels;
+    assert_eq!(channels.approvals, exoclaw_channels::ApprovalMode::Ask);
+    assert_eq!(channels.approval_timeout_secs, 300);
+    let set = "[channels]\napprovals = \"refuse\"\napproval_timeout_secs = 60\n";
+    let channels = parse_in(set, Path::new("/etc/exoclaw.toml"), &env(&[])).unwrap().channels;
+    assert_eq!(channels.approvals, exoclaw_channels::ApprovalMode::Refuse);
+    assert_eq!(channels.approval_timeout_secs, 60);
+
+    let err = parse_error("[channels]\napproval_timeout_secs = 0\n");
+    assert!(err.starts_with("/etc/exoclaw.toml:2:"), "{err}");
+    assert!(err.contains("approval_timeout_secs must be between 1 and 86400"), "{err}");
+    let err = parse_error("[channels]\napprovals = \"always\"\n");
+    assert!(err.contains("unknown variant `always`, expected `ask` or `refuse`"), "{err}");
+}

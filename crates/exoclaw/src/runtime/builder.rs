@@ -296,6 +296,7 @@ impl RuntimeBuilder<WithConfig, WithStore> {
                 queues: SessionQueues::default(),
                 session_queue,
                 stop: CancellationToken::new(),
+                chat_approvals: exoclaw_channels::Approvals::from_config(&config.channels),
             }),
         };
         let every = |mut spec: AgentSpec| {

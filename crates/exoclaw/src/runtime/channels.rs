@@ -40,7 +40,9 @@ impl Runtime {
                 Ok([secret, token]) => {
                     let channel =
                         exoclaw_channels::SlackChannel::new(slack, secret, token, Arc::clone(&runtime));
-                    webhooks.push(("slack".to_owned(), Arc::new(channel.with_models(models.clone()))));
+                    let channel =
+                        channel.with_models(models.clone()).with_approvals(self.chat_approvals().clone());
+                    webhooks.push(("slack".to_owned(), Arc::new(channel)));
                 }
                 Err(missing) => tracing::warn!("[channels.slack] is not served: {missing}"),
             }
@@ -54,7 +56,9 @@ impl Runtime {
                         secret,
                         Arc::clone(&runtime),
                     );
-                    webhooks.push(("telegram".to_owned(), Arc::new(channel.with_models(models.clone()))));
+                    let channel =
+                        channel.with_models(models.clone()).with_approvals(self.chat_approvals().clone());
+                    webhooks.push(("telegram".to_owned(), Arc::new(channel)));
                 }
                 Err(missing) => tracing::warn!("[channels.telegram] is not served: {missing}"),
             }
@@ -69,7 +73,9 @@ impl Runtime {
                 Arc::clone(&runtime),
             ) {
                 Ok(endpoint) => {
-                    webhooks.push(("discord".to_owned(), Arc::new(endpoint.with_models(models.clone()))))
+                    let endpoint =
+                        endpoint.with_models(models.clone()).with_approvals(self.chat_approvals().clone());
+                    webhooks.push(("discord".to_owned(), Arc::new(endpoint)))
                 }
                 Err(error) => tracing::warn!("[channels.discord] slash commands are not served: {error}"),
             }
@@ -89,7 +95,9 @@ impl Runtime {
                 Ok([token]) => {
                     let gateway =
                         exoclaw_channels::DiscordGateway::new(discord, &token, Arc::clone(&runtime));
-                    tokio::spawn(Arc::new(gateway.with_models(models.clone())).run(stop.clone()));
+                    let gateway =
+                        gateway.with_models(models.clone()).with_approvals(self.chat_approvals().clone());
+                    tokio::spawn(Arc::new(gateway).run(stop.clone()));
                     started += 1;
                 }
                 Err(missing) => tracing::warn!("[channels.discord] is not connected: {missing}"),

@@ -177,6 +177,9 @@ pub(crate) struct Inner {
     pub session_queue: usize,
     /// Cancels every turn (the end of a shutdown's grace period).
     pub stop: CancellationToken,
+    /// The approvals asked in the chats, shared by every chat channel (a press may reach another
+    /// connection of the platform than the one that posted the prompt).
+    pub chat_approvals: exoclaw_channels::Approvals,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -221,6 +224,12 @@ impl Runtime {
     /// The router and its providers.
     pub fn models(&self) -> &Arc<Models> {
         &self.inner.models
+    }
+
+    /// The approvals asked in the chats (`[channels] approvals`): every chat channel this runtime
+    /// serves is given these, so a prompt's button works whichever connection its press comes by.
+    pub fn chat_approvals(&self) -> &exoclaw_channels::Approvals {
+        &self.inner.chat_approvals
     }
 
     /// The agent called `name`.
