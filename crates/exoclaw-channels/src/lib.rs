@@ -2,8 +2,8 @@
 //! gateway's `/webhook/NAME`, submit each message as a turn to the runtime (so the bindings pick
 //! the agent and each conversation is its own session), and answer where the message was asked.
 //!
-//! - [`slack`]: Slack's Events API and Web API.
-//! - [`telegram`]: Telegram's Bot API, by webhook.
+//! - [`slack`]: Slack's Events API (by webhook or Socket Mode) and Web API.
+//! - [`telegram`]: Telegram's Bot API, by long polling or webhook.
 //! - [`discord`]: Discord's Gateway (mentions, direct messages) and Interactions (slash commands).
 //! - [`kadi`]: the KĀDI broker (agents offered as abilities; Slack and Discord events it relays).
 //! - [`split_message`]: long answers cut at a platform's limit on markdown boundaries.
@@ -12,6 +12,7 @@
 
 mod api;
 pub mod approval;
+mod backoff;
 pub mod breaker;
 pub mod discord;
 pub mod kadi;
@@ -23,9 +24,9 @@ pub mod telegram;
 pub use approval::{ApprovalMode, Approvals};
 pub use discord::{DiscordConfig, DiscordGateway, DiscordInteractions};
 pub use kadi::{KadiClient, KadiConfig};
-pub use slack::{SlackChannel, SlackConfig};
+pub use slack::{SlackChannel, SlackConfig, SlackSocket};
 pub use split::split_message;
-pub use telegram::{TelegramChannel, TelegramConfig};
+pub use telegram::{TelegramChannel, TelegramConfig, TelegramMode, TelegramPoller};
 
 use serde::{Deserialize, Serialize};
 
@@ -49,7 +50,7 @@ pub struct ChannelsConfig {
     /// `[channels.slack]`: Slack's Events API at `/webhook/slack`, or over Socket Mode.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slack: Option<SlackConfig>,
-    /// `[channels.telegram]`: Telegram's Bot API webhook at `/webhook/telegram`.
+    /// `[channels.telegram]`: Telegram's Bot API, by long polling or at `/webhook/telegram`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub telegram: Option<TelegramConfig>,
     /// `[channels.discord]`: Discord's Gateway, and its Interactions at `/webhook/discord`.

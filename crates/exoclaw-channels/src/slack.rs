@@ -6,6 +6,9 @@
 //! Slack channel, or the user in a DM); the answer goes back in the thread through the Web API's
 //! `chat.postMessage`, cut at Slack's message limit, retried on 429 (after `Retry-After`) and on
 //! server errors.
+//!
+//! Without a public URL the app connects over Socket Mode instead ([`socket`]): the same
+//! deliveries arrive over a WebSocket exoclaw opens, and go through the same [`SlackChannel`].
 
 use crate::api::Success;
 use crate::approval::Approvals;
@@ -23,6 +26,10 @@ use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod socket;
+
+pub use socket::{SlackSocket, SocketError};
+
 /// How far a delivery's timestamp may be from now (Slack's recommendation: 5 minutes).
 const TIMESTAMP_WINDOW_SECS: i64 = 5 * 60;
 /// The characters of one message exoclaw sends (Slack truncates past 40,000 and advises 4,000).
@@ -38,6 +45,11 @@ pub struct SlackConfig {
     pub signing_secret_env: String,
     /// The environment variable holding the bot token (`xoxb-…`).
     pub bot_token_env: String,
+    /// The environment variable holding an app-level token (`xapp-…`, scope
+    /// `connections:write`): when set, events arrive over Socket Mode instead of
+    /// `/webhook/slack`, and no signing secret is needed.
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "socket::app_token_env")]
+    pub app_token_env: Option<String>,
     /// The Web API's base URL.
     pub api_base: String,
     /// Slack user ids allowed to talk to the agents; empty: everyone in the workspace.
@@ -51,6 +63,7 @@ impl Default for SlackConfig {
         Self {
             signing_secret_env: "SLACK_SIGNING_SECRET".into(),
             bot_token_env: "SLACK_BOT_TOKEN".into(),
+            app_token_env: None,
             api_base: "https://slack.com/api".into(),
             allow_users: Vec::new(),
             allow_channels: Vec::new(),
@@ -182,6 +195,24 @@ impl SlackChannel {
             && (self.allow_channels.is_empty() || self.allow_channels.iter().any(|c| c == channel))
     }
 
+    /// Handles one Events API delivery, however it arrived (the webhook, or a Socket Mode
+    /// `events_api` envelope, whose payload is the same body): the only place a delivery is
+    /// read, so both ways behave alike. Returns what to answer over HTTP. An event seen before
+    /// (same event id: Slack's retry) is not taken again.
+    fn handle_delivery(&self, delivery: Delivery) -> Value {
+        match delivery.kind.as_str() {
+            "url_verification" => json!({"challenge": delivery.challenge.unwrap_or_default()}),
+            "event_callback" => {
+                let first = delivery.event_id.as_deref().is_none_or(|id| self.first_time(id));
+                if first && let Some(event) = delivery.event {
+                    self.take(delivery.team_id.as_deref().unwrap_or("default"), event);
+                }
+                json!({"ok": true})
+            }
+            _ => json!({"ok": true}),
+        }
+    }
+
     /// Submits the event's message as a turn and, on its own task, answers it.
     fn take(&self, team: &str, event: Event) {
         let is_dm = event.channel_type.as_deref() == Some("im");
@@ -302,6 +333,10 @@ pub(crate) fn strip_mentions(text: &str) -> String {
 #[async_trait]
 impl Webhook for SlackChannel {
     fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
+        if self.signing_secret.is_empty() {
+            // A Socket Mode channel has no signing secret: nothing may pass for one.
+            return Err("this Slack channel uses Socket Mode; it takes no webhook deliveries".to_owned());
+        }
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let timestamp = header("x-slack-request-timestamp").ok_or("no X-Slack-Request-Timestamp header")?;
         let sent: i64 = timestamp.parse().map_err(|_| "X-Slack-Request-Timestamp is not a number")?;
@@ -341,17 +376,7 @@ impl Webhook for SlackChannel {
         }
         let delivery: Delivery =
             serde_json::from_slice(&body).map_err(|e| format!("not a Slack Events API delivery: {e}"))?;
-        match delivery.kind.as_str() {
-            "url_verification" => Ok(json!({"challenge": delivery.challenge.unwrap_or_default()})),
-            "event_callback" => {
-                let first = delivery.event_id.as_deref().is_none_or(|id| self.first_time(id));
-                if first && let Some(event) = delivery.event {
-                    self.take(delivery.team_id.as_deref().unwrap_or("default"), event);
-                }
-                Ok(json!({"ok": true}))
-            }
-            _ => Ok(json!({"ok": true})),
-        }
+        Ok(self.handle_delivery(delivery))
     }
 }
 

@@ -5,6 +5,9 @@
 //! to it — becomes a turn of the agent the bindings pick (channel `telegram`, peer = the chat). The
 //! answer is sent with `sendMessage` as a reply to the message, cut at Telegram's 4,096
 //! characters, retried on 429 after the `retry_after` Telegram gives.
+//!
+//! Without a public URL the bot polls instead ([`poll`]: `getUpdates`, long polling); each
+//! update then goes through the same [`TelegramChannel`] as a webhook delivery.
 
 use crate::api::Success;
 use crate::approval::Approvals;
@@ -21,6 +24,10 @@ use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod poll;
+
+pub use poll::{PollError, TelegramPoller};
+
 /// The characters of one message exoclaw sends (Telegram's limit is 4,096).
 pub const MESSAGE_LIMIT: usize = 4_000;
 /// How many update ids are remembered to recognise redeliveries.
@@ -28,14 +35,44 @@ const REMEMBERED_UPDATES: usize = 4_096;
 /// The header carrying the webhook's secret token.
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 
+/// How updates reach exoclaw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum TelegramMode {
+    /// exoclaw asks Telegram for updates (`getUpdates`, long polling): no public URL and no
+    /// webhook secret needed, so a bot on a laptop works with its token alone. The default.
+    #[default]
+    Polling,
+    /// Telegram posts updates to `POST /webhook/telegram` (registered with `setWebhook`): needs a
+    /// public HTTPS URL and the webhook secret.
+    Webhook,
+}
+
+impl TryFrom<String> for TelegramMode {
+    type Error = String;
+
+    /// Reads `mode`, saying what each value means when it is neither.
+    fn try_from(mode: String) -> Result<Self, String> {
+        match mode.as_str() {
+            "polling" => Ok(Self::Polling),
+            "webhook" => Ok(Self::Webhook),
+            _ => Err(format!(
+                "mode = \"{mode}\" is not a way to reach Telegram: use \"polling\" (exoclaw asks for updates; no public URL needed) or \"webhook\" (Telegram posts to /webhook/telegram)"
+            )),
+        }
+    }
+}
+
 /// `[channels.telegram]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelegramConfig {
+    /// How updates arrive: `polling` (the default) or `webhook`.
+    pub mode: TelegramMode,
     /// The environment variable holding the bot token (from @BotFather).
     pub bot_token_env: String,
     /// The environment variable holding the webhook's secret token (the `secret_token` given to
-    /// `setWebhook`).
+    /// `setWebhook`); only the `webhook` mode needs it.
     pub webhook_secret_env: String,
     /// The bot's username (without `@`): in groups it answers messages that name it.
     pub bot_username: Option<String>,
@@ -48,6 +85,7 @@ pub struct TelegramConfig {
 impl Default for TelegramConfig {
     fn default() -> Self {
         Self {
+            mode: TelegramMode::default(),
             bot_token_env: "TELEGRAM_BOT_TOKEN".into(),
             webhook_secret_env: "TELEGRAM_WEBHOOK_SECRET".into(),
             bot_username: None,
@@ -168,6 +206,20 @@ impl TelegramChannel {
         named || replied
     }
 
+    /// Handles one update, however it arrived (the webhook, or [`poll`]'s `getUpdates`): the only
+    /// place an update is read, so both ways behave alike. One seen before (same `update_id`: a
+    /// redelivery) is ignored.
+    fn handle_update(&self, update: Update) {
+        let first =
+            self.seen.lock().map(|mut seen| seen.insert(&update.update_id.to_string())).unwrap_or(true);
+        if first && let Some(message) = update.message {
+            self.take(message);
+        }
+        if first && let Some(query) = update.callback_query {
+            crate::approval::telegram::press(&self.approvals, &self.send, &query);
+        }
+    }
+
     /// Asks the user whose message started a turn to approve its gated tool calls (with an
     /// inline keyboard, in the chat) as `approvals` says; shared with the runtime's other
     /// channels.
@@ -273,6 +325,10 @@ impl Webhook for TelegramChannel {
             .ok_or("no X-Telegram-Bot-Api-Secret-Token header")?;
         // Constant time: compare every byte whatever the first difference.
         let expected = self.secret.as_bytes();
+        if expected.is_empty() {
+            // A polling channel has no secret: nothing may pass for one.
+            return Err("this Telegram channel polls; it takes no webhook deliveries".to_owned());
+        }
         let same = given.len() == expected.len()
             && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
         match same {
@@ -287,14 +343,7 @@ impl Webhook for TelegramChannel {
     async fn receive(&self, _headers: &HeaderMap, body: Bytes) -> Result<Value, String> {
         let update: Update =
             serde_json::from_slice(&body).map_err(|e| format!("not a Telegram update: {e}"))?;
-        let first =
-            self.seen.lock().map(|mut seen| seen.insert(&update.update_id.to_string())).unwrap_or(true);
-        if first && let Some(message) = update.message {
-            self.take(message);
-        }
-        if first && let Some(query) = update.callback_query {
-            crate::approval::telegram::press(&self.approvals, &self.send, &query);
-        }
+        self.handle_update(update);
         Ok(json!({"ok": true}))
     }
 }

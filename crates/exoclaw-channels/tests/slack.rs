@@ -1,6 +1,7 @@
 //! The Slack channel against Slack's wire format (`exoclaw_testkit::slack`): deliveries signed as
 //! Slack signs them, the Web API played by a recording HTTP server, turns answered by a runtime
-//! whose model says back what it was asked.
+//! whose model says back what it was asked; and the same app over Socket Mode
+//! (`exoclaw_testkit::slack::FakeSocketMode`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -8,15 +9,17 @@ mod common;
 
 use bytes::Bytes;
 use common::{calls, echo_model};
+use exoclaw_channels::slack::{SlackSocket, SocketError};
 use exoclaw_channels::{SlackChannel, SlackConfig};
 use exoclaw_core::runtime::Webhook;
 use exoclaw_testkit::provider::RespondingProvider;
 use exoclaw_testkit::server::ScriptedServer;
-use exoclaw_testkit::slack;
+use exoclaw_testkit::slack::{self, FakeSocketMode};
 use http::HeaderMap;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 
@@ -411,4 +414,107 @@ async fn with_approvals_refused_nobody_is_asked() {
     assert!(slack::buttons(&answer.body).is_empty());
     assert!(answer.body["text"].as_str().unwrap().contains("was not run"), "{:?}", answer.body);
     assert!(deploy.deployed().is_empty());
+}
+
+/// An app connected over Socket Mode to `slack` (its app token from the fake), answering with
+/// [`echo_model`]; stops when the test ends.
+struct Socket {
+    slack: FakeSocketMode,
+    model: Arc<RespondingProvider>,
+    stop: CancellationToken,
+    running: tokio::task::JoinHandle<Result<(), SocketError>>,
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn socket_mode(app_token: &str) -> Socket {
+    let slack = FakeSocketMode::start().await;
+    let model = echo_model();
+    let config = SlackConfig {
+        api_base: slack.api_url(),
+        app_token_env: Some("SLACK_APP_TOKEN".into()),
+        ..SlackConfig::default()
+    };
+    let app = SlackSocket::new(
+        &config,
+        app_token.into(),
+        "xoxb-test-token".into(),
+        common::runtime(&model, None).await,
+    );
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(Arc::new(app).run(stop.clone()));
+    Socket { slack, model, stop, running }
+}
+
+#[tokio::test]
+async fn a_socket_mode_mention_is_acknowledged_and_answered_in_its_thread() {
+    let f = socket_mode(slack::APP_TOKEN).await;
+    f.slack.connected(1).await;
+    assert_eq!(f.slack.opens(), [format!("Bearer {}", slack::APP_TOKEN)]);
+    let envelope = f
+        .slack
+        .push("events_api", slack::mention("Ev1", "T1", "C1", "U1", "what is up?", "1700000000.000100"));
+    f.slack.acknowledged(&envelope).await;
+    let posted = f.slack.posts(1).await;
+    assert_eq!(posted[0].header("authorization"), Some("Bearer xoxb-test-token"));
+    assert_eq!(
+        posted[0].body,
+        json!({"channel": "C1", "thread_ts": "1700000000.000100", "text": "you said: what is up?"})
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_requested_disconnect_opens_a_new_connection_that_answers_the_next_message() {
+    let f = socket_mode(slack::APP_TOKEN).await;
+    f.slack.connected(1).await;
+    f.slack.disconnect("refresh_requested");
+    f.slack.connected(2).await;
+    assert_eq!(f.slack.opens().len(), 2, "a new URL is asked for");
+    let envelope = f.slack.push("events_api", slack::direct_message("Ev2", "T1", "U1", "hi again", "1.2"));
+    f.slack.acknowledged(&envelope).await;
+    let posted = f.slack.posts(1).await;
+    assert_eq!(posted[0].body, json!({"channel": "DU1", "text": "you said: hi again"}));
+}
+
+#[tokio::test]
+async fn an_event_redelivered_over_socket_mode_is_answered_once() {
+    let f = socket_mode(slack::APP_TOKEN).await;
+    f.slack.connected(1).await;
+    let mention = slack::mention("Ev1", "T1", "C1", "U1", "once?", "1700000000.000100");
+    let first = f.slack.push("events_api", mention.clone());
+    let again = f.slack.push("events_api", mention);
+    // A later event, taken after both on the same connection, marks the point where a second
+    // answer to the first would already have been started.
+    let later = f.slack.push("events_api", slack::mention("Ev2", "T1", "C2", "U1", "later", "2.0"));
+    for envelope in [&first, &again, &later] {
+        f.slack.acknowledged(envelope).await;
+    }
+    let posted = f.slack.posts(2).await;
+    let texts: Vec<&Value> = posted.iter().map(|p| &p.body["text"]).collect();
+    assert!(texts.contains(&&json!("you said: once?")) && texts.contains(&&json!("you said: later")));
+    assert_eq!(f.model.requests().len(), 2, "the redelivered event was taken again");
+}
+
+#[tokio::test]
+async fn an_app_token_slack_refuses_stops_with_an_error_naming_its_variable() {
+    let mut f = socket_mode("xapp-wrong").await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), &mut f.running).await;
+    let error = ended.expect("stopped").unwrap().unwrap_err().to_string();
+    assert!(error.contains("invalid_auth") && error.contains("SLACK_APP_TOKEN"), "{error}");
+    assert!(!error.contains("xapp-wrong"), "the token leaked: {error}");
+}
+
+#[tokio::test]
+async fn interactions_and_slash_commands_are_acknowledged_without_a_turn() {
+    let f = socket_mode(slack::APP_TOKEN).await;
+    f.slack.connected(1).await;
+    let press = f.slack.push("interactive", json!({"type": "block_actions", "actions": []}));
+    let command = f.slack.push("slash_commands", json!({"command": "/ask", "text": "hi"}));
+    f.slack.acknowledged(&press).await;
+    f.slack.acknowledged(&command).await;
+    assert!(f.model.requests().is_empty());
 }

@@ -1,6 +1,7 @@
 //! The Telegram channel against the Bot API's wire format (`exoclaw_testkit::telegram`): updates
 //! delivered with the webhook's secret token, the Bot API played by a recording HTTP server, turns
-//! answered by a runtime whose model says back what it was asked.
+//! answered by a runtime whose model says back what it was asked; and the same bot by long
+//! polling a Bot API that serves `getUpdates` (`exoclaw_testkit::telegram::FakeBotApi`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -8,15 +9,17 @@ mod common;
 
 use bytes::Bytes;
 use common::{calls, echo_model};
+use exoclaw_channels::telegram::{PollError, TelegramPoller};
 use exoclaw_channels::{TelegramChannel, TelegramConfig};
 use exoclaw_core::runtime::Webhook;
 use exoclaw_testkit::provider::RespondingProvider;
 use exoclaw_testkit::server::{Reply, ScriptedServer};
-use exoclaw_testkit::telegram;
+use exoclaw_testkit::telegram::{self, FakeBotApi};
 use http::HeaderMap;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 const SECRET: &str = "webhook-secret-123";
 
@@ -211,4 +214,112 @@ async fn a_prompt_nobody_answers_denies_the_call_and_says_so() {
     assert!(edit.body["text"].as_str().unwrap().ends_with("⌛ Nobody answered within 300 ms: denied."));
     assert!(method(&all, "sendMessage")[1].body["text"].as_str().unwrap().starts_with(common::DENIED));
     assert!(deploy.deployed().is_empty());
+}
+
+/// A bot polling `api` with `token` until `stop`; its outcome.
+fn poll(
+    api: &FakeBotApi,
+    token: &str,
+    runtime: Arc<dyn exoclaw_core::runtime::AgentRuntime>,
+    stop: &CancellationToken,
+) -> tokio::task::JoinHandle<Result<(), PollError>> {
+    let config = TelegramConfig { api_base: api.url(), ..TelegramConfig::default() };
+    let poller = Arc::new(TelegramPoller::new(&config, token, runtime));
+    tokio::spawn(poller.run(stop.clone()))
+}
+
+/// How long a stopped loop may take to end before the test calls it stuck: far above the
+/// instant it takes, far below the 30 s long poll it must not wait out.
+const STUCK: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn a_polled_message_is_answered_and_stopping_ends_the_loop_at_once() {
+    let api = FakeBotApi::start("123:ABC").await;
+    let model = echo_model();
+    let stop = CancellationToken::new();
+    let polling = poll(&api, "123:ABC", common::runtime(&model, None).await, &stop);
+    api.push(telegram::message(1, 10, 42, "private", (42, "alice"), "hello bot"));
+    let sent = api.sent(1).await;
+    assert_eq!(
+        sent[0],
+        json!({"chat_id": 42, "text": "you said: hello bot", "reply_parameters": {"message_id": 10}})
+    );
+    // The webhook went first (Telegram refuses getUpdates while one is set), and the polls ask
+    // for messages and button presses.
+    assert_eq!(api.calls("deleteWebhook").len(), 1);
+    let first = &api.calls("getUpdates")[0];
+    assert_eq!(first["allowed_updates"], json!(["message", "callback_query"]));
+    assert!(first["timeout"].as_u64().unwrap() >= 25, "{first}");
+
+    exoclaw_testkit::until("a long poll held open", || api.polling().then_some(())).await;
+    stop.cancel();
+    let ended = tokio::time::timeout(STUCK, polling).await.expect("the loop ended on stop");
+    assert!(ended.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn an_update_is_given_once_across_a_failed_poll_and_a_restart() {
+    let api = FakeBotApi::start("123:ABC").await;
+    let model = echo_model();
+    let runtime = common::runtime(&model, None).await;
+    let stop = CancellationToken::new();
+    let polling = poll(&api, "123:ABC", Arc::clone(&runtime), &stop);
+    // The poll after the one that gives update 1 fails with a 500 (a poll already held open is
+    // not failed); the loop tries again and goes on from where it was.
+    api.fail_polls(Some(500));
+    api.push(telegram::message(1, 10, 42, "private", (42, "alice"), "one"));
+    exoclaw_testkit::until("a failed poll", || (api.failed_polls() > 0).then_some(())).await;
+    api.fail_polls(None);
+    api.sent(1).await;
+    api.push(telegram::message(2, 11, 42, "private", (42, "alice"), "two"));
+    let sent = api.sent(2).await;
+    assert_eq!(sent[1]["text"], "you said: one | two");
+
+    // Stopped and started again (a gateway restart: a new poller that remembers nothing), it is
+    // not given the updates it answered.
+    stop.cancel();
+    tokio::time::timeout(STUCK, polling).await.unwrap().unwrap().unwrap();
+    let stop = CancellationToken::new();
+    let _again = poll(&api, "123:ABC", runtime, &stop);
+    api.push(telegram::message(3, 12, 42, "private", (42, "alice"), "three"));
+    let sent = api.sent(3).await;
+    assert_eq!(sent[2]["text"], "you said: one | two | three");
+    for update in 1..=3 {
+        assert_eq!(api.deliveries(update), 1, "update {update} was given more than once");
+    }
+    assert_eq!(model.requests().len(), 3);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_token_telegram_refuses_stops_polling_with_an_error_naming_its_variable() {
+    let api = FakeBotApi::start("123:ABC").await;
+    let stop = CancellationToken::new();
+    let polling = poll(&api, "999:WRONG", common::runtime(&echo_model(), None).await, &stop);
+    let error = tokio::time::timeout(STUCK, polling).await.unwrap().unwrap().unwrap_err();
+    let error = error.to_string();
+    assert!(error.contains("401") && error.contains("TELEGRAM_BOT_TOKEN"), "{error}");
+    assert!(!error.contains("999:WRONG"), "the token leaked: {error}");
+}
+
+#[tokio::test]
+async fn a_conflicting_consumer_is_waited_out_and_polling_goes_on() {
+    let api = FakeBotApi::start("123:ABC").await;
+    api.fail_polls(Some(409));
+    let stop = CancellationToken::new();
+    let _polling = poll(&api, "123:ABC", common::runtime(&echo_model(), None).await, &stop);
+    exoclaw_testkit::until("a refused poll", || (api.failed_polls() > 0).then_some(())).await;
+    api.fail_polls(None);
+    api.push(telegram::message(1, 10, 42, "private", (42, "alice"), "still there?"));
+    assert_eq!(api.sent(1).await[0]["text"], "you said: still there?");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_polling_channel_takes_no_webhook_delivery() {
+    let api = telegram::bot_api(0).await;
+    let runtime = common::runtime(&echo_model(), None).await;
+    let config = TelegramConfig { api_base: api.url(), ..TelegramConfig::default() };
+    let channel = TelegramChannel::new(&config, "123:ABC", String::new(), runtime);
+    assert!(channel.verify(&secret(""), b"{}").is_err());
 }

@@ -34,3 +34,16 @@ pub mod server;
 pub mod slack;
 pub mod sse;
 pub mod telegram;
+
+/// Waits until `probe` gives a value (looking every 20 ms) and returns it; panics naming `what`
+/// after 30 s. How a test waits for a fake to have seen something, instead of sleeping.
+pub async fn until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "waited 30 s for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -324,11 +324,12 @@ fn with_query(url: &str) -> String {
     }
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub(crate) type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Opens the WebSocket: TLS (`wss://`) with the aws-lc-rs provider and the Mozilla roots, or plain
-/// for `ws://` (tests on loopback).
-async fn connect(
+/// for `ws://` (tests on loopback). Slack's Socket Mode connects with it too.
+pub(crate) async fn connect(
     url: &str,
 ) -> Result<(Socket, tokio_tungstenite::tungstenite::handshake::client::Response), String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
