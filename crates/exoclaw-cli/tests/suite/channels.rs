@@ -56,7 +56,7 @@ async fn a_slack_mention_is_answered_in_its_thread_through_the_gateway() {
 #[tokio::test]
 async fn channels_status_says_which_channel_is_missing_what() {
     let env = Env::new();
-    env.config("[channels.slack]\n[channels.telegram]\n");
+    env.config("[channels.slack]\n[channels.telegram]\nmode = \"webhook\"\n");
     let mut cmd = env.std_cmd();
     cmd.args(["channels", "status"]).env("SLACK_SIGNING_SECRET", "s").env("SLACK_BOT_TOKEN", "t");
     cmd.env_remove("TELEGRAM_BOT_TOKEN").env_remove("TELEGRAM_WEBHOOK_SECRET");
@@ -66,6 +66,22 @@ async fn channels_status_says_which_channel_is_missing_what() {
     assert!(shown.contains("slack     ready"), "{shown}");
     assert!(shown.contains("NOT SERVED: set TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET"), "{shown}");
     assert!(shown.contains("POST /webhook/telegram"), "{shown}");
+
+    // Without a public URL: Slack over Socket Mode, Telegram polling (its default) — neither
+    // needs a signing or webhook secret.
+    let env = Env::new();
+    env.config("[channels.slack]\napp_token_env = \"SLACK_APP_TOKEN\"\n[channels.telegram]\n");
+    let mut cmd = env.std_cmd();
+    cmd.args(["channels", "status"]).env("SLACK_BOT_TOKEN", "t").env("TELEGRAM_BOT_TOKEN", "1:A");
+    cmd.env_remove("SLACK_APP_TOKEN")
+        .env_remove("SLACK_SIGNING_SECRET")
+        .env_remove("TELEGRAM_WEBHOOK_SECRET");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    let shown = stdout(&out);
+    assert!(shown.contains("slack     NOT SERVED: set SLACK_APP_TOKEN\n"), "{shown}");
+    assert!(shown.contains("Socket Mode"), "{shown}");
+    assert!(shown.contains("telegram  ready") && shown.contains("long polling"), "{shown}");
+    assert!(!shown.contains("/webhook/"), "{shown}");
 
     let none = Env::new();
     let out = none.run(&["channels", "status"]).await;

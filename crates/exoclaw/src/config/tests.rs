@@ -406,3 +406,25 @@ fn chat_approvals_ask_by_default_and_a_bad_timeout_or_mode_is_reported_at_its_li
     let err = parse_error("[channels]\napprovals = \"always\"\n");
     assert!(err.contains("unknown variant `always`, expected `ask` or `refuse`"), "{err}");
 }
+
+#[test]
+fn telegram_polls_by_default_and_a_bad_mode_or_app_token_variable_is_reported_at_its_line() {
+    let parse = |text: &str| parse_in(text, Path::new("/etc/exoclaw.toml"), &env(&[])).unwrap().channels;
+    let telegram = parse("[channels.telegram]\n").telegram.unwrap();
+    assert_eq!(telegram.mode, exoclaw_channels::TelegramMode::Polling);
+    let telegram = parse("[channels.telegram]\nmode = \"webhook\"\n").telegram.unwrap();
+    assert_eq!(telegram.mode, exoclaw_channels::TelegramMode::Webhook);
+    let slack = parse("[channels.slack]\napp_token_env = \"MY_APP_TOKEN\"\n").slack.unwrap();
+    assert_eq!(slack.app_token_env.as_deref(), Some("MY_APP_TOKEN"));
+    assert_eq!(parse("[channels.slack]\n").slack.unwrap().app_token_env, None);
+
+    let err = parse_error("[channels.telegram]\nmode = \"pull\"\n");
+    assert!(err.starts_with("/etc/exoclaw.toml:2:"), "{err}");
+    assert!(err.contains("mode = \"pull\"") && err.contains("\"polling\""), "{err}");
+    // The token itself where its variable's name belongs: refused without being echoed.
+    let err = parse_error("[channels.slack]\napp_token_env = \"xapp-1-A1-secret\"\n");
+    assert!(err.starts_with("/etc/exoclaw.toml:2:"), "{err}");
+    assert!(err.contains("not the token itself") && !err.contains("secret"), "{err}");
+    let err = parse_error("[channels.slack]\napp_token_env = \"\"\n");
+    assert!(err.contains("app_token_env is empty"), "{err}");
+}

@@ -1,10 +1,12 @@
 //! The chat channels a runtime serves, as webhooks for the gateway's `/webhook/NAME`: the built-in
 //! ones configured in `[channels]` (Slack, Telegram, Discord's Interactions) whose secrets are
 //! set, and every loaded channel plugin whose `[plugins.NAME] webhook_secret_env` names a set
-//! variable. Each submits its messages to
-//! this runtime, so the gateway only routes deliveries.
+//! variable; and the channels that keep a connection instead (Discord's Gateway, the KĀDI broker,
+//! Slack's Socket Mode, Telegram's long polling). Each submits its messages to this runtime, so
+//! the gateway only routes deliveries.
 
 use super::Runtime;
+use exoclaw_channels::telegram::TelegramMode;
 use exoclaw_core::runtime::{AgentRuntime, Webhook};
 use std::sync::Arc;
 
@@ -35,7 +37,8 @@ impl Runtime {
             }
         }
         let models = &config.channels.models;
-        if let Some(slack) = &config.channels.slack {
+        // Slack in Socket Mode and Telegram by polling take nothing here: `start_channels`.
+        if let Some(slack) = config.channels.slack.as_ref().filter(|s| s.app_token_env.is_none()) {
             match secrets([&slack.signing_secret_env, &slack.bot_token_env]) {
                 Ok([secret, token]) => {
                     let channel =
@@ -47,7 +50,8 @@ impl Runtime {
                 Err(missing) => tracing::warn!("[channels.slack] is not served: {missing}"),
             }
         }
-        if let Some(telegram) = &config.channels.telegram {
+        if let Some(telegram) = config.channels.telegram.as_ref().filter(|t| t.mode == TelegramMode::Webhook)
+        {
             match secrets([&telegram.bot_token_env, &telegram.webhook_secret_env]) {
                 Ok([token, secret]) => {
                     let channel = exoclaw_channels::TelegramChannel::new(
@@ -83,8 +87,9 @@ impl Runtime {
         webhooks
     }
 
-    /// Starts the channels that keep a connection open (Discord's Gateway, the KĀDI broker), until `stop` is
-    /// cancelled; how many were started. One without its token is left out with a warning.
+    /// Starts the channels that keep a connection open (Discord's Gateway, the KĀDI broker, Slack's
+    /// Socket Mode, Telegram's long polling), until `stop` is cancelled; how many were started. One
+    /// without its token is left out with a warning.
     pub fn start_channels(&self, stop: &tokio_util::sync::CancellationToken) -> usize {
         let mut started = 0;
         let config = self.config();
@@ -101,6 +106,49 @@ impl Runtime {
                     started += 1;
                 }
                 Err(missing) => tracing::warn!("[channels.discord] is not connected: {missing}"),
+            }
+        }
+        if let Some(slack) = &config.channels.slack
+            && let Some(app_token_env) = &slack.app_token_env
+        {
+            match secrets([app_token_env, &slack.bot_token_env]) {
+                Ok([app_token, bot_token]) => {
+                    let socket =
+                        exoclaw_channels::SlackSocket::new(slack, app_token, bot_token, Arc::clone(&runtime))
+                            .with_models(models.clone())
+                            .with_approvals(self.chat_approvals().clone())
+                            .with_monitor(self.connection_monitor());
+                    let stop = stop.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = Arc::new(socket).run(stop).await {
+                            tracing::error!("[channels.slack] Socket Mode stopped: {error}");
+                        }
+                    });
+                    started += 1;
+                }
+                Err(missing) => {
+                    tracing::warn!("[channels.slack] is not connected over Socket Mode: {missing}")
+                }
+            }
+        }
+        if let Some(telegram) = config.channels.telegram.as_ref().filter(|t| t.mode == TelegramMode::Polling)
+        {
+            match secrets([&telegram.bot_token_env]) {
+                Ok([token]) => {
+                    let poller =
+                        exoclaw_channels::TelegramPoller::new(telegram, &token, Arc::clone(&runtime))
+                            .with_models(models.clone())
+                            .with_approvals(self.chat_approvals().clone())
+                            .with_monitor(self.connection_monitor());
+                    let stop = stop.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = Arc::new(poller).run(stop).await {
+                            tracing::error!("[channels.telegram] polling stopped: {error}");
+                        }
+                    });
+                    started += 1;
+                }
+                Err(missing) => tracing::warn!("[channels.telegram] is not polling: {missing}"),
             }
         }
         if let Some(kadi) = &config.channels.kadi {
@@ -135,18 +183,27 @@ pub fn channel_states(config: &crate::config::Config, plugins: &[String]) -> Vec
     let channels = &config.channels;
     let mut states = Vec::new();
     if let Some(slack) = &channels.slack {
-        states.push(ChannelState {
-            name: "slack".into(),
-            arrives: "POST /webhook/slack".into(),
-            missing: secrets([&slack.signing_secret_env, &slack.bot_token_env]).err(),
-        });
+        let (arrives, missing) = match &slack.app_token_env {
+            Some(app_token_env) => (
+                "Socket Mode (a WebSocket exoclaw opens; no public URL or signing secret needed)",
+                secrets([app_token_env, &slack.bot_token_env]).err(),
+            ),
+            None => ("POST /webhook/slack", secrets([&slack.signing_secret_env, &slack.bot_token_env]).err()),
+        };
+        states.push(ChannelState { name: "slack".into(), arrives: arrives.into(), missing });
     }
     if let Some(telegram) = &channels.telegram {
-        states.push(ChannelState {
-            name: "telegram".into(),
-            arrives: "POST /webhook/telegram".into(),
-            missing: secrets([&telegram.bot_token_env, &telegram.webhook_secret_env]).err(),
-        });
+        let (arrives, missing) = match telegram.mode {
+            TelegramMode::Polling => (
+                "long polling (getUpdates; no public URL or webhook secret needed)",
+                secrets([&telegram.bot_token_env]).err(),
+            ),
+            TelegramMode::Webhook => (
+                "POST /webhook/telegram",
+                secrets([&telegram.bot_token_env, &telegram.webhook_secret_env]).err(),
+            ),
+        };
+        states.push(ChannelState { name: "telegram".into(), arrives: arrives.into(), missing });
     }
     if let Some(discord) = &channels.discord {
         let arrives = match discord.gateway {
