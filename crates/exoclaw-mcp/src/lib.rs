@@ -24,7 +24,7 @@ mod tool;
 pub use config::{DEFAULT_STARTUP_TIMEOUT, DEFAULT_TOOL_TIMEOUT, ServerConfig, Transport};
 pub use error::McpError;
 pub use exoclaw_tools::sandbox::{SandboxMode, SandboxPolicy};
-pub use serve::{ExoclawServer, ExposedTools};
+pub use serve::{ExoclawServer, MCP_ASK_HINT, MCP_AUDIT_AGENT};
 pub use server::{ServerState, SkippedTool};
 pub use tool::McpTool;
 

@@ -2,17 +2,15 @@
 //! for other agents and editors (`exoclaw mcp serve` over stdio; the gateway's `/mcp` over
 //! streamable HTTP, behind its operator tokens: [`ExoclawServer::streamable_http`]).
 //!
-//! Which tools are exposed is decided by exoclaw's [`Permissions`] (the same rules a turn obeys):
-//! the MCP client is the one that asks its user before a call and exoclaw cannot ask anyone, so a
+//! Which tools are exposed is decided by core's [`ExposedTools`] (the same rules a turn obeys): the
+//! MCP client is the one that asks its user before a call and exoclaw cannot ask anyone, so a
 //! tool is listed only if the rules let it run without asking (or the operator said the client's
 //! approval is enough: `--yes`), and each call is checked again against what it touches (its
 //! paths, hosts and commands): a call the rules deny or would ask about is refused with the
 //! reason.
 
-use exoclaw_core::{
-    AgentRuntime, AuditEntry, AuditEvent, AuditSink, Permission, Permissions, Resource, Target, Tool,
-    ToolContext, ToolError, ToolRegistry, TurnInput, Verdict,
-};
+use exoclaw_core::runtime::{ExposedCall, ExposedTools};
+use exoclaw_core::{AgentRuntime, Target, ToolContext, ToolError, TurnInput};
 use exoclaw_types::{Role, SessionKey, ToolEffect, TurnOutcome};
 use rmcp::ErrorData;
 use rmcp::handler::server::ServerHandler;
@@ -25,7 +23,6 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -35,80 +32,26 @@ pub const AGENT_TOOL_PREFIX: &str = "ask_";
 /// The channel an agent tool's conversations are stored under (`agent:mcp:local:CONVERSATION`).
 pub const MCP_CHANNEL: &str = "mcp";
 
-/// What an exoclaw MCP server offers.
-#[derive(Clone)]
-pub struct ExposedTools {
-    /// The tools to choose from.
-    pub tools: ToolRegistry,
-    /// Which of them are offered, and which calls may run: only what these allow without asking.
-    pub permissions: Permissions,
-    /// Where they work (canonical).
-    pub workspace: PathBuf,
-    /// The runtime whose agents are offered as `ask_NAME` tools, if any.
-    pub agents: Option<Arc<dyn AgentRuntime>>,
-    /// Where each call's decision, and each call that changes something or reaches outside, is
-    /// recorded (as the agent [`MCP_AUDIT_AGENT`]).
-    pub audit: Arc<dyn AuditSink>,
-}
-
 /// The agent name audit entries of MCP clients' calls carry.
 pub const MCP_AUDIT_AGENT: &str = "mcp";
 
-/// An rmcp server handler over [`ExposedTools`].
+/// What a refused call's message says about letting it run.
+pub const MCP_ASK_HINT: &str =
+    "allow it with a rule (`exoclaw permissions`) or serve with --yes to let the client's approval stand";
+
+/// An rmcp server handler: exoclaw's tools as the permissions offer them, and its agents.
 #[derive(Clone)]
 pub struct ExoclawServer {
-    exposed: Arc<ExposedTools>,
+    tools: Arc<ExposedTools>,
+    /// The runtime whose agents are offered as `ask_NAME` tools, if any.
+    agents: Option<Arc<dyn AgentRuntime>>,
 }
 
 impl ExoclawServer {
-    /// A handler offering `exposed`.
-    pub fn new(exposed: ExposedTools) -> Self {
-        Self { exposed: Arc::new(exposed) }
-    }
-
-    /// The tool `name`, if it is offered: the permissions allow it, before looking at what a call
-    /// touches.
-    fn offered(&self, name: &str) -> Option<Arc<dyn Tool>> {
-        let allowed = |tool: &Arc<dyn Tool>| {
-            self.exposed.permissions.check(None, name, tool.effect(), &[]).permission == Permission::Allow
-        };
-        self.exposed.tools.get(name).filter(allowed)
-    }
-
-    /// Why the permissions refuse a call of `name`, if they do.
-    fn refusal(name: &str, verdict: &Verdict) -> Option<String> {
-        match verdict.permission {
-            Permission::Allow => None,
-            Permission::Deny => {
-                Some(format!("exoclaw's permissions deny this call of `{name}` ({})", verdict.reason))
-            }
-            Permission::Ask => Some(format!(
-                "exoclaw's permissions ask before this call of `{name}` ({}), and an MCP server cannot ask: \
-                 allow it with a rule (`exoclaw permissions`) or serve with --yes to let the client's approval stand",
-                verdict.reason
-            )),
-        }
-    }
-
-    /// Records `event` for the call `call_id` of `name` in the audit log.
-    fn audit(
-        &self,
-        call_id: &str,
-        name: &str,
-        effect: ToolEffect,
-        resources: Vec<Resource>,
-        event: AuditEvent,
-    ) {
-        self.exposed.audit.record(AuditEntry {
-            at: chrono::Utc::now(),
-            session_id: None,
-            agent: MCP_AUDIT_AGENT.into(),
-            call_id: call_id.into(),
-            tool: name.into(),
-            effect,
-            resources,
-            event,
-        });
+    /// A handler offering `tools` (audited as [`MCP_AUDIT_AGENT`]) and, when given, the agents of
+    /// `agents` as `ask_NAME` tools.
+    pub fn new(tools: ExposedTools, agents: Option<Arc<dyn AgentRuntime>>) -> Self {
+        Self { tools: Arc::new(tools), agents }
     }
 
     /// Serves MCP on stdin and stdout until the client closes them.
@@ -139,8 +82,7 @@ impl ExoclawServer {
 
     fn tool_list(&self) -> Vec<rmcp::model::Tool> {
         let mut listed: Vec<rmcp::model::Tool> = Vec::new();
-        for spec in self.exposed.tools.specs() {
-            let Some(effect) = self.offered(&spec.name).map(|t| t.effect()) else { continue };
+        for (spec, effect) in self.tools.specs() {
             let schema = match spec.input_schema {
                 Value::Object(map) => map,
                 _ => serde_json::Map::new(),
@@ -149,7 +91,7 @@ impl ExoclawServer {
             tool.annotations = Some(annotations(effect));
             listed.push(tool);
         }
-        if let Some(runtime) = &self.exposed.agents {
+        if let Some(runtime) = &self.agents {
             for agent in runtime.agents() {
                 let description = format!(
                     "Ask the exoclaw agent `{}` ({}){}. It runs a whole turn — its own model and tools — and \
@@ -191,45 +133,19 @@ impl ExoclawServer {
         call_id: &str,
     ) -> Result<CallToolResult, ErrorData> {
         if let Some(agent) = name.strip_prefix(AGENT_TOOL_PREFIX)
-            && let Some(runtime) = &self.exposed.agents
+            && let Some(runtime) = &self.agents
             && runtime.agents().iter().any(|a| a.name == agent)
         {
             return Ok(ask_agent(runtime.as_ref(), agent, arguments, &ctx).await);
         }
-        let Some(tool) = self.offered(name) else {
-            return Err(ErrorData::invalid_params(
-                format!("no tool `{name}` is offered by this server"),
-                None,
-            ));
-        };
-        // Decided on what the call touches, as a turn decides it, and recorded.
-        let effect = tool.effect();
-        let root = &self.exposed.workspace;
-        let resources: Vec<Resource> =
-            tool.resources(&arguments).into_iter().map(|resource| resource.in_workspace(root)).collect();
-        let verdict = self.exposed.permissions.check(None, name, effect, &resources);
-        let refused = Self::refusal(name, &verdict);
-        let decided = AuditEvent::Decided { permission: verdict.permission, reason: verdict.reason };
-        self.audit(call_id, name, effect, resources.clone(), decided);
-        if let Some(refused) = refused {
-            return Ok(CallToolResult::error(vec![ContentBlock::text(refused)]));
+        match self.tools.call(name, arguments, &ctx, call_id).await {
+            Err(not_offered) => Err(ErrorData::invalid_params(not_offered.to_string(), None)),
+            Ok(ExposedCall::Refused(refused)) => Ok(CallToolResult::error(vec![ContentBlock::text(refused)])),
+            Ok(ExposedCall::Ran(Ok(text))) => Ok(CallToolResult::success(vec![ContentBlock::text(text)])),
+            Ok(ExposedCall::Ran(Err(err))) => {
+                Ok(CallToolResult::error(vec![ContentBlock::text(err.to_string())]))
+            }
         }
-        let started = std::time::Instant::now();
-        let result = tool.call(arguments, &ctx).await;
-        if effect != ToolEffect::ReadOnly {
-            let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            self.audit(
-                call_id,
-                name,
-                effect,
-                resources,
-                AuditEvent::Executed { ok: result.is_ok(), duration_ms },
-            );
-        }
-        Ok(match result {
-            Ok(text) => CallToolResult::success(vec![ContentBlock::text(text)]),
-            Err(err) => CallToolResult::error(vec![ContentBlock::text(err.to_string())]),
-        })
     }
 }
 
@@ -324,7 +240,7 @@ impl ServerHandler for ExoclawServer {
         context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<CallToolResponse, ErrorData>> + MaybeSendFuture + '_ {
         let ctx = ToolContext {
-            workspace_root: self.exposed.workspace.clone(),
+            workspace_root: self.tools.workspace.clone(),
             cancel: context.ct.clone(),
             session: None,
         };

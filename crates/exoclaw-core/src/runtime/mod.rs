@@ -9,6 +9,7 @@
 
 pub mod bindings;
 mod context;
+mod exposed;
 pub mod queue;
 mod turn;
 pub mod webhook;
@@ -18,6 +19,7 @@ pub use context::{
     AssembleError, Assembled, Committed, ContextAssembler, ContextRequest, DEFAULT_CACHED_SESSIONS,
     HistoryAssembler,
 };
+pub use exposed::{ExposedCall, ExposedTools, NotOffered};
 pub use queue::{SessionBusy, SessionQueues, Ticket};
 pub use turn::{
     AfterTurn, AgentSummary, MAX_KEY_PART_BYTES, Route, SessionRef, Target, TurnError, TurnFailure,

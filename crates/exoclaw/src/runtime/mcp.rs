@@ -5,7 +5,10 @@
 use super::{DEFAULT_AGENT_NAME, Runtime};
 use crate::config::Config;
 use exoclaw_core::AgentRuntime;
-use exoclaw_mcp::{ExoclawServer, ExposedTools, McpError, McpOptions, McpServers, ServerSandbox};
+use exoclaw_core::runtime::ExposedTools;
+use exoclaw_mcp::{
+    ExoclawServer, MCP_ASK_HINT, MCP_AUDIT_AGENT, McpError, McpOptions, McpServers, ServerSandbox,
+};
 use std::sync::Arc;
 
 /// The folder in exoclaw's home where each server's last tool list is kept, so that its tools
@@ -35,13 +38,22 @@ impl Runtime {
     /// workspace, each call recorded in the audit log; and each agent as `ask_NAME` when `agents`.
     /// `None` only for a runtime without a default agent.
     pub fn mcp_server(&self, agents: bool) -> Option<ExoclawServer> {
+        let tools = self.exposed_tools(MCP_AUDIT_AGENT, MCP_ASK_HINT)?;
+        Some(ExoclawServer::new(tools, agents.then(|| Arc::new(self.clone()) as Arc<dyn AgentRuntime>)))
+    }
+
+    /// The runtime's tools for a caller outside a turn (`caller` in the audit log), as the default
+    /// agent's permissions allow them without asking, working in its workspace; `ask_hint` says how
+    /// to let a refused call run. `None` only for a runtime without a default agent.
+    pub fn exposed_tools(&self, caller: &str, ask_hint: &str) -> Option<ExposedTools> {
         let agent = self.agent(DEFAULT_AGENT_NAME)?;
-        Some(ExoclawServer::new(ExposedTools {
+        Some(ExposedTools {
             tools: self.inner.tools.clone(),
             permissions: agent.runner.permissions().clone(),
             workspace: agent.workspace.clone(),
             audit: Arc::clone(&self.inner.audit),
-            agents: agents.then(|| Arc::new(self.clone()) as Arc<dyn AgentRuntime>),
-        }))
+            caller: caller.to_owned(),
+            ask_hint: ask_hint.to_owned(),
+        })
     }
 }
