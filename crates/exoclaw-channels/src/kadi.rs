@@ -2,7 +2,9 @@
 //! JSON-RPC 2.0 over a WebSocket. exoclaw says `kadi.session.hello` and gets a nonce, proves its
 //! identity with `kadi.session.authenticate` (its Ed25519 public key as base64 DER SPKI and its
 //! signature over the nonce), offers each agent as an ability (`kadi.agent.register`: `ask_NAME`
-//! runs a turn of that agent), and subscribes to the Slack and Discord events the broker relays
+//! runs a turn of that agent) and the tools `[channels.kadi] tools` names (each under exoclaw's
+//! permissions, as for an MCP client: only what they allow without asking, each call checked on
+//! what it touches and written to the audit log as the agent `kadi`), and subscribes to the Slack and Discord events the broker relays
 //! (`slack.app_mention.{bot}`, `discord.mention.{bot}`): those become turns of the agents the
 //! bindings pick, exactly as deliveries to `/webhook/slack` and Discord's Gateway do, and the
 //! answer is published back (`slack.reply.{bot}`, `discord.reply.{bot}`). Ability requests are
@@ -10,10 +12,12 @@
 //! reopened with backoff (1 s to a minute), authenticated again and re-subscribed.
 
 use crate::api::run_turn;
+use crate::connection::{ConnectionMonitor, Reporter, Unmonitored};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ed25519_dalek::{Signer, SigningKey};
-use exoclaw_core::runtime::{AgentRuntime, Target, TurnInput};
+use exoclaw_core::ToolContext;
+use exoclaw_core::runtime::{AgentRuntime, ExposedCall, ExposedTools, Target, TurnInput};
 use exoclaw_types::Inbound;
 use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -49,6 +53,10 @@ pub struct KadiConfig {
     pub bot: Option<String>,
     /// More event channels to subscribe to (their events are logged, not answered).
     pub subscribe: Vec<String>,
+    /// exoclaw's tools offered as abilities on the broker (names or globs: `["read_file",
+    /// "grep"]`, `["*"]`), each only if exoclaw's permissions allow it without asking; none by
+    /// default.
+    pub tools: Vec<String>,
 }
 
 impl Default for KadiConfig {
@@ -61,6 +69,7 @@ impl Default for KadiConfig {
             network_id: "global".into(),
             bot: None,
             subscribe: Vec::new(),
+            tools: Vec::new(),
         }
     }
 }
@@ -91,7 +100,18 @@ pub struct KadiClient {
     config: KadiConfig,
     key: SigningKey,
     runtime: Arc<dyn AgentRuntime>,
+    /// The tools `config.tools` may offer, as the permissions let callers outside a turn run them.
+    tools: Option<ExposedTools>,
+    /// Where the connection's state goes.
+    reporter: Reporter,
 }
+
+/// The name the audit log gives calls of tools made by agents on the broker.
+pub const KADI_AUDIT_AGENT: &str = "kadi";
+
+/// What a refused call's message says about letting it run.
+pub const KADI_ASK_HINT: &str =
+    "allow it with a rule (`exoclaw permissions`) to offer it to the broker's agents";
 
 /// How one connection ended.
 enum Ended {
@@ -107,9 +127,33 @@ impl KadiClient {
         self
     }
 
+    /// Offers those of `tools` that `[channels.kadi] tools` names as abilities.
+    pub fn with_tools(mut self, tools: ExposedTools) -> Self {
+        self.tools = Some(tools);
+        self
+    }
+
     /// The client, identified by `key`, submitting to `runtime`.
     pub fn new(config: &KadiConfig, key: SigningKey, runtime: Arc<dyn AgentRuntime>) -> Self {
-        Self { config: config.clone(), key, runtime, models: Vec::new() }
+        let reporter = Reporter::new("kadi", Arc::new(Unmonitored));
+        Self { config: config.clone(), key, runtime, models: Vec::new(), tools: None, reporter }
+    }
+
+    /// Reports the connection's state to `monitor` as it changes.
+    pub fn with_monitor(mut self, monitor: Arc<dyn ConnectionMonitor>) -> Self {
+        self.reporter = Reporter::new("kadi", monitor);
+        self
+    }
+
+    /// The tools offered as abilities: those the configuration names and the permissions offer.
+    fn offered_tools(&self) -> Vec<(exoclaw_types::ToolSpec, exoclaw_types::ToolEffect)> {
+        let Some(tools) = &self.tools else { return Vec::new() };
+        tools.specs().into_iter().filter(|(spec, _)| self.names_tool(&spec.name)).collect()
+    }
+
+    /// Whether `[channels.kadi] tools` names the tool `name`.
+    fn names_tool(&self, name: &str) -> bool {
+        self.config.tools.iter().any(|pattern| exoclaw_types::glob_match(pattern, name))
     }
 
     /// The event channels subscribed to.
@@ -130,6 +174,7 @@ impl KadiClient {
                 Ok(Ended::Stopped) => return,
                 Ok(Ended::Dropped) => {
                     tracing::info!("the KĀDI broker connection dropped; reconnecting");
+                    self.reporter.disconnected("the connection dropped; reconnecting");
                     backoff = Duration::from_secs(1);
                 }
                 Err(error) => {
@@ -137,6 +182,7 @@ impl KadiClient {
                         "the KĀDI broker connection failed: {error}; retrying in {}s",
                         backoff.as_secs()
                     );
+                    self.reporter.disconnected(format!("{error}; retrying"));
                 }
             }
             tokio::select! {
@@ -161,7 +207,7 @@ impl KadiClient {
         let signature = BASE64.encode(self.key.sign(nonce.as_bytes()).to_bytes());
         let params = json!({"publicKey": public_key_spki(&self.key), "signature": signature, "nonce": nonce, "wantNewId": true});
         let identity = rpc.call(&mut write, &mut read, "kadi.session.authenticate", params).await?;
-        let abilities: Vec<Value> = self
+        let mut abilities: Vec<Value> = self
             .runtime
             .agents()
             .into_iter()
@@ -173,11 +219,15 @@ impl KadiClient {
                 })
             })
             .collect();
+        abilities.extend(self.offered_tools().into_iter().map(|(spec, _)| {
+            json!({"name": spec.name, "description": spec.description, "inputSchema": spec.input_schema})
+        }));
         let register = json!({"tools": abilities, "networks": self.config.networks, "displayName": self.config.display_name});
         rpc.call(&mut write, &mut read, "kadi.agent.register", register).await?;
         let subscribe = json!({"channels": self.channels(), "networkId": self.config.network_id});
         rpc.call(&mut write, &mut read, "kadi.event.subscribe", subscribe).await?;
         tracing::info!(agent = %identity["agentId"].as_str().unwrap_or("?"), "connected to the KĀDI broker");
+        self.reporter.connected();
 
         // From here answers are written by whoever has them, through one outbox.
         let (outbox, mut to_send) = mpsc::unbounded_channel::<Value>();
@@ -224,9 +274,26 @@ impl KadiClient {
         }
     }
 
-    /// `ask_NAME {message}`: a turn of that agent in a new session; answered on the request's id.
+    /// `ask_NAME {message}`: a turn of that agent in a new session; a tool's name: a call of that
+    /// tool. Answered on the request's id.
     fn ability(&self, id: Value, params: &Value, outbox: &mpsc::UnboundedSender<Value>) {
         let tool = params["toolName"].as_str().unwrap_or_default();
+        let asks_an_agent = tool
+            .strip_prefix("ask_")
+            .is_some_and(|agent| self.runtime.agents().iter().any(|a| a.name == agent));
+        if !asks_an_agent && let Some(tools) = self.tools.as_ref().filter(|_| self.names_tool(tool)) {
+            let (tools, tool, input, outbox) =
+                (tools.clone(), tool.to_owned(), params["toolInput"].clone(), outbox.clone());
+            tokio::spawn(async move {
+                let answer = call_tool(&tools, &tool, input, &format!("kadi-{id}")).await;
+                let mut reply = json!({"jsonrpc": "2.0", "id": id});
+                if let (Some(reply), Some(answer)) = (reply.as_object_mut(), answer.as_object()) {
+                    reply.extend(answer.clone());
+                }
+                let _ = outbox.send(reply);
+            });
+            return;
+        }
         let message = params["toolInput"]["message"].as_str().unwrap_or_default().to_owned();
         let Some(agent) = tool.strip_prefix("ask_").map(str::to_owned) else {
             let error = json!({"code": -32602, "message": format!("no ability {tool}")});
@@ -309,6 +376,22 @@ impl KadiClient {
             let _ = outbox
                 .send(json!({"jsonrpc": "2.0", "id": id, "method": "kadi.event.publish", "params": publish}));
         });
+    }
+}
+
+/// A call of the exposed tool `name` for an agent on the broker: `{"result": {"text"}}` or
+/// `{"error": {code, message}}`.
+async fn call_tool(tools: &ExposedTools, name: &str, input: Value, call_id: &str) -> Value {
+    let ctx = ToolContext {
+        workspace_root: tools.workspace.clone(),
+        cancel: CancellationToken::new(),
+        session: None,
+    };
+    match tools.call(name, input, &ctx, call_id).await {
+        Ok(ExposedCall::Ran(Ok(text))) => json!({"result": {"text": text}}),
+        Ok(ExposedCall::Ran(Err(error))) => json!({"error": {"code": -32000, "message": error.to_string()}}),
+        Ok(ExposedCall::Refused(why)) => json!({"error": {"code": -32001, "message": why}}),
+        Err(not_offered) => json!({"error": {"code": -32602, "message": not_offered.to_string()}}),
     }
 }
 

@@ -14,6 +14,7 @@ mod api;
 pub mod approval;
 mod backoff;
 pub mod breaker;
+pub mod connection;
 pub mod discord;
 pub mod kadi;
 mod recent;
@@ -22,8 +23,9 @@ mod split;
 pub mod telegram;
 
 pub use approval::{ApprovalMode, Approvals};
+pub use connection::{ConnectionMonitor, Unmonitored};
 pub use discord::{DiscordConfig, DiscordGateway, DiscordInteractions};
-pub use kadi::{KadiClient, KadiConfig};
+pub use kadi::{KADI_ASK_HINT, KADI_AUDIT_AGENT, KadiClient, KadiConfig};
 pub use slack::{SlackChannel, SlackConfig, SlackSocket};
 pub use split::split_message;
 pub use telegram::{TelegramChannel, TelegramConfig, TelegramMode, TelegramPoller};

@@ -17,6 +17,24 @@ use tokio_util::sync::CancellationToken;
 struct Connected {
     broker: FakeBroker,
     stop: CancellationToken,
+    states: Arc<States>,
+}
+
+/// Every connection state the client reported: connected, and the error.
+#[derive(Default)]
+struct States(std::sync::Mutex<Vec<(bool, Option<String>)>>);
+
+impl exoclaw_channels::ConnectionMonitor for States {
+    fn report(&self, state: exoclaw_core::ChannelHealth) {
+        assert_eq!(state.channel, "kadi");
+        self.0.lock().unwrap().push((state.connected, state.error));
+    }
+}
+
+impl States {
+    fn seen(&self) -> Vec<(bool, Option<String>)> {
+        self.0.lock().unwrap().clone()
+    }
 }
 
 impl Drop for Connected {
@@ -40,11 +58,13 @@ async fn connected() -> Connected {
     let runtime = common::runtime(&common::echo_model(), Some("Answers anything")).await;
     let config = KadiConfig { url: broker.url(), bot: Some("UBOT".into()), ..KadiConfig::default() };
     let key = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]);
-    let client = Arc::new(KadiClient::new(&config, key, runtime));
+    let states = Arc::new(States::default());
+    let monitor = Arc::clone(&states) as Arc<dyn exoclaw_channels::ConnectionMonitor>;
+    let client = Arc::new(KadiClient::new(&config, key, runtime).with_monitor(monitor));
     let stop = CancellationToken::new();
     tokio::spawn(client.run(stop.clone()));
     until("subscribing", || !broker.requests("kadi.event.subscribe").is_empty()).await;
-    Connected { broker, stop }
+    Connected { broker, stop, states }
 }
 
 #[tokio::test]
@@ -100,4 +120,115 @@ async fn a_dropped_connection_comes_back_authenticated_and_subscribed() {
     assert_eq!(f.broker.authenticated(), 2);
     let pong = f.broker.request("kadi.session.ping", json!({})).await;
     assert_eq!(pong["result"], "pong");
+    // What `exoclaw channels status` shows followed the connection.
+    until("reporting the reconnection", || f.states.seen().len() == 3).await;
+    let dropped = Some("the connection dropped; reconnecting".to_owned());
+    assert_eq!(f.states.seen(), [(true, None), (false, dropped), (true, None)]);
+}
+
+/// A tool that "reads" or "writes" the note its `path` names, recording each call that ran.
+struct Note {
+    name: &'static str,
+    effect: exoclaw_types::ToolEffect,
+    ran: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl exoclaw_core::Tool for Note {
+    fn spec(&self) -> exoclaw_types::ToolSpec {
+        exoclaw_types::ToolSpec {
+            name: self.name.into(),
+            description: format!("{} a note", self.name),
+            input_schema: json!({"type": "object", "properties": {"path": {"type": "string"}}}),
+        }
+    }
+    fn effect(&self) -> exoclaw_types::ToolEffect {
+        self.effect
+    }
+    fn resources(&self, args: &Value) -> Vec<exoclaw_core::Resource> {
+        args["path"].as_str().map(|p| exoclaw_core::Resource::Path(p.to_owned())).into_iter().collect()
+    }
+    async fn call(
+        &self,
+        args: Value,
+        _ctx: &exoclaw_core::ToolContext,
+    ) -> Result<String, exoclaw_core::ToolError> {
+        let path = args["path"].as_str().unwrap_or_default().to_owned();
+        self.ran.lock().unwrap().push(path.clone());
+        Ok(format!("the note {path}"))
+    }
+}
+
+/// Keeps every audit entry.
+#[derive(Default)]
+struct Kept(std::sync::Mutex<Vec<exoclaw_core::AuditEntry>>);
+
+impl exoclaw_core::AuditSink for Kept {
+    fn record(&self, entry: exoclaw_core::AuditEntry) {
+        self.0.lock().unwrap().push(entry);
+    }
+}
+
+#[tokio::test]
+async fn named_tools_are_abilities_only_as_far_as_the_permissions_allow_and_each_call_is_audited() {
+    use exoclaw_core::{Permission, PermissionPolicy, Permissions, Rule, ToolRegistry};
+    use exoclaw_types::ToolEffect;
+    let note = |name, effect| Arc::new(Note { name, effect, ran: Default::default() });
+    let (read, write, hidden) = (
+        note("read_note", ToolEffect::ReadOnly),
+        note("write_note", ToolEffect::Mutating),
+        note("list_secrets", ToolEffect::ReadOnly),
+    );
+    let mut registry = ToolRegistry::new();
+    for tool in [&read, &write, &hidden] {
+        registry.register(Arc::clone(tool) as Arc<dyn exoclaw_core::Tool>);
+    }
+    let workspace = tempfile::tempdir().unwrap();
+    let policy =
+        PermissionPolicy::default().with_rule(Rule::new("read_note", Permission::Deny).path("private/**"));
+    let audit = Arc::new(Kept::default());
+    let tools = exoclaw_core::runtime::ExposedTools {
+        tools: registry,
+        permissions: Permissions::new(policy),
+        workspace: workspace.path().canonicalize().unwrap(),
+        audit: Arc::clone(&audit) as Arc<dyn exoclaw_core::AuditSink>,
+        caller: exoclaw_channels::KADI_AUDIT_AGENT.into(),
+        ask_hint: exoclaw_channels::KADI_ASK_HINT.into(),
+    };
+
+    let broker = FakeBroker::start().await;
+    let runtime = common::runtime(&common::echo_model(), None).await;
+    // Both note tools named; `write_note` asks under the default rules, so it is not offered.
+    let config = KadiConfig { url: broker.url(), tools: vec!["*_note".into()], ..KadiConfig::default() };
+    let key = ed25519_dalek::SigningKey::from_bytes(&[4u8; 32]);
+    let client = Arc::new(KadiClient::new(&config, key, runtime).with_tools(tools));
+    let stop = CancellationToken::new();
+    tokio::spawn(client.run(stop.clone()));
+    until("registering", || !broker.requests("kadi.agent.register").is_empty()).await;
+    let f = Connected { broker, stop, states: Arc::default() };
+
+    let register = f.broker.requests("kadi.agent.register").remove(0);
+    let offered: Vec<&str> =
+        register["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(offered, ["ask_default", "read_note"]);
+    assert_eq!(register["tools"][1]["inputSchema"]["properties"]["path"]["type"], "string");
+
+    let ask = |tool: &str, path: &str| json!({"toolName": tool, "toolInput": {"path": path}});
+    let answer = f.broker.request("kadi.ability.request", ask("read_note", "todo.md")).await;
+    assert_eq!(answer["result"]["text"], "the note todo.md", "{answer}");
+    let denied = f.broker.request("kadi.ability.request", ask("read_note", "private/diary.md")).await;
+    assert!(denied["error"]["message"].as_str().unwrap().contains("deny"), "{denied}");
+    for tool in ["write_note", "list_secrets"] {
+        let refused = f.broker.request("kadi.ability.request", ask(tool, "todo.md")).await;
+        assert!(refused["error"]["message"].as_str().unwrap().contains(tool), "{refused}");
+    }
+    assert_eq!(*read.ran.lock().unwrap(), ["todo.md"]);
+    assert!(write.ran.lock().unwrap().is_empty());
+    assert!(hidden.ran.lock().unwrap().is_empty());
+
+    let decided: Vec<(String, String)> =
+        audit.0.lock().unwrap().iter().map(|e| (e.agent.clone(), format!("{:?}", e.resources))).collect();
+    assert_eq!(decided.len(), 2, "{decided:?}");
+    assert!(decided.iter().all(|(agent, _)| agent == "kadi"));
+    assert!(decided[1].1.contains("private/diary.md"), "{decided:?}");
 }

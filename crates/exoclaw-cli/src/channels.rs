@@ -1,22 +1,26 @@
 //! `exoclaw channels status`: each configured chat channel (and each installed channel plugin),
-//! how its messages arrive, and what is missing for `exoclaw gateway` to serve it.
+//! how its messages arrive, what is missing for `exoclaw gateway` to serve it, and — for the
+//! channels that keep a connection — what a gateway sharing the store last reported of it.
 
-#![allow(clippy::print_stdout)]
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use exoclaw::config::Config;
 use exoclaw::runtime::channels::channel_states;
+use exoclaw_core::{ChannelHealth, ChannelHealthStore as _};
+use exoclaw_store::Store;
 use std::path::Path;
 use std::process::ExitCode;
 
 /// `exoclaw channels …`.
 #[derive(Debug, clap::Subcommand)]
 pub enum ChannelsCommand {
-    /// Each chat channel: how its messages arrive and whether its secrets are set.
+    /// Each chat channel: how its messages arrive, whether its secrets are set, and whether a
+    /// running gateway's connection to it (Discord's Gateway, the KĀDI broker…) is up.
     Status,
 }
 
 /// Runs `exoclaw channels …`; exit 1 when a configured channel is missing something.
-pub fn run(config: Option<&Path>, command: ChannelsCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(config: Option<&Path>, command: ChannelsCommand) -> anyhow::Result<ExitCode> {
     let ChannelsCommand::Status = command;
     let loaded = Config::load_after_dotenv(config)?;
     let plugins = exoclaw::runtime::plugins::plugin_dir(&loaded.home);
@@ -34,6 +38,8 @@ pub fn run(config: Option<&Path>, command: ChannelsCommand) -> anyhow::Result<Ex
         );
         return Ok(ExitCode::SUCCESS);
     }
+    let connections = gateway_connections(&loaded.storage_url()).await;
+    let now = chrono::Utc::now();
     let width = states.iter().map(|s| s.name.len()).max().unwrap_or(0);
     for state in &states {
         let status = match &state.missing {
@@ -41,6 +47,33 @@ pub fn run(config: Option<&Path>, command: ChannelsCommand) -> anyhow::Result<Ex
             Some(missing) => format!("NOT SERVED: {missing}"),
         };
         println!("{:width$}  {status}\n{:width$}  {}", state.name, "", state.arrives);
+        if let Some(seen) = connections.iter().find(|c| c.channel == state.name) {
+            let since = crate::providers::ago(now - seen.since);
+            let connection = match (seen.connected, &seen.error) {
+                (true, _) => format!("connected (since {since}, as the gateway last reported)"),
+                (false, Some(error)) => format!("NOT CONNECTED (since {since}): {error}"),
+                (false, None) => format!("NOT CONNECTED (since {since})"),
+            };
+            println!("{:width$}  {connection}", "");
+        }
     }
     Ok(if states.iter().all(|s| s.missing.is_none()) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// What a gateway sharing the store last reported of each channel's connection; none when there
+/// is no store yet (which is not created) or it cannot be read (said on stderr).
+async fn gateway_connections(url: &str) -> Vec<ChannelHealth> {
+    let read = async {
+        let Some(store) = Store::open_existing(url).await? else { return Ok(Vec::new()) };
+        let states = store.channel_health().await;
+        store.close().await;
+        states
+    };
+    match read.await {
+        Ok(states) => states,
+        Err(e) => {
+            eprintln!("(the gateway's recorded connections could not be read: {e})");
+            Vec::new()
+        }
+    }
 }

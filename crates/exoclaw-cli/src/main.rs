@@ -229,7 +229,7 @@ fn main() -> ExitCode {
         Some(Command::Permissions(args)) => audit::permissions(config, args),
         Some(Command::Ssh(command)) => runtime.block_on(ssh::run(config, command)),
         Some(Command::Plugin(command)) => runtime.block_on(plugin::run(config, command)),
-        Some(Command::Channels(command)) => channels::run(config, command),
+        Some(Command::Channels(command)) => runtime.block_on(channels::run(config, command)),
         Some(Command::Trust(args)) => trust::run(args),
         Some(Command::Config(command)) => config_cmd::run(config, command),
         Some(Command::Completions { .. }) => Ok(ExitCode::SUCCESS),

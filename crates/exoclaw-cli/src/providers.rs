@@ -125,7 +125,7 @@ async fn gateway_checks(url: &str) -> Vec<ProviderHealth> {
 }
 
 /// `12 s ago`, `5 min ago`, `3 h ago`, `2 d ago`.
-fn ago(elapsed: chrono::TimeDelta) -> String {
+pub(crate) fn ago(elapsed: chrono::TimeDelta) -> String {
     let seconds = elapsed.num_seconds().max(0);
     match seconds {
         0..60 => format!("{seconds} s ago"),

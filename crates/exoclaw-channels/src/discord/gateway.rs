@@ -9,6 +9,7 @@
 
 use super::{DiscordConfig, Rest, mentions, strip_bot_mention};
 use crate::approval::Approvals;
+use crate::connection::{ConnectionMonitor, Reporter, Unmonitored};
 use crate::recent::Recent;
 use exoclaw_core::runtime::AgentRuntime;
 use exoclaw_types::Inbound;
@@ -73,9 +74,17 @@ pub struct DiscordGateway {
     seen: Mutex<Recent>,
     /// Tool calls waiting for an approval asked in the chat.
     approvals: Approvals,
+    /// Where the connection's state goes.
+    reporter: Reporter,
 }
 
 impl DiscordGateway {
+    /// Reports the connection's state to `monitor` as it changes.
+    pub fn with_monitor(mut self, monitor: Arc<dyn ConnectionMonitor>) -> Self {
+        self.reporter = Reporter::new("discord", monitor);
+        self
+    }
+
     /// Asks the user whose message started a turn to approve its gated tool calls (with buttons,
     /// in the channel) as `approvals` says; share them with the Interactions endpoint, which
     /// receives the presses when the application has an Interactions Endpoint URL.
@@ -101,6 +110,7 @@ impl DiscordGateway {
             seen: Mutex::new(Recent::new(REMEMBERED_MESSAGES)),
             models: Vec::new(),
             approvals: Approvals::default(),
+            reporter: Reporter::new("discord", Arc::new(Unmonitored)),
         }
     }
 
@@ -120,13 +130,16 @@ impl DiscordGateway {
                     tracing::error!(
                         "Discord refused the bot's Gateway connection: {why}; fix [channels.discord] and restart"
                     );
+                    self.reporter.disconnected(format!("Discord refused the bot: {why}; not retrying"));
                     return;
                 }
                 Ok(Ended::Resume) => {
+                    self.reporter.disconnected("the connection dropped; resuming");
                     backoff = Duration::from_secs(1);
                     Duration::ZERO
                 }
                 Ok(Ended::Identify) => {
+                    self.reporter.disconnected("Discord ended the session; identifying again");
                     session = Session { bot: session.bot.take(), ..Session::default() };
                     Duration::from_secs(1)
                 }
@@ -135,6 +148,7 @@ impl DiscordGateway {
                         "the Discord Gateway connection failed: {error}; retrying in {}s",
                         backoff.as_secs()
                     );
+                    self.reporter.disconnected(format!("{error}; retrying"));
                     let wait = backoff;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     wait
@@ -252,7 +266,9 @@ impl DiscordGateway {
                 session.resume_url = data["resume_gateway_url"].as_str().map(str::to_owned);
                 session.bot = data["user"]["id"].as_str().map(str::to_owned);
                 tracing::info!("connected to the Discord Gateway");
+                self.reporter.connected();
             }
+            Some("RESUMED") => self.reporter.connected(),
             Some("MESSAGE_CREATE") => {
                 if let Some(bot) = &session.bot {
                     self.message(data, bot);

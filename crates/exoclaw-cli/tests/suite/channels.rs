@@ -88,3 +88,44 @@ async fn channels_status_says_which_channel_is_missing_what() {
     ok(&out);
     assert!(stdout(&out).contains("no chat channels configured"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_status_shows_whether_the_gateways_broker_connection_is_up() {
+    let env = Env::new();
+    let broker = exoclaw_testkit::kadi::FakeBroker::start().await;
+    let model = serve([Answer::text("unused")]).await;
+    env.scripted(&model, &format!("[channels.kadi]\nurl = \"{}\"\ntools = [\"read_file\"]\n", broker.url()));
+    // exoclaw's Ed25519 key on the broker: a 32-byte seed (all 7s), in base64.
+    let vars = [("KADI_PRIVATE_KEY", "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=")];
+    let status = || {
+        let mut cmd = env.std_cmd();
+        cmd.args(["channels", "status"]).envs(vars);
+        async move { stdout(&tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap()) }
+    };
+    let before = status().await;
+    assert!(before.contains("kadi  ready") && !before.contains("connected"), "{before}");
+    assert!(before.contains("its agents may call the tools read_file"), "{before}");
+
+    let mut gateway = super::gateway::start_with_env(&env, &[], &vars).await;
+    let mut shown = String::new();
+    for _ in 0..100 {
+        shown = status().await;
+        if shown.contains("connected (since") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(shown.contains("connected (since") && shown.contains("as the gateway last reported"), "{shown}");
+    assert_eq!(broker.authenticated(), 1);
+
+    // A gateway that stops says so before it goes.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(gateway.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let child = &mut gateway.child;
+    tokio::task::block_in_place(|| child.wait()).unwrap();
+    let after = status().await;
+    assert!(after.contains("NOT CONNECTED (since") && after.contains("the gateway stopped"), "{after}");
+}

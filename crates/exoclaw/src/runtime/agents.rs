@@ -284,7 +284,8 @@ impl Agent {
     }
 }
 
-/// The approver of a runtime nobody watches: every call that would ask is refused.
+/// The approver of a runtime nobody watches: every call that would ask is refused, and the model
+/// is told that nobody can approve it where it runs (not that a person said no).
 pub fn unattended() -> Arc<dyn Approver> {
-    Arc::new(FixedApprover(Decision::Deny))
+    Arc::new(FixedApprover(Decision::Unattended))
 }

@@ -89,9 +89,10 @@ impl Runtime {
 
     /// Starts the channels that keep a connection open (Discord's Gateway, the KĀDI broker, Slack's
     /// Socket Mode, Telegram's long polling), until `stop` is cancelled; how many were started. One
-    /// without its token is left out with a warning.
+    /// without its token is left out with a warning. Each reports its connection's state to the
+    /// store as it changes, and "the gateway stopped" when `stop` is cancelled.
     pub fn start_channels(&self, stop: &tokio_util::sync::CancellationToken) -> usize {
-        let mut started = 0;
+        let mut connected: Vec<&'static str> = Vec::new();
         let config = self.config();
         let runtime = Arc::new(self.clone()) as Arc<dyn AgentRuntime>;
         let models = config.channels.models.clone();
@@ -100,10 +101,12 @@ impl Runtime {
                 Ok([token]) => {
                     let gateway =
                         exoclaw_channels::DiscordGateway::new(discord, &token, Arc::clone(&runtime));
-                    let gateway =
-                        gateway.with_models(models.clone()).with_approvals(self.chat_approvals().clone());
+                    let gateway = gateway
+                        .with_models(models.clone())
+                        .with_approvals(self.chat_approvals().clone())
+                        .with_monitor(self.connection_monitor());
                     tokio::spawn(Arc::new(gateway).run(stop.clone()));
-                    started += 1;
+                    connected.push("discord");
                 }
                 Err(missing) => tracing::warn!("[channels.discord] is not connected: {missing}"),
             }
@@ -124,7 +127,7 @@ impl Runtime {
                             tracing::error!("[channels.slack] Socket Mode stopped: {error}");
                         }
                     });
-                    started += 1;
+                    connected.push("slack");
                 }
                 Err(missing) => {
                     tracing::warn!("[channels.slack] is not connected over Socket Mode: {missing}")
@@ -146,7 +149,7 @@ impl Runtime {
                             tracing::error!("[channels.telegram] polling stopped: {error}");
                         }
                     });
-                    started += 1;
+                    connected.push("telegram");
                 }
                 Err(missing) => tracing::warn!("[channels.telegram] is not polling: {missing}"),
             }
@@ -155,14 +158,73 @@ impl Runtime {
             let key = std::env::var(&kadi.key_env).unwrap_or_default();
             match exoclaw_channels::kadi::signing_key(&key) {
                 Ok(key) => {
-                    let client = exoclaw_channels::KadiClient::new(kadi, key, Arc::clone(&runtime));
-                    tokio::spawn(Arc::new(client.with_models(models.clone())).run(stop.clone()));
-                    started += 1;
+                    let mut client = exoclaw_channels::KadiClient::new(kadi, key, Arc::clone(&runtime))
+                        .with_models(models.clone())
+                        .with_monitor(self.connection_monitor());
+                    if !kadi.tools.is_empty()
+                        && let Some(tools) = self.exposed_tools(
+                            exoclaw_channels::KADI_AUDIT_AGENT,
+                            exoclaw_channels::KADI_ASK_HINT,
+                        )
+                    {
+                        client = client.with_tools(tools);
+                    }
+                    tokio::spawn(Arc::new(client).run(stop.clone()));
+                    connected.push("kadi");
                 }
                 Err(error) => tracing::warn!("[channels.kadi] is not connected: {} — {error}", kadi.key_env),
             }
         }
+        let started = connected.len();
+        self.report_stop(connected, stop.clone());
         started
+    }
+}
+
+/// Records each change of a connected channel's state in the store, for `exoclaw channels
+/// status` in another process; the writes are the runtime's tracked background work, so the last
+/// one ("the gateway stopped") lands before the store closes.
+struct StoreMonitor {
+    store: exoclaw_store::Store,
+    tasks: tokio_util::task::TaskTracker,
+}
+
+impl exoclaw_channels::ConnectionMonitor for StoreMonitor {
+    fn report(&self, state: exoclaw_core::ChannelHealth) {
+        use exoclaw_core::ChannelHealthStore as _;
+        let store = self.store.clone();
+        self.tasks.spawn(async move {
+            if let Err(error) = store.record_channel_health(&state).await {
+                tracing::warn!(channel = %state.channel, %error, "could not record the channel's connection state");
+            }
+        });
+    }
+}
+
+impl Runtime {
+    /// Where the channels that keep a connection report its state: the store.
+    fn connection_monitor(&self) -> Arc<dyn exoclaw_channels::ConnectionMonitor> {
+        Arc::new(StoreMonitor { store: self.inner.store.clone(), tasks: self.inner.tasks.clone() })
+    }
+
+    /// Once `stop` is cancelled, records each of the `channels` as no longer connected because the
+    /// gateway stopped (tracked, so [`Runtime::settle`] lets it land before the store closes).
+    fn report_stop(&self, channels: Vec<&'static str>, stop: tokio_util::sync::CancellationToken) {
+        if channels.is_empty() {
+            return;
+        }
+        let monitor = self.connection_monitor();
+        self.inner.tasks.spawn(async move {
+            stop.cancelled().await;
+            for channel in channels {
+                monitor.report(exoclaw_core::ChannelHealth {
+                    channel: channel.to_owned(),
+                    connected: false,
+                    since: chrono::Utc::now(),
+                    error: Some("the gateway stopped".to_owned()),
+                });
+            }
+        });
     }
 }
 
@@ -216,7 +278,15 @@ pub fn channel_states(config: &crate::config::Config, plugins: &[String]) -> Vec
     if let Some(kadi) = &channels.kadi {
         states.push(ChannelState {
             name: "kadi".into(),
-            arrives: format!("the KĀDI broker at {}", kadi.url),
+            arrives: match kadi.tools.is_empty() {
+                true => format!("the KĀDI broker at {}", kadi.url),
+                false => format!(
+                    "the KĀDI broker at {}; its agents may call the tools {} (as far as exoclaw's permissions \
+                     allow them without asking)",
+                    kadi.url,
+                    kadi.tools.join(", ")
+                ),
+            },
             missing: secrets([&kadi.key_env]).err(),
         });
     }
