@@ -1,10 +1,11 @@
 //! What every channel does with its platform: calling its HTTP API (JSON in, `{"ok": true, …}`
 //! out, retried on 429 after the platform's `Retry-After` and on server errors), and running a
-//! message as a turn whose answer is then sent back.
+//! message as a turn whose answer is then sent back (with progress while its tools run).
 
 use crate::breaker::Breaker;
+use crate::progress::Place;
 use exoclaw_core::Approver;
-use exoclaw_core::runtime::{AgentRuntime, Target, TurnInput};
+use exoclaw_core::runtime::{AgentRuntime, Target, TurnHandle, TurnInput};
 use exoclaw_types::Inbound;
 use serde_json::Value;
 use std::future::Future;
@@ -141,30 +142,49 @@ pub(crate) fn run_turn<F, Fut>(
     F: FnOnce(String) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    run_turn_asking(runtime, inbound, text, models, None, answer);
+    match submit(runtime, inbound, text, models, None) {
+        Ok(handle) => {
+            tokio::spawn(async move { answer(handle.reply_text().await).await });
+        }
+        Err(refusal) => {
+            tokio::spawn(answer(refusal));
+        }
+    }
 }
 
-/// [`run_turn`], asking `approver` (when given: the asker, in the chat) about the turn's tool
-/// calls that need a person's approval.
-pub(crate) fn run_turn_asking<F, Fut>(
+/// [`run_turn`] for a chat: asks `approver` (when given: the asker, in the chat) about the
+/// turn's tool calls that need a person's approval, shows the turn's tool calls in a progress
+/// message at `place` when `progress` is given (the shortest time between two of its edits; see
+/// [`crate::progress`]), and delivers the answer there.
+pub(crate) fn run_turn_asking<P: Place>(
     runtime: &Arc<dyn AgentRuntime>,
     inbound: Inbound,
     text: String,
     models: &[String],
     approver: Option<Arc<dyn Approver>>,
-    answer: F,
-) where
-    F: FnOnce(String) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let channel = inbound.channel.clone();
-    let (model, text) = match pick_model(&text, models) {
-        Ok(picked) => picked,
-        Err(refusal) => {
-            tokio::spawn(answer(format!("Sorry — {refusal}")));
-            return;
+    progress: Option<Duration>,
+    place: P,
+) {
+    match submit(runtime, inbound, text, models, approver) {
+        Ok(handle) => {
+            tokio::spawn(crate::progress::follow(handle, place, progress));
         }
-    };
+        Err(refusal) => {
+            tokio::spawn(async move { place.answer(&refusal).await });
+        }
+    }
+}
+
+/// Submits the turn; `Err` says why it could not run, for the person who asked.
+fn submit(
+    runtime: &Arc<dyn AgentRuntime>,
+    inbound: Inbound,
+    text: String,
+    models: &[String],
+    approver: Option<Arc<dyn Approver>>,
+) -> Result<TurnHandle, String> {
+    let channel = inbound.channel.clone();
+    let (model, text) = pick_model(&text, models).map_err(|refusal| format!("Sorry — {refusal}"))?;
     let mut input = TurnInput::message(text);
     if let Some(model) = model {
         input = input.with_model(model);
@@ -172,15 +192,10 @@ pub(crate) fn run_turn_asking<F, Fut>(
     if let Some(approver) = approver {
         input = input.with_approver(approver);
     }
-    match runtime.submit(Target::Inbound { inbound, agent: None }, input) {
-        Ok(handle) => {
-            tokio::spawn(async move { answer(handle.reply_text().await).await });
-        }
-        Err(error) => {
-            tracing::warn!(channel = %channel, "a message could not be submitted: {error}");
-            tokio::spawn(answer(format!("Sorry — {error}")));
-        }
-    }
+    runtime.submit(Target::Inbound { inbound, agent: None }, input).map_err(|error| {
+        tracing::warn!(channel = %channel, "a message could not be submitted: {error}");
+        format!("Sorry — {error}")
+    })
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! - [`kadi`]: the KĀDI broker (agents offered as abilities; Slack and Discord events it relays).
 //! - [`split_message`]: long answers cut at a platform's limit on markdown boundaries.
 //! - [`approval`]: gated tool calls asked about in the chat, answered by the user who asked.
+//! - `progress`: a message saying which tools run, edited as they do and then into the answer.
 //!
 
 mod api;
@@ -17,6 +18,7 @@ pub mod breaker;
 pub mod connection;
 pub mod discord;
 pub mod kadi;
+mod progress;
 mod recent;
 pub mod slack;
 mod split;
@@ -49,6 +51,11 @@ pub struct ChannelsConfig {
     /// unanswered, the call is denied.
     #[serde(deserialize_with = "approval::timeout_secs", skip_serializing_if = "is_default_timeout")]
     pub approval_timeout_secs: u64,
+    /// Whether a turn that runs tools shows a progress message while they run ("Working… running
+    /// `read_file`"), edited into the answer when the turn ends (default true); false: the answer
+    /// alone, posted when the turn ends.
+    #[serde(skip_serializing_if = "is_true")]
+    pub progress: bool,
     /// `[channels.slack]`: Slack's Events API at `/webhook/slack`, or over Socket Mode.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slack: Option<SlackConfig>,
@@ -69,6 +76,7 @@ impl Default for ChannelsConfig {
             models: Vec::new(),
             approvals: ApprovalMode::default(),
             approval_timeout_secs: approval::DEFAULT_TIMEOUT_SECS,
+            progress: true,
             slack: None,
             telegram: None,
             discord: None,
@@ -81,6 +89,10 @@ fn is_default_mode(mode: &ApprovalMode) -> bool {
     *mode == ApprovalMode::default()
 }
 
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
 fn is_default_timeout(secs: &u64) -> bool {
     *secs == approval::DEFAULT_TIMEOUT_SECS
 }
@@ -91,6 +103,7 @@ impl ChannelsConfig {
         self.models.is_empty()
             && is_default_mode(&self.approvals)
             && is_default_timeout(&self.approval_timeout_secs)
+            && self.progress
             && self.slack.is_none()
             && self.telegram.is_none()
             && self.discord.is_none()

@@ -4,7 +4,8 @@
 //! acknowledged at once while the turn runs. An `app_mention` or a direct message becomes a turn of
 //! the agent the bindings pick (channel `slack`, account and team = the workspace, peer = the
 //! Slack channel, or the user in a DM); the answer goes back in the thread through the Web API's
-//! `chat.postMessage`, cut at Slack's message limit, retried on 429 (after `Retry-After`) and on
+//! `chat.postMessage` (while the turn's tools run, a progress message updated with `chat.update`
+//! and then replaced by the answer — [`crate::progress`]), cut at Slack's message limit, retried on 429 (after `Retry-After`) and on
 //! server errors.
 //!
 //! Without a public URL the app connects over Socket Mode instead ([`socket`]): the same
@@ -83,6 +84,8 @@ pub struct SlackChannel {
     seen: Mutex<Recent>,
     /// Tool calls waiting for an approval asked in the chat.
     approvals: Approvals,
+    /// The shortest time between two edits of a progress message; `None`: no progress message.
+    progress: Option<Duration>,
 }
 
 /// What the reply tasks share.
@@ -131,6 +134,7 @@ struct Event {
 }
 
 /// Where an answer goes.
+#[derive(Clone)]
 struct ReplyTo {
     channel: String,
     thread_ts: Option<String>,
@@ -166,7 +170,24 @@ impl SlackChannel {
             seen: Mutex::new(Recent::new(REMEMBERED_EVENTS)),
             models: Vec::new(),
             approvals: Approvals::default(),
+            progress: Some(crate::progress::INTERVAL),
         }
+    }
+
+    /// Whether a turn that runs tools shows a progress message in the thread while they run,
+    /// updated with `chat.update` and then replaced by the answer (the default), or posts its
+    /// answer alone when it ends.
+    pub fn with_progress(mut self, progress: bool) -> Self {
+        self.progress = progress.then_some(crate::progress::INTERVAL);
+        self
+    }
+
+    /// The shortest time between two edits of a progress message (default 1.5 s, within what
+    /// the platform allows); changes in between are shown together. The edit that puts the
+    /// answer in never waits.
+    pub fn with_progress_interval(mut self, interval: std::time::Duration) -> Self {
+        self.progress = self.progress.map(|_| interval);
+        self
     }
 
     /// Asks the user whose message started a turn to approve its gated tool calls (with
@@ -243,17 +264,53 @@ impl SlackChannel {
             thread_ts: reply_to.thread_ts.clone(),
         };
         let approver = self.approvals.approver(&asker, format!("<@{asker}>"), &reply_to.channel, place);
-        let shared = Arc::clone(&self.shared);
+        let place = Reply { shared: Arc::clone(&self.shared), to: reply_to };
         crate::api::run_turn_asking(
             &self.runtime,
             inbound,
             text,
             &self.models,
             approver,
-            move |answer| async move {
-                shared.answer(&reply_to, &answer).await;
-            },
+            self.progress,
+            place,
         );
+    }
+}
+
+/// Where one turn's answer goes, for its progress message.
+struct Reply {
+    shared: Arc<Shared>,
+    to: ReplyTo,
+}
+
+#[async_trait]
+impl crate::progress::Place for Reply {
+    /// The message's `ts`.
+    type Id = String;
+
+    fn limit(&self) -> usize {
+        MESSAGE_LIMIT
+    }
+
+    async fn post(&self, text: &str) -> Result<String, String> {
+        let mut body = json!({"channel": self.to.channel, "text": text});
+        if let Some(thread) = &self.to.thread_ts {
+            body["thread_ts"] = json!(thread);
+        }
+        let posted = self.shared.post("chat.postMessage", &body).await?;
+        posted["ts"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| "chat.postMessage: no ts in Slack's answer".to_owned())
+    }
+
+    async fn edit(&self, ts: &String, text: &str) -> Result<(), String> {
+        let body = json!({"channel": self.to.channel, "ts": ts, "text": text});
+        self.shared.post("chat.update", &body).await.map(|_| ())
+    }
+
+    async fn answer(&self, answer: &str) {
+        self.shared.answer(&self.to, answer).await;
     }
 }
 

@@ -3,7 +3,8 @@
 //! updates are recognised by their `update_id` (Telegram redelivers until it gets a 200), and each
 //! text message — every one in a private chat, in a group only those naming the bot or replying
 //! to it — becomes a turn of the agent the bindings pick (channel `telegram`, peer = the chat). The
-//! answer is sent with `sendMessage` as a reply to the message, cut at Telegram's 4,096
+//! answer is sent with `sendMessage` as a reply to the message (while the turn's tools run, a
+//! progress message edited with `editMessageText`, then into the answer), cut at Telegram's 4,096
 //! characters, retried on 429 after the `retry_after` Telegram gives.
 //!
 //! Without a public URL the bot polls instead ([`poll`]: `getUpdates`, long polling); each
@@ -147,6 +148,8 @@ pub struct TelegramChannel {
     seen: Mutex<Recent>,
     /// Tool calls waiting for an approval asked in the chat.
     approvals: Approvals,
+    /// The shortest time between two edits of a progress message; `None`: no progress message.
+    progress: Option<Duration>,
 }
 
 /// What the reply tasks share.
@@ -189,7 +192,24 @@ impl TelegramChannel {
             seen: Mutex::new(Recent::new(REMEMBERED_UPDATES)),
             models: Vec::new(),
             approvals: Approvals::default(),
+            progress: Some(crate::progress::INTERVAL),
         }
+    }
+
+    /// Whether a turn that runs tools shows a progress message in the chat while they run,
+    /// updated with `editMessageText` and then replaced by the answer (the default), or sends
+    /// its answer alone when it ends.
+    pub fn with_progress(mut self, progress: bool) -> Self {
+        self.progress = progress.then_some(crate::progress::INTERVAL);
+        self
+    }
+
+    /// The shortest time between two edits of a progress message (default 1.5 s, within what
+    /// the platform allows); changes in between are shown together. The edit that puts the
+    /// answer in never waits.
+    pub fn with_progress_interval(mut self, interval: std::time::Duration) -> Self {
+        self.progress = self.progress.map(|_| interval);
+        self
     }
 
     /// Whether the message is for the bot: any in a private chat; in a group, one naming it or
@@ -254,17 +274,52 @@ impl TelegramChannel {
         let shown =
             crate::approval::telegram::shown_name(from.username.as_deref(), from.first_name.as_deref());
         let approver = self.approvals.approver(&from.id.to_string(), shown, &chat.to_string(), place);
-        let send = Arc::clone(&self.send);
+        let place = Reply { send: Arc::clone(&self.send), chat, reply_to };
+        let text = text.trim().to_owned();
         crate::api::run_turn_asking(
             &self.runtime,
             inbound,
-            text.trim().to_owned(),
+            text,
             &self.models,
             approver,
-            move |answer| async move {
-                send.answer(chat, reply_to, &answer).await;
-            },
+            self.progress,
+            place,
         );
+    }
+}
+
+/// Where one turn's answer goes: a reply to the message `reply_to` in `chat`.
+struct Reply {
+    send: Arc<Sender>,
+    chat: i64,
+    reply_to: i64,
+}
+
+#[async_trait]
+impl crate::progress::Place for Reply {
+    /// The message's `message_id`.
+    type Id = i64;
+
+    fn limit(&self) -> usize {
+        MESSAGE_LIMIT
+    }
+
+    async fn post(&self, text: &str) -> Result<i64, String> {
+        let body =
+            json!({"chat_id": self.chat, "text": text, "reply_parameters": {"message_id": self.reply_to}});
+        let sent = self.send.call("sendMessage", &body).await?;
+        sent["result"]["message_id"]
+            .as_i64()
+            .ok_or_else(|| "sendMessage: no message_id in Telegram's answer".to_owned())
+    }
+
+    async fn edit(&self, message_id: &i64, text: &str) -> Result<(), String> {
+        let body = json!({"chat_id": self.chat, "message_id": message_id, "text": text});
+        self.send.call("editMessageText", &body).await.map(|_| ())
+    }
+
+    async fn answer(&self, answer: &str) {
+        self.send.answer(self.chat, self.reply_to, answer).await;
     }
 }
 

@@ -169,11 +169,15 @@ async fn deploying(calls: usize, timeout: Duration) -> Deploying {
     let config =
         DiscordConfig { gateway_url: gateway.url(), api_base: api.url(), ..DiscordConfig::default() };
     let approvals = exoclaw_channels::Approvals::new(exoclaw_channels::ApprovalMode::Ask, timeout);
-    let bot =
-        DiscordGateway::new(&config, "bot-token", Arc::clone(&runtime)).with_approvals(approvals.clone());
+    // These tests are about the prompt, not the progress message.
+    let bot = DiscordGateway::new(&config, "bot-token", Arc::clone(&runtime))
+        .with_approvals(approvals.clone())
+        .with_progress(false);
     let (public, key) = discord::interaction_keys();
-    let endpoint =
-        DiscordInteractions::new(&config, &public, "bot-token", runtime).unwrap().with_approvals(approvals);
+    let endpoint = DiscordInteractions::new(&config, &public, "bot-token", runtime)
+        .unwrap()
+        .with_approvals(approvals)
+        .with_progress(false);
     let stop = CancellationToken::new();
     tokio::spawn(Arc::new(bot).run(stop.clone()));
     for _ in 0..100 {
@@ -282,4 +286,82 @@ async fn a_prompt_nobody_answers_denies_the_call_and_says_so() {
     let answer = all.iter().filter(|c| c.method == "POST").nth(1).unwrap();
     assert!(answer.body["content"].as_str().unwrap().starts_with(common::DENIED));
     assert!(f.deploy.deployed().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Progress while tools run
+
+/// A bot on a fake Gateway whose agent counts rows (a tool that runs without asking), answering
+/// through `api`; progress edits an hour apart, so the calls do not depend on the machine's speed.
+async fn counting(api: &ScriptedServer) -> (FakeGateway, CancellationToken) {
+    let gateway = FakeGateway::start(200).await;
+    let config =
+        DiscordConfig { gateway_url: gateway.url(), api_base: api.url(), ..DiscordConfig::default() };
+    let bot = DiscordGateway::new(&config, "bot-token", common::counting_runtime().await)
+        .with_progress_interval(Duration::from_secs(3_600));
+    let stop = CancellationToken::new();
+    tokio::spawn(Arc::new(bot).run(stop.clone()));
+    for _ in 0..100 {
+        if gateway.connected() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gateway.connected(), "the bot never identified");
+    (gateway, stop)
+}
+
+fn ask(gateway: &FakeGateway) {
+    let question =
+        discord::message_create("m1", "C1", Some("G1"), "U1", &format!("<@{BOT_ID}> how many users?"), true);
+    gateway.dispatch("MESSAGE_CREATE", question);
+}
+
+#[tokio::test]
+async fn a_turn_running_a_tool_shows_progress_and_the_answer_replaces_it() {
+    let api = rest(3).await;
+    let (gateway, stop) = counting(&api).await;
+    ask(&gateway);
+    calls(&api, 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all = api.requests();
+    stop.cancel();
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert_eq!((all[0].method.as_str(), all[0].path.as_str()), ("POST", "/channels/C1/messages"));
+    assert_eq!(all[0].body["content"], "Working… running `count_rows`");
+    assert_eq!(all[0].body["message_reference"]["message_id"], "m1");
+    // The fake gave the progress message the id 50000: it now says the answer.
+    assert_eq!((all[1].method.as_str(), all[1].path.as_str()), ("PATCH", "/channels/C1/messages/50000"));
+    assert_eq!(all[1].body["content"], common::COUNTED);
+}
+
+#[tokio::test]
+async fn a_turn_without_tools_posts_its_answer_once_with_no_edit() {
+    let bot = connected(2).await;
+    let question = discord::message_create("m1", "C1", Some("G1"), "U1", &format!("<@{BOT_ID}> hello"), true);
+    bot.gateway.dispatch("MESSAGE_CREATE", question);
+    calls(&bot.api, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all = bot.api.requests();
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert_eq!(all[0].method, "POST");
+    assert_eq!(all[0].body["content"], "you said: hello");
+}
+
+#[tokio::test]
+async fn an_edit_discord_refuses_still_gets_the_answer_posted() {
+    let api = ScriptedServer::start([
+        Reply::json(200, &json!({"id": "900", "type": 0})),
+        Reply::json(404, &json!({"message": "Unknown Message", "code": 10008})),
+        Reply::json(200, &json!({"id": "901", "type": 0})),
+    ])
+    .await;
+    let (gateway, stop) = counting(&api).await;
+    ask(&gateway);
+    let all = calls(&api, 3).await;
+    stop.cancel();
+    assert_eq!((all[1].method.as_str(), all[1].path.as_str()), ("PATCH", "/channels/C1/messages/900"));
+    assert_eq!((all[2].method.as_str(), all[2].path.as_str()), ("POST", "/channels/C1/messages"));
+    assert_eq!(all[2].body["content"], common::COUNTED);
+    assert_eq!(all[2].body["message_reference"]["message_id"], "m1");
 }

@@ -295,7 +295,9 @@ async fn deploying(calls: usize, timeout: Duration) -> (SlackChannel, ScriptedSe
         "xoxb-test-token".into(),
         common::deploying_runtime(&deploy).await,
     )
-    .with_approvals(approvals);
+    .with_approvals(approvals)
+    // These tests are about the prompt; progress with approvals has its own test.
+    .with_progress(false);
     (channel, api, deploy)
 }
 
@@ -408,7 +410,8 @@ async fn with_approvals_refused_nobody_is_asked() {
         exoclaw_channels::Approvals::new(exoclaw_channels::ApprovalMode::Refuse, Duration::from_secs(60));
     let channel =
         SlackChannel::new(&config, SECRET.into(), "t".into(), common::deploying_runtime(&deploy).await)
-            .with_approvals(refuse);
+            .with_approvals(refuse)
+            .with_progress(false);
     deliver(&channel, &slack::mention("Ev1", "T1", "C1", "U1", "ship it", "1.1")).await;
     let answer = calls(&api, 1).await.remove(0);
     assert!(slack::buttons(&answer.body).is_empty());
@@ -517,4 +520,103 @@ async fn interactions_and_slash_commands_are_acknowledged_without_a_turn() {
     f.slack.acknowledged(&press).await;
     f.slack.acknowledged(&command).await;
     assert!(f.model.requests().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Progress while tools run
+
+/// A Slack channel whose agent counts rows (a tool that runs without asking) and says how many,
+/// on the Web API at `api`. Progress edits are spaced an hour apart, so what the Web API sees
+/// does not depend on how fast the machine is: the progress post, then the answer edited in.
+async fn counting(api: &ScriptedServer) -> SlackChannel {
+    let config = SlackConfig { api_base: api.url(), ..SlackConfig::default() };
+    SlackChannel::new(&config, SECRET.into(), "xoxb-test-token".into(), common::counting_runtime().await)
+        .with_progress_interval(Duration::from_secs(3_600))
+}
+
+/// The calls that carry `text`.
+fn carrying<'a>(
+    all: &'a [exoclaw_testkit::server::Recorded],
+    text: &str,
+) -> Vec<&'a exoclaw_testkit::server::Recorded> {
+    all.iter().filter(|c| c.body["text"].as_str().is_some_and(|t| t.contains(text))).collect()
+}
+
+#[tokio::test]
+async fn a_turn_running_a_tool_shows_progress_and_the_answer_replaces_it() {
+    let api = slack::web_api(3).await;
+    let channel = counting(&api).await;
+    deliver(&channel, &slack::mention("Ev1", "T1", "C1", "U1", "how many users?", "1700000000.000100")).await;
+    calls(&api, 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all = api.requests();
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert_eq!(all[0].path, "/chat.postMessage");
+    assert_eq!(all[0].body["text"], "Working… running `count_rows`");
+    assert_eq!(all[0].body["thread_ts"], "1700000000.000100");
+    // The progress message (the fake gave it ts …000000) now says the answer.
+    assert_eq!(all[1].path, "/chat.update");
+    assert_eq!(all[1].body, json!({"channel": "C1", "ts": "1700000000.000000", "text": common::COUNTED}));
+    assert_eq!(carrying(&all, common::COUNTED).len(), 1, "the answer is shown once");
+}
+
+#[tokio::test]
+async fn a_turn_without_tools_posts_its_answer_once_with_no_progress() {
+    let f = fixture(2, |_| {}).await;
+    deliver(&f.channel, &slack::mention("Ev1", "T1", "C1", "U1", "hello", "1.1")).await;
+    calls(&f.api, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all = f.api.requests();
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert_eq!(all[0].path, "/chat.postMessage");
+    assert_eq!(all[0].body["text"], "you said: hello");
+}
+
+#[tokio::test]
+async fn an_edit_slack_refuses_still_gets_the_answer_posted() {
+    let api = ScriptedServer::start([
+        exoclaw_testkit::server::Reply::json(200, &json!({"ok": true, "channel": "C1", "ts": "5.5"})),
+        exoclaw_testkit::server::Reply::json(200, &json!({"ok": false, "error": "message_not_found"})),
+        exoclaw_testkit::server::Reply::json(200, &json!({"ok": true, "channel": "C1", "ts": "6.6"})),
+    ])
+    .await;
+    let channel = counting(&api).await;
+    deliver(&channel, &slack::mention("Ev1", "T1", "C1", "U1", "how many users?", "1.1")).await;
+    let all = calls(&api, 3).await;
+    assert_eq!(all[1].path, "/chat.update");
+    assert_eq!(all[2].path, "/chat.postMessage");
+    assert_eq!(all[2].body, json!({"channel": "C1", "thread_ts": "1.1", "text": common::COUNTED}));
+}
+
+#[tokio::test]
+async fn with_progress_off_a_turn_running_a_tool_posts_only_its_answer() {
+    let api = slack::web_api(2).await;
+    let channel = counting(&api).await.with_progress(false);
+    deliver(&channel, &slack::mention("Ev1", "T1", "C1", "U1", "how many users?", "1.1")).await;
+    calls(&api, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all = api.requests();
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert_eq!(all[0].body["text"], common::COUNTED);
+}
+
+#[tokio::test]
+async fn after_an_approval_prompt_the_answer_is_posted_below_it_and_the_progress_lists_what_ran() {
+    let (channel, api, deploy) = deploying(5, Duration::from_secs(60)).await;
+    let channel = channel.with_progress(true).with_progress_interval(Duration::from_secs(3_600));
+    deliver(&channel, &slack::mention("Ev1", "T1", "C1", "U1", "ship it", "1700000000.000100")).await;
+    // The progress message and the prompt are posted at the same time, in either order; the fake
+    // numbers the messages it is sent.
+    let first = calls(&api, 2).await;
+    let ts = |i: usize| format!("1700000000.{i:06}");
+    let progress = first.iter().position(|c| c.body["text"] == "Working… running `deploy`").unwrap();
+    let prompt = 1 - progress;
+    press(&channel, "U1", &ts(prompt), &button(&first[prompt], "Approve")).await;
+    let all = calls(&api, 5).await;
+    assert_eq!(deploy.deployed(), vec!["<prod>"]);
+    let answers = carrying(&all, "the tool said: deployed to <prod>");
+    assert_eq!(answers.len(), 1, "{all:#?}");
+    assert_eq!(answers[0].path, "/chat.postMessage", "below the prompt, where the asker looks");
+    let edited = all.iter().find(|c| c.path == "/chat.update" && c.body["ts"] == ts(progress)).unwrap();
+    assert_eq!(edited.body["text"], "Ran `deploy`.");
 }

@@ -117,7 +117,9 @@ async fn deploying(
     let approvals = exoclaw_channels::Approvals::new(exoclaw_channels::ApprovalMode::Ask, timeout);
     let channel =
         TelegramChannel::new(&config, "123:ABC", SECRET.into(), common::deploying_runtime(&deploy).await)
-            .with_approvals(approvals);
+            .with_approvals(approvals)
+            // These tests are about the prompt, not the progress message.
+            .with_progress(false);
     (channel, api, deploy)
 }
 
@@ -322,4 +324,68 @@ async fn a_polling_channel_takes_no_webhook_delivery() {
     let config = TelegramConfig { api_base: api.url(), ..TelegramConfig::default() };
     let channel = TelegramChannel::new(&config, "123:ABC", String::new(), runtime);
     assert!(channel.verify(&secret(""), b"{}").is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Progress while tools run
+
+/// A Telegram channel whose agent counts rows (a tool that runs without asking), on the Bot API
+/// at `api`; progress edits an hour apart, so the calls do not depend on the machine's speed.
+async fn counting(api: &ScriptedServer) -> TelegramChannel {
+    let config = TelegramConfig { api_base: api.url(), ..TelegramConfig::default() };
+    TelegramChannel::new(&config, "123:ABC", SECRET.into(), common::counting_runtime().await)
+        .with_progress_interval(Duration::from_secs(3_600))
+}
+
+#[tokio::test]
+async fn a_turn_running_a_tool_shows_progress_and_the_answer_replaces_it() {
+    let api = telegram::bot_api(3).await;
+    let channel = counting(&api).await;
+    deliver(&channel, &telegram::message(1, 10, 42, "private", (42, "alice"), "how many users?")).await;
+    calls(&api, 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all = api.requests();
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert_eq!(all[0].path, "/bot123:ABC/sendMessage");
+    assert_eq!(
+        all[0].body,
+        json!({"chat_id": 42, "text": "Working… running `count_rows`", "reply_parameters": {"message_id": 10}})
+    );
+    // The fake numbered the progress message 1000: it now says the answer.
+    assert_eq!(all[1].path, "/bot123:ABC/editMessageText");
+    assert_eq!(all[1].body, json!({"chat_id": 42, "message_id": 1000, "text": common::COUNTED}));
+}
+
+#[tokio::test]
+async fn a_turn_without_tools_sends_its_answer_once_with_no_edit() {
+    let api = telegram::bot_api(2).await;
+    let channel = channel(&api, &echo_model()).await;
+    deliver(&channel, &telegram::message(1, 10, 42, "private", (42, "alice"), "hello")).await;
+    calls(&api, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all = api.requests();
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert_eq!(all[0].body["text"], "you said: hello");
+}
+
+#[tokio::test]
+async fn an_edit_telegram_refuses_still_gets_the_answer_sent() {
+    let api = ScriptedServer::start([
+        Reply::json(200, &json!({"ok": true, "result": {"message_id": 7, "date": 1_700_000_000}})),
+        Reply::json(
+            400,
+            &json!({"ok": false, "error_code": 400, "description": "Bad Request: message to edit not found"}),
+        ),
+        Reply::json(200, &json!({"ok": true, "result": {"message_id": 8, "date": 1_700_000_000}})),
+    ])
+    .await;
+    let channel = counting(&api).await;
+    deliver(&channel, &telegram::message(1, 10, 42, "private", (42, "alice"), "how many users?")).await;
+    let all = calls(&api, 3).await;
+    assert_eq!(all[1].path, "/bot123:ABC/editMessageText");
+    assert_eq!(all[2].path, "/bot123:ABC/sendMessage");
+    assert_eq!(
+        all[2].body,
+        json!({"chat_id": 42, "text": common::COUNTED, "reply_parameters": {"message_id": 10}})
+    );
 }

@@ -74,6 +74,8 @@ pub struct DiscordGateway {
     seen: Mutex<Recent>,
     /// Tool calls waiting for an approval asked in the chat.
     approvals: Approvals,
+    /// The shortest time between two edits of a progress message; `None`: no progress message.
+    progress: Option<std::time::Duration>,
     /// Where the connection's state goes.
     reporter: Reporter,
 }
@@ -90,6 +92,21 @@ impl DiscordGateway {
     /// receives the presses when the application has an Interactions Endpoint URL.
     pub fn with_approvals(mut self, approvals: Approvals) -> Self {
         self.approvals = approvals;
+        self
+    }
+
+    /// Whether a turn that runs tools shows a progress message while they run, edited as they
+    /// do and then replaced by the answer (the default), or answers only when it ends.
+    pub fn with_progress(mut self, progress: bool) -> Self {
+        self.progress = progress.then_some(crate::progress::INTERVAL);
+        self
+    }
+
+    /// The shortest time between two edits of a progress message (default 1.5 s, within what
+    /// the platform allows); changes in between are shown together. The edit that puts the
+    /// answer in never waits.
+    pub fn with_progress_interval(mut self, interval: std::time::Duration) -> Self {
+        self.progress = self.progress.map(|_| interval);
         self
     }
 
@@ -110,6 +127,7 @@ impl DiscordGateway {
             seen: Mutex::new(Recent::new(REMEMBERED_MESSAGES)),
             models: Vec::new(),
             approvals: Approvals::default(),
+            progress: Some(crate::progress::INTERVAL),
             reporter: Reporter::new("discord", Arc::new(Unmonitored)),
         }
     }
@@ -318,16 +336,19 @@ impl DiscordGateway {
             reply_to: Some(id.to_owned()),
         };
         let approver = self.approvals.approver(author, format!("<@{author}>"), channel, place);
-        let (rest, channel, id) = (self.rest.clone(), channel.to_owned(), id.to_owned());
+        let place = super::MessageReply {
+            rest: self.rest.clone(),
+            channel: channel.to_owned(),
+            message: id.to_owned(),
+        };
         crate::api::run_turn_asking(
             &self.runtime,
             inbound,
             text,
             &self.models,
             approver,
-            move |answer| async move {
-                rest.reply(&channel, &id, &answer).await;
-            },
+            self.progress,
+            place,
         );
     }
 }

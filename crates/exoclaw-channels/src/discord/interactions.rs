@@ -34,6 +34,8 @@ pub struct DiscordInteractions {
     runtime: Arc<dyn AgentRuntime>,
     /// Tool calls waiting for an approval asked in the chat.
     approvals: Approvals,
+    /// The shortest time between two edits of a progress message; `None`: no progress message.
+    progress: Option<std::time::Duration>,
 }
 
 /// Why the application's public key cannot be used.
@@ -42,6 +44,21 @@ pub struct DiscordInteractions {
 pub struct BadPublicKey(String);
 
 impl DiscordInteractions {
+    /// Whether a turn that runs tools shows a progress message while they run, edited as they
+    /// do and then replaced by the answer (the default), or answers only when it ends.
+    pub fn with_progress(mut self, progress: bool) -> Self {
+        self.progress = progress.then_some(crate::progress::INTERVAL);
+        self
+    }
+
+    /// The shortest time between two edits of a progress message (default 1.5 s, within what
+    /// the platform allows); changes in between are shown together. The edit that puts the
+    /// answer in never waits.
+    pub fn with_progress_interval(mut self, interval: std::time::Duration) -> Self {
+        self.progress = self.progress.map(|_| interval);
+        self
+    }
+
     /// Lets a message pick one of `models` (globs such as `anthropic/*`) with a `[provider/model]`
     /// prefix; without any, a prefix is just text.
     pub fn with_models(mut self, models: Vec<String>) -> Self {
@@ -67,6 +84,7 @@ impl DiscordInteractions {
             rest: Rest::new(&config.api_base, bot_token),
             runtime,
             approvals: Approvals::default(),
+            progress: Some(crate::progress::INTERVAL),
         })
     }
 
@@ -110,16 +128,19 @@ impl DiscordInteractions {
             reply_to: None,
         };
         let approver = self.approvals.approver(user, format!("<@{user}>"), channel, place);
-        let (rest, application, token) = (self.rest.clone(), application.to_owned(), token.to_owned());
+        let place = super::InteractionReply {
+            rest: self.rest.clone(),
+            application: application.to_owned(),
+            token: token.to_owned(),
+        };
         crate::api::run_turn_asking(
             &self.runtime,
             inbound,
             question,
             &self.models,
             approver,
-            move |answer| async move {
-                rest.complete_interaction(&application, &token, &answer).await;
-            },
+            self.progress,
+            place,
         );
         Ok(json!({"type": DEFERRED_CHANNEL_MESSAGE}))
     }

@@ -3,7 +3,8 @@
 //! over the Interactions endpoint (`POST /webhook/discord`, Ed25519-signed — [`interactions`]).
 //! Each becomes a turn of the agent the bindings pick (channel `discord`, guild = the server, peer
 //! = the Discord channel), answered with the REST API: a reply to the message, or the
-//! interaction's deferred response filled in; cut at Discord's 2,000 characters, 429s waited out.
+//! interaction's deferred response filled in (while the turn's tools run, the progress is shown
+//! there and edited into the answer); cut at Discord's 2,000 characters, 429s waited out.
 
 pub mod gateway;
 pub mod interactions;
@@ -142,6 +143,86 @@ impl Rest {
                 return;
             }
         }
+    }
+}
+
+/// Where one turn's answer goes: a reply to `message` in `channel`.
+pub(crate) struct MessageReply {
+    pub(crate) rest: Rest,
+    pub(crate) channel: String,
+    pub(crate) message: String,
+}
+
+#[async_trait::async_trait]
+impl crate::progress::Place for MessageReply {
+    /// The message's id.
+    type Id = String;
+
+    fn limit(&self) -> usize {
+        MESSAGE_LIMIT
+    }
+
+    async fn post(&self, text: &str) -> Result<String, String> {
+        let body = json!({"content": text, "allowed_mentions": {"parse": []},
+            "message_reference": {"message_id": self.message}});
+        let path = format!("/channels/{}/messages", self.channel);
+        let posted = self.rest.send(reqwest::Method::POST, &path, &body, true).await?;
+        posted["id"].as_str().map(str::to_owned).ok_or_else(|| "no message id in Discord's answer".to_owned())
+    }
+
+    async fn edit(&self, id: &String, text: &str) -> Result<(), String> {
+        let body = json!({"content": text, "allowed_mentions": {"parse": []}});
+        let path = format!("/channels/{}/messages/{id}", self.channel);
+        self.rest.send(reqwest::Method::PATCH, &path, &body, true).await.map(|_| ())
+    }
+
+    async fn more(&self, text: &str) -> Result<(), String> {
+        let body = json!({"content": text, "allowed_mentions": {"parse": []}});
+        let path = format!("/channels/{}/messages", self.channel);
+        self.rest.send(reqwest::Method::POST, &path, &body, true).await.map(|_| ())
+    }
+
+    async fn answer(&self, answer: &str) {
+        self.rest.reply(&self.channel, &self.message, answer).await;
+    }
+}
+
+/// Where one slash command's answer goes: its deferred response ("thinking…"), which the
+/// progress is shown in and the answer replaces, follow-ups for the rest.
+pub(crate) struct InteractionReply {
+    pub(crate) rest: Rest,
+    pub(crate) application: String,
+    pub(crate) token: String,
+}
+
+#[async_trait::async_trait]
+impl crate::progress::Place for InteractionReply {
+    /// The deferred response is the one message: nothing to name.
+    type Id = ();
+
+    fn limit(&self) -> usize {
+        MESSAGE_LIMIT
+    }
+
+    async fn post(&self, text: &str) -> Result<(), String> {
+        self.edit(&(), text).await
+    }
+
+    async fn edit(&self, (): &(), text: &str) -> Result<(), String> {
+        let body = json!({"content": text, "allowed_mentions": {"parse": []}});
+        let path = format!("/webhooks/{}/{}/messages/@original", self.application, self.token);
+        // The interaction's token authorises these calls; the bot's is not sent.
+        self.rest.send(reqwest::Method::PATCH, &path, &body, false).await.map(|_| ())
+    }
+
+    async fn more(&self, text: &str) -> Result<(), String> {
+        let body = json!({"content": text, "allowed_mentions": {"parse": []}});
+        let path = format!("/webhooks/{}/{}", self.application, self.token);
+        self.rest.send(reqwest::Method::POST, &path, &body, false).await.map(|_| ())
+    }
+
+    async fn answer(&self, answer: &str) {
+        self.rest.complete_interaction(&self.application, &self.token, answer).await;
     }
 }
 

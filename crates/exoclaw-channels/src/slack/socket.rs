@@ -124,6 +124,13 @@ impl SlackSocket {
         self
     }
 
+    /// Whether a turn that runs tools shows a progress message while they run (the default);
+    /// see [`SlackChannel::with_progress`].
+    pub fn with_progress(mut self, progress: bool) -> Self {
+        self.channel = self.channel.with_progress(progress);
+        self
+    }
+
     /// Lets a message pick one of `models` (globs such as `anthropic/*`) with a `[provider/model]`
     /// prefix; without any, a prefix is just text.
     pub fn with_models(mut self, models: Vec<String>) -> Self {

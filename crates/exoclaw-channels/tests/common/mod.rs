@@ -85,7 +85,13 @@ impl Tool for Deploy {
 
 /// A model that asks to deploy to `<prod>` and, given the tool's result, says "the tool said: …".
 pub fn deploying_model() -> Arc<RespondingProvider> {
-    Arc::new(RespondingProvider::new("deployer", |request| {
+    calling_model("deploy", json!({"target": "<prod>"}))
+}
+
+/// A model that calls `tool` with `arguments` and, given the tool's result, says "the tool
+/// said: …".
+pub fn calling_model(tool: &'static str, arguments: Value) -> Arc<RespondingProvider> {
+    Arc::new(RespondingProvider::new("caller", move |request| {
         let result = request.messages.last().filter(|m| m.role == Role::Tool).and_then(|m| {
             m.parts.iter().find_map(|part| match part {
                 Part::ToolResult(result) => Some(result.content.clone()),
@@ -96,11 +102,52 @@ pub fn deploying_model() -> Arc<RespondingProvider> {
             Some(content) => Outcome::Text(format!("the tool said: {content}")),
             None => Outcome::ToolCall(ToolCall {
                 id: "call-1".into(),
-                name: "deploy".into(),
-                arguments: json!({"target": "<prod>"}),
+                name: tool.into(),
+                arguments: arguments.clone(),
             }),
         }
     }))
+}
+
+/// A tool that only reads (the default permissions let it run without asking anyone).
+pub struct CountRows;
+
+#[async_trait]
+impl Tool for CountRows {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: "count_rows".into(),
+            description: "Counts the rows of a table".into(),
+            input_schema: json!({"type": "object", "properties": {"table": {"type": "string"}}}),
+        }
+    }
+
+    fn effect(&self) -> ToolEffect {
+        ToolEffect::ReadOnly
+    }
+
+    fn resources(&self, _args: &Value) -> Vec<Resource> {
+        Vec::new()
+    }
+
+    async fn call(&self, _args: Value, _ctx: &ToolContext) -> Result<String, ToolError> {
+        Ok("42 rows".to_owned())
+    }
+}
+
+/// What [`counting_runtime`]'s agent answers.
+pub const COUNTED: &str = "the tool said: 42 rows";
+
+/// A runtime whose `default` agent calls `count_rows` (which runs without asking) and then
+/// answers [`COUNTED`].
+pub async fn counting_runtime() -> Arc<dyn AgentRuntime> {
+    let store = Arc::new(exoclaw_store::Store::open("sqlite::memory:").await.unwrap());
+    let mut tools = ToolRegistry::new();
+    tools.register(Arc::new(CountRows));
+    let runner = AgentRunner::new(calling_model("count_rows", json!({"table": "users"})), "m", "caller/m")
+        .with_agent("default")
+        .with_tools(tools);
+    Arc::new(ScriptedRuntime::new(store).agent("default", None, runner))
 }
 
 /// A runtime whose `default` agent answers with [`deploying_model`] and may call `deploy`, which
@@ -109,8 +156,7 @@ pub async fn deploying_runtime(deploy: &Arc<Deploy>) -> Arc<dyn AgentRuntime> {
     let store = Arc::new(exoclaw_store::Store::open("sqlite::memory:").await.unwrap());
     let mut tools = ToolRegistry::new();
     tools.register(deploy.clone());
-    let runner =
-        AgentRunner::new(deploying_model(), "m", "deployer/m").with_agent("default").with_tools(tools);
+    let runner = AgentRunner::new(deploying_model(), "m", "caller/m").with_agent("default").with_tools(tools);
     Arc::new(ScriptedRuntime::new(store).agent("default", None, runner))
 }
 

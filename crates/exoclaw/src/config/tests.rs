@@ -408,6 +408,19 @@ fn chat_approvals_ask_by_default_and_a_bad_timeout_or_mode_is_reported_at_its_li
 }
 
 #[test]
+fn chat_progress_messages_are_on_by_default_and_can_be_turned_off() {
+    let parse = |text: &str| parse_in(text, Path::new("/etc/exoclaw.toml"), &env(&[]));
+    let channels = parse("[channels]\n").unwrap().channels;
+    assert!(channels.progress);
+    assert!(channels.is_empty(), "the default is no configuration");
+    let channels = parse("[channels]\nprogress = false\n").unwrap().channels;
+    assert!(!channels.progress);
+    assert!(!channels.is_empty());
+    let err = parse_error("[channels]\nprogress = \"yes\"\n");
+    assert!(err.starts_with("/etc/exoclaw.toml:2:"), "{err}");
+}
+
+#[test]
 fn telegram_polls_by_default_and_a_bad_mode_or_app_token_variable_is_reported_at_its_line() {
     let parse = |text: &str| parse_in(text, Path::new("/etc/exoclaw.toml"), &env(&[])).unwrap().channels;
     let telegram = parse("[channels.telegram]\n").telegram.unwrap();

@@ -37,14 +37,17 @@ impl Runtime {
             }
         }
         let models = &config.channels.models;
+        let progress = config.channels.progress;
         // Slack in Socket Mode and Telegram by polling take nothing here: `start_channels`.
         if let Some(slack) = config.channels.slack.as_ref().filter(|s| s.app_token_env.is_none()) {
             match secrets([&slack.signing_secret_env, &slack.bot_token_env]) {
                 Ok([secret, token]) => {
                     let channel =
                         exoclaw_channels::SlackChannel::new(slack, secret, token, Arc::clone(&runtime));
-                    let channel =
-                        channel.with_models(models.clone()).with_approvals(self.chat_approvals().clone());
+                    let channel = channel
+                        .with_models(models.clone())
+                        .with_approvals(self.chat_approvals().clone())
+                        .with_progress(progress);
                     webhooks.push(("slack".to_owned(), Arc::new(channel)));
                 }
                 Err(missing) => tracing::warn!("[channels.slack] is not served: {missing}"),
@@ -60,8 +63,10 @@ impl Runtime {
                         secret,
                         Arc::clone(&runtime),
                     );
-                    let channel =
-                        channel.with_models(models.clone()).with_approvals(self.chat_approvals().clone());
+                    let channel = channel
+                        .with_models(models.clone())
+                        .with_approvals(self.chat_approvals().clone())
+                        .with_progress(progress);
                     webhooks.push(("telegram".to_owned(), Arc::new(channel)));
                 }
                 Err(missing) => tracing::warn!("[channels.telegram] is not served: {missing}"),
@@ -77,8 +82,10 @@ impl Runtime {
                 Arc::clone(&runtime),
             ) {
                 Ok(endpoint) => {
-                    let endpoint =
-                        endpoint.with_models(models.clone()).with_approvals(self.chat_approvals().clone());
+                    let endpoint = endpoint
+                        .with_models(models.clone())
+                        .with_approvals(self.chat_approvals().clone())
+                        .with_progress(progress);
                     webhooks.push(("discord".to_owned(), Arc::new(endpoint)))
                 }
                 Err(error) => tracing::warn!("[channels.discord] slash commands are not served: {error}"),
@@ -96,6 +103,7 @@ impl Runtime {
         let config = self.config();
         let runtime = Arc::new(self.clone()) as Arc<dyn AgentRuntime>;
         let models = config.channels.models.clone();
+        let progress = config.channels.progress;
         if let Some(discord) = config.channels.discord.as_ref().filter(|d| d.gateway) {
             match secrets([&discord.bot_token_env]) {
                 Ok([token]) => {
@@ -104,6 +112,7 @@ impl Runtime {
                     let gateway = gateway
                         .with_models(models.clone())
                         .with_approvals(self.chat_approvals().clone())
+                        .with_progress(progress)
                         .with_monitor(self.connection_monitor());
                     tokio::spawn(Arc::new(gateway).run(stop.clone()));
                     connected.push("discord");
@@ -120,6 +129,7 @@ impl Runtime {
                         exoclaw_channels::SlackSocket::new(slack, app_token, bot_token, Arc::clone(&runtime))
                             .with_models(models.clone())
                             .with_approvals(self.chat_approvals().clone())
+                            .with_progress(progress)
                             .with_monitor(self.connection_monitor());
                     let stop = stop.clone();
                     tokio::spawn(async move {
@@ -142,6 +152,7 @@ impl Runtime {
                         exoclaw_channels::TelegramPoller::new(telegram, &token, Arc::clone(&runtime))
                             .with_models(models.clone())
                             .with_approvals(self.chat_approvals().clone())
+                            .with_progress(progress)
                             .with_monitor(self.connection_monitor());
                     let stop = stop.clone();
                     tokio::spawn(async move {
