@@ -7,7 +7,6 @@
 use exoclaw::config::Config;
 use exoclaw::runtime::channels::channel_states;
 use exoclaw_core::{ChannelHealth, ChannelHealthStore as _};
-use exoclaw_store::Store;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -38,7 +37,12 @@ pub async fn run(config: Option<&Path>, command: ChannelsCommand) -> anyhow::Res
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let connections = gateway_connections(&loaded.storage_url()).await;
+    let connections: Vec<ChannelHealth> = crate::providers::gateway_records(
+        &loaded.storage_url(),
+        "the gateway's recorded connections",
+        async |store| store.channel_health().await,
+    )
+    .await;
     let now = chrono::Utc::now();
     let width = states.iter().map(|s| s.name.len()).max().unwrap_or(0);
     for state in &states {
@@ -58,22 +62,4 @@ pub async fn run(config: Option<&Path>, command: ChannelsCommand) -> anyhow::Res
         }
     }
     Ok(if states.iter().all(|s| s.missing.is_none()) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-}
-
-/// What a gateway sharing the store last reported of each channel's connection; none when there
-/// is no store yet (which is not created) or it cannot be read (said on stderr).
-async fn gateway_connections(url: &str) -> Vec<ChannelHealth> {
-    let read = async {
-        let Some(store) = Store::open_existing(url).await? else { return Ok(Vec::new()) };
-        let states = store.channel_health().await;
-        store.close().await;
-        states
-    };
-    match read.await {
-        Ok(states) => states,
-        Err(e) => {
-            eprintln!("(the gateway's recorded connections could not be read: {e})");
-            Vec::new()
-        }
-    }
 }

@@ -5,7 +5,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use exoclaw::config::Config;
-use exoclaw_core::{ProviderHealth, ProviderHealthStore};
+use exoclaw_core::{ProviderHealth, ProviderHealthStore, StoreError};
 use exoclaw_providers::router::Router;
 use exoclaw_store::Store;
 use std::path::Path;
@@ -53,7 +53,11 @@ pub async fn run(config: Option<&Path>, command: ProvidersCommand) -> anyhow::Re
     let router = builder.build(exoclaw_providers::Routes::default());
     router.check_health(true, Duration::from_secs(timeout.max(1))).await;
     let status = router.status();
-    let gateway_checks = gateway_checks(&loaded.storage_url()).await;
+    let gateway_checks: Vec<ProviderHealth> =
+        gateway_records(&loaded.storage_url(), "the gateway's recorded checks", async |store| {
+            store.provider_health().await
+        })
+        .await;
     let gateway_check = |name: &str| gateway_checks.iter().find(|c| c.provider == name);
     if json {
         let rows: Vec<serde_json::Value> = status
@@ -105,20 +109,24 @@ pub async fn run(config: Option<&Path>, command: ProvidersCommand) -> anyhow::Re
     Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-/// What a gateway sharing the store last saw of each provider; none when there is no store yet
-/// (which is not created) or it cannot be read (said on stderr: the checks made here are still
-/// shown).
-async fn gateway_checks(url: &str) -> Vec<ProviderHealth> {
-    let read = async {
+/// What a gateway sharing the store recorded, as `read` gets it from the store; none when there
+/// is no store yet (which is not created) or it cannot be read (said on stderr, naming `what`: the
+/// rest of the command's answer still stands).
+pub(crate) async fn gateway_records<T>(
+    url: &str,
+    what: &str,
+    read: impl AsyncFnOnce(&Store) -> Result<Vec<T>, StoreError>,
+) -> Vec<T> {
+    let records = async {
         let Some(store) = Store::open_existing(url).await? else { return Ok(Vec::new()) };
-        let checks = store.provider_health().await;
+        let records = read(&store).await;
         store.close().await;
-        checks
+        records
     };
-    match read.await {
-        Ok(checks) => checks,
+    match records.await {
+        Ok(records) => records,
         Err(e) => {
-            eprintln!("(the gateway's recorded checks could not be read: {e})");
+            eprintln!("({what} could not be read: {e})");
             Vec::new()
         }
     }
