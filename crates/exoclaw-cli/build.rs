@@ -38,7 +38,11 @@ fn main() {
     if !opted_out("EXOCLAW_NO_RELR") && glibc_version().is_some_and(|version| version >= (2, 36)) {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
-    let order = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("link/symbol-order.txt");
+    // The package's folder as cargo gives it to this run (not `env!`, which bakes in the folder the
+    // script was compiled in: a second checkout sharing the target folder would link with the
+    // first one's file).
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default();
+    let order = std::path::Path::new(&manifest_dir).join("link/symbol-order.txt");
     if !opted_out("EXOCLAW_NO_SYMBOL_ORDER") && default_lld(&target) && order.is_file() {
         println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", order.display());
         println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
