@@ -26,12 +26,19 @@ for target in wasm32-wasip1 wasm32-unknown-unknown; do
   fi
 done
 
+# Puts $1 at $2 only when they differ, and by a rename: tests run this script concurrently, and a
+# test loading $2 while another's run copies over it must never read a half-written file.
+place() {
+  cmp -s "$1" "$2" && return 0
+  cp "$1" "$2.tmp.$$" && mv -f "$2.tmp.$$" "$2"
+}
+
 for entry in "${plugins[@]}"; do
   read -r name target wasm <<<"$entry"
   cargo build --quiet --release --locked --target "$target" \
     --manifest-path "$examples/$name/Cargo.toml" >&2
   mkdir -p "$out/$name"
-  cp "$examples/$name/plugin.toml" "$out/$name/plugin.toml"
-  cp "$CARGO_TARGET_DIR/$target/release/$wasm" "$out/$name/$wasm"
+  place "$examples/$name/plugin.toml" "$out/$name/plugin.toml"
+  place "$CARGO_TARGET_DIR/$target/release/$wasm" "$out/$name/$wasm"
 done
 printf '%s\n' "$out"
