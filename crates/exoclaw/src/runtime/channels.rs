@@ -131,12 +131,7 @@ impl Runtime {
                             .with_approvals(self.chat_approvals().clone())
                             .with_progress(progress)
                             .with_monitor(self.connection_monitor());
-                    let stop = stop.clone();
-                    tokio::spawn(async move {
-                        if let Err(error) = Arc::new(socket).run(stop).await {
-                            tracing::error!("[channels.slack] Socket Mode stopped: {error}");
-                        }
-                    });
+                    spawn_connection("[channels.slack] Socket Mode", Arc::new(socket).run(stop.clone()));
                     connected.push("slack");
                 }
                 Err(missing) => {
@@ -154,12 +149,7 @@ impl Runtime {
                             .with_approvals(self.chat_approvals().clone())
                             .with_progress(progress)
                             .with_monitor(self.connection_monitor());
-                    let stop = stop.clone();
-                    tokio::spawn(async move {
-                        if let Err(error) = Arc::new(poller).run(stop).await {
-                            tracing::error!("[channels.telegram] polling stopped: {error}");
-                        }
-                    });
+                    spawn_connection("[channels.telegram] polling", Arc::new(poller).run(stop.clone()));
                     connected.push("telegram");
                 }
                 Err(missing) => tracing::warn!("[channels.telegram] is not polling: {missing}"),
@@ -190,6 +180,19 @@ impl Runtime {
         self.report_stop(connected, stop.clone());
         started
     }
+}
+
+/// Runs a channel's connection (`what`) on its own task until it ends; one that gives up (a token
+/// the platform refuses) is logged with what to fix.
+fn spawn_connection<E: std::fmt::Display>(
+    what: &'static str,
+    run: impl std::future::Future<Output = Result<(), E>> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        if let Err(error) = run.await {
+            tracing::error!("{what} stopped: {error}");
+        }
+    });
 }
 
 /// Records each change of a connected channel's state in the store, for `exoclaw channels
