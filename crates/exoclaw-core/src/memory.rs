@@ -13,10 +13,11 @@ use crate::StoreError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use exoclaw_types::{Role, SessionId};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// What an indexed entry holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EntryKind {
     /// A message of a session; `seq` is its position in the session (0 first).
@@ -71,7 +72,7 @@ pub struct NewEntry {
 }
 
 /// An indexed entry, as found.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MemoryEntry {
     /// The store's id for it.
     pub id: i64,
@@ -152,10 +153,22 @@ pub trait MemoryIndex: Send + Sync {
 
     /// Removes the owner's entries that `which` names; gives how many went.
     async fn forget(&self, owner: &str, which: &ForgetEntries) -> Result<u64, StoreError>;
+
+    /// Entries of every owner that have no embedding (indexed while no embedder was configured,
+    /// or while it failed), oldest first, at most `limit`: what
+    /// [`embed_entries`](Self::embed_entries) is to be given.
+    async fn unembedded(&self, limit: usize) -> Result<Vec<MemoryEntry>, StoreError>;
+
+    /// Gives each entry named by id in `embeddings` that has no embedding the one paired with it:
+    /// the entry is replaced by itself with the embedding, under a new id (as
+    /// [`index`](Self::index) replaces entries: the ids of embedded entries only grow, which
+    /// caches of embeddings rely on). An entry gone meanwhile (forgotten) or embedded already is
+    /// left as it is. Gives how many were embedded. All or none.
+    async fn embed_entries(&self, embeddings: &[(i64, Vec<f32>)]) -> Result<u64, StoreError>;
 }
 
 /// A session's rolling summary: what its first `through` messages said.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
     /// The session.
     pub session: SessionId,
@@ -204,7 +217,7 @@ pub struct NewFact {
 }
 
 /// A recorded fact.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Fact {
     /// The store's id for it.
     pub id: i64,

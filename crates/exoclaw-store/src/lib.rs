@@ -247,6 +247,8 @@ forward_to_backend! {
         ) -> Result<Vec<ScoredEntry>, StoreError>;
         fn entries(&self, owner: &str, limit: usize) -> Result<Vec<MemoryEntry>, StoreError>;
         fn forget(&self, owner: &str, which: &ForgetEntries) -> Result<u64, StoreError>;
+        fn unembedded(&self, limit: usize) -> Result<Vec<MemoryEntry>, StoreError>;
+        fn embed_entries(&self, embeddings: &[(i64, Vec<f32>)]) -> Result<u64, StoreError>;
     }
     SummaryStore {
         fn save_summary(&self, summary: &Summary) -> Result<bool, StoreError>;

@@ -173,6 +173,20 @@ pub(crate) const MEMORY_ENTRIES: &str = concat!(
     " FROM memory_entries WHERE owner = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
 );
 
+/// Entries of every owner without an embedding, oldest first, at most `$1` (to embed them).
+pub(crate) const UNEMBEDDED_ENTRIES: &str =
+    concat!("SELECT ", entry_columns!(), " FROM memory_entries WHERE embedding IS NULL ORDER BY id LIMIT $1");
+
+/// Entry `$1`, when it has no embedding, taken out to be put back with one under a new id; its
+/// columns in [`INSERT_ENTRIES`]' order, but the embedding.
+pub(crate) const TAKE_UNEMBEDDED: &str = "DELETE FROM memory_entries WHERE id = $1 AND embedding IS NULL \
+     RETURNING owner, session_id, kind, seq, role, text, created_at";
+
+/// One memory entry, with its embedding; its new id comes back.
+pub(crate) const INSERT_ENTRY: &str = "INSERT INTO memory_entries \
+     (owner, session_id, kind, seq, role, text, created_at, embedding) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id";
+
 /// The start of an `INSERT` of memory entries; the values follow in this column order, and the
 /// new rows' keys come back.
 pub(crate) const INSERT_ENTRIES: &str =

@@ -13,6 +13,7 @@
 //!   only move forward, facts and their supersession), run in one HTTP-session transaction and
 //!   are run again when ArcadeDB reports that they lost a race (see `client.rs`).
 
+mod backfill;
 mod client;
 mod schema;
 
@@ -536,6 +537,14 @@ impl MemoryIndex for ArcadeDbMemory {
             )
             .await?;
         rows.into_iter().map(|row| decode::<EntryRow>(row, "a memory entry")?.into_entry()).collect()
+    }
+
+    async fn unembedded(&self, limit: usize) -> Result<Vec<MemoryEntry>, StoreError> {
+        self.unembedded_entries(limit).await
+    }
+
+    async fn embed_entries(&self, embeddings: &[(i64, Vec<f32>)]) -> Result<u64, StoreError> {
+        self.embed_unembedded(embeddings).await
     }
 
     async fn forget(&self, owner: &str, which: &ForgetEntries) -> Result<u64, StoreError> {

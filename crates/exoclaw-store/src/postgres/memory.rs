@@ -110,6 +110,51 @@ async fn delete_entries(
 }
 
 impl PgStore {
+    /// Replaces each entry among `embeddings` that has no embedding by itself with its embedding,
+    /// under a new id ([`MemoryIndex::embed_entries`]).
+    async fn embed_unembedded(&self, embeddings: &[(i64, Vec<f32>)]) -> Result<u64, StoreError> {
+        if embeddings.is_empty() {
+            return Ok(0);
+        }
+        let doing = "could not store the embeddings of memory entries";
+        let failed = |e| query_error(doing, e);
+        let decode =
+            |e: sqlx::Error| StoreError::corrupt_from("a memory entry to embed could not be read", e);
+        let mut changes: HashMap<String, VectorChanges> = HashMap::new();
+        let mut embedded = 0;
+        let mut tx = self.pool.begin().await.map_err(failed)?;
+        for (id, embedding) in embeddings {
+            let Some(row) =
+                sqlx::query(sql::TAKE_UNEMBEDDED).bind(id).fetch_optional(&mut *tx).await.map_err(failed)?
+            else {
+                continue;
+            };
+            let owner: String = row.try_get("owner").map_err(decode)?;
+            let session: Uuid = row.try_get("session_id").map_err(decode)?;
+            let kind: String = row.try_get("kind").map_err(decode)?;
+            let seq: i64 = row.try_get("seq").map_err(decode)?;
+            let role: Option<String> = row.try_get("role").map_err(decode)?;
+            let text: String = row.try_get("text").map_err(decode)?;
+            let created_at: chrono::DateTime<chrono::Utc> = row.try_get("created_at").map_err(decode)?;
+            let new_id: i64 = sqlx::query_scalar(sql::INSERT_ENTRY)
+                .bind(&owner)
+                .bind(session)
+                .bind(kind)
+                .bind(seq)
+                .bind(role)
+                .bind(text)
+                .bind(created_at)
+                .bind(encode_embedding(embedding))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(failed)?;
+            changes.entry(owner).or_default().added.push((new_id, embedding.clone()));
+            embedded += 1;
+        }
+        self.commit_memory(tx, changes, doing).await?;
+        Ok(embedded)
+    }
+
     /// Commits `tx` after reading the touched owners' vector states into `changes`, then brings the
     /// cache of embeddings along.
     async fn commit_memory(
@@ -299,6 +344,21 @@ impl MemoryIndex for PgStore {
             .iter()
             .map(entry_from_row)
             .collect()
+    }
+
+    async fn unembedded(&self, limit: usize) -> Result<Vec<MemoryEntry>, StoreError> {
+        sqlx::query(sql::UNEMBEDDED_ENTRIES)
+            .bind(sql_limit(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| query_error("could not list the memory entries without an embedding", e))?
+            .iter()
+            .map(entry_from_row)
+            .collect()
+    }
+
+    async fn embed_entries(&self, embeddings: &[(i64, Vec<f32>)]) -> Result<u64, StoreError> {
+        self.embed_unembedded(embeddings).await
     }
 
     async fn forget(&self, owner: &str, which: &ForgetEntries) -> Result<u64, StoreError> {

@@ -208,6 +208,51 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Replaces each entry among `embeddings` that has no embedding by itself with its embedding,
+    /// under a new id ([`MemoryIndex::embed_entries`]).
+    async fn embed_unembedded(&self, embeddings: &[(i64, Vec<f32>)]) -> Result<u64, StoreError> {
+        if embeddings.is_empty() {
+            return Ok(0);
+        }
+        let doing = "could not store the embeddings of memory entries";
+        let failed = |e| query_error(doing, e);
+        let decode =
+            |e: sqlx::Error| StoreError::corrupt_from("a memory entry to embed could not be read", e);
+        let mut changes: HashMap<String, VectorChanges> = HashMap::new();
+        let mut embedded = 0;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
+        for (id, embedding) in embeddings {
+            let Some(row) =
+                sqlx::query(sql::TAKE_UNEMBEDDED).bind(id).fetch_optional(&mut *tx).await.map_err(failed)?
+            else {
+                continue;
+            };
+            let owner: String = row.try_get("owner").map_err(decode)?;
+            let session: String = row.try_get("session_id").map_err(decode)?;
+            let kind: String = row.try_get("kind").map_err(decode)?;
+            let seq: i64 = row.try_get("seq").map_err(decode)?;
+            let role: Option<String> = row.try_get("role").map_err(decode)?;
+            let text: String = row.try_get("text").map_err(decode)?;
+            let created_at: i64 = row.try_get("created_at").map_err(decode)?;
+            let new_id: i64 = sqlx::query_scalar(sql::INSERT_ENTRY)
+                .bind(&owner)
+                .bind(session)
+                .bind(kind)
+                .bind(seq)
+                .bind(role)
+                .bind(text)
+                .bind(created_at)
+                .bind(encode_embedding(embedding))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(failed)?;
+            changes.entry(owner).or_default().added.push((new_id, embedding.clone()));
+            embedded += 1;
+        }
+        self.commit_memory(tx, changes, doing).await?;
+        Ok(embedded)
+    }
+
     /// Deletes the owner's entries among `ids` in `tx`, noting them in `changes`.
     async fn delete_entries(
         conn: &mut SqliteConnection,
@@ -429,6 +474,21 @@ impl MemoryIndex for SqliteStore {
             .iter()
             .map(entry_from_row)
             .collect()
+    }
+
+    async fn unembedded(&self, limit: usize) -> Result<Vec<MemoryEntry>, StoreError> {
+        sqlx::query(sql::UNEMBEDDED_ENTRIES)
+            .bind(sql_limit(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| query_error("could not list the memory entries without an embedding", e))?
+            .iter()
+            .map(entry_from_row)
+            .collect()
+    }
+
+    async fn embed_entries(&self, embeddings: &[(i64, Vec<f32>)]) -> Result<u64, StoreError> {
+        self.embed_unembedded(embeddings).await
     }
 
     async fn forget(&self, owner: &str, which: &ForgetEntries) -> Result<u64, StoreError> {

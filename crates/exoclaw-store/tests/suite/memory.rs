@@ -287,6 +287,53 @@ pub async fn embedding_search_follows_this_stores_writes(store: Arc<dyn MemorySt
     assert!(store.search_embedding("alice", &[0.0, 1.0], 10).await.unwrap().is_empty());
 }
 
+pub async fn entries_indexed_without_embeddings_are_listed_then_embedded_under_new_ids(
+    store: Arc<dyn MemoryStore>,
+) {
+    let (session, other) = (SessionId::new(), SessionId::new());
+    store
+        .index(&[
+            message("alice", session, 0, "east"),
+            embedded(message("alice", session, 1, "north"), &[0.0, 1.0]),
+            message("alice", session, 2, "west"),
+            message("bob", other, 0, "bob's east"),
+        ])
+        .await
+        .unwrap();
+    // Loads the cache of Alice's embeddings, so that what follows must bring it along.
+    assert_eq!(texts(&store.search_embedding("alice", &[1.0, 0.0], 10).await.unwrap()), vec!["north"]);
+
+    let pending = store.unembedded(10).await.unwrap();
+    let pending_texts: Vec<&str> = pending.iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(pending_texts, vec!["east", "west", "bob's east"], "every owner's, oldest first");
+    assert_eq!(store.unembedded(2).await.unwrap().len(), 2);
+
+    let (east, west, bobs) = (pending[0].id, pending[1].id, pending[2].id);
+    let embedded_now = store.embed_entries(&[(east, vec![1.0, 0.0]), (bobs, vec![1.0, 0.0])]).await.unwrap();
+    assert_eq!(embedded_now, 2);
+    let found = store.search_embedding("alice", &[1.0, 0.0], 10).await.unwrap();
+    assert_eq!(texts(&found), vec!["east", "north"]);
+    assert_ne!(found[0].entry.id, east, "an embedded entry gets a new id");
+    let entry = &found[0].entry;
+    assert_eq!(
+        (entry.session, entry.seq, entry.role, entry.created_at),
+        (session, 0, Some(Role::User), at(0))
+    );
+    assert_eq!(texts(&store.search_embedding("bob", &[1.0, 0.0], 10).await.unwrap()), vec!["bob's east"]);
+    assert_eq!(texts(&store.search_text("alice", "east", 10).await.unwrap()), vec!["east"]);
+    assert_eq!(store.entries("alice", 10).await.unwrap().len(), 3, "replaced, not added");
+
+    // Embedded already, or forgotten meanwhile: left as they are.
+    assert_eq!(store.forget("alice", &ForgetEntries::Ids(vec![west])).await.unwrap(), 1);
+    let again = store.embed_entries(&[(east, vec![0.0, 1.0]), (west, vec![-1.0, 0.0])]).await.unwrap();
+    assert_eq!(again, 0);
+    assert!(store.entries("alice", 10).await.unwrap().iter().all(|e| e.text != "west"), "not brought back");
+    assert_eq!(texts(&store.search_embedding("alice", &[1.0, 0.0], 1).await.unwrap()), vec!["east"]);
+    assert!(store.unembedded(10).await.unwrap().is_empty());
+    assert_eq!(store.embed_entries(&[]).await.unwrap(), 0);
+    assert_eq!(store.indexed_messages(session).await.unwrap(), 3, "the indexing mark is not moved");
+}
+
 /// `store` and `other` are two handles on one database (two processes, or two nodes).
 pub async fn embedding_search_sees_another_handles_writes(
     store: Arc<dyn MemoryStore>,
