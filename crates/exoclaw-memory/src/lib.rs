@@ -14,7 +14,10 @@
 //! - **Facts** ([`facts`]): extracted from each user message by the model as validated JSON, or
 //!   by patterns; a new value of a single-valued fact supersedes the old, which is kept.
 //! - **Degradation**: when the memory store or the embedder fails, the turn goes on with the
-//!   session's recent messages and a warning; indexing catches up after the next turn.
+//!   session's recent messages and a warning; indexing catches up after the next turn, and the
+//!   facts of the messages it catches up are learned then. Entries indexed without an embedding
+//!   (no embedder configured then, or it failed) are embedded later ([`Memory::backfill`]): at
+//!   the start sweep, and a batch after turns while some are left.
 
 pub mod archive;
 pub mod compose;
@@ -38,6 +41,7 @@ use exoclaw_types::{
     SessionId, SessionKey,
 };
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use compose::{Composed, Parts, compose};
@@ -50,6 +54,13 @@ pub const DEFAULT_WINDOW: usize = 20;
 
 /// Search results considered for a context's excerpts.
 pub const DEFAULT_EXCERPTS: usize = 6;
+
+/// Entries embedded at a time by [`Memory::backfill`]: one embedder call and one write each.
+pub const BACKFILL_BATCH: usize = 32;
+
+/// Caught-up user messages whose facts are asked of the model at most (the last ones); earlier
+/// ones are read with the patterns, so that catching up a long session costs a few model calls.
+pub const MODEL_FACTS_PER_CATCH_UP: usize = 8;
 
 /// The owner of the memories of sessions without a key (the CLI's).
 pub const LOCAL_OWNER: &str = "local";
@@ -139,12 +150,26 @@ enum History {
 
 /// What indexing a turn found.
 struct IndexedTurn {
-    /// Where the turn's first message is in the session.
-    first: usize,
     /// The session's messages, when they had to be read.
     history: History,
+    /// What was indexed.
+    indexed: Indexed,
+}
+
+/// What indexing a run of a session's messages did.
+struct Indexed {
+    /// The user's messages indexed, whose facts are to be learned: the turn's, and those of
+    /// turns before it that were not indexed then (the memory store was down).
+    said: Vec<Said>,
     /// Why the entries have no embeddings, when the embedder failed.
     warning: Option<MemoryError>,
+}
+
+/// A user's message, where it is in its session and when it was said.
+struct Said {
+    seq: u64,
+    text: String,
+    at: chrono::DateTime<Utc>,
 }
 
 /// A session [`Memory::sweep`] catches up.
@@ -181,6 +206,12 @@ pub struct Memory {
     options: MemoryOptions,
     /// Sessions being archived now, so that two after-turn runs do not summarise twice.
     archiving: Mutex<HashSet<SessionId>>,
+    /// Whether entries may be waiting for an embedding: set at start and whenever the embedder
+    /// fails; cleared when [`Memory::backfill`] finds none left.
+    unembedded: AtomicBool,
+    /// Whether a backfill is running, so that concurrent after-turn runs do not embed the same
+    /// entries twice.
+    backfilling: AtomicBool,
 }
 
 impl std::fmt::Debug for Memory {
@@ -211,6 +242,8 @@ impl Memory {
             souls: BTreeMap::new(),
             options,
             archiving: Mutex::new(HashSet::new()),
+            unembedded: AtomicBool::new(true),
+            backfilling: AtomicBool::new(false),
         }
     }
 
@@ -278,11 +311,21 @@ impl Memory {
         session: SessionId,
         owner: &str,
     ) -> Result<(Vec<Message>, Option<MemoryError>), MemoryError> {
+        let (messages, indexed) = self.catch_up(session, owner).await?;
+        Ok((messages, indexed.warning))
+    }
+
+    /// [`Memory::index_session`], saying which of the user's messages were indexed.
+    async fn catch_up(
+        &self,
+        session: SessionId,
+        owner: &str,
+    ) -> Result<(Vec<Message>, Indexed), MemoryError> {
         let messages = self.sessions.messages(session).await?;
         let from = usize::try_from(self.store.indexed_messages(session).await?).unwrap_or(usize::MAX);
-        let warning =
+        let indexed =
             self.index_messages(session, owner, from, messages.get(from..).unwrap_or_default()).await?;
-        Ok((messages, warning))
+        Ok((messages, indexed))
     }
 
     /// Indexes `messages`, the session's from position `first` on (their user and assistant
@@ -293,7 +336,7 @@ impl Memory {
         owner: &str,
         first: usize,
         messages: &[Message],
-    ) -> Result<Option<MemoryError>, MemoryError> {
+    ) -> Result<Indexed, MemoryError> {
         let mut entries: Vec<NewEntry> = messages
             .iter()
             .enumerate()
@@ -316,7 +359,12 @@ impl Memory {
         if !entries.is_empty() {
             self.store.index(&entries).await?;
         }
-        Ok(warning)
+        let said = entries
+            .into_iter()
+            .filter(|e| e.role == Some(Role::User))
+            .map(|e| Said { seq: e.seq, text: e.text, at: e.created_at })
+            .collect();
+        Ok(Indexed { said, warning })
     }
 
     /// Indexes a turn's messages, just committed: only they are read when the index is current
@@ -332,15 +380,13 @@ impl Memory {
         if from >= first && from <= count {
             let skip = usize::try_from(from - first).unwrap_or(usize::MAX);
             let first = usize::try_from(first).unwrap_or(usize::MAX);
-            let warning = self
+            let indexed = self
                 .index_messages(session, owner, first + skip, report.messages.get(skip..).unwrap_or_default())
                 .await?;
-            return Ok(IndexedTurn { first, history: History::Unread { count: Some(count) }, warning });
+            return Ok(IndexedTurn { history: History::Unread { count: Some(count) }, indexed });
         }
-        let (messages, warning) = self.index_session(session, owner).await?;
-        let first =
-            messages.iter().position(|m| Some(m.id) == report.messages.first().map(|f| f.id)).unwrap_or(0);
-        Ok(IndexedTurn { first, history: History::Read(messages), warning })
+        let (messages, indexed) = self.catch_up(session, owner).await?;
+        Ok(IndexedTurn { history: History::Read(messages), indexed })
     }
 
     pub(crate) async fn add_embeddings(&self, entries: &mut [NewEntry]) -> Option<MemoryError> {
@@ -355,8 +401,54 @@ impl Memory {
                 }
                 None
             }
-            Err(e) => Some(e),
+            Err(e) => {
+                // Indexed without embeddings: the backfill gives them theirs later.
+                self.unembedded.store(true, Ordering::Relaxed);
+                Some(e)
+            }
         }
+    }
+
+    /// Embeds entries indexed without an embedding (while no embedder was configured, or while
+    /// it failed), so that search finds them by meaning too: up to `batches` batches of
+    /// [`BACKFILL_BATCH`], oldest first, each one embedder call and one write. Gives how many
+    /// were embedded. Does nothing without an embedder, when a backfill is running already, or
+    /// when the last one found none left (until the embedder fails again). An embedder or store
+    /// failure stops it; what was not embedded waits for the next try.
+    pub async fn backfill(&self, batches: usize) -> Result<u64, MemoryError> {
+        let Some(embedder) = &self.embedder else { return Ok(0) };
+        if !self.unembedded.load(Ordering::Relaxed)
+            || self.backfilling.compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed).is_err()
+        {
+            return Ok(0);
+        }
+        let _running = Running(&self.backfilling);
+        let mut embedded = 0;
+        for _ in 0..batches {
+            let pending = self.store.unembedded(BACKFILL_BATCH).await?;
+            if pending.is_empty() {
+                self.unembedded.store(false, Ordering::Relaxed);
+                break;
+            }
+            let vectors = embed(embedder, pending.iter().map(|e| e.text.clone()).collect()).await?;
+            if vectors.len() != pending.len() {
+                return Err(MemoryError::Embedding(ProviderError::new(
+                    exoclaw_core::ErrorKind::Protocol,
+                    &embedder.model,
+                    format!("{} embeddings for {} texts", vectors.len(), pending.len()),
+                )));
+            }
+            let pairs: Vec<(i64, Vec<f32>)> = pending.iter().map(|e| e.id).zip(vectors).collect();
+            embedded += self.store.embed_entries(&pairs).await?;
+            if pending.len() < BACKFILL_BATCH {
+                self.unembedded.store(false, Ordering::Relaxed);
+                break;
+            }
+        }
+        if embedded > 0 {
+            tracing::info!(embedded, "memory entries indexed without embeddings are embedded now");
+        }
+        Ok(embedded)
     }
 
     /// Archives the session if its window is past the limit: the messages cut off are folded
@@ -473,14 +565,21 @@ impl Memory {
         message: &str,
         model: &str,
     ) -> Result<Vec<exoclaw_core::FactRecorded>, MemoryError> {
+        let found = self.find_facts(message, model, true).await;
+        self.record_facts(owner, found, Some((session, seq)), Utc::now()).await
+    }
+
+    /// The facts `message` states, found by `model` or the patterns as configured (the patterns
+    /// only unless `may_ask`).
+    async fn find_facts(&self, message: &str, model: &str, may_ask: bool) -> Vec<facts::Extracted> {
         let model = self.options.model.as_deref().unwrap_or(model);
         let provider = model.split_once('/').map_or(model, |(provider, _)| provider);
-        let mode = match self.options.patterns_for.iter().any(|p| p == provider) {
+        let mode = match !may_ask || self.options.patterns_for.iter().any(|p| p == provider) {
             true => FactsMode::Patterns.min(self.options.facts),
             false => self.options.facts,
         };
-        let found = match mode {
-            FactsMode::Off => return Ok(Vec::new()),
+        match mode {
+            FactsMode::Off => Vec::new(),
             FactsMode::Patterns => facts::patterns(message),
             FactsMode::Model => match self.extract(message, model).await {
                 Ok(found) => found,
@@ -489,8 +588,7 @@ impl Memory {
                     facts::patterns(message)
                 }
             },
-        };
-        self.record_facts(owner, found, Some((session, seq)), Utc::now()).await
+        }
     }
 
     /// Records `found` as the owner's facts, learned from `source` and true from `valid_from`.
@@ -552,8 +650,11 @@ impl Memory {
         for unfinished in sessions {
             let session = unfinished.session;
             let owner = owner_of(unfinished.key.as_ref());
-            let messages = match self.index_session(session, &owner).await {
-                Ok((messages, _)) => Some(messages),
+            let messages = match self.catch_up(session, &owner).await {
+                Ok((messages, indexed)) => {
+                    self.learn_said(&owner, session, &indexed.said, &unfinished.model).await;
+                    Some(messages)
+                }
                 Err(e) => {
                     tracing::warn!(%session, error = %e, "memory catch-up failed; it is tried again later");
                     continue;
@@ -568,11 +669,37 @@ impl Memory {
                 Err(e) => tracing::warn!(%session, error = %e, "archival failed; it is tried again later"),
             }
         }
+        if let Err(e) = self.backfill(usize::MAX).await {
+            tracing::warn!(error = %e, "embedding the entries indexed without one failed; it is tried again after a turn");
+        }
         archived
+    }
+
+    /// Learns the facts of the user's messages `said` (in the order they were said, so that a
+    /// later value supersedes an earlier one), each true from when it was said. A long catch-up
+    /// (a session from before memory was on) asks the model about its last
+    /// [`MODEL_FACTS_PER_CATCH_UP`] messages only, and reads the others with the patterns.
+    async fn learn_said(&self, owner: &str, session: SessionId, said: &[Said], model: &str) {
+        let by_patterns = said.len().saturating_sub(MODEL_FACTS_PER_CATCH_UP);
+        for (index, message) in said.iter().enumerate() {
+            let found = self.find_facts(&message.text, model, index >= by_patterns).await;
+            if let Err(e) = self.record_facts(owner, found, Some((session, message.seq)), message.at).await {
+                tracing::warn!(%session, error = %e, "facts could not be recorded");
+            }
+        }
     }
 
     fn soul(&self, agent: &str) -> Option<Arc<str>> {
         self.souls.get(agent).and_then(Soul::text)
+    }
+}
+
+/// Clears a flag when dropped (a backfill ended, or its future was dropped).
+struct Running<'a>(&'a AtomicBool);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -653,26 +780,28 @@ impl AfterTurn for Memory {
     async fn after_turn(&self, report: &TurnReport) {
         let session = report.session_id;
         let owner = owner_of(report.session_key.as_ref());
-        let (first, history) = match self.index_turn(report, &owner).await {
-            Ok(IndexedTurn { first, history, warning }) => {
-                if let Some(e) = warning {
+        // Facts are learned from the user's messages as they are indexed: this turn's, and those
+        // of earlier turns whose after-turn work failed (caught up now). A turn that cannot be
+        // indexed has its facts learned when it is.
+        let history = match self.index_turn(report, &owner).await {
+            Ok(IndexedTurn { history, indexed }) => {
+                if let Some(e) = indexed.warning {
                     tracing::warn!(%session, error = %e, "indexed without embeddings");
                 }
-                (first, history)
+                self.learn_said(&owner, session, &indexed.said, &report.model).await;
+                history
             }
             Err(e) => {
                 tracing::warn!(%session, error = %e, "indexing failed; it catches up after the next turn");
-                (0, History::Unread { count: None })
+                History::Unread { count: None }
             }
         };
-        for (index, message) in report.messages.iter().enumerate().filter(|(_, m)| m.role == Role::User) {
-            let seq = (first + index) as u64;
-            if let Err(e) = self.learn(&owner, session, seq, &message.text(), &report.model).await {
-                tracing::warn!(%session, error = %e, "facts could not be recorded");
-            }
-        }
         if let Err(e) = self.archive_history(session, &owner, &report.model, history).await {
             tracing::warn!(%session, error = %e, "archival failed; it is tried again after the next turn");
+        }
+        // One batch at a time: after-turn work runs beside the next turns.
+        if let Err(e) = self.backfill(1).await {
+            tracing::warn!(error = %e, "embedding the entries indexed without one failed; it is tried again after the next turn");
         }
     }
 }

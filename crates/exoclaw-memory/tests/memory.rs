@@ -140,6 +140,14 @@ impl MemoryIndex for Switchable {
         self.check()?;
         self.store.forget(owner, which).await
     }
+    async fn unembedded(&self, limit: usize) -> Result<Vec<MemoryEntry>, StoreError> {
+        self.check()?;
+        self.store.unembedded(limit).await
+    }
+    async fn embed_entries(&self, embeddings: &[(i64, Vec<f32>)]) -> Result<u64, StoreError> {
+        self.check()?;
+        self.store.embed_entries(embeddings).await
+    }
 }
 
 #[async_trait]
@@ -221,6 +229,139 @@ async fn a_memory_store_that_goes_down_leaves_turns_going_and_is_caught_up_when_
     assert_eq!(store.indexed_messages(session).await.unwrap(), 6, "caught up");
     let (hits, _) = memory.search(LOCAL_OWNER, "Peugeot bicycle", 3).await.unwrap();
     assert_eq!(hits[0].entry.text, "My bicycle is a green Peugeot from 1984.");
+    // What the outage's turn said is learned as it is caught up.
     let facts = memory.facts(LOCAL_OWNER, false).await.unwrap();
-    assert_eq!(facts.iter().map(|f| f.object.as_str()).collect::<Vec<_>>(), ["Paris"]);
+    let mut predicates: Vec<&str> = facts.iter().map(|f| f.predicate.as_str()).collect();
+    predicates.sort_unstable();
+    assert_eq!(predicates, ["bicycle", "lives_in"]);
+}
+
+#[tokio::test]
+async fn facts_said_while_the_memory_store_was_down_are_learned_when_indexing_catches_up() {
+    let (_dir, store) = sqlite().await;
+    let switchable = Arc::new(Switchable { store: store.clone(), down: AtomicBool::new(false) });
+    let memory =
+        Memory::new(switchable.clone(), Arc::new(store.clone()), summariser(), MemoryOptions::default());
+    let session = store.create_session(NewSession::default()).await.unwrap().id;
+    turn(&store, &memory, session, "I live in Paris.").await;
+
+    switchable.down.store(true, Ordering::SeqCst);
+    turn(&store, &memory, session, "I moved to Lyon.").await;
+    switchable.down.store(false, Ordering::SeqCst);
+    let facts = memory.facts(LOCAL_OWNER, false).await.unwrap();
+    assert_eq!(facts.iter().map(|f| f.object.as_str()).collect::<Vec<_>>(), ["Paris"], "not learned yet");
+
+    turn(&store, &memory, session, "Thanks.").await;
+    let current = memory.facts(LOCAL_OWNER, false).await.unwrap();
+    assert_eq!(current.iter().map(|f| f.object.as_str()).collect::<Vec<_>>(), ["Lyon"]);
+    assert_eq!(current[0].source, Some((session, 2)), "learned from the message that said it");
+    let all = memory.facts(LOCAL_OWNER, true).await.unwrap();
+    let paris = all.iter().find(|f| f.object == "Paris").unwrap();
+    assert_eq!(paris.superseded_by, Some(current[0].id), "the older value is kept, superseded");
+}
+
+#[tokio::test]
+async fn facts_of_a_turn_left_unindexed_are_learned_by_the_next_starts_sweep() {
+    let (_dir, store) = sqlite().await;
+    let switchable = Arc::new(Switchable { store: store.clone(), down: AtomicBool::new(true) });
+    let memory =
+        Memory::new(switchable.clone(), Arc::new(store.clone()), summariser(), MemoryOptions::default());
+    let session = store.create_session(NewSession::default()).await.unwrap().id;
+    turn(&store, &memory, session, "My name is Ada.").await;
+    drop(memory);
+
+    // The next start, with the store back.
+    switchable.down.store(false, Ordering::SeqCst);
+    let memory = Memory::new(switchable, Arc::new(store.clone()), summariser(), MemoryOptions::default());
+    let unfinished =
+        exoclaw_memory::Unfinished { session, key: None, model: "script/m".into(), archive: false };
+    memory.sweep(&[unfinished]).await;
+    let facts = memory.facts(LOCAL_OWNER, false).await.unwrap();
+    assert_eq!(
+        facts.iter().map(|f| (f.predicate.as_str(), f.object.as_str())).collect::<Vec<_>>(),
+        [("name", "Ada")]
+    );
+    // Caught up once: a second sweep learns nothing twice.
+    memory
+        .sweep(&[exoclaw_memory::Unfinished { session, key: None, model: "script/m".into(), archive: false }])
+        .await;
+    assert_eq!(memory.facts(LOCAL_OWNER, true).await.unwrap().len(), 1);
+}
+
+/// Embeds by meaning, as far as these tests go: texts about riding (a bicycle, a bike, riding)
+/// point one way, texts about food another, the rest a third. Fails while `failing` is set.
+#[derive(Debug, Default)]
+struct Meaning {
+    failing: AtomicBool,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl exoclaw_core::Embedder for Meaning {
+    async fn embed(
+        &self,
+        request: exoclaw_types::EmbeddingRequest,
+    ) -> Result<exoclaw_types::Embeddings, exoclaw_core::ProviderError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(exoclaw_core::ProviderError::new(
+                exoclaw_core::ErrorKind::Connect,
+                "meaning",
+                "the embedding server is unreachable",
+            ));
+        }
+        let vectors = request
+            .inputs
+            .iter()
+            .map(|text| {
+                let text = text.to_lowercase();
+                let about = |words: &[&str]| words.iter().any(|w| text.contains(w));
+                match (about(&["bicycle", "bike", "ride"]), about(&["pizza", "pasta", "eat"])) {
+                    (true, _) => vec![1.0, 0.0, 0.0],
+                    (false, true) => vec![0.0, 1.0, 0.0],
+                    (false, false) => vec![0.0, 0.0, 1.0],
+                }
+            })
+            .collect();
+        Ok(exoclaw_types::Embeddings { vectors, input_tokens: None })
+    }
+}
+
+#[tokio::test]
+async fn entries_indexed_before_embeddings_were_on_are_found_by_meaning_once_backfilled() {
+    let (_dir, store) = sqlite().await;
+    let session = store.create_session(NewSession::default()).await.unwrap().id;
+    // Embeddings off: indexed for their words alone.
+    let without =
+        Memory::new(Arc::new(store.clone()), Arc::new(store.clone()), summariser(), MemoryOptions::default());
+    turn(&store, &without, session, "My bicycle is a green Peugeot from 1984.").await;
+    turn(&store, &without, session, "Pizza on Fridays, always.").await;
+    drop(without);
+    assert_eq!(store.unembedded(100).await.unwrap().len(), 4);
+
+    // Turned on, but the embedder is down at the start's sweep: the entries stay pending.
+    let embedder = Arc::new(Meaning::default());
+    embedder.failing.store(true, Ordering::SeqCst);
+    let memory =
+        Memory::new(Arc::new(store.clone()), Arc::new(store.clone()), summariser(), MemoryOptions::default())
+            .with_embedder(embedder.clone(), "meaning-1");
+    memory.sweep(&[]).await;
+    assert_eq!(store.unembedded(100).await.unwrap().len(), 4, "left for the next try");
+    let (hits, degraded) = memory.search(LOCAL_OWNER, "what do I ride", 3).await.unwrap();
+    assert!(hits.is_empty() && degraded.is_some(), "{hits:?}");
+
+    // Back: the batch after the next turn embeds what was pending, and the bicycle is found by
+    // meaning (no word of the question is in it).
+    embedder.failing.store(false, Ordering::SeqCst);
+    turn(&store, &memory, session, "Thanks.").await;
+    assert!(store.unembedded(100).await.unwrap().is_empty());
+    let (hits, degraded) = memory.search(LOCAL_OWNER, "what do I ride", 3).await.unwrap();
+    assert!(degraded.is_none());
+    assert_eq!(hits[0].entry.text, "My bicycle is a green Peugeot from 1984.");
+    assert_eq!((hits[0].text_rank, hits[0].embedding_rank), (None, Some(0)));
+
+    // Nothing left: later turns do not look again (one embedder call each, for the turn itself).
+    let calls = embedder.calls.load(Ordering::SeqCst);
+    turn(&store, &memory, session, "Bye.").await;
+    assert_eq!(embedder.calls.load(Ordering::SeqCst), calls + 1);
 }
