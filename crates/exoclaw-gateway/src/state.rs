@@ -87,6 +87,8 @@ pub struct Gateway {
     /// What `/mcp` serves, when it is on.
     pub(crate) mcp: Option<crate::mcp::McpEndpoint>,
     pub(crate) sessions: Option<Arc<dyn SessionStore>>,
+    /// The runtime's layered memory, which the `memory.*` methods read and prune.
+    pub(crate) memory: Option<Arc<exoclaw_memory::Memory>>,
     pub(crate) usage: Option<Arc<dyn UsageStore>>,
     pub(crate) limits: Limits,
     /// Web origins allowed to call, and the host names they imply (see [`crate::guard`]).
@@ -151,6 +153,7 @@ impl Gateway {
                 runtime: None,
                 mcp: None,
                 sessions: None,
+                memory: None,
                 usage: None,
                 limits: Limits::default(),
                 origins: crate::guard::Origins::default(),
@@ -289,6 +292,13 @@ impl GatewayBuilder {
     /// The runtime that runs `chat.send` turns: its agents, bindings and session queues.
     pub fn runtime(mut self, runtime: Arc<dyn AgentRuntime>) -> Self {
         self.gateway.runtime = Some(runtime);
+        self
+    }
+
+    /// The layered memory the `memory.*` methods read and prune: the runtime's own
+    /// (`Runtime::memory`), so that they see what its turns remember.
+    pub fn memory(mut self, memory: Arc<exoclaw_memory::Memory>) -> Self {
+        self.gateway.memory = Some(memory);
         self
     }
 

@@ -662,6 +662,9 @@ fn params_for(method: Method, token: &str, session_id: &Value) -> Value {
         Method::ChatSend => message("p", "hi"),
         Method::ChatCancel => json!({"request_id": 999}),
         Method::SessionsHistory | Method::SessionsReset => json!({"session_id": session_id}),
+        Method::MemorySearch => json!({"owner": "ws:acct:p", "query": "hi"}),
+        Method::MemoryFacts | Method::MemoryExport => json!({"owner": "ws:acct:p"}),
+        Method::MemoryForget => json!({"owner": "ws:acct:p", "facts": [999]}),
         _ => json!({}),
     }
 }
@@ -827,4 +830,125 @@ async fn a_budgeted_key_is_refused_an_agent_whose_model_has_no_price() {
     other.ok("connect", json!({"protocol": 1, "token": free})).await;
     other.ok("chat.send", message("p2", "hi")).await;
     assert_eq!(echo.calls(), 1);
+}
+
+/// Indexes `text` as message `seq` of `session`, said by `owner`.
+async fn remember(store: &exoclaw_store::Store, owner: &str, session: SessionId, seq: u64, text: &str) {
+    use exoclaw_core::MemoryIndex;
+    let entry = exoclaw_core::NewEntry {
+        owner: owner.to_owned(),
+        session,
+        kind: exoclaw_core::EntryKind::Message,
+        seq,
+        role: Some(exoclaw_types::Role::User),
+        text: text.to_owned(),
+        created_at: chrono::Utc::now(),
+        embedding: None,
+    };
+    store.index(&[entry]).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_searches_lists_forgets_and_exports_a_users_memory_and_a_key_may_not() {
+    let keys = Arc::new(exoclaw_store::Store::open("sqlite::memory:").await.unwrap());
+    let store = Arc::clone(&keys);
+    let server = Server::start(Agents::new().with(agent("default", Echo::new(""))), |b| {
+        b.keys(store).tokens(TokenSet::from_tokens(["op"]))
+    })
+    .await;
+    let (ada, bob) = ("ws:acct:ada", "ws:acct:bob");
+    let (ada_session, bob_session) = (SessionId::new(), SessionId::new());
+    remember(&server.store, ada, ada_session, 0, "I live in Paris near the canal").await;
+    remember(&server.store, ada, ada_session, 2, "I moved to Lyon last spring").await;
+    remember(&server.store, bob, bob_session, 0, "Paris is where my sister lives").await;
+    let memory = &server.memory;
+    memory.learn(ada, ada_session, 0, "I live in Paris", "echo/m").await.unwrap();
+    memory.learn(ada, ada_session, 2, "I moved to Lyon", "echo/m").await.unwrap();
+
+    let mut operator = server.client().await;
+    operator.ok("connect", json!({"protocol": 1, "token": "op"})).await;
+
+    // Search: the owner's entries only.
+    let found = operator.ok("memory.search", json!({"owner": ada, "query": "Paris"})).await;
+    let hits = found["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 1, "{found}");
+    assert_eq!(hits[0]["text"], "I live in Paris near the canal");
+    assert_eq!(hits[0]["owner"], ada);
+    assert_eq!(hits[0]["session"], ada_session.to_string());
+    assert_eq!(hits[0]["text_rank"], 0);
+    let paris_entry = hits[0]["id"].as_i64().unwrap();
+    let bobs = operator.ok("memory.search", json!({"owner": bob, "query": "Paris"})).await;
+    let bobs_entry = bobs["hits"][0]["id"].as_i64().unwrap();
+    assert_ne!(bobs_entry, paris_entry);
+
+    // Facts: the current one; with the superseded ones, the old value marked.
+    let current = operator.ok("memory.facts", json!({"owner": ada})).await;
+    let objects: Vec<&Value> = current["facts"].as_array().unwrap().iter().map(|f| &f["object"]).collect();
+    assert_eq!(objects, [&json!("Lyon")], "{current}");
+    let all = operator.ok("memory.facts", json!({"owner": ada, "superseded": true})).await;
+    let facts = all["facts"].as_array().unwrap();
+    let paris = facts.iter().find(|f| f["object"] == "Paris").unwrap();
+    let lyon = facts.iter().find(|f| f["object"] == "Lyon").unwrap();
+    assert_eq!((paris["current"].clone(), lyon["current"].clone()), (json!(false), json!(true)));
+    assert_eq!(paris["superseded_by"], lyon["id"]);
+    assert!(operator.ok("memory.facts", json!({"owner": bob})).await["facts"].as_array().unwrap().is_empty());
+
+    // A virtual key may read nobody's memory.
+    let secret = make_key(&keys, "app").await;
+    let mut key = server.client().await;
+    key.ok("connect", json!({"protocol": 1, "token": secret})).await;
+    for (method, params) in [
+        ("memory.search", json!({"owner": ada, "query": "Paris"})),
+        ("memory.facts", json!({"owner": ada})),
+        ("memory.forget", json!({"owner": ada, "facts": [lyon["id"]]})),
+        ("memory.export", json!({"owner": ada})),
+    ] {
+        let refused = key.call(method, params).await;
+        assert_eq!(error_name(&refused), "forbidden", "{method}: {refused}");
+        assert!(!refused.to_string().contains("Lyon"), "{refused}");
+    }
+
+    // Forget: ids of another owner's memory count for nothing.
+    let other = operator.ok("memory.forget", json!({"owner": ada, "entries": [bobs_entry]})).await;
+    assert_eq!(other, json!({"facts": 0, "entries": 0}));
+    let forgot = operator
+        .ok("memory.forget", json!({"owner": ada, "facts": [lyon["id"]], "entries": [paris_entry]}))
+        .await;
+    assert_eq!(forgot, json!({"facts": 1, "entries": 1}));
+    let after = operator.ok("memory.search", json!({"owner": ada, "query": "Paris"})).await;
+    assert_eq!(after["hits"], json!([]));
+    assert_eq!(
+        operator.ok("memory.search", json!({"owner": bob, "query": "Paris"})).await["hits"][0]["id"],
+        bobs_entry
+    );
+
+    // Export: what is left of Ada's memory.
+    let export = operator.ok("memory.export", json!({"owner": ada})).await;
+    let texts: Vec<&Value> = export["entries"].as_array().unwrap().iter().map(|e| &e["text"]).collect();
+    assert_eq!(texts, [&json!("I moved to Lyon last spring")], "{export}");
+    let objects: Vec<&Value> = export["facts"].as_array().unwrap().iter().map(|f| &f["object"]).collect();
+    assert_eq!(objects, [&json!("Paris")], "{export}");
+    let gone = operator.ok("memory.forget", json!({"owner": ada, "session": ada_session})).await;
+    assert_eq!(gone, json!({"facts": 0, "entries": 1}));
+
+    // Params that cannot be answered say why.
+    for (method, params) in [
+        ("memory.search", json!({"owner": ada, "query": "  "})),
+        ("memory.search", json!({"owner": "", "query": "Paris"})),
+        ("memory.forget", json!({"owner": ada})),
+        ("memory.facts", json!({})),
+    ] {
+        let answer = operator.call(method, params).await;
+        assert_eq!(error_name(&answer), "invalid_params", "{method}: {answer}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_methods_on_a_gateway_without_memory_say_it_is_off() {
+    let server =
+        Server::start(Agents::new().with(agent("default", Echo::new(""))).without_memory(), |b| b).await;
+    let mut client = server.client().await;
+    let answer = client.call("memory.facts", json!({"owner": "local"})).await;
+    assert_eq!(error_name(&answer), "unavailable", "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("[memory] enabled"), "{answer}");
 }

@@ -142,6 +142,10 @@ pub async fn run(config_path: Option<&Path>, args: GatewayArgs) -> anyhow::Resul
                 .into_iter()
                 .fold(Webhooks::new(), |hooks, (channel, hook)| hooks.with(channel, hook)),
         );
+    // `memory.*` reads and prunes the memory the agents' turns use.
+    if let Some(memory) = runtime.memory() {
+        builder = builder.memory(Arc::clone(memory));
+    }
     // Without any key made, a loopback gateway with no token stays open until the first key is
     // made (it notices within a second); from then on every request needs one (or an operator
     // token).

@@ -8,6 +8,7 @@
 
 use super::error::{Code, RpcError};
 use super::frame::{self, Request};
+use super::memory;
 use super::method::{Access, Method, UNKNOWN_ENDPOINT};
 use super::methods::{self, params};
 use super::protocol::{
@@ -476,6 +477,22 @@ impl Connection {
             },
             Method::UsageGet => match params(name, p) {
                 Ok(p) => methods::usage_get(g, p).await.and_then(json),
+                Err(e) => Err(e),
+            },
+            Method::MemorySearch => match params(name, p) {
+                Ok(p) => memory::search(g, p).await.and_then(json),
+                Err(e) => Err(e),
+            },
+            Method::MemoryFacts => match params(name, p) {
+                Ok(p) => memory::facts(g, p).await.and_then(json),
+                Err(e) => Err(e),
+            },
+            Method::MemoryForget => match params(name, p) {
+                Ok(p) => memory::forget(g, p).await.and_then(json),
+                Err(e) => Err(e),
+            },
+            Method::MemoryExport => match params(name, p) {
+                Ok(p) => memory::export(g, p).await.and_then(json),
                 Err(e) => Err(e),
             },
         };

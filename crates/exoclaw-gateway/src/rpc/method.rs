@@ -32,6 +32,14 @@ pub enum Method {
     ToolsList,
     /// `usage.get`: usage and cost totals.
     UsageGet,
+    /// `memory.search`: a user's memory searched by words (and meaning).
+    MemorySearch,
+    /// `memory.facts`: the facts learned about a user.
+    MemoryFacts,
+    /// `memory.forget`: forgets facts and entries of a user's memory.
+    MemoryForget,
+    /// `memory.export`: everything the memory holds about a user.
+    MemoryExport,
 }
 
 /// Who may call a method.
@@ -43,13 +51,14 @@ pub enum Access {
     /// every request (a key revoked meanwhile is refused).
     Caller,
     /// Like [`Access::Caller`], but not a virtual key: these methods show every client's
-    /// conversations and spending.
+    /// conversations, memories and spending. (A key is not bound to a user — it may send
+    /// `chat.send` as any peer — so there is no memory that is a key's own to read.)
     Operator,
 }
 
 impl Method {
     /// Every method, in the order the protocol's documentation and schema list them.
-    pub const ALL: [Method; 11] = [
+    pub const ALL: [Method; 15] = [
         Method::Connect,
         Method::Ping,
         Method::Status,
@@ -61,6 +70,10 @@ impl Method {
         Method::AgentsList,
         Method::ToolsList,
         Method::UsageGet,
+        Method::MemorySearch,
+        Method::MemoryFacts,
+        Method::MemoryForget,
+        Method::MemoryExport,
     ];
 
     /// Its name on the wire.
@@ -77,6 +90,10 @@ impl Method {
             Method::AgentsList => "agents.list",
             Method::ToolsList => "tools.list",
             Method::UsageGet => "usage.get",
+            Method::MemorySearch => "memory.search",
+            Method::MemoryFacts => "memory.facts",
+            Method::MemoryForget => "memory.forget",
+            Method::MemoryExport => "memory.export",
         }
     }
 
@@ -89,9 +106,14 @@ impl Method {
             | Method::ChatCancel
             | Method::AgentsList
             | Method::ToolsList => Access::Caller,
-            Method::SessionsList | Method::SessionsHistory | Method::SessionsReset | Method::UsageGet => {
-                Access::Operator
-            }
+            Method::SessionsList
+            | Method::SessionsHistory
+            | Method::SessionsReset
+            | Method::UsageGet
+            | Method::MemorySearch
+            | Method::MemoryFacts
+            | Method::MemoryForget
+            | Method::MemoryExport => Access::Operator,
         }
     }
 
@@ -109,6 +131,10 @@ impl Method {
             Method::AgentsList => "ws:agents.list",
             Method::ToolsList => "ws:tools.list",
             Method::UsageGet => "ws:usage.get",
+            Method::MemorySearch => "ws:memory.search",
+            Method::MemoryFacts => "ws:memory.facts",
+            Method::MemoryForget => "ws:memory.forget",
+            Method::MemoryExport => "ws:memory.export",
         }
     }
 

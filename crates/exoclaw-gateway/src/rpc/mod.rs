@@ -9,11 +9,13 @@
 //!   browsers' `Origin` is checked for every route by `crate::guard`), then one task per
 //!   connection: limits (size, rate, idle), the caller re-checked per request, dispatch on the
 //!   [`Method`], the events of its turns, shutdown;
-//! - `methods`: the methods other than `chat.*` (which live in [`crate::chat`]).
+//! - `methods`: the methods other than `chat.*` (which live in [`crate::chat`]) and `memory.*`;
+//! - `memory`: the `memory.*` methods, over the runtime's layered memory.
 
 mod connection;
 pub mod error;
 pub(crate) mod frame;
+mod memory;
 pub mod method;
 mod methods;
 pub mod protocol;

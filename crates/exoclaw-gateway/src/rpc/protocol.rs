@@ -3,6 +3,7 @@
 
 use super::method::Method;
 use chrono::{DateTime, Utc};
+use exoclaw_core::{Fact, MemoryEntry, Summary};
 use exoclaw_types::{AgentEvent, Message, SessionId, SessionInfo, ToolSpec, TurnOutcome, Usage, UsageRecord};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -359,6 +360,127 @@ pub struct ModelUsage {
     pub totals: UsageTotals,
 }
 
+/// `memory.search` params.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemorySearchParams {
+    /// Whose memory: a gateway conversation's user as `CHANNEL:ACCOUNT:PEER` (its session key's
+    /// channel, account and peer), or `local` for the CLI's sessions.
+    pub owner: String,
+    /// What to look for, in plain words.
+    pub query: String,
+    /// At most this many hits (default 10, at most 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// `memory.search` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MemorySearchResult {
+    /// Whose memory was searched.
+    pub owner: String,
+    /// The entries found, best first.
+    pub hits: Vec<MemoryHit>,
+    /// Why the search went by words alone, when the memory's embedder failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<String>,
+}
+
+/// One entry `memory.search` found.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MemoryHit {
+    /// The entry: a message, a session's summary or a note.
+    #[serde(flatten)]
+    pub entry: MemoryEntry,
+    /// Its fused score; higher is better.
+    pub score: f32,
+    /// Its rank among the matches by words (0 first), when it was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_rank: Option<usize>,
+    /// Its rank among the matches by meaning (embeddings), when it was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_rank: Option<usize>,
+}
+
+/// `memory.facts` params.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryFactsParams {
+    /// Whose facts (see [`MemorySearchParams::owner`]).
+    pub owner: String,
+    /// Superseded facts too, each with the fact that replaced it.
+    #[serde(default)]
+    pub superseded: bool,
+}
+
+/// `memory.facts` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MemoryFactsResult {
+    /// Whose facts.
+    pub owner: String,
+    /// The facts, newest first.
+    pub facts: Vec<MemoryFact>,
+}
+
+/// A fact, and whether it is current.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MemoryFact {
+    /// The fact.
+    #[serde(flatten)]
+    pub fact: Fact,
+    /// Whether nothing has replaced it.
+    pub current: bool,
+}
+
+/// `memory.forget` params: what to forget of the owner's memory; at least one of `facts`,
+/// `entries` and `session`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryForgetParams {
+    /// Whose memory (see [`MemorySearchParams::owner`]).
+    pub owner: String,
+    /// Facts, by id (as `memory.facts` gives them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub facts: Vec<i64>,
+    /// Entries, by id (as `memory.search` and `memory.export` give them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entries: Vec<i64>,
+    /// Every entry of this session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionId>,
+}
+
+/// `memory.forget` result: how much went (ids that were not the owner's, or were gone
+/// already, count for nothing).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MemoryForgetResult {
+    /// Facts forgotten.
+    pub facts: u64,
+    /// Entries forgotten.
+    pub entries: u64,
+}
+
+/// `memory.export` params.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryExportParams {
+    /// Whose memory (see [`MemorySearchParams::owner`]).
+    pub owner: String,
+}
+
+/// `memory.export` result: everything the memory holds about the owner.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MemoryExportResult {
+    /// Whose memory.
+    pub owner: String,
+    /// Every indexed message, summary and note, newest first.
+    pub entries: Vec<MemoryEntry>,
+    /// Every fact, superseded ones included, newest first.
+    pub facts: Vec<MemoryFact>,
+    /// The current summary of each session the entries and facts come from.
+    pub summaries: Vec<Summary>,
+}
+
 /// `gateway.shutdown` notification params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ShutdownParams {
@@ -410,6 +532,22 @@ pub fn schema() -> Value {
             Method::UsageGet => (
                 refer(generator.subschema_for::<UsageGetParams>()),
                 refer(generator.subschema_for::<UsageGetResult>()),
+            ),
+            Method::MemorySearch => (
+                refer(generator.subschema_for::<MemorySearchParams>()),
+                refer(generator.subschema_for::<MemorySearchResult>()),
+            ),
+            Method::MemoryFacts => (
+                refer(generator.subschema_for::<MemoryFactsParams>()),
+                refer(generator.subschema_for::<MemoryFactsResult>()),
+            ),
+            Method::MemoryForget => (
+                refer(generator.subschema_for::<MemoryForgetParams>()),
+                refer(generator.subschema_for::<MemoryForgetResult>()),
+            ),
+            Method::MemoryExport => (
+                refer(generator.subschema_for::<MemoryExportParams>()),
+                refer(generator.subschema_for::<MemoryExportResult>()),
             ),
         };
         methods.insert(method.name().to_owned(), json!({"params": params, "result": result}));

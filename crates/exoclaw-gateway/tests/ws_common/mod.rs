@@ -8,6 +8,7 @@ use exoclaw_core::{AgentRunner, EventStream, Provider, ProviderError};
 use exoclaw_core::{AgentRuntime, Bindings};
 use exoclaw_gateway::metrics::Metrics;
 use exoclaw_gateway::{Gateway, GatewayBuilder, StaticModels, app};
+use exoclaw_memory::{Memory, MemoryOptions};
 use exoclaw_store::Store;
 use exoclaw_testkit::runtime::ScriptedRuntime;
 use exoclaw_types::{ChatRequest, Role, StopReason, StreamEvent, Usage};
@@ -146,6 +147,8 @@ pub fn agent(name: &str, provider: Arc<dyn Provider>) -> (String, AgentRunner) {
 pub struct Agents {
     agents: Vec<(String, AgentRunner)>,
     bindings: Option<Bindings>,
+    /// The gateway is given no memory (`[memory] enabled = false`).
+    no_memory: bool,
 }
 
 impl Agents {
@@ -162,6 +165,12 @@ impl Agents {
         self.bindings = Some(bindings);
         self
     }
+
+    /// Serves them on a gateway with no memory.
+    pub fn without_memory(mut self) -> Self {
+        self.no_memory = true;
+        self
+    }
 }
 
 /// A gateway on loopback.
@@ -169,6 +178,8 @@ pub struct Server {
     pub addr: std::net::SocketAddr,
     pub gateway: Arc<Gateway>,
     pub store: Arc<Store>,
+    /// The memory on `store` that `memory.*` reads (unless [`Agents::without_memory`]).
+    pub memory: Arc<Memory>,
     pub server: tokio::task::JoinHandle<()>,
 }
 
@@ -188,10 +199,17 @@ impl Server {
             runtime = runtime.with_bindings(bindings);
         }
         let runtime = Arc::new(runtime);
-        let builder = Gateway::builder(Arc::new(StaticModels::new()))
+        // Memory on the same store, as `exoclaw gateway` has it with `[memory]` on; the
+        // `memory.*` methods ask it no model.
+        let memory =
+            Arc::new(Memory::new(store.clone(), store.clone(), Echo::new(""), MemoryOptions::default()));
+        let mut builder = Gateway::builder(Arc::new(StaticModels::new()))
             .runtime(runtime.clone() as Arc<dyn AgentRuntime>)
             .store(store.clone(), store.clone())
             .metrics(metrics);
+        if !agents.no_memory {
+            builder = builder.memory(Arc::clone(&memory));
+        }
         let gateway = Arc::new(configure(builder).build());
         runtime.set_session_queue(gateway.limits().session_queue);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -201,7 +219,7 @@ impl Server {
         let server = tokio::spawn(async move {
             axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await.unwrap();
         });
-        Self { addr, gateway, store, server }
+        Self { addr, gateway, store, memory, server }
     }
 
     /// One default agent answering with `provider`.
