@@ -5,7 +5,7 @@
 use crate::breaker::Breaker;
 use crate::progress::Place;
 use exoclaw_core::Approver;
-use exoclaw_core::runtime::{AgentRuntime, Target, TurnHandle, TurnInput};
+use exoclaw_core::runtime::{AgentRuntime, Attachments, Outbox, Target, TurnHandle, TurnInput};
 use exoclaw_types::Inbound;
 use serde_json::Value;
 use std::future::Future;
@@ -26,6 +26,32 @@ pub(crate) enum Success {
     Status,
 }
 
+/// What a call sends.
+#[derive(Clone, Copy)]
+pub(crate) enum Body<'a> {
+    /// A JSON document.
+    Json(&'a Value),
+    /// `application/x-www-form-urlencoded` arguments.
+    Form(&'a [(&'a str, String)]),
+    /// A `multipart/form-data` form (files), built again for each try.
+    Multipart(&'a (dyn Fn() -> reqwest::multipart::Form + Send + Sync)),
+    /// Raw bytes.
+    Bytes(&'a bytes::Bytes),
+}
+
+impl Body<'_> {
+    fn put(self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            Self::Json(body) => request.json(body),
+            Self::Form(pairs) => request
+                .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()),
+            Self::Multipart(form) => request.multipart(form()),
+            Self::Bytes(bytes) => request.body(bytes.clone()),
+        }
+    }
+}
+
 /// Sends `body` to `url` with `method` (and `authorization` as the header's whole value, if any)
 /// and returns the platform's answer when it says it worked; the error says what the platform
 /// said. A 429 is retried after the wait the platform asks for (`Retry-After`, or `retry_after`
@@ -40,10 +66,23 @@ pub(crate) async fn call(
     body: &Value,
     success: Success,
 ) -> Result<Value, String> {
+    send(client, breaker, method, url, authorization, Body::Json(body), success).await
+}
+
+/// [`call`] with any [`Body`].
+pub(crate) async fn send(
+    client: &reqwest::Client,
+    breaker: &Breaker,
+    method: reqwest::Method,
+    url: &str,
+    authorization: Option<&str>,
+    body: Body<'_>,
+    success: Success,
+) -> Result<Value, String> {
     let mut last = String::new();
     for attempt in 1..=TRIES {
         breaker.allow(std::time::Instant::now()).map_err(|open| open.to_string())?;
-        let mut request = client.request(method.clone(), url).json(body);
+        let mut request = body.put(client.request(method.clone(), url));
         if let Some(authorization) = authorization {
             request = request.header(reqwest::header::AUTHORIZATION, authorization);
         }
@@ -83,6 +122,10 @@ pub(crate) async fn call(
                     Success::OkField => answer["ok"].as_bool() == Some(true),
                     Success::Status => status.is_success(),
                 };
+                if worked && answer.is_null() {
+                    // A plain-text success (Slack's file upload answers `OK - 1234`).
+                    return Ok(Value::String(text));
+                }
                 if worked {
                     return Ok(answer);
                 }
@@ -142,7 +185,7 @@ pub(crate) fn run_turn<F, Fut>(
     F: FnOnce(String) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    match submit(runtime, inbound, text, models, None) {
+    match submit(runtime, inbound, text, models, Extras::default(), None) {
         Ok(handle) => {
             tokio::spawn(async move { answer(handle.reply_text().await).await });
         }
@@ -152,22 +195,34 @@ pub(crate) fn run_turn<F, Fut>(
     }
 }
 
-/// [`run_turn`] for a chat: asks `approver` (when given: the asker, in the chat) about the
-/// turn's tool calls that need a person's approval, shows the turn's tool calls in a progress
-/// message at `place` when `progress` is given (the shortest time between two of its edits; see
-/// [`crate::progress`]), and delivers the answer there.
+/// What a chat message carries besides its text.
+#[derive(Default)]
+pub(crate) struct Extras {
+    /// Who is asked about the turn's tool calls that need a person's approval (the asker, in
+    /// the chat); `None`: the agent's approver (nobody: refused).
+    pub approver: Option<Arc<dyn Approver>>,
+    /// The files that came with the message.
+    pub attachments: Option<Arc<dyn Attachments>>,
+}
+
+/// [`run_turn`] for a chat: asks `extras.approver` about the turn's gated tool calls, gives the
+/// model the message's files, shows the turn's tool calls in a progress message at `place` when
+/// `progress` is given (the shortest time between two of its edits; see [`crate::progress`]),
+/// delivers the answer there, and then the files the agent sent with it (`send_file`, offered
+/// when the place takes files).
 pub(crate) fn run_turn_asking<P: Place>(
     runtime: &Arc<dyn AgentRuntime>,
     inbound: Inbound,
     text: String,
     models: &[String],
-    approver: Option<Arc<dyn Approver>>,
+    extras: Extras,
     progress: Option<Duration>,
     place: P,
 ) {
-    match submit(runtime, inbound, text, models, approver) {
+    let outbox = (place.max_file_bytes() > 0).then(|| Outbox::new(place.max_file_bytes()));
+    match submit(runtime, inbound, text, models, extras, outbox.clone()) {
         Ok(handle) => {
-            tokio::spawn(crate::progress::follow(handle, place, progress));
+            tokio::spawn(crate::progress::follow(handle, place, progress, outbox));
         }
         Err(refusal) => {
             tokio::spawn(async move { place.answer(&refusal).await });
@@ -181,7 +236,8 @@ fn submit(
     inbound: Inbound,
     text: String,
     models: &[String],
-    approver: Option<Arc<dyn Approver>>,
+    extras: Extras,
+    outbox: Option<Outbox>,
 ) -> Result<TurnHandle, String> {
     let channel = inbound.channel.clone();
     let (model, text) = pick_model(&text, models).map_err(|refusal| format!("Sorry — {refusal}"))?;
@@ -189,8 +245,14 @@ fn submit(
     if let Some(model) = model {
         input = input.with_model(model);
     }
-    if let Some(approver) = approver {
+    if let Some(approver) = extras.approver {
         input = input.with_approver(approver);
+    }
+    if let Some(attachments) = extras.attachments {
+        input = input.with_attachments(attachments);
+    }
+    if let Some(outbox) = outbox {
+        input = input.with_outbox(outbox);
     }
     runtime.submit(Target::Inbound { inbound, agent: None }, input).map_err(|error| {
         tracing::warn!(channel = %channel, "a message could not be submitted: {error}");

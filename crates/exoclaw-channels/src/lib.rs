@@ -9,6 +9,7 @@
 //! - [`split_message`]: long answers cut at a platform's limit on markdown boundaries.
 //! - [`approval`]: gated tool calls asked about in the chat, answered by the user who asked.
 //! - `progress`: a message saying which tools run, edited as they do and then into the answer.
+//! - `files`: a message's files given to the model, and the files the agent sends uploaded.
 //!
 
 mod api;
@@ -17,6 +18,7 @@ mod backoff;
 pub mod breaker;
 pub mod connection;
 pub mod discord;
+mod files;
 pub mod kadi;
 mod progress;
 mod recent;

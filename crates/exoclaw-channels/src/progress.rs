@@ -14,7 +14,7 @@
 
 use crate::split::split_message;
 use async_trait::async_trait;
-use exoclaw_core::runtime::TurnHandle;
+use exoclaw_core::runtime::{Outbox, OutgoingFile, TurnHandle};
 use exoclaw_types::AgentEvent;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -49,6 +49,17 @@ pub(crate) trait Place: Send + Sync + 'static {
     /// Sends the whole answer as new messages, cut at the limit; failures are logged. A turn
     /// without tools, and the fallback when an edit fails.
     async fn answer(&self, answer: &str);
+
+    /// The largest file it takes from the agent (`send_file`); 0: none (the tool is not offered).
+    fn max_file_bytes(&self) -> u64 {
+        0
+    }
+
+    /// Uploads `file` (its content `bytes`) after the answer.
+    async fn send_file(&self, file: &OutgoingFile, bytes: Vec<u8>) -> Result<(), String> {
+        let _ = (file, bytes);
+        Err("this chat takes no files".to_owned())
+    }
 }
 
 /// What became of one tool call.
@@ -154,10 +165,23 @@ impl Steps {
     }
 }
 
-/// Follows the turn `handle` to its end and delivers its answer to `place`: with a progress
-/// message while its tools run when `interval` is given (the shortest time between two edits),
-/// without (the answer posted at the end, as before) when it is `None`.
-pub(crate) async fn follow<P: Place>(mut handle: TurnHandle, place: P, interval: Option<Duration>) {
+/// Follows the turn `handle` to its end and delivers its answer to `place`, then the files its
+/// agent sent (put in `outbox`): with a progress message while its tools run when `interval` is
+/// given (the shortest time between two edits), without (the answer posted at the end, as before)
+/// when it is `None`.
+pub(crate) async fn follow<P: Place>(
+    handle: TurnHandle,
+    place: P,
+    interval: Option<Duration>,
+    outbox: Option<Outbox>,
+) {
+    answer(handle, &place, interval).await;
+    if let Some(outbox) = outbox {
+        crate::files::send_all(&place, outbox.take()).await;
+    }
+}
+
+async fn answer<P: Place>(mut handle: TurnHandle, place: &P, interval: Option<Duration>) {
     let Some(interval) = interval else {
         place.answer(&handle.reply_text().await).await;
         return;
@@ -227,7 +251,7 @@ pub(crate) async fn follow<P: Place>(mut handle: TurnHandle, place: P, interval:
             }
             place.answer(&answer).await;
         }
-        Some(id) => deliver(&place, &id, &answer).await,
+        Some(id) => deliver(place, &id, &answer).await,
     }
 }
 
@@ -326,7 +350,7 @@ mod tests {
     async fn changes_within_the_interval_are_not_edited_in_but_the_answer_always_is() {
         let seen = Seen::default();
         let events = vec![used("1", "a"), result("1", "a", false), used("2", "b"), result("2", "b", false)];
-        follow(turn(events), seen.clone(), Some(Duration::from_secs(3_600))).await;
+        follow(turn(events), seen.clone(), Some(Duration::from_secs(3_600)), None).await;
         let pieces = split_message(&answer_of_a_lost_turn(), 40);
         assert!(pieces.len() > 1, "the answer is longer than a message");
         let mut expected = vec!["post: Working… running `a`".to_owned(), format!("edit 1: {}", pieces[0])];
@@ -338,7 +362,7 @@ mod tests {
     async fn with_no_interval_every_change_is_shown() {
         let seen = Seen::default();
         let events = vec![used("1", "a"), result("1", "a", false), used("2", "b")];
-        follow(turn(events), seen.clone(), Some(Duration::ZERO)).await;
+        follow(turn(events), seen.clone(), Some(Duration::ZERO), None).await;
         let log = seen.log();
         assert_eq!(
             log[..3],
@@ -353,14 +377,15 @@ mod tests {
     #[tokio::test]
     async fn a_refused_edit_sends_the_whole_answer_and_no_tools_no_progress() {
         let seen = Seen { refuse_edits: true, ..Seen::default() };
-        follow(turn(vec![used("1", "a")]), seen.clone(), Some(Duration::ZERO)).await;
+        follow(turn(vec![used("1", "a")]), seen.clone(), Some(Duration::ZERO), None).await;
         assert_eq!(
             seen.log(),
             ["post: Working… running `a`".to_owned(), format!("answer: {}", answer_of_a_lost_turn())]
         );
 
         let seen = Seen::default();
-        follow(turn(vec![AgentEvent::Text { text: "hi".into() }]), seen.clone(), Some(Duration::ZERO)).await;
+        follow(turn(vec![AgentEvent::Text { text: "hi".into() }]), seen.clone(), Some(Duration::ZERO), None)
+            .await;
         assert_eq!(seen.log(), [format!("answer: {}", answer_of_a_lost_turn())]);
     }
 

@@ -14,12 +14,13 @@
 use crate::api::Success;
 use crate::approval::Approvals;
 use crate::breaker::Breaker;
+use crate::files::{ChatFiles, Download, Incoming};
 use crate::recent::Recent;
 use crate::split::split_message;
 use async_trait::async_trait;
 use bytes::Bytes;
 use exoclaw_core::runtime::webhook::{decode_hex, hmac_sha256_matches};
-use exoclaw_core::runtime::{AgentRuntime, Webhook};
+use exoclaw_core::runtime::{AgentRuntime, OutgoingFile, Webhook};
 use exoclaw_types::Inbound;
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,8 @@ pub use socket::{SlackSocket, SocketError};
 const TIMESTAMP_WINDOW_SECS: i64 = 5 * 60;
 /// The characters of one message exoclaw sends (Slack truncates past 40,000 and advises 4,000).
 pub const MESSAGE_LIMIT: usize = 3_900;
+/// The largest file the agent may send (Slack takes up to 1 GB; exoclaw reads a file whole).
+const MAX_UPLOAD_BYTES: u64 = 50_000_000;
 /// How many event ids are remembered to recognise Slack's retries.
 const REMEMBERED_EVENTS: usize = 4_096;
 
@@ -131,6 +134,56 @@ struct Event {
     ts: Option<String>,
     #[serde(default)]
     thread_ts: Option<String>,
+    /// The files shared with the message.
+    #[serde(default)]
+    files: Vec<SlackFile>,
+    /// A `reaction_added`'s emoji name (`white_check_mark`).
+    #[serde(default)]
+    reaction: Option<String>,
+    /// What a `reaction_added` reacted to.
+    #[serde(default)]
+    item: Option<ReactedItem>,
+}
+
+/// The message a reaction was added to.
+#[derive(Deserialize)]
+struct ReactedItem {
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    ts: Option<String>,
+}
+
+/// A file shared in Slack, as an event gives it.
+#[derive(Deserialize)]
+struct SlackFile {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    mimetype: Option<String>,
+    #[serde(default)]
+    size: Option<u64>,
+    /// Downloadable with the bot token (scope `files:read`).
+    #[serde(default)]
+    url_private_download: Option<String>,
+    #[serde(default)]
+    url_private: Option<String>,
+    /// The file's page in Slack, for the user.
+    #[serde(default)]
+    permalink: Option<String>,
+}
+
+impl SlackFile {
+    fn incoming(self) -> Option<Incoming> {
+        let source = self.url_private_download.or(self.url_private)?;
+        Some(Incoming {
+            name: self.name.unwrap_or_else(|| "file".to_owned()),
+            media_type: self.mimetype,
+            bytes: self.size,
+            source,
+            link: self.permalink,
+        })
+    }
 }
 
 /// Where an answer goes.
@@ -234,12 +287,22 @@ impl SlackChannel {
         }
     }
 
-    /// Submits the event's message as a turn and, on its own task, answers it.
+    /// Submits the event's message as a turn and, on its own task, answers it; a reaction may
+    /// answer an approval prompt.
     fn take(&self, team: &str, event: Event) {
+        if event.kind == "reaction_added" {
+            if let (Some(user), Some(reaction), Some(item)) = (&event.user, &event.reaction, &event.item)
+                && let (Some(channel), Some(ts)) = (&item.channel, &item.ts)
+            {
+                crate::approval::slack::react(&self.approvals, &self.shared, user, reaction, channel, ts);
+            }
+            return;
+        }
         let is_dm = event.channel_type.as_deref() == Some("im");
         let wanted = event.kind == "app_mention" || (event.kind == "message" && is_dm);
-        // Edits, joins and bot messages (ours included) are not questions.
-        if !wanted || event.subtype.is_some() || event.bot_id.is_some() {
+        // Edits, joins and bot messages (ours included) are not questions; a message with files is.
+        let plain = event.subtype.as_deref().is_none_or(|subtype| subtype == "file_share");
+        if !wanted || !plain || event.bot_id.is_some() {
             return;
         }
         let (Some(user), Some(channel)) = (event.user, event.channel) else { return };
@@ -264,16 +327,11 @@ impl SlackChannel {
             thread_ts: reply_to.thread_ts.clone(),
         };
         let approver = self.approvals.approver(&asker, format!("<@{asker}>"), &reply_to.channel, place);
+        let files = event.files.into_iter().filter_map(SlackFile::incoming).collect();
+        let attachments = ChatFiles::attach(files, Arc::clone(&self.shared));
         let place = Reply { shared: Arc::clone(&self.shared), to: reply_to };
-        crate::api::run_turn_asking(
-            &self.runtime,
-            inbound,
-            text,
-            &self.models,
-            approver,
-            self.progress,
-            place,
-        );
+        let extras = crate::api::Extras { approver, attachments };
+        crate::api::run_turn_asking(&self.runtime, inbound, text, &self.models, extras, self.progress, place);
     }
 }
 
@@ -312,6 +370,59 @@ impl crate::progress::Place for Reply {
     async fn answer(&self, answer: &str) {
         self.shared.answer(&self.to, answer).await;
     }
+
+    fn max_file_bytes(&self) -> u64 {
+        MAX_UPLOAD_BYTES
+    }
+
+    /// Slack's upload in three steps: reserve (`files.getUploadURLExternal`, form-encoded: it
+    /// refuses JSON), send the bytes to the URL it gives, then share the file in the thread
+    /// (`files.completeUploadExternal`).
+    async fn send_file(&self, file: &OutgoingFile, bytes: Vec<u8>) -> Result<(), String> {
+        let arguments = [("filename", file.name.clone()), ("length", bytes.len().to_string())];
+        let reserved = self.shared.form("files.getUploadURLExternal", &arguments).await?;
+        let (Some(url), Some(id)) = (reserved["upload_url"].as_str(), reserved["file_id"].as_str()) else {
+            return Err("files.getUploadURLExternal: no upload_url or file_id in Slack's answer".to_owned());
+        };
+        let bytes = Bytes::from(bytes);
+        let shared = &self.shared;
+        crate::api::send(
+            &shared.client,
+            &shared.breaker,
+            reqwest::Method::POST,
+            url,
+            None,
+            crate::api::Body::Bytes(&bytes),
+            Success::Status,
+        )
+        .await
+        .map_err(|e| format!("the upload: {e}"))?;
+        let mut body = json!({"files": [{"id": id, "title": file.name}], "channel_id": self.to.channel});
+        if let Some(thread) = &self.to.thread_ts {
+            body["thread_ts"] = json!(thread);
+        }
+        if let Some(caption) = &file.caption {
+            body["initial_comment"] = json!(caption);
+        }
+        shared.post("files.completeUploadExternal", &body).await.map(|_| ())
+    }
+}
+
+/// Downloads a file shared in Slack with the bot token — only from Slack itself (a file URL on
+/// another host is not sent the token).
+#[async_trait]
+impl Download for Arc<Shared> {
+    async fn download(&self, file: &Incoming, limit: u64) -> Result<Vec<u8>, String> {
+        let host = |url: &str| reqwest::Url::parse(url).ok()?.host_str().map(str::to_owned);
+        let on_slack = host(&file.source).is_some_and(|on| {
+            on == "slack.com" || on.ends_with(".slack.com") || Some(&on) == host(&self.api_base).as_ref()
+        });
+        if !on_slack {
+            return Err("its URL is not on Slack, so it was not fetched with the bot's token".to_owned());
+        }
+        let authorization = format!("Bearer {}", self.token);
+        crate::files::get(&self.client, &file.source, Some(&authorization), limit).await
+    }
 }
 
 impl Shared {
@@ -327,6 +438,23 @@ impl Shared {
                 return;
             }
         }
+    }
+
+    /// Calls the Web API method with form-encoded `arguments` (for the methods that take no JSON).
+    async fn form(&self, method: &str, arguments: &[(&str, String)]) -> Result<Value, String> {
+        let url = format!("{}/{method}", self.api_base);
+        let authorization = format!("Bearer {}", self.token);
+        crate::api::send(
+            &self.client,
+            &self.breaker,
+            reqwest::Method::POST,
+            &url,
+            Some(&authorization),
+            crate::api::Body::Form(arguments),
+            Success::OkField,
+        )
+        .await
+        .map_err(|e| format!("{method}: {e}"))
     }
 
     /// Calls the Web API method with `body`.

@@ -13,11 +13,12 @@
 use crate::api::Success;
 use crate::approval::Approvals;
 use crate::breaker::Breaker;
+use crate::files::{ChatFiles, Download, Incoming};
 use crate::recent::Recent;
 use crate::split::split_message;
 use async_trait::async_trait;
 use bytes::Bytes;
-use exoclaw_core::runtime::{AgentRuntime, Webhook};
+use exoclaw_core::runtime::{AgentRuntime, OutgoingFile, Webhook};
 use exoclaw_types::Inbound;
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,8 @@ pub use poll::{PollError, TelegramPoller};
 
 /// The characters of one message exoclaw sends (Telegram's limit is 4,096).
 pub const MESSAGE_LIMIT: usize = 4_000;
+/// The largest file the agent may send (a bot may upload up to 50 MB).
+const MAX_UPLOAD_BYTES: u64 = 50_000_000;
 /// How many update ids are remembered to recognise redeliveries.
 const REMEMBERED_UPDATES: usize = 4_096;
 /// The header carrying the webhook's secret token.
@@ -81,6 +84,25 @@ pub struct TelegramConfig {
     pub api_base: String,
     /// Telegram user ids allowed to talk to the agents; empty: everyone.
     pub allow_users: Vec<i64>,
+    /// In `polling` mode, how long each `getUpdates` waits for an update before asking again, in
+    /// seconds (1 to 50, Telegram's longest; default 30). Shorter suits a proxy that cuts idle
+    /// connections.
+    #[serde(deserialize_with = "poll_timeout_secs")]
+    pub poll_timeout_secs: u64,
+}
+
+/// The longest long poll Telegram holds.
+pub const MAX_POLL_TIMEOUT_SECS: u64 = 50;
+
+/// `poll_timeout_secs`, read and checked: 1 to 50 seconds.
+fn poll_timeout_secs<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let secs = u64::deserialize(deserializer)?;
+    match secs {
+        1..=MAX_POLL_TIMEOUT_SECS => Ok(secs),
+        _ => Err(serde::de::Error::custom(format!(
+            "poll_timeout_secs must be between 1 and {MAX_POLL_TIMEOUT_SECS} (seconds; Telegram holds a poll at most 50 s), not {secs}; the default is 30"
+        ))),
+    }
 }
 
 impl Default for TelegramConfig {
@@ -92,6 +114,7 @@ impl Default for TelegramConfig {
             bot_username: None,
             api_base: "https://api.telegram.org".into(),
             allow_users: Vec::new(),
+            poll_timeout_secs: 30,
         }
     }
 }
@@ -114,8 +137,62 @@ struct Message {
     from: Option<User>,
     #[serde(default)]
     text: Option<String>,
+    /// A photo's or a document's text.
+    #[serde(default)]
+    caption: Option<String>,
+    /// A photo, in the sizes Telegram keeps (smallest first).
+    #[serde(default)]
+    photo: Vec<PhotoSize>,
+    /// A file sent as a document.
+    #[serde(default)]
+    document: Option<Document>,
     #[serde(default)]
     reply_to_message: Option<Box<Message>>,
+}
+
+#[derive(Deserialize)]
+struct PhotoSize {
+    file_id: String,
+    #[serde(default)]
+    file_size: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Document {
+    file_id: String,
+    #[serde(default)]
+    file_name: Option<String>,
+    #[serde(default)]
+    mime_type: Option<String>,
+    #[serde(default)]
+    file_size: Option<u64>,
+}
+
+impl Message {
+    /// The message's files: its photo (the largest size exoclaw downloads) and its document.
+    fn files(&self) -> Vec<Incoming> {
+        let photo = self
+            .photo
+            .iter()
+            .rev()
+            .find(|size| size.file_size.is_none_or(|bytes| bytes <= crate::files::MAX_DOWNLOAD_BYTES))
+            .or(self.photo.last())
+            .map(|size| Incoming {
+                name: "photo.jpg".to_owned(),
+                media_type: Some("image/jpeg".to_owned()),
+                bytes: size.file_size,
+                source: size.file_id.clone(),
+                link: None,
+            });
+        let document = self.document.as_ref().map(|document| Incoming {
+            name: document.file_name.clone().unwrap_or_else(|| "document".to_owned()),
+            media_type: document.mime_type.clone(),
+            bytes: document.file_size,
+            source: document.file_id.clone(),
+            link: None,
+        });
+        photo.into_iter().chain(document).collect()
+    }
 }
 
 #[derive(Deserialize)]
@@ -156,6 +233,8 @@ pub struct TelegramChannel {
 pub(crate) struct Sender {
     /// `{api_base}/bot{token}`: the token is part of the URL, which is never logged.
     base: String,
+    /// `{api_base}/file/bot{token}`: where files are downloaded from.
+    files: String,
     client: reqwest::Client,
     breaker: Breaker,
 }
@@ -185,6 +264,7 @@ impl TelegramChannel {
             allow_users: config.allow_users.clone(),
             send: Arc::new(Sender {
                 base: format!("{}/bot{bot_token}", config.api_base.trim_end_matches('/')),
+                files: format!("{}/file/bot{bot_token}", config.api_base.trim_end_matches('/')),
                 client,
                 breaker: Breaker::default(),
             }),
@@ -249,7 +329,12 @@ impl TelegramChannel {
     }
 
     fn take(&self, message: Message) {
-        let Some(text) = message.text.clone() else { return };
+        // A photo's or a document's text is its caption; a file may come without a word.
+        let files = message.files();
+        let text = message.text.clone().or_else(|| message.caption.clone()).unwrap_or_default();
+        if text.trim().is_empty() && files.is_empty() {
+            return;
+        }
         let Some(from) = &message.from else { return };
         if from.is_bot || !self.addressed(&message, &text) {
             return;
@@ -276,15 +361,9 @@ impl TelegramChannel {
         let approver = self.approvals.approver(&from.id.to_string(), shown, &chat.to_string(), place);
         let place = Reply { send: Arc::clone(&self.send), chat, reply_to };
         let text = text.trim().to_owned();
-        crate::api::run_turn_asking(
-            &self.runtime,
-            inbound,
-            text,
-            &self.models,
-            approver,
-            self.progress,
-            place,
-        );
+        let attachments = ChatFiles::attach(files, Arc::clone(&self.send));
+        let extras = crate::api::Extras { approver, attachments };
+        crate::api::run_turn_asking(&self.runtime, inbound, text, &self.models, extras, self.progress, place);
     }
 }
 
@@ -320,6 +399,54 @@ impl crate::progress::Place for Reply {
 
     async fn answer(&self, answer: &str) {
         self.send.answer(self.chat, self.reply_to, answer).await;
+    }
+
+    fn max_file_bytes(&self) -> u64 {
+        MAX_UPLOAD_BYTES
+    }
+
+    /// `sendDocument` (multipart), as a reply to the question.
+    async fn send_file(&self, file: &OutgoingFile, bytes: Vec<u8>) -> Result<(), String> {
+        let reply = json!({"message_id": self.reply_to}).to_string();
+        let (chat, name, caption) = (self.chat.to_string(), file.name.clone(), file.caption.clone());
+        let bytes = Bytes::from(bytes);
+        let form = move || {
+            let document = reqwest::multipart::Part::stream(bytes.clone()).file_name(name.clone());
+            let form = reqwest::multipart::Form::new()
+                .text("chat_id", chat.clone())
+                .text("reply_parameters", reply.clone())
+                .part("document", document);
+            match &caption {
+                Some(caption) => form.text("caption", caption.clone()),
+                None => form,
+            }
+        };
+        let url = format!("{}/sendDocument", self.send.base);
+        crate::api::send(
+            &self.send.client,
+            &self.send.breaker,
+            reqwest::Method::POST,
+            &url,
+            None,
+            crate::api::Body::Multipart(&form),
+            Success::OkField,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("sendDocument: {e}"))
+    }
+}
+
+/// Downloads a file sent to the bot: `getFile` names its path, then the file is fetched from
+/// the Bot API's file URL.
+#[async_trait]
+impl Download for Arc<Sender> {
+    async fn download(&self, file: &Incoming, limit: u64) -> Result<Vec<u8>, String> {
+        let found = self.call("getFile", &json!({"file_id": file.source})).await?;
+        let path = found["result"]["file_path"].as_str().ok_or(
+            "getFile: no file_path in Telegram's answer (a file over 20 MB cannot be downloaded by a bot)",
+        )?;
+        crate::files::get(&self.client, &format!("{}/{path}", self.files), None, limit).await
     }
 }
 

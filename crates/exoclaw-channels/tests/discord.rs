@@ -63,7 +63,7 @@ async fn a_mention_is_answered_as_a_reply_and_other_guild_messages_are_not_quest
     let f = connected(2).await;
     let identify = f.gateway.received().into_iter().find(|p| p["op"] == 2).unwrap();
     assert_eq!(identify["d"]["token"], "bot-token");
-    assert_eq!(identify["d"]["intents"], json!((1 << 9) | (1 << 12) | (1 << 15)));
+    assert_eq!(identify["d"]["intents"], json!((1 << 9) | (1 << 10) | (1 << 12) | (1 << 13) | (1 << 15)));
 
     f.gateway.dispatch(
         "MESSAGE_CREATE",
@@ -224,7 +224,7 @@ async fn a_gated_call_is_asked_with_buttons_and_runs_once_the_asker_approves_at_
     assert_eq!(labels, ["Approve", "Approve for this session", "Deny"]);
     let content = prompt.body["content"].as_str().unwrap();
     assert!(content.contains("`deploy`") && content.contains("\"target\": \"<prod>\""), "{content}");
-    assert!(content.contains("Only <@U1> can answer."), "{content}");
+    assert!(content.contains("Only <@U1> can answer (a button, or react ✅ or ❌)."), "{content}");
 
     // The prompt was posted by the Gateway connection; its press reaches the endpoint.
     let response = f.press(&prompt, "U1", "Approve").await;
@@ -364,4 +364,88 @@ async fn an_edit_discord_refuses_still_gets_the_answer_posted() {
     assert_eq!((all[2].method.as_str(), all[2].path.as_str()), ("POST", "/channels/C1/messages"));
     assert_eq!(all[2].body["content"], common::COUNTED);
     assert_eq!(all[2].body["message_reference"]["message_id"], "m1");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files, and approvals by reaction
+
+/// A bot on a fake Gateway whose turns `runtime` answers through `api`, without progress.
+async fn bot_on(
+    api: &ScriptedServer,
+    runtime: Arc<dyn exoclaw_core::runtime::AgentRuntime>,
+) -> (FakeGateway, CancellationToken) {
+    let gateway = FakeGateway::start(200).await;
+    let config =
+        DiscordConfig { gateway_url: gateway.url(), api_base: api.url(), ..DiscordConfig::default() };
+    let bot = DiscordGateway::new(&config, "bot-token", runtime).with_progress(false);
+    let stop = CancellationToken::new();
+    tokio::spawn(Arc::new(bot).run(stop.clone()));
+    exoclaw_testkit::until("the bot identified", || gateway.connected().then_some(())).await;
+    (gateway, stop)
+}
+
+#[tokio::test]
+async fn an_attached_image_reaches_the_model_as_an_image_from_the_cdn() {
+    let cdn = ScriptedServer::start([Reply::bytes(200, "image/png", common::PNG)]).await;
+    let api = rest(1).await;
+    let (gateway, stop) = bot_on(&api, common::runtime(&common::seeing_model(), None).await).await;
+    let mut question =
+        discord::message_create("m1", "C1", Some("G1"), "U1", &format!("<@{BOT_ID}> what is this?"), true);
+    question["attachments"] = json!([{"id": "a1", "filename": "cat.png", "content_type": "image/png",
+        "size": common::PNG.len(), "url": format!("{}/attachments/1/2/cat.png?ex=1&is=2&hm=3", cdn.url())}]);
+    gateway.dispatch("MESSAGE_CREATE", question);
+    let answer = calls(&api, 1).await.remove(0);
+    stop.cancel();
+    assert_eq!(
+        answer.body["content"],
+        "saw: what is this? / [Attached image: `cat.png` (image/png, 16 bytes).] + 1 image(s)"
+    );
+    let download = cdn.request();
+    assert_eq!(download.path, "/attachments/1/2/cat.png");
+    assert_eq!(download.header("authorization"), None, "the bot's token goes only to the API");
+}
+
+#[tokio::test]
+async fn a_file_the_agent_sends_is_attached_to_a_reply() {
+    let api = rest(2).await;
+    let (_workspace, runtime) = common::sending_runtime().await;
+    let (gateway, stop) = bot_on(&api, runtime).await;
+    gateway.dispatch(
+        "MESSAGE_CREATE",
+        discord::message_create("m1", "C1", Some("G1"), "U1", &format!("<@{BOT_ID}> the report"), true),
+    );
+    let all = calls(&api, 2).await;
+    stop.cancel();
+    assert_eq!(all[0].body["content"], common::SENT);
+    assert_eq!((all[1].method.as_str(), all[1].path.as_str()), ("POST", "/channels/C1/messages"));
+    assert_eq!(all[1].header("authorization"), Some("Bot bot-token"));
+    let fields = all[1].form_data();
+    let payload: serde_json::Value = serde_json::from_str(&fields[0].text()).unwrap();
+    assert_eq!(fields[0].name, "payload_json");
+    assert_eq!(payload["content"], "Q3 totals");
+    assert_eq!(payload["message_reference"], json!({"message_id": "m1"}));
+    assert_eq!(payload["attachments"], json!([{"id": 0, "filename": "report.csv"}]));
+    assert_eq!((fields[1].name.as_str(), fields[1].filename.as_deref()), ("files[0]", Some("report.csv")));
+    assert_eq!(fields[1].text(), common::REPORT);
+}
+
+#[tokio::test]
+async fn the_askers_reaction_answers_a_prompt_and_the_bots_or_anothers_changes_nothing() {
+    let f = deploying(3, Duration::from_secs(60)).await;
+    f.asked().await;
+    // The fake gave the prompt the id 50000.
+    f.gateway.dispatch("MESSAGE_REACTION_ADD", discord::reaction_add(BOT_ID, "C1", "50000", "✅"));
+    f.gateway.dispatch("MESSAGE_REACTION_ADD", discord::reaction_add("U2", "C1", "50000", "✅"));
+    f.gateway.dispatch("MESSAGE_REACTION_ADD", discord::reaction_add("U1", "C1", "50000", "🎉"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(f.deploy.deployed().is_empty(), "nothing answered the prompt");
+    assert_eq!(f.api.requests().len(), 1);
+
+    f.gateway.dispatch("MESSAGE_REACTION_ADD", discord::reaction_add("U1", "C1", "50000", "👍"));
+    let all = calls(&f.api, 3).await;
+    let edit = all.iter().find(|c| c.method == "PATCH").unwrap();
+    assert_eq!(edit.path, "/channels/C1/messages/50000");
+    assert!(edit.body["content"].as_str().unwrap().ends_with("✅ Approved by <@U1>."), "{:?}", edit.body);
+    assert_eq!(edit.body["components"], json!([]));
+    assert_eq!(f.deploy.deployed(), ["<prod>"]);
 }

@@ -335,7 +335,7 @@ async fn a_gated_call_is_asked_in_the_thread_and_runs_once_the_asker_approves() 
     assert!(text.contains("`deploy`"), "{text}");
     assert!(text.contains("\"target\": \"&lt;prod&gt;\""), "the arguments, escaped: {text}");
     assert!(text.contains("Touches: command `deploy &lt;prod&gt;`"), "{text}");
-    assert!(text.contains("Only <@U1> can answer."), "{text}");
+    assert!(text.contains("Only <@U1> can answer (a button, or react ✅ or ❌)."), "{text}");
     assert!(deploy.deployed().is_empty(), "nothing runs before the answer");
 
     press(&channel, "U1", "1700000000.000000", &button(&prompt, "Approve")).await;
@@ -619,4 +619,113 @@ async fn after_an_approval_prompt_the_answer_is_posted_below_it_and_the_progress
     assert_eq!(answers[0].path, "/chat.postMessage", "below the prompt, where the asker looks");
     let edited = all.iter().find(|c| c.path == "/chat.update" && c.body["ts"] == ts(progress)).unwrap();
     assert_eq!(edited.body["text"], "Ran `deploy`.");
+}
+
+/// A mention in `C1` sharing a file served by `files` at `/files/T1/NAME`.
+fn mention_with_file(files: &ScriptedServer, name: &str, mimetype: &str, size: usize) -> Value {
+    let mut event = slack::mention("Ev1", "T1", "C1", "U1", "what is in it?", "1700000000.000100");
+    event["event"]["files"] = json!([{
+        "id": "F1", "name": name, "mimetype": mimetype, "size": size,
+        "url_private_download": format!("{}/files/T1/{name}", files.url()),
+        "permalink": "https://example.slack.com/files/U1/F1",
+    }]);
+    event
+}
+
+#[tokio::test]
+async fn a_shared_image_reaches_the_model_as_an_image_fetched_with_the_bot_token() {
+    let files =
+        ScriptedServer::start([exoclaw_testkit::server::Reply::bytes(200, "image/png", common::PNG)]).await;
+    let api = slack::web_api(1).await;
+    let channel = channel(&api, &common::seeing_model(), |_| {}).await;
+    deliver(&channel, &mention_with_file(&files, "chart.png", "image/png", common::PNG.len())).await;
+    let answer = calls(&api, 1).await.remove(0);
+    assert_eq!(
+        answer.body["text"],
+        "saw: what is in it? / [Attached image: `chart.png` (image/png, 16 bytes).] + 1 image(s)"
+    );
+    let download = files.request();
+    assert_eq!(download.path, "/files/T1/chart.png");
+    assert_eq!(download.header("authorization"), Some("Bearer xoxb-test-token"));
+}
+
+#[tokio::test]
+async fn a_file_on_another_host_is_not_fetched_with_the_token_and_the_model_is_told() {
+    let api = slack::web_api(1).await;
+    let channel = channel(&api, &common::seeing_model(), |_| {}).await;
+    let mut event = slack::direct_message("Ev1", "T1", "U1", "", "1700000000.000100");
+    event["event"]["subtype"] = json!("file_share");
+    event["event"]["files"] = json!([{"name": "notes.txt", "mimetype": "text/plain",
+        "url_private_download": "http://files.example.net/notes.txt"}]);
+    deliver(&channel, &event).await;
+    let answer = calls(&api, 1).await.remove(0);
+    assert_eq!(
+        answer.body["text"],
+        "saw: [Attached: `notes.txt` (text/plain). It could not be downloaded: its URL is not on Slack, so it was not fetched with the bot's token.] + 0 image(s)",
+        "a file sent without a word is still a message"
+    );
+}
+
+#[tokio::test]
+async fn a_file_the_agent_sends_is_uploaded_into_the_thread_after_the_answer() {
+    let upload = ScriptedServer::start([exoclaw_testkit::server::Reply::text(200, "OK - 31")]).await;
+    let api = ScriptedServer::start([
+        exoclaw_testkit::server::Reply::json(200, &json!({"ok": true, "ts": "1700000001.000001"})),
+        exoclaw_testkit::server::Reply::json(
+            200,
+            &json!({"ok": true, "upload_url": format!("{}/upload/v1/abc", upload.url()), "file_id": "F77"}),
+        ),
+        exoclaw_testkit::server::Reply::json(200, &json!({"ok": true, "files": [{"id": "F77"}]})),
+    ])
+    .await;
+    let (_workspace, runtime) = common::sending_runtime().await;
+    let config = SlackConfig { api_base: api.url(), ..SlackConfig::default() };
+    let channel =
+        SlackChannel::new(&config, SECRET.into(), "xoxb-test-token".into(), runtime).with_progress(false);
+    deliver(&channel, &slack::mention("Ev1", "T1", "C1", "U1", "the report please", "1700000000.000100"))
+        .await;
+    let all = calls(&api, 3).await;
+    assert_eq!(all[0].path, "/chat.postMessage");
+    assert_eq!(all[0].body["text"], common::SENT);
+    assert_eq!(all[1].path, "/files.getUploadURLExternal");
+    assert_eq!(all[1].header("content-type"), Some("application/x-www-form-urlencoded"));
+    assert_eq!(all[1].form_field("filename").as_deref(), Some("report.csv"));
+    assert_eq!(all[1].form_field("length").as_deref(), Some("31"));
+    assert_eq!(all[1].header("authorization"), Some("Bearer xoxb-test-token"));
+    let sent = upload.request();
+    assert_eq!(sent.raw, common::REPORT.as_bytes());
+    assert_eq!(sent.header("authorization"), None, "the upload URL carries its own authority");
+    assert_eq!(all[2].path, "/files.completeUploadExternal");
+    assert_eq!(
+        all[2].body,
+        json!({"files": [{"id": "F77", "title": "report.csv"}], "channel_id": "C1",
+            "thread_ts": "1700000000.000100", "initial_comment": "Q3 totals"})
+    );
+}
+
+#[tokio::test]
+async fn the_askers_reaction_to_a_prompt_answers_it_and_anothers_changes_nothing() {
+    let (channel, api, deploy) = deploying(3, Duration::from_secs(60)).await;
+    deliver(&channel, &slack::mention("Ev1", "T1", "C1", "U1", "ship it", "1700000000.000100")).await;
+    calls(&api, 1).await;
+    let reaction = |id: &str, user: &str, emoji: &str| {
+        slack::event_callback(
+            id,
+            "T1",
+            json!({"type": "reaction_added", "user": user, "reaction": emoji,
+            "item": {"type": "message", "channel": "C1", "ts": "1700000000.000000"},
+            "item_user": "UBOT", "event_ts": "1700000002.000000"}),
+        )
+    };
+    deliver(&channel, &reaction("Ev2", "U2", "white_check_mark")).await;
+    deliver(&channel, &reaction("Ev3", "U1", "eyes")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(deploy.deployed().is_empty(), "another user's reaction, or another emoji, answers nothing");
+    assert_eq!(api.requests().len(), 1);
+
+    deliver(&channel, &reaction("Ev4", "U1", "+1::skin-tone-2")).await;
+    let all = calls(&api, 3).await;
+    let update = find(&all, "/chat.update");
+    assert!(update.body["text"].as_str().unwrap().ends_with("✅ Approved by <@U1>."), "{:?}", update.body);
+    assert_eq!(deploy.deployed(), ["<prod>"]);
 }

@@ -389,3 +389,69 @@ async fn an_edit_telegram_refuses_still_gets_the_answer_sent() {
         json!({"chat_id": 42, "text": common::COUNTED, "reply_parameters": {"message_id": 10}})
     );
 }
+
+#[tokio::test]
+async fn a_document_sent_to_the_bot_reaches_the_model_as_text_with_its_caption() {
+    let api = FakeBotApi::start("123:ABC").await;
+    api.add_file("BQAD1", "documents/file_7.csv", common::REPORT.as_bytes());
+    let stop = CancellationToken::new();
+    let _polling = poll(&api, "123:ABC", common::runtime(&common::seeing_model(), None).await, &stop);
+    let document = ("BQAD1", "report.csv", "text/csv", common::REPORT.len());
+    api.push(telegram::document_message(1, 10, 42, (42, "alice"), document, Some("sum it up")));
+    let sent = api.sent(1).await;
+    assert_eq!(
+        sent[0]["text"],
+        format!(
+            "saw: sum it up / [Attached file: `report.csv` (text/csv, 31 bytes).]\n```\n{}\n``` + 0 image(s)",
+            common::REPORT
+        )
+    );
+    assert_eq!(api.calls("getFile"), [json!({"file_id": "BQAD1"})]);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_file_telegram_cannot_give_is_named_to_the_model_and_the_turn_goes_on() {
+    let api = FakeBotApi::start("123:ABC").await;
+    let stop = CancellationToken::new();
+    let _polling = poll(&api, "123:ABC", common::runtime(&common::seeing_model(), None).await, &stop);
+    let document = ("GONE", "old.pdf", "application/pdf", 2_000);
+    api.push(telegram::document_message(1, 10, 42, (42, "alice"), document, None));
+    let sent = api.sent(1).await;
+    assert_eq!(
+        sent[0]["text"],
+        "saw: [Attached: `old.pdf` (application/pdf, 2 KB). It could not be downloaded: getFile: 400 Bad Request: Bad Request: invalid file_id.] + 0 image(s)"
+    );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_file_the_agent_sends_is_a_document_replying_to_the_question() {
+    let api = FakeBotApi::start("123:ABC").await;
+    let (_workspace, runtime) = common::sending_runtime().await;
+    let stop = CancellationToken::new();
+    let _polling = poll(&api, "123:ABC", runtime, &stop);
+    api.push(telegram::message(1, 10, 42, "private", (42, "alice"), "the report please"));
+    exoclaw_testkit::until("a sendDocument call", || api.calls("sendDocument").pop()).await;
+    let answer = api.calls("sendMessage").into_iter().find(|m| m["text"] == common::SENT);
+    assert!(answer.is_some(), "{:?}", api.calls("sendMessage"));
+    let document = api.calls("sendDocument").remove(0);
+    assert_eq!(document["chat_id"], "42");
+    assert_eq!(document["caption"], "Q3 totals");
+    assert_eq!(document["reply_parameters"], json!({"message_id": 10}).to_string());
+    assert_eq!(document["document"], json!({"filename": "report.csv", "content": common::REPORT}));
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn the_long_poll_lasts_what_the_configuration_says() {
+    let api = FakeBotApi::start("123:ABC").await;
+    let config = TelegramConfig { api_base: api.url(), poll_timeout_secs: 7, ..TelegramConfig::default() };
+    let poller =
+        Arc::new(TelegramPoller::new(&config, "123:ABC", common::runtime(&echo_model(), None).await));
+    let stop = CancellationToken::new();
+    let _polling = tokio::spawn(poller.run(stop.clone()));
+    let first = exoclaw_testkit::until("a getUpdates call", || api.calls("getUpdates").pop()).await;
+    assert_eq!(first["timeout"], 7);
+    stop.cancel();
+}

@@ -165,6 +165,12 @@ pub fn message_create(
     message
 }
 
+/// A `MESSAGE_REACTION_ADD` of `emoji` by `user` on the message `message` in `channel`.
+pub fn reaction_add(user: &str, channel: &str, message: &str, emoji: &str) -> Value {
+    json!({"user_id": user, "channel_id": channel, "message_id": message, "guild_id": "G1",
+        "emoji": {"id": null, "name": emoji}})
+}
+
 /// A key pair for the Interactions endpoint: the public key (hex, as the application's page shows
 /// it) and a signer.
 pub fn interaction_keys() -> (String, SigningKey) {

@@ -12,7 +12,7 @@ use exoclaw_core::{
     AgentRunner, AgentRuntime, Bindings, EventSink, NewSession, NoCheckpoints, SessionStore, Target,
     TurnError, TurnHandle, TurnInput,
 };
-use exoclaw_types::{AgentEvent, Message, SessionId};
+use exoclaw_types::{AgentEvent, SessionId};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -122,7 +122,11 @@ impl AgentRuntime for ScriptedRuntime {
                     Some(approver) => runner.with_approver(Arc::clone(approver)),
                     None => runner,
                 };
-                let run = runner.start(history, Message::user(text.clone()));
+                let runner = match &input.outbox {
+                    Some(outbox) => runner.with_outbox(outbox),
+                    None => runner,
+                };
+                let run = runner.start(history, input.user_message(text.clone()).await);
                 let payer = input.payer.as_deref();
                 let result = runner.drive_checkpointed(run, id, &cancel, &sink, &NoCheckpoints, payer).await;
                 let model = runner.display_model().to_owned();

@@ -83,6 +83,17 @@ impl Reply {
         }
     }
 
+    /// A reply whose body is `bytes`, of `content_type` (a file a platform serves).
+    pub fn bytes(status: u16, content_type: &str, bytes: &[u8]) -> Self {
+        Self {
+            delay: Duration::ZERO,
+            status,
+            headers: vec![("content-type".into(), content_type.into())],
+            body: vec![Piece::Bytes(Bytes::copy_from_slice(bytes))],
+            ending: Ending::Close,
+        }
+    }
+
     /// Adds a header.
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.into(), value.into()));
@@ -126,6 +137,8 @@ pub struct Recorded {
     pub headers: HashMap<String, String>,
     /// The body parsed as JSON (`Null` when empty or not JSON).
     pub body: Value,
+    /// The body as sent.
+    pub raw: Bytes,
 }
 
 impl Recorded {
@@ -133,6 +146,107 @@ impl Recorded {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
     }
+
+    /// The fields of a `multipart/form-data` body (empty when it is not one).
+    pub fn form_data(&self) -> Vec<FormField> {
+        let boundary = self
+            .header("content-type")
+            .and_then(|value| value.split(';').find_map(|part| part.trim().strip_prefix("boundary=")))
+            .map(|boundary| boundary.trim_matches('"').to_owned());
+        boundary.map(|boundary| form_data(&self.raw, &boundary)).unwrap_or_default()
+    }
+
+    /// The value of `name` in an `application/x-www-form-urlencoded` body.
+    pub fn form_field(&self, name: &str) -> Option<String> {
+        let body = std::str::from_utf8(&self.raw).ok()?;
+        body.split('&').filter_map(|pair| pair.split_once('=')).find(|(key, _)| *key == name).map(
+            |(_, value)| {
+                let bytes = value.replace('+', " ");
+                percent_decode(&bytes)
+            },
+        )
+    }
+}
+
+/// One field of a `multipart/form-data` body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormField {
+    /// Its `name`.
+    pub name: String,
+    /// Its `filename`, for a file.
+    pub filename: Option<String>,
+    /// Its content.
+    pub content: Vec<u8>,
+}
+
+impl FormField {
+    /// The content as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.content).into_owned()
+    }
+}
+
+/// The fields of a multipart `body` cut at `boundary` (RFC 7578).
+fn form_data(body: &[u8], boundary: &str) -> Vec<FormField> {
+    let delimiter = format!("--{boundary}");
+    let mut fields = Vec::new();
+    for part in split(body, delimiter.as_bytes()).into_iter().skip(1) {
+        if part.starts_with(b"--") {
+            break;
+        }
+        let part = part.strip_prefix(b"\r\n").unwrap_or(part);
+        let Some(end) = part.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+        let head = String::from_utf8_lossy(&part[..end]);
+        let content = &part[end + 4..];
+        let content = content.strip_suffix(b"\r\n").unwrap_or(content);
+        let attribute = |key: &str| {
+            let marker = format!("{key}=\"");
+            let start = head.find(&marker)? + marker.len();
+            head[start..].split('"').next().map(str::to_owned)
+        };
+        let Some(name) = attribute(" name") else { continue };
+        fields.push(FormField { name, filename: attribute("filename"), content: content.to_vec() });
+    }
+    fields
+}
+
+/// `haystack` cut at every `needle`.
+fn split<'a>(haystack: &'a [u8], needle: &[u8]) -> Vec<&'a [u8]> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i + needle.len() <= haystack.len() {
+        if &haystack[i..i + needle.len()] == needle {
+            pieces.push(&haystack[start..i]);
+            i += needle.len();
+            start = i;
+        } else {
+            i += 1;
+        }
+    }
+    pieces.push(&haystack[start..]);
+    pieces
+}
+
+/// `%XX` sequences decoded (invalid ones kept as they are).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = (bytes[i] == b'%').then(|| bytes.get(i + 1..i + 3)).flatten();
+        match hex.and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()) {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[derive(Default)]
@@ -231,6 +345,7 @@ async fn answer(shared: Arc<Shared>, req: Request) -> Response {
             .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect(),
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        raw: bytes.clone(),
     });
     let reply = shared.replies.lock().expect("lock").pop_front();
     let Some(reply) = reply else {

@@ -283,6 +283,7 @@ async fn web_api_call(
                 query: None,
                 headers: [("authorization".to_owned(), authorization)].into(),
                 body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                raw: bytes.clone(),
             });
             json!({"ok": true, "channel": "C1", "ts": format!("1700000001.{:06}", state.posts.len())})
         }

@@ -1,7 +1,7 @@
 //! Telegram's Bot API wire format, for testing the Telegram channel without Telegram: updates as
 //! the Bot API delivers them to a webhook, and its answers (`sendMessage`), served by a
 //! [`ScriptedServer`]; and a bot's Bot API for long polling ([`FakeBotApi`]: `getUpdates`,
-//! `deleteWebhook`, `sendMessage`).
+//! `deleteWebhook`, `sendMessage`, and files: `getFile`, the file download, `sendDocument`).
 
 use crate::server::{Reply, ScriptedServer};
 use axum::response::IntoResponse;
@@ -31,6 +31,28 @@ pub fn message(
             "text": text,
         }
     })
+}
+
+/// A document (`file_id`, `file_name`, `mime_type`, size) sent by `user` in the private chat
+/// `chat`, with `caption` if any.
+pub fn document_message(
+    update_id: i64,
+    message_id: i64,
+    chat: i64,
+    user: (i64, &str),
+    document: (&str, &str, &str, usize),
+    caption: Option<&str>,
+) -> Value {
+    let mut update = message(update_id, message_id, chat, "private", user, "");
+    let message = &mut update["message"];
+    message.as_object_mut().map(|m| m.remove("text"));
+    let (file_id, file_name, mime_type, size) = document;
+    message["document"] = json!({"file_id": file_id, "file_unique_id": format!("u{file_id}"),
+        "file_name": file_name, "mime_type": mime_type, "file_size": size});
+    if let Some(caption) = caption {
+        message["caption"] = json!(caption);
+    }
+    update
 }
 
 /// A press of the inline keyboard button carrying `data`, by `user` (id and username), on the
@@ -116,6 +138,8 @@ struct Bot {
     failed: usize,
     /// How many `getUpdates` are being held open now.
     held: usize,
+    /// Files a bot may download: `file_id` → (`file_path`, content).
+    files: HashMap<String, (String, Vec<u8>)>,
 }
 
 impl FakeBotApi {
@@ -140,6 +164,12 @@ impl FakeBotApi {
     pub fn push(&self, update: Value) {
         self.lock().queue.push(update);
         self.state.pushed.notify_waiters();
+    }
+
+    /// Keeps a file users sent, for `getFile` (by `file_id`) and the download from
+    /// `/file/bot<token>/<file_path>`.
+    pub fn add_file(&self, file_id: &str, file_path: &str, content: &[u8]) {
+        self.lock().files.insert(file_id.to_owned(), (file_path.to_owned(), content.to_vec()));
     }
 
     /// Makes every `getUpdates` from now on fail with `status` (409: another consumer; 500: a
@@ -204,8 +234,34 @@ fn result(result: Value) -> axum::response::Response {
 
 async fn bot_call(state: Arc<BotState>, request: axum::extract::Request) -> axum::response::Response {
     let path = request.uri().path().to_owned();
+    let content_type =
+        request.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let bytes = axum::body::to_bytes(request.into_body(), usize::MAX).await.unwrap_or_default();
-    let params: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({}));
+    if let Some(file) = path.strip_prefix("/file/") {
+        return download(&state, file);
+    }
+    let params: Value = match content_type.starts_with("multipart/form-data") {
+        // A file upload: its fields as strings, a file as {"filename", "content"}.
+        true => {
+            let recorded = crate::server::Recorded {
+                method: "POST".into(),
+                path: path.clone(),
+                query: None,
+                headers: [("content-type".to_owned(), content_type)].into(),
+                body: Value::Null,
+                raw: bytes,
+            };
+            let fields = recorded.form_data().into_iter().map(|field| {
+                let value = match &field.filename {
+                    Some(filename) => json!({"filename": filename, "content": field.text()}),
+                    None => json!(field.text()),
+                };
+                (field.name, value)
+            });
+            Value::Object(fields.collect())
+        }
+        false => serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({})),
+    };
     let Some((bot, method)) = path.trim_start_matches('/').split_once('/') else {
         return refusal(404, "Not Found");
     };
@@ -223,7 +279,31 @@ async fn bot_call(state: Arc<BotState>, request: axum::extract::Request) -> axum
             result(json!({"message_id": 5000, "date": 1_700_000_000, "chat": {"id": params["chat_id"]}}))
         }
         "getUpdates" => get_updates(state, &params).await,
+        "sendDocument" => result(json!({"message_id": 6000, "date": 1_700_000_000,
+            "document": {"file_id": "BQACAgQ", "file_name": params["document"]["filename"]}})),
+        "getFile" => {
+            let file_id = params["file_id"].as_str().unwrap_or_default();
+            let found = state.inner.lock().expect("the fake's state").files.get(file_id).cloned();
+            match found {
+                Some((file_path, content)) => result(json!({
+                    "file_id": file_id, "file_unique_id": "u1", "file_size": content.len(), "file_path": file_path,
+                })),
+                None => refusal(400, "Bad Request: invalid file_id"),
+            }
+        }
         _ => refusal(404, "Not Found: method not found"),
+    }
+}
+
+/// `GET /file/bot<token>/<file_path>`: a file's content.
+fn download(state: &BotState, file: &str) -> axum::response::Response {
+    let inner = state.inner.lock().expect("the fake's state");
+    let Some(path) = file.strip_prefix(&format!("bot{}/", inner.token)) else {
+        return refusal(401, "Unauthorized");
+    };
+    match inner.files.values().find(|(file_path, _)| file_path == path) {
+        Some((_, content)) => content.clone().into_response(),
+        None => refusal(404, "Not Found"),
     }
 }
 

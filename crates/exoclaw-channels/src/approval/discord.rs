@@ -4,7 +4,9 @@
 //! Gateway as `INTERACTION_CREATE` (answered by POSTing the same response to the interaction's
 //! callback). The asker's answer updates the prompt in place (response type 7,
 //! `UPDATE_MESSAGE`, the buttons gone); anyone else gets an ephemeral message saying they cannot
-//! answer; a stale press is acknowledged and changes nothing (type 6).
+//! answer; a stale press is acknowledged and changes nothing (type 6). The asker may also react to
+//! the prompt (✅ approves, ❌ denies; `MESSAGE_REACTION_ADD` over the Gateway): the prompt is then
+//! edited the same way; anyone else's reaction changes nothing.
 
 use super::{Approvals, Button, Choice, Markup, Place, Pressed};
 use crate::discord::Rest;
@@ -91,6 +93,25 @@ pub(crate) fn component(approvals: &Approvals, interaction: &Value) -> Value {
             "allowed_mentions": {"parse": []},
         }}),
         Pressed::Stale => json!({"type": DEFERRED_UPDATE_MESSAGE}),
+    }
+}
+
+/// Takes a `MESSAGE_REACTION_ADD` event: the asker's ✅ or ❌ on a prompt answers it (the prompt
+/// edited on its own task, the buttons gone); anyone else's reaction changes nothing.
+pub(crate) fn react(rest: &Rest, approvals: &Approvals, reaction: &Value) {
+    let (Some(user), Some(channel), Some(message), Some(emoji)) = (
+        reaction["user_id"].as_str(),
+        reaction["channel_id"].as_str(),
+        reaction["message_id"].as_str(),
+        reaction["emoji"]["name"].as_str(),
+    ) else {
+        return;
+    };
+    if let Pressed::Answered { decision, prompt } = approvals.react(message, emoji, user, channel) {
+        let text = format!("{prompt}\n\n{}", super::answered_line(decision, &format!("<@{user}>")));
+        let place = DiscordPlace { rest: rest.clone(), channel: channel.to_owned(), reply_to: None };
+        let message = message.to_owned();
+        tokio::spawn(async move { place.close(&message, &text).await });
     }
 }
 

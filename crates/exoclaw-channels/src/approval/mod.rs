@@ -87,6 +87,9 @@ struct Waiting {
     prompt: String,
     /// Whether "for this session" was offered.
     for_session: bool,
+    /// The posted prompt's id on its platform (Slack's `ts`, Discord's message id), once posted:
+    /// a reaction to it answers it.
+    posted: Option<String>,
 }
 
 /// What a press of a prompt's button did.
@@ -220,6 +223,28 @@ impl Approvals {
     /// forgotten), or why not. A value that is not one of ours is [`Pressed::Stale`].
     pub(crate) fn press(&self, value: &str, presser: &str, conversation: &str) -> Pressed {
         let Some((id, choice)) = parse_button(value) else { return Pressed::Stale };
+        self.answer(id, choice, presser, conversation)
+    }
+
+    /// A reaction `emoji` (as the platform names it: `✅` on Discord, `white_check_mark` on
+    /// Slack) by `reactor` to the message `message` in `conversation`: an approval (✅ 👍) or a
+    /// denial (❌ 👎 ⛔) of the prompt posted as that message, by the asker only; any other
+    /// reaction, or one to another message, is [`Pressed::Stale`].
+    pub(crate) fn react(&self, message: &str, emoji: &str, reactor: &str, conversation: &str) -> Pressed {
+        let Some(choice) = reaction_choice(emoji) else { return Pressed::Stale };
+        let id = self
+            .lock()
+            .iter()
+            .find(|(_, request)| request.posted.as_deref() == Some(message))
+            .map(|(id, _)| id.clone());
+        match id {
+            Some(id) => self.answer(&id, choice, reactor, conversation),
+            None => Pressed::Stale,
+        }
+    }
+
+    /// The request `id` answered with `choice` by `presser` in `conversation`, if they may.
+    fn answer(&self, id: &str, choice: Choice, presser: &str, conversation: &str) -> Pressed {
         let mut waiting = self.lock();
         match waiting.get(id) {
             None => return Pressed::Stale,
@@ -295,6 +320,7 @@ impl<P: Place> Approver for ChatApprover<P> {
                 conversation: self.conversation.clone(),
                 prompt: text.clone(),
                 for_session,
+                posted: None,
             },
         );
         let _forget = Forget { approvals: &self.approvals, id: &id };
@@ -305,6 +331,9 @@ impl<P: Place> Approver for ChatApprover<P> {
                 return Decision::Unattended;
             }
         };
+        if let Some(request) = self.approvals.lock().get_mut(&id) {
+            request.posted = Some(posted.clone());
+        }
         match tokio::time::timeout(self.approvals.timeout, &mut answered).await {
             Ok(Ok(decision)) => decision,
             // The waiting list was dropped: nobody can answer any more.
@@ -317,6 +346,23 @@ impl<P: Place> Approver for ChatApprover<P> {
             // Answered just as the time ran out: the answer stands.
             Err(_) => answered.try_recv().unwrap_or(Decision::Deny),
         }
+    }
+}
+
+/// What a reaction answers: ✅ ☑️ ✔️ 👍 approve this call once, ❌ ⛔ 🚫 👎 deny it (skin tones
+/// and Slack's names for them alike).
+fn reaction_choice(emoji: &str) -> Option<Choice> {
+    const APPROVE: [&str; 8] =
+        ["✅", "☑️", "✔️", "white_check_mark", "ballot_box_with_check", "heavy_check_mark", "+1", "thumbsup"];
+    const DENY: [&str; 8] = ["❌", "⛔", "🚫", "x", "no_entry", "no_entry_sign", "-1", "thumbsdown"];
+    // Slack adds the skin tone after `::`; Discord's emoji carry it as a modifier.
+    let emoji = emoji.split("::").next().unwrap_or(emoji).trim_matches(':');
+    if APPROVE.contains(&emoji) || emoji.starts_with('👍') {
+        Some(Choice::Approve)
+    } else if DENY.contains(&emoji) || emoji.starts_with('👎') {
+        Some(Choice::Deny)
+    } else {
+        None
     }
 }
 

@@ -120,7 +120,11 @@ pub(crate) fn render(markup: Markup, request: &ApprovalRequest, asker: &str) -> 
     if let Some(confinement) = &request.confinement {
         lines.push(format!("Runs in: {}", markup.escape(&cut(confinement, CONFINEMENT_SHOWN))));
     }
-    lines.push(format!("Only {asker} can answer."));
+    lines.push(match markup {
+        Markup::TelegramHtml => format!("Only {asker} can answer."),
+        // The asker may also answer with a reaction to the prompt.
+        Markup::Slack | Markup::Discord => format!("Only {asker} can answer (a button, or react ✅ or ❌)."),
+    });
     lines.join("\n")
 }
 

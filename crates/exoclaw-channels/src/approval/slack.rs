@@ -2,7 +2,8 @@
 //! (`chat.postMessage`); a press arrives as an interactivity request of type `block_actions`
 //! (through `/webhook/slack`, or Socket Mode's `interactive` envelopes); the asker's answer
 //! replaces the buttons (`chat.update`), and anyone else is told, where only they see it
-//! (`chat.postEphemeral`), that they cannot answer.
+//! (`chat.postEphemeral`), that they cannot answer. The asker may also react to the prompt
+//! (`reaction_added`, with the `reactions:read` scope): ✅ approves, ❌ denies.
 
 use super::{Approvals, Button, Choice, Markup, Place, Pressed};
 use crate::slack::Shared;
@@ -76,6 +77,24 @@ async fn update(shared: &Shared, channel: &str, ts: &str, text: &str) {
     let body = json!({"channel": channel, "ts": ts, "text": text, "blocks": [section(text)]});
     if let Err(error) = shared.post("chat.update", &body).await {
         tracing::warn!(channel, "an approval prompt could not be updated in Slack: {error}");
+    }
+}
+
+/// Takes a `reaction_added` by `user` of `reaction` to the message `ts` in `channel`: the asker's
+/// ✅ or ❌ on a prompt answers it (on its own task, the prompt updated); anyone else's changes
+/// nothing (a reaction is no request to answer, so they are not told).
+pub(crate) fn react(
+    approvals: &Approvals,
+    shared: &Arc<Shared>,
+    user: &str,
+    reaction: &str,
+    channel: &str,
+    ts: &str,
+) {
+    if let Pressed::Answered { decision, prompt } = approvals.react(ts, reaction, user, channel) {
+        let text = format!("{prompt}\n\n{}", super::answered_line(decision, &format!("<@{user}>")));
+        let (shared, channel, ts) = (Arc::clone(shared), channel.to_owned(), ts.to_owned());
+        tokio::spawn(async move { update(&shared, &channel, &ts, &text).await });
     }
 }
 

@@ -88,6 +88,39 @@ async fn only_the_asker_answers_and_a_second_press_is_stale() {
 }
 
 #[tokio::test]
+async fn the_askers_reaction_to_the_prompt_answers_it_and_others_change_nothing() {
+    let approvals = Approvals::default();
+    let place = Recorder::default();
+    let (task, _) = asked(&approvals, &place, true).await;
+    // The prompt's id is kept once its post returns.
+    while !approvals.lock().values().any(|request| request.posted.is_some()) {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(approvals.react("1.1", "👍🏽", "U2", "C1"), Pressed::NotYours { asker: "U1".into() });
+    assert_eq!(approvals.react("1.1", "eyes", "U1", "C1"), Pressed::Stale, "not an answer");
+    assert_eq!(approvals.react("9.9", "✅", "U1", "C1"), Pressed::Stale, "another message");
+    assert_eq!(approvals.react("1.1", "x", "U1", "C9"), Pressed::Stale, "another conversation");
+    let Pressed::Answered { decision, .. } = approvals.react("1.1", "x", "U1", "C1") else { panic!() };
+    assert_eq!(decision, Decision::Deny);
+    assert_eq!(task.await.unwrap(), Decision::Deny);
+    assert_eq!(approvals.react("1.1", "white_check_mark", "U1", "C1"), Pressed::Stale, "answered already");
+}
+
+#[test]
+fn reactions_read_as_approve_or_deny_in_both_spellings() {
+    for emoji in ["✅", "👍", "👍🏿", "+1", "+1::skin-tone-3", "white_check_mark", ":heavy_check_mark:"]
+    {
+        assert_eq!(reaction_choice(emoji), Some(Choice::Approve), "{emoji}");
+    }
+    for emoji in ["❌", "👎", "-1", "x", "no_entry", "⛔"] {
+        assert_eq!(reaction_choice(emoji), Some(Choice::Deny), "{emoji}");
+    }
+    for emoji in ["eyes", "🎉", "heart", ""] {
+        assert_eq!(reaction_choice(emoji), None, "{emoji}");
+    }
+}
+
+#[tokio::test]
 async fn for_this_session_is_offered_only_when_the_call_can_be_remembered() {
     let approvals = Approvals::default();
     let place = Recorder::default();
@@ -137,7 +170,7 @@ fn the_prompt_escapes_what_the_model_wrote_in_each_markup() {
     assert!(slack.contains("```{\n  \"command\": \"rm -rf &lt;target&gt;\"\n}```"), "{slack}");
     assert!(slack.contains("Touches: command `rm -rf &lt;target&gt;`"), "{slack}");
     assert!(slack.contains("Runs in: the sandbox &amp; no network"), "{slack}");
-    assert!(slack.ends_with("Only <@U1> can answer."), "{slack}");
+    assert!(slack.ends_with("Only <@U1> can answer (a button, or react ✅ or ❌)."), "{slack}");
 
     let telegram = prompt::render(Markup::TelegramHtml, &request(true), "@alice");
     assert!(telegram.contains("<pre>{\n  \"command\": \"rm -rf &lt;target&gt;\"\n}</pre>"), "{telegram}");

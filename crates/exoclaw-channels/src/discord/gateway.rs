@@ -1,5 +1,6 @@
 //! Discord's Gateway: the WebSocket through which a bot hears mentions and direct messages.
-//! exoclaw identifies with the `GUILD_MESSAGES | DIRECT_MESSAGES | MESSAGE_CONTENT` intents,
+//! exoclaw identifies with the `GUILD_MESSAGES | DIRECT_MESSAGES | MESSAGE_CONTENT` intents (and
+//! the two message-reaction intents, for approvals by reaction),
 //! heartbeats at the interval Discord gives (a heartbeat not acknowledged before the next one
 //! means a dead connection), and after any drop reconnects to the `resume_gateway_url` and
 //! resumes from the last sequence number, so Discord replays what was sent meanwhile and no
@@ -10,6 +11,7 @@
 use super::{DiscordConfig, Rest, mentions, strip_bot_mention};
 use crate::approval::Approvals;
 use crate::connection::{ConnectionMonitor, Reporter, Unmonitored};
+use crate::files::ChatFiles;
 use crate::recent::Recent;
 use exoclaw_core::runtime::AgentRuntime;
 use exoclaw_types::Inbound;
@@ -21,8 +23,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
-/// `GUILD_MESSAGES (1 << 9) | DIRECT_MESSAGES (1 << 12) | MESSAGE_CONTENT (1 << 15)`.
-const INTENTS: u64 = (1 << 9) | (1 << 12) | (1 << 15);
+/// `GUILD_MESSAGES (1 << 9) | GUILD_MESSAGE_REACTIONS (1 << 10) | DIRECT_MESSAGES (1 << 12) |
+/// DIRECT_MESSAGE_REACTIONS (1 << 13) | MESSAGE_CONTENT (1 << 15)`.
+const INTENTS: u64 = (1 << 9) | (1 << 10) | (1 << 12) | (1 << 13) | (1 << 15);
 /// How many message ids are remembered so a replayed message is answered once.
 const REMEMBERED_MESSAGES: usize = 4_096;
 /// The interaction type of a button press (Discord's numbering).
@@ -292,6 +295,11 @@ impl DiscordGateway {
                     self.message(data, bot);
                 }
             }
+            Some("MESSAGE_REACTION_ADD") => {
+                if session.bot.as_deref() != data["user_id"].as_str() {
+                    crate::approval::discord::react(&self.rest, &self.approvals, data);
+                }
+            }
             Some("INTERACTION_CREATE") if data["type"].as_u64() == Some(MESSAGE_COMPONENT) => {
                 let (rest, approvals, interaction) =
                     (self.rest.clone(), self.approvals.clone(), data.clone());
@@ -341,15 +349,9 @@ impl DiscordGateway {
             channel: channel.to_owned(),
             message: id.to_owned(),
         };
-        crate::api::run_turn_asking(
-            &self.runtime,
-            inbound,
-            text,
-            &self.models,
-            approver,
-            self.progress,
-            place,
-        );
+        let attachments = ChatFiles::attach(super::attachments(message), self.rest.clone());
+        let extras = crate::api::Extras { approver, attachments };
+        crate::api::run_turn_asking(&self.runtime, inbound, text, &self.models, extras, self.progress, place);
     }
 }
 

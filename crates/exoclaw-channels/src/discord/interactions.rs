@@ -6,6 +6,7 @@
 
 use super::{DiscordConfig, Rest};
 use crate::approval::Approvals;
+use crate::files::ChatFiles;
 use async_trait::async_trait;
 use bytes::Bytes;
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -133,12 +134,14 @@ impl DiscordInteractions {
             application: application.to_owned(),
             token: token.to_owned(),
         };
+        let attachments = ChatFiles::attach(super::attachments(interaction), self.rest.clone());
+        let extras = crate::api::Extras { approver, attachments };
         crate::api::run_turn_asking(
             &self.runtime,
             inbound,
             question,
             &self.models,
-            approver,
+            extras,
             self.progress,
             place,
         );

@@ -10,7 +10,10 @@ pub mod gateway;
 pub mod interactions;
 
 use crate::api::{Success, call};
+use crate::files::{Download, Incoming};
 use crate::split::split_message;
+use bytes::Bytes;
+use exoclaw_core::runtime::OutgoingFile;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -20,6 +23,8 @@ pub use interactions::DiscordInteractions;
 
 /// The characters of one message exoclaw sends (Discord's limit is 2,000).
 pub const MESSAGE_LIMIT: usize = 1_990;
+/// The largest file the agent may send (a bot's upload limit on a server without boosts: 10 MiB).
+const MAX_UPLOAD_BYTES: u64 = 10 * 1_024 * 1_024;
 
 /// `[channels.discord]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +102,34 @@ impl Rest {
         let url = format!("{}{path}", self.base);
         let authorization = as_bot.then_some(self.authorization.as_str());
         call(&self.client, &self.breaker, method, &url, authorization, body, Success::Status).await
+    }
+
+    /// [`Rest::send`] with a multipart form carrying `file`: `payload_json` (the message: `body`
+    /// with the attachment named) and `files[0]`.
+    async fn send_file(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        mut body: Value,
+        file: &OutgoingFile,
+        bytes: Vec<u8>,
+        as_bot: bool,
+    ) -> Result<(), String> {
+        body["attachments"] = json!([{"id": 0, "filename": file.name}]);
+        if let Some(caption) = &file.caption {
+            body["content"] = json!(caption);
+        }
+        let (payload, name, bytes) = (body.to_string(), file.name.clone(), Bytes::from(bytes));
+        let form = move || {
+            let file = reqwest::multipart::Part::stream(bytes.clone()).file_name(name.clone());
+            reqwest::multipart::Form::new().text("payload_json", payload.clone()).part("files[0]", file)
+        };
+        let url = format!("{}{path}", self.base);
+        let authorization = as_bot.then_some(self.authorization.as_str());
+        let body = crate::api::Body::Multipart(&form);
+        crate::api::send(&self.client, &self.breaker, method, &url, authorization, body, Success::Status)
+            .await
+            .map(|_| ())
     }
 
     /// Posts `answer` in `channel` as a reply to `message`, in pieces.
@@ -185,6 +218,17 @@ impl crate::progress::Place for MessageReply {
     async fn answer(&self, answer: &str) {
         self.rest.reply(&self.channel, &self.message, answer).await;
     }
+
+    fn max_file_bytes(&self) -> u64 {
+        MAX_UPLOAD_BYTES
+    }
+
+    async fn send_file(&self, file: &OutgoingFile, bytes: Vec<u8>) -> Result<(), String> {
+        let body =
+            json!({"allowed_mentions": {"parse": []}, "message_reference": {"message_id": self.message}});
+        let path = format!("/channels/{}/messages", self.channel);
+        self.rest.send_file(reqwest::Method::POST, &path, body, file, bytes, true).await
+    }
 }
 
 /// Where one slash command's answer goes: its deferred response ("thinking…"), which the
@@ -224,6 +268,57 @@ impl crate::progress::Place for InteractionReply {
     async fn answer(&self, answer: &str) {
         self.rest.complete_interaction(&self.application, &self.token, answer).await;
     }
+
+    fn max_file_bytes(&self) -> u64 {
+        MAX_UPLOAD_BYTES
+    }
+
+    /// A follow-up message with the file (authorised by the interaction's token).
+    async fn send_file(&self, file: &OutgoingFile, bytes: Vec<u8>) -> Result<(), String> {
+        let body = json!({"allowed_mentions": {"parse": []}});
+        let path = format!("/webhooks/{}/{}", self.application, self.token);
+        self.rest.send_file(reqwest::Method::POST, &path, body, file, bytes, false).await
+    }
+}
+
+/// Downloads a message's attachment from Discord's CDN (no token needed, none sent); only
+/// from Discord itself.
+#[async_trait::async_trait]
+impl Download for Rest {
+    async fn download(&self, file: &Incoming, limit: u64) -> Result<Vec<u8>, String> {
+        let host = |url: &str| reqwest::Url::parse(url).ok()?.host_str().map(str::to_owned);
+        let on_discord = host(&file.source).is_some_and(|on| {
+            ["discordapp.com", "discordapp.net", "discord.com"]
+                .iter()
+                .any(|domain| on == *domain || on.ends_with(&format!(".{domain}")))
+                || Some(&on) == host(&self.base).as_ref()
+        });
+        if !on_discord {
+            return Err("its URL is not on Discord's CDN".to_owned());
+        }
+        crate::files::get(&self.client, &file.source, None, limit).await
+    }
+}
+
+/// A message's attachments (`MESSAGE_CREATE`'s `attachments`), or a command's (its attachment
+/// options, in `data.resolved.attachments`).
+pub(crate) fn attachments(message: &Value) -> Vec<Incoming> {
+    let listed = message["attachments"].as_array().into_iter().flatten();
+    let resolved =
+        message["data"]["resolved"]["attachments"].as_object().into_iter().flat_map(|map| map.values());
+    listed.chain(resolved).filter_map(attachment).collect()
+}
+
+/// An attachment object.
+fn attachment(attachment: &Value) -> Option<Incoming> {
+    let url = attachment["url"].as_str()?;
+    Some(Incoming {
+        name: attachment["filename"].as_str().unwrap_or("file").to_owned(),
+        media_type: attachment["content_type"].as_str().map(str::to_owned),
+        bytes: attachment["size"].as_u64(),
+        source: url.to_owned(),
+        link: Some(url.to_owned()),
+    })
 }
 
 /// The text without mentions of `bot` (`<@ID>`, `<@!ID>`).

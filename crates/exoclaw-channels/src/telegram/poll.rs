@@ -21,8 +21,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// How long Telegram holds a `getUpdates` open waiting for an update (it allows up to 50 s).
-const LONG_POLL: Duration = Duration::from_secs(30);
 /// How much longer than the long poll a request may take before it counts as dropped.
 const REQUEST_MARGIN: Duration = Duration::from_secs(15);
 /// How long any other call may take.
@@ -63,8 +61,10 @@ pub struct TelegramPoller {
     channel: TelegramChannel,
     /// The variable holding the token, named when Telegram refuses it.
     token_env: String,
-    /// For the long polls: its timeout is above [`LONG_POLL`].
+    /// For the long polls: its timeout is above `long_poll`'s.
     client: reqwest::Client,
+    /// How long Telegram holds a `getUpdates` open waiting for an update.
+    long_poll: Duration,
     /// The `update_id` after the last update handed on; 0 before any.
     offset: AtomicI64,
     /// Where the polling's state (reading updates, or why not) is reported.
@@ -74,9 +74,11 @@ pub struct TelegramPoller {
 impl TelegramPoller {
     /// The bot with `bot_token`, its messages submitted to `runtime`.
     pub fn new(config: &TelegramConfig, bot_token: &str, runtime: Arc<dyn AgentRuntime>) -> Self {
+        let long_poll = Duration::from_secs(config.poll_timeout_secs);
         let client =
-            reqwest::Client::builder().timeout(LONG_POLL + REQUEST_MARGIN).build().unwrap_or_default();
+            reqwest::Client::builder().timeout(long_poll + REQUEST_MARGIN).build().unwrap_or_default();
         Self {
+            long_poll,
             // No webhook is served, so no secret: the channel refuses any delivery.
             channel: TelegramChannel::new(config, bot_token, String::new(), runtime),
             token_env: config.bot_token_env.clone(),
@@ -137,12 +139,12 @@ impl TelegramPoller {
         loop {
             let body = json!({
                 "offset": self.offset.load(Ordering::SeqCst),
-                "timeout": LONG_POLL.as_secs(),
+                "timeout": self.long_poll.as_secs(),
                 "allowed_updates": ALLOWED_UPDATES,
             });
             // Cancelling drops the request in flight: stopping does not wait out the long poll.
             let polled = tokio::select! {
-                polled = self.call("getUpdates", &body, LONG_POLL + REQUEST_MARGIN) => polled,
+                polled = self.call("getUpdates", &body, self.long_poll + REQUEST_MARGIN) => polled,
                 () = stop.cancelled() => break,
             };
             match polled {

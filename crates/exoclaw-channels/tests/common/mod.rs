@@ -32,6 +32,54 @@ pub async fn runtime(model: &Arc<RespondingProvider>, description: Option<&str>)
     Arc::new(ScriptedRuntime::new(store).agent("default", description.map(str::to_owned), runner))
 }
 
+/// A model that says what it was given in the last user message: "saw: TEXT + N image(s)", the
+/// text parts joined with " / ".
+pub fn seeing_model() -> Arc<RespondingProvider> {
+    Arc::new(RespondingProvider::new("seeing", |request| {
+        let last = request.messages.iter().rev().find(|m| m.role == Role::User).unwrap();
+        let texts: Vec<&str> = last
+            .parts
+            .iter()
+            .filter_map(|part| match part {
+                Part::Text { text } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        let images = last.parts.iter().filter(|part| matches!(part, Part::Image { .. })).count();
+        Outcome::Text(format!("saw: {} + {images} image(s)", texts.join(" / ")))
+    }))
+}
+
+/// A runtime whose `default` agent answers with `model`, its tools working in `workspace`.
+pub async fn runtime_in(
+    model: Arc<RespondingProvider>,
+    workspace: &std::path::Path,
+) -> Arc<dyn AgentRuntime> {
+    let store = Arc::new(exoclaw_store::Store::open("sqlite::memory:").await.unwrap());
+    let runner =
+        AgentRunner::new(model, "m", "caller/m").with_agent("default").with_workspace_root(workspace);
+    Arc::new(ScriptedRuntime::new(store).agent("default", None, runner))
+}
+
+/// A workspace holding `report.csv`, and a runtime whose agent sends it (`send_file`, captioned
+/// "Q3 totals") and then answers "the tool said: …".
+pub async fn sending_runtime() -> (tempfile::TempDir, Arc<dyn AgentRuntime>) {
+    let workspace = tempfile::tempdir().unwrap();
+    std::fs::write(workspace.path().join("report.csv"), REPORT).unwrap();
+    let model = calling_model("send_file", json!({"path": "report.csv", "caption": "Q3 totals"}));
+    let runtime = runtime_in(model, workspace.path()).await;
+    (workspace, runtime)
+}
+
+/// The file [`sending_runtime`]'s agent sends.
+pub const REPORT: &str = "region,total\nnorth,12\nsouth,30\n";
+
+/// What [`sending_runtime`]'s agent answers.
+pub const SENT: &str = "the tool said: `report.csv` (31 bytes) will be attached to your answer.";
+
+/// A PNG's first bytes: enough for exoclaw to know it is one.
+pub const PNG: &[u8] = &[0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, b'I', b'H', b'D', b'R'];
+
 /// The calls `api` received, once at least `count` have arrived (within thirty seconds).
 pub async fn calls(api: &ScriptedServer, count: usize) -> Vec<Recorded> {
     for _ in 0..300 {

@@ -207,6 +207,19 @@ impl AgentRunner {
         self
     }
 
+    /// The same runner offering `send_file`, which puts the files the agent sends with its answer
+    /// in `outbox` (one turn whose front end delivers files: a chat).
+    pub fn with_outbox(mut self, outbox: &crate::runtime::Outbox) -> Self {
+        let tool = outbox.tool();
+        let spec = tool.spec();
+        // Offered in name order, as the registry keeps them.
+        self.run_tools.retain(|offered| offered.spec.name != spec.name);
+        let at = self.run_tools.partition_point(|offered| offered.spec.name < spec.name);
+        self.run_tools.insert(at, RunTool { spec, effect: tool.effect() });
+        self.tools.register(tool);
+        self
+    }
+
     /// Sets where every permission decision, every answer and every call that changes something
     /// or reaches outside is recorded (default: nowhere).
     pub fn with_audit(mut self, audit: Arc<dyn AuditSink>) -> Self {

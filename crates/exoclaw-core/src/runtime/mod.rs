@@ -10,6 +10,7 @@
 pub mod bindings;
 mod context;
 mod exposed;
+mod files;
 pub mod queue;
 mod turn;
 pub mod webhook;
@@ -20,6 +21,7 @@ pub use context::{
     HistoryAssembler,
 };
 pub use exposed::{ExposedCall, ExposedTools, NotOffered};
+pub use files::{Attachments, MAX_FILES_PER_TURN, Outbox, OutgoingFile, SEND_FILE, size};
 pub use queue::{SessionBusy, SessionQueues, Ticket};
 pub use turn::{
     AfterTurn, AgentSummary, MAX_KEY_PART_BYTES, Route, SessionRef, Target, TurnError, TurnFailure,

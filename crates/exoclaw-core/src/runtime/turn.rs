@@ -3,11 +3,13 @@
 //! [`TurnReport`], and why a turn could not run ([`TurnError`]).
 
 use super::bindings::Bindings;
+use super::files::{Attachments, Outbox};
 use super::queue::SessionBusy;
 use crate::{Approver, EventSink, Payer, StoreError};
 use async_trait::async_trait;
 use exoclaw_types::{
-    AgentEvent, ErrorCode, Inbound, Message, SessionId, SessionKey, StopReason, TurnOutcome, UsageRecord,
+    AgentEvent, ErrorCode, Inbound, Message, Part, SessionId, SessionKey, StopReason, TurnOutcome,
+    UsageRecord,
 };
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -91,6 +93,11 @@ pub struct TurnInput {
     /// Who is asked, for this turn only, when a tool call needs a person's approval, instead of
     /// the agent's approver: a chat channel asks the person whose message started the turn.
     pub approver: Option<Arc<dyn Approver>>,
+    /// The files that came with the message, fetched when the turn starts and added to it.
+    pub attachments: Option<Arc<dyn Attachments>>,
+    /// Where the agent's `send_file` calls put the files it sends with its answer; `None` (no
+    /// front end to deliver them): the tool is not offered.
+    pub outbox: Option<Outbox>,
 }
 
 impl std::fmt::Debug for TurnInput {
@@ -101,6 +108,8 @@ impl std::fmt::Debug for TurnInput {
             .field("payer", &self.payer)
             .field("model", &self.model)
             .field("approver", &self.approver.is_some())
+            .field("attachments", &self.attachments.is_some())
+            .field("outbox", &self.outbox)
             .finish()
     }
 }
@@ -108,12 +117,20 @@ impl std::fmt::Debug for TurnInput {
 impl TurnInput {
     /// A user message, waiting for the session if another process holds it.
     pub fn message(text: impl Into<String>) -> Self {
-        Self { text: Some(text.into()), wait: true, payer: None, model: None, approver: None }
+        Self { text: Some(text.into()), ..Self::resume() }
     }
 
     /// No new message: only finish the session's interrupted turn.
     pub fn resume() -> Self {
-        Self { text: None, wait: true, payer: None, model: None, approver: None }
+        Self {
+            text: None,
+            wait: true,
+            payer: None,
+            model: None,
+            approver: None,
+            attachments: None,
+            outbox: None,
+        }
     }
 
     /// Holds each of the turn's model calls with `payer` before it is made and settles it after:
@@ -134,6 +151,33 @@ impl TurnInput {
     pub fn with_approver(mut self, approver: Arc<dyn Approver>) -> Self {
         self.approver = Some(approver);
         self
+    }
+
+    /// Adds the files that came with the message (fetched when the turn starts).
+    pub fn with_attachments(mut self, attachments: Arc<dyn Attachments>) -> Self {
+        self.attachments = Some(attachments);
+        self
+    }
+
+    /// Offers the agent `send_file` for this turn, putting the files it sends in `outbox` for the
+    /// front end to deliver with the answer.
+    pub fn with_outbox(mut self, outbox: Outbox) -> Self {
+        self.outbox = Some(outbox);
+        self
+    }
+
+    /// The user's message as the model gets it: the text, then the attachments' parts.
+    pub async fn user_message(&self, text: String) -> Message {
+        let mut message = Message::user(text);
+        if let Some(attachments) = &self.attachments {
+            let parts = attachments.fetch().await;
+            if !parts.is_empty() {
+                // A file sent without a word: the files are the message.
+                message.parts.retain(|part| !matches!(part, Part::Text { text } if text.trim().is_empty()));
+                message.parts.extend(parts);
+            }
+        }
+        message
     }
 
     /// Fails at once instead of waiting when another process holds the session.

@@ -182,12 +182,12 @@ impl Agent {
         }
     }
 
-    /// The same agent asking `approver` when its permissions say ask, for one turn (a chat
-    /// channel asks the person whose message started it).
-    pub fn with_approver(&self, approver: Arc<dyn Approver>) -> Self {
+    /// The same agent with its runner changed by `change`, for one turn (a chat channel's turn
+    /// asks the person whose message started it, and may send files).
+    pub fn with_runner(&self, change: impl FnOnce(AgentRunner) -> AgentRunner) -> Self {
         Self {
             spec: self.spec.clone(),
-            runner: self.runner.clone().with_approver(approver),
+            runner: change(self.runner.clone()),
             model: self.model.clone(),
             local: self.local,
             chain: self.chain.clone(),

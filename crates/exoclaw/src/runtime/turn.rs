@@ -39,10 +39,20 @@ pub(super) fn start(
         _ => agent,
     };
     // A turn whose front end asks someone else about its gated tool calls (a chat channel asks
-    // the person whose message started it): the same agent, its runner asking them.
-    let agent = match &input.approver {
-        Some(approver) => Arc::new(agent.with_approver(Arc::clone(approver))),
-        None => agent,
+    // the person whose message started it), or delivers the files the agent sends: the same
+    // agent, its runner asking them, offering `send_file`.
+    let agent = match (&input.approver, &input.outbox) {
+        (None, None) => agent,
+        (approver, outbox) => Arc::new(agent.with_runner(|runner| {
+            let runner = match approver {
+                Some(approver) => runner.with_approver(Arc::clone(approver)),
+                None => runner,
+            };
+            match outbox {
+                Some(outbox) => runner.with_outbox(outbox),
+                None => runner,
+            }
+        })),
     };
     let (handle, sender) = turn_channel(cancel.clone());
     tokio::spawn(async move {
@@ -230,7 +240,7 @@ impl Turn<'_> {
             resumed = true;
             result = Some(turn);
         }
-        let result = match input.text {
+        let result = match input.text.clone() {
             Some(text) => {
                 let request = ContextRequest {
                     session: id,
@@ -248,7 +258,8 @@ impl Turn<'_> {
                     other => TurnError::Context(other),
                 })?;
                 sink.warn_after_start(assembled.warnings);
-                let run = self.agent.runner.start(assembled.messages, Message::user(text));
+                let message = input.user_message(text).await;
+                let run = self.agent.runner.start(assembled.messages, message);
                 let turn = self.drive(run, &checkpoints, &sink, payer).await;
                 self.commit(&checkpoints, &turn).await?;
                 turn
