@@ -621,3 +621,29 @@ pub async fn forgetting_a_fact_clears_what_pointed_at_it(store: Arc<dyn MemorySt
     assert_eq!((all[0].id, all[0].superseded_by, all[0].invalidated_at), (paris, None, Some(at(100))));
     assert!(store.facts("alice", false).await.unwrap().is_empty());
 }
+
+/// `store` and `other` are two handles on one database: one embeds what the other indexed and
+/// searched without embeddings.
+pub async fn embedding_search_sees_entries_another_handle_embedded_later(
+    store: Arc<dyn MemoryStore>,
+    other: Arc<dyn MemoryStore>,
+) {
+    let session = SessionId::new();
+    store
+        .index(&[
+            embedded(message("alice", session, 0, "east"), &[1.0, 0.0]),
+            message("alice", session, 1, "north"),
+        ])
+        .await
+        .unwrap();
+    // Loads `store`'s cache.
+    assert_eq!(texts(&store.search_embedding("alice", &[0.0, 1.0], 10).await.unwrap()), vec!["east"]);
+
+    let pending = other.unembedded(10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(other.embed_entries(&[(pending[0].id, vec![0.0, 1.0])]).await.unwrap(), 1);
+    assert_eq!(
+        texts(&store.search_embedding("alice", &[0.0, 1.0], 10).await.unwrap()),
+        vec!["north", "east"]
+    );
+}

@@ -67,6 +67,7 @@ macro_rules! memory_scenario_tests {
         );
         memory_scenario_tests!(@pairs $pair_harness;
             embedding_search_sees_another_handles_writes,
+            embedding_search_sees_entries_another_handle_embedded_later,
         );
     };
     (@each $harness:path; $($scenario:ident),+ $(,)?) => {
