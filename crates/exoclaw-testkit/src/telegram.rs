@@ -1,7 +1,7 @@
 //! Telegram's Bot API wire format, for testing the Telegram channel without Telegram: updates as
 //! the Bot API delivers them to a webhook, and its answers (`sendMessage`), served by a
 //! [`ScriptedServer`]; and a bot's Bot API for long polling ([`FakeBotApi`]: `getUpdates`,
-//! `deleteWebhook`, `sendMessage`, and files: `getFile`, the file download, `sendDocument`).
+//! `deleteWebhook`, `sendMessage`, `editMessageText`, and files: `getFile`, the file download, `sendDocument`).
 
 use crate::server::{Reply, ScriptedServer};
 use axum::response::IntoResponse;
@@ -279,6 +279,8 @@ async fn bot_call(state: Arc<BotState>, request: axum::extract::Request) -> axum
             result(json!({"message_id": 5000, "date": 1_700_000_000, "chat": {"id": params["chat_id"]}}))
         }
         "getUpdates" => get_updates(state, &params).await,
+        "editMessageText" => result(json!({"message_id": params["message_id"], "date": 1_700_000_000,
+            "chat": {"id": params["chat_id"]}, "text": params["text"]})),
         "sendDocument" => result(json!({"message_id": 6000, "date": 1_700_000_000,
             "document": {"file_id": "BQACAgQ", "file_name": params["document"]["filename"]}})),
         "getFile" => {

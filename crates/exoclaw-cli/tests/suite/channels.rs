@@ -143,19 +143,27 @@ async fn a_polling_telegram_bot_reads_a_sent_file_and_sends_one_back_through_the
         Answer::text("spare"),
     ])
     .await;
-    env.scripted(&model, &format!("[channels.telegram]\napi_base = \"{}\"\npoll_timeout_secs = 5\n", bot.url()));
+    env.scripted(
+        &model,
+        &format!("[channels.telegram]\napi_base = \"{}\"\npoll_timeout_secs = 5\n", bot.url()),
+    );
     let _gateway = super::gateway::start_with_env(&env, &[], &[("TELEGRAM_BOT_TOKEN", "123:ABC")]).await;
     let document = ("BQAD1", "notes.txt", "text/plain", 23);
     bot.push(exoclaw_testkit::telegram::document_message(1, 10, 42, (42, "alice"), document, Some("when?")));
 
-    let sent = bot.sent(1).await;
-    assert_eq!(sent[0]["text"], "Sent you the totals.");
     let document = exoclaw_testkit::until("a sendDocument", || bot.calls("sendDocument").pop()).await;
-    assert_eq!(document["document"], json!({"filename": "totals.csv", "content": "region,total\nnorth,12\n"}));
+    // The tool call showed progress, which the answer then replaced.
+    assert_eq!(bot.calls("sendMessage")[0]["text"], "Working… running `send_file`");
+    assert_eq!(bot.calls("editMessageText").pop().unwrap()["text"], "Sent you the totals.");
+    assert_eq!(
+        document["document"],
+        json!({"filename": "totals.csv", "content": "region,total\nnorth,12\n"})
+    );
     assert_eq!(document["caption"], "the totals");
     // The model was given the file's text with the caption.
     let first = &model.requests()[0].body;
-    let user = exoclaw_testkit::script::request_messages(first).iter().rev().find(|m| m["role"] == "user").unwrap();
+    let user =
+        exoclaw_testkit::script::request_messages(first).iter().rev().find(|m| m["role"] == "user").unwrap();
     let said = user["content"].to_string();
     assert!(said.contains("when?") && said.contains("the launch is on Friday"), "{said}");
     assert!(said.contains("`notes.txt` (text/plain, 23 bytes)"), "{said}");
@@ -169,12 +177,16 @@ async fn a_slack_app_in_socket_mode_answers_a_mention_through_the_gateway() {
     let model = serve([Answer::text("Hi over the socket"), Answer::text("spare")]).await;
     env.scripted(
         &model,
-        &format!("[channels.slack]\napi_base = \"{}\"\napp_token_env = \"SLACK_APP_TOKEN\"\n", slack.api_url()),
+        &format!(
+            "[channels.slack]\napi_base = \"{}\"\napp_token_env = \"SLACK_APP_TOKEN\"\n",
+            slack.api_url()
+        ),
     );
     let vars = [("SLACK_APP_TOKEN", slack::APP_TOKEN), ("SLACK_BOT_TOKEN", "xoxb-1")];
     let _gateway = super::gateway::start_with_env(&env, &[], &vars).await;
     slack.connected(1).await;
-    let envelope = slack.push("events_api", slack::mention("Ev1", "T1", "C1", "U1", "hello?", "1700000000.000100"));
+    let envelope =
+        slack.push("events_api", slack::mention("Ev1", "T1", "C1", "U1", "hello?", "1700000000.000100"));
     slack.acknowledged(&envelope).await;
     let posted = slack.posts(1).await;
     assert_eq!(posted[0].header("authorization"), Some("Bearer xoxb-1"));

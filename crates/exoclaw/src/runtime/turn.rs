@@ -9,7 +9,7 @@ use exoclaw_core::{
     Checkpoints, EventSink, NewSession, Payer, Run, RunStore, SessionLease, SessionLocks, SessionStore,
     StoreError, TurnError, TurnHandle, TurnInput, TurnResult,
 };
-use exoclaw_types::{AgentEvent, Message, SessionId};
+use exoclaw_types::{AgentEvent, SessionId};
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
