@@ -432,7 +432,10 @@ fn telegram_polls_by_default_and_a_bad_mode_or_app_token_variable_is_reported_at
     assert_eq!(parse("[channels.slack]\n").slack.unwrap().app_token_env, None);
 
     assert_eq!(parse("[channels.telegram]\n").telegram.unwrap().poll_timeout_secs, 30);
-    assert_eq!(parse("[channels.telegram]\npoll_timeout_secs = 10\n").telegram.unwrap().poll_timeout_secs, 10);
+    assert_eq!(
+        parse("[channels.telegram]\npoll_timeout_secs = 10\n").telegram.unwrap().poll_timeout_secs,
+        10
+    );
     let err = parse_error("[channels.telegram]\npoll_timeout_secs = 90\n");
     assert!(err.starts_with("/etc/exoclaw.toml:2:") && err.contains("between 1 and 50"), "{err}");
 
