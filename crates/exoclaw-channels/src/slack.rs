@@ -442,26 +442,19 @@ impl Shared {
 
     /// Calls the Web API method with form-encoded `arguments` (for the methods that take no JSON).
     async fn form(&self, method: &str, arguments: &[(&str, String)]) -> Result<Value, String> {
-        let url = format!("{}/{method}", self.api_base);
-        let authorization = format!("Bearer {}", self.token);
-        crate::api::send(
-            &self.client,
-            &self.breaker,
-            reqwest::Method::POST,
-            &url,
-            Some(&authorization),
-            crate::api::Body::Form(arguments),
-            Success::OkField,
-        )
-        .await
-        .map_err(|e| format!("{method}: {e}"))
+        self.call(method, crate::api::Body::Form(arguments)).await
     }
 
     /// Calls the Web API method with `body`.
     pub(crate) async fn post(&self, method: &str, body: &Value) -> Result<Value, String> {
+        self.call(method, crate::api::Body::Json(body)).await
+    }
+
+    /// Calls `method` with `body`, authorised by the bot token.
+    async fn call(&self, method: &str, body: crate::api::Body<'_>) -> Result<Value, String> {
         let url = format!("{}/{method}", self.api_base);
         let authorization = format!("Bearer {}", self.token);
-        crate::api::call(
+        crate::api::send(
             &self.client,
             &self.breaker,
             reqwest::Method::POST,

@@ -295,10 +295,9 @@ impl DiscordGateway {
                     self.message(data, bot);
                 }
             }
-            Some("MESSAGE_REACTION_ADD") => {
-                if session.bot.as_deref() != data["user_id"].as_str() {
-                    crate::approval::discord::react(&self.rest, &self.approvals, data);
-                }
+            // The bot's own reactions are no answers.
+            Some("MESSAGE_REACTION_ADD") if session.bot.as_deref() != data["user_id"].as_str() => {
+                crate::approval::discord::react(&self.rest, &self.approvals, data);
             }
             Some("INTERACTION_CREATE") if data["type"].as_u64() == Some(MESSAGE_COMPONENT) => {
                 let (rest, approvals, interaction) =

@@ -211,7 +211,7 @@ impl AgentRunner {
     /// in `outbox` (one turn whose front end delivers files: a chat).
     pub fn with_outbox(mut self, outbox: &crate::runtime::Outbox) -> Self {
         let tool = outbox.tool();
-        let spec = tool.spec();
+        let spec = crate::runtime::Outbox::tool_spec();
         // Offered in name order, as the registry keeps them.
         self.run_tools.retain(|offered| offered.spec.name != spec.name);
         let at = self.run_tools.partition_point(|offered| offered.spec.name < spec.name);

@@ -68,6 +68,13 @@ impl Outbox {
         Arc::new(SendFile { outbox: self.clone() })
     }
 
+    /// The tool's spec, as [`Tool::spec`] gives it, built once (a chat turn offers it each time).
+    pub fn tool_spec() -> exoclaw_types::ToolSpec {
+        static SPEC: std::sync::LazyLock<exoclaw_types::ToolSpec> =
+            std::sync::LazyLock::new(|| SendFile { outbox: Outbox::new(0) }.spec());
+        SPEC.clone()
+    }
+
     fn push(&self, file: OutgoingFile) -> Result<(), ToolError> {
         let mut files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
         if files.len() >= MAX_FILES_PER_TURN {
