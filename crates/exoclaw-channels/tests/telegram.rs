@@ -433,8 +433,9 @@ async fn a_file_the_agent_sends_is_a_document_replying_to_the_question() {
     let _polling = poll(&api, "123:ABC", runtime, &stop);
     api.push(telegram::message(1, 10, 42, "private", (42, "alice"), "the report please"));
     exoclaw_testkit::until("a sendDocument call", || api.calls("sendDocument").pop()).await;
-    let answer = api.calls("sendMessage").into_iter().find(|m| m["text"] == common::SENT);
-    assert!(answer.is_some(), "{:?}", api.calls("sendMessage"));
+    // The tool call showed progress; the answer was edited into it before the file went.
+    assert_eq!(api.calls("sendMessage")[0]["text"], "Working… running `send_file`");
+    assert_eq!(api.calls("editMessageText").pop().unwrap()["text"], common::SENT);
     let document = api.calls("sendDocument").remove(0);
     assert_eq!(document["chat_id"], "42");
     assert_eq!(document["caption"], "Q3 totals");
