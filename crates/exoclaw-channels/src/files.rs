@@ -207,9 +207,9 @@ fn fence_for(text: &str) -> String {
 /// uploaded is said in the chat (and logged), the others still sent.
 pub(crate) async fn send_all<P: Place>(place: &P, files: Vec<OutgoingFile>) {
     for file in files {
-        let sent = match tokio::fs::read(&file.path).await {
+        let sent = match file.read(place.max_file_bytes()).await {
             Ok(bytes) => place.send_file(&file, bytes).await,
-            Err(error) => Err(format!("it cannot be read: {error}")),
+            Err(error) => Err(format!("it cannot be sent: {error}")),
         };
         if let Err(error) = sent {
             tracing::warn!(file = %file.name, "a file the agent sent could not be uploaded: {error}");

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use exoclaw_types::{Part, ToolEffect};
 use schemars::JsonSchema;
 use serde::Deserialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// The name of the tool a turn with an [`Outbox`] offers.
@@ -37,6 +37,56 @@ pub struct OutgoingFile {
     pub bytes: u64,
     /// What the agent says about it, if anything.
     pub caption: Option<String>,
+    /// The file's device and inode when it was chosen: [`OutgoingFile::read`] sends only that file.
+    identity: Option<(u64, u64)>,
+}
+
+impl OutgoingFile {
+    /// The file's content, if it is still the file the agent chose: it is opened, then checked to
+    /// be the same file (device and inode) — so a path swapped since for a symbolic link to
+    /// something outside the workspace, or replaced by another file, is refused — and read up to
+    /// `limit` bytes (the platform's limit).
+    pub async fn read(&self, limit: u64) -> std::io::Result<Vec<u8>> {
+        let (path, identity) = (self.path.clone(), self.identity);
+        tokio::task::spawn_blocking(move || read_checked(&path, identity, limit))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+}
+
+fn read_checked(path: &Path, identity: Option<(u64, u64)>, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if identity_of(&meta) != identity {
+        return Err(std::io::Error::other(
+            "it is no longer the file the agent chose (it was replaced since)",
+        ));
+    }
+    let too_big = |bytes: u64| {
+        std::io::Error::other(format!("it is {} now, over the {} the chat takes", size(bytes), size(limit)))
+    };
+    if meta.len() > limit {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    match bytes.len() as u64 > limit {
+        true => Err(too_big(bytes.len() as u64)),
+        false => Ok(bytes),
+    }
+}
+
+/// A file's device and inode, where the platform has them.
+#[cfg(unix)]
+fn identity_of(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    Some((meta.dev(), meta.ino()))
+}
+
+#[cfg(not(unix))]
+fn identity_of(_meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+    None
 }
 
 /// The files a turn's agent chose to send, shared by the turn's `send_file` tool and the front end
@@ -143,7 +193,14 @@ impl TypedTool for SendFile {
         }
         let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let caption = args.caption.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
-        self.outbox.push(OutgoingFile { path: file, name: name.clone(), bytes: meta.len(), caption })?;
+        let identity = identity_of(&meta);
+        self.outbox.push(OutgoingFile {
+            path: file,
+            name: name.clone(),
+            bytes: meta.len(),
+            caption,
+            identity,
+        })?;
         Ok(format!("`{name}` ({}) will be attached to your answer.", size(meta.len())))
     }
 }
@@ -226,6 +283,31 @@ mod tests {
             assert!(error.contains(expected), "{path}: {error}");
         }
         assert!(outbox.take().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_chosen_file_is_read_only_while_it_is_still_that_file() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"api_key = 1").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), b"hello").unwrap();
+        std::fs::write(dir.path().join("b.txt"), b"edited later").unwrap();
+        let outbox = Outbox::new(100);
+        let tool = outbox.tool();
+        for path in ["a.txt", "b.txt"] {
+            tool.call(json!({"path": path}), &context(dir.path())).await.unwrap();
+        }
+        let files = outbox.take();
+        assert_eq!(files[0].read(100).await.unwrap(), b"hello");
+        // Edited in place: the same file, its new content.
+        std::fs::write(dir.path().join("b.txt"), b"edited").unwrap();
+        assert_eq!(files[1].read(100).await.unwrap(), b"edited");
+        assert!(files[1].read(3).await.unwrap_err().to_string().contains("over the 3 bytes"));
+        // Swapped for a link to a file outside the workspace after it was chosen: refused.
+        std::fs::remove_file(dir.path().join("a.txt")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("a.txt")).unwrap();
+        let refused = files[0].read(100).await.unwrap_err().to_string();
+        assert!(refused.contains("no longer the file the agent chose"), "{refused}");
     }
 
     #[test]
