@@ -158,13 +158,7 @@ impl Recorded {
 
     /// The value of `name` in an `application/x-www-form-urlencoded` body.
     pub fn form_field(&self, name: &str) -> Option<String> {
-        let body = std::str::from_utf8(&self.raw).ok()?;
-        body.split('&').filter_map(|pair| pair.split_once('=')).find(|(key, _)| *key == name).map(
-            |(_, value)| {
-                let bytes = value.replace('+', " ");
-                percent_decode(&bytes)
-            },
-        )
+        form_urlencoded::parse(&self.raw).find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
     }
 }
 
@@ -226,27 +220,6 @@ fn split<'a>(haystack: &'a [u8], needle: &[u8]) -> Vec<&'a [u8]> {
     }
     pieces.push(&haystack[start..]);
     pieces
-}
-
-/// `%XX` sequences decoded (invalid ones kept as they are).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = (bytes[i] == b'%').then(|| bytes.get(i + 1..i + 3)).flatten();
-        match hex.and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()) {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[derive(Default)]
