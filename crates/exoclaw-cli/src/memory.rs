@@ -42,6 +42,7 @@ Examples:
   exoclaw memory forget --fact 12
   exoclaw memory forget --containing \"my old address\" --yes
   exoclaw memory export -o memory.jsonl
+  exoclaw memory knowledge
 
 Settings: [memory] in the config (`exoclaw config show`); details in docs/memory.md.";
 
@@ -112,6 +113,16 @@ Examples:
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Index the knowledge bases (`[memory] knowledge`) now and say what changed.
+    #[command(after_help = "\
+The knowledge bases are also indexed each time exoclaw starts and kept in line with their files
+after turns; this does it now, and names the documents it could not read. Their passages belong
+to the owner `knowledge:*` (every agent's) or `knowledge:agent:NAME`:
+
+Examples:
+  exoclaw memory knowledge
+  exoclaw memory search --owner 'knowledge:*' holidays")]
+    Knowledge,
 }
 
 /// `exoclaw memory forget`.
@@ -175,6 +186,7 @@ pub async fn run(config: Option<&Path>, command: MemoryCommand) -> anyhow::Resul
         MemoryCommand::Facts { all, owner, json } => facts(&app, all, &owner.owner, json).await?,
         MemoryCommand::Forget(args) => forget(&app, args).await?,
         MemoryCommand::Export { owner, output } => export(&app, &owner.owner, output.as_deref()).await?,
+        MemoryCommand::Knowledge => knowledge(&app).await?,
     };
     app.store.close().await;
     Ok(code)
@@ -199,6 +211,42 @@ async fn memory(app: &App) -> anyhow::Result<Memory> {
     exoclaw::runtime::memory::open_memory(&config, &app.store, router)
         .await
         .context("cannot open the long-term memory store; check [memory] url in the configuration")
+}
+
+/// `exoclaw memory knowledge`: syncs the knowledge bases; exit code 1 when a document could not be
+/// read (the rest is synced).
+async fn knowledge(app: &App) -> anyhow::Result<ExitCode> {
+    let bases = &app.config().memory.knowledge;
+    if bases.is_empty() {
+        output::hint(
+            "exoclaw: no knowledge base is configured; add one under [memory], such as \
+             `knowledge = { \"*\" = [\"~/handbook\"] }` (see docs/memory.md)",
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let memory = memory(app).await?;
+    let sync = memory.sync_knowledge().await.context("cannot index the knowledge bases")?;
+    for (agent, paths) in bases {
+        let whose = match agent.as_str() {
+            exoclaw_memory::EVERY_AGENT => "every agent".to_owned(),
+            name => format!("agent {name}"),
+        };
+        let paths: Vec<String> =
+            paths.iter().map(|p| escape_untrusted(&p.display().to_string(), false).into_owned()).collect();
+        println!("{whose}: {}", paths.join(", "));
+    }
+    println!(
+        "{}: {} indexed now ({}), {} removed, {} unchanged",
+        plural(sync.documents, "document"),
+        sync.indexed,
+        plural(sync.passages, "passage"),
+        sync.removed,
+        sync.documents.saturating_sub(sync.indexed),
+    );
+    for problem in &sync.problems {
+        output::warning(&escape_untrusted(problem, false));
+    }
+    Ok(if sync.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 async fn search(app: &App, query: &str, limit: usize, owner: &str, json: bool) -> anyhow::Result<ExitCode> {
@@ -511,6 +559,7 @@ fn who(entry: &MemoryEntry) -> &'static str {
     match (entry.kind, entry.role) {
         (EntryKind::Summary, _) => "summary",
         (EntryKind::Note, _) => "note",
+        (EntryKind::Knowledge, _) => "knowledge",
         (EntryKind::Message, Some(Role::User)) => "user",
         (EntryKind::Message, Some(Role::Assistant)) => "assistant",
         (EntryKind::Message, Some(Role::System)) => "system",

@@ -27,6 +27,9 @@ pub enum EntryKind {
     /// A note the agent was asked to remember (the `remember` tool); `seq` orders a session's
     /// notes.
     Note,
+    /// A passage of a knowledge-base document; `session` names the document's version and `seq`
+    /// orders its passages.
+    Knowledge,
 }
 
 impl EntryKind {
@@ -36,6 +39,7 @@ impl EntryKind {
             Self::Message => "message",
             Self::Summary => "summary",
             Self::Note => "note",
+            Self::Knowledge => "knowledge",
         }
     }
 
@@ -45,6 +49,7 @@ impl EntryKind {
             "message" => Some(Self::Message),
             "summary" => Some(Self::Summary),
             "note" => Some(Self::Note),
+            "knowledge" => Some(Self::Knowledge),
             _ => None,
         }
     }

@@ -1,10 +1,11 @@
 //! Composing a context within a token budget: the pure part of assembly, given what was read.
 //!
-//! The order is fixed — soul, what is known about the user (facts), relevant excerpts of past
-//! conversations, the rolling summary of this one, then the recent window — and so are the
-//! shares: the soul may take a quarter of the budget, facts a tenth, excerpts an eighth, the
-//! summary a sixth; what they leave goes to the recent window, filled from the newest message
-//! back. The first four go in one system message before the window.
+//! The order is fixed — soul, what is known about the user (facts), passages of the agent's
+//! knowledge bases, relevant excerpts of past conversations, the rolling summary of this one,
+//! then the recent window — and so are the shares: the soul may take a quarter of the budget,
+//! facts a tenth, knowledge an eighth, excerpts an eighth, the summary a sixth; what they leave
+//! goes to the recent window, filled from the newest message back. The first five go in one
+//! system message before the window.
 
 use crate::rank::Hit;
 use crate::tokens::{MESSAGE_OVERHEAD, TokenCounter};
@@ -19,6 +20,8 @@ pub struct Parts<'a> {
     pub soul: Option<&'a str>,
     /// The owner's facts, current and superseded.
     pub facts: &'a [Fact],
+    /// Passages of the agent's knowledge bases that match the new input, best first.
+    pub knowledge: &'a [Hit],
     /// Search results for the new input, best first (entries already in the window are left
     /// out here).
     pub excerpts: &'a [Hit],
@@ -45,10 +48,15 @@ pub struct Composed {
     pub facts: usize,
     /// How many excerpts made it in.
     pub excerpts: usize,
+    /// How many knowledge passages made it in.
+    pub knowledge: usize,
 }
 
 /// The most characters of one excerpt shown.
 pub const EXCERPT_CHARS: usize = 400;
+
+/// The most characters of one knowledge passage shown (a passage is about 1,200 bytes).
+pub const PASSAGE_CHARS: usize = 1_500;
 
 /// Composes `parts` within `budget` tokens (for the returned messages and the input).
 pub fn compose(parts: &Parts<'_>, budget: usize, counter: &dyn TokenCounter, now: DateTime<Utc>) -> Composed {
@@ -73,6 +81,8 @@ pub fn compose(parts: &Parts<'_>, budget: usize, counter: &dyn TokenCounter, now
     }
     let (facts_text, facts) = facts_section(parts.facts, budget / 10, counter);
     add(&mut block, &mut left, &facts_text, budget / 10);
+    let (knowledge_text, knowledge) = knowledge_section(parts.knowledge, budget / 8, counter);
+    add(&mut block, &mut left, &knowledge_text, budget / 8);
     let (excerpts_text, excerpts) = excerpts_section(parts.excerpts, budget / 8, counter, now);
     add(&mut block, &mut left, &excerpts_text, budget / 8);
     if let Some(summary) = parts.summary.filter(|s| !s.text.trim().is_empty()) {
@@ -106,7 +116,14 @@ pub fn compose(parts: &Parts<'_>, budget: usize, counter: &dyn TokenCounter, now
     let mut messages = Vec::with_capacity(parts.history.len() - start + 1);
     messages.extend(memory);
     messages.extend_from_slice(&parts.history[start..]);
-    Composed { messages, window_start: start, tokens: budget.max(input) - left.min(budget), facts, excerpts }
+    Composed {
+        messages,
+        window_start: start,
+        tokens: budget.max(input) - left.min(budget),
+        facts,
+        excerpts,
+        knowledge,
+    }
 }
 
 /// `text`, cut to about `tokens` tokens with a marker when longer.
@@ -164,6 +181,35 @@ fn facts_section(facts: &[Fact], tokens: usize, counter: &dyn TokenCounter) -> (
         }
         used += cost;
         text.push_str(&line);
+        count += 1;
+    }
+    (if count == 0 { String::new() } else { text }, count)
+}
+
+/// The knowledge section, best first, within `tokens`: each passage whole, up to
+/// [`PASSAGE_CHARS`], under its document and section.
+fn knowledge_section(hits: &[Hit], tokens: usize, counter: &dyn TokenCounter) -> (String, usize) {
+    let head = "## From the knowledge base";
+    let mut text = String::from(head);
+    let mut used = counter.count(head);
+    let mut count = 0;
+    for hit in hits {
+        let passage = hit.entry.text.trim();
+        let passage = match passage.char_indices().nth(PASSAGE_CHARS) {
+            Some((cut, _)) => format!("{} […]", &passage[..cut]),
+            None => passage.to_owned(),
+        };
+        // The passage's first line names the document and section: a heading of its own.
+        let block = match passage.split_once('\n') {
+            Some((source, body)) => format!("\n\n### {source}\n{body}"),
+            None => format!("\n\n{passage}"),
+        };
+        let cost = counter.count(&block);
+        if used + cost > tokens {
+            continue;
+        }
+        used += cost;
+        text.push_str(&block);
         count += 1;
     }
     (if count == 0 { String::new() } else { text }, count)
@@ -309,10 +355,23 @@ mod tests {
             model: "m".into(),
             created_at: now,
         };
+        let passage = Hit {
+            entry: MemoryEntry {
+                id: 12,
+                owner: "knowledge:*".into(),
+                kind: EntryKind::Knowledge,
+                seq: 0,
+                role: None,
+                text: "handbook.md › Trains\nThe 7:40 to Lyon leaves from platform 4.".into(),
+                ..excerpt.entry.clone()
+            },
+            ..excerpt.clone()
+        };
         let history = history(6);
         let parts = Parts {
             soul: Some("You are Ada."),
             facts: &facts,
+            knowledge: std::slice::from_ref(&passage),
             excerpts: std::slice::from_ref(&excerpt),
             summary: Some(&summary),
             history: &history,
@@ -324,6 +383,7 @@ mod tests {
         let order = [
             "You are Ada.",
             "lives in: Lyon (previously: Paris)",
+            "## From the knowledge base\n\n### handbook.md › Trains\nThe 7:40 to Lyon leaves from platform 4.",
             "(today, the user said) My sister lives in Lisbon.",
             "We talked about trains.",
         ];
@@ -334,7 +394,38 @@ mod tests {
         assert!(at.windows(2).all(|w| w[0] < w[1]), "{block}");
         assert_eq!(composed.window_start, 2, "archived messages are left to the summary");
         assert_eq!(&composed.messages[1..], &history[2..]);
-        assert_eq!((composed.facts, composed.excerpts), (1, 1));
+        assert_eq!((composed.facts, composed.knowledge, composed.excerpts), (1, 1, 1));
+    }
+
+    #[test]
+    fn a_knowledge_passage_over_its_share_is_left_out_and_a_smaller_one_kept() {
+        let now = Utc::now();
+        let passage = |id: i64, text: String| Hit {
+            entry: MemoryEntry {
+                id,
+                owner: "knowledge:*".into(),
+                session: SessionId::new(),
+                kind: EntryKind::Knowledge,
+                seq: 0,
+                role: None,
+                text,
+                created_at: now,
+            },
+            score: 1.0,
+            text_rank: Some(0),
+            embedding_rank: None,
+        };
+        let hits = [
+            passage(1, format!("big.md\n{}", "long ".repeat(300))),
+            passage(2, "small.md › Hours\nOpen from nine to five.".into()),
+        ];
+        let parts = Parts { knowledge: &hits, input: "hours?", ..Parts::default() };
+        // An eighth of 2,000 tokens is 250: the 1,500-byte passage (500 estimated) does not fit.
+        let composed = compose(&parts, 2_000, &Estimate, now);
+        let block = composed.messages[0].text();
+        assert!(block.contains("### small.md › Hours\nOpen from nine to five."), "{block}");
+        assert!(!block.contains("big.md"), "{block}");
+        assert_eq!(composed.knowledge, 1);
     }
 
     fn facts_template(now: DateTime<Utc>) -> Fact {

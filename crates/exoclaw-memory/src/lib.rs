@@ -13,6 +13,8 @@
 //!   by [`rank::fuse`]d hybrid ranking with recency weighting.
 //! - **Facts** ([`facts`]): extracted from each user message by the model as validated JSON, or
 //!   by patterns; a new value of a single-valued fact supersedes the old, which is kept.
+//! - **Knowledge bases** ([`knowledge`]): folders of documents an agent, or every agent, draws
+//!   on, cut into passages, indexed, kept in line with the files, and searched for each turn.
 //! - **Degradation**: when the memory store or the embedder fails, the turn goes on with the
 //!   session's recent messages and a warning; indexing catches up after the next turn, and the
 //!   facts of the messages it catches up are learned then. Entries indexed without an embedding
@@ -22,6 +24,7 @@
 pub mod archive;
 pub mod compose;
 pub mod facts;
+pub mod knowledge;
 pub mod rank;
 pub mod soul;
 pub mod tokens;
@@ -45,6 +48,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use compose::{Composed, Parts, compose};
+pub use knowledge::{EVERY_AGENT, KnowledgeBases, KnowledgeSync, knowledge_owner};
 pub use rank::{Hit, Ranking};
 pub use soul::Soul;
 pub use tokens::{Estimate, TokenCounter};
@@ -203,6 +207,7 @@ pub struct Memory {
     embedder: Option<EmbedderRef>,
     counter: Arc<dyn TokenCounter>,
     souls: BTreeMap<String, Soul>,
+    knowledge: KnowledgeBases,
     options: MemoryOptions,
     /// Sessions being archived now, so that two after-turn runs do not summarise twice.
     archiving: Mutex<HashSet<SessionId>>,
@@ -240,6 +245,7 @@ impl Memory {
             embedder: None,
             counter: Arc::new(Estimate),
             souls: BTreeMap::new(),
+            knowledge: KnowledgeBases::default(),
             options,
             archiving: Mutex::new(HashSet::new()),
             unembedded: AtomicBool::new(true),
@@ -669,6 +675,11 @@ impl Memory {
                 Err(e) => tracing::warn!(%session, error = %e, "archival failed; it is tried again later"),
             }
         }
+        if !self.knowledge.is_empty()
+            && let Err(e) = self.sync_knowledge().await
+        {
+            tracing::warn!(error = %e, "syncing the knowledge bases failed; it is tried again after a turn");
+        }
         if let Err(e) = self.backfill(usize::MAX).await {
             tracing::warn!(error = %e, "embedding the entries indexed without one failed; it is tried again after a turn");
         }
@@ -745,6 +756,16 @@ impl exoclaw_core::ContextAssembler for Memory {
                 Err(e) => down = Some(e),
             }
         }
+        let mut knowledge = Vec::new();
+        if down.is_none() && !request.input.trim().is_empty() {
+            match self.knowledge_for(request.agent, request.input).await {
+                Ok(hits) => knowledge = hits,
+                Err(e) => {
+                    tracing::warn!(error = %e, "knowledge bases unavailable for this turn");
+                    warnings.push(format!("{e}; this answer is given without the knowledge base"));
+                }
+            }
+        }
         if let Some(e) = down {
             tracing::warn!(error = %e, "memory unavailable for this turn");
             warnings.push(format!("{e}; this answer is given from the recent messages alone"));
@@ -761,6 +782,7 @@ impl exoclaw_core::ContextAssembler for Memory {
         let parts = Parts {
             soul: soul.as_deref(),
             facts: &facts,
+            knowledge: &knowledge,
             excerpts: &excerpts,
             summary: summary.as_ref(),
             history: &history,
@@ -799,6 +821,7 @@ impl AfterTurn for Memory {
         if let Err(e) = self.archive_history(session, &owner, &report.model, history).await {
             tracing::warn!(%session, error = %e, "archival failed; it is tried again after the next turn");
         }
+        self.resync_knowledge().await;
         // One batch at a time: after-turn work runs beside the next turns.
         if let Err(e) = self.backfill(1).await {
             tracing::warn!(error = %e, "embedding the entries indexed without one failed; it is tried again after the next turn");

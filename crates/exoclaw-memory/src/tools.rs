@@ -90,6 +90,7 @@ impl TypedTool for MemorySearch {
             let who = match (e.kind, e.role) {
                 (EntryKind::Summary, _) => "summary".to_owned(),
                 (EntryKind::Note, _) => "note".to_owned(),
+                (EntryKind::Knowledge, _) => "knowledge".to_owned(),
                 (EntryKind::Message, Some(role)) => format!("{role:?}").to_lowercase(),
                 (EntryKind::Message, None) => "message".to_owned(),
             };

@@ -169,3 +169,64 @@ async fn memory_turned_off_is_a_usage_error_that_says_how_to_turn_it_on() {
     assert!(stderr(&out).contains("memory is turned off"), "{}", stderr(&out));
     assert!(stderr(&out).contains("enabled = true"), "{}", stderr(&out));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_knowledge_base_reaches_the_model_and_memory_knowledge_says_what_it_indexed() {
+    let env = Env::new();
+    let handbook = env.ws().join("handbook");
+    std::fs::create_dir_all(&handbook).unwrap();
+    std::fs::write(
+        handbook.join("leave.md"),
+        "# Holidays\n\nEvery employee gets twenty-seven days of paid leave a year.\n",
+    )
+    .unwrap();
+    std::fs::write(handbook.join("broken.md"), [0xffu8, 0xfe, 0x00]).unwrap();
+    let server = serve([Answer::text("Twenty-seven.")]).await;
+    let knowledge = format!("[memory]\nknowledge = {{ \"*\" = [{:?}] }}\n", handbook.display().to_string());
+    env.scripted(&server, &knowledge);
+
+    // A first turn right after start: the handbook is indexed before it is answered.
+    ok(&env.run(&["chat", "How many days of paid leave do I get?"]).await);
+    let requests = server.requests();
+    let sent: Vec<String> = exoclaw_testkit::script::request_messages(&requests[0].body)
+        .iter()
+        .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let memory_block = sent.iter().find(|m| m.contains("## From the knowledge base")).unwrap_or_else(|| {
+        panic!("no knowledge section in {sent:#?}");
+    });
+    assert!(
+        memory_block.contains("### leave.md › Holidays\nEvery employee gets twenty-seven days"),
+        "{memory_block}"
+    );
+
+    let out = env.run(&["memory", "knowledge"]).await;
+    assert_eq!(out.status.code(), Some(1), "a document could not be read: {}", stderr(&out));
+    assert!(stdout(&out).contains("every agent: "), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("1 document: 0 indexed now (0 passages), 0 removed, 1 unchanged"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stderr(&out).contains("broken.md is not UTF-8 text"), "{}", stderr(&out));
+
+    let hits =
+        json(&env.run(&["memory", "search", "--owner", "knowledge:*", "paid", "leave", "--json"]).await);
+    assert!(hits[0]["text"].as_str().unwrap().starts_with("leave.md › Holidays"), "{hits}");
+    let mine = env.run(&["memory", "search", "paid", "leave"]).await;
+    assert!(
+        !stdout(&mine).contains("leave.md"),
+        "the user's own memory holds no knowledge: {}",
+        stdout(&mine)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_knowledge_without_a_knowledge_base_says_how_to_add_one() {
+    let env = Env::new();
+    let server = serve([]).await;
+    env.scripted(&server, "");
+    let out = env.run(&["memory", "knowledge"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no knowledge base is configured"), "{}", stderr(&out));
+}

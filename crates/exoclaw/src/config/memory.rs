@@ -52,6 +52,11 @@ pub struct MemoryConfig {
     /// when it changes), by agent name: `default = "~/.exoclaw/soul.md"`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub souls: BTreeMap<String, PathBuf>,
+    /// Knowledge bases: folders (read recursively) and files of markdown or plain text, by agent
+    /// name, `"*"` for every agent's: `{ "*" = ["~/handbook"], coder = ["./docs"] }`. Indexed
+    /// at start and kept in line with the files; each turn gets the passages matching it.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub knowledge: BTreeMap<String, Vec<PathBuf>>,
 }
 
 impl Default for MemoryConfig {
@@ -66,6 +71,7 @@ impl Default for MemoryConfig {
             excerpts: exoclaw_memory::DEFAULT_EXCERPTS,
             embeddings: None,
             souls: BTreeMap::new(),
+            knowledge: BTreeMap::new(),
         }
     }
 }

@@ -5,9 +5,10 @@ use crate::config::{Config, FactsSetting};
 use crate::embedders::Embedders;
 use async_trait::async_trait;
 use exoclaw_core::{Embedder, MemoryStore, Provider, ProviderError, StoreError};
-use exoclaw_memory::{FactsMode, Memory, MemoryOptions};
+use exoclaw_memory::{FactsMode, KnowledgeBases, Memory, MemoryOptions};
 use exoclaw_store::{ArcadeDbMemory, Store};
 use exoclaw_types::{EmbeddingRequest, Embeddings, SessionId};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Context size assumed for a model whose provider does not say (cloud APIs do not): small
@@ -90,12 +91,21 @@ fn open(
         memory = memory.with_embedder(Arc::new(embedder), name);
     }
     let home = crate::config::load::user_home(&crate::config::load::process_env);
+    let expand = |path: &PathBuf| match (path.strip_prefix("~"), &home) {
+        (Ok(rest), Some(home)) => home.join(rest),
+        _ => path.clone(),
+    };
     for (agent, path) in &settings.souls {
-        let path = match (path.strip_prefix("~"), &home) {
-            (Ok(rest), Some(home)) => home.join(rest),
-            _ => path.clone(),
-        };
-        memory = memory.with_soul(agent.clone(), path);
+        memory = memory.with_soul(agent.clone(), expand(path));
+    }
+    let mut knowledge = KnowledgeBases::default();
+    for (agent, paths) in &settings.knowledge {
+        for path in paths {
+            knowledge.add(agent.clone(), expand(path));
+        }
+    }
+    if !knowledge.is_empty() {
+        memory = memory.with_knowledge(knowledge);
     }
     memory
 }
