@@ -161,8 +161,15 @@ pub trait MemoryIndex: Send + Sync {
 
     /// Entries of every owner that have no embedding (indexed while no embedder was configured,
     /// or while it failed), oldest first, at most `limit`: what
-    /// [`embed_entries`](Self::embed_entries) is to be given.
+    /// [`embed_entries`](Self::embed_entries) is to be given. Entries whose embedding was
+    /// [refused](Self::refuse_embeddings) are not among them.
     async fn unembedded(&self, limit: usize) -> Result<Vec<MemoryEntry>, StoreError>;
+
+    /// Marks the entries named by id that have no embedding as refused by the embedder (it
+    /// rejected their text, not a passing failure), so that [`unembedded`](Self::unembedded)
+    /// no longer lists them: they stay found by full text. Indexing an entry again (same session,
+    /// kind and position) clears the mark. Gives how many were marked.
+    async fn refuse_embeddings(&self, ids: &[i64]) -> Result<u64, StoreError>;
 
     /// Gives each entry named by id in `embeddings` that has no embedding the one paired with it:
     /// the entry is replaced by itself with the embedding, under a new id (as

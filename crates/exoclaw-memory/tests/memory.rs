@@ -148,6 +148,10 @@ impl MemoryIndex for Switchable {
         self.check()?;
         self.store.embed_entries(embeddings).await
     }
+    async fn refuse_embeddings(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        self.check()?;
+        self.store.refuse_embeddings(ids).await
+    }
 }
 
 #[async_trait]

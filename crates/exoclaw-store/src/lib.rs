@@ -248,6 +248,7 @@ forward_to_backend! {
         fn entries(&self, owner: &str, limit: usize) -> Result<Vec<MemoryEntry>, StoreError>;
         fn forget(&self, owner: &str, which: &ForgetEntries) -> Result<u64, StoreError>;
         fn unembedded(&self, limit: usize) -> Result<Vec<MemoryEntry>, StoreError>;
+        fn refuse_embeddings(&self, ids: &[i64]) -> Result<u64, StoreError>;
         fn embed_entries(&self, embeddings: &[(i64, Vec<f32>)]) -> Result<u64, StoreError>;
     }
     SummaryStore {

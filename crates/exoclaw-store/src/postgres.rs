@@ -98,6 +98,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/postgres/0008_channel_health.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            9,
+            Cow::Borrowed("memory_refused"),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0009_memory_refused.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -173,9 +173,17 @@ pub(crate) const MEMORY_ENTRIES: &str = concat!(
     " FROM memory_entries WHERE owner = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
 );
 
-/// Entries of every owner without an embedding, oldest first, at most `$1` (to embed them).
-pub(crate) const UNEMBEDDED_ENTRIES: &str =
-    concat!("SELECT ", entry_columns!(), " FROM memory_entries WHERE embedding IS NULL ORDER BY id LIMIT $1");
+/// Entries of every owner without an embedding, whose embedding was not refused, oldest first,
+/// at most `$1` (to embed them).
+pub(crate) const UNEMBEDDED_ENTRIES: &str = concat!(
+    "SELECT ",
+    entry_columns!(),
+    " FROM memory_entries WHERE embedding IS NULL AND NOT embedding_refused ORDER BY id LIMIT $1"
+);
+
+/// Marks entry `$1`, when it has no embedding, as refused by the embedder.
+pub(crate) const REFUSE_EMBEDDING: &str = "UPDATE memory_entries SET embedding_refused = TRUE \
+     WHERE id = $1 AND embedding IS NULL AND NOT embedding_refused";
 
 /// Entry `$1`, when it has no embedding, taken out to be put back with one under a new id; its
 /// columns in [`INSERT_ENTRIES`]' order, but the embedding.

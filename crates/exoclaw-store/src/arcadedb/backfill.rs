@@ -1,8 +1,11 @@
 //! Embeddings given later to ArcadeDB entries indexed without one ([`MemoryIndex::unembedded`],
-//! [`MemoryIndex::embed_entries`]): the memory's backfill, apart from how entries are searched.
+//! [`MemoryIndex::embed_entries`]), or the entries marked refused by the embedder
+//! ([`MemoryIndex::refuse_embeddings`]): the memory's backfill, apart from how entries are
+//! searched.
 //!
 //! [`MemoryIndex::unembedded`]: exoclaw_core::MemoryIndex::unembedded
 //! [`MemoryIndex::embed_entries`]: exoclaw_core::MemoryIndex::embed_entries
+//! [`MemoryIndex::refuse_embeddings`]: exoclaw_core::MemoryIndex::refuse_embeddings
 
 use exoclaw_core::{MemoryEntry, StoreError};
 use serde_json::json;
@@ -12,13 +15,15 @@ use super::{ArcadeDbMemory, ENTRY_FIELDS, EntryRow, count_of, decode, params};
 use crate::memory::sql_limit;
 
 impl ArcadeDbMemory {
-    /// Entries of every owner without an embedding, oldest first, at most `limit`.
+    /// Entries of every owner without an embedding, whose embedding was not refused, oldest first,
+    /// at most `limit`.
     pub(super) async fn unembedded_entries(&self, limit: usize) -> Result<Vec<MemoryEntry>, StoreError> {
         let rows = self
             .rows(
                 "list the memory entries without an embedding",
                 &format!(
-                    "SELECT {ENTRY_FIELDS} FROM MemoryEntry WHERE embedding IS NULL ORDER BY id LIMIT :limit"
+                    "SELECT {ENTRY_FIELDS} FROM MemoryEntry WHERE embedding IS NULL \
+                     AND (embedding_refused IS NULL OR embedding_refused = false) ORDER BY id LIMIT :limit"
                 ),
                 params([("limit", json!(sql_limit(limit)))]),
             )
@@ -35,6 +40,33 @@ impl ArcadeDbMemory {
         self.client.transaction(|tx| async move { self.embed_in(&tx, embeddings).await }).await.map_err(|e| {
             self.failed(&format!("store the embeddings of {} memory entries", embeddings.len()), e)
         })
+    }
+
+    /// Marks the entries among `ids` that have no embedding as refused by the embedder, in one
+    /// transaction; gives how many were marked.
+    pub(super) async fn refuse_unembedded(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.client
+            .transaction(|tx| async move {
+                let mut refused = 0;
+                for id in ids {
+                    let rows = self
+                        .client
+                        .sql(
+                            Some(&tx),
+                            "UPDATE MemoryEntry SET embedding_refused = true WHERE id = :id \
+                             AND embedding IS NULL AND (embedding_refused IS NULL OR embedding_refused = false)",
+                            params([("id", json!(id))]),
+                        )
+                        .await?;
+                    refused += count_of(&rows);
+                }
+                Ok(refused)
+            })
+            .await
+            .map_err(|e| self.failed(&format!("mark {} memory entries whose embedding was refused", ids.len()), e))
     }
 
     async fn embed_in(&self, tx: &Tx, embeddings: &[(i64, Vec<f32>)]) -> Result<u64, ArcadeError> {

@@ -205,7 +205,7 @@ impl ArcadeDbMemory {
             for (i, entry) in chunk.iter().enumerate() {
                 script.push_str(&format!(
                     "UPDATE MemoryEntry SET id = :id{i}, owner = :owner{i}, role = :role{i}, text = :text{i}, \
-                     created_at = :created_at{i}, embedding = :embedding{i} UPSERT \
+                     created_at = :created_at{i}, embedding = :embedding{i}, embedding_refused = false UPSERT \
                      WHERE session = :session{i} AND kind = :kind{i} AND seq = :seq{i};\n"
                 ));
                 for (name, value) in [
@@ -545,6 +545,10 @@ impl MemoryIndex for ArcadeDbMemory {
 
     async fn embed_entries(&self, embeddings: &[(i64, Vec<f32>)]) -> Result<u64, StoreError> {
         self.embed_unembedded(embeddings).await
+    }
+
+    async fn refuse_embeddings(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        self.refuse_unembedded(ids).await
     }
 
     async fn forget(&self, owner: &str, which: &ForgetEntries) -> Result<u64, StoreError> {

@@ -37,6 +37,7 @@ pub(super) const STATEMENTS: &[&str] = &[
     "CREATE PROPERTY MemoryEntry.text IF NOT EXISTS STRING",
     "CREATE PROPERTY MemoryEntry.created_at IF NOT EXISTS LONG",
     "CREATE PROPERTY MemoryEntry.embedding IF NOT EXISTS LIST",
+    "CREATE PROPERTY MemoryEntry.embedding_refused IF NOT EXISTS BOOLEAN",
     "CREATE INDEX IF NOT EXISTS ON MemoryEntry (id) UNIQUE",
     "CREATE INDEX IF NOT EXISTS ON MemoryEntry (session, kind, seq) UNIQUE",
     "CREATE INDEX IF NOT EXISTS ON MemoryEntry (owner) NOTUNIQUE",

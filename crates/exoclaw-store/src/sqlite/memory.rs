@@ -491,6 +491,22 @@ impl MemoryIndex for SqliteStore {
         self.embed_unembedded(embeddings).await
     }
 
+    async fn refuse_embeddings(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let failed = |e| query_error("could not mark memory entries whose embedding was refused", e);
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
+        let mut refused = 0;
+        for id in ids {
+            let done = sqlx::query(sql::REFUSE_EMBEDDING).bind(id).execute(&mut *tx).await.map_err(failed)?;
+            refused += done.rows_affected();
+        }
+        tx.commit().await.map_err(failed)?;
+        self.committed();
+        Ok(refused)
+    }
+
     async fn forget(&self, owner: &str, which: &ForgetEntries) -> Result<u64, StoreError> {
         let doing = "could not forget memory entries";
         let failed = |e| query_error(doing, e);

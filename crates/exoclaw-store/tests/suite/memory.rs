@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use exoclaw_core::{
-    EntryKind, FactRecorded, ForgetEntries, MemoryStore, NewEntry, NewFact, ScoredEntry, Summary,
+    EntryKind, FactRecorded, ForgetEntries, MemoryEntry, MemoryStore, NewEntry, NewFact, ScoredEntry, Summary,
 };
 use exoclaw_types::{Role, SessionId};
 use pretty_assertions::assert_eq;
@@ -332,6 +332,45 @@ pub async fn entries_indexed_without_embeddings_are_listed_then_embedded_under_n
     assert!(store.unembedded(10).await.unwrap().is_empty());
     assert_eq!(store.embed_entries(&[]).await.unwrap(), 0);
     assert_eq!(store.indexed_messages(session).await.unwrap(), 3, "the indexing mark is not moved");
+}
+
+pub async fn entries_whose_embedding_was_refused_are_no_longer_listed_but_found_by_text(
+    store: Arc<dyn MemoryStore>,
+) {
+    let session = SessionId::new();
+    store
+        .index(&[
+            message("alice", session, 0, "a text the embedder refuses"),
+            message("alice", session, 1, "an ordinary text"),
+            embedded(message("alice", session, 2, "embedded already"), &[1.0, 0.0]),
+        ])
+        .await
+        .unwrap();
+    let pending = store.unembedded(10).await.unwrap();
+    assert_eq!(texts_of(&pending), vec!["a text the embedder refuses", "an ordinary text"]);
+    let (refused, ordinary) = (pending[0].id, pending[1].id);
+    let embedded_already = store.entries("alice", 10).await.unwrap()[0].id;
+
+    // An entry with an embedding, or one not there, is not marked.
+    assert_eq!(store.refuse_embeddings(&[refused, embedded_already, 999_999]).await.unwrap(), 1);
+    assert_eq!(store.refuse_embeddings(&[refused]).await.unwrap(), 0, "marked once");
+    assert_eq!(store.refuse_embeddings(&[]).await.unwrap(), 0);
+    assert_eq!(texts_of(&store.unembedded(10).await.unwrap()), vec!["an ordinary text"]);
+    assert_eq!(
+        texts(&store.search_text("alice", "refuses", 10).await.unwrap()),
+        vec!["a text the embedder refuses"],
+        "found by its words still"
+    );
+    assert_eq!(store.embed_entries(&[(ordinary, vec![0.0, 1.0])]).await.unwrap(), 1);
+    assert!(store.unembedded(10).await.unwrap().is_empty());
+
+    // Indexed again (its text changed, say), it waits for an embedding again.
+    store.index(&[message("alice", session, 0, "a text the embedder takes now")]).await.unwrap();
+    assert_eq!(texts_of(&store.unembedded(10).await.unwrap()), vec!["a text the embedder takes now"]);
+}
+
+fn texts_of(entries: &[MemoryEntry]) -> Vec<&str> {
+    entries.iter().map(|e| e.text.as_str()).collect()
 }
 
 /// `store` and `other` are two handles on one database (two processes, or two nodes).

@@ -52,6 +52,7 @@ macro_rules! memory_scenario_tests {
             embedding_search_skips_entries_without_embeddings_or_of_other_dimensions,
             embedding_search_follows_this_stores_writes,
             entries_indexed_without_embeddings_are_listed_then_embedded_under_new_ids,
+            entries_whose_embedding_was_refused_are_no_longer_listed_but_found_by_text,
             forgetting_by_ids_is_owner_scoped,
             forgetting_a_session_is_owner_scoped,
             forgotten_messages_stay_counted_as_indexed,
