@@ -24,6 +24,11 @@
 //! best 60 by embedding for the same question, at once. In bench mode this also times 2,000 text,
 //! embedding and hybrid searches one by one (cycling through the questions) and prints their
 //! percentiles.
+//!
+//! `EXOCLAW_BENCH_SLOWEST=N` also prints the N questions slowest to answer (each by its fastest
+//! time, which leaves out a busy machine's pauses); `EXOCLAW_BENCH_RESULTS=PATH` writes every
+//! question's results (ids and scores) to PATH, to check that a change finds what the code
+//! before it found.
 
 // A benchmark over fixed inputs: failing loudly is right, and printing the percentiles is its job.
 #![allow(clippy::expect_used, clippy::print_stdout, missing_docs)]
@@ -449,10 +454,50 @@ fn percentiles(f: &Fixture, corpus: Corpus) {
         black_box((found.expect("text search"), nearest.expect("embedding search")));
     }
     let what = format!("sqlite_memory/{corpus:?} over {SAMPLES} searches");
+    if let Ok(count) = std::env::var("EXOCLAW_BENCH_SLOWEST") {
+        let count: usize = count.parse().expect("EXOCLAW_BENCH_SLOWEST: a number of questions");
+        print_slowest(f, "text", &text, count);
+        print_slowest(f, "embedding", &near, count);
+        print_slowest(f, "hybrid at once", &together, count);
+    }
     print_percentiles(&format!("{what}, text"), text);
     print_percentiles(&format!("{what}, embedding"), near);
     print_percentiles(&format!("{what}, hybrid, one after the other"), hybrid);
     print_percentiles(&format!("{what}, hybrid, at once (as Memory::search)"), together);
+}
+
+/// Prints the `count` questions whose searches were slowest (`times` by sample, cycling through
+/// the questions), each with its fastest time: what the question costs, without the pauses of a
+/// busy machine.
+fn print_slowest(f: &Fixture, what: &str, times: &[Duration], count: usize) {
+    let mut slowest: Vec<(Duration, usize)> = vec![(Duration::MAX, 0); f.queries.len()];
+    for (i, time) in times.iter().enumerate() {
+        let at = i % f.queries.len();
+        slowest[at] = (slowest[at].0.min(*time), at);
+    }
+    slowest.sort_by(|a, b| b.cmp(a));
+    for (time, at) in slowest.into_iter().take(count) {
+        println!("slowest {what}: {:.2} ms, question {at}: {:?}", time.as_secs_f64() * 1e3, f.queries[at].0);
+    }
+}
+
+/// Writes, for every question, the ids its text and embedding searches found (best first), one
+/// line each, to compare a change's results with the code's before it.
+fn dump_results(f: &Fixture, path: &str) {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for (at, (question, vector)) in f.queries.iter().enumerate() {
+        let found = f.runtime.block_on(f.store.search_text(OWNER, question, LIMIT)).expect("text search");
+        let nearest =
+            f.runtime.block_on(f.store.search_embedding(OWNER, vector, LIMIT)).expect("embedding search");
+        let ids = |list: &[exoclaw_store::ScoredEntry]| {
+            list.iter().map(|s| format!("{}:{:.4}", s.entry.id, s.score)).collect::<Vec<_>>().join(" ")
+        };
+        writeln!(out, "text {at}: {}", ids(&found)).expect("a string");
+        writeln!(out, "embedding {at}: {}", ids(&nearest)).expect("a string");
+    }
+    std::fs::write(path, out).expect("write the results");
+    println!("wrote every question's results to {path}");
 }
 
 fn print_percentiles(what: &str, mut times: Vec<Duration>) {
@@ -479,6 +524,9 @@ fn main() {
     c.final_summary();
     // `cargo bench` passes `--bench`; `cargo test --benches` does not, and only checks that the
     // benchmark runs.
+    if let Ok(path) = std::env::var("EXOCLAW_BENCH_RESULTS") {
+        dump_results(&f, &path);
+    }
     if std::env::args().any(|arg| arg == "--bench") {
         percentiles(&f, corpus);
     }
