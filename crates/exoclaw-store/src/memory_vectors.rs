@@ -228,6 +228,14 @@ fn shortlist(rows: usize, count: usize) -> usize {
     (rows / 16).max(count.saturating_mul(16)).max(2_048)
 }
 
+/// Entries of an owner from which its scoring runs on a thread of its own (Tokio's blocking
+/// pool) rather than in the search's task: a millisecond or more of computation, during which the
+/// task could not poll anything else. `exoclaw_memory::Memory::search` runs the full-text search
+/// beside this one in the same task, and its next statement would wait for the scoring to end:
+/// scored apart, a hybrid search over 100,000 entries takes about the longer of the two searches
+/// rather than their sum. A smaller owner is scored in a fraction of the thread hop.
+const SCORED_APART: usize = 10_000;
+
 /// The owner's entries nearest `embedding`, best first, at most `limit`.
 pub(crate) async fn search(
     cache: &VectorCache,
@@ -241,8 +249,14 @@ pub(crate) async fn search(
         return Ok(Vec::new());
     }
     let vectors = cache.current(rows, owner).await?;
-    let picked = vectors.nearest(&query, candidates(limit));
-    drop(vectors);
+    let count = candidates(limit);
+    let (picked, query) = if vectors.len() < SCORED_APART {
+        (vectors.nearest(&query, count), query)
+    } else {
+        tokio::task::spawn_blocking(move || (vectors.nearest(&query, count), query))
+            .await
+            .map_err(|e| StoreError::database_from("the search by embedding stopped", e))?
+    };
     if picked.is_empty() {
         return Ok(Vec::new());
     }
