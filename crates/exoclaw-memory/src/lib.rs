@@ -3,7 +3,8 @@
 //!
 //! - **Context within a budget** ([`compose`]): the agent's soul, what is known about the user,
 //!   excerpts of past conversations relevant to the new input, the session's rolling summary,
-//!   then as many recent messages as the budget leaves — counted with a [`TokenCounter`].
+//!   then as many recent messages as the budget leaves — counted with the tokenizer of the
+//!   model answering the turn where exoclaw has it, the [`Estimate`] otherwise ([`Counters`]).
 //! - **Archival** ([`Memory::archive`]): once a session has more than `window` messages after
 //!   its summary, a model folds the oldest into the summary, in the background. Messages are
 //!   never deleted; a failed or killed archival changes nothing and is done again later (after
@@ -51,7 +52,7 @@ pub use compose::{Composed, Parts, compose};
 pub use knowledge::{EVERY_AGENT, KnowledgeBases, KnowledgeSync, knowledge_owner};
 pub use rank::{Hit, Ranking};
 pub use soul::Soul;
-pub use tokens::{Estimate, TokenCounter};
+pub use tokens::{CounterError, CounterSource, Counters, Encoding, Estimate, Tiktoken, TokenCounter};
 
 /// Messages a session keeps in its recent window before the oldest are archived.
 pub const DEFAULT_WINDOW: usize = 20;
@@ -205,7 +206,8 @@ pub struct Memory {
     sessions: Arc<dyn SessionStore>,
     models: Arc<dyn Provider>,
     embedder: Option<EmbedderRef>,
-    counter: Arc<dyn TokenCounter>,
+    /// The counter of each model a turn is answered by.
+    counters: Arc<Counters>,
     souls: BTreeMap<String, Soul>,
     knowledge: KnowledgeBases,
     options: MemoryOptions,
@@ -243,7 +245,7 @@ impl Memory {
             sessions,
             models,
             embedder: None,
-            counter: Arc::new(Estimate),
+            counters: Arc::new(Counters::new()),
             souls: BTreeMap::new(),
             knowledge: KnowledgeBases::default(),
             options,
@@ -259,9 +261,17 @@ impl Memory {
         self
     }
 
-    /// Counts tokens with `counter` instead of the [`Estimate`].
+    /// Counts every model's tokens with `counter`, instead of each model's own tokenizer where
+    /// exoclaw has it ([`Counters::new`]).
     pub fn with_counter(mut self, counter: Arc<dyn TokenCounter>) -> Self {
-        self.counter = counter;
+        self.counters = Arc::new(Counters::same(counter));
+        self
+    }
+
+    /// Counts each model's tokens with `counters` (the runtime's, which know the embedded
+    /// model's tokenizer and which it counts system prompts with too).
+    pub fn with_counters(mut self, counters: Arc<Counters>) -> Self {
+        self.counters = counters;
         self
     }
 
@@ -788,7 +798,10 @@ impl exoclaw_core::ContextAssembler for Memory {
             history: &history,
             input: request.input,
         };
-        let composed = compose(&parts, budget, self.counter.as_ref(), Utc::now());
+        // Counted as the model answering this turn counts (the estimate while its tokenizer is
+        // being built).
+        let counter = self.counters.for_model(request.model);
+        let composed = compose(&parts, budget, counter.as_ref(), Utc::now());
         Ok(Assembled { messages: composed.messages, warnings })
     }
 
