@@ -219,6 +219,9 @@ pub struct Memory {
     /// Whether a backfill is running, so that concurrent after-turn runs do not embed the same
     /// entries twice.
     backfilling: AtomicBool,
+    /// Whether the embedder rejected every text of the last backfill batch (see
+    /// [`Memory::backfill`]); cleared when it embeds one.
+    rejecting_all: AtomicBool,
 }
 
 impl std::fmt::Debug for Memory {
@@ -252,6 +255,7 @@ impl Memory {
             archiving: Mutex::new(HashSet::new()),
             unembedded: AtomicBool::new(true),
             backfilling: AtomicBool::new(false),
+            rejecting_all: AtomicBool::new(false),
         }
     }
 
@@ -307,10 +311,14 @@ impl Memory {
         let semantic = async {
             let Some(embedder) = &self.embedder else { return Ok::<_, MemoryError>((Vec::new(), None)) };
             match embed(embedder, vec![query.to_owned()]).await {
-                Ok(mut vectors) => match vectors.pop() {
-                    Some(vector) => Ok((self.store.search_embedding(owner, &vector, wide).await?, None)),
-                    None => Ok((Vec::new(), None)),
-                },
+                Ok(mut vectors) => {
+                    // The embedder takes texts again: a backfill may halve what it rejects.
+                    self.rejecting_all.store(false, Ordering::Relaxed);
+                    match vectors.pop() {
+                        Some(vector) => Ok((self.store.search_embedding(owner, &vector, wide).await?, None)),
+                        None => Ok((Vec::new(), None)),
+                    }
+                }
                 Err(e) => Ok((Vec::new(), Some(e))),
             }
         };
@@ -412,6 +420,7 @@ impl Memory {
         }
         match embed(embedder, entries.iter().map(|e| e.text.clone()).collect()).await {
             Ok(vectors) => {
+                self.rejecting_all.store(false, Ordering::Relaxed);
                 for (entry, vector) in entries.iter_mut().zip(vectors) {
                     entry.embedding = Some(vector);
                 }
@@ -429,8 +438,15 @@ impl Memory {
     /// it failed), so that search finds them by meaning too: up to `batches` batches of
     /// [`BACKFILL_BATCH`], oldest first, each one embedder call and one write. Gives how many
     /// were embedded. Does nothing without an embedder, when a backfill is running already, or
-    /// when the last one found none left (until the embedder fails again). An embedder or store
-    /// failure stops it; what was not embedded waits for the next try.
+    /// when the last one found none left (until the embedder fails again).
+    ///
+    /// A batch the embedder rejects for what it holds (a 400 for one text, a text too long for
+    /// it) is embedded in halves, down to single entries, so that the others get theirs; an entry
+    /// it rejects alone while taking others is recorded as refused
+    /// ([`MemoryIndex::refuse_embeddings`](exoclaw_core::MemoryIndex::refuse_embeddings)) and not
+    /// tried again: full text still finds it. Any other failure (the embedder down, slow, or
+    /// misconfigured), or one that rejects every text, stops the backfill; what was not embedded
+    /// waits for the next try.
     pub async fn backfill(&self, batches: usize) -> Result<u64, MemoryError> {
         let Some(embedder) = &self.embedder else { return Ok(0) };
         if !self.unembedded.load(Ordering::Relaxed)
@@ -446,16 +462,19 @@ impl Memory {
                 self.unembedded.store(false, Ordering::Relaxed);
                 break;
             }
-            let vectors = embed(embedder, pending.iter().map(|e| e.text.clone()).collect()).await?;
-            if vectors.len() != pending.len() {
-                return Err(MemoryError::Embedding(ProviderError::new(
-                    exoclaw_core::ErrorKind::Protocol,
-                    &embedder.model,
-                    format!("{} embeddings for {} texts", vectors.len(), pending.len()),
-                )));
+            let done = self.embed_batch(embedder, &pending).await;
+            embedded += self.store.embed_entries(&done.embedded).await?;
+            if !done.refused.is_empty() {
+                let refused = self.store.refuse_embeddings(&done.refused).await?;
+                tracing::warn!(
+                    refused,
+                    model = %embedder.model,
+                    "the embedder refused the text of memory entries; they are found by their words only"
+                );
             }
-            let pairs: Vec<(i64, Vec<f32>)> = pending.iter().map(|e| e.id).zip(vectors).collect();
-            embedded += self.store.embed_entries(&pairs).await?;
+            if let Some(e) = done.failed {
+                return Err(e);
+            }
             if pending.len() < BACKFILL_BATCH {
                 self.unembedded.store(false, Ordering::Relaxed);
                 break;
@@ -465,6 +484,55 @@ impl Memory {
             tracing::info!(embedded, "memory entries indexed without embeddings are embedded now");
         }
         Ok(embedded)
+    }
+
+    /// Embeds `batch` in one call or, when the embedder rejects it for what it holds, in halves
+    /// down to single entries (see [`Memory::backfill`]). When the embedder rejects every text of
+    /// a batch of several, none is recorded as refused, and later batches are tried whole only
+    /// until it embeds something again: a rejection of everything is no one entry's fault (a
+    /// wrong model, say), and halving would cost dozens of calls a turn. A lone entry rejected
+    /// cannot be told apart from that: it is recorded as refused.
+    async fn embed_batch(&self, embedder: &EmbedderRef, batch: &[exoclaw_core::MemoryEntry]) -> Embedded {
+        let mut done = Embedded { embedded: Vec::new(), refused: Vec::new(), failed: None };
+        let mut rejected: Option<MemoryError> = None;
+        let mut pieces = vec![batch];
+        while let Some(piece) = pieces.pop() {
+            match embed(embedder, piece.iter().map(|e| e.text.clone()).collect()).await {
+                Ok(vectors) if vectors.len() == piece.len() => {
+                    done.embedded.extend(piece.iter().map(|e| e.id).zip(vectors));
+                }
+                Ok(vectors) => {
+                    done.failed = Some(MemoryError::Embedding(ProviderError::new(
+                        exoclaw_core::ErrorKind::Protocol,
+                        &embedder.model,
+                        format!("{} embeddings for {} texts", vectors.len(), piece.len()),
+                    )));
+                    break;
+                }
+                Err(MemoryError::Embedding(e))
+                    if rejects_the_text(&e) && !self.rejecting_all.load(Ordering::Relaxed) =>
+                {
+                    match piece.split_at_checked(piece.len() / 2) {
+                        Some((first, rest)) if !first.is_empty() => pieces.extend([rest, first]),
+                        _ => done.refused.extend(piece.iter().map(|e| e.id)),
+                    }
+                    rejected = Some(MemoryError::Embedding(e));
+                }
+                Err(e) => {
+                    done.failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if done.embedded.is_empty() && done.failed.is_none() && batch.len() > 1 && rejected.is_some() {
+            // Every text rejected: the embedder's configuration, not the entries, is at fault.
+            self.rejecting_all.store(true, Ordering::Relaxed);
+            done.refused.clear();
+            done.failed = rejected;
+        } else if !done.embedded.is_empty() {
+            self.rejecting_all.store(false, Ordering::Relaxed);
+        }
+        done
     }
 
     /// Archives the session if its window is past the limit: the messages cut off are folded
@@ -712,6 +780,34 @@ impl Memory {
 
     fn soul(&self, agent: &str) -> Option<Arc<str>> {
         self.souls.get(agent).and_then(Soul::text)
+    }
+}
+
+/// What embedding a backfill batch did.
+struct Embedded {
+    /// The entries embedded, by id.
+    embedded: Vec<(i64, Vec<f32>)>,
+    /// The entries whose text the embedder rejected alone, by id.
+    refused: Vec<i64>,
+    /// Why the rest was not embedded, when the embedder failed otherwise.
+    failed: Option<MemoryError>,
+}
+
+/// Whether the embedder rejected the texts it was given, rather than failed to answer: what
+/// halving a batch can get round. Exhaustive, so that a new kind is decided here.
+fn rejects_the_text(error: &ProviderError) -> bool {
+    match error.kind {
+        exoclaw_core::ErrorKind::InvalidRequest | exoclaw_core::ErrorKind::ContextLength => true,
+        exoclaw_core::ErrorKind::Auth
+        | exoclaw_core::ErrorKind::Permission
+        | exoclaw_core::ErrorKind::ModelNotFound
+        | exoclaw_core::ErrorKind::RateLimited { .. }
+        | exoclaw_core::ErrorKind::Overloaded
+        | exoclaw_core::ErrorKind::Server
+        | exoclaw_core::ErrorKind::Timeout
+        | exoclaw_core::ErrorKind::Connect
+        | exoclaw_core::ErrorKind::Protocol
+        | exoclaw_core::ErrorKind::Cancelled => false,
     }
 }
 

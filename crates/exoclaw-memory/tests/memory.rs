@@ -298,6 +298,9 @@ async fn facts_of_a_turn_left_unindexed_are_learned_by_the_next_starts_sweep() {
 struct Meaning {
     failing: AtomicBool,
     calls: std::sync::atomic::AtomicUsize,
+    /// A request holding a text that contains this is rejected as a bad request (HTTP 400), as
+    /// a provider rejects a text it will not embed.
+    refusing: std::sync::Mutex<Option<String>>,
 }
 
 #[async_trait]
@@ -307,6 +310,16 @@ impl exoclaw_core::Embedder for Meaning {
         request: exoclaw_types::EmbeddingRequest,
     ) -> Result<exoclaw_types::Embeddings, exoclaw_core::ProviderError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(refused) = self.refusing.lock().unwrap().as_deref()
+            && request.inputs.iter().any(|text| text.contains(refused))
+        {
+            return Err(exoclaw_core::ProviderError::new(
+                exoclaw_core::ErrorKind::InvalidRequest,
+                "meaning",
+                "input contains a text that cannot be embedded",
+            )
+            .with_status(400));
+        }
         if self.failing.load(Ordering::SeqCst) {
             return Err(exoclaw_core::ProviderError::new(
                 exoclaw_core::ErrorKind::Connect,
@@ -368,4 +381,67 @@ async fn entries_indexed_before_embeddings_were_on_are_found_by_meaning_once_bac
     let calls = embedder.calls.load(Ordering::SeqCst);
     turn(&store, &memory, session, "Bye.").await;
     assert_eq!(embedder.calls.load(Ordering::SeqCst), calls + 1);
+}
+
+#[tokio::test]
+async fn an_entry_the_embedder_refuses_is_set_aside_and_the_others_are_embedded() {
+    let (_dir, store) = sqlite().await;
+    let session = store.create_session(NewSession::default()).await.unwrap().id;
+    let without =
+        Memory::new(Arc::new(store.clone()), Arc::new(store.clone()), summariser(), MemoryOptions::default());
+    turn(&store, &without, session, "My bicycle is a green Peugeot from 1984.").await;
+    turn(&store, &without, session, "Here is the crash dump: 0xDEADBEEF at frame 7.").await;
+    turn(&store, &without, session, "Pizza on Fridays, always.").await;
+    drop(without);
+    assert_eq!(store.unembedded(100).await.unwrap().len(), 6);
+
+    // The embedder rejects any request holding the dump, as a provider answers 400 to one text.
+    let embedder = Arc::new(Meaning::default());
+    *embedder.refusing.lock().unwrap() = Some("0xDEADBEEF".into());
+    let memory =
+        Memory::new(Arc::new(store.clone()), Arc::new(store.clone()), summariser(), MemoryOptions::default())
+            .with_embedder(embedder.clone(), "meaning-1");
+    memory.sweep(&[]).await;
+    assert!(store.unembedded(100).await.unwrap().is_empty(), "embedded, or set aside");
+    let (hits, degraded) = memory.search(LOCAL_OWNER, "what do I ride", 3).await.unwrap();
+    assert!(degraded.is_none());
+    assert_eq!(hits[0].entry.text, "My bicycle is a green Peugeot from 1984.");
+    assert_eq!(hits[0].embedding_rank, Some(0), "found by meaning: the entries after the dump were embedded");
+    let (hits, _) = memory.search(LOCAL_OWNER, "crash dump", 3).await.unwrap();
+    let dump = hits.iter().find(|h| h.entry.text == "Here is the crash dump: 0xDEADBEEF at frame 7.");
+    assert_eq!(dump.map(|h| (h.text_rank, h.embedding_rank)), Some((Some(0), None)), "found by its words");
+
+    // Set aside: later turns do not ask for it again (one embedder call each, for the turn).
+    let calls = embedder.calls.load(Ordering::SeqCst);
+    turn(&store, &memory, session, "Thanks.").await;
+    assert_eq!(embedder.calls.load(Ordering::SeqCst), calls + 1);
+}
+
+#[tokio::test]
+async fn an_embedder_that_rejects_every_text_sets_nothing_aside() {
+    let (_dir, store) = sqlite().await;
+    let session = store.create_session(NewSession::default()).await.unwrap().id;
+    let without =
+        Memory::new(Arc::new(store.clone()), Arc::new(store.clone()), summariser(), MemoryOptions::default());
+    turn(&store, &without, session, "My bicycle is a green Peugeot from 1984.").await;
+    turn(&store, &without, session, "Pizza on Fridays, always.").await;
+    drop(without);
+
+    // A wrong model, say: every text is a bad request. Nothing is the entries' fault.
+    let embedder = Arc::new(Meaning::default());
+    *embedder.refusing.lock().unwrap() = Some(String::new());
+    let memory =
+        Memory::new(Arc::new(store.clone()), Arc::new(store.clone()), summariser(), MemoryOptions::default())
+            .with_embedder(embedder.clone(), "meaning-1");
+    assert!(memory.backfill(usize::MAX).await.is_err());
+    assert_eq!(store.unembedded(100).await.unwrap().len(), 4, "all wait for the embedder to be fixed");
+    // And later tries do not halve the batch again: one call each.
+    let calls = embedder.calls.load(Ordering::SeqCst);
+    assert!(memory.backfill(1).await.is_err());
+    assert_eq!(embedder.calls.load(Ordering::SeqCst), calls + 1);
+
+    // Fixed: everything is embedded.
+    *embedder.refusing.lock().unwrap() = None;
+    turn(&store, &memory, session, "Thanks.").await;
+    assert!(store.unembedded(100).await.unwrap().is_empty());
 }
