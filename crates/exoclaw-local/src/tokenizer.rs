@@ -16,6 +16,7 @@ mod spm;
 use crate::LocalError;
 use crate::gguf::{Metadata, md_str, md_u64};
 use candle_core::quantized::gguf_file::Value;
+use std::path::Path;
 
 /// The bytes each token decodes to, by id; `None` for tokens never shown (control tokens).
 type Pieces = Vec<Option<Box<[u8]>>>;
@@ -115,6 +116,20 @@ impl GgufTokenizer {
             None => default_add_bos,
         };
         Ok(Self { model, tokens, pieces, bos, eos, pad, add_bos })
+    }
+
+    /// Reads the tokenizer of the GGUF at `path` from its header alone (the vocabulary, no
+    /// weights): for counting a model's tokens without loading it. Under 0.2 s for SmolLM2's
+    /// 49,152 tokens in a debug build.
+    pub fn from_file(path: &Path) -> Result<Self, LocalError> {
+        let (content, _) = crate::gguf::read_content(path)?;
+        Self::from_metadata(&content.metadata)
+    }
+
+    /// How many tokens `text` is, as [`Self::encode`] gives them (special tokens written in the
+    /// text count as one; no BOS): what a context budget is counted in.
+    pub fn count(&self, text: &str) -> Result<usize, LocalError> {
+        self.encode(text).map(|ids| ids.len())
     }
 
     /// Encodes text. Special tokens written in the text (`<|im_start|>`, `<start_of_turn>`, `<bos>`
@@ -376,6 +391,20 @@ pub(crate) mod tests {
         assert_eq!(s.push(c3).unwrap(), None);
         assert_eq!(s.finish().as_deref(), Some("\u{FFFD}"));
         assert_eq!(t.decode(&[c3]).unwrap(), "\u{FFFD}");
+    }
+
+    #[test]
+    fn counting_reads_the_header_alone_and_matches_encode() {
+        let home = std::env::var("HOME").expect("HOME");
+        let path = std::path::Path::new(&home).join(".cache/exoclaw/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+        let t = GgufTokenizer::from_file(&path).unwrap();
+        // 12 ids from llama.cpp (`chatml_turn_matches_llama_cpp`).
+        assert_eq!(t.count("<|im_start|>user\nWhat is the capital of France?<|im_end|>\n").unwrap(), 12);
+        for text in ["", "Café déjà vu 🦀🎉 naïve", "In 2024 we", "  indented\n\tcode()"] {
+            assert_eq!(t.count(text).unwrap(), tok().encode(text).unwrap().len(), "{text:?}");
+        }
+        let missing = GgufTokenizer::from_file(std::path::Path::new("/nonexistent/model.gguf")).unwrap_err();
+        assert!(matches!(missing, LocalError::Io { .. }), "{missing}");
     }
 
     #[test]

@@ -4,9 +4,9 @@
 //!
 //! The memory is shared by agents on different models, so a turn is counted with the counter of
 //! the model answering it: [`Counters::for_model`]. An exact counter takes time to build (0.2 s
-//! for `o200k_base`'s tables, a tenth of a second to read a GGUF's vocabulary), so it is built on
-//! a thread of its own the first time a model is asked for, and the [`Estimate`] counts until it
-//! is ready: no turn waits for a tokenizer.
+//! for `o200k_base`'s tables, under 0.2 s to read SmolLM2's vocabulary from its GGUF), so it is
+//! built on a thread of its own the first time a model is asked for, and the [`Estimate`] counts
+//! until it is ready: no turn waits for a tokenizer.
 
 use exoclaw_types::{Message, Part};
 use std::collections::HashMap;
