@@ -114,18 +114,36 @@ impl Store {
     /// to do.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         match StorageUrl::parse(url) {
-            StorageUrl::Empty => Err(StoreError::open(
-                "the storage URL is empty; set storage.url to a file path, sqlite://PATH or \
-                 postgres://…",
-            )),
             StorageUrl::Postgres(url) => Ok(Self::Postgres(PgStore::connect(url).await?)),
             StorageUrl::Sqlite(url) => Ok(Self::Sqlite(SqliteStore::open_url(url).await?)),
             StorageUrl::Memory => Ok(Self::Sqlite(SqliteStore::open_in_memory().await?)),
             StorageUrl::File(path) => Ok(Self::Sqlite(SqliteStore::open(path).await?)),
-            StorageUrl::Unsupported(scheme) => Err(StoreError::open(format!(
+            StorageUrl::Empty | StorageUrl::Unsupported(_) => Err(Self::unusable(url)),
+        }
+    }
+
+    /// Checks that `url` is one [`Store::open`] can use, without opening anything: an empty or
+    /// unsupported URL, or a malformed PostgreSQL one, is the error `open` would give. Gives
+    /// whether it names a database server (PostgreSQL), which may be down for a while, rather
+    /// than a local SQLite database.
+    pub fn check_url(url: &str) -> Result<bool, StoreError> {
+        match StorageUrl::parse(url) {
+            StorageUrl::Postgres(url) => PgStore::options(url).map(|_| true),
+            StorageUrl::Sqlite(_) | StorageUrl::Memory | StorageUrl::File(_) => Ok(false),
+            StorageUrl::Empty | StorageUrl::Unsupported(_) => Err(Self::unusable(url)),
+        }
+    }
+
+    /// The error [`Store::open`] gives for an empty or unsupported `url`.
+    fn unusable(url: &str) -> StoreError {
+        match StorageUrl::parse(url) {
+            StorageUrl::Unsupported(scheme) => StoreError::open(format!(
                 "storage URL scheme {scheme}:// is not supported; use a file path, sqlite://PATH or \
                  postgres://…"
-            ))),
+            )),
+            _ => StoreError::open(
+                "the storage URL is empty; set storage.url to a file path, sqlite://PATH or postgres://…",
+            ),
         }
     }
 

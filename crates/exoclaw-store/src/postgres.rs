@@ -125,16 +125,7 @@ impl PgStore {
     /// its schema up to date. The database must exist; its tables are created on first use.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let location = redact_url(url);
-        let options = PgConnectOptions::from_str(url).map_err(|e| {
-            open_error(
-                &format!(
-                    "storage URL {location} is not a valid PostgreSQL URL; the form is \
-                     postgres://USER:PASSWORD@HOST:PORT/DATABASE"
-                ),
-                url,
-                e,
-            )
-        })?;
+        let options = Self::options(url)?;
         let failed = |e: sqlx::Error| open_error(&open_advice(&location, &e), url, e);
         // One plain connection first: the pool retries failed connections until its timeout and
         // then reports only that it timed out, hiding "connection refused" or a missing database.
@@ -152,6 +143,21 @@ impl PgStore {
         migrator().run(&pool).await.map_err(|e| migrate_error(&location, url, e))?;
         tracing::debug!(url = %location, "opened the PostgreSQL store");
         Ok(Self { pool, location, releasing: lock::Releasing::default(), vectors: Arc::default() })
+    }
+
+    /// The connection options `url` names; a malformed URL is an error that says the form.
+    pub(crate) fn options(url: &str) -> Result<PgConnectOptions, StoreError> {
+        PgConnectOptions::from_str(url).map_err(|e| {
+            open_error(
+                &format!(
+                    "storage URL {} is not a valid PostgreSQL URL; the form is \
+                     postgres://USER:PASSWORD@HOST:PORT/DATABASE",
+                    redact_url(url)
+                ),
+                url,
+                e,
+            )
+        })
     }
 
     /// The database URL, with any password masked.

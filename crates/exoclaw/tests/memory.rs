@@ -365,3 +365,84 @@ async fn a_cleared_session_starts_its_memory_over() {
         "indexed from the start"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_arcadedb_memory_store_down_at_start_is_connected_when_it_answers_and_caught_up() {
+    use exoclaw::exoclaw_types::AgentEvent;
+    let mut server = exoclaw_testkit::arcadedb::ArcadeDbServer::start();
+    let url = server.fresh_database();
+    server.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let provider = model(r#"{"facts": []}"#);
+    // Starts: the store not answering is no error.
+    let runtime = runtime(&dir.path().join("m.db"), &format!("url = \"{url}\""), provider.clone()).await;
+    let events = std::sync::Mutex::new(Vec::new());
+    let handle = runtime
+        .submit(Target::New { agent: None }, TurnInput::message("My bicycle is a green Peugeot."))
+        .unwrap();
+    let report = handle.finish(&|e| events.lock().unwrap().push(e)).await.unwrap();
+    assert_eq!(report.text(), "Noted.", "the turn is answered without its memory store");
+    let warnings: Vec<String> = events
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e {
+            AgentEvent::Warning { message } => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("has not answered since exoclaw started"), "{}", warnings[0]);
+    assert!(warnings[0].contains("recent messages alone"), "{}", warnings[0]);
+    assert!(runtime.settle(Duration::from_secs(60)).await);
+    let memory = runtime.memory().unwrap().store().clone();
+    assert!(memory.indexed_messages(report.session_id).await.is_err(), "not connected yet");
+
+    server.restart();
+    // Connected in the background (retried with backoff): wait for it, then for its catch-up.
+    let connected = async {
+        while memory.indexed_messages(report.session_id).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), connected).await.expect("connected once it answers");
+    assert!(runtime.settle(Duration::from_secs(60)).await);
+    assert_eq!(memory.indexed_messages(report.session_id).await.unwrap(), 2, "the missed turn is caught up");
+
+    // Another session remembers it.
+    start(&runtime, "Which bicycle do I have?").await;
+    let sent = chat_requests(&provider).pop().unwrap();
+    assert!(sent.messages.iter().any(|m| m.text().contains("green Peugeot")), "recalled: {sent:?}");
+}
+
+#[tokio::test]
+async fn a_malformed_memory_url_is_an_error_at_start_that_says_the_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = "model = \"script/m\"\n[memory]\nurl = \"arcadedb://root:secret-pw@127.0.0.1:2480\"\n";
+    let config = Config::parse(toml, Path::new("test.toml")).unwrap();
+    let store =
+        exoclaw::exoclaw_store::Store::open(&dir.path().join("m.db").display().to_string()).await.unwrap();
+    let error =
+        Runtime::builder().config(config).store(store).provider(model("{}")).build().await.unwrap_err();
+    let error = error.to_string();
+    assert!(error.contains("arcadedb://USER:PASSWORD@HOST:PORT/DATABASE"), "{error}");
+    assert!(error.contains("[memory] url"), "{error}");
+    assert!(!error.contains("secret-pw"), "{error}");
+}
+
+#[tokio::test]
+async fn a_postgres_memory_store_that_does_not_answer_at_start_leaves_turns_going() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 9: the server is down.
+    let runtime =
+        runtime(&dir.path().join("m.db"), "url = \"postgres://exoclaw@127.0.0.1:9/memory\"", model("{}"))
+            .await;
+    let report = runtime
+        .submit(Target::New { agent: None }, TurnInput::message("Hello."))
+        .unwrap()
+        .report()
+        .await
+        .unwrap();
+    assert_eq!(report.error, None);
+    assert_eq!(report.text(), "Noted.");
+}

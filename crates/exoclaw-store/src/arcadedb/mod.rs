@@ -68,21 +68,32 @@ impl fmt::Debug for ArcadeDbMemory {
 }
 
 impl ArcadeDbMemory {
+    /// Checks that `url` is an ArcadeDB URL [`connect`](Self::connect) can use, without
+    /// connecting: a malformed one is an error that says the form (password masked).
+    pub fn check_url(url: &str) -> Result<(), StoreError> {
+        Self::parse_url(url).map(|_| ())
+    }
+
+    fn parse_url(url: &str) -> Result<ArcadeUrl, StoreError> {
+        ArcadeUrl::parse(url).map_err(|why| {
+            StoreError::open(scrub(
+                &format!(
+                    "storage URL {} is not a valid ArcadeDB URL: {why}; the form is \
+                     arcadedb://USER:PASSWORD@HOST:PORT/DATABASE",
+                    redact_url(url)
+                ),
+                url,
+            ))
+        })
+    }
+
     /// Connects to the database at `url`, `arcadedb://USER:PASSWORD@HOST:PORT/DATABASE` (the
     /// port defaults to 2480; user and password may be percent-encoded), creating the database
     /// and the memory store's types and indexes when they are missing. Errors say which server
     /// failed (password masked) and what to do.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let location = redact_url(url);
-        let parts = ArcadeUrl::parse(url).map_err(|why| {
-            StoreError::open(scrub(
-                &format!(
-                    "storage URL {location} is not a valid ArcadeDB URL: {why}; the form is \
-                     arcadedb://USER:PASSWORD@HOST:PORT/DATABASE"
-                ),
-                url,
-            ))
-        })?;
+        let parts = Self::parse_url(url)?;
         let client = Client::new(parts.base, parts.database, parts.user, parts.password)
             .map_err(|e| open_error("could not set up an HTTP client for ArcadeDB", url, e))?;
         let store = Self { client, location };

@@ -11,6 +11,10 @@ use exoclaw_types::{EmbeddingRequest, Embeddings, SessionId};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+mod deferred;
+
+pub use deferred::DeferredStore;
+
 /// Context size assumed for a model whose provider does not say (cloud APIs do not): small
 /// enough for any current chat model, large enough for a long recent window.
 pub const DEFAULT_CONTEXT_WINDOW: usize = 32_768;
@@ -48,6 +52,80 @@ pub async fn open_memory(
     router: Arc<dyn Provider>,
 ) -> Result<Memory, StoreError> {
     Ok(open(config, open_store(config, sessions).await?, sessions, router))
+}
+
+/// The memory `config` describes, as a runtime that starts now builds it: like [`open_memory`],
+/// except that a database server named by `[memory] url` (`postgres://`, `arcadedb://`) that does
+/// not answer is no error. A [`DeferredStore`] stands in for it (turns go on with their recent
+/// messages and a warning) and `reconnect` is set to the connection to try again in the
+/// background. A malformed URL, or one of an unsupported kind, still is an error.
+pub(crate) async fn start_memory(
+    config: &Arc<Config>,
+    store: &Store,
+    router: Arc<dyn Provider>,
+    reconnect: &mut Option<Reconnect>,
+) -> Result<Memory, StoreError> {
+    let memory_store = match memory_url(config) {
+        None => Arc::new(store.clone()) as Arc<dyn MemoryStore>,
+        Some(url) => {
+            let server = match url.starts_with("arcadedb://") {
+                true => ArcadeDbMemory::check_url(url).map(|()| true)?,
+                false => Store::check_url(url)?,
+            };
+            match (server, connect(url).await) {
+                (_, Ok(connected)) => connected,
+                (false, Err(e)) => return Err(e),
+                (true, Err(e)) => {
+                    let location = exoclaw_store::redact_url(url);
+                    tracing::warn!(
+                        url = %location,
+                        error = %e,
+                        "the long-term memory store cannot be reached; turns go on with their recent \
+                         messages until it answers"
+                    );
+                    let deferred = Arc::new(DeferredStore::new(location, &e));
+                    *reconnect = Some(Reconnect { deferred: Arc::clone(&deferred), url: url.to_owned() });
+                    deferred
+                }
+            }
+        }
+    };
+    Ok(open(config, memory_store, store, router))
+}
+
+/// `[memory] url`, when it names a store of its own.
+fn memory_url(config: &Config) -> Option<&str> {
+    config.memory.url.as_deref().map(str::trim).filter(|u| !u.is_empty())
+}
+
+/// Opens the memory store at `url` (`arcadedb://`, or what [`Store::open`] takes).
+async fn connect(url: &str) -> Result<Arc<dyn MemoryStore>, StoreError> {
+    match url.starts_with("arcadedb://") {
+        true => Ok(Arc::new(ArcadeDbMemory::connect(url).await?)),
+        false => Ok(Arc::new(Store::open(url).await?)),
+    }
+}
+
+/// A memory store that did not answer at start, to connect to once it does.
+pub(crate) struct Reconnect {
+    /// What stands in for it meanwhile.
+    pub(crate) deferred: Arc<DeferredStore>,
+    /// Its URL (with its password: never shown).
+    url: String,
+}
+
+impl Reconnect {
+    /// Tries to connect with backoff until it succeeds or `stop` is cancelled; then gives the
+    /// store to `connected`.
+    pub(crate) async fn run(
+        self,
+        stop: tokio_util::sync::CancellationToken,
+        connected: impl FnOnce(Arc<DeferredStore>, Arc<dyn MemoryStore>),
+    ) {
+        let Self { deferred, url } = self;
+        let handle = Arc::clone(&deferred);
+        deferred::connect_when_up(deferred, || connect(&url), stop, |store| connected(handle, store)).await;
+    }
 }
 
 /// The memory `config` describes, in `memory_store`, over the sessions in `store`, asking
