@@ -6,12 +6,13 @@ use exoclaw_core::{
     AgentRunner, Approver, Decision, FixedApprover, Limits, PermissionPolicy, Provider, ToolRegistry,
     discover_context_files, system_prompt,
 };
+use exoclaw_memory::{Counters, TokenCounter};
 use exoclaw_providers::router::Target;
 use exoclaw_tools::baskets::Basket;
 use exoclaw_tools::skills::{OpenSkill, SkillSet};
 use exoclaw_types::GenerationParams;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The opening system prompt of an agent with tools on a cloud model.
 pub const TOOLS_PROMPT: &str = "You are exoclaw, an AI agent working in the user's terminal. Answer \
@@ -108,8 +109,51 @@ pub struct Agent {
     pub context_files: Vec<PathBuf>,
     /// The skills its system prompt lists (none without tools), and the problems finding them.
     pub skills: SkillSet,
-    /// Tokens its system prompt and tool definitions take in every request (estimated).
-    pub prompt_tokens: usize,
+    /// Its system prompt and tool definitions, sent in every request.
+    pub prompt: PromptCost,
+}
+
+/// An agent's system prompt and tool definitions, and the tokens they take in every request,
+/// counted with the counter of the model answering (see [`Agent::prompt_tokens`]).
+#[derive(Clone)]
+pub struct PromptCost {
+    system: Arc<str>,
+    specs: Arc<str>,
+    /// The last count and the counter that made it: counted again only when the counter changes
+    /// (the estimate replaced by the model's tokenizer once built, or a turn on another model).
+    last: Arc<Mutex<Option<Counted>>>,
+}
+
+/// A count, and the counter that made it.
+type Counted = (Arc<dyn TokenCounter>, usize);
+
+impl std::fmt::Debug for PromptCost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PromptCost")
+            .field("system_bytes", &self.system.len())
+            .field("specs_bytes", &self.specs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PromptCost {
+    /// The cost of `system` and the tool definitions `specs` (as sent, JSON).
+    pub fn new(system: &str, specs: &str) -> Self {
+        Self { system: system.into(), specs: specs.into(), last: Arc::new(Mutex::new(None)) }
+    }
+
+    /// The tokens they take, counted by `counter`.
+    pub fn tokens(&self, counter: &Arc<dyn TokenCounter>) -> usize {
+        let mut last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*last {
+            Some((counted_by, tokens)) if Arc::ptr_eq(counted_by, counter) => *tokens,
+            _ => {
+                let tokens = counter.count(&self.system) + counter.count(&self.specs);
+                *last = Some((Arc::clone(counter), tokens));
+                tokens
+            }
+        }
+    }
 }
 
 /// What is needed to build any agent.
@@ -127,6 +171,8 @@ pub(crate) struct Parts<'a> {
     pub home: Option<&'a std::path::Path>,
     /// The loaded tool plugins, whose tools sit in `plugin/NAME`.
     pub plugins: Vec<String>,
+    /// The runtime's token counters.
+    pub counters: &'a Counters,
 }
 
 /// Why an agent could not be built.
@@ -178,7 +224,7 @@ impl Agent {
             workspace: self.workspace.clone(),
             context_files: self.context_files.clone(),
             skills: self.skills.clone(),
-            prompt_tokens: self.prompt_tokens,
+            prompt: self.prompt.clone(),
         }
     }
 
@@ -194,8 +240,14 @@ impl Agent {
             workspace: self.workspace.clone(),
             context_files: self.context_files.clone(),
             skills: self.skills.clone(),
-            prompt_tokens: self.prompt_tokens,
+            prompt: self.prompt.clone(),
         }
+    }
+
+    /// The tokens its system prompt and tool definitions take in every request, counted as its
+    /// model counts them (the estimate while that model's tokenizer is being built).
+    pub fn prompt_tokens(&self, counters: &Counters) -> usize {
+        self.prompt.tokens(&counters.for_model(&self.model))
     }
 }
 
@@ -248,11 +300,9 @@ impl Agent {
         let extra: Vec<&str> =
             skills_section.iter().map(String::as_str).chain(spec.system.iter().map(String::as_str)).collect();
         let system = system_prompt(base, &context_files, &extra);
-        let prompt_tokens = {
-            use exoclaw_memory::TokenCounter;
-            let specs = serde_json::to_string(&tools.specs()).unwrap_or_default();
-            exoclaw_memory::Estimate.count(&system) + exoclaw_memory::Estimate.count(&specs)
-        };
+        let prompt = PromptCost::new(&system, &serde_json::to_string(&tools.specs()).unwrap_or_default());
+        // Its model's tokenizer starts building now, so that it is likely ready by the first turn.
+        drop(parts.counters.for_model(&model));
         let approver = spec.approver.clone().unwrap_or_else(|| Arc::clone(parts.approver));
         // The configured rules, the answers kept, and the workspace's own rules.
         let permissions = parts
@@ -279,7 +329,7 @@ impl Agent {
             workspace,
             context_files: context_files.into_iter().map(|f| f.path).collect(),
             skills,
-            prompt_tokens,
+            prompt,
         })
     }
 }

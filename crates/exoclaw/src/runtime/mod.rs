@@ -33,10 +33,11 @@ mod models;
 pub mod sandbox;
 pub mod skills;
 pub mod ssh;
+mod tokens;
 mod turn;
 
 pub use agents::Agent;
-pub use agents::{AgentError, AgentSpec, CHAT_PROMPT, LOCAL_PROMPT, TOOLS_PROMPT, unattended};
+pub use agents::{AgentError, AgentSpec, CHAT_PROMPT, LOCAL_PROMPT, PromptCost, TOOLS_PROMPT, unattended};
 pub use builder::{
     DEFAULT_SESSION_QUEUE, NoConfig, NoStore, RuntimeBuilder, WithConfig, WithStore, bindings,
 };
@@ -158,6 +159,9 @@ pub(crate) struct Inner {
     pub assembler: Arc<dyn ContextAssembler>,
     /// The layered memory, when `[memory]` is on and no other assembler was given.
     pub memory: Option<Arc<exoclaw_memory::Memory>>,
+    /// The token counter of each model, for the context budget: the memory's, and what system
+    /// prompts are counted with.
+    pub counters: Arc<exoclaw_memory::Counters>,
     /// The `[mcp.NAME]` servers, started in the background, when any is configured.
     pub mcp: Option<Arc<exoclaw_mcp::McpServers>>,
     /// The WASM plugins installed in the home, loaded, when there are any.
@@ -263,6 +267,7 @@ impl Runtime {
             hooks: &inner.extensions,
             home: inner.home.as_deref(),
             plugins: self.plugin_names(),
+            counters: &inner.counters,
         };
         Agent::build(spec, &parts)
     }
@@ -366,31 +371,15 @@ impl Runtime {
     pub(crate) fn context_budget_of(inner: &Inner, agent: &Agent) -> usize {
         let window = agent
             .chain
-    /// Connects, in the background, the long-term memory store that did not answer at start
-    /// (retrying with backoff until it does, or the runtime stops or is dropped); then catches
-    /// memory up over recent sessions, as the sweep at start does.
-    fn reconnect_memory(&self, reconnect: memory::Reconnect) {
-        let weak = Arc::downgrade(&self.inner);
-        let stop = self.inner.stop.clone();
-        tokio::spawn(reconnect.run(stop, move |deferred, store| {
-            let Some(inner) = weak.upgrade() else { return };
-            let runtime = Runtime { inner };
-            // Installed on a tracked task, so that whoever sees the store connected and waits
-            // for the background work ([`Runtime::settle`]) waits for the catch-up too.
-            let tasks = runtime.inner.tasks.clone();
-            tasks.spawn(async move {
-                deferred.install(store);
-                runtime.sweep_memory();
-            });
-        }));
-    }
-
             .first()
             .and_then(|target| inner.models.context_window(target))
             .map_or(memory::DEFAULT_CONTEXT_WINDOW, |w| w as usize);
         let answer =
             agent.spec.params.max_tokens.map_or(memory::DEFAULT_ANSWER_ROOM.min(window / 4), |m| m as usize);
-        window.saturating_sub(answer).saturating_sub(agent.prompt_tokens).max(MIN_CONTEXT_BUDGET)
+        window
+            .saturating_sub(answer)
+            .saturating_sub(agent.prompt_tokens(&inner.counters))
+            .max(MIN_CONTEXT_BUDGET)
     }
 
     /// Cancels every running turn (their partial answers are stored) and refuses new ones.
