@@ -216,13 +216,15 @@ impl RuntimeBuilder<WithConfig, WithStore> {
         let mut hooks: Vec<Arc<dyn Hook>> = Vec::new(); // PENDING-CONFIG-HOOKS
         hooks.append(&mut extensions.hooks);
         extensions.hooks = hooks;
+        // A memory store that does not answer at start is connected to later (see `start_memory`).
+        let mut reconnect = None;
         let config = Arc::new(config);
         let models = Arc::new(Models::new(Arc::clone(&config), providers)?);
         let router = Arc::clone(models.router()) as Arc<dyn Provider>;
         let counters = Arc::new(super::tokens::counters(&config));
         let memory = match assembler.is_none() && config.memory.enabled {
             true => {
-                let memory = super::memory::open_memory(&config, &store, router)
+                let memory = super::memory::start_memory(&config, &store, router, &mut reconnect)
                     .await
                     .map_err(RuntimeError::Memory)?;
                 Some(Arc::new(memory.with_counters(Arc::clone(&counters))))
@@ -315,7 +317,11 @@ impl RuntimeBuilder<WithConfig, WithStore> {
         for (name, profile) in &config.agents {
             runtime.set_agent(every(AgentSpec::from_profile(&config, name, profile)))?;
         }
-        runtime.sweep_memory();
+        match reconnect {
+            // Caught up once the store answers: sweeping now would only fail for every session.
+            Some(reconnect) => runtime.reconnect_memory(reconnect),
+            None => runtime.sweep_memory(),
+        }
         Ok(runtime)
     }
 }

@@ -371,6 +371,25 @@ impl Runtime {
     pub(crate) fn context_budget_of(inner: &Inner, agent: &Agent) -> usize {
         let window = agent
             .chain
+    /// Connects, in the background, the long-term memory store that did not answer at start
+    /// (retrying with backoff until it does, or the runtime stops or is dropped); then catches
+    /// memory up over recent sessions, as the sweep at start does.
+    fn reconnect_memory(&self, reconnect: memory::Reconnect) {
+        let weak = Arc::downgrade(&self.inner);
+        let stop = self.inner.stop.clone();
+        tokio::spawn(reconnect.run(stop, move |deferred, store| {
+            let Some(inner) = weak.upgrade() else { return };
+            let runtime = Runtime { inner };
+            // Installed on a tracked task, so that whoever sees the store connected and waits
+            // for the background work ([`Runtime::settle`]) waits for the catch-up too.
+            let tasks = runtime.inner.tasks.clone();
+            tasks.spawn(async move {
+                deferred.install(store);
+                runtime.sweep_memory();
+            });
+        }));
+    }
+
             .first()
             .and_then(|target| inner.models.context_window(target))
             .map_or(memory::DEFAULT_CONTEXT_WINDOW, |w| w as usize);
