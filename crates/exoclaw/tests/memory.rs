@@ -106,6 +106,44 @@ async fn a_fact_from_turn_5_is_in_the_context_at_turn_55_and_every_request_fits_
     assert!(summary.through >= 100, "archival kept up: through {}", summary.through);
 }
 
+/// An OpenAI model's turns are counted with its encoding: every request within the budget as
+/// `o200k_base` counts it, and more of the conversation sent than the estimate allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gpt_4o_conversation_is_counted_with_o200k_and_every_request_fits_the_budget() {
+    use exoclaw_memory::{Encoding, Tiktoken};
+    let dir = tempfile::tempdir().unwrap();
+    let provider = model(r#"{"facts": []}"#);
+    let toml = "model = \"script/gpt-4o\"\n[memory]\nbudget = 1200\nwindow = 200\n";
+    let config = Config::parse(toml, Path::new("test.toml")).unwrap();
+    let store =
+        exoclaw::exoclaw_store::Store::open(&dir.path().join("m.db").display().to_string()).await.unwrap();
+    let runtime =
+        Runtime::builder().config(config).store(store).provider(provider.clone()).build().await.unwrap();
+    let session = start(&runtime, "Hello there.").await;
+    for turn in 2..=60 {
+        say(&runtime, session, &format!("Question {turn}: tell me about {}.", TOPICS[turn % TOPICS.len()]))
+            .await;
+    }
+    let o200k = Tiktoken::new(Encoding::O200kBase).unwrap();
+    let requests = chat_requests(&provider);
+    assert_eq!(requests.len(), 60);
+    for (turn, request) in requests.iter().enumerate() {
+        let tokens: usize = request.messages.iter().map(|m| o200k.message(m)).sum();
+        assert!(tokens <= 1200, "turn {}: {tokens} tokens over the 1200 budget", turn + 1);
+    }
+    // The estimate would have sent at most this many of the last request's messages.
+    let last = &requests[59].messages;
+    let mut estimated = 0;
+    let mut left = 1200;
+    for message in last.iter().rev() {
+        match Estimate.message(message) {
+            cost if cost <= left => (left, estimated) = (left - cost, estimated + 1),
+            _ => break,
+        }
+    }
+    assert!(last.len() > estimated, "{} messages sent; the estimate allows {estimated}", last.len());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fact_that_changes_supersedes_the_old_one_which_is_kept() {
     let dir = tempfile::tempdir().unwrap();
