@@ -551,7 +551,7 @@ mod tests {
     #[test]
     fn paragraphs_are_packed_up_to_the_passage_size() {
         let paragraph = "word ".repeat(100);
-        let text = vec![paragraph.trim(); 6].join("\n\n");
+        let text = [paragraph.trim(); 6].join("\n\n");
         let cut = passages("a.txt", &text);
         assert!(cut.len() >= 2, "{} passages", cut.len());
         for passage in &cut {

@@ -366,11 +366,6 @@ impl Runtime {
         });
     }
 
-    /// The token budget of `agent`'s turn contexts: its model's context window (or
-    /// [`memory::DEFAULT_CONTEXT_WINDOW`]) less the answer's room and its system prompt and tools.
-    pub(crate) fn context_budget_of(inner: &Inner, agent: &Agent) -> usize {
-        let window = agent
-            .chain
     /// Connects, in the background, the long-term memory store that did not answer at start
     /// (retrying with backoff until it does, or the runtime stops or is dropped); then catches
     /// memory up over recent sessions, as the sweep at start does.
@@ -390,6 +385,11 @@ impl Runtime {
         }));
     }
 
+    /// The token budget of `agent`'s turn contexts: its model's context window (or
+    /// [`memory::DEFAULT_CONTEXT_WINDOW`]) less the answer's room and its system prompt and tools.
+    pub(crate) fn context_budget_of(inner: &Inner, agent: &Agent) -> usize {
+        let window = agent
+            .chain
             .first()
             .and_then(|target| inner.models.context_window(target))
             .map_or(memory::DEFAULT_CONTEXT_WINDOW, |w| w as usize);
