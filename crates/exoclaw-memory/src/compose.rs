@@ -189,30 +189,15 @@ fn facts_section(facts: &[Fact], tokens: usize, counter: &dyn TokenCounter) -> (
 /// The knowledge section, best first, within `tokens`: each passage whole, up to
 /// [`PASSAGE_CHARS`], under its document and section.
 fn knowledge_section(hits: &[Hit], tokens: usize, counter: &dyn TokenCounter) -> (String, usize) {
-    let head = "## From the knowledge base";
-    let mut text = String::from(head);
-    let mut used = counter.count(head);
-    let mut count = 0;
-    for hit in hits {
-        let passage = hit.entry.text.trim();
-        let passage = match passage.char_indices().nth(PASSAGE_CHARS) {
-            Some((cut, _)) => format!("{} […]", &passage[..cut]),
-            None => passage.to_owned(),
-        };
+    let blocks = hits.iter().map(|hit| {
+        let passage = clipped(hit.entry.text.trim(), PASSAGE_CHARS);
         // The passage's first line names the document and section: a heading of its own.
-        let block = match passage.split_once('\n') {
+        match passage.split_once('\n') {
             Some((source, body)) => format!("\n\n### {source}\n{body}"),
             None => format!("\n\n{passage}"),
-        };
-        let cost = counter.count(&block);
-        if used + cost > tokens {
-            continue;
         }
-        used += cost;
-        text.push_str(&block);
-        count += 1;
-    }
-    (if count == 0 { String::new() } else { text }, count)
+    });
+    listed("## From the knowledge base", blocks, tokens, counter)
 }
 
 /// The excerpts section, best first, within `tokens`.
@@ -222,11 +207,7 @@ fn excerpts_section(
     counter: &dyn TokenCounter,
     now: DateTime<Utc>,
 ) -> (String, usize) {
-    let head = "## Possibly relevant, from earlier conversations";
-    let mut text = String::from(head);
-    let mut used = counter.count(head);
-    let mut count = 0;
-    for hit in hits {
+    let lines = hits.iter().map(|hit| {
         let entry = &hit.entry;
         let who = match (entry.kind, entry.role) {
             (exoclaw_core::EntryKind::Summary, _) => "summary",
@@ -237,20 +218,41 @@ fn excerpts_section(
         };
         let when = age(now, entry.created_at);
         let body: String = entry.text.split_whitespace().collect::<Vec<_>>().join(" ");
-        let body = match body.char_indices().nth(EXCERPT_CHARS) {
-            Some((cut, _)) => format!("{} […]", &body[..cut]),
-            None => body,
-        };
-        let line = format!("\n- ({when}, {who}) {body}");
-        let cost = counter.count(&line);
+        format!("\n- ({when}, {who}) {}", clipped(&body, EXCERPT_CHARS))
+    });
+    listed("## Possibly relevant, from earlier conversations", lines, tokens, counter)
+}
+
+/// A section: `head`, then each of `items` that still fits within `tokens` (one that does not
+/// is skipped, a smaller one after it may fit); empty when none does. Gives it and how many
+/// items it holds.
+fn listed(
+    head: &str,
+    items: impl Iterator<Item = String>,
+    tokens: usize,
+    counter: &dyn TokenCounter,
+) -> (String, usize) {
+    let mut text = String::from(head);
+    let mut used = counter.count(head);
+    let mut count = 0;
+    for item in items {
+        let cost = counter.count(&item);
         if used + cost > tokens {
             continue;
         }
         used += cost;
-        text.push_str(&line);
+        text.push_str(&item);
         count += 1;
     }
     (if count == 0 { String::new() } else { text }, count)
+}
+
+/// `text` cut to its first `chars` characters, marked `[…]` when cut.
+fn clipped(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        Some((cut, _)) => format!("{} […]", &text[..cut]),
+        None => text.to_owned(),
+    }
 }
 
 /// When, for a person: `today`, `3 days ago`, or the date.
