@@ -89,7 +89,7 @@ enum Command {
     /// Provider health: `exoclaw providers status`.
     #[command(subcommand)]
     Providers(providers::ProvidersCommand),
-    /// Tokens and cost of model calls, by day, model and agent.
+    /// Tokens and cost of model calls, by day, model, agent and purpose.
     Usage(usage::UsageArgs),
     /// Serve the OpenAI-compatible /v1 API, the WebSocket protocol and webhooks.
     Gateway(gateway::GatewayArgs),

@@ -1,4 +1,5 @@
-//! `exoclaw usage`: what the model calls cost, by day, model and agent, from the usage ledger.
+//! `exoclaw usage`: what the model calls cost, by day, model, agent and purpose (answers, or
+//! memory's summaries and fact extraction), from the usage ledger.
 
 #![allow(clippy::print_stdout)]
 
@@ -16,7 +17,7 @@ pub struct UsageArgs {
     /// How many days back, counting today (UTC).
     #[arg(long, default_value_t = 30)]
     days: u32,
-    /// As JSON: `{"by_day": […], "by_model": […], "by_agent": […], "total": {…}}`.
+    /// As JSON: `{"by_day": […], "by_model": […], "by_agent": […], "by_purpose": […], "total": {…}}`.
     #[arg(long)]
     json: bool,
 }
@@ -24,7 +25,8 @@ pub struct UsageArgs {
 /// Totals of a group of calls.
 #[derive(Debug, Default, Clone, Serialize, PartialEq)]
 pub struct Totals {
-    /// The group: a day (`2026-12-01`), a `provider/model`, an agent, or `total`.
+    /// The group: a day (`2026-12-01`), a `provider/model`, an agent, a purpose (`answer`,
+    /// `summary`, `facts`), or `total`.
     pub key: String,
     /// Model calls.
     pub calls: u64,
@@ -55,7 +57,7 @@ impl Totals {
     }
 }
 
-/// The ledger grouped three ways, and the grand total.
+/// The ledger grouped four ways, and the grand total.
 #[derive(Debug, Serialize, PartialEq)]
 pub struct Report {
     /// Per UTC day, oldest first.
@@ -64,6 +66,8 @@ pub struct Report {
     pub by_model: Vec<Totals>,
     /// Per agent, most expensive first.
     pub by_agent: Vec<Totals>,
+    /// Per purpose: answers, and memory's own calls (summaries, facts); most expensive first.
+    pub by_purpose: Vec<Totals>,
     /// Everything.
     pub total: Totals,
 }
@@ -73,12 +77,18 @@ pub fn report(records: &[UsageRecord]) -> Report {
     let mut by_day: BTreeMap<String, Totals> = BTreeMap::new();
     let mut by_model: BTreeMap<String, Totals> = BTreeMap::new();
     let mut by_agent: BTreeMap<String, Totals> = BTreeMap::new();
+    let mut by_purpose: BTreeMap<String, Totals> = BTreeMap::new();
     let mut total = Totals { key: "total".to_owned(), ..Totals::default() };
     for record in records {
         let day = record.at.format("%Y-%m-%d").to_string();
         let model = format!("{}/{}", record.provider, record.model);
-        for (map, key) in [(&mut by_day, day), (&mut by_model, model), (&mut by_agent, record.agent.clone())]
-        {
+        let purpose = record.purpose.as_str().to_owned();
+        for (map, key) in [
+            (&mut by_day, day),
+            (&mut by_model, model),
+            (&mut by_agent, record.agent.clone()),
+            (&mut by_purpose, purpose),
+        ] {
             map.entry(key.clone()).or_insert_with(|| Totals { key, ..Totals::default() }).add(record);
         }
         total.add(record);
@@ -92,6 +102,7 @@ pub fn report(records: &[UsageRecord]) -> Report {
         by_day: by_day.into_values().collect(),
         by_model: ranked(by_model),
         by_agent: ranked(by_agent),
+        by_purpose: ranked(by_purpose),
         total,
     }
 }
@@ -116,6 +127,7 @@ pub async fn run(config: Option<&Path>, args: UsageArgs) -> anyhow::Result<ExitC
     table("DAY", &report.by_day);
     table("MODEL", &report.by_model);
     table("AGENT", &report.by_agent);
+    table("PURPOSE", &report.by_purpose);
     let t = &report.total;
     println!(
         "total: {} calls, {} in / {} out tokens, ${:.4}{}{}",
@@ -155,6 +167,17 @@ mod tests {
     use exoclaw_types::Usage;
 
     fn record(day: u32, provider: &str, agent: &str, cost: Option<f64>, estimated: bool) -> UsageRecord {
+        purposed(day, provider, agent, cost, estimated, exoclaw_types::CallPurpose::Answer)
+    }
+
+    fn purposed(
+        day: u32,
+        provider: &str,
+        agent: &str,
+        cost: Option<f64>,
+        estimated: bool,
+        purpose: exoclaw_types::CallPurpose,
+    ) -> UsageRecord {
         UsageRecord {
             at: chrono::NaiveDate::from_ymd_opt(2026, 12, day)
                 .unwrap()
@@ -170,6 +193,7 @@ mod tests {
             ttft_ms: None,
             cost_usd: cost,
             estimated,
+            purpose,
         }
     }
 
@@ -191,5 +215,23 @@ mod tests {
         assert_eq!(r.by_agent[0].key, "qa");
         assert_eq!((r.total.calls, r.total.input_tokens, r.total.output_tokens), (4, 400, 40));
         assert_eq!((r.total.unpriced_calls, r.total.estimated_calls), (1, 1));
+    }
+
+    #[test]
+    fn memorys_calls_are_told_apart_from_answers() {
+        use exoclaw_types::CallPurpose;
+        let records = [
+            purposed(1, "anthropic", "dev", Some(0.01), false, CallPurpose::Answer),
+            purposed(1, "anthropic", "dev", Some(0.002), false, CallPurpose::Summary),
+            purposed(1, "anthropic", "dev", Some(0.001), false, CallPurpose::Facts),
+            purposed(2, "anthropic", "dev", Some(0.001), false, CallPurpose::Facts),
+        ];
+        let r = report(&records);
+        assert_eq!(
+            r.by_purpose.iter().map(|t| (t.key.as_str(), t.calls)).collect::<Vec<_>>(),
+            [("answer", 1), ("summary", 1), ("facts", 2)],
+            "most expensive first"
+        );
+        assert_eq!(r.by_agent[0].calls, 4, "memory's calls count for the agent they were made for");
     }
 }

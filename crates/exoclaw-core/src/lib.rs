@@ -46,8 +46,9 @@ pub use memory::{
 };
 pub use metering::{
     BudgetError, BudgetExceeded, BudgetLimit, BudgetScope, BudgetSpec, BudgetStatus, BudgetWindow, Budgets,
-    CallScope, Clock, DEFAULT_OUTPUT_ESTIMATE, Estimate, Hold, Metering, Payer, PayerRefusal, Price,
-    PriceTable, Reservation, SHIPPED_PRICES, SystemClock, TestClock,
+    CallFor, CallScope, Clock, DEFAULT_OUTPUT_ESTIMATE, Estimate, Hold, MeteredModels, Metering,
+    ModelCallError, Payer, PayerRefusal, Price, PriceTable, Reservation, SHIPPED_PRICES, SystemClock,
+    TestClock,
 };
 pub use provider::{Capabilities, EventStream, ModelInfo, Provider};
 pub use runtime::{

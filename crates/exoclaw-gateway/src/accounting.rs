@@ -605,6 +605,7 @@ impl Bill {
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             cost_usd: cost,
             estimated,
+            purpose: exoclaw_types::CallPurpose::Answer,
         };
         ledger.push(record, key_id.map(str::to_owned));
     }

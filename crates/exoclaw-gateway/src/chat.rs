@@ -425,6 +425,7 @@ mod tests {
             ttft_ms: None,
             cost_usd: None,
             estimated: false,
+            purpose: exoclaw_types::CallPurpose::Answer,
         };
         let total = total_usage(&[record(Some(3), None), record(Some(4), Some(5))]);
         assert_eq!(

@@ -862,8 +862,14 @@ async fn the_operator_searches_lists_forgets_and_exports_a_users_memory_and_a_ke
     remember(&server.store, ada, ada_session, 2, "I moved to Lyon last spring").await;
     remember(&server.store, bob, bob_session, 0, "Paris is where my sister lives").await;
     let memory = &server.memory;
-    memory.learn(ada, ada_session, 0, "I live in Paris", "echo/m").await.unwrap();
-    memory.learn(ada, ada_session, 2, "I moved to Lyon", "echo/m").await.unwrap();
+    memory
+        .learn(ada, ada_session, 0, "I live in Paris", exoclaw_memory::Requester::new("main", "echo/m"))
+        .await
+        .unwrap();
+    memory
+        .learn(ada, ada_session, 2, "I moved to Lyon", exoclaw_memory::Requester::new("main", "echo/m"))
+        .await
+        .unwrap();
 
     let mut operator = server.client().await;
     operator.ok("connect", json!({"protocol": 1, "token": "op"})).await;

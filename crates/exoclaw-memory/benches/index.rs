@@ -67,7 +67,7 @@ fn bench(c: &mut Criterion) {
                             resumed: false,
                         };
                         let started = std::time::Instant::now();
-                        memory.after_turn(&report).await;
+                        memory.after_turn(&report, None).await;
                         total += started.elapsed();
                     }
                     total

@@ -37,12 +37,12 @@ use exoclaw_core::runtime::{
     AfterTurn, AssembleError, Assembled, Committed, ContextRequest, HistoryAssembler, TurnReport,
 };
 use exoclaw_core::{
-    Embedder, EntryKind, Fact, MemoryStore, NewEntry, NewFact, Provider, ProviderError, SessionStore,
-    StoreError, Summary,
+    CallFor, Embedder, EntryKind, Fact, MemoryStore, MeteredModels, Metering, ModelCallError, NewEntry,
+    NewFact, Payer, Provider, ProviderError, SessionStore, StoreError, Summary, UsageStore,
 };
 use exoclaw_types::{
-    ChatRequest, EmbeddingRequest, GenerationParams, JsonSchemaFormat, Message, ResponseFormat, Role,
-    SessionId, SessionKey,
+    CallPurpose, ChatRequest, EmbeddingRequest, GenerationParams, JsonSchemaFormat, Message, ResponseFormat,
+    Role, SessionId, SessionKey,
 };
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -123,9 +123,9 @@ pub enum MemoryError {
     /// The memory store or the session store failed.
     #[error("the memory store failed: {0}")]
     Store(#[from] StoreError),
-    /// The model asked for a summary failed.
+    /// The model asked for a summary failed, or a budget refused the call.
     #[error("the summary model failed: {0}")]
-    Summary(#[source] ProviderError),
+    Summary(#[source] ModelCallError),
     /// The model asked for a summary answered nothing.
     #[error(
         "the summary model `{0}` answered with no text; archival will be tried again after the next turn"
@@ -134,6 +134,31 @@ pub enum MemoryError {
     /// The embedder failed.
     #[error("the embedder failed: {0}")]
     Embedding(#[source] ProviderError),
+}
+
+/// The agent memory works for after its turn: whose model it asks for summaries and facts
+/// (unless `[memory] model` names another), whose budgets count those calls, and who pays for
+/// them besides the budgets (the turn's payer).
+#[derive(Debug, Clone, Copy)]
+pub struct Requester<'a> {
+    /// The agent.
+    pub agent: &'a str,
+    /// Its `provider/model`.
+    pub model: &'a str,
+    /// The turn's payer, when it had one.
+    pub payer: Option<&'a dyn Payer>,
+}
+
+impl<'a> Requester<'a> {
+    /// `agent`, answering with `model`, with nobody paying besides the budgets.
+    pub fn new(agent: &'a str, model: &'a str) -> Self {
+        Self { agent, model, payer: None }
+    }
+
+    /// Whom a call for `session` with `purpose` is made for.
+    fn call(&self, session: SessionId, purpose: CallPurpose) -> CallFor<'a> {
+        CallFor { session: Some(session), agent: self.agent, purpose, payer: self.payer }
+    }
 }
 
 /// Whose memories a session's are: the peer its key names on its channel, or [`LOCAL_OWNER`].
@@ -184,6 +209,8 @@ pub struct Unfinished {
     pub session: SessionId,
     /// Its key, whose peer owns its memories.
     pub key: Option<SessionKey>,
+    /// Its agent, whose budgets count the summaries and facts asked for it.
+    pub agent: String,
     /// The `provider/model` its summaries are asked of (unless `[memory] model` says another).
     pub model: String,
     /// Whether to archive it too (a model call), not only index it.
@@ -204,7 +231,8 @@ pub struct Memory {
     store: Arc<dyn MemoryStore>,
     history: HistoryAssembler,
     sessions: Arc<dyn SessionStore>,
-    models: Arc<dyn Provider>,
+    /// The runtime's router, its calls metered ([`Memory::with_metering`]).
+    models: MeteredModels,
     embedder: Option<EmbedderRef>,
     /// The counter of each model a turn is answered by.
     counters: Arc<Counters>,
@@ -246,7 +274,7 @@ impl Memory {
             store,
             history: HistoryAssembler::new(Arc::clone(&sessions)),
             sessions,
-            models,
+            models: MeteredModels::unmetered(models),
             embedder: None,
             counters: Arc::new(Counters::new()),
             souls: BTreeMap::new(),
@@ -257,6 +285,14 @@ impl Memory {
             backfilling: AtomicBool::new(false),
             rejecting_all: AtomicBool::new(false),
         }
+    }
+
+    /// Holds its model calls (summaries, fact extraction) against `metering`'s budgets and the
+    /// turn's payer, and records them in `ledger` marked with their purpose, as a turn's calls
+    /// are. Without it they are priced but held against nothing and recorded nowhere.
+    pub fn with_metering(mut self, metering: Arc<Metering>, ledger: Arc<dyn UsageStore>) -> Self {
+        self.models = MeteredModels::new(Arc::clone(self.models.provider()), metering, ledger);
+        self
     }
 
     /// Indexes and searches with embeddings from `embedder` too.
@@ -536,28 +572,28 @@ impl Memory {
     }
 
     /// Archives the session if its window is past the limit: the messages cut off are folded
-    /// into its summary by `model` (or the configured summary model), which is stored and
-    /// indexed. Gives the new summary, or `None` when there was nothing to do (or another
-    /// archival of the session is running).
+    /// into its summary by the requester's model (or the configured summary model), which is
+    /// stored and indexed. Gives the new summary, or `None` when there was nothing to do (or
+    /// another archival of the session is running).
     pub async fn archive(
         &self,
         session: SessionId,
         owner: &str,
-        model: &str,
+        requester: Requester<'_>,
         messages: Option<Vec<Message>>,
     ) -> Result<Option<Summary>, MemoryError> {
         let history = match messages {
             Some(messages) => History::Read(messages),
             None => History::Unread { count: None },
         };
-        self.archive_history(session, owner, model, history).await
+        self.archive_history(session, owner, requester, history).await
     }
 
     async fn archive_history(
         &self,
         session: SessionId,
         owner: &str,
-        model: &str,
+        requester: Requester<'_>,
         history: History,
     ) -> Result<Option<Summary>, MemoryError> {
         {
@@ -566,7 +602,7 @@ impl Memory {
                 return Ok(None);
             }
         }
-        let result = self.archive_now(session, owner, model, history).await;
+        let result = self.archive_now(session, owner, requester, history).await;
         self.archiving.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&session);
         result
     }
@@ -575,7 +611,7 @@ impl Memory {
         &self,
         session: SessionId,
         owner: &str,
-        model: &str,
+        requester: Requester<'_>,
         history: History,
     ) -> Result<Option<Summary>, MemoryError> {
         let previous = self.store.summary(session).await?;
@@ -594,7 +630,7 @@ impl Memory {
         let Some(cut) = archive::archival_cut(&messages, through, self.options.window) else {
             return Ok(None);
         };
-        let model = self.options.model.as_deref().unwrap_or(model);
+        let model = self.options.model.as_deref().unwrap_or(requester.model);
         let request = ChatRequest {
             system: Some(archive::SUMMARY_PROMPT.to_owned()),
             params: GenerationParams {
@@ -610,7 +646,11 @@ impl Memory {
                 ))],
             )
         };
-        let answer = self.models.complete(request).await.map_err(MemoryError::Summary)?;
+        let answer = self
+            .models
+            .complete(request, requester.call(session, CallPurpose::Summary))
+            .await
+            .map_err(MemoryError::Summary)?;
         let text = answer.message.text().trim().to_owned();
         if text.is_empty() {
             return Err(MemoryError::EmptySummary(model.to_owned()));
@@ -639,23 +679,31 @@ impl Memory {
         Ok(Some(summary))
     }
 
-    /// Learns the facts `message` (the session's message at `seq`) states, by `model` or the
-    /// patterns as configured; gives the facts recorded.
+    /// Learns the facts `message` (the session's message at `seq`) states, by the requester's
+    /// model or the patterns as configured; gives the facts recorded.
     pub async fn learn(
         &self,
         owner: &str,
         session: SessionId,
         seq: u64,
         message: &str,
-        model: &str,
+        requester: Requester<'_>,
     ) -> Result<Vec<exoclaw_core::FactRecorded>, MemoryError> {
-        let found = self.find_facts(message, model, true).await;
+        let found = self
+            .find_facts(message, requester.call(session, CallPurpose::Facts), requester.model, true)
+            .await;
         self.record_facts(owner, found, Some((session, seq)), Utc::now()).await
     }
 
-    /// The facts `message` states, found by `model` or the patterns as configured (the patterns
-    /// only unless `may_ask`).
-    async fn find_facts(&self, message: &str, model: &str, may_ask: bool) -> Vec<facts::Extracted> {
+    /// The facts `message` states, found by `model` (asked for `call`) or the patterns as
+    /// configured (the patterns only unless `may_ask`).
+    async fn find_facts(
+        &self,
+        message: &str,
+        call: CallFor<'_>,
+        model: &str,
+        may_ask: bool,
+    ) -> Vec<facts::Extracted> {
         let model = self.options.model.as_deref().unwrap_or(model);
         let provider = model.split_once('/').map_or(model, |(provider, _)| provider);
         let mode = match !may_ask || self.options.patterns_for.iter().any(|p| p == provider) {
@@ -665,7 +713,7 @@ impl Memory {
         match mode {
             FactsMode::Off => Vec::new(),
             FactsMode::Patterns => facts::patterns(message),
-            FactsMode::Model => match self.extract(message, model).await {
+            FactsMode::Model => match self.extract(message, model, call).await {
                 Ok(found) => found,
                 Err(why) => {
                     tracing::debug!(%why, "fact extraction by the model failed; using the patterns");
@@ -700,7 +748,12 @@ impl Memory {
         Ok(recorded)
     }
 
-    async fn extract(&self, message: &str, model: &str) -> Result<Vec<facts::Extracted>, String> {
+    async fn extract(
+        &self,
+        message: &str,
+        model: &str,
+        call: CallFor<'_>,
+    ) -> Result<Vec<facts::Extracted>, String> {
         let format = JsonSchemaFormat {
             name: "facts".to_owned(),
             description: Some("Durable facts the user stated".to_owned()),
@@ -717,7 +770,7 @@ impl Memory {
             },
             ..ChatRequest::new(model, vec![Message::user(message)])
         };
-        let answer = self.models.complete(request).await.map_err(|e| e.to_string())?;
+        let answer = self.models.complete(request, call).await.map_err(|e| e.to_string())?;
         facts::parse_model_facts(&answer.message.text()).map_err(|e| e.to_string())
     }
 
@@ -734,9 +787,10 @@ impl Memory {
         for unfinished in sessions {
             let session = unfinished.session;
             let owner = owner_of(unfinished.key.as_ref());
+            let requester = Requester::new(&unfinished.agent, &unfinished.model);
             let messages = match self.catch_up(session, &owner).await {
                 Ok((messages, indexed)) => {
-                    self.learn_said(&owner, session, &indexed.said, &unfinished.model).await;
+                    self.learn_said(&owner, session, &indexed.said, requester).await;
                     Some(messages)
                 }
                 Err(e) => {
@@ -747,7 +801,7 @@ impl Memory {
             if !unfinished.archive {
                 continue;
             }
-            match self.archive(session, &owner, &unfinished.model, messages).await {
+            match self.archive(session, &owner, requester, messages).await {
                 Ok(Some(_)) => archived += 1,
                 Ok(None) => {}
                 Err(e) => tracing::warn!(%session, error = %e, "archival failed; it is tried again later"),
@@ -768,10 +822,11 @@ impl Memory {
     /// later value supersedes an earlier one), each true from when it was said. A long catch-up
     /// (a session from before memory was on) asks the model about its last
     /// [`MODEL_FACTS_PER_CATCH_UP`] messages only, and reads the others with the patterns.
-    async fn learn_said(&self, owner: &str, session: SessionId, said: &[Said], model: &str) {
+    async fn learn_said(&self, owner: &str, session: SessionId, said: &[Said], requester: Requester<'_>) {
         let by_patterns = said.len().saturating_sub(MODEL_FACTS_PER_CATCH_UP);
+        let call = requester.call(session, CallPurpose::Facts);
         for (index, message) in said.iter().enumerate() {
-            let found = self.find_facts(&message.text, model, index >= by_patterns).await;
+            let found = self.find_facts(&message.text, call, requester.model, index >= by_patterns).await;
             if let Err(e) = self.record_facts(owner, found, Some((session, message.seq)), message.at).await {
                 tracing::warn!(%session, error = %e, "facts could not be recorded");
             }
@@ -908,9 +963,10 @@ impl exoclaw_core::ContextAssembler for Memory {
 
 #[async_trait]
 impl AfterTurn for Memory {
-    async fn after_turn(&self, report: &TurnReport) {
+    async fn after_turn(&self, report: &TurnReport, payer: Option<&dyn Payer>) {
         let session = report.session_id;
         let owner = owner_of(report.session_key.as_ref());
+        let requester = Requester { agent: &report.agent, model: &report.model, payer };
         // Facts are learned from the user's messages as they are indexed: this turn's, and those
         // of earlier turns whose after-turn work failed (caught up now). A turn that cannot be
         // indexed has its facts learned when it is.
@@ -919,7 +975,7 @@ impl AfterTurn for Memory {
                 if let Some(e) = indexed.warning {
                     tracing::warn!(%session, error = %e, "indexed without embeddings");
                 }
-                self.learn_said(&owner, session, &indexed.said, &report.model).await;
+                self.learn_said(&owner, session, &indexed.said, requester).await;
                 history
             }
             Err(e) => {
@@ -927,7 +983,7 @@ impl AfterTurn for Memory {
                 History::Unread { count: None }
             }
         };
-        if let Err(e) = self.archive_history(session, &owner, &report.model, history).await {
+        if let Err(e) = self.archive_history(session, &owner, requester, history).await {
             tracing::warn!(%session, error = %e, "archival failed; it is tried again after the next turn");
         }
         self.resync_knowledge().await;

@@ -10,7 +10,7 @@ use exoclaw_core::{
     NewFact, NewSession, ScoredEntry, SessionStore, StoreError, Summary, SummaryStore,
 };
 use exoclaw_memory::archive::SUMMARY_PROMPT;
-use exoclaw_memory::{LOCAL_OWNER, Memory, MemoryOptions};
+use exoclaw_memory::{LOCAL_OWNER, Memory, MemoryOptions, Requester};
 use exoclaw_store::Store;
 use exoclaw_testkit::provider::{Outcome, RespondingProvider};
 use exoclaw_types::{Message, Role, SessionId, TurnOutcome};
@@ -58,13 +58,17 @@ async fn the_seed_flow_twenty_one_messages_archive_one_and_twenty_stay_in_the_wi
         MemoryOptions::default(),
     );
 
-    let summary = memory.archive(session, LOCAL_OWNER, "script/m", None).await.unwrap().expect("archived");
+    let summary = memory
+        .archive(session, LOCAL_OWNER, Requester::new("main", "script/m"), None)
+        .await
+        .unwrap()
+        .expect("archived");
     assert_eq!(summary.through, 1);
     assert_eq!(summary.text, "The user asked 1 questions about gardening.");
     assert_eq!(store.summary(session).await.unwrap().as_ref(), Some(&summary), "the summary is stored");
     assert_eq!(store.messages(session).await.unwrap().len(), 21, "no message is deleted");
     assert_eq!(
-        memory.archive(session, LOCAL_OWNER, "script/m", None).await.unwrap(),
+        memory.archive(session, LOCAL_OWNER, Requester::new("main", "script/m"), None).await.unwrap(),
         None,
         "nothing more to do"
     );
@@ -199,7 +203,7 @@ async fn turn(store: &Store, memory: &Memory, session: SessionId, question: &str
         error: None,
         resumed: false,
     };
-    memory.after_turn(&report).await;
+    memory.after_turn(&report, None).await;
     report
 }
 
@@ -277,8 +281,13 @@ async fn facts_of_a_turn_left_unindexed_are_learned_by_the_next_starts_sweep() {
     // The next start, with the store back.
     switchable.down.store(false, Ordering::SeqCst);
     let memory = Memory::new(switchable, Arc::new(store.clone()), summariser(), MemoryOptions::default());
-    let unfinished =
-        exoclaw_memory::Unfinished { session, key: None, model: "script/m".into(), archive: false };
+    let unfinished = exoclaw_memory::Unfinished {
+        session,
+        key: None,
+        agent: "main".into(),
+        model: "script/m".into(),
+        archive: false,
+    };
     memory.sweep(&[unfinished]).await;
     let facts = memory.facts(LOCAL_OWNER, false).await.unwrap();
     assert_eq!(
@@ -287,7 +296,13 @@ async fn facts_of_a_turn_left_unindexed_are_learned_by_the_next_starts_sweep() {
     );
     // Caught up once: a second sweep learns nothing twice.
     memory
-        .sweep(&[exoclaw_memory::Unfinished { session, key: None, model: "script/m".into(), archive: false }])
+        .sweep(&[exoclaw_memory::Unfinished {
+            session,
+            key: None,
+            agent: "main".into(),
+            model: "script/m".into(),
+            archive: false,
+        }])
         .await;
     assert_eq!(memory.facts(LOCAL_OWNER, true).await.unwrap().len(), 1);
 }

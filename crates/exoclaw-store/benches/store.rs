@@ -52,6 +52,7 @@ fn turn(session: SessionId) -> (Vec<Message>, Vec<UsageRecord>) {
         ttft_ms: Some(610),
         cost_usd: Some(0.0042),
         estimated: false,
+        purpose: exoclaw_types::CallPurpose::Answer,
     }];
     (messages, usage)
 }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 use exoclaw_core::{Run, StoreError};
-use exoclaw_types::{Part, Role, SessionId, SessionKey};
+use exoclaw_types::{CallPurpose, Part, Role, SessionId, SessionKey};
 
 /// The role's stored name (the same as its serde name).
 pub(crate) fn role_to_str(role: Role) -> &'static str {
@@ -12,6 +12,21 @@ pub(crate) fn role_to_str(role: Role) -> &'static str {
         Role::User => "user",
         Role::Assistant => "assistant",
         Role::Tool => "tool",
+    }
+}
+
+/// A usage record's purpose as stored: `NULL` for an answer (as every record before schema 10).
+pub(crate) fn purpose_column(purpose: CallPurpose) -> Option<&'static str> {
+    (!purpose.is_answer()).then(|| purpose.as_str())
+}
+
+/// The purpose stored as `column`.
+pub(crate) fn purpose_from_column(column: Option<String>) -> Result<CallPurpose, StoreError> {
+    match column {
+        None => Ok(CallPurpose::Answer),
+        Some(name) => CallPurpose::from_name(&name).ok_or_else(|| {
+            StoreError::corrupt(format!("unknown usage purpose {name:?} (written by a newer exoclaw?)"))
+        }),
     }
 }
 

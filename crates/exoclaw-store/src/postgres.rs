@@ -105,6 +105,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/postgres/0009_memory_refused.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            10,
+            Cow::Borrowed("usage_purpose"),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0010_usage_purpose.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -289,6 +296,7 @@ fn usage_from_row(row: &PgRow) -> Result<UsageRecord, StoreError> {
         ttft_ms: count("ttft_ms")?,
         cost_usd: row.try_get("cost_usd").map_err(decode)?,
         estimated: row.try_get("estimated").map_err(decode)?,
+        purpose: crate::codec::purpose_from_column(row.try_get("purpose").map_err(decode)?)?,
     })
 }
 
@@ -297,8 +305,8 @@ async fn insert_usage(conn: &mut PgConnection, record: &UsageRecord) -> Result<(
     let usage = &record.usage;
     sqlx::query(
         "INSERT INTO usage (at, session_id, agent, provider, model, input_tokens, output_tokens, \
-         cache_read_tokens, cache_write_tokens, latency_ms, ttft_ms, cost_usd, estimated) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         cache_read_tokens, cache_write_tokens, latency_ms, ttft_ms, cost_usd, estimated, purpose) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(record.at)
     .bind(record.session_id.map(|id| id.0))
@@ -313,6 +321,7 @@ async fn insert_usage(conn: &mut PgConnection, record: &UsageRecord) -> Result<(
     .bind(opt_to_i64(record.ttft_ms, "ttft_ms")?)
     .bind(record.cost_usd)
     .bind(record.estimated)
+    .bind(crate::codec::purpose_column(record.purpose))
     .execute(conn)
     .await
     .map_err(|e| query_error("could not record usage", e))?;

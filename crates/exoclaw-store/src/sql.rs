@@ -75,7 +75,7 @@ pub(crate) const DELETE_SESSION: &str = "DELETE FROM sessions WHERE id = $1";
 
 /// Usage records from `$1` on, oldest first.
 pub(crate) const USAGE_SINCE: &str = "SELECT at, session_id, agent, provider, model, input_tokens, output_tokens, \
-     cache_read_tokens, cache_write_tokens, latency_ms, ttft_ms, cost_usd, estimated \
+     cache_read_tokens, cache_write_tokens, latency_ms, ttft_ms, cost_usd, estimated, purpose \
      FROM usage WHERE at >= $1 ORDER BY at, id";
 
 /// The run of session `$1`, as JSON text.

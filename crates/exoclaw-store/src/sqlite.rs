@@ -144,6 +144,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/sqlite/0009_memory_refused.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            10,
+            Cow::Borrowed("usage_purpose"),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0010_usage_purpose.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -511,6 +518,7 @@ fn usage_from_row(row: &SqliteRow) -> Result<UsageRecord, StoreError> {
         ttft_ms: tokens("ttft_ms")?,
         cost_usd: row.try_get("cost_usd").map_err(decode)?,
         estimated: row.try_get("estimated").map_err(decode)?,
+        purpose: crate::codec::purpose_from_column(row.try_get("purpose").map_err(decode)?)?,
     })
 }
 
@@ -535,7 +543,7 @@ async fn insert_usage(conn: &mut SqliteConnection, records: &[UsageRecord]) -> R
 
 /// The start of every `INSERT` into the usage table; the values follow in this column order.
 const USAGE_INSERT: &str = "INSERT INTO usage (at, session_id, agent, provider, model, input_tokens, \
-     output_tokens, cache_read_tokens, cache_write_tokens, latency_ms, ttft_ms, cost_usd, estimated) ";
+     output_tokens, cache_read_tokens, cache_write_tokens, latency_ms, ttft_ms, cost_usd, estimated, purpose) ";
 
 /// Appends one `INSERT` of all of `usage` to `query`.
 fn push_usage_insert(
@@ -567,11 +575,12 @@ fn push_usage_insert(
             row.push_bind(count);
         }
         row.push_bind(latency_ms).push_bind(ttft_ms).push_bind(record.cost_usd).push_bind(record.estimated);
+        row.push_bind(crate::codec::purpose_column(record.purpose));
     });
     Ok(())
 }
 
-/// Usage records per statement in [`UsageStore::record_usage_batch`] (13 values each, well under
+/// Usage records per statement in [`UsageStore::record_usage_batch`] (14 values each, well under
 /// SQLite's 32,766 bound parameters). A batch goes out in statements of this many rows and the
 /// rest in powers of two, so only seven statement texts ever occur, each built once and prepared
 /// once by sqlx (which caches statements by text).
@@ -595,7 +604,7 @@ fn usage_chunks(records: &[UsageRecord]) -> impl Iterator<Item = &[UsageRecord]>
 /// The `INSERT` of `rows` usage records, for the chunk sizes [`usage_chunks`] makes.
 fn usage_insert_sql(rows: usize) -> Arc<str> {
     fn build(rows: usize) -> Arc<str> {
-        let row = format!("({})", ["?"; 13].join(", "));
+        let row = format!("({})", ["?"; 14].join(", "));
         let values = vec![row; rows].join(", ");
         format!("{USAGE_INSERT}VALUES {values}").into()
     }
@@ -607,7 +616,7 @@ fn usage_insert_sql(rows: usize) -> Arc<str> {
     }
 }
 
-/// Binds one usage record's 13 values, in [`usage_insert_sql`]'s column order.
+/// Binds one usage record's 14 values, in [`usage_insert_sql`]'s column order.
 fn bind_usage(args: &mut sqlx::sqlite::SqliteArguments, record: &UsageRecord) -> Result<(), StoreError> {
     use sqlx::Arguments;
     let tokens = &record.usage;
@@ -629,6 +638,7 @@ fn bind_usage(args: &mut sqlx::sqlite::SqliteArguments, record: &UsageRecord) ->
     args.add(opt_to_i64(record.ttft_ms, "ttft_ms")?).map_err(failed)?;
     args.add(record.cost_usd).map_err(failed)?;
     args.add(record.estimated).map_err(failed)?;
+    args.add(crate::codec::purpose_column(record.purpose)).map_err(failed)?;
     Ok(())
 }
 
@@ -948,6 +958,7 @@ mod tests {
             ttft_ms: None,
             cost_usd: None,
             estimated: false,
+            purpose: exoclaw_types::CallPurpose::Answer,
         };
         let sizes = |n: usize| usage_chunks(&vec![record.clone(); n]).map(<[_]>::len).collect::<Vec<_>>();
         assert_eq!(sizes(0), Vec::<usize>::new());

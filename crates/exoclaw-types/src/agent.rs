@@ -219,4 +219,47 @@ pub struct UsageRecord {
     /// Whether the token counts were estimated because the provider did not report them.
     #[serde(default)]
     pub estimated: bool,
+    /// What the call was for: an answer, or memory's work after a turn.
+    #[serde(default, skip_serializing_if = "CallPurpose::is_answer")]
+    pub purpose: CallPurpose,
+}
+
+/// What a metered model call was for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CallPurpose {
+    /// An answer: a turn's model call, or a request to the gateway's `/v1` API.
+    #[default]
+    Answer,
+    /// Memory folding a session's oldest messages into its summary.
+    Summary,
+    /// Memory extracting the facts a user's message states.
+    Facts,
+}
+
+impl CallPurpose {
+    /// Its name, as stored and shown (`answer`, `summary`, `facts`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Answer => "answer",
+            Self::Summary => "summary",
+            Self::Facts => "facts",
+        }
+    }
+
+    /// The purpose named `name` (what [`CallPurpose::as_str`] gives), if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Answer, Self::Summary, Self::Facts].into_iter().find(|p| p.as_str() == name)
+    }
+
+    /// Whether it is [`CallPurpose::Answer`], which serialised records leave out.
+    pub fn is_answer(&self) -> bool {
+        *self == Self::Answer
+    }
+}
+
+impl std::fmt::Display for CallPurpose {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }

@@ -15,7 +15,9 @@ mod model;
 mod request;
 mod stream;
 
-pub use agent::{AgentEvent, SessionId, SessionInfo, SessionKey, ToolEffect, TurnOutcome, UsageRecord};
+pub use agent::{
+    AgentEvent, CallPurpose, SessionId, SessionInfo, SessionKey, ToolEffect, TurnOutcome, UsageRecord,
+};
 pub use binding::{Binding, Inbound};
 pub use embedding::{EmbeddingRequest, Embeddings};
 pub use error_code::{ErrorCode, UnknownErrorCode};

@@ -287,6 +287,7 @@ impl StoreOnly {
             ttft_ms: Some(0),
             cost_usd: None,
             estimated: false,
+            purpose: exoclaw::exoclaw_types::CallPurpose::Answer,
         };
         store
             .commit_turn(id, &[input, Message::assistant("Paris.")], &[record], Some("bench/m"))

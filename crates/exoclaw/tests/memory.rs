@@ -119,6 +119,10 @@ async fn a_gpt_4o_conversation_is_counted_with_o200k_and_every_request_fits_the_
         exoclaw::exoclaw_store::Store::open(&dir.path().join("m.db").display().to_string()).await.unwrap();
     let runtime =
         Runtime::builder().config(config).store(store).provider(provider.clone()).build().await.unwrap();
+    // Turns never wait for the encoding's table (they count with the estimate until it is
+    // built); this test is about the turns after it is.
+    let counters = Arc::clone(runtime.token_counters());
+    tokio::task::spawn_blocking(move || counters.exact("script/gpt-4o")).await.unwrap();
     let session = start(&runtime, "Hello there.").await;
     for turn in 2..=60 {
         say(&runtime, session, &format!("Question {turn}: tell me about {}.", TOPICS[turn % TOPICS.len()]))
@@ -142,6 +146,137 @@ async fn a_gpt_4o_conversation_is_counted_with_o200k_and_every_request_fits_the_
         }
     }
     assert!(last.len() > estimated, "{} messages sent; the estimate allows {estimated}", last.len());
+}
+
+/// Who paid for a turn besides the budgets (a gateway's virtual key, say): charged every call.
+#[derive(Debug, Default)]
+struct Purse {
+    /// (held, spent) US dollars.
+    books: std::sync::Mutex<(f64, f64)>,
+}
+
+impl exoclaw::exoclaw_core::Payer for Purse {
+    fn reserve(
+        &self,
+        _priced_as: &str,
+        estimate: exoclaw::exoclaw_core::Estimate,
+    ) -> Result<exoclaw::exoclaw_core::Hold, exoclaw::exoclaw_core::PayerRefusal> {
+        let usd = estimate.usd.unwrap_or(0.0);
+        self.books.lock().unwrap().0 += usd;
+        Ok(exoclaw::exoclaw_core::Hold { usd })
+    }
+
+    fn settle(&self, hold: exoclaw::exoclaw_core::Hold, cost_usd: Option<f64>) {
+        let mut books = self.books.lock().unwrap();
+        books.0 -= hold.usd;
+        books.1 += cost_usd.unwrap_or(0.0);
+    }
+}
+
+/// Memory's own model calls are metered like the turn's: recorded in the usage ledger for the
+/// session and agent they serve, marked with their purpose and priced, counted by the budgets
+/// and charged to whoever paid for the turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memorys_summaries_and_facts_are_metered_recorded_and_paid_by_the_turns_payer() {
+    use exoclaw::exoclaw_core::{CallScope, UsageStore};
+    use exoclaw::exoclaw_types::CallPurpose;
+    let dir = tempfile::tempdir().unwrap();
+    let provider = model(r#"{"facts": []}"#);
+    let memory = "window = 4\nfacts = \"model\"\n\n[prices]\n\"script/*\" = { input = 1.0, output = 2.0 }\n\n\
+                  [[budgets]]\nname = \"all\"\nwindow = \"total\"\nmax_tokens = 10_000_000";
+    let runtime = runtime(&dir.path().join("m.db"), memory, provider.clone()).await;
+    let purse = Arc::new(Purse::default());
+    let mut session = None;
+    for turn in 1..=4 {
+        let target = session.map_or(Target::New { agent: None }, Target::Session);
+        let input = TurnInput::message(format!("Question {turn}: tell me about {}.", TOPICS[turn]))
+            .with_payer(purse.clone());
+        let report = runtime.submit(target, input).unwrap().report().await.unwrap();
+        assert_eq!(report.error, None);
+        session = Some(report.session_id);
+        assert!(runtime.settle(Duration::from_secs(30)).await);
+    }
+    let session = session.unwrap();
+
+    let ledger = runtime.store().usage_since(chrono::DateTime::UNIX_EPOCH).await.unwrap();
+    let of = |purpose: CallPurpose| ledger.iter().filter(|r| r.purpose == purpose).collect::<Vec<_>>();
+    assert_eq!(of(CallPurpose::Answer).len(), 4);
+    assert_eq!(of(CallPurpose::Facts).len(), 4, "one extraction per user message: {ledger:#?}");
+    let summaries = of(CallPurpose::Summary);
+    assert!(!summaries.is_empty(), "8 messages past a window of 4 were archived: {ledger:#?}");
+    let asked = provider.requests();
+    let asked_for = |prompt: &str| asked.iter().filter(|r| r.system.as_deref() == Some(prompt)).count();
+    assert_eq!(summaries.len(), asked_for(SUMMARY_PROMPT), "every summary call is recorded");
+    for record in of(CallPurpose::Summary).into_iter().chain(of(CallPurpose::Facts)) {
+        assert_eq!(record.session_id, Some(session));
+        assert_eq!(
+            (record.agent.as_str(), record.provider.as_str(), record.model.as_str()),
+            ("default", "script", "m")
+        );
+        let usage = &record.usage;
+        let usd = (usage.input_tokens.unwrap() as f64 + 2.0 * usage.output_tokens.unwrap() as f64) / 1e6;
+        assert!((record.cost_usd.expect("priced") - usd).abs() < 1e-12, "{record:?}");
+    }
+    // The budget counted every call, memory's included, and the payer paid for all of them.
+    let tokens: u64 =
+        ledger.iter().map(|r| r.usage.input_tokens.unwrap() + r.usage.output_tokens.unwrap()).sum();
+    let status = runtime.metering().budgets.status(&CallScope { session: Some(session), agent: "default" });
+    assert_eq!(status[0].spent_tokens, tokens);
+    let cost: f64 = ledger.iter().map(|r| r.cost_usd.unwrap()).sum();
+    let (held, spent) = *purse.books.lock().unwrap();
+    assert!(held.abs() < 1e-12, "nothing stays held: {held}");
+    assert!((spent - cost).abs() < 1e-12, "the payer paid {spent} of the {cost} the ledger holds");
+}
+
+/// A budget that refuses memory's model loses nothing: the summary waits (the window grows, every
+/// message kept), facts come from the patterns, and archival runs once the budget allows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_that_refuses_memorys_model_leaves_archival_waiting_and_loses_nothing() {
+    use exoclaw::exoclaw_core::{FactStore, SummaryStore, UsageStore};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let provider = model(r#"{"facts": []}"#);
+    // A dollar budget refuses a model without a price: the summariser has none.
+    let settings = |summariser_price: &str| {
+        format!(
+            "window = 4\nfacts = \"model\"\nmodel = \"script/summariser\"\n\n[prices]\n\"script/m\" = {{ input = 1.0, output = 2.0 }}\n\
+             {summariser_price}\n[[budgets]]\nname = \"dollars\"\nwindow = \"total\"\nmax_usd = 100.0"
+        )
+    };
+    let runtime = runtime(&db, &settings(""), provider.clone()).await;
+    let session = start(&runtime, "I live in Paris.").await;
+    for turn in 2..=4 {
+        say(&runtime, session, &format!("Question {turn}: tell me about {}.", TOPICS[turn])).await;
+    }
+    let internal = |p: &RespondingProvider| {
+        p.requests()
+            .iter()
+            .filter(|r| {
+                r.system.as_deref() == Some(SUMMARY_PROMPT) || r.system.as_deref() == Some(EXTRACTION_PROMPT)
+            })
+            .count()
+    };
+    assert_eq!(internal(&provider), 0, "the refused model is never asked");
+    let store = runtime.store();
+    assert_eq!(store.summary(session).await.unwrap(), None, "archival waits");
+    assert_eq!(store.messages(session).await.unwrap().len(), 8, "every message kept");
+    let facts = store.facts(LOCAL_OWNER, false).await.unwrap();
+    assert!(facts.iter().any(|f| f.object.contains("Paris")), "the patterns found it: {facts:?}");
+    let ledger = store.usage_since(chrono::DateTime::UNIX_EPOCH).await.unwrap();
+    assert!(ledger.iter().all(|r| r.purpose.is_answer()), "a refused call records nothing: {ledger:#?}");
+    drop(runtime);
+
+    // Priced now: the next turn's archival folds the waiting messages in.
+    let runtime = self::runtime(
+        &db,
+        &settings("\"script/summariser\" = { input = 1.0, output = 2.0 }"),
+        provider.clone(),
+    )
+    .await;
+    say(&runtime, session, "One more question.").await;
+    let summary = runtime.store().summary(session).await.unwrap().expect("archived once allowed");
+    assert!(summary.through >= 4, "through {}", summary.through);
+    assert!(internal(&provider) > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

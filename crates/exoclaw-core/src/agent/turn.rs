@@ -8,8 +8,8 @@ use crate::agent::runner::{AgentRunner, EventSink};
 use crate::metering::{BudgetError, CallScope, DEFAULT_OUTPUT_ESTIMATE, PaidCall, Payer, Reservation};
 use crate::{ErrorKind, ProviderError, ResponseAssembler, ToolContext, ToolError};
 use exoclaw_types::{
-    AgentEvent, ChatRequest, ErrorCode, Message, StreamEvent, ToolCall, ToolEffect, ToolResult, Usage,
-    UsageRecord,
+    AgentEvent, CallPurpose, ChatRequest, ErrorCode, Message, StreamEvent, ToolCall, ToolEffect, ToolResult,
+    Usage, UsageRecord,
 };
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
@@ -352,6 +352,7 @@ impl<'a> Turn<'a> {
             ttft_ms: ttft.map(millis),
             cost_usd: None,
             estimated,
+            purpose: CallPurpose::Answer,
         };
         // Priced by what the record names, so that the stored cost and a restart's budget
         // restore agree with the live spend.

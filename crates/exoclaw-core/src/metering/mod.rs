@@ -10,11 +10,14 @@
 //!   atomically before a call and settled after it, restored from the usage ledger at start.
 //! - [`Clock`]: where windows read the time ([`TestClock`] in tests).
 //! - [`Payer`]: someone besides the budgets who pays for one turn's calls (a virtual key).
+//! - [`MeteredModels`]: calls made outside a turn's agent loop (memory's summaries and facts),
+//!   metered the same way and recorded in the usage ledger.
 //!
 //! [`Metering`] bundles the price table and the budgets for the agent runner
 //! (`AgentRunner::with_metering`).
 
 mod budget;
+mod call;
 mod clock;
 mod ledger;
 mod payer;
@@ -23,6 +26,7 @@ mod prices;
 pub use budget::{
     BudgetError, BudgetExceeded, BudgetLimit, BudgetScope, BudgetSpec, BudgetWindow, CallScope, Estimate,
 };
+pub use call::{CallFor, MeteredModels, ModelCallError};
 pub use clock::{Clock, SystemClock, TestClock};
 pub use ledger::{BudgetStatus, Budgets, Reservation};
 pub(crate) use payer::PaidCall;

@@ -416,8 +416,10 @@ impl TurnHandle {
 /// background, never delaying the answer; a failure is logged, the turn stays stored.
 #[async_trait]
 pub trait AfterTurn: Send + Sync {
-    /// Called once per stored turn.
-    async fn after_turn(&self, report: &TurnReport);
+    /// Called once per stored turn. `payer` is who paid for the turn's model calls besides the
+    /// budgets (a gateway's virtual key), when anyone did: model calls the work makes for the
+    /// turn are its to pay too.
+    async fn after_turn(&self, report: &TurnReport, payer: Option<&dyn Payer>);
 }
 
 /// Resolves `target` against `bindings` and the agents `known` (name → `provider/model`), the

@@ -144,3 +144,109 @@ async fn a_call_that_fails_before_answering_is_settled_at_zero() {
     assert_eq!(out.error().unwrap().0, "server");
     assert_eq!(purse.held_and_spent(), (0.0, 0.0));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Calls outside a turn (memory's summaries and facts): held, charged and refused the same way.
+
+/// A usage ledger in memory.
+#[derive(Default)]
+struct Ledger(Mutex<Vec<exoclaw_types::UsageRecord>>);
+
+#[async_trait]
+impl exoclaw_core::UsageStore for Ledger {
+    async fn record_usage(
+        &self,
+        record: &exoclaw_types::UsageRecord,
+    ) -> Result<(), exoclaw_core::StoreError> {
+        self.0.lock().unwrap().push(record.clone());
+        Ok(())
+    }
+
+    async fn usage_since(
+        &self,
+        _since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<exoclaw_types::UsageRecord>, exoclaw_core::StoreError> {
+        Ok(self.0.lock().unwrap().clone())
+    }
+}
+
+/// A summary of the kind memory asks for, answered in at most 100 tokens.
+fn summary_request() -> ChatRequest {
+    ChatRequest {
+        params: GenerationParams { max_tokens: Some(100), ..Default::default() },
+        ..ChatRequest::new("fake/fake-model", vec![Message::user("Summarise what was said.")])
+    }
+}
+
+fn for_summary<'a>(session: SessionId, payer: &'a Purse) -> exoclaw_core::CallFor<'a> {
+    exoclaw_core::CallFor {
+        session: Some(session),
+        agent: "tester",
+        purpose: exoclaw_types::CallPurpose::Summary,
+        payer: Some(payer),
+    }
+}
+
+#[tokio::test]
+async fn a_call_outside_a_turn_is_held_charged_and_recorded_with_its_purpose() {
+    let h = harness([Script::Answer(text("A short summary."))]);
+    let metering = metered(vec![global_tokens(1_000_000)]);
+    let ledger = Arc::new(Ledger::default());
+    let models = exoclaw_core::MeteredModels::new(h.provider.clone(), Arc::clone(&metering), ledger.clone());
+    let purse = Purse::new(1.0);
+    let session = SessionId::new();
+    let answer = models.complete(summary_request(), for_summary(session, &purse)).await.unwrap();
+    assert_eq!(answer.message.text(), "A short summary.");
+
+    let records = ledger.0.lock().unwrap().clone();
+    assert_eq!(records.len(), 1);
+    let record = &records[0];
+    assert_eq!(record.session_id, Some(session));
+    assert_eq!(
+        (record.agent.as_str(), record.provider.as_str(), record.model.as_str(), record.purpose),
+        ("tester", "fake", "fake-model", exoclaw_types::CallPurpose::Summary)
+    );
+    let cost = record.cost_usd.expect("fake/fake-model has a price");
+    let (held, spent) = purse.held_and_spent();
+    assert!(held.abs() < 1e-12, "nothing stays held: {held}");
+    assert!((spent - cost).abs() < 1e-12, "charged {spent}, the record says {cost}");
+    let tokens = record.usage.input_tokens.unwrap() + record.usage.output_tokens.unwrap();
+    assert_eq!(budget_spend(&metering), (tokens, 0), "the budget counts it");
+}
+
+#[tokio::test]
+async fn a_call_outside_a_turn_that_a_budget_refuses_is_never_sent_and_records_nothing() {
+    let h = harness([Script::Answer(text("Never sent."))]);
+    // The answer's 100 tokens alone pass the cap.
+    let metering = metered(vec![global_tokens(50)]);
+    let ledger = Arc::new(Ledger::default());
+    let models = exoclaw_core::MeteredModels::new(h.provider.clone(), Arc::clone(&metering), ledger.clone());
+    let purse = Purse::new(1.0);
+    let refused =
+        models.complete(summary_request(), for_summary(SessionId::new(), &purse)).await.unwrap_err();
+    let exoclaw_core::ModelCallError::Refused { model, code, message } = &refused else {
+        panic!("refused by the budget, not {refused:?}");
+    };
+    assert_eq!((model.as_str(), *code), ("fake/fake-model", ErrorCode::BudgetExceeded));
+    assert!(message.contains("budget `cap`"), "{message}");
+    assert!(refused.to_string().starts_with("fake/fake-model was not called: budget `cap`"), "{refused}");
+    assert!(h.provider.requests().is_empty(), "the model was not asked");
+    assert!(ledger.0.lock().unwrap().is_empty());
+    assert!(purse.state.lock().unwrap().asked.is_empty(), "the payer is asked only once the budgets agreed");
+    assert_eq!(budget_spend(&metering), (0, 0), "the refused call holds nothing");
+}
+
+#[tokio::test]
+async fn a_call_outside_a_turn_that_its_payer_refuses_is_never_sent_and_releases_the_budget() {
+    let h = harness([Script::Answer(text("Never sent."))]);
+    let metering = metered(vec![global_tokens(1_000_000)]);
+    let ledger = Arc::new(Ledger::default());
+    let models = exoclaw_core::MeteredModels::new(h.provider.clone(), Arc::clone(&metering), ledger.clone());
+    let broke = Purse::new(0.0);
+    let refused =
+        models.complete(summary_request(), for_summary(SessionId::new(), &broke)).await.unwrap_err();
+    assert_eq!(refused.to_string(), "fake/fake-model was not called: the key `team` cannot cover this call");
+    assert!(h.provider.requests().is_empty());
+    assert!(ledger.0.lock().unwrap().is_empty());
+    assert_eq!(budget_spend(&metering), (0, 0), "the budgets' hold is released");
+}

@@ -71,6 +71,7 @@ pub fn usage(session: Option<SessionId>, input: u64, output: u64) -> UsageRecord
         ttft_ms: Some(321),
         cost_usd: Some(0.004_5),
         estimated: false,
+        purpose: exoclaw_types::CallPurpose::Answer,
     }
 }
 

@@ -407,6 +407,7 @@ max_usd = 0.5
             ttft_ms: None,
             cost_usd,
             estimated: false,
+            purpose: exoclaw_types::CallPurpose::Answer,
         };
         // Two calls today, one stored before its model had a price: priced now at $0.25 + $0.10.
         let ledger = [

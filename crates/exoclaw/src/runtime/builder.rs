@@ -227,7 +227,11 @@ impl RuntimeBuilder<WithConfig, WithStore> {
                 let memory = super::memory::start_memory(&config, &store, router, &mut reconnect)
                     .await
                     .map_err(RuntimeError::Memory)?;
-                Some(Arc::new(memory.with_counters(Arc::clone(&counters))))
+                // Its summaries and facts are metered like the turns' calls, in the same ledger.
+                let memory = memory
+                    .with_counters(Arc::clone(&counters))
+                    .with_metering(Arc::clone(&metering), Arc::new(store.clone()));
+                Some(Arc::new(memory))
             }
             false => None,
         };

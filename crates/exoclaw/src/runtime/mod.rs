@@ -307,6 +307,13 @@ impl Runtime {
         self.inner.memory.as_ref()
     }
 
+    /// The token counter of each model: what the context budget and the agents' system prompts
+    /// are counted with ([`Counters::exact`](exoclaw_memory::Counters::exact) waits for a
+    /// model's own tokenizer to be built; turns never wait and use the estimate until then).
+    pub fn token_counters(&self) -> &Arc<exoclaw_memory::Counters> {
+        &self.inner.counters
+    }
+
     /// Waits for the background work started so far (after-turn indexing, fact extraction and
     /// archival; the memory sweep at start; audit entries not yet written), at most `limit`. Gives whether it all finished; work
     /// cut short is done again later, nothing is lost.
@@ -347,9 +354,15 @@ impl Runtime {
                 let archive =
                     session.updated_at >= recent && session.message_count.saturating_sub(through) > window;
                 if indexed < session.message_count || archive {
+                    // A session without a key is the default agent's (the CLI's).
+                    let agent = session
+                        .key
+                        .as_ref()
+                        .map_or_else(|| DEFAULT_AGENT_NAME.to_owned(), |k| k.agent.clone());
                     due.push(exoclaw_memory::Unfinished {
                         session: session.id,
                         key: session.key,
+                        agent,
                         model: session.model.unwrap_or_else(|| default_model.clone()),
                         archive,
                     });

@@ -57,9 +57,10 @@ pub(super) fn start(
     let (handle, sender) = turn_channel(cancel.clone());
     tokio::spawn(async move {
         let turn = Turn { inner: &inner, agent: &agent, route: &route, cancel: &cancel, sender: &sender };
+        let payer = input.payer.clone();
         let report = turn.run(input, ticket).await;
         if let Ok(report) = &report {
-            turn.after(report);
+            turn.after(report, payer);
         }
         sender.finish(report);
     });
@@ -331,12 +332,13 @@ impl Turn<'_> {
         Ok(())
     }
 
-    /// Starts the after-turn work in the background.
-    fn after(&self, report: &TurnReport) {
+    /// Starts the after-turn work in the background; the turn's payer pays for its model calls.
+    fn after(&self, report: &TurnReport, payer: Option<Arc<dyn Payer>>) {
         for work in &self.inner.extensions.after_turn {
             let work = Arc::clone(work);
             let report = report.clone();
-            self.inner.tasks.spawn(async move { work.after_turn(&report).await });
+            let payer = payer.clone();
+            self.inner.tasks.spawn(async move { work.after_turn(&report, payer.as_deref()).await });
         }
     }
 }

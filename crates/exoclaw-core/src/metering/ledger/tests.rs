@@ -72,6 +72,7 @@ fn record(
         ttft_ms: None,
         cost_usd: usd,
         estimated: false,
+        purpose: exoclaw_types::CallPurpose::Answer,
     }
 }
 
