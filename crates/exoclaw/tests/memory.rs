@@ -189,8 +189,9 @@ async fn memorys_summaries_and_facts_are_metered_recorded_and_paid_by_the_turns_
     let mut session = None;
     for turn in 1..=4 {
         let target = session.map_or(Target::New { agent: None }, Target::Session);
-        let input = TurnInput::message(format!("Question {turn}: tell me about {}.", TOPICS[turn]))
-            .with_payer(purse.clone());
+        let input =
+            TurnInput::message(format!("Question {turn}: tell me about {}.", TOPICS[turn % TOPICS.len()]))
+                .with_payer(purse.clone());
         let report = runtime.submit(target, input).unwrap().report().await.unwrap();
         assert_eq!(report.error, None);
         session = Some(report.session_id);
@@ -246,7 +247,8 @@ async fn a_budget_that_refuses_memorys_model_leaves_archival_waiting_and_loses_n
     let runtime = runtime(&db, &settings(""), provider.clone()).await;
     let session = start(&runtime, "I live in Paris.").await;
     for turn in 2..=4 {
-        say(&runtime, session, &format!("Question {turn}: tell me about {}.", TOPICS[turn])).await;
+        say(&runtime, session, &format!("Question {turn}: tell me about {}.", TOPICS[turn % TOPICS.len()]))
+            .await;
     }
     let internal = |p: &RespondingProvider| {
         p.requests()
