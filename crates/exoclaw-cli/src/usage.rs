@@ -222,7 +222,7 @@ mod tests {
         use exoclaw_types::CallPurpose;
         let records = [
             purposed(1, "anthropic", "dev", Some(0.01), false, CallPurpose::Answer),
-            purposed(1, "anthropic", "dev", Some(0.002), false, CallPurpose::Summary),
+            purposed(1, "anthropic", "dev", Some(0.003), false, CallPurpose::Summary),
             purposed(1, "anthropic", "dev", Some(0.001), false, CallPurpose::Facts),
             purposed(2, "anthropic", "dev", Some(0.001), false, CallPurpose::Facts),
         ];

@@ -29,7 +29,6 @@ fn prompts() -> Vec<String> {
     vec![
         "Here is a list of the planets of the solar system, in order from the Sun:\n1.".to_owned(),
         "The quick brown fox".to_owned(),
-        "Water boils at a temperature of".to_owned(),
         "import numpy as np\n\n".to_owned(),
         "The days of the week are Monday,".to_owned(),
         format!("{long}\nThe first item's value was"),
@@ -39,9 +38,14 @@ fn prompts() -> Vec<String> {
 /// Prompts whose greedy continuation reaches a step where llama.cpp's two most likely tokens are
 /// within a few tenths of a log-probability, where the two engines' different rounding (f16 GELU
 /// table and KV cache in llama.cpp; f32 here) may pick differently: "The capital of France is" →
-/// "… It is the largest" (llama.cpp: largest −1.93, capital −2.14) at its 12th token.
-const NEAR_TIES: [&str; 3] = [
+/// "… It is the largest" (llama.cpp: largest −1.93, capital −2.14) at its 12th token. Which steps
+/// are near-ties depends on the CPU too (each engine picks its kernels by the instructions it
+/// has): "Water boils at a temperature of" continued the same on the machines this test was first
+/// run on, but parts at its 9th token on an AMD EPYC with AVX2 and no AVX-512 ("\n\nWater boils…"
+/// in llama.cpp, "\n\nThe boiling…" here).
+const NEAR_TIES: [&str; 4] = [
     "The capital of France is",
+    "Water boils at a temperature of",
     "Once upon a time, in a small village by the sea,",
     "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
 ];
