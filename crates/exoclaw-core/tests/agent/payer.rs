@@ -170,6 +170,13 @@ impl exoclaw_core::UsageStore for Ledger {
     }
 }
 
+/// Calls to the harness's provider metered by `metering`, recorded in the returned ledger.
+fn metered_models(h: &Harness, metering: &Arc<Metering>) -> (exoclaw_core::MeteredModels, Arc<Ledger>) {
+    let ledger = Arc::new(Ledger::default());
+    let models = exoclaw_core::MeteredModels::new(h.provider.clone(), Arc::clone(metering), ledger.clone());
+    (models, ledger)
+}
+
 /// A summary of the kind memory asks for, answered in at most 100 tokens.
 fn summary_request() -> ChatRequest {
     ChatRequest {
@@ -191,8 +198,7 @@ fn for_summary<'a>(session: SessionId, payer: &'a Purse) -> exoclaw_core::CallFo
 async fn a_call_outside_a_turn_is_held_charged_and_recorded_with_its_purpose() {
     let h = harness([Script::Answer(text("A short summary."))]);
     let metering = metered(vec![global_tokens(1_000_000)]);
-    let ledger = Arc::new(Ledger::default());
-    let models = exoclaw_core::MeteredModels::new(h.provider.clone(), Arc::clone(&metering), ledger.clone());
+    let (models, ledger) = metered_models(&h, &metering);
     let purse = Purse::new(1.0);
     let session = SessionId::new();
     let answer = models.complete(summary_request(), for_summary(session, &purse)).await.unwrap();
@@ -219,8 +225,7 @@ async fn a_call_outside_a_turn_that_a_budget_refuses_is_never_sent_and_records_n
     let h = harness([Script::Answer(text("Never sent."))]);
     // The answer's 100 tokens alone pass the cap.
     let metering = metered(vec![global_tokens(50)]);
-    let ledger = Arc::new(Ledger::default());
-    let models = exoclaw_core::MeteredModels::new(h.provider.clone(), Arc::clone(&metering), ledger.clone());
+    let (models, ledger) = metered_models(&h, &metering);
     let purse = Purse::new(1.0);
     let refused =
         models.complete(summary_request(), for_summary(SessionId::new(), &purse)).await.unwrap_err();
@@ -240,8 +245,7 @@ async fn a_call_outside_a_turn_that_a_budget_refuses_is_never_sent_and_records_n
 async fn a_call_outside_a_turn_that_its_payer_refuses_is_never_sent_and_releases_the_budget() {
     let h = harness([Script::Answer(text("Never sent."))]);
     let metering = metered(vec![global_tokens(1_000_000)]);
-    let ledger = Arc::new(Ledger::default());
-    let models = exoclaw_core::MeteredModels::new(h.provider.clone(), Arc::clone(&metering), ledger.clone());
+    let (models, ledger) = metered_models(&h, &metering);
     let broke = Purse::new(0.0);
     let refused =
         models.complete(summary_request(), for_summary(SessionId::new(), &broke)).await.unwrap_err();
