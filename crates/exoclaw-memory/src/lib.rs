@@ -888,45 +888,58 @@ impl exoclaw_core::ContextAssembler for Memory {
         let owner = owner_of(request.key);
         let budget = self.options.budget.map_or(request.budget, |b| b.min(request.budget));
         let mut warnings = Vec::new();
-        // The first failure of the memory store: the turn goes on with the window alone.
-        let mut down: Option<MemoryError> = None;
-        let summary = match request.revision {
-            0 => None,
-            _ => self.store.summary(request.session).await.unwrap_or_else(|e| {
-                down = Some(e.into());
-                None
-            }),
+        let has_input = !request.input.trim().is_empty();
+        // The reads are independent: made at once, each on its own connection, the assembly takes
+        // about the longest of them rather than their sum.
+        let summary = async {
+            match request.revision {
+                0 => Ok(None),
+                _ => self.store.summary(request.session).await.map_err(MemoryError::from),
+            }
         };
-        let mut facts = Vec::new();
-        if down.is_none() {
-            facts = self.store.facts(&owner, true).await.unwrap_or_else(|e| {
-                down = Some(e.into());
-                Vec::new()
-            });
-        }
-        let mut excerpts = Vec::new();
-        if down.is_none() && self.options.excerpts > 0 && !request.input.trim().is_empty() {
-            match self.search(&owner, request.input, self.options.excerpts * 2).await {
-                Ok((hits, embedding_failed)) => {
-                    if let Some(e) = embedding_failed {
-                        tracing::warn!(error = %e, "searching memory by words alone");
-                        warnings.push(format!("{e}; past conversations were searched by their words alone"));
+        let facts = async { self.store.facts(&owner, true).await.map_err(MemoryError::from) };
+        let search = async {
+            match self.options.excerpts > 0 && has_input {
+                true => self.search(&owner, request.input, self.options.excerpts * 2).await.map(Some),
+                false => Ok(None),
+            }
+        };
+        let knowledge = async {
+            match has_input {
+                true => Some(self.knowledge_for(request.agent, request.input).await),
+                false => None,
+            }
+        };
+        let (summary, facts, search, knowledge) = tokio::join!(summary, facts, search, knowledge);
+        // The first failure of the memory store (in this order): the turn goes on with the window
+        // alone, and nothing else the store gave is used.
+        let (summary, facts, excerpts, down) = match (summary, facts, search) {
+            (Ok(summary), Ok(facts), Ok(search)) => {
+                let excerpts = match search {
+                    Some((hits, embedding_failed)) => {
+                        if let Some(e) = embedding_failed {
+                            tracing::warn!(error = %e, "searching memory by words alone");
+                            warnings
+                                .push(format!("{e}; past conversations were searched by their words alone"));
+                        }
+                        hits
                     }
-                    excerpts = hits;
-                }
-                Err(e) => down = Some(e),
+                    None => Vec::new(),
+                };
+                (summary, facts, excerpts, None)
             }
-        }
-        let mut knowledge = Vec::new();
-        if down.is_none() && !request.input.trim().is_empty() {
-            match self.knowledge_for(request.agent, request.input).await {
-                Ok(hits) => knowledge = hits,
-                Err(e) => {
-                    tracing::warn!(error = %e, "knowledge bases unavailable for this turn");
-                    warnings.push(format!("{e}; this answer is given without the knowledge base"));
-                }
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => (None, Vec::new(), Vec::new(), Some(e)),
+        };
+        let knowledge = match (knowledge, &down) {
+            (Some(Ok(hits)), None) => hits,
+            (Some(Err(e)), None) => {
+                tracing::warn!(error = %e, "knowledge bases unavailable for this turn");
+                warnings.push(format!("{e}; this answer is given without the knowledge base"));
+                Vec::new()
             }
-        }
+            (None, _) | (_, Some(_)) => Vec::new(),
+        };
+        let mut excerpts = excerpts;
         if let Some(e) = down {
             tracing::warn!(error = %e, "memory unavailable for this turn");
             warnings.push(format!("{e}; this answer is given from the recent messages alone"));
