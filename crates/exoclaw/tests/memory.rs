@@ -58,6 +58,28 @@ async fn start(runtime: &Runtime, text: &str) -> SessionId {
     report.session_id
 }
 
+/// Runs a turn of `text` on `target`; gives its report and the warnings it showed.
+async fn warned(
+    runtime: &Runtime,
+    target: Target,
+    text: &str,
+) -> (exoclaw::exoclaw_core::TurnReport, Vec<String>) {
+    use exoclaw::exoclaw_types::AgentEvent;
+    let events = std::sync::Mutex::new(Vec::new());
+    let handle = runtime.submit(target, TurnInput::message(text)).unwrap();
+    let report = handle.finish(&|e| events.lock().unwrap().push(e)).await.unwrap();
+    let warnings = events
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e {
+            AgentEvent::Warning { message } => Some(message),
+            _ => None,
+        })
+        .collect();
+    (report, warnings)
+}
+
 const TOPICS: &[&str] = &[
     "the best way to water tomatoes in July",
     "how to fix a squeaky door hinge",
@@ -478,7 +500,6 @@ async fn the_agent_remembers_with_a_tool_and_finds_it_again_in_another_session()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_arcadedb_memory_store_stopped_mid_session_leaves_turns_going_and_catches_up() {
-    use exoclaw::exoclaw_types::AgentEvent;
     let mut server = exoclaw_testkit::arcadedb::ArcadeDbServer::start();
     let url = server.fresh_database();
     let dir = tempfile::tempdir().unwrap();
@@ -489,20 +510,8 @@ async fn an_arcadedb_memory_store_stopped_mid_session_leaves_turns_going_and_cat
     assert_eq!(memory.indexed_messages(session).await.unwrap(), 2, "indexed in ArcadeDB");
 
     server.stop();
-    let events = std::sync::Mutex::new(Vec::new());
-    let handle =
-        runtime.submit(Target::Session(session), TurnInput::message("I also own a red kayak.")).unwrap();
-    let report = handle.finish(&|e| events.lock().unwrap().push(e)).await.unwrap();
+    let (report, warnings) = warned(&runtime, Target::Session(session), "I also own a red kayak.").await;
     assert_eq!(report.text(), "Noted.", "the turn goes on without its memory store");
-    let warnings: Vec<String> = events
-        .into_inner()
-        .unwrap()
-        .into_iter()
-        .filter_map(|e| match e {
-            AgentEvent::Warning { message } => Some(message),
-            _ => None,
-        })
-        .collect();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("recent messages alone"), "{}", warnings[0]);
     let sent = chat_requests(&provider).pop().unwrap();
@@ -543,7 +552,6 @@ async fn a_cleared_session_starts_its_memory_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_arcadedb_memory_store_down_at_start_is_connected_when_it_answers_and_caught_up() {
-    use exoclaw::exoclaw_types::AgentEvent;
     let mut server = exoclaw_testkit::arcadedb::ArcadeDbServer::start();
     let url = server.fresh_database();
     server.stop();
@@ -551,21 +559,9 @@ async fn an_arcadedb_memory_store_down_at_start_is_connected_when_it_answers_and
     let provider = model(r#"{"facts": []}"#);
     // Starts: the store not answering is no error.
     let runtime = runtime(&dir.path().join("m.db"), &format!("url = \"{url}\""), provider.clone()).await;
-    let events = std::sync::Mutex::new(Vec::new());
-    let handle = runtime
-        .submit(Target::New { agent: None }, TurnInput::message("My bicycle is a green Peugeot."))
-        .unwrap();
-    let report = handle.finish(&|e| events.lock().unwrap().push(e)).await.unwrap();
+    let (report, warnings) =
+        warned(&runtime, Target::New { agent: None }, "My bicycle is a green Peugeot.").await;
     assert_eq!(report.text(), "Noted.", "the turn is answered without its memory store");
-    let warnings: Vec<String> = events
-        .into_inner()
-        .unwrap()
-        .into_iter()
-        .filter_map(|e| match e {
-            AgentEvent::Warning { message } => Some(message),
-            _ => None,
-        })
-        .collect();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("has not answered since exoclaw started"), "{}", warnings[0]);
     assert!(warnings[0].contains("recent messages alone"), "{}", warnings[0]);
