@@ -5,7 +5,7 @@ use crate::agent::checkpoint::Checkpoints;
 use crate::agent::hooks::{self, HookContext, ModelAction, ToolAction};
 use crate::agent::run::{Run, RunError, SettledCall};
 use crate::agent::runner::{AgentRunner, EventSink};
-use crate::metering::{BudgetError, CallScope, DEFAULT_OUTPUT_ESTIMATE, PaidCall, Payer, Reservation};
+use crate::metering::{CallScope, DEFAULT_OUTPUT_ESTIMATE, Estimate, HeldCall, Payer};
 use crate::{ErrorKind, ProviderError, ResponseAssembler, ToolContext, ToolError};
 use exoclaw_types::{
     AgentEvent, CallPurpose, ChatRequest, ErrorCode, Message, StreamEvent, ToolCall, ToolEffect, ToolResult,
@@ -36,10 +36,8 @@ struct Call<'a> {
     timing: (Duration, Option<Duration>),
     /// The provider and model that served it, when a router said.
     served: Option<(String, String)>,
-    /// The budget hold taken before the call.
-    reservation: Reservation,
-    /// The turn's payer's hold, if the turn has one.
-    paid: Option<PaidCall<'a>>,
+    /// The budgets' (and the turn's payer's) hold taken before the call.
+    held: HeldCall<'a>,
 }
 
 /// How a model call's stream ended.
@@ -74,7 +72,7 @@ impl<'a> Turn<'a> {
         };
         // Held until the call's usage is recorded; dropped (released) on every path that records
         // none, because the model was never reached.
-        let (reservation, paid) = match self.reserve(run, &request) {
+        let held = match self.reserve(run, &request) {
             Ok(held) => held,
             Err((code, why)) => {
                 self.events.emit(AgentEvent::Error {
@@ -148,7 +146,7 @@ impl<'a> Turn<'a> {
         let timing = (started.elapsed(), ttft);
         // A router names the provider that really served the call.
         let served = assembler.served().map(|(p, m)| (p.to_owned(), m.to_owned()));
-        let call = Call { timing, served, reservation, paid };
+        let call = Call { timing, served, held };
         match ending {
             Ending::Finished => match assembler.finish(provider.name()) {
                 Ok(response) => {
@@ -282,14 +280,10 @@ impl<'a> Turn<'a> {
 
     /// Reserves the next call's estimate against the budgets of this session and agent, then
     /// with the turn's payer; a refusal gives its code and why.
-    fn reserve(
-        &self,
-        run: &Run,
-        request: &ChatRequest,
-    ) -> Result<(Reservation, Option<PaidCall<'a>>), (ErrorCode, String)> {
+    fn reserve(&self, run: &Run, request: &ChatRequest) -> Result<HeldCall<'a>, (ErrorCode, String)> {
         let metering = &self.runner.metering;
         let max_output = request.params.max_tokens.map_or(DEFAULT_OUTPUT_ESTIMATE, u64::from);
-        let prompt = estimate_tokens(run.prompt_chars());
+        let prompt = Estimate::tokens_for_chars(run.prompt_chars());
         let mut estimate =
             metering.estimate(self.runner.provider.name(), &self.runner.model.0, prompt, max_output);
         if estimate.usd.is_none()
@@ -301,20 +295,7 @@ impl<'a> Turn<'a> {
             estimate = metering.estimate(provider, model, prompt, max_output);
         }
         let scope = CallScope { session: Some(self.cx.session_id), agent: &self.runner.agent };
-        let reservation = metering
-            .budgets
-            .reserve(&scope, estimate)
-            .map_err(|err: BudgetError| (err.code(), err.to_string()))?;
-        let paid = match self.payer {
-            None => None,
-            Some(payer) => {
-                let hold = payer
-                    .reserve(&self.runner.display_model, estimate)
-                    .map_err(|refusal| (refusal.code, refusal.message))?;
-                Some(PaidCall::new(payer, hold))
-            }
-        };
-        Ok((reservation, paid))
+        HeldCall::take(metering, &scope, self.payer, &self.runner.display_model, estimate)
     }
 
     /// Records one model call's usage with the run, settles its budget reservation and reports
@@ -326,18 +307,9 @@ impl<'a> Turn<'a> {
         run: &mut Run,
         reported: Usage,
         output: &Message,
-        Call { timing: (latency, ttft), served, reservation, paid }: Call<'_>,
+        Call { timing: (latency, ttft), served, held }: Call<'_>,
     ) {
-        let mut usage = reported;
-        let mut estimated = false;
-        if usage.input_tokens.is_none() {
-            usage.input_tokens = Some(estimate_tokens(run.prompt_chars()));
-            estimated = true;
-        }
-        if usage.output_tokens.is_none() {
-            usage.output_tokens = Some(estimate_tokens(crate::agent::run::message_chars(output)));
-            estimated = true;
-        }
+        let (usage, estimated) = Estimate::fill_in(reported, run.prompt_chars(), output);
         let metering = &self.runner.metering;
         let mut record = UsageRecord {
             at: metering.now(),
@@ -357,11 +329,7 @@ impl<'a> Turn<'a> {
         // Priced by what the record names, so that the stored cost and a restart's budget
         // restore agree with the live spend.
         record.cost_usd = metering.cost(&record.provider, &record.model, &record.usage);
-        let tokens = usage.input_tokens.unwrap_or(0).saturating_add(usage.output_tokens.unwrap_or(0));
-        reservation.settle(tokens, record.cost_usd);
-        if let Some(paid) = paid {
-            paid.settle(record.cost_usd);
-        }
+        held.settle(&usage, record.cost_usd);
         run.record_usage(record);
         self.events.emit(AgentEvent::Usage { usage: reported });
     }
@@ -509,10 +477,6 @@ impl<'a> Turn<'a> {
         });
         run.fail();
     }
-}
-
-fn estimate_tokens(chars: usize) -> u64 {
-    u64::try_from(chars.div_ceil(4)).unwrap_or(u64::MAX)
 }
 
 fn millis(d: Duration) -> u64 {

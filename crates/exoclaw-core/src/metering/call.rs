@@ -3,7 +3,7 @@
 //! budgets (and the turn's [`Payer`]) before the call, priced and recorded in the usage ledger
 //! after it, marked with what they were for.
 
-use super::{CallScope, DEFAULT_OUTPUT_ESTIMATE, Estimate, Metering, PaidCall, Payer};
+use super::{CallScope, DEFAULT_OUTPUT_ESTIMATE, Estimate, HeldCall, Metering, Payer};
 use crate::{Provider, ProviderError, UsageStore};
 use exoclaw_types::{CallPurpose, ChatRequest, ChatResponse, ErrorCode, SessionId, UsageRecord};
 use std::sync::Arc;
@@ -91,35 +91,13 @@ impl MeteredModels {
         let max_output = request.params.max_tokens.map_or(DEFAULT_OUTPUT_ESTIMATE, u64::from);
         let estimate =
             self.metering.estimate(provider, model, Estimate::tokens_for_chars(prompt_chars), max_output);
-        let refused = |code: ErrorCode, message: String| ModelCallError::Refused {
-            model: asked.clone(),
-            code,
-            message,
-        };
         let scope = CallScope { session: call.session, agent: call.agent };
-        let reservation =
-            self.metering.budgets.reserve(&scope, estimate).map_err(|e| refused(e.code(), e.to_string()))?;
-        let paid = match call.payer {
-            None => None,
-            Some(payer) => {
-                let hold = payer.reserve(&asked, estimate).map_err(|r| refused(r.code, r.message))?;
-                Some(PaidCall::new(payer, hold))
-            }
-        };
+        let held = HeldCall::take(&self.metering, &scope, call.payer, &asked, estimate)
+            .map_err(|(code, message)| ModelCallError::Refused { model: asked.clone(), code, message })?;
         let started = Instant::now();
         // A failed call drops the reservation and the payer's hold: released, charged nothing.
         let response = self.models.complete(request).await?;
-        let mut usage = response.usage;
-        let mut estimated = false;
-        if usage.input_tokens.is_none() {
-            usage.input_tokens = Some(Estimate::tokens_for_chars(prompt_chars));
-            estimated = true;
-        }
-        if usage.output_tokens.is_none() {
-            usage.output_tokens =
-                Some(Estimate::tokens_for_chars(Estimate::message_chars(&response.message)));
-            estimated = true;
-        }
+        let (usage, estimated) = Estimate::fill_in(response.usage, prompt_chars, &response.message);
         let (provider, model) = match &response.served {
             Some(served) => (served.provider.clone(), served.model.0.clone()),
             None => (provider.to_owned(), model.to_owned()),
@@ -138,11 +116,7 @@ impl MeteredModels {
             estimated,
             purpose: call.purpose,
         };
-        let tokens = usage.input_tokens.unwrap_or(0).saturating_add(usage.output_tokens.unwrap_or(0));
-        reservation.settle(tokens, cost_usd);
-        if let Some(paid) = paid {
-            paid.settle(cost_usd);
-        }
+        held.settle(&usage, cost_usd);
         if let Some(ledger) = &self.ledger
             && let Err(e) = ledger.record_usage(&record).await
         {

@@ -29,7 +29,7 @@ pub use budget::{
 pub use call::{CallFor, MeteredModels, ModelCallError};
 pub use clock::{Clock, SystemClock, TestClock};
 pub use ledger::{BudgetStatus, Budgets, Reservation};
-pub(crate) use payer::PaidCall;
+pub(crate) use payer::HeldCall;
 pub use payer::{Hold, Payer, PayerRefusal};
 pub use prices::{Price, PriceTable, SHIPPED as SHIPPED_PRICES};
 
@@ -74,6 +74,23 @@ impl Estimate {
             })
             .sum();
         system + tools + request.messages.iter().map(Self::message_chars).sum::<usize>()
+    }
+
+    /// `reported` with the counts a provider left out estimated at four characters a token:
+    /// the prompt from its `prompt_chars`, the answer from `output`. Gives the usage and whether
+    /// anything was estimated.
+    pub fn fill_in(reported: Usage, prompt_chars: usize, output: &Message) -> (Usage, bool) {
+        let mut usage = reported;
+        let mut estimated = false;
+        if usage.input_tokens.is_none() {
+            usage.input_tokens = Some(Self::tokens_for_chars(prompt_chars));
+            estimated = true;
+        }
+        if usage.output_tokens.is_none() {
+            usage.output_tokens = Some(Self::tokens_for_chars(Self::message_chars(output)));
+            estimated = true;
+        }
+        (usage, estimated)
     }
 
     /// Characters of one message (text, thinking, tool calls and results; an image counts as

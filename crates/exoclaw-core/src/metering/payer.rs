@@ -37,6 +37,45 @@ pub struct PayerRefusal {
     pub message: String,
 }
 
+/// What one model call holds before it is made: its reservation against the budgets and, when
+/// someone pays for it besides them, that payer's hold. Dropped unsettled (the call never reached
+/// the model), both are released at zero.
+pub(crate) struct HeldCall<'a> {
+    reservation: super::Reservation,
+    paid: Option<PaidCall<'a>>,
+}
+
+impl<'a> HeldCall<'a> {
+    /// Holds `estimate` against the budgets of `scope`, then with `payer` (asked only once the
+    /// budgets agreed, as `priced_as`). A refusal gives its code and why.
+    pub(crate) fn take(
+        metering: &super::Metering,
+        scope: &super::CallScope<'_>,
+        payer: Option<&'a dyn Payer>,
+        priced_as: &str,
+        estimate: Estimate,
+    ) -> Result<Self, (ErrorCode, String)> {
+        let reservation = metering.budgets.reserve(scope, estimate).map_err(|e| (e.code(), e.to_string()))?;
+        let paid = match payer {
+            None => None,
+            Some(payer) => {
+                let hold = payer.reserve(priced_as, estimate).map_err(|r| (r.code, r.message))?;
+                Some(PaidCall::new(payer, hold))
+            }
+        };
+        Ok(Self { reservation, paid })
+    }
+
+    /// The call used `usage` (counts filled in) and cost `cost_usd`: settles both holds with it.
+    pub(crate) fn settle(self, usage: &exoclaw_types::Usage, cost_usd: Option<f64>) {
+        let tokens = usage.input_tokens.unwrap_or(0).saturating_add(usage.output_tokens.unwrap_or(0));
+        self.reservation.settle(tokens, cost_usd);
+        if let Some(paid) = self.paid {
+            paid.settle(cost_usd);
+        }
+    }
+}
+
 /// A payer's hold for one call: settled with the call's cost, or at zero when dropped unsettled
 /// (the call never reached the model).
 pub(crate) struct PaidCall<'a> {
