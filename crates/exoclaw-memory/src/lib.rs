@@ -913,7 +913,7 @@ impl exoclaw_core::ContextAssembler for Memory {
         let (summary, facts, search, knowledge) = tokio::join!(summary, facts, search, knowledge);
         // The first failure of the memory store (in this order): the turn goes on with the window
         // alone, and nothing else the store gave is used.
-        let (summary, facts, excerpts, down) = match (summary, facts, search) {
+        let (summary, facts, mut excerpts, down) = match (summary, facts, search) {
             (Ok(summary), Ok(facts), Ok(search)) => {
                 let excerpts = match search {
                     Some((hits, embedding_failed)) => {
@@ -939,7 +939,6 @@ impl exoclaw_core::ContextAssembler for Memory {
             }
             (None, _) | (_, Some(_)) => Vec::new(),
         };
-        let mut excerpts = excerpts;
         if let Some(e) = down {
             tracing::warn!(error = %e, "memory unavailable for this turn");
             warnings.push(format!("{e}; this answer is given from the recent messages alone"));
