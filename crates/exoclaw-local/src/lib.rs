@@ -11,6 +11,7 @@
 //! - [`embedding`]: [`LocalEmbedder`], sentence embeddings (all-MiniLM-L6-v2) computed in-process.
 
 pub mod catalog;
+mod dense;
 pub mod embedding;
 mod engine;
 mod error;

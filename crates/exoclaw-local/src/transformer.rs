@@ -78,7 +78,7 @@ impl Linear {
                     Some(weights) => weights,
                     None => dense.insert(self.dense()?),
                 };
-                x.matmul(weights)?
+                crate::dense::matmul(x, weights)?
             }
             Weight::Candle(weight) => weight.forward(x)?,
             Weight::Ours(w) => {
@@ -645,13 +645,13 @@ fn attention(layer: &mut Layer, qkv: Vec<Tensor>, cx: &Positions, hyper: Hyper) 
     // Query heads `g·group .. (g+1)·group` share KV head `g`: stack them as rows.
     let group = n_head / n_kv_head;
     let q = q.reshape((n_kv_head, group * seq, head_dim))?;
-    let scores = (q.matmul(&keys.t()?)? * (1.0 / (head_dim as f64).sqrt()))?;
+    let scores = (crate::dense::matmul(&q, &keys.t()?)? * (1.0 / (head_dim as f64).sqrt()))?;
     let scores = match mask {
         Some(mask) => scores.broadcast_add(mask)?,
         None => scores,
     };
     let weights = candle_nn::ops::softmax_last_dim(&scores)?;
-    let out = weights.matmul(&values)?; // (n_kv, group·seq, head_dim)
+    let out = crate::dense::matmul(&weights, &values)?; // (n_kv, group·seq, head_dim)
     out.reshape((n_head, seq, head_dim))?.transpose(0, 1)?.reshape((seq, n_head * head_dim))
 }
 

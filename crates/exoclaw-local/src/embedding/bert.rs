@@ -40,7 +40,7 @@ struct Linear {
 impl Linear {
     /// `x · W` (without the bias, which the caller fuses into its next pass).
     fn product(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.matmul(&self.weight)
+        crate::dense::matmul(x, &self.weight)
     }
 }
 
@@ -284,9 +284,9 @@ impl Bert {
             Tensor::from_vec(k, shape, &Device::Cpu)?,
             Tensor::from_vec(v, shape, &Device::Cpu)?,
         );
-        let scores = q.matmul(&k.t()?)?;
+        let scores = crate::dense::matmul(&q, &k.t()?)?;
         scores.inplace_op1(&Softmax { len })?;
-        let context = scores.matmul(&v)?;
+        let context = crate::dense::matmul(&scores, &v)?;
         read(&context, |context| {
             for (i, row) in out.chunks_exact_mut(h).enumerate() {
                 for (head, part) in row.chunks_exact_mut(d).enumerate() {
