@@ -15,6 +15,7 @@ mod dense;
 pub mod embedding;
 mod engine;
 mod error;
+mod fast_math;
 pub mod fetch;
 pub mod gguf;
 pub mod guide;

@@ -540,11 +540,10 @@ impl Transformer {
                     let [gate, up] = <[Tensor; 2]>::try_from(gate_up).map_err(|_| {
                         candle_core::Error::Msg("gate/up projections: expected two outputs".into())
                     })?;
-                    let gate = match hyper.activation {
-                        Activation::Silu => candle_nn::ops::silu(&gate)?,
-                        Activation::GeluTanh => gate.gelu()?,
-                    };
-                    gate * up
+                    match hyper.activation {
+                        Activation::Silu => candle_nn::ops::silu(&gate)? * up,
+                        Activation::GeluTanh => crate::fast_math::geglu(&gate, &up),
+                    }
                 })
                 .collect::<Result<Vec<_>>>()?;
             for (x, out) in xs.iter_mut().zip(layer.down.forward_each(&ffs)?) {

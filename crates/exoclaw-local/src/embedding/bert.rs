@@ -16,12 +16,14 @@
 //!   matrix kernel runs on), done in place on the products' outputs (candle's in-place custom
 //!   ops), so no activation is copied in or out of a tensor;
 //! - attention runs sequence by sequence in parallel (each with its own length: no padding at
-//!   all), heads batched in candle's product on one thread, and a softmax whose `exp` vectorises.
+//!   all), heads batched in candle's product on one thread, and a softmax whose `exp` vectorises
+//!   (`fast_math::exp`).
 //!
 //! The arithmetic is BERT's: the same results as candle's `BertModel` and sentence-transformers
 //! up to float rounding (`tests/minilm.rs` checks every vector against sentence-transformers).
 
 use crate::LocalError;
+use crate::fast_math::exp;
 use candle_core::{CpuStorage, DType, Device, InplaceOp1, InplaceOp2, Layout, Storage, Tensor};
 use candle_transformers::models::bert::{Config, HiddenAct};
 use rayon::prelude::*;
@@ -566,27 +568,9 @@ fn erf(x: f32) -> f32 {
     x * p / q
 }
 
-/// `e^x` for `x ≤ 0` (Cephes' `expf`: the power of two from the exponent bits, a degree-5
-/// polynomial on the rest; about 1 ulp), branch-free so that a loop of it vectorises.
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    // Below this e^x is under f32's smallest normal; softmax weights that small are zero anyway.
-    let x = if x < -87.0 { -87.0 } else { x };
-    // Round to nearest by adding and taking away 1.5 × 2²³.
-    const ROUND: f32 = 12_582_912.0;
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
-    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
-    let mut p = 1.987_569_1e-4_f32;
-    for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5] {
-        p = p * r + c;
-    }
-    let y = p * r * r + r + 1.0;
-    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{erf, exp, softmax_prefix};
+    use super::{erf, softmax_prefix};
 
     /// `erf` by its Taylor series, in f64 (exact enough for |x| ≤ 4).
     fn erf64(x: f64) -> f64 {
@@ -609,15 +593,6 @@ mod tests {
         assert!(worst < 5e-7, "{worst}");
         for x in [3.5f32, 4.0, 5.0, 9.0, f32::MAX] {
             assert!((erf(x) - 1.0).abs() < 1e-6 && (erf(-x) + 1.0).abs() < 1e-6, "erf({x}) = {}", erf(x));
-        }
-    }
-
-    #[test]
-    fn exp_is_within_2_ulp_where_softmax_uses_it() {
-        for i in 0..=87_000 {
-            let x = -(i as f32) / 1000.0;
-            let (got, want) = (exp(x) as f64, (x as f64).exp());
-            assert!((got - want).abs() <= want * 2.5e-7, "exp({x}) = {got}, not {want}");
         }
     }
 
