@@ -39,25 +39,9 @@ pub(crate) fn matmul(lhs: &Tensor, rhs: &Tensor) -> Result<Tensor> {
         else {
             candle_core::bail!("dense product: expected f32 tensors on the CPU");
         };
-        let (lhs_batch, lhs_rows, lhs_cols) = strides(lhs_layout);
-        let (rhs_batch, rhs_rows, rhs_cols) = strides(rhs_layout);
         for (b, dst) in out.chunks_exact_mut((m * n).max(1)).enumerate().take(batches) {
-            let lhs = Operand {
-                values: lhs_values,
-                offset: lhs_layout.start_offset() + b * lhs_batch,
-                rows: m,
-                cols: k,
-                row_stride: lhs_rows,
-                col_stride: lhs_cols,
-            };
-            let rhs = Operand {
-                values: rhs_values,
-                offset: rhs_layout.start_offset() + b * rhs_batch,
-                rows: k,
-                cols: n,
-                row_stride: rhs_rows,
-                col_stride: rhs_cols,
-            };
+            let lhs = Operand::of(lhs_values, lhs_layout, b, m, k);
+            let rhs = Operand::of(rhs_values, rhs_layout, b, k, n);
             product_into(lhs, rhs, dst)?;
         }
     }
@@ -88,7 +72,15 @@ struct Operand<'a> {
     col_stride: usize,
 }
 
-impl Operand<'_> {
+impl<'a> Operand<'a> {
+    /// Matrix `b` (0 for a rank-2 tensor), `rows × cols`, of a tensor's `values` laid out by
+    /// `layout`.
+    fn of(values: &'a [f32], layout: &Layout, b: usize, rows: usize, cols: usize) -> Self {
+        let (batch_stride, row_stride, col_stride) = strides(layout);
+        let offset = layout.start_offset().saturating_add(b.saturating_mul(batch_stride));
+        Operand { values, offset, rows, cols, row_stride, col_stride }
+    }
+
     /// Whether every element lies inside `values` (and the strides fit `isize`); an empty matrix
     /// always does.
     fn fits(&self) -> bool {
