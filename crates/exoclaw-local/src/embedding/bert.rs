@@ -1,6 +1,7 @@
 //! A BERT encoder's forward pass written for sentence embeddings on the CPU: the weights of a
 //! Hugging Face `BertModel` checkpoint (as candle's `bert` module names them), the matrix
-//! products on candle's tensors, everything between them in plain loops over the rows.
+//! products on candle's tensors through candle's kernel (`dense::matmul`), everything between
+//! them in plain loops over the rows.
 //!
 //! Why not candle-transformers' `BertModel` as is (this crate used it first): on the project's
 //! 2-core machine it ran at ≈ 0.6× sentence-transformers. Its matrix products were less than half
@@ -16,7 +17,7 @@
 //!   matrix kernel runs on), done in place on the products' outputs (candle's in-place custom
 //!   ops), so no activation is copied in or out of a tensor;
 //! - attention runs sequence by sequence in parallel (each with its own length: no padding at
-//!   all), heads batched in candle's product on one thread, and a softmax whose `exp` vectorises
+//!   all), heads batched in one product (`dense::matmul`), and a softmax whose `exp` vectorises
 //!   (`fast_math::exp`).
 //!
 //! The arithmetic is BERT's: the same results as candle's `BertModel` and sentence-transformers

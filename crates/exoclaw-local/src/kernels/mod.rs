@@ -20,8 +20,8 @@
 //!
 //! [`attention`] is the decode-time attention over the KV cache, spread over the same threads.
 //!
-//! With AVX2 (detected at run time; [`pulp`] provides the intrinsics as safe methods, since our
-//! crates forbid `unsafe`) the dot products are `maddubs`/`madd` on 32 bytes at a time; elsewhere
+//! With AVX2 (detected at run time; [`pulp`] provides the intrinsics as safe methods: our
+//! crates keep `unsafe` out, this one but for `dense.rs`'s single checked call) the dot products are `maddubs`/`madd` on 32 bytes at a time; elsewhere
 //! a scalar loop computes the same sums. Rows are spread over candle's CPU thread pool (the one
 //! its own matrix products use, so its threads are already spinning between products and no
 //! thread is started per call).
