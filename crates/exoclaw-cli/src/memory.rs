@@ -14,7 +14,7 @@ use crate::output::{self, escape_untrusted};
 use anyhow::{Context, bail};
 use exoclaw::runtime::Models;
 use exoclaw_core::{EntryKind, Fact, ForgetEntries, MemoryEntry, Provider, Summary};
-use exoclaw_memory::{Hit, LOCAL_OWNER, Memory};
+use exoclaw_memory::{Hit, LOCAL_OWNER, Memory, MemoryError};
 use exoclaw_types::{Role, SessionId};
 use serde::Serialize;
 use std::collections::HashSet;
@@ -257,8 +257,13 @@ async fn search(app: &App, query: &str, limit: usize, owner: &str, json: bool) -
     let memory = memory(app).await?;
     let (hits, degraded) =
         memory.search(owner, query, limit.max(1)).await.context("cannot search the memory store")?;
-    if let Some(e) = degraded {
-        output::hint(&format!("exoclaw: {e}; searched by words alone"));
+    match degraded {
+        // Their words say it went by words.
+        Some(e @ (MemoryError::EmbedderNotReady(_) | MemoryError::EmbedderOff(_))) => {
+            output::hint(&format!("exoclaw: {e}"));
+        }
+        Some(e) => output::hint(&format!("exoclaw: {e}; searched by words alone")),
+        None => {}
     }
     if json {
         let hits: Vec<HitJson<'_>> = hits.iter().map(HitJson::from).collect();

@@ -38,7 +38,7 @@ pub use assemble::{ResponseAssembler, collect_response};
 pub use context::{
     CONTEXT_FILE_NAMES, ContextFile, MAX_CONTEXT_FILE_BYTES, discover_context_files, system_prompt,
 };
-pub use embedder::Embedder;
+pub use embedder::{Embedder, Readiness};
 pub use error::{ErrorKind, ProviderError, Recovery};
 pub use memory::{
     EntryKind, Fact, FactRecorded, FactStore, ForgetEntries, MemoryEntry, MemoryIndex, MemoryStore, NewEntry,

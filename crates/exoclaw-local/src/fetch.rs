@@ -291,8 +291,10 @@ impl Locator {
     }
 
     /// Downloads `file` to `dest` through `dest` + `.part`, checking its size and SHA-256 before
-    /// it takes its name; nothing partial or corrupt is left behind. `unavailable` words the
-    /// failures to reach the hub for the model being fetched.
+    /// it takes its name; nothing corrupt is left behind. A `.part` an earlier download left (cut
+    /// off by a lost connection, or by the process ending) is resumed where the hub serves byte
+    /// ranges, and started over where it does not. `unavailable` words the failures to reach
+    /// the hub for the model being fetched.
     async fn download(
         &self,
         file: &FileSpec,
@@ -307,27 +309,45 @@ impl Locator {
         let dir = dest.parent().unwrap_or(&self.cache_dir);
         tokio::fs::create_dir_all(dir).await.map_err(io(dir))?;
         let url = self.url(file);
-        let response =
-            reqwest::get(&url).await.map_err(|e| unavailable(format!("cannot reach {url}: {e}")))?;
-        if !response.status().is_success() {
-            return Err(unavailable(format!("{url} answered HTTP {}", response.status())));
-        }
-        let total = response.content_length().or(Some(file.size));
         let mut part = dest.as_os_str().to_owned();
         part.push(".part");
         let part = PathBuf::from(part);
-        let mut out = tokio::fs::File::create(&part).await.map_err(io(&part))?;
+        let kept = match tokio::fs::metadata(&part).await {
+            Ok(meta) if meta.len() < file.size => meta.len(),
+            _ => 0,
+        };
+        let mut request = reqwest::Client::new().get(&url);
+        if kept > 0 {
+            request = request.header(reqwest::header::RANGE, format!("bytes={kept}-"));
+        }
+        let response = request.send().await.map_err(|e| unavailable(format!("cannot reach {url}: {e}")))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE {
+            // The kept bytes are not a prefix of what the hub serves: the next try starts over.
+            let _ = tokio::fs::remove_file(&part).await;
+        }
+        if !status.is_success() {
+            return Err(unavailable(format!("{url} answered HTTP {status}")));
+        }
+        let resumed = kept > 0 && status == reqwest::StatusCode::PARTIAL_CONTENT;
         let mut hasher = Sha256::new();
-        let mut done = 0u64;
+        let (mut out, mut done) = match resumed {
+            true => {
+                hash_file(&part, &mut hasher).await.map_err(io(&part))?;
+                let out = tokio::fs::OpenOptions::new().append(true).open(&part).await.map_err(io(&part))?;
+                (out, kept)
+            }
+            false => (tokio::fs::File::create(&part).await.map_err(io(&part))?, 0),
+        };
+        let total = response.content_length().map(|rest| rest + done).or(Some(file.size));
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
-            let chunk = match chunk {
-                Ok(chunk) => chunk,
-                Err(e) => {
-                    let _ = tokio::fs::remove_file(&part).await;
-                    return Err(unavailable(format!("the download broke off: {e}")));
-                }
-            };
+            let chunk = chunk.map_err(|e| {
+                unavailable(format!(
+                    "the download broke off after {done} bytes ({e}); what arrived is kept in {} and the next try resumes it",
+                    part.display()
+                ))
+            })?;
             hasher.update(&chunk);
             out.write_all(&chunk).await.map_err(io(&part))?;
             done += chunk.len() as u64;
@@ -347,6 +367,20 @@ impl Locator {
         }
         tokio::fs::rename(&part, dest).await.map_err(io(dest))?;
         Ok(())
+    }
+}
+
+/// Feeds the bytes of the file at `path` to `hasher`.
+async fn hash_file(path: &Path, hasher: &mut Sha256) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let mut file = tokio::fs::File::open(path).await?;
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = file.read(&mut buffer).await?;
+        if read == 0 {
+            return Ok(());
+        }
+        hasher.update(&buffer[..read]);
     }
 }
 

@@ -5,7 +5,7 @@
 
 use exoclaw_local::LocalError;
 use exoclaw_local::fetch::{Locator, ModelSpec, sha256_file};
-use exoclaw_testkit::server::{Reply, ScriptedServer};
+use exoclaw_testkit::server::{Ending, Reply, ScriptedServer};
 use std::path::PathBuf;
 
 const BODY: &str = "GGUF pretend model bytes, long enough to arrive in a chunk or two";
@@ -103,4 +103,69 @@ async fn an_explicit_path_is_used_as_is_or_named_when_missing() {
     l.explicit = Some(dir.join("missing.gguf"));
     let err = l.locate(&spec(&body_sha()), &mut |_, _| {}).await.unwrap_err();
     assert!(err.to_string().contains("missing.gguf does not exist"), "{err}");
+}
+
+/// A reply that sends `head` and then cuts the connection, as a lost network (or a process
+/// ended mid-download) leaves a download.
+fn cut_after(head: &str) -> Reply {
+    Reply::text(200, head).ending(Ending::Abort)
+}
+
+#[tokio::test]
+async fn a_download_cut_off_is_resumed_from_what_arrived() {
+    let split = BODY.len() / 2;
+    let server = ScriptedServer::start([
+        cut_after(&BODY[..split]),
+        Reply::text(206, &BODY[split..])
+            .header("content-range", &format!("bytes {split}-{}/{}", BODY.len() - 1, BODY.len())),
+    ])
+    .await;
+    let cache = tempdir().join("models");
+    let spec = spec(&body_sha());
+    let err = locator(&server.url(), cache.clone()).locate(&spec, &mut |_, _| {}).await.unwrap_err();
+    assert!(err.to_string().contains("the next try resumes it"), "{err}");
+    assert_eq!(std::fs::read_to_string(cache.join("tiny.gguf.part")).unwrap(), &BODY[..split]);
+
+    let mut seen = Vec::new();
+    let path = locator(&server.url(), cache.clone())
+        .locate(&spec, &mut |done, total| seen.push((done, total)))
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), BODY, "verified whole");
+    let asked = &server.requests()[1];
+    assert_eq!(asked.header("range"), Some(format!("bytes={split}-").as_str()));
+    assert_eq!(
+        seen.last(),
+        Some(&(BODY.len() as u64, Some(BODY.len() as u64))),
+        "progress counts what was kept"
+    );
+    assert!(!cache.join("tiny.gguf.part").exists());
+}
+
+#[tokio::test]
+async fn a_hub_that_ignores_the_range_gets_the_download_started_over() {
+    let split = 10;
+    let server = ScriptedServer::start([cut_after(&BODY[..split]), Reply::text(200, BODY)]).await;
+    let cache = tempdir().join("models");
+    let spec = spec(&body_sha());
+    let l = locator(&server.url(), cache.clone());
+    assert!(l.locate(&spec, &mut |_, _| {}).await.is_err());
+    let path = l.locate(&spec, &mut |_, _| {}).await.unwrap();
+    assert_eq!(std::fs::read_to_string(path).unwrap(), BODY, "the whole body, not the kept bytes twice");
+}
+
+#[tokio::test]
+async fn kept_bytes_that_are_not_the_files_start_are_thrown_away() {
+    let cache = tempdir().join("models");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(cache.join("tiny.gguf.part"), "not the model's first bytes").unwrap();
+    let tail = &BODY["not the model's first bytes".len()..];
+    let server = ScriptedServer::start([Reply::text(206, tail), Reply::text(200, BODY)]).await;
+    let spec = spec(&body_sha());
+    let l = locator(&server.url(), cache.clone());
+    let err = l.locate(&spec, &mut |_, _| {}).await.unwrap_err();
+    assert!(matches!(err, LocalError::Checksum { .. }), "{err}");
+    assert!(!cache.join("tiny.gguf.part").exists(), "nothing corrupt kept");
+    // The next try starts over and succeeds.
+    assert_eq!(std::fs::read_to_string(l.locate(&spec, &mut |_, _| {}).await.unwrap()).unwrap(), BODY);
 }

@@ -38,7 +38,7 @@ use exoclaw_core::runtime::{
 };
 use exoclaw_core::{
     CallFor, Embedder, EntryKind, Fact, MemoryStore, MeteredModels, Metering, ModelCallError, NewEntry,
-    NewFact, Payer, Provider, ProviderError, SessionStore, StoreError, Summary, UsageStore,
+    NewFact, Payer, Provider, ProviderError, Readiness, SessionStore, StoreError, Summary, UsageStore,
 };
 use exoclaw_types::{
     CallPurpose, ChatRequest, EmbeddingRequest, GenerationParams, JsonSchemaFormat, Message, ResponseFormat,
@@ -134,6 +134,14 @@ pub enum MemoryError {
     /// The embedder failed.
     #[error("the embedder failed: {0}")]
     Embedding(#[source] ProviderError),
+    /// The embedder does not answer for now (its model is being fetched, say), in its words:
+    /// searches go by words alone meanwhile, and what is indexed is embedded later.
+    #[error("{0}")]
+    EmbedderNotReady(String),
+    /// The embedder does not answer, as the user chose (offline without its model), in its
+    /// words: never warned about, only given as why a search went by words alone.
+    #[error("{0}")]
+    EmbedderOff(String),
 }
 
 /// The agent memory works for after its turn: whose model it asks for summaries and facts
@@ -250,6 +258,10 @@ pub struct Memory {
     /// Whether the embedder rejected every text of the last backfill batch (see
     /// [`Memory::backfill`]); cleared when it embeds one.
     rejecting_all: AtomicBool,
+    /// What the user was last told about the embedder not answering, while it still does not
+    /// (see [`Memory::is_news`]): one notice for an embedder that stays down or not ready, not
+    /// a warning on every turn.
+    embedder_notice: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Memory {
@@ -284,6 +296,7 @@ impl Memory {
             unembedded: AtomicBool::new(true),
             backfilling: AtomicBool::new(false),
             rejecting_all: AtomicBool::new(false),
+            embedder_notice: Mutex::new(None),
         }
     }
 
@@ -346,7 +359,7 @@ impl Memory {
         // about the longer of the two rather than their sum.
         let semantic = async {
             let Some(embedder) = &self.embedder else { return Ok::<_, MemoryError>((Vec::new(), None)) };
-            match embed(embedder, vec![query.to_owned()]).await {
+            match self.embed(embedder, vec![query.to_owned()]).await {
                 Ok(mut vectors) => {
                     // The embedder takes texts again: a backfill may halve what it rejects.
                     self.rejecting_all.store(false, Ordering::Relaxed);
@@ -454,7 +467,7 @@ impl Memory {
         if entries.is_empty() {
             return None;
         }
-        match embed(embedder, entries.iter().map(|e| e.text.clone()).collect()).await {
+        match self.embed(embedder, entries.iter().map(|e| e.text.clone()).collect()).await {
             Ok(vectors) => {
                 self.rejecting_all.store(false, Ordering::Relaxed);
                 for (entry, vector) in entries.iter_mut().zip(vectors) {
@@ -485,7 +498,9 @@ impl Memory {
     /// waits for the next try.
     pub async fn backfill(&self, batches: usize) -> Result<u64, MemoryError> {
         let Some(embedder) = &self.embedder else { return Ok(0) };
+        // Not ready yet (its model being fetched): what waits is embedded once it is.
         if !self.unembedded.load(Ordering::Relaxed)
+            || embedder.embedder.readiness() != Readiness::Ready
             || self.backfilling.compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed).is_err()
         {
             return Ok(0);
@@ -533,7 +548,7 @@ impl Memory {
         let mut rejected: Option<MemoryError> = None;
         let mut pieces = vec![batch];
         while let Some(piece) = pieces.pop() {
-            match embed(embedder, piece.iter().map(|e| e.text.clone()).collect()).await {
+            match self.embed(embedder, piece.iter().map(|e| e.text.clone()).collect()).await {
                 Ok(vectors) if vectors.len() == piece.len() => {
                     done.embedded.extend(piece.iter().map(|e| e.id).zip(vectors));
                 }
@@ -812,8 +827,13 @@ impl Memory {
         {
             tracing::warn!(error = %e, "syncing the knowledge bases failed; it is tried again after a turn");
         }
-        if let Err(e) = self.backfill(usize::MAX).await {
-            tracing::warn!(error = %e, "embedding the entries indexed without one failed; it is tried again after a turn");
+        match self.backfill(usize::MAX).await {
+            Err(e) if self.is_news(&e) => tracing::warn!(
+                error = %e,
+                "embedding the entries indexed without one failed; it is tried again after a turn"
+            ),
+            Err(e) => tracing::debug!(error = %e, "embedding the entries indexed without one failed"),
+            Ok(_) => {}
         }
         archived
     }
@@ -835,6 +855,42 @@ impl Memory {
 
     fn soul(&self, agent: &str) -> Option<Arc<str>> {
         self.souls.get(agent).and_then(Soul::text)
+    }
+
+    /// The vectors of `input`, unless the embedder is not ready ([`MemoryError::EmbedderNotReady`],
+    /// without calling it) or fails. An answer ends any notice about it not answering.
+    async fn embed(&self, embedder: &EmbedderRef, input: Vec<String>) -> Result<Vec<Vec<f32>>, MemoryError> {
+        match embedder.embedder.readiness() {
+            Readiness::Ready => {}
+            Readiness::NotNow(reason) => return Err(MemoryError::EmbedderNotReady(reason)),
+            Readiness::Off(reason) => return Err(MemoryError::EmbedderOff(reason)),
+        }
+        let request = EmbeddingRequest::new(embedder.model.clone(), input);
+        let embeddings = embedder.embedder.embed(request).await.map_err(MemoryError::Embedding)?;
+        let told = self.embedder_notice.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if told.is_some() {
+            tracing::info!(model = %embedder.model, "the embedder answers again; memory is searched by meaning too");
+        }
+        Ok(embeddings.vectors)
+    }
+
+    /// Whether the user is to be told of `error`: any error but the embedder's is news each
+    /// time; the embedder's only when it is not what they were last told while it has not
+    /// answered since (a model being fetched is said once, not on every turn until it is
+    /// ready), and never when it is off as the user chose.
+    fn is_news(&self, error: &MemoryError) -> bool {
+        match error {
+            MemoryError::EmbedderOff(_) => return false,
+            MemoryError::Embedding(_) | MemoryError::EmbedderNotReady(_) => {}
+            _ => return true,
+        }
+        let text = error.to_string();
+        let mut told = self.embedder_notice.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if told.as_deref() == Some(text.as_str()) {
+            return false;
+        }
+        *told = Some(text);
+        true
     }
 }
 
@@ -875,12 +931,6 @@ impl Drop for Running<'_> {
     }
 }
 
-async fn embed(embedder: &EmbedderRef, input: Vec<String>) -> Result<Vec<Vec<f32>>, MemoryError> {
-    let request = EmbeddingRequest::new(embedder.model.clone(), input);
-    let embeddings = embedder.embedder.embed(request).await.map_err(MemoryError::Embedding)?;
-    Ok(embeddings.vectors)
-}
-
 #[async_trait]
 impl exoclaw_core::ContextAssembler for Memory {
     async fn assemble(&self, request: ContextRequest<'_>) -> Result<Assembled, AssembleError> {
@@ -917,10 +967,19 @@ impl exoclaw_core::ContextAssembler for Memory {
             (Ok(summary), Ok(facts), Ok(search)) => {
                 let excerpts = match search {
                     Some((hits, embedding_failed)) => {
-                        if let Some(e) = embedding_failed {
-                            tracing::warn!(error = %e, "searching memory by words alone");
-                            warnings
-                                .push(format!("{e}; past conversations were searched by their words alone"));
+                        match embedding_failed {
+                            Some(e @ MemoryError::EmbedderNotReady(_)) if self.is_news(&e) => {
+                                tracing::info!(reason = %e, "searching memory by words alone");
+                                warnings.push(e.to_string());
+                            }
+                            Some(e) if self.is_news(&e) => {
+                                tracing::warn!(error = %e, "searching memory by words alone");
+                                warnings.push(format!(
+                                    "{e}; past conversations were searched by their words alone"
+                                ));
+                            }
+                            Some(e) => tracing::debug!(error = %e, "searching memory by words alone"),
+                            None => {}
                         }
                         hits
                     }
@@ -984,8 +1043,12 @@ impl AfterTurn for Memory {
         // indexed has its facts learned when it is.
         let history = match self.index_turn(report, &owner).await {
             Ok(IndexedTurn { history, indexed }) => {
-                if let Some(e) = indexed.warning {
-                    tracing::warn!(%session, error = %e, "indexed without embeddings");
+                match indexed.warning {
+                    Some(e) if self.is_news(&e) => {
+                        tracing::warn!(%session, error = %e, "indexed without embeddings")
+                    }
+                    Some(e) => tracing::debug!(%session, error = %e, "indexed without embeddings"),
+                    None => {}
                 }
                 self.learn_said(&owner, session, &indexed.said, requester).await;
                 history
@@ -1000,8 +1063,13 @@ impl AfterTurn for Memory {
         }
         self.resync_knowledge().await;
         // One batch at a time: after-turn work runs beside the next turns.
-        if let Err(e) = self.backfill(1).await {
-            tracing::warn!(error = %e, "embedding the entries indexed without one failed; it is tried again after the next turn");
+        match self.backfill(1).await {
+            Err(e) if self.is_news(&e) => tracing::warn!(
+                error = %e,
+                "embedding the entries indexed without one failed; it is tried again after the next turn"
+            ),
+            Err(e) => tracing::debug!(error = %e, "embedding the entries indexed without one failed"),
+            Ok(_) => {}
         }
     }
 }

@@ -22,7 +22,19 @@ pub struct Ranking {
     pub recency_boost: f32,
     /// The age at which the recency boost has halved.
     pub half_life: chrono::Duration,
+    /// The least cosine similarity an embedding result needs to count ([`DEFAULT_MIN_SIMILARITY`]):
+    /// the nearest entries are not always related ones, and an unrelated excerpt costs the
+    /// context tokens and can mislead the model.
+    pub min_similarity: f32,
 }
+
+/// The least cosine similarity of an embedding result by default. Measured with
+/// all-MiniLM-L6-v2 (sentence-transformers): related question and statement pairs score 0.28 to
+/// 0.77 ("where do I live" / "I moved to Lyon." 0.33, "How do I install it?" / "Run cargo install
+/// exoclaw to get it." 0.28), unrelated ones mostly below 0.2. OpenAI's text-embedding-3 models
+/// score on a like scale; a model whose unrelated texts score higher needs a higher bar
+/// (`[memory] min_similarity`).
+pub const DEFAULT_MIN_SIMILARITY: f32 = 0.25;
 
 impl Default for Ranking {
     fn default() -> Self {
@@ -31,6 +43,7 @@ impl Default for Ranking {
             embedding_weight: 1.0,
             recency_boost: 0.25,
             half_life: chrono::Duration::days(30),
+            min_similarity: DEFAULT_MIN_SIMILARITY,
         }
     }
 }
@@ -49,7 +62,7 @@ pub struct Hit {
 }
 
 /// Fuses the two result lists (each best first) into at most `limit` hits, best first; ties go
-/// to the newer entry.
+/// to the newer entry. Embedding results below the ranking's least similarity are left out.
 pub fn fuse(
     text: Vec<ScoredEntry>,
     embedding: Vec<ScoredEntry>,
@@ -75,7 +88,8 @@ pub fn fuse(
         }
     };
     add(text, ranking.text_weight, true);
-    add(embedding, ranking.embedding_weight, false);
+    let related = embedding.into_iter().filter(|s| s.score >= ranking.min_similarity).collect();
+    add(related, ranking.embedding_weight, false);
     let half_life = ranking.half_life.num_seconds().max(1) as f32;
     let mut hits: Vec<Hit> = hits
         .into_values()
@@ -132,6 +146,22 @@ mod tests {
         assert_eq!(hits[0].entry.id, 2, "b is second in both lists, first overall");
         assert_eq!((hits[0].text_rank, hits[0].embedding_rank), (Some(1), Some(1)));
         assert_eq!(hits.len(), 3);
+    }
+
+    #[test]
+    fn embedding_results_below_the_least_similarity_are_left_out() {
+        let now = Utc::now();
+        let [near, far] = [entry(1, 1, now), entry(2, 1, now)];
+        let embedding = vec![
+            ScoredEntry { entry: near.clone(), score: 0.33 },
+            ScoredEntry { entry: far.clone(), score: 0.12 },
+        ];
+        let hits = fuse(Vec::new(), embedding.clone(), &Ranking::default(), now, 10);
+        assert_eq!(hits.iter().map(|h| h.entry.id).collect::<Vec<_>>(), [1]);
+        // Found by its words, an entry counts whatever its similarity.
+        let hits = fuse(scored(&[far]), embedding, &Ranking::default(), now, 10);
+        let far_hit = hits.iter().find(|h| h.entry.id == 2).unwrap();
+        assert_eq!((far_hit.text_rank, far_hit.embedding_rank), (Some(0), None));
     }
 
     #[test]

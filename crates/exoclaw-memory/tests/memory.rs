@@ -316,6 +316,8 @@ struct Meaning {
     /// A request holding a text that contains this is rejected as a bad request (HTTP 400), as
     /// a provider rejects a text it will not embed.
     refusing: std::sync::Mutex<Option<String>>,
+    /// While set, it is not ready (its model being fetched), for this reason.
+    not_ready: std::sync::Mutex<Option<String>>,
 }
 
 #[async_trait]
@@ -356,6 +358,13 @@ impl exoclaw_core::Embedder for Meaning {
             })
             .collect();
         Ok(exoclaw_types::Embeddings { vectors, input_tokens: None })
+    }
+
+    fn readiness(&self) -> exoclaw_core::Readiness {
+        match self.not_ready.lock().unwrap().clone() {
+            Some(reason) => exoclaw_core::Readiness::NotNow(reason),
+            None => exoclaw_core::Readiness::Ready,
+        }
     }
 }
 
@@ -459,4 +468,54 @@ async fn an_embedder_that_rejects_every_text_sets_nothing_aside() {
     *embedder.refusing.lock().unwrap() = None;
     turn(&store, &memory, session, "Thanks.").await;
     assert!(store.unembedded(100).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_embedder_not_ready_yet_is_said_once_and_what_waited_is_embedded_once_it_is() {
+    let (_dir, store) = sqlite().await;
+    let session = store.create_session(NewSession::default()).await.unwrap().id;
+    let embedder = Arc::new(Meaning::default());
+    let fetching = "semantic search starts once the model is fetched";
+    *embedder.not_ready.lock().unwrap() = Some(fetching.into());
+    let memory =
+        Memory::new(Arc::new(store.clone()), Arc::new(store.clone()), summariser(), MemoryOptions::default())
+            .with_embedder(embedder.clone(), "meaning-1");
+
+    // The first turn is told, by words the user can act on, and answered from full text.
+    let first = memory.assemble(request(session, 0, "What do I ride?", 4_000)).await.unwrap();
+    assert_eq!(first.warnings, vec![fetching.to_owned()]);
+    turn(&store, &memory, session, "My bicycle is a green Peugeot from 1984.").await;
+    // Not the next ones: nothing changed.
+    let second = memory.assemble(request(session, 2, "Pizza on Fridays?", 4_000)).await.unwrap();
+    assert!(second.warnings.is_empty(), "{:?}", second.warnings);
+    turn(&store, &memory, session, "Pizza on Fridays, always.").await;
+    assert_eq!(embedder.calls.load(Ordering::SeqCst), 0, "never called while it is not ready");
+    assert_eq!(store.unembedded(100).await.unwrap().len(), 4, "indexed for their words meanwhile");
+    let (hits, degraded) = memory.search(LOCAL_OWNER, "Peugeot", 3).await.unwrap();
+    assert_eq!(hits[0].entry.text, "My bicycle is a green Peugeot from 1984.");
+    assert!(degraded.is_some());
+
+    // Ready: the turn after it embeds what waited, and the bicycle is found by meaning.
+    *embedder.not_ready.lock().unwrap() = None;
+    turn(&store, &memory, session, "Thanks.").await;
+    assert!(store.unembedded(100).await.unwrap().is_empty());
+    let (hits, degraded) = memory.search(LOCAL_OWNER, "what do I ride", 3).await.unwrap();
+    assert!(degraded.is_none());
+    assert_eq!(hits[0].entry.text, "My bicycle is a green Peugeot from 1984.");
+    assert_eq!(hits[0].embedding_rank, Some(0));
+
+    // An embedder that fails is said once while it keeps failing the same way, and again when it
+    // fails after having answered.
+    embedder.failing.store(true, Ordering::SeqCst);
+    let warned = |warnings: &[String]| warnings.iter().filter(|w| w.contains("unreachable")).count();
+    let down = memory.assemble(request(session, 6, "What do I ride?", 4_000)).await.unwrap();
+    assert_eq!(warned(&down.warnings), 1, "{:?}", down.warnings);
+    let still = memory.assemble(request(session, 6, "What do I eat?", 4_000)).await.unwrap();
+    assert_eq!(warned(&still.warnings), 0, "{:?}", still.warnings);
+    embedder.failing.store(false, Ordering::SeqCst);
+    let back = memory.assemble(request(session, 6, "What do I ride?", 4_000)).await.unwrap();
+    assert!(back.warnings.is_empty(), "{:?}", back.warnings);
+    embedder.failing.store(true, Ordering::SeqCst);
+    let again = memory.assemble(request(session, 6, "What do I ride?", 4_000)).await.unwrap();
+    assert_eq!(warned(&again.warnings), 1, "{:?}", again.warnings);
 }

@@ -161,23 +161,34 @@ async fn open_local(
     provider: &ProviderConfig,
     model: &str,
 ) -> Result<OpenedEmbedder, EmbedderError> {
+    let locator = crate::models::local_options(provider, config).locator;
+    open_local_in(&provider.name, model, locator, &mut |_, _| {}).await
+}
+
+/// [`open_local`] for the instance named `provider`, looking for (or fetching) the model where
+/// `locator` says, telling `progress` how a download goes.
+pub(crate) async fn open_local_in(
+    provider: &str,
+    model: &str,
+    locator: exoclaw_local::fetch::Locator,
+    progress: exoclaw_local::fetch::Progress<'_>,
+) -> Result<OpenedEmbedder, EmbedderError> {
     let minilm = exoclaw_local::fetch::ALL_MINILM_L6_V2.name;
     if !model.eq_ignore_ascii_case(minilm) {
         return Err(EmbedderError::Open(OpenError::Local(
             exoclaw_local::LocalError::UnknownEmbeddingModel {
-                provider: provider.name.clone(),
+                provider: provider.to_owned(),
                 requested: model.to_owned(),
                 served: minilm.to_owned(),
             },
         )));
     }
     let options = exoclaw_local::LocalEmbedderOptions {
-        name: provider.name.clone(),
-        locator: crate::models::local_options(provider, config).locator,
+        name: provider.to_owned(),
+        locator,
         ..exoclaw_local::LocalEmbedderOptions::default()
     };
-    let embedder =
-        exoclaw_local::LocalEmbedder::open(options, &mut |_, _| {}).await.map_err(OpenError::from)?;
+    let embedder = exoclaw_local::LocalEmbedder::open(options, progress).await.map_err(OpenError::from)?;
     Ok(OpenedEmbedder { embedder: Arc::new(embedder), dimensions: false })
 }
 

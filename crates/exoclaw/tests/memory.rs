@@ -617,3 +617,40 @@ async fn a_postgres_memory_store_that_does_not_answer_at_start_leaves_turns_goin
     assert_eq!(report.error, None);
     assert_eq!(report.text(), "Noted.");
 }
+
+/// The context's text sent to the model for its last chat turn.
+fn last_context(provider: &RespondingProvider) -> String {
+    let last = chat_requests(provider).pop().unwrap();
+    last.messages.iter().map(|m| m.text()).collect::<Vec<_>>().join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_setting_a_past_conversation_is_recalled_by_meaning_with_the_embedded_model() {
+    // The default embedding model, all-MiniLM-L6-v2, in the model cache where the peer script
+    // puts it (the runtime looks there when nothing says otherwise).
+    exoclaw_testkit::peers::minilm_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let provider = model(r#"{"facts": []}"#);
+    // Facts off: what is recalled comes from search alone ("my bicycle is…" is a fact's pattern).
+    let on = runtime(&dir.path().join("m.db"), "facts = \"off\"", provider.clone()).await;
+    start(&on, "My bicycle is a green Peugeot from 1984.").await;
+    start(&on, "Pizza on Fridays, always.").await;
+
+    // No word of the question is in the first session: only its meaning finds it, and a
+    // conversation about something else stays out.
+    let (report, warnings) = warned(&on, Target::New { agent: None }, "What do I ride?").await;
+    assert_eq!(report.error, None);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let context = last_context(&provider);
+    assert!(context.contains("My bicycle is a green Peugeot from 1984."), "{context}");
+    assert!(!context.contains("Pizza"), "an unrelated excerpt: {context}");
+
+    // Turned off, the same question finds nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let provider = model(r#"{"facts": []}"#);
+    let off =
+        runtime(&dir.path().join("m.db"), "facts = \"off\"\nembeddings = \"off\"", provider.clone()).await;
+    start(&off, "My bicycle is a green Peugeot from 1984.").await;
+    start(&off, "What do I ride?").await;
+    assert!(!last_context(&provider).contains("Peugeot"), "{}", last_context(&provider));
+}

@@ -73,7 +73,7 @@ async fn search_finds_the_message_that_named_the_place() {
     assert_eq!(texts.len(), 2, "the two messages that say Lyon, and nothing else: {texts:?}");
     let said = hits.iter().find(|h| h["text"] == "I moved to Lyon.").unwrap_or_else(|| panic!("{hits:#?}"));
     assert_eq!(said["who"], "user");
-    assert_eq!(said["matched"], "words", "no embeddings are configured");
+    assert_eq!(said["matched"], "words", "offline without the embedding model: by words alone");
     assert!(hits.iter().any(|h| h["text"] == "Enjoy Lyon!" && h["who"] == "assistant"), "{hits:#?}");
 
     let table = env.run(&["memory", "search", "moved", "to", "Lyon"]).await;

@@ -42,8 +42,9 @@ const FOREIGN_VARS: &[&str] = &[
 pub struct Env {
     pub home: tempfile::TempDir,
     pub workspace: tempfile::TempDir,
-    /// The model cache the binary is pointed at (`EXOCLAW_MODELS_DIR`), when it may use the
-    /// embedded model.
+    /// The model cache the binary is pointed at (`EXOCLAW_MODELS_DIR`): the one the project's
+    /// peer scripts fill when it may use the embedded models, else an empty one (offline, memory
+    /// then searches by words alone, as on a machine that never fetched the embedding model).
     models: Option<PathBuf>,
 }
 
@@ -95,9 +96,10 @@ impl Env {
         if self.config_path().exists() {
             cmd.env("EXOCLAW_CONFIG", self.config_path());
         }
-        if let Some(models) = &self.models {
-            cmd.env("EXOCLAW_MODELS_DIR", models);
-        }
+        match &self.models {
+            Some(models) => cmd.env("EXOCLAW_MODELS_DIR", models),
+            None => cmd.env("EXOCLAW_MODELS_DIR", self.home.path().join("models")),
+        };
         cmd
     }
 

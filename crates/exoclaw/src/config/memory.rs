@@ -44,10 +44,13 @@ pub struct MemoryConfig {
     pub facts: FactsSetting,
     /// Excerpts of past conversations a context may carry.
     pub excerpts: usize,
-    /// The embedding model for semantic search, `provider/model` (`local/all-MiniLM-L6-v2`,
-    /// `openai/text-embedding-3-small`); unset: full-text search only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub embeddings: Option<String>,
+    /// The embedding model memory also searches by meaning with: by default the embedded
+    /// all-MiniLM-L6-v2 (fetched in the background the first time), or `"off"`.
+    pub embeddings: EmbeddingsSetting,
+    /// The least cosine similarity a past excerpt found by meaning needs, from −1 to 1 (the
+    /// default suits all-MiniLM-L6-v2 and OpenAI's text-embedding-3 models).
+    #[serde(deserialize_with = "similarity")]
+    pub min_similarity: f32,
     /// Each agent's soul document (a markdown file put first in its every context, read again
     /// when it changes), by agent name: `default = "~/.exoclaw/soul.md"`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -69,9 +72,83 @@ impl Default for MemoryConfig {
             model: None,
             facts: FactsSetting::Patterns,
             excerpts: exoclaw_memory::DEFAULT_EXCERPTS,
-            embeddings: None,
+            embeddings: EmbeddingsSetting::default(),
+            min_similarity: exoclaw_memory::rank::DEFAULT_MIN_SIMILARITY,
             souls: BTreeMap::new(),
             knowledge: BTreeMap::new(),
+        }
+    }
+}
+
+/// A cosine similarity: a number from −1 to 1.
+fn similarity<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f32, D::Error> {
+    let value = f32::deserialize(deserializer)?;
+    match (-1.0..=1.0).contains(&value) {
+        true => Ok(value),
+        false => Err(serde::de::Error::custom(format!(
+            "min_similarity = {value} is no cosine similarity: give a number from -1 to 1 (the default is {})",
+            exoclaw_memory::rank::DEFAULT_MIN_SIMILARITY
+        ))),
+    }
+}
+
+/// `[memory] embeddings`: the embedding model memory searches by meaning with, or none.
+/// Written as a string: `"provider/model"` or `"off"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum EmbeddingsSetting {
+    /// `"off"`: memory is searched by its words alone.
+    Off,
+    /// An embedding model, `provider/model` as a chat model is named: the default
+    /// [`EmbeddingsSetting::DEFAULT_MODEL`], or a provider's (`openai/text-embedding-3-small`).
+    Model(String),
+}
+
+impl EmbeddingsSetting {
+    /// The default: the embedded all-MiniLM-L6-v2, which needs no key and no server.
+    pub const DEFAULT_MODEL: &'static str = "local/all-MiniLM-L6-v2";
+
+    /// The model, split into its provider instance and its name there; `None` when off.
+    pub fn model(&self) -> Option<(&str, &str)> {
+        match self {
+            EmbeddingsSetting::Off => None,
+            EmbeddingsSetting::Model(model) => model.split_once('/'),
+        }
+    }
+}
+
+impl Default for EmbeddingsSetting {
+    fn default() -> Self {
+        EmbeddingsSetting::Model(Self::DEFAULT_MODEL.to_owned())
+    }
+}
+
+impl TryFrom<String> for EmbeddingsSetting {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let trimmed = text.trim();
+        if trimmed.eq_ignore_ascii_case("off") {
+            return Ok(EmbeddingsSetting::Off);
+        }
+        match trimmed.split_once('/') {
+            Some((provider, model)) if !provider.is_empty() && !model.is_empty() => {
+                Ok(EmbeddingsSetting::Model(trimmed.to_owned()))
+            }
+            _ => Err(format!(
+                "`embeddings = {text:?}` names no embedding model: write `provider/model` (the default is \
+                 `{}`; `openai/text-embedding-3-small`, …) or `\"off\"` for full-text search alone",
+                Self::DEFAULT_MODEL
+            )),
+        }
+    }
+}
+
+impl From<EmbeddingsSetting> for String {
+    fn from(setting: EmbeddingsSetting) -> String {
+        match setting {
+            EmbeddingsSetting::Off => "off".to_owned(),
+            EmbeddingsSetting::Model(model) => model,
         }
     }
 }

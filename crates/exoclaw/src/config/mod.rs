@@ -26,7 +26,7 @@ pub use error::ConfigError;
 pub use gateway::{AgentProfile, DEFAULT_AGENT, GatewayConfig};
 pub use hooks::HooksConfig;
 pub use load::{DotEnvReport, LoadedConfig};
-pub use memory::{FactsSetting, MemoryConfig};
+pub use memory::{EmbeddingsSetting, FactsSetting, MemoryConfig};
 pub use metering::{BudgetConfig, PriceConfig};
 pub use permissions::PermissionScopes;
 pub use provider::{ProviderConfig, ProviderKind};

@@ -449,3 +449,27 @@ fn telegram_polls_by_default_and_a_bad_mode_or_app_token_variable_is_reported_at
     let err = parse_error("[channels.slack]\napp_token_env = \"\"\n");
     assert!(err.contains("app_token_env is empty"), "{err}");
 }
+
+#[test]
+fn memory_searches_by_meaning_with_the_embedded_model_unless_told_otherwise() {
+    let parse = |text: &str| parse_in(text, Path::new("/etc/exoclaw.toml"), &env(&[])).unwrap().memory;
+    let default = Config::default().memory;
+    assert_eq!(default.embeddings.model(), Some(("local", "all-MiniLM-L6-v2")));
+    assert_eq!(default.min_similarity, exoclaw_memory::rank::DEFAULT_MIN_SIMILARITY);
+    assert_eq!(parse("[memory]\nembeddings = \"off\"\n").embeddings, EmbeddingsSetting::Off);
+    let openai = parse("[memory]\nembeddings = \"openai/text-embedding-3-small\"\nmin_similarity = 0.4\n");
+    assert_eq!(openai.embeddings.model(), Some(("openai", "text-embedding-3-small")));
+    assert_eq!(openai.min_similarity, 0.4);
+    // Written back as it is read.
+    assert!(
+        toml::to_string(&parse("[memory]\nembeddings = \"off\"\n")).unwrap().contains("embeddings = \"off\"")
+    );
+
+    let e = parse_error("[memory]\nembeddings = \"minilm\"\n");
+    assert!(
+        e.contains("`provider/model`") && e.contains("\"off\"") && e.contains("local/all-MiniLM-L6-v2"),
+        "{e}"
+    );
+    let e = parse_error("[memory]\nmin_similarity = 2.5\n");
+    assert!(e.contains("from -1 to 1"), "{e}");
+}

@@ -1,19 +1,20 @@
 //! The runtime's layered memory: [`open`] builds the [`Memory`] that `[memory]` describes on the
-//! runtime's store and router, and [`LazyEmbedder`] opens its embedding model on first use.
+//! runtime's store and router, and [`LazyEmbedder`] opens its embedding model without holding
+//! up a turn.
 
 use crate::config::{Config, FactsSetting};
-use crate::embedders::Embedders;
-use async_trait::async_trait;
-use exoclaw_core::{Embedder, MemoryStore, Provider, ProviderError, StoreError};
+use exoclaw_core::{MemoryStore, Provider, StoreError};
 use exoclaw_memory::{FactsMode, KnowledgeBases, Memory, MemoryOptions};
 use exoclaw_store::{ArcadeDbMemory, Store};
-use exoclaw_types::{EmbeddingRequest, Embeddings, SessionId};
+use exoclaw_types::SessionId;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 mod deferred;
+mod embedder;
 
 pub use deferred::DeferredStore;
+pub use embedder::{LazyEmbedder, RETRY_AFTER};
 
 /// Context size assumed for a model whose provider does not say (cloud APIs do not): small
 /// enough for any current chat model, large enough for a long recent window.
@@ -51,7 +52,7 @@ pub async fn open_memory(
     sessions: &Store,
     router: Arc<dyn Provider>,
 ) -> Result<Memory, StoreError> {
-    Ok(open(config, open_store(config, sessions).await?, sessions, router))
+    Ok(open(config, open_store(config, sessions).await?, sessions, router, Opening::OnFirstUse))
 }
 
 /// The memory `config` describes, as a runtime that starts now builds it: like [`open_memory`],
@@ -90,7 +91,7 @@ pub(crate) async fn start_memory(
             }
         }
     };
-    Ok(open(config, memory_store, store, router))
+    Ok(open(config, memory_store, store, router, Opening::Now))
 }
 
 /// `[memory] url`, when it names a store of its own.
@@ -128,6 +129,15 @@ impl Reconnect {
     }
 }
 
+/// When memory's embedding model is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    /// Now, in the background: a runtime that starts has its first turn coming.
+    Now,
+    /// When something is first embedded (`exoclaw memory forget` embeds nothing).
+    OnFirstUse,
+}
+
 /// The memory `config` describes, in `memory_store`, over the sessions in `store`, asking
 /// `router` for summaries and facts.
 fn open(
@@ -135,6 +145,7 @@ fn open(
     memory_store: Arc<dyn MemoryStore>,
     store: &Store,
     router: Arc<dyn Provider>,
+    opening: Opening,
 ) -> Memory {
     let settings = &config.memory;
     let facts = match settings.facts {
@@ -156,16 +167,17 @@ fn open(
         facts,
         patterns_for,
         excerpts: settings.excerpts,
-        ..MemoryOptions::default()
+        ranking: exoclaw_memory::Ranking {
+            min_similarity: settings.min_similarity,
+            ..exoclaw_memory::Ranking::default()
+        },
     };
     let mut memory = Memory::new(memory_store, Arc::new(store.clone()), router, options);
-    if let Some(model) = &settings.embeddings {
-        let (provider, name) = model.split_once('/').unwrap_or((model.as_str(), ""));
-        let embedder = LazyEmbedder {
-            embedders: Embedders::new(Arc::clone(config)),
-            provider: provider.to_owned(),
-            model: name.to_owned(),
-        };
+    if let Some((provider, name)) = settings.embeddings.model() {
+        let embedder = LazyEmbedder::new(Arc::clone(config), provider, name);
+        if opening == Opening::Now {
+            embedder.prepare();
+        }
         memory = memory.with_embedder(Arc::new(embedder), name);
     }
     let home = crate::config::load::user_home(&crate::config::load::process_env);
@@ -186,22 +198,4 @@ fn open(
         memory = memory.with_knowledge(knowledge);
     }
     memory
-}
-
-/// An embedder opened on its first use (the embedded MiniLM loads, or downloads, only then).
-#[derive(Debug)]
-pub struct LazyEmbedder {
-    embedders: Embedders,
-    provider: String,
-    model: String,
-}
-
-#[async_trait]
-impl Embedder for LazyEmbedder {
-    async fn embed(&self, request: EmbeddingRequest) -> Result<Embeddings, ProviderError> {
-        let opened = self.embedders.open(&self.provider, &self.model).await.map_err(|e| {
-            ProviderError::new(exoclaw_core::ErrorKind::Connect, &self.provider, e.to_string())
-        })?;
-        opened.embedder.embed(request).await
-    }
 }
