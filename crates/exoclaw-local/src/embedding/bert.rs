@@ -23,9 +23,10 @@
 //! The arithmetic is BERT's: the same results as candle's `BertModel` and sentence-transformers
 //! up to float rounding (`tests/minilm.rs` checks every vector against sentence-transformers).
 
+use super::safetensors::Stored;
 use crate::LocalError;
 use crate::fast_math::exp;
-use candle_core::{CpuStorage, DType, Device, InplaceOp1, InplaceOp2, Layout, Storage, Tensor};
+use candle_core::{CpuStorage, Device, InplaceOp1, InplaceOp2, Layout, Storage, Tensor};
 use candle_transformers::models::bert::{Config, HiddenAct};
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -81,24 +82,30 @@ pub(super) struct Bert {
 
 /// The checkpoint's tensors, taken out by name.
 struct Weights {
-    tensors: HashMap<String, Tensor>,
+    tensors: HashMap<String, Stored>,
     /// `bert.` or nothing, as the checkpoint names them.
     prefix: &'static str,
 }
 
 impl Weights {
-    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor, String> {
+    /// The tensor `name`, checked to be of `shape`.
+    fn stored(&mut self, name: &str, shape: &[usize]) -> Result<Stored, String> {
         let full = format!("{}{name}", self.prefix);
-        let tensor = self.tensors.remove(&full).ok_or_else(|| format!("it has no tensor `{full}`"))?;
-        if tensor.dims() != shape {
-            return Err(format!("tensor `{full}` is {:?}, expected {shape:?}", tensor.dims()));
+        let stored = self.tensors.remove(&full).ok_or_else(|| format!("it has no tensor `{full}`"))?;
+        if stored.shape() != shape {
+            return Err(format!("tensor `{full}` is {:?}, expected {shape:?}", stored.shape()));
         }
-        tensor.to_dtype(DType::F32).map_err(|e| format!("tensor `{full}`: {e}"))
+        Ok(stored)
     }
 
+    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor, String> {
+        self.stored(name, shape)?.into_tensor().map_err(|e| format!("tensor `{name}`: {e}"))
+    }
+
+    /// The values of tensor `name` as they were read: the word embeddings, half the model, are
+    /// not copied.
     fn vector(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, String> {
-        let tensor = self.take(name, shape)?;
-        tensor.flatten_all().and_then(|t| t.to_vec1()).map_err(|e| format!("tensor `{name}`: {e}"))
+        self.stored(name, shape)?.into_values().map_err(|e| format!("tensor `{name}`: {e}"))
     }
 
     fn norm(&mut self, name: &str, hidden: usize) -> Result<Norm, String> {
@@ -127,7 +134,7 @@ impl Weights {
 impl Bert {
     /// The encoder of `config` from a checkpoint's tensors; a missing or misshapen tensor is
     /// named in the error.
-    pub(super) fn new(config: &Config, tensors: HashMap<String, Tensor>) -> Result<Self, String> {
+    pub(super) fn new(config: &Config, tensors: HashMap<String, Stored>) -> Result<Self, String> {
         if config.hidden_act != HiddenAct::Gelu {
             return Err(format!("its activation is {:?}; only `gelu` (erf) is supported", config.hidden_act));
         }

@@ -5,7 +5,6 @@
 
 use super::bert::Bert;
 use crate::LocalError;
-use candle_core::Device;
 use candle_transformers::models::bert::Config;
 use std::path::{Path, PathBuf};
 use tokenizers::{Tokenizer, TruncationParams};
@@ -59,8 +58,8 @@ impl Encoder {
         // pads every input to 128).
         tokenizer.with_padding(None);
 
-        let tensors = candle_core::safetensors::load(&weights_path, &Device::Cpu)
-            .map_err(|e| bad(&weights_path, format!("not a readable safetensors file ({e}); {REMEDY}")))?;
+        let tensors = super::safetensors::read(&weights_path)
+            .map_err(|e| bad(&weights_path, format!("not a readable safetensors file: {e}; {REMEDY}")))?;
         let model = Bert::new(&config, tensors).map_err(|reason| {
             bad(&weights_path, format!("not the weights config.json describes: {reason}; {REMEDY}"))
         })?;

@@ -10,6 +10,7 @@
 
 mod bert;
 mod encoder;
+mod safetensors;
 
 use crate::LocalError;
 use crate::fetch::{ALL_MINILM_L6_V2, Locator, Progress};
