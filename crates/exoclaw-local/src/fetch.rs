@@ -333,7 +333,14 @@ impl Locator {
         let mut hasher = Sha256::new();
         let (mut out, mut done) = match resumed {
             true => {
-                hash_file(&part, &mut hasher).await.map_err(io(&part))?;
+                // The kept bytes are hashed off the async threads (up to the whole model).
+                let kept_part = part.clone();
+                hasher =
+                    tokio::task::spawn_blocking(move || hash_into(&kept_part, &mut hasher).map(|()| hasher))
+                        .await
+                        .map_err(std::io::Error::other)
+                        .and_then(|hashed| hashed)
+                        .map_err(io(&part))?;
                 let out = tokio::fs::OpenOptions::new().append(true).open(&part).await.map_err(io(&part))?;
                 (out, kept)
             }
@@ -370,37 +377,27 @@ impl Locator {
     }
 }
 
-/// Feeds the bytes of the file at `path` to `hasher`.
-async fn hash_file(path: &Path, hasher: &mut Sha256) -> std::io::Result<()> {
-    use tokio::io::AsyncReadExt;
-    let mut file = tokio::fs::File::open(path).await?;
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let read = file.read(&mut buffer).await?;
-        if read == 0 {
-            return Ok(());
-        }
-        hasher.update(&buffer[..read]);
-    }
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The SHA-256 of a file, lower-case hex.
 pub fn sha256_file(path: &Path) -> Result<String, LocalError> {
-    use std::io::Read;
-    let mut file =
-        std::fs::File::open(path).map_err(|source| LocalError::Io { path: path.to_owned(), source })?;
     let mut hasher = Sha256::new();
+    hash_into(path, &mut hasher).map_err(|source| LocalError::Io { path: path.to_owned(), source })?;
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Feeds the bytes of the file at `path` to `hasher`.
+fn hash_into(path: &Path, hasher: &mut Sha256) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut buf).map_err(|source| LocalError::Io { path: path.to_owned(), source })?;
+        let n = file.read(&mut buf)?;
         if n == 0 {
-            break;
+            return Ok(());
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hex(&hasher.finalize()))
 }

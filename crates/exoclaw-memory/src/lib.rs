@@ -827,13 +827,11 @@ impl Memory {
         {
             tracing::warn!(error = %e, "syncing the knowledge bases failed; it is tried again after a turn");
         }
-        match self.backfill(usize::MAX).await {
-            Err(e) if self.is_news(&e) => tracing::warn!(
-                error = %e,
-                "embedding the entries indexed without one failed; it is tried again after a turn"
-            ),
-            Err(e) => tracing::debug!(error = %e, "embedding the entries indexed without one failed"),
-            Ok(_) => {}
+        if let Err(e) = self.backfill(usize::MAX).await {
+            self.log_failure(
+                &e,
+                "embedding the entries indexed without one failed; it is tried again after a turn",
+            );
         }
         archived
     }
@@ -872,6 +870,15 @@ impl Memory {
             tracing::info!(model = %embedder.model, "the embedder answers again; memory is searched by meaning too");
         }
         Ok(embeddings.vectors)
+    }
+
+    /// Logs background work's failure `error` ([`Memory::is_news`]: as a warning when it is news,
+    /// at debug level when it was said already).
+    fn log_failure(&self, error: &MemoryError, what: &str) {
+        match self.is_news(error) {
+            true => tracing::warn!(error = %error, "{what}"),
+            false => tracing::debug!(error = %error, "{what}"),
+        }
     }
 
     /// Whether the user is to be told of `error`: any error but the embedder's is news each
@@ -1043,12 +1050,8 @@ impl AfterTurn for Memory {
         // indexed has its facts learned when it is.
         let history = match self.index_turn(report, &owner).await {
             Ok(IndexedTurn { history, indexed }) => {
-                match indexed.warning {
-                    Some(e) if self.is_news(&e) => {
-                        tracing::warn!(%session, error = %e, "indexed without embeddings")
-                    }
-                    Some(e) => tracing::debug!(%session, error = %e, "indexed without embeddings"),
-                    None => {}
+                if let Some(e) = indexed.warning {
+                    self.log_failure(&e, &format!("session {session} indexed without embeddings"));
                 }
                 self.learn_said(&owner, session, &indexed.said, requester).await;
                 history
@@ -1063,13 +1066,11 @@ impl AfterTurn for Memory {
         }
         self.resync_knowledge().await;
         // One batch at a time: after-turn work runs beside the next turns.
-        match self.backfill(1).await {
-            Err(e) if self.is_news(&e) => tracing::warn!(
-                error = %e,
-                "embedding the entries indexed without one failed; it is tried again after the next turn"
-            ),
-            Err(e) => tracing::debug!(error = %e, "embedding the entries indexed without one failed"),
-            Ok(_) => {}
+        if let Err(e) = self.backfill(1).await {
+            self.log_failure(
+                &e,
+                "embedding the entries indexed without one failed; it is tried again after the next turn",
+            );
         }
     }
 }

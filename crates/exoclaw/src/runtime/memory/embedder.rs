@@ -39,6 +39,15 @@ pub struct LazyEmbedder {
     state: Mutex<State>,
 }
 
+/// Whether [`LazyEmbedder::start`] may begin fetching a model that is not on this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fetch {
+    /// Yes: something is to be embedded.
+    Now,
+    /// Not yet: only load what is here (at start, beside the chat model's own download).
+    Later,
+}
+
 #[derive(Debug)]
 enum State {
     /// Nothing started (a provider's API, or the embedded model before its first use).
@@ -86,10 +95,9 @@ impl LazyEmbedder {
     /// nothing for a provider's API, once started, or outside a Tokio runtime (it is then
     /// opened on first use).
     pub fn prepare(&self) {
-        let on_this_machine = self.locator.as_ref().is_some_and(|locator| !self.must_fetch(locator));
         let mut state = self.lock();
-        if on_this_machine && matches!(*state, State::Idle) {
-            self.advance(&mut state);
+        if matches!(*state, State::Idle) {
+            *state = self.start(Fetch::Later);
         }
     }
 
@@ -129,16 +137,20 @@ impl LazyEmbedder {
             State::Idle | State::Ready(_) | State::Failed { .. } | State::Off { .. } => {}
         }
         if matches!(state, State::Idle) {
-            *state = self.start();
+            *state = self.start(Fetch::Now);
         }
     }
 
-    /// Starts opening the embedded model in a background task; stays idle for a provider's API
-    /// or without a Tokio runtime to run the task on.
-    fn start(&self) -> State {
+    /// Starts opening the embedded model in a background task; stays idle for a provider's API,
+    /// without a Tokio runtime to run the task on, or when the model would have to be fetched
+    /// and `fetch` says not yet.
+    fn start(&self, fetch: Fetch) -> State {
         let Some(locator) = &self.locator else { return State::Idle };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return State::Idle };
         let fetching = self.must_fetch(locator);
+        if fetching && fetch == Fetch::Later {
+            return State::Idle;
+        }
         if fetching && locator.offline {
             let reason = format!(
                 "semantic search is off: {model} is not in the model cache {dir} and offline mode \
