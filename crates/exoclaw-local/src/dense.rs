@@ -5,8 +5,8 @@
 //! every call (`candle_core::utils::get_num_threads`), and unless `RAYON_NUM_THREADS` is set
 //! that means reading and parsing `/proc/cpuinfo` (through `num_cpus::get_physical`): about
 //! 130 µs on the 2-core AMD EPYC this was measured on, more than many of the products take.
-//! The local embedder makes 36 products per message and a prompt's prefill about ten per layer,
-//! so it added milliseconds to indexing a message and to every prompt's first token. Here the
+//! The local embedder makes 36 products per message, so it added milliseconds to indexing a
+//! message. Here the
 //! count is worked out once, by candle's own rule, and every product after that calls `gemm`
 //! with it, exactly as candle does: the same kernel, the same arguments, the same results to
 //! the bit (the tests compare them).
@@ -191,7 +191,7 @@ mod tests {
 
     #[test]
     fn transposed_and_narrowed_views_are_multiplied_where_they_lie() {
-        // A weight stored (out, in) and used transposed, as the prefill's dense path does.
+        // A weight stored (out, in) and used transposed, as the embedder's layers are.
         let x = tensor(&[20, 96], 3);
         let w = tensor(&[48, 96], 4).t().unwrap();
         same(&matmul(&x, &w).unwrap(), &x.matmul(&w).unwrap());

@@ -10,7 +10,12 @@
 //! - grouped-query attention multiplies each KV head with its group of query heads at once
 //!   (queries reshaped to `(kv_heads, group × seq, head_dim)`), instead of copying the keys and
 //!   values once per query head;
-//! - long prompts go through the weight matrices as dense f32 (see [`Linear`]).
+//! - a prompt's whole chunks of [`PREFILL_CHUNK`] positions go through the weight matrices as
+//!   dense f32; every other position — a prompt's last, partial chunk and each generated token —
+//!   is computed row by row as a generated token is, with our integer kernels. Which way a
+//!   position is computed depends only on where it lies and on the length of the prompt it came
+//!   in, so the prompt cache knows which cached positions a cold pass would compute the same way
+//!   (see [`Transformer::resume`]).
 
 use crate::kernels::{QuantMatrix, attention};
 use crate::weights::{Activation, Family};
@@ -19,20 +24,22 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{D, DType, Device, Module, Result, Tensor};
 use std::collections::HashMap;
 use std::io::{Read, Seek};
-use std::ops::Range;
 
-/// Rows at or above which a matrix product dequantises the weights and multiplies in f32. A
-/// quantised product redoes the integer dot products for every row; a dense one uses a blocked
-/// f32 kernel whose cost per row is far lower once the dequantisation (a few hundred µs per
-/// matrix) is spread over enough rows.
-const DENSE_ROWS: usize = 16;
-
-/// A prompt goes through the model in chunks of this many positions, aligned to multiples of it.
-/// A chunk's keys and values then depend only on the tokens up to its end, not on how the prompt
-/// was split into calls, so the prompt cache can reuse whole chunks and an answer comes out
-/// exactly as it would cold (see [`Transformer::resume`]). Each chunk pays one dequantisation of
-/// the weights (see [`DENSE_ROWS`]): smaller chunks reuse more and prefill slower.
+/// A prompt's whole chunks of this many positions, aligned to multiples of it, go through the
+/// model as dense f32 products: a blocked f32 kernel multiplies many rows far faster than the
+/// integer dot products redone for every row, once the weights' dequantisation (a few hundred µs
+/// per matrix, shared by the chunks of one call) is spread over enough rows. A chunk's keys and
+/// values depend only on the tokens up to its end. The positions after a prompt's last whole
+/// chunk, and generated tokens, go row by row through the integer kernels, each row exactly as it
+/// would be alone. So a position's numbers depend only on the tokens up to it and on whether it
+/// lies in a whole chunk of its prompt, which lets the prompt cache reuse any prefix computed the
+/// way a cold pass would compute it (see [`Transformer::resume`]).
 pub const PREFILL_CHUNK: usize = 256;
+
+/// The positions of a prompt of `len` tokens that lie in its whole chunks.
+fn dense_end(len: usize) -> usize {
+    len - len % PREFILL_CHUNK
+}
 
 /// A weight matrix (and bias, for Qwen2's attention) applied as `x · Wᵀ + b`.
 struct Linear {
@@ -56,35 +63,23 @@ impl Linear {
         Ok(Self { weight, bias })
     }
 
-    /// `x · Wᵀ + b`.
+    /// `x · Wᵀ + b`, each row of `x` as it would be alone.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.apply(x, &mut None)
-    }
-
-    /// `x · Wᵀ + b` for each of `xs`. Inputs of [`DENSE_ROWS`] rows or more multiply in dense f32,
-    /// with the weights dequantised once for all of them; each input's result is what it would be
-    /// alone.
-    fn forward_each(&self, xs: &[Tensor]) -> Result<Vec<Tensor>> {
-        let mut dense = None;
-        xs.iter().map(|x| self.apply(x, &mut dense)).collect()
-    }
-
-    /// `x · Wᵀ + b`, the dense weights taken from (or, the first time, put in) `dense`.
-    fn apply(&self, x: &Tensor, dense: &mut Option<Tensor>) -> Result<Tensor> {
         let rows = x.dim(0)?;
         let y = match &self.weight {
-            Weight::Candle(QMatMul::QTensor(_)) | Weight::Ours(_) if rows >= DENSE_ROWS => {
-                let weights = match dense {
-                    Some(weights) => weights,
-                    None => dense.insert(self.dense()?),
-                };
-                crate::dense::matmul(x, weights)?
-            }
-            Weight::Candle(weight) => weight.forward(x)?,
+            // Our kernels compute each row with the same integer products whatever the others.
             Weight::Ours(w) => {
                 let y = w.matmul(&x.flatten_all()?.to_vec1::<f32>()?, rows)?;
                 Tensor::from_vec(y, (rows, w.dims().0), &Device::Cpu)?
             }
+            // Candle's products may round a row differently beside other rows: one at a time,
+            // as a generated token's.
+            Weight::Candle(weight) if rows > 1 => {
+                let ys =
+                    (0..rows).map(|r| weight.forward(&x.narrow(0, r, 1)?)).collect::<Result<Vec<_>>>()?;
+                Tensor::cat(&ys, 0)?
+            }
+            Weight::Candle(weight) => weight.forward(x)?,
         };
         match &self.bias {
             Some(b) => y.broadcast_add(b),
@@ -92,11 +87,26 @@ impl Linear {
         }
     }
 
+    /// `x · Wᵀ + b` for each of `xs` (a prompt's whole chunks), in dense f32, the weights
+    /// dequantised once for all of them; each input's result is what it would be alone.
+    fn forward_each(&self, xs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let weights = self.dense()?;
+        xs.iter()
+            .map(|x| {
+                let y = crate::dense::matmul(x, &weights)?;
+                match &self.bias {
+                    Some(b) => y.broadcast_add(b),
+                    None => Ok(y),
+                }
+            })
+            .collect()
+    }
+
     /// `Wᵀ` as dense f32.
     fn dense(&self) -> Result<Tensor> {
         match &self.weight {
             Weight::Candle(QMatMul::QTensor(q)) => q.dequantize(&Device::Cpu)?.t(),
-            Weight::Candle(_) => candle_core::bail!("no dense form of these weights"),
+            Weight::Candle(QMatMul::Tensor(w) | QMatMul::TensorF16(w)) => w.to_dtype(DType::F32)?.t(),
             Weight::Ours(w) => Tensor::from_vec(w.dequantize(), w.dims(), &Device::Cpu)?.t(),
         }
     }
@@ -116,30 +126,39 @@ enum Projections {
 }
 
 impl Projections {
-    /// The projections of each of `xs`: `out[input][projection]`.
+    /// The projections of `x`, each row as it would be alone, in order.
+    fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        match self {
+            Projections::Separate(linears) => linears.iter().map(|l| l.forward(x)).collect(),
+            Projections::Stacked { linear, widths } => split(&linear.forward(x)?, widths),
+        }
+    }
+
+    /// The projections of each of `xs` (whole chunks, in dense f32): `out[input][projection]`.
     fn forward_each(&self, xs: &[Tensor]) -> Result<Vec<Vec<Tensor>>> {
         match self {
             Projections::Separate(linears) => {
                 let per_linear = linears.iter().map(|l| l.forward_each(xs)).collect::<Result<Vec<_>>>()?;
                 Ok((0..xs.len()).map(|i| per_linear.iter().map(|ys| ys[i].clone()).collect()).collect())
             }
-            Projections::Stacked { linear, widths } => linear
-                .forward_each(xs)?
-                .into_iter()
-                .map(|y| {
-                    let mut offset = 0;
-                    widths
-                        .iter()
-                        .map(|&width| {
-                            let part = y.narrow(1, offset, width)?.contiguous();
-                            offset += width;
-                            part
-                        })
-                        .collect()
-                })
-                .collect(),
+            Projections::Stacked { linear, widths } => {
+                linear.forward_each(xs)?.iter().map(|y| split(y, widths)).collect()
+            }
         }
     }
+}
+
+/// The stacked projections' outputs `y`, split into their `widths` of columns.
+fn split(y: &Tensor, widths: &[usize]) -> Result<Vec<Tensor>> {
+    let mut offset = 0;
+    widths
+        .iter()
+        .map(|&width| {
+            let part = y.narrow(1, offset, width)?.contiguous();
+            offset += width;
+            part
+        })
+        .collect()
 }
 
 /// The token-embedding table, kept in its GGUF blocks where our kernels read the format: a
@@ -209,10 +228,9 @@ pub struct Transformer {
     capacity: usize,
     /// The tokens whose keys and values the cache holds, at positions `0..cached.len()`.
     cached: Vec<u32>,
-    /// How many leading positions of the cache were computed as whole aligned prefill chunks:
-    /// the only ones a later prompt may reuse (a generated token's single-row pass rounds
-    /// differently from the same position inside a chunk).
-    reusable: usize,
+    /// How many leading positions of the cache were computed as whole chunks of their prompt (in
+    /// dense f32); those after them were computed row by row.
+    dense_end: usize,
     /// Causal masks by `(rows, position, window)`.
     masks: HashMap<(usize, usize, Option<usize>), Tensor>,
 }
@@ -378,7 +396,7 @@ impl Transformer {
             context_length,
             capacity: 0,
             cached: Vec::new(),
-            reusable: 0,
+            dense_end: 0,
             masks: HashMap::new(),
         })
     }
@@ -387,39 +405,61 @@ impl Transformer {
     /// previous one. The cache is allocated here, once, rather than grown token by token.
     pub fn start(&mut self, positions: usize) -> Result<()> {
         self.cached.clear();
-        self.reusable = 0;
+        self.dense_end = 0;
         self.make_room(positions, 0)
     }
 
     /// Starts a sequence for `prompt` with room for `positions` tokens, keeping the cached keys
-    /// and values of the whole prefill chunks it shares with the previous sequence: the prompt
-    /// cache. Returns how many prompt tokens are cached (a multiple of [`PREFILL_CHUNK`], short of
-    /// the last token, whose logits pick the first new one); [`Self::prefill`] goes on from there.
+    /// and values of the previous sequence (prompt and answer) that a cold pass over `prompt`
+    /// would compute the same way: the prompt cache. That is the prefix they share, as far as
+    /// the positions computed in whole chunks are the same for both (see [`PREFILL_CHUNK`]): when
+    /// they are — the usual next turn of a conversation, which stays in the chunk its previous
+    /// prompt ended in — the previous answer is reused too. Returns how many prompt tokens are
+    /// cached (short of the last, whose logits pick the first new token); [`Self::prefill`] goes
+    /// on from there.
     pub fn resume(&mut self, prompt: &[u32], positions: usize) -> Result<usize> {
         let shared = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
-        let usable = shared.min(self.reusable).min(prompt.len().saturating_sub(1));
-        let kept = usable - usable % PREFILL_CHUNK;
+        let dense = dense_end(prompt.len());
+        let mut kept = shared.min(prompt.len().saturating_sub(1));
+        if self.dense_end != dense {
+            // Positions one pass computed in a whole chunk and the other row by row differ.
+            kept = kept.min(self.dense_end.min(dense));
+        }
+        if kept < dense {
+            // The prompt's whole chunks are computed whole: from the start of one.
+            kept -= kept % PREFILL_CHUNK;
+        }
         self.cached.truncate(kept);
-        self.reusable = kept;
+        self.dense_end = self.dense_end.min(kept);
         self.make_room(positions, kept)?;
         Ok(kept)
     }
 
-    /// Runs the prompt `tokens` at `position` (a multiple of [`PREFILL_CHUNK`]: 0, or what
-    /// [`Self::resume`] kept) in aligned chunks, and returns the logits of the last position.
+    /// Runs the rest of a prompt, `tokens` at `position` (0, or what [`Self::resume`] kept), and
+    /// returns the logits of its last position: its whole chunks in dense f32, then the positions
+    /// after them row by row.
     pub fn prefill(&mut self, tokens: &[u32], position: usize) -> Result<Tensor> {
-        if !position.is_multiple_of(PREFILL_CHUNK) {
-            candle_core::bail!("a prefill starts at a multiple of {PREFILL_CHUNK}, not at {position}");
+        let end = position + tokens.len();
+        let dense = dense_end(end);
+        let split = dense.saturating_sub(position).min(tokens.len());
+        if split > 0 && !position.is_multiple_of(PREFILL_CHUNK) {
+            candle_core::bail!(
+                "a prompt's whole chunks start at a multiple of {PREFILL_CHUNK}, not at {position}"
+            );
         }
-        let chunks: Vec<(&[u32], usize)> =
-            tokens.chunks(PREFILL_CHUNK).zip((position..).step_by(PREFILL_CHUNK)).collect();
-        let logits = self.run(&chunks)?;
-        for (chunk, at) in chunks {
-            if chunk.len() == PREFILL_CHUNK && self.reusable == at {
-                self.reusable += PREFILL_CHUNK;
-            }
+        let (whole, rows) = tokens.split_at(split);
+        let mut last = None;
+        if !whole.is_empty() {
+            let chunks: Vec<(&[u32], usize)> =
+                whole.chunks(PREFILL_CHUNK).zip((position..).step_by(PREFILL_CHUNK)).collect();
+            last = Some(self.run_chunks(&chunks)?);
+            self.dense_end = dense;
         }
-        Ok(logits)
+        for (chunk, at) in rows.chunks(PREFILL_CHUNK).zip((position + split..).step_by(PREFILL_CHUNK)) {
+            last = Some(self.run_rows(chunk, at)?);
+        }
+        let last = last.ok_or_else(|| candle_core::Error::Msg("nothing to run".into()))?;
+        self.logits(&last)
     }
 
     /// Room for `positions` tokens, the first `kept` cached positions kept. The cache only grows
@@ -466,17 +506,25 @@ impl Transformer {
         if self.hyper.embedding_scale == 1.0 { Ok(x) } else { x * self.hyper.embedding_scale }
     }
 
-    /// Runs `tokens` at positions `position..position + tokens.len()`, extending the KV cache, and
-    /// returns the logits of the last position.
+    /// Runs generated `tokens` at positions `position..`, extending the KV cache, and returns the
+    /// logits of the last one.
     pub fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Tensor> {
-        self.run(&[(tokens, position)])
+        let last = self.run_rows(tokens, position)?;
+        self.logits(&last)
     }
 
-    /// Runs consecutive chunks of tokens (each with its first position), extending the KV cache,
-    /// and returns the logits of the last position. The chunks go through the model layer by
-    /// layer, one after another within a layer: each weight matrix is dequantised once for all of
-    /// them (see [`Linear::forward_each`]), and each chunk's numbers are those of a pass of its own.
-    fn run(&mut self, chunks: &[(&[u32], usize)]) -> Result<Tensor> {
+    /// The logits of a final hidden state `(1, dim)`.
+    fn logits(&self, last: &Tensor) -> Result<Tensor> {
+        let last = candle_nn::ops::rms_norm(last, &self.norm, self.hyper.rms_eps)?;
+        self.output.forward(&last)?.squeeze(0)
+    }
+
+    /// Runs consecutive whole chunks of a prompt (each with its first position) in dense f32,
+    /// extending the KV cache, and returns the hidden state of the last position, `(1, dim)`.
+    /// The chunks go through the model layer by layer, one after another within a layer: each
+    /// weight matrix is dequantised once for all of them (see [`Linear::forward_each`]), and each
+    /// chunk's numbers are those of a pass of its own.
+    fn run_chunks(&mut self, chunks: &[(&[u32], usize)]) -> Result<Tensor> {
         let (Some(&(_, position)), Some(&(last_tokens, last_at))) = (chunks.first(), chunks.last()) else {
             candle_core::bail!("nothing to run");
         };
@@ -493,7 +541,7 @@ impl Transformer {
         // Positions from here on are being rewritten: until this pass succeeds, nothing past
         // `position` is known to be in the cache.
         self.cached.truncate(position);
-        self.reusable = self.reusable.min(position);
+        self.dense_end = self.dense_end.min(position);
         let mut xs = chunks.iter().map(|(tokens, _)| self.input(tokens)).collect::<Result<Vec<_>>>()?;
         // The windows the layers attend through (`None`: the whole context).
         let mut windows: Vec<Option<usize>> = self.layers.iter().map(|l| l.window).collect();
@@ -523,7 +571,7 @@ impl Transformer {
             let attns = qkvs
                 .into_iter()
                 .zip(&contexts)
-                .map(|(qkv, cx)| attention(layer, qkv, cx, hyper))
+                .map(|(qkv, cx)| chunk_attention(layer, qkv, cx, hyper))
                 .collect::<Result<Vec<_>>>()?;
             for (x, out) in xs.iter_mut().zip(layer.wo.forward_each(&attns)?) {
                 *x = (&*x + post_norm(out, layer.post_attn_norm.as_ref(), hyper.rms_eps)?)?;
@@ -554,9 +602,54 @@ impl Transformer {
             self.cached.extend_from_slice(tokens);
         }
         let x = xs.pop().ok_or_else(|| candle_core::Error::Msg("nothing ran".into()))?;
-        let last = x.narrow(0, last_tokens.len() - 1, 1)?;
-        let last = candle_nn::ops::rms_norm(&last, &self.norm, hyper.rms_eps)?;
-        self.output.forward(&last)?.squeeze(0)
+        x.narrow(0, last_tokens.len() - 1, 1)
+    }
+
+    /// Runs `tokens` at positions `position..` row by row — each row computed as it would be
+    /// alone, through the integer kernels — extending the KV cache, and returns the hidden state
+    /// of the last one, `(1, dim)`.
+    fn run_rows(&mut self, tokens: &[u32], position: usize) -> Result<Tensor> {
+        let seq = tokens.len();
+        let end = position + seq;
+        if seq == 0 || end > self.capacity {
+            candle_core::bail!(
+                "positions {position}..{end} do not fit the {} the cache was started with",
+                self.capacity
+            );
+        }
+        if position > self.cached.len() {
+            candle_core::bail!("position {position} is past the {} cached tokens", self.cached.len());
+        }
+        // Positions from here on are being rewritten: until this pass succeeds, nothing past
+        // `position` is known to be in the cache.
+        self.cached.truncate(position);
+        self.dense_end = self.dense_end.min(position);
+        let mut x = self.input(tokens)?;
+        let ropes = self
+            .ropes
+            .iter()
+            .map(|(cos, sin)| Ok((cos.narrow(0, position, seq)?, sin.narrow(0, position, seq)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let cx = Positions { at: position, masks: Vec::new(), ropes };
+        let hyper = self.hyper;
+        for layer in &mut self.layers {
+            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, hyper.rms_eps)?;
+            let qkv = layer.qkv.forward(&h)?;
+            let attn = row_attention(layer, qkv, &cx, hyper)?;
+            let out = layer.wo.forward(&attn)?;
+            x = (&x + post_norm(out, layer.post_attn_norm.as_ref(), hyper.rms_eps)?)?;
+            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, hyper.rms_eps)?;
+            let [gate, up] = <[Tensor; 2]>::try_from(layer.gate_up.forward(&h)?)
+                .map_err(|_| candle_core::Error::Msg("gate/up projections: expected two outputs".into()))?;
+            let ff = match hyper.activation {
+                Activation::Silu => (candle_nn::ops::silu(&gate)? * up)?,
+                Activation::GeluTanh => crate::fast_math::geglu(&gate, &up)?,
+            };
+            let out = layer.down.forward(&ff)?;
+            x = (&x + post_norm(out, layer.post_ffn_norm.as_ref(), hyper.rms_eps)?)?;
+        }
+        self.cached.extend_from_slice(tokens);
+        x.narrow(0, seq - 1, 1)
     }
 
     /// The additive causal mask for `seq` new rows at `position`, repeated for each query head of
@@ -598,13 +691,11 @@ fn post_norm(x: Tensor, norm: Option<&Tensor>, eps: f32) -> Result<Tensor> {
     }
 }
 
-/// Self-attention of one chunk's q, k and v projections (`(seq, …)` each) against the cache, which
-/// it extends. Returns `(seq, n_head × head_dim)`, ready for the output projection.
-fn attention(layer: &mut Layer, qkv: Vec<Tensor>, cx: &Positions, hyper: Hyper) -> Result<Tensor> {
+/// One chunk's queries, keys and values from its q, k and v projections (`(seq, …)` each): each
+/// head RMS-normed where the layer norms heads, the rotary embedding applied. The keys and values
+/// are written into the cache; returns the queries, `(n_head, seq, head_dim)`.
+fn queries(layer: &mut Layer, qkv: Vec<Tensor>, cx: &Positions, hyper: Hyper) -> Result<Tensor> {
     let Hyper { n_head, n_kv_head, head_dim, rope_neox, rms_eps, .. } = hyper;
-    let position = cx.at;
-    let mask =
-        cx.masks.iter().find(|(window, _)| *window == layer.window).and_then(|(_, mask)| mask.as_ref());
     let (cos, sin) = cx
         .ropes
         .get(layer.rope)
@@ -631,13 +722,20 @@ fn attention(layer: &mut Layer, qkv: Vec<Tensor>, cx: &Positions, hyper: Hyper) 
     let q = rope(heads(q, n_head, layer.q_norm.as_ref())?)?.squeeze(0)?;
     let k = rope(heads(k, n_kv_head, layer.k_norm.as_ref())?)?.squeeze(0)?;
     let v = heads(v, n_kv_head, None)?.squeeze(0)?;
-    layer.k_cache.slice_set(&k, 1, position)?;
-    layer.v_cache.slice_set(&v, 1, position)?;
-    let len = position + seq;
-    if seq == 1 {
-        let start = layer.window.map_or(0, |w| len.saturating_sub(w));
-        return decode_attention(layer, &q, start..len, hyper);
-    }
+    layer.k_cache.slice_set(&k, 1, cx.at)?;
+    layer.v_cache.slice_set(&v, 1, cx.at)?;
+    Ok(q)
+}
+
+/// Self-attention of one whole chunk against the cache, which it extends, as masked dense
+/// products. Returns `(seq, n_head × head_dim)`, ready for the output projection.
+fn chunk_attention(layer: &mut Layer, qkv: Vec<Tensor>, cx: &Positions, hyper: Hyper) -> Result<Tensor> {
+    let Hyper { n_head, n_kv_head, head_dim, .. } = hyper;
+    let q = queries(layer, qkv, cx, hyper)?;
+    let seq = q.dim(1)?;
+    let mask =
+        cx.masks.iter().find(|(window, _)| *window == layer.window).and_then(|(_, mask)| mask.as_ref());
+    let len = cx.at + seq;
     let keys = layer.k_cache.narrow(1, 0, len)?;
     let values = layer.v_cache.narrow(1, 0, len)?;
 
@@ -654,10 +752,14 @@ fn attention(layer: &mut Layer, qkv: Vec<Tensor>, cx: &Positions, hyper: Hyper) 
     out.reshape((n_head, seq, head_dim))?.transpose(0, 1)?.reshape((seq, n_head * head_dim))
 }
 
-/// Attention of one new token against the cached `positions` ([`crate::kernels::attention`]).
-fn decode_attention(layer: &Layer, q: &Tensor, positions: Range<usize>, hyper: Hyper) -> Result<Tensor> {
+/// Self-attention of rows against the cache, which they extend, each row over the positions up
+/// to its own as a generated token's ([`attention::rows`]). Returns `(seq, n_head × head_dim)`.
+fn row_attention(layer: &mut Layer, qkv: Vec<Tensor>, cx: &Positions, hyper: Hyper) -> Result<Tensor> {
     let Hyper { n_head, n_kv_head, head_dim, .. } = hyper;
-    let q = q.flatten_all()?.to_vec1::<f32>()?;
+    let q = queries(layer, qkv, cx, hyper)?;
+    let seq = q.dim(1)?;
+    // `(seq, n_head, head_dim)`.
+    let q = q.transpose(0, 1)?.flatten_all()?.to_vec1::<f32>()?;
     let (k_storage, k_layout) = layer.k_cache.storage_and_layout();
     let (v_storage, v_layout) = layer.v_cache.storage_and_layout();
     let (
@@ -673,8 +775,8 @@ fn decode_attention(layer: &Layer, q: &Tensor, positions: Range<usize>, hyper: H
         capacity: layer.k_cache.dim(1)?,
         head_dim,
     };
-    let out = attention::decode(&q, &cache, positions, n_head / n_kv_head);
-    Tensor::from_vec(out, (1, n_head * head_dim), &Device::Cpu)
+    let out = attention::rows(&q, &cache, cx.at, layer.window, n_head, n_head / n_kv_head);
+    Tensor::from_vec(out, (seq, n_head * head_dim), &Device::Cpu)
 }
 
 /// Cosine and sine tables of the rotary embedding for every position: `(positions, head_dim / 2)`.

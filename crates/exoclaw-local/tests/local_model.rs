@@ -250,25 +250,51 @@ async fn a_second_turn_reuses_the_first_from_the_prompt_cache_and_answers_exactl
         LocalOptions { prompt_cache: false, ..LocalOptions::default() },
         model.clone(),
     );
-    // A long system prompt, as an agent's is: whole prefill chunks to reuse.
+    // A long system prompt, as an agent's is.
     let notes = "Early machines filled whole rooms, used vacuum tubes and punched cards. ".repeat(30);
     let first = ask("What is the capital of France?", greedy(48)).with_system(format!("Notes: {notes}"));
     let first_len = model.prompt(&first).unwrap().len() as u64;
-    let chunk = exoclaw_local::transformer::PREFILL_CHUNK as u64;
-    assert!(first_len > chunk, "{first_len}");
     let answer = cached.complete(first.clone()).await.unwrap();
     assert_eq!(answer.usage.cache_read_tokens, Some(0), "nothing cached yet");
+    let answered = answer.usage.output_tokens.unwrap();
 
     let mut second = first;
     second.messages.push(answer.message);
     second.messages.push(Message::user("And what is the capital of Italy?"));
+    let second_len = model.prompt(&second).unwrap().len() as u64;
+    let chunk = exoclaw_local::transformer::PREFILL_CHUNK as u64;
+    assert_eq!(
+        first_len / chunk,
+        second_len / chunk,
+        "{first_len} and {second_len}: the turns end in one chunk"
+    );
     let warm = cached.complete(second.clone()).await.unwrap();
     let reused = warm.usage.cache_read_tokens.unwrap();
-    // Whole chunks of the first prompt are reused; its tail and the answer are computed again.
-    assert_eq!(reused, first_len / chunk * chunk, "the first turn's {first_len} prompt tokens");
-    let again = cold.complete(second).await.unwrap();
+    // The whole first turn is reused, its answer included, but for the answer's last token (its
+    // end-of-turn marker), which was never run through the model.
+    assert_eq!(
+        reused,
+        first_len + answered - 1,
+        "the first turn's {first_len} prompt and {answered} answer tokens"
+    );
+    let again = cold.complete(second.clone()).await.unwrap();
     assert_eq!(again.usage.cache_read_tokens, Some(0));
     println!("reused {reused} of {:?} prompt tokens: {:?}", warm.usage.input_tokens, warm.message.text());
     assert_eq!(warm.message.text(), again.message.text(), "the cache changes nothing in the answer");
     assert_eq!(warm.usage.input_tokens, again.usage.input_tokens);
+
+    // A third turn long enough to fill the chunk the others ended in: a cold pass computes that
+    // chunk whole, where the cache holds its positions computed row by row, so it is computed
+    // again from its start (the cache now holds the cold second turn, the same to the bit).
+    let mut third = second;
+    third.messages.push(again.message);
+    third
+        .messages
+        .push(Message::user("Tell me how early computers were programmed, step by step. ".repeat(30)));
+    let third_len = model.prompt(&third).unwrap().len() as u64;
+    assert!(third_len / chunk > second_len / chunk, "{third_len} tokens end in a later chunk");
+    let warm = cached.complete(third.clone()).await.unwrap();
+    assert_eq!(warm.usage.cache_read_tokens, Some(second_len / chunk * chunk));
+    let again = cold.complete(third).await.unwrap();
+    assert_eq!(warm.message.text(), again.message.text(), "the cache changes nothing in the answer");
 }

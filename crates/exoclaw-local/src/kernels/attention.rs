@@ -1,10 +1,15 @@
-//! Attention of one new token against the KV cache (decoding).
+//! Attention of new positions against the KV cache, each row on its own as a generated token's.
 //!
 //! With a single query row per head the products are tiny (a few hundred keys of 64 values), and
 //! handing them to a general matrix kernel — on a strided view of the cache, on one thread — cost
 //! about an eighth of a generated token's time at a few hundred tokens of context. Here each head
 //! is plain loops over the cache's memory, compiled with AVX2 where there is AVX2 so that they
 //! vectorise, and the heads are spread over the thread pool.
+//!
+//! The rows of a prompt after its last whole chunk go through the same loops, each row over the
+//! positions up to its own: a position's attention is then the same number whether it came in a
+//! prompt or was generated, which is what lets the prompt cache reuse an answer (see
+//! [`crate::transformer`]).
 
 use super::{Kernel, parallel_parts};
 use std::ops::Range;
@@ -17,15 +22,28 @@ pub(crate) struct Cache<'a> {
     pub(crate) head_dim: usize,
 }
 
-/// `softmax(q · Kᵀ / √head_dim) · V` for every query head of `q` (`n_head × head_dim`) over the
-/// cached `positions` (all of them before the new token, or a sliding window's last few); query
-/// heads `g·group .. (g+1)·group` share KV head `g`. Returns `n_head × head_dim` values.
-pub(crate) fn decode(q: &[f32], cache: &Cache<'_>, positions: Range<usize>, group: usize) -> Vec<f32> {
+/// `softmax(q · Kᵀ / √head_dim) · V` for every query head of every row of `q`
+/// (`rows × n_head × head_dim`, the rows at positions `first..`, their keys and values already in
+/// the cache), each row over the cached positions up to its own (the last `window` of them, for a
+/// sliding-window layer); query heads `g·group .. (g+1)·group` of the `n_head` share KV head
+/// `g`. Returns `rows × n_head × head_dim` values.
+pub(crate) fn rows(
+    q: &[f32],
+    cache: &Cache<'_>,
+    first: usize,
+    window: Option<usize>,
+    n_head: usize,
+    group: usize,
+) -> Vec<f32> {
     let kernel = Kernel::detect();
+    let dim = cache.head_dim;
     let mut out = vec![0.0f32; q.len()];
-    parallel_parts(&mut out, cache.head_dim, |head, out| {
-        let query = &q[head * cache.head_dim..(head + 1) * cache.head_dim];
-        kernel.run(Head { query, cache, kv_head: head / group, positions: positions.clone(), out });
+    parallel_parts(&mut out, dim, |part, out| {
+        let (row, head) = (part / n_head, part % n_head);
+        let end = first + row + 1;
+        let start = window.map_or(0, |w| end.saturating_sub(w));
+        let query = &q[part * dim..(part + 1) * dim];
+        kernel.run(Head { query, cache, kv_head: head / group, positions: start..end, out });
     });
     out
 }
@@ -98,27 +116,29 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 mod tests {
     use super::*;
 
-    /// Over the whole cache and over a sliding window's last positions.
+    /// Rows at positions 25..29, over the whole cache and through a sliding window of 11.
     #[test]
     fn matches_the_textbook_formula() {
-        let (n_head, n_kv_head, head_dim, capacity, len) = (6, 2, 64, 40, 29);
+        let (n_head, n_kv_head, head_dim, capacity, first, rows_n) = (6, 2, 64, 40, 25, 4);
         let random = |n, seed| super::super::tests::random(n, seed);
         let (q, keys, values) = (
-            random(n_head * head_dim, 1),
+            random(rows_n * n_head * head_dim, 1),
             random(n_kv_head * capacity * head_dim, 2),
             random(n_kv_head * capacity * head_dim, 3),
         );
         let cache = Cache { keys: &keys, values: &values, capacity, head_dim };
-        for positions in [0..len, 11..len] {
-            let out = decode(&q, &cache, positions.clone(), n_head / n_kv_head);
-            for head in 0..n_head {
+        for window in [None, Some(11)] {
+            let out = rows(&q, &cache, first, window, n_head, n_head / n_kv_head);
+            for (row, head) in (0..rows_n).flat_map(|r| (0..n_head).map(move |h| (r, h))) {
+                let end = first + row + 1;
+                let positions = window.map_or(0, |w| end - w)..end;
+                let query = &q[(row * n_head + head) * head_dim..][..head_dim];
                 let base = head / (n_head / n_kv_head) * capacity * head_dim;
                 let at = |t: &[f32], j: usize, i: usize| f64::from(t[base + j * head_dim + i]);
                 let scores: Vec<f64> = positions
                     .clone()
                     .map(|j| {
-                        let dot: f64 =
-                            (0..head_dim).map(|i| f64::from(q[head * head_dim + i]) * at(&keys, j, i)).sum();
+                        let dot: f64 = (0..head_dim).map(|i| f64::from(query[i]) * at(&keys, j, i)).sum();
                         (dot / (head_dim as f64).sqrt()).exp()
                     })
                     .collect();
@@ -129,12 +149,35 @@ mod tests {
                         .zip(positions.clone())
                         .map(|(s, j)| s / total * at(&values, j, i))
                         .sum();
-                    let actual = f64::from(out[head * head_dim + i]);
+                    let actual = f64::from(out[(row * n_head + head) * head_dim + i]);
                     assert!(
                         (actual - expected).abs() < 1e-5,
-                        "{positions:?}, head {head}, value {i}: {actual} vs {expected}"
+                        "{window:?}, row {row}, head {head}, value {i}: {actual} vs {expected}"
                     );
                 }
+            }
+        }
+    }
+
+    /// What the prompt cache relies on: a row's values are the same to the bit whether it is
+    /// computed among a prompt's rows or alone, as a generated token.
+    #[test]
+    fn a_row_among_others_is_the_row_alone() {
+        let (n_head, n_kv_head, head_dim, capacity, first, rows_n) = (4, 2, 64, 48, 7, 33);
+        let random = |n, seed| super::super::tests::random(n, seed);
+        let (q, keys, values) = (
+            random(rows_n * n_head * head_dim, 4),
+            random(n_kv_head * capacity * head_dim, 5),
+            random(n_kv_head * capacity * head_dim, 6),
+        );
+        let cache = Cache { keys: &keys, values: &values, capacity, head_dim };
+        let width = n_head * head_dim;
+        for window in [None, Some(16)] {
+            let together = rows(&q, &cache, first, window, n_head, n_head / n_kv_head);
+            for row in 0..rows_n {
+                let alone =
+                    rows(&q[row * width..][..width], &cache, first + row, window, n_head, n_head / n_kv_head);
+                assert_eq!(alone, together[row * width..][..width], "{window:?}, row {row}");
             }
         }
     }

@@ -1,7 +1,12 @@
-//! Matrix kernels of our own for the quantised weights a generated token spends its time on.
+//! Matrix kernels of our own for the quantised weights a generated token and a prompt spend
+//! their time on.
 //!
 //! Decoding multiplies every weight matrix by one activation row, so a token's time is mostly
-//! spent streaming weight bytes through the cores. These kernels read the weights in the block
+//! spent streaming weight bytes through the cores. The positions of a prompt after its last whole
+//! chunk go through these kernels too, each row exactly as it would be alone (so that the prompt
+//! cache may reuse them; see [`crate::transformer`]): their time goes to the integer products
+//! themselves, and the 32-weight formats and Q4_K unpack each weight block once for two rows
+//! ([`Format::rows_dot_inputs`]). These kernels read the weights in the block
 //! formats the GGUF stores them in (see each format's module) and quantise the activation row
 //! once per product instead ([`Q8Vector`], ggml's Q8_1 or, for the K-quants, Q8_K), so that each
 //! block's dot product is integer arithmetic:
@@ -49,6 +54,8 @@ const BLOCK: usize = 32;
 const QK_K: usize = 256;
 /// Rows the kernels compute together.
 const ROW_GROUP: usize = 4;
+/// Inputs (a prompt's rows) the kernels compute together, where a format shares work between them.
+const INPUT_GROUP: usize = 2;
 /// Activation scales are padded to a multiple of this many blocks: the AVX2 kernels convert the
 /// scales of eight weight blocks at once.
 const SCALE_GROUP: usize = 8;
@@ -153,8 +160,8 @@ impl QuantMatrix {
         with_matrix!(self, w => w.matmul(Kernel::detect(), x, m))
     }
 
-    /// The weights as f32, `rows × cols` (for long prompts, which multiply through a dense f32
-    /// kernel).
+    /// The weights as f32, `rows × cols` (for a prompt's whole chunks, which multiply through a dense
+    /// f32 kernel).
     pub(crate) fn dequantize(&self) -> Vec<f32> {
         with_matrix!(self, w => w.dequantize())
     }
@@ -195,6 +202,25 @@ pub(crate) trait Format {
         quants: [&[Self::Quants]; R],
         x: &Q8Vector,
     ) -> [f32; R];
+
+    /// The dot products of `R` rows with each of `T` inputs: `out[t]` is, to the bit, what
+    /// [`Self::rows_dot`] gives for `xs[t]` (a prompt's rows must come out as generated tokens'
+    /// would). A format may share work between the inputs — each weight block unpacked once for
+    /// all of them — where its kernel keeps each input's operations and their order.
+    #[inline(always)]
+    fn rows_dot_inputs<const R: usize, const T: usize>(
+        kernel: Kernel,
+        scales: [&[Self::Scale]; R],
+        quants: [&[Self::Quants]; R],
+        xs: [&Q8Vector; T],
+    ) -> [[f32; R]; T] {
+        // A loop, not `array::from_fn`: its closure may be compiled out of line, without AVX2.
+        let mut sums = [[0.0; R]; T];
+        for t in 0..T {
+            sums[t] = Self::rows_dot(kernel, scales, quants, xs[t]);
+        }
+        sums
+    }
 
     /// The [`Self::BLOCK_LEN`] weights of a block.
     fn dequantize(scale: Self::Scale, quants: &Self::Quants, out: &mut [f32]);
@@ -347,15 +373,27 @@ impl<F: Format> pulp::NullaryFnOnce for Rows<'_, F> {
         let scales = |row: usize| &matrix.scales[(first + row) * nb..];
         let quants = |row: usize| &matrix.quants[(first + row) * nb..(first + row + 1) * nb];
         // Four rows at a time share each activation block's load, and their four running sums
-        // keep the multiply-adds busy; the last few rows go one by one.
+        // keep the multiply-adds busy; the last few rows go one by one. A prompt's inputs go two
+        // at a time, sharing each weight block's unpacking where the format can.
         let mut row = 0;
         while row + ROW_GROUP <= rows {
             let group_scales: [&[F::Scale]; ROW_GROUP] = std::array::from_fn(|r| scales(row + r));
             let group_quants: [&[F::Quants]; ROW_GROUP] = std::array::from_fn(|r| quants(row + r));
-            for (j, input) in inputs.iter().enumerate() {
+            let mut pairs = inputs.chunks_exact(INPUT_GROUP);
+            for (p, pair) in pairs.by_ref().enumerate() {
+                let xs: [&Q8Vector; INPUT_GROUP] = std::array::from_fn(|t| &pair[t]);
+                let sums = F::rows_dot_inputs(kernel, group_scales, group_quants, xs);
+                for (t, sums) in sums.into_iter().enumerate() {
+                    for (r, sum) in sums.into_iter().enumerate() {
+                        out[(row + r) * m + p * INPUT_GROUP + t] = sum;
+                    }
+                }
+            }
+            let done = m - pairs.remainder().len();
+            for (j, input) in pairs.remainder().iter().enumerate() {
                 let sums = F::rows_dot(kernel, group_scales, group_quants, input);
                 for (r, sum) in sums.into_iter().enumerate() {
-                    out[(row + r) * m + j] = sum;
+                    out[(row + r) * m + done + j] = sum;
                 }
             }
             row += ROW_GROUP;
@@ -687,6 +725,12 @@ mod tests {
             // The same integer sums and scales; only the order of the f32 additions differs.
             let scalar = matrix.matmul(Kernel::Scalar, &x, m).unwrap();
             assert!(relative_error(&simd, &scalar) < 1e-5, "{rows}×{cols}: scalar and SIMD differ");
+            // Each input's results are those of the input alone, to the bit (a prompt's rows are
+            // what generated tokens would be: the prompt cache reuses either).
+            for (i, input) in x.chunks_exact(cols).enumerate() {
+                let alone = matrix.matmul(Kernel::detect(), input, 1).unwrap();
+                assert_eq!(alone, simd[i * rows..(i + 1) * rows], "{rows}×{cols}: input {i} of {m}");
+            }
         }
 
         let cols = if F::BLOCK_LEN == BLOCK { 576 } else { 1536 };

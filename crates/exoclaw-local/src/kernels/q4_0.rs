@@ -39,7 +39,18 @@ impl Format for Q4_0 {
         quants: [&[[u8; 16]]; R],
         x: &Q8Vector,
     ) -> [f32; R] {
-        unsigned::rows_dot(kernel, OFFSET, scales, quants, x)
+        let [sums] = unsigned::rows_dot(kernel, OFFSET, scales, quants, [x]);
+        sums
+    }
+
+    #[inline(always)]
+    fn rows_dot_inputs<const R: usize, const T: usize>(
+        kernel: Kernel,
+        scales: [&[u16]; R],
+        quants: [&[[u8; 16]]; R],
+        xs: [&Q8Vector; T],
+    ) -> [[f32; R]; T] {
+        unsigned::rows_dot(kernel, OFFSET, scales, quants, xs)
     }
 
     #[inline(always)]

@@ -125,27 +125,42 @@ impl Format for Q4K {
     #[inline(always)]
     fn rows_dot<const R: usize>(
         kernel: Kernel,
-        _: [&[()]; R],
+        scales: [&[()]; R],
         blocks: [&[Block]; R],
         x: &Q8Vector,
     ) -> [f32; R] {
+        let [sums] = Self::rows_dot_inputs(kernel, scales, blocks, [x]);
+        sums
+    }
+
+    #[inline(always)]
+    fn rows_dot_inputs<const R: usize, const T: usize>(
+        kernel: Kernel,
+        _: [&[()]; R],
+        blocks: [&[Block]; R],
+        xs: [&Q8Vector; T],
+    ) -> [[f32; R]; T] {
         #[cfg(target_arch = "x86_64")]
         if let Kernel::Avx2(simd) = kernel {
-            return x86::rows_dot(simd, blocks, x);
+            return x86::rows_dot(simd, blocks, xs);
         }
         let _ = kernel;
-        std::array::from_fn(|r| {
-            let mut total = 0.0f32;
-            let activations =
-                x.quants.as_chunks::<8>().0.iter().zip(&x.scales).zip(x.sums.as_chunks::<8>().0);
-            for (block, ((p, dx), sx)) in blocks[r].iter().zip(activations) {
-                let (sc, m) = block.head.scales_and_mins();
-                let dots = sub_block_dots(&block.values(), p);
-                let dot: i32 = dots.iter().zip(sc).map(|(dot, sc)| dot * i32::from(sc)).sum();
-                let mins: f32 = m.iter().zip(sx).map(|(m, sx)| f32::from(*m) * sx).sum();
-                total += f16_to_f32(block.head.d()) * dx * dot as f32 - f16_to_f32(block.head.dmin()) * mins;
-            }
-            total
+        std::array::from_fn(|t| {
+            let x = xs[t];
+            std::array::from_fn(|r| {
+                let mut total = 0.0f32;
+                let activations =
+                    x.quants.as_chunks::<8>().0.iter().zip(&x.scales).zip(x.sums.as_chunks::<8>().0);
+                for (block, ((p, dx), sx)) in blocks[r].iter().zip(activations) {
+                    let (sc, m) = block.head.scales_and_mins();
+                    let dots = sub_block_dots(&block.values(), p);
+                    let dot: i32 = dots.iter().zip(sc).map(|(dot, sc)| dot * i32::from(sc)).sum();
+                    let mins: f32 = m.iter().zip(sx).map(|(m, sx)| f32::from(*m) * sx).sum();
+                    total +=
+                        f16_to_f32(block.head.d()) * dx * dot as f32 - f16_to_f32(block.head.dmin()) * mins;
+                }
+                total
+            })
         })
     }
 
@@ -198,39 +213,54 @@ pub(super) mod x86 {
         (scales, avx._mm256_mul_ps(mins, avx._mm256_set1_ps(f16_to_f32(head.dmin()))))
     }
 
-    /// [`super::Q4K::rows_dot`]: the same sums as its scalar loop, each activation vector loaded
-    /// once for all `R` rows.
+    /// [`super::Q4K::rows_dot_inputs`]: the same sums as its scalar loop, each weight vector
+    /// unpacked and each row's scales once for all `T` inputs; each input's sums see the same
+    /// operations in the same order whatever `T` is.
     #[inline(always)]
-    pub(super) fn rows_dot<const R: usize>(simd: V3, blocks: [&[Block]; R], x: &Q8Vector) -> [f32; R] {
+    pub(super) fn rows_dot<const R: usize, const T: usize>(
+        simd: V3,
+        blocks: [&[Block]; R],
+        xs: [&Q8Vector; T],
+    ) -> [[f32; R]; T] {
         let (avx, avx2, fma) = (simd.avx, simd.avx2, simd.fma);
-        let mut acc = [avx._mm256_setzero_ps(); R];
+        let mut acc = [[avx._mm256_setzero_ps(); R]; T];
         let low = avx._mm256_set1_epi8(0x0f);
-        let activations = x.quants.as_chunks::<8>().0.iter().zip(&x.scales).zip(x.sums.as_chunks::<8>().0);
-        for (b, ((p, dx), sx)) in activations.enumerate() {
-            let sx: __m256 = pulp::cast(*sx);
-            let mut pairs = [avx._mm256_setzero_si256(); R];
+        for b in 0..xs[0].quants.len() / 8 {
+            let mut pairs = [[avx._mm256_setzero_si256(); R]; T];
             for j in 0..4 {
-                let (p_low, p_high): (__m256i, __m256i) = (pulp::cast(p[2 * j]), pulp::cast(p[2 * j + 1]));
                 for r in 0..R {
                     let q: __m256i = pulp::cast(blocks[r][b].qs[j]);
                     let q_low = avx2._mm256_and_si256(q, low);
                     let q_high = avx2._mm256_and_si256(avx2._mm256_srli_epi16::<4>(q), low);
-                    let sums = avx2._mm256_add_epi16(
-                        avx2._mm256_maddubs_epi16(q_low, p_low),
-                        avx2._mm256_maddubs_epi16(q_high, p_high),
-                    );
-                    pairs[r] = avx2._mm256_add_epi16(pairs[r], sums);
+                    for t in 0..T {
+                        let p = &xs[t].quants[8 * b..8 * b + 8];
+                        let (p_low, p_high): (__m256i, __m256i) =
+                            (pulp::cast(p[2 * j]), pulp::cast(p[2 * j + 1]));
+                        let sums = avx2._mm256_add_epi16(
+                            avx2._mm256_maddubs_epi16(q_low, p_low),
+                            avx2._mm256_maddubs_epi16(q_high, p_high),
+                        );
+                        pairs[t][r] = avx2._mm256_add_epi16(pairs[t][r], sums);
+                    }
                 }
             }
             for r in 0..R {
                 let head = &blocks[r][b].head;
                 let (scales, mins) = unpack(simd, head);
-                let dot = avx._mm256_cvtepi32_ps(avx2._mm256_madd_epi16(pairs[r], scales));
-                acc[r] = fma._mm256_fmadd_ps(dot, avx._mm256_set1_ps(f16_to_f32(head.d()) * dx), acc[r]);
-                acc[r] = fma._mm256_fnmadd_ps(mins, sx, acc[r]);
+                let d = f16_to_f32(head.d());
+                for t in 0..T {
+                    let dot = avx._mm256_cvtepi32_ps(avx2._mm256_madd_epi16(pairs[t][r], scales));
+                    acc[t][r] = fma._mm256_fmadd_ps(dot, avx._mm256_set1_ps(d * xs[t].scales[b]), acc[t][r]);
+                    let sx: __m256 = pulp::cast(xs[t].sums.as_chunks::<8>().0[b]);
+                    acc[t][r] = fma._mm256_fnmadd_ps(mins, sx, acc[t][r]);
+                }
             }
         }
-        row_sums(simd, acc)
+        let mut sums = [[0.0; R]; T];
+        for t in 0..T {
+            sums[t] = row_sums(simd, acc[t]);
+        }
+        sums
     }
 }
 

@@ -36,7 +36,18 @@ impl Format for Q5_1 {
         quants: [&[Quants]; R],
         x: &Q8Vector,
     ) -> [f32; R] {
-        unsigned::rows_dot(kernel, 0.0, scales, quants, x)
+        let [sums] = unsigned::rows_dot(kernel, 0.0, scales, quants, [x]);
+        sums
+    }
+
+    #[inline(always)]
+    fn rows_dot_inputs<const R: usize, const T: usize>(
+        kernel: Kernel,
+        scales: [&[u32]; R],
+        quants: [&[Quants]; R],
+        xs: [&Q8Vector; T],
+    ) -> [[f32; R]; T] {
+        unsigned::rows_dot(kernel, 0.0, scales, quants, xs)
     }
 
     #[inline(always)]

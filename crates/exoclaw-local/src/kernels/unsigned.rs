@@ -118,30 +118,33 @@ impl Scale for u32 {
     }
 }
 
-/// The dot products of `R` rows of weights `d · q_j + m` with `x` (see
-/// [`super::Format::rows_dot`]); `m = offset · d` for blocks without an `m` of their own.
+/// The dot products of `R` rows of weights `d · q_j + m` with each of the `T` inputs `xs` (see
+/// [`super::Format::rows_dot_inputs`]); `m = offset · d` for blocks without an `m` of their own.
 #[inline(always)]
-pub(super) fn rows_dot<S: Scale, Q: Values, const R: usize>(
+pub(super) fn rows_dot<S: Scale, Q: Values, const R: usize, const T: usize>(
     kernel: Kernel,
     offset: f32,
     scales: [&[S]; R],
     quants: [&[Q]; R],
-    x: &Q8Vector,
-) -> [f32; R] {
+    xs: [&Q8Vector; T],
+) -> [[f32; R]; T] {
     #[cfg(target_arch = "x86_64")]
     if let Kernel::Avx2(simd) = kernel {
-        return x86::rows_dot(simd, offset, scales, quants, x);
+        return x86::rows_dot(simd, offset, scales, quants, xs);
     }
     let _ = kernel;
-    std::array::from_fn(|r| {
-        let mut total = 0.0f32;
-        for (((scale, q), p), (dx, sx)) in
-            scales[r].iter().zip(quants[r]).zip(&x.quants).zip(x.scales.iter().zip(&x.sums))
-        {
-            let (d, m) = scale.d_and_m(offset);
-            total += d * dx * dot(q, p) as f32 + m * sx;
-        }
-        total
+    std::array::from_fn(|t| {
+        let x = xs[t];
+        std::array::from_fn(|r| {
+            let mut total = 0.0f32;
+            for (((scale, q), p), (dx, sx)) in
+                scales[r].iter().zip(quants[r]).zip(&x.quants).zip(x.scales.iter().zip(&x.sums))
+            {
+                let (d, m) = scale.d_and_m(offset);
+                total += d * dx * dot(q, p) as f32 + m * sx;
+            }
+            total
+        })
     })
 }
 
@@ -154,36 +157,51 @@ pub(super) mod x86 {
     use core::arch::x86_64::__m256i;
     use pulp::x86::V3;
 
-    /// [`super::rows_dot`]: the same sums as its scalar loop.
+    /// [`super::rows_dot`]: the same sums as its scalar loop. Each row's scales are converted
+    /// once per group of eight blocks and each weight block unpacked once, for all the inputs;
+    /// every input's sums see the same operations in the same order whatever `T` is, so an
+    /// input's results do not depend on the others.
     #[inline(always)]
-    pub(super) fn rows_dot<S: Scale, Q: Values, const R: usize>(
+    pub(super) fn rows_dot<S: Scale, Q: Values, const R: usize, const T: usize>(
         simd: V3,
         offset: f32,
         scales: [&[S]; R],
         quants: [&[Q]; R],
-        x: &Q8Vector,
-    ) -> [f32; R] {
+        xs: [&Q8Vector; T],
+    ) -> [[f32; R]; T] {
         let (avx, fma) = (simd.avx, simd.fma);
-        let mut acc = [avx._mm256_setzero_ps(); R];
-        let blocks = x.quants.len();
-        let groups = x.scales.as_chunks::<SCALE_GROUP>().0.iter().zip(x.sums.as_chunks::<SCALE_GROUP>().0);
-        for (g, (dx, sx)) in groups.enumerate() {
+        let mut acc = [[avx._mm256_setzero_ps(); R]; T];
+        let blocks = xs[0].quants.len();
+        let groups = xs[0].scales.len() / SCALE_GROUP;
+        for g in 0..groups {
             let start = g * SCALE_GROUP;
             let end = blocks.min(start + SCALE_GROUP);
-            let mut block_scales = [[0.0f32; SCALE_GROUP]; R];
+            let mut block_scales = [[[0.0f32; SCALE_GROUP]; R]; T];
             for r in 0..R {
                 let (d, m) = S::d_and_m_avx2(simd, scale_group(scales[r], start), offset);
-                acc[r] = fma._mm256_fmadd_ps(m, pulp::cast(*sx), acc[r]);
-                block_scales[r] = pulp::cast(avx._mm256_mul_ps(d, pulp::cast(*dx)));
+                for t in 0..T {
+                    let dx = xs[t].scales.as_chunks::<SCALE_GROUP>().0[g];
+                    let sx = xs[t].sums.as_chunks::<SCALE_GROUP>().0[g];
+                    acc[t][r] = fma._mm256_fmadd_ps(m, pulp::cast(sx), acc[t][r]);
+                    block_scales[t][r] = pulp::cast(avx._mm256_mul_ps(d, pulp::cast(dx)));
+                }
             }
-            for (i, p) in x.quants[start..end].iter().enumerate() {
-                let p: __m256i = pulp::cast(*p);
+            for i in start..end {
                 for r in 0..R {
-                    let products = dot(simd, quants[r][start + i].values_avx2(simd), p);
-                    acc[r] = fma._mm256_fmadd_ps(products, avx._mm256_set1_ps(block_scales[r][i]), acc[r]);
+                    let q = quants[r][i].values_avx2(simd);
+                    for t in 0..T {
+                        let p: __m256i = pulp::cast(xs[t].quants[i]);
+                        let products = dot(simd, q, p);
+                        let scale = avx._mm256_set1_ps(block_scales[t][r][i - start]);
+                        acc[t][r] = fma._mm256_fmadd_ps(products, scale, acc[t][r]);
+                    }
                 }
             }
         }
-        row_sums(simd, acc)
+        let mut sums = [[0.0; R]; T];
+        for t in 0..T {
+            sums[t] = row_sums(simd, acc[t]);
+        }
+        sums
     }
 }
