@@ -30,8 +30,9 @@ fn prompts() -> Vec<String> {
         "Here is a list of the planets of the solar system, in order from the Sun:\n1.".to_owned(),
         "The quick brown fox".to_owned(),
         "import numpy as np\n\n".to_owned(),
-        "The days of the week are Monday,".to_owned(),
-        format!("{long}\nThe first item's value was"),
+        // ("The first item's value was" parts at a near-tie at its 8th token: "Item 12:" in
+        // llama.cpp, ":" −0.80 against "1" −1.20.)
+        format!("{long}\nThe last item's value was"),
     ]
 }
 
@@ -42,8 +43,13 @@ fn prompts() -> Vec<String> {
 /// are near-ties depends on the CPU too (each engine picks its kernels by the instructions it
 /// has): "Water boils at a temperature of" continued the same on the machines this test was first
 /// run on, but parts at its 9th token on an AMD EPYC with AVX2 and no AVX-512 ("\n\nWater boils…"
-/// in llama.cpp, "\n\nThe boiling…" here).
-const NEAR_TIES: [&str; 4] = [
+/// in llama.cpp, "\n\nThe boiling…" here). And on how the prompt's positions are computed: "The
+/// days of the week are Monday," → "… and Monday are gone." (llama.cpp: gone −1.93, over −2.03)
+/// at its 16th token continued the same while short prompts went through the weights in f32, and
+/// parts there since they go row by row through the integer kernels (8-bit activations, as
+/// llama.cpp's own).
+const NEAR_TIES: [&str; 5] = [
+    "The days of the week are Monday,",
     "The capital of France is",
     "Water boils at a temperature of",
     "Once upon a time, in a small village by the sea,",

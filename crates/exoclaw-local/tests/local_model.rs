@@ -199,8 +199,9 @@ async fn an_unknown_model_name_is_model_not_found_naming_it() {
 
 #[tokio::test]
 async fn a_looping_answer_is_stopped_as_repetition_where_it_would_run_to_the_cap() {
-    // Greedy, SmolLM2 answers this (the issue's own report) with the same paragraph over and over.
-    let request = ask("What does notes.txt say?", greedy(512));
+    // Greedy, SmolLM2 answers this (the issue's own report was "What does notes.txt say?") with
+    // the same paragraph over and over.
+    let request = ask("What does todo.txt say?", greedy(512));
     let guarded = provider().complete(request.clone()).await.unwrap();
     let unguarded = LocalProvider::with_model(
         LocalOptions { stop_repetition: false, ..LocalOptions::default() },
