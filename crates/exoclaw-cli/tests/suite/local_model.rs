@@ -142,9 +142,10 @@ async fn json_schema_prints_only_the_json_the_embedded_model_gave_in_that_schema
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_looping_answer_stops_and_says_the_model_was_repeating_itself() {
-    // The report: this question made the embedded model say one paragraph until killed.
+    // The report ("What does notes.txt say?") made the embedded model say one paragraph
+    // until killed; this question still does.
     let env = Env::with_embedded_model();
-    let out = env.run(&["chat", "What does notes.txt say?"]).await;
+    let out = env.run(&["chat", "What does todo.txt say?"]).await;
     ok(&out);
     assert!(stderr(&out).contains("stopped: the model was repeating itself"), "{}", stderr(&out));
 }
