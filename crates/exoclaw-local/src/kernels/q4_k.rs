@@ -225,7 +225,7 @@ pub(super) mod x86 {
         let (avx, avx2, fma) = (simd.avx, simd.avx2, simd.fma);
         let mut acc = [[avx._mm256_setzero_ps(); R]; T];
         let low = avx._mm256_set1_epi8(0x0f);
-        for b in 0..xs[0].quants.len() / 8 {
+        for (b, _) in xs[0].quants.chunks_exact(8).enumerate() {
             let mut pairs = [[avx._mm256_setzero_si256(); R]; T];
             for j in 0..4 {
                 for r in 0..R {
