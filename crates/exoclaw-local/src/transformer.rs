@@ -528,20 +528,10 @@ impl Transformer {
         let (Some(&(_, position)), Some(&(last_tokens, last_at))) = (chunks.first(), chunks.last()) else {
             candle_core::bail!("nothing to run");
         };
-        let end = last_at + last_tokens.len();
-        if last_tokens.is_empty() || end > self.capacity {
-            candle_core::bail!(
-                "positions {position}..{end} do not fit the {} the cache was started with",
-                self.capacity
-            );
+        if last_tokens.is_empty() {
+            candle_core::bail!("nothing to run");
         }
-        if position > self.cached.len() {
-            candle_core::bail!("position {position} is past the {} cached tokens", self.cached.len());
-        }
-        // Positions from here on are being rewritten: until this pass succeeds, nothing past
-        // `position` is known to be in the cache.
-        self.cached.truncate(position);
-        self.dense_end = self.dense_end.min(position);
+        self.rewrite(position, last_at + last_tokens.len())?;
         let mut xs = chunks.iter().map(|(tokens, _)| self.input(tokens)).collect::<Result<Vec<_>>>()?;
         // The windows the layers attend through (`None`: the whole context).
         let mut windows: Vec<Option<usize>> = self.layers.iter().map(|l| l.window).collect();
@@ -605,13 +595,11 @@ impl Transformer {
         x.narrow(0, last_tokens.len() - 1, 1)
     }
 
-    /// Runs `tokens` at positions `position..` row by row — each row computed as it would be
-    /// alone, through the integer kernels — extending the KV cache, and returns the hidden state
-    /// of the last one, `(1, dim)`.
-    fn run_rows(&mut self, tokens: &[u32], position: usize) -> Result<Tensor> {
-        let seq = tokens.len();
-        let end = position + seq;
-        if seq == 0 || end > self.capacity {
+    /// Readies the cache for a pass over positions `position..end`: they must fit, and follow
+    /// what is cached. Positions from `position` on are being rewritten: until the pass succeeds,
+    /// nothing past it is known to be in the cache.
+    fn rewrite(&mut self, position: usize, end: usize) -> Result<()> {
+        if end > self.capacity {
             candle_core::bail!(
                 "positions {position}..{end} do not fit the {} the cache was started with",
                 self.capacity
@@ -620,10 +608,20 @@ impl Transformer {
         if position > self.cached.len() {
             candle_core::bail!("position {position} is past the {} cached tokens", self.cached.len());
         }
-        // Positions from here on are being rewritten: until this pass succeeds, nothing past
-        // `position` is known to be in the cache.
         self.cached.truncate(position);
         self.dense_end = self.dense_end.min(position);
+        Ok(())
+    }
+
+    /// Runs `tokens` at positions `position..` row by row — each row computed as it would be
+    /// alone, through the integer kernels — extending the KV cache, and returns the hidden state
+    /// of the last one, `(1, dim)`.
+    fn run_rows(&mut self, tokens: &[u32], position: usize) -> Result<Tensor> {
+        let seq = tokens.len();
+        if seq == 0 {
+            candle_core::bail!("nothing to run");
+        }
+        self.rewrite(position, position + seq)?;
         let mut x = self.input(tokens)?;
         let ropes = self
             .ropes
