@@ -441,13 +441,13 @@ impl Transformer {
     pub fn prefill(&mut self, tokens: &[u32], position: usize) -> Result<Tensor> {
         let end = position + tokens.len();
         let dense = dense_end(end);
-        let split = dense.saturating_sub(position).min(tokens.len());
-        if split > 0 && !position.is_multiple_of(PREFILL_CHUNK) {
+        let in_chunks = dense.saturating_sub(position).min(tokens.len());
+        if in_chunks > 0 && !position.is_multiple_of(PREFILL_CHUNK) {
             candle_core::bail!(
                 "a prompt's whole chunks start at a multiple of {PREFILL_CHUNK}, not at {position}"
             );
         }
-        let (whole, rows) = tokens.split_at(split);
+        let (whole, rows) = tokens.split_at(in_chunks);
         let mut last = None;
         if !whole.is_empty() {
             let chunks: Vec<(&[u32], usize)> =
@@ -455,7 +455,7 @@ impl Transformer {
             last = Some(self.run_chunks(&chunks)?);
             self.dense_end = dense;
         }
-        for (chunk, at) in rows.chunks(PREFILL_CHUNK).zip((position + split..).step_by(PREFILL_CHUNK)) {
+        for (chunk, at) in rows.chunks(PREFILL_CHUNK).zip((position + in_chunks..).step_by(PREFILL_CHUNK)) {
             last = Some(self.run_rows(chunk, at)?);
         }
         let last = last.ok_or_else(|| candle_core::Error::Msg("nothing to run".into()))?;
@@ -525,12 +525,10 @@ impl Transformer {
     /// weight matrix is dequantised once for all of them (see [`Linear::forward_each`]), and each
     /// chunk's numbers are those of a pass of its own.
     fn run_chunks(&mut self, chunks: &[(&[u32], usize)]) -> Result<Tensor> {
-        let (Some(&(_, position)), Some(&(last_tokens, last_at))) = (chunks.first(), chunks.last()) else {
+        let (Some(&(_, position)), Some(&(last_tokens @ [_, ..], last_at))) = (chunks.first(), chunks.last())
+        else {
             candle_core::bail!("nothing to run");
         };
-        if last_tokens.is_empty() {
-            candle_core::bail!("nothing to run");
-        }
         self.rewrite(position, last_at + last_tokens.len())?;
         let mut xs = chunks.iter().map(|(tokens, _)| self.input(tokens)).collect::<Result<Vec<_>>>()?;
         // The windows the layers attend through (`None`: the whole context).

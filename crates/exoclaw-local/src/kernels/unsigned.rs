@@ -177,13 +177,17 @@ pub(super) mod x86 {
             let start = g * SCALE_GROUP;
             let end = blocks.min(start + SCALE_GROUP);
             let mut block_scales = [[[0.0f32; SCALE_GROUP]; R]; T];
+            let mut dx = [[0.0f32; SCALE_GROUP]; T];
+            let mut sx = [[0.0f32; SCALE_GROUP]; T];
+            for t in 0..T {
+                dx[t] = xs[t].scales.as_chunks::<SCALE_GROUP>().0[g];
+                sx[t] = xs[t].sums.as_chunks::<SCALE_GROUP>().0[g];
+            }
             for r in 0..R {
                 let (d, m) = S::d_and_m_avx2(simd, scale_group(scales[r], start), offset);
                 for t in 0..T {
-                    let dx = xs[t].scales.as_chunks::<SCALE_GROUP>().0[g];
-                    let sx = xs[t].sums.as_chunks::<SCALE_GROUP>().0[g];
-                    acc[t][r] = fma._mm256_fmadd_ps(m, pulp::cast(sx), acc[t][r]);
-                    block_scales[t][r] = pulp::cast(avx._mm256_mul_ps(d, pulp::cast(dx)));
+                    acc[t][r] = fma._mm256_fmadd_ps(m, pulp::cast(sx[t]), acc[t][r]);
+                    block_scales[t][r] = pulp::cast(avx._mm256_mul_ps(d, pulp::cast(dx[t])));
                 }
             }
             for i in start..end {
