@@ -468,13 +468,15 @@ impl OwnerVectors {
             (0..group.ids.len()).collect()
         } else {
             let mut differing = vec![0u32; group.ids.len()];
+            let mut rows_with = vec![0u32; words(group.dim) * 64 + 1];
             kernel.run(Hamming {
                 signs: &group.signs,
                 words: words(group.dim),
                 query: &sign_bits(query.iter().copied(), &group.centre),
                 out: &mut differing,
+                rows_with: &mut rows_with,
             });
-            closest(&differing, group.dim, keep)
+            closest(&differing, &rows_with, keep)
         };
         let stride = stride(group.dim);
         let (codes, _) = quantised(query, stride);
@@ -500,28 +502,24 @@ impl OwnerVectors {
     }
 }
 
-/// The `keep` rows whose `differing` bit counts (each at most `dim`) are smallest, in row order:
-/// a count of rows per number of bits finds the cut, then one pass takes the rows below it and as
-/// many at it as fit (which of those is arbitrary: they are as close).
-fn closest(differing: &[u32], dim: usize, keep: usize) -> Vec<usize> {
-    let mut rows_with = vec![0usize; dim + 1];
-    for d in differing {
-        rows_with[(*d as usize).min(dim)] += 1;
-    }
+/// The `keep` rows whose `differing` bit counts are smallest, in row order, given how many rows
+/// differ by each number of bits (`rows_with`, as [`Hamming`] counts them): the counts find the
+/// cut, then one pass takes the rows below it and as many at it as fit (which of those is
+/// arbitrary: they are as close).
+fn closest(differing: &[u32], rows_with: &[u32], keep: usize) -> Vec<usize> {
     let (mut cut, mut below) = (0, 0);
-    while cut < dim && below + rows_with[cut] < keep {
-        below += rows_with[cut];
+    while cut + 1 < rows_with.len() && below + (rows_with[cut] as usize) < keep {
+        below += rows_with[cut] as usize;
         cut += 1;
     }
     let cut = cut as u32;
     let mut at_cut = keep.saturating_sub(below);
     let mut rows = Vec::with_capacity(keep);
     for (row, d) in differing.iter().enumerate() {
-        if *d < cut {
+        // Rarely true (a sixteenth of the rows): one predictable branch per row.
+        if *d <= cut && (*d < cut || at_cut > 0) {
+            at_cut -= usize::from(*d == cut);
             rows.push(row);
-        } else if *d == cut && at_cut > 0 {
-            rows.push(row);
-            at_cut -= 1;
         }
     }
     rows
@@ -568,14 +566,16 @@ fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     sums.iter().sum()
 }
 
-/// Counting, for every row of sign bits, the bits that differ from the query's: a value rather
-/// than a closure so that it runs inside [`pulp::x86::V3::vectorize`], where `count_ones` is one
-/// `popcnt` instruction (the baseline x86-64 the workspace builds for has none).
+/// Counting, for every row of sign bits, the bits that differ from the query's (`out`), and how
+/// many rows differ by each number of bits (`rows_with`, one more than the bits of a row): a value
+/// rather than a closure so that it runs inside [`pulp::x86::V3::vectorize`], where `count_ones`
+/// is one `popcnt` instruction (the baseline x86-64 the workspace builds for has none).
 struct Hamming<'a> {
     signs: &'a [u64],
     words: usize,
     query: &'a [u64],
     out: &'a mut [u32],
+    rows_with: &'a mut [u32],
 }
 
 impl pulp::NullaryFnOnce for Hamming<'_> {
@@ -583,9 +583,12 @@ impl pulp::NullaryFnOnce for Hamming<'_> {
 
     #[inline(always)]
     fn call(self) {
-        let Hamming { signs, words, query, out } = self;
+        let Hamming { signs, words, query, out, rows_with } = self;
         for (row, out) in signs.chunks_exact(words).zip(out) {
             *out = row.iter().zip(query).map(|(a, b)| (a ^ b).count_ones()).sum();
+            if let Some(rows) = rows_with.get_mut(*out as usize) {
+                *rows += 1;
+            }
         }
     }
 }
@@ -777,12 +780,16 @@ mod tests {
     #[test]
     fn closest_keeps_the_fewest_differing_bits_and_as_many_ties_as_fit() {
         let differing = [5, 1, 9, 1, 3, 3, 3, 0];
-        assert_eq!(closest(&differing, 9, 3), vec![1, 3, 7]);
+        let mut rows_with = [0; 10];
+        for d in differing {
+            rows_with[d as usize] += 1;
+        }
+        assert_eq!(closest(&differing, &rows_with, 3), vec![1, 3, 7]);
         // Two of the three rows at 3 fit.
-        assert_eq!(closest(&differing, 9, 5), vec![1, 3, 4, 5, 7]);
-        assert_eq!(closest(&differing, 9, 8), (0..8).collect::<Vec<_>>());
-        assert_eq!(closest(&differing, 9, 20), (0..8).collect::<Vec<_>>());
-        assert_eq!(closest(&differing, 9, 0), Vec::<usize>::new());
+        assert_eq!(closest(&differing, &rows_with, 5), vec![1, 3, 4, 5, 7]);
+        assert_eq!(closest(&differing, &rows_with, 8), (0..8).collect::<Vec<_>>());
+        assert_eq!(closest(&differing, &rows_with, 20), (0..8).collect::<Vec<_>>());
+        assert_eq!(closest(&differing, &rows_with, 0), Vec::<usize>::new());
     }
 
     #[test]
@@ -818,19 +825,24 @@ mod tests {
         let query = random_unit(&mut rng, 150);
         let count = |kernel: Kernel| {
             let mut out = [0; 4];
+            let mut rows_with = vec![0; words(150) * 64 + 1];
             kernel.run(Hamming {
                 signs: &signs,
                 words: words(150),
                 query: &sign_bits(query.iter().copied(), &[]),
                 out: &mut out,
+                rows_with: &mut rows_with,
             });
-            out
+            (out, rows_with)
         };
-        let plain = count(Kernel::Plain);
-        assert_eq!(count(Kernel::detect()), plain);
+        let (plain, rows_with) = count(Kernel::Plain);
+        assert_eq!(count(Kernel::detect()), (plain, rows_with.clone()));
         for (row, differing) in rows.chunks(150).zip(plain) {
             let by_hand = row.iter().zip(&query).filter(|(a, b)| (**a > 0.0) != (**b > 0.0)).count();
             assert_eq!(differing as usize, by_hand);
+        }
+        for (bits, rows) in rows_with.iter().enumerate() {
+            assert_eq!(*rows as usize, plain.iter().filter(|d| **d as usize == bits).count(), "{bits} bits");
         }
     }
 

@@ -111,6 +111,30 @@ pub async fn text_search_finds_stemmed_words(store: Arc<dyn MemoryStore>) {
     assert!(found[0].score > 0.0, "{found:?}");
 }
 
+pub async fn text_search_gives_back_each_entry_exactly_as_indexed(store: Arc<dyn MemoryStore>) {
+    let session = SessionId::new();
+    // Quotes, backslashes, control characters, a line break, text beyond the BMP: what a chat holds.
+    let text = "Lyon \"café\" \\ path\\to\tfile\nline two \u{1}\u{1f}é 🦀 \u{10ffff}";
+    let mut summary = message("alice", session, 3, text);
+    summary.kind = EntryKind::Summary;
+    summary.role = None;
+    store.index(&[message("alice", session, 2, text), summary]).await.unwrap();
+    let found = store.search_text("alice", "Lyon", 10).await.unwrap();
+    assert_eq!(found.len(), 2, "{found:?}");
+    for hit in &found {
+        let entry = &hit.entry;
+        assert_eq!((entry.owner.as_str(), entry.session, entry.text.as_str()), ("alice", session, text));
+        assert!(hit.score > 0.0, "{hit:?}");
+        match entry.kind {
+            EntryKind::Message => {
+                assert_eq!((entry.seq, entry.role, entry.created_at), (2, Some(Role::User), at(2)))
+            }
+            EntryKind::Summary => assert_eq!((entry.seq, entry.role, entry.created_at), (3, None, at(3))),
+            other => panic!("unexpected kind {other:?}"),
+        }
+    }
+}
+
 pub async fn text_search_ranks_the_better_match_first(store: Arc<dyn MemoryStore>) {
     let session = SessionId::new();
     store

@@ -44,6 +44,7 @@ macro_rules! memory_scenario_tests {
             indexing_an_entry_twice_keeps_one,
             indexed_messages_count_from_the_highest_seq,
             text_search_finds_stemmed_words,
+            text_search_gives_back_each_entry_exactly_as_indexed,
             text_search_ranks_the_better_match_first,
             text_search_is_owner_scoped,
             text_search_among_thousands_of_matches_keeps_the_best_and_the_owners,
