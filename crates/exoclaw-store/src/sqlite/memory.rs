@@ -35,18 +35,34 @@ use crate::sql;
 
 fn entry_from_row(row: &SqliteRow) -> Result<MemoryEntry, StoreError> {
     let decode = |e: sqlx::Error| StoreError::corrupt_from("a memory entry could not be read", e);
-    let session: String = row.try_get("session_id").map_err(decode)?;
-    let kind: String = row.try_get("kind").map_err(decode)?;
-    let role: Option<String> = row.try_get("role").map_err(decode)?;
+    entry_from_columns(EntryColumns(
+        row.try_get("id").map_err(decode)?,
+        row.try_get("owner").map_err(decode)?,
+        row.try_get("session_id").map_err(decode)?,
+        row.try_get("kind").map_err(decode)?,
+        row.try_get("seq").map_err(decode)?,
+        row.try_get("role").map_err(decode)?,
+        row.try_get("text").map_err(decode)?,
+        row.try_get("created_at").map_err(decode)?,
+    ))
+}
+
+/// An entry's columns as stored, in the order of `sql::entry_columns!`.
+#[derive(serde::Deserialize)]
+struct EntryColumns(i64, String, String, String, i64, Option<String>, String, i64);
+
+/// The entry its stored columns describe.
+fn entry_from_columns(columns: EntryColumns) -> Result<MemoryEntry, StoreError> {
+    let EntryColumns(id, owner, session, kind, seq, role, text, created_at) = columns;
     Ok(MemoryEntry {
-        id: row.try_get("id").map_err(decode)?,
-        owner: row.try_get("owner").map_err(decode)?,
+        id,
+        owner,
         session: SessionId(parse_uuid(&session)?),
         kind: kind_from_str(&kind)?,
-        seq: from_i64(row.try_get("seq").map_err(decode)?, "memory entry seq")?,
+        seq: from_i64(seq, "memory entry seq")?,
         role: role.as_deref().map(role_from_str).transpose()?,
-        text: row.try_get("text").map_err(decode)?,
-        created_at: from_micros(row.try_get("created_at").map_err(decode)?)?,
+        text,
+        created_at: from_micros(created_at)?,
     })
 }
 
@@ -119,9 +135,9 @@ fn ranked_matches(query: usize, fetch: usize) -> String {
 /// loop, each looked up by id.
 ///
 /// It answers one row: how many candidates there were (`ranked`) and the entries found with their
-/// scores as one JSON array (`found`, see [`found_entries`]). Rows cross from SQLx's connection
-/// thread one at a time, each waking the searching task (a few microseconds apiece, the cost of a
-/// tenth of a search at 60 entries); one row crosses once.
+/// scores as one JSON array of `[score, [entry columns]]` (`found`, see [`found_entries`]). Rows
+/// cross from SQLx's connection thread one at a time, each waking the searching task (a few
+/// microseconds apiece, the cost of a tenth of a search at 60 entries); one row crosses once.
 ///
 /// The limits are written into the statement, not bound: SQLite (3.51) plans with a bound LIMIT's
 /// value, so binding it again, as every run does, made it prepare the statement again each time.
@@ -135,38 +151,20 @@ fn search_text_sql(queries: usize, fetch: usize, limit: usize) -> String {
          e.created_at FROM ranked r CROSS JOIN memory_entries e ON e.id = r.id AND e.owner = ${} \
          ORDER BY r.score DESC, e.id DESC LIMIT {}) \
          SELECT (SELECT count(*) FROM ranked) AS ranked, \
-         (SELECT json_group_array(json_array({})) FROM found) AS found",
+         (SELECT json_group_array(json_array(score, json_array({}))) FROM found) AS found",
         ranked.join(" UNION ALL "),
         queries + 1,
         sql_limit(limit),
-        FOUND_COLUMNS,
+        sql::entry_columns!(),
     )
 }
 
-/// The columns of each entry in a `found` JSON array, in the order [`FoundEntry`] reads them.
-const FOUND_COLUMNS: &str = "score, id, owner, session_id, kind, seq, role, text, created_at";
-
-/// One entry of a `found` JSON array: [`FOUND_COLUMNS`].
-type FoundEntry = (f64, i64, String, String, String, i64, Option<String>, String, i64);
-
 /// The scored entries of a `found` JSON array (see [`search_text_sql`]).
 fn found_entries(found: &str) -> Result<Vec<ScoredEntry>, StoreError> {
-    let rows: Vec<FoundEntry> = serde_json::from_str(found)
+    let rows: Vec<(f64, EntryColumns)> = serde_json::from_str(found)
         .map_err(|e| StoreError::corrupt_from("the entries a text search found could not be read", e))?;
     rows.into_iter()
-        .map(|(score, id, owner, session, kind, seq, role, text, created_at)| {
-            let entry = MemoryEntry {
-                id,
-                owner,
-                session: SessionId(parse_uuid(&session)?),
-                kind: kind_from_str(&kind)?,
-                seq: from_i64(seq, "memory entry seq")?,
-                role: role.as_deref().map(role_from_str).transpose()?,
-                text,
-                created_at: from_micros(created_at)?,
-            };
-            Ok(ScoredEntry { entry, score: score as f32 })
-        })
+        .map(|(score, columns)| Ok(ScoredEntry { entry: entry_from_columns(columns)?, score: score as f32 }))
         .collect()
 }
 
